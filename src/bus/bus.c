@@ -1,0 +1,282 @@
+#include "bus/bus.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define REPLAY_CHUNK 256
+
+enum sub_mode { SUB_REPLAY, SUB_LIVE };
+
+struct hdx_bus_sub {
+    struct hdx_bus_sub *prev, *next;
+    void *conn;
+    struct hdx_bus_filter filter;
+    uint64_t cursor; /* next seq to consider */
+    enum sub_mode mode;
+    int dropped;
+};
+
+struct hdx_bus {
+    struct hdx_store *store;
+    const struct hdx_keyring *kr;
+    struct hdx_bus_sink sink;
+    size_t max_queue;
+    uint64_t last_published;
+    struct hdx_bus_sub *subs;
+    size_t nsubs;
+};
+
+int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
+                const struct hdx_bus_sink *sink, size_t max_queue, uint64_t last_seq,
+                struct hdx_bus **out)
+{
+    struct hdx_bus *bus = calloc(1, sizeof(*bus));
+    if (!bus)
+        return HDX_E_NOMEM;
+    bus->store = ro_store;
+    bus->kr = kr;
+    bus->sink = *sink;
+    bus->max_queue = max_queue;
+    bus->last_published = last_seq;
+    *out = bus;
+    return HDX_OK;
+}
+
+void hdx_bus_free(struct hdx_bus *bus)
+{
+    if (!bus)
+        return;
+    while (bus->subs)
+        hdx_bus_unsubscribe(bus, bus->subs);
+    free(bus);
+}
+
+uint64_t hdx_bus_last_seq(const struct hdx_bus *bus)
+{
+    return bus->last_published;
+}
+
+size_t hdx_bus_count(const struct hdx_bus *bus)
+{
+    return bus->nsubs;
+}
+
+static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *ev)
+{
+    if (ev->kind != HDX_KIND_HL7V2)
+        return 0; /* subscribers get clinical messages; audit has its own access path */
+    if (f->type[0] && strcmp(f->type, ev->type) != 0)
+        return 0;
+    if (f->sender[0] && strcmp(f->sender, ev->sender) != 0)
+        return 0;
+    if (f->has_patient &&
+        (!ev->patient || sodium_memcmp(f->patient, ev->patient, HDX_BLIND_LEN) != 0))
+        return 0;
+    return 1;
+}
+
+static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct hdx_bus_event *ev)
+{
+    char head[256], t[32];
+    hdx_format_time(ev->time_us, t, sizeof(t));
+    int n = snprintf(head, sizeof(head), "MSG seq=%llu time=%s sender=%s type=%s len=%zu\n",
+                     (unsigned long long)ev->seq, t, ev->sender, ev->type, ev->body_len);
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return;
+    bus->sink.write(sub->conn, head, (size_t)n);
+    bus->sink.write(sub->conn, ev->body, ev->body_len);
+    bus->sink.write(sub->conn, "\n", 1);
+}
+
+struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,
+                                      const struct hdx_bus_filter *f, uint64_t after_seq)
+{
+    struct hdx_bus_sub *sub = calloc(1, sizeof(*sub));
+    if (!sub)
+        return NULL;
+    sub->conn = conn;
+    sub->filter = *f;
+    if (after_seq == UINT64_MAX) {
+        sub->cursor = bus->last_published + 1;
+        sub->mode = SUB_LIVE;
+    } else {
+        sub->cursor = after_seq + 1;
+        sub->mode = SUB_REPLAY;
+    }
+    sub->next = bus->subs;
+    if (bus->subs)
+        bus->subs->prev = sub;
+    bus->subs = sub;
+    bus->nsubs++;
+    return sub;
+}
+
+void hdx_bus_unsubscribe(struct hdx_bus *bus, struct hdx_bus_sub *sub)
+{
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        bus->subs = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    bus->nsubs--;
+    sodium_memzero(&sub->filter, sizeof(sub->filter));
+    free(sub);
+}
+
+static void drop(struct hdx_bus *bus, struct hdx_bus_sub *sub, const char *reason)
+{
+    if (sub->dropped)
+        return;
+    sub->dropped = 1;
+    bus->sink.drop(sub->conn, reason);
+}
+
+void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev)
+{
+    if (ev->seq > bus->last_published)
+        bus->last_published = ev->seq;
+    for (struct hdx_bus_sub *sub = bus->subs; sub; sub = sub->next) {
+        if (sub->dropped || ev->seq < sub->cursor)
+            continue;
+        if (sub->mode == SUB_REPLAY) {
+            hdx_bus_pump(bus, sub); /* bounded by the subscriber's queue */
+            continue;
+        }
+        if (ev->seq > sub->cursor) {
+            sub->mode = SUB_REPLAY; /* a gap: the store has what we missed */
+            hdx_bus_pump(bus, sub);
+            continue;
+        }
+        sub->cursor = ev->seq + 1;
+        if (!matches(&sub->filter, ev))
+            continue;
+        if (bus->sink.queued(sub->conn) > bus->max_queue) {
+            drop(bus, sub, "slow-consumer");
+            continue;
+        }
+        deliver(bus, sub, ev);
+    }
+}
+
+struct replay_ctx {
+    struct hdx_bus *bus;
+    struct hdx_bus_sub *sub;
+    int error;
+};
+
+static int replay_one(void *arg, const struct hdx_record *r)
+{
+    struct replay_ctx *rc = arg;
+    struct hdx_bus_sub *sub = rc->sub;
+    struct hdx_bus_event ev = {r->seq,  r->time_us, r->kind, r->sender, r->type,
+                               hdx_record_has_patient(r) ? r->patient : NULL, NULL, 0};
+    sub->cursor = r->seq + 1;
+    if (!matches(&sub->filter, &ev))
+        return 0;
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    if (hdx_record_open(r, rc->bus->kr, &pt, &len) != HDX_OK) {
+        hdx_error("replay_open_failed", "seq=%llu", (unsigned long long)r->seq);
+        rc->error = 1;
+        return 1;
+    }
+    ev.body = pt;
+    ev.body_len = len;
+    deliver(rc->bus, sub, &ev);
+    sodium_memzero(pt, len);
+    free(pt);
+    return 0;
+}
+
+void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub)
+{
+    while (!sub->dropped && sub->mode == SUB_REPLAY) {
+        if (bus->sink.queued(sub->conn) > bus->max_queue / 2)
+            return; /* resume when the socket drains */
+        struct hdx_store_filter f = {.from_seq = sub->cursor};
+        struct replay_ctx ctx = {bus, sub, 0};
+        long n = hdx_store_scan(bus->store, &f, REPLAY_CHUNK, replay_one, &ctx);
+        if (n < 0 || ctx.error) {
+            drop(bus, sub, "store-error");
+            return;
+        }
+        if (n < REPLAY_CHUNK && sub->cursor > bus->last_published)
+            sub->mode = SUB_LIVE; /* caught up; the next publication continues the stream */
+        if (n == REPLAY_CHUNK)
+            return; /* yield to the event loop; the write callback pumps again */
+        if (n < REPLAY_CHUNK && sub->mode == SUB_REPLAY)
+            return; /* committed records not yet published: the next publish catches up */
+    }
+}
+
+static int parse_kv(const char *tok, const char **val, const char *key)
+{
+    size_t kl = strlen(key);
+    if (strncmp(tok, key, kl) == 0 && tok[kl] == '=') {
+        *val = tok + kl + 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int apply_token(const char *tok, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
+                       uint64_t *after, char *why, size_t cap)
+{
+    const char *v;
+    char *end;
+    if (parse_kv(tok, &v, "after")) {
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end || end == v) {
+            snprintf(why, cap, "after= needs a sequence number");
+            return HDX_E_INVAL;
+        }
+        *after = n;
+    } else if (parse_kv(tok, &v, "type")) {
+        if (snprintf(f->type, sizeof(f->type), "%s", v) >= (int)sizeof(f->type))
+            goto too_long;
+    } else if (parse_kv(tok, &v, "sender")) {
+        if (snprintf(f->sender, sizeof(f->sender), "%s", v) >= (int)sizeof(f->sender))
+            goto too_long;
+    } else if (parse_kv(tok, &v, "patient")) {
+        if (!*v || strlen(v) >= 200 || hdx_blind(kr, "patient", v, strlen(v), f->patient))
+            goto too_long;
+        f->has_patient = 1;
+    } else {
+        snprintf(why, cap, "unknown parameter");
+        return HDX_E_INVAL;
+    }
+    return HDX_OK;
+too_long:
+    snprintf(why, cap, "parameter value empty or too long");
+    return HDX_E_INVAL;
+}
+
+int hdx_bus_parse_request(const char *line, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
+                          uint64_t *after_seq, char *why, size_t why_cap)
+{
+    char buf[1024];
+    char *save = NULL;
+    memset(f, 0, sizeof(*f));
+    *after_seq = UINT64_MAX;
+    if (snprintf(buf, sizeof(buf), "%s", line) >= (int)sizeof(buf)) {
+        snprintf(why, why_cap, "request too long");
+        return HDX_E_INVAL;
+    }
+    char *tok = strtok_r(buf, " ", &save);
+    if (!tok || strcmp(tok, "SUB") != 0) {
+        snprintf(why, why_cap, "expected SUB");
+        return HDX_E_INVAL;
+    }
+    int rc = HDX_OK;
+    while (rc == HDX_OK && (tok = strtok_r(NULL, " ", &save)))
+        rc = apply_token(tok, kr, f, after_seq, why, why_cap);
+    sodium_memzero(buf, sizeof(buf));
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* bus: real-time fan-out of committed records to subscribers (DESIGN M2).
+ * Each subscriber has a cursor (the next seq it should see) and a filter. Live records are
+ * delivered only when their seq equals the cursor, so a subscriber never sees a gap or a
+ * duplicate; a subscriber that asks for history, or falls behind, replays from the store
+ * in chunks (REPLAY) until it reaches the newest published record, then goes LIVE.
+ * Memory is bounded: replay reads only while the subscriber's queue is below half of
+ * max_queue; a LIVE subscriber whose queue exceeds max_queue is dropped with a reason and
+ * never slows the publisher.
+ * The bus writes through a sink implemented by the network layer, so it knows nothing of
+ * sockets. Wire format of each delivery (docs/SUBSCRIBE.md):
+ *   "MSG seq=N time=ISO8601 sender=S type=T len=L\n" L bytes "\n"
+ * Thread: the network thread only. Owns nothing passed to publish. */
+#ifndef HDX_BUS_H
+#define HDX_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/keys.h"
+#include "store/record.h"
+#include "store/store.h"
+
+struct hdx_bus;
+struct hdx_bus_sub;
+
+struct hdx_bus_sink {
+    void (*write)(void *conn, const void *data, size_t len);
+    size_t (*queued)(void *conn);
+    void (*drop)(void *conn, const char *reason); /* must not call back into the bus */
+};
+
+struct hdx_bus_filter {
+    char type[HDX_TYPE_MAX + 1];     /* "" = any */
+    char sender[HDX_SENDER_MAX + 1]; /* "" = any */
+    int has_patient;
+    uint8_t patient[HDX_BLIND_LEN];
+};
+
+struct hdx_bus_event {
+    uint64_t seq;
+    int64_t time_us;
+    uint8_t kind;
+    const char *sender, *type;
+    const uint8_t *patient; /* blind token or NULL */
+    const uint8_t *body;
+    size_t body_len;
+};
+
+/* ro_store: a handle the bus may use for replay (owned by the caller). last_seq: the
+ * newest committed seq at start. */
+int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
+                const struct hdx_bus_sink *sink, size_t max_queue, uint64_t last_seq,
+                struct hdx_bus **out);
+void hdx_bus_free(struct hdx_bus *bus);
+
+/* after_seq: deliver every record with seq > after_seq; UINT64_MAX = only new records. */
+struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,
+                                      const struct hdx_bus_filter *f, uint64_t after_seq);
+void hdx_bus_unsubscribe(struct hdx_bus *bus, struct hdx_bus_sub *sub);
+void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev);
+/* Continues a replay; call when the subscriber's queue has drained. */
+void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub);
+uint64_t hdx_bus_last_seq(const struct hdx_bus *bus);
+size_t hdx_bus_count(const struct hdx_bus *bus);
+
+/* Parses the client's request line "SUB [after=N] [type=T] [sender=S] [patient=ID]" (no
+ * newline). Patient ids are blinded with kr. Returns HDX_OK or HDX_E_INVAL with why. */
+int hdx_bus_parse_request(const char *line, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
+                          uint64_t *after_seq, char *why, size_t why_cap);
+
+#endif

@@ -1,0 +1,58 @@
+/* cli: the `hdx` subcommands and what they share.
+ * Every subcommand prints its usage and exits 2 on a usage error, prints one clear line
+ * and exits 1 on failure, and never prints secrets. Commands that read the store open it
+ * read-only with the data directory's KEK. Thread: single-threaded except bench and sim. */
+#ifndef HDX_CLI_H
+#define HDX_CLI_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conf.h"
+#include "crypto/keys.h"
+#include "store/store.h"
+
+struct cli_ctx {
+    struct hdx_conf conf;
+    struct hdx_keyring *kr;
+    struct hdx_store *store;
+};
+
+/* Loads DIR/hdx.conf, the KEK and (read-only, or read-write when rw) the store with its keys. */
+int cli_open(const char *dir, int rw, struct cli_ctx *ctx);
+void cli_close(struct cli_ctx *ctx);
+
+/* A blocking TLS client connection (or plaintext when ctx is NULL). */
+struct cli_conn {
+    int fd;
+    SSL *ssl;
+    SSL_CTX *ctx;
+};
+/* ca may be NULL (then DIR/ca.pem must be given by the caller). */
+int cli_connect(const char *hostport, const char *ca, const char *cert, const char *key,
+                int plain, int timeout_ms, struct cli_conn *c, char *why, size_t cap);
+int cli_write(struct cli_conn *c, const void *buf, size_t len);
+/* Returns bytes read (>0), 0 on EOF, -1 on error or timeout. */
+long cli_read(struct cli_conn *c, void *buf, size_t cap);
+void cli_disconnect(struct cli_conn *c);
+
+/* Splits a file into HL7 messages: MLLP frames if it contains 0x0B, else messages starting
+ * at each "MSH" segment, with CRLF/LF turned into CR. Calls cb for each. */
+int cli_split_messages(const uint8_t *data, size_t len,
+                       int (*cb)(void *ctx, const uint8_t *msg, size_t len), void *ctx);
+
+/* Finds "-d DIR" etc: returns the value following flag at argv[*i], advancing *i. */
+const char *cli_arg(int argc, char **argv, int *i);
+
+int cmd_init(int argc, char **argv);
+int cmd_device(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_sim(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

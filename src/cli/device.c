@@ -1,0 +1,169 @@
+/* hdx device add|revoke|list: device identities (certificate CN) and their roles. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "pki/pki.h"
+
+static const char device_usage[] =
+    "usage: hdx device add NAME -d DIR [--role device|subscriber|gateway] [--days N]\n"
+    "       hdx device revoke NAME -d DIR\n"
+    "       hdx device list -d DIR\n"
+    "\n"
+    "add     issues a client certificate (CN=NAME, OU=ROLE) signed by DIR's CA and enrols\n"
+    "        the device in the store; prints cert=PATH, key=PATH (mode 0600), ca=PATH.\n"
+    "        Roles: device (default) may send HL7 over MLLP; subscriber may only receive\n"
+    "        (hdx tail); gateway may do both. Validity: --days (default 825).\n"
+    "revoke  adds the certificate to DIR/ca.crl.pem and marks the device revoked: a running\n"
+    "        hdxd refuses its next handshake and closes its open connections within a second.\n"
+    "list    one line per device: name, role, serial, state.\n";
+
+static int usage(void)
+{
+    fputs(device_usage, stderr);
+    return 2;
+}
+
+static int role_valid(const char *r)
+{
+    return !strcmp(r, "device") || !strcmp(r, "subscriber") || !strcmp(r, "gateway");
+}
+
+/* A revoked device's files are kept for the record under their serial, freeing the name. */
+static void retire_files(const char *dir, const struct hdx_device *old)
+{
+    char from[HDX_PATH_MAX], to[HDX_PATH_MAX];
+    const char *ext[] = {"pem", "key"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof(from), "%s/devices/%s.%s", dir, old->name, ext[i]);
+        snprintf(to, sizeof(to), "%s/devices/%s.%s.revoked.%s", dir, old->name, old->serial, ext[i]);
+        (void)rename(from, to);
+    }
+}
+
+static int device_add(const char *dir, const char *name, const char *role, int days)
+{
+    struct cli_ctx ctx;
+    struct hdx_device d = {0}, old;
+    char why[256];
+    if (!pki_name_valid(name)) {
+        fprintf(stderr, "hdx device add: invalid name '%s' (1-64 of A-Z a-z 0-9 . _ -)\n", name);
+        return 2;
+    }
+    if (cli_open(dir, 1, &ctx))
+        return 1;
+    int rc = hdx_store_device_get(ctx.store, name, &old);
+    if (rc == HDX_OK && !old.revoked_us) {
+        fprintf(stderr, "hdx device add: device %s exists (serial %s); revoke it first\n", name,
+                old.serial);
+        cli_close(&ctx);
+        return 1;
+    }
+    if (rc == HDX_OK)
+        retire_files(dir, &old);
+    snprintf(d.name, sizeof(d.name), "%s", name);
+    snprintf(d.role, sizeof(d.role), "%s", role);
+    d.created_us = hdx_now_us();
+    rc = pki_issue_client(dir, name, role, days, d.serial, sizeof(d.serial), why, sizeof(why));
+    if (rc == HDX_OK && (rc = hdx_store_device_add(ctx.store, &d)) != HDX_OK)
+        snprintf(why, sizeof(why), "cannot record the device in the store: %s", hdx_strerror(rc));
+    cli_close(&ctx);
+    if (rc != HDX_OK) {
+        fprintf(stderr, "hdx device add: %s\n", why);
+        return 1;
+    }
+    char real[HDX_PATH_MAX];
+    if (!realpath(dir, real))
+        snprintf(real, sizeof(real), "%s", dir);
+    printf("cert=%s/devices/%s.pem\nkey=%s/devices/%s.key\nca=%s/ca.pem\n", real, name, real, name,
+           real);
+    printf("serial=%s role=%s\n", d.serial, d.role);
+    return 0;
+}
+
+static int device_revoke(const char *dir, const char *name)
+{
+    struct cli_ctx ctx;
+    struct hdx_device d;
+    char why[256];
+    if (cli_open(dir, 1, &ctx))
+        return 1;
+    int rc = hdx_store_device_get(ctx.store, name, &d);
+    if (rc != HDX_OK || d.revoked_us) {
+        fprintf(stderr, "hdx device revoke: %s\n",
+                rc != HDX_OK ? "no such device" : "device already revoked");
+        cli_close(&ctx);
+        return 1;
+    }
+    rc = pki_revoke(dir, d.serial, why, sizeof(why));
+    if (rc == HDX_OK && (rc = hdx_store_device_revoke(ctx.store, name, hdx_now_us())) != HDX_OK)
+        snprintf(why, sizeof(why), "cannot mark the device revoked in the store");
+    cli_close(&ctx);
+    if (rc != HDX_OK) {
+        fprintf(stderr, "hdx device revoke: %s\n", why);
+        return 1;
+    }
+    printf("revoked=%s serial=%s\n", name, d.serial);
+    return 0;
+}
+
+static int print_device(void *arg, const struct hdx_device *d)
+{
+    printf("%s role=%s serial=%s state=%s\n", d->name, d->role, d->serial,
+           d->revoked_us ? "revoked" : "active");
+    return 0;
+}
+
+int cmd_device(int argc, char **argv)
+{
+    const char *dir = NULL, *name = NULL, *role = "device";
+    int days = 825;
+    if (argc < 2)
+        return usage();
+    const char *verb = argv[1];
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-d"))
+            dir = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--role"))
+            role = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--days"))
+            days = atoi(cli_arg(argc, argv, &i));
+        else if (!strcmp(argv[i], "--help")) {
+            fputs(device_usage, stdout);
+            return 0;
+        } else if (argv[i][0] != '-' && !name)
+            name = argv[i];
+        else
+            return usage();
+    }
+    if (!strcmp(verb, "--help")) {
+        fputs(device_usage, stdout);
+        return 0;
+    }
+    if (!dir)
+        return usage();
+    if (!strcmp(verb, "list")) {
+        struct cli_ctx ctx;
+        if (cli_open(dir, 0, &ctx))
+            return 1;
+        hdx_store_devices_list(ctx.store, print_device, NULL);
+        cli_close(&ctx);
+        return 0;
+    }
+    if (!name)
+        return usage();
+    if (!strcmp(verb, "add")) {
+        if (!role_valid(role) || days == 0) {
+            fprintf(stderr, "hdx device add: --role must be device, subscriber or gateway\n");
+            return 2;
+        }
+        return device_add(dir, name, role, days);
+    }
+    if (!strcmp(verb, "revoke"))
+        return device_revoke(dir, name);
+    return usage();
+}

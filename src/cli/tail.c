@@ -1,0 +1,248 @@
+/* hdx tail: a subscriber. Prints each committed message as hdxd delivers it. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "proto/hl7.h"
+
+#define TAIL_MAX_BODY (64u << 20)
+
+static const char tail_usage[] =
+    "usage: hdx tail -d DIR --cert C --key K [--to HOST:PORT] [--ca CA] [--from SEQ]\n"
+    "                [--type T] [--sender S] [--patient ID] [--count N] [--vitals]\n"
+    "Subscribes (certificate role subscriber or gateway) and prints every committed HL7\n"
+    "message that matches the filters, in commit order, as it is committed:\n"
+    "'# seq=N time=ISO sender=S type=T', the message, a blank line. --from SEQ first\n"
+    "replays everything after SEQ (use the last seq you saw: no gap, no duplicate); without\n"
+    "it only new messages arrive. --vitals prints one line of vital signs per ORU^R01.\n"
+    "--count N exits after N messages. Exit 1 if hdxd refuses or drops the subscription.\n";
+
+struct reader {
+    struct cli_conn conn;
+    uint8_t buf[65536];
+    size_t off, have;
+};
+
+static int fill(struct reader *r)
+{
+    if (r->off == r->have)
+        r->off = r->have = 0;
+    if (r->have == sizeof(r->buf)) {
+        memmove(r->buf, r->buf + r->off, r->have - r->off);
+        r->have -= r->off;
+        r->off = 0;
+    }
+    long n = cli_read(&r->conn, r->buf + r->have, sizeof(r->buf) - r->have);
+    if (n <= 0)
+        return -1;
+    r->have += (size_t)n;
+    return 0;
+}
+
+static int read_line(struct reader *r, char *line, size_t cap)
+{
+    for (;;) {
+        uint8_t *nl = memchr(r->buf + r->off, '\n', r->have - r->off);
+        if (nl) {
+            size_t len = (size_t)(nl - (r->buf + r->off));
+            if (len >= cap)
+                return -1;
+            memcpy(line, r->buf + r->off, len);
+            line[len] = 0;
+            r->off += len + 1;
+            return 0;
+        }
+        if (r->have - r->off >= cap || fill(r) != 0)
+            return -1;
+    }
+}
+
+static int read_exact(struct reader *r, uint8_t *out, size_t len)
+{
+    while (len) {
+        if (r->off == r->have && fill(r) != 0)
+            return -1;
+        size_t n = r->have - r->off < len ? r->have - r->off : len;
+        memcpy(out, r->buf + r->off, n);
+        r->off += n;
+        out += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static const char *field(const char *line, const char *key, char *out, size_t cap)
+{
+    char pat[32];
+    snprintf(pat, sizeof(pat), " %s=", key);
+    const char *p = strstr(line, pat);
+    out[0] = 0;
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    size_t n = strcspn(p, " ");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return out;
+}
+
+struct vital {
+    const char *loinc, *label;
+};
+
+static const struct vital vitals[] = {
+    {"8867-4", "HR"},  {"59408-5", "SpO2"}, {"2708-6", "SpO2"}, {"8480-6", "SYS"},
+    {"8462-4", "DIA"}, {"9279-1", "RR"},    {"8310-5", "Temp"},
+};
+
+static void print_vitals(const char *head, const uint8_t *body, size_t len)
+{
+    struct hl7_msg m;
+    struct hl7_error e;
+    struct hl7_limits lim;
+    char seq[24], sender[80], t[40], out[512];
+    size_t o = 0;
+    hl7_limits_default(&lim);
+    memset(&m, 0, sizeof(m));
+    field(head, "seq", seq, sizeof(seq));
+    field(head, "sender", sender, sizeof(sender));
+    field(head, "time", t, sizeof(t));
+    if (hl7_parse(body, len, &lim, &m, &e) != 0)
+        return;
+    for (int occ = 1; occ < 64; occ++) {
+        struct hl7_view v;
+        char code[32], value[32], unit[32];
+        if (hl7_get(&m, "OBX", occ, 3, 1, 1, 0, &v) != 0)
+            break;
+        hl7_unescape(&m, v, code, sizeof(code));
+        value[0] = unit[0] = 0;
+        if (hl7_get(&m, "OBX", occ, 5, 1, 0, 0, &v) == 0)
+            hl7_unescape(&m, v, value, sizeof(value));
+        if (hl7_get(&m, "OBX", occ, 6, 1, 1, 0, &v) == 0)
+            hl7_unescape(&m, v, unit, sizeof(unit));
+        for (size_t i = 0; i < sizeof(vitals) / sizeof(vitals[0]); i++)
+            if (!strcmp(code, vitals[i].loinc) && o < sizeof(out) - 64)
+                o += (size_t)snprintf(out + o, sizeof(out) - o, "  %s %s %s", vitals[i].label,
+                                      value, unit);
+    }
+    out[o] = 0;
+    printf("%.19s seq=%-7s %-12s%s\n", t, seq, sender, out);
+    hl7_msg_free(&m);
+}
+
+static int stream(struct reader *r, int vitals_only, long count)
+{
+    char line[512], lens[24], type[80];
+    long seen = 0;
+    while (count <= 0 || seen < count) {
+        if (read_line(r, line, sizeof(line)) != 0) {
+            fprintf(stderr, "hdx tail: connection closed by hdxd\n");
+            return 1;
+        }
+        if (!strncmp(line, "BYE", 3) || !strncmp(line, "ERR", 3)) {
+            fprintf(stderr, "hdx tail: %s\n", line);
+            return 1;
+        }
+        if (strncmp(line, "MSG ", 4) != 0 || !field(line, "len", lens, sizeof(lens)))
+            continue;
+        size_t len = strtoull(lens, NULL, 10);
+        if (len > TAIL_MAX_BODY)
+            return 1;
+        uint8_t *body = malloc(len + 2);
+        if (!body || read_exact(r, body, len + 1) != 0) {
+            free(body);
+            return 1;
+        }
+        field(line, "type", type, sizeof(type));
+        if (vitals_only) {
+            if (!strncmp(type, "ORU^R01", 7))
+                print_vitals(line, body, len);
+        } else {
+            printf("# %s\n", line + 4);
+            for (size_t i = 0; i < len; i++)
+                putchar(body[i] == '\r' ? '\n' : body[i]);
+            printf(len && body[len - 1] == '\r' ? "\n" : "\n\n");
+        }
+        fflush(stdout);
+        sodium_memzero(body, len);
+        free(body);
+        seen++;
+    }
+    return 0;
+}
+
+static int build_request(char *req, size_t cap, const char *from, const char *type,
+                         const char *sender, const char *patient)
+{
+    int n = snprintf(req, cap, "SUB%s%s%s%s%s%s%s%s\n", from ? " after=" : "", from ? from : "",
+                     type ? " type=" : "", type ? type : "", sender ? " sender=" : "",
+                     sender ? sender : "", patient ? " patient=" : "", patient ? patient : "");
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int cmd_tail(int argc, char **argv)
+{
+    const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL;
+    const char *from = NULL, *type = NULL, *sender = NULL, *patient = NULL;
+    int vitals_only = 0;
+    long count = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-d")) dir = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--cert")) cert = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--key")) key = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--to")) to = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--ca")) ca = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--from")) from = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--type")) type = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--sender")) sender = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--patient")) patient = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--count")) count = atol(cli_arg(argc, argv, &i));
+        else if (!strcmp(a, "--vitals")) vitals_only = 1;
+        else if (!strcmp(a, "--help")) { fputs(tail_usage, stdout); return 0; }
+        else { fputs(tail_usage, stderr); return 2; }
+    }
+    struct hdx_conf conf;
+    char ca_path[HDX_PATH_MAX], conf_path[HDX_PATH_MAX], err[512], req[1100];
+    hdx_conf_defaults(&conf);
+    if (dir && (hdx_path(conf_path, sizeof(conf_path), dir, "hdx.conf") ||
+                hdx_conf_load(&conf, conf_path, err, sizeof(err)) != HDX_OK)) {
+        fprintf(stderr, "hdx tail: %s\n", err);
+        return 1;
+    }
+    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0)
+        ca = ca_path;
+    if (!to)
+        to = conf.sub_listen;
+    int n = build_request(req, sizeof(req), from, type, sender, patient);
+    if (!cert || !key || !ca || !to[0] || n < 0) {
+        fputs(tail_usage, stderr);
+        return 2;
+    }
+    struct reader *r = calloc(1, sizeof(*r));
+    if (!r || cli_connect(to, ca, cert, key, 0, 0, &r->conn, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hdx tail: %s\n", r ? err : "out of memory");
+        free(r);
+        return 1;
+    }
+    int rc = 1;
+    if (cli_write(&r->conn, req, (size_t)n) == 0 && read_line(r, err, sizeof(err)) == 0) {
+        if (!strncmp(err, "OK", 2)) {
+            fprintf(stderr, "hdx tail: subscribed (%s)\n", err);
+            rc = stream(r, vitals_only, count);
+        } else {
+            fprintf(stderr, "hdx tail: %s\n", err);
+        }
+    } else {
+        fprintf(stderr, "hdx tail: hdxd closed the connection (certificate refused?)\n");
+    }
+    cli_disconnect(&r->conn);
+    free(r);
+    return rc;
+}

@@ -1,0 +1,283 @@
+#include "commit/commit.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+struct hdx_commit {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct hdx_intake_item *queue_head, *queue_tail;
+    struct hdx_intake_item *done_head, *done_tail;
+    int stopping;
+    /* owned by the commit thread only */
+    struct hdx_store *store;
+    const struct hdx_keyring *kr;
+    int batch_max;
+    uint64_t last_seq;
+    int64_t last_time;
+    uint8_t last_chain[HDX_HASH_LEN];
+    void (*notify)(void *arg);
+    void *notify_arg;
+    struct hdx_commit_stats stats; /* under lock */
+};
+
+struct hdx_intake_item *hdx_intake_item_new(const uint8_t *body, size_t len)
+{
+    struct hdx_intake_item *it = calloc(1, sizeof(*it));
+    if (!it)
+        return NULL;
+    it->body = malloc(len ? len : 1);
+    if (!it->body) {
+        free(it);
+        return NULL;
+    }
+    memcpy(it->body, body, len);
+    it->body_len = len;
+    return it;
+}
+
+void hdx_intake_item_free(struct hdx_intake_item *item)
+{
+    if (!item)
+        return;
+    /* The body is PHI: wipe it before the allocator may hand the memory out again. */
+    sodium_memzero(item->body, item->body_len);
+    sodium_memzero(item->patient_id, sizeof(item->patient_id));
+    free(item->body);
+    free(item);
+}
+
+int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char *control_id,
+                    uint8_t out[HDX_BLIND_LEN])
+{
+    char buf[HDX_SENDER_MAX + 1 + 200];
+    size_t slen = strlen(sender), clen = strlen(control_id);
+    if (slen > HDX_SENDER_MAX || clen >= 200)
+        return HDX_E_INVAL;
+    memcpy(buf, sender, slen);
+    buf[slen] = 0; /* NUL separates the parts: no sender/id pair can collide with another */
+    memcpy(buf + slen + 1, control_id, clen);
+    return hdx_blind(kr, "dedup", buf, slen + 1 + clen, out);
+}
+
+/* Prepares, seals and appends one item; returns HDX_OK, or an error that fails the batch. */
+static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
+{
+    struct hdx_record r;
+    int rc;
+    memset(&r, 0, sizeof(r));
+    if (it->patient_id[0]) {
+        rc = hdx_blind(c->kr, "patient", it->patient_id, strlen(it->patient_id), it->patient);
+        sodium_memzero(it->patient_id, sizeof(it->patient_id));
+        if (rc != HDX_OK)
+            return rc;
+    }
+    if (it->control_id[0]) {
+        rc = hdx_dedup_token(c->kr, it->sender, it->control_id, r.dedup);
+        if (rc != HDX_OK)
+            return rc;
+        rc = hdx_store_find_dedup(c->store, r.dedup, &it->seq);
+        if (rc == HDX_OK) {
+            it->duplicate = 1;
+            return HDX_OK;
+        }
+        if (rc != HDX_E_NOTFOUND)
+            return rc;
+    }
+    int64_t now = hdx_now_us();
+    r.seq = c->last_seq + 1;
+    r.time_us = now > c->last_time ? now : c->last_time; /* never backwards: --since bisects */
+    r.kind = it->kind;
+    memcpy(r.sender, it->sender, sizeof(r.sender));
+    memcpy(r.type, it->type, sizeof(r.type));
+    memcpy(r.patient, it->patient, HDX_BLIND_LEN);
+    rc = hdx_record_seal(&r, c->kr, it->body, it->body_len);
+    if (rc == HDX_OK) {
+        hdx_record_leaf_hash(&r, r.leaf_hash);
+        hdx_record_chain(c->last_chain, r.leaf_hash, r.chain);
+        rc = hdx_store_append(c->store, &r);
+    }
+    if (rc == HDX_OK) {
+        c->last_seq = r.seq;
+        c->last_time = r.time_us;
+        memcpy(c->last_chain, r.chain, HDX_HASH_LEN);
+        it->seq = r.seq;
+        it->time_us = r.time_us;
+        memcpy(it->leaf_hash, r.leaf_hash, HDX_HASH_LEN);
+    }
+    hdx_record_clear(&r);
+    return rc;
+}
+
+static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
+{
+    uint64_t saved_seq = c->last_seq;
+    int64_t saved_time = c->last_time;
+    uint8_t saved_chain[HDX_HASH_LEN];
+    memcpy(saved_chain, c->last_chain, HDX_HASH_LEN);
+    int rc = hdx_store_begin(c->store);
+    for (struct hdx_intake_item *it = batch; it && rc == HDX_OK; it = it->next)
+        rc = commit_one(c, it);
+    if (rc == HDX_OK)
+        rc = hdx_store_commit(c->store);
+    if (rc != HDX_OK) {
+        hdx_store_rollback(c->store);
+        c->last_seq = saved_seq;
+        c->last_time = saved_time;
+        memcpy(c->last_chain, saved_chain, HDX_HASH_LEN);
+        hdx_error("commit_failed", "err=%s records_refused=1", hdx_strerror(rc));
+    }
+    return rc;
+}
+
+static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
+{
+    pthread_mutex_lock(&c->lock);
+    while (!c->queue_head && !c->stopping)
+        pthread_cond_wait(&c->wake, &c->lock);
+    struct hdx_intake_item *head = c->queue_head, *last = head;
+    int n = 1;
+    while (last && last->next && n < c->batch_max) {
+        last = last->next;
+        n++;
+    }
+    if (last) {
+        c->queue_head = last->next;
+        if (!c->queue_head)
+            c->queue_tail = NULL;
+        last->next = NULL;
+    }
+    *stop = c->stopping && !c->queue_head && !head;
+    pthread_mutex_unlock(&c->lock);
+    return head;
+}
+
+static void finish_batch(struct hdx_commit *c, struct hdx_intake_item *batch, int rc)
+{
+    struct hdx_intake_item *tail = batch;
+    uint64_t n = 0, dups = 0;
+    for (struct hdx_intake_item *it = batch; it; it = it->next) {
+        if (rc != HDX_OK) {
+            it->status = rc;
+            it->duplicate = 0;
+            it->seq = 0;
+        }
+        n++;
+        dups += (uint64_t)it->duplicate;
+        tail = it;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (c->done_tail)
+        c->done_tail->next = batch;
+    else
+        c->done_head = batch;
+    c->done_tail = tail;
+    c->stats.batches++;
+    if (rc == HDX_OK) {
+        c->stats.records += n - dups;
+        c->stats.duplicates += dups;
+    } else {
+        c->stats.failures += n;
+    }
+    c->stats.last_seq = c->last_seq;
+    pthread_mutex_unlock(&c->lock);
+    c->notify(c->notify_arg);
+}
+
+static void *commit_main(void *arg)
+{
+    struct hdx_commit *c = arg;
+    int stop = 0;
+    while (!stop) {
+        struct hdx_intake_item *batch = take_batch(c, &stop);
+        if (!batch)
+            continue;
+        finish_batch(c, batch, commit_batch(c, batch));
+    }
+    return NULL;
+}
+
+int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
+                     void (*notify)(void *arg), void *arg, struct hdx_commit **out)
+{
+    *out = NULL;
+    struct hdx_commit *c = calloc(1, sizeof(*c));
+    if (!c)
+        return HDX_E_NOMEM;
+    c->store = store;
+    c->kr = kr;
+    c->batch_max = batch_max > 0 ? batch_max : 1;
+    c->notify = notify;
+    c->notify_arg = arg;
+    int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
+    if (rc != HDX_OK) {
+        free(c);
+        return rc;
+    }
+    c->stats.last_seq = c->last_seq;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    if (pthread_create(&c->thread, NULL, commit_main, c) != 0) {
+        pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->wake);
+        free(c);
+        return HDX_E_NOMEM;
+    }
+    *out = c;
+    return HDX_OK;
+}
+
+void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item)
+{
+    item->next = NULL;
+    pthread_mutex_lock(&c->lock);
+    if (c->queue_tail)
+        c->queue_tail->next = item;
+    else
+        c->queue_head = item;
+    c->queue_tail = item;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+}
+
+struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct hdx_intake_item *head = c->done_head;
+    c->done_head = c->done_tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    return head;
+}
+
+void hdx_commit_stop(struct hdx_commit *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = 1;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    for (struct hdx_intake_item *it = c->done_head, *next; it; it = next) {
+        next = it->next;
+        hdx_intake_item_free(it);
+    }
+    hdx_store_close(c->store);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->wake);
+    free(c);
+}
+
+void hdx_commit_get_stats(struct hdx_commit *c, struct hdx_commit_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->lock);
+}

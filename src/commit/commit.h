@@ -1,0 +1,70 @@
+/* commit: the intake queue and the commit thread (DESIGN "commit pipeline").
+ * Producers (protocol front-ends) submit items from any thread; the one commit thread takes
+ * everything queued (up to batch_max), and for the batch: blinds the patient id and the
+ * duplicate key (sender + control id), skips items already stored (answering with the
+ * stored seq), assigns seq and time, encrypts, hashes into the chain, appends, and commits
+ * with ONE transaction and ONE flush. Only then are the batch's items moved to the done
+ * list and `notify` called; the producer's thread takes them with hdx_commit_take_done()
+ * and releases the ACKs. So nothing is acknowledged before it is durable (invariant 1).
+ * On any store failure the whole batch fails (status < 0), nothing of it is stored, and
+ * the store's sticky error fails every later batch too.
+ * Ownership: submit moves the item to the commit thread; take_done moves it back. The
+ * plaintext patient id is wiped by the commit thread once blinded.
+ * Thread: submit and take_done from any thread; no lock is held across the flush. */
+#ifndef HDX_COMMIT_H
+#define HDX_COMMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/keys.h"
+#include "store/record.h"
+#include "store/store.h"
+
+struct hdx_intake_item {
+    struct hdx_intake_item *next;
+    /* filled by the producer */
+    uint8_t kind;
+    char sender[HDX_SENDER_MAX + 1];
+    char type[HDX_TYPE_MAX + 1];
+    char control_id[200]; /* "" : no duplicate detection */
+    char patient_id[200]; /* plaintext; wiped after blinding */
+    uint8_t *body;        /* malloc'd, owned by the item */
+    size_t body_len;
+    void *origin; /* the producer's handle (e.g. its connection); opaque here */
+    /* filled by the commit thread */
+    int status;    /* HDX_OK or a negative hdx_err */
+    int duplicate; /* already stored: seq is the earlier record's */
+    uint64_t seq;
+    int64_t time_us;
+    uint8_t patient[HDX_BLIND_LEN];
+    uint8_t leaf_hash[HDX_HASH_LEN];
+};
+
+struct hdx_commit;
+
+struct hdx_commit_stats {
+    uint64_t batches, records, duplicates, failures;
+    uint64_t last_seq;
+};
+
+/* Takes ownership of store (opened read-write) but not of kr. notify is called from the
+ * commit thread after each batch; it must only wake the consumer (e.g. write an eventfd). */
+int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
+                     void (*notify)(void *arg), void *arg, struct hdx_commit **out);
+void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item);
+/* Returns the completed items in commit order (a list linked by next), or NULL. */
+struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c);
+/* Commits what is queued, stops the thread, closes the store. Items still in the done list
+ * are freed. */
+void hdx_commit_stop(struct hdx_commit *c);
+void hdx_commit_get_stats(struct hdx_commit *c, struct hdx_commit_stats *out);
+
+struct hdx_intake_item *hdx_intake_item_new(const uint8_t *body, size_t len);
+void hdx_intake_item_free(struct hdx_intake_item *item);
+
+/* The duplicate token of (sender, control id), also used by tools. */
+int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char *control_id,
+                    uint8_t out[HDX_BLIND_LEN]);
+
+#endif

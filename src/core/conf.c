@@ -1,0 +1,281 @@
+#include "core/conf.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+enum key_type { KEY_STR, KEY_INT, KEY_SIZE };
+
+struct conf_key {
+    const char *section, *name;
+    enum key_type type;
+    size_t offset, size;
+    long long min, max;
+    const char *def;
+};
+
+#define STR(sec, key, field, d)                                                                    \
+    {sec, key, KEY_STR, offsetof(struct hdx_conf, field), sizeof(((struct hdx_conf *)0)->field),  \
+     0, 0, d}
+#define INT(sec, key, field, lo, hi, d)                                                            \
+    {sec, key, KEY_INT, offsetof(struct hdx_conf, field), sizeof(int), lo, hi, d}
+#define SIZE(sec, key, field, lo, hi, d)                                                           \
+    {sec, key, KEY_SIZE, offsetof(struct hdx_conf, field), sizeof(size_t), lo, hi, d}
+
+static const struct conf_key conf_keys[] = {
+    STR("mllp", "listen", mllp_listen, "127.0.0.1:2575"),
+    SIZE("mllp", "max_message", mllp_max_message, 1024, 64 << 20, "1048576"),
+    INT("mllp", "read_timeout_ms", mllp_read_timeout_ms, 100, 3600000, "30000"),
+    INT("mllp", "idle_timeout_s", mllp_idle_timeout_s, 1, 86400, "600"),
+    INT("mllp", "max_inflight", mllp_max_inflight, 1, 1024, "64"),
+    STR("legacy", "listen", legacy_listen, ""),
+    STR("legacy", "allow", legacy_allow, "127.0.0.1,::1"),
+    STR("sub", "listen", sub_listen, "127.0.0.1:2577"),
+    SIZE("sub", "max_queue", sub_max_queue, 65536, 1LL << 30, "4194304"),
+    INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
+    STR("tls", "min_version", tls_min_version, "1.3"),
+    INT("tls", "crl_check_ms", tls_crl_check_ms, 50, 60000, "250"),
+    INT("net", "max_connections", net_max_connections, 16, 1000000, "10000"),
+    STR("store", "path", store_path, "store.db"),
+    INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
+    STR("store", "sync", store_sync, "full"),
+    STR("log", "level", log_level, "info"),
+};
+
+static int set_key(struct hdx_conf *c, const struct conf_key *k, const char *value, char *why,
+                   size_t why_cap)
+{
+    char *dst = (char *)c + k->offset;
+    if (k->type == KEY_STR) {
+        if (strlen(value) >= k->size) {
+            snprintf(why, why_cap, "value longer than %zu bytes", k->size - 1);
+            return -1;
+        }
+        memcpy(dst, value, strlen(value) + 1);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end) {
+        snprintf(why, why_cap, "not an integer");
+        return -1;
+    }
+    if (v < k->min || v > k->max) {
+        snprintf(why, why_cap, "out of range %lld..%lld", k->min, k->max);
+        return -1;
+    }
+    if (k->type == KEY_INT)
+        *(int *)(void *)dst = (int)v;
+    else
+        *(size_t *)(void *)dst = (size_t)v;
+    return 0;
+}
+
+static const struct conf_key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++)
+        if (strcmp(conf_keys[i].section, section) == 0 && strcmp(conf_keys[i].name, name) == 0)
+            return &conf_keys[i];
+    return NULL;
+}
+
+static int check_values(const struct hdx_conf *c, char *why, size_t cap, const char **key)
+{
+    if (strcmp(c->tls_min_version, "1.3") != 0 && strcmp(c->tls_min_version, "1.2") != 0) {
+        *key = "tls.min_version";
+        snprintf(why, cap, "must be 1.3 or 1.2");
+        return -1;
+    }
+    if (strcmp(c->store_sync, "full") != 0 && strcmp(c->store_sync, "off") != 0) {
+        *key = "store.sync";
+        snprintf(why, cap, "must be full or off");
+        return -1;
+    }
+    if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
+        strcmp(c->log_level, "warn") && strcmp(c->log_level, "error")) {
+        *key = "log.level";
+        snprintf(why, cap, "must be debug, info, warn or error");
+        return -1;
+    }
+    return 0;
+}
+
+void hdx_conf_defaults(struct hdx_conf *c)
+{
+    char why[64];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->dir, sizeof(c->dir), ".");
+    for (size_t i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++)
+        (void)set_key(c, &conf_keys[i], conf_keys[i].def, why, sizeof(why));
+}
+
+struct load_ctx {
+    struct hdx_conf *c;
+    const char *path;
+    char *err;
+    size_t err_cap;
+    int failed;
+    int line; /* Debian's libinih reports no line to handlers: the reader counts them */
+    FILE *f;
+};
+
+/* inih calls the handler right after reading the line that holds the key, so the count of
+ * lines read so far is that key's line. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load_ctx *lc = stream;
+    char *r = fgets(str, num, lc->f);
+    if (r)
+        lc->line++;
+    return r;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *lc = user;
+    int line = lc->line;
+    char why[128];
+    if (lc->failed)
+        return 0;
+    const struct conf_key *k = find_key(section, name);
+    if (!k) {
+        snprintf(lc->err, lc->err_cap, "%s:%d: %s.%s: unknown key", lc->path, line, section, name);
+        lc->failed = 1;
+        return 0;
+    }
+    if (set_key(lc->c, k, value, why, sizeof(why)) != 0) {
+        snprintf(lc->err, lc->err_cap, "%s:%d: %s.%s: %s", lc->path, line, section, name, why);
+        lc->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int hdx_conf_load(struct hdx_conf *c, const char *path, char *err, size_t err_cap)
+{
+    char tmp[HDX_PATH_MAX], why[128];
+    const char *key = NULL;
+    struct load_ctx lc = {c, path, err, err_cap, 0, 0, NULL};
+    if (strlen(path) >= sizeof(tmp)) {
+        snprintf(err, err_cap, "%s: path too long", path);
+        return HDX_E_CONFIG;
+    }
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    snprintf(c->dir, sizeof(c->dir), "%s", dirname(tmp));
+    lc.f = fopen(path, "r");
+    if (!lc.f) {
+        snprintf(err, err_cap, "%s: cannot open: %s", path, strerror(errno));
+        return HDX_E_CONFIG;
+    }
+    int rc = ini_parse_stream(read_line, &lc, on_ini, &lc);
+    fclose(lc.f);
+    if (lc.failed)
+        return HDX_E_CONFIG;
+    if (rc > 0) {
+        snprintf(err, err_cap, "%s:%d: syntax error", path, rc);
+        return HDX_E_CONFIG;
+    }
+    if (check_values(c, why, sizeof(why), &key) != 0) {
+        snprintf(err, err_cap, "%s: %s: %s", path, key, why);
+        return HDX_E_CONFIG;
+    }
+    return HDX_OK;
+}
+
+int hdx_conf_set(struct hdx_conf *c, const char *assignment, char *err, size_t err_cap)
+{
+    char section[64], why[128];
+    const char *dot = strchr(assignment, '.'), *eq = strchr(assignment, '=');
+    const char *key = NULL;
+    if (!dot || !eq || dot > eq || (size_t)(dot - assignment) >= sizeof(section)) {
+        snprintf(err, err_cap, "-o %s: expected SECTION.KEY=VALUE", assignment);
+        return HDX_E_CONFIG;
+    }
+    memcpy(section, assignment, (size_t)(dot - assignment));
+    section[dot - assignment] = 0;
+    char name[64];
+    size_t nlen = (size_t)(eq - dot - 1);
+    if (nlen >= sizeof(name)) {
+        snprintf(err, err_cap, "-o %s: key too long", assignment);
+        return HDX_E_CONFIG;
+    }
+    memcpy(name, dot + 1, nlen);
+    name[nlen] = 0;
+    const struct conf_key *k = find_key(section, name);
+    if (!k) {
+        snprintf(err, err_cap, "-o: %s.%s: unknown key", section, name);
+        return HDX_E_CONFIG;
+    }
+    if (set_key(c, k, eq + 1, why, sizeof(why)) != 0 ||
+        check_values(c, why, sizeof(why), &key) != 0) {
+        snprintf(err, err_cap, "-o: %s.%s: %s", section, name, why);
+        return HDX_E_CONFIG;
+    }
+    return HDX_OK;
+}
+
+int hdx_conf_path(const struct hdx_conf *c, const char *name, char *out, size_t cap)
+{
+    int n = name[0] == '/' ? snprintf(out, cap, "%s", name)
+                           : snprintf(out, cap, "%s/%s", c->dir, name);
+    return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
+}
+
+const char *hdx_conf_template(void)
+{
+    return "; hdx.conf: configuration of hdxd for this data directory.\n"
+           "; Every key is optional; the values below are the defaults. Override one at start\n"
+           "; with: hdxd -c hdx.conf -o section.key=value. docs/CONFIGURATION.md explains each.\n"
+           "\n"
+           "[mllp]\n"
+           "; HL7 v2 over MLLP with mutual TLS. Devices need a certificate: hdx device add NAME\n"
+           "listen = 127.0.0.1:2575\n"
+           "; largest accepted message in bytes; larger frames get AR and the connection closes\n"
+           "max_message = 1048576\n"
+           "; a frame that has started must end within this many milliseconds\n"
+           "read_timeout_ms = 30000\n"
+           "; a connection that sends nothing for this many seconds is closed\n"
+           "idle_timeout_s = 600\n"
+           "; unacknowledged messages per connection before hdxd stops reading from it\n"
+           "max_inflight = 64\n"
+           "\n"
+           "[legacy]\n"
+           "; plaintext MLLP for senders that cannot do TLS: off when empty. Insecure: every\n"
+           "; connection is logged as such, and only addresses in allow may connect.\n"
+           "listen =\n"
+           "allow = 127.0.0.1,::1\n"
+           "\n"
+           "[sub]\n"
+           "; subscribers (hdx tail) over mutual TLS; role subscriber or gateway required\n"
+           "listen = 127.0.0.1:2577\n"
+           "; bytes queued for one subscriber before it is disconnected as too slow\n"
+           "max_queue = 4194304\n"
+           "\n"
+           "[tls]\n"
+           "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+           "min_version = 1.3\n"
+           "handshake_timeout_ms = 10000\n"
+           "; how often ca.crl.pem is checked for a new revocation\n"
+           "crl_check_ms = 250\n"
+           "\n"
+           "[net]\n"
+           "max_connections = 10000\n"
+           "\n"
+           "[store]\n"
+           "path = store.db\n"
+           "; records committed in one transaction and one flush at most\n"
+           "batch_max = 2048\n"
+           "; full: every acknowledged message is on disk. off: only for measuring the\n"
+           "; ceiling without durability; never in production.\n"
+           "sync = full\n"
+           "\n"
+           "[log]\n"
+           "level = info\n";
+}

@@ -1,0 +1,52 @@
+/* conf: hdx.conf (INI, read with libinih) through one key table.
+ * Each key has a type, range and default (conf.c: conf_keys[]); an unknown section or key,
+ * a bad value or an out-of-range number fails with "FILE:LINE: SECTION.KEY: reason".
+ * -o SECTION.KEY=VALUE overrides are checked by the same table (reported as "-o").
+ * Paths are relative to the directory holding hdx.conf (the data directory).
+ * Thread: load once at startup; the struct is read-only afterwards. */
+#ifndef HDX_CONF_H
+#define HDX_CONF_H
+
+#include <stddef.h>
+
+#define HDX_PATH_MAX 4096
+
+struct hdx_conf {
+    char dir[HDX_PATH_MAX]; /* data directory = dirname of the conf file */
+    /* [mllp] */
+    char mllp_listen[128];
+    size_t mllp_max_message;
+    int mllp_read_timeout_ms; /* a started frame must complete within this */
+    int mllp_idle_timeout_s;  /* a connection with no traffic is closed after this */
+    int mllp_max_inflight;    /* unacknowledged messages per connection before reads pause */
+    /* [legacy] */
+    char legacy_listen[128];
+    char legacy_allow[512]; /* comma-separated addresses or CIDRs */
+    /* [sub] */
+    char sub_listen[128];
+    size_t sub_max_queue; /* bytes queued for one subscriber before it is dropped */
+    /* [tls] */
+    int tls_handshake_timeout_ms;
+    char tls_min_version[8]; /* "1.3" (default) or "1.2" */
+    int tls_crl_check_ms;    /* how often the CRL file is checked for changes */
+    /* [net] */
+    int net_max_connections;
+    /* [store] */
+    char store_path[HDX_PATH_MAX];
+    int store_batch_max;
+    char store_sync[8]; /* "full" (durable, default) or "off" (benchmarks of the ceiling only) */
+    /* [log] */
+    char log_level[8];
+};
+
+void hdx_conf_defaults(struct hdx_conf *c);
+/* Loads path (after defaults). err receives one line on failure. */
+int hdx_conf_load(struct hdx_conf *c, const char *path, char *err, size_t err_cap);
+/* Applies "section.key=value". */
+int hdx_conf_set(struct hdx_conf *c, const char *assignment, char *err, size_t err_cap);
+/* Resolves a path relative to c->dir. */
+int hdx_conf_path(const struct hdx_conf *c, const char *name, char *out, size_t cap);
+/* The commented default file written by hdx init. */
+const char *hdx_conf_template(void);
+
+#endif

@@ -1,0 +1,243 @@
+#include "core/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/err.h"
+
+int64_t hdx_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t hdx_monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void hdx_format_time(int64_t time_us, char *out, size_t cap)
+{
+    time_t s = (time_t)(time_us / 1000000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(time_us % 1000000));
+}
+
+static int parse_duration_ago(const char *s, int64_t *out_us)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (errno || end == s || n < 0 || end[0] == 0 || end[1] != 0)
+        return -1;
+    int64_t unit;
+    switch (*end) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return -1;
+    }
+    if (n > INT64_MAX / 1000000 / unit)
+        return -1;
+    *out_us = hdx_now_us() - (int64_t)n * unit * 1000000;
+    return 0;
+}
+
+int hdx_parse_time(const char *s, int64_t *out_us)
+{
+    struct tm tm = {0};
+    const char *end;
+    if (!s || !*s)
+        return -1;
+    int all_digits = 1;
+    for (const char *p = s; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            all_digits = 0;
+    if (all_digits && strlen(s) <= 12) {
+        *out_us = strtoll(s, NULL, 10) * 1000000;
+        return 0;
+    }
+    if (parse_duration_ago(s, out_us) == 0)
+        return 0;
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end) {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+    }
+    if (!end || (*end && strcmp(end, "Z") != 0))
+        return -1;
+    *out_us = (int64_t)timegm(&tm) * 1000000;
+    return 0;
+}
+
+void hdx_hex(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int hdx_unhex(const char *hex, uint8_t *out, size_t len)
+{
+    if (strlen(hex) != 2 * len)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return HDX_E_IO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return HDX_OK;
+}
+
+int hdx_write_new_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return errno == EEXIST ? HDX_E_EXISTS : HDX_E_IO;
+    int rc = write_all(fd, data, len);
+    if (rc == HDX_OK && fsync(fd) != 0)
+        rc = HDX_E_IO;
+    close(fd);
+    if (rc != HDX_OK)
+        unlink(path);
+    return rc;
+}
+
+int hdx_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return HDX_E_IO;
+    int rc = fsync(fd) == 0 ? HDX_OK : HDX_E_IO;
+    close(fd);
+    return rc;
+}
+
+int hdx_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[4096], dir[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return HDX_E_INVAL;
+    unlink(tmp);
+    int rc = hdx_write_new_file(tmp, data, len, mode);
+    if (rc != HDX_OK)
+        return rc;
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return HDX_E_IO;
+    }
+    snprintf(dir, sizeof(dir), "%s", path);
+    return hdx_fsync_dir(dirname(dir));
+}
+
+int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? HDX_E_NOTFOUND : HDX_E_IO;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size > max) {
+        close(fd);
+        return HDX_E_TOOBIG;
+    }
+    uint8_t *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return HDX_E_NOMEM;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = 0;
+    *out = buf;
+    *out_len = got;
+    return HDX_OK;
+}
+
+int hdx_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int hdx_split_hostport(const char *s, char *host, size_t cap, int *port)
+{
+    const char *colon;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        hlen = (size_t)(rb - s - 1);
+        s++;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= cap)
+        return -1;
+    memcpy(host, s, hlen);
+    host[hlen] = 0;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || end == colon + 1)
+        return -1;
+    *port = (int)p;
+    return 0;
+}

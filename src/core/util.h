@@ -1,0 +1,40 @@
+/* util: small helpers shared by every module: time, hex, files written safely.
+ * Files holding secrets are created with O_EXCL and mode 0600 and fsynced; the caller's
+ * buffer is never logged. Thread: any. */
+#ifndef HDX_UTIL_H
+#define HDX_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HDX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+int64_t hdx_now_us(void);       /* CLOCK_REALTIME, microseconds since the epoch */
+int64_t hdx_monotonic_us(void); /* CLOCK_MONOTONIC */
+
+/* "2026-11-25T12:00:00.123456Z" into out (cap >= 28). */
+void hdx_format_time(int64_t time_us, char *out, size_t cap);
+/* Accepts "2026-11-25T12:00:00Z", "2026-11-25", epoch seconds, or a duration ago
+ * ("90s", "15m", "2h", "7d"). Returns 0 and sets *out_us. */
+int hdx_parse_time(const char *s, int64_t *out_us);
+
+void hdx_hex(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 */
+int hdx_unhex(const char *hex, uint8_t *out, size_t len); /* exactly 2*len hex digits */
+
+/* Creates path with O_CREAT|O_EXCL, writes all bytes, fsyncs. */
+int hdx_write_new_file(const char *path, const void *data, size_t len, mode_t mode);
+/* Replaces path atomically (temp file, fsync, rename, fsync of the directory). */
+int hdx_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Reads a whole file of at most max bytes into a malloc'd buffer (NUL-terminated). */
+int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len);
+int hdx_fsync_dir(const char *dir);
+
+/* snprintf into a fixed buffer; returns -1 when truncated. */
+int hdx_path(char *out, size_t cap, const char *dir, const char *name)
+    __attribute__((warn_unused_result));
+
+/* Parses "HOST:PORT", "[V6]:PORT" into host (cap) and port. */
+int hdx_split_hostport(const char *s, char *host, size_t cap, int *port);
+
+#endif

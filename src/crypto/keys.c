@@ -1,0 +1,268 @@
+#include "crypto/keys.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/err.h"
+#include "core/util.h"
+
+struct key_slot {
+    uint32_t id;
+    enum hdx_key_kind kind;
+    uint8_t *key; /* sodium_malloc'd HDX_KEY_LEN bytes */
+};
+
+struct hdx_keyring {
+    uint8_t *kek; /* sodium_malloc'd */
+    struct key_slot slots[HDX_KEYRING_MAX];
+    size_t nslots;
+    uint32_t current;
+    int blind_slot; /* index into slots, -1 when absent */
+};
+
+static int sodium_ready(void)
+{
+    return sodium_init() >= 0 ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_kek_create(const char *path)
+{
+    uint8_t key[HDX_KEY_LEN];
+    char hex[2 * HDX_KEY_LEN + 2];
+    if (RAND_priv_bytes(key, sizeof(key)) != 1)
+        return HDX_E_CRYPTO;
+    hdx_hex(key, sizeof(key), hex);
+    hex[2 * HDX_KEY_LEN] = '\n';
+    int rc = hdx_write_new_file(path, hex, 2 * HDX_KEY_LEN + 1, 0600);
+    sodium_memzero(key, sizeof(key));
+    sodium_memzero(hex, sizeof(hex));
+    return rc;
+}
+
+static int read_kek(const char *path, uint8_t *kek)
+{
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (stat(path, &st) != 0)
+        return HDX_E_NOTFOUND;
+    if (st.st_mode & 077)
+        return HDX_E_PERM; /* a KEK others can read is no secret */
+    int rc = hdx_read_file(path, 256, &buf, &len);
+    if (rc != HDX_OK)
+        return rc;
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = 0;
+    rc = hdx_unhex((const char *)buf, kek, HDX_KEY_LEN) == 0 ? HDX_OK : HDX_E_CONFIG;
+    sodium_memzero(buf, len);
+    free(buf);
+    return rc;
+}
+
+int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out)
+{
+    *out = NULL;
+    if (sodium_ready() != HDX_OK)
+        return HDX_E_CRYPTO;
+    struct hdx_keyring *kr = calloc(1, sizeof(*kr));
+    if (!kr)
+        return HDX_E_NOMEM;
+    kr->blind_slot = -1;
+    kr->kek = sodium_malloc(HDX_KEY_LEN);
+    if (!kr->kek) {
+        free(kr);
+        return HDX_E_NOMEM;
+    }
+    int rc = read_kek(kek_path, kr->kek);
+    if (rc != HDX_OK) {
+        hdx_keyring_free(kr);
+        return rc;
+    }
+    *out = kr;
+    return HDX_OK;
+}
+
+void hdx_keyring_free(struct hdx_keyring *kr)
+{
+    if (!kr)
+        return;
+    for (size_t i = 0; i < kr->nslots; i++)
+        sodium_free(kr->slots[i].key); /* sodium_free wipes before unmapping */
+    sodium_free(kr->kek);
+    free(kr);
+}
+
+static int gcm(int enc, const uint8_t *key, const uint8_t *aad, size_t aad_len,
+               const uint8_t *nonce, const uint8_t *in, size_t in_len, uint8_t *out, uint8_t *tag)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len = 0, ok = 0;
+    if (!ctx || in_len > INT32_MAX || aad_len > INT32_MAX)
+        goto out;
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1)
+        goto out;
+    if (aad_len && EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1)
+        goto out;
+    if (in_len && EVP_CipherUpdate(ctx, out, &len, in, (int)in_len) != 1)
+        goto out;
+    if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1)
+        goto out;
+    if (EVP_CipherFinal_ex(ctx, out + len, &len) != 1)
+        goto out;
+    if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, HDX_TAG_LEN, tag) != 1)
+        goto out;
+    ok = 1;
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
+static void wrap_aad(char *aad, size_t cap, enum hdx_key_kind kind, uint32_t id)
+{
+    snprintf(aad, cap, "hdx-key-v1|%d|%u", (int)kind, id);
+}
+
+static const struct key_slot *find_slot(const struct hdx_keyring *kr, enum hdx_key_kind kind,
+                                        uint32_t id)
+{
+    for (size_t i = 0; i < kr->nslots; i++)
+        if (kr->slots[i].id == id && kr->slots[i].kind == kind)
+            return &kr->slots[i];
+    return NULL;
+}
+
+static int keep_key(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t id, uint8_t *key)
+{
+    if (find_slot(kr, kind, id)) {
+        sodium_free(key);
+        return HDX_OK;
+    }
+    if (kr->nslots == HDX_KEYRING_MAX) {
+        sodium_free(key);
+        return HDX_E_TOOBIG;
+    }
+    sodium_mprotect_readonly(key);
+    kr->slots[kr->nslots] = (struct key_slot){id, kind, key};
+    if (kind == HDX_KEY_BLIND)
+        kr->blind_slot = (int)kr->nslots;
+    else if (id > kr->current)
+        kr->current = id;
+    kr->nslots++;
+    return HDX_OK;
+}
+
+int hdx_keyring_new_key(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t id,
+                        uint8_t wrapped[HDX_WRAPPED_LEN])
+{
+    char aad[48];
+    uint8_t *key = sodium_malloc(HDX_KEY_LEN);
+    if (!key)
+        return HDX_E_NOMEM;
+    if (RAND_priv_bytes(key, HDX_KEY_LEN) != 1 || RAND_bytes(wrapped, HDX_NONCE_LEN) != 1) {
+        sodium_free(key);
+        return HDX_E_CRYPTO;
+    }
+    wrap_aad(aad, sizeof(aad), kind, id);
+    int rc = gcm(1, kr->kek, (const uint8_t *)aad, strlen(aad), wrapped, key, HDX_KEY_LEN,
+                 wrapped + HDX_NONCE_LEN, wrapped + HDX_NONCE_LEN + HDX_KEY_LEN);
+    if (rc != HDX_OK) {
+        sodium_free(key);
+        return rc;
+    }
+    return keep_key(kr, kind, id, key);
+}
+
+int hdx_keyring_add(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t id,
+                    const uint8_t *wrapped, size_t wrapped_len)
+{
+    char aad[48];
+    uint8_t tag[HDX_TAG_LEN];
+    if (wrapped_len != HDX_WRAPPED_LEN)
+        return HDX_E_INTEGRITY;
+    uint8_t *key = sodium_malloc(HDX_KEY_LEN);
+    if (!key)
+        return HDX_E_NOMEM;
+    memcpy(tag, wrapped + HDX_NONCE_LEN + HDX_KEY_LEN, HDX_TAG_LEN);
+    wrap_aad(aad, sizeof(aad), kind, id);
+    int rc = gcm(0, kr->kek, (const uint8_t *)aad, strlen(aad), wrapped,
+                 wrapped + HDX_NONCE_LEN, HDX_KEY_LEN, key, tag);
+    if (rc != HDX_OK) {
+        sodium_free(key);
+        return HDX_E_CRYPTO;
+    }
+    return keep_key(kr, kind, id, key);
+}
+
+uint32_t hdx_keyring_current(const struct hdx_keyring *kr)
+{
+    return kr->current;
+}
+
+int hdx_keyring_has_blind(const struct hdx_keyring *kr)
+{
+    return kr->blind_slot >= 0;
+}
+
+int hdx_seal(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+             const uint8_t *pt, size_t pt_len, uint8_t nonce[HDX_NONCE_LEN], uint8_t *ct)
+{
+    const struct key_slot *s = find_slot(kr, HDX_KEY_DATA, key_id);
+    if (!s)
+        return HDX_E_NOTFOUND;
+    /* Random 96-bit nonces: a DEK is rotated long before 2^32 records (NIST SP 800-38D). */
+    if (RAND_bytes(nonce, HDX_NONCE_LEN) != 1)
+        return HDX_E_CRYPTO;
+    return gcm(1, s->key, aad, aad_len, nonce, pt, pt_len, ct, ct + pt_len);
+}
+
+int hdx_open(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+             const uint8_t nonce[HDX_NONCE_LEN], const uint8_t *ct, size_t ct_len, uint8_t *pt)
+{
+    uint8_t tag[HDX_TAG_LEN];
+    const struct key_slot *s = find_slot(kr, HDX_KEY_DATA, key_id);
+    if (!s)
+        return HDX_E_NOTFOUND;
+    if (ct_len < HDX_TAG_LEN)
+        return HDX_E_CRYPTO;
+    memcpy(tag, ct + ct_len - HDX_TAG_LEN, HDX_TAG_LEN);
+    int rc = gcm(0, s->key, aad, aad_len, nonce, ct, ct_len - HDX_TAG_LEN, pt, tag);
+    if (rc != HDX_OK)
+        sodium_memzero(pt, ct_len - HDX_TAG_LEN); /* never hand back unauthenticated bytes */
+    return rc;
+}
+
+int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *value, size_t len,
+              uint8_t out[HDX_BLIND_LEN])
+{
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
+    if (kr->blind_slot < 0)
+        return HDX_E_NOTFOUND;
+    crypto_auth_hmacsha256_init(&st, kr->slots[kr->blind_slot].key, HDX_KEY_LEN);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, strlen(domain) + 1);
+    crypto_auth_hmacsha256_update(&st, value, len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    memcpy(out, mac, HDX_BLIND_LEN);
+    sodium_memzero(&st, sizeof(st));
+    return HDX_OK;
+}
+
+void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_t *lens)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int olen = 32;
+    /* Failure here means OpenSSL itself is broken; integrity code must not continue. */
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (EVP_DigestUpdate(ctx, parts[i], lens[i]) != 1)
+            abort();
+    if (EVP_DigestFinal_ex(ctx, out, &olen) != 1)
+        abort();
+    EVP_MD_CTX_free(ctx);
+}

@@ -1,0 +1,63 @@
+/* keys: envelope encryption (DESIGN M4) and keyed hashes, on OpenSSL and libsodium only.
+ * A key-encryption key (KEK, 32 random bytes, hex in a 0600 file) wraps data keys (DEKs)
+ * with AES-256-GCM; records are sealed with AES-256-GCM under a DEK, the caller's
+ * associated data binding each ciphertext to its place in the log. A separate blind-index
+ * key, also wrapped by the KEK, makes HMAC-SHA-256 tokens of patient ids so the index never
+ * holds a plaintext id.
+ * Key material lives in sodium_malloc'd (guarded, mlocked) memory and is wiped on free;
+ * no function here logs or returns a plaintext key. The keyring is the seam where a
+ * separate key-holder process (DESIGN "keys live apart") will later answer wrap/unwrap.
+ * Thread: the keyring is safe for concurrent seal/open/blind after setup; adding keys
+ * (hdx_keyring_add, hdx_keyring_new_key) must not race with use. */
+#ifndef HDX_KEYS_H
+#define HDX_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HDX_KEY_LEN 32
+#define HDX_NONCE_LEN 12
+#define HDX_TAG_LEN 16
+#define HDX_BLIND_LEN 16
+#define HDX_WRAPPED_LEN (HDX_NONCE_LEN + HDX_KEY_LEN + HDX_TAG_LEN)
+#define HDX_KEYRING_MAX 256
+
+enum hdx_key_kind { HDX_KEY_DATA = 1, HDX_KEY_BLIND = 2 };
+
+struct hdx_keyring;
+
+/* Writes a new random KEK to path (0600, O_EXCL). */
+int hdx_kek_create(const char *path);
+/* Loads the KEK; refuses a file readable by group or others. */
+int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out);
+void hdx_keyring_free(struct hdx_keyring *kr);
+
+/* Generates a fresh key of `kind` with identifier id, keeps it, and returns it wrapped for
+ * storage. A new data key becomes the current one for sealing. */
+int hdx_keyring_new_key(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t id,
+                        uint8_t wrapped[HDX_WRAPPED_LEN]);
+/* Unwraps a stored key and keeps it; fails with HDX_E_CRYPTO under a wrong KEK or when the
+ * blob was altered. The data key with the highest id becomes current. */
+int hdx_keyring_add(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t id,
+                    const uint8_t *wrapped, size_t wrapped_len);
+/* Current data key id, 0 when none. */
+uint32_t hdx_keyring_current(const struct hdx_keyring *kr);
+int hdx_keyring_has_blind(const struct hdx_keyring *kr);
+
+/* AES-256-GCM: ct receives pt_len bytes followed by the 16-byte tag; nonce is random. */
+int hdx_seal(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+             const uint8_t *pt, size_t pt_len, uint8_t nonce[HDX_NONCE_LEN], uint8_t *ct);
+/* Opens ct (ct_len includes the tag) into pt (ct_len - 16 bytes); HDX_E_CRYPTO on any
+ * alteration of key id, aad, nonce or ciphertext. */
+int hdx_open(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+             const uint8_t nonce[HDX_NONCE_LEN], const uint8_t *ct, size_t ct_len, uint8_t *pt);
+
+/* Blind index: HMAC-SHA-256(blind key, domain || 0x00 || value), truncated to 16 bytes.
+ * domain separates uses ("patient", "dedup"). HDX_E_NOTFOUND without a blind key. */
+int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *value, size_t len,
+              uint8_t out[HDX_BLIND_LEN]);
+
+/* SHA-256 over the concatenation of n (pointer, length) parts. */
+void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_t *lens);
+
+#endif

@@ -1,0 +1,53 @@
+/* hdx: every hdx command but the daemon. `hdx help` lists them. */
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage_text[] =
+    "usage: hdx COMMAND [ARGS]\n"
+    "\n"
+    "  init DIR                         create a data directory (CA, keys, store, hdx.conf)\n"
+    "  device add|revoke|list ...       enrol, revoke and list device certificates\n"
+    "  send -d DIR --cert C --key K FILE...   send HL7 v2 over MLLP/TLS, print each ACK\n"
+    "  tail -d DIR --cert C --key K     receive committed messages as they arrive\n"
+    "  get SEQ -d DIR                   print one stored message\n"
+    "  query -d DIR [filters]           list stored messages by patient, type, time\n"
+    "  verify -d DIR                    check every record; exit 0 only if intact\n"
+    "  sim -d DIR                       simulated bedside monitors streaming vitals\n"
+    "  bench -d DIR                     ingest benchmark over mutual TLS\n"
+    "\n"
+    "`hdx COMMAND --help` describes each command. Exit status: 0 success, 1 failure,\n"
+    "2 usage error.\n";
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+    {"init", cmd_init},   {"device", cmd_device}, {"send", cmd_send},
+    {"tail", cmd_tail},   {"get", cmd_get},       {"query", cmd_query},
+    {"verify", cmd_verify}, {"sim", cmd_sim},     {"bench", cmd_bench},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("hdx %s\n", HDX_VERSION);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "hdx: unknown command '%s'\n%s", argv[1], usage_text);
+    return 2;
+}

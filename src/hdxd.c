@@ -1,0 +1,160 @@
+/* hdxd: the hdx daemon. Foreground process, logs to stderr, SIGTERM/SIGINT stop it cleanly
+ * (in-flight messages are committed and answered first). See `hdxd --help`. */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/conf.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "crypto/keys.h"
+#include "net/server.h"
+#include "store/store.h"
+
+static const char usage_text[] =
+    "usage: hdxd -c DIR/hdx.conf [-o SECTION.KEY=VALUE ...]\n"
+    "\n"
+    "Runs the hdx exchange in the foreground: HL7 v2 over MLLP with mutual TLS (mllp.listen,\n"
+    "default 127.0.0.1:2575), subscribers over mutual TLS (sub.listen, 127.0.0.1:2577) and,\n"
+    "when legacy.listen is set, plaintext MLLP for allow-listed addresses. Every message is\n"
+    "acknowledged (AA) only after it is encrypted and durably committed to DIR's store.\n"
+    "\n"
+    "  -c FILE              configuration written by `hdx init DIR` (required)\n"
+    "  -o SECTION.KEY=VALUE override one configuration key (repeatable), e.g.\n"
+    "                       -o mllp.listen=127.0.0.1:12575 -o legacy.listen=127.0.0.1:2576\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "Logs are key=value lines on stderr and never contain message content or secrets.\n"
+    "SIGTERM or SIGINT: stop accepting, answer what is in flight, exit 0.\n"
+    "Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.\n"
+    "Keys and their defaults: docs/CONFIGURATION.md.\n";
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    hdx_info("signal", "sig=%d", (int)sig);
+    hdx_server_shutdown(arg);
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int parse_args(int argc, char **argv, struct hdx_conf *conf)
+{
+    const char *conf_path = NULL;
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage_text, stdout);
+            exit(0);
+        } else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+            conf_path = argv[++i];
+        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+            i++; /* applied after the file, below */
+        } else {
+            fprintf(stderr, "hdxd: unknown argument '%s'\n%s", argv[i], usage_text);
+            return 2;
+        }
+    }
+    if (!conf_path) {
+        fprintf(stderr, "hdxd: -c DIR/hdx.conf is required\n%s", usage_text);
+        return 2;
+    }
+    hdx_conf_defaults(conf);
+    if (hdx_conf_load(conf, conf_path, err, sizeof(err)) != HDX_OK) {
+        fprintf(stderr, "hdxd: %s\n", err);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-o") && hdx_conf_set(conf, argv[++i], err, sizeof(err)) != HDX_OK) {
+            fprintf(stderr, "hdxd: %s\n", err);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr,
+                      struct hdx_store **rw, struct hdx_store **ro)
+{
+    char path[HDX_PATH_MAX];
+    int rc;
+    if (hdx_conf_path(conf, "kek.key", path, sizeof(path)) ||
+        (rc = hdx_keyring_open(path, kr)) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot load the key-encryption key %s/kek.key (must exist, mode 0600)\n",
+                conf->dir);
+        return 1;
+    }
+    int sync = strcmp(conf->store_sync, "off") == 0 ? HDX_STORE_NOSYNC : 0;
+    if (hdx_conf_path(conf, conf->store_path, path, sizeof(path)) ||
+        hdx_store_open(path, sync, rw) != HDX_OK || hdx_store_open(path, HDX_STORE_RDONLY, ro) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot open the store %s (made by hdx init)\n", path);
+        return 1;
+    }
+    if ((rc = hdx_store_keys_load(*ro, *kr)) != HDX_OK || !hdx_keyring_current(*kr) ||
+        !hdx_keyring_has_blind(*kr)) {
+        fprintf(stderr, "hdxd: cannot unwrap the data keys in %s with kek.key (%s)\n", path,
+                rc ? hdx_strerror(rc) : "no data key");
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct hdx_conf conf;
+    struct hdx_keyring *kr = NULL;
+    struct hdx_store *rw = NULL, *ro = NULL;
+    struct hdx_server *srv = NULL;
+    char why[512];
+    int rc = parse_args(argc, argv, &conf);
+    if (rc)
+        return rc;
+    enum hdx_log_level level = HDX_LOG_INFO;
+    hdx_log_level_parse(conf.log_level, &level);
+    hdx_log_set_level(level);
+    umask(077); /* everything hdxd creates (WAL, shm) is private */
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    if (open_state(&conf, &kr, &rw, &ro) != 0) {
+        hdx_store_close(rw);
+        hdx_store_close(ro);
+        hdx_keyring_free(kr);
+        return 1;
+    }
+    struct event_base *base = event_base_new();
+    if (!base || hdx_server_new(&conf, base, kr, ro, rw, &srv, why, sizeof(why)) != HDX_OK) {
+        fprintf(stderr, "hdxd: %s\n", base ? why : "cannot create event loop");
+        hdx_store_close(ro);
+        hdx_keyring_free(kr);
+        if (base)
+            event_base_free(base);
+        return 1;
+    }
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, srv);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    hdx_info("started", "version=%s dir=%s pid=%d", HDX_VERSION, conf.dir, (int)getpid());
+    event_base_dispatch(base);
+    hdx_server_free(srv);
+    event_free(sigterm);
+    event_free(sigint);
+    event_base_free(base);
+    hdx_store_close(ro);
+    hdx_keyring_free(kr);
+    hdx_info("stopped", "status=clean");
+    return 0;
+}

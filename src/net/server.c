@@ -1,0 +1,949 @@
+#include "net/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "net/tls.h"
+#include "proto/ack.h"
+#include "proto/hl7.h"
+#include "proto/mllp.h"
+
+#define SUB_LINE_MAX 1024
+#define WRITE_TIMEOUT_S 10
+#define SHUTDOWN_GRACE_US 5000000
+#define ALLOW_MAX 32
+
+enum conn_kind { CONN_MLLP_TLS, CONN_MLLP_PLAIN, CONN_SUB };
+
+struct conn {
+    struct conn *prev, *next;
+    struct hdx_server *srv;
+    struct bufferevent *bev;
+    enum conn_kind kind;
+    int established, closing, force_close, reading_paused;
+    int inflight;
+    char peer[64];
+    char sender[HDX_SENDER_MAX + 1], role[16], serial[41];
+    size_t scan_resume;
+    size_t garbage_total;
+    struct event *frame_timer;
+    int frame_timer_armed;
+    struct hdx_bus_sub *sub;
+    uint64_t received, acked;
+};
+
+struct allow_entry {
+    int family;
+    uint8_t addr[16];
+    int prefix;
+};
+
+struct hdx_server {
+    const struct hdx_conf *conf;
+    struct event_base *base;
+    const struct hdx_keyring *kr;
+    struct hdx_store *ro_store;
+    struct hdx_tls *tls;
+    struct hdx_commit *commit;
+    struct hdx_bus *bus;
+    struct evconnlistener *mllp_lis, *legacy_lis, *sub_lis;
+    struct event *done_ev, *crl_ev, *reap_ev, *shutdown_ev;
+    int done_fd;
+    struct conn *conns;
+    size_t nconns;
+    struct allow_entry allow[ALLOW_MAX];
+    size_t nallow;
+    struct hl7_limits limits;
+    int stopping;
+    int64_t stop_deadline;
+    int64_t last_refusal_log;
+    uint64_t refused;
+};
+
+/* ---------- connection lifetime ---------- */
+
+static void conn_free(struct conn *c)
+{
+    struct hdx_server *srv = c->srv;
+    if (c->sub)
+        hdx_bus_unsubscribe(srv->bus, c->sub);
+    if (c->frame_timer)
+        event_free(c->frame_timer);
+    if (c->bev)
+        bufferevent_free(c->bev); /* closes the socket and frees the SSL */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    free(c);
+}
+
+static void schedule_reap(struct hdx_server *srv)
+{
+    event_active(srv->reap_ev, EV_TIMEOUT, 0);
+}
+
+/* Marks a connection closing; it is freed from the loop once nothing is in flight and (unless
+ * force) its output has been written. Never frees synchronously: callers may be iterating. */
+static void conn_close(struct conn *c, int force)
+{
+    if (force)
+        c->force_close = 1;
+    if (!c->closing) {
+        c->closing = 1;
+        if (c->bev)
+            bufferevent_disable(c->bev, EV_READ);
+    }
+    schedule_reap(c->srv);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct hdx_server *srv = arg;
+    struct conn *c = srv->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (!c->closing || c->inflight > 0)
+            continue;
+        if (c->force_close || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_free(c);
+    }
+    if (srv->stopping) {
+        int busy = 0;
+        for (c = srv->conns; c; c = c->next)
+            busy += c->inflight;
+        if (!busy || hdx_monotonic_us() > srv->stop_deadline)
+            event_base_loopexit(srv->base, NULL);
+    }
+}
+
+static void log_close(struct conn *c, const char *event, const char *reason)
+{
+    char r[160];
+    hdx_info(event, "peer=%s sender=%s reason=%s received=%llu acked=%llu", c->peer,
+             c->sender[0] ? c->sender : "-", hdx_log_str(r, sizeof(r), reason),
+             (unsigned long long)c->received, (unsigned long long)c->acked);
+}
+
+/* ---------- writing ---------- */
+
+static void write_frame(struct conn *c, const char *payload, size_t len)
+{
+    static const uint8_t sb = MLLP_SB, tail[2] = {MLLP_EB, MLLP_CR};
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, &sb, 1);
+    evbuffer_add(out, payload, len);
+    evbuffer_add(out, tail, 2);
+}
+
+static void send_ack(struct conn *c, const struct hl7_msg *msg, enum hl7_ack_code code,
+                     const struct hl7_error *err, uint64_t seq)
+{
+    char ack[2048], ack_id[32];
+    static uint64_t error_acks;
+    if (code == HL7_AA)
+        snprintf(ack_id, sizeof(ack_id), "HDX%llu", (unsigned long long)seq);
+    else
+        snprintf(ack_id, sizeof(ack_id), "HDXE%llu", (unsigned long long)++error_acks);
+    struct hl7_ack_params p = {code, err, ack_id, hdx_now_us(), NULL};
+    int n = hl7_ack_build(msg && msg->nsegs ? msg : NULL, &p, ack, sizeof(ack));
+    if (n > 0)
+        write_frame(c, ack, (size_t)n);
+}
+
+static void reject(struct conn *c, const struct hl7_msg *msg, const struct hl7_error *err)
+{
+    char text[200], type[80];
+    send_ack(c, msg, err->ack == 'R' ? HL7_AR : HL7_AE, err, 0);
+    hdx_warn("hl7_rejected", "peer=%s sender=%s ack=A%c code=%d seg=%s field=%d type=%s reason=%s",
+             c->peer, c->sender[0] ? c->sender : "-", err->ack, err->code,
+             err->seg[0] ? err->seg : "-", err->field,
+             hdx_log_str(type, sizeof(type), msg && msg->msg_type[0] ? msg->msg_type : "-"),
+             hdx_log_str(text, sizeof(text), err->text));
+}
+
+/* ---------- MLLP session ---------- */
+
+static void submit_message(struct conn *c, const uint8_t *payload, size_t len,
+                           const struct hl7_msg *msg)
+{
+    struct hl7_error err = {0};
+    struct hdx_intake_item *it = hdx_intake_item_new(payload, len);
+    if (!it) {
+        err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0, "server out of memory"};
+        reject(c, msg, &err);
+        return;
+    }
+    it->kind = HDX_KIND_HL7V2;
+    snprintf(it->sender, sizeof(it->sender), "%s", c->sender);
+    snprintf(it->type, sizeof(it->type), "%s", msg->msg_type);
+    snprintf(it->control_id, sizeof(it->control_id), "%s", msg->control_id);
+    snprintf(it->patient_id, sizeof(it->patient_id), "%s", msg->patient_id);
+    it->origin = c;
+    c->inflight++;
+    hdx_commit_submit(c->srv->commit, it);
+}
+
+static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
+{
+    struct hl7_msg msg;
+    struct hl7_error err;
+    memset(&msg, 0, sizeof(msg));
+    memset(&err, 0, sizeof(err));
+    c->received++;
+    if (hl7_parse(payload, len, &c->srv->limits, &msg, &err) != 0) {
+        reject(c, &msg, &err);
+        hl7_msg_free(&msg);
+        return;
+    }
+    if (strncmp(msg.msg_type, "ACK", 3) == 0) {
+        /* An acknowledgement is never acknowledged (HL7 v2.5.1 2.9.2): that would loop. */
+        hdx_info("ack_ignored", "peer=%s sender=%s", c->peer, c->sender);
+        hl7_msg_free(&msg);
+        return;
+    }
+    submit_message(c, payload, len, &msg);
+    hl7_msg_free(&msg);
+}
+
+static void on_frame_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    c->frame_timer_armed = 0;
+    hdx_warn("mllp_frame_timeout", "peer=%s sender=%s timeout_ms=%d", c->peer,
+             c->sender[0] ? c->sender : "-", c->srv->conf->mllp_read_timeout_ms);
+    conn_close(c, 1);
+}
+
+static void arm_frame_timer(struct conn *c, int on)
+{
+    if (on && !c->frame_timer_armed) {
+        int ms = c->srv->conf->mllp_read_timeout_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        evtimer_add(c->frame_timer, &tv);
+        c->frame_timer_armed = 1;
+    } else if (!on && c->frame_timer_armed) {
+        evtimer_del(c->frame_timer);
+        c->frame_timer_armed = 0;
+    }
+}
+
+static void refuse_oversize(struct conn *c, const uint8_t *payload, size_t have)
+{
+    struct hl7_msg msg;
+    struct hl7_error perr, err = {HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
+    memset(&msg, 0, sizeof(msg));
+    /* Parse what arrived so the AR can at least be addressed; the error is the size. */
+    (void)hl7_parse(payload, have, &c->srv->limits, &msg, &perr);
+    snprintf(err.text, sizeof(err.text), "message exceeds the maximum size of %zu bytes",
+             c->srv->conf->mllp_max_message);
+    reject(c, &msg, &err);
+    hl7_msg_free(&msg);
+    conn_close(c, 0);
+}
+
+static int drop_garbage(struct conn *c, struct evbuffer *in, size_t n)
+{
+    if (!n)
+        return 0;
+    evbuffer_drain(in, n);
+    if (c->garbage_total == 0)
+        hdx_warn("mllp_garbage", "peer=%s sender=%s bytes=%zu", c->peer,
+                 c->sender[0] ? c->sender : "-", n);
+    c->garbage_total += n;
+    if (c->garbage_total > c->srv->conf->mllp_max_message) {
+        hdx_warn("mllp_garbage_limit", "peer=%s bytes=%zu", c->peer, c->garbage_total);
+        conn_close(c, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void mllp_read(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t max = c->srv->conf->mllp_max_message;
+    while (!c->closing) {
+        if (c->inflight >= c->srv->conf->mllp_max_inflight) {
+            bufferevent_disable(c->bev, EV_READ); /* back-pressure until ACKs go out */
+            c->reading_paused = 1;
+            return;
+        }
+        size_t len = evbuffer_get_length(in), want = len < max + 3 ? len : max + 3;
+        if (!len)
+            break;
+        const uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)want);
+        struct mllp_scan s;
+        enum mllp_status st = mllp_scan(data, want, max, &c->scan_resume, &s);
+        if (st == MLLP_TOO_BIG) {
+            refuse_oversize(c, data + s.payload_off, want - s.payload_off);
+            return;
+        }
+        if (st == MLLP_NEED_MORE) {
+            c->scan_resume -= s.garbage < c->scan_resume ? s.garbage : c->scan_resume;
+            if (drop_garbage(c, in, s.garbage) != 0)
+                return;
+            arm_frame_timer(c, evbuffer_get_length(in) > 0);
+            return;
+        }
+        if (s.garbage) {
+            hdx_warn("mllp_garbage", "peer=%s sender=%s bytes=%zu", c->peer,
+                     c->sender[0] ? c->sender : "-", s.garbage);
+            c->garbage_total += s.garbage;
+        }
+        handle_frame(c, data + s.payload_off, s.payload_len);
+        evbuffer_drain(in, s.consumed);
+        c->scan_resume = 0;
+        arm_frame_timer(c, 0);
+    }
+}
+
+/* ---------- commit completions ---------- */
+
+static void publish(struct hdx_server *srv, const struct hdx_intake_item *it)
+{
+    static const uint8_t zero[HDX_BLIND_LEN];
+    struct hdx_bus_event ev = {it->seq,  it->time_us, it->kind, it->sender, it->type,
+                               memcmp(it->patient, zero, HDX_BLIND_LEN) ? it->patient : NULL,
+                               it->body, it->body_len};
+    hdx_bus_publish(srv->bus, &ev);
+}
+
+static void answer_item(struct conn *c, const struct hdx_intake_item *it)
+{
+    struct hl7_msg msg;
+    struct hl7_error err = {0};
+    memset(&msg, 0, sizeof(msg));
+    /* The message parsed before; parsing again (about a microsecond) keeps nothing
+     * per message alive while it waits for the disk. */
+    if (hl7_parse(it->body, it->body_len, &c->srv->limits, &msg, &err) != 0)
+        memset(&msg, 0, sizeof(msg));
+    if (it->status == HDX_OK) {
+        send_ack(c, &msg, HL7_AA, NULL, it->seq);
+        c->acked++;
+    } else {
+        err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0,
+                                 "message not stored (storage failure); send it again later"};
+        reject(c, &msg, &err);
+    }
+    hl7_msg_free(&msg);
+}
+
+static void on_commit_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct hdx_server *srv = arg;
+    uint64_t n;
+    if (read(srv->done_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        hdx_error("eventfd_read_failed", "errno=%d", errno);
+    struct hdx_intake_item *it = hdx_commit_take_done(srv->commit), *next;
+    for (; it; it = next) {
+        next = it->next;
+        struct conn *c = it->origin;
+        if (it->status == HDX_OK && !it->duplicate)
+            publish(srv, it);
+        if (!c->closing)
+            answer_item(c, it);
+        c->inflight--;
+        if (c->closing && c->inflight == 0)
+            schedule_reap(srv);
+        else if (c->reading_paused && c->inflight < srv->conf->mllp_max_inflight) {
+            c->reading_paused = 0;
+            bufferevent_enable(c->bev, EV_READ);
+            mllp_read(c); /* frames may already be buffered; no new read event would come */
+        }
+        hdx_intake_item_free(it);
+    }
+}
+
+static void notify_done(void *arg)
+{
+    struct hdx_server *srv = arg;
+    uint64_t one = 1;
+    if (write(srv->done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        abort(); /* the network thread would never learn of durable messages */
+}
+
+/* ---------- subscribers ---------- */
+
+static void sink_write(void *conn, const void *data, size_t len)
+{
+    struct conn *c = conn;
+    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+}
+
+static size_t sink_queued(void *conn)
+{
+    struct conn *c = conn;
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void sink_drop(void *conn, const char *reason)
+{
+    struct conn *c = conn;
+    char line[96];
+    size_t queued = sink_queued(c);
+    int n = snprintf(line, sizeof(line), "BYE reason=%s\n", reason);
+    evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
+    hdx_warn("subscriber_dropped", "peer=%s sender=%s reason=%s queued=%zu", c->peer, c->sender,
+             reason, queued);
+    conn_close(c, 0); /* the write timeout ends it if the reader never drains */
+}
+
+static void sub_error(struct conn *c, const char *why)
+{
+    char line[256], w[200];
+    int n = snprintf(line, sizeof(line), "ERR %s\n", why);
+    evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
+    hdx_warn("subscribe_refused", "peer=%s sender=%s reason=%s", c->peer, c->sender,
+             hdx_log_str(w, sizeof(w), why));
+    conn_close(c, 0);
+}
+
+static void sub_read(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->sub) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* nothing more is expected */
+        return;
+    }
+    size_t n = 0;
+    char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+    if (!line) {
+        if (evbuffer_get_length(in) > SUB_LINE_MAX)
+            sub_error(c, "request line too long");
+        return;
+    }
+    struct hdx_bus_filter f;
+    uint64_t after;
+    char why[128];
+    int rc = n > SUB_LINE_MAX ? HDX_E_TOOBIG
+                              : hdx_bus_parse_request(line, c->srv->kr, &f, &after, why, sizeof(why));
+    free(line);
+    if (rc != HDX_OK) {
+        sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
+        return;
+    }
+    c->sub = hdx_bus_subscribe(c->srv->bus, c, &f, after);
+    if (!c->sub) {
+        sub_error(c, "out of memory");
+        return;
+    }
+    char ok[64];
+    int m = snprintf(ok, sizeof(ok), "OK last=%llu\n",
+                     (unsigned long long)hdx_bus_last_seq(c->srv->bus));
+    evbuffer_add(bufferevent_get_output(c->bev), ok, (size_t)m);
+    bufferevent_set_timeouts(c->bev, NULL, NULL); /* subscribers listen; they need not speak */
+    hdx_info("subscribed", "peer=%s sender=%s after=%s type=%s filter_patient=%d", c->peer,
+             c->sender, after == UINT64_MAX ? "live" : "seq", f.type[0] ? "set" : "any",
+             f.has_patient);
+    hdx_bus_pump(c->srv->bus, c->sub);
+}
+
+/* ---------- bufferevent callbacks ---------- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing || !c->established)
+        return;
+    if (c->kind == CONN_SUB)
+        sub_read(c);
+    else
+        mllp_read(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        schedule_reap(c->srv);
+    else if (c->sub)
+        hdx_bus_pump(c->srv->bus, c->sub);
+}
+
+static int role_allowed(enum conn_kind kind, const char *role)
+{
+    if (strcmp(role, "gateway") == 0)
+        return 1;
+    if (kind == CONN_SUB)
+        return strcmp(role, "subscriber") == 0;
+    return strcmp(role, "device") == 0;
+}
+
+/* After the TLS handshake: the certificate chained to our CA and is not on the CRL; now the
+ * store must know the device, not revoked, with this very certificate, in a fitting role. */
+static int admit_peer(struct conn *c, char *why, size_t cap)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    struct hdx_device d;
+    if (hdx_tls_peer_identity(ssl, c->sender, sizeof(c->sender), c->role, sizeof(c->role),
+                              c->serial, sizeof(c->serial)) != HDX_OK) {
+        snprintf(why, cap, "certificate has no subject CN");
+        return -1;
+    }
+    if (hdx_store_device_get(c->srv->ro_store, c->sender, &d) != HDX_OK) {
+        snprintf(why, cap, "device not enrolled");
+        return -1;
+    }
+    if (d.revoked_us || strcmp(d.serial, c->serial) != 0) {
+        snprintf(why, cap, "certificate revoked or superseded");
+        return -1;
+    }
+    if (!role_allowed(c->kind, c->role)) {
+        snprintf(why, cap, "role %s may not use this port", c->role[0] ? c->role : "(none)");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_connected(struct conn *c)
+{
+    char why[128], w[160];
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (admit_peer(c, why, sizeof(why)) != 0) {
+        hdx_warn("connection_refused", "peer=%s sender=%s serial=%s reason=%s", c->peer,
+                 c->sender[0] ? c->sender : "-", c->serial[0] ? c->serial : "-",
+                 hdx_log_str(w, sizeof(w), why));
+        if (c->kind == CONN_SUB) {
+            sub_error(c, why);
+            return;
+        }
+        conn_close(c, 1);
+        return;
+    }
+    c->established = 1;
+    struct timeval idle = {c->srv->conf->mllp_idle_timeout_s, 0}, wr = {WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, &idle, &wr);
+    hdx_info("connection_open", "peer=%s sender=%s role=%s serial=%s tls=%s cipher=%s port=%s",
+             c->peer, c->sender, c->role, c->serial, SSL_get_version(ssl), SSL_get_cipher(ssl),
+             c->kind == CONN_SUB ? "sub" : "mllp");
+    on_read(c->bev, c); /* data may have arrived with the handshake's last flight */
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    char why[200], w[220];
+    if (what & BEV_EVENT_CONNECTED) {
+        on_connected(c);
+        return;
+    }
+    if (c->closing) {
+        conn_close(c, 1);
+        return;
+    }
+    if (!c->established && c->kind != CONN_MLLP_PLAIN) {
+        if (what & BEV_EVENT_TIMEOUT)
+            snprintf(why, sizeof(why), "handshake timeout");
+        else
+            hdx_tls_failure_reason(bufferevent_openssl_get_ssl(bev),
+                                   bufferevent_get_openssl_error(bev), why, sizeof(why));
+        hdx_warn("tls_handshake_failed", "peer=%s reason=%s", c->peer,
+                 hdx_log_str(w, sizeof(w), why));
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        log_close(c, "connection_timeout", (what & BEV_EVENT_WRITING) ? "write" : "idle");
+    } else if (what & BEV_EVENT_EOF) {
+        log_close(c, "connection_closed", "peer closed");
+    } else {
+        unsigned long e = c->kind == CONN_MLLP_PLAIN ? 0 : bufferevent_get_openssl_error(bev);
+        log_close(c, "connection_error",
+                  e ? ERR_reason_error_string(e) : evutil_socket_error_to_string(errno));
+    }
+    conn_close(c, 1);
+}
+
+/* ---------- accepting ---------- */
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, cap, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, cap, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+static int over_capacity(struct hdx_server *srv, evutil_socket_t fd)
+{
+    if (srv->nconns < (size_t)srv->conf->net_max_connections && !srv->stopping)
+        return 0;
+    evutil_closesocket(fd);
+    srv->refused++;
+    int64_t now = hdx_monotonic_us();
+    if (now - srv->last_refusal_log > 1000000) {
+        hdx_warn("connection_limit", "max=%d refused_total=%llu", srv->conf->net_max_connections,
+                 (unsigned long long)srv->refused);
+        srv->last_refusal_log = now;
+    }
+    return 1;
+}
+
+static struct conn *conn_new(struct hdx_server *srv, enum conn_kind kind, const struct sockaddr *sa)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->srv = srv;
+    c->kind = kind;
+    format_peer(sa, c->peer, sizeof(c->peer));
+    c->frame_timer = evtimer_new(srv->base, on_frame_timeout, c);
+    if (!c->frame_timer) {
+        free(c);
+        return NULL;
+    }
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    return c;
+}
+
+static void start_conn(struct conn *c, struct bufferevent *bev, int handshake_timeout_ms)
+{
+    c->bev = bev;
+    struct timeval hs = {handshake_timeout_ms / 1000, (handshake_timeout_ms % 1000) * 1000};
+    bufferevent_setcb(bev, on_read, on_write, on_event, c);
+    bufferevent_set_timeouts(bev, &hs, &hs);
+    bufferevent_setwatermark(bev, EV_WRITE, c->srv->conf->sub_max_queue / 4, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void accept_tls(struct hdx_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                       enum conn_kind kind)
+{
+    if (over_capacity(srv, fd))
+        return;
+    SSL *ssl = SSL_new(hdx_tls_ctx(srv->tls));
+    struct conn *c = ssl ? conn_new(srv, kind, sa) : NULL;
+    struct bufferevent *bev =
+        c ? bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                           BEV_OPT_CLOSE_ON_FREE)
+          : NULL;
+    if (!bev) {
+        hdx_error("accept_failed", "reason=out_of_memory");
+        SSL_free(ssl);
+        evutil_closesocket(fd);
+        if (c)
+            conn_free(c);
+        return;
+    }
+    start_conn(c, bev, srv->conf->tls_handshake_timeout_ms);
+}
+
+static void on_accept_mllp(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int len, void *arg)
+{
+    accept_tls(arg, fd, sa, CONN_MLLP_TLS);
+}
+
+static void on_accept_sub(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int len, void *arg)
+{
+    accept_tls(arg, fd, sa, CONN_SUB);
+}
+
+/* ---------- legacy plaintext MLLP ---------- */
+
+static int parse_allow(struct hdx_server *srv, const char *list, char *why, size_t cap)
+{
+    char buf[512], *save = NULL;
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        struct allow_entry *e = &srv->allow[srv->nallow];
+        char *slash = strchr(tok, '/');
+        if (srv->nallow == ALLOW_MAX) {
+            snprintf(why, cap, "legacy.allow: more than %d entries", ALLOW_MAX);
+            return HDX_E_CONFIG;
+        }
+        if (slash)
+            *slash = 0;
+        e->family = strchr(tok, ':') ? AF_INET6 : AF_INET;
+        int bits = e->family == AF_INET ? 32 : 128;
+        e->prefix = slash ? atoi(slash + 1) : bits;
+        if (inet_pton(e->family, tok, e->addr) != 1 || e->prefix < 0 || e->prefix > bits) {
+            snprintf(why, cap, "legacy.allow: '%s' is not an address or CIDR", tok);
+            return HDX_E_CONFIG;
+        }
+        srv->nallow++;
+    }
+    return HDX_OK;
+}
+
+static int prefix_match(const uint8_t *a, const uint8_t *b, int bits)
+{
+    int bytes = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, (size_t)bytes) != 0)
+        return 0;
+    if (!rest)
+        return 1;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+static int allowed(const struct hdx_server *srv, const struct sockaddr *sa)
+{
+    const uint8_t *addr;
+    int family = sa->sa_family;
+    if (family == AF_INET)
+        addr = (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (family == AF_INET6)
+        addr = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    else
+        return 0;
+    for (size_t i = 0; i < srv->nallow; i++)
+        if (srv->allow[i].family == family && prefix_match(srv->allow[i].addr, addr, srv->allow[i].prefix))
+            return 1;
+    return 0;
+}
+
+static void on_accept_legacy(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int len, void *arg)
+{
+    struct hdx_server *srv = arg;
+    char peer[64];
+    format_peer(sa, peer, sizeof(peer));
+    if (!allowed(srv, sa)) {
+        hdx_warn("legacy_refused", "peer=%s reason=not_in_legacy.allow", peer);
+        evutil_closesocket(fd);
+        return;
+    }
+    if (over_capacity(srv, fd))
+        return;
+    struct conn *c = conn_new(srv, CONN_MLLP_PLAIN, sa);
+    struct bufferevent *bev = c ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        evutil_closesocket(fd);
+        if (c)
+            conn_free(c);
+        return;
+    }
+    /* Legacy senders have no certificate; the address is all we know of them. */
+    char host[HDX_SENDER_MAX - 8];
+    snprintf(host, sizeof(host), "%.*s", (int)sizeof(host) - 1, peer);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = 0;
+    snprintf(c->sender, sizeof(c->sender), "legacy:%s", host);
+    snprintf(c->role, sizeof(c->role), "legacy");
+    start_conn(c, bev, srv->conf->mllp_idle_timeout_s * 1000);
+    c->established = 1;
+    struct timeval idle = {srv->conf->mllp_idle_timeout_s, 0}, wr = {WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(bev, &idle, &wr);
+    hdx_warn("insecure_connection", "peer=%s listener=legacy tls=none sender=%s", peer, c->sender);
+}
+
+/* ---------- revocation, shutdown ---------- */
+
+static void on_crl_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct hdx_server *srv = arg;
+    if (!hdx_tls_crl_changed(srv->tls))
+        return;
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (c->kind == CONN_MLLP_PLAIN || c->closing || !c->bev)
+            continue;
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl && hdx_tls_is_revoked(srv->tls, SSL_get0_peer_certificate(ssl))) {
+            hdx_warn("device_revoked_disconnect", "peer=%s sender=%s serial=%s", c->peer,
+                     c->sender, c->serial);
+            conn_close(c, 1);
+        }
+    }
+}
+
+static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+    on_reap(fd, what, arg);
+}
+
+void hdx_server_shutdown(struct hdx_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    srv->stop_deadline = hdx_monotonic_us() + SHUTDOWN_GRACE_US;
+    hdx_info("shutdown", "connections=%zu", srv->nconns);
+    if (srv->mllp_lis)
+        evconnlistener_disable(srv->mllp_lis);
+    if (srv->legacy_lis)
+        evconnlistener_disable(srv->legacy_lis);
+    if (srv->sub_lis)
+        evconnlistener_disable(srv->sub_lis);
+    for (struct conn *c = srv->conns; c; c = c->next)
+        conn_close(c, 0);
+    struct timeval tick = {0, 50000};
+    event_add(srv->shutdown_ev, &tick);
+}
+
+static struct evconnlistener *listen_on(struct hdx_server *srv, const char *addr,
+                                        evconnlistener_cb cb, char *why, size_t cap)
+{
+    char host[128];
+    int port;
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    if (hdx_split_hostport(addr, host, sizeof(host), &port) != 0 ||
+        evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+        snprintf(why, cap, "'%s' is not HOST:PORT", addr);
+        return NULL;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        srv->base, cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        4096, (struct sockaddr *)&ss, sslen);
+    if (!l)
+        snprintf(why, cap, "cannot listen on %s: %s", addr, strerror(errno));
+    return l;
+}
+
+static int open_listeners(struct hdx_server *srv, char *why, size_t cap)
+{
+    const struct hdx_conf *conf = srv->conf;
+    srv->mllp_lis = listen_on(srv, conf->mllp_listen, on_accept_mllp, why, cap);
+    if (!srv->mllp_lis)
+        return HDX_E_CONFIG;
+    if (conf->sub_listen[0]) {
+        srv->sub_lis = listen_on(srv, conf->sub_listen, on_accept_sub, why, cap);
+        if (!srv->sub_lis)
+            return HDX_E_CONFIG;
+    }
+    if (conf->legacy_listen[0]) {
+        if (parse_allow(srv, conf->legacy_allow, why, cap) != HDX_OK)
+            return HDX_E_CONFIG;
+        srv->legacy_lis = listen_on(srv, conf->legacy_listen, on_accept_legacy, why, cap);
+        if (!srv->legacy_lis)
+            return HDX_E_CONFIG;
+        hdx_warn("legacy_listener_enabled", "listen=%s allow=%zu_entries tls=none",
+                 conf->legacy_listen, srv->nallow);
+    }
+    hdx_info("listening", "mllp=%s sub=%s legacy=%s", conf->mllp_listen,
+             conf->sub_listen[0] ? conf->sub_listen : "off",
+             conf->legacy_listen[0] ? conf->legacy_listen : "off");
+    return HDX_OK;
+}
+
+static int make_events(struct hdx_server *srv)
+{
+    srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->done_fd < 0)
+        return HDX_E_IO;
+    srv->done_ev = event_new(srv->base, srv->done_fd, EV_READ | EV_PERSIST, on_commit_done, srv);
+    srv->crl_ev = event_new(srv->base, -1, EV_PERSIST, on_crl_timer, srv);
+    srv->reap_ev = event_new(srv->base, -1, 0, on_reap, srv);
+    srv->shutdown_ev = event_new(srv->base, -1, EV_PERSIST, on_shutdown_tick, srv);
+    if (!srv->done_ev || !srv->crl_ev || !srv->reap_ev || !srv->shutdown_ev)
+        return HDX_E_NOMEM;
+    int ms = srv->conf->tls_crl_check_ms;
+    struct timeval crl = {ms / 1000, (ms % 1000) * 1000};
+    event_add(srv->done_ev, NULL);
+    event_add(srv->crl_ev, &crl);
+    return HDX_OK;
+}
+
+int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
+                   const struct hdx_keyring *kr, struct hdx_store *ro_store,
+                   struct hdx_store *commit_store, struct hdx_server **out, char *why,
+                   size_t why_cap)
+{
+    static const struct hdx_bus_sink sink = {sink_write, sink_queued, sink_drop};
+    uint64_t last = 0;
+    uint8_t chain[HDX_HASH_LEN];
+    *out = NULL;
+    struct hdx_server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        hdx_store_close(commit_store);
+        return HDX_E_NOMEM;
+    }
+    srv->conf = conf;
+    srv->base = base;
+    srv->kr = kr;
+    srv->ro_store = ro_store;
+    srv->done_fd = -1;
+    hl7_limits_default(&srv->limits);
+    int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
+    if (rc == HDX_OK && (rc = make_events(srv)) != HDX_OK)
+        snprintf(why, why_cap, "cannot create events: %s", hdx_strerror(rc));
+    if (rc == HDX_OK && (rc = hdx_store_last(ro_store, &last, chain, NULL)) != HDX_OK)
+        snprintf(why, why_cap, "cannot read the store: %s", hdx_strerror(rc));
+    if (rc == HDX_OK && (rc = hdx_bus_new(ro_store, kr, &sink, conf->sub_max_queue, last,
+                                          &srv->bus)) != HDX_OK)
+        snprintf(why, why_cap, "cannot create the bus");
+    if (rc == HDX_OK) {
+        rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, notify_done, srv,
+                              &srv->commit);
+        commit_store = NULL; /* moved to the commit thread, or closed below */
+        if (rc != HDX_OK)
+            snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));
+    }
+    if (rc == HDX_OK)
+        rc = open_listeners(srv, why, why_cap);
+    hdx_store_close(commit_store);
+    if (rc != HDX_OK) {
+        hdx_server_free(srv);
+        return rc;
+    }
+    *out = srv;
+    return HDX_OK;
+}
+
+void hdx_server_free(struct hdx_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->mllp_lis)
+        evconnlistener_free(srv->mllp_lis);
+    if (srv->legacy_lis)
+        evconnlistener_free(srv->legacy_lis);
+    if (srv->sub_lis)
+        evconnlistener_free(srv->sub_lis);
+    /* Stop the commit thread first: it commits what is queued; connections still holding
+     * in-flight items are then answered by nobody, and their senders will resend. */
+    hdx_commit_stop(srv->commit);
+    srv->commit = NULL;
+    while (srv->conns) {
+        srv->conns->inflight = 0;
+        conn_free(srv->conns);
+    }
+    hdx_bus_free(srv->bus);
+    if (srv->done_ev)
+        event_free(srv->done_ev);
+    if (srv->crl_ev)
+        event_free(srv->crl_ev);
+    if (srv->reap_ev)
+        event_free(srv->reap_ev);
+    if (srv->shutdown_ev)
+        event_free(srv->shutdown_ev);
+    if (srv->done_fd >= 0)
+        close(srv->done_fd);
+    hdx_tls_free(srv->tls);
+    free(srv);
+}

@@ -1,0 +1,124 @@
+#include "store/record.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core/err.h"
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+size_t hdx_record_header(const struct hdx_record *r, uint8_t *out, size_t cap)
+{
+    size_t slen = strlen(r->sender), tlen = strlen(r->type);
+    if (slen > HDX_SENDER_MAX || tlen > HDX_TYPE_MAX || cap < HDX_HEADER_MAX)
+        return 0;
+    uint8_t *p = out;
+    memcpy(p, "HDXR", 4);
+    p += 4;
+    *p++ = HDX_RECORD_VERSION;
+    p = put_be(p, r->seq, 8);
+    p = put_be(p, (uint64_t)r->time_us, 8);
+    *p++ = r->kind;
+    p = put_be(p, r->key_id, 4);
+    p = put_be(p, slen, 2);
+    memcpy(p, r->sender, slen);
+    p += slen;
+    p = put_be(p, tlen, 2);
+    memcpy(p, r->type, tlen);
+    p += tlen;
+    memcpy(p, r->patient, HDX_BLIND_LEN);
+    p += HDX_BLIND_LEN;
+    memcpy(p, r->dedup, HDX_BLIND_LEN);
+    p += HDX_BLIND_LEN;
+    return (size_t)(p - out);
+}
+
+void hdx_record_leaf_hash(const struct hdx_record *r, uint8_t out[HDX_HASH_LEN])
+{
+    static const uint8_t leaf_prefix = 0x00;
+    uint8_t header[HDX_HEADER_MAX], ctlen[4];
+    size_t hlen = hdx_record_header(r, header, sizeof(header));
+    put_be(ctlen, r->ct_len, 4);
+    const void *parts[] = {&leaf_prefix, header, r->nonce, ctlen, r->ct};
+    const size_t lens[] = {1, hlen, HDX_NONCE_LEN, 4, r->ct_len};
+    hdx_sha256(out, 5, parts, lens);
+}
+
+void hdx_record_chain(const uint8_t prev[HDX_HASH_LEN], const uint8_t leaf[HDX_HASH_LEN],
+                      uint8_t out[HDX_HASH_LEN])
+{
+    const void *parts[] = {prev, leaf};
+    const size_t lens[] = {HDX_HASH_LEN, HDX_HASH_LEN};
+    hdx_sha256(out, 2, parts, lens);
+}
+
+int hdx_record_has_patient(const struct hdx_record *r)
+{
+    static const uint8_t zero[HDX_BLIND_LEN];
+    return memcmp(r->patient, zero, HDX_BLIND_LEN) != 0;
+}
+
+const char *hdx_kind_name(int kind)
+{
+    switch (kind) {
+    case HDX_KIND_HL7V2: return "hl7v2";
+    case HDX_KIND_FHIR: return "fhir";
+    case HDX_KIND_DICOM: return "dicom";
+    case HDX_KIND_AUDIT: return "audit";
+    case HDX_KIND_ADMIN: return "admin";
+    }
+    return "unknown";
+}
+
+void hdx_record_clear(struct hdx_record *r)
+{
+    free(r->ct);
+    r->ct = NULL;
+    r->ct_len = 0;
+}
+
+int hdx_record_seal(struct hdx_record *r, const struct hdx_keyring *kr, const uint8_t *pt,
+                    size_t pt_len)
+{
+    uint8_t header[HDX_HEADER_MAX];
+    r->key_id = hdx_keyring_current(kr);
+    size_t hlen = hdx_record_header(r, header, sizeof(header));
+    if (!hlen)
+        return HDX_E_INVAL;
+    free(r->ct);
+    r->ct = malloc(pt_len + HDX_TAG_LEN);
+    if (!r->ct)
+        return HDX_E_NOMEM;
+    r->ct_len = pt_len + HDX_TAG_LEN;
+    return hdx_seal(kr, r->key_id, header, hlen, pt, pt_len, r->nonce, r->ct);
+}
+
+int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, uint8_t **pt,
+                    size_t *pt_len)
+{
+    uint8_t header[HDX_HEADER_MAX];
+    *pt = NULL;
+    *pt_len = 0;
+    size_t hlen = hdx_record_header(r, header, sizeof(header));
+    if (!hlen || r->ct_len < HDX_TAG_LEN)
+        return HDX_E_INTEGRITY;
+    uint8_t *buf = malloc(r->ct_len - HDX_TAG_LEN + 1);
+    if (!buf)
+        return HDX_E_NOMEM;
+    int rc = hdx_open(kr, r->key_id, header, hlen, r->nonce, r->ct, r->ct_len, buf);
+    if (rc != HDX_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[r->ct_len - HDX_TAG_LEN] = 0;
+    *pt = buf;
+    *pt_len = r->ct_len - HDX_TAG_LEN;
+    return HDX_OK;
+}

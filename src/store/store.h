@@ -1,0 +1,80 @@
+/* store: the durable record store (SQLite 3 in WAL mode, the embedded default).
+ * Holds records (ciphertext and the index: seq, time, kind, sender, type, patient and
+ * duplicate blind tokens, hashes), wrapped keys and enrolled devices; never a plaintext
+ * identifier or message. With sync "full" a successful hdx_store_commit() means the batch
+ * is on disk (synchronous=FULL: the WAL is fsynced at every commit).
+ * Sticky error: after a failed write or commit the handle refuses further writes
+ * (HDX_E_STORE) so nothing is acknowledged on a store whose state is unknown; the daemon
+ * must reopen (restart) to recover. Readers (other processes) may open the same file
+ * read-only at any time.
+ * Thread: a handle belongs to one thread at a time; open one handle per thread.
+ * Ownership: records returned by get/scan own their ciphertext; the scan callback's record
+ * is valid only during the call. */
+#ifndef HDX_STORE_H
+#define HDX_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/keys.h"
+#include "store/record.h"
+
+struct hdx_store;
+
+enum { HDX_STORE_RDONLY = 1, HDX_STORE_CREATE = 2, HDX_STORE_NOSYNC = 4 };
+
+int hdx_store_open(const char *path, int flags, struct hdx_store **out);
+void hdx_store_close(struct hdx_store *s);
+
+int hdx_store_begin(struct hdx_store *s);
+int hdx_store_commit(struct hdx_store *s);
+void hdx_store_rollback(struct hdx_store *s);
+
+/* The newest record's seq (0 when empty), chain hash and time. */
+int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
+                   int64_t *time_us);
+/* HDX_OK and *seq when a record with this duplicate token exists, else HDX_E_NOTFOUND. */
+int hdx_store_find_dedup(struct hdx_store *s, const uint8_t dedup[HDX_BLIND_LEN], uint64_t *seq);
+int hdx_store_append(struct hdx_store *s, const struct hdx_record *r);
+int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out);
+uint64_t hdx_store_count(struct hdx_store *s);
+
+struct hdx_store_filter {
+    uint64_t from_seq; /* first seq to consider (0 or 1: from the start) */
+    int64_t since_us;  /* 0: any time */
+    int kind;          /* 0: any */
+    const char *type;  /* NULL: any */
+    const char *sender;
+    const uint8_t *patient; /* NULL: any */
+};
+/* Calls cb for each matching record in seq order, at most limit (0 = no limit); cb returns
+ * non-zero to stop. Returns the number visited, or a negative hdx_err. */
+long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_t limit,
+                    int (*cb)(void *ctx, const struct hdx_record *r), void *ctx);
+/* First seq whose time is >= t (records are committed in non-decreasing time), or
+ * last_seq + 1 when none. Binary search over the primary key: O(log n) lookups. */
+uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t);
+
+/* Wrapped keys. */
+int hdx_store_key_put(struct hdx_store *s, enum hdx_key_kind kind, uint32_t id,
+                      const uint8_t *wrapped, size_t len);
+/* Unwraps every stored key into kr. */
+int hdx_store_keys_load(struct hdx_store *s, struct hdx_keyring *kr);
+uint32_t hdx_store_key_max_id(struct hdx_store *s, enum hdx_key_kind kind);
+
+/* Devices: identity = certificate CN; role = certificate OU. */
+struct hdx_device {
+    char name[65];
+    char role[16];
+    char serial[41];
+    int64_t created_us;
+    int64_t revoked_us; /* 0 = active */
+};
+int hdx_store_device_add(struct hdx_store *s, const struct hdx_device *d);
+int hdx_store_device_get(struct hdx_store *s, const char *name, struct hdx_device *out);
+int hdx_store_device_revoke(struct hdx_store *s, const char *name, int64_t when_us);
+/* Serials of every revoked device, for the daemon to drop open connections. */
+int hdx_store_devices_list(struct hdx_store *s, int (*cb)(void *ctx, const struct hdx_device *d),
+                           void *ctx);
+
+#endif

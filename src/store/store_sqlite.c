@@ -1,0 +1,525 @@
+#include "store/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+enum stmt_id {
+    ST_INSERT,
+    ST_DEDUP,
+    ST_LAST,
+    ST_GET,
+    ST_COUNT,
+    ST_TIME_AT,
+    ST_COUNT_ALL,
+};
+
+static const char *const stmt_sql[] = {
+    [ST_INSERT] = "INSERT INTO records(seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,"
+                  "ct,leaf,chain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_DEDUP] = "SELECT seq FROM records WHERE dedup=?",
+    [ST_LAST] = "SELECT seq,chain,time_us FROM records ORDER BY seq DESC LIMIT 1",
+    [ST_GET] = "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,chain "
+               "FROM records WHERE seq=?",
+    [ST_COUNT] = "SELECT count(*) FROM records",
+    [ST_TIME_AT] = "SELECT time_us FROM records WHERE seq>=? ORDER BY seq LIMIT 1",
+    [ST_COUNT_ALL] = "SELECT max(seq) FROM records",
+};
+#define NSTMT (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
+
+struct hdx_store {
+    sqlite3 *db;
+    sqlite3_stmt *st[NSTMT];
+    int failed; /* sticky: a write or commit failed */
+    int in_txn;
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
+    "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
+    " wrapped BLOB NOT NULL, created_us INTEGER NOT NULL, PRIMARY KEY(kind,id)) STRICT;"
+    "CREATE TABLE IF NOT EXISTS records(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, sender TEXT NOT NULL, type TEXT NOT NULL, patient BLOB,"
+    " dedup BLOB, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, ct BLOB NOT NULL,"
+    " leaf BLOB NOT NULL, chain BLOB NOT NULL) STRICT;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_dedup ON records(dedup) WHERE dedup IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS records_patient ON records(patient) WHERE patient IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, role TEXT NOT NULL,"
+    " serial TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL DEFAULT 0)"
+    " STRICT;"
+    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 1);";
+
+static int db_error(struct hdx_store *s, const char *what)
+{
+    hdx_error("store_error", "op=%s code=%d", what, sqlite3_extended_errcode(s->db));
+    return HDX_E_STORE;
+}
+
+static int exec(struct hdx_store *s, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+    sqlite3_free(msg);
+    return rc == SQLITE_OK ? HDX_OK : db_error(s, "exec");
+}
+
+static int configure(struct hdx_store *s, int flags)
+{
+    sqlite3_busy_timeout(s->db, 10000);
+    if (flags & HDX_STORE_RDONLY)
+        return HDX_OK;
+    if (exec(s, "PRAGMA journal_mode=WAL") != HDX_OK)
+        return HDX_E_STORE;
+    /* FULL: the WAL is fsynced at each commit, so a committed batch survives power loss. */
+    if (exec(s, (flags & HDX_STORE_NOSYNC) ? "PRAGMA synchronous=OFF"
+                                           : "PRAGMA synchronous=FULL") != HDX_OK)
+        return HDX_E_STORE;
+    return exec(s, schema_sql);
+}
+
+int hdx_store_open(const char *path, int flags, struct hdx_store **out)
+{
+    *out = NULL;
+    struct hdx_store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return HDX_E_NOMEM;
+    int oflags = (flags & HDX_STORE_RDONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if (flags & HDX_STORE_CREATE)
+        oflags |= SQLITE_OPEN_CREATE;
+    oflags |= SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, oflags, NULL) != SQLITE_OK) {
+        hdx_error("store_open_failed", "code=%d", s->db ? sqlite3_errcode(s->db) : -1);
+        hdx_store_close(s);
+        return HDX_E_STORE;
+    }
+    if (configure(s, flags) != HDX_OK) {
+        hdx_store_close(s);
+        return HDX_E_STORE;
+    }
+    for (size_t i = 0; i < NSTMT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            db_error(s, "prepare");
+            hdx_store_close(s);
+            return HDX_E_STORE;
+        }
+    }
+    *out = s;
+    return HDX_OK;
+}
+
+void hdx_store_close(struct hdx_store *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < NSTMT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+int hdx_store_begin(struct hdx_store *s)
+{
+    if (s->failed)
+        return HDX_E_STORE;
+    if (exec(s, "BEGIN IMMEDIATE") != HDX_OK) {
+        s->failed = 1;
+        return HDX_E_STORE;
+    }
+    s->in_txn = 1;
+    return HDX_OK;
+}
+
+int hdx_store_commit(struct hdx_store *s)
+{
+    if (s->failed)
+        return HDX_E_STORE;
+    s->in_txn = 0;
+    if (exec(s, "COMMIT") != HDX_OK) {
+        s->failed = 1;
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return HDX_E_STORE;
+    }
+    return HDX_OK;
+}
+
+void hdx_store_rollback(struct hdx_store *s)
+{
+    if (s->in_txn)
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->in_txn = 0;
+}
+
+static sqlite3_stmt *stmt(struct hdx_store *s, enum stmt_id id)
+{
+    sqlite3_reset(s->st[id]);
+    sqlite3_clear_bindings(s->st[id]);
+    return s->st[id];
+}
+
+int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
+                   int64_t *time_us)
+{
+    sqlite3_stmt *q = stmt(s, ST_LAST);
+    *seq = 0;
+    memset(chain, 0, HDX_HASH_LEN);
+    if (time_us)
+        *time_us = 0;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE)
+        return HDX_OK;
+    if (rc != SQLITE_ROW)
+        return db_error(s, "last");
+    *seq = (uint64_t)sqlite3_column_int64(q, 0);
+    if (sqlite3_column_bytes(q, 1) != HDX_HASH_LEN)
+        return HDX_E_INTEGRITY;
+    memcpy(chain, sqlite3_column_blob(q, 1), HDX_HASH_LEN);
+    if (time_us)
+        *time_us = sqlite3_column_int64(q, 2);
+    sqlite3_reset(q);
+    return HDX_OK;
+}
+
+int hdx_store_find_dedup(struct hdx_store *s, const uint8_t dedup[HDX_BLIND_LEN], uint64_t *seq)
+{
+    sqlite3_stmt *q = stmt(s, ST_DEDUP);
+    sqlite3_bind_blob(q, 1, dedup, HDX_BLIND_LEN, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        return HDX_OK;
+    }
+    sqlite3_reset(q);
+    return rc == SQLITE_DONE ? HDX_E_NOTFOUND : db_error(s, "dedup");
+}
+
+static int has_dedup(const struct hdx_record *r)
+{
+    static const uint8_t zero[HDX_BLIND_LEN];
+    return memcmp(r->dedup, zero, HDX_BLIND_LEN) != 0;
+}
+
+int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
+{
+    if (s->failed)
+        return HDX_E_STORE;
+    sqlite3_stmt *q = stmt(s, ST_INSERT);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)r->seq);
+    sqlite3_bind_int64(q, 2, r->time_us);
+    sqlite3_bind_int(q, 3, r->kind);
+    sqlite3_bind_text(q, 4, r->sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, r->type, -1, SQLITE_STATIC);
+    if (hdx_record_has_patient(r))
+        sqlite3_bind_blob(q, 6, r->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    if (has_dedup(r))
+        sqlite3_bind_blob(q, 7, r->dedup, HDX_BLIND_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 8, r->key_id);
+    sqlite3_bind_blob(q, 9, r->nonce, HDX_NONCE_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 10, r->ct, (int)r->ct_len, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 11, r->leaf_hash, HDX_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 12, r->chain, HDX_HASH_LEN, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "append");
+    }
+    return HDX_OK;
+}
+
+static int copy_blob(sqlite3_stmt *q, int col, uint8_t *dst, size_t len)
+{
+    int n = sqlite3_column_bytes(q, col);
+    if (sqlite3_column_type(q, col) == SQLITE_NULL) {
+        memset(dst, 0, len);
+        return HDX_OK;
+    }
+    if (n != (int)len)
+        return HDX_E_INTEGRITY;
+    memcpy(dst, sqlite3_column_blob(q, col), len);
+    return HDX_OK;
+}
+
+/* Reads a row of the record column list (see ST_GET) into r; r->ct is malloc'd. */
+static int row_to_record(sqlite3_stmt *q, struct hdx_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->seq = (uint64_t)sqlite3_column_int64(q, 0);
+    r->time_us = sqlite3_column_int64(q, 1);
+    r->kind = (uint8_t)sqlite3_column_int(q, 2);
+    const char *sender = (const char *)sqlite3_column_text(q, 3);
+    const char *type = (const char *)sqlite3_column_text(q, 4);
+    if (!sender || !type || strlen(sender) > HDX_SENDER_MAX || strlen(type) > HDX_TYPE_MAX)
+        return HDX_E_INTEGRITY;
+    memcpy(r->sender, sender, strlen(sender) + 1);
+    memcpy(r->type, type, strlen(type) + 1);
+    r->key_id = (uint32_t)sqlite3_column_int64(q, 7);
+    if (copy_blob(q, 5, r->patient, HDX_BLIND_LEN) || copy_blob(q, 6, r->dedup, HDX_BLIND_LEN) ||
+        copy_blob(q, 8, r->nonce, HDX_NONCE_LEN) ||
+        copy_blob(q, 10, r->leaf_hash, HDX_HASH_LEN) || copy_blob(q, 11, r->chain, HDX_HASH_LEN))
+        return HDX_E_INTEGRITY;
+    int n = sqlite3_column_bytes(q, 9);
+    r->ct = malloc(n > 0 ? (size_t)n : 1);
+    if (!r->ct)
+        return HDX_E_NOMEM;
+    if (n > 0)
+        memcpy(r->ct, sqlite3_column_blob(q, 9), (size_t)n);
+    r->ct_len = (size_t)n;
+    return HDX_OK;
+}
+
+int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out)
+{
+    sqlite3_stmt *q = stmt(s, ST_GET);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return HDX_E_NOTFOUND;
+    }
+    if (rc != SQLITE_ROW)
+        return db_error(s, "get");
+    rc = row_to_record(q, out);
+    sqlite3_reset(q);
+    if (rc != HDX_OK)
+        hdx_record_clear(out);
+    return rc;
+}
+
+uint64_t hdx_store_count(struct hdx_store *s)
+{
+    sqlite3_stmt *q = stmt(s, ST_COUNT);
+    uint64_t n = 0;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return n;
+}
+
+static int64_t time_at(struct hdx_store *s, uint64_t seq)
+{
+    sqlite3_stmt *q = stmt(s, ST_TIME_AT);
+    int64_t t = INT64_MAX;
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        t = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return t;
+}
+
+uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t)
+{
+    sqlite3_stmt *q = stmt(s, ST_COUNT_ALL);
+    uint64_t hi = 0;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        hi = (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    uint64_t lo = 1;
+    hi += 1; /* answer in [lo, hi] */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (time_at(s, mid) >= t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t cap)
+{
+    int n = snprintf(sql, cap,
+                     "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
+                     "chain FROM records WHERE seq>=?1%s%s%s%s%s ORDER BY seq%s",
+                     f->since_us ? " AND time_us>=?2" : "", f->kind ? " AND kind=?3" : "",
+                     f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "",
+                     f->patient ? " AND patient=?6" : "", "");
+    return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
+}
+
+long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_t limit,
+                    int (*cb)(void *ctx, const struct hdx_record *r), void *ctx)
+{
+    char sql[512];
+    sqlite3_stmt *q = NULL;
+    long visited = 0;
+    if (build_scan_sql(f, sql, sizeof(sql)) != HDX_OK)
+        return HDX_E_INVAL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "scan_prepare");
+    uint64_t from = f->from_seq ? f->from_seq : 1;
+    if (f->since_us) {
+        uint64_t t_seq = hdx_store_seq_at_time(s, f->since_us);
+        if (t_seq > from)
+            from = t_seq;
+    }
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
+    if (f->since_us)
+        sqlite3_bind_int64(q, 2, f->since_us);
+    if (f->kind)
+        sqlite3_bind_int(q, 3, f->kind);
+    if (f->type)
+        sqlite3_bind_text(q, 4, f->type, -1, SQLITE_STATIC);
+    if (f->sender)
+        sqlite3_bind_text(q, 5, f->sender, -1, SQLITE_STATIC);
+    if (f->patient)
+        sqlite3_bind_blob(q, 6, f->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct hdx_record r;
+        int err = row_to_record(q, &r);
+        if (err != HDX_OK) {
+            hdx_record_clear(&r);
+            sqlite3_finalize(q);
+            return err;
+        }
+        visited++;
+        int stop = cb(ctx, &r);
+        hdx_record_clear(&r);
+        if (stop || (limit && (size_t)visited >= limit))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sqlite3_finalize(q);
+        return db_error(s, "scan");
+    }
+    sqlite3_finalize(q);
+    return visited;
+}
+
+int hdx_store_key_put(struct hdx_store *s, enum hdx_key_kind kind, uint32_t id,
+                      const uint8_t *wrapped, size_t len)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO keys(kind,id,wrapped,created_us) VALUES(?,?,?,?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "key_put_prepare");
+    sqlite3_bind_int(q, 1, (int)kind);
+    sqlite3_bind_int64(q, 2, id);
+    sqlite3_bind_blob(q, 3, wrapped, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, hdx_now_us());
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? HDX_OK : db_error(s, "key_put");
+}
+
+int hdx_store_keys_load(struct hdx_store *s, struct hdx_keyring *kr)
+{
+    sqlite3_stmt *q = NULL;
+    int rc, err = HDX_OK;
+    if (sqlite3_prepare_v2(s->db, "SELECT kind,id,wrapped FROM keys ORDER BY kind,id", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_error(s, "keys_prepare");
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW && err == HDX_OK)
+        err = hdx_keyring_add(kr, (enum hdx_key_kind)sqlite3_column_int(q, 0),
+                              (uint32_t)sqlite3_column_int64(q, 1), sqlite3_column_blob(q, 2),
+                              (size_t)sqlite3_column_bytes(q, 2));
+    sqlite3_finalize(q);
+    return err;
+}
+
+uint32_t hdx_store_key_max_id(struct hdx_store *s, enum hdx_key_kind kind)
+{
+    sqlite3_stmt *q = NULL;
+    uint32_t id = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT max(id) FROM keys WHERE kind=?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return 0;
+    sqlite3_bind_int(q, 1, (int)kind);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        id = (uint32_t)sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return id;
+}
+
+int hdx_store_device_add(struct hdx_store *s, const struct hdx_device *d)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO devices(name,role,serial,created_us,revoked_us) "
+                           "VALUES(?,?,?,?,0) ON CONFLICT(name) DO UPDATE SET role=excluded.role,"
+                           " serial=excluded.serial, created_us=excluded.created_us,"
+                           " revoked_us=0 WHERE devices.revoked_us<>0",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_add_prepare");
+    sqlite3_bind_text(q, 1, d->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, d->role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, d->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, d->created_us);
+    int rc = sqlite3_step(q);
+    int changed = sqlite3_changes(s->db);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "device_add");
+    return changed ? HDX_OK : HDX_E_EXISTS;
+}
+
+static void row_to_device(sqlite3_stmt *q, struct hdx_device *d)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", (const char *)sqlite3_column_text(q, 0));
+    snprintf(d->role, sizeof(d->role), "%s", (const char *)sqlite3_column_text(q, 1));
+    snprintf(d->serial, sizeof(d->serial), "%s", (const char *)sqlite3_column_text(q, 2));
+    d->created_us = sqlite3_column_int64(q, 3);
+    d->revoked_us = sqlite3_column_int64(q, 4);
+}
+
+int hdx_store_device_get(struct hdx_store *s, const char *name, struct hdx_device *out)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT name,role,serial,created_us,revoked_us FROM devices "
+                           "WHERE name=?",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_get_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        row_to_device(q, out);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? HDX_OK : rc == SQLITE_DONE ? HDX_E_NOTFOUND : HDX_E_STORE;
+}
+
+int hdx_store_device_revoke(struct hdx_store *s, const char *name, int64_t when_us)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "UPDATE devices SET revoked_us=? WHERE name=? AND revoked_us=0",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_revoke_prepare");
+    sqlite3_bind_int64(q, 1, when_us);
+    sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int changed = sqlite3_changes(s->db);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "device_revoke");
+    return changed ? HDX_OK : HDX_E_NOTFOUND;
+}
+
+int hdx_store_devices_list(struct hdx_store *s, int (*cb)(void *ctx, const struct hdx_device *d),
+                           void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT name,role,serial,created_us,revoked_us FROM devices ORDER BY "
+                           "name",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "devices_prepare");
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        struct hdx_device d;
+        row_to_device(q, &d);
+        if (cb(ctx, &d))
+            break;
+    }
+    sqlite3_finalize(q);
+    return HDX_OK;
+}
