@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what hdx needs to build, run and test on Debian 12, idempotently: packages that
+# are already installed are not touched and apt-get is not even called.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  # libraries (DESIGN.md "Dependencies")
+  libssl-dev libsodium-dev libevent-dev libsqlite3-dev libinih-dev libcmocka-dev
+  # run-time tools and the real clients the tests use
+  openssl sqlite3 socat procps python3 python3-hl7 python3-cryptography
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
