@@ -1,0 +1,229 @@
+/* Envelope encryption, blind index and the record encoding (DESIGN M4, M5; invariant 2). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "crypto/keys.h"
+#include "store/record.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hdx-crypto-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+static struct hdx_keyring *ring(const char *name)
+{
+    char path[128];
+    struct hdx_keyring *kr = NULL;
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    if (access(path, F_OK) != 0)
+        assert_int_equal(hdx_kek_create(path), HDX_OK);
+    assert_int_equal(hdx_keyring_open(path, &kr), HDX_OK);
+    return kr;
+}
+
+static void test_kek_file_is_private(void **state)
+{
+    char path[128];
+    struct stat st;
+    struct hdx_keyring *kr = NULL;
+    snprintf(path, sizeof(path), "%s/kek-mode", tmpdir);
+    assert_int_equal(hdx_kek_create(path), HDX_OK);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(hdx_kek_create(path), HDX_E_EXISTS);
+    chmod(path, 0644);
+    assert_int_equal(hdx_keyring_open(path, &kr), HDX_E_PERM);
+    assert_null(kr);
+}
+
+static void test_wrap_unwrap_and_wrong_kek(void **state)
+{
+    struct hdx_keyring *a = ring("kek-a"), *a2 = ring("kek-a"), *b = ring("kek-b");
+    uint8_t wrapped[HDX_WRAPPED_LEN], nonce[HDX_NONCE_LEN], ct[64 + HDX_TAG_LEN], pt[64];
+    const uint8_t msg[] = "MSH|^~\\&|A|B|||20260101||ORU^R01|1|P|2.5.1";
+    assert_int_equal(hdx_keyring_new_key(a, HDX_KEY_DATA, 7, wrapped), HDX_OK);
+    assert_int_equal(hdx_keyring_current(a), 7);
+    assert_int_equal(hdx_seal(a, 7, (const uint8_t *)"aad", 3, msg, sizeof(msg), nonce, ct),
+                     HDX_OK);
+    /* Same KEK in another process: the stored wrapped key opens the ciphertext. */
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 7, wrapped, sizeof(wrapped)), HDX_OK);
+    assert_int_equal(hdx_open(a2, 7, (const uint8_t *)"aad", 3, nonce, ct,
+                              sizeof(msg) + HDX_TAG_LEN, pt),
+                     HDX_OK);
+    assert_memory_equal(pt, msg, sizeof(msg));
+    /* Another KEK, another id or kind, or a flipped bit: the key does not unwrap. */
+    assert_int_equal(hdx_keyring_add(b, HDX_KEY_DATA, 7, wrapped, sizeof(wrapped)), HDX_E_CRYPTO);
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 8, wrapped, sizeof(wrapped)),
+                     HDX_E_CRYPTO);
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_BLIND, 7, wrapped, sizeof(wrapped)),
+                     HDX_E_CRYPTO);
+    wrapped[20] ^= 1;
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 9, wrapped, sizeof(wrapped)),
+                     HDX_E_CRYPTO);
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 9, wrapped, 10), HDX_E_INTEGRITY);
+    hdx_keyring_free(a);
+    hdx_keyring_free(a2);
+    hdx_keyring_free(b);
+}
+
+static void test_seal_detects_every_alteration(void **state)
+{
+    struct hdx_keyring *kr = ring("kek-c");
+    uint8_t wrapped[HDX_WRAPPED_LEN], nonce[HDX_NONCE_LEN], ct[32 + HDX_TAG_LEN], pt[32];
+    uint8_t msg[32];
+    memset(msg, 'x', sizeof(msg));
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_DATA, 1, wrapped), HDX_OK);
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_DATA, 2, wrapped), HDX_OK);
+    assert_int_equal(hdx_seal(kr, 1, (const uint8_t *)"hdr", 3, msg, 32, nonce, ct), HDX_OK);
+    assert_memory_not_equal(ct, msg, 32); /* it is ciphertext */
+    for (size_t i = 0; i < sizeof(ct); i++) {
+        ct[i] ^= 0x80;
+        assert_int_equal(hdx_open(kr, 1, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
+                         HDX_E_CRYPTO);
+        ct[i] ^= 0x80;
+    }
+    nonce[0] ^= 1;
+    assert_int_equal(hdx_open(kr, 1, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
+                     HDX_E_CRYPTO);
+    nonce[0] ^= 1;
+    assert_int_equal(hdx_open(kr, 1, (const uint8_t *)"hdR", 3, nonce, ct, sizeof(ct), pt),
+                     HDX_E_CRYPTO);
+    assert_int_equal(hdx_open(kr, 2, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
+                     HDX_E_CRYPTO);
+    assert_int_equal(hdx_open(kr, 3, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
+                     HDX_E_NOTFOUND);
+    assert_int_equal(hdx_open(kr, 1, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
+                     HDX_OK);
+    assert_memory_equal(pt, msg, 32);
+    hdx_keyring_free(kr);
+}
+
+static void test_blind_index(void **state)
+{
+    struct hdx_keyring *a = ring("kek-d"), *b = ring("kek-e");
+    uint8_t w[HDX_WRAPPED_LEN], t1[HDX_BLIND_LEN], t2[HDX_BLIND_LEN], t3[HDX_BLIND_LEN];
+    assert_int_equal(hdx_blind(a, "patient", "MRN1", 4, t1), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_keyring_new_key(a, HDX_KEY_BLIND, 1, w), HDX_OK);
+    assert_int_equal(hdx_keyring_new_key(b, HDX_KEY_BLIND, 1, w), HDX_OK);
+    assert_int_equal(hdx_blind(a, "patient", "MRN1", 4, t1), HDX_OK);
+    assert_int_equal(hdx_blind(a, "patient", "MRN1", 4, t2), HDX_OK);
+    assert_memory_equal(t1, t2, HDX_BLIND_LEN);
+    assert_int_equal(hdx_blind(a, "dedup", "MRN1", 4, t2), HDX_OK);
+    assert_memory_not_equal(t1, t2, HDX_BLIND_LEN);
+    assert_int_equal(hdx_blind(a, "patient", "MRN2", 4, t2), HDX_OK);
+    assert_memory_not_equal(t1, t2, HDX_BLIND_LEN);
+    assert_int_equal(hdx_blind(b, "patient", "MRN1", 4, t3), HDX_OK);
+    assert_memory_not_equal(t1, t3, HDX_BLIND_LEN);
+    hdx_keyring_free(a);
+    hdx_keyring_free(b);
+}
+
+static void fill_record(struct hdx_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->seq = 42;
+    r->time_us = 1764000000000000;
+    r->kind = HDX_KIND_HL7V2;
+    snprintf(r->sender, sizeof(r->sender), "monitor-01");
+    snprintf(r->type, sizeof(r->type), "ORU^R01");
+    memset(r->patient, 0xaa, sizeof(r->patient));
+}
+
+static void test_record_seal_binds_header(void **state)
+{
+    struct hdx_keyring *kr = ring("kek-f");
+    uint8_t w[HDX_WRAPPED_LEN], *pt = NULL;
+    size_t len = 0;
+    struct hdx_record r;
+    const char *msg = "MSH|^~\\&|X";
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_DATA, 1, w), HDX_OK);
+    fill_record(&r);
+    assert_int_equal(hdx_record_seal(&r, kr, (const uint8_t *)msg, strlen(msg)), HDX_OK);
+    assert_int_equal(r.ct_len, strlen(msg) + HDX_TAG_LEN);
+    assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_OK);
+    assert_int_equal(len, strlen(msg));
+    assert_memory_equal(pt, msg, len);
+    free(pt);
+    /* Moving the ciphertext to another place in the log fails authentication. */
+    r.seq = 43;
+    assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_E_CRYPTO);
+    r.seq = 42;
+    r.type[0] = 'A';
+    assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_E_CRYPTO);
+    r.type[0] = 'O';
+    r.patient[3] ^= 1;
+    assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_E_CRYPTO);
+    r.patient[3] ^= 1;
+    r.sender[0] = 'M';
+    assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_E_CRYPTO);
+    r.sender[0] = 'm';
+    assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_OK);
+    free(pt);
+    hdx_record_clear(&r);
+    hdx_keyring_free(kr);
+}
+
+static void test_record_hashes(void **state)
+{
+    struct hdx_record r;
+    uint8_t ct[20], h1[32], h2[32], zero[32] = {0}, c1[32], c2[32];
+    uint8_t header[HDX_HEADER_MAX];
+    fill_record(&r);
+    memset(ct, 7, sizeof(ct));
+    r.ct = ct;
+    r.ct_len = sizeof(ct);
+    size_t hl = hdx_record_header(&r, header, sizeof(header));
+    /* "HDXR" v1, seq 42 big-endian right after the version byte. */
+    assert_memory_equal(header, "HDXR\x01", 5);
+    assert_int_equal(header[12], 42);
+    assert_int_equal(hl, 4 + 1 + 8 + 8 + 1 + 4 + 2 + 10 + 2 + 7 + 32);
+    hdx_record_leaf_hash(&r, h1);
+    ct[5] ^= 1;
+    hdx_record_leaf_hash(&r, h2);
+    assert_memory_not_equal(h1, h2, 32);
+    ct[5] ^= 1;
+    r.nonce[0] = 1;
+    hdx_record_leaf_hash(&r, h2);
+    assert_memory_not_equal(h1, h2, 32);
+    hdx_record_chain(zero, h1, c1);
+    hdx_record_chain(c1, h1, c2);
+    assert_memory_not_equal(c1, c2, 32);
+    /* A sender too long for the format is refused, not truncated. */
+    memset(r.sender, 'a', HDX_SENDER_MAX);
+    r.sender[HDX_SENDER_MAX] = 0;
+    assert_true(hdx_record_header(&r, header, sizeof(header)) > 0);
+    assert_int_equal(hdx_record_header(&r, header, 10), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kek_file_is_private),
+        cmocka_unit_test(test_wrap_unwrap_and_wrong_kek),
+        cmocka_unit_test(test_seal_detects_every_alteration),
+        cmocka_unit_test(test_blind_index),
+        cmocka_unit_test(test_record_seal_binds_header),
+        cmocka_unit_test(test_record_hashes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

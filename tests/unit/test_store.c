@@ -1,0 +1,360 @@
+/* Store, commit thread (group commit, duplicates, chain) and bus (replay, live, filters,
+ * slow consumers). DESIGN invariants 1 and 7; M2. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "commit/commit.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "store/store.h"
+
+static char tmpdir[64], dbpath[128];
+static struct hdx_keyring *kr;
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static int done_signals;
+
+static void notify(void *arg)
+{
+    pthread_mutex_lock(&done_lock);
+    done_signals++;
+    pthread_cond_signal(&done_cond);
+    pthread_mutex_unlock(&done_lock);
+}
+
+static int setup(void **state)
+{
+    char kek[128];
+    uint8_t w[HDX_WRAPPED_LEN];
+    struct hdx_store *s = NULL;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hdx-store-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(kek, sizeof(kek), "%s/kek.key", tmpdir);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr) ||
+        hdx_store_open(dbpath, HDX_STORE_CREATE, &s))
+        return -1;
+    if (hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, w) ||
+        hdx_store_key_put(s, HDX_KEY_BLIND, 1, w, sizeof(w)) ||
+        hdx_keyring_new_key(kr, HDX_KEY_DATA, 1, w) ||
+        hdx_store_key_put(s, HDX_KEY_DATA, 1, w, sizeof(w)))
+        return -1;
+    hdx_store_close(s);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    hdx_keyring_free(kr);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+static struct hdx_intake_item *item(const char *sender, const char *ctrl, const char *type,
+                                    const char *patient)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "MSH|^~\\&|S|F|||20260101||%s|%s|P|2.5.1\rPID|1||%s",
+                     type, ctrl, patient);
+    struct hdx_intake_item *it = hdx_intake_item_new((const uint8_t *)body, (size_t)n);
+    assert_non_null(it);
+    it->kind = HDX_KIND_HL7V2;
+    snprintf(it->sender, sizeof(it->sender), "%s", sender);
+    snprintf(it->type, sizeof(it->type), "%s", type);
+    snprintf(it->control_id, sizeof(it->control_id), "%s", ctrl);
+    snprintf(it->patient_id, sizeof(it->patient_id), "%s", patient);
+    return it;
+}
+
+/* Submits items and collects exactly n completions, in order. */
+static struct hdx_intake_item *run_batch(struct hdx_commit *c, struct hdx_intake_item **items,
+                                         int n)
+{
+    struct hdx_intake_item *head = NULL, **tail = &head;
+    int got = 0;
+    for (int i = 0; i < n; i++)
+        hdx_commit_submit(c, items[i]);
+    while (got < n) {
+        pthread_mutex_lock(&done_lock);
+        while (!done_signals)
+            pthread_cond_wait(&done_cond, &done_lock);
+        done_signals = 0;
+        pthread_mutex_unlock(&done_lock);
+        for (struct hdx_intake_item *it = hdx_commit_take_done(c); it; it = it->next) {
+            *tail = it;
+            tail = &it->next;
+            got++;
+        }
+    }
+    return head;
+}
+
+static void free_list(struct hdx_intake_item *it)
+{
+    while (it) {
+        struct hdx_intake_item *next = it->next;
+        hdx_intake_item_free(it);
+        it = next;
+    }
+}
+
+static struct hdx_commit *start(void)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_commit *c = NULL;
+    assert_int_equal(hdx_store_open(dbpath, 0, &s), HDX_OK);
+    assert_int_equal(hdx_commit_start(s, kr, 64, notify, NULL, &c), HDX_OK);
+    return c;
+}
+
+static void test_commit_assigns_seq_and_dedups(void **state)
+{
+    struct hdx_commit *c = start();
+    struct hdx_intake_item *items[5] = {
+        item("mon1", "A1", "ORU^R01", "P1"), item("mon1", "A2", "ORU^R01", "P2"),
+        item("mon2", "A1", "ADT^A01", "P1"), /* same id, other sender: a new message */
+        item("mon1", "A1", "ORU^R01", "P1"), /* duplicate inside the batch */
+        item("mon1", "A3", "ORU^R01", ""),
+    };
+    struct hdx_intake_item *done = run_batch(c, items, 5), *it = done;
+    uint64_t want_seq[] = {1, 2, 3, 1, 4};
+    int want_dup[] = {0, 0, 0, 1, 0};
+    for (int i = 0; i < 5; i++, it = it->next) {
+        assert_non_null(it);
+        assert_int_equal(it->status, HDX_OK);
+        assert_int_equal(it->seq, want_seq[i]);
+        assert_int_equal(it->duplicate, want_dup[i]);
+        assert_int_equal(it->patient_id[0], 0); /* plaintext id wiped once blinded */
+    }
+    free_list(done);
+    hdx_commit_stop(c);
+    /* After a restart the duplicate is still recognised and the sequence continues. */
+    c = start();
+    struct hdx_intake_item *again[2] = {item("mon1", "A2", "ORU^R01", "P2"),
+                                        item("mon1", "A4", "ORU^R01", "P1")};
+    done = run_batch(c, again, 2);
+    assert_int_equal(done->duplicate, 1);
+    assert_int_equal(done->seq, 2);
+    assert_int_equal(done->next->seq, 5);
+    free_list(done);
+    hdx_commit_stop(c);
+}
+
+static void test_store_chain_and_scan(void **state)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_record r;
+    uint8_t prev[32] = {0}, h[32];
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
+    assert_int_equal(hdx_store_count(s), 5);
+    for (uint64_t seq = 1; seq <= 5; seq++) {
+        assert_int_equal(hdx_store_get(s, seq, &r), HDX_OK);
+        hdx_record_leaf_hash(&r, h);
+        assert_memory_equal(h, r.leaf_hash, 32);
+        hdx_record_chain(prev, h, h);
+        assert_memory_equal(h, r.chain, 32);
+        memcpy(prev, r.chain, 32);
+        hdx_record_clear(&r);
+    }
+    assert_int_equal(hdx_store_get(s, 6, &r), HDX_E_NOTFOUND);
+    hdx_store_close(s);
+}
+
+static int count_cb(void *ctx, const struct hdx_record *r)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_scan_filters(void **state)
+{
+    struct hdx_store *s = NULL;
+    uint8_t tok[HDX_BLIND_LEN];
+    int n;
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_blind(kr, "patient", "P1", 2, tok);
+    struct hdx_store_filter by_patient = {.patient = tok};
+    n = 0;
+    assert_int_equal(hdx_store_scan(s, &by_patient, 0, count_cb, &n), 3);
+    assert_int_equal(n, 3);
+    struct hdx_store_filter by_type = {.type = "ADT^A01"};
+    n = 0;
+    assert_int_equal(hdx_store_scan(s, &by_type, 0, count_cb, &n), 1);
+    struct hdx_store_filter by_sender = {.sender = "mon1", .from_seq = 2};
+    n = 0;
+    assert_int_equal(hdx_store_scan(s, &by_sender, 0, count_cb, &n), 3);
+    struct hdx_store_filter future = {.since_us = hdx_now_us() + 1000000};
+    n = 0;
+    assert_int_equal(hdx_store_scan(s, &future, 0, count_cb, &n), 0);
+    assert_int_equal(hdx_store_seq_at_time(s, 0), 1);
+    assert_int_equal(hdx_store_seq_at_time(s, hdx_now_us() + 1000000), 6);
+    hdx_store_close(s);
+}
+
+static void test_devices(void **state)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_device d = {"mon1", "device", "abc", 1, 0}, got;
+    assert_int_equal(hdx_store_open(dbpath, 0, &s), HDX_OK);
+    assert_int_equal(hdx_store_device_add(s, &d), HDX_OK);
+    assert_int_equal(hdx_store_device_add(s, &d), HDX_E_EXISTS);
+    assert_int_equal(hdx_store_device_get(s, "mon1", &got), HDX_OK);
+    assert_string_equal(got.serial, "abc");
+    assert_int_equal(got.revoked_us, 0);
+    assert_int_equal(hdx_store_device_revoke(s, "mon1", 99), HDX_OK);
+    assert_int_equal(hdx_store_device_revoke(s, "mon1", 100), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_store_device_get(s, "mon1", &got), HDX_OK);
+    assert_int_equal(got.revoked_us, 99);
+    snprintf(d.serial, sizeof(d.serial), "def"); /* re-enrolment after revocation */
+    assert_int_equal(hdx_store_device_add(s, &d), HDX_OK);
+    assert_int_equal(hdx_store_device_get(s, "mon1", &got), HDX_OK);
+    assert_string_equal(got.serial, "def");
+    assert_int_equal(got.revoked_us, 0);
+    assert_int_equal(hdx_store_device_get(s, "nobody", &got), HDX_E_NOTFOUND);
+    hdx_store_close(s);
+}
+
+/* ---- bus ---- */
+
+struct fake_conn {
+    char out[8192];
+    size_t len;
+    size_t pretend_queued;
+    int dropped;
+    char reason[32];
+};
+
+static void fake_write(void *conn, const void *data, size_t len)
+{
+    struct fake_conn *c = conn;
+    assert_true(c->len + len < sizeof(c->out));
+    memcpy(c->out + c->len, data, len);
+    c->len += len;
+    c->out[c->len] = 0;
+}
+
+static size_t fake_queued(void *conn)
+{
+    struct fake_conn *c = conn;
+    return c->pretend_queued;
+}
+
+static void fake_drop(void *conn, const char *reason)
+{
+    struct fake_conn *c = conn;
+    c->dropped = 1;
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+}
+
+static const struct hdx_bus_sink fake_sink = {fake_write, fake_queued, fake_drop};
+
+static int count_msgs(const char *out, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(out, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_bus_replay_then_live(void **state)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_bus *bus = NULL;
+    struct fake_conn all = {0}, live = {0}, adt = {0}, after3 = {0};
+    struct hdx_bus_filter any = {0}, f_adt = {0};
+    snprintf(f_adt.type, sizeof(f_adt.type), "ADT^A01");
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
+    assert_int_equal(hdx_bus_new(s, kr, &fake_sink, 65536, 5, &bus), HDX_OK);
+    struct hdx_bus_sub *s1 = hdx_bus_subscribe(bus, &all, &any, 0);
+    struct hdx_bus_sub *s2 = hdx_bus_subscribe(bus, &live, &any, UINT64_MAX);
+    struct hdx_bus_sub *s3 = hdx_bus_subscribe(bus, &adt, &f_adt, 0);
+    struct hdx_bus_sub *s4 = hdx_bus_subscribe(bus, &after3, &any, 3);
+    hdx_bus_pump(bus, s1);
+    hdx_bus_pump(bus, s2);
+    hdx_bus_pump(bus, s3);
+    hdx_bus_pump(bus, s4);
+    assert_int_equal(count_msgs(all.out, "MSG seq="), 5);
+    assert_non_null(strstr(all.out, "MSG seq=1 "));
+    assert_true(strstr(all.out, "MSG seq=1 ") < strstr(all.out, "MSG seq=5 "));
+    assert_int_equal(live.len, 0);
+    assert_int_equal(count_msgs(adt.out, "MSG seq="), 1);
+    assert_non_null(strstr(adt.out, "MSG seq=3 "));
+    assert_int_equal(count_msgs(after3.out, "MSG seq="), 2);
+    assert_null(strstr(after3.out, "MSG seq=3 "));
+    /* A live record: everyone caught up gets it exactly once. */
+    const char *body = "MSH|^~\\&|X";
+    struct hdx_bus_event ev = {6, hdx_now_us(), HDX_KIND_HL7V2, "mon9", "ORU^R01", NULL,
+                               (const uint8_t *)body, strlen(body)};
+    hdx_bus_publish(bus, &ev);
+    hdx_bus_publish(bus, &ev); /* a repeat is never delivered twice */
+    assert_int_equal(count_msgs(all.out, "MSG seq=6 "), 1);
+    assert_int_equal(count_msgs(live.out, "MSG seq=6 "), 1);
+    assert_int_equal(count_msgs(adt.out, "MSG seq=6 "), 0);
+    /* A slow live subscriber is dropped with a reason instead of growing. */
+    live.pretend_queued = 70000;
+    ev.seq = 7;
+    hdx_bus_publish(bus, &ev);
+    assert_int_equal(live.dropped, 1);
+    assert_string_equal(live.reason, "slow-consumer");
+    assert_int_equal(count_msgs(all.out, "MSG seq=7 "), 1);
+    hdx_bus_unsubscribe(bus, s1);
+    hdx_bus_unsubscribe(bus, s2);
+    hdx_bus_unsubscribe(bus, s3);
+    hdx_bus_unsubscribe(bus, s4);
+    hdx_bus_free(bus);
+    hdx_store_close(s);
+}
+
+static void test_bus_request_parsing(void **state)
+{
+    struct hdx_bus_filter f;
+    uint64_t after;
+    char why[128];
+    assert_int_equal(hdx_bus_parse_request("SUB", kr, &f, &after, why, sizeof(why)), HDX_OK);
+    assert_true(after == UINT64_MAX);
+    assert_int_equal(hdx_bus_parse_request("SUB after=17 type=ORU^R01 sender=mon1 patient=P1", kr,
+                                           &f, &after, why, sizeof(why)),
+                     HDX_OK);
+    assert_int_equal(after, 17);
+    assert_string_equal(f.type, "ORU^R01");
+    assert_string_equal(f.sender, "mon1");
+    assert_int_equal(f.has_patient, 1);
+    assert_int_equal(hdx_bus_parse_request("GET /", kr, &f, &after, why, sizeof(why)),
+                     HDX_E_INVAL);
+    assert_int_equal(hdx_bus_parse_request("SUB after=x", kr, &f, &after, why, sizeof(why)),
+                     HDX_E_INVAL);
+    assert_int_equal(hdx_bus_parse_request("SUB color=red", kr, &f, &after, why, sizeof(why)),
+                     HDX_E_INVAL);
+    char longtype[200];
+    memset(longtype, 'T', sizeof(longtype));
+    memcpy(longtype, "SUB type=", 9);
+    longtype[199] = 0;
+    assert_int_equal(hdx_bus_parse_request(longtype, kr, &f, &after, why, sizeof(why)),
+                     HDX_E_INVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commit_assigns_seq_and_dedups),
+        cmocka_unit_test(test_store_chain_and_scan),
+        cmocka_unit_test(test_scan_filters),
+        cmocka_unit_test(test_devices),
+        cmocka_unit_test(test_bus_replay_then_live),
+        cmocka_unit_test(test_bus_request_parsing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
