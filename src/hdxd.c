@@ -99,7 +99,7 @@ static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr,
     }
     int sync = strcmp(conf->store_sync, "off") == 0 ? HDX_STORE_NOSYNC : 0;
     if (hdx_conf_path(conf, conf->store_path, path, sizeof(path)) ||
-        hdx_store_open(path, sync, rw) != HDX_OK || hdx_store_open(path, HDX_STORE_RDONLY, ro) != HDX_OK) {
+        hdx_store_open(path, sync | HDX_STORE_WRITER, rw) != HDX_OK || hdx_store_open(path, HDX_STORE_RDONLY, ro) != HDX_OK) {
         fprintf(stderr, "hdxd: cannot open the store %s (made by hdx init)\n", path);
         return 1;
     }

@@ -299,9 +299,11 @@ static void mllp_read(struct conn *c)
             return;
         }
         if (st == MLLP_NEED_MORE) {
-            c->scan_resume -= s.garbage < c->scan_resume ? s.garbage : c->scan_resume;
             if (drop_garbage(c, in, s.garbage) != 0)
                 return;
+            /* Dropping garbage may bring a whole frame within the scanned window. */
+            if (s.garbage && want == max + 3)
+                continue;
             arm_frame_timer(c, evbuffer_get_length(in) > 0);
             return;
         }

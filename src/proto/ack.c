@@ -2,9 +2,10 @@
  *
  * DESIGN: the ACK is written through one bounded writer that turns "out of room" into a
  * sticky failure, so the segment builders below stay linear and never check sizes
- * themselves. Everything hdx adds (timestamp, ACK control id, trigger, error text) goes
- * through hl7_escape() with the delimiters the ACK uses, so no value can split a field;
- * echoed fields are copied raw because they are already in the sender's escaped form.
+ * themselves. Everything hdx adds (timestamp, ACK control id, error text) goes through
+ * hl7_escape() with the delimiters the ACK uses, so no value can split a field; echoed
+ * fields (MSH-3..6, MSH-9.2, MSH-10..12) are copied raw because they are already in the
+ * sender's escaped form, and a decode/re-encode could change their bytes.
  *
  * Invariants:
  *  1. The output never contains NUL, 0x0B or 0x1C from the received message: echoes stop at
@@ -33,8 +34,7 @@ static const struct hl7_delims default_delims = {'|', '^', '~', '\\', '&', 0};
 
 static void w_bytes(struct wr *w, const void *s, size_t k)
 {
-    if (w->bad)
-        return;
+    if (w->bad) return;
     if (k >= w->cap - w->n) { /* by subtraction: n < cap always holds */
         w->bad = true;
         return;
@@ -56,8 +56,7 @@ static void w_ch(struct wr *w, char ch)
 
 static void w_esc(struct wr *w, const struct hl7_delims *d, const char *text)
 {
-    if (w->bad)
-        return;
+    if (w->bad) return;
     int n = hl7_escape(d, text, w->p + w->n, w->cap - w->n);
     if (n < 0) {
         w->bad = true;
@@ -69,8 +68,7 @@ static void w_esc(struct wr *w, const struct hl7_delims *d, const char *text)
 /* How many bytes of view v to echo (invariants 1 and 2). */
 static size_t echo_len(const struct hl7_msg *m, struct hl7_view v)
 {
-    if (v.off > m->len || v.len > m->len - v.off)
-        return 0;
+    if (v.off > m->len || v.len > m->len - v.off) return 0;
     const uint8_t *p = m->data + v.off;
     size_t n = v.len < ECHO_MAX ? v.len : ECHO_MAX;
     for (size_t i = 0; i < n; i++) {
@@ -79,8 +77,7 @@ static size_t echo_len(const struct hl7_msg *m, struct hl7_view v)
             break;
         }
     }
-    if (n == v.len)
-        return n; /* whole field: copied exactly as received */
+    if (n == v.len) return n; /* whole field: copied exactly as received */
     /* Cut inside a multi-byte character: drop its lead and continuation bytes. */
     for (int k = 0; k < 3 && n > 0 && (p[n] & 0xC0) == 0x80; k++)
         n--;
@@ -97,7 +94,29 @@ static size_t echo_len(const struct hl7_msg *m, struct hl7_view v)
 
 static void w_echo(struct wr *w, const struct hl7_msg *m, struct hl7_view v)
 {
-    w_bytes(w, m->data + v.off, echo_len(m, v));
+    size_t n = echo_len(m, v);
+
+    if (n != 0) /* only then is v known to lie inside m->data */
+        w_bytes(w, m->data + v.off, n);
+}
+
+/* MSH-9.2 as received: the second component of MSH-9's first repetition. Echoed raw like
+ * every other field: re-escaping the decoded trigger could turn \XDA\ into a raw 0xDA
+ * byte and so make a UTF-8 ACK invalid (found by fuzz_hl7). */
+static struct hl7_view trigger_raw(const struct hl7_msg *m)
+{
+    struct hl7_view v = m->msg_type_raw, none = {0, 0};
+    size_t i = 0;
+
+    if (v.off > m->len || v.len > m->len - v.off) return none;
+    const uint8_t *p = m->data + v.off;
+    while (i < v.len && p[i] != (uint8_t)m->d.comp && p[i] != (uint8_t)m->d.rep)
+        i++;
+    if (i == v.len || p[i] != (uint8_t)m->d.comp) return none;
+    size_t start = ++i;
+    while (i < v.len && p[i] != (uint8_t)m->d.comp && p[i] != (uint8_t)m->d.rep)
+        i++;
+    return (struct hl7_view){v.off + (uint32_t)start, (uint32_t)(i - start)};
 }
 
 /* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's civil_from_days). */
@@ -120,16 +139,14 @@ static void format_ts(int64_t us, char *out, size_t cap)
 {
     int y, mo, d;
 
-    if (us < 0)
-        us = 0;
-    if (us > ACK_MAX_TIME_US)
-        us = ACK_MAX_TIME_US;
+    if (us < 0) us = 0;
+    if (us > ACK_MAX_TIME_US) us = ACK_MAX_TIME_US;
     int64_t secs = us / 1000000;
     int frac = (int)(us % 1000000 / 100);
     int sod = (int)(secs % 86400);
     civil_from_days(secs / 86400, &y, &mo, &d);
-    snprintf(out, cap, "%04d%02d%02d%02d%02d%02d.%04d+0000", y, mo, d, sod / 3600,
-             sod / 60 % 60, sod % 60, frac);
+    snprintf(out, cap, "%04d%02d%02d%02d%02d%02d.%04d+0000", y, mo, d, sod / 3600, sod / 60 % 60,
+             sod % 60, frac);
 }
 
 static void w_delims(struct wr *w, const struct hl7_delims *d)
@@ -140,8 +157,7 @@ static void w_delims(struct wr *w, const struct hl7_delims *d)
     w_ch(w, d->rep);
     w_ch(w, d->esc);
     w_ch(w, d->sub);
-    if (d->trunc != 0)
-        w_ch(w, d->trunc); /* MSH-2 exactly as received */
+    if (d->trunc != 0) w_ch(w, d->trunc); /* MSH-2 exactly as received */
 }
 
 /* MSH answering m: sender and receiver swapped, MSH-11/12 echoed. */
@@ -163,9 +179,10 @@ static void w_msh_reply(struct wr *w, const struct hl7_msg *m, const char *ts, c
     w_ch(w, d->field);
     w_ch(w, d->field); /* MSH-8 security: empty */
     w_str(w, "ACK");
-    if (m->trigger[0] != '\0') {
+    struct hl7_view trig = trigger_raw(m);
+    if (echo_len(m, trig) != 0) {
         w_ch(w, d->comp);
-        w_esc(w, d, m->trigger);
+        w_echo(w, m, trig);
         w_ch(w, d->comp);
         w_str(w, "ACK");
     }
@@ -243,19 +260,16 @@ static bool msg_usable(const struct hl7_msg *m)
            m->d.rep != 0 && m->d.esc != 0 && m->d.sub != 0;
 }
 
-int hl7_ack_build(const struct hl7_msg *msg, const struct hl7_ack_params *p, char *out,
-                  size_t cap)
+int hl7_ack_build(const struct hl7_msg *msg, const struct hl7_ack_params *p, char *out, size_t cap)
 {
-    static const struct hl7_error internal = {HL7_ERR_INTERNAL, 'E', "", 0, 0,
-                                              "application internal error"};
+    static const struct hl7_error internal = {
+        HL7_ERR_INTERNAL, 'E', "", 0, 0, "application internal error"};
     static const char *const codes[] = {"AA", "AE", "AR"};
     char ts[48], text[sizeof internal.text];
 
-    if (out == NULL || cap == 0)
-        return -1;
+    if (out == NULL || cap == 0) return -1;
     out[0] = '\0';
-    if (p == NULL || (int)p->code < (int)HL7_AA || (int)p->code > (int)HL7_AR)
-        return -1;
+    if (p == NULL || (int)p->code < (int)HL7_AA || (int)p->code > (int)HL7_AR) return -1;
     struct wr w = {out, cap > (size_t)INT_MAX ? (size_t)INT_MAX : cap, 0, false};
     bool usable = msg_usable(msg);
     const struct hl7_delims *d = usable ? &msg->d : &default_delims;
@@ -275,15 +289,13 @@ int hl7_ack_build(const struct hl7_msg *msg, const struct hl7_ack_params *p, cha
     w_ch(&w, d->field);
     w_str(&w, codes[p->code]);
     w_ch(&w, d->field);
-    if (usable)
-        w_echo(&w, msg, msg->control_id_raw);
+    if (usable) w_echo(&w, msg, msg->control_id_raw);
     if (p->code != HL7_AA) {
         w_ch(&w, d->field);
         w_esc(&w, d, text);
     }
     w_ch(&w, '\r');
-    if (p->code != HL7_AA)
-        w_err(&w, d, e, text);
+    if (p->code != HL7_AA) w_err(&w, d, e, text);
     if (p->extra != NULL && p->extra[0] != '\0') {
         w_str(&w, p->extra);
         if (p->extra[strlen(p->extra) - 1] != '\r')

@@ -29,7 +29,6 @@ struct hl7_ack_params {
     const char *extra;           /* extra segments, may be NULL */
 };
 
-int hl7_ack_build(const struct hl7_msg *msg, const struct hl7_ack_params *p, char *out,
-                  size_t cap);
+int hl7_ack_build(const struct hl7_msg *msg, const struct hl7_ack_params *p, char *out, size_t cap);
 
 #endif

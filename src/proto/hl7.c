@@ -49,8 +49,7 @@ struct obuf {
 
 void hl7_limits_default(struct hl7_limits *lim)
 {
-    if (lim == NULL)
-        return;
+    if (lim == NULL) return;
     lim->max_segments = HL7_DEFAULT_MAX_SEGMENTS;
     lim->max_field_len = HL7_DEFAULT_MAX_FIELD_LEN;
 }
@@ -104,8 +103,7 @@ static size_t utf8_len(const uint8_t *p, size_t n)
     uint8_t lo = 0x80, hi = 0xBF;
     size_t need;
 
-    if (b < 0x80)
-        return 1;
+    if (b < 0x80) return 1;
     if (b >= 0xC2 && b <= 0xDF) {
         need = 1;
     } else if (b >= 0xE0 && b <= 0xEF) {
@@ -119,13 +117,10 @@ static size_t utf8_len(const uint8_t *p, size_t n)
     } else {
         return 0; /* 80..C1 (continuation or overlong lead) and F5..FF */
     }
-    if (n - 1 < need)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
+    if (n - 1 < need) return 0;
+    if (p[1] < lo || p[1] > hi) return 0;
     for (size_t k = 2; k <= need; k++) {
-        if ((p[k] & 0xC0) != 0x80)
-            return 0;
+        if ((p[k] & 0xC0) != 0x80) return 0;
     }
     return need + 1;
 }
@@ -139,12 +134,10 @@ static int nth_token(const uint8_t *p, struct hl7_view in, char sep, int n, stru
     uint32_t start = in.off;
     uint32_t end = in.off + in.len;
 
-    if (n < 1)
-        return -1;
+    if (n < 1) return -1;
     for (int k = 1; k < n; k++) {
         const uint8_t *q = memchr(p + start, (uint8_t)sep, end - start);
-        if (q == NULL)
-            return -1;
+        if (q == NULL) return -1;
         start = (uint32_t)(q - p) + 1;
     }
     const uint8_t *q = memchr(p + start, (uint8_t)sep, end - start);
@@ -163,11 +156,9 @@ static bool seg_is_msh(const uint8_t *p, const struct hl7_seg *s)
 static int seg_field(const struct hl7_msg *m, const struct hl7_seg *s, int field,
                      struct hl7_view *out)
 {
-    if (field < 1 || s->len < 4)
-        return -1;
+    if (field < 1 || s->len < 4) return -1;
     struct hl7_view rest = {s->off + 4, s->len - 4};
-    if (!seg_is_msh(m->data, s))
-        return nth_token(m->data, rest, m->d.field, field, out);
+    if (!seg_is_msh(m->data, s)) return nth_token(m->data, rest, m->d.field, field, out);
     if (field == 1) {
         out->off = s->off + 3;
         out->len = 1;
@@ -183,16 +174,13 @@ static int field_part(const struct hl7_msg *m, struct hl7_view f, int rep, int c
 {
     struct hl7_view r, c;
 
-    if (rep < 1 || comp < 0 || sub < 0 || (comp == 0 && sub != 0))
-        return -1;
-    if (nth_token(m->data, f, m->d.rep, rep, &r) != 0)
-        return -1;
+    if (rep < 1 || comp < 0 || sub < 0 || (comp == 0 && sub != 0)) return -1;
+    if (nth_token(m->data, f, m->d.rep, rep, &r) != 0) return -1;
     if (comp == 0) {
         *out = r;
         return 0;
     }
-    if (nth_token(m->data, r, m->d.comp, comp, &c) != 0)
-        return -1;
+    if (nth_token(m->data, r, m->d.comp, comp, &c) != 0) return -1;
     if (sub == 0) {
         *out = c;
         return 0;
@@ -206,8 +194,7 @@ static const struct hl7_seg *find_seg(const struct hl7_msg *m, const char *id, i
 
     for (size_t i = 0; i < m->nsegs; i++) {
         const struct hl7_seg *s = &m->segs[i];
-        if (s->len >= 3 && memcmp(m->data + s->off, id, 3) == 0 && ++seen == occurrence)
-            return s;
+        if (s->len >= 3 && memcmp(m->data + s->off, id, 3) == 0 && ++seen == occurrence) return s;
     }
     return NULL;
 }
@@ -217,16 +204,14 @@ int hl7_get(const struct hl7_msg *msg, const char *seg_id, int occurrence, int f
 {
     struct hl7_view f;
 
-    if (msg == NULL || msg->data == NULL || msg->segs == NULL || seg_id == NULL ||
-        out == NULL || occurrence < 1 || strnlen(seg_id, 4) != 3)
+    if (msg == NULL || msg->data == NULL || msg->segs == NULL || seg_id == NULL || out == NULL ||
+        occurrence < 1 || strnlen(seg_id, 4) != 3)
         return -1;
     const struct hl7_seg *s = find_seg(msg, seg_id, occurrence);
-    if (s == NULL || seg_field(msg, s, field, &f) != 0)
-        return -1;
+    if (s == NULL || seg_field(msg, s, field, &f) != 0) return -1;
     if (seg_is_msh(msg->data, s) && field <= 2) {
         /* MSH-1 and MSH-2 hold the delimiters themselves: they cannot be split. */
-        if (rep != 1 || comp < 0 || comp > 1 || sub < 0 || sub > 1)
-            return -1;
+        if (rep != 1 || comp < 0 || comp > 1 || sub < 0 || sub > 1) return -1;
         *out = f;
         return 0;
     }
@@ -237,33 +222,27 @@ int hl7_get(const struct hl7_msg *msg, const char *seg_id, int occurrence, int f
 
 static bool put(struct obuf *o, char ch)
 {
-    if (o->n >= o->lim)
-        return false;
+    if (o->n >= o->lim) return false;
     o->p[o->n++] = ch;
     return true;
 }
 
 static int hexval(uint8_t b)
 {
-    if (b >= '0' && b <= '9')
-        return b - '0';
-    if (b >= 'A' && b <= 'F')
-        return b - 'A' + 10;
-    if (b >= 'a' && b <= 'f')
-        return b - 'a' + 10;
+    if (b >= '0' && b <= '9') return b - '0';
+    if (b >= 'A' && b <= 'F') return b - 'A' + 10;
+    if (b >= 'a' && b <= 'f') return b - 'a' + 10;
     return -1;
 }
 
 /* \Xhhhh..\ : an even number of hex digits, each pair one byte. */
 static bool decode_hex(const uint8_t *s, size_t n, struct obuf *o)
 {
-    if (n % 2 != 0)
-        return false;
+    if (n % 2 != 0) return false;
     for (size_t i = 0; i < n; i += 2) {
         int hi = hexval(s[i]);
         int lo = hexval(s[i + 1]);
-        if (hi < 0 || lo < 0 || !put(o, (char)(hi << 4 | lo)))
-            return false;
+        if (hi < 0 || lo < 0 || !put(o, (char)(hi << 4 | lo))) return false;
     }
     return true;
 }
@@ -273,19 +252,24 @@ static bool decode_escape(const struct hl7_delims *d, const uint8_t *s, size_t n
 {
     if (n == 1) {
         switch (s[0]) {
-        case 'F': return put(o, d->field);
-        case 'S': return put(o, d->comp);
-        case 'T': return put(o, d->sub);
-        case 'R': return put(o, d->rep);
-        case 'E': return put(o, d->esc);
-        case 'P': return d->trunc == 0 || put(o, d->trunc); /* v2.7 truncation character */
-        default: return true;
+        case 'F':
+            return put(o, d->field);
+        case 'S':
+            return put(o, d->comp);
+        case 'T':
+            return put(o, d->sub);
+        case 'R':
+            return put(o, d->rep);
+        case 'E':
+            return put(o, d->esc);
+        case 'P':
+            return d->trunc == 0 || put(o, d->trunc); /* v2.7 truncation character */
+        default:
+            return true;
         }
     }
-    if (n >= 1 && s[0] == 'X')
-        return decode_hex(s + 1, n - 1, o);
-    if (n == 3 && memcmp(s, ".br", 3) == 0)
-        return put(o, '\n');
+    if (n >= 1 && s[0] == 'X') return decode_hex(s + 1, n - 1, o);
+    if (n == 3 && memcmp(s, ".br", 3) == 0) return put(o, '\n');
     /* \H\ \N\ \Cxxyy\ \Mxxyyzz\ \Zxx\ \.sp\ ...: formatting or charset switches that a
      * plain-text consumer cannot honour; dropping them keeps the text readable. */
     return true;
@@ -299,17 +283,14 @@ static int unescape_raw(const struct hl7_delims *d, const uint8_t *s, size_t n, 
 
     while (i < n) {
         if (s[i] != (uint8_t)d->esc) {
-            if (!put(&o, (char)s[i]))
-                goto fail;
+            if (!put(&o, (char)s[i])) goto fail;
             i++;
             continue;
         }
         const uint8_t *close = memchr(s + i + 1, (uint8_t)d->esc, n - i - 1);
-        if (close == NULL)
-            goto fail;
+        if (close == NULL) goto fail;
         size_t clen = (size_t)(close - (s + i + 1));
-        if (!decode_escape(d, s + i + 1, clen, &o))
-            goto fail;
+        if (!decode_escape(d, s + i + 1, clen, &o)) goto fail;
         i += clen + 2;
     }
     out[o.n] = '\0';
@@ -321,30 +302,21 @@ fail:
 
 int hl7_unescape(const struct hl7_msg *msg, struct hl7_view v, char *out, size_t cap)
 {
-    if (out == NULL || cap == 0)
-        return -1;
+    if (out == NULL || cap == 0) return -1;
     out[0] = '\0';
-    if (msg == NULL || msg->data == NULL || msg->d.esc == 0)
-        return -1;
-    if (v.off > msg->len || v.len > msg->len - v.off)
-        return -1;
+    if (msg == NULL || msg->data == NULL || msg->d.esc == 0) return -1;
+    if (v.off > msg->len || v.len > msg->len - v.off) return -1;
     return unescape_raw(&msg->d, msg->data + v.off, v.len, out, cap);
 }
 
 static char escape_code(const struct hl7_delims *d, char ch)
 {
-    if (ch == d->field)
-        return 'F';
-    if (ch == d->comp)
-        return 'S';
-    if (ch == d->sub)
-        return 'T';
-    if (ch == d->rep)
-        return 'R';
-    if (ch == d->esc)
-        return 'E';
-    if (d->trunc != 0 && ch == d->trunc)
-        return 'P';
+    if (ch == d->field) return 'F';
+    if (ch == d->comp) return 'S';
+    if (ch == d->sub) return 'T';
+    if (ch == d->rep) return 'R';
+    if (ch == d->esc) return 'E';
+    if (d->trunc != 0 && ch == d->trunc) return 'P';
     return 0;
 }
 
@@ -352,11 +324,9 @@ int hl7_escape(const struct hl7_delims *d, const char *text, char *out, size_t c
 {
     static const char hex[] = "0123456789ABCDEF";
 
-    if (out == NULL || cap == 0)
-        return -1;
+    if (out == NULL || cap == 0) return -1;
     out[0] = '\0';
-    if (d == NULL || text == NULL || d->esc == 0)
-        return -1;
+    if (d == NULL || text == NULL || d->esc == 0) return -1;
     struct obuf o = {out, cap - 1 > INT_MAX ? INT_MAX : cap - 1, 0};
     for (const char *s = text; *s != '\0'; s++) {
         char code = escape_code(d, *s);
@@ -365,8 +335,8 @@ int hl7_escape(const struct hl7_delims *d, const char *text, char *out, size_t c
         if (code != 0)
             ok = put(&o, d->esc) && put(&o, code) && put(&o, d->esc);
         else if (b < 0x20)
-            ok = put(&o, d->esc) && put(&o, 'X') && put(&o, hex[b >> 4]) &&
-                 put(&o, hex[b & 0xF]) && put(&o, d->esc);
+            ok = put(&o, d->esc) && put(&o, 'X') && put(&o, hex[b >> 4]) && put(&o, hex[b & 0xF]) &&
+                 put(&o, d->esc);
         else
             ok = put(&o, *s);
         if (!ok) {
@@ -420,8 +390,7 @@ static struct hl7_view msh_raw(const struct pctx *c, int field)
 {
     struct hl7_view v = {0, 0};
 
-    if (seg_field(c->msg, &c->msh, field, &v) != 0)
-        v.off = v.len = 0;
+    if (seg_field(c->msg, &c->msh, field, &v) != 0) v.off = v.len = 0;
     return v;
 }
 
@@ -452,8 +421,7 @@ static int msh_text(struct pctx *c, int field, int rep, int comp, char *out, siz
     struct hl7_view f, v;
 
     out[0] = '\0';
-    if (seg_field(c->msg, &c->msh, field, &f) != 0)
-        return 0;
+    if (seg_field(c->msg, &c->msh, field, &f) != 0) return 0;
     if (rep == 0)
         v = f;
     else if (field_part(c->msg, f, rep, comp, 0, &v) != 0)
@@ -461,8 +429,7 @@ static int msh_text(struct pctx *c, int field, int rep, int comp, char *out, siz
     int n = unescape_raw(&c->msg->d, c->p + v.off, v.len, out, cap);
     if (n < 0 || strlen(out) != (size_t)n) {
         out[0] = '\0';
-        return fail(c->err, 102, 'E', "MSH", 1, field, "MSH-%d too long or badly escaped",
-                    field);
+        return fail(c->err, 102, 'E', "MSH", 1, field, "MSH-%d too long or badly escaped", field);
     }
     return 0;
 }
@@ -472,10 +439,8 @@ static int extract_msh(struct pctx *c)
     struct hl7_msg *m = c->msg;
 
     /* Trigger first: even if MSH-9.1 is bad, the ACK can still name the event. */
-    if (msh_text(c, 9, 1, 2, m->trigger, sizeof m->trigger) != 0)
-        return -1;
-    if (msh_text(c, 9, 1, 1, m->msg_type, sizeof m->msg_type) != 0)
-        return -1;
+    if (msh_text(c, 9, 1, 2, m->trigger, sizeof m->trigger) != 0) return -1;
+    if (msh_text(c, 9, 1, 1, m->msg_type, sizeof m->msg_type) != 0) return -1;
     if (m->msg_type[0] == '\0')
         return fail(c->err, 101, 'R', "MSH", 1, 9, "MSH-9 message type missing");
     if (m->trigger[0] != '\0') {
@@ -486,8 +451,7 @@ static int extract_msh(struct pctx *c)
         m->msg_type[a] = '^';
         memcpy(m->msg_type + a + 1, m->trigger, b + 1);
     }
-    if (msh_text(c, 10, 0, 0, m->control_id, sizeof m->control_id) != 0)
-        return -1;
+    if (msh_text(c, 10, 0, 0, m->control_id, sizeof m->control_id) != 0) return -1;
     if (m->control_id[0] == '\0')
         return fail(c->err, 101, 'R', "MSH", 1, 10, "MSH-10 message control id missing");
     return msh_text(c, 12, 1, 1, m->version, sizeof m->version);
@@ -498,8 +462,7 @@ static bool ascii_ieq(const char *a, const char *b)
     for (; *a != '\0' && *b != '\0'; a++, b++) {
         char x = (*a >= 'a' && *a <= 'z') ? (char)(*a - 32) : *a;
         char y = (*b >= 'a' && *b <= 'z') ? (char)(*b - 32) : *b;
-        if (x != y)
-            return false;
+        if (x != y) return false;
     }
     return *a == *b;
 }
@@ -510,8 +473,7 @@ static int charset_policy(struct pctx *c)
 {
     const char *cs = c->msg->charset;
 
-    if (msh_text(c, 18, 1, 0, c->msg->charset, sizeof c->msg->charset) != 0)
-        return -1;
+    if (msh_text(c, 18, 1, 0, c->msg->charset, sizeof c->msg->charset) != 0) return -1;
     if (cs[0] == '\0' || ascii_ieq(cs, "UNICODE UTF-8") || ascii_ieq(cs, "UTF-8"))
         c->cs = CS_UTF8;
     else if (ascii_ieq(cs, "ASCII"))
@@ -525,8 +487,7 @@ static int charset_policy(struct pctx *c)
 
 static bool seg_id_ok(const uint8_t *s, size_t n, uint8_t fs)
 {
-    if (n < 3 || !is_upper_or_digit(s[0]) || !is_upper_or_digit(s[1]) ||
-        !is_upper_or_digit(s[2]))
+    if (n < 3 || !is_upper_or_digit(s[0]) || !is_upper_or_digit(s[1]) || !is_upper_or_digit(s[2]))
         return false;
     return n == 3 || s[3] == fs;
 }
@@ -542,8 +503,7 @@ static int seg_fail(struct pctx *c, size_t idx, int field, int code, const char 
     if (!seg_id_ok(id, segs[idx].len, (uint8_t)c->msg->d.field))
         return fail(c->err, code, 'E', "", 0, field, "%s (segment %zu)", text, idx + 1);
     for (size_t j = 0; j < idx && seq < INT_MAX; j++) {
-        if (segs[j].len >= 3 && memcmp(c->p + segs[j].off, id, 3) == 0)
-            seq++;
+        if (segs[j].len >= 3 && memcmp(c->p + segs[j].off, id, 3) == 0) seq++;
     }
     char seg[4] = {(char)id[0], (char)id[1], (char)id[2], '\0'};
     return fail(c->err, code, 'E', seg, seq, field, "%s", text);
@@ -563,19 +523,16 @@ static int check_bytes(struct pctx *c, size_t idx)
         uint8_t b = p[i];
         step = 1;
         if (b == (uint8_t)c->msg->d.field) {
-            if (field < INT_MAX)
-                field = (field == 0 && msh) ? 2 : field + 1;
+            if (field < INT_MAX) field = (field == 0 && msh) ? 2 : field + 1;
             fstart = i + 1;
             continue;
         }
-        if (is_forbidden(b))
-            return seg_fail(c, idx, field, 102, "NUL or MLLP control byte");
+        if (is_forbidden(b)) return seg_fail(c, idx, field, 102, "NUL or MLLP control byte");
         if (b >= 0x80 && c->cs == CS_ASCII)
             return seg_fail(c, idx, field, 102, "non-ASCII byte with ASCII character set");
         if (b >= 0x80 && c->cs == CS_UTF8) {
             step = utf8_len(p + i, s->len - i);
-            if (step == 0)
-                return seg_fail(c, idx, field, 102, "invalid UTF-8");
+            if (step == 0) return seg_fail(c, idx, field, 102, "invalid UTF-8");
         }
         if (field > 0 && i + step - fstart > c->max_field)
             return seg_fail(c, idx, field, 102, "field longer than limit");
@@ -587,8 +544,7 @@ static int check_segment(struct pctx *c, size_t idx)
 {
     const struct hl7_seg *s = &c->msg->segs[idx];
 
-    if (check_bytes(c, idx) != 0)
-        return -1;
+    if (check_bytes(c, idx) != 0) return -1;
     if (!seg_id_ok(c->p + s->off, s->len, (uint8_t)c->msg->d.field))
         return fail(c->err, 100, 'R', "", 0, 0, "invalid segment id (segment %zu)", idx + 1);
     return 0;
@@ -621,8 +577,7 @@ static int split_segments(struct pctx *c)
     if (n > c->max_segments)
         return fail(c->err, 100, 'E', "", 0, 0, "more than %zu segments", c->max_segments);
     m->segs = calloc(n, sizeof *m->segs);
-    if (m->segs == NULL)
-        return fail(c->err, 207, 'E', "", 0, 0, "out of memory");
+    if (m->segs == NULL) return fail(c->err, 207, 'E', "", 0, 0, "out of memory");
     for (size_t pos = 0; pos < c->len && k < n;) {
         if (is_term(c->p[pos])) {
             pos++;
@@ -633,8 +588,7 @@ static int split_segments(struct pctx *c)
             end++;
         m->segs[k].off = (uint32_t)pos;
         m->segs[k].len = (uint32_t)(end - pos);
-        if (check_segment(c, k) != 0)
-            return -1;
+        if (check_segment(c, k) != 0) return -1;
         k++;
         pos = end;
     }
@@ -664,17 +618,14 @@ int hl7_parse(const uint8_t *data, size_t len, const struct hl7_limits *lim, str
     struct pctx c = {.p = data, .len = len, .msg = msg, .err = err != NULL ? err : &dummy};
 
     memset(c.err, 0, sizeof *c.err);
-    if (msg == NULL)
-        return fail(c.err, 207, 'E', "", 0, 0, "no message object");
+    if (msg == NULL) return fail(c.err, 207, 'E', "", 0, 0, "no message object");
     memset(msg, 0, sizeof *msg);
-    c.max_segments = lim != NULL && lim->max_segments != 0 ? lim->max_segments
-                                                           : HL7_DEFAULT_MAX_SEGMENTS;
-    c.max_field = lim != NULL && lim->max_field_len != 0 ? lim->max_field_len
-                                                         : HL7_DEFAULT_MAX_FIELD_LEN;
-    if (data == NULL)
-        return fail(c.err, 100, 'R', "", 0, 0, "message does not start with MSH");
-    if (len > UINT32_MAX)
-        return fail(c.err, 102, 'E', "", 0, 0, "message too large");
+    c.max_segments =
+        lim != NULL && lim->max_segments != 0 ? lim->max_segments : HL7_DEFAULT_MAX_SEGMENTS;
+    c.max_field =
+        lim != NULL && lim->max_field_len != 0 ? lim->max_field_len : HL7_DEFAULT_MAX_FIELD_LEN;
+    if (data == NULL) return fail(c.err, 100, 'R', "", 0, 0, "message does not start with MSH");
+    if (len > UINT32_MAX) return fail(c.err, 102, 'E', "", 0, 0, "message too large");
     if (parse_delims(&c) != 0) {
         memset(msg, 0, sizeof *msg);
         return -1;
@@ -695,8 +646,7 @@ int hl7_parse(const uint8_t *data, size_t len, const struct hl7_limits *lim, str
 
 void hl7_msg_free(struct hl7_msg *msg)
 {
-    if (msg == NULL)
-        return;
+    if (msg == NULL) return;
     free(msg->segs);
     msg->segs = NULL;
     msg->nsegs = 0;

@@ -32,7 +32,8 @@ enum hl7_err_code {
     HL7_ERR_INTERNAL = 207,
 };
 
-struct hl7_limits { /* a field left 0 (or lim == NULL) means the default */
+/* A field left 0 (or lim == NULL) means the default. */
+struct hl7_limits {
     size_t max_segments;  /* default 10000 */
     size_t max_field_len; /* longest single field, default 65536 */
 };
@@ -50,12 +51,12 @@ struct hl7_seg {
 };
 
 struct hl7_error {
-    int code;        /* enum hl7_err_code */
-    char ack;        /* 'E' (AE: content error) or 'R' (AR: rejected: structure, unsupported) */
-    char seg[4];     /* segment id where found, "" if unknown */
-    int seg_seq;     /* 1-based occurrence of that segment, 0 if unknown */
-    int field;       /* 1-based field number, 0 if whole segment/message */
-    char text[160];  /* human-readable cause; never contains message bytes */
+    int code;       /* enum hl7_err_code */
+    char ack;       /* 'E' (AE: content error) or 'R' (AR: rejected: structure, unsupported) */
+    char seg[4];    /* segment id where found, "" if unknown */
+    int seg_seq;    /* 1-based occurrence of that segment, 0 if unknown */
+    int field;      /* 1-based field number, 0 if whole segment/message */
+    char text[160]; /* human-readable cause; never contains message bytes */
 };
 
 struct hl7_msg {

@@ -39,8 +39,7 @@ static enum mllp_status find_end(const uint8_t *p, size_t avail, size_t max_fram
 
     while (i < window) {
         const uint8_t *eb = memchr(p + i, MLLP_EB, window - i);
-        if (eb == NULL)
-            break;
+        if (eb == NULL) break;
         i = (size_t)(eb - p);
         if (avail - i < 2) {
             *rel = i; /* invariant 3: re-check this 0x1C when the next byte arrives */
@@ -63,21 +62,17 @@ enum mllp_status mllp_scan(const uint8_t *buf, size_t len, size_t max_frame, siz
     size_t rel = 0;
     size_t end = 0;
 
-    if (out == NULL)
-        out = &dummy;
-    if (resume != NULL)
-        rel = *resume;
+    if (out == NULL) out = &dummy;
+    if (resume != NULL) rel = *resume;
     if (buf == NULL || len == 0) {
         scan_result(out, 0, 0, 0);
-        if (resume != NULL)
-            *resume = 0;
+        if (resume != NULL) *resume = 0;
         return MLLP_NEED_MORE;
     }
     const uint8_t *sb = memchr(buf, MLLP_SB, len);
     if (sb == NULL) {
         scan_result(out, len, 0, 0); /* all garbage: nothing of a frame seen yet */
-        if (resume != NULL)
-            *resume = 0;
+        if (resume != NULL) *resume = 0;
         return MLLP_NEED_MORE;
     }
     size_t garbage = (size_t)(sb - buf);
@@ -91,20 +86,16 @@ enum mllp_status mllp_scan(const uint8_t *buf, size_t len, size_t max_frame, siz
     } else {
         scan_result(out, garbage, off, 0);
     }
-    if (resume != NULL)
-        *resume = rel;
+    if (resume != NULL) *resume = rel;
     return st;
 }
 
 size_t mllp_wrap(const uint8_t *payload, size_t len, uint8_t *out, size_t cap)
 {
-    if (out == NULL || (payload == NULL && len != 0))
-        return 0;
-    if (len > cap || cap - len < 3)
-        return 0;
+    if (out == NULL || (payload == NULL && len != 0)) return 0;
+    if (len > cap || cap - len < 3) return 0;
     out[0] = MLLP_SB;
-    if (len != 0)
-        memcpy(out + 1, payload, len);
+    if (len != 0) memcpy(out + 1, payload, len);
     out[len + 1] = MLLP_EB;
     out[len + 2] = MLLP_CR;
     return len + 3;

@@ -21,7 +21,10 @@
 
 struct hdx_store;
 
-enum { HDX_STORE_RDONLY = 1, HDX_STORE_CREATE = 2, HDX_STORE_NOSYNC = 4 };
+/* HDX_STORE_WRITER: the one high-rate writer (the commit thread). It gets a large page cache
+ * and a background checkpointer thread with its own connection, so WAL checkpoints never
+ * stall a group commit. */
+enum { HDX_STORE_RDONLY = 1, HDX_STORE_CREATE = 2, HDX_STORE_NOSYNC = 4, HDX_STORE_WRITER = 8 };
 
 int hdx_store_open(const char *path, int flags, struct hdx_store **out);
 void hdx_store_close(struct hdx_store *s);

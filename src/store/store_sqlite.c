@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +35,26 @@ static const char *const stmt_sql[] = {
 };
 #define NSTMT (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
 
+/* WAL pages after which the background checkpointer is woken (SQLite's own default for
+ * autocheckpoint is 1000). */
+#define CHECKPOINT_PAGES 2000
+
+/* Checkpoints run on their own thread and connection so that copying the WAL back into the
+ * database (and its fsync) never stalls the commit thread between two group commits. */
+struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int wanted, stopping;
+    sqlite3 *db;
+};
+
 struct hdx_store {
     sqlite3 *db;
     sqlite3_stmt *st[NSTMT];
     int failed; /* sticky: a write or commit failed */
     int in_txn;
+    struct checkpointer *ckpt;
 };
 
 static const char schema_sql[] =
@@ -84,6 +100,79 @@ static int configure(struct hdx_store *s, int flags)
     return exec(s, schema_sql);
 }
 
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct checkpointer *c = arg;
+    if (pages >= CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&c->lock);
+        c->wanted = 1;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpoint_main(void *arg)
+{
+    struct checkpointer *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        while (!c->wanted && !c->stopping)
+            pthread_cond_wait(&c->wake, &c->lock);
+        int stop = c->stopping;
+        c->wanted = 0;
+        pthread_mutex_unlock(&c->lock);
+        if (stop)
+            break;
+        int log_pages = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            hdx_warn("checkpoint_failed", "code=%d", rc);
+    }
+    return NULL;
+}
+
+static void checkpointer_stop(struct checkpointer *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = 1;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->wake);
+    free(c);
+}
+
+static int checkpointer_start(struct hdx_store *s, const char *path, int sync_full)
+{
+    struct checkpointer *c = calloc(1, sizeof(*c));
+    if (!c)
+        return HDX_E_NOMEM;
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        sqlite3_close(c->db);
+        free(c);
+        return HDX_E_STORE;
+    }
+    sqlite3_busy_timeout(c->db, 1000);
+    sqlite3_exec(c->db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF", NULL,
+                 NULL, NULL);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0) {
+        sqlite3_close(c->db);
+        free(c);
+        return HDX_E_NOMEM;
+    }
+    s->ckpt = c;
+    sqlite3_wal_hook(s->db, wal_hook, c); /* replaces SQLite's inline autocheckpoint */
+    return HDX_OK;
+}
+
 int hdx_store_open(const char *path, int flags, struct hdx_store **out)
 {
     *out = NULL;
@@ -100,6 +189,12 @@ int hdx_store_open(const char *path, int flags, struct hdx_store **out)
         return HDX_E_STORE;
     }
     if (configure(s, flags) != HDX_OK) {
+        hdx_store_close(s);
+        return HDX_E_STORE;
+    }
+    if ((flags & HDX_STORE_WRITER) &&
+        (exec(s, "PRAGMA cache_size=-65536") != HDX_OK ||
+         checkpointer_start(s, path, !(flags & HDX_STORE_NOSYNC)) != HDX_OK)) {
         hdx_store_close(s);
         return HDX_E_STORE;
     }
@@ -121,6 +216,7 @@ void hdx_store_close(struct hdx_store *s)
         return;
     for (size_t i = 0; i < NSTMT; i++)
         sqlite3_finalize(s->st[i]);
+    checkpointer_stop(s->ckpt);
     sqlite3_close(s->db);
     free(s);
 }

@@ -84,6 +84,9 @@ static void assert_reject(const char *s, size_t len, const struct hl7_limits *li
     hl7_msg_free(&m);
 }
 
+/* For string literals, which may hold NUL bytes. */
+#define REJECT(lit, ...) assert_reject(lit, sizeof(lit) - 1, __VA_ARGS__)
+
 static void test_oru_fields(void **state)
 {
     struct hl7_msg m;
@@ -212,8 +215,8 @@ static size_t with_terminators(char *out, size_t cap, const char *term, const ch
 static void test_terminators(void **state)
 {
     static const char *const variants[][2] = {
-        {"\r", "\r"},   {"\n", "\n"},     {"\r\n", "\r\n"},   {"\r", ""},         {"\n", ""},
-        {"\r\n", ""},   {"\r\r", "\r\r"}, {"\n\n\n", "\n"},   {"\r\n\r\n", "\r\n"}, {"\n\r", ""},
+        {"\r", "\r"}, {"\n", "\n"},     {"\r\n", "\r\n"}, {"\r", ""},           {"\n", ""},
+        {"\r\n", ""}, {"\r\r", "\r\r"}, {"\n\n\n", "\n"}, {"\r\n\r\n", "\r\n"}, {"\n\r", ""},
     };
     char buf[1024];
     struct hl7_msg m;
@@ -342,7 +345,7 @@ static void test_unescape(void **state)
     unescape_case(&m, "\\X4\\", -1, NULL);
     unescape_case(&m, "\\XZZ\\", -1, NULL);
     unescape_case(&m, "\\X00\\", 1, "\0");
-    /* Exact capacity: 7 chars need cap 8. */
+    /* Exact capacity: 3 chars need cap 4. */
     struct hl7_view v = {m.sending_app.off, 3}; /* "REG" */
     assert_int_equal(hl7_unescape(&m, v, out, 4), 3);
     assert_int_equal(hl7_unescape(&m, v, out, 3), -1);
@@ -360,8 +363,10 @@ static void test_escape(void **state)
     char out[64];
 
     (void)state;
-    assert_int_equal(hl7_escape(&d, "a|b^c~d\\e&f\x01g\rh", out, sizeof out), 29);
+    assert_int_equal(hl7_escape(&d, "a|b^c~d\\e&f\x01g\rh", out, sizeof out), 33);
     assert_string_equal(out, "a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f\\X01\\g\\X0D\\h");
+    assert_int_equal(hl7_escape(&d, "\x1f\x20\x7f", out, sizeof out), 7);
+    assert_string_equal(out, "\\X1F\\ \x7f");
     assert_int_equal(hl7_escape(&d, "", out, sizeof out), 0);
     assert_int_equal(hl7_escape(&d, "plain text", out, 11), 10);
     assert_int_equal(hl7_escape(&d, "plain text", out, 10), -1);
@@ -388,9 +393,9 @@ static void test_escape(void **state)
 static void test_encoding_chars_accepted(void **state)
 {
     static const char *const ok[] = {
-        "MSH|^~\\&|||||||ADT^A01|1",  "MSH|^~ &|||||||ADT^A01|1", "MSH ^~\\& ADT^A01 1",
-        "MSH|!\"#$|||||||ADT!A01|1",  "MSH|{}[]|||||||ADT{A01|1", "MSH|^~\\&#|||||||ADT^A01|1",
-        "MSH~^|\\&~~~~~~~ADT^A01~1",  "MSH|:;<=|||||||ADT:A01|1",
+        "MSH|^~\\&|||||||ADT^A01|1", "MSH|^~ &|||||||ADT^A01|1", "MSH ^~\\&       ADT^A01 1",
+        "MSH|!\"#$|||||||ADT!A01|1", "MSH|{}[]|||||||ADT{A01|1", "MSH|^~\\&#|||||||ADT^A01|1",
+        "MSH~^|\\&~~~~~~~ADT^A01~1", "MSH|:;<=|||||||ADT:A01|1",
     };
     struct hl7_msg m;
     struct hl7_error e;
@@ -408,29 +413,32 @@ static void test_reject_msh_structure(void **state)
 {
     (void)state;
     /* No MSH at the start: 100, AR. */
-    assert_reject("", 0, NULL, 100, 'R', "", 0, 0);
-    assert_reject("PID|1", 5, NULL, 100, 'R', "", 0, 0);
-    assert_reject("\rMSH|^~\\&|||||||ADT^A01|1", 25, NULL, 100, 'R', "", 0, 0);
-    assert_reject("msh|^~\\&|||||||ADT^A01|1", 24, NULL, 100, 'R', "", 0, 0);
-    assert_reject("MS", 2, NULL, 100, 'R', "", 0, 0);
+    REJECT("", NULL, 100, 'R', "", 0, 0);
+    REJECT("PID|1", NULL, 100, 'R', "", 0, 0);
+    REJECT("\rMSH|^~\\&|||||||ADT^A01|1", NULL, 100, 'R', "", 0, 0);
+    REJECT("msh|^~\\&|||||||ADT^A01|1", NULL, 100, 'R', "", 0, 0);
+    REJECT("MS", NULL, 100, 'R', "", 0, 0);
     /* MSH too short. */
-    assert_reject("MSH", 3, NULL, 100, 'R', "MSH", 1, 1);
-    assert_reject("MSH\r", 4, NULL, 100, 'R', "MSH", 1, 1);
+    REJECT("MSH", NULL, 100, 'R', "MSH", 1, 1);
+    REJECT("MSH\r", NULL, 100, 'R', "MSH", 1, 1);
     /* Bad MSH-1: 102, AR. */
-    assert_reject("MSHA^~\\&A", 9, NULL, 102, 'R', "MSH", 1, 1);
-    assert_reject("MSH5^~\\&5", 9, NULL, 102, 'R', "MSH", 1, 1);
-    assert_reject("MSH\x80^~\\&\x80", 9, NULL, 102, 'R', "MSH", 1, 1);
-    assert_reject("MSH\x1f^~\\&\x1f", 9, NULL, 102, 'R', "MSH", 1, 1);
-    assert_reject("MSH\x7f^~\\&\x7f", 9, NULL, 102, 'R', "MSH", 1, 1);
-    assert_reject("MSH\0^~\\&\0", 9, NULL, 102, 'R', "MSH", 1, 1);
+    REJECT("MSHA^~\\&A", NULL, 102, 'R', "MSH", 1, 1);
+    REJECT("MSH5^~\\&5", NULL, 102, 'R', "MSH", 1, 1);
+    REJECT("MSH\x80^~\\&\x80", NULL, 102, 'R', "MSH", 1, 1);
+    REJECT("MSH\x1f^~\\&\x1f", NULL, 102, 'R', "MSH", 1, 1);
+    REJECT("MSH\x7f^~\\&\x7f", NULL, 102, 'R', "MSH", 1, 1);
+    REJECT("MSH\0^~\\&\0", NULL, 102, 'R', "MSH", 1, 1);
     /* Bad MSH-2: wrong length, alphanumeric, duplicate, other bytes. 102, AR. */
     static const char *const bad2[] = {
-        "MSH||||||||ADT^A01|1",       "MSH|^|||||||ADT^A01|1",     "MSH|^~|||||||ADT^A01|1",
-        "MSH|^~\\|||||||ADT^A01|1",   "MSH|^~\\&#$|||||||ADT^A01|1", "MSH|^~\\&",
-        "MSH|^~\\A|||||||ADT^A01|1",  "MSH|a~\\&|||||||ADT^A01|1", "MSH|^~9&|||||||ADT^A01|1",
-        "MSH|^^\\&|||||||ADT^A01|1",  "MSH|^~\\^|||||||ADT^A01|1", "MSH|^~\\&&|||||||ADT^A01|1",
-        "MSH|^~\\\x80|||||||ADT^A01|1", "MSH|^~\\\t|||||||ADT^A01|1", "MSH|^~\\&\x01|||||||ADT^A01|1",
-        "MSH|^~\\\x0b|||||||ADT^A01|1", "MSH|^~\r\\&|||||||ADT^A01|1",
+        "MSH||||||||ADT^A01|1",          "MSH|^|||||||ADT^A01|1",
+        "MSH|^~|||||||ADT^A01|1",        "MSH|^~\\|||||||ADT^A01|1",
+        "MSH|^~\\&#$|||||||ADT^A01|1",   "MSH|^~\\&",
+        "MSH|^~\\A|||||||ADT^A01|1",     "MSH|a~\\&|||||||ADT^A01|1",
+        "MSH|^~9&|||||||ADT^A01|1",      "MSH|^^\\&|||||||ADT^A01|1",
+        "MSH|^~\\^|||||||ADT^A01|1",     "MSH|^~\\&&|||||||ADT^A01|1",
+        "MSH|^~\\\x80|||||||ADT^A01|1",  "MSH|^~\\\t|||||||ADT^A01|1",
+        "MSH|^~\\&\x01|||||||ADT^A01|1", "MSH|^~\\\x0b|||||||ADT^A01|1",
+        "MSH|^~\r\\&|||||||ADT^A01|1",
     };
     for (size_t i = 0; i < sizeof bad2 / sizeof bad2[0]; i++) {
         struct hl7_msg m;
@@ -466,11 +474,11 @@ static void test_reject_required(void **state)
     assert_null(m.segs);
     assert_view(&m, m.control_id_raw, "C1");
     assert_view(&m, m.sending_app, "A");
-    assert_reject("MSH|^~\\&|A|B|C|D|2024", 21, NULL, 101, 'R', "MSH", 1, 9);
-    assert_reject("MSH|^~\\&|A|B|C|D|2024||^R01|C1", 30, NULL, 101, 'R', "MSH", 1, 9);
+    REJECT("MSH|^~\\&|A|B|C|D|2024", NULL, 101, 'R', "MSH", 1, 9);
+    REJECT("MSH|^~\\&|A|B|C|D|2024||^R01|C1", NULL, 101, 'R', "MSH", 1, 9);
     /* Missing or empty MSH-10: 101, AR. */
-    assert_reject("MSH|^~\\&|A|B|C|D|2024||ADT^A01", 30, NULL, 101, 'R', "MSH", 1, 10);
-    assert_reject("MSH|^~\\&|A|B|C|D|2024||ADT^A01||P", 33, NULL, 101, 'R', "MSH", 1, 10);
+    REJECT("MSH|^~\\&|A|B|C|D|2024||ADT^A01", NULL, 101, 'R', "MSH", 1, 10);
+    REJECT("MSH|^~\\&|A|B|C|D|2024||ADT^A01||P", NULL, 101, 'R', "MSH", 1, 10);
     assert_int_equal(parse_str("MSH|^~\\&|A|B|C|D|2024||ADT^A01|\rPID|1\r", &m, &e), -1);
     assert_int_equal(e.code, 101);
     assert_string_equal(m.trigger, "A01"); /* still known for the ACK */
@@ -532,16 +540,31 @@ static void utf8_case(const char *pid5, int ok, const char *charset)
 static void test_charset_utf8(void **state)
 {
     static const char *const good[] = {
-        "Jos\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf",
-        "\xee\x80\x80", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xf0\x90\x80\x80",
-        "\x7f\x01\t",
+        "Jos\xc3\xa9",  "\xe2\x82\xac",     "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+        "\xed\x9f\xbf", "\xee\x80\x80",     "\xc2\x80",         "\xdf\xbf",
+        "\xe0\xa0\x80", "\xf0\x90\x80\x80", "\x7f\x01\t",
     };
     static const char *const bad[] = {
-        "\xc0\x80",         "\xc1\xbf",         "\xe0\x80\x80",     "\xe0\x9f\xbf",
-        "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", "\xed\xa0\x80",     "\xed\xbf\xbf",
-        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff",             "\xfe",
-        "\x80",             "\xbf",             "\xe2\x82",         "\xe2\x82^",
-        "\xf0\x9f\x98",     "\xc3",             "\xc3\xc3\xa9",     "\xe2\x28\xa1",
+        "\xc0\x80",
+        "\xc1\xbf",
+        "\xe0\x80\x80",
+        "\xe0\x9f\xbf",
+        "\xf0\x80\x80\x80",
+        "\xf0\x8f\xbf\xbf",
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xff",
+        "\xfe",
+        "\x80",
+        "\xbf",
+        "\xe2\x82",
+        "\xe2\x82^",
+        "\xf0\x9f\x98",
+        "\xc3",
+        "\xc3\xc3\xa9",
+        "\xe2\x28\xa1",
         "\xf8\x88\x80\x80\x80",
     };
 
@@ -553,13 +576,22 @@ static void test_charset_utf8(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         utf8_case(bad[i], 0, "");
         utf8_case(bad[i], 0, "UNICODE UTF-8");
+        utf8_case(bad[i], 0, "UTF-8");
         utf8_case(bad[i], 0, "ASCII");
         utf8_case(bad[i], 1, "8859/1"); /* 8-bit sets accept any byte but NUL/0B/1C */
         utf8_case(bad[i], 1, "8859/1~UNICODE UTF-8");
     }
-    /* Truncated sequence as the very last bytes of the message (no terminator). */
+    /* Truncated sequence as the very last bytes of the message (no terminator), in an
+     * exact-size heap buffer so that ASan catches any read past the end. */
     static const char tail[] = "MSH|^~\\&|A|B|C|D|2024||ADT^A01|1\rPID|1||42||X\xe2\x82";
-    assert_reject(tail, sizeof tail - 1, NULL, 102, 'E', "PID", 1, 5);
+    static const char tail4[] = "MSH|^~\\&|A|B|C|D|2024||ADT^A01|1\rPID|1||42||X\xf0\x9f\x98";
+    char *heap = malloc(sizeof tail4 - 1);
+    assert_non_null(heap);
+    memcpy(heap, tail, sizeof tail - 1);
+    assert_reject(heap, sizeof tail - 1, NULL, 102, 'E', "PID", 1, 5);
+    memcpy(heap, tail4, sizeof tail4 - 1);
+    assert_reject(heap, sizeof tail4 - 1, NULL, 102, 'E', "PID", 1, 5);
+    free(heap);
     /* Invalid UTF-8 in the header itself. */
     static const char hdr[] = "MSH|^~\\&|A\xc0\xaf|B|C|D|2024||ADT^A01|1\r";
     assert_reject(hdr, sizeof hdr - 1, NULL, 102, 'E', "MSH", 1, 3);
@@ -596,7 +628,7 @@ static void test_limits(void **state)
     /* A field longer than the limit: 102, AE, located. "8867-4^Heart rate^LN" is 20. */
     hl7_limits_default(&lim);
     lim.max_field_len = 19;
-    assert_reject(oru, strlen(oru), &lim, 102, 'E', "MSH", 1, 18);
+    assert_reject(oru, strlen(oru), &lim, 102, 'E', "PID", 1, 3);
     static const char msg[] = "MSH|^~\\&|||||||A^B|1\rOBX|1|NM|8867-4^Heart rate^LN||7\r";
     assert_reject(msg, sizeof msg - 1, &lim, 102, 'E', "OBX", 1, 3);
     lim.max_field_len = 20;
@@ -647,16 +679,14 @@ static void test_reject_extracted_too_long(void **state)
     big[199] = '\0'; /* 199 fits control_id[200] */
     snprintf(buf, sizeof buf, "MSH|^~\\&|||||||ADT^A01|%s\rPID|||%s7\r", big, big);
     assert_reject(buf, strlen(buf), NULL, 102, 'E', "PID", 1, 3);
-    assert_reject("MSH|^~\\&|||||||ADT^A01TOOLONG|1", 31, NULL, 102, 'E', "MSH", 1, 9);
-    assert_reject("MSH|^~\\&|||||||ADT^A01|1|P|2.5.1.1.1.1.1.1.1", 43, NULL, 102, 'E', "MSH", 1,
-                  12);
-    assert_reject("MSH|^~\\&|||||||ADT^A01|1|P|2.5||||||ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456", 66,
-                  NULL, 102, 'E', "MSH", 1, 18);
+    REJECT("MSH|^~\\&|||||||ADT^A01TOOLONG|1", NULL, 102, 'E', "MSH", 1, 9);
+    REJECT("MSH|^~\\&|||||||ADT^A01|1|P|2.5.1.1.1.1.1.1.1", NULL, 102, 'E', "MSH", 1, 12);
+    REJECT("MSH|^~\\&|||||||ADT^A01|1|P|2.5||||||ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456", NULL, 102, 'E',
+           "MSH", 1, 18);
     /* An escaped NUL would silently shorten an identifier: rejected. */
-    assert_reject("MSH|^~\\&|||||||ADT^A01|1\rPID|||12\\X00\\34\r", 40, NULL, 102, 'E', "PID", 1,
-                  3);
-    assert_reject("MSH|^~\\&|||||||ADT^A01|1\rPID|||12\\F\r", 36, NULL, 102, 'E', "PID", 1, 3);
-    assert_reject("MSH|^~\\&|||||||ADT^A01|\\X00\\", 29, NULL, 102, 'E', "MSH", 1, 10);
+    REJECT("MSH|^~\\&|||||||ADT^A01|1\rPID|||12\\X00\\34\r", NULL, 102, 'E', "PID", 1, 3);
+    REJECT("MSH|^~\\&|||||||ADT^A01|1\rPID|||12\\F\r", NULL, 102, 'E', "PID", 1, 3);
+    REJECT("MSH|^~\\&|||||||ADT^A01|\\X00\\", NULL, 102, 'E', "MSH", 1, 10);
     /* 63 characters of message type still fit. */
     struct hl7_msg m;
     struct hl7_error e;
@@ -725,9 +755,9 @@ static void check_sane(const uint8_t *b, size_t len, int rc, const struct hl7_ms
 /* STYLE 6.8: every bit of every golden message flipped, and every prefix. */
 static void test_bitflip_truncation(void **state)
 {
-    static const char *const golden[] = {oru, adt,
-                                         "MSH|^~ &|DEV|WARD|||20240101||ORU^R01|77|P|2.4\rPID|||55\r",
-                                         "MSH#$*!%#SND#FAC#RCV#RF#2024##ORU$R01#C!F!1#P#2.5.1\r"};
+    static const char *const golden[] = {
+        oru, adt, "MSH|^~ &|DEV|WARD|||20240101||ORU^R01|77|P|2.4\rPID|||55\r",
+        "MSH#$*!%#SND#FAC#RCV#RF#2024##ORU$R01#C!F!1#P#2.5.1\r"};
     uint8_t *b = malloc(1024);
     struct hl7_msg m;
     struct hl7_error e;

@@ -111,6 +111,7 @@ static void test_eb_without_cr_is_payload(void **state)
     buf[3] = MLLP_CR;
     assert_int_equal(mllp_scan(buf, 4, 100, &resume, &sc), MLLP_FRAME);
     assert_int_equal(sc.payload_len, 1);
+    assert_int_equal(resume, 0); /* reset for the next frame */
     /* ... or turns out to be payload. */
     resume = 0;
     memcpy(buf, SB "A" EB, 3);
