@@ -134,7 +134,14 @@ int main(int argc, char **argv)
         hdx_keyring_free(kr);
         return 1;
     }
-    struct event_base *base = event_base_new();
+    /* The changelist folds the add/remove of a write event within one loop turn into a
+     * single epoll_ctl: each ACK would otherwise cost two. */
+    struct event_config *cfg = event_config_new();
+    if (cfg)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg)
+        event_config_free(cfg);
     if (!base || hdx_server_new(&conf, base, kr, ro, rw, &srv, why, sizeof(why)) != HDX_OK) {
         fprintf(stderr, "hdxd: %s\n", base ? why : "cannot create event loop");
         hdx_store_close(ro);

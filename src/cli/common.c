@@ -117,8 +117,9 @@ static int tls_setup(struct cli_conn *c, const char *hostport, const char *ca, c
     }
     SSL_set_fd(c->ssl, c->fd);
     if (SSL_connect(c->ssl) != 1) {
+        const char *r = ERR_reason_error_string(ERR_peek_last_error());
         snprintf(why, cap, "TLS handshake with %s failed: %s", hostport,
-                 ERR_reason_error_string(ERR_peek_last_error()));
+                 r ? r : "connection closed by the server");
         return -1;
     }
     return 0;

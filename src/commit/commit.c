@@ -1,4 +1,5 @@
 #include "commit/commit.h"
+#include "commit/dedup.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -19,6 +20,8 @@ struct hdx_commit {
     /* owned by the commit thread only */
     struct hdx_store *store;
     const struct hdx_keyring *kr;
+    struct hdx_dedup *dedup;
+    size_t batch_added; /* tokens added to the window by the current batch */
     int batch_max;
     uint64_t last_seq;
     int64_t last_time;
@@ -51,6 +54,7 @@ void hdx_intake_item_free(struct hdx_intake_item *item)
     sodium_memzero(item->body, item->body_len);
     sodium_memzero(item->patient_id, sizeof(item->patient_id));
     free(item->body);
+    free(item->reply);
     free(item);
 }
 
@@ -83,13 +87,10 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
         rc = hdx_dedup_token(c->kr, it->sender, it->control_id, r.dedup);
         if (rc != HDX_OK)
             return rc;
-        rc = hdx_store_find_dedup(c->store, r.dedup, &it->seq);
-        if (rc == HDX_OK) {
+        if (hdx_dedup_find(c->dedup, r.dedup, &it->seq)) {
             it->duplicate = 1;
             return HDX_OK;
         }
-        if (rc != HDX_E_NOTFOUND)
-            return rc;
     }
     int64_t now = hdx_now_us();
     r.seq = c->last_seq + 1;
@@ -105,6 +106,10 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
         rc = hdx_store_append(c->store, &r);
     }
     if (rc == HDX_OK) {
+        if (it->control_id[0]) {
+            hdx_dedup_add(c->dedup, r.dedup, r.seq); /* also catches a repeat in this batch */
+            c->batch_added++;
+        }
         c->last_seq = r.seq;
         c->last_time = r.time_us;
         memcpy(c->last_chain, r.chain, HDX_HASH_LEN);
@@ -122,6 +127,7 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
     int64_t saved_time = c->last_time;
     uint8_t saved_chain[HDX_HASH_LEN];
     memcpy(saved_chain, c->last_chain, HDX_HASH_LEN);
+    c->batch_added = 0;
     int rc = hdx_store_begin(c->store);
     for (struct hdx_intake_item *it = batch; it && rc == HDX_OK; it = it->next)
         rc = commit_one(c, it);
@@ -132,6 +138,7 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
         c->last_seq = saved_seq;
         c->last_time = saved_time;
         memcpy(c->last_chain, saved_chain, HDX_HASH_LEN);
+        hdx_dedup_forget_newest(c->dedup, c->batch_added); /* they were never stored */
         hdx_error("commit_failed", "err=%s records_refused=1", hdx_strerror(rc));
     }
     return rc;
@@ -204,20 +211,32 @@ static void *commit_main(void *arg)
     return NULL;
 }
 
+static void load_token(void *ctx, const uint8_t *token, uint64_t seq)
+{
+    hdx_dedup_add(ctx, token, seq);
+}
+
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     void (*notify)(void *arg), void *arg, struct hdx_commit **out)
+                     size_t dedup_window, void (*notify)(void *arg), void *arg,
+                     struct hdx_commit **out)
 {
     *out = NULL;
     struct hdx_commit *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c || !(c->dedup = hdx_dedup_new(dedup_window))) {
+        free(c);
         return HDX_E_NOMEM;
+    }
     c->store = store;
     c->kr = kr;
     c->batch_max = batch_max > 0 ? batch_max : 1;
     c->notify = notify;
     c->notify_arg = arg;
     int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
+    if (rc == HDX_OK)
+        rc = hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
+                                  load_token, c->dedup);
     if (rc != HDX_OK) {
+        hdx_dedup_free(c->dedup);
         free(c);
         return rc;
     }
@@ -227,6 +246,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     if (pthread_create(&c->thread, NULL, commit_main, c) != 0) {
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->wake);
+        hdx_dedup_free(c->dedup);
         free(c);
         return HDX_E_NOMEM;
     }
@@ -270,6 +290,7 @@ void hdx_commit_stop(struct hdx_commit *c)
         hdx_intake_item_free(it);
     }
     hdx_store_close(c->store);
+    hdx_dedup_free(c->dedup);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     free(c);

@@ -1,8 +1,8 @@
 /* commit: the intake queue and the commit thread (DESIGN "commit pipeline").
  * Producers (protocol front-ends) submit items from any thread; the one commit thread takes
  * everything queued (up to batch_max), and for the batch: blinds the patient id and the
- * duplicate key (sender + control id), skips items already stored (answering with the
- * stored seq), assigns seq and time, encrypts, hashes into the chain, appends, and commits
+ * duplicate key (sender + control id), skips items already stored within the duplicate
+ * window (answering with the stored seq), assigns seq and time, encrypts, hashes into the chain, appends, and commits
  * with ONE transaction and ONE flush. Only then are the batch's items moved to the done
  * list and `notify` called; the producer's thread takes them with hdx_commit_take_done()
  * and releases the ACKs. So nothing is acknowledged before it is durable (invariant 1).
@@ -31,7 +31,9 @@ struct hdx_intake_item {
     char patient_id[200]; /* plaintext; wiped after blinding */
     uint8_t *body;        /* malloc'd, owned by the item */
     size_t body_len;
-    void *origin; /* the producer's handle (e.g. its connection); opaque here */
+    void *origin;   /* the producer's handle (e.g. its connection); opaque here */
+    uint8_t *reply; /* the producer's prepared answer (e.g. the AA), malloc'd or NULL */
+    size_t reply_len;
     /* filled by the commit thread */
     int status;    /* HDX_OK or a negative hdx_err */
     int duplicate; /* already stored: seq is the earlier record's */
@@ -50,8 +52,11 @@ struct hdx_commit_stats {
 
 /* Takes ownership of store (opened read-write) but not of kr. notify is called from the
  * commit thread after each batch; it must only wake the consumer (e.g. write an eventfd). */
+/* dedup_window: how many of the newest duplicate tokens are kept for duplicate detection
+ * (commit/dedup.h); they are read back from the store at start. */
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     void (*notify)(void *arg), void *arg, struct hdx_commit **out);
+                     size_t dedup_window, void (*notify)(void *arg), void *arg,
+                     struct hdx_commit **out);
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item);
 /* Returns the completed items in commit order (a list linked by next), or NULL. */
 struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c);

@@ -44,6 +44,7 @@ static const struct conf_key conf_keys[] = {
     INT("net", "max_connections", net_max_connections, 16, 1000000, "10000"),
     STR("store", "path", store_path, "store.db"),
     INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
+    SIZE("store", "dedup_window", store_dedup_window, 1024, 1LL << 28, "1048576"),
     STR("store", "sync", store_sync, "full"),
     STR("log", "level", log_level, "info"),
 };
@@ -272,6 +273,9 @@ const char *hdx_conf_template(void)
            "path = store.db\n"
            "; records committed in one transaction and one flush at most\n"
            "batch_max = 2048\n"
+           "; a resend (same sender, same MSH-10) among this many newest messages is\n"
+           "; acknowledged again and not stored twice (about 32 bytes of memory each)\n"
+           "dedup_window = 1048576\n"
            "; full: every acknowledged message is on disk. off: only for measuring the\n"
            "; ceiling without durability; never in production.\n"
            "sync = full\n"

@@ -34,6 +34,7 @@ struct hdx_conf {
     /* [store] */
     char store_path[HDX_PATH_MAX];
     int store_batch_max;
+    size_t store_dedup_window; /* newest messages among which resends are recognised */
     char store_sync[8]; /* "full" (durable, default) or "off" (benchmarks of the ceiling only) */
     /* [log] */
     char log_level[8];

@@ -61,6 +61,8 @@ const char *hdx_log_str(char *buf, size_t cap, const char *value)
 {
     size_t o = 0;
     int quote = 0;
+    if (!value)
+        value = "-"; /* library error strings can be NULL (e.g. OpenSSL system errors) */
     if (cap < 3) {
         if (cap)
             buf[0] = 0;

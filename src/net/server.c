@@ -74,6 +74,8 @@ struct hdx_server {
     int64_t stop_deadline;
     int64_t last_refusal_log;
     uint64_t refused;
+    int64_t started_s;
+    uint64_t acks_built;
 };
 
 /* ---------- connection lifetime ---------- */
@@ -155,17 +157,23 @@ static void write_frame(struct conn *c, const char *payload, size_t len)
     evbuffer_add(out, tail, 2);
 }
 
-static void send_ack(struct conn *c, const struct hl7_msg *msg, enum hl7_ack_code code,
-                     const struct hl7_error *err, uint64_t seq)
+/* Builds an ACK; its control id is unique within this hdxd run (MSH-10 of an ACK only has to
+ * be unique for the receiver's bookkeeping). Returns the length, or -1. */
+static int build_ack(struct hdx_server *srv, const struct hl7_msg *msg, enum hl7_ack_code code,
+                     const struct hl7_error *err, char *out, size_t cap)
 {
-    char ack[2048], ack_id[32];
-    static uint64_t error_acks;
-    if (code == HL7_AA)
-        snprintf(ack_id, sizeof(ack_id), "HDX%llu", (unsigned long long)seq);
-    else
-        snprintf(ack_id, sizeof(ack_id), "HDXE%llu", (unsigned long long)++error_acks);
+    char ack_id[32];
+    snprintf(ack_id, sizeof(ack_id), "HDX%llx.%llu", (unsigned long long)srv->started_s,
+             (unsigned long long)++srv->acks_built);
     struct hl7_ack_params p = {code, err, ack_id, hdx_now_us(), NULL};
-    int n = hl7_ack_build(msg && msg->nsegs ? msg : NULL, &p, ack, sizeof(ack));
+    return hl7_ack_build(msg && msg->nsegs ? msg : NULL, &p, out, cap);
+}
+
+static void send_ack(struct conn *c, const struct hl7_msg *msg, enum hl7_ack_code code,
+                     const struct hl7_error *err)
+{
+    char ack[2048];
+    int n = build_ack(c->srv, msg, code, err, ack, sizeof(ack));
     if (n > 0)
         write_frame(c, ack, (size_t)n);
 }
@@ -173,7 +181,7 @@ static void send_ack(struct conn *c, const struct hl7_msg *msg, enum hl7_ack_cod
 static void reject(struct conn *c, const struct hl7_msg *msg, const struct hl7_error *err)
 {
     char text[200], type[80];
-    send_ack(c, msg, err->ack == 'R' ? HL7_AR : HL7_AE, err, 0);
+    send_ack(c, msg, err->ack == 'R' ? HL7_AR : HL7_AE, err);
     hdx_warn("hl7_rejected", "peer=%s sender=%s ack=A%c code=%d seg=%s field=%d type=%s reason=%s",
              c->peer, c->sender[0] ? c->sender : "-", err->ack, err->code,
              err->seg[0] ? err->seg : "-", err->field,
@@ -199,6 +207,14 @@ static void submit_message(struct conn *c, const uint8_t *payload, size_t len,
     snprintf(it->control_id, sizeof(it->control_id), "%s", msg->control_id);
     snprintf(it->patient_id, sizeof(it->patient_id), "%s", msg->patient_id);
     it->origin = c;
+    /* The AA is prepared now, while the message is parsed; it is sent only once the commit
+     * thread reports the record durable. */
+    char ack[2048];
+    int n = build_ack(c->srv, msg, HL7_AA, NULL, ack, sizeof(ack));
+    if (n > 0 && (it->reply = malloc((size_t)n)) != NULL) {
+        memcpy(it->reply, ack, (size_t)n);
+        it->reply_len = (size_t)n;
+    }
     c->inflight++;
     hdx_commit_submit(c->srv->commit, it);
 }
@@ -334,13 +350,18 @@ static void answer_item(struct conn *c, const struct hdx_intake_item *it)
 {
     struct hl7_msg msg;
     struct hl7_error err = {0};
+    if (it->status == HDX_OK && it->reply) {
+        write_frame(c, (const char *)it->reply, it->reply_len);
+        c->acked++;
+        return;
+    }
+    /* Rare paths (store failure, no memory for the prepared ACK): parse again to address
+     * the answer. */
     memset(&msg, 0, sizeof(msg));
-    /* The message parsed before; parsing again (about a microsecond) keeps nothing
-     * per message alive while it waits for the disk. */
     if (hl7_parse(it->body, it->body_len, &c->srv->limits, &msg, &err) != 0)
         memset(&msg, 0, sizeof(msg));
     if (it->status == HDX_OK) {
-        send_ack(c, &msg, HL7_AA, NULL, it->seq);
+        send_ack(c, &msg, HL7_AA, NULL);
         c->acked++;
     } else {
         err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0,
@@ -566,9 +587,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     } else if (what & BEV_EVENT_EOF) {
         log_close(c, "connection_closed", "peer closed");
     } else {
+        int sock_err = EVUTIL_SOCKET_ERROR();
         unsigned long e = c->kind == CONN_MLLP_PLAIN ? 0 : bufferevent_get_openssl_error(bev);
+        const char *why_s = e ? ERR_reason_error_string(e) : NULL;
         log_close(c, "connection_error",
-                  e ? ERR_reason_error_string(e) : evutil_socket_error_to_string(errno));
+                  why_s ? why_s : sock_err ? evutil_socket_error_to_string(sock_err) : "reset");
     }
     conn_close(c, 1);
 }
@@ -890,6 +913,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     srv->kr = kr;
     srv->ro_store = ro_store;
     srv->done_fd = -1;
+    srv->started_s = hdx_now_us() / 1000000;
     hl7_limits_default(&srv->limits);
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
     if (rc == HDX_OK && (rc = make_events(srv)) != HDX_OK)
@@ -900,8 +924,8 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                                           &srv->bus)) != HDX_OK)
         snprintf(why, why_cap, "cannot create the bus");
     if (rc == HDX_OK) {
-        rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, notify_done, srv,
-                              &srv->commit);
+        rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, conf->store_dedup_window,
+                              notify_done, srv, &srv->commit);
         commit_store = NULL; /* moved to the commit thread, or closed below */
         if (rc != HDX_OK)
             snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));
@@ -929,6 +953,14 @@ void hdx_server_free(struct hdx_server *srv)
         evconnlistener_free(srv->sub_lis);
     /* Stop the commit thread first: it commits what is queued; connections still holding
      * in-flight items are then answered by nobody, and their senders will resend. */
+    if (srv->commit) {
+        struct hdx_commit_stats st;
+        hdx_commit_get_stats(srv->commit, &st);
+        hdx_info("commit_stats", "batches=%llu records=%llu duplicates=%llu failures=%llu last_seq=%llu",
+                 (unsigned long long)st.batches, (unsigned long long)st.records,
+                 (unsigned long long)st.duplicates, (unsigned long long)st.failures,
+                 (unsigned long long)st.last_seq);
+    }
     hdx_commit_stop(srv->commit);
     srv->commit = NULL;
     while (srv->conns) {

@@ -97,8 +97,9 @@ int hdx_tls_new(const struct hdx_conf *conf, struct hdx_tls **out, char *why, si
     t->ctx = SSL_CTX_new(TLS_server_method());
     int rc = t->ctx ? configure_ctx(t, conf, cert, key) : HDX_E_NOMEM;
     if (rc != HDX_OK) {
+        const char *r = ERR_reason_error_string(ERR_peek_last_error());
         snprintf(why, why_cap, "cannot set up TLS from %s/server.pem, server.key, ca.pem: %s",
-                 conf->dir, ERR_reason_error_string(ERR_peek_last_error()));
+                 conf->dir, r ? r : "unknown error");
         hdx_tls_free(t);
         return rc;
     }

@@ -1,6 +1,7 @@
 /* store: the durable record store (SQLite 3 in WAL mode, the embedded default).
  * Holds records (ciphertext and the index: seq, time, kind, sender, type, patient and
- * duplicate blind tokens, hashes), wrapped keys and enrolled devices; never a plaintext
+ * duplicate blind tokens, hashes), the duplicate tokens again in an append-only log (read
+ * back into memory by the commit thread: commit/dedup.h), wrapped keys and enrolled devices; never a plaintext
  * identifier or message. With sync "full" a successful hdx_store_commit() means the batch
  * is on disk (synchronous=FULL: the WAL is fsynced at every commit).
  * Sticky error: after a failed write or commit the handle refuses further writes
@@ -36,9 +37,11 @@ void hdx_store_rollback(struct hdx_store *s);
 /* The newest record's seq (0 when empty), chain hash and time. */
 int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
                    int64_t *time_us);
-/* HDX_OK and *seq when a record with this duplicate token exists, else HDX_E_NOTFOUND. */
-int hdx_store_find_dedup(struct hdx_store *s, const uint8_t dedup[HDX_BLIND_LEN], uint64_t *seq);
+/* Appends a record, and its duplicate token (if any) to the append-only dedup log. */
 int hdx_store_append(struct hdx_store *s, const struct hdx_record *r);
+/* Calls cb for each duplicate token of a record with seq > after_seq, in seq order. */
+int hdx_store_dedup_load(struct hdx_store *s, uint64_t after_seq,
+                         void (*cb)(void *ctx, const uint8_t *token, uint64_t seq), void *ctx);
 int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out);
 uint64_t hdx_store_count(struct hdx_store *s);
 

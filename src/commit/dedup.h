@@ -1,0 +1,30 @@
+/* dedup: the window of recent duplicate tokens, in memory.
+ * A sender that lost an ACK resends the same message (same sender, same MSH-10); hdx must
+ * answer AA again with the stored seq and store nothing. Looking tokens up in an SQLite
+ * index dirtied one random page per message, which halved ingest; instead the commit thread
+ * keeps the newest `capacity` tokens here (FIFO) and the store keeps them in an append-only
+ * table from which the window is rebuilt at start. Duplicates older than the window are
+ * stored again: the window (store.dedup_window) is sized for resends after lost ACKs.
+ * Tokens are HMAC outputs, so their first bytes are already uniformly distributed and serve
+ * as the hash. Thread: the commit thread only. */
+#ifndef HDX_DEDUP_H
+#define HDX_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/keys.h"
+
+struct hdx_dedup;
+
+struct hdx_dedup *hdx_dedup_new(size_t capacity);
+void hdx_dedup_free(struct hdx_dedup *d);
+/* Returns 1 and *seq when the token is in the window. */
+int hdx_dedup_find(const struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t *seq);
+/* Adds a token (evicting the oldest when full). */
+void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t seq);
+/* Removes the n most recently added tokens (a batch that was rolled back). */
+void hdx_dedup_forget_newest(struct hdx_dedup *d, size_t n);
+size_t hdx_dedup_count(const struct hdx_dedup *d);
+
+#endif
