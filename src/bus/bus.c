@@ -20,6 +20,7 @@ struct hdx_bus_sub {
     uint64_t cursor; /* next seq to consider */
     enum sub_mode mode;
     int dropped;
+    int64_t behind_since_us; /* when a live overflow sent it to catch up; 0 = not behind */
 };
 
 struct hdx_bus {
@@ -27,14 +28,15 @@ struct hdx_bus {
     const struct hdx_keyring *kr;
     struct hdx_bus_sink sink;
     size_t max_queue;
+    int64_t max_lag_us;
     uint64_t last_published;
     struct hdx_bus_sub *subs;
     size_t nsubs;
 };
 
 int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
-                const struct hdx_bus_sink *sink, size_t max_queue, uint64_t last_seq,
-                struct hdx_bus **out)
+                const struct hdx_bus_sink *sink, size_t max_queue, int max_lag_ms,
+                uint64_t last_seq, struct hdx_bus **out)
 {
     struct hdx_bus *bus = calloc(1, sizeof(*bus));
     if (!bus)
@@ -43,6 +45,7 @@ int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
     bus->kr = kr;
     bus->sink = *sink;
     bus->max_queue = max_queue;
+    bus->max_lag_us = (int64_t)max_lag_ms * 1000;
     bus->last_published = last_seq;
     *out = bus;
     return HDX_OK;
@@ -154,13 +157,19 @@ void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev)
             hdx_bus_pump(bus, sub);
             continue;
         }
-        sub->cursor = ev->seq + 1;
-        if (!matches(&sub->filter, ev))
-            continue;
-        if (bus->sink.queued(sub->conn) > bus->max_queue) {
-            drop(bus, sub, "slow-consumer");
+        if (!matches(&sub->filter, ev)) {
+            sub->cursor = ev->seq + 1;
             continue;
         }
+        if (bus->sink.queued(sub->conn) > bus->max_queue) {
+            /* Queue full: stop queueing and let it catch up from the store as it drains.
+             * Memory stays bounded; only a reader that stays behind is dropped (tick). */
+            sub->mode = SUB_REPLAY;
+            if (!sub->behind_since_us)
+                sub->behind_since_us = hdx_monotonic_us();
+            continue;
+        }
+        sub->cursor = ev->seq + 1;
         deliver(bus, sub, ev);
     }
 }
@@ -207,13 +216,23 @@ void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub)
             drop(bus, sub, "store-error");
             return;
         }
-        if (n < REPLAY_CHUNK && sub->cursor > bus->last_published)
+        if (n < REPLAY_CHUNK && sub->cursor > bus->last_published) {
             sub->mode = SUB_LIVE; /* caught up; the next publication continues the stream */
+            sub->behind_since_us = 0;
+        }
         if (n == REPLAY_CHUNK)
             return; /* yield to the event loop; the write callback pumps again */
         if (n < REPLAY_CHUNK && sub->mode == SUB_REPLAY)
             return; /* committed records not yet published: the next publish catches up */
     }
+}
+
+void hdx_bus_tick(struct hdx_bus *bus, int64_t now_us)
+{
+    for (struct hdx_bus_sub *sub = bus->subs; sub; sub = sub->next)
+        if (!sub->dropped && sub->behind_since_us &&
+            now_us - sub->behind_since_us > bus->max_lag_us)
+            drop(bus, sub, "slow-consumer");
 }
 
 static int parse_kv(const char *tok, const char **val, const char *key)

@@ -4,8 +4,10 @@
  * duplicate; a subscriber that asks for history, or falls behind, replays from the store
  * in chunks (REPLAY) until it reaches the newest published record, then goes LIVE.
  * Memory is bounded: replay reads only while the subscriber's queue is below half of
- * max_queue; a LIVE subscriber whose queue exceeds max_queue is dropped with a reason and
- * never slows the publisher.
+ * max_queue; a LIVE subscriber whose queue exceeds max_queue stops receiving live records
+ * and catches up from the store as it drains, so a burst larger than the queue costs a fast
+ * reader nothing. One that stays behind longer than max_lag_ms is dropped with a reason
+ * (hdx_bus_tick); the publisher is never slowed.
  * The bus writes through a sink implemented by the network layer, so it knows nothing of
  * sockets. Wire format of each delivery (docs/SUBSCRIBE.md):
  *   "MSG seq=N time=ISO8601 sender=S type=T len=L\n" L bytes "\n"
@@ -49,8 +51,11 @@ struct hdx_bus_event {
 /* ro_store: a handle the bus may use for replay (owned by the caller). last_seq: the
  * newest committed seq at start. */
 int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
-                const struct hdx_bus_sink *sink, size_t max_queue, uint64_t last_seq,
-                struct hdx_bus **out);
+                const struct hdx_bus_sink *sink, size_t max_queue, int max_lag_ms,
+                uint64_t last_seq, struct hdx_bus **out);
+/* Drops subscribers that have been behind (after a queue overflow) for longer than
+ * max_lag_ms; call a few times a second. */
+void hdx_bus_tick(struct hdx_bus *bus, int64_t now_us);
 void hdx_bus_free(struct hdx_bus *bus);
 
 /* after_seq: deliver every record with seq > after_seq; UINT64_MAX = only new records. */

@@ -38,6 +38,7 @@ static const struct conf_key conf_keys[] = {
     STR("legacy", "allow", legacy_allow, "127.0.0.1,::1"),
     STR("sub", "listen", sub_listen, "127.0.0.1:2577"),
     SIZE("sub", "max_queue", sub_max_queue, 65536, 1LL << 30, "4194304"),
+    INT("sub", "max_lag_ms", sub_max_lag_ms, 100, 3600000, "5000"),
     INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
     STR("tls", "min_version", tls_min_version, "1.3"),
     INT("tls", "crl_check_ms", tls_crl_check_ms, 50, 60000, "250"),
@@ -256,8 +257,10 @@ const char *hdx_conf_template(void)
            "[sub]\n"
            "; subscribers (hdx tail) over mutual TLS; role subscriber or gateway required\n"
            "listen = 127.0.0.1:2577\n"
-           "; bytes queued for one subscriber before it is disconnected as too slow\n"
+           "; bytes queued for one subscriber; past it the subscriber catches up from the\n"
+           "; store as it reads, and one that stays behind longer than max_lag_ms is dropped\n"
            "max_queue = 4194304\n"
+           "max_lag_ms = 5000\n"
            "\n"
            "[tls]\n"
            "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"

@@ -24,7 +24,8 @@ struct hdx_conf {
     char legacy_allow[512]; /* comma-separated addresses or CIDRs */
     /* [sub] */
     char sub_listen[128];
-    size_t sub_max_queue; /* bytes queued for one subscriber before it is dropped */
+    size_t sub_max_queue; /* bytes queued for one subscriber; beyond it, it catches up */
+    int sub_max_lag_ms;   /* a subscriber behind for longer than this is dropped */
     /* [tls] */
     int tls_handshake_timeout_ms;
     char tls_min_version[8]; /* "1.3" (default) or "1.2" */

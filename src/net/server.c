@@ -41,7 +41,8 @@ struct conn {
     char peer[64];
     char sender[HDX_SENDER_MAX + 1], role[16], serial[41];
     size_t scan_resume;
-    size_t garbage_total;
+    size_t garbage_total; /* for the close log line */
+    size_t garbage_run;   /* since the last frame: the limit applies to this */
     struct event *frame_timer;
     int frame_timer_armed;
     struct hdx_bus_sub *sub;
@@ -141,9 +142,9 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 static void log_close(struct conn *c, const char *event, const char *reason)
 {
     char r[160];
-    hdx_info(event, "peer=%s sender=%s reason=%s received=%llu acked=%llu", c->peer,
-             c->sender[0] ? c->sender : "-", hdx_log_str(r, sizeof(r), reason),
-             (unsigned long long)c->received, (unsigned long long)c->acked);
+    hdx_info(event, "peer=%s sender=%s reason=%s received=%llu acked=%llu garbage_bytes=%zu",
+             c->peer, c->sender[0] ? c->sender : "-", hdx_log_str(r, sizeof(r), reason),
+             (unsigned long long)c->received, (unsigned long long)c->acked, c->garbage_total);
 }
 
 /* ---------- writing ---------- */
@@ -245,6 +246,13 @@ static void on_frame_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     c->frame_timer_armed = 0;
+    if (!c->established) {
+        /* An absolute deadline: a client dribbling its handshake byte by byte still ends. */
+        hdx_warn("tls_handshake_failed", "peer=%s reason=\"handshake timeout\" timeout_ms=%d",
+                 c->peer, c->srv->conf->tls_handshake_timeout_ms);
+        conn_close(c, 1);
+        return;
+    }
     hdx_warn("mllp_frame_timeout", "peer=%s sender=%s timeout_ms=%d", c->peer,
              c->sender[0] ? c->sender : "-", c->srv->conf->mllp_read_timeout_ms);
     conn_close(c, 1);
@@ -282,12 +290,13 @@ static int drop_garbage(struct conn *c, struct evbuffer *in, size_t n)
     if (!n)
         return 0;
     evbuffer_drain(in, n);
-    if (c->garbage_total == 0)
+    if (c->garbage_total == 0) /* once per connection; the total is in the close line */
         hdx_warn("mllp_garbage", "peer=%s sender=%s bytes=%zu", c->peer,
                  c->sender[0] ? c->sender : "-", n);
     c->garbage_total += n;
-    if (c->garbage_total > c->srv->conf->mllp_max_message) {
-        hdx_warn("mllp_garbage_limit", "peer=%s bytes=%zu", c->peer, c->garbage_total);
+    c->garbage_run += n;
+    if (c->garbage_run > c->srv->conf->mllp_max_message) {
+        hdx_warn("mllp_garbage_limit", "peer=%s bytes=%zu", c->peer, c->garbage_run);
         conn_close(c, 1);
         return -1;
     }
@@ -324,10 +333,12 @@ static void mllp_read(struct conn *c)
             return;
         }
         if (s.garbage) {
-            hdx_warn("mllp_garbage", "peer=%s sender=%s bytes=%zu", c->peer,
-                     c->sender[0] ? c->sender : "-", s.garbage);
+            if (c->garbage_total == 0)
+                hdx_warn("mllp_garbage", "peer=%s sender=%s bytes=%zu", c->peer,
+                         c->sender[0] ? c->sender : "-", s.garbage);
             c->garbage_total += s.garbage;
         }
+        c->garbage_run = 0;
         handle_frame(c, data + s.payload_off, s.payload_len);
         evbuffer_drain(in, s.consumed);
         c->scan_resume = 0;
@@ -474,7 +485,10 @@ static void sub_read(struct conn *c)
     int m = snprintf(ok, sizeof(ok), "OK last=%llu\n",
                      (unsigned long long)hdx_bus_last_seq(c->srv->bus));
     evbuffer_add(bufferevent_get_output(c->bev), ok, (size_t)m);
-    bufferevent_set_timeouts(c->bev, NULL, NULL); /* subscribers listen; they need not speak */
+    /* Subscribers listen and need not speak (no read timeout), but one that stops reading
+     * is closed by the write timeout rather than pinning its buffers forever. */
+    struct timeval wr = {WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
     hdx_info("subscribed", "peer=%s sender=%s after=%s type=%s filter_patient=%d", c->peer,
              c->sender, after == UINT64_MAX ? "live" : "seq", f.type[0] ? "set" : "any",
              f.has_patient);
@@ -554,6 +568,7 @@ static void on_connected(struct conn *c)
         return;
     }
     c->established = 1;
+    arm_frame_timer(c, 0);
     struct timeval idle = {c->srv->conf->mllp_idle_timeout_s, 0}, wr = {WRITE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, &idle, &wr);
     hdx_info("connection_open", "peer=%s sender=%s role=%s serial=%s tls=%s cipher=%s port=%s",
@@ -659,6 +674,8 @@ static void start_conn(struct conn *c, struct bufferevent *bev, int handshake_ti
     struct timeval hs = {handshake_timeout_ms / 1000, (handshake_timeout_ms % 1000) * 1000};
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
     bufferevent_set_timeouts(bev, &hs, &hs);
+    evtimer_add(c->frame_timer, &hs); /* the handshake deadline; disarmed once admitted */
+    c->frame_timer_armed = 1;
     bufferevent_setwatermark(bev, EV_WRITE, c->srv->conf->sub_max_queue / 4, 0);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -782,6 +799,7 @@ static void on_accept_legacy(struct evconnlistener *l, evutil_socket_t fd, struc
     snprintf(c->role, sizeof(c->role), "legacy");
     start_conn(c, bev, srv->conf->mllp_idle_timeout_s * 1000);
     c->established = 1;
+    arm_frame_timer(c, 0);
     struct timeval idle = {srv->conf->mllp_idle_timeout_s, 0}, wr = {WRITE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(bev, &idle, &wr);
     hdx_warn("insecure_connection", "peer=%s listener=legacy tls=none sender=%s", peer, c->sender);
@@ -789,9 +807,10 @@ static void on_accept_legacy(struct evconnlistener *l, evutil_socket_t fd, struc
 
 /* ---------- revocation, shutdown ---------- */
 
-static void on_crl_timer(evutil_socket_t fd, short what, void *arg)
+static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
+    hdx_bus_tick(srv->bus, hdx_monotonic_us());
     if (!hdx_tls_crl_changed(srv->tls))
         return;
     for (struct conn *c = srv->conns; c; c = c->next) {
@@ -882,7 +901,7 @@ static int make_events(struct hdx_server *srv)
     if (srv->done_fd < 0)
         return HDX_E_IO;
     srv->done_ev = event_new(srv->base, srv->done_fd, EV_READ | EV_PERSIST, on_commit_done, srv);
-    srv->crl_ev = event_new(srv->base, -1, EV_PERSIST, on_crl_timer, srv);
+    srv->crl_ev = event_new(srv->base, -1, EV_PERSIST, on_housekeeping, srv);
     srv->reap_ev = event_new(srv->base, -1, 0, on_reap, srv);
     srv->shutdown_ev = event_new(srv->base, -1, EV_PERSIST, on_shutdown_tick, srv);
     if (!srv->done_ev || !srv->crl_ev || !srv->reap_ev || !srv->shutdown_ev)
@@ -920,8 +939,8 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         snprintf(why, why_cap, "cannot create events: %s", hdx_strerror(rc));
     if (rc == HDX_OK && (rc = hdx_store_last(ro_store, &last, chain, NULL)) != HDX_OK)
         snprintf(why, why_cap, "cannot read the store: %s", hdx_strerror(rc));
-    if (rc == HDX_OK && (rc = hdx_bus_new(ro_store, kr, &sink, conf->sub_max_queue, last,
-                                          &srv->bus)) != HDX_OK)
+    if (rc == HDX_OK && (rc = hdx_bus_new(ro_store, kr, &sink, conf->sub_max_queue,
+                                          conf->sub_max_lag_ms, last, &srv->bus)) != HDX_OK)
         snprintf(why, why_cap, "cannot create the bus");
     if (rc == HDX_OK) {
         rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, conf->store_dedup_window,

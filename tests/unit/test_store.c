@@ -277,7 +277,7 @@ static void test_bus_replay_then_live(void **state)
     struct hdx_bus_filter any = {0}, f_adt = {0};
     snprintf(f_adt.type, sizeof(f_adt.type), "ADT^A01");
     assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
-    assert_int_equal(hdx_bus_new(s, kr, &fake_sink, 65536, 5, &bus), HDX_OK);
+    assert_int_equal(hdx_bus_new(s, kr, &fake_sink, 65536, 1000, 5, &bus), HDX_OK);
     struct hdx_bus_sub *s1 = hdx_bus_subscribe(bus, &all, &any, 0);
     struct hdx_bus_sub *s2 = hdx_bus_subscribe(bus, &live, &any, UINT64_MAX);
     struct hdx_bus_sub *s3 = hdx_bus_subscribe(bus, &adt, &f_adt, 0);
@@ -303,13 +303,19 @@ static void test_bus_replay_then_live(void **state)
     assert_int_equal(count_msgs(all.out, "MSG seq=6 "), 1);
     assert_int_equal(count_msgs(live.out, "MSG seq=6 "), 1);
     assert_int_equal(count_msgs(adt.out, "MSG seq=6 "), 0);
-    /* A slow live subscriber is dropped with a reason instead of growing. */
+    /* A full queue: the live record is not queued; the subscriber catches up from the store
+     * once it drains, and is dropped only if it stays behind longer than max_lag_ms. */
     live.pretend_queued = 70000;
     ev.seq = 7;
     hdx_bus_publish(bus, &ev);
+    assert_int_equal(live.dropped, 0);
+    assert_int_equal(count_msgs(live.out, "MSG seq=7 "), 0);
+    assert_int_equal(count_msgs(all.out, "MSG seq=7 "), 1);
+    hdx_bus_tick(bus, hdx_monotonic_us() + 500000);
+    assert_int_equal(live.dropped, 0);
+    hdx_bus_tick(bus, hdx_monotonic_us() + 2000000);
     assert_int_equal(live.dropped, 1);
     assert_string_equal(live.reason, "slow-consumer");
-    assert_int_equal(count_msgs(all.out, "MSG seq=7 "), 1);
     hdx_bus_unsubscribe(bus, s1);
     hdx_bus_unsubscribe(bus, s2);
     hdx_bus_unsubscribe(bus, s3);

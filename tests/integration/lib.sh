@@ -1,0 +1,273 @@
+# shellcheck shell=bash
+# lib.sh: helpers sourced by the hdx integration tests (tests/integration/NN-*).
+#
+# A test does:   . "$(dirname "$0")/lib.sh"; hdx_setup; ... ; pass
+# hdx_setup makes a fresh temporary directory ($T) and data directory ($D, via hdx init),
+# and installs a trap that stops every hdxd the test started and removes $T (kept, with the
+# hdxd log printed, when the test fails or HDX_KEEP=1).
+#
+# Environment: HDX_BIN (build dir with hdxd and hdx; set by ctest), HDX_SRC (repo root).
+
+set -euo pipefail
+
+HDX_BIN=${HDX_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
+HDX_SRC=${HDX_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+HDX=$HDX_BIN/hdx
+HDXD=$HDX_BIN/hdxd
+PY=/usr/bin/python3             # Debian python: python3-hl7, cryptography (TEST-CLIENTS.md)
+LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CLIENT=$LIBDIR/hdxclient.py
+TEST_NAME=$(basename "$0")
+
+T=""
+D=""
+LOG=""
+HDXD_PID=""
+MLLP_PORT=""
+SUB_PORT=""
+LEGACY_PORT=""
+_HDXD_PIDS=()
+_EXTRA_PIDS=()
+_FAILED=0
+_CHECKS=0
+
+log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%T.%N | cut -c1-12)" "$*" >&2; }
+
+fail() {
+    _FAILED=1
+    printf '[%s] FAIL: %s\n' "$TEST_NAME" "$*" >&2
+    exit 1
+}
+
+_cleanup() {
+    local rc=$? p
+    set +e
+    for p in "${_EXTRA_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${_HDXD_PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${_HDXD_PIDS[@]}"; do
+        _wait_pid_gone "$p" 50 || kill -KILL "$p" 2>/dev/null
+    done
+    if [ "$rc" -ne 0 ] || [ "$_FAILED" -ne 0 ]; then
+        if [ -n "$LOG" ] && [ -f "$LOG" ]; then
+            printf '[%s] --- last 40 lines of %s ---\n' "$TEST_NAME" "$LOG" >&2
+            tail -n 40 "$LOG" >&2
+        fi
+        [ -n "$T" ] && printf '[%s] kept %s\n' "$TEST_NAME" "$T" >&2
+    elif [ -n "$T" ] && [ "${HDX_KEEP:-0}" != 1 ]; then
+        rm -rf "$T"
+    fi
+    exit "$rc"
+}
+
+# _wait_pid_gone PID TENTHS: 0 once PID has exited (reaped or not our child).
+_wait_pid_gone() {
+    local i
+    for ((i = 0; i < $2; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+hdx_setup() {
+    if [ ! -x "$HDX" ] || [ ! -x "$HDXD" ]; then
+        echo "hdx/hdxd not built in $HDX_BIN" >&2
+        exit 1
+    fi
+    T=$(mktemp -d /tmp/hdxit."${TEST_NAME%%-*}".XXXXXX)
+    trap _cleanup EXIT
+    trap 'exit 130' INT TERM
+    D=$T/data
+    "$HDX" init "$D" >"$T/init.out" || fail "hdx init $D failed"
+}
+
+pass() {
+    log "PASS ($_CHECKS checks)"
+    exit 0
+}
+
+# ---------- assertions ----------
+
+ok() { _CHECKS=$((_CHECKS + 1)); }
+
+assert_eq() { # EXPECTED ACTUAL WHAT
+    [ "$1" == "$2" ] || fail "$3: expected [$1], got [$2]"
+    ok
+}
+
+assert_ne() { # UNEXPECTED ACTUAL WHAT
+    [ "$1" != "$2" ] || fail "$3: did not expect [$1]"
+    ok
+}
+
+assert_match() { # ERE TEXT WHAT
+    printf '%s\n' "$2" | grep -Eq -- "$1" || fail "$3: [$2] does not match /$1/"
+    ok
+}
+
+assert_no_match() { # ERE TEXT WHAT
+    if printf '%s\n' "$2" | grep -Eq -- "$1"; then fail "$3: [$2] matches /$1/"; fi
+    ok
+}
+
+assert_le() { # A B WHAT   (integers: A <= B)
+    [ "$1" -le "$2" ] || fail "$3: $1 > $2"
+    ok
+}
+
+# assert_rc EXPECTED CMD...: runs CMD, asserts its exit status; its stdout is in $OUT.
+assert_rc() {
+    local want=$1 rc=0
+    shift
+    OUT=$("$@" 2>"$T/last.err") || rc=$?
+    [ "$rc" -eq "$want" ] || fail "exit $rc (wanted $want): $* -- stdout [$OUT] stderr [$(cat "$T/last.err")]"
+    ok
+}
+
+file_mode() { stat -c %a "$1"; }
+
+# ---------- ports and processes ----------
+
+# free_ports N: N distinct loopback TCP ports that were free a moment ago.
+free_ports() {
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# start_hdxd [-o KEY=VALUE ...]: starts hdxd on fresh ports with these overrides (later
+# ones win), waits until it logs event=listening (10 s), and sets HDXD_PID, LOG, MLLP_PORT,
+# SUB_PORT, LEGACY_PORT (free; legacy is used only if the caller passes legacy.listen).
+# In the arguments, @LEGACY@ becomes the new LEGACY_PORT (e.g. legacy.listen=127.0.0.1:@LEGACY@).
+# A second call starts a second daemon on the same $D (stop the first one before).
+start_hdxd() {
+    local ports i a args=()
+    ports=$(free_ports 3)
+    read -r MLLP_PORT SUB_PORT LEGACY_PORT <<<"$ports"
+    for a in "$@"; do args+=("${a//@LEGACY@/$LEGACY_PORT}"); done
+    LOG=$T/hdxd.${#_HDXD_PIDS[@]}.log
+    : >"$LOG"
+    "$HDXD" -c "$D/hdx.conf" -o "mllp.listen=127.0.0.1:$MLLP_PORT" \
+        -o "sub.listen=127.0.0.1:$SUB_PORT" ${args[@]+"${args[@]}"} 2>"$LOG" &
+    HDXD_PID=$!
+    _HDXD_PIDS+=("$HDXD_PID")
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'event=listening' "$LOG" && return 0
+        kill -0 "$HDXD_PID" 2>/dev/null || { cat "$LOG" >&2; fail "hdxd exited during start"; }
+        sleep 0.1
+    done
+    fail "hdxd did not log event=listening within 10 s"
+}
+
+stop_hdxd() {
+    [ -n "$HDXD_PID" ] || return 0
+    kill -TERM "$HDXD_PID" 2>/dev/null || true
+    local rc=0
+    _wait_pid_gone "$HDXD_PID" 100 || { kill -KILL "$HDXD_PID"; fail "hdxd ignored SIGTERM for 10 s"; }
+    wait "$HDXD_PID" 2>/dev/null || rc=$?
+    HDXD_STATUS=$rc
+    HDXD_PID=""
+}
+
+assert_hdxd_alive() {
+    kill -0 "$HDXD_PID" 2>/dev/null || fail "hdxd (pid $HDXD_PID) died"
+    ok
+}
+
+# wait_fds_le PID N SECONDS: waits (bounded) until PID has at most N open descriptors.
+wait_fds_le() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ "$(fd_count "$1")" -le "$2" ] && return 0
+        sleep 0.1
+    done
+    return 0
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+
+# ---------- log ----------
+
+# log_count ERE: number of hdxd log lines (current $LOG) matching ERE.
+log_count() { grep -Ec -- "$1" "$LOG" || true; }
+
+# wait_log ERE [TIMEOUT_S] [MIN_COUNT]: waits until at least MIN_COUNT (1) lines match.
+wait_log() {
+    local re=$1 tenths=$((${2:-5} * 10)) min=${3:-1} i
+    for ((i = 0; i <= tenths; i++)); do
+        [ "$(log_count "$re")" -ge "$min" ] && { ok; return 0; }
+        sleep 0.1
+    done
+    fail "no ${min}x /$re/ in hdxd log within ${2:-5} s"
+}
+
+# assert_log_delta ERE BEFORE EXPECTED_DELTA WHAT: exact number of new matching lines.
+assert_log_delta() {
+    local now
+    now=$(log_count "$1")
+    assert_eq "$3" "$((now - $2))" "$4 (new log lines /$1/)"
+}
+
+# ---------- hdx CLI wrappers ----------
+
+# dev_add NAME [hdx device add options]: enrols a device; sets CERT and KEY.
+dev_add() {
+    local name=$1 out
+    shift
+    out=$("$HDX" device add "$name" -d "$D" "$@") || fail "hdx device add $name failed"
+    CERT=$(printf '%s\n' "$out" | sed -n 's/^cert=//p')
+    KEY=$(printf '%s\n' "$out" | sed -n 's/^key=//p')
+    if [ ! -f "$CERT" ] || [ ! -f "$KEY" ]; then fail "device add $name printed no cert/key: $out"; fi
+}
+
+records() { "$HDX" query -d "$D" --count; }
+
+# hdx_send CERT KEY FILE...: hdx send to the running daemon; stdout in $OUT, status in $RC.
+hdx_send() {
+    local cert=$1 key=$2
+    shift 2
+    RC=0
+    OUT=$("$HDX" send -d "$D" --cert "$cert" --key "$key" --to "127.0.0.1:$MLLP_PORT" \
+        --timeout 10000 "$@" 2>"$T/send.err") || RC=$?
+}
+
+# pyc ARGS...: Debian python with hdxclient importable (inline scripts: pyc - ARGS <<'EOF').
+pyc() { PYTHONPATH=$LIBDIR PYTHONDONTWRITEBYTECODE=1 "$PY" "$@"; }
+
+# client ARGS...: the raw Python client (hdxclient.py) with --ca $D/ca.pem; output in $OUT.
+client() {
+    OUT=$("$PY" "$CLIENT" --ca "$D/ca.pem" "$@") || fail "hdxclient.py $* exited $?"
+}
+
+# hl7_file PATH CTRL [PATIENT] [NAME] [TYPE]: writes one CR-terminated message.
+hl7_file() {
+    local ctrl=$2 pat=${3:-PAT0001} name=${4:-TEST^PATIENT} type=${5:-ORU^R01}
+    printf 'MSH|^~\\&|MON|WARD1|HDX|HOSP|20261125120000||%s|%s|P|2.5.1\rPID|1||%s^^^HOSP^MR||%s\rOBR|1|||8867-4^Heart rate^LN\rOBX|1|NM|8867-4^Heart rate^LN||72|/min|||||F\r' \
+        "$type" "$ctrl" "$pat" "$name" >"$1"
+}
+
+# mk_cert PREFIX SUBJECT CA_CERT CA_KEY [EXTRA_EXT]: an EC P-256 client certificate signed by
+# CA_CERT/CA_KEY (both "-" = a fresh self-signed CA of its own, written to PREFIX.ca.pem/.key
+# first) -> PREFIX.pem, PREFIX.key. SUBJECT like /CN=mon-01/OU=device.
+mk_cert() {
+    local p=$1 subj=$2 ca=$3 cakey=$4 extra=${5:-}
+    if [ "$ca" = - ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+            -subj "/CN=rogue CA" -keyout "$p.ca.key" -out "$p.ca.pem" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+        ca=$p.ca.pem cakey=$p.ca.key
+    fi
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$subj" \
+        -keyout "$p.key" -out "$p.csr" 2>/dev/null
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n%s\n' \
+        "$extra" >"$p.ext"
+    openssl x509 -req -in "$p.csr" -CA "$ca" -CAkey "$cakey" -CAcreateserial -days 30 \
+        -extfile "$p.ext" -out "$p.pem" 2>/dev/null || fail "mk_cert $subj failed"
+}
