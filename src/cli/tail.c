@@ -13,13 +13,16 @@
 
 static const char tail_usage[] =
     "usage: hdx tail -d DIR --cert C --key K [--to HOST:PORT] [--ca CA] [--from SEQ]\n"
-    "                [--type T] [--sender S] [--patient ID] [--count N] [--vitals]\n"
+    "                [--type T] [--sender S] [--patient ID] [--count N] [--vitals|--latency]\n"
     "Subscribes (certificate role subscriber or gateway) and prints every committed HL7\n"
     "message that matches the filters, in commit order, as it is committed:\n"
     "'# seq=N time=ISO sender=S type=T', the message, a blank line. --from SEQ first\n"
     "replays everything after SEQ (use the last seq you saw: no gap, no duplicate); without\n"
     "it only new messages arrive. --vitals prints one line of vital signs per ORU^R01.\n"
-    "--count N exits after N messages. Exit 1 if hdxd refuses or drops the subscription.\n";
+    "--count N exits after N messages. --latency prints nothing per message but, at the end,\n"
+    "the delivery latency (arrival here minus commit time) as 'delivery n=N p50_ms=..\n"
+    "p99_ms=.. p999_ms=.. max_ms=..' (for benchmarks; same machine clock).\n"
+    "Exit 1 if hdxd refuses or drops the subscription.\n";
 
 struct reader {
     struct cli_conn conn;
@@ -136,45 +139,115 @@ static void print_vitals(const char *head, const uint8_t *body, size_t len)
     hl7_msg_free(&m);
 }
 
-static int stream(struct reader *r, int vitals_only, long count)
+enum tail_mode { TAIL_MESSAGES, TAIL_VITALS, TAIL_LATENCY };
+
+#define LATENCY_MAX_SAMPLES (1u << 22)
+
+struct latency {
+    int64_t *us;
+    size_t n;
+};
+
+/* "2026-11-25T12:00:00.123456Z" (as hdxd writes it) to microseconds. */
+static int64_t parse_commit_time(const char *t)
+{
+    char whole[32];
+    const char *dot = strchr(t, '.');
+    if (!dot || (size_t)(dot - t) >= sizeof(whole) - 1)
+        return 0;
+    memcpy(whole, t, (size_t)(dot - t));
+    whole[dot - t] = 0;
+    strcat(whole, "Z");
+    int64_t s_us;
+    if (hdx_parse_time(whole, &s_us) != 0)
+        return 0;
+    return s_us + strtoll(dot + 1, NULL, 10);
+}
+
+static void note_latency(struct latency *lat, const char *line)
+{
+    char t[40];
+    int64_t now = hdx_now_us();
+    if (!field(line, "time", t, sizeof(t)) || lat->n >= LATENCY_MAX_SAMPLES)
+        return;
+    if (!lat->us && !(lat->us = malloc(LATENCY_MAX_SAMPLES * sizeof(*lat->us))))
+        return;
+    lat->us[lat->n++] = now - parse_commit_time(t);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report_latency(struct latency *lat)
+{
+    if (!lat->n) {
+        fprintf(stderr, "delivery n=0\n");
+        return;
+    }
+    qsort(lat->us, lat->n, sizeof(*lat->us), cmp_i64);
+#define PCT(p) (lat->us[(size_t)((double)(lat->n - 1) * (p))] / 1000.0)
+    fprintf(stderr, "delivery n=%zu p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f\n", lat->n,
+            PCT(0.5), PCT(0.99), PCT(0.999), lat->us[lat->n - 1] / 1000.0);
+#undef PCT
+    free(lat->us);
+}
+
+/* Reads one delivery; returns 1 for a message, 0 for a line to skip, -1 to stop (error). */
+static int read_one(struct reader *r, enum tail_mode mode, struct latency *lat)
 {
     char line[512], lens[24], type[80];
-    long seen = 0;
-    while (count <= 0 || seen < count) {
-        if (read_line(r, line, sizeof(line)) != 0) {
-            fprintf(stderr, "hdx tail: connection closed by hdxd\n");
-            return 1;
-        }
-        if (!strncmp(line, "BYE", 3) || !strncmp(line, "ERR", 3)) {
-            fprintf(stderr, "hdx tail: %s\n", line);
-            return 1;
-        }
-        if (strncmp(line, "MSG ", 4) != 0 || !field(line, "len", lens, sizeof(lens)))
-            continue;
-        size_t len = strtoull(lens, NULL, 10);
-        if (len > TAIL_MAX_BODY)
-            return 1;
-        uint8_t *body = malloc(len + 2);
-        if (!body || read_exact(r, body, len + 1) != 0) {
-            free(body);
-            return 1;
-        }
-        field(line, "type", type, sizeof(type));
-        if (vitals_only) {
-            if (!strncmp(type, "ORU^R01", 7))
-                print_vitals(line, body, len);
-        } else {
-            printf("# %s\n", line + 4);
-            for (size_t i = 0; i < len; i++)
-                putchar(body[i] == '\r' ? '\n' : body[i]);
-            printf(len && body[len - 1] == '\r' ? "\n" : "\n\n");
-        }
-        fflush(stdout);
-        sodium_memzero(body, len);
-        free(body);
-        seen++;
+    if (read_line(r, line, sizeof(line)) != 0) {
+        fprintf(stderr, "hdx tail: connection closed by hdxd\n");
+        return -1;
     }
-    return 0;
+    if (!strncmp(line, "BYE", 3) || !strncmp(line, "ERR", 3)) {
+        fprintf(stderr, "hdx tail: %s\n", line);
+        return -1;
+    }
+    if (strncmp(line, "MSG ", 4) != 0 || !field(line, "len", lens, sizeof(lens)))
+        return 0;
+    if (mode == TAIL_LATENCY)
+        note_latency(lat, line);
+    size_t len = strtoull(lens, NULL, 10);
+    uint8_t *body = len <= TAIL_MAX_BODY ? malloc(len + 2) : NULL;
+    if (!body || read_exact(r, body, len + 1) != 0) {
+        free(body);
+        return -1;
+    }
+    field(line, "type", type, sizeof(type));
+    if (mode == TAIL_VITALS && !strncmp(type, "ORU^R01", 7)) {
+        print_vitals(line, body, len);
+    } else if (mode == TAIL_MESSAGES) {
+        printf("# %s\n", line + 4);
+        for (size_t i = 0; i < len; i++)
+            putchar(body[i] == '\r' ? '\n' : body[i]);
+        printf(len && body[len - 1] == '\r' ? "\n" : "\n\n");
+    }
+    fflush(stdout);
+    sodium_memzero(body, len);
+    free(body);
+    return 1;
+}
+
+static int stream(struct reader *r, enum tail_mode mode, long count)
+{
+    struct latency lat = {0};
+    long seen = 0;
+    int rc = 0;
+    while (count <= 0 || seen < count) {
+        int got = read_one(r, mode, &lat);
+        if (got < 0) {
+            rc = 1;
+            break;
+        }
+        seen += got;
+    }
+    if (mode == TAIL_LATENCY)
+        report_latency(&lat);
+    return rc;
 }
 
 static int build_request(char *req, size_t cap, const char *from, const char *type,
@@ -190,7 +263,7 @@ int cmd_tail(int argc, char **argv)
 {
     const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL;
     const char *from = NULL, *type = NULL, *sender = NULL, *patient = NULL;
-    int vitals_only = 0;
+    enum tail_mode mode = TAIL_MESSAGES;
     long count = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -204,7 +277,8 @@ int cmd_tail(int argc, char **argv)
         else if (!strcmp(a, "--sender")) sender = cli_arg(argc, argv, &i);
         else if (!strcmp(a, "--patient")) patient = cli_arg(argc, argv, &i);
         else if (!strcmp(a, "--count")) count = atol(cli_arg(argc, argv, &i));
-        else if (!strcmp(a, "--vitals")) vitals_only = 1;
+        else if (!strcmp(a, "--vitals")) mode = TAIL_VITALS;
+        else if (!strcmp(a, "--latency")) mode = TAIL_LATENCY;
         else if (!strcmp(a, "--help")) { fputs(tail_usage, stdout); return 0; }
         else { fputs(tail_usage, stderr); return 2; }
     }
@@ -235,7 +309,7 @@ int cmd_tail(int argc, char **argv)
     if (cli_write(&r->conn, req, (size_t)n) == 0 && read_line(r, err, sizeof(err)) == 0) {
         if (!strncmp(err, "OK", 2)) {
             fprintf(stderr, "hdx tail: subscribed (%s)\n", err);
-            rc = stream(r, vitals_only, count);
+            rc = stream(r, mode, count);
         } else {
             fprintf(stderr, "hdx tail: %s\n", err);
         }

@@ -673,7 +673,6 @@ static void start_conn(struct conn *c, struct bufferevent *bev, int handshake_ti
     c->bev = bev;
     struct timeval hs = {handshake_timeout_ms / 1000, (handshake_timeout_ms % 1000) * 1000};
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
-    bufferevent_set_timeouts(bev, &hs, &hs);
     evtimer_add(c->frame_timer, &hs); /* the handshake deadline; disarmed once admitted */
     c->frame_timer_armed = 1;
     bufferevent_setwatermark(bev, EV_WRITE, c->srv->conf->sub_max_queue / 4, 0);
