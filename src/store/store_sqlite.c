@@ -39,6 +39,7 @@ static const char *const stmt_sql[] = {
 /* WAL pages after which the background checkpointer is woken (SQLite's own default for
  * autocheckpoint is 1000). */
 #define CHECKPOINT_PAGES 2000
+#define WAL_RESTART_PAGES 32768 /* 128 MiB of 4 KiB pages */
 
 /* Checkpoints run on their own thread and connection so that copying the WAL back into the
  * database (and its fsync) never stalls the commit thread between two group commits. */
@@ -133,6 +134,11 @@ static void *checkpoint_main(void *arg)
             break;
         int log_pages = 0, done = 0;
         int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
+        /* Under sustained load passive checkpoints never catch up, and the WAL only restarts
+         * from its beginning once one has. Past a bound, a RESTART checkpoint makes the
+         * writer wait for the little that is left, so the WAL stays bounded. */
+        if (rc == SQLITE_OK && log_pages >= WAL_RESTART_PAGES)
+            rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             hdx_warn("checkpoint_failed", "code=%d", rc);
     }
@@ -201,6 +207,7 @@ int hdx_store_open(const char *path, int flags, struct hdx_store **out)
     }
     if ((flags & HDX_STORE_WRITER) &&
         (exec(s, "PRAGMA cache_size=-65536") != HDX_OK ||
+         exec(s, "PRAGMA journal_size_limit=134217728") != HDX_OK ||
          checkpointer_start(s, path, !(flags & HDX_STORE_NOSYNC)) != HDX_OK)) {
         hdx_store_close(s);
         return HDX_E_STORE;
@@ -224,6 +231,10 @@ void hdx_store_close(struct hdx_store *s)
     for (size_t i = 0; i < NSTMT; i++)
         sqlite3_finalize(s->st[i]);
     checkpointer_stop(s->ckpt);
+    /* Other (read-only) connections may outlive this one, and SQLite checkpoints at close
+     * only on the last; the writer leaves the database whole and the WAL empty itself. */
+    if (s->ckpt && !s->failed)
+        (void)sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     sqlite3_close(s->db);
     free(s);
 }
