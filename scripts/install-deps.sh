@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config clang clang-format libclang-rt-14-dev git
   # libraries (DESIGN.md "Dependencies")
   libssl-dev libsodium-dev libevent-dev libsqlite3-dev libinih-dev libcmocka-dev
   # run-time tools and the real clients the tests use

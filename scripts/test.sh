@@ -17,6 +17,12 @@ passed=0
 failed=0
 step() { echo; echo "== $*"; }
 
+step "format (clang-format, .clang-format)"
+unformatted=$(for f in $(git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'fuzz/*.c' 2>/dev/null); do
+  clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
+if [ -z "$unformatted" ]; then passed=$((passed + 1)); else
+  echo "not clang-formatted: $unformatted"; failed=$((failed + 1)); fi
+
 step "clang build (-Werror)"
 if CC=clang bash scripts/build.sh build-clang; then passed=$((passed + 1)); else
   echo "clang build failed"; failed=$((failed + 1)); fi

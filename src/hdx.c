@@ -28,9 +28,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},   {"device", cmd_device}, {"send", cmd_send},
-    {"tail", cmd_tail},   {"get", cmd_get},       {"query", cmd_query},
-    {"verify", cmd_verify}, {"sim", cmd_sim},     {"bench", cmd_bench},
+    {"init", cmd_init},     {"device", cmd_device}, {"send", cmd_send},
+    {"tail", cmd_tail},     {"get", cmd_get},       {"query", cmd_query},
+    {"verify", cmd_verify}, {"sim", cmd_sim},       {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)
@@ -46,8 +46,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "hdx: unknown command '%s'\n%s", argv[1], usage_text);
     return 2;
 }

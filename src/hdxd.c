@@ -86,20 +86,22 @@ static int parse_args(int argc, char **argv, struct hdx_conf *conf)
     return 0;
 }
 
-static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr,
-                      struct hdx_store **rw, struct hdx_store **ro)
+static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, struct hdx_store **rw,
+                      struct hdx_store **ro)
 {
     char path[HDX_PATH_MAX];
     int rc;
     if (hdx_conf_path(conf, "kek.key", path, sizeof(path)) ||
         (rc = hdx_keyring_open(path, kr)) != HDX_OK) {
-        fprintf(stderr, "hdxd: cannot load the key-encryption key %s/kek.key (must exist, mode 0600)\n",
+        fprintf(stderr,
+                "hdxd: cannot load the key-encryption key %s/kek.key (must exist, mode 0600)\n",
                 conf->dir);
         return 1;
     }
     int sync = strcmp(conf->store_sync, "off") == 0 ? HDX_STORE_NOSYNC : 0;
     if (hdx_conf_path(conf, conf->store_path, path, sizeof(path)) ||
-        hdx_store_open(path, sync | HDX_STORE_WRITER, rw) != HDX_OK || hdx_store_open(path, HDX_STORE_RDONLY, ro) != HDX_OK) {
+        hdx_store_open(path, sync | HDX_STORE_WRITER, rw) != HDX_OK ||
+        hdx_store_open(path, HDX_STORE_RDONLY, ro) != HDX_OK) {
         fprintf(stderr, "hdxd: cannot open the store %s (made by hdx init)\n", path);
         return 1;
     }
@@ -120,8 +122,7 @@ int main(int argc, char **argv)
     struct hdx_server *srv = NULL;
     char why[512];
     int rc = parse_args(argc, argv, &conf);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     enum hdx_log_level level = HDX_LOG_INFO;
     hdx_log_level_parse(conf.log_level, &level);
     hdx_log_set_level(level);
@@ -137,17 +138,14 @@ int main(int argc, char **argv)
     /* The changelist folds the add/remove of a write event within one loop turn into a
      * single epoll_ctl: each ACK would otherwise cost two. */
     struct event_config *cfg = event_config_new();
-    if (cfg)
-        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    if (cfg) event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     struct event_base *base = cfg ? event_base_new_with_config(cfg) : NULL;
-    if (cfg)
-        event_config_free(cfg);
+    if (cfg) event_config_free(cfg);
     if (!base || hdx_server_new(&conf, base, kr, ro, rw, &srv, why, sizeof(why)) != HDX_OK) {
         fprintf(stderr, "hdxd: %s\n", base ? why : "cannot create event loop");
         hdx_store_close(ro);
         hdx_keyring_free(kr);
-        if (base)
-            event_base_free(base);
+        if (base) event_base_free(base);
         return 1;
     }
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, srv);

@@ -39,8 +39,7 @@ int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
                 uint64_t last_seq, struct hdx_bus **out)
 {
     struct hdx_bus *bus = calloc(1, sizeof(*bus));
-    if (!bus)
-        return HDX_E_NOMEM;
+    if (!bus) return HDX_E_NOMEM;
     bus->store = ro_store;
     bus->kr = kr;
     bus->sink = *sink;
@@ -53,8 +52,7 @@ int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
 
 void hdx_bus_free(struct hdx_bus *bus)
 {
-    if (!bus)
-        return;
+    if (!bus) return;
     while (bus->subs)
         hdx_bus_unsubscribe(bus, bus->subs);
     free(bus);
@@ -74,10 +72,8 @@ static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *e
 {
     if (ev->kind != HDX_KIND_HL7V2)
         return 0; /* subscribers get clinical messages; audit has its own access path */
-    if (f->type[0] && strcmp(f->type, ev->type) != 0)
-        return 0;
-    if (f->sender[0] && strcmp(f->sender, ev->sender) != 0)
-        return 0;
+    if (f->type[0] && strcmp(f->type, ev->type) != 0) return 0;
+    if (f->sender[0] && strcmp(f->sender, ev->sender) != 0) return 0;
     if (f->has_patient &&
         (!ev->patient || sodium_memcmp(f->patient, ev->patient, HDX_BLIND_LEN) != 0))
         return 0;
@@ -90,8 +86,7 @@ static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct h
     hdx_format_time(ev->time_us, t, sizeof(t));
     int n = snprintf(head, sizeof(head), "MSG seq=%llu time=%s sender=%s type=%s len=%zu\n",
                      (unsigned long long)ev->seq, t, ev->sender, ev->type, ev->body_len);
-    if (n < 0 || (size_t)n >= sizeof(head))
-        return;
+    if (n < 0 || (size_t)n >= sizeof(head)) return;
     bus->sink.write(sub->conn, head, (size_t)n);
     bus->sink.write(sub->conn, ev->body, ev->body_len);
     bus->sink.write(sub->conn, "\n", 1);
@@ -101,8 +96,7 @@ struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,
                                       const struct hdx_bus_filter *f, uint64_t after_seq)
 {
     struct hdx_bus_sub *sub = calloc(1, sizeof(*sub));
-    if (!sub)
-        return NULL;
+    if (!sub) return NULL;
     sub->conn = conn;
     sub->filter = *f;
     if (after_seq == UINT64_MAX) {
@@ -113,8 +107,7 @@ struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,
         sub->mode = SUB_REPLAY;
     }
     sub->next = bus->subs;
-    if (bus->subs)
-        bus->subs->prev = sub;
+    if (bus->subs) bus->subs->prev = sub;
     bus->subs = sub;
     bus->nsubs++;
     return sub;
@@ -126,8 +119,7 @@ void hdx_bus_unsubscribe(struct hdx_bus *bus, struct hdx_bus_sub *sub)
         sub->prev->next = sub->next;
     else
         bus->subs = sub->next;
-    if (sub->next)
-        sub->next->prev = sub->prev;
+    if (sub->next) sub->next->prev = sub->prev;
     bus->nsubs--;
     sodium_memzero(&sub->filter, sizeof(sub->filter));
     free(sub);
@@ -135,19 +127,16 @@ void hdx_bus_unsubscribe(struct hdx_bus *bus, struct hdx_bus_sub *sub)
 
 static void drop(struct hdx_bus *bus, struct hdx_bus_sub *sub, const char *reason)
 {
-    if (sub->dropped)
-        return;
+    if (sub->dropped) return;
     sub->dropped = 1;
     bus->sink.drop(sub->conn, reason);
 }
 
 void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev)
 {
-    if (ev->seq > bus->last_published)
-        bus->last_published = ev->seq;
+    if (ev->seq > bus->last_published) bus->last_published = ev->seq;
     for (struct hdx_bus_sub *sub = bus->subs; sub; sub = sub->next) {
-        if (sub->dropped || ev->seq < sub->cursor)
-            continue;
+        if (sub->dropped || ev->seq < sub->cursor) continue;
         if (sub->mode == SUB_REPLAY) {
             hdx_bus_pump(bus, sub); /* bounded by the subscriber's queue */
             continue;
@@ -165,8 +154,7 @@ void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev)
             /* Queue full: stop queueing and let it catch up from the store as it drains.
              * Memory stays bounded; only a reader that stays behind is dropped (tick). */
             sub->mode = SUB_REPLAY;
-            if (!sub->behind_since_us)
-                sub->behind_since_us = hdx_monotonic_us();
+            if (!sub->behind_since_us) sub->behind_since_us = hdx_monotonic_us();
             continue;
         }
         sub->cursor = ev->seq + 1;
@@ -184,11 +172,11 @@ static int replay_one(void *arg, const struct hdx_record *r)
 {
     struct replay_ctx *rc = arg;
     struct hdx_bus_sub *sub = rc->sub;
-    struct hdx_bus_event ev = {r->seq,  r->time_us, r->kind, r->sender, r->type,
-                               hdx_record_has_patient(r) ? r->patient : NULL, NULL, 0};
+    struct hdx_bus_event ev = {r->seq,    r->time_us, r->kind,
+                               r->sender, r->type,    hdx_record_has_patient(r) ? r->patient : NULL,
+                               NULL,      0};
     sub->cursor = r->seq + 1;
-    if (!matches(&sub->filter, &ev))
-        return 0;
+    if (!matches(&sub->filter, &ev)) return 0;
     uint8_t *pt = NULL;
     size_t len = 0;
     if (hdx_record_open(r, rc->bus->kr, &pt, &len) != HDX_OK) {
@@ -220,8 +208,7 @@ void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub)
             sub->mode = SUB_LIVE; /* caught up; the next publication continues the stream */
             sub->behind_since_us = 0;
         }
-        if (n == REPLAY_CHUNK)
-            return; /* yield to the event loop; the write callback pumps again */
+        if (n == REPLAY_CHUNK) return; /* yield to the event loop; the write callback pumps again */
         if (n < REPLAY_CHUNK && sub->mode == SUB_REPLAY)
             return; /* committed records not yet published: the next publish catches up */
     }
@@ -258,8 +245,7 @@ static int apply_token(const char *tok, const struct hdx_keyring *kr, struct hdx
         }
         *after = n;
     } else if (parse_kv(tok, &v, "type")) {
-        if (snprintf(f->type, sizeof(f->type), "%s", v) >= (int)sizeof(f->type))
-            goto too_long;
+        if (snprintf(f->type, sizeof(f->type), "%s", v) >= (int)sizeof(f->type)) goto too_long;
     } else if (parse_kv(tok, &v, "sender")) {
         if (snprintf(f->sender, sizeof(f->sender), "%s", v) >= (int)sizeof(f->sender))
             goto too_long;

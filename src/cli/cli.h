@@ -30,8 +30,8 @@ struct cli_conn {
     SSL_CTX *ctx;
 };
 /* ca may be NULL (then DIR/ca.pem must be given by the caller). */
-int cli_connect(const char *hostport, const char *ca, const char *cert, const char *key,
-                int plain, int timeout_ms, struct cli_conn *c, char *why, size_t cap);
+int cli_connect(const char *hostport, const char *ca, const char *cert, const char *key, int plain,
+                int timeout_ms, struct cli_conn *c, char *why, size_t cap);
 int cli_write(struct cli_conn *c, const void *buf, size_t len);
 /* Returns bytes read (>0), 0 on EOF, -1 on error or timeout. */
 long cli_read(struct cli_conn *c, void *buf, size_t cap);

@@ -125,13 +125,12 @@ static int tls_setup(struct cli_conn *c, const char *hostport, const char *ca, c
     return 0;
 }
 
-int cli_connect(const char *hostport, const char *ca, const char *cert, const char *key,
-                int plain, int timeout_ms, struct cli_conn *c, char *why, size_t cap)
+int cli_connect(const char *hostport, const char *ca, const char *cert, const char *key, int plain,
+                int timeout_ms, struct cli_conn *c, char *why, size_t cap)
 {
     memset(c, 0, sizeof(*c));
     c->fd = tcp_connect(hostport, timeout_ms, why, cap);
-    if (c->fd < 0)
-        return -1;
+    if (c->fd < 0) return -1;
     if (!plain && tls_setup(c, hostport, ca, cert, key, why, cap) != 0) {
         cli_disconnect(c);
         return -1;
@@ -144,10 +143,8 @@ int cli_write(struct cli_conn *c, const void *buf, size_t len)
     const uint8_t *p = buf;
     while (len) {
         long n = c->ssl ? SSL_write(c->ssl, p, (int)len) : write(c->fd, p, len);
-        if (n < 0 && !c->ssl && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
+        if (n < 0 && !c->ssl && errno == EINTR) continue;
+        if (n <= 0) return -1;
         p += n;
         len -= (size_t)n;
     }
@@ -158,14 +155,12 @@ long cli_read(struct cli_conn *c, void *buf, size_t cap)
 {
     for (;;) {
         long n = c->ssl ? SSL_read(c->ssl, buf, (int)cap) : read(c->fd, buf, cap);
-        if (n > 0)
-            return n;
+        if (n > 0) return n;
         if (c->ssl) {
             int e = SSL_get_error(c->ssl, (int)n);
             return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         return n == 0 ? 0 : -1;
     }
 }
@@ -177,8 +172,7 @@ void cli_disconnect(struct cli_conn *c)
         SSL_free(c->ssl);
     }
     SSL_CTX_free(c->ctx);
-    if (c->fd >= 0)
-        close(c->fd);
+    if (c->fd >= 0) close(c->fd);
     memset(c, 0, sizeof(*c));
     c->fd = -1;
 }
@@ -190,11 +184,9 @@ static int split_framed(const uint8_t *data, size_t len,
     while (off < len) {
         struct mllp_scan s;
         size_t resume = 0;
-        if (mllp_scan(data + off, len - off, 64u << 20, &resume, &s) != MLLP_FRAME)
-            break;
+        if (mllp_scan(data + off, len - off, 64u << 20, &resume, &s) != MLLP_FRAME) break;
         int rc = cb(ctx, data + off + s.payload_off, s.payload_len);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         off += s.consumed;
     }
     return 0;
@@ -203,31 +195,27 @@ static int split_framed(const uint8_t *data, size_t len,
 int cli_split_messages(const uint8_t *data, size_t len,
                        int (*cb)(void *ctx, const uint8_t *msg, size_t len), void *ctx)
 {
-    if (memchr(data, MLLP_SB, len))
-        return split_framed(data, len, cb, ctx);
+    if (memchr(data, MLLP_SB, len)) return split_framed(data, len, cb, ctx);
     uint8_t *buf = malloc(len + 1);
     size_t n = 0, start = 0;
     int rc = 0;
-    if (!buf)
-        return -1;
+    if (!buf) return -1;
     for (size_t i = 0; i < len; i++) {
-        if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n')
-            continue; /* CRLF -> CR */
+        if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') continue; /* CRLF -> CR */
         uint8_t ch = data[i] == '\n' ? '\r' : data[i];
         int seg_start = n == 0 || buf[n - 1] == '\r';
-        if (seg_start && ch == 'M' && len - i >= 4 && memcmp(data + i, "MSH", 3) == 0 && n > start) {
+        if (seg_start && ch == 'M' && len - i >= 4 && memcmp(data + i, "MSH", 3) == 0 &&
+            n > start) {
             while (n > start && buf[n - 1] == '\r')
                 n--;
-            if ((rc = cb(ctx, buf + start, n - start)) != 0)
-                break;
+            if ((rc = cb(ctx, buf + start, n - start)) != 0) break;
             start = n;
         }
         buf[n++] = ch;
     }
     while (!rc && n > start && buf[n - 1] == '\r')
         n--;
-    if (!rc && n > start)
-        rc = cb(ctx, buf + start, n - start);
+    if (!rc && n > start) rc = cb(ctx, buf + start, n - start);
     free(buf);
     return rc;
 }

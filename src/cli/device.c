@@ -40,7 +40,8 @@ static void retire_files(const char *dir, const struct hdx_device *old)
     const char *ext[] = {"pem", "key"};
     for (int i = 0; i < 2; i++) {
         snprintf(from, sizeof(from), "%s/devices/%s.%s", dir, old->name, ext[i]);
-        snprintf(to, sizeof(to), "%s/devices/%s.%s.revoked.%s", dir, old->name, old->serial, ext[i]);
+        snprintf(to, sizeof(to), "%s/devices/%s.%s.revoked.%s", dir, old->name, old->serial,
+                 ext[i]);
         (void)rename(from, to);
     }
 }
@@ -54,8 +55,7 @@ static int device_add(const char *dir, const char *name, const char *role, int d
         fprintf(stderr, "hdx device add: invalid name '%s' (1-64 of A-Z a-z 0-9 . _ -)\n", name);
         return 2;
     }
-    if (cli_open(dir, 1, &ctx))
-        return 1;
+    if (cli_open(dir, 1, &ctx)) return 1;
     int rc = hdx_store_device_get(ctx.store, name, &old);
     if (rc == HDX_OK && !old.revoked_us) {
         fprintf(stderr, "hdx device add: device %s exists (serial %s); revoke it first\n", name,
@@ -63,8 +63,7 @@ static int device_add(const char *dir, const char *name, const char *role, int d
         cli_close(&ctx);
         return 1;
     }
-    if (rc == HDX_OK)
-        retire_files(dir, &old);
+    if (rc == HDX_OK) retire_files(dir, &old);
     snprintf(d.name, sizeof(d.name), "%s", name);
     snprintf(d.role, sizeof(d.role), "%s", role);
     d.created_us = hdx_now_us();
@@ -77,8 +76,7 @@ static int device_add(const char *dir, const char *name, const char *role, int d
         return 1;
     }
     char real[HDX_PATH_MAX];
-    if (!realpath(dir, real))
-        snprintf(real, sizeof(real), "%s", dir);
+    if (!realpath(dir, real)) snprintf(real, sizeof(real), "%s", dir);
     printf("cert=%s/devices/%s.pem\nkey=%s/devices/%s.key\nca=%s/ca.pem\n", real, name, real, name,
            real);
     printf("serial=%s role=%s\n", d.serial, d.role);
@@ -90,8 +88,7 @@ static int device_revoke(const char *dir, const char *name)
     struct cli_ctx ctx;
     struct hdx_device d;
     char why[256];
-    if (cli_open(dir, 1, &ctx))
-        return 1;
+    if (cli_open(dir, 1, &ctx)) return 1;
     int rc = hdx_store_device_get(ctx.store, name, &d);
     if (rc != HDX_OK || d.revoked_us) {
         fprintf(stderr, "hdx device revoke: %s\n",
@@ -122,8 +119,7 @@ int cmd_device(int argc, char **argv)
 {
     const char *dir = NULL, *name = NULL, *role = "device";
     int days = 825;
-    if (argc < 2)
-        return usage();
+    if (argc < 2) return usage();
     const char *verb = argv[1];
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "-d"))
@@ -144,18 +140,15 @@ int cmd_device(int argc, char **argv)
         fputs(device_usage, stdout);
         return 0;
     }
-    if (!dir)
-        return usage();
+    if (!dir) return usage();
     if (!strcmp(verb, "list")) {
         struct cli_ctx ctx;
-        if (cli_open(dir, 0, &ctx))
-            return 1;
+        if (cli_open(dir, 0, &ctx)) return 1;
         hdx_store_devices_list(ctx.store, print_device, NULL);
         cli_close(&ctx);
         return 0;
     }
-    if (!name)
-        return usage();
+    if (!name) return usage();
     if (!strcmp(verb, "add")) {
         if (!role_valid(role) || days == 0) {
             fprintf(stderr, "hdx device add: --role must be device, subscriber or gateway\n");
@@ -163,7 +156,6 @@ int cmd_device(int argc, char **argv)
         }
         return device_add(dir, name, role, days);
     }
-    if (!strcmp(verb, "revoke"))
-        return device_revoke(dir, name);
+    if (!strcmp(verb, "revoke")) return device_revoke(dir, name);
     return usage();
 }

@@ -30,11 +30,11 @@ static int dir_prepare(const char *dir)
         struct dirent *e;
         int used = 0;
         while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-                used = 1;
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) used = 1;
         closedir(d);
         if (used) {
-            fprintf(stderr, "hdx init: %s is not empty; refusing to overwrite what is there\n", dir);
+            fprintf(stderr, "hdx init: %s is not empty; refusing to overwrite what is there\n",
+                    dir);
             return 1;
         }
         return chmod(dir, 0700) == 0 ? 0 : 1;
@@ -105,10 +105,10 @@ int cmd_init(int argc, char **argv)
     }
     const char *dir = argv[1];
     umask(077);
-    if (dir_prepare(dir))
-        return 1;
+    if (dir_prepare(dir)) return 1;
     if (hdx_path(path, sizeof(path), dir, "hdx.conf") ||
-        hdx_write_new_file(path, hdx_conf_template(), strlen(hdx_conf_template()), 0600) != HDX_OK) {
+        hdx_write_new_file(path, hdx_conf_template(), strlen(hdx_conf_template()), 0600) !=
+            HDX_OK) {
         fprintf(stderr, "hdx init: cannot write %s\n", path);
         return 1;
     }
@@ -122,8 +122,7 @@ int cmd_init(int argc, char **argv)
         return 1;
     }
     char real[HDX_PATH_MAX];
-    if (!realpath(dir, real))
-        snprintf(real, sizeof(real), "%s", dir);
+    if (!realpath(dir, real)) snprintf(real, sizeof(real), "%s", dir);
     printf("dir=%s\nconf=%s/hdx.conf\nca=%s/ca.pem\nlogkey=%s/log.pub.pem\n", real, real, real,
            real);
     printf("next: hdx device add NAME -d %s   then: hdxd -c %s/hdx.conf\n", dir, dir);

@@ -32,8 +32,7 @@ static void print_message(const uint8_t *pt, size_t len, int raw)
     }
     for (size_t i = 0; i < len; i++)
         putchar(pt[i] == '\r' ? '\n' : pt[i]);
-    if (len && pt[len - 1] != '\r')
-        putchar('\n');
+    if (len && pt[len - 1] != '\r') putchar('\n');
 }
 
 int cmd_get(int argc, char **argv)
@@ -65,8 +64,7 @@ int cmd_get(int argc, char **argv)
     struct hdx_record r;
     uint8_t *pt = NULL;
     size_t len = 0;
-    if (cli_open(dir, 0, &ctx))
-        return 1;
+    if (cli_open(dir, 0, &ctx)) return 1;
     int rc = hdx_store_get(ctx.store, seq, &r);
     if (rc == HDX_OK) {
         rc = hdx_record_open(&r, ctx.kr, &pt, &len);
@@ -97,8 +95,7 @@ static int query_one(void *arg, const struct hdx_record *r)
     uint8_t *pt;
     size_t len;
     q->n++;
-    if (q->count_only)
-        return 0;
+    if (q->count_only) return 0;
     if (hdx_record_open(r, q->cli->kr, &pt, &len) != HDX_OK) {
         fprintf(stderr, "hdx query: record %llu does not decrypt (run hdx verify)\n",
                 (unsigned long long)r->seq);
@@ -151,8 +148,7 @@ int cmd_query(int argc, char **argv)
         return 2;
     }
     struct cli_ctx ctx;
-    if (cli_open(dir, 0, &ctx))
-        return 1;
+    if (cli_open(dir, 0, &ctx)) return 1;
     if (patient) {
         hdx_blind(ctx.kr, "patient", patient, strlen(patient), blind);
         f.patient = blind;
@@ -164,7 +160,6 @@ int cmd_query(int argc, char **argv)
         fprintf(stderr, "hdx query: %s\n", hdx_strerror((int)rc));
         return 1;
     }
-    if (q.count_only)
-        printf("%llu\n", q.n);
+    if (q.count_only) printf("%llu\n", q.n);
     return q.failed;
 }

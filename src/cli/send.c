@@ -43,17 +43,14 @@ static int print_ack(const uint8_t *ack, size_t len)
         printf("?? unparseable-ack\n");
         return 0;
     }
-    if (hl7_get(&m, "MSA", 1, 1, 1, 0, 0, &v) == 0)
-        hl7_unescape(&m, v, code, sizeof(code));
-    if (hl7_get(&m, "MSA", 1, 2, 1, 0, 0, &v) == 0)
-        hl7_unescape(&m, v, id, sizeof(id));
+    if (hl7_get(&m, "MSA", 1, 1, 1, 0, 0, &v) == 0) hl7_unescape(&m, v, code, sizeof(code));
+    if (hl7_get(&m, "MSA", 1, 2, 1, 0, 0, &v) == 0) hl7_unescape(&m, v, id, sizeof(id));
     if (hl7_get(&m, "ERR", 1, 3, 1, 0, 0, &v) == 0)
         hl7_unescape(&m, v, err, sizeof(err));
     else if (hl7_get(&m, "MSA", 1, 3, 1, 0, 0, &v) == 0)
         hl7_unescape(&m, v, err, sizeof(err));
     for (char *p = err; *p; p++)
-        if (*p == '^')
-            *p = ' ';
+        if (*p == '^') *p = ' ';
     if (err[0] && strcmp(code, "AA") != 0)
         printf("%s %s %s\n", code, id, err);
     else
@@ -75,11 +72,9 @@ static int read_ack(struct sender *s, int *aa)
             s->have -= sc.consumed;
             return 0;
         }
-        if (s->have == ACK_MAX)
-            return -1;
+        if (s->have == ACK_MAX) return -1;
         long n = cli_read(&s->conn, s->buf + s->have, ACK_MAX - s->have);
-        if (n <= 0)
-            return -1;
+        if (n <= 0) return -1;
         s->have += (size_t)n;
     }
 }
@@ -89,8 +84,7 @@ static int send_one(void *arg, const uint8_t *msg, size_t len)
     struct sender *s = arg;
     uint8_t *frame = malloc(len + 3);
     int aa = 0;
-    if (!frame)
-        return -1;
+    if (!frame) return -1;
     size_t n = mllp_wrap(msg, len, frame, len + 3);
     int rc = cli_write(&s->conn, frame, n);
     free(frame);
@@ -100,8 +94,7 @@ static int send_one(void *arg, const uint8_t *msg, size_t len)
         return -1;
     }
     s->sent++;
-    if (!aa)
-        s->all_ok = 0;
+    if (!aa) s->all_ok = 0;
     return 0;
 }
 
@@ -123,8 +116,7 @@ static int send_file(struct sender *s, const char *file)
                 data = p;
             }
             size_t r = fread(data + len, 1, cap - len, stdin);
-            if (!r)
-                break;
+            if (!r) break;
             len += r;
         }
         rc = data ? HDX_OK : HDX_E_IO;
@@ -179,17 +171,14 @@ int cmd_send(int argc, char **argv)
         fprintf(stderr, "hdx send: %s\n", err);
         return 1;
     }
-    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0)
-        ca = ca_path;
-    if (!to)
-        to = plain ? conf.legacy_listen : conf.mllp_listen;
+    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0) ca = ca_path;
+    if (!to) to = plain ? conf.legacy_listen : conf.mllp_listen;
     if (!nfiles || (!plain && (!cert || !key || !ca)) || !to[0] || timeout <= 0) {
         fputs(send_usage, stderr);
         return 2;
     }
     struct sender *s = calloc(1, sizeof(*s));
-    if (!s)
-        return 1;
+    if (!s) return 1;
     s->all_ok = 1;
     if (cli_connect(to, ca, cert, key, plain, timeout, &s->conn, err, sizeof(err)) != 0) {
         fprintf(stderr, "hdx send: %s\n", err);

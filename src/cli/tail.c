@@ -32,16 +32,14 @@ struct reader {
 
 static int fill(struct reader *r)
 {
-    if (r->off == r->have)
-        r->off = r->have = 0;
+    if (r->off == r->have) r->off = r->have = 0;
     if (r->have == sizeof(r->buf)) {
         memmove(r->buf, r->buf + r->off, r->have - r->off);
         r->have -= r->off;
         r->off = 0;
     }
     long n = cli_read(&r->conn, r->buf + r->have, sizeof(r->buf) - r->have);
-    if (n <= 0)
-        return -1;
+    if (n <= 0) return -1;
     r->have += (size_t)n;
     return 0;
 }
@@ -52,23 +50,20 @@ static int read_line(struct reader *r, char *line, size_t cap)
         uint8_t *nl = memchr(r->buf + r->off, '\n', r->have - r->off);
         if (nl) {
             size_t len = (size_t)(nl - (r->buf + r->off));
-            if (len >= cap)
-                return -1;
+            if (len >= cap) return -1;
             memcpy(line, r->buf + r->off, len);
             line[len] = 0;
             r->off += len + 1;
             return 0;
         }
-        if (r->have - r->off >= cap || fill(r) != 0)
-            return -1;
+        if (r->have - r->off >= cap || fill(r) != 0) return -1;
     }
 }
 
 static int read_exact(struct reader *r, uint8_t *out, size_t len)
 {
     while (len) {
-        if (r->off == r->have && fill(r) != 0)
-            return -1;
+        if (r->off == r->have && fill(r) != 0) return -1;
         size_t n = r->have - r->off < len ? r->have - r->off : len;
         memcpy(out, r->buf + r->off, n);
         r->off += n;
@@ -84,12 +79,10 @@ static const char *field(const char *line, const char *key, char *out, size_t ca
     snprintf(pat, sizeof(pat), " %s=", key);
     const char *p = strstr(line, pat);
     out[0] = 0;
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     p += strlen(pat);
     size_t n = strcspn(p, " ");
-    if (n >= cap)
-        n = cap - 1;
+    if (n >= cap) n = cap - 1;
     memcpy(out, p, n);
     out[n] = 0;
     return out;
@@ -116,19 +109,15 @@ static void print_vitals(const char *head, const uint8_t *body, size_t len)
     field(head, "seq", seq, sizeof(seq));
     field(head, "sender", sender, sizeof(sender));
     field(head, "time", t, sizeof(t));
-    if (hl7_parse(body, len, &lim, &m, &e) != 0)
-        return;
+    if (hl7_parse(body, len, &lim, &m, &e) != 0) return;
     for (int occ = 1; occ < 64; occ++) {
         struct hl7_view v;
         char code[32], value[32], unit[32];
-        if (hl7_get(&m, "OBX", occ, 3, 1, 1, 0, &v) != 0)
-            break;
+        if (hl7_get(&m, "OBX", occ, 3, 1, 1, 0, &v) != 0) break;
         hl7_unescape(&m, v, code, sizeof(code));
         value[0] = unit[0] = 0;
-        if (hl7_get(&m, "OBX", occ, 5, 1, 0, 0, &v) == 0)
-            hl7_unescape(&m, v, value, sizeof(value));
-        if (hl7_get(&m, "OBX", occ, 6, 1, 1, 0, &v) == 0)
-            hl7_unescape(&m, v, unit, sizeof(unit));
+        if (hl7_get(&m, "OBX", occ, 5, 1, 0, 0, &v) == 0) hl7_unescape(&m, v, value, sizeof(value));
+        if (hl7_get(&m, "OBX", occ, 6, 1, 1, 0, &v) == 0) hl7_unescape(&m, v, unit, sizeof(unit));
         for (size_t i = 0; i < sizeof(vitals) / sizeof(vitals[0]); i++)
             if (!strcmp(code, vitals[i].loinc) && o < sizeof(out) - 64)
                 o += (size_t)snprintf(out + o, sizeof(out) - o, "  %s %s %s", vitals[i].label,
@@ -153,14 +142,12 @@ static int64_t parse_commit_time(const char *t)
 {
     char whole[32];
     const char *dot = strchr(t, '.');
-    if (!dot || (size_t)(dot - t) >= sizeof(whole) - 1)
-        return 0;
+    if (!dot || (size_t)(dot - t) >= sizeof(whole) - 1) return 0;
     memcpy(whole, t, (size_t)(dot - t));
     whole[dot - t] = 0;
     strcat(whole, "Z");
     int64_t s_us;
-    if (hdx_parse_time(whole, &s_us) != 0)
-        return 0;
+    if (hdx_parse_time(whole, &s_us) != 0) return 0;
     return s_us + strtoll(dot + 1, NULL, 10);
 }
 
@@ -168,10 +155,8 @@ static void note_latency(struct latency *lat, const char *line)
 {
     char t[40];
     int64_t now = hdx_now_us();
-    if (!field(line, "time", t, sizeof(t)) || lat->n >= LATENCY_MAX_SAMPLES)
-        return;
-    if (!lat->us && !(lat->us = malloc(LATENCY_MAX_SAMPLES * sizeof(*lat->us))))
-        return;
+    if (!field(line, "time", t, sizeof(t)) || lat->n >= LATENCY_MAX_SAMPLES) return;
+    if (!lat->us && !(lat->us = malloc(LATENCY_MAX_SAMPLES * sizeof(*lat->us)))) return;
     lat->us[lat->n++] = now - parse_commit_time(t);
 }
 
@@ -207,10 +192,8 @@ static int read_one(struct reader *r, enum tail_mode mode, struct latency *lat)
         fprintf(stderr, "hdx tail: %s\n", line);
         return -1;
     }
-    if (strncmp(line, "MSG ", 4) != 0 || !field(line, "len", lens, sizeof(lens)))
-        return 0;
-    if (mode == TAIL_LATENCY)
-        note_latency(lat, line);
+    if (strncmp(line, "MSG ", 4) != 0 || !field(line, "len", lens, sizeof(lens))) return 0;
+    if (mode == TAIL_LATENCY) note_latency(lat, line);
     size_t len = strtoull(lens, NULL, 10);
     uint8_t *body = len <= TAIL_MAX_BODY ? malloc(len + 2) : NULL;
     if (!body || read_exact(r, body, len + 1) != 0) {
@@ -245,8 +228,7 @@ static int stream(struct reader *r, enum tail_mode mode, long count)
         }
         seen += got;
     }
-    if (mode == TAIL_LATENCY)
-        report_latency(&lat);
+    if (mode == TAIL_LATENCY) report_latency(&lat);
     return rc;
 }
 
@@ -267,20 +249,37 @@ int cmd_tail(int argc, char **argv)
     long count = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-d")) dir = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--cert")) cert = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--key")) key = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--to")) to = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--ca")) ca = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--from")) from = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--type")) type = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--sender")) sender = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--patient")) patient = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--count")) count = atol(cli_arg(argc, argv, &i));
-        else if (!strcmp(a, "--vitals")) mode = TAIL_VITALS;
-        else if (!strcmp(a, "--latency")) mode = TAIL_LATENCY;
-        else if (!strcmp(a, "--help")) { fputs(tail_usage, stdout); return 0; }
-        else { fputs(tail_usage, stderr); return 2; }
+        if (!strcmp(a, "-d"))
+            dir = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--cert"))
+            cert = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--key"))
+            key = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--to"))
+            to = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--ca"))
+            ca = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--from"))
+            from = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--type"))
+            type = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--sender"))
+            sender = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--patient"))
+            patient = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--count"))
+            count = atol(cli_arg(argc, argv, &i));
+        else if (!strcmp(a, "--vitals"))
+            mode = TAIL_VITALS;
+        else if (!strcmp(a, "--latency"))
+            mode = TAIL_LATENCY;
+        else if (!strcmp(a, "--help")) {
+            fputs(tail_usage, stdout);
+            return 0;
+        } else {
+            fputs(tail_usage, stderr);
+            return 2;
+        }
     }
     struct hdx_conf conf;
     char ca_path[HDX_PATH_MAX], conf_path[HDX_PATH_MAX], err[512], req[1100];
@@ -290,10 +289,8 @@ int cmd_tail(int argc, char **argv)
         fprintf(stderr, "hdx tail: %s\n", err);
         return 1;
     }
-    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0)
-        ca = ca_path;
-    if (!to)
-        to = conf.sub_listen;
+    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0) ca = ca_path;
+    if (!to) to = conf.sub_listen;
     int n = build_request(req, sizeof(req), from, type, sender, patient);
     if (!cert || !key || !ca || !to[0] || n < 0) {
         fputs(tail_usage, stderr);

@@ -64,10 +64,8 @@ static const char *check_index(const struct verify_job *j, const struct hdx_reco
     const char *why = NULL;
     hl7_limits_default(&lim);
     memset(&msg, 0, sizeof(msg));
-    if (hl7_parse(pt, len, &lim, &msg, &err) != 0)
-        return "stored message does not parse";
-    if (strncmp(r->type, msg.msg_type, HDX_TYPE_MAX) != 0)
-        why = "index type differs from message";
+    if (hl7_parse(pt, len, &lim, &msg, &err) != 0) return "stored message does not parse";
+    if (strncmp(r->type, msg.msg_type, HDX_TYPE_MAX) != 0) why = "index type differs from message";
     if (!why && msg.patient_id[0]) {
         hdx_blind(j->kr, "patient", msg.patient_id, strlen(msg.patient_id), tok);
         if (sodium_memcmp(tok, r->patient, HDX_BLIND_LEN) != 0)
@@ -91,11 +89,9 @@ static const char *check_record(struct verify_job *j, const struct hdx_record *r
     uint8_t h[HDX_HASH_LEN], *pt = NULL;
     size_t len = 0;
     hdx_record_leaf_hash(r, h);
-    if (sodium_memcmp(h, r->leaf_hash, HDX_HASH_LEN) != 0)
-        return "leaf hash mismatch";
+    if (sodium_memcmp(h, r->leaf_hash, HDX_HASH_LEN) != 0) return "leaf hash mismatch";
     hdx_record_chain(prev, h, h);
-    if (sodium_memcmp(h, r->chain, HDX_HASH_LEN) != 0)
-        return "chain hash mismatch";
+    if (sodium_memcmp(h, r->chain, HDX_HASH_LEN) != 0) return "chain hash mismatch";
     if (hdx_record_open(r, j->kr, &pt, &len) != HDX_OK)
         return "decryption failed (ciphertext or header altered)";
     const char *why = r->kind == HDX_KIND_HL7V2 ? check_index(j, r, pt, len) : NULL;
@@ -115,15 +111,12 @@ static int verify_one(void *arg, const struct hdx_record *r)
 {
     struct walk *w = arg;
     struct verify_job *j = w->job;
-    if (r->seq > j->hi)
-        return 1;
+    if (r->seq > j->hi) return 1;
     for (; w->expect < r->seq; w->expect++)
         add_bad(j, w->expect, "record missing");
     const char *why = check_record(j, r, w->prev);
-    if (!why && r->time_us < w->last_time)
-        why = "time goes backwards";
-    if (why)
-        add_bad(j, r->seq, why);
+    if (!why && r->time_us < w->last_time) why = "time goes backwards";
+    if (why) add_bad(j, r->seq, why);
     /* Continue from the stored chain so one bad record is reported once, not forever. */
     memcpy(w->prev, r->chain, HDX_HASH_LEN);
     w->last_time = r->time_us;
@@ -150,8 +143,7 @@ static void *verify_range(void *arg)
         }
     }
     struct hdx_store_filter f = {.from_seq = j->lo};
-    if (hdx_store_scan(s, &f, 0, verify_one, &w) < 0)
-        j->fatal = 1;
+    if (hdx_store_scan(s, &f, 0, verify_one, &w) < 0) j->fatal = 1;
     for (; w.expect <= j->hi; w.expect++)
         add_bad(j, w.expect, "record missing");
     hdx_store_close(s);
@@ -176,8 +168,7 @@ static int report(struct verify_job *jobs, int n, uint64_t last)
     for (int i = 0; i < n && all; i++)
         for (size_t b = 0; b < jobs[i].nbad; b++)
             all[k++] = jobs[i].bad[b];
-    if (all)
-        qsort(all, total, sizeof(*all), cmp_bad);
+    if (all) qsort(all, total, sizeof(*all), cmp_bad);
     for (size_t i = 0; all && i < total; i++)
         printf("bad seq=%llu reason=\"%s\"\n", (unsigned long long)all[i].seq, all[i].reason);
     free(all);
@@ -213,8 +204,7 @@ int cmd_verify(int argc, char **argv)
     struct cli_ctx ctx;
     uint64_t last = 0;
     uint8_t chain[HDX_HASH_LEN];
-    if (cli_open(dir, 0, &ctx))
-        return 1;
+    if (cli_open(dir, 0, &ctx)) return 1;
     if (hdx_store_last(ctx.store, &last, chain, NULL) != HDX_OK ||
         hdx_conf_path(&ctx.conf, ctx.conf.store_path, path, sizeof(path))) {
         printf("records=0 error=\"store unreadable\"\n");
@@ -223,14 +213,20 @@ int cmd_verify(int argc, char **argv)
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int n = cpus < 1 ? 1 : cpus > VERIFY_THREADS_MAX ? VERIFY_THREADS_MAX : (int)cpus;
-    if ((uint64_t)n > last / 1024 + 1)
-        n = (int)(last / 1024 + 1);
+    if ((uint64_t)n > last / 1024 + 1) n = (int)(last / 1024 + 1);
     struct verify_job jobs[VERIFY_THREADS_MAX] = {0};
     pthread_t th[VERIFY_THREADS_MAX];
     uint64_t per = last / (uint64_t)n + 1;
     for (int i = 0; i < n; i++) {
-        jobs[i] = (struct verify_job){path, ctx.kr, 1 + per * (uint64_t)i,
-                                      i == n - 1 ? last : per * (uint64_t)(i + 1), 0, NULL, 0, 0, 0};
+        jobs[i] = (struct verify_job){path,
+                                      ctx.kr,
+                                      1 + per * (uint64_t)i,
+                                      i == n - 1 ? last : per * (uint64_t)(i + 1),
+                                      0,
+                                      NULL,
+                                      0,
+                                      0,
+                                      0};
         pthread_create(&th[i], NULL, verify_range, &jobs[i]);
     }
     for (int i = 0; i < n; i++)

@@ -34,8 +34,7 @@ struct hdx_commit {
 struct hdx_intake_item *hdx_intake_item_new(const uint8_t *body, size_t len)
 {
     struct hdx_intake_item *it = calloc(1, sizeof(*it));
-    if (!it)
-        return NULL;
+    if (!it) return NULL;
     it->body = malloc(len ? len : 1);
     if (!it->body) {
         free(it);
@@ -48,8 +47,7 @@ struct hdx_intake_item *hdx_intake_item_new(const uint8_t *body, size_t len)
 
 void hdx_intake_item_free(struct hdx_intake_item *item)
 {
-    if (!item)
-        return;
+    if (!item) return;
     /* The body is PHI: wipe it before the allocator may hand the memory out again. */
     sodium_memzero(item->body, item->body_len);
     sodium_memzero(item->patient_id, sizeof(item->patient_id));
@@ -63,8 +61,7 @@ int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char
 {
     char buf[HDX_SENDER_MAX + 1 + 200];
     size_t slen = strlen(sender), clen = strlen(control_id);
-    if (slen > HDX_SENDER_MAX || clen >= 200)
-        return HDX_E_INVAL;
+    if (slen > HDX_SENDER_MAX || clen >= 200) return HDX_E_INVAL;
     memcpy(buf, sender, slen);
     buf[slen] = 0; /* NUL separates the parts: no sender/id pair can collide with another */
     memcpy(buf + slen + 1, control_id, clen);
@@ -80,13 +77,11 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
     if (it->patient_id[0]) {
         rc = hdx_blind(c->kr, "patient", it->patient_id, strlen(it->patient_id), it->patient);
         sodium_memzero(it->patient_id, sizeof(it->patient_id));
-        if (rc != HDX_OK)
-            return rc;
+        if (rc != HDX_OK) return rc;
     }
     if (it->control_id[0]) {
         rc = hdx_dedup_token(c->kr, it->sender, it->control_id, r.dedup);
-        if (rc != HDX_OK)
-            return rc;
+        if (rc != HDX_OK) return rc;
         if (hdx_dedup_find(c->dedup, r.dedup, &it->seq)) {
             it->duplicate = 1;
             return HDX_OK;
@@ -131,8 +126,7 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
     int rc = hdx_store_begin(c->store);
     for (struct hdx_intake_item *it = batch; it && rc == HDX_OK; it = it->next)
         rc = commit_one(c, it);
-    if (rc == HDX_OK)
-        rc = hdx_store_commit(c->store);
+    if (rc == HDX_OK) rc = hdx_store_commit(c->store);
     if (rc != HDX_OK) {
         hdx_store_rollback(c->store);
         c->last_seq = saved_seq;
@@ -157,8 +151,7 @@ static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
     }
     if (last) {
         c->queue_head = last->next;
-        if (!c->queue_head)
-            c->queue_tail = NULL;
+        if (!c->queue_head) c->queue_tail = NULL;
         last->next = NULL;
     }
     *stop = c->stopping && !c->queue_head && !head;
@@ -204,8 +197,7 @@ static void *commit_main(void *arg)
     int stop = 0;
     while (!stop) {
         struct hdx_intake_item *batch = take_batch(c, &stop);
-        if (!batch)
-            continue;
+        if (!batch) continue;
         finish_batch(c, batch, commit_batch(c, batch));
     }
     return NULL;
@@ -233,8 +225,9 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     c->notify_arg = arg;
     int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
     if (rc == HDX_OK)
-        rc = hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
-                                  load_token, c->dedup);
+        rc =
+            hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
+                                 load_token, c->dedup);
     if (rc != HDX_OK) {
         hdx_dedup_free(c->dedup);
         free(c);
@@ -278,8 +271,7 @@ struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c)
 
 void hdx_commit_stop(struct hdx_commit *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     pthread_mutex_lock(&c->lock);
     c->stopping = 1;
     pthread_cond_signal(&c->wake);

@@ -2,9 +2,9 @@
  * Producers (protocol front-ends) submit items from any thread; the one commit thread takes
  * everything queued (up to batch_max), and for the batch: blinds the patient id and the
  * duplicate key (sender + control id), skips items already stored within the duplicate
- * window (answering with the stored seq), assigns seq and time, encrypts, hashes into the chain, appends, and commits
- * with ONE transaction and ONE flush. Only then are the batch's items moved to the done
- * list and `notify` called; the producer's thread takes them with hdx_commit_take_done()
+ * window (answering with the stored seq), assigns seq and time, encrypts, hashes into the chain,
+ * appends, and commits with ONE transaction and ONE flush. Only then are the batch's items moved to
+ * the done list and `notify` called; the producer's thread takes them with hdx_commit_take_done()
  * and releases the ACKs. So nothing is acknowledged before it is durable (invariant 1).
  * On any store failure the whole batch fails (status < 0), nothing of it is stored, and
  * the store's sticky error fails every later batch too.

@@ -9,9 +9,9 @@ struct entry {
 };
 
 struct hdx_dedup {
-    struct entry *ring; /* FIFO of the newest tokens */
+    struct entry *ring;           /* FIFO of the newest tokens */
     size_t capacity, count, head; /* head: slot of the oldest entry */
-    uint32_t *slots;    /* open addressing, linear probing; ring index + 1, 0 = empty */
+    uint32_t *slots;              /* open addressing, linear probing; ring index + 1, 0 = empty */
     size_t mask;
 };
 
@@ -24,14 +24,12 @@ static size_t hash_of(const uint8_t *token)
 
 struct hdx_dedup *hdx_dedup_new(size_t capacity)
 {
-    if (capacity == 0 || capacity > UINT32_MAX / 4)
-        return NULL;
+    if (capacity == 0 || capacity > UINT32_MAX / 4) return NULL;
     struct hdx_dedup *d = calloc(1, sizeof(*d));
     size_t nslots = 1;
     while (nslots < capacity * 2) /* load factor at most 1/2 */
         nslots <<= 1;
-    if (!d)
-        return NULL;
+    if (!d) return NULL;
     d->ring = calloc(capacity, sizeof(*d->ring));
     d->slots = calloc(nslots, sizeof(*d->slots));
     if (!d->ring || !d->slots) {
@@ -45,8 +43,7 @@ struct hdx_dedup *hdx_dedup_new(size_t capacity)
 
 void hdx_dedup_free(struct hdx_dedup *d)
 {
-    if (!d)
-        return;
+    if (!d) return;
     free(d->ring);
     free(d->slots);
     free(d);
@@ -63,8 +60,7 @@ static size_t find_slot(const struct hdx_dedup *d, const uint8_t *token)
 int hdx_dedup_find(const struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t *seq)
 {
     size_t i = find_slot(d, token);
-    if (!d->slots[i])
-        return 0;
+    if (!d->slots[i]) return 0;
     *seq = d->ring[d->slots[i] - 1].seq;
     return 1;
 }
@@ -76,8 +72,7 @@ static void remove_slot(struct hdx_dedup *d, size_t hole)
     d->slots[hole] = 0;
     for (;;) {
         i = (i + 1) & d->mask;
-        if (!d->slots[i])
-            return;
+        if (!d->slots[i]) return;
         size_t home = hash_of(d->ring[d->slots[i] - 1].token) & d->mask;
         /* Move the entry back if its home is not in the cyclic range (hole, i]. */
         int in_range = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
@@ -92,8 +87,7 @@ static void remove_slot(struct hdx_dedup *d, size_t hole)
 static void remove_entry(struct hdx_dedup *d, size_t ring_index)
 {
     size_t i = find_slot(d, d->ring[ring_index].token);
-    if (d->slots[i] == ring_index + 1)
-        remove_slot(d, i);
+    if (d->slots[i] == ring_index + 1) remove_slot(d, i);
 }
 
 void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t seq)

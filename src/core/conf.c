@@ -21,12 +21,18 @@ struct conf_key {
 };
 
 #define STR(sec, key, field, d)                                                                    \
-    {sec, key, KEY_STR, offsetof(struct hdx_conf, field), sizeof(((struct hdx_conf *)0)->field),  \
-     0, 0, d}
+    {                                                                                              \
+        sec, key, KEY_STR, offsetof(struct hdx_conf, field),                                       \
+            sizeof(((struct hdx_conf *)0)->field), 0, 0, d                                         \
+    }
 #define INT(sec, key, field, lo, hi, d)                                                            \
-    {sec, key, KEY_INT, offsetof(struct hdx_conf, field), sizeof(int), lo, hi, d}
+    {                                                                                              \
+        sec, key, KEY_INT, offsetof(struct hdx_conf, field), sizeof(int), lo, hi, d                \
+    }
 #define SIZE(sec, key, field, lo, hi, d)                                                           \
-    {sec, key, KEY_SIZE, offsetof(struct hdx_conf, field), sizeof(size_t), lo, hi, d}
+    {                                                                                              \
+        sec, key, KEY_SIZE, offsetof(struct hdx_conf, field), sizeof(size_t), lo, hi, d            \
+    }
 
 static const struct conf_key conf_keys[] = {
     STR("mllp", "listen", mllp_listen, "127.0.0.1:2575"),
@@ -134,8 +140,7 @@ static char *read_line(char *str, int num, void *stream)
 {
     struct load_ctx *lc = stream;
     char *r = fgets(str, num, lc->f);
-    if (r)
-        lc->line++;
+    if (r) lc->line++;
     return r;
 }
 
@@ -144,8 +149,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     struct load_ctx *lc = user;
     int line = lc->line;
     char why[128];
-    if (lc->failed)
-        return 0;
+    if (lc->failed) return 0;
     const struct conf_key *k = find_key(section, name);
     if (!k) {
         snprintf(lc->err, lc->err_cap, "%s:%d: %s.%s: unknown key", lc->path, line, section, name);
@@ -178,8 +182,7 @@ int hdx_conf_load(struct hdx_conf *c, const char *path, char *err, size_t err_ca
     }
     int rc = ini_parse_stream(read_line, &lc, on_ini, &lc);
     fclose(lc.f);
-    if (lc.failed)
-        return HDX_E_CONFIG;
+    if (lc.failed) return HDX_E_CONFIG;
     if (rc > 0) {
         snprintf(err, err_cap, "%s:%d: syntax error", path, rc);
         return HDX_E_CONFIG;
@@ -225,8 +228,8 @@ int hdx_conf_set(struct hdx_conf *c, const char *assignment, char *err, size_t e
 
 int hdx_conf_path(const struct hdx_conf *c, const char *name, char *out, size_t cap)
 {
-    int n = name[0] == '/' ? snprintf(out, cap, "%s", name)
-                           : snprintf(out, cap, "%s/%s", c->dir, name);
+    int n =
+        name[0] == '/' ? snprintf(out, cap, "%s", name) : snprintf(out, cap, "%s/%s", c->dir, name);
     return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
 }
 

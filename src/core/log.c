@@ -27,8 +27,7 @@ int hdx_log_level_parse(const char *s, enum hdx_log_level *out)
 
 void hdx_log_at(enum hdx_log_level level, const char *fn, const char *event, const char *fmt, ...)
 {
-    if (level < min_level)
-        return;
+    if (level < min_level) return;
     char line[1024];
     struct timespec ts;
     struct tm tm;
@@ -36,10 +35,9 @@ void hdx_log_at(enum hdx_log_level level, const char *fn, const char *event, con
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof(line),
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s fn=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], fn, event);
-    if (n < 0)
-        return;
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level], fn, event);
+    if (n < 0) return;
     size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
     if (fmt && *fmt && len < sizeof(line) - 2) {
         line[len++] = ' ';
@@ -47,11 +45,9 @@ void hdx_log_at(enum hdx_log_level level, const char *fn, const char *event, con
         va_start(ap, fmt);
         int m = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
         va_end(ap);
-        if (m > 0)
-            len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
+        if (m > 0) len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
     }
-    if (len >= sizeof(line) - 1)
-        len = sizeof(line) - 2;
+    if (len >= sizeof(line) - 1) len = sizeof(line) - 2;
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
@@ -61,18 +57,15 @@ const char *hdx_log_str(char *buf, size_t cap, const char *value)
 {
     size_t o = 0;
     int quote = 0;
-    if (!value)
-        value = "-"; /* library error strings can be NULL (e.g. OpenSSL system errors) */
+    if (!value) value = "-"; /* library error strings can be NULL (e.g. OpenSSL system errors) */
     if (cap < 3) {
-        if (cap)
-            buf[0] = 0;
+        if (cap) buf[0] = 0;
         return buf;
     }
     for (const char *p = value; *p; p++)
         if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' || (unsigned char)*p < 0x20)
             quote = 1;
-    if (quote)
-        buf[o++] = '"';
+    if (quote) buf[o++] = '"';
     for (const unsigned char *p = (const unsigned char *)value; *p && o + 4 < cap; p++) {
         if (*p == '"' || *p == '\\') {
             buf[o++] = '\\';
@@ -83,8 +76,7 @@ const char *hdx_log_str(char *buf, size_t cap, const char *value)
             buf[o++] = (char)*p;
         }
     }
-    if (quote)
-        buf[o++] = '"';
+    if (quote) buf[o++] = '"';
     buf[o] = 0;
     return buf;
 }

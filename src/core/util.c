@@ -41,18 +41,25 @@ static int parse_duration_ago(const char *s, int64_t *out_us)
     char *end;
     errno = 0;
     long long n = strtoll(s, &end, 10);
-    if (errno || end == s || n < 0 || end[0] == 0 || end[1] != 0)
-        return -1;
+    if (errno || end == s || n < 0 || end[0] == 0 || end[1] != 0) return -1;
     int64_t unit;
     switch (*end) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    default: return -1;
-    }
-    if (n > INT64_MAX / 1000000 / unit)
+    case 's':
+        unit = 1;
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    default:
         return -1;
+    }
+    if (n > INT64_MAX / 1000000 / unit) return -1;
     *out_us = hdx_now_us() - (int64_t)n * unit * 1000000;
     return 0;
 }
@@ -61,25 +68,21 @@ int hdx_parse_time(const char *s, int64_t *out_us)
 {
     struct tm tm = {0};
     const char *end;
-    if (!s || !*s)
-        return -1;
+    if (!s || !*s) return -1;
     int all_digits = 1;
     for (const char *p = s; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            all_digits = 0;
+        if (!isdigit((unsigned char)*p)) all_digits = 0;
     if (all_digits && strlen(s) <= 12) {
         *out_us = strtoll(s, NULL, 10) * 1000000;
         return 0;
     }
-    if (parse_duration_ago(s, out_us) == 0)
-        return 0;
+    if (parse_duration_ago(s, out_us) == 0) return 0;
     end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end) {
         memset(&tm, 0, sizeof(tm));
         end = strptime(s, "%Y-%m-%d", &tm);
     }
-    if (!end || (*end && strcmp(end, "Z") != 0))
-        return -1;
+    if (!end || (*end && strcmp(end, "Z") != 0)) return -1;
     *out_us = (int64_t)timegm(&tm) * 1000000;
     return 0;
 }
@@ -96,23 +99,18 @@ void hdx_hex(const uint8_t *in, size_t len, char *out)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
 int hdx_unhex(const char *hex, uint8_t *out, size_t len)
 {
-    if (strlen(hex) != 2 * len)
-        return -1;
+    if (strlen(hex) != 2 * len) return -1;
     for (size_t i = 0; i < len; i++) {
         int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
+        if (hi < 0 || lo < 0) return -1;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
@@ -123,10 +121,8 @@ static int write_all(int fd, const void *data, size_t len)
     const uint8_t *p = data;
     while (len) {
         ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return HDX_E_IO;
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return HDX_E_IO;
         p += w;
         len -= (size_t)w;
     }
@@ -136,22 +132,18 @@ static int write_all(int fd, const void *data, size_t len)
 int hdx_write_new_file(const char *path, const void *data, size_t len, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0)
-        return errno == EEXIST ? HDX_E_EXISTS : HDX_E_IO;
+    if (fd < 0) return errno == EEXIST ? HDX_E_EXISTS : HDX_E_IO;
     int rc = write_all(fd, data, len);
-    if (rc == HDX_OK && fsync(fd) != 0)
-        rc = HDX_E_IO;
+    if (rc == HDX_OK && fsync(fd) != 0) rc = HDX_E_IO;
     close(fd);
-    if (rc != HDX_OK)
-        unlink(path);
+    if (rc != HDX_OK) unlink(path);
     return rc;
 }
 
 int hdx_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return HDX_E_IO;
+    if (fd < 0) return HDX_E_IO;
     int rc = fsync(fd) == 0 ? HDX_OK : HDX_E_IO;
     close(fd);
     return rc;
@@ -160,12 +152,10 @@ int hdx_fsync_dir(const char *dir)
 int hdx_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
     char tmp[4096], dir[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return HDX_E_INVAL;
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) return HDX_E_INVAL;
     unlink(tmp);
     int rc = hdx_write_new_file(tmp, data, len, mode);
-    if (rc != HDX_OK)
-        return rc;
+    if (rc != HDX_OK) return rc;
     if (rename(tmp, path) != 0) {
         unlink(tmp);
         return HDX_E_IO;
@@ -179,8 +169,7 @@ int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len)
     *out = NULL;
     *out_len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? HDX_E_NOTFOUND : HDX_E_IO;
+    if (fd < 0) return errno == ENOENT ? HDX_E_NOTFOUND : HDX_E_IO;
     struct stat st;
     if (fstat(fd, &st) != 0 || (size_t)st.st_size > max) {
         close(fd);
@@ -194,10 +183,8 @@ int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len)
     size_t got = 0;
     while (got < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
         got += (size_t)r;
     }
     close(fd);
@@ -219,25 +206,21 @@ int hdx_split_hostport(const char *s, char *host, size_t cap, int *port)
     size_t hlen;
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':')
-            return -1;
+        if (!rb || rb[1] != ':') return -1;
         hlen = (size_t)(rb - s - 1);
         s++;
         colon = rb + 1;
     } else {
         colon = strrchr(s, ':');
-        if (!colon)
-            return -1;
+        if (!colon) return -1;
         hlen = (size_t)(colon - s);
     }
-    if (hlen == 0 || hlen >= cap)
-        return -1;
+    if (hlen == 0 || hlen >= cap) return -1;
     memcpy(host, s, hlen);
     host[hlen] = 0;
     char *end;
     long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || end == colon + 1)
-        return -1;
+    if (*end || p < 0 || p > 65535 || end == colon + 1) return -1;
     *port = (int)p;
     return 0;
 }

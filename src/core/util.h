@@ -19,7 +19,7 @@ void hdx_format_time(int64_t time_us, char *out, size_t cap);
  * ("90s", "15m", "2h", "7d"). Returns 0 and sets *out_us. */
 int hdx_parse_time(const char *s, int64_t *out_us);
 
-void hdx_hex(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 */
+void hdx_hex(const uint8_t *in, size_t len, char *out);   /* out: 2*len+1 */
 int hdx_unhex(const char *hex, uint8_t *out, size_t len); /* exactly 2*len hex digits */
 
 /* Creates path with O_CREAT|O_EXCL, writes all bytes, fsyncs. */

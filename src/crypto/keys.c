@@ -34,8 +34,7 @@ int hdx_kek_create(const char *path)
 {
     uint8_t key[HDX_KEY_LEN];
     char hex[2 * HDX_KEY_LEN + 2];
-    if (RAND_priv_bytes(key, sizeof(key)) != 1)
-        return HDX_E_CRYPTO;
+    if (RAND_priv_bytes(key, sizeof(key)) != 1) return HDX_E_CRYPTO;
     hdx_hex(key, sizeof(key), hex);
     hex[2 * HDX_KEY_LEN] = '\n';
     int rc = hdx_write_new_file(path, hex, 2 * HDX_KEY_LEN + 1, 0600);
@@ -49,13 +48,10 @@ static int read_kek(const char *path, uint8_t *kek)
     struct stat st;
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (stat(path, &st) != 0)
-        return HDX_E_NOTFOUND;
-    if (st.st_mode & 077)
-        return HDX_E_PERM; /* a KEK others can read is no secret */
+    if (stat(path, &st) != 0) return HDX_E_NOTFOUND;
+    if (st.st_mode & 077) return HDX_E_PERM; /* a KEK others can read is no secret */
     int rc = hdx_read_file(path, 256, &buf, &len);
-    if (rc != HDX_OK)
-        return rc;
+    if (rc != HDX_OK) return rc;
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = 0;
     rc = hdx_unhex((const char *)buf, kek, HDX_KEY_LEN) == 0 ? HDX_OK : HDX_E_CONFIG;
@@ -67,11 +63,9 @@ static int read_kek(const char *path, uint8_t *kek)
 int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out)
 {
     *out = NULL;
-    if (sodium_ready() != HDX_OK)
-        return HDX_E_CRYPTO;
+    if (sodium_ready() != HDX_OK) return HDX_E_CRYPTO;
     struct hdx_keyring *kr = calloc(1, sizeof(*kr));
-    if (!kr)
-        return HDX_E_NOMEM;
+    if (!kr) return HDX_E_NOMEM;
     kr->blind_slot = -1;
     kr->kek = sodium_malloc(HDX_KEY_LEN);
     if (!kr->kek) {
@@ -89,8 +83,7 @@ int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out)
 
 void hdx_keyring_free(struct hdx_keyring *kr)
 {
-    if (!kr)
-        return;
+    if (!kr) return;
     for (size_t i = 0; i < kr->nslots; i++)
         sodium_free(kr->slots[i].key); /* sodium_free wipes before unmapping */
     sodium_free(kr->kek);
@@ -102,20 +95,13 @@ static int gcm(int enc, const uint8_t *key, const uint8_t *aad, size_t aad_len,
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, ok = 0;
-    if (!ctx || in_len > INT32_MAX || aad_len > INT32_MAX)
-        goto out;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1)
-        goto out;
-    if (aad_len && EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1)
-        goto out;
-    if (in_len && EVP_CipherUpdate(ctx, out, &len, in, (int)in_len) != 1)
-        goto out;
-    if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1)
-        goto out;
-    if (EVP_CipherFinal_ex(ctx, out + len, &len) != 1)
-        goto out;
-    if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, HDX_TAG_LEN, tag) != 1)
-        goto out;
+    if (!ctx || in_len > INT32_MAX || aad_len > INT32_MAX) goto out;
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1) goto out;
+    if (aad_len && EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) goto out;
+    if (in_len && EVP_CipherUpdate(ctx, out, &len, in, (int)in_len) != 1) goto out;
+    if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1) goto out;
+    if (EVP_CipherFinal_ex(ctx, out + len, &len) != 1) goto out;
+    if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, HDX_TAG_LEN, tag) != 1) goto out;
     ok = 1;
 out:
     EVP_CIPHER_CTX_free(ctx);
@@ -131,8 +117,7 @@ static const struct key_slot *find_slot(const struct hdx_keyring *kr, enum hdx_k
                                         uint32_t id)
 {
     for (size_t i = 0; i < kr->nslots; i++)
-        if (kr->slots[i].id == id && kr->slots[i].kind == kind)
-            return &kr->slots[i];
+        if (kr->slots[i].id == id && kr->slots[i].kind == kind) return &kr->slots[i];
     return NULL;
 }
 
@@ -161,8 +146,7 @@ int hdx_keyring_new_key(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t
 {
     char aad[48];
     uint8_t *key = sodium_malloc(HDX_KEY_LEN);
-    if (!key)
-        return HDX_E_NOMEM;
+    if (!key) return HDX_E_NOMEM;
     if (RAND_priv_bytes(key, HDX_KEY_LEN) != 1 || RAND_bytes(wrapped, HDX_NONCE_LEN) != 1) {
         sodium_free(key);
         return HDX_E_CRYPTO;
@@ -182,15 +166,13 @@ int hdx_keyring_add(struct hdx_keyring *kr, enum hdx_key_kind kind, uint32_t id,
 {
     char aad[48];
     uint8_t tag[HDX_TAG_LEN];
-    if (wrapped_len != HDX_WRAPPED_LEN)
-        return HDX_E_INTEGRITY;
+    if (wrapped_len != HDX_WRAPPED_LEN) return HDX_E_INTEGRITY;
     uint8_t *key = sodium_malloc(HDX_KEY_LEN);
-    if (!key)
-        return HDX_E_NOMEM;
+    if (!key) return HDX_E_NOMEM;
     memcpy(tag, wrapped + HDX_NONCE_LEN + HDX_KEY_LEN, HDX_TAG_LEN);
     wrap_aad(aad, sizeof(aad), kind, id);
-    int rc = gcm(0, kr->kek, (const uint8_t *)aad, strlen(aad), wrapped,
-                 wrapped + HDX_NONCE_LEN, HDX_KEY_LEN, key, tag);
+    int rc = gcm(0, kr->kek, (const uint8_t *)aad, strlen(aad), wrapped, wrapped + HDX_NONCE_LEN,
+                 HDX_KEY_LEN, key, tag);
     if (rc != HDX_OK) {
         sodium_free(key);
         return HDX_E_CRYPTO;
@@ -212,11 +194,9 @@ int hdx_seal(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, 
              const uint8_t *pt, size_t pt_len, uint8_t nonce[HDX_NONCE_LEN], uint8_t *ct)
 {
     const struct key_slot *s = find_slot(kr, HDX_KEY_DATA, key_id);
-    if (!s)
-        return HDX_E_NOTFOUND;
+    if (!s) return HDX_E_NOTFOUND;
     /* Random 96-bit nonces: a DEK is rotated long before 2^32 records (NIST SP 800-38D). */
-    if (RAND_bytes(nonce, HDX_NONCE_LEN) != 1)
-        return HDX_E_CRYPTO;
+    if (RAND_bytes(nonce, HDX_NONCE_LEN) != 1) return HDX_E_CRYPTO;
     return gcm(1, s->key, aad, aad_len, nonce, pt, pt_len, ct, ct + pt_len);
 }
 
@@ -225,10 +205,8 @@ int hdx_open(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, 
 {
     uint8_t tag[HDX_TAG_LEN];
     const struct key_slot *s = find_slot(kr, HDX_KEY_DATA, key_id);
-    if (!s)
-        return HDX_E_NOTFOUND;
-    if (ct_len < HDX_TAG_LEN)
-        return HDX_E_CRYPTO;
+    if (!s) return HDX_E_NOTFOUND;
+    if (ct_len < HDX_TAG_LEN) return HDX_E_CRYPTO;
     memcpy(tag, ct + ct_len - HDX_TAG_LEN, HDX_TAG_LEN);
     int rc = gcm(0, s->key, aad, aad_len, nonce, ct, ct_len - HDX_TAG_LEN, pt, tag);
     if (rc != HDX_OK)
@@ -241,8 +219,7 @@ int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *valu
 {
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     crypto_auth_hmacsha256_state st;
-    if (kr->blind_slot < 0)
-        return HDX_E_NOTFOUND;
+    if (kr->blind_slot < 0) return HDX_E_NOTFOUND;
     crypto_auth_hmacsha256_init(&st, kr->slots[kr->blind_slot].key, HDX_KEY_LEN);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, strlen(domain) + 1);
     crypto_auth_hmacsha256_update(&st, value, len);
@@ -257,12 +234,9 @@ void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int olen = 32;
     /* Failure here means OpenSSL itself is broken; integrity code must not continue. */
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-        abort();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) abort();
     for (size_t i = 0; i < n; i++)
-        if (EVP_DigestUpdate(ctx, parts[i], lens[i]) != 1)
-            abort();
-    if (EVP_DigestFinal_ex(ctx, out, &olen) != 1)
-        abort();
+        if (EVP_DigestUpdate(ctx, parts[i], lens[i]) != 1) abort();
+    if (EVP_DigestFinal_ex(ctx, out, &olen) != 1) abort();
     EVP_MD_CTX_free(ctx);
 }

@@ -84,18 +84,14 @@ struct hdx_server {
 static void conn_free(struct conn *c)
 {
     struct hdx_server *srv = c->srv;
-    if (c->sub)
-        hdx_bus_unsubscribe(srv->bus, c->sub);
-    if (c->frame_timer)
-        event_free(c->frame_timer);
-    if (c->bev)
-        bufferevent_free(c->bev); /* closes the socket and frees the SSL */
+    if (c->sub) hdx_bus_unsubscribe(srv->bus, c->sub);
+    if (c->frame_timer) event_free(c->frame_timer);
+    if (c->bev) bufferevent_free(c->bev); /* closes the socket and frees the SSL */
     if (c->prev)
         c->prev->next = c->next;
     else
         srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     srv->nconns--;
     free(c);
 }
@@ -109,12 +105,10 @@ static void schedule_reap(struct hdx_server *srv)
  * force) its output has been written. Never frees synchronously: callers may be iterating. */
 static void conn_close(struct conn *c, int force)
 {
-    if (force)
-        c->force_close = 1;
+    if (force) c->force_close = 1;
     if (!c->closing) {
         c->closing = 1;
-        if (c->bev)
-            bufferevent_disable(c->bev, EV_READ);
+        if (c->bev) bufferevent_disable(c->bev, EV_READ);
     }
     schedule_reap(c->srv);
 }
@@ -125,8 +119,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     struct conn *c = srv->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->closing || c->inflight > 0)
-            continue;
+        if (!c->closing || c->inflight > 0) continue;
         if (c->force_close || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
             conn_free(c);
     }
@@ -134,8 +127,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         int busy = 0;
         for (c = srv->conns; c; c = c->next)
             busy += c->inflight;
-        if (!busy || hdx_monotonic_us() > srv->stop_deadline)
-            event_base_loopexit(srv->base, NULL);
+        if (!busy || hdx_monotonic_us() > srv->stop_deadline) event_base_loopexit(srv->base, NULL);
     }
 }
 
@@ -175,8 +167,7 @@ static void send_ack(struct conn *c, const struct hl7_msg *msg, enum hl7_ack_cod
 {
     char ack[2048];
     int n = build_ack(c->srv, msg, code, err, ack, sizeof(ack));
-    if (n > 0)
-        write_frame(c, ack, (size_t)n);
+    if (n > 0) write_frame(c, ack, (size_t)n);
 }
 
 static void reject(struct conn *c, const struct hl7_msg *msg, const struct hl7_error *err)
@@ -287,8 +278,7 @@ static void refuse_oversize(struct conn *c, const uint8_t *payload, size_t have)
 
 static int drop_garbage(struct conn *c, struct evbuffer *in, size_t n)
 {
-    if (!n)
-        return 0;
+    if (!n) return 0;
     evbuffer_drain(in, n);
     if (c->garbage_total == 0) /* once per connection; the total is in the close line */
         hdx_warn("mllp_garbage", "peer=%s sender=%s bytes=%zu", c->peer,
@@ -314,8 +304,7 @@ static void mllp_read(struct conn *c)
             return;
         }
         size_t len = evbuffer_get_length(in), want = len < max + 3 ? len : max + 3;
-        if (!len)
-            break;
+        if (!len) break;
         const uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)want);
         struct mllp_scan s;
         enum mllp_status st = mllp_scan(data, want, max, &c->scan_resume, &s);
@@ -324,11 +313,9 @@ static void mllp_read(struct conn *c)
             return;
         }
         if (st == MLLP_NEED_MORE) {
-            if (drop_garbage(c, in, s.garbage) != 0)
-                return;
+            if (drop_garbage(c, in, s.garbage) != 0) return;
             /* Dropping garbage may bring a whole frame within the scanned window. */
-            if (s.garbage && want == max + 3)
-                continue;
+            if (s.garbage && want == max + 3) continue;
             arm_frame_timer(c, evbuffer_get_length(in) > 0);
             return;
         }
@@ -351,9 +338,10 @@ static void mllp_read(struct conn *c)
 static void publish(struct hdx_server *srv, const struct hdx_intake_item *it)
 {
     static const uint8_t zero[HDX_BLIND_LEN];
-    struct hdx_bus_event ev = {it->seq,  it->time_us, it->kind, it->sender, it->type,
-                               memcmp(it->patient, zero, HDX_BLIND_LEN) ? it->patient : NULL,
-                               it->body, it->body_len};
+    struct hdx_bus_event ev = {
+        it->seq,    it->time_us, it->kind,
+        it->sender, it->type,    memcmp(it->patient, zero, HDX_BLIND_LEN) ? it->patient : NULL,
+        it->body,   it->body_len};
     hdx_bus_publish(srv->bus, &ev);
 }
 
@@ -375,7 +363,11 @@ static void answer_item(struct conn *c, const struct hdx_intake_item *it)
         send_ack(c, &msg, HL7_AA, NULL);
         c->acked++;
     } else {
-        err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0,
+        err = (struct hl7_error){HL7_ERR_INTERNAL,
+                                 'R',
+                                 "",
+                                 0,
+                                 0,
                                  "message not stored (storage failure); send it again later"};
         reject(c, &msg, &err);
     }
@@ -392,10 +384,8 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
     for (; it; it = next) {
         next = it->next;
         struct conn *c = it->origin;
-        if (it->status == HDX_OK && !it->duplicate)
-            publish(srv, it);
-        if (!c->closing)
-            answer_item(c, it);
+        if (it->status == HDX_OK && !it->duplicate) publish(srv, it);
+        if (!c->closing) answer_item(c, it);
         c->inflight--;
         if (c->closing && c->inflight == 0)
             schedule_reap(srv);
@@ -462,15 +452,15 @@ static void sub_read(struct conn *c)
     size_t n = 0;
     char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
     if (!line) {
-        if (evbuffer_get_length(in) > SUB_LINE_MAX)
-            sub_error(c, "request line too long");
+        if (evbuffer_get_length(in) > SUB_LINE_MAX) sub_error(c, "request line too long");
         return;
     }
     struct hdx_bus_filter f;
     uint64_t after;
     char why[128];
-    int rc = n > SUB_LINE_MAX ? HDX_E_TOOBIG
-                              : hdx_bus_parse_request(line, c->srv->kr, &f, &after, why, sizeof(why));
+    int rc = n > SUB_LINE_MAX
+                 ? HDX_E_TOOBIG
+                 : hdx_bus_parse_request(line, c->srv->kr, &f, &after, why, sizeof(why));
     free(line);
     if (rc != HDX_OK) {
         sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
@@ -500,8 +490,7 @@ static void sub_read(struct conn *c)
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (c->closing || !c->established)
-        return;
+    if (c->closing || !c->established) return;
     if (c->kind == CONN_SUB)
         sub_read(c);
     else
@@ -519,10 +508,8 @@ static void on_write(struct bufferevent *bev, void *arg)
 
 static int role_allowed(enum conn_kind kind, const char *role)
 {
-    if (strcmp(role, "gateway") == 0)
-        return 1;
-    if (kind == CONN_SUB)
-        return strcmp(role, "subscriber") == 0;
+    if (strcmp(role, "gateway") == 0) return 1;
+    if (kind == CONN_SUB) return strcmp(role, "subscriber") == 0;
     return strcmp(role, "device") == 0;
 }
 
@@ -606,7 +593,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         unsigned long e = c->kind == CONN_MLLP_PLAIN ? 0 : bufferevent_get_openssl_error(bev);
         const char *why_s = e ? ERR_reason_error_string(e) : NULL;
         log_close(c, "connection_error",
-                  why_s ? why_s : sock_err ? evutil_socket_error_to_string(sock_err) : "reset");
+                  why_s      ? why_s
+                  : sock_err ? evutil_socket_error_to_string(sock_err)
+                             : "reset");
     }
     conn_close(c, 1);
 }
@@ -634,8 +623,7 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t cap)
 
 static int over_capacity(struct hdx_server *srv, evutil_socket_t fd)
 {
-    if (srv->nconns < (size_t)srv->conf->net_max_connections && !srv->stopping)
-        return 0;
+    if (srv->nconns < (size_t)srv->conf->net_max_connections && !srv->stopping) return 0;
     evutil_closesocket(fd);
     srv->refused++;
     int64_t now = hdx_monotonic_us();
@@ -650,8 +638,7 @@ static int over_capacity(struct hdx_server *srv, evutil_socket_t fd)
 static struct conn *conn_new(struct hdx_server *srv, enum conn_kind kind, const struct sockaddr *sa)
 {
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     c->srv = srv;
     c->kind = kind;
     format_peer(sa, c->peer, sizeof(c->peer));
@@ -661,8 +648,7 @@ static struct conn *conn_new(struct hdx_server *srv, enum conn_kind kind, const 
         return NULL;
     }
     c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
+    if (srv->conns) srv->conns->prev = c;
     srv->conns = c;
     srv->nconns++;
     return c;
@@ -682,8 +668,7 @@ static void start_conn(struct conn *c, struct bufferevent *bev, int handshake_ti
 static void accept_tls(struct hdx_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
                        enum conn_kind kind)
 {
-    if (over_capacity(srv, fd))
-        return;
+    if (over_capacity(srv, fd)) return;
     SSL *ssl = SSL_new(hdx_tls_ctx(srv->tls));
     struct conn *c = ssl ? conn_new(srv, kind, sa) : NULL;
     struct bufferevent *bev =
@@ -694,8 +679,7 @@ static void accept_tls(struct hdx_server *srv, evutil_socket_t fd, const struct 
         hdx_error("accept_failed", "reason=out_of_memory");
         SSL_free(ssl);
         evutil_closesocket(fd);
-        if (c)
-            conn_free(c);
+        if (c) conn_free(c);
         return;
     }
     start_conn(c, bev, srv->conf->tls_handshake_timeout_ms);
@@ -726,8 +710,7 @@ static int parse_allow(struct hdx_server *srv, const char *list, char *why, size
             snprintf(why, cap, "legacy.allow: more than %d entries", ALLOW_MAX);
             return HDX_E_CONFIG;
         }
-        if (slash)
-            *slash = 0;
+        if (slash) *slash = 0;
         e->family = strchr(tok, ':') ? AF_INET6 : AF_INET;
         int bits = e->family == AF_INET ? 32 : 128;
         e->prefix = slash ? atoi(slash + 1) : bits;
@@ -743,10 +726,8 @@ static int parse_allow(struct hdx_server *srv, const char *list, char *why, size
 static int prefix_match(const uint8_t *a, const uint8_t *b, int bits)
 {
     int bytes = bits / 8, rest = bits % 8;
-    if (memcmp(a, b, (size_t)bytes) != 0)
-        return 0;
-    if (!rest)
-        return 1;
+    if (memcmp(a, b, (size_t)bytes) != 0) return 0;
+    if (!rest) return 1;
     uint8_t mask = (uint8_t)(0xff << (8 - rest));
     return (a[bytes] & mask) == (b[bytes] & mask);
 }
@@ -762,7 +743,8 @@ static int allowed(const struct hdx_server *srv, const struct sockaddr *sa)
     else
         return 0;
     for (size_t i = 0; i < srv->nallow; i++)
-        if (srv->allow[i].family == family && prefix_match(srv->allow[i].addr, addr, srv->allow[i].prefix))
+        if (srv->allow[i].family == family &&
+            prefix_match(srv->allow[i].addr, addr, srv->allow[i].prefix))
             return 1;
     return 0;
 }
@@ -778,22 +760,20 @@ static void on_accept_legacy(struct evconnlistener *l, evutil_socket_t fd, struc
         evutil_closesocket(fd);
         return;
     }
-    if (over_capacity(srv, fd))
-        return;
+    if (over_capacity(srv, fd)) return;
     struct conn *c = conn_new(srv, CONN_MLLP_PLAIN, sa);
-    struct bufferevent *bev = c ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev =
+        c ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
     if (!bev) {
         evutil_closesocket(fd);
-        if (c)
-            conn_free(c);
+        if (c) conn_free(c);
         return;
     }
     /* Legacy senders have no certificate; the address is all we know of them. */
     char host[HDX_SENDER_MAX - 8];
     snprintf(host, sizeof(host), "%.*s", (int)sizeof(host) - 1, peer);
     char *colon = strrchr(host, ':');
-    if (colon)
-        *colon = 0;
+    if (colon) *colon = 0;
     snprintf(c->sender, sizeof(c->sender), "legacy:%s", host);
     snprintf(c->role, sizeof(c->role), "legacy");
     start_conn(c, bev, srv->conf->mllp_idle_timeout_s * 1000);
@@ -810,15 +790,13 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
-    if (!hdx_tls_crl_changed(srv->tls))
-        return;
+    if (!hdx_tls_crl_changed(srv->tls)) return;
     for (struct conn *c = srv->conns; c; c = c->next) {
-        if (c->kind == CONN_MLLP_PLAIN || c->closing || !c->bev)
-            continue;
+        if (c->kind == CONN_MLLP_PLAIN || c->closing || !c->bev) continue;
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         if (ssl && hdx_tls_is_revoked(srv->tls, SSL_get0_peer_certificate(ssl))) {
-            hdx_warn("device_revoked_disconnect", "peer=%s sender=%s serial=%s", c->peer,
-                     c->sender, c->serial);
+            hdx_warn("device_revoked_disconnect", "peer=%s sender=%s serial=%s", c->peer, c->sender,
+                     c->serial);
             conn_close(c, 1);
         }
     }
@@ -831,17 +809,13 @@ static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 
 void hdx_server_shutdown(struct hdx_server *srv)
 {
-    if (srv->stopping)
-        return;
+    if (srv->stopping) return;
     srv->stopping = 1;
     srv->stop_deadline = hdx_monotonic_us() + SHUTDOWN_GRACE_US;
     hdx_info("shutdown", "connections=%zu", srv->nconns);
-    if (srv->mllp_lis)
-        evconnlistener_disable(srv->mllp_lis);
-    if (srv->legacy_lis)
-        evconnlistener_disable(srv->legacy_lis);
-    if (srv->sub_lis)
-        evconnlistener_disable(srv->sub_lis);
+    if (srv->mllp_lis) evconnlistener_disable(srv->mllp_lis);
+    if (srv->legacy_lis) evconnlistener_disable(srv->legacy_lis);
+    if (srv->sub_lis) evconnlistener_disable(srv->sub_lis);
     for (struct conn *c = srv->conns; c; c = c->next)
         conn_close(c, 0);
     struct timeval tick = {0, 50000};
@@ -861,10 +835,9 @@ static struct evconnlistener *listen_on(struct hdx_server *srv, const char *addr
         return NULL;
     }
     struct evconnlistener *l = evconnlistener_new_bind(
-        srv->base, cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        4096, (struct sockaddr *)&ss, sslen);
-    if (!l)
-        snprintf(why, cap, "cannot listen on %s: %s", addr, strerror(errno));
+        srv->base, cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
+        (struct sockaddr *)&ss, sslen);
+    if (!l) snprintf(why, cap, "cannot listen on %s: %s", addr, strerror(errno));
     return l;
 }
 
@@ -872,19 +845,15 @@ static int open_listeners(struct hdx_server *srv, char *why, size_t cap)
 {
     const struct hdx_conf *conf = srv->conf;
     srv->mllp_lis = listen_on(srv, conf->mllp_listen, on_accept_mllp, why, cap);
-    if (!srv->mllp_lis)
-        return HDX_E_CONFIG;
+    if (!srv->mllp_lis) return HDX_E_CONFIG;
     if (conf->sub_listen[0]) {
         srv->sub_lis = listen_on(srv, conf->sub_listen, on_accept_sub, why, cap);
-        if (!srv->sub_lis)
-            return HDX_E_CONFIG;
+        if (!srv->sub_lis) return HDX_E_CONFIG;
     }
     if (conf->legacy_listen[0]) {
-        if (parse_allow(srv, conf->legacy_allow, why, cap) != HDX_OK)
-            return HDX_E_CONFIG;
+        if (parse_allow(srv, conf->legacy_allow, why, cap) != HDX_OK) return HDX_E_CONFIG;
         srv->legacy_lis = listen_on(srv, conf->legacy_listen, on_accept_legacy, why, cap);
-        if (!srv->legacy_lis)
-            return HDX_E_CONFIG;
+        if (!srv->legacy_lis) return HDX_E_CONFIG;
         hdx_warn("legacy_listener_enabled", "listen=%s allow=%zu_entries tls=none",
                  conf->legacy_listen, srv->nallow);
     }
@@ -897,14 +866,12 @@ static int open_listeners(struct hdx_server *srv, char *why, size_t cap)
 static int make_events(struct hdx_server *srv)
 {
     srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (srv->done_fd < 0)
-        return HDX_E_IO;
+    if (srv->done_fd < 0) return HDX_E_IO;
     srv->done_ev = event_new(srv->base, srv->done_fd, EV_READ | EV_PERSIST, on_commit_done, srv);
     srv->crl_ev = event_new(srv->base, -1, EV_PERSIST, on_housekeeping, srv);
     srv->reap_ev = event_new(srv->base, -1, 0, on_reap, srv);
     srv->shutdown_ev = event_new(srv->base, -1, EV_PERSIST, on_shutdown_tick, srv);
-    if (!srv->done_ev || !srv->crl_ev || !srv->reap_ev || !srv->shutdown_ev)
-        return HDX_E_NOMEM;
+    if (!srv->done_ev || !srv->crl_ev || !srv->reap_ev || !srv->shutdown_ev) return HDX_E_NOMEM;
     int ms = srv->conf->tls_crl_check_ms;
     struct timeval crl = {ms / 1000, (ms % 1000) * 1000};
     event_add(srv->done_ev, NULL);
@@ -948,8 +915,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         if (rc != HDX_OK)
             snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));
     }
-    if (rc == HDX_OK)
-        rc = open_listeners(srv, why, why_cap);
+    if (rc == HDX_OK) rc = open_listeners(srv, why, why_cap);
     hdx_store_close(commit_store);
     if (rc != HDX_OK) {
         hdx_server_free(srv);
@@ -961,20 +927,17 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
 
 void hdx_server_free(struct hdx_server *srv)
 {
-    if (!srv)
-        return;
-    if (srv->mllp_lis)
-        evconnlistener_free(srv->mllp_lis);
-    if (srv->legacy_lis)
-        evconnlistener_free(srv->legacy_lis);
-    if (srv->sub_lis)
-        evconnlistener_free(srv->sub_lis);
+    if (!srv) return;
+    if (srv->mllp_lis) evconnlistener_free(srv->mllp_lis);
+    if (srv->legacy_lis) evconnlistener_free(srv->legacy_lis);
+    if (srv->sub_lis) evconnlistener_free(srv->sub_lis);
     /* Stop the commit thread first: it commits what is queued; connections still holding
      * in-flight items are then answered by nobody, and their senders will resend. */
     if (srv->commit) {
         struct hdx_commit_stats st;
         hdx_commit_get_stats(srv->commit, &st);
-        hdx_info("commit_stats", "batches=%llu records=%llu duplicates=%llu failures=%llu last_seq=%llu",
+        hdx_info("commit_stats",
+                 "batches=%llu records=%llu duplicates=%llu failures=%llu last_seq=%llu",
                  (unsigned long long)st.batches, (unsigned long long)st.records,
                  (unsigned long long)st.duplicates, (unsigned long long)st.failures,
                  (unsigned long long)st.last_seq);
@@ -986,16 +949,11 @@ void hdx_server_free(struct hdx_server *srv)
         conn_free(srv->conns);
     }
     hdx_bus_free(srv->bus);
-    if (srv->done_ev)
-        event_free(srv->done_ev);
-    if (srv->crl_ev)
-        event_free(srv->crl_ev);
-    if (srv->reap_ev)
-        event_free(srv->reap_ev);
-    if (srv->shutdown_ev)
-        event_free(srv->shutdown_ev);
-    if (srv->done_fd >= 0)
-        close(srv->done_fd);
+    if (srv->done_ev) event_free(srv->done_ev);
+    if (srv->crl_ev) event_free(srv->crl_ev);
+    if (srv->reap_ev) event_free(srv->reap_ev);
+    if (srv->shutdown_ev) event_free(srv->shutdown_ev);
+    if (srv->done_fd >= 0) close(srv->done_fd);
     hdx_tls_free(srv->tls);
     free(srv);
 }

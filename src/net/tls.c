@@ -21,8 +21,7 @@ struct hdx_tls {
 static X509_CRL *load_crl(const char *path)
 {
     FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
     fclose(f);
     return crl;
@@ -32,8 +31,7 @@ static X509_CRL *load_crl(const char *path)
 static int install_store(struct hdx_tls *t, X509_CRL *crl)
 {
     X509_STORE *store = X509_STORE_new();
-    if (!store)
-        return HDX_E_NOMEM;
+    if (!store) return HDX_E_NOMEM;
     if (X509_STORE_load_file(store, t->ca_path) != 1 || X509_STORE_add_crl(store, crl) != 1) {
         X509_STORE_free(store);
         return HDX_E_TLS;
@@ -71,8 +69,7 @@ static int configure_ctx(struct hdx_tls *t, const struct hdx_conf *conf, const c
         SSL_CTX_check_private_key(ctx) != 1)
         return HDX_E_TLS;
     STACK_OF(X509_NAME) *cas = SSL_load_client_CA_file(t->ca_path);
-    if (!cas)
-        return HDX_E_TLS;
+    if (!cas) return HDX_E_TLS;
     SSL_CTX_set_client_CA_list(ctx, cas);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 2);
@@ -84,8 +81,7 @@ int hdx_tls_new(const struct hdx_conf *conf, struct hdx_tls **out, char *why, si
     char cert[HDX_PATH_MAX], key[HDX_PATH_MAX];
     *out = NULL;
     struct hdx_tls *t = calloc(1, sizeof(*t));
-    if (!t)
-        return HDX_E_NOMEM;
+    if (!t) return HDX_E_NOMEM;
     if (hdx_conf_path(conf, "ca.pem", t->ca_path, sizeof(t->ca_path)) ||
         hdx_conf_path(conf, "ca.crl.pem", t->crl_path, sizeof(t->crl_path)) ||
         hdx_conf_path(conf, "server.pem", cert, sizeof(cert)) ||
@@ -106,7 +102,8 @@ int hdx_tls_new(const struct hdx_conf *conf, struct hdx_tls **out, char *why, si
     X509_CRL *crl = load_crl(t->crl_path);
     if (!crl || install_store(t, crl) != HDX_OK) {
         X509_CRL_free(crl);
-        snprintf(why, why_cap, "cannot load CA and CRL (%s): without a CRL revocation is impossible",
+        snprintf(why, why_cap,
+                 "cannot load CA and CRL (%s): without a CRL revocation is impossible",
                  t->crl_path);
         hdx_tls_free(t);
         return HDX_E_TLS;
@@ -118,8 +115,7 @@ int hdx_tls_new(const struct hdx_conf *conf, struct hdx_tls **out, char *why, si
 
 void hdx_tls_free(struct hdx_tls *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     SSL_CTX_free(t->ctx);
     X509_CRL_free(t->crl);
     free(t);
@@ -133,8 +129,7 @@ SSL_CTX *hdx_tls_ctx(struct hdx_tls *t)
 int hdx_tls_crl_changed(struct hdx_tls *t)
 {
     struct stat st;
-    if (stat(t->crl_path, &st) != 0)
-        return 0;
+    if (stat(t->crl_path, &st) != 0) return 0;
     if (st.st_ino == t->crl_stat.st_ino && st.st_size == t->crl_stat.st_size &&
         st.st_mtim.tv_sec == t->crl_stat.st_mtim.tv_sec &&
         st.st_mtim.tv_nsec == t->crl_stat.st_mtim.tv_nsec)
@@ -157,8 +152,7 @@ int hdx_tls_crl_changed(struct hdx_tls *t)
 int hdx_tls_is_revoked(struct hdx_tls *t, X509 *cert)
 {
     X509_REVOKED *rev = NULL;
-    if (!t->crl || !cert)
-        return 0;
+    if (!t->crl || !cert) return 0;
     return X509_CRL_get0_by_serial(t->crl, &rev, X509_get0_serialNumber(cert)) == 1;
 }
 
@@ -166,16 +160,14 @@ static void name_entry(X509_NAME *name, int nid, char *out, size_t cap)
 {
     out[0] = 0;
     int len = X509_NAME_get_text_by_NID(name, nid, out, (int)cap);
-    if (len < 0)
-        out[0] = 0;
+    if (len < 0) out[0] = 0;
 }
 
 int hdx_tls_peer_identity(SSL *ssl, char *cn, size_t cn_cap, char *role, size_t role_cap,
                           char *serial, size_t serial_cap)
 {
     X509 *cert = SSL_get0_peer_certificate(ssl);
-    if (!cert)
-        return HDX_E_PERM;
+    if (!cert) return HDX_E_PERM;
     name_entry(X509_get_subject_name(cert), NID_commonName, cn, cn_cap);
     name_entry(X509_get_subject_name(cert), NID_organizationalUnitName, role, role_cap);
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
@@ -187,8 +179,7 @@ int hdx_tls_peer_identity(SSL *ssl, char *cn, size_t cn_cap, char *role, size_t 
             p++;
         snprintf(serial, serial_cap, "%s", p);
         for (char *q = serial; *q; q++)
-            if (*q >= 'A' && *q <= 'F')
-                *q = (char)(*q - 'A' + 'a');
+            if (*q >= 'A' && *q <= 'F') *q = (char)(*q - 'A' + 'a');
     }
     OPENSSL_free(hex);
     BN_free(bn);

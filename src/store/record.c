@@ -17,8 +17,7 @@ static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
 size_t hdx_record_header(const struct hdx_record *r, uint8_t *out, size_t cap)
 {
     size_t slen = strlen(r->sender), tlen = strlen(r->type);
-    if (slen > HDX_SENDER_MAX || tlen > HDX_TYPE_MAX || cap < HDX_HEADER_MAX)
-        return 0;
+    if (slen > HDX_SENDER_MAX || tlen > HDX_TYPE_MAX || cap < HDX_HEADER_MAX) return 0;
     uint8_t *p = out;
     memcpy(p, "HDXR", 4);
     p += 4;
@@ -68,11 +67,16 @@ int hdx_record_has_patient(const struct hdx_record *r)
 const char *hdx_kind_name(int kind)
 {
     switch (kind) {
-    case HDX_KIND_HL7V2: return "hl7v2";
-    case HDX_KIND_FHIR: return "fhir";
-    case HDX_KIND_DICOM: return "dicom";
-    case HDX_KIND_AUDIT: return "audit";
-    case HDX_KIND_ADMIN: return "admin";
+    case HDX_KIND_HL7V2:
+        return "hl7v2";
+    case HDX_KIND_FHIR:
+        return "fhir";
+    case HDX_KIND_DICOM:
+        return "dicom";
+    case HDX_KIND_AUDIT:
+        return "audit";
+    case HDX_KIND_ADMIN:
+        return "admin";
     }
     return "unknown";
 }
@@ -90,12 +94,10 @@ int hdx_record_seal(struct hdx_record *r, const struct hdx_keyring *kr, const ui
     uint8_t header[HDX_HEADER_MAX];
     r->key_id = hdx_keyring_current(kr);
     size_t hlen = hdx_record_header(r, header, sizeof(header));
-    if (!hlen)
-        return HDX_E_INVAL;
+    if (!hlen) return HDX_E_INVAL;
     free(r->ct);
     r->ct = malloc(pt_len + HDX_TAG_LEN);
-    if (!r->ct)
-        return HDX_E_NOMEM;
+    if (!r->ct) return HDX_E_NOMEM;
     r->ct_len = pt_len + HDX_TAG_LEN;
     return hdx_seal(kr, r->key_id, header, hlen, pt, pt_len, r->nonce, r->ct);
 }
@@ -107,11 +109,9 @@ int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, ui
     *pt = NULL;
     *pt_len = 0;
     size_t hlen = hdx_record_header(r, header, sizeof(header));
-    if (!hlen || r->ct_len < HDX_TAG_LEN)
-        return HDX_E_INTEGRITY;
+    if (!hlen || r->ct_len < HDX_TAG_LEN) return HDX_E_INTEGRITY;
     uint8_t *buf = malloc(r->ct_len - HDX_TAG_LEN + 1);
-    if (!buf)
-        return HDX_E_NOMEM;
+    if (!buf) return HDX_E_NOMEM;
     int rc = hdx_open(kr, r->key_id, header, hlen, r->nonce, r->ct, r->ct_len, buf);
     if (rc != HDX_OK) {
         free(buf);

@@ -1,16 +1,14 @@
 /* store: the durable record store (SQLite 3 in WAL mode, the embedded default).
  * Holds records (ciphertext and the index: seq, time, kind, sender, type, patient and
  * duplicate blind tokens, hashes), the duplicate tokens again in an append-only log (read
- * back into memory by the commit thread: commit/dedup.h), wrapped keys and enrolled devices; never a plaintext
- * identifier or message. With sync "full" a successful hdx_store_commit() means the batch
- * is on disk (synchronous=FULL: the WAL is fsynced at every commit).
- * Sticky error: after a failed write or commit the handle refuses further writes
- * (HDX_E_STORE) so nothing is acknowledged on a store whose state is unknown; the daemon
- * must reopen (restart) to recover. Readers (other processes) may open the same file
- * read-only at any time.
- * Thread: a handle belongs to one thread at a time; open one handle per thread.
- * Ownership: records returned by get/scan own their ciphertext; the scan callback's record
- * is valid only during the call. */
+ * back into memory by the commit thread: commit/dedup.h), wrapped keys and enrolled devices; never
+ * a plaintext identifier or message. With sync "full" a successful hdx_store_commit() means the
+ * batch is on disk (synchronous=FULL: the WAL is fsynced at every commit). Sticky error: after a
+ * failed write or commit the handle refuses further writes (HDX_E_STORE) so nothing is acknowledged
+ * on a store whose state is unknown; the daemon must reopen (restart) to recover. Readers (other
+ * processes) may open the same file read-only at any time. Thread: a handle belongs to one thread
+ * at a time; open one handle per thread. Ownership: records returned by get/scan own their
+ * ciphertext; the scan callback's record is valid only during the call. */
 #ifndef HDX_STORE_H
 #define HDX_STORE_H
 

@@ -91,16 +91,14 @@ static int exec(struct hdx_store *s, const char *sql)
 static int configure(struct hdx_store *s, int flags)
 {
     sqlite3_busy_timeout(s->db, 10000);
-    if (flags & HDX_STORE_RDONLY)
-        return HDX_OK;
+    if (flags & HDX_STORE_RDONLY) return HDX_OK;
     /* Small pages: each record dirties a random page in the duplicate and patient indexes,
      * and every dirty page is written whole to the WAL and again at checkpoint. With 1 KiB
      * pages that costs a quarter of the bytes of the default 4 KiB (docs/PERFORMANCE.md).
      * Only takes effect when the file is created. */
     if ((flags & HDX_STORE_CREATE) && exec(s, "PRAGMA page_size=" STORE_PAGE_SIZE) != HDX_OK)
         return HDX_E_STORE;
-    if (exec(s, "PRAGMA journal_mode=WAL") != HDX_OK)
-        return HDX_E_STORE;
+    if (exec(s, "PRAGMA journal_mode=WAL") != HDX_OK) return HDX_E_STORE;
     /* FULL: the WAL is fsynced at each commit, so a committed batch survives power loss. */
     if (exec(s, (flags & HDX_STORE_NOSYNC) ? "PRAGMA synchronous=OFF"
                                            : "PRAGMA synchronous=FULL") != HDX_OK)
@@ -130,25 +128,23 @@ static void *checkpoint_main(void *arg)
         int stop = c->stopping;
         c->wanted = 0;
         pthread_mutex_unlock(&c->lock);
-        if (stop)
-            break;
+        if (stop) break;
         int log_pages = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
+        int rc =
+            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
         /* Under sustained load passive checkpoints never catch up, and the WAL only restarts
          * from its beginning once one has. Past a bound, a RESTART checkpoint makes the
          * writer wait for the little that is left, so the WAL stays bounded. */
         if (rc == SQLITE_OK && log_pages >= WAL_RESTART_PAGES)
             rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            hdx_warn("checkpoint_failed", "code=%d", rc);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) hdx_warn("checkpoint_failed", "code=%d", rc);
     }
     return NULL;
 }
 
 static void checkpointer_stop(struct checkpointer *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     pthread_mutex_lock(&c->lock);
     c->stopping = 1;
     pthread_cond_signal(&c->wake);
@@ -163,8 +159,7 @@ static void checkpointer_stop(struct checkpointer *c)
 static int checkpointer_start(struct hdx_store *s, const char *path, int sync_full)
 {
     struct checkpointer *c = calloc(1, sizeof(*c));
-    if (!c)
-        return HDX_E_NOMEM;
+    if (!c) return HDX_E_NOMEM;
     if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         sqlite3_close(c->db);
@@ -190,11 +185,9 @@ int hdx_store_open(const char *path, int flags, struct hdx_store **out)
 {
     *out = NULL;
     struct hdx_store *s = calloc(1, sizeof(*s));
-    if (!s)
-        return HDX_E_NOMEM;
+    if (!s) return HDX_E_NOMEM;
     int oflags = (flags & HDX_STORE_RDONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-    if (flags & HDX_STORE_CREATE)
-        oflags |= SQLITE_OPEN_CREATE;
+    if (flags & HDX_STORE_CREATE) oflags |= SQLITE_OPEN_CREATE;
     oflags |= SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &s->db, oflags, NULL) != SQLITE_OK) {
         hdx_error("store_open_failed", "code=%d", s->db ? sqlite3_errcode(s->db) : -1);
@@ -226,8 +219,7 @@ int hdx_store_open(const char *path, int flags, struct hdx_store **out)
 
 void hdx_store_close(struct hdx_store *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     for (size_t i = 0; i < NSTMT; i++)
         sqlite3_finalize(s->st[i]);
     checkpointer_stop(s->ckpt);
@@ -241,8 +233,7 @@ void hdx_store_close(struct hdx_store *s)
 
 int hdx_store_begin(struct hdx_store *s)
 {
-    if (s->failed)
-        return HDX_E_STORE;
+    if (s->failed) return HDX_E_STORE;
     if (exec(s, "BEGIN IMMEDIATE") != HDX_OK) {
         s->failed = 1;
         return HDX_E_STORE;
@@ -253,8 +244,7 @@ int hdx_store_begin(struct hdx_store *s)
 
 int hdx_store_commit(struct hdx_store *s)
 {
-    if (s->failed)
-        return HDX_E_STORE;
+    if (s->failed) return HDX_E_STORE;
     s->in_txn = 0;
     if (exec(s, "COMMIT") != HDX_OK) {
         s->failed = 1;
@@ -266,8 +256,7 @@ int hdx_store_commit(struct hdx_store *s)
 
 void hdx_store_rollback(struct hdx_store *s)
 {
-    if (s->in_txn)
-        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->in_txn) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     s->in_txn = 0;
 }
 
@@ -284,19 +273,14 @@ int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LE
     sqlite3_stmt *q = stmt(s, ST_LAST);
     *seq = 0;
     memset(chain, 0, HDX_HASH_LEN);
-    if (time_us)
-        *time_us = 0;
+    if (time_us) *time_us = 0;
     int rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE)
-        return HDX_OK;
-    if (rc != SQLITE_ROW)
-        return db_error(s, "last");
+    if (rc == SQLITE_DONE) return HDX_OK;
+    if (rc != SQLITE_ROW) return db_error(s, "last");
     *seq = (uint64_t)sqlite3_column_int64(q, 0);
-    if (sqlite3_column_bytes(q, 1) != HDX_HASH_LEN)
-        return HDX_E_INTEGRITY;
+    if (sqlite3_column_bytes(q, 1) != HDX_HASH_LEN) return HDX_E_INTEGRITY;
     memcpy(chain, sqlite3_column_blob(q, 1), HDX_HASH_LEN);
-    if (time_us)
-        *time_us = sqlite3_column_int64(q, 2);
+    if (time_us) *time_us = sqlite3_column_int64(q, 2);
     sqlite3_reset(q);
     return HDX_OK;
 }
@@ -325,8 +309,7 @@ static int has_dedup(const struct hdx_record *r)
 
 int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
 {
-    if (s->failed)
-        return HDX_E_STORE;
+    if (s->failed) return HDX_E_STORE;
     sqlite3_stmt *q = stmt(s, ST_INSERT);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)r->seq);
     sqlite3_bind_int64(q, 2, r->time_us);
@@ -335,8 +318,7 @@ int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
     sqlite3_bind_text(q, 5, r->type, -1, SQLITE_STATIC);
     if (hdx_record_has_patient(r))
         sqlite3_bind_blob(q, 6, r->patient, HDX_BLIND_LEN, SQLITE_STATIC);
-    if (has_dedup(r))
-        sqlite3_bind_blob(q, 7, r->dedup, HDX_BLIND_LEN, SQLITE_STATIC);
+    if (has_dedup(r)) sqlite3_bind_blob(q, 7, r->dedup, HDX_BLIND_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(q, 8, r->key_id);
     sqlite3_bind_blob(q, 9, r->nonce, HDX_NONCE_LEN, SQLITE_STATIC);
     sqlite3_bind_blob(q, 10, r->ct, (int)r->ct_len, SQLITE_STATIC);
@@ -365,8 +347,7 @@ static int copy_blob(sqlite3_stmt *q, int col, uint8_t *dst, size_t len)
         memset(dst, 0, len);
         return HDX_OK;
     }
-    if (n != (int)len)
-        return HDX_E_INTEGRITY;
+    if (n != (int)len) return HDX_E_INTEGRITY;
     memcpy(dst, sqlite3_column_blob(q, col), len);
     return HDX_OK;
 }
@@ -386,15 +367,13 @@ static int row_to_record(sqlite3_stmt *q, struct hdx_record *r)
     memcpy(r->type, type, strlen(type) + 1);
     r->key_id = (uint32_t)sqlite3_column_int64(q, 7);
     if (copy_blob(q, 5, r->patient, HDX_BLIND_LEN) || copy_blob(q, 6, r->dedup, HDX_BLIND_LEN) ||
-        copy_blob(q, 8, r->nonce, HDX_NONCE_LEN) ||
-        copy_blob(q, 10, r->leaf_hash, HDX_HASH_LEN) || copy_blob(q, 11, r->chain, HDX_HASH_LEN))
+        copy_blob(q, 8, r->nonce, HDX_NONCE_LEN) || copy_blob(q, 10, r->leaf_hash, HDX_HASH_LEN) ||
+        copy_blob(q, 11, r->chain, HDX_HASH_LEN))
         return HDX_E_INTEGRITY;
     int n = sqlite3_column_bytes(q, 9);
     r->ct = malloc(n > 0 ? (size_t)n : 1);
-    if (!r->ct)
-        return HDX_E_NOMEM;
-    if (n > 0)
-        memcpy(r->ct, sqlite3_column_blob(q, 9), (size_t)n);
+    if (!r->ct) return HDX_E_NOMEM;
+    if (n > 0) memcpy(r->ct, sqlite3_column_blob(q, 9), (size_t)n);
     r->ct_len = (size_t)n;
     return HDX_OK;
 }
@@ -408,12 +387,10 @@ int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out)
         sqlite3_reset(q);
         return HDX_E_NOTFOUND;
     }
-    if (rc != SQLITE_ROW)
-        return db_error(s, "get");
+    if (rc != SQLITE_ROW) return db_error(s, "get");
     rc = row_to_record(q, out);
     sqlite3_reset(q);
-    if (rc != HDX_OK)
-        hdx_record_clear(out);
+    if (rc != HDX_OK) hdx_record_clear(out);
     return rc;
 }
 
@@ -421,8 +398,7 @@ uint64_t hdx_store_count(struct hdx_store *s)
 {
     sqlite3_stmt *q = stmt(s, ST_COUNT);
     uint64_t n = 0;
-    if (sqlite3_step(q) == SQLITE_ROW)
-        n = (uint64_t)sqlite3_column_int64(q, 0);
+    if (sqlite3_step(q) == SQLITE_ROW) n = (uint64_t)sqlite3_column_int64(q, 0);
     sqlite3_reset(q);
     return n;
 }
@@ -432,8 +408,7 @@ static int64_t time_at(struct hdx_store *s, uint64_t seq)
     sqlite3_stmt *q = stmt(s, ST_TIME_AT);
     int64_t t = INT64_MAX;
     sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        t = sqlite3_column_int64(q, 0);
+    if (sqlite3_step(q) == SQLITE_ROW) t = sqlite3_column_int64(q, 0);
     sqlite3_reset(q);
     return t;
 }
@@ -442,8 +417,7 @@ uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t)
 {
     sqlite3_stmt *q = stmt(s, ST_COUNT_ALL);
     uint64_t hi = 0;
-    if (sqlite3_step(q) == SQLITE_ROW)
-        hi = (uint64_t)sqlite3_column_int64(q, 0);
+    if (sqlite3_step(q) == SQLITE_ROW) hi = (uint64_t)sqlite3_column_int64(q, 0);
     sqlite3_reset(q);
     uint64_t lo = 1;
     hi += 1; /* answer in [lo, hi] */
@@ -474,27 +448,20 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
     char sql[512];
     sqlite3_stmt *q = NULL;
     long visited = 0;
-    if (build_scan_sql(f, sql, sizeof(sql)) != HDX_OK)
-        return HDX_E_INVAL;
+    if (build_scan_sql(f, sql, sizeof(sql)) != HDX_OK) return HDX_E_INVAL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
         return db_error(s, "scan_prepare");
     uint64_t from = f->from_seq ? f->from_seq : 1;
     if (f->since_us) {
         uint64_t t_seq = hdx_store_seq_at_time(s, f->since_us);
-        if (t_seq > from)
-            from = t_seq;
+        if (t_seq > from) from = t_seq;
     }
     sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
-    if (f->since_us)
-        sqlite3_bind_int64(q, 2, f->since_us);
-    if (f->kind)
-        sqlite3_bind_int(q, 3, f->kind);
-    if (f->type)
-        sqlite3_bind_text(q, 4, f->type, -1, SQLITE_STATIC);
-    if (f->sender)
-        sqlite3_bind_text(q, 5, f->sender, -1, SQLITE_STATIC);
-    if (f->patient)
-        sqlite3_bind_blob(q, 6, f->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    if (f->since_us) sqlite3_bind_int64(q, 2, f->since_us);
+    if (f->kind) sqlite3_bind_int(q, 3, f->kind);
+    if (f->type) sqlite3_bind_text(q, 4, f->type, -1, SQLITE_STATIC);
+    if (f->sender) sqlite3_bind_text(q, 5, f->sender, -1, SQLITE_STATIC);
+    if (f->patient) sqlite3_bind_blob(q, 6, f->patient, HDX_BLIND_LEN, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         struct hdx_record r;
@@ -507,8 +474,7 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
         visited++;
         int stop = cb(ctx, &r);
         hdx_record_clear(&r);
-        if (stop || (limit && (size_t)visited >= limit))
-            break;
+        if (stop || (limit && (size_t)visited >= limit)) break;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         sqlite3_finalize(q);
@@ -522,8 +488,7 @@ int hdx_store_key_put(struct hdx_store *s, enum hdx_key_kind kind, uint32_t id,
                       const uint8_t *wrapped, size_t len)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO keys(kind,id,wrapped,created_us) VALUES(?,?,?,?)",
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO keys(kind,id,wrapped,created_us) VALUES(?,?,?,?)",
                            -1, &q, NULL) != SQLITE_OK)
         return db_error(s, "key_put_prepare");
     sqlite3_bind_int(q, 1, (int)kind);
@@ -558,8 +523,7 @@ uint32_t hdx_store_key_max_id(struct hdx_store *s, enum hdx_key_kind kind)
         SQLITE_OK)
         return 0;
     sqlite3_bind_int(q, 1, (int)kind);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        id = (uint32_t)sqlite3_column_int64(q, 0);
+    if (sqlite3_step(q) == SQLITE_ROW) id = (uint32_t)sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     return id;
 }
@@ -581,8 +545,7 @@ int hdx_store_device_add(struct hdx_store *s, const struct hdx_device *d)
     int rc = sqlite3_step(q);
     int changed = sqlite3_changes(s->db);
     sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return db_error(s, "device_add");
+    if (rc != SQLITE_DONE) return db_error(s, "device_add");
     return changed ? HDX_OK : HDX_E_EXISTS;
 }
 
@@ -606,8 +569,7 @@ int hdx_store_device_get(struct hdx_store *s, const char *name, struct hdx_devic
         return db_error(s, "device_get_prepare");
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW)
-        row_to_device(q, out);
+    if (rc == SQLITE_ROW) row_to_device(q, out);
     sqlite3_finalize(q);
     return rc == SQLITE_ROW ? HDX_OK : rc == SQLITE_DONE ? HDX_E_NOTFOUND : HDX_E_STORE;
 }
@@ -623,8 +585,7 @@ int hdx_store_device_revoke(struct hdx_store *s, const char *name, int64_t when_
     int rc = sqlite3_step(q);
     int changed = sqlite3_changes(s->db);
     sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return db_error(s, "device_revoke");
+    if (rc != SQLITE_DONE) return db_error(s, "device_revoke");
     return changed ? HDX_OK : HDX_E_NOTFOUND;
 }
 
@@ -640,8 +601,7 @@ int hdx_store_devices_list(struct hdx_store *s, int (*cb)(void *ctx, const struc
     while (sqlite3_step(q) == SQLITE_ROW) {
         struct hdx_device d;
         row_to_device(q, &d);
-        if (cb(ctx, &d))
-            break;
+        if (cb(ctx, &d)) break;
     }
     sqlite3_finalize(q);
     return HDX_OK;

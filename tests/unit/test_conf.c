@@ -28,8 +28,7 @@ static int setup(void **state)
 {
     snprintf(path, sizeof(path), "/tmp/hdx-conf-XXXXXX");
     int fd = mkstemp(path);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     close(fd);
     return 0;
 }

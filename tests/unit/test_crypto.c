@@ -35,8 +35,7 @@ static struct hdx_keyring *ring(const char *name)
     char path[128];
     struct hdx_keyring *kr = NULL;
     snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    if (access(path, F_OK) != 0)
-        assert_int_equal(hdx_kek_create(path), HDX_OK);
+    if (access(path, F_OK) != 0) assert_int_equal(hdx_kek_create(path), HDX_OK);
     assert_int_equal(hdx_keyring_open(path, &kr), HDX_OK);
     return kr;
 }
@@ -67,19 +66,16 @@ static void test_wrap_unwrap_and_wrong_kek(void **state)
                      HDX_OK);
     /* Same KEK in another process: the stored wrapped key opens the ciphertext. */
     assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 7, wrapped, sizeof(wrapped)), HDX_OK);
-    assert_int_equal(hdx_open(a2, 7, (const uint8_t *)"aad", 3, nonce, ct,
-                              sizeof(msg) + HDX_TAG_LEN, pt),
-                     HDX_OK);
+    assert_int_equal(
+        hdx_open(a2, 7, (const uint8_t *)"aad", 3, nonce, ct, sizeof(msg) + HDX_TAG_LEN, pt),
+        HDX_OK);
     assert_memory_equal(pt, msg, sizeof(msg));
     /* Another KEK, another id or kind, or a flipped bit: the key does not unwrap. */
     assert_int_equal(hdx_keyring_add(b, HDX_KEY_DATA, 7, wrapped, sizeof(wrapped)), HDX_E_CRYPTO);
-    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 8, wrapped, sizeof(wrapped)),
-                     HDX_E_CRYPTO);
-    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_BLIND, 7, wrapped, sizeof(wrapped)),
-                     HDX_E_CRYPTO);
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 8, wrapped, sizeof(wrapped)), HDX_E_CRYPTO);
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_BLIND, 7, wrapped, sizeof(wrapped)), HDX_E_CRYPTO);
     wrapped[20] ^= 1;
-    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 9, wrapped, sizeof(wrapped)),
-                     HDX_E_CRYPTO);
+    assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 9, wrapped, sizeof(wrapped)), HDX_E_CRYPTO);
     assert_int_equal(hdx_keyring_add(a2, HDX_KEY_DATA, 9, wrapped, 10), HDX_E_INTEGRITY);
     hdx_keyring_free(a);
     hdx_keyring_free(a2);
@@ -112,8 +108,7 @@ static void test_seal_detects_every_alteration(void **state)
                      HDX_E_CRYPTO);
     assert_int_equal(hdx_open(kr, 3, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
                      HDX_E_NOTFOUND);
-    assert_int_equal(hdx_open(kr, 1, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt),
-                     HDX_OK);
+    assert_int_equal(hdx_open(kr, 1, (const uint8_t *)"hdr", 3, nonce, ct, sizeof(ct), pt), HDX_OK);
     assert_memory_equal(pt, msg, 32);
     hdx_keyring_free(kr);
 }

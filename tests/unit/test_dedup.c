@@ -69,8 +69,7 @@ static void test_random_against_reference(void **state)
         for (size_t i = 0; i < n; i++)
             in_ref |= ref[i] == k;
         assert_int_equal(hdx_dedup_find(d, t, &seq), in_ref);
-        if (in_ref)
-            assert_int_equal(seq, k + 1000);
+        if (in_ref) assert_int_equal(seq, k + 1000);
         if (!in_ref) {
             hdx_dedup_add(d, t, k + 1000);
             if (n == CAP) {

@@ -39,8 +39,7 @@ static int setup(void **state)
     uint8_t w[HDX_WRAPPED_LEN];
     struct hdx_store *s = NULL;
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/hdx-store-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
+    if (!mkdtemp(tmpdir)) return -1;
     snprintf(kek, sizeof(kek), "%s/kek.key", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
     if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr) ||
@@ -67,8 +66,8 @@ static struct hdx_intake_item *item(const char *sender, const char *ctrl, const 
                                     const char *patient)
 {
     char body[256];
-    int n = snprintf(body, sizeof(body), "MSH|^~\\&|S|F|||20260101||%s|%s|P|2.5.1\rPID|1||%s",
-                     type, ctrl, patient);
+    int n = snprintf(body, sizeof(body), "MSH|^~\\&|S|F|||20260101||%s|%s|P|2.5.1\rPID|1||%s", type,
+                     ctrl, patient);
     struct hdx_intake_item *it = hdx_intake_item_new((const uint8_t *)body, (size_t)n);
     assert_non_null(it);
     it->kind = HDX_KIND_HL7V2;
@@ -296,8 +295,8 @@ static void test_bus_replay_then_live(void **state)
     assert_null(strstr(after3.out, "MSG seq=3 "));
     /* A live record: everyone caught up gets it exactly once. */
     const char *body = "MSH|^~\\&|X";
-    struct hdx_bus_event ev = {6, hdx_now_us(), HDX_KIND_HL7V2, "mon9", "ORU^R01", NULL,
-                               (const uint8_t *)body, strlen(body)};
+    struct hdx_bus_event ev = {6,         hdx_now_us(), HDX_KIND_HL7V2,        "mon9",
+                               "ORU^R01", NULL,         (const uint8_t *)body, strlen(body)};
     hdx_bus_publish(bus, &ev);
     hdx_bus_publish(bus, &ev); /* a repeat is never delivered twice */
     assert_int_equal(count_msgs(all.out, "MSG seq=6 "), 1);
@@ -338,8 +337,7 @@ static void test_bus_request_parsing(void **state)
     assert_string_equal(f.type, "ORU^R01");
     assert_string_equal(f.sender, "mon1");
     assert_int_equal(f.has_patient, 1);
-    assert_int_equal(hdx_bus_parse_request("GET /", kr, &f, &after, why, sizeof(why)),
-                     HDX_E_INVAL);
+    assert_int_equal(hdx_bus_parse_request("GET /", kr, &f, &after, why, sizeof(why)), HDX_E_INVAL);
     assert_int_equal(hdx_bus_parse_request("SUB after=x", kr, &f, &after, why, sizeof(why)),
                      HDX_E_INVAL);
     assert_int_equal(hdx_bus_parse_request("SUB color=red", kr, &f, &after, why, sizeof(why)),
