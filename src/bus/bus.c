@@ -80,12 +80,25 @@ static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *e
     return 1;
 }
 
+/* Header values are single tokens: a space, '=' or control byte would let a value forge
+ * fields or whole lines of the stream, so such bytes are replaced (the parser and the CA
+ * already refuse them; this is the last line of defence). */
+static void header_token(const char *in, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < cap; i++)
+        out[i] = (in[i] > ' ' && in[i] < 0x7f && in[i] != '=') ? in[i] : '?';
+    out[i] = 0;
+}
+
 static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct hdx_bus_event *ev)
 {
-    char head[256], t[32];
+    char head[256], t[32], sender[HDX_SENDER_MAX + 1], type[HDX_TYPE_MAX + 1];
     hdx_format_time(ev->time_us, t, sizeof(t));
+    header_token(ev->sender, sender, sizeof(sender));
+    header_token(ev->type, type, sizeof(type));
     int n = snprintf(head, sizeof(head), "MSG seq=%llu time=%s sender=%s type=%s len=%zu\n",
-                     (unsigned long long)ev->seq, t, ev->sender, ev->type, ev->body_len);
+                     (unsigned long long)ev->seq, t, sender, type, ev->body_len);
     if (n < 0 || (size_t)n >= sizeof(head)) return;
     bus->sink.write(sub->conn, head, (size_t)n);
     bus->sink.write(sub->conn, ev->body, ev->body_len);

@@ -45,12 +45,16 @@ static int print_ack(const uint8_t *ack, size_t len)
     }
     if (hl7_get(&m, "MSA", 1, 1, 1, 0, 0, &v) == 0) hl7_unescape(&m, v, code, sizeof(code));
     if (hl7_get(&m, "MSA", 1, 2, 1, 0, 0, &v) == 0) hl7_unescape(&m, v, id, sizeof(id));
-    if (hl7_get(&m, "ERR", 1, 3, 1, 0, 0, &v) == 0)
+    char code_text[200] = "";
+    if (hl7_get(&m, "ERR", 1, 3, 1, 1, 0, &v) == 0 && v.len) { /* ERR-3.1 code, 3.2 text */
         hl7_unescape(&m, v, err, sizeof(err));
-    else if (hl7_get(&m, "MSA", 1, 3, 1, 0, 0, &v) == 0)
+        if (hl7_get(&m, "ERR", 1, 3, 1, 2, 0, &v) == 0)
+            hl7_unescape(&m, v, code_text, sizeof(code_text));
+        size_t n = strlen(err);
+        snprintf(err + n, sizeof(err) - n, " %s", code_text);
+    } else if (hl7_get(&m, "MSA", 1, 3, 1, 0, 0, &v) == 0) {
         hl7_unescape(&m, v, err, sizeof(err));
-    for (char *p = err; *p; p++)
-        if (*p == '^') *p = ' ';
+    }
     if (err[0] && strcmp(code, "AA") != 0)
         printf("%s %s %s\n", code, id, err);
     else

@@ -135,6 +135,7 @@ int hdx_tls_crl_changed(struct hdx_tls *t)
         st.st_mtim.tv_nsec == t->crl_stat.st_mtim.tv_nsec)
         return 0;
     X509_CRL *crl = load_crl(t->crl_path);
+    t->crl_stat = st; /* one attempt, and one log line, per change of the file */
     if (!crl) {
         hdx_error("crl_reload_failed", "reason=unreadable keeping=previous");
         return 0;
@@ -144,7 +145,6 @@ int hdx_tls_crl_changed(struct hdx_tls *t)
         hdx_error("crl_reload_failed", "reason=rejected keeping=previous");
         return 0;
     }
-    t->crl_stat = st;
     hdx_info("crl_reloaded", "revoked=%d", sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
     return 1;
 }

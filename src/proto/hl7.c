@@ -17,6 +17,7 @@
  *  3. Error texts are built from constants and numbers only, never from message bytes. */
 #include "proto/hl7.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -451,6 +452,12 @@ static int extract_msh(struct pctx *c)
         m->msg_type[a] = '^';
         memcpy(m->msg_type + a + 1, m->trigger, b + 1);
     }
+    /* Message type and event are coded values (tables 0076, 0003). Anything else, e.g. an
+     * escaped separator or space, would reach routing keys and subscriber headers. */
+    for (const char *t = m->msg_type; *t; t++)
+        if (!isalnum((unsigned char)*t) && *t != '^' && *t != '_' && *t != '-')
+            return fail(c->err, 102, 'R', "MSH", 1, 9,
+                        "MSH-9 may hold only letters, digits, '_' and '-'");
     if (msh_text(c, 10, 0, 0, m->control_id, sizeof m->control_id) != 0) return -1;
     if (m->control_id[0] == '\0')
         return fail(c->err, 101, 'R', "MSH", 1, 10, "MSH-10 message control id missing");
@@ -552,6 +559,10 @@ static int check_segment(struct pctx *c, size_t idx)
     if (check_bytes(c, idx) != 0) return -1;
     if (!seg_id_ok(c->p + s->off, s->len, (uint8_t)c->msg->d.field))
         return fail(c->err, 100, 'R', "", 0, 0, "invalid segment id (segment %zu)", idx + 1);
+    /* One frame carries one message: a second MSH would be acknowledged and stored as part
+     * of the first, and its sender would never get its own ACK. */
+    if (idx > 0 && seg_is_msh(c->p, s))
+        return fail(c->err, 100, 'R', "MSH", 2, 0, "more than one message in one frame");
     return 0;
 }
 

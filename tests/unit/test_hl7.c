@@ -666,6 +666,42 @@ static void test_reject_segment_ids(void **state)
     hl7_msg_free(&m);
 }
 
+/* One message per frame (a second MSH), and MSH-9 holding only coded values: both would
+ * otherwise let one sender's bytes pose as another message or forge subscriber headers. */
+static void test_reject_second_msh_and_bad_type(void **state)
+{
+    static const char *const bad_types[] = {"ORU R01", "ORU\\F\\x^R01", "OR=U^R01",
+                                            "ORU^R\\X0A\\1"};
+    char buf[256];
+    struct hl7_msg m;
+    struct hl7_error e;
+
+    (void)state;
+    assert_int_equal(parse_str("MSH|^~\\&|||||||ORU^R01|A1|P|2.5\rPID|1||P1\r"
+                               "MSH|^~\\&|||||||ORU^R01|A2|P|2.5\rPID|1||P2\r",
+                               &m, &e),
+                     -1);
+    assert_int_equal(e.code, 100);
+    assert_int_equal(e.ack, 'R');
+    assert_string_equal(e.seg, "MSH");
+    assert_string_equal(m.control_id, "A1"); /* the AR is addressed to the first message */
+    hl7_msg_free(&m);
+    for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
+        snprintf(buf, sizeof buf, "MSH|^~\\&|||||||%s|C1|P|2.5\rPID|1||P1\r", bad_types[i]);
+        assert_int_equal(parse_str(buf, &m, &e), -1);
+        assert_int_equal(e.code, 102);
+        assert_int_equal(e.ack, 'R');
+        assert_int_equal(e.field, 9);
+        hl7_msg_free(&m);
+    }
+    assert_int_equal(parse_str("MSH|^~\\&|||||||ZX_1^Z-01|C1|P|2.5\r", &m, &e), 0);
+    assert_string_equal(m.msg_type, "ZX_1^Z-01");
+    hl7_msg_free(&m);
+    /* "MSH" inside field data is not a segment. */
+    assert_int_equal(parse_str("MSH|^~\\&|||||||ORU^R01|C1|P|2.5\rOBX|1|ST|||MSH|x\r", &m, &e), 0);
+    hl7_msg_free(&m);
+}
+
 static void test_reject_extracted_too_long(void **state)
 {
     char buf[1024];
@@ -803,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_charset_ascii),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_reject_segment_ids),
+        cmocka_unit_test(test_reject_second_msh_and_bad_type),
         cmocka_unit_test(test_reject_extracted_too_long),
         cmocka_unit_test(test_msg_without_trigger),
         cmocka_unit_test(test_bitflip_truncation),
