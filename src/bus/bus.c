@@ -245,11 +245,22 @@ static int parse_kv(const char *tok, const char **val, const char *key)
     return 0;
 }
 
+static int printable(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v <= ' ' || (unsigned char)*v >= 0x7f) return 0;
+    return 1;
+}
+
 static int apply_token(const char *tok, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
                        uint64_t *after, char *why, size_t cap)
 {
     const char *v;
     char *end;
+    if (!printable(tok)) {
+        snprintf(why, cap, "parameters must be printable ASCII");
+        return HDX_E_INVAL;
+    }
     if (parse_kv(tok, &v, "after")) {
         unsigned long long n = strtoull(v, &end, 10);
         if (*end || end == v) {
