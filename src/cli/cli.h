@@ -42,6 +42,12 @@ void cli_disconnect(struct cli_conn *c);
 int cli_split_messages(const uint8_t *data, size_t len,
                        int (*cb)(void *ctx, const uint8_t *msg, size_t len), void *ctx);
 
+/* For client commands: loads DIR/hdx.conf into conf (defaults when dir is NULL) and, when
+ * *ca is NULL and dir is given, points *ca at DIR/ca.pem (kept in ca_buf). Prints one line
+ * naming cmd and returns 1 on failure. */
+int cli_client_conf(const char *cmd, const char *dir, struct hdx_conf *conf, const char **ca,
+                    char *ca_buf, size_t ca_cap);
+
 /* Finds "-d DIR" etc: returns the value following flag at argv[*i], advancing *i. */
 const char *cli_arg(int argc, char **argv, int *i);
 

@@ -44,6 +44,21 @@ int cli_open(const char *dir, int rw, struct cli_ctx *ctx)
     return 0;
 }
 
+int cli_client_conf(const char *cmd, const char *dir, struct hdx_conf *conf, const char **ca,
+                    char *ca_buf, size_t ca_cap)
+{
+    char path[HDX_PATH_MAX], err[512] = "path too long";
+    hdx_conf_defaults(conf);
+    if (!dir) return 0;
+    if (hdx_path(path, sizeof(path), dir, "hdx.conf") ||
+        hdx_conf_load(conf, path, err, sizeof(err)) != HDX_OK) {
+        fprintf(stderr, "hdx %s: %s\n", cmd, err);
+        return 1;
+    }
+    if (!*ca && hdx_path(ca_buf, ca_cap, dir, "ca.pem") == 0) *ca = ca_buf;
+    return 0;
+}
+
 void cli_close(struct cli_ctx *ctx)
 {
     hdx_store_close(ctx->store);

@@ -168,14 +168,8 @@ int cmd_send(int argc, char **argv)
         }
     }
     struct hdx_conf conf;
-    char ca_path[HDX_PATH_MAX], conf_path[HDX_PATH_MAX], err[512];
-    hdx_conf_defaults(&conf);
-    if (dir && (hdx_path(conf_path, sizeof(conf_path), dir, "hdx.conf") ||
-                hdx_conf_load(&conf, conf_path, err, sizeof(err)) != HDX_OK)) {
-        fprintf(stderr, "hdx send: %s\n", err);
-        return 1;
-    }
-    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0) ca = ca_path;
+    char ca_path[HDX_PATH_MAX], err[512];
+    if (cli_client_conf("send", dir, &conf, &ca, ca_path, sizeof(ca_path))) return 1;
     if (!to) to = plain ? conf.legacy_listen : conf.mllp_listen;
     if (!nfiles || (!plain && (!cert || !key || !ca)) || !to[0] || timeout <= 0) {
         fputs(send_usage, stderr);

@@ -282,14 +282,8 @@ int cmd_tail(int argc, char **argv)
         }
     }
     struct hdx_conf conf;
-    char ca_path[HDX_PATH_MAX], conf_path[HDX_PATH_MAX], err[512], req[1100];
-    hdx_conf_defaults(&conf);
-    if (dir && (hdx_path(conf_path, sizeof(conf_path), dir, "hdx.conf") ||
-                hdx_conf_load(&conf, conf_path, err, sizeof(err)) != HDX_OK)) {
-        fprintf(stderr, "hdx tail: %s\n", err);
-        return 1;
-    }
-    if (!ca && dir && hdx_path(ca_path, sizeof(ca_path), dir, "ca.pem") == 0) ca = ca_path;
+    char ca_path[HDX_PATH_MAX], err[512], req[1100];
+    if (cli_client_conf("tail", dir, &conf, &ca, ca_path, sizeof(ca_path))) return 1;
     if (!to) to = conf.sub_listen;
     int n = build_request(req, sizeof(req), from, type, sender, patient);
     if (!cert || !key || !ca || !to[0] || n < 0) {
