@@ -28,6 +28,9 @@
 #define WRITE_TIMEOUT_S 10
 #define SHUTDOWN_GRACE_US 5000000
 #define ALLOW_MAX 32
+/* A sender that does not read its ACKs: past this many unsent bytes hdxd stops reading from
+ * it until they drain (the write watermark calls on_write), so its ACKs cannot grow memory. */
+#define MLLP_OUT_PAUSE (256 * 1024)
 
 enum conn_kind { CONN_MLLP_TLS, CONN_MLLP_PLAIN, CONN_SUB };
 
@@ -298,9 +301,11 @@ static void mllp_read(struct conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t max = c->srv->conf->mllp_max_message;
     while (!c->closing) {
-        if (c->inflight >= c->srv->conf->mllp_max_inflight) {
+        if (c->inflight >= c->srv->conf->mllp_max_inflight ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)) > MLLP_OUT_PAUSE) {
             bufferevent_disable(c->bev, EV_READ); /* back-pressure until ACKs go out */
             c->reading_paused = 1;
+            arm_frame_timer(c, 0); /* the wait is ours, not the sender's */
             return;
         }
         size_t len = evbuffer_get_length(in), want = len < max + 3 ? len : max + 3;
@@ -331,6 +336,17 @@ static void mllp_read(struct conn *c)
         c->scan_resume = 0;
         arm_frame_timer(c, 0);
     }
+}
+
+/* Undoes the back-pressure of mllp_read once both its causes are gone. */
+static void resume_reading(struct conn *c)
+{
+    if (!c->reading_paused || c->closing || c->inflight >= c->srv->conf->mllp_max_inflight ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > MLLP_OUT_PAUSE)
+        return;
+    c->reading_paused = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    mllp_read(c); /* frames may already be buffered; no new read event would come */
 }
 
 /* ---------- commit completions ---------- */
@@ -389,11 +405,8 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
         c->inflight--;
         if (c->closing && c->inflight == 0)
             schedule_reap(srv);
-        else if (c->reading_paused && c->inflight < srv->conf->mllp_max_inflight) {
-            c->reading_paused = 0;
-            bufferevent_enable(c->bev, EV_READ);
-            mllp_read(c); /* frames may already be buffered; no new read event would come */
-        }
+        else
+            resume_reading(c);
         hdx_intake_item_free(it);
     }
 }
@@ -504,6 +517,8 @@ static void on_write(struct bufferevent *bev, void *arg)
         schedule_reap(c->srv);
     else if (c->sub)
         hdx_bus_pump(c->srv->bus, c->sub);
+    else
+        resume_reading(c);
 }
 
 static int role_allowed(enum conn_kind kind, const char *role)
@@ -661,7 +676,9 @@ static void start_conn(struct conn *c, struct bufferevent *bev, int handshake_ti
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
     evtimer_add(c->frame_timer, &hs); /* the handshake deadline; disarmed once admitted */
     c->frame_timer_armed = 1;
-    bufferevent_setwatermark(bev, EV_WRITE, c->srv->conf->sub_max_queue / 4, 0);
+    bufferevent_setwatermark(
+        bev, EV_WRITE, c->kind == CONN_SUB ? c->srv->conf->sub_max_queue / 4 : MLLP_OUT_PAUSE / 2,
+        0);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
