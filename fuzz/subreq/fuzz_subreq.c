@@ -17,8 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond))                                                                               \
-            __builtin_trap();                                                                      \
+        if (!(cond)) __builtin_trap();                                                             \
     } while (0)
 
 static struct hdx_keyring *kr;
@@ -30,8 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     int fd = mkstemp(path);
     (void)argc;
     (void)argv;
-    if (fd < 0)
-        abort();
+    if (fd < 0) abort();
     close(fd);
     unlink(path); /* hdx_kek_create wants to create it itself (O_EXCL) */
     if (hdx_kek_create(path) != HDX_OK || hdx_keyring_open(path, &kr) != HDX_OK ||
@@ -53,8 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char line[2048], why[128];
     struct hdx_bus_filter f;
     uint64_t after;
-    if (size >= sizeof(line))
-        return 0;
+    if (size >= sizeof(line)) return 0;
     memcpy(line, data, size);
     line[size] = 0;
     if (hdx_bus_parse_request(line, kr, &f, &after, why, sizeof(why)) == HDX_OK) {
