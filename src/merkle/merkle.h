@@ -76,8 +76,9 @@ int merkle_root(const struct merkle *m, uint8_t root[32]);
 int merkle_root_at(const struct merkle *m, uint64_t size, uint8_t root[32]);
 
 /* RFC 9162 2.1.3.1 PATH(leaf_index, D[0:tree_size]), deepest sibling first, into path[0..*n).
- * Needs leaf_index < tree_size <= merkle_size(m). *n is always set to the path length; if it
- * exceeds cap, returns HDX_E_TOOBIG without any get. At most 2 * 64 gets. */
+ * Needs leaf_index < tree_size <= merkle_size(m). If the path is longer than cap, returns
+ * HDX_E_TOOBIG with *n = the length needed and makes no get; on other errors *n = 0.
+ * At most 2 * 64 gets. */
 int merkle_inclusion_proof(const struct merkle *m, uint64_t leaf_index, uint64_t tree_size,
                            uint8_t path[][32], size_t cap, size_t *n);
 
