@@ -16,6 +16,7 @@ static const char usage_text[] =
     "  get SEQ -d DIR                   print one stored message\n"
     "  query -d DIR [filters]           list stored messages by patient, type, time\n"
     "  verify -d DIR                    check every record; exit 0 only if intact\n"
+    "  sth -d DIR                       the newest signed tree head of the log, JSON\n"
     "  sim -d DIR                       simulated bedside monitors streaming vitals\n"
     "  bench -d DIR                     ingest benchmark over mutual TLS\n"
     "\n"
@@ -28,9 +29,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},     {"device", cmd_device}, {"send", cmd_send},
-    {"tail", cmd_tail},     {"get", cmd_get},       {"query", cmd_query},
-    {"verify", cmd_verify}, {"sim", cmd_sim},       {"bench", cmd_bench},
+    {"init", cmd_init}, {"device", cmd_device}, {"send", cmd_send},     {"tail", cmd_tail},
+    {"get", cmd_get},   {"query", cmd_query},   {"verify", cmd_verify}, {"sth", cmd_sth},
+    {"sim", cmd_sim},   {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

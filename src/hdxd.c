@@ -15,6 +15,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "crypto/keys.h"
+#include "merkle/sth.h"
 #include "net/server.h"
 #include "store/store.h"
 
@@ -86,8 +87,8 @@ static int parse_args(int argc, char **argv, struct hdx_conf *conf)
     return 0;
 }
 
-static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, struct hdx_store **rw,
-                      struct hdx_store **ro)
+static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, EVP_PKEY **log_key,
+                      struct hdx_store **rw, struct hdx_store **ro)
 {
     char path[HDX_PATH_MAX];
     int rc;
@@ -95,6 +96,12 @@ static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, stru
         (rc = hdx_keyring_open(path, kr)) != HDX_OK) {
         fprintf(stderr,
                 "hdxd: cannot load the key-encryption key %s/kek.key (must exist, mode 0600)\n",
+                conf->dir);
+        return 1;
+    }
+    if (hdx_conf_path(conf, "log.key", path, sizeof(path)) ||
+        hdx_logkey_load_private(path, log_key) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot load the log signing key %s/log.key (Ed25519, mode 0600)\n",
                 conf->dir);
         return 1;
     }
@@ -118,6 +125,7 @@ int main(int argc, char **argv)
 {
     struct hdx_conf conf;
     struct hdx_keyring *kr = NULL;
+    EVP_PKEY *log_key = NULL;
     struct hdx_store *rw = NULL, *ro = NULL;
     struct hdx_server *srv = NULL;
     char why[512];
@@ -129,10 +137,11 @@ int main(int argc, char **argv)
     umask(077); /* everything hdxd creates (WAL, shm) is private */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    if (open_state(&conf, &kr, &rw, &ro) != 0) {
+    if (open_state(&conf, &kr, &log_key, &rw, &ro) != 0) {
         hdx_store_close(rw);
         hdx_store_close(ro);
         hdx_keyring_free(kr);
+        EVP_PKEY_free(log_key);
         return 1;
     }
     /* The changelist folds the add/remove of a write event within one loop turn into a
@@ -141,10 +150,12 @@ int main(int argc, char **argv)
     if (cfg) event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     struct event_base *base = cfg ? event_base_new_with_config(cfg) : NULL;
     if (cfg) event_config_free(cfg);
-    if (!base || hdx_server_new(&conf, base, kr, ro, rw, &srv, why, sizeof(why)) != HDX_OK) {
+    if (!base ||
+        hdx_server_new(&conf, base, kr, log_key, ro, rw, &srv, why, sizeof(why)) != HDX_OK) {
         fprintf(stderr, "hdxd: %s\n", base ? why : "cannot create event loop");
         hdx_store_close(ro);
         hdx_keyring_free(kr);
+        EVP_PKEY_free(log_key);
         if (base) event_base_free(base);
         return 1;
     }
@@ -160,6 +171,7 @@ int main(int argc, char **argv)
     event_base_free(base);
     hdx_store_close(ro);
     hdx_keyring_free(kr);
+    EVP_PKEY_free(log_key);
     hdx_info("stopped", "status=clean");
     return 0;
 }

@@ -58,6 +58,7 @@ int cmd_tail(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_sth(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

@@ -1,6 +1,7 @@
 /* hdx verify: checks every record, on every core (each thread takes a contiguous range
  * and starts its chain from the stored chain hash before it; the thread before checks that
  * very hash, so the whole chain is covered). */
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -11,6 +12,9 @@
 #include "cli/cli.h"
 #include "commit/commit.h"
 #include "core/err.h"
+#include "core/util.h"
+#include "merkle/merkle.h"
+#include "merkle/sth.h"
 #include "proto/hl7.h"
 
 #define VERIFY_THREADS_MAX 8
@@ -21,7 +25,10 @@ static const char verify_usage[] =
     "Walks every record: sequence without gaps, leaf hash, hash chain, AES-GCM tag over the\n"
     "header (seq, time, sender, type, patient token), and the index against the decrypted\n"
     "message. Prints 'bad seq=N reason=...' for each failure; the last line is 'records=N ok'\n"
-    "or 'records=N bad=M'. Exit status 0 only when everything is intact.\n";
+    "or 'records=N bad=M'. Before it, the newest signed tree head is checked: the log key's\n"
+    "signature (DIR/log.pub.pem) and the Merkle root of the first tree_size records\n"
+    "('sth tree_size=N root=ok signature=ok', or 'bad sth ...': a store cut short, rolled\n"
+    "back or rewritten). Exit status 0 only when everything is intact.\n";
 
 struct bad {
     uint64_t seq;
@@ -150,13 +157,113 @@ static void *verify_range(void *arg)
     return NULL;
 }
 
+/* A frontier-only tree: the root needs no stored nodes, so puts are dropped. */
+static int no_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
+{
+    return HDX_E_NOTFOUND;
+}
+
+struct tree_walk {
+    struct merkle tree;
+    uint64_t upto;
+    int failed;
+    uint64_t sth_size;
+    uint8_t root_at_sth[32];
+    struct merkle_store stored; /* the nodes hdxd stored, to compare with */
+    uint64_t bad_nodes;
+};
+
+/* Every perfect subtree the walk completes must equal the node hdxd stored for it: proofs
+ * are built from those. */
+static int compare_put(void *ctx, unsigned level, uint64_t index, const uint8_t h[32])
+{
+    struct tree_walk *w = ctx;
+    uint8_t stored[32];
+    if (level < HDX_STORE_MERKLE_MIN_LEVEL) return HDX_OK;
+    if (w->stored.get(w->stored.ctx, level, index, stored) != HDX_OK ||
+        CRYPTO_memcmp(stored, h, 32) != 0) {
+        if (w->bad_nodes++ < 20)
+            printf("bad node level=%u index=%llu reason=\"stored Merkle node differs\"\n", level,
+                   (unsigned long long)index);
+    }
+    return HDX_OK;
+}
+
+static int tree_one(void *arg, const struct hdx_record *r)
+{
+    struct tree_walk *w = arg;
+    if (merkle_size(&w->tree) >= w->upto) return 1;
+    if (merkle_size(&w->tree) == w->sth_size) merkle_root(&w->tree, w->root_at_sth);
+    if (r->seq != merkle_size(&w->tree) + 1 || merkle_append(&w->tree, r->leaf_hash) != HDX_OK) {
+        w->failed = 1; /* a gap: already reported by seq above */
+        return 1;
+    }
+    return 0;
+}
+
+/* The newest signed tree head must carry the log key's signature and be the Merkle root of
+ * the first tree_size records: a store cut short, rolled back or rewritten fails here.
+ * Returns the number of problems found (printed as "bad sth ..." lines). */
+static int check_sth(struct cli_ctx *ctx, const char *dir, uint64_t last)
+{
+    struct hdx_sth sth;
+    char path[HDX_PATH_MAX];
+    EVP_PKEY *pub = NULL;
+    int rc = hdx_store_sth_latest(ctx->store, &sth);
+    if (rc == HDX_E_NOTFOUND) {
+        printf("sth=none\n");
+        return 0;
+    }
+    if (rc != HDX_OK || hdx_path(path, sizeof(path), dir, "log.pub.pem") ||
+        hdx_logkey_load_public(path, &pub) != HDX_OK) {
+        printf("bad sth reason=\"tree head or log.pub.pem unreadable\"\n");
+        return 1;
+    }
+    rc = hdx_sth_verify(&sth, pub);
+    EVP_PKEY_free(pub);
+    if (rc != HDX_OK) {
+        printf("bad sth tree_size=%llu reason=\"signature invalid\"\n",
+               (unsigned long long)sth.tree_size);
+        return 1;
+    }
+    if (sth.tree_size > last) {
+        printf("bad sth tree_size=%llu reason=\"the store holds only %llu records\"\n",
+               (unsigned long long)sth.tree_size, (unsigned long long)last);
+        return 1;
+    }
+    struct tree_walk w = {.upto = last};
+    struct merkle_store ms = {no_get, compare_put, &w};
+    uint8_t root_at_sth[32];
+    hdx_store_merkle(ctx->store, &w.stored);
+    struct hdx_store_filter f = {.from_seq = 1};
+    w.sth_size = sth.tree_size;
+    if (merkle_open(&w.tree, 0, &ms) != HDX_OK ||
+        hdx_store_scan(ctx->store, &f, 0, tree_one, &w) < 0 || w.failed)
+        memset(root_at_sth, 0, sizeof(root_at_sth));
+    else if (merkle_size(&w.tree) == sth.tree_size)
+        merkle_root(&w.tree, root_at_sth);
+    else
+        memcpy(root_at_sth, w.root_at_sth, 32);
+    if (w.bad_nodes) {
+        printf("bad nodes=%llu\n", (unsigned long long)w.bad_nodes);
+        return 1;
+    }
+    if (CRYPTO_memcmp(root_at_sth, sth.root, 32) != 0) {
+        printf("bad sth tree_size=%llu reason=\"records do not hash to the signed root\"\n",
+               (unsigned long long)sth.tree_size);
+        return 1;
+    }
+    printf("sth tree_size=%llu root=ok signature=ok\n", (unsigned long long)sth.tree_size);
+    return 0;
+}
+
 static int cmp_bad(const void *a, const void *b)
 {
     const struct bad *x = a, *y = b;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static int report(struct verify_job *jobs, int n, uint64_t last)
+static int report(struct verify_job *jobs, int n, uint64_t last, int sth_bad)
 {
     size_t total = 0, k = 0;
     int fatal = 0;
@@ -176,8 +283,8 @@ static int report(struct verify_job *jobs, int n, uint64_t last)
         printf("records=%llu error=\"store unreadable\"\n", (unsigned long long)last);
         return 1;
     }
-    if (total) {
-        printf("records=%llu bad=%zu\n", (unsigned long long)last, total);
+    if (total + (size_t)sth_bad) {
+        printf("records=%llu bad=%zu\n", (unsigned long long)last, total + (size_t)sth_bad);
         return 1;
     }
     printf("records=%llu ok\n", (unsigned long long)last);
@@ -231,7 +338,7 @@ int cmd_verify(int argc, char **argv)
     }
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
-    int rc = report(jobs, n, last);
+    int rc = report(jobs, n, last, check_sth(&ctx, dir, last));
     for (int i = 0; i < n; i++)
         free(jobs[i].bad);
     cli_close(&ctx);

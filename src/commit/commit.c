@@ -1,10 +1,14 @@
 #include "commit/commit.h"
 #include "commit/dedup.h"
+#include "merkle/merkle.h"
+#include "merkle/sth.h"
 
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -26,6 +30,11 @@ struct hdx_commit {
     uint64_t last_seq;
     int64_t last_time;
     uint8_t last_chain[HDX_HASH_LEN];
+    struct merkle tree; /* leaf i = record seq i + 1; nodes committed with the batch */
+    struct merkle_store tree_store;
+    EVP_PKEY *log_key; /* signs tree heads; NULL: none are made */
+    uint64_t sth_size; /* size of the newest signed tree head */
+    int64_t sth_us;    /* when it was made */
     void (*notify)(void *arg);
     void *notify_arg;
     struct hdx_commit_stats stats; /* under lock */
@@ -100,6 +109,8 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
         hdx_record_chain(c->last_chain, r.leaf_hash, r.chain);
         rc = hdx_store_append(c->store, &r);
     }
+    if (rc == HDX_OK)
+        rc = merkle_append(&c->tree, r.leaf_hash); /* its new nodes join the transaction */
     if (rc == HDX_OK) {
         if (it->control_id[0]) {
             hdx_dedup_add(c->dedup, r.dedup, r.seq); /* also catches a repeat in this batch */
@@ -116,8 +127,32 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
     return rc;
 }
 
+/* Signs and stores a tree head for the current tree inside the open transaction, when one is
+ * due: the tree grew and the last head is a second old (or force). */
+static int maybe_sth(struct hdx_commit *c, int force, struct hdx_sth *made)
+{
+    made->tree_size = 0;
+    if (!c->log_key || merkle_size(&c->tree) <= c->sth_size) return HDX_OK;
+    if (!force && hdx_monotonic_us() - c->sth_us < HDX_STH_INTERVAL_US) return HDX_OK;
+    made->tree_size = merkle_size(&c->tree);
+    made->timestamp_ms = (uint64_t)(hdx_now_us() / 1000);
+    int rc = merkle_root(&c->tree, made->root);
+    if (rc == HDX_OK) rc = hdx_sth_sign(made, c->log_key);
+    if (rc == HDX_OK) rc = hdx_store_sth_put(c->store, made);
+    if (rc != HDX_OK) made->tree_size = 0;
+    return rc;
+}
+
+static void sth_committed(struct hdx_commit *c, const struct hdx_sth *made)
+{
+    if (!made->tree_size) return;
+    c->sth_size = made->tree_size;
+    c->sth_us = hdx_monotonic_us();
+}
+
 static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
 {
+    struct hdx_sth sth = {0};
     uint64_t saved_seq = c->last_seq;
     int64_t saved_time = c->last_time;
     uint8_t saved_chain[HDX_HASH_LEN];
@@ -126,13 +161,17 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
     int rc = hdx_store_begin(c->store);
     for (struct hdx_intake_item *it = batch; it && rc == HDX_OK; it = it->next)
         rc = commit_one(c, it);
+    if (rc == HDX_OK) rc = maybe_sth(c, 0, &sth);
     if (rc == HDX_OK) rc = hdx_store_commit(c->store);
+    if (rc == HDX_OK) sth_committed(c, &sth);
     if (rc != HDX_OK) {
         hdx_store_rollback(c->store);
         c->last_seq = saved_seq;
         c->last_time = saved_time;
         memcpy(c->last_chain, saved_chain, HDX_HASH_LEN);
         hdx_dedup_forget_newest(c->dedup, c->batch_added); /* they were never stored */
+        if (merkle_open(&c->tree, saved_seq, &c->tree_store) != HDX_OK)
+            hdx_error("merkle_reopen_failed", "size=%llu", (unsigned long long)saved_seq);
         hdx_error("commit_failed", "err=%s records_refused=1", hdx_strerror(rc));
     }
     return rc;
@@ -141,8 +180,14 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
 static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
 {
     pthread_mutex_lock(&c->lock);
-    while (!c->queue_head && !c->stopping)
-        pthread_cond_wait(&c->wake, &c->lock);
+    if (!c->queue_head && !c->stopping) {
+        /* Wake at least once a second so the last records get a signed head when
+         * traffic stops. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&c->wake, &c->lock, &until);
+    }
     struct hdx_intake_item *head = c->queue_head, *last = head;
     int n = 1;
     while (last && last->next && n < c->batch_max) {
@@ -191,15 +236,33 @@ static void finish_batch(struct hdx_commit *c, struct hdx_intake_item *batch, in
     c->notify(c->notify_arg);
 }
 
+/* A tree head for records that arrived less than a second before traffic stopped. */
+static void idle_sth(struct hdx_commit *c)
+{
+    struct hdx_sth sth;
+    if (!c->log_key || merkle_size(&c->tree) <= c->sth_size ||
+        hdx_monotonic_us() - c->sth_us < HDX_STH_INTERVAL_US || hdx_store_begin(c->store) != HDX_OK)
+        return;
+    if (maybe_sth(c, 1, &sth) == HDX_OK && hdx_store_commit(c->store) == HDX_OK)
+        sth_committed(c, &sth);
+    else
+        hdx_store_rollback(c->store);
+}
+
 static void *commit_main(void *arg)
 {
     struct hdx_commit *c = arg;
     int stop = 0;
     while (!stop) {
         struct hdx_intake_item *batch = take_batch(c, &stop);
-        if (!batch) continue;
+        if (!batch) {
+            idle_sth(c);
+            continue;
+        }
         finish_batch(c, batch, commit_batch(c, batch));
     }
+    c->sth_us = 0; /* the final head covers everything committed before the stop */
+    idle_sth(c);
     return NULL;
 }
 
@@ -208,8 +271,36 @@ static void load_token(void *ctx, const uint8_t *token, uint64_t seq)
     hdx_dedup_add(ctx, token, seq);
 }
 
+/* The store must hold the tree its newest signed head describes: a store cut short or
+ * rolled back to an older copy, or a changed leaf, shows here before any write. */
+static int check_tree(struct hdx_commit *c)
+{
+    struct hdx_sth sth;
+    uint8_t root[32];
+    int rc = hdx_store_sth_latest(c->store, &sth);
+    if (rc == HDX_E_NOTFOUND) return HDX_OK;
+    if (rc != HDX_OK) return rc;
+    if (c->log_key && hdx_sth_verify(&sth, c->log_key) != HDX_OK) {
+        hdx_error("log_alarm", "reason=\"tree head signature invalid\" tree_size=%llu",
+                  (unsigned long long)sth.tree_size);
+        return HDX_E_INTEGRITY;
+    }
+    if (sth.tree_size > merkle_size(&c->tree) ||
+        merkle_root_at(&c->tree, sth.tree_size, root) != HDX_OK ||
+        CRYPTO_memcmp(root, sth.root, 32) != 0) {
+        hdx_error("log_alarm",
+                  "reason=\"store does not match its last signed tree head\" tree_size=%llu "
+                  "store_size=%llu",
+                  (unsigned long long)sth.tree_size, (unsigned long long)merkle_size(&c->tree));
+        return HDX_E_INTEGRITY;
+    }
+    c->sth_size = sth.tree_size;
+    c->sth_us = hdx_monotonic_us();
+    return HDX_OK;
+}
+
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     size_t dedup_window, void (*notify)(void *arg), void *arg,
+                     size_t dedup_window, EVP_PKEY *log_key, void (*notify)(void *arg), void *arg,
                      struct hdx_commit **out)
 {
     *out = NULL;
@@ -223,7 +314,11 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     c->batch_max = batch_max > 0 ? batch_max : 1;
     c->notify = notify;
     c->notify_arg = arg;
+    c->log_key = log_key;
+    hdx_store_merkle(store, &c->tree_store);
     int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
+    if (rc == HDX_OK) rc = merkle_open(&c->tree, c->last_seq, &c->tree_store);
+    if (rc == HDX_OK) rc = check_tree(c);
     if (rc == HDX_OK)
         rc =
             hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,

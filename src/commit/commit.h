@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 #include "crypto/keys.h"
 #include "store/record.h"
 #include "store/store.h"
@@ -54,8 +56,13 @@ struct hdx_commit_stats {
  * commit thread after each batch; it must only wake the consumer (e.g. write an eventfd). */
 /* dedup_window: how many of the newest duplicate tokens are kept for duplicate detection
  * (commit/dedup.h); they are read back from the store at start. */
+/* log_key (Ed25519, may be NULL in tests) signs a tree head at most every
+ * HDX_STH_INTERVAL_US while records arrive, and once more when traffic stops; the head is
+ * stored in the same transaction as the records it covers. At start the store's tree must
+ * match its newest signed head, else HDX_E_INTEGRITY (and a log_alarm line). */
+#define HDX_STH_INTERVAL_US 1000000
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     size_t dedup_window, void (*notify)(void *arg), void *arg,
+                     size_t dedup_window, EVP_PKEY *log_key, void (*notify)(void *arg), void *arg,
                      struct hdx_commit **out);
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item);
 /* Returns the completed items in commit order (a list linked by next), or NULL. */

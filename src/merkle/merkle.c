@@ -28,6 +28,11 @@ static int hash_node(uint8_t out[32], const uint8_t left[32], const uint8_t righ
     return HDX_OK;
 }
 
+int merkle_hash_children(uint8_t out[32], const uint8_t left[32], const uint8_t right[32])
+{
+    return hash_node(out, left, right);
+}
+
 /* Store callbacks promise 0 or a negative hdx_err; anything else is a store failure. */
 static int store_rc(int rc)
 {

@@ -46,6 +46,10 @@
  * inclusion path has at most 64 hashes and a consistency path at most 65. */
 #define MERKLE_MAX_PATH 65
 
+/* An interior node: out = SHA-256(0x01 || left || right); out may alias either input. For
+ * stores that keep only higher levels and fold lower subtrees from the leaves on demand. */
+int merkle_hash_children(uint8_t out[32], const uint8_t left[32], const uint8_t right[32]);
+
 struct merkle_store {
     int (*get)(void *ctx, unsigned level, uint64_t index, uint8_t out[32]);
     int (*put)(void *ctx, unsigned level, uint64_t index, const uint8_t hash[32]);

@@ -897,7 +897,7 @@ static int make_events(struct hdx_server *srv)
 }
 
 int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
-                   const struct hdx_keyring *kr, struct hdx_store *ro_store,
+                   const struct hdx_keyring *kr, EVP_PKEY *log_key, struct hdx_store *ro_store,
                    struct hdx_store *commit_store, struct hdx_server **out, char *why,
                    size_t why_cap)
 {
@@ -927,10 +927,14 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         snprintf(why, why_cap, "cannot create the bus");
     if (rc == HDX_OK) {
         rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, conf->store_dedup_window,
-                              notify_done, srv, &srv->commit);
+                              log_key, notify_done, srv, &srv->commit);
         commit_store = NULL; /* moved to the commit thread, or closed below */
         if (rc != HDX_OK)
-            snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));
+            snprintf(why, why_cap, "%s",
+                     rc == HDX_E_INTEGRITY
+                         ? "the store does not match its last signed tree head (log_alarm above); "
+                           "refusing to accept writes: run hdx verify"
+                         : "cannot start the commit thread");
     }
     if (rc == HDX_OK) rc = open_listeners(srv, why, why_cap);
     hdx_store_close(commit_store);

@@ -15,6 +15,7 @@
 #define HDX_SERVER_H
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 
 #include "commit/commit.h"
@@ -27,7 +28,7 @@ struct hdx_server;
 /* ro_store: the network thread's read-only store handle (devices, replay); not owned.
  * commit_store: opened read-write; ownership passes to the commit thread. */
 int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
-                   const struct hdx_keyring *kr, struct hdx_store *ro_store,
+                   const struct hdx_keyring *kr, EVP_PKEY *log_key, struct hdx_store *ro_store,
                    struct hdx_store *commit_store, struct hdx_server **out, char *why,
                    size_t why_cap);
 /* Stops accepting and reading, waits (up to a few seconds) until every in-flight message

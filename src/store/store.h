@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #include "crypto/keys.h"
+#include "merkle/merkle.h"
+#include "merkle/sth.h"
 #include "store/record.h"
 
 struct hdx_store;
@@ -58,6 +60,16 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
 /* First seq whose time is >= t (records are committed in non-decreasing time), or
  * last_seq + 1 when none. Binary search over the primary key: O(log n) lookups. */
 uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t);
+
+/* The Merkle tree's perfect subtrees (merkle/merkle.h) in this store: level 0 reads the
+ * records' leaf hashes, higher levels the merkle_nodes table (written in the caller's
+ * transaction). The handle must outlive the tree. */
+void hdx_store_merkle(struct hdx_store *s, struct merkle_store *out);
+/* Levels below this are not stored but folded from the leaves when asked for. */
+#define HDX_STORE_MERKLE_MIN_LEVEL 4
+/* Signed tree heads: every one published is kept. */
+int hdx_store_sth_put(struct hdx_store *s, const struct hdx_sth *sth);
+int hdx_store_sth_latest(struct hdx_store *s, struct hdx_sth *out); /* HDX_E_NOTFOUND: none */
 
 /* Wrapped keys. */
 int hdx_store_key_put(struct hdx_store *s, enum hdx_key_kind kind, uint32_t id,

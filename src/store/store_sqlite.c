@@ -21,6 +21,12 @@ enum stmt_id {
     ST_COUNT,
     ST_TIME_AT,
     ST_COUNT_ALL,
+    ST_NODE_GET,
+    ST_NODE_PUT,
+    ST_LEAF_GET,
+    ST_LEAF_RANGE,
+    ST_STH_PUT,
+    ST_STH_LATEST,
 };
 
 static const char *const stmt_sql[] = {
@@ -33,6 +39,15 @@ static const char *const stmt_sql[] = {
     [ST_COUNT] = "SELECT count(*) FROM records",
     [ST_TIME_AT] = "SELECT time_us FROM records WHERE seq>=? ORDER BY seq LIMIT 1",
     [ST_COUNT_ALL] = "SELECT max(seq) FROM records",
+    [ST_NODE_GET] = "SELECT hash FROM merkle_nodes WHERE level=? AND idx=?",
+    [ST_NODE_PUT] = "INSERT INTO merkle_nodes(level,idx,hash) VALUES(?,?,?) "
+                    "ON CONFLICT(level,idx) DO UPDATE SET hash=excluded.hash",
+    [ST_LEAF_GET] = "SELECT leaf FROM records WHERE seq=?",
+    [ST_LEAF_RANGE] = "SELECT leaf FROM records WHERE seq>=? AND seq<? ORDER BY seq",
+    [ST_STH_PUT] = "INSERT INTO sth(tree_size,timestamp_ms,root,signature) VALUES(?,?,?,?) "
+                   "ON CONFLICT(tree_size) DO NOTHING",
+    [ST_STH_LATEST] = "SELECT tree_size,timestamp_ms,root,signature FROM sth "
+                      "ORDER BY tree_size DESC LIMIT 1",
 };
 #define NSTMT (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
 
@@ -68,6 +83,10 @@ static const char schema_sql[] =
     " dedup BLOB, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, ct BLOB NOT NULL,"
     " leaf BLOB NOT NULL, chain BLOB NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS dedup_log(seq INTEGER PRIMARY KEY, token BLOB NOT NULL) STRICT;"
+    "CREATE TABLE IF NOT EXISTS merkle_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL,"
+    " hash BLOB NOT NULL, PRIMARY KEY(level,idx)) WITHOUT ROWID, STRICT;"
+    "CREATE TABLE IF NOT EXISTS sth(tree_size INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL,"
+    " root BLOB NOT NULL, signature BLOB NOT NULL) STRICT;"
     "CREATE INDEX IF NOT EXISTS records_patient ON records(patient) WHERE patient IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, role TEXT NOT NULL,"
     " serial TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL DEFAULT 0)"
@@ -605,4 +624,110 @@ int hdx_store_devices_list(struct hdx_store *s, int (*cb)(void *ctx, const struc
     }
     sqlite3_finalize(q);
     return HDX_OK;
+}
+
+/* Merkle nodes: level 0 is the records' own leaf hash (leaf index i = seq i + 1); levels
+ * below MERKLE_STORED_LEVEL are folded from at most 2^(MERKLE_STORED_LEVEL-1) leaves when a
+ * proof asks for them; only higher perfect subtrees are stored in merkle_nodes. A row per
+ * record cost 20% of ingest; one per 16 records costs little, and a proof reads a few more
+ * leaves. */
+#define MERKLE_STORED_LEVEL HDX_STORE_MERKLE_MIN_LEVEL
+
+static int fold_leaves(struct hdx_store *s, unsigned level, uint64_t index, uint8_t out[32])
+{
+    uint8_t h[1u << (MERKLE_STORED_LEVEL - 1)][32];
+    uint64_t n = (uint64_t)1 << level, first = index * n + 1;
+    size_t got = 0;
+    sqlite3_stmt *q = stmt(s, ST_LEAF_RANGE);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)first);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)(first + n));
+    while (got < n && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32)
+        memcpy(h[got++], sqlite3_column_blob(q, 0), 32);
+    sqlite3_reset(q);
+    if (got != n) return HDX_E_NOTFOUND;
+    for (; n > 1; n /= 2) /* pairwise, level by level: a perfect subtree */
+        for (uint64_t i = 0; i < n / 2; i++)
+            if (merkle_hash_children(h[i], h[2 * i], h[2 * i + 1]) != HDX_OK) return HDX_E_CRYPTO;
+    memcpy(out, h[0], 32);
+    return HDX_OK;
+}
+static int node_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
+{
+    struct hdx_store *s = ctx;
+    if (level >= 63 || index >= (uint64_t)(INT64_MAX >> level)) return HDX_E_INVAL;
+    if (level > 0 && level < MERKLE_STORED_LEVEL) return fold_leaves(s, level, index, out);
+    sqlite3_stmt *q = stmt(s, level == 0 ? ST_LEAF_GET : ST_NODE_GET);
+    if (level == 0) {
+        sqlite3_bind_int64(q, 1, (sqlite3_int64)index + 1);
+    } else {
+        sqlite3_bind_int(q, 1, (int)level);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)index);
+    }
+    int rc = sqlite3_step(q), err = HDX_OK;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32)
+        memcpy(out, sqlite3_column_blob(q, 0), 32);
+    else
+        err = rc == SQLITE_ROW ? HDX_E_INTEGRITY : rc == SQLITE_DONE ? HDX_E_NOTFOUND : HDX_E_STORE;
+    sqlite3_reset(q);
+    return err;
+}
+
+static int node_put(void *ctx, unsigned level, uint64_t index, const uint8_t hash[32])
+{
+    struct hdx_store *s = ctx;
+    if (level < MERKLE_STORED_LEVEL) return HDX_OK; /* leaf in its record; low levels folded */
+    if (s->failed || index >= INT64_MAX) return HDX_E_STORE;
+    sqlite3_stmt *q = stmt(s, ST_NODE_PUT);
+    sqlite3_bind_int(q, 1, (int)level);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)index);
+    sqlite3_bind_blob(q, 3, hash, 32, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "node_put");
+    }
+    return HDX_OK;
+}
+
+void hdx_store_merkle(struct hdx_store *s, struct merkle_store *out)
+{
+    out->get = node_get;
+    out->put = node_put;
+    out->ctx = s;
+}
+
+int hdx_store_sth_put(struct hdx_store *s, const struct hdx_sth *sth)
+{
+    if (s->failed) return HDX_E_STORE;
+    sqlite3_stmt *q = stmt(s, ST_STH_PUT);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)sth->tree_size);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)sth->timestamp_ms);
+    sqlite3_bind_blob(q, 3, sth->root, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 4, sth->signature, HDX_STH_SIG_LEN, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "sth_put");
+    }
+    return HDX_OK;
+}
+
+int hdx_store_sth_latest(struct hdx_store *s, struct hdx_sth *out)
+{
+    sqlite3_stmt *q = stmt(s, ST_STH_LATEST);
+    int rc = sqlite3_step(q), err = HDX_OK;
+    memset(out, 0, sizeof(*out));
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 2) == 32 &&
+        sqlite3_column_bytes(q, 3) == HDX_STH_SIG_LEN) {
+        out->tree_size = (uint64_t)sqlite3_column_int64(q, 0);
+        out->timestamp_ms = (uint64_t)sqlite3_column_int64(q, 1);
+        memcpy(out->root, sqlite3_column_blob(q, 2), 32);
+        memcpy(out->signature, sqlite3_column_blob(q, 3), HDX_STH_SIG_LEN);
+    } else {
+        err = rc == SQLITE_DONE ? HDX_E_NOTFOUND : rc == SQLITE_ROW ? HDX_E_INTEGRITY : HDX_E_STORE;
+    }
+    sqlite3_reset(q);
+    return err;
 }

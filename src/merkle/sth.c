@@ -1,0 +1,91 @@
+#include "merkle/sth.h"
+
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/err.h"
+#include "core/util.h"
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+int hdx_logkey_load_private(const char *path, EVP_PKEY **out)
+{
+    struct stat st;
+    *out = NULL;
+    if (stat(path, &st) != 0) return HDX_E_NOTFOUND;
+    if (st.st_mode & 077) return HDX_E_PERM;
+    FILE *f = fopen(path, "r");
+    if (!f) return HDX_E_IO;
+    *out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (*out && EVP_PKEY_get_id(*out) != EVP_PKEY_ED25519) {
+        EVP_PKEY_free(*out);
+        *out = NULL;
+    }
+    return *out ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_logkey_load_public(const char *path, EVP_PKEY **out)
+{
+    FILE *f = fopen(path, "r");
+    *out = NULL;
+    if (!f) return HDX_E_NOTFOUND;
+    *out = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (*out && EVP_PKEY_get_id(*out) != EVP_PKEY_ED25519) {
+        EVP_PKEY_free(*out);
+        *out = NULL;
+    }
+    return *out ? HDX_OK : HDX_E_CRYPTO;
+}
+
+void hdx_sth_signed_bytes(const struct hdx_sth *sth, uint8_t out[HDX_STH_SIGNED_LEN])
+{
+    memcpy(out, "HDX-STH-v1", 10);
+    put_be64(out + 10, sth->tree_size);
+    put_be64(out + 18, sth->timestamp_ms);
+    memcpy(out + 26, sth->root, 32);
+}
+
+int hdx_sth_sign(struct hdx_sth *sth, EVP_PKEY *key)
+{
+    uint8_t msg[HDX_STH_SIGNED_LEN];
+    size_t siglen = HDX_STH_SIG_LEN;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1;
+    hdx_sth_signed_bytes(sth, msg);
+    ok = ok && EVP_DigestSign(ctx, sth->signature, &siglen, msg, sizeof(msg)) == 1 &&
+         siglen == HDX_STH_SIG_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_sth_verify(const struct hdx_sth *sth, EVP_PKEY *pub)
+{
+    uint8_t msg[HDX_STH_SIGNED_LEN];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    hdx_sth_signed_bytes(sth, msg);
+    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pub) == 1 &&
+             EVP_DigestVerify(ctx, sth->signature, HDX_STH_SIG_LEN, msg, sizeof(msg)) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok ? HDX_OK : HDX_E_INTEGRITY;
+}
+
+int hdx_sth_json(const struct hdx_sth *sth, char *out, size_t cap)
+{
+    char root[65], sig[2 * HDX_STH_SIG_LEN + 1];
+    hdx_hex(sth->root, 32, root);
+    hdx_hex(sth->signature, HDX_STH_SIG_LEN, sig);
+    int n = snprintf(out, cap,
+                     "{\"tree_size\":%llu,\"timestamp_ms\":%llu,\"root_hash\":\"%s\","
+                     "\"signature\":\"%s\"}",
+                     (unsigned long long)sth->tree_size, (unsigned long long)sth->timestamp_ms,
+                     root, sig);
+    return n < 0 || (size_t)n >= cap ? HDX_E_TOOBIG : n;
+}
