@@ -17,6 +17,8 @@ static const char usage_text[] =
     "  query -d DIR [filters]           list stored messages by patient, type, time\n"
     "  verify -d DIR                    check every record; exit 0 only if intact\n"
     "  sth -d DIR                       the newest signed tree head of the log, JSON\n"
+    "  proof inclusion|consistency ...  Merkle proofs against signed tree heads, JSON\n"
+    "  verify-proof --pubkey F PROOF    check a proof offline with the log's public key\n"
     "  sim -d DIR                       simulated bedside monitors streaming vitals\n"
     "  bench -d DIR                     ingest benchmark over mutual TLS\n"
     "\n"
@@ -29,9 +31,12 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init}, {"device", cmd_device}, {"send", cmd_send},     {"tail", cmd_tail},
-    {"get", cmd_get},   {"query", cmd_query},   {"verify", cmd_verify}, {"sth", cmd_sth},
-    {"sim", cmd_sim},   {"bench", cmd_bench},
+    {"init", cmd_init},     {"device", cmd_device},
+    {"send", cmd_send},     {"tail", cmd_tail},
+    {"get", cmd_get},       {"query", cmd_query},
+    {"verify", cmd_verify}, {"sth", cmd_sth},
+    {"proof", cmd_proof},   {"verify-proof", cmd_verify_proof},
+    {"sim", cmd_sim},       {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

@@ -59,6 +59,8 @@ int cmd_get(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_sth(int argc, char **argv);
+int cmd_proof(int argc, char **argv);
+int cmd_verify_proof(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

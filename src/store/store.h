@@ -70,6 +70,9 @@ void hdx_store_merkle(struct hdx_store *s, struct merkle_store *out);
 /* Signed tree heads: every one published is kept. */
 int hdx_store_sth_put(struct hdx_store *s, const struct hdx_sth *sth);
 int hdx_store_sth_latest(struct hdx_store *s, struct hdx_sth *out); /* HDX_E_NOTFOUND: none */
+int hdx_store_sth_at(struct hdx_store *s, uint64_t tree_size, struct hdx_sth *out);
+int hdx_store_sth_list(struct hdx_store *s, int (*cb)(void *ctx, const struct hdx_sth *sth),
+                       void *ctx);
 
 /* Wrapped keys. */
 int hdx_store_key_put(struct hdx_store *s, enum hdx_key_kind kind, uint32_t id,

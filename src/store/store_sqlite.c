@@ -27,6 +27,7 @@ enum stmt_id {
     ST_LEAF_RANGE,
     ST_STH_PUT,
     ST_STH_LATEST,
+    ST_STH_AT,
 };
 
 static const char *const stmt_sql[] = {
@@ -48,6 +49,7 @@ static const char *const stmt_sql[] = {
                    "ON CONFLICT(tree_size) DO NOTHING",
     [ST_STH_LATEST] = "SELECT tree_size,timestamp_ms,root,signature FROM sth "
                       "ORDER BY tree_size DESC LIMIT 1",
+    [ST_STH_AT] = "SELECT tree_size,timestamp_ms,root,signature FROM sth WHERE tree_size=?",
 };
 #define NSTMT (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
 
@@ -714,9 +716,8 @@ int hdx_store_sth_put(struct hdx_store *s, const struct hdx_sth *sth)
     return HDX_OK;
 }
 
-int hdx_store_sth_latest(struct hdx_store *s, struct hdx_sth *out)
+static int sth_row(struct hdx_store *s, sqlite3_stmt *q, struct hdx_sth *out)
 {
-    sqlite3_stmt *q = stmt(s, ST_STH_LATEST);
     int rc = sqlite3_step(q), err = HDX_OK;
     memset(out, 0, sizeof(*out));
     if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 2) == 32 &&
@@ -729,5 +730,42 @@ int hdx_store_sth_latest(struct hdx_store *s, struct hdx_sth *out)
         err = rc == SQLITE_DONE ? HDX_E_NOTFOUND : rc == SQLITE_ROW ? HDX_E_INTEGRITY : HDX_E_STORE;
     }
     sqlite3_reset(q);
+    (void)s;
     return err;
+}
+
+int hdx_store_sth_latest(struct hdx_store *s, struct hdx_sth *out)
+{
+    return sth_row(s, stmt(s, ST_STH_LATEST), out);
+}
+
+int hdx_store_sth_at(struct hdx_store *s, uint64_t tree_size, struct hdx_sth *out)
+{
+    sqlite3_stmt *q = stmt(s, ST_STH_AT);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)tree_size);
+    return sth_row(s, q, out);
+}
+
+int hdx_store_sth_list(struct hdx_store *s, int (*cb)(void *ctx, const struct hdx_sth *sth),
+                       void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct hdx_sth sth;
+    int rc;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT tree_size,timestamp_ms,root,signature FROM sth ORDER BY "
+                           "tree_size",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "sth_list_prepare");
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(q, 2) != 32 || sqlite3_column_bytes(q, 3) != HDX_STH_SIG_LEN)
+            continue;
+        sth.tree_size = (uint64_t)sqlite3_column_int64(q, 0);
+        sth.timestamp_ms = (uint64_t)sqlite3_column_int64(q, 1);
+        memcpy(sth.root, sqlite3_column_blob(q, 2), 32);
+        memcpy(sth.signature, sqlite3_column_blob(q, 3), HDX_STH_SIG_LEN);
+        if (cb(ctx, &sth)) break;
+    }
+    sqlite3_finalize(q);
+    return HDX_OK;
 }
