@@ -163,12 +163,21 @@ static int no_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
     return HDX_E_NOTFOUND;
 }
 
+/* A signed head to hold the records against: the store's newest, and the copy hdxd keeps
+ * outside the store (DIR/log.sth), which shows a store restored from an older copy. */
+struct head {
+    const char *name;
+    int present;
+    struct hdx_sth sth;
+    int have_root;
+    uint8_t root[32];
+};
+
 struct tree_walk {
     struct merkle tree;
-    uint64_t upto;
+    struct head *heads;
+    size_t nheads;
     int failed;
-    uint64_t sth_size;
-    uint8_t root_at_sth[32];
     struct merkle_store stored; /* the nodes hdxd stored, to compare with */
     uint64_t bad_nodes;
 };
@@ -189,11 +198,19 @@ static int compare_put(void *ctx, unsigned level, uint64_t index, const uint8_t 
     return HDX_OK;
 }
 
+static void note_roots(struct tree_walk *w)
+{
+    for (size_t k = 0; k < w->nheads; k++) {
+        struct head *h = &w->heads[k];
+        if (h->present && !h->have_root && h->sth.tree_size == merkle_size(&w->tree))
+            h->have_root = merkle_root(&w->tree, h->root) == HDX_OK;
+    }
+}
+
 static int tree_one(void *arg, const struct hdx_record *r)
 {
     struct tree_walk *w = arg;
-    if (merkle_size(&w->tree) >= w->upto) return 1;
-    if (merkle_size(&w->tree) == w->sth_size) merkle_root(&w->tree, w->root_at_sth);
+    note_roots(w);
     if (r->seq != merkle_size(&w->tree) + 1 || merkle_append(&w->tree, r->leaf_hash) != HDX_OK) {
         w->failed = 1; /* a gap: already reported by seq above */
         return 1;
@@ -201,60 +218,70 @@ static int tree_one(void *arg, const struct hdx_record *r)
     return 0;
 }
 
-/* The newest signed tree head must carry the log key's signature and be the Merkle root of
- * the first tree_size records: a store cut short, rolled back or rewritten fails here.
- * Returns the number of problems found (printed as "bad sth ..." lines). */
+static int judge_head(struct head *h, EVP_PKEY *pub, uint64_t last)
+{
+    unsigned long long size = (unsigned long long)h->sth.tree_size;
+    if (!h->present) return 0;
+    if (hdx_sth_verify(&h->sth, pub) != HDX_OK) {
+        printf("bad %s tree_size=%llu reason=\"signature invalid\"\n", h->name, size);
+        return 1;
+    }
+    if (h->sth.tree_size > last) {
+        printf("bad %s tree_size=%llu reason=\"the store holds only %llu records\"\n", h->name,
+               size, (unsigned long long)last);
+        return 1;
+    }
+    if (!h->have_root || CRYPTO_memcmp(h->root, h->sth.root, 32) != 0) {
+        printf("bad %s tree_size=%llu reason=\"records do not hash to the signed root\"\n", h->name,
+               size);
+        return 1;
+    }
+    printf("%s tree_size=%llu root=ok signature=ok\n", h->name, size);
+    return 0;
+}
+
+/* The newest signed tree head, in the store and in DIR/log.sth, must carry the log key's
+ * signature and be the Merkle root of the first tree_size records, and every stored tree
+ * node must be what the records give: a store cut short, rolled back, restored from an
+ * older copy or rewritten fails here. Returns the number of problems (printed). */
 static int check_sth(struct cli_ctx *ctx, const char *dir, uint64_t last)
 {
-    struct hdx_sth sth;
+    struct head heads[2] = {{.name = "sth"}, {.name = "head_file"}};
     char path[HDX_PATH_MAX];
     EVP_PKEY *pub = NULL;
-    int rc = hdx_store_sth_latest(ctx->store, &sth);
-    if (rc == HDX_E_NOTFOUND) {
+    int bad = 0;
+    heads[0].present = hdx_store_sth_latest(ctx->store, &heads[0].sth) == HDX_OK;
+    if (hdx_path(path, sizeof(path), dir, "log.sth") == 0) {
+        int rc = hdx_sth_file_read(path, &heads[1].sth);
+        heads[1].present = rc == HDX_OK;
+        if (rc != HDX_OK && rc != HDX_E_NOTFOUND) {
+            printf("bad head_file reason=\"log.sth unreadable or malformed\"\n");
+            bad++;
+        }
+    }
+    if (!heads[0].present && !heads[1].present) {
         printf("sth=none\n");
-        return 0;
+        return bad;
     }
-    if (rc != HDX_OK || hdx_path(path, sizeof(path), dir, "log.pub.pem") ||
+    if (hdx_path(path, sizeof(path), dir, "log.pub.pem") ||
         hdx_logkey_load_public(path, &pub) != HDX_OK) {
-        printf("bad sth reason=\"tree head or log.pub.pem unreadable\"\n");
-        return 1;
+        printf("bad sth reason=\"log.pub.pem unreadable\"\n");
+        return bad + 1;
     }
-    rc = hdx_sth_verify(&sth, pub);
-    EVP_PKEY_free(pub);
-    if (rc != HDX_OK) {
-        printf("bad sth tree_size=%llu reason=\"signature invalid\"\n",
-               (unsigned long long)sth.tree_size);
-        return 1;
-    }
-    if (sth.tree_size > last) {
-        printf("bad sth tree_size=%llu reason=\"the store holds only %llu records\"\n",
-               (unsigned long long)sth.tree_size, (unsigned long long)last);
-        return 1;
-    }
-    struct tree_walk w = {.upto = last};
+    struct tree_walk w = {.heads = heads, .nheads = 2};
     struct merkle_store ms = {no_get, compare_put, &w};
-    uint8_t root_at_sth[32];
-    hdx_store_merkle(ctx->store, &w.stored);
     struct hdx_store_filter f = {.from_seq = 1};
-    w.sth_size = sth.tree_size;
-    if (merkle_open(&w.tree, 0, &ms) != HDX_OK ||
-        hdx_store_scan(ctx->store, &f, 0, tree_one, &w) < 0 || w.failed)
-        memset(root_at_sth, 0, sizeof(root_at_sth));
-    else if (merkle_size(&w.tree) == sth.tree_size)
-        merkle_root(&w.tree, root_at_sth);
-    else
-        memcpy(root_at_sth, w.root_at_sth, 32);
+    hdx_store_merkle(ctx->store, &w.stored);
+    if (merkle_open(&w.tree, 0, &ms) == HDX_OK &&
+        hdx_store_scan(ctx->store, &f, 0, tree_one, &w) >= 0 && !w.failed)
+        note_roots(&w);
     if (w.bad_nodes) {
         printf("bad nodes=%llu\n", (unsigned long long)w.bad_nodes);
-        return 1;
+        bad++;
     }
-    if (CRYPTO_memcmp(root_at_sth, sth.root, 32) != 0) {
-        printf("bad sth tree_size=%llu reason=\"records do not hash to the signed root\"\n",
-               (unsigned long long)sth.tree_size);
-        return 1;
-    }
-    printf("sth tree_size=%llu root=ok signature=ok\n", (unsigned long long)sth.tree_size);
-    return 0;
+    bad += judge_head(&heads[0], pub, last) + judge_head(&heads[1], pub, last);
+    EVP_PKEY_free(pub);
+    return bad;
 }
 
 static int cmp_bad(const void *a, const void *b)

@@ -32,9 +32,10 @@ struct hdx_commit {
     uint8_t last_chain[HDX_HASH_LEN];
     struct merkle tree; /* leaf i = record seq i + 1; nodes committed with the batch */
     struct merkle_store tree_store;
-    EVP_PKEY *log_key; /* signs tree heads; NULL: none are made */
-    uint64_t sth_size; /* size of the newest signed tree head */
-    int64_t sth_us;    /* when it was made */
+    EVP_PKEY *log_key;    /* signs tree heads; NULL: none are made */
+    char head_file[4096]; /* newest head outside the store; "" = none */
+    uint64_t sth_size;    /* size of the newest signed tree head */
+    int64_t sth_us;       /* when it was made */
     void (*notify)(void *arg);
     void *notify_arg;
     struct hdx_commit_stats stats; /* under lock */
@@ -146,6 +147,9 @@ static int maybe_sth(struct hdx_commit *c, int force, struct hdx_sth *made)
 static void sth_committed(struct hdx_commit *c, const struct hdx_sth *made)
 {
     if (!made->tree_size) return;
+    /* After the commit: the file never names a head the store might not hold. */
+    if (c->head_file[0] && hdx_sth_file_write(c->head_file, made) != HDX_OK)
+        hdx_error("head_file_write_failed", "tree_size=%llu", (unsigned long long)made->tree_size);
     c->sth_size = made->tree_size;
     c->sth_us = hdx_monotonic_us();
 }
@@ -271,37 +275,47 @@ static void load_token(void *ctx, const uint8_t *token, uint64_t seq)
     hdx_dedup_add(ctx, token, seq);
 }
 
-/* The store must hold the tree its newest signed head describes: a store cut short or
- * rolled back to an older copy, or a changed leaf, shows here before any write. */
+static int head_matches(struct hdx_commit *c, const struct hdx_sth *sth, const char *what)
+{
+    uint8_t root[32];
+    if (c->log_key && hdx_sth_verify(sth, c->log_key) != HDX_OK) {
+        hdx_error("log_alarm", "reason=\"%s: signature invalid\" tree_size=%llu", what,
+                  (unsigned long long)sth->tree_size);
+        return 0;
+    }
+    if (sth->tree_size > merkle_size(&c->tree) ||
+        merkle_root_at(&c->tree, sth->tree_size, root) != HDX_OK ||
+        CRYPTO_memcmp(root, sth->root, 32) != 0) {
+        hdx_error("log_alarm",
+                  "reason=\"store does not match the %s\" tree_size=%llu store_size=%llu", what,
+                  (unsigned long long)sth->tree_size, (unsigned long long)merkle_size(&c->tree));
+        return 0;
+    }
+    return 1;
+}
+
+/* The store must hold the tree its newest signed head describes, and the one in the head
+ * file: a store cut short, rolled back to an older copy, or with a changed leaf or node,
+ * shows here before any write. */
 static int check_tree(struct hdx_commit *c)
 {
-    struct hdx_sth sth;
-    uint8_t root[32];
+    struct hdx_sth sth, file;
     int rc = hdx_store_sth_latest(c->store, &sth);
-    if (rc == HDX_E_NOTFOUND) return HDX_OK;
-    if (rc != HDX_OK) return rc;
-    if (c->log_key && hdx_sth_verify(&sth, c->log_key) != HDX_OK) {
-        hdx_error("log_alarm", "reason=\"tree head signature invalid\" tree_size=%llu",
-                  (unsigned long long)sth.tree_size);
-        return HDX_E_INTEGRITY;
+    if (rc != HDX_OK && rc != HDX_E_NOTFOUND) return rc;
+    if (rc == HDX_OK && !head_matches(c, &sth, "last signed tree head")) return HDX_E_INTEGRITY;
+    if (rc == HDX_OK) {
+        c->sth_size = sth.tree_size;
+        c->sth_us = hdx_monotonic_us();
     }
-    if (sth.tree_size > merkle_size(&c->tree) ||
-        merkle_root_at(&c->tree, sth.tree_size, root) != HDX_OK ||
-        CRYPTO_memcmp(root, sth.root, 32) != 0) {
-        hdx_error("log_alarm",
-                  "reason=\"store does not match its last signed tree head\" tree_size=%llu "
-                  "store_size=%llu",
-                  (unsigned long long)sth.tree_size, (unsigned long long)merkle_size(&c->tree));
-        return HDX_E_INTEGRITY;
-    }
-    c->sth_size = sth.tree_size;
-    c->sth_us = hdx_monotonic_us();
+    int frc = c->head_file[0] ? hdx_sth_file_read(c->head_file, &file) : HDX_E_NOTFOUND;
+    if (frc == HDX_E_NOTFOUND) return HDX_OK;
+    if (frc != HDX_OK || !head_matches(c, &file, "head file log.sth")) return HDX_E_INTEGRITY;
     return HDX_OK;
 }
 
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     size_t dedup_window, EVP_PKEY *log_key, void (*notify)(void *arg), void *arg,
-                     struct hdx_commit **out)
+                     size_t dedup_window, EVP_PKEY *log_key, const char *head_file,
+                     void (*notify)(void *arg), void *arg, struct hdx_commit **out)
 {
     *out = NULL;
     struct hdx_commit *c = calloc(1, sizeof(*c));
@@ -315,6 +329,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     c->notify = notify;
     c->notify_arg = arg;
     c->log_key = log_key;
+    snprintf(c->head_file, sizeof(c->head_file), "%s", head_file ? head_file : "");
     hdx_store_merkle(store, &c->tree_store);
     int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
     if (rc == HDX_OK) rc = merkle_open(&c->tree, c->last_seq, &c->tree_store);

@@ -58,12 +58,13 @@ struct hdx_commit_stats {
  * (commit/dedup.h); they are read back from the store at start. */
 /* log_key (Ed25519, may be NULL in tests) signs a tree head at most every
  * HDX_STH_INTERVAL_US while records arrive, and once more when traffic stops; the head is
- * stored in the same transaction as the records it covers. At start the store's tree must
- * match its newest signed head, else HDX_E_INTEGRITY (and a log_alarm line). */
+ * stored in the same transaction as the records it covers, then written to head_file (may
+ * be NULL). At start the store's tree must match its newest signed head and the head file,
+ * else HDX_E_INTEGRITY (and a log_alarm line). */
 #define HDX_STH_INTERVAL_US 1000000
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     size_t dedup_window, EVP_PKEY *log_key, void (*notify)(void *arg), void *arg,
-                     struct hdx_commit **out);
+                     size_t dedup_window, EVP_PKEY *log_key, const char *head_file,
+                     void (*notify)(void *arg), void *arg, struct hdx_commit **out);
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item);
 /* Returns the completed items in commit order (a list linked by next), or NULL. */
 struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c);

@@ -2,6 +2,7 @@
 
 #include <openssl/pem.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -75,6 +76,40 @@ int hdx_sth_verify(const struct hdx_sth *sth, EVP_PKEY *pub)
              EVP_DigestVerify(ctx, sth->signature, HDX_STH_SIG_LEN, msg, sizeof(msg)) == 1;
     EVP_MD_CTX_free(ctx);
     return ok ? HDX_OK : HDX_E_INTEGRITY;
+}
+
+int hdx_sth_file_write(const char *path, const struct hdx_sth *sth)
+{
+    uint8_t buf[HDX_STH_FILE_LEN];
+    hdx_sth_signed_bytes(sth, buf);
+    memcpy(buf + HDX_STH_SIGNED_LEN, sth->signature, HDX_STH_SIG_LEN);
+    return hdx_write_file_atomic(path, buf, sizeof(buf), 0644);
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int hdx_sth_file_read(const char *path, struct hdx_sth *sth)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = hdx_read_file(path, 4096, &buf, &len);
+    if (rc != HDX_OK) return rc;
+    if (len != HDX_STH_FILE_LEN || memcmp(buf, "HDX-STH-v1", 10) != 0) {
+        free(buf);
+        return HDX_E_INTEGRITY;
+    }
+    sth->tree_size = get_be64(buf + 10);
+    sth->timestamp_ms = get_be64(buf + 18);
+    memcpy(sth->root, buf + 26, 32);
+    memcpy(sth->signature, buf + HDX_STH_SIGNED_LEN, HDX_STH_SIG_LEN);
+    free(buf);
+    return HDX_OK;
 }
 
 int hdx_sth_json(const struct hdx_sth *sth, char *out, size_t cap)

@@ -30,6 +30,14 @@ void hdx_sth_signed_bytes(const struct hdx_sth *sth, uint8_t out[HDX_STH_SIGNED_
 int hdx_sth_sign(struct hdx_sth *sth, EVP_PKEY *key);
 /* HDX_OK when the signature is the log key's over the head, else HDX_E_INTEGRITY. */
 int hdx_sth_verify(const struct hdx_sth *sth, EVP_PKEY *pub);
+/* The newest head is also kept outside the store, in DIR/log.sth (signed bytes followed by
+ * the signature, 122 bytes, replaced atomically), so that a store restored from an older
+ * copy shows against it. */
+#define HDX_STH_FILE_LEN (HDX_STH_SIGNED_LEN + HDX_STH_SIG_LEN)
+int hdx_sth_file_write(const char *path, const struct hdx_sth *sth);
+/* HDX_E_NOTFOUND when absent, HDX_E_INTEGRITY when malformed. */
+int hdx_sth_file_read(const char *path, struct hdx_sth *sth);
+
 /* One line of JSON: {"tree_size":N,"timestamp_ms":T,"root_hash":"hex","signature":"hex"}. */
 int hdx_sth_json(const struct hdx_sth *sth, char *out, size_t cap);
 

@@ -79,6 +79,7 @@ struct hdx_server {
     int64_t last_refusal_log;
     uint64_t refused;
     int64_t started_s;
+    char head_file[HDX_PATH_MAX];
     uint64_t acks_built;
 };
 
@@ -916,6 +917,8 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     srv->ro_store = ro_store;
     srv->done_fd = -1;
     srv->started_s = hdx_now_us() / 1000000;
+    if (hdx_conf_path(conf, "log.sth", srv->head_file, sizeof(srv->head_file)) != HDX_OK)
+        srv->head_file[0] = 0;
     hl7_limits_default(&srv->limits);
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
     if (rc == HDX_OK && (rc = make_events(srv)) != HDX_OK)
@@ -927,7 +930,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         snprintf(why, why_cap, "cannot create the bus");
     if (rc == HDX_OK) {
         rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, conf->store_dedup_window,
-                              log_key, notify_done, srv, &srv->commit);
+                              log_key, srv->head_file, notify_done, srv, &srv->commit);
         commit_store = NULL; /* moved to the commit thread, or closed below */
         if (rc != HDX_OK)
             snprintf(why, why_cap, "%s",
