@@ -1,0 +1,17 @@
+/* proof: verification of the JSON proofs `hdx proof` prints (docs/LOG-FORMAT.md): the signed
+ * tree head(s) they carry must verify with the log's public key, then the RFC 9162 inclusion
+ * or consistency proof against the signed root(s). Input is untrusted and bounded
+ * (HDX_PROOF_MAX bytes, 65 path hashes). Writes "valid ..." or "invalid: REASON" into msg.
+ * Thread: any. */
+#ifndef HDX_PROOF_H
+#define HDX_PROOF_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+
+#define HDX_PROOF_MAX (1u << 20)
+
+/* HDX_OK when valid, HDX_E_INTEGRITY otherwise. */
+int hdx_proof_check(const char *json, size_t len, EVP_PKEY *pub, char *msg, size_t cap);
+
+#endif
