@@ -34,6 +34,7 @@ struct hdx_commit {
     struct merkle_store tree_store;
     EVP_PKEY *log_key;    /* signs tree heads; NULL: none are made */
     char head_file[4096]; /* newest head outside the store; "" = none */
+    int read_only;        /* the store failed its signed heads: nothing more is written */
     uint64_t sth_size;    /* size of the newest signed tree head */
     int64_t sth_us;       /* when it was made */
     void (*notify)(void *arg);
@@ -156,6 +157,7 @@ static void sth_committed(struct hdx_commit *c, const struct hdx_sth *made)
 
 static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
 {
+    if (c->read_only) return HDX_E_INTEGRITY;
     struct hdx_sth sth = {0};
     uint64_t saved_seq = c->last_seq;
     int64_t saved_time = c->last_time;
@@ -244,7 +246,7 @@ static void finish_batch(struct hdx_commit *c, struct hdx_intake_item *batch, in
 static void idle_sth(struct hdx_commit *c)
 {
     struct hdx_sth sth;
-    if (!c->log_key || merkle_size(&c->tree) <= c->sth_size ||
+    if (c->read_only || !c->log_key || merkle_size(&c->tree) <= c->sth_size ||
         hdx_monotonic_us() - c->sth_us < HDX_STH_INTERVAL_US || hdx_store_begin(c->store) != HDX_OK)
         return;
     if (maybe_sth(c, 1, &sth) == HDX_OK && hdx_store_commit(c->store) == HDX_OK)
@@ -333,7 +335,13 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     hdx_store_merkle(store, &c->tree_store);
     int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
     if (rc == HDX_OK) rc = merkle_open(&c->tree, c->last_seq, &c->tree_store);
-    if (rc == HDX_OK) rc = check_tree(c);
+    if (rc == HDX_OK && check_tree(c) != HDX_OK) {
+        /* Never write on a tampered log, but stay up: senders get AR and operators can read
+         * the alarm, query and verify. */
+        c->read_only = 1;
+        hdx_error("log_alarm", "state=read_only reason=\"store does not match its signed tree "
+                               "heads\" action=\"run hdx verify\"");
+    }
     if (rc == HDX_OK)
         rc =
             hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
@@ -396,6 +404,11 @@ void hdx_commit_stop(struct hdx_commit *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     free(c);
+}
+
+int hdx_commit_read_only(const struct hdx_commit *c)
+{
+    return c->read_only;
 }
 
 void hdx_commit_get_stats(struct hdx_commit *c, struct hdx_commit_stats *out)

@@ -59,8 +59,9 @@ struct hdx_commit_stats {
 /* log_key (Ed25519, may be NULL in tests) signs a tree head at most every
  * HDX_STH_INTERVAL_US while records arrive, and once more when traffic stops; the head is
  * stored in the same transaction as the records it covers, then written to head_file (may
- * be NULL). At start the store's tree must match its newest signed head and the head file,
- * else HDX_E_INTEGRITY (and a log_alarm line). */
+ * be NULL). At start the store's tree must match its newest signed head and the head file;
+ * if not, the pipeline starts read-only (log_alarm line): every batch then fails with
+ * HDX_E_INTEGRITY and nothing is written. */
 #define HDX_STH_INTERVAL_US 1000000
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
                      size_t dedup_window, EVP_PKEY *log_key, const char *head_file,
@@ -71,6 +72,7 @@ struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c);
 /* Commits what is queued, stops the thread, closes the store. Items still in the done list
  * are freed. */
 void hdx_commit_stop(struct hdx_commit *c);
+int hdx_commit_read_only(const struct hdx_commit *c);
 void hdx_commit_get_stats(struct hdx_commit *c, struct hdx_commit_stats *out);
 
 struct hdx_intake_item *hdx_intake_item_new(const uint8_t *body, size_t len);

@@ -380,12 +380,12 @@ static void answer_item(struct conn *c, const struct hdx_intake_item *it)
         send_ack(c, &msg, HL7_AA, NULL);
         c->acked++;
     } else {
-        err = (struct hl7_error){HL7_ERR_INTERNAL,
-                                 'R',
-                                 "",
-                                 0,
-                                 0,
-                                 "message not stored (storage failure); send it again later"};
+        err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
+        snprintf(err.text, sizeof(err.text), "%s",
+                 it->status == HDX_E_INTEGRITY
+                     ? "message not stored: log integrity alarm, hdx is read-only until an "
+                       "operator has checked the store"
+                     : "message not stored (storage failure); send it again later");
         reject(c, &msg, &err);
     }
     hl7_msg_free(&msg);
@@ -933,11 +933,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                               log_key, srv->head_file, notify_done, srv, &srv->commit);
         commit_store = NULL; /* moved to the commit thread, or closed below */
         if (rc != HDX_OK)
-            snprintf(why, why_cap, "%s",
-                     rc == HDX_E_INTEGRITY
-                         ? "the store does not match its last signed tree head (log_alarm above); "
-                           "refusing to accept writes: run hdx verify"
-                         : "cannot start the commit thread");
+            snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));
     }
     if (rc == HDX_OK) rc = open_listeners(srv, why, why_cap);
     hdx_store_close(commit_store);
