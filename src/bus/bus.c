@@ -97,8 +97,13 @@ static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct h
     hdx_format_time(ev->time_us, t, sizeof(t));
     header_token(ev->sender, sender, sizeof(sender));
     header_token(ev->type, type, sizeof(type));
-    int n = snprintf(head, sizeof(head), "MSG seq=%llu time=%s sender=%s type=%s len=%zu\n",
-                     (unsigned long long)ev->seq, t, sender, type, ev->body_len);
+    int n = ev->durable_us
+                ? snprintf(head, sizeof(head),
+                           "MSG seq=%llu time=%s sender=%s type=%s len=%zu durable=%lld\n",
+                           (unsigned long long)ev->seq, t, sender, type, ev->body_len,
+                           (long long)ev->durable_us)
+                : snprintf(head, sizeof(head), "MSG seq=%llu time=%s sender=%s type=%s len=%zu\n",
+                           (unsigned long long)ev->seq, t, sender, type, ev->body_len);
     if (n < 0 || (size_t)n >= sizeof(head)) return;
     bus->sink.write(sub->conn, head, (size_t)n);
     bus->sink.write(sub->conn, ev->body, ev->body_len);
@@ -187,7 +192,7 @@ static int replay_one(void *arg, const struct hdx_record *r)
     struct hdx_bus_sub *sub = rc->sub;
     struct hdx_bus_event ev = {r->seq,    r->time_us, r->kind,
                                r->sender, r->type,    hdx_record_has_patient(r) ? r->patient : NULL,
-                               NULL,      0};
+                               NULL,      0,          0};
     sub->cursor = r->seq + 1;
     if (!matches(&sub->filter, &ev)) return 0;
     uint8_t *pt = NULL;

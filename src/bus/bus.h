@@ -10,7 +10,8 @@
  * (hdx_bus_tick); the publisher is never slowed.
  * The bus writes through a sink implemented by the network layer, so it knows nothing of
  * sockets. Wire format of each delivery (docs/SUBSCRIBE.md):
- *   "MSG seq=N time=ISO8601 sender=S type=T len=L\n" L bytes "\n"
+ *   "MSG seq=N time=ISO8601 sender=S type=T len=L[ durable=US]\n" L bytes "\n"
+ * (durable: microseconds since the epoch when the batch was flushed; live deliveries only).
  * Thread: the network thread only. Owns nothing passed to publish. */
 #ifndef HDX_BUS_H
 #define HDX_BUS_H
@@ -46,6 +47,7 @@ struct hdx_bus_event {
     const uint8_t *patient; /* blind token or NULL */
     const uint8_t *body;
     size_t body_len;
+    int64_t durable_us; /* when its batch was flushed; 0 for records replayed from the store */
 };
 
 /* ro_store: a handle the bus may use for replay (owned by the caller). last_seq: the

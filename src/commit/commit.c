@@ -214,12 +214,14 @@ static void finish_batch(struct hdx_commit *c, struct hdx_intake_item *batch, in
 {
     struct hdx_intake_item *tail = batch;
     uint64_t n = 0, dups = 0;
+    int64_t durable = rc == HDX_OK ? hdx_now_us() : 0;
     for (struct hdx_intake_item *it = batch; it; it = it->next) {
         if (rc != HDX_OK) {
             it->status = rc;
             it->duplicate = 0;
             it->seq = 0;
         }
+        it->durable_us = durable;
         n++;
         dups += (uint64_t)it->duplicate;
         tail = it;

@@ -43,6 +43,7 @@ struct hdx_intake_item {
     int64_t time_us;
     uint8_t patient[HDX_BLIND_LEN];
     uint8_t leaf_hash[HDX_HASH_LEN];
+    int64_t durable_us; /* when the batch's commit returned (0 on failure) */
 };
 
 struct hdx_commit;

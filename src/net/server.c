@@ -356,9 +356,9 @@ static void publish(struct hdx_server *srv, const struct hdx_intake_item *it)
 {
     static const uint8_t zero[HDX_BLIND_LEN];
     struct hdx_bus_event ev = {
-        it->seq,    it->time_us, it->kind,
-        it->sender, it->type,    memcmp(it->patient, zero, HDX_BLIND_LEN) ? it->patient : NULL,
-        it->body,   it->body_len};
+        it->seq,    it->time_us,  it->kind,
+        it->sender, it->type,     memcmp(it->patient, zero, HDX_BLIND_LEN) ? it->patient : NULL,
+        it->body,   it->body_len, it->durable_us};
     hdx_bus_publish(srv->bus, &ev);
 }
 

@@ -295,8 +295,8 @@ static void test_bus_replay_then_live(void **state)
     assert_null(strstr(after3.out, "MSG seq=3 "));
     /* A live record: everyone caught up gets it exactly once. */
     const char *body = "MSH|^~\\&|X";
-    struct hdx_bus_event ev = {6,         hdx_now_us(), HDX_KIND_HL7V2,        "mon9",
-                               "ORU^R01", NULL,         (const uint8_t *)body, strlen(body)};
+    struct hdx_bus_event ev = {6,    hdx_now_us(),          HDX_KIND_HL7V2, "mon9",      "ORU^R01",
+                               NULL, (const uint8_t *)body, strlen(body),   hdx_now_us()};
     hdx_bus_publish(bus, &ev);
     hdx_bus_publish(bus, &ev); /* a repeat is never delivered twice */
     assert_int_equal(count_msgs(all.out, "MSG seq=6 "), 1);
