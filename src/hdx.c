@@ -19,6 +19,7 @@ static const char usage_text[] =
     "  sth -d DIR                       the newest signed tree head of the log, JSON\n"
     "  proof inclusion|consistency ...  Merkle proofs against signed tree heads, JSON\n"
     "  verify-proof --pubkey F PROOF    check a proof offline with the log's public key\n"
+    "  witness -d DIR --cert C --key K  watch the log's signed heads for forks and rollbacks\n"
     "  sim -d DIR                       simulated bedside monitors streaming vitals\n"
     "  bench -d DIR                     ingest benchmark over mutual TLS\n"
     "\n"
@@ -31,12 +32,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},     {"device", cmd_device},
-    {"send", cmd_send},     {"tail", cmd_tail},
-    {"get", cmd_get},       {"query", cmd_query},
-    {"verify", cmd_verify}, {"sth", cmd_sth},
-    {"proof", cmd_proof},   {"verify-proof", cmd_verify_proof},
-    {"sim", cmd_sim},       {"bench", cmd_bench},
+    {"init", cmd_init},       {"device", cmd_device},
+    {"send", cmd_send},       {"tail", cmd_tail},
+    {"get", cmd_get},         {"query", cmd_query},
+    {"verify", cmd_verify},   {"sth", cmd_sth},
+    {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
+    {"witness", cmd_witness}, {"sim", cmd_sim},
+    {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include "merkle/merkle.h"
 #include "merkle/sth.h"
+#include "store/logproof.h"
 
 static const char proof_usage[] =
     "usage: hdx proof inclusion SEQ -d DIR\n"
@@ -21,92 +22,13 @@ static const char proof_usage[] =
     "  head of OLD_SIZE is included when there is one.\n"
     "Output: one JSON object (docs/LOG-FORMAT.md); check it with hdx verify-proof.\n";
 
-static void put_path(const uint8_t path[][32], size_t n)
+static int emit(int n, const char *json, const char *why)
 {
-    char hex[65];
-    fputs("\"path\":[", stdout);
-    for (size_t i = 0; i < n; i++) {
-        hdx_hex(path[i], 32, hex);
-        printf("%s\"%s\"", i ? "," : "", hex);
-    }
-    fputs("]", stdout);
-}
-
-static int open_tree(struct cli_ctx *ctx, struct merkle *m, struct merkle_store *ms)
-{
-    uint64_t last = 0;
-    uint8_t chain[32];
-    hdx_store_merkle(ctx->store, ms);
-    if (hdx_store_last(ctx->store, &last, chain, NULL) != HDX_OK) return HDX_E_STORE;
-    return merkle_open(m, last, ms);
-}
-
-static int inclusion(struct cli_ctx *ctx, uint64_t seq)
-{
-    struct merkle m;
-    struct merkle_store ms;
-    struct hdx_sth sth;
-    struct hdx_record r;
-    uint8_t path[MERKLE_MAX_PATH][32];
-    size_t n = 0;
-    char json[512], leaf[65];
-    int rc = open_tree(ctx, &m, &ms);
-    if (rc == HDX_OK) rc = hdx_store_sth_latest(ctx->store, &sth);
-    if (rc == HDX_OK && (seq == 0 || seq > sth.tree_size)) {
-        fprintf(stderr, "hdx proof: record %llu is not covered by a signed tree head yet\n",
-                (unsigned long long)seq);
+    if (n < 0) {
+        fprintf(stderr, "hdx proof: %s\n", why);
         return 1;
     }
-    if (rc == HDX_OK) rc = hdx_store_get(ctx->store, seq, &r);
-    if (rc != HDX_OK) {
-        fprintf(stderr, "hdx proof: %s\n", hdx_strerror(rc));
-        return 1;
-    }
-    hdx_hex(r.leaf_hash, 32, leaf);
-    hdx_record_clear(&r);
-    rc = merkle_inclusion_proof(&m, seq - 1, sth.tree_size, path, MERKLE_MAX_PATH, &n);
-    if (rc != HDX_OK || hdx_sth_json(&sth, json, sizeof(json)) < 0) {
-        fprintf(stderr, "hdx proof: %s\n", hdx_strerror(rc));
-        return 1;
-    }
-    printf("{\"type\":\"inclusion\",\"seq\":%llu,\"leaf_index\":%llu,\"leaf_hash\":\"%s\","
-           "\"tree_size\":%llu,",
-           (unsigned long long)seq, (unsigned long long)(seq - 1), leaf,
-           (unsigned long long)sth.tree_size);
-    put_path(path, n);
-    printf(",\"sth\":%s}\n", json);
-    return 0;
-}
-
-static int consistency(struct cli_ctx *ctx, uint64_t old_size, uint64_t new_size)
-{
-    struct merkle m;
-    struct merkle_store ms;
-    struct hdx_sth new_sth, old_sth;
-    uint8_t path[MERKLE_MAX_PATH][32], old_root[32];
-    size_t n = 0;
-    char json[512], old_json[512] = "null", hex[65];
-    int rc = open_tree(ctx, &m, &ms);
-    if (rc == HDX_OK && hdx_store_sth_at(ctx->store, new_size, &new_sth) != HDX_OK) {
-        fprintf(stderr, "hdx proof: no signed tree head of size %llu (hdx sth --all)\n",
-                (unsigned long long)new_size);
-        return 1;
-    }
-    if (rc == HDX_OK && hdx_store_sth_at(ctx->store, old_size, &old_sth) == HDX_OK &&
-        hdx_sth_json(&old_sth, old_json, sizeof(old_json)) < 0)
-        rc = HDX_E_TOOBIG;
-    if (rc == HDX_OK) rc = merkle_root_at(&m, old_size, old_root);
-    if (rc == HDX_OK)
-        rc = merkle_consistency_proof(&m, old_size, new_size, path, MERKLE_MAX_PATH, &n);
-    if (rc != HDX_OK || hdx_sth_json(&new_sth, json, sizeof(json)) < 0) {
-        fprintf(stderr, "hdx proof: %s\n", hdx_strerror(rc));
-        return 1;
-    }
-    hdx_hex(old_root, 32, hex);
-    printf("{\"type\":\"consistency\",\"old_size\":%llu,\"new_size\":%llu,\"old_root\":\"%s\",",
-           (unsigned long long)old_size, (unsigned long long)new_size, hex);
-    put_path(path, n);
-    printf(",\"old_sth\":%s,\"sth\":%s}\n", old_json, json);
+    printf("%s\n", json);
     return 0;
 }
 
@@ -146,7 +68,10 @@ int cmd_proof(int argc, char **argv)
     }
     struct cli_ctx ctx;
     if (cli_open(dir, 0, &ctx)) return 1;
-    int rc = incl ? inclusion(&ctx, a) : consistency(&ctx, a, b);
+    char json[HDX_PROOF_JSON_MAX], why[160];
+    int n = incl ? hdx_log_inclusion_json(ctx.store, a, json, sizeof(json), why, sizeof(why))
+                 : hdx_log_consistency_json(ctx.store, a, b, json, sizeof(json), why, sizeof(why));
+    int rc = emit(n, json, why);
     cli_close(&ctx);
     return rc;
 }

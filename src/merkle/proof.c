@@ -131,3 +131,31 @@ int hdx_proof_check(const char *json, size_t len, EVP_PKEY *pub, char *msg, size
     }
     return HDX_OK;
 }
+
+static int parse_sth_obj(json_t *obj, struct hdx_sth *sth)
+{
+    return json_is_object(obj) && !get_u64(obj, "tree_size", &sth->tree_size) &&
+                   !get_u64(obj, "timestamp_ms", &sth->timestamp_ms) &&
+                   !get_hex(obj, "root_hash", sth->root, 32) &&
+                   !get_hex(obj, "signature", sth->signature, HDX_STH_SIG_LEN)
+               ? HDX_OK
+               : HDX_E_INVAL;
+}
+
+int hdx_sth_parse_json(const char *json, size_t len, struct hdx_sth *out)
+{
+    json_t *o = len <= HDX_PROOF_MAX ? json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    int rc = o ? parse_sth_obj(o, out) : HDX_E_INVAL;
+    json_decref(o);
+    return rc;
+}
+
+int hdx_proof_roots(const char *json, size_t len, uint8_t old_root[32], struct hdx_sth *head)
+{
+    json_t *o = len <= HDX_PROOF_MAX ? json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    int rc = o && !get_hex(o, "old_root", old_root, 32)
+                 ? parse_sth_obj(json_object_get(o, "sth"), head)
+                 : HDX_E_INVAL;
+    json_decref(o);
+    return rc;
+}

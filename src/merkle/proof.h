@@ -8,8 +8,16 @@
 
 #include <openssl/evp.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "merkle/sth.h"
 
 #define HDX_PROOF_MAX (1u << 20)
+
+/* Parses one signed tree head object (JSON text) without checking its signature. */
+int hdx_sth_parse_json(const char *json, size_t len, struct hdx_sth *out);
+/* Reads the old_root and the head of a consistency proof (no verification). */
+int hdx_proof_roots(const char *json, size_t len, uint8_t old_root[32], struct hdx_sth *head);
 
 /* HDX_OK when valid, HDX_E_INTEGRITY otherwise. */
 int hdx_proof_check(const char *json, size_t len, EVP_PKEY *pub, char *msg, size_t cap);

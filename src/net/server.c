@@ -23,6 +23,7 @@
 #include "proto/ack.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
+#include "store/logproof.h"
 
 #define SUB_LINE_MAX 1024
 #define WRITE_TIMEOUT_S 10
@@ -456,6 +457,31 @@ static void sub_error(struct conn *c, const char *why)
     conn_close(c, 0);
 }
 
+/* Witness requests, before any SUB: "STH" -> "STH {json}", "CONSISTENCY OLD NEW" ->
+ * "PROOF {json}", or "NO reason" (the connection stays open). Returns 1 if it was one. */
+static int witness_request(struct conn *c, const char *line)
+{
+    char json[HDX_PROOF_JSON_MAX], why[160];
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    unsigned long long a, b;
+    char extra;
+    int n;
+    if (!strcmp(line, "STH")) {
+        struct hdx_sth sth;
+        n = hdx_store_sth_latest(c->srv->ro_store, &sth);
+        if (n == HDX_OK) n = hdx_sth_json(&sth, json, sizeof(json));
+        if (n < 0) snprintf(why, sizeof(why), "no signed tree head yet");
+        evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "STH %s\n", n < 0 ? why : json);
+        return 1;
+    }
+    if (sscanf(line, "CONSISTENCY %llu %llu%c", &a, &b, &extra) == 2) {
+        n = hdx_log_consistency_json(c->srv->ro_store, a, b, json, sizeof(json), why, sizeof(why));
+        evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "PROOF %s\n", n < 0 ? why : json);
+        return 1;
+    }
+    return 0;
+}
+
 static void sub_read(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -465,6 +491,10 @@ static void sub_read(struct conn *c)
     }
     size_t n = 0;
     char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+    while (line && n <= SUB_LINE_MAX && witness_request(c, line)) {
+        free(line);
+        line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+    }
     if (!line) {
         if (evbuffer_get_length(in) > SUB_LINE_MAX) sub_error(c, "request line too long");
         return;
