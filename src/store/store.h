@@ -57,6 +57,10 @@ struct hdx_store_filter {
  * non-zero to stop. Returns the number visited, or a negative hdx_err. */
 long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_t limit,
                     int (*cb)(void *ctx, const struct hdx_record *r), void *ctx);
+/* Calls cb with every record's seq and leaf hash in seq order (the index only, no
+ * ciphertext is read); cb returns non-zero to stop. Returns the count or a negative error. */
+long hdx_store_leaves(struct hdx_store *s, int (*cb)(void *ctx, uint64_t seq, const uint8_t *leaf),
+                      void *ctx);
 /* First seq whose time is >= t (records are committed in non-decreasing time), or
  * last_seq + 1 when none. Binary search over the primary key: O(log n) lookups. */
 uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t);

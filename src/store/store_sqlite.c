@@ -769,3 +769,24 @@ int hdx_store_sth_list(struct hdx_store *s, int (*cb)(void *ctx, const struct hd
     sqlite3_finalize(q);
     return HDX_OK;
 }
+
+long hdx_store_leaves(struct hdx_store *s, int (*cb)(void *ctx, uint64_t seq, const uint8_t *leaf),
+                      void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    long n = 0;
+    int rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq,leaf FROM records ORDER BY seq", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_error(s, "leaves_prepare");
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(q, 1) != HDX_HASH_LEN) {
+            sqlite3_finalize(q);
+            return HDX_E_INTEGRITY;
+        }
+        n++;
+        if (cb(ctx, (uint64_t)sqlite3_column_int64(q, 0), sqlite3_column_blob(q, 1))) break;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : db_error(s, "leaves");
+}
