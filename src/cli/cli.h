@@ -37,6 +37,17 @@ int cli_write(struct cli_conn *c, const void *buf, size_t len);
 long cli_read(struct cli_conn *c, void *buf, size_t cap);
 void cli_disconnect(struct cli_conn *c);
 
+/* A buffered reader over a connection, for line protocols (subscription, witness). */
+struct cli_reader {
+    struct cli_conn conn;
+    uint8_t buf[65536];
+    size_t off, have;
+};
+/* The next LF-terminated line without LF into line (NUL-terminated); -1 on EOF, error or a
+ * line of cap bytes or more. */
+int cli_read_line(struct cli_reader *r, char *line, size_t cap);
+int cli_read_exact(struct cli_reader *r, uint8_t *out, size_t len);
+
 /* Splits a file into HL7 messages: MLLP frames if it contains 0x0B, else messages starting
  * at each "MSH" segment, with CRLF/LF turned into CR. Calls cb for each. */
 int cli_split_messages(const uint8_t *data, size_t len,

@@ -192,6 +192,49 @@ void cli_disconnect(struct cli_conn *c)
     c->fd = -1;
 }
 
+static int reader_fill(struct cli_reader *r)
+{
+    if (r->off == r->have) r->off = r->have = 0;
+    if (r->have == sizeof(r->buf)) {
+        memmove(r->buf, r->buf + r->off, r->have - r->off);
+        r->have -= r->off;
+        r->off = 0;
+    }
+    long n = cli_read(&r->conn, r->buf + r->have, sizeof(r->buf) - r->have);
+    if (n <= 0) return -1;
+    r->have += (size_t)n;
+    return 0;
+}
+
+int cli_read_line(struct cli_reader *r, char *line, size_t cap)
+{
+    for (;;) {
+        uint8_t *nl = memchr(r->buf + r->off, '\n', r->have - r->off);
+        if (nl) {
+            size_t len = (size_t)(nl - (r->buf + r->off));
+            if (len >= cap) return -1;
+            memcpy(line, r->buf + r->off, len);
+            line[len] = 0;
+            r->off += len + 1;
+            return 0;
+        }
+        if (r->have - r->off >= cap || reader_fill(r) != 0) return -1;
+    }
+}
+
+int cli_read_exact(struct cli_reader *r, uint8_t *out, size_t len)
+{
+    while (len) {
+        if (r->off == r->have && reader_fill(r) != 0) return -1;
+        size_t n = r->have - r->off < len ? r->have - r->off : len;
+        memcpy(out, r->buf + r->off, n);
+        r->off += n;
+        out += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static int split_framed(const uint8_t *data, size_t len,
                         int (*cb)(void *ctx, const uint8_t *msg, size_t len), void *ctx)
 {

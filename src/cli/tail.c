@@ -25,55 +25,6 @@ static const char tail_usage[] =
     "p99_ms=.. p999_ms=.. max_ms=..' (for benchmarks; same machine clock).\n"
     "Exit 1 if hdxd refuses or drops the subscription.\n";
 
-struct reader {
-    struct cli_conn conn;
-    uint8_t buf[65536];
-    size_t off, have;
-};
-
-static int fill(struct reader *r)
-{
-    if (r->off == r->have) r->off = r->have = 0;
-    if (r->have == sizeof(r->buf)) {
-        memmove(r->buf, r->buf + r->off, r->have - r->off);
-        r->have -= r->off;
-        r->off = 0;
-    }
-    long n = cli_read(&r->conn, r->buf + r->have, sizeof(r->buf) - r->have);
-    if (n <= 0) return -1;
-    r->have += (size_t)n;
-    return 0;
-}
-
-static int read_line(struct reader *r, char *line, size_t cap)
-{
-    for (;;) {
-        uint8_t *nl = memchr(r->buf + r->off, '\n', r->have - r->off);
-        if (nl) {
-            size_t len = (size_t)(nl - (r->buf + r->off));
-            if (len >= cap) return -1;
-            memcpy(line, r->buf + r->off, len);
-            line[len] = 0;
-            r->off += len + 1;
-            return 0;
-        }
-        if (r->have - r->off >= cap || fill(r) != 0) return -1;
-    }
-}
-
-static int read_exact(struct reader *r, uint8_t *out, size_t len)
-{
-    while (len) {
-        if (r->off == r->have && fill(r) != 0) return -1;
-        size_t n = r->have - r->off < len ? r->have - r->off : len;
-        memcpy(out, r->buf + r->off, n);
-        r->off += n;
-        out += n;
-        len -= n;
-    }
-    return 0;
-}
-
 static const char *field(const char *line, const char *key, char *out, size_t cap)
 {
     char pat[32];
@@ -186,10 +137,10 @@ static void report_latency(struct latency *lat)
 }
 
 /* Reads one delivery; returns 1 for a message, 0 for a line to skip, -1 to stop (error). */
-static int read_one(struct reader *r, enum tail_mode mode, struct latency *lat)
+static int read_one(struct cli_reader *r, enum tail_mode mode, struct latency *lat)
 {
     char line[512], lens[24], type[80];
-    if (read_line(r, line, sizeof(line)) != 0) {
+    if (cli_read_line(r, line, sizeof(line)) != 0) {
         fprintf(stderr, "hdx tail: connection closed by hdxd\n");
         return -1;
     }
@@ -201,7 +152,7 @@ static int read_one(struct reader *r, enum tail_mode mode, struct latency *lat)
     if (mode == TAIL_LATENCY) note_latency(lat, line);
     size_t len = strtoull(lens, NULL, 10);
     uint8_t *body = len <= TAIL_MAX_BODY ? malloc(len + 2) : NULL;
-    if (!body || read_exact(r, body, len + 1) != 0) {
+    if (!body || cli_read_exact(r, body, len + 1) != 0) {
         free(body);
         return -1;
     }
@@ -222,7 +173,7 @@ static int read_one(struct reader *r, enum tail_mode mode, struct latency *lat)
     return 1;
 }
 
-static int stream(struct reader *r, enum tail_mode mode, long count)
+static int stream(struct cli_reader *r, enum tail_mode mode, long count)
 {
     struct latency lat = {0};
     long seen = 0;
@@ -297,14 +248,14 @@ int cmd_tail(int argc, char **argv)
         fputs(tail_usage, stderr);
         return 2;
     }
-    struct reader *r = calloc(1, sizeof(*r));
+    struct cli_reader *r = calloc(1, sizeof(*r));
     if (!r || cli_connect(to, ca, cert, key, 0, 0, &r->conn, err, sizeof(err)) != 0) {
         fprintf(stderr, "hdx tail: %s\n", r ? err : "out of memory");
         free(r);
         return 1;
     }
     int rc = 1;
-    if (cli_write(&r->conn, req, (size_t)n) == 0 && read_line(r, err, sizeof(err)) == 0) {
+    if (cli_write(&r->conn, req, (size_t)n) == 0 && cli_read_line(r, err, sizeof(err)) == 0) {
         if (!strncmp(err, "OK", 2)) {
             fprintf(stderr, "hdx tail: subscribed (%s)\n", err);
             rc = stream(r, mode, count);

@@ -30,38 +30,17 @@ static const char witness_usage[] =
     "1 on a connection or setup failure, 2 on a usage error, 3 on an alert.\n";
 
 struct witness {
-    struct cli_conn conn;
+    struct cli_reader rd;
     EVP_PKEY *pub;
-    char buf[2 * HDX_PROOF_JSON_MAX];
-    size_t have;
     int have_prev;
     struct hdx_sth prev;
 };
 
-static int read_reply(struct witness *w, char *line, size_t cap)
-{
-    for (;;) {
-        char *nl = memchr(w->buf, '\n', w->have);
-        if (nl) {
-            size_t len = (size_t)(nl - w->buf);
-            if (len >= cap) return -1;
-            memcpy(line, w->buf, len);
-            line[len] = 0;
-            memmove(w->buf, nl + 1, w->have - len - 1);
-            w->have -= len + 1;
-            return 0;
-        }
-        if (w->have == sizeof(w->buf)) return -1;
-        long n = cli_read(&w->conn, w->buf + w->have, sizeof(w->buf) - w->have);
-        if (n <= 0) return -1;
-        w->have += (size_t)n;
-    }
-}
-
 static int ask(struct witness *w, const char *req, const char *want, char *line, size_t cap)
 {
     size_t wl = strlen(want);
-    if (cli_write(&w->conn, req, strlen(req)) != 0 || read_reply(w, line, cap) != 0) return -1;
+    if (cli_write(&w->rd.conn, req, strlen(req)) != 0 || cli_read_line(&w->rd, line, cap) != 0)
+        return -1;
     if (strncmp(line, want, wl) != 0 || line[wl] != ' ') {
         fprintf(stderr, "hdx witness: hdxd answered: %.200s\n", line);
         return -2;
@@ -169,7 +148,7 @@ int cmd_witness(int argc, char **argv)
         return 1;
     }
     if (state && hdx_sth_file_read(state, &w->prev) == HDX_OK) w->have_prev = 1;
-    int rc = cli_connect(to, ca, cert, key, 0, 10000, &w->conn, err, sizeof(err)) == 0 ? 0 : 1;
+    int rc = cli_connect(to, ca, cert, key, 0, 10000, &w->rd.conn, err, sizeof(err)) == 0 ? 0 : 1;
     if (rc) fprintf(stderr, "hdx witness: %s\n", err);
     for (long n = 0; rc == 0 && (count == 0 || n < count); n++) {
         rc = poll_once(w, state);
@@ -179,7 +158,7 @@ int cmd_witness(int argc, char **argv)
         }
         if (rc == 0 && (count == 0 || n + 1 < count)) sleep_ms(interval);
     }
-    cli_disconnect(&w->conn);
+    cli_disconnect(&w->rd.conn);
     EVP_PKEY_free(w->pub);
     free(w);
     return rc;
