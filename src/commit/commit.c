@@ -32,11 +32,13 @@ struct hdx_commit {
     uint8_t last_chain[HDX_HASH_LEN];
     struct merkle tree; /* leaf i = record seq i + 1; nodes committed with the batch */
     struct merkle_store tree_store;
-    EVP_PKEY *log_key;    /* signs tree heads; NULL: none are made */
-    char head_file[4096]; /* newest head outside the store; "" = none */
-    int read_only;        /* the store failed its signed heads: nothing more is written */
-    uint64_t sth_size;    /* size of the newest signed tree head */
-    int64_t sth_us;       /* when it was made */
+    EVP_PKEY *log_key;                 /* signs tree heads; NULL: none are made */
+    int receipts;                      /* sign a receipt batch per commit (needs log_key) */
+    struct hdx_receipt_entry *entries; /* batch_max receipt entries */
+    char head_file[4096];              /* newest head outside the store; "" = none */
+    int read_only;     /* the store failed its signed heads: nothing more is written */
+    uint64_t sth_size; /* size of the newest signed tree head */
+    int64_t sth_us;    /* when it was made */
     void (*notify)(void *arg);
     void *notify_arg;
     struct hdx_commit_stats stats; /* under lock */
@@ -64,6 +66,7 @@ void hdx_intake_item_free(struct hdx_intake_item *item)
     sodium_memzero(item->patient_id, sizeof(item->patient_id));
     free(item->body);
     free(item->reply);
+    hdx_receipt_batch_release(item->receipt_batch);
     free(item);
 }
 
@@ -95,6 +98,17 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
         if (rc != HDX_OK) return rc;
         if (hdx_dedup_find(c->dedup, r.dedup, &it->seq)) {
             it->duplicate = 1;
+            /* The resend usually means the first AA was lost: its receipt goes out again,
+             * so the stored record's time and leaf hash are needed. */
+            if (c->receipts) {
+                rc = hdx_store_get(c->store, it->seq, &r);
+                if (rc == HDX_OK) {
+                    it->time_us = r.time_us;
+                    memcpy(it->leaf_hash, r.leaf_hash, HDX_HASH_LEN);
+                }
+                hdx_record_clear(&r);
+                return rc;
+            }
             return HDX_OK;
         }
     }
@@ -155,6 +169,30 @@ static void sth_committed(struct hdx_commit *c, const struct hdx_sth *made)
     c->sth_us = hdx_monotonic_us();
 }
 
+/* One signature for the whole batch (merkle/receipt.h). A failure here costs the receipts,
+ * never the records: they are already durable and their AA goes out without a ZRC. */
+static void make_receipts(struct hdx_commit *c, struct hdx_intake_item *batch)
+{
+    size_t n = 0;
+    for (struct hdx_intake_item *it = batch; it; it = it->next) {
+        c->entries[n].seq = it->seq;
+        c->entries[n].time_us = it->time_us;
+        memcpy(c->entries[n].leaf_hash, it->leaf_hash, HDX_HASH_LEN);
+        n++;
+    }
+    struct hdx_receipt_batch *rb;
+    int rc = hdx_receipt_batch_new(c->entries, n, c->log_key, (unsigned)n, &rb);
+    if (rc != HDX_OK) {
+        hdx_error("receipt_failed", "err=%s records=%zu", hdx_strerror(rc), n);
+        return;
+    }
+    uint32_t i = 0;
+    for (struct hdx_intake_item *it = batch; it; it = it->next) {
+        it->receipt_batch = rb;
+        it->receipt_index = i++;
+    }
+}
+
 static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
 {
     if (c->read_only) return HDX_E_INTEGRITY;
@@ -170,6 +208,7 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
     if (rc == HDX_OK) rc = maybe_sth(c, 0, &sth);
     if (rc == HDX_OK) rc = hdx_store_commit(c->store);
     if (rc == HDX_OK) sth_committed(c, &sth);
+    if (rc == HDX_OK && c->receipts) make_receipts(c, batch);
     if (rc != HDX_OK) {
         hdx_store_rollback(c->store);
         c->last_seq = saved_seq;
@@ -318,18 +357,22 @@ static int check_tree(struct hdx_commit *c)
 }
 
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     size_t dedup_window, EVP_PKEY *log_key, const char *head_file,
+                     size_t dedup_window, EVP_PKEY *log_key, int receipts, const char *head_file,
                      void (*notify)(void *arg), void *arg, struct hdx_commit **out)
 {
     *out = NULL;
     struct hdx_commit *c = calloc(1, sizeof(*c));
-    if (!c || !(c->dedup = hdx_dedup_new(dedup_window))) {
+    int bmax = batch_max > 0 ? batch_max : 1;
+    if (!c || !(c->dedup = hdx_dedup_new(dedup_window)) ||
+        !(c->entries = calloc((size_t)bmax, sizeof(*c->entries)))) {
+        if (c) hdx_dedup_free(c->dedup);
         free(c);
         return HDX_E_NOMEM;
     }
+    c->receipts = receipts && log_key;
     c->store = store;
     c->kr = kr;
-    c->batch_max = batch_max > 0 ? batch_max : 1;
+    c->batch_max = bmax;
     c->notify = notify;
     c->notify_arg = arg;
     c->log_key = log_key;
@@ -350,6 +393,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
                                  load_token, c->dedup);
     if (rc != HDX_OK) {
         hdx_dedup_free(c->dedup);
+        free(c->entries);
         free(c);
         return rc;
     }
@@ -360,6 +404,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->wake);
         hdx_dedup_free(c->dedup);
+        free(c->entries);
         free(c);
         return HDX_E_NOMEM;
     }
@@ -403,6 +448,7 @@ void hdx_commit_stop(struct hdx_commit *c)
     }
     hdx_store_close(c->store);
     hdx_dedup_free(c->dedup);
+    free(c->entries);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     free(c);

@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "crypto/keys.h"
+#include "merkle/receipt.h"
 #include "store/record.h"
 #include "store/store.h"
 
@@ -44,6 +45,10 @@ struct hdx_intake_item {
     uint8_t patient[HDX_BLIND_LEN];
     uint8_t leaf_hash[HDX_HASH_LEN];
     int64_t durable_us; /* when the batch's commit returned (0 on failure) */
+    /* The signed receipt (merkle/receipt.h) of a stored item, duplicates included, when
+     * receipts are on; NULL otherwise. One reference, released by hdx_intake_item_free. */
+    struct hdx_receipt_batch *receipt_batch;
+    uint32_t receipt_index;
 };
 
 struct hdx_commit;
@@ -64,8 +69,10 @@ struct hdx_commit_stats {
  * if not, the pipeline starts read-only (log_alarm line): every batch then fails with
  * HDX_E_INTEGRITY and nothing is written. */
 #define HDX_STH_INTERVAL_US 1000000
+/* receipts (needs log_key): after each committed batch, one signature over the batch's
+ * receipt tree; every item of the batch gets its receipt. */
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
-                     size_t dedup_window, EVP_PKEY *log_key, const char *head_file,
+                     size_t dedup_window, EVP_PKEY *log_key, int receipts, const char *head_file,
                      void (*notify)(void *arg), void *arg, struct hdx_commit **out);
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item);
 /* Returns the completed items in commit order (a list linked by next), or NULL. */

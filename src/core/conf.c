@@ -53,6 +53,7 @@ static const struct conf_key conf_keys[] = {
     INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
     SIZE("store", "dedup_window", store_dedup_window, 1024, 1LL << 28, "1048576"),
     STR("store", "sync", store_sync, "full"),
+    INT("store", "receipts", store_receipts, 0, 1, "1"),
     STR("log", "level", log_level, "info"),
 };
 
@@ -285,6 +286,8 @@ const char *hdx_conf_template(void)
            "; full: every acknowledged message is on disk. off: only for measuring the\n"
            "; ceiling without durability; never in production.\n"
            "sync = full\n"
+           "; 1: every AA carries the log's signed receipt (ZRC segment, docs/LOG-FORMAT.md)\n"
+           "receipts = 1\n"
            "\n"
            "[log]\n"
            "level = info\n";

@@ -35,6 +35,7 @@ struct hdx_conf {
     /* [store] */
     char store_path[HDX_PATH_MAX];
     int store_batch_max;
+    int store_receipts;        /* sign a receipt for every AA (ZRC segment) */
     size_t store_dedup_window; /* newest messages among which resends are recognised */
     char store_sync[8]; /* "full" (durable, default) or "off" (benchmarks of the ceiling only) */
     /* [log] */

@@ -23,6 +23,7 @@
 #include "proto/ack.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
+#include "merkle/receipt.h"
 #include "store/logproof.h"
 
 #define SUB_LINE_MAX 1024
@@ -146,13 +147,21 @@ static void log_close(struct conn *c, const char *event, const char *reason)
 
 /* ---------- writing ---------- */
 
-static void write_frame(struct conn *c, const char *payload, size_t len)
+/* One MLLP frame of payload followed by more (which may be empty). */
+static void write_frame2(struct conn *c, const char *payload, size_t len, const char *more,
+                         size_t more_len)
 {
     static const uint8_t sb = MLLP_SB, tail[2] = {MLLP_EB, MLLP_CR};
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, &sb, 1);
     evbuffer_add(out, payload, len);
+    if (more_len) evbuffer_add(out, more, more_len);
     evbuffer_add(out, tail, 2);
+}
+
+static void write_frame(struct conn *c, const char *payload, size_t len)
+{
+    write_frame2(c, payload, len, NULL, 0);
 }
 
 /* Builds an ACK; its control id is unique within this hdxd run (MSH-10 of an ACK only has to
@@ -368,7 +377,14 @@ static void answer_item(struct conn *c, const struct hdx_intake_item *it)
     struct hl7_msg msg;
     struct hl7_error err = {0};
     if (it->status == HDX_OK && it->reply) {
-        write_frame(c, (const char *)it->reply, it->reply_len);
+        /* The receipt goes last, in the ACK's own field separator (MSH-1 of the reply). */
+        char zrc[HDX_RECEIPT_SEGMENT_MAX];
+        struct hdx_receipt r;
+        int zn = 0;
+        if (it->receipt_batch && it->reply_len > 4 &&
+            hdx_receipt_get(it->receipt_batch, it->receipt_index, &r) == HDX_OK)
+            zn = hdx_receipt_segment(&r, (char)it->reply[3], zrc, sizeof(zrc));
+        write_frame2(c, (const char *)it->reply, it->reply_len, zrc, zn > 0 ? (size_t)zn : 0);
         c->acked++;
         return;
     }
@@ -457,8 +473,9 @@ static void sub_error(struct conn *c, const char *why)
     conn_close(c, 0);
 }
 
-/* Witness requests, before any SUB: "STH" -> "STH {json}", "CONSISTENCY OLD NEW" ->
- * "PROOF {json}", or "NO reason" (the connection stays open). Returns 1 if it was one. */
+/* Witness requests, before any SUB: "STH" -> "STH {json}", "CONSISTENCY OLD NEW" and
+ * "INCLUSION SEQ" (against the newest head, for `hdx receipt check`) -> "PROOF {json}", or
+ * "NO reason" (the connection stays open). Returns 1 if it was one. */
 static int witness_request(struct conn *c, const char *line)
 {
     char json[HDX_PROOF_JSON_MAX], why[160];
@@ -472,6 +489,11 @@ static int witness_request(struct conn *c, const char *line)
         if (n == HDX_OK) n = hdx_sth_json(&sth, json, sizeof(json));
         if (n < 0) snprintf(why, sizeof(why), "no signed tree head yet");
         evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "STH %s\n", n < 0 ? why : json);
+        return 1;
+    }
+    if (sscanf(line, "INCLUSION %llu%c", &a, &extra) == 1) {
+        n = hdx_log_inclusion_json(c->srv->ro_store, a, json, sizeof(json), why, sizeof(why));
+        evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "PROOF %s\n", n < 0 ? why : json);
         return 1;
     }
     if (sscanf(line, "CONSISTENCY %llu %llu%c", &a, &b, &extra) == 2) {
@@ -497,6 +519,11 @@ static void sub_read(struct conn *c)
     }
     if (!line) {
         if (evbuffer_get_length(in) > SUB_LINE_MAX) sub_error(c, "request line too long");
+        return;
+    }
+    if (strcmp(c->role, "device") == 0) {
+        free(line);
+        sub_error(c, "role device may not subscribe");
         return;
     }
     struct hdx_bus_filter f;
@@ -555,7 +582,9 @@ static void on_write(struct bufferevent *bev, void *arg)
 static int role_allowed(enum conn_kind kind, const char *role)
 {
     if (strcmp(role, "gateway") == 0) return 1;
-    if (kind == CONN_SUB) return strcmp(role, "subscriber") == 0;
+    /* A device may ask the subscription port for heads and proofs (hashes only, to check
+     * its receipts), but only subscribers may SUB (sub_read). */
+    if (kind == CONN_SUB) return strcmp(role, "subscriber") == 0 || strcmp(role, "device") == 0;
     return strcmp(role, "device") == 0;
 }
 
@@ -960,7 +989,8 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         snprintf(why, why_cap, "cannot create the bus");
     if (rc == HDX_OK) {
         rc = hdx_commit_start(commit_store, kr, conf->store_batch_max, conf->store_dedup_window,
-                              log_key, srv->head_file, notify_done, srv, &srv->commit);
+                              log_key, conf->store_receipts, srv->head_file, notify_done, srv,
+                              &srv->commit);
         commit_store = NULL; /* moved to the commit thread, or closed below */
         if (rc != HDX_OK)
             snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));

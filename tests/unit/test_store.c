@@ -115,7 +115,7 @@ static struct hdx_commit *start(void)
     struct hdx_store *s = NULL;
     struct hdx_commit *c = NULL;
     assert_int_equal(hdx_store_open(dbpath, 0, &s), HDX_OK);
-    assert_int_equal(hdx_commit_start(s, kr, 64, 1024, NULL, NULL, notify, NULL, &c), HDX_OK);
+    assert_int_equal(hdx_commit_start(s, kr, 64, 1024, NULL, 0, NULL, notify, NULL, &c), HDX_OK);
     return c;
 }
 
