@@ -20,6 +20,7 @@ static const char usage_text[] =
     "  proof inclusion|consistency ...  Merkle proofs against signed tree heads, JSON\n"
     "  verify-proof --pubkey F PROOF    check a proof offline with the log's public key\n"
     "  witness -d DIR --cert C --key K  watch the log's signed heads for forks and rollbacks\n"
+    "  receipt check RECEIPTS...        prove that the log holds what its receipts promise\n"
     "  sim -d DIR                       simulated bedside monitors streaming vitals\n"
     "  bench -d DIR                     ingest benchmark over mutual TLS\n"
     "\n"
@@ -37,8 +38,8 @@ static const struct command commands[] = {
     {"get", cmd_get},         {"query", cmd_query},
     {"verify", cmd_verify},   {"sth", cmd_sth},
     {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
-    {"witness", cmd_witness}, {"sim", cmd_sim},
-    {"bench", cmd_bench},
+    {"witness", cmd_witness}, {"receipt", cmd_receipt},
+    {"sim", cmd_sim},         {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

@@ -73,6 +73,7 @@ int cmd_sth(int argc, char **argv);
 int cmd_proof(int argc, char **argv);
 int cmd_verify_proof(int argc, char **argv);
 int cmd_witness(int argc, char **argv);
+int cmd_receipt(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

@@ -1,11 +1,16 @@
 /* hdx send: an MLLP sender over mutual TLS, one message at a time, as real devices do. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "merkle/receipt.h"
+#include "merkle/sth.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
 
@@ -13,24 +18,64 @@
 
 static const char send_usage[] =
     "usage: hdx send -d DIR --cert C --key K [--to HOST:PORT] [--ca CA] [--plain]\n"
-    "                [--timeout MS] FILE...\n"
+    "                [--timeout MS] [--receipts FILE | --no-receipts] [--logkey PUB]\n"
+    "                FILE...\n"
     "Sends every HL7 v2 message in each FILE ('-' = stdin) over one MLLP connection with\n"
     "mutual TLS, waits for each ACK and prints one line per ACK: MSA-1 and MSA-2, then for\n"
     "AE/AR the ERR code and text. A FILE holds MLLP frames, or plain messages (CR, LF or\n"
     "CRLF segments) each starting with MSH. --to defaults to DIR's mllp.listen and --ca to\n"
-    "DIR/ca.pem; --plain sends without TLS (legacy listener). Exit 0 only if every message\n"
-    "was acknowledged AA.\n";
+    "DIR/ca.pem; --plain sends without TLS (legacy listener).\n"
+    "Receipts: the log's signed receipt in each AA (ZRC segment, docs/LOG-FORMAT.md) is\n"
+    "appended as one JSON line to FILE (mode 0600), by default K with its .key suffix\n"
+    "replaced by .receipts; check them later with `hdx receipt check`. With --logkey (or\n"
+    "DIR/log.pub.pem when present) each receipt's signature is checked on arrival.\n"
+    "Exit 0 only if every message was acknowledged AA, with a valid receipt when checked.\n";
 
 struct sender {
     struct cli_conn conn;
     uint8_t buf[ACK_MAX];
     size_t have;
     int all_ok;
-    unsigned long sent;
+    unsigned long sent, receipts, bad_receipts;
+    FILE *receipts_out; /* NULL: receipts are not kept */
+    EVP_PKEY *log_pub;  /* NULL: receipts are not checked on arrival */
 };
 
+/* Keeps the AA's receipt (ZRC-1..8) in the receipt file, checked first when the log key is
+ * known. An AA without one (receipts off in hdxd) is not an error. */
+static void keep_receipt(struct sender *s, const struct hl7_msg *m, const char *control_id)
+{
+    char vals[8][HDX_RECEIPT_PATH_MAX * 64 + 1], line[HDX_RECEIPT_JSON_MAX];
+    const char *f[8];
+    struct hdx_receipt r;
+    struct hl7_view v;
+    if (hl7_get(m, "ZRC", 1, 1, 1, 0, 0, &v) != 0) return;
+    for (int i = 0; i < 8; i++) {
+        f[i] = NULL;
+        if (hl7_get(m, "ZRC", 1, i + 1, 1, 0, 0, &v) == 0 &&
+            hl7_unescape(m, v, vals[i], sizeof(vals[i])) >= 0)
+            f[i] = vals[i];
+    }
+    const char *bad = NULL;
+    if (hdx_receipt_from_fields(f, &r) != HDX_OK)
+        bad = "malformed";
+    else if (s->log_pub && hdx_receipt_verify(&r, s->log_pub) != HDX_OK)
+        bad = "signature invalid";
+    if (bad) {
+        fprintf(stderr, "hdx send: receipt of %s %s\n", control_id, bad);
+        s->bad_receipts++;
+        return;
+    }
+    s->receipts++;
+    int n = hdx_receipt_json(&r, control_id, line, sizeof(line));
+    if (s->receipts_out && n > 0) {
+        fprintf(s->receipts_out, "%s\n", line);
+        fflush(s->receipts_out);
+    }
+}
+
 /* Prints the ACK line; returns 1 when MSA-1 is AA. */
-static int print_ack(const uint8_t *ack, size_t len)
+static int print_ack(struct sender *s, const uint8_t *ack, size_t len)
 {
     struct hl7_msg m;
     struct hl7_error e;
@@ -59,6 +104,7 @@ static int print_ack(const uint8_t *ack, size_t len)
         printf("%s %s %s\n", code, id, err);
     else
         printf("%s %s\n", code, id);
+    if (!strcmp(code, "AA")) keep_receipt(s, &m, id);
     hl7_msg_free(&m);
     fflush(stdout);
     return strcmp(code, "AA") == 0;
@@ -71,7 +117,7 @@ static int read_ack(struct sender *s, int *aa)
         size_t resume = 0;
         if (s->have && mllp_scan(s->buf, s->have, ACK_MAX - 3, &resume, &sc) == MLLP_FRAME) {
             const uint8_t *p = s->buf + sc.payload_off;
-            *aa = print_ack(p, sc.payload_len);
+            *aa = print_ack(s, p, sc.payload_len);
             memmove(s->buf, s->buf + sc.consumed, s->have - sc.consumed);
             s->have -= sc.consumed;
             return 0;
@@ -137,10 +183,40 @@ static int send_file(struct sender *s, const char *file)
     return rc;
 }
 
+/* The receipt file (explicit, or next to the key) and the log key to check receipts. */
+static int open_receipts(struct sender *s, const char *dir, const char *key, const char *path,
+                         int off, const char *logkey)
+{
+    char def[HDX_PATH_MAX], pub[HDX_PATH_MAX];
+    size_t kl = key ? strlen(key) : 0;
+    if (!path && !off && kl > 4 && !strcmp(key + kl - 4, ".key") && kl - 4 + 10 < sizeof(def)) {
+        snprintf(def, sizeof(def), "%.*s.receipts", (int)(kl - 4), key);
+        path = def;
+    }
+    if (path && !off) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0 || !(s->receipts_out = fdopen(fd, "a"))) {
+            if (fd >= 0) close(fd);
+            fprintf(stderr, "hdx send: cannot open the receipt file %s\n", path);
+            return -1;
+        }
+    }
+    if (!logkey && dir && hdx_path(pub, sizeof(pub), dir, "log.pub.pem") == 0 &&
+        access(pub, R_OK) == 0)
+        logkey = pub;
+    if (logkey && hdx_logkey_load_public(logkey, &s->log_pub) != HDX_OK) {
+        fprintf(stderr, "hdx send: cannot load the log's public key %s\n", logkey);
+        if (s->receipts_out) fclose(s->receipts_out);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_send(int argc, char **argv)
 {
     const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL;
-    int plain = 0, timeout = 30000, nfiles = 0;
+    const char *receipts = NULL, *logkey = NULL;
+    int plain = 0, timeout = 30000, nfiles = 0, no_receipts = 0;
     const char *files[256];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-d"))
@@ -157,6 +233,12 @@ int cmd_send(int argc, char **argv)
             timeout = atoi(cli_arg(argc, argv, &i));
         else if (!strcmp(argv[i], "--plain"))
             plain = 1;
+        else if (!strcmp(argv[i], "--receipts"))
+            receipts = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--no-receipts"))
+            no_receipts = 1;
+        else if (!strcmp(argv[i], "--logkey"))
+            logkey = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--help")) {
             fputs(send_usage, stdout);
             return 0;
@@ -178,16 +260,26 @@ int cmd_send(int argc, char **argv)
     struct sender *s = calloc(1, sizeof(*s));
     if (!s) return 1;
     s->all_ok = 1;
-    if (cli_connect(to, ca, cert, key, plain, timeout, &s->conn, err, sizeof(err)) != 0) {
-        fprintf(stderr, "hdx send: %s\n", err);
+    if (open_receipts(s, dir, key, receipts, no_receipts, logkey) != 0) {
         free(s);
         return 1;
     }
     int rc = 0;
-    for (int i = 0; i < nfiles && rc == 0; i++)
-        rc = send_file(s, files[i]);
-    cli_disconnect(&s->conn);
-    int ok = s->all_ok && rc == 0 && s->sent > 0;
+    if (cli_connect(to, ca, cert, key, plain, timeout, &s->conn, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hdx send: %s\n", err);
+        rc = -1;
+    } else {
+        for (int i = 0; i < nfiles && rc == 0; i++)
+            rc = send_file(s, files[i]);
+        cli_disconnect(&s->conn);
+    }
+    if (s->receipts_out && (fflush(s->receipts_out) || fsync(fileno(s->receipts_out)))) {
+        fprintf(stderr, "hdx send: cannot write the receipt file\n");
+        rc = -1;
+    }
+    if (s->receipts_out) fclose(s->receipts_out);
+    EVP_PKEY_free(s->log_pub);
+    int ok = s->all_ok && rc == 0 && s->sent > 0 && s->bad_receipts == 0;
     free(s);
     return ok ? 0 : 1;
 }

@@ -159,3 +159,13 @@ int hdx_proof_roots(const char *json, size_t len, uint8_t old_root[32], struct h
     json_decref(o);
     return rc;
 }
+
+int hdx_proof_leaf(const char *json, size_t len, uint64_t *leaf_index, uint8_t leaf_hash[32])
+{
+    json_t *o = len <= HDX_PROOF_MAX ? json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    int rc = o && !get_u64(o, "leaf_index", leaf_index) && !get_hex(o, "leaf_hash", leaf_hash, 32)
+                 ? HDX_OK
+                 : HDX_E_INVAL;
+    json_decref(o);
+    return rc;
+}

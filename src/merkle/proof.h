@@ -19,6 +19,9 @@ int hdx_sth_parse_json(const char *json, size_t len, struct hdx_sth *out);
 /* Reads the old_root and the head of a consistency proof (no verification). */
 int hdx_proof_roots(const char *json, size_t len, uint8_t old_root[32], struct hdx_sth *head);
 
+/* Reads the leaf of an inclusion proof (no verification: use hdx_proof_check first). */
+int hdx_proof_leaf(const char *json, size_t len, uint64_t *leaf_index, uint8_t leaf_hash[32]);
+
 /* HDX_OK when valid, HDX_E_INTEGRITY otherwise. */
 int hdx_proof_check(const char *json, size_t len, EVP_PKEY *pub, char *msg, size_t cap);
 
