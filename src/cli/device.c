@@ -1,4 +1,6 @@
 /* hdx device add|revoke|list: device identities (certificate CN) and their roles. */
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,10 +9,12 @@
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "merkle/sth.h"
 #include "pki/pki.h"
 
 static const char device_usage[] =
     "usage: hdx device add NAME -d DIR [--role device|subscriber|gateway] [--days N]\n"
+    "                      [--signing | --signing-pub PUB.pem]\n"
     "       hdx device revoke NAME -d DIR\n"
     "       hdx device list -d DIR\n"
     "\n"
@@ -37,8 +41,8 @@ static int role_valid(const char *r)
 static void retire_files(const char *dir, const struct hdx_device *old)
 {
     char from[HDX_PATH_MAX], to[HDX_PATH_MAX];
-    const char *ext[] = {"pem", "key"};
-    for (int i = 0; i < 2; i++) {
+    const char *ext[] = {"pem", "key", "sign.key"};
+    for (int i = 0; i < 3; i++) {
         snprintf(from, sizeof(from), "%s/devices/%s.%s", dir, old->name, ext[i]);
         snprintf(to, sizeof(to), "%s/devices/%s.%s.revoked.%s", dir, old->name, old->serial,
                  ext[i]);
@@ -46,7 +50,39 @@ static void retire_files(const char *dir, const struct hdx_device *old)
     }
 }
 
-static int device_add(const char *dir, const char *name, const char *role, int days)
+/* The device's stream-signing key: made here (written to path, 0600) when pub_file is NULL,
+ * else read from pub_file. Its raw public half goes to pub. */
+static int signing_key(const char *path, const char *pub_file, uint8_t pub[32], char *why,
+                       size_t cap)
+{
+    EVP_PKEY *k = NULL;
+    size_t len = 32;
+    int rc = HDX_OK;
+    if (pub_file) {
+        if (hdx_logkey_load_public(pub_file, &k) != HDX_OK) {
+            snprintf(why, cap, "--signing-pub is not an Ed25519 public key (PEM)");
+            return HDX_E_INVAL;
+        }
+    } else {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *pem = NULL;
+        long n = 0;
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+        if (!k || !b || PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) != 1 ||
+            (n = BIO_get_mem_data(b, &pem)) <= 0)
+            rc = HDX_E_CRYPTO;
+        if (rc == HDX_OK) rc = hdx_write_new_file(path, pem, (size_t)n, 0600);
+        if (n > 0) OPENSSL_cleanse(pem, (size_t)n);
+        BIO_free(b);
+        if (rc != HDX_OK) snprintf(why, cap, "cannot write the signing key: %s", hdx_strerror(rc));
+    }
+    if (rc == HDX_OK && EVP_PKEY_get_raw_public_key(k, pub, &len) != 1) rc = HDX_E_CRYPTO;
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+static int device_add(const char *dir, const char *name, const char *role, int days, int signing,
+                      const char *sign_pub)
 {
     struct cli_ctx ctx;
     struct hdx_device d = {0}, old;
@@ -67,9 +103,17 @@ static int device_add(const char *dir, const char *name, const char *role, int d
     snprintf(d.name, sizeof(d.name), "%s", name);
     snprintf(d.role, sizeof(d.role), "%s", role);
     d.created_us = hdx_now_us();
+    char sign_path[HDX_PATH_MAX];
+    uint8_t pub[32];
+    snprintf(sign_path, sizeof(sign_path), "%s/devices/%s.sign.key", dir, name);
     rc = pki_issue_client(dir, name, role, days, d.serial, sizeof(d.serial), why, sizeof(why));
+    if (rc == HDX_OK && (signing || sign_pub))
+        rc = signing_key(sign_path, sign_pub, pub, why, sizeof(why));
     if (rc == HDX_OK && (rc = hdx_store_device_add(ctx.store, &d)) != HDX_OK)
         snprintf(why, sizeof(why), "cannot record the device in the store: %s", hdx_strerror(rc));
+    if (rc == HDX_OK && (rc = hdx_store_device_signkey_put(
+                             ctx.store, name, signing || sign_pub ? pub : NULL)) != HDX_OK)
+        snprintf(why, sizeof(why), "cannot record the signing key: %s", hdx_strerror(rc));
     cli_close(&ctx);
     if (rc != HDX_OK) {
         fprintf(stderr, "hdx device add: %s\n", why);
@@ -79,6 +123,7 @@ static int device_add(const char *dir, const char *name, const char *role, int d
     if (!realpath(dir, real)) snprintf(real, sizeof(real), "%s", dir);
     printf("cert=%s/devices/%s.pem\nkey=%s/devices/%s.key\nca=%s/ca.pem\n", real, name, real, name,
            real);
+    if (signing && !sign_pub) printf("signkey=%s/devices/%s.sign.key\n", real, name);
     printf("serial=%s role=%s\n", d.serial, d.role);
     return 0;
 }
@@ -117,8 +162,8 @@ static int print_device(void *arg, const struct hdx_device *d)
 
 int cmd_device(int argc, char **argv)
 {
-    const char *dir = NULL, *name = NULL, *role = "device";
-    int days = 825;
+    const char *dir = NULL, *name = NULL, *role = "device", *sign_pub = NULL;
+    int days = 825, signing = 0;
     if (argc < 2) return usage();
     const char *verb = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -128,6 +173,10 @@ int cmd_device(int argc, char **argv)
             role = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--days"))
             days = atoi(cli_arg(argc, argv, &i));
+        else if (!strcmp(argv[i], "--signing"))
+            signing = 1;
+        else if (!strcmp(argv[i], "--signing-pub"))
+            sign_pub = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--help")) {
             fputs(device_usage, stdout);
             return 0;
@@ -154,7 +203,8 @@ int cmd_device(int argc, char **argv)
             fprintf(stderr, "hdx device add: --role must be device, subscriber or gateway\n");
             return 2;
         }
-        return device_add(dir, name, role, days);
+        if (signing && sign_pub) return usage();
+        return device_add(dir, name, role, days, signing, sign_pub);
     }
     if (!strcmp(verb, "revoke")) return device_revoke(dir, name);
     return usage();

@@ -17,12 +17,15 @@ static const char get_usage[] =
     "which writes the exact bytes received (CR-terminated segments).\n";
 
 static const char query_usage[] =
-    "usage: hdx query -d DIR [--patient ID] [--type T] [--sender S] [--since T] [--count]\n"
+    "usage: hdx query -d DIR [--patient ID] [--type T] [--sender S] [--since T]\n"
+    "                 [--unverified] [--count]\n"
     "Lists stored clinical messages (HL7 v2) matching every filter given, oldest first:\n"
     "a header line '# seq=N time=ISO sender=S type=T', the message (LF-terminated segments)\n"
     "and a blank line. --patient matches PID-3 (first identifier) through the blind index;\n"
     "--since takes 2026-11-25T10:00:00Z, 2026-11-25, epoch seconds or 15m/2h/7d ago.\n"
-    "--count prints only the number of matches.\n";
+    "--count prints only the number of matches. Messages a device stream checkpoint covered\n"
+    "carry ' stream=verified checkpoint=SEQ' (or stream=unverified) on their header line;\n"
+    "--unverified lists only those a refused checkpoint covered (docs/STREAM-SIGNATURES.md).\n";
 
 static void print_message(const uint8_t *pt, size_t len, int raw)
 {
@@ -83,7 +86,7 @@ int cmd_get(int argc, char **argv)
 
 struct query_ctx {
     struct cli_ctx *cli;
-    int count_only;
+    int count_only, unverified_only;
     unsigned long long n;
     int failed;
 };
@@ -94,6 +97,9 @@ static int query_one(void *arg, const struct hdx_record *r)
     char t[32];
     uint8_t *pt;
     size_t len;
+    uint64_t ckpt = 0;
+    int verified = 0, marked = hdx_store_mark_get(q->cli->store, r->seq, &ckpt, &verified) == 0;
+    if (q->unverified_only && (!marked || verified)) return 0;
     q->n++;
     if (q->count_only) return 0;
     if (hdx_record_open(r, q->cli->kr, &pt, &len) != HDX_OK) {
@@ -103,8 +109,12 @@ static int query_one(void *arg, const struct hdx_record *r)
         return 0;
     }
     hdx_format_time(r->time_us, t, sizeof(t));
-    printf("# seq=%llu time=%s sender=%s type=%s\n", (unsigned long long)r->seq, t, r->sender,
+    printf("# seq=%llu time=%s sender=%s type=%s", (unsigned long long)r->seq, t, r->sender,
            r->type);
+    if (marked)
+        printf(" stream=%s checkpoint=%llu", verified ? "verified" : "unverified",
+               (unsigned long long)ckpt);
+    putchar('\n');
     print_message(pt, len, 0);
     putchar('\n');
     sodium_memzero(pt, len);
@@ -135,6 +145,8 @@ int cmd_query(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--count"))
             q.count_only = 1;
+        else if (!strcmp(argv[i], "--unverified"))
+            q.unverified_only = 1;
         else if (!strcmp(argv[i], "--help")) {
             fputs(query_usage, stdout);
             return 0;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -11,6 +12,7 @@
 #include "core/util.h"
 #include "merkle/receipt.h"
 #include "merkle/sth.h"
+#include "proto/checkpoint.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
 
@@ -19,7 +21,7 @@
 static const char send_usage[] =
     "usage: hdx send -d DIR --cert C --key K [--to HOST:PORT] [--ca CA] [--plain]\n"
     "                [--timeout MS] [--receipts FILE | --no-receipts] [--logkey PUB]\n"
-    "                FILE...\n"
+    "                [--sign SIGNKEY [--checkpoint-every N] [--checkpoint-ms MS]] FILE...\n"
     "Sends every HL7 v2 message in each FILE ('-' = stdin) over one MLLP connection with\n"
     "mutual TLS, waits for each ACK and prints one line per ACK: MSA-1 and MSA-2, then for\n"
     "AE/AR the ERR code and text. A FILE holds MLLP frames, or plain messages (CR, LF or\n"
@@ -29,6 +31,11 @@ static const char send_usage[] =
     "appended as one JSON line to FILE (mode 0600), by default K with its .key suffix\n"
     "replaced by .receipts; check them later with `hdx receipt check`. With --logkey (or\n"
     "DIR/log.pub.pem when present) each receipt's signature is checked on arrival.\n"
+    "Stream signatures: with --sign (the device's Ed25519 key from `hdx device add --signing`)\n"
+    "a signed checkpoint (ZCK^Z01) covering the messages sent since the previous one follows\n"
+    "every N messages (default 100), once MS milliseconds (default 1000) have passed since the\n"
+    "last, and after the last message; hdxd verifies it (docs/STREAM-SIGNATURES.md) and\n"
+    "answers AA, or AR with the reason. Its ACK line is printed like any other.\n"
     "Exit 0 only if every message was acknowledged AA, with a valid receipt when checked.\n";
 
 struct sender {
@@ -39,6 +46,12 @@ struct sender {
     unsigned long sent, receipts, bad_receipts;
     FILE *receipts_out; /* NULL: receipts are not kept */
     EVP_PKEY *log_pub;  /* NULL: receipts are not checked on arrival */
+    EVP_PKEY *sign_key; /* NULL: no stream signatures */
+    uint8_t binding[32];
+    struct hdx_stream stream;
+    uint64_t checkpoint_n;
+    long every, every_ms;
+    int64_t last_checkpoint_us;
 };
 
 /* Keeps the AA's receipt (ZRC-1..8) in the receipt file, checked first when the log key is
@@ -129,9 +142,8 @@ static int read_ack(struct sender *s, int *aa)
     }
 }
 
-static int send_one(void *arg, const uint8_t *msg, size_t len)
+static int send_frame(struct sender *s, const uint8_t *msg, size_t len)
 {
-    struct sender *s = arg;
     uint8_t *frame = malloc(len + 3);
     int aa = 0;
     if (!frame) return -1;
@@ -145,6 +157,40 @@ static int send_one(void *arg, const uint8_t *msg, size_t len)
     }
     s->sent++;
     if (!aa) s->all_ok = 0;
+    return 0;
+}
+
+/* A signed checkpoint over what was sent since the last one (proto/checkpoint.h). */
+static int send_checkpoint(struct sender *s)
+{
+    struct hdx_checkpoint cp;
+    char msg[512], seg[HDX_CKPT_SEGMENT_MAX], ts[32];
+    int64_t now = hdx_now_us();
+    time_t t = (time_t)(now / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof(ts), "%Y%m%d%H%M%S+0000", &tm);
+    if (hdx_checkpoint_make(&s->stream, ++s->checkpoint_n, s->binding, s->sign_key, &cp) !=
+            HDX_OK ||
+        hdx_checkpoint_segment(&cp, seg, sizeof(seg)) < 0) {
+        fprintf(stderr, "hdx send: cannot sign a checkpoint\n");
+        return -1;
+    }
+    int n = snprintf(msg, sizeof(msg),
+                     "MSH|^~\\&|HDX-SEND||HDX||%s||ZCK^Z01^ZCK_Z01|CK%llx.%llu|P|2.5.1\r%s", ts,
+                     (unsigned long long)now, (unsigned long long)s->checkpoint_n, seg);
+    s->last_checkpoint_us = hdx_monotonic_us();
+    return send_frame(s, (const uint8_t *)msg, (size_t)n);
+}
+
+static int send_one(void *arg, const uint8_t *msg, size_t len)
+{
+    struct sender *s = arg;
+    if (s->sign_key && hdx_stream_add(&s->stream, msg, len) != HDX_OK) return -1;
+    if (send_frame(s, msg, len) != 0) return -1;
+    if (s->sign_key && ((long)s->stream.count >= s->every ||
+                        hdx_monotonic_us() - s->last_checkpoint_us >= s->every_ms * 1000))
+        return send_checkpoint(s);
     return 0;
 }
 
@@ -212,11 +258,32 @@ static int open_receipts(struct sender *s, const char *dir, const char *key, con
     return 0;
 }
 
+/* The device's signing key, and this connection's binding (proto/checkpoint.h). */
+static int start_signing(struct sender *s, const char *path, long every, long every_ms)
+{
+    if (hdx_logkey_load_private(path, &s->sign_key) != HDX_OK) {
+        fprintf(stderr, "hdx send: cannot load the signing key %s (Ed25519 PEM, mode 0600)\n",
+                path);
+        return -1;
+    }
+    if (SSL_export_keying_material(s->conn.ssl, s->binding, sizeof(s->binding), HDX_CKPT_LABEL,
+                                   strlen(HDX_CKPT_LABEL), NULL, 0, 0) != 1) {
+        fprintf(stderr, "hdx send: cannot derive the stream-signature binding\n");
+        return -1;
+    }
+    hdx_stream_init(&s->stream);
+    s->every = every;
+    s->every_ms = every_ms;
+    s->last_checkpoint_us = hdx_monotonic_us();
+    return 0;
+}
+
 int cmd_send(int argc, char **argv)
 {
     const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL;
-    const char *receipts = NULL, *logkey = NULL;
+    const char *receipts = NULL, *logkey = NULL, *sign = NULL;
     int plain = 0, timeout = 30000, nfiles = 0, no_receipts = 0;
+    long every = 100, every_ms = 1000;
     const char *files[256];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-d"))
@@ -239,6 +306,12 @@ int cmd_send(int argc, char **argv)
             no_receipts = 1;
         else if (!strcmp(argv[i], "--logkey"))
             logkey = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--sign"))
+            sign = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--checkpoint-every"))
+            every = atol(cli_arg(argc, argv, &i));
+        else if (!strcmp(argv[i], "--checkpoint-ms"))
+            every_ms = atol(cli_arg(argc, argv, &i));
         else if (!strcmp(argv[i], "--help")) {
             fputs(send_usage, stdout);
             return 0;
@@ -253,7 +326,8 @@ int cmd_send(int argc, char **argv)
     char ca_path[HDX_PATH_MAX], err[512];
     if (cli_client_conf("send", dir, &conf, &ca, ca_path, sizeof(ca_path))) return 1;
     if (!to) to = plain ? conf.legacy_listen : conf.mllp_listen;
-    if (!nfiles || (!plain && (!cert || !key || !ca)) || !to[0] || timeout <= 0) {
+    if (!nfiles || (!plain && (!cert || !key || !ca)) || !to[0] || timeout <= 0 ||
+        (sign && plain) || every < 1 || every_ms < 1) {
         fputs(send_usage, stderr);
         return 2;
     }
@@ -269,10 +343,13 @@ int cmd_send(int argc, char **argv)
         fprintf(stderr, "hdx send: %s\n", err);
         rc = -1;
     } else {
+        if (sign && start_signing(s, sign, every, every_ms) != 0) rc = -1;
         for (int i = 0; i < nfiles && rc == 0; i++)
             rc = send_file(s, files[i]);
+        if (rc == 0 && s->sign_key && s->stream.count) rc = send_checkpoint(s);
         cli_disconnect(&s->conn);
     }
+    EVP_PKEY_free(s->sign_key);
     if (s->receipts_out && (fflush(s->receipts_out) || fsync(fileno(s->receipts_out)))) {
         fprintf(stderr, "hdx send: cannot write the receipt file\n");
         rc = -1;

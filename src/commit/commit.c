@@ -67,6 +67,7 @@ void hdx_intake_item_free(struct hdx_intake_item *item)
     free(item->body);
     free(item->reply);
     hdx_receipt_batch_release(item->receipt_batch);
+    free(item->covers);
     free(item);
 }
 
@@ -127,6 +128,8 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
     }
     if (rc == HDX_OK)
         rc = merkle_append(&c->tree, r.leaf_hash); /* its new nodes join the transaction */
+    if (rc == HDX_OK && it->checkpoint && it->ncovers)
+        rc = hdx_store_marks_put(c->store, it->covers, it->ncovers, r.seq, it->verified);
     if (rc == HDX_OK) {
         if (it->control_id[0]) {
             hdx_dedup_add(c->dedup, r.dedup, r.seq); /* also catches a repeat in this batch */

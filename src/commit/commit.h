@@ -49,6 +49,11 @@ struct hdx_intake_item {
      * receipts are on; NULL otherwise. One reference, released by hdx_intake_item_free. */
     struct hdx_receipt_batch *receipt_batch;
     uint32_t receipt_index;
+    /* A device stream checkpoint (proto/checkpoint.h): the seqs of the messages it covers,
+     * marked verified or not in the checkpoint's own transaction. covers is malloc'd, owned. */
+    int checkpoint, verified;
+    uint64_t *covers;
+    size_t ncovers;
 };
 
 struct hdx_commit;

@@ -21,6 +21,7 @@
 #include "core/util.h"
 #include "net/tls.h"
 #include "proto/ack.h"
+#include "proto/checkpoint.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
 #include "merkle/receipt.h"
@@ -52,7 +53,29 @@ struct conn {
     int frame_timer_armed;
     struct hdx_bus_sub *sub;
     uint64_t received, acked;
+    /* Device stream signatures (proto/checkpoint.h), when the device has a signing key. */
+    int signing;
+    uint8_t sign_pub[32], binding[32];
+    struct hdx_stream stream;
+    uint64_t *covered; /* seqs acknowledged since the last checkpoint */
+    size_t ncovered, covered_cap;
+    struct pending_ckpt *ckpt; /* waits for the messages before it to be committed */
 };
+
+/* A checkpoint already judged on arrival; its record is submitted once every message before
+ * it has its seq (reading pauses meanwhile, so nothing after it can slip in). */
+struct pending_ckpt {
+    enum hdx_ckpt_verdict verdict;
+    struct hdx_checkpoint cp;
+    uint64_t received; /* messages hdxd hashed since the previous checkpoint */
+    struct hl7_delims d;
+    char type[HDX_TYPE_MAX + 1];
+    uint8_t *payload;
+    size_t len;
+};
+
+/* More messages than this between two checkpoints are still hashed, but not all marked. */
+#define CKPT_MARK_MAX 65536
 
 struct allow_entry {
     int family;
@@ -87,9 +110,18 @@ struct hdx_server {
 
 /* ---------- connection lifetime ---------- */
 
+static void pending_ckpt_free(struct pending_ckpt *p)
+{
+    if (!p) return;
+    free(p->payload);
+    free(p);
+}
+
 static void conn_free(struct conn *c)
 {
     struct hdx_server *srv = c->srv;
+    pending_ckpt_free(c->ckpt);
+    free(c->covered);
     if (c->sub) hdx_bus_unsubscribe(srv->bus, c->sub);
     if (c->frame_timer) event_free(c->frame_timer);
     if (c->bev) bufferevent_free(c->bev); /* closes the socket and frees the SSL */
@@ -225,6 +257,146 @@ static void submit_message(struct conn *c, const uint8_t *payload, size_t len,
     hdx_commit_submit(c->srv->commit, it);
 }
 
+static const char *verdict_word(enum hdx_ckpt_verdict v)
+{
+    static const char *const words[] = {"verified", "malformed", "bad-signature", "replayed",
+                                        "mismatch"};
+    return (unsigned)v < sizeof(words) / sizeof(words[0]) ? words[v] : "?";
+}
+
+/* A checkpoint frame: judged now, against exactly the payloads that came before it. */
+static void take_checkpoint(struct conn *c, const uint8_t *payload, size_t len,
+                            const struct hl7_msg *msg)
+{
+    struct hl7_error err = {HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
+    if (!c->signing) {
+        snprintf(err.text, sizeof(err.text),
+                 "checkpoint refused: this device has no stream-signing key registered");
+        reject(c, msg, &err);
+        return;
+    }
+    struct pending_ckpt *p = calloc(1, sizeof(*p));
+    if (!p || !(p->payload = malloc(len ? len : 1))) {
+        free(p);
+        snprintf(err.text, sizeof(err.text), "server out of memory");
+        reject(c, msg, &err);
+        return;
+    }
+    memcpy(p->payload, payload, len);
+    p->len = len;
+    p->d = msg->d;
+    snprintf(p->type, sizeof(p->type), "%s", msg->msg_type);
+    p->received = c->stream.count;
+    if (hdx_checkpoint_parse(msg, &p->cp) != HDX_OK) {
+        uint64_t last_n = c->stream.last_n;
+        p->verdict = HDX_CKPT_MALFORMED;
+        hdx_stream_init(&c->stream); /* the device starts a new running hash too */
+        c->stream.last_n = last_n;
+    } else {
+        p->verdict = hdx_checkpoint_check(&c->stream, &p->cp, c->binding, c->sign_pub);
+    }
+    if (p->verdict == HDX_CKPT_OK)
+        hdx_info("stream_checkpoint", "peer=%s sender=%s n=%llu messages=%llu verdict=verified",
+                 c->peer, c->sender, (unsigned long long)p->cp.n, (unsigned long long)p->received);
+    else
+        hdx_error("stream_alert",
+                  "peer=%s sender=%s n=%llu messages_unverified=%llu verdict=%s reason=\"%s\"",
+                  c->peer, c->sender, (unsigned long long)p->cp.n, (unsigned long long)p->received,
+                  verdict_word(p->verdict), hdx_ckpt_verdict_text(p->verdict));
+    c->ckpt = p;
+}
+
+/* "a-b,c,..." of the covered seqs (ascending runs), malloc'd. */
+static char *seq_ranges(const uint64_t *seqs, size_t n)
+{
+    size_t cap = 64 + n * 42, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && seqs[j + 1] == seqs[j] + 1)
+            j++;
+        int w = j > i ? snprintf(out + len, cap - len, "%s%llu-%llu", len ? "," : "",
+                                 (unsigned long long)seqs[i], (unsigned long long)seqs[j])
+                      : snprintf(out + len, cap - len, "%s%llu", len ? "," : "",
+                                 (unsigned long long)seqs[i]);
+        len += (size_t)w;
+        i = j + 1;
+    }
+    return out;
+}
+
+/* The checkpoint's record: the checkpoint as received plus hdx's verdict, as a ZCV segment
+ * in the device's own delimiters:
+ *   ZCV|1|verdict|reason|binding hex|messages hashed|covered seqs (a-b,c,...) */
+static void submit_checkpoint(struct conn *c)
+{
+    struct pending_ckpt *p = c->ckpt;
+    struct hl7_msg msg;
+    struct hl7_error err = {HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
+    char bind[65], fs = p->d.field, *ranges = seq_ranges(c->covered, c->ncovered), *esc = NULL;
+    size_t elen = ranges ? strlen(ranges) * 3 + 400 : 0;
+    c->ckpt = NULL;
+    hdx_hex(c->binding, 32, bind);
+    memset(&msg, 0, sizeof(msg));
+    struct hdx_intake_item *it = NULL;
+    if (ranges && (esc = malloc(elen)) &&
+        hl7_escape(&p->d, hdx_ckpt_verdict_text(p->verdict), esc, 400) >= 0) {
+        size_t rl = strlen(esc);
+        char *tail = esc + rl + 1;
+        if (hl7_escape(&p->d, ranges, tail, elen - rl - 1) >= 0) {
+            size_t cap = p->len + strlen(tail) + rl + 256;
+            uint8_t *body = malloc(cap);
+            if (body) {
+                size_t n = p->len;
+                memcpy(body, p->payload, n);
+                if (!n || body[n - 1] != '\r') body[n++] = '\r';
+                n += (size_t)snprintf((char *)body + n, cap - n, "ZCV%c1%c%s%c%s%c%s%c%llu%c%s\r",
+                                      fs, fs, verdict_word(p->verdict), fs, esc, fs, bind, fs,
+                                      (unsigned long long)p->received, fs, tail);
+                it = hdx_intake_item_new(body, n);
+                free(body);
+            }
+        }
+    }
+    free(esc);
+    free(ranges);
+    (void)hl7_parse(p->payload, p->len, &c->srv->limits, &msg, &err);
+    if (!it) {
+        err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0, "server out of memory"};
+        reject(c, &msg, &err);
+        hl7_msg_free(&msg);
+        pending_ckpt_free(p);
+        return;
+    }
+    it->kind = HDX_KIND_HL7V2;
+    snprintf(it->sender, sizeof(it->sender), "%s", c->sender);
+    snprintf(it->type, sizeof(it->type), "%s", p->type);
+    it->origin = c;
+    it->checkpoint = 1;
+    it->verified = p->verdict == HDX_CKPT_OK;
+    it->covers = c->covered;
+    it->ncovers = c->ncovered;
+    c->covered = NULL;
+    c->ncovered = c->covered_cap = 0;
+    /* Accepted: AA (with its receipt). Refused: AR 207 with the reason, sent once the
+     * refused checkpoint is on record too. */
+    char ack[2048];
+    struct hl7_error refusal = {HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
+    snprintf(refusal.text, sizeof(refusal.text), "%s", hdx_ckpt_verdict_text(p->verdict));
+    int n = build_ack(c->srv, &msg, it->verified ? HL7_AA : HL7_AR, it->verified ? NULL : &refusal,
+                      ack, sizeof(ack));
+    if (n > 0 && (it->reply = malloc((size_t)n)) != NULL) {
+        memcpy(it->reply, ack, (size_t)n);
+        it->reply_len = (size_t)n;
+    }
+    hl7_msg_free(&msg);
+    pending_ckpt_free(p);
+    c->inflight++;
+    hdx_commit_submit(c->srv->commit, it);
+}
+
 static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
 {
     struct hl7_msg msg;
@@ -232,7 +404,16 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
     memset(&msg, 0, sizeof(msg));
     memset(&err, 0, sizeof(err));
     c->received++;
-    if (hl7_parse(payload, len, &c->srv->limits, &msg, &err) != 0) {
+    int parsed = hl7_parse(payload, len, &c->srv->limits, &msg, &err) == 0;
+    if (parsed && c->kind == CONN_MLLP_TLS && hdx_is_checkpoint(&msg)) {
+        take_checkpoint(c, payload, len, &msg);
+        hl7_msg_free(&msg);
+        return;
+    }
+    /* Every other payload is in the device's running hash, refused ones included. */
+    if (c->signing && hdx_stream_add(&c->stream, payload, len) != HDX_OK)
+        hdx_error("stream_hash_failed", "peer=%s sender=%s", c->peer, c->sender);
+    if (!parsed) {
         reject(c, &msg, &err);
         hl7_msg_free(&msg);
         return;
@@ -312,7 +493,8 @@ static void mllp_read(struct conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t max = c->srv->conf->mllp_max_message;
     while (!c->closing) {
-        if (c->inflight >= c->srv->conf->mllp_max_inflight ||
+        if (c->ckpt && c->inflight == 0) submit_checkpoint(c);
+        if (c->ckpt || c->inflight >= c->srv->conf->mllp_max_inflight ||
             evbuffer_get_length(bufferevent_get_output(c->bev)) > MLLP_OUT_PAUSE) {
             bufferevent_disable(c->bev, EV_READ); /* back-pressure until ACKs go out */
             c->reading_paused = 1;
@@ -352,7 +534,8 @@ static void mllp_read(struct conn *c)
 /* Undoes the back-pressure of mllp_read once both its causes are gone. */
 static void resume_reading(struct conn *c)
 {
-    if (!c->reading_paused || c->closing || c->inflight >= c->srv->conf->mllp_max_inflight ||
+    if (!c->reading_paused || c->closing || c->ckpt ||
+        c->inflight >= c->srv->conf->mllp_max_inflight ||
         evbuffer_get_length(bufferevent_get_output(c->bev)) > MLLP_OUT_PAUSE)
         return;
     c->reading_paused = 0;
@@ -376,12 +559,23 @@ static void answer_item(struct conn *c, const struct hdx_intake_item *it)
 {
     struct hl7_msg msg;
     struct hl7_error err = {0};
+    if (c->signing && !it->checkpoint && it->status == HDX_OK) {
+        if (c->ncovered == c->covered_cap && c->covered_cap < CKPT_MARK_MAX) {
+            size_t cap = c->covered_cap ? c->covered_cap * 2 : 64;
+            uint64_t *p = realloc(c->covered, cap * sizeof(*p));
+            if (p) {
+                c->covered = p;
+                c->covered_cap = cap;
+            }
+        }
+        if (c->ncovered < c->covered_cap) c->covered[c->ncovered++] = it->seq;
+    }
     if (it->status == HDX_OK && it->reply) {
         /* The receipt goes last, in the ACK's own field separator (MSH-1 of the reply). */
         char zrc[HDX_RECEIPT_SEGMENT_MAX];
         struct hdx_receipt r;
         int zn = 0;
-        if (it->receipt_batch && it->reply_len > 4 &&
+        if (it->receipt_batch && it->reply_len > 4 && (!it->checkpoint || it->verified) &&
             hdx_receipt_get(it->receipt_batch, it->receipt_index, &r) == HDX_OK)
             zn = hdx_receipt_segment(&r, (char)it->reply[3], zrc, sizeof(zrc));
         write_frame2(c, (const char *)it->reply, it->reply_len, zrc, zn > 0 ? (size_t)zn : 0);
@@ -421,6 +615,7 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
         if (it->status == HDX_OK && !it->duplicate) publish(srv, it);
         if (!c->closing) answer_item(c, it);
         c->inflight--;
+        if (c->ckpt && c->inflight == 0 && !c->closing) submit_checkpoint(c);
         if (c->closing && c->inflight == 0)
             schedule_reap(srv);
         else
@@ -610,6 +805,17 @@ static int admit_peer(struct conn *c, char *why, size_t cap)
     if (!role_allowed(c->kind, c->role)) {
         snprintf(why, cap, "role %s may not use this port", c->role[0] ? c->role : "(none)");
         return -1;
+    }
+    /* A device with a stream-signing key: its checkpoints are bound to this connection. */
+    if (c->kind == CONN_MLLP_TLS &&
+        hdx_store_device_signkey_get(c->srv->ro_store, c->sender, c->sign_pub) == HDX_OK) {
+        if (SSL_export_keying_material(ssl, c->binding, sizeof(c->binding), HDX_CKPT_LABEL,
+                                       strlen(HDX_CKPT_LABEL), NULL, 0, 0) != 1) {
+            snprintf(why, cap, "cannot derive the stream-signature binding");
+            return -1;
+        }
+        c->signing = 1;
+        hdx_stream_init(&c->stream);
     }
     return 0;
 }

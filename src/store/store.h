@@ -100,4 +100,15 @@ int hdx_store_device_revoke(struct hdx_store *s, const char *name, int64_t when_
 int hdx_store_devices_list(struct hdx_store *s, int (*cb)(void *ctx, const struct hdx_device *d),
                            void *ctx);
 
+/* Device stream signatures (proto/checkpoint.h): a device's registered Ed25519 public key
+ * (replaced on re-registration), and per message the checkpoint record that covered it and
+ * whether that checkpoint verified. A mark is written once, in the checkpoint's transaction;
+ * the checkpoint record in the log (its ZCV segment) is the authority, this the index.
+ * signkey_put with pub NULL removes the device's key. */
+int hdx_store_device_signkey_put(struct hdx_store *s, const char *name, const uint8_t pub[32]);
+int hdx_store_device_signkey_get(struct hdx_store *s, const char *name, uint8_t pub[32]);
+int hdx_store_marks_put(struct hdx_store *s, const uint64_t *seqs, size_t n, uint64_t checkpoint,
+                        int verified);
+int hdx_store_mark_get(struct hdx_store *s, uint64_t seq, uint64_t *checkpoint, int *verified);
+
 #endif

@@ -93,6 +93,10 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, role TEXT NOT NULL,"
     " serial TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL DEFAULT 0)"
     " STRICT;"
+    "CREATE TABLE IF NOT EXISTS device_keys(name TEXT PRIMARY KEY, sign_pub BLOB NOT NULL,"
+    " created_us INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
+    " verified INTEGER NOT NULL) STRICT;"
     "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 1);";
 
 static int db_error(struct hdx_store *s, const char *what)
@@ -789,4 +793,94 @@ long hdx_store_leaves(struct hdx_store *s, int (*cb)(void *ctx, uint64_t seq, co
     }
     sqlite3_finalize(q);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : db_error(s, "leaves");
+}
+
+int hdx_store_device_signkey_put(struct hdx_store *s, const char *name, const uint8_t pub[32])
+{
+    sqlite3_stmt *q = NULL;
+    if (!pub) {
+        if (sqlite3_prepare_v2(s->db, "DELETE FROM device_keys WHERE name=?", -1, &q, NULL) !=
+            SQLITE_OK)
+            return db_error(s, "signkey_del_prepare");
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(q);
+        sqlite3_finalize(q);
+        return rc == SQLITE_DONE ? HDX_OK : db_error(s, "signkey_del");
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO device_keys(name,sign_pub,created_us) "
+                           "VALUES(?,?,?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "signkey_put_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, pub, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, hdx_now_us());
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? HDX_OK : db_error(s, "signkey_put");
+}
+
+int hdx_store_device_signkey_get(struct hdx_store *s, const char *name, uint8_t pub[32])
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT sign_pub FROM device_keys WHERE name=?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return HDX_E_NOTFOUND; /* a store older than stream signatures, opened read-only */
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q), out = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32) {
+        memcpy(pub, sqlite3_column_blob(q, 0), 32);
+        out = HDX_OK;
+    } else if (rc == SQLITE_ROW) {
+        out = HDX_E_INTEGRITY;
+    } else if (rc != SQLITE_DONE) {
+        out = db_error(s, "signkey_get");
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+int hdx_store_marks_put(struct hdx_store *s, const uint64_t *seqs, size_t n, uint64_t checkpoint,
+                        int verified)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR IGNORE INTO stream_marks(seq,checkpoint,verified) "
+                           "VALUES(?,?,?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "marks_prepare");
+    int rc = SQLITE_DONE;
+    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+        sqlite3_bind_int64(q, 1, (sqlite3_int64)seqs[i]);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)checkpoint);
+        sqlite3_bind_int(q, 3, verified ? 1 : 0);
+        rc = sqlite3_step(q);
+        sqlite3_reset(q);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "marks_put");
+    }
+    return HDX_OK;
+}
+
+int hdx_store_mark_get(struct hdx_store *s, uint64_t seq, uint64_t *checkpoint, int *verified)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT checkpoint,verified FROM stream_marks WHERE seq=?", -1,
+                           &q, NULL) != SQLITE_OK)
+        return HDX_E_NOTFOUND; /* a store older than stream signatures, opened read-only */
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
+    int rc = sqlite3_step(q), out = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW) {
+        *checkpoint = (uint64_t)sqlite3_column_int64(q, 0);
+        *verified = sqlite3_column_int(q, 1);
+        out = HDX_OK;
+    } else if (rc != SQLITE_DONE) {
+        out = db_error(s, "mark_get");
+    }
+    sqlite3_finalize(q);
+    return out;
 }
