@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "merkle/merkle.h"
 #include "merkle/sth.h"
+#include "proto/checkpoint.h"
 #include "proto/hl7.h"
 
 #define VERIFY_THREADS_MAX 8
@@ -83,7 +84,12 @@ static const char *check_index(const struct verify_job *j, const struct hdx_reco
     } else if (!why && sodium_memcmp(zero, r->patient, HDX_BLIND_LEN) != 0) {
         why = "index patient set but message has none";
     }
-    if (!why && msg.control_id[0]) {
+    /* Checkpoint records have no duplicate token: a replayed checkpoint must be judged and
+     * recorded, never answered as a duplicate. Their type is bound by the GCM tag. */
+    if (!why && msg.control_id[0] && hdx_is_checkpoint(&msg)) {
+        if (sodium_memcmp(zero, r->dedup, HDX_BLIND_LEN) != 0)
+            why = "index duplicate token set on a checkpoint";
+    } else if (!why && msg.control_id[0]) {
         hdx_dedup_token(j->kr, r->sender, msg.control_id, tok);
         if (sodium_memcmp(tok, r->dedup, HDX_BLIND_LEN) != 0)
             why = "index duplicate token differs from message";
