@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,31 @@ struct hdx_keyring {
     uint32_t current;
     int blind_slot; /* index into slots, -1 when absent */
 };
+
+/* OpenSSL 3 looks an algorithm up by name, under a lock, every time EVP_sha256() or
+ * EVP_aes_256_gcm() is passed to an init call: half the cost of hashing a short input.
+ * Fetched once here and kept for the life of the process. */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MD *alg_sha256;
+static EVP_CIPHER *alg_gcm;
+
+static void algs_fetch(void)
+{
+    alg_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    return alg_sha256;
+}
+
+static const EVP_CIPHER *gcm_cipher(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    return alg_gcm;
+}
 
 static int sodium_ready(void)
 {
@@ -95,8 +121,9 @@ static int gcm(int enc, const uint8_t *key, const uint8_t *aad, size_t aad_len,
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, ok = 0;
-    if (!ctx || in_len > INT32_MAX || aad_len > INT32_MAX) goto out;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1) goto out;
+    const EVP_CIPHER *cipher = gcm_cipher();
+    if (!ctx || !cipher || in_len > INT32_MAX || aad_len > INT32_MAX) goto out;
+    if (EVP_CipherInit_ex2(ctx, cipher, key, nonce, enc, NULL) != 1) goto out;
     if (aad_len && EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) goto out;
     if (in_len && EVP_CipherUpdate(ctx, out, &len, in, (int)in_len) != 1) goto out;
     if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1) goto out;
@@ -234,7 +261,8 @@ void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int olen = 32;
     /* Failure here means OpenSSL itself is broken; integrity code must not continue. */
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) abort();
+    const EVP_MD *md = sha256_md();
+    if (!ctx || !md || EVP_DigestInit_ex2(ctx, md, NULL) != 1) abort();
     for (size_t i = 0; i < n; i++)
         if (EVP_DigestUpdate(ctx, parts[i], lens[i]) != 1) abort();
     if (EVP_DigestFinal_ex(ctx, out, &olen) != 1) abort();
