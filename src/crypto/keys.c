@@ -1,5 +1,6 @@
 #include "crypto/keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -254,6 +255,115 @@ int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *valu
     memcpy(out, mac, HDX_BLIND_LEN);
     sodium_memzero(&st, sizeof(st));
     return HDX_OK;
+}
+
+struct hdx_keyctx {
+    const struct hdx_keyring *kr;
+    EVP_CIPHER_CTX *gcm;
+    uint32_t gcm_key_id;            /* the data key gcm is keyed with; 0: none */
+    EVP_MD_CTX *ipad, *opad, *work; /* ipad/opad NULL without a blind key */
+};
+
+#define HMAC_BLOCK 64
+
+/* RFC 2104 with the key shorter than a block: SHA-256 states after (key ^ ipad) and
+ * (key ^ opad), so each token hashes only its own input and the inner digest. */
+static int hmac_pads(struct hdx_keyctx *kc, const uint8_t *key)
+{
+    uint8_t pad[HMAC_BLOCK];
+    const EVP_MD *md = sha256_md();
+    int ok = md && (kc->ipad = EVP_MD_CTX_new()) && (kc->opad = EVP_MD_CTX_new());
+    for (int round = 0; ok && round < 2; round++) {
+        uint8_t x = round ? 0x5c : 0x36;
+        memset(pad, x, sizeof(pad));
+        for (size_t i = 0; i < HDX_KEY_LEN; i++)
+            pad[i] = key[i] ^ x;
+        EVP_MD_CTX *c = round ? kc->opad : kc->ipad;
+        ok = EVP_DigestInit_ex2(c, md, NULL) == 1 && EVP_DigestUpdate(c, pad, sizeof(pad)) == 1;
+    }
+    OPENSSL_cleanse(pad, sizeof(pad));
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_keyctx_new(const struct hdx_keyring *kr, struct hdx_keyctx **out)
+{
+    *out = NULL;
+    struct hdx_keyctx *kc = calloc(1, sizeof(*kc));
+    if (!kc) return HDX_E_NOMEM;
+    kc->kr = kr;
+    int rc = (kc->gcm = EVP_CIPHER_CTX_new()) && (kc->work = EVP_MD_CTX_new()) && gcm_cipher()
+                 ? HDX_OK
+                 : HDX_E_CRYPTO;
+    if (rc == HDX_OK && kr->blind_slot >= 0) rc = hmac_pads(kc, kr->slots[kr->blind_slot].key);
+    if (rc != HDX_OK) {
+        hdx_keyctx_free(kc);
+        return rc;
+    }
+    *out = kc;
+    return HDX_OK;
+}
+
+void hdx_keyctx_free(struct hdx_keyctx *kc)
+{
+    if (!kc) return;
+    /* OpenSSL cleanses a context's algorithm state (key schedule, hash state) on free. */
+    EVP_CIPHER_CTX_free(kc->gcm);
+    EVP_MD_CTX_free(kc->ipad);
+    EVP_MD_CTX_free(kc->opad);
+    EVP_MD_CTX_free(kc->work);
+    free(kc);
+}
+
+int hdx_keyctx_open(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+                    const uint8_t nonce[HDX_NONCE_LEN], const uint8_t *ct, size_t ct_len,
+                    uint8_t *pt)
+{
+    uint8_t tag[HDX_TAG_LEN];
+    int len = 0, ok = 0;
+    if (key_id != kc->gcm_key_id || !key_id) {
+        const struct key_slot *s = find_slot(kc->kr, HDX_KEY_DATA, key_id);
+        if (!s) return HDX_E_NOTFOUND;
+        if (EVP_CipherInit_ex2(kc->gcm, gcm_cipher(), s->key, NULL, 0, NULL) != 1)
+            return HDX_E_CRYPTO;
+        kc->gcm_key_id = key_id;
+    }
+    if (ct_len < HDX_TAG_LEN) return HDX_E_CRYPTO;
+    size_t n = ct_len - HDX_TAG_LEN;
+    if (n > INT32_MAX || aad_len > INT32_MAX) return HDX_E_CRYPTO;
+    memcpy(tag, ct + n, HDX_TAG_LEN);
+    /* A new IV restarts GCM on the kept key schedule. */
+    if (EVP_CipherInit_ex2(kc->gcm, NULL, NULL, nonce, 0, NULL) != 1) goto out;
+    if (aad_len && EVP_CipherUpdate(kc->gcm, NULL, &len, aad, (int)aad_len) != 1) goto out;
+    if (n && EVP_CipherUpdate(kc->gcm, pt, &len, ct, (int)n) != 1) goto out;
+    if (EVP_CIPHER_CTX_ctrl(kc->gcm, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1) goto out;
+    if (EVP_CipherFinal_ex(kc->gcm, pt + len, &len) != 1) goto out;
+    ok = 1;
+out:
+    if (!ok) {
+        sodium_memzero(pt, n); /* never hand back unauthenticated bytes */
+        kc->gcm_key_id = 0;    /* rekey next time rather than trust a context that failed */
+        return HDX_E_CRYPTO;
+    }
+    return HDX_OK;
+}
+
+int hdx_keyctx_blind(struct hdx_keyctx *kc, const char *domain, const void *value, size_t len,
+                     uint8_t out[HDX_BLIND_LEN])
+{
+    uint8_t inner[32], mac[32];
+    unsigned int n = 0;
+    if (!kc->ipad) return HDX_E_NOTFOUND;
+    int ok = EVP_MD_CTX_copy_ex(kc->work, kc->ipad) == 1 &&
+             EVP_DigestUpdate(kc->work, domain, strlen(domain) + 1) == 1 &&
+             EVP_DigestUpdate(kc->work, value, len) == 1 &&
+             EVP_DigestFinal_ex(kc->work, inner, &n) == 1 &&
+             EVP_MD_CTX_copy_ex(kc->work, kc->opad) == 1 &&
+             EVP_DigestUpdate(kc->work, inner, sizeof(inner)) == 1 &&
+             EVP_DigestFinal_ex(kc->work, mac, &n) == 1;
+    if (ok) memcpy(out, mac, HDX_BLIND_LEN);
+    OPENSSL_cleanse(inner, sizeof(inner));
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return ok ? HDX_OK : HDX_E_CRYPTO;
 }
 
 void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_t *lens)

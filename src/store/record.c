@@ -123,3 +123,19 @@ int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, ui
     *pt_len = r->ct_len - HDX_TAG_LEN;
     return HDX_OK;
 }
+
+int hdx_record_open_into(const struct hdx_record *r, struct hdx_keyctx *kc, uint8_t *pt, size_t cap,
+                         size_t *pt_len)
+{
+    uint8_t header[HDX_HEADER_MAX];
+    *pt_len = 0;
+    size_t hlen = hdx_record_header(r, header, sizeof(header));
+    if (!hlen || r->ct_len < HDX_TAG_LEN) return HDX_E_INTEGRITY;
+    size_t n = r->ct_len - HDX_TAG_LEN;
+    if (cap < n + 1) return HDX_E_TOOBIG;
+    int rc = hdx_keyctx_open(kc, r->key_id, header, hlen, r->nonce, r->ct, r->ct_len, pt);
+    if (rc != HDX_OK) return rc;
+    pt[n] = 0;
+    *pt_len = n;
+    return HDX_OK;
+}

@@ -67,5 +67,10 @@ int hdx_record_seal(struct hdx_record *r, const struct hdx_keyring *kr, const ui
 /* Opens r->ct into a malloc'd buffer (NUL-terminated for convenience). */
 int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, uint8_t **pt,
                     size_t *pt_len);
+/* The same through a per-thread key context (keys.h), into the caller's buffer, for bulk
+ * reads: pt needs r->ct_len - HDX_TAG_LEN + 1 bytes (HDX_E_TOOBIG otherwise; nothing
+ * written). On failure pt holds no unauthenticated byte. */
+int hdx_record_open_into(const struct hdx_record *r, struct hdx_keyctx *kc, uint8_t *pt, size_t cap,
+                         size_t *pt_len);
 
 #endif
