@@ -37,6 +37,13 @@ int hdx_store_begin(struct hdx_store *s);
 int hdx_store_commit(struct hdx_store *s);
 void hdx_store_rollback(struct hdx_store *s);
 
+/* A read snapshot across several calls (a proof: tree size, head, nodes and record): every
+ * read until hdx_store_read_end sees the same committed state, however hdxd writes meanwhile,
+ * and SQLite locks once instead of once per statement (most of a proof's cost otherwise).
+ * Not inside hdx_store_begin; keep it short: the WAL cannot be checkpointed past it. */
+int hdx_store_read_begin(struct hdx_store *s);
+void hdx_store_read_end(struct hdx_store *s);
+
 /* The newest record's seq (0 when empty), chain hash and time. */
 int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
                    int64_t *time_us);

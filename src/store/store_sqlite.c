@@ -275,6 +275,16 @@ int hdx_store_commit(struct hdx_store *s)
     return HDX_OK;
 }
 
+int hdx_store_read_begin(struct hdx_store *s)
+{
+    return s->in_txn ? HDX_E_INVAL : exec(s, "BEGIN DEFERRED");
+}
+
+void hdx_store_read_end(struct hdx_store *s)
+{
+    if (!s->in_txn) (void)sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+}
+
 void hdx_store_rollback(struct hdx_store *s)
 {
     if (s->in_txn) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
