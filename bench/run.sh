@@ -5,12 +5,17 @@
 #   2. a steady 10,000 msgs/s over 64 connections, with a live subscriber measuring delivery
 #      latency after commit (hdx tail --latency)
 #   3. resident memory of 1,000 idle TLS connections
+#   4. hdx verify (full and --fast) of the store step 1 filled, beside one core's AES-256-GCM
+#      and SHA-256 rates (openssl speed), the bound of the full check
+#   5. with BENCH_PROOFS=1: inclusion proofs from a 10,000,000-record store (bench/proof_bench.c;
+#      ~30 s to build, 1.8 GiB in the scratch directory)
 # Each figure is printed with the machine limits measured in the same run.
-# Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (64), BENCH_RATE (10000).
+# Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (64), BENCH_RATE (10000),
+# BENCH_PROOFS (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/build.sh build
+bash scripts/build.sh build -DHDX_BENCH=ON
 bin=$PWD/build
 secs=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNECTIONS:-64}
@@ -58,3 +63,19 @@ echo "== 3. 1,000 idle TLS connections"
 start_hdxd "$work/c"
 /usr/bin/python3 bench/idle_connections.py "$work/c" "$port" "$hpid" 1000 \
   "$work/c/devices/idle.pem" "$work/c/devices/idle.key"
+
+echo
+echo "== 4. hdx verify of the store from step 1 ($(nproc) threads)"
+openssl speed -seconds 3 -bytes 1024 -evp aes-256-gcm 2>/dev/null | tail -1 | sed 's/^/machine (one core, 1 KiB): /'
+openssl speed -seconds 3 -bytes 1024 -evp sha256 2>/dev/null | tail -1 | sed 's/^/machine (one core, 1 KiB): /'
+for mode in "" --fast; do
+  t0=$(date +%s%N)
+  "$bin/hdx" verify -d "$work/a" $mode | tail -1
+  echo "verify $mode: $(( ($(date +%s%N) - t0) / 1000000 )) ms wall"
+done
+
+if [ "${BENCH_PROOFS:-0}" = 1 ]; then
+  echo
+  echo "== 5. inclusion proofs at 10,000,000 records"
+  "$bin/proof_bench" "$work/p" 10000000 10000
+fi

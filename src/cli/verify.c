@@ -1,6 +1,10 @@
 /* hdx verify: checks every record, on every core (each thread takes a contiguous range
  * and starts its chain from the stored chain hash before it; the thread before checks that
- * very hash, so the whole chain is covered). */
+ * very hash, so the whole chain is covered). The Merkle tree is checked in the same pass:
+ * each thread appends its range's leaves to a tree opened at the size before its range, from
+ * the stored nodes the threads before it check (the same induction as the chain), so the
+ * records are read once. Only when that finds anything wrong is the tree walked again from
+ * the first leaf alone, to name exactly which stored nodes differ. */
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -38,6 +42,17 @@ struct bad {
     const char *reason;
 };
 
+/* A signed head to hold the records against: the store's newest, and the copy hdxd keeps
+ * outside the store (DIR/log.sth), which shows a store restored from an older copy. */
+struct head {
+    const char *name;
+    int present;
+    struct hdx_sth sth;
+    int have_root;
+    uint8_t root[32];
+};
+#define NHEADS 2
+
 struct verify_job {
     const char *store_path;
     const struct hdx_keyring *kr;
@@ -47,6 +62,17 @@ struct verify_job {
     size_t nbad, cap;
     int fatal;
     int fast; /* hashes, chain and tree only: no decryption, no index check */
+    struct hdx_keyctx *kc;
+    uint8_t *pt; /* plaintext buffer, reused record to record; wiped at the end */
+    size_t pt_cap;
+    /* The tree over this range (see the top). tree_ok stays 1 only while every leaf was
+     * appended in order and every node completed equals the stored one. */
+    struct merkle tree;
+    struct merkle_store stored;
+    int tree_ok;
+    const struct head *heads; /* read only here; roots noted per job, merged after */
+    int have_root[NHEADS];
+    uint8_t root[NHEADS][32];
 };
 
 static void add_bad(struct verify_job *j, uint64_t seq, const char *reason)
@@ -65,8 +91,8 @@ static void add_bad(struct verify_job *j, uint64_t seq, const char *reason)
 }
 
 /* The index must say what the message says: type, patient token, duplicate token. */
-static const char *check_index(const struct verify_job *j, const struct hdx_record *r,
-                               const uint8_t *pt, size_t len)
+static const char *check_index(struct verify_job *j, const struct hdx_record *r, const uint8_t *pt,
+                               size_t len)
 {
     struct hl7_msg msg;
     struct hl7_error err;
@@ -78,20 +104,20 @@ static const char *check_index(const struct verify_job *j, const struct hdx_reco
     if (hl7_parse(pt, len, &lim, &msg, &err) != 0) return "stored message does not parse";
     if (strncmp(r->type, msg.msg_type, HDX_TYPE_MAX) != 0) why = "index type differs from message";
     if (!why && msg.patient_id[0]) {
-        hdx_blind(j->kr, "patient", msg.patient_id, strlen(msg.patient_id), tok);
-        if (sodium_memcmp(tok, r->patient, HDX_BLIND_LEN) != 0)
+        hdx_keyctx_blind(j->kc, "patient", msg.patient_id, strlen(msg.patient_id), tok);
+        if (CRYPTO_memcmp(tok, r->patient, HDX_BLIND_LEN) != 0)
             why = "index patient differs from message";
-    } else if (!why && sodium_memcmp(zero, r->patient, HDX_BLIND_LEN) != 0) {
+    } else if (!why && CRYPTO_memcmp(zero, r->patient, HDX_BLIND_LEN) != 0) {
         why = "index patient set but message has none";
     }
     /* Checkpoint records have no duplicate token: a replayed checkpoint must be judged and
      * recorded, never answered as a duplicate. Their type is bound by the GCM tag. */
     if (!why && msg.control_id[0] && hdx_is_checkpoint(&msg)) {
-        if (sodium_memcmp(zero, r->dedup, HDX_BLIND_LEN) != 0)
+        if (CRYPTO_memcmp(zero, r->dedup, HDX_BLIND_LEN) != 0)
             why = "index duplicate token set on a checkpoint";
     } else if (!why && msg.control_id[0]) {
-        hdx_dedup_token(j->kr, r->sender, msg.control_id, tok);
-        if (sodium_memcmp(tok, r->dedup, HDX_BLIND_LEN) != 0)
+        hdx_dedup_token_kc(j->kc, r->sender, msg.control_id, tok);
+        if (CRYPTO_memcmp(tok, r->dedup, HDX_BLIND_LEN) != 0)
             why = "index duplicate token differs from message";
     }
     sodium_memzero(msg.patient_id, sizeof(msg.patient_id));
@@ -102,19 +128,63 @@ static const char *check_index(const struct verify_job *j, const struct hdx_reco
 static const char *check_record(struct verify_job *j, const struct hdx_record *r,
                                 const uint8_t prev[HDX_HASH_LEN])
 {
-    uint8_t h[HDX_HASH_LEN], *pt = NULL;
+    uint8_t h[HDX_HASH_LEN];
     size_t len = 0;
     hdx_record_leaf_hash(r, h);
-    if (sodium_memcmp(h, r->leaf_hash, HDX_HASH_LEN) != 0) return "leaf hash mismatch";
+    if (CRYPTO_memcmp(h, r->leaf_hash, HDX_HASH_LEN) != 0) return "leaf hash mismatch";
     hdx_record_chain(prev, h, h);
-    if (sodium_memcmp(h, r->chain, HDX_HASH_LEN) != 0) return "chain hash mismatch";
+    if (CRYPTO_memcmp(h, r->chain, HDX_HASH_LEN) != 0) return "chain hash mismatch";
     if (j->fast) return NULL;
-    if (hdx_record_open(r, j->kr, &pt, &len) != HDX_OK)
+    if (r->ct_len >= j->pt_cap) {
+        size_t cap = r->ct_len < 4096 ? 4096 : r->ct_len + 1;
+        if (j->pt) sodium_memzero(j->pt, j->pt_cap);
+        free(j->pt);
+        j->pt_cap = 0;
+        if (!(j->pt = malloc(cap))) {
+            j->fatal = 1;
+            return "out of memory";
+        }
+        j->pt_cap = cap;
+    }
+    if (hdx_record_open_into(r, j->kc, j->pt, j->pt_cap, &len) != HDX_OK)
         return "decryption failed (ciphertext or header altered)";
-    const char *why = r->kind == HDX_KIND_HL7V2 ? check_index(j, r, pt, len) : NULL;
-    sodium_memzero(pt, len);
-    free(pt);
-    return why;
+    return r->kind == HDX_KIND_HL7V2 ? check_index(j, r, j->pt, len) : NULL;
+}
+
+/* Heads whose size the tree has now: their root. */
+static void job_note_roots(struct verify_job *j)
+{
+    for (size_t k = 0; k < NHEADS; k++)
+        if (j->heads[k].present && !j->have_root[k] &&
+            j->heads[k].sth.tree_size == merkle_size(&j->tree))
+            j->have_root[k] = merkle_root(&j->tree, j->root[k]) == HDX_OK;
+}
+
+static int job_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
+{
+    struct verify_job *j = ctx;
+    return j->stored.get(j->stored.ctx, level, index, out);
+}
+
+/* Each node the walk completes must equal the stored one; any difference sends the check
+ * to the single-threaded walk, which names them. */
+static int job_put(void *ctx, unsigned level, uint64_t index, const uint8_t h[32])
+{
+    struct verify_job *j = ctx;
+    uint8_t stored[32];
+    if (level < HDX_STORE_MERKLE_MIN_LEVEL) return HDX_OK;
+    if (j->stored.get(j->stored.ctx, level, index, stored) != HDX_OK ||
+        CRYPTO_memcmp(stored, h, 32) != 0)
+        j->tree_ok = 0;
+    return HDX_OK;
+}
+
+static void job_tree_append(struct verify_job *j, const struct hdx_record *r)
+{
+    if (!j->tree_ok) return;
+    job_note_roots(j);
+    if (r->seq != merkle_size(&j->tree) + 1 || merkle_append(&j->tree, r->leaf_hash) != HDX_OK)
+        j->tree_ok = 0;
 }
 
 struct walk {
@@ -131,6 +201,7 @@ static int verify_one(void *arg, const struct hdx_record *r)
     if (r->seq > j->hi) return 1;
     for (; w->expect < r->seq; w->expect++)
         add_bad(j, w->expect, "record missing");
+    job_tree_append(j, r);
     const char *why = check_record(j, r, w->prev);
     if (!why && r->time_us < w->last_time) why = "time goes backwards";
     if (why) add_bad(j, r->seq, why);
@@ -147,10 +218,15 @@ static void *verify_range(void *arg)
     struct verify_job *j = arg;
     struct hdx_store *s = NULL;
     struct walk w = {j, j->lo, 0, {0}};
-    if (hdx_store_open(j->store_path, HDX_STORE_RDONLY, &s) != HDX_OK) {
+    if (hdx_store_open(j->store_path, HDX_STORE_RDONLY, &s) != HDX_OK ||
+        (!j->fast && hdx_keyctx_new(j->kr, &j->kc) != HDX_OK)) {
+        hdx_store_close(s);
         j->fatal = 1;
         return NULL;
     }
+    hdx_store_merkle(s, &j->stored);
+    struct merkle_store ms = {job_get, job_put, j};
+    j->tree_ok = merkle_open(&j->tree, j->lo - 1, &ms) == HDX_OK;
     if (j->lo > 1) {
         struct hdx_record before;
         if (hdx_store_get(s, j->lo - 1, &before) == HDX_OK) {
@@ -161,9 +237,16 @@ static void *verify_range(void *arg)
     }
     struct hdx_store_filter f = {.from_seq = j->lo};
     if (hdx_store_scan(s, &f, 0, verify_one, &w) < 0) j->fatal = 1;
+    if (w.expect <= j->hi) j->tree_ok = 0;
     for (; w.expect <= j->hi; w.expect++)
         add_bad(j, w.expect, "record missing");
+    if (j->tree_ok) job_note_roots(j);
     hdx_store_close(s);
+    hdx_keyctx_free(j->kc);
+    j->kc = NULL;
+    if (j->pt) sodium_memzero(j->pt, j->pt_cap); /* the last plaintext */
+    free(j->pt);
+    j->pt = NULL;
     return NULL;
 }
 
@@ -172,16 +255,6 @@ static int no_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
 {
     return HDX_E_NOTFOUND;
 }
-
-/* A signed head to hold the records against: the store's newest, and the copy hdxd keeps
- * outside the store (DIR/log.sth), which shows a store restored from an older copy. */
-struct head {
-    const char *name;
-    int present;
-    struct hdx_sth sth;
-    int have_root;
-    uint8_t root[32];
-};
 
 struct tree_walk {
     struct merkle tree;
@@ -250,43 +323,66 @@ static int judge_head(struct head *h, EVP_PKEY *pub, uint64_t last)
     return 0;
 }
 
-/* The newest signed tree head, in the store and in DIR/log.sth, must carry the log key's
- * signature and be the Merkle root of the first tree_size records, and every stored tree
- * node must be what the records give: a store cut short, rolled back, restored from an
- * older copy or rewritten fails here. Returns the number of problems (printed). */
-static int check_sth(struct cli_ctx *ctx, const char *dir, uint64_t last)
+/* The newest signed head in the store and in DIR/log.sth, read before the store's size so
+ * that a head never names more records than the walk then sees (hdxd may be running).
+ * Returns the number of problems (printed). */
+static int load_heads(struct cli_ctx *ctx, const char *dir, struct head heads[NHEADS])
 {
-    struct head heads[2] = {{.name = "sth"}, {.name = "head_file"}};
     char path[HDX_PATH_MAX];
-    EVP_PKEY *pub = NULL;
-    int bad = 0;
+    heads[0] = (struct head){.name = "sth"};
+    heads[1] = (struct head){.name = "head_file"};
     heads[0].present = hdx_store_sth_latest(ctx->store, &heads[0].sth) == HDX_OK;
     if (hdx_path(path, sizeof(path), dir, "log.sth") == 0) {
         int rc = hdx_sth_file_read(path, &heads[1].sth);
         heads[1].present = rc == HDX_OK;
         if (rc != HDX_OK && rc != HDX_E_NOTFOUND) {
             printf("bad head_file reason=\"log.sth unreadable or malformed\"\n");
-            bad++;
+            return 1;
         }
     }
+    return 0;
+}
+
+/* The heads must carry the log key's signature and be the Merkle root of the first
+ * tree_size records, and every stored tree node must be what the records give: a store cut
+ * short, rolled back, restored from an older copy or rewritten fails here. The roots come
+ * from the record threads when their trees were whole; otherwise from one walk over the
+ * leaves. Returns the number of problems (printed). */
+static int check_sth(struct cli_ctx *ctx, const char *dir, uint64_t last, struct head *heads,
+                     const struct verify_job *jobs, int njobs)
+{
+    char path[HDX_PATH_MAX];
+    EVP_PKEY *pub = NULL;
+    int bad = 0, trees_ok = 1;
     if (!heads[0].present && !heads[1].present) {
         printf("sth=none\n");
-        return bad;
+        return 0;
     }
     if (hdx_path(path, sizeof(path), dir, "log.pub.pem") ||
         hdx_logkey_load_public(path, &pub) != HDX_OK) {
         printf("bad sth reason=\"log.pub.pem unreadable\"\n");
-        return bad + 1;
+        return 1;
     }
-    struct tree_walk w = {.heads = heads, .nheads = 2};
-    struct merkle_store ms = {no_get, compare_put, &w};
-    hdx_store_merkle(ctx->store, &w.stored);
-    if (merkle_open(&w.tree, 0, &ms) == HDX_OK && hdx_store_leaves(ctx->store, tree_one, &w) >= 0 &&
-        !w.failed)
-        note_roots(&w);
-    if (w.bad_nodes) {
-        printf("bad nodes=%llu\n", (unsigned long long)w.bad_nodes);
-        bad++;
+    for (int i = 0; i < njobs; i++)
+        trees_ok &= jobs[i].tree_ok && !jobs[i].fatal;
+    if (trees_ok) {
+        for (int i = 0; i < njobs; i++)
+            for (size_t k = 0; k < NHEADS; k++)
+                if (jobs[i].have_root[k] && !heads[k].have_root) {
+                    heads[k].have_root = 1;
+                    memcpy(heads[k].root, jobs[i].root[k], 32);
+                }
+    } else {
+        struct tree_walk w = {.heads = heads, .nheads = NHEADS};
+        struct merkle_store ms = {no_get, compare_put, &w};
+        hdx_store_merkle(ctx->store, &w.stored);
+        if (merkle_open(&w.tree, 0, &ms) == HDX_OK &&
+            hdx_store_leaves(ctx->store, tree_one, &w) >= 0 && !w.failed)
+            note_roots(&w);
+        if (w.bad_nodes) {
+            printf("bad nodes=%llu\n", (unsigned long long)w.bad_nodes);
+            bad++;
+        }
     }
     bad += judge_head(&heads[0], pub, last) + judge_head(&heads[1], pub, last);
     EVP_PKEY_free(pub);
@@ -348,9 +444,11 @@ int cmd_verify(int argc, char **argv)
         return 2;
     }
     struct cli_ctx ctx;
+    struct head heads[NHEADS];
     uint64_t last = 0;
     uint8_t chain[HDX_HASH_LEN];
     if (cli_open(dir, 0, &ctx)) return 1;
+    int head_bad = load_heads(&ctx, dir, heads);
     if (hdx_store_last(ctx.store, &last, chain, NULL) != HDX_OK ||
         hdx_conf_path(&ctx.conf, ctx.conf.store_path, path, sizeof(path))) {
         printf("records=0 error=\"store unreadable\"\n");
@@ -364,21 +462,17 @@ int cmd_verify(int argc, char **argv)
     pthread_t th[VERIFY_THREADS_MAX];
     uint64_t per = last / (uint64_t)n + 1;
     for (int i = 0; i < n; i++) {
-        jobs[i] = (struct verify_job){path,
-                                      ctx.kr,
-                                      1 + per * (uint64_t)i,
-                                      i == n - 1 ? last : per * (uint64_t)(i + 1),
-                                      0,
-                                      NULL,
-                                      0,
-                                      0,
-                                      0,
-                                      fast};
+        jobs[i] = (struct verify_job){.store_path = path,
+                                      .kr = ctx.kr,
+                                      .lo = 1 + per * (uint64_t)i,
+                                      .hi = i == n - 1 ? last : per * (uint64_t)(i + 1),
+                                      .fast = fast,
+                                      .heads = heads};
         pthread_create(&th[i], NULL, verify_range, &jobs[i]);
     }
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
-    int rc = report(jobs, n, last, check_sth(&ctx, dir, last));
+    int rc = report(jobs, n, last, head_bad + check_sth(&ctx, dir, last, heads, jobs, n));
     for (int i = 0; i < n; i++)
         free(jobs[i].bad);
     cli_close(&ctx);

@@ -71,16 +71,33 @@ void hdx_intake_item_free(struct hdx_intake_item *item)
     free(item);
 }
 
-int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char *control_id,
-                    uint8_t out[HDX_BLIND_LEN])
+#define DEDUP_INPUT_MAX (HDX_SENDER_MAX + 1 + 200)
+
+/* What the duplicate token blinds; returns its length, or 0 when a part is too long. */
+static size_t dedup_input(const char *sender, const char *control_id, char buf[DEDUP_INPUT_MAX])
 {
-    char buf[HDX_SENDER_MAX + 1 + 200];
     size_t slen = strlen(sender), clen = strlen(control_id);
-    if (slen > HDX_SENDER_MAX || clen >= 200) return HDX_E_INVAL;
+    if (slen > HDX_SENDER_MAX || clen >= 200) return 0;
     memcpy(buf, sender, slen);
     buf[slen] = 0; /* NUL separates the parts: no sender/id pair can collide with another */
     memcpy(buf + slen + 1, control_id, clen);
-    return hdx_blind(kr, "dedup", buf, slen + 1 + clen, out);
+    return slen + 1 + clen;
+}
+
+int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char *control_id,
+                    uint8_t out[HDX_BLIND_LEN])
+{
+    char buf[DEDUP_INPUT_MAX];
+    size_t len = dedup_input(sender, control_id, buf);
+    return len ? hdx_blind(kr, "dedup", buf, len, out) : HDX_E_INVAL;
+}
+
+int hdx_dedup_token_kc(struct hdx_keyctx *kc, const char *sender, const char *control_id,
+                       uint8_t out[HDX_BLIND_LEN])
+{
+    char buf[DEDUP_INPUT_MAX];
+    size_t len = dedup_input(sender, control_id, buf);
+    return len ? hdx_keyctx_blind(kc, "dedup", buf, len, out) : HDX_E_INVAL;
 }
 
 /* Prepares, seals and appends one item; returns HDX_OK, or an error that fails the batch. */

@@ -94,5 +94,8 @@ void hdx_intake_item_free(struct hdx_intake_item *item);
 /* The duplicate token of (sender, control id), also used by tools. */
 int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char *control_id,
                     uint8_t out[HDX_BLIND_LEN]);
+/* The same through a per-thread key context (keys.h), for bulk checks (hdx verify). */
+int hdx_dedup_token_kc(struct hdx_keyctx *kc, const char *sender, const char *control_id,
+                       uint8_t out[HDX_BLIND_LEN]);
 
 #endif

@@ -1,7 +1,9 @@
 #include "crypto/keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,31 @@ struct hdx_keyring {
     uint32_t current;
     int blind_slot; /* index into slots, -1 when absent */
 };
+
+/* OpenSSL 3 looks an algorithm up by name, under a lock, every time EVP_sha256() or
+ * EVP_aes_256_gcm() is passed to an init call: half the cost of hashing a short input.
+ * Fetched once here and kept for the life of the process. */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MD *alg_sha256;
+static EVP_CIPHER *alg_gcm;
+
+static void algs_fetch(void)
+{
+    alg_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    return alg_sha256;
+}
+
+static const EVP_CIPHER *gcm_cipher(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    return alg_gcm;
+}
 
 static int sodium_ready(void)
 {
@@ -95,8 +122,9 @@ static int gcm(int enc, const uint8_t *key, const uint8_t *aad, size_t aad_len,
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, ok = 0;
-    if (!ctx || in_len > INT32_MAX || aad_len > INT32_MAX) goto out;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1) goto out;
+    const EVP_CIPHER *cipher = gcm_cipher();
+    if (!ctx || !cipher || in_len > INT32_MAX || aad_len > INT32_MAX) goto out;
+    if (EVP_CipherInit_ex2(ctx, cipher, key, nonce, enc, NULL) != 1) goto out;
     if (aad_len && EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) goto out;
     if (in_len && EVP_CipherUpdate(ctx, out, &len, in, (int)in_len) != 1) goto out;
     if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1) goto out;
@@ -229,12 +257,122 @@ int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *valu
     return HDX_OK;
 }
 
+struct hdx_keyctx {
+    const struct hdx_keyring *kr;
+    EVP_CIPHER_CTX *gcm;
+    uint32_t gcm_key_id;            /* the data key gcm is keyed with; 0: none */
+    EVP_MD_CTX *ipad, *opad, *work; /* ipad/opad NULL without a blind key */
+};
+
+#define HMAC_BLOCK 64
+
+/* RFC 2104 with the key shorter than a block: SHA-256 states after (key ^ ipad) and
+ * (key ^ opad), so each token hashes only its own input and the inner digest. */
+static int hmac_pads(struct hdx_keyctx *kc, const uint8_t *key)
+{
+    uint8_t pad[HMAC_BLOCK];
+    const EVP_MD *md = sha256_md();
+    int ok = md && (kc->ipad = EVP_MD_CTX_new()) && (kc->opad = EVP_MD_CTX_new());
+    for (int round = 0; ok && round < 2; round++) {
+        uint8_t x = round ? 0x5c : 0x36;
+        memset(pad, x, sizeof(pad));
+        for (size_t i = 0; i < HDX_KEY_LEN; i++)
+            pad[i] = key[i] ^ x;
+        EVP_MD_CTX *c = round ? kc->opad : kc->ipad;
+        ok = EVP_DigestInit_ex2(c, md, NULL) == 1 && EVP_DigestUpdate(c, pad, sizeof(pad)) == 1;
+    }
+    OPENSSL_cleanse(pad, sizeof(pad));
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_keyctx_new(const struct hdx_keyring *kr, struct hdx_keyctx **out)
+{
+    *out = NULL;
+    struct hdx_keyctx *kc = calloc(1, sizeof(*kc));
+    if (!kc) return HDX_E_NOMEM;
+    kc->kr = kr;
+    int rc = (kc->gcm = EVP_CIPHER_CTX_new()) && (kc->work = EVP_MD_CTX_new()) && gcm_cipher()
+                 ? HDX_OK
+                 : HDX_E_CRYPTO;
+    if (rc == HDX_OK && kr->blind_slot >= 0) rc = hmac_pads(kc, kr->slots[kr->blind_slot].key);
+    if (rc != HDX_OK) {
+        hdx_keyctx_free(kc);
+        return rc;
+    }
+    *out = kc;
+    return HDX_OK;
+}
+
+void hdx_keyctx_free(struct hdx_keyctx *kc)
+{
+    if (!kc) return;
+    /* OpenSSL cleanses a context's algorithm state (key schedule, hash state) on free. */
+    EVP_CIPHER_CTX_free(kc->gcm);
+    EVP_MD_CTX_free(kc->ipad);
+    EVP_MD_CTX_free(kc->opad);
+    EVP_MD_CTX_free(kc->work);
+    free(kc);
+}
+
+int hdx_keyctx_open(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+                    const uint8_t nonce[HDX_NONCE_LEN], const uint8_t *ct, size_t ct_len,
+                    uint8_t *pt)
+{
+    uint8_t tag[HDX_TAG_LEN];
+    int len = 0, ok = 0;
+    if (key_id != kc->gcm_key_id || !key_id) {
+        const struct key_slot *s = find_slot(kc->kr, HDX_KEY_DATA, key_id);
+        if (!s) return HDX_E_NOTFOUND;
+        if (EVP_CipherInit_ex2(kc->gcm, gcm_cipher(), s->key, NULL, 0, NULL) != 1)
+            return HDX_E_CRYPTO;
+        kc->gcm_key_id = key_id;
+    }
+    if (ct_len < HDX_TAG_LEN) return HDX_E_CRYPTO;
+    size_t n = ct_len - HDX_TAG_LEN;
+    if (n > INT32_MAX || aad_len > INT32_MAX) return HDX_E_CRYPTO;
+    memcpy(tag, ct + n, HDX_TAG_LEN);
+    /* A new IV restarts GCM on the kept key schedule. */
+    if (EVP_CipherInit_ex2(kc->gcm, NULL, NULL, nonce, 0, NULL) != 1) goto out;
+    if (aad_len && EVP_CipherUpdate(kc->gcm, NULL, &len, aad, (int)aad_len) != 1) goto out;
+    if (n && EVP_CipherUpdate(kc->gcm, pt, &len, ct, (int)n) != 1) goto out;
+    if (EVP_CIPHER_CTX_ctrl(kc->gcm, EVP_CTRL_GCM_SET_TAG, HDX_TAG_LEN, tag) != 1) goto out;
+    if (EVP_CipherFinal_ex(kc->gcm, pt + len, &len) != 1) goto out;
+    ok = 1;
+out:
+    if (!ok) {
+        sodium_memzero(pt, n); /* never hand back unauthenticated bytes */
+        kc->gcm_key_id = 0;    /* rekey next time rather than trust a context that failed */
+        return HDX_E_CRYPTO;
+    }
+    return HDX_OK;
+}
+
+int hdx_keyctx_blind(struct hdx_keyctx *kc, const char *domain, const void *value, size_t len,
+                     uint8_t out[HDX_BLIND_LEN])
+{
+    uint8_t inner[32], mac[32];
+    unsigned int n = 0;
+    if (!kc->ipad) return HDX_E_NOTFOUND;
+    int ok = EVP_MD_CTX_copy_ex(kc->work, kc->ipad) == 1 &&
+             EVP_DigestUpdate(kc->work, domain, strlen(domain) + 1) == 1 &&
+             EVP_DigestUpdate(kc->work, value, len) == 1 &&
+             EVP_DigestFinal_ex(kc->work, inner, &n) == 1 &&
+             EVP_MD_CTX_copy_ex(kc->work, kc->opad) == 1 &&
+             EVP_DigestUpdate(kc->work, inner, sizeof(inner)) == 1 &&
+             EVP_DigestFinal_ex(kc->work, mac, &n) == 1;
+    if (ok) memcpy(out, mac, HDX_BLIND_LEN);
+    OPENSSL_cleanse(inner, sizeof(inner));
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
 void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_t *lens)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int olen = 32;
     /* Failure here means OpenSSL itself is broken; integrity code must not continue. */
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) abort();
+    const EVP_MD *md = sha256_md();
+    if (!ctx || !md || EVP_DigestInit_ex2(ctx, md, NULL) != 1) abort();
     for (size_t i = 0; i < n; i++)
         if (EVP_DigestUpdate(ctx, parts[i], lens[i]) != 1) abort();
     if (EVP_DigestFinal_ex(ctx, out, &olen) != 1) abort();

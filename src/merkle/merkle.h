@@ -28,8 +28,9 @@
  *
  * Ownership: struct merkle is caller-allocated (about 2 KiB) and keeps a copy of the store
  * struct; st->ctx must outlive it. Nothing to free. The module allocates nothing; hashing is
- * OpenSSL EVP_Digest, which allocates and frees a transient digest context per hash.
- * Dependencies: libcrypto (EVP, CRYPTO_memcmp) and core/err.h (the enum only).
+ * OpenSSL EVP_Digest, which allocates and frees a transient digest context per hash; the
+ * SHA-256 implementation is fetched once per process and kept.
+ * Dependencies: libcrypto (EVP, CRYPTO_memcmp), pthread (once) and core/err.h (the enum only).
  * Thread: appends must be serialised against every other call on the same tree; the const
  * calls may run concurrently if the store's get is thread-safe. Verification functions are
  * pure and reentrant.

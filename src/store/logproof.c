@@ -53,8 +53,8 @@ static int fail(int rc, char *why, size_t cap, const char *text)
     return rc;
 }
 
-int hdx_log_inclusion_json(struct hdx_store *s, uint64_t seq, char *out, size_t cap, char *why,
-                           size_t why_cap)
+static int inclusion_json(struct hdx_store *s, uint64_t seq, char *out, size_t cap, char *why,
+                          size_t why_cap)
 {
     struct merkle m;
     struct merkle_store ms;
@@ -86,8 +86,8 @@ int hdx_log_inclusion_json(struct hdx_store *s, uint64_t seq, char *out, size_t 
     return b.overflow ? fail(HDX_E_TOOBIG, why, why_cap, NULL) : (int)b.len;
 }
 
-int hdx_log_consistency_json(struct hdx_store *s, uint64_t old_size, uint64_t new_size, char *out,
-                             size_t cap, char *why, size_t why_cap)
+static int consistency_json(struct hdx_store *s, uint64_t old_size, uint64_t new_size, char *out,
+                            size_t cap, char *why, size_t why_cap)
 {
     struct merkle m;
     struct merkle_store ms;
@@ -116,4 +116,26 @@ int hdx_log_consistency_json(struct hdx_store *s, uint64_t old_size, uint64_t ne
     put_path(&b, path, n);
     put(&b, ",\"old_sth\":%s,\"sth\":%s}", old_json, json);
     return b.overflow ? fail(HDX_E_TOOBIG, why, why_cap, NULL) : (int)b.len;
+}
+
+/* Each proof reads one snapshot: the size, head, nodes and record must agree even while hdxd
+ * appends, and one read transaction is far cheaper than one per statement. */
+int hdx_log_inclusion_json(struct hdx_store *s, uint64_t seq, char *out, size_t cap, char *why,
+                           size_t why_cap)
+{
+    int rc = hdx_store_read_begin(s);
+    if (rc != HDX_OK) return fail(rc, why, why_cap, NULL);
+    rc = inclusion_json(s, seq, out, cap, why, why_cap);
+    hdx_store_read_end(s);
+    return rc;
+}
+
+int hdx_log_consistency_json(struct hdx_store *s, uint64_t old_size, uint64_t new_size, char *out,
+                             size_t cap, char *why, size_t why_cap)
+{
+    int rc = hdx_store_read_begin(s);
+    if (rc != HDX_OK) return fail(rc, why, why_cap, NULL);
+    rc = consistency_json(s, old_size, new_size, out, cap, why, why_cap);
+    hdx_store_read_end(s);
+    return rc;
 }

@@ -83,7 +83,7 @@ const char *hdx_kind_name(int kind)
 
 void hdx_record_clear(struct hdx_record *r)
 {
-    free(r->ct);
+    free((void *)(uintptr_t)r->ct); /* owned here (record.h): const only against rewriting */
     r->ct = NULL;
     r->ct_len = 0;
 }
@@ -95,11 +95,12 @@ int hdx_record_seal(struct hdx_record *r, const struct hdx_keyring *kr, const ui
     r->key_id = hdx_keyring_current(kr);
     size_t hlen = hdx_record_header(r, header, sizeof(header));
     if (!hlen) return HDX_E_INVAL;
-    free(r->ct);
-    r->ct = malloc(pt_len + HDX_TAG_LEN);
-    if (!r->ct) return HDX_E_NOMEM;
+    hdx_record_clear(r);
+    uint8_t *ct = malloc(pt_len + HDX_TAG_LEN);
+    if (!ct) return HDX_E_NOMEM;
+    r->ct = ct;
     r->ct_len = pt_len + HDX_TAG_LEN;
-    return hdx_seal(kr, r->key_id, header, hlen, pt, pt_len, r->nonce, r->ct);
+    return hdx_seal(kr, r->key_id, header, hlen, pt, pt_len, r->nonce, ct);
 }
 
 int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, uint8_t **pt,
@@ -120,5 +121,21 @@ int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, ui
     buf[r->ct_len - HDX_TAG_LEN] = 0;
     *pt = buf;
     *pt_len = r->ct_len - HDX_TAG_LEN;
+    return HDX_OK;
+}
+
+int hdx_record_open_into(const struct hdx_record *r, struct hdx_keyctx *kc, uint8_t *pt, size_t cap,
+                         size_t *pt_len)
+{
+    uint8_t header[HDX_HEADER_MAX];
+    *pt_len = 0;
+    size_t hlen = hdx_record_header(r, header, sizeof(header));
+    if (!hlen || r->ct_len < HDX_TAG_LEN) return HDX_E_INTEGRITY;
+    size_t n = r->ct_len - HDX_TAG_LEN;
+    if (cap < n + 1) return HDX_E_TOOBIG;
+    int rc = hdx_keyctx_open(kc, r->key_id, header, hlen, r->nonce, r->ct, r->ct_len, pt);
+    if (rc != HDX_OK) return rc;
+    pt[n] = 0;
+    *pt_len = n;
     return HDX_OK;
 }

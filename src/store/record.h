@@ -9,8 +9,10 @@
  *   leaf   = header nonce(12) u32(ct_len) ct           leaf_hash = SHA-256(0x00 || leaf)
  *   chain  = SHA-256(prev_chain || leaf_hash), prev_chain of seq 1 = 32 zero bytes
  * leaf_hash uses the RFC 9162 leaf prefix so the same hash becomes the Merkle leaf.
- * Ownership: a record owns `ct` (malloc'd) once filled by the store; hdx_record_clear frees.
- * Thread: any. */
+ * Ownership: a record filled by hdx_record_seal or hdx_store_get owns `ct` (malloc'd) and
+ * hdx_record_clear frees it; a record handed to a hdx_store_scan callback only borrows `ct`
+ * (store.h) and must not be cleared. `ct` is const either way: nothing rewrites a sealed
+ * ciphertext in place. Thread: any. */
 #ifndef HDX_RECORD_H
 #define HDX_RECORD_H
 
@@ -43,7 +45,7 @@ struct hdx_record {
     uint8_t patient[HDX_BLIND_LEN]; /* all zero: no patient */
     uint8_t dedup[HDX_BLIND_LEN];   /* all zero: no duplicate detection */
     uint8_t nonce[HDX_NONCE_LEN];
-    uint8_t *ct; /* ciphertext followed by the GCM tag */
+    const uint8_t *ct; /* ciphertext followed by the GCM tag; owned or borrowed, see above */
     size_t ct_len;
     uint8_t leaf_hash[HDX_HASH_LEN];
     uint8_t chain[HDX_HASH_LEN];
@@ -65,5 +67,10 @@ int hdx_record_seal(struct hdx_record *r, const struct hdx_keyring *kr, const ui
 /* Opens r->ct into a malloc'd buffer (NUL-terminated for convenience). */
 int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, uint8_t **pt,
                     size_t *pt_len);
+/* The same through a per-thread key context (keys.h), into the caller's buffer, for bulk
+ * reads: pt needs r->ct_len - HDX_TAG_LEN + 1 bytes (HDX_E_TOOBIG otherwise; nothing
+ * written). On failure pt holds no unauthenticated byte. */
+int hdx_record_open_into(const struct hdx_record *r, struct hdx_keyctx *kc, uint8_t *pt, size_t cap,
+                         size_t *pt_len);
 
 #endif

@@ -7,8 +7,11 @@
  * failed write or commit the handle refuses further writes (HDX_E_STORE) so nothing is acknowledged
  * on a store whose state is unknown; the daemon must reopen (restart) to recover. Readers (other
  * processes) may open the same file read-only at any time. Thread: a handle belongs to one thread
- * at a time; open one handle per thread. Ownership: records returned by get/scan own their
- * ciphertext; the scan callback's record is valid only during the call. */
+ * at a time; open one handle per thread. Ownership: a record filled by hdx_store_get owns its
+ * ciphertext (hdx_record_clear frees it). A record handed to a hdx_store_scan callback borrows
+ * its ciphertext from SQLite: r->ct is valid only until the callback returns, must not be
+ * freed, cleared or written, and is copied by a callback that needs it later. The callback
+ * may use the same handle for other calls (they run other statements). */
 #ifndef HDX_STORE_H
 #define HDX_STORE_H
 
@@ -34,6 +37,13 @@ int hdx_store_begin(struct hdx_store *s);
 int hdx_store_commit(struct hdx_store *s);
 void hdx_store_rollback(struct hdx_store *s);
 
+/* A read snapshot across several calls (a proof: tree size, head, nodes and record): every
+ * read until hdx_store_read_end sees the same committed state, however hdxd writes meanwhile,
+ * and SQLite locks once instead of once per statement (most of a proof's cost otherwise).
+ * Not inside hdx_store_begin; keep it short: the WAL cannot be checkpointed past it. */
+int hdx_store_read_begin(struct hdx_store *s);
+void hdx_store_read_end(struct hdx_store *s);
+
 /* The newest record's seq (0 when empty), chain hash and time. */
 int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
                    int64_t *time_us);
@@ -54,7 +64,8 @@ struct hdx_store_filter {
     const uint8_t *patient; /* NULL: any */
 };
 /* Calls cb for each matching record in seq order, at most limit (0 = no limit); cb returns
- * non-zero to stop. Returns the number visited, or a negative hdx_err. */
+ * non-zero to stop. The record and its borrowed ct live only during the call (see the top).
+ * Returns the number visited, or a negative hdx_err. */
 long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_t limit,
                     int (*cb)(void *ctx, const struct hdx_record *r), void *ctx);
 /* Calls cb with every record's seq and leaf hash in seq order (the index only, no

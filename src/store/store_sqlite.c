@@ -279,6 +279,16 @@ int hdx_store_commit(struct hdx_store *s)
     return HDX_OK;
 }
 
+int hdx_store_read_begin(struct hdx_store *s)
+{
+    return s->in_txn ? HDX_E_INVAL : exec(s, "BEGIN DEFERRED");
+}
+
+void hdx_store_read_end(struct hdx_store *s)
+{
+    if (!s->in_txn) (void)sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+}
+
 void hdx_store_rollback(struct hdx_store *s)
 {
     if (s->in_txn) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -377,8 +387,10 @@ static int copy_blob(sqlite3_stmt *q, int col, uint8_t *dst, size_t len)
     return HDX_OK;
 }
 
-/* Reads a row of the record column list (see ST_GET) into r; r->ct is malloc'd. */
-static int row_to_record(sqlite3_stmt *q, struct hdx_record *r)
+/* Reads a row of the record column list (see ST_GET) into r. With borrow, r->ct points at
+ * SQLite's copy of the column, valid until the statement is stepped, reset or finalized
+ * (sqlite3_column_blob); otherwise r->ct is malloc'd. */
+static int row_to_record(sqlite3_stmt *q, struct hdx_record *r, int borrow)
 {
     memset(r, 0, sizeof(*r));
     r->seq = (uint64_t)sqlite3_column_int64(q, 0);
@@ -395,11 +407,21 @@ static int row_to_record(sqlite3_stmt *q, struct hdx_record *r)
         copy_blob(q, 8, r->nonce, HDX_NONCE_LEN) || copy_blob(q, 10, r->leaf_hash, HDX_HASH_LEN) ||
         copy_blob(q, 11, r->chain, HDX_HASH_LEN))
         return HDX_E_INTEGRITY;
+    /* Blob before bytes: the order SQLite documents as free of conversions, so the pointer
+     * stays valid for the row. */
+    const uint8_t *ct = sqlite3_column_blob(q, 9);
     int n = sqlite3_column_bytes(q, 9);
-    r->ct = malloc(n > 0 ? (size_t)n : 1);
-    if (!r->ct) return HDX_E_NOMEM;
-    if (n > 0) memcpy(r->ct, sqlite3_column_blob(q, 9), (size_t)n);
-    r->ct_len = (size_t)n;
+    if (n > 0 && !ct) return HDX_E_NOMEM;
+    r->ct_len = (size_t)(n > 0 ? n : 0);
+    if (borrow) {
+        static const uint8_t empty[1];
+        r->ct = ct ? ct : empty;
+        return HDX_OK;
+    }
+    uint8_t *copy = malloc(n > 0 ? (size_t)n : 1);
+    if (!copy) return HDX_E_NOMEM;
+    if (n > 0) memcpy(copy, ct, (size_t)n);
+    r->ct = copy;
     return HDX_OK;
 }
 
@@ -413,7 +435,7 @@ int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out)
         return HDX_E_NOTFOUND;
     }
     if (rc != SQLITE_ROW) return db_error(s, "get");
-    rc = row_to_record(q, out);
+    rc = row_to_record(q, out, 0);
     sqlite3_reset(q);
     if (rc != HDX_OK) hdx_record_clear(out);
     return rc;
@@ -490,15 +512,15 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         struct hdx_record r;
-        int err = row_to_record(q, &r);
+        /* Borrowed, not copied: a scan reads every ciphertext once, and copying each out of
+         * SQLite was a malloc and a memcpy per record (hdx verify, replay). */
+        int err = row_to_record(q, &r, 1);
         if (err != HDX_OK) {
-            hdx_record_clear(&r);
             sqlite3_finalize(q);
             return err;
         }
         visited++;
         int stop = cb(ctx, &r);
-        hdx_record_clear(&r);
         if (stop || (limit && (size_t)visited >= limit)) break;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {

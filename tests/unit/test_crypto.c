@@ -133,6 +133,68 @@ static void test_blind_index(void **state)
     hdx_keyring_free(b);
 }
 
+/* The per-thread context must give exactly the keyring's results: same tokens, same
+ * plaintexts, same refusals, across key switches and after a failed open. */
+static void test_keyctx_matches_keyring(void **state)
+{
+    struct hdx_keyring *kr = ring("kek-g");
+    struct hdx_keyctx *kc = NULL;
+    uint8_t w[HDX_WRAPPED_LEN], t1[HDX_BLIND_LEN], t2[HDX_BLIND_LEN];
+    uint8_t nonce[2][HDX_NONCE_LEN], ct[2][100 + HDX_TAG_LEN], msg[2][100], pt[100];
+    char value[200];
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_DATA, 1, w), HDX_OK);
+    assert_int_equal(hdx_keyctx_new(kr, &kc), HDX_OK);
+    assert_int_equal(hdx_keyctx_blind(kc, "patient", "MRN1", 4, t1), HDX_E_NOTFOUND);
+    hdx_keyctx_free(kc);
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_DATA, 2, w), HDX_OK);
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, w), HDX_OK);
+    assert_int_equal(hdx_keyctx_new(kr, &kc), HDX_OK);
+    for (size_t len = 0; len < sizeof(value); len += 7) { /* across SHA-256 block edges */
+        memset(value, 'a' + (int)(len % 26), len);
+        assert_int_equal(hdx_blind(kr, "patient", value, len, t1), HDX_OK);
+        assert_int_equal(hdx_keyctx_blind(kc, "patient", value, len, t2), HDX_OK);
+        assert_memory_equal(t1, t2, HDX_BLIND_LEN);
+        assert_int_equal(hdx_blind(kr, "dedup", value, len, t1), HDX_OK);
+        assert_int_equal(hdx_keyctx_blind(kc, "dedup", value, len, t2), HDX_OK);
+        assert_memory_equal(t1, t2, HDX_BLIND_LEN);
+    }
+    for (int k = 0; k < 2; k++) {
+        memset(msg[k], 'p' + k, sizeof(msg[k]));
+        assert_int_equal(
+            hdx_seal(kr, (uint32_t)k + 1, (const uint8_t *)"hdr", 3, msg[k], 100, nonce[k], ct[k]),
+            HDX_OK);
+    }
+    for (int round = 0; round < 4; round++) { /* 1, 2, 1, 2: the kept key must follow */
+        int k = round % 2;
+        assert_int_equal(hdx_keyctx_open(kc, (uint32_t)k + 1, (const uint8_t *)"hdr", 3, nonce[k],
+                                         ct[k], sizeof(ct[k]), pt),
+                         HDX_OK);
+        assert_memory_equal(pt, msg[k], 100);
+    }
+    ct[0][7] ^= 1;
+    assert_int_equal(
+        hdx_keyctx_open(kc, 1, (const uint8_t *)"hdr", 3, nonce[0], ct[0], sizeof(ct[0]), pt),
+        HDX_E_CRYPTO);
+    for (size_t i = 0; i < sizeof(pt); i++)
+        assert_int_equal(pt[i], 0); /* nothing unauthenticated handed back */
+    ct[0][7] ^= 1;
+    assert_int_equal(
+        hdx_keyctx_open(kc, 1, (const uint8_t *)"hdR", 3, nonce[0], ct[0], sizeof(ct[0]), pt),
+        HDX_E_CRYPTO);
+    assert_int_equal(
+        hdx_keyctx_open(kc, 2, (const uint8_t *)"hdr", 3, nonce[0], ct[0], sizeof(ct[0]), pt),
+        HDX_E_CRYPTO);
+    assert_int_equal(
+        hdx_keyctx_open(kc, 3, (const uint8_t *)"hdr", 3, nonce[0], ct[0], sizeof(ct[0]), pt),
+        HDX_E_NOTFOUND);
+    assert_int_equal(
+        hdx_keyctx_open(kc, 1, (const uint8_t *)"hdr", 3, nonce[0], ct[0], sizeof(ct[0]), pt),
+        HDX_OK);
+    assert_memory_equal(pt, msg[0], 100);
+    hdx_keyctx_free(kc);
+    hdx_keyring_free(kr);
+}
+
 static void fill_record(struct hdx_record *r)
 {
     memset(r, 0, sizeof(*r));
@@ -174,6 +236,17 @@ static void test_record_seal_binds_header(void **state)
     r.sender[0] = 'm';
     assert_int_equal(hdx_record_open(&r, kr, &pt, &len), HDX_OK);
     free(pt);
+    /* The same through a key context into the caller's buffer, which must hold a NUL too. */
+    struct hdx_keyctx *kc = NULL;
+    uint8_t buf[64];
+    assert_int_equal(hdx_keyctx_new(kr, &kc), HDX_OK);
+    assert_int_equal(hdx_record_open_into(&r, kc, buf, strlen(msg), &len), HDX_E_TOOBIG);
+    assert_int_equal(hdx_record_open_into(&r, kc, buf, strlen(msg) + 1, &len), HDX_OK);
+    assert_int_equal(len, strlen(msg));
+    assert_string_equal((const char *)buf, msg);
+    r.seq = 43;
+    assert_int_equal(hdx_record_open_into(&r, kc, buf, sizeof(buf), &len), HDX_E_CRYPTO);
+    hdx_keyctx_free(kc);
     hdx_record_clear(&r);
     hdx_keyring_free(kr);
 }
@@ -217,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_wrap_unwrap_and_wrong_kek),
         cmocka_unit_test(test_seal_detects_every_alteration),
         cmocka_unit_test(test_blind_index),
+        cmocka_unit_test(test_keyctx_matches_keyring),
         cmocka_unit_test(test_record_seal_binds_header),
         cmocka_unit_test(test_record_hashes),
     };
