@@ -32,10 +32,10 @@ struct hdx_commit {
     uint8_t last_chain[HDX_HASH_LEN];
     struct merkle tree; /* leaf i = record seq i + 1; nodes committed with the batch */
     struct merkle_store tree_store;
-    EVP_PKEY *log_key;                 /* signs tree heads; NULL: none are made */
-    int receipts;                      /* sign a receipt batch per commit (needs log_key) */
-    struct hdx_receipt_entry *entries; /* batch_max receipt entries */
-    char head_file[4096];              /* newest head outside the store; "" = none */
+    EVP_PKEY *log_key;                   /* signs tree heads; NULL: none are made */
+    struct hdx_receipt_signer *receipts; /* signs one receipt batch per commit; NULL: off */
+    struct hdx_receipt_entry *entries;   /* batch_max receipt entries */
+    char head_file[4096];                /* newest head outside the store; "" = none */
     int read_only;     /* the store failed its signed heads: nothing more is written */
     uint64_t sth_size; /* size of the newest signed tree head */
     int64_t sth_us;    /* when it was made */
@@ -201,7 +201,7 @@ static void make_receipts(struct hdx_commit *c, struct hdx_intake_item *batch)
         n++;
     }
     struct hdx_receipt_batch *rb;
-    int rc = hdx_receipt_batch_new(c->entries, n, c->log_key, (unsigned)n, &rb);
+    int rc = hdx_receipt_batch_new(c->entries, n, c->receipts, (unsigned)n, &rb);
     if (rc != HDX_OK) {
         hdx_error("receipt_failed", "err=%s records=%zu", hdx_strerror(rc), n);
         return;
@@ -389,7 +389,12 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
         free(c);
         return HDX_E_NOMEM;
     }
-    c->receipts = receipts && log_key;
+    if (receipts && log_key && hdx_receipt_signer_new(log_key, &c->receipts) != HDX_OK) {
+        hdx_dedup_free(c->dedup);
+        free(c->entries);
+        free(c);
+        return HDX_E_CRYPTO;
+    }
     c->store = store;
     c->kr = kr;
     c->batch_max = bmax;
@@ -413,6 +418,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
                                  load_token, c->dedup);
     if (rc != HDX_OK) {
         hdx_dedup_free(c->dedup);
+        hdx_receipt_signer_free(c->receipts);
         free(c->entries);
         free(c);
         return rc;
@@ -424,6 +430,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->wake);
         hdx_dedup_free(c->dedup);
+        hdx_receipt_signer_free(c->receipts);
         free(c->entries);
         free(c);
         return HDX_E_NOMEM;
@@ -468,6 +475,7 @@ void hdx_commit_stop(struct hdx_commit *c)
     }
     hdx_store_close(c->store);
     hdx_dedup_free(c->dedup);
+    hdx_receipt_signer_free(c->receipts);
     free(c->entries);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);

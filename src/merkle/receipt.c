@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,11 +78,46 @@ static void batch_free(struct hdx_receipt_batch *b)
     free(b);
 }
 
-int hdx_receipt_batch_new(const struct hdx_receipt_entry *e, size_t n, EVP_PKEY *log_key,
-                          unsigned refs, struct hdx_receipt_batch **out)
+struct hdx_receipt_signer {
+    unsigned char *sk; /* crypto_sign_SECRETKEYBYTES, sodium_malloc'd */
+};
+
+int hdx_receipt_signer_new(EVP_PKEY *log_key, struct hdx_receipt_signer **out)
+{
+    unsigned char seed[crypto_sign_SEEDBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+    size_t len = sizeof(seed);
+    *out = NULL;
+    if (sodium_init() < 0) return HDX_E_CRYPTO;
+    struct hdx_receipt_signer *s = calloc(1, sizeof(*s));
+    if (!s) return HDX_E_NOMEM;
+    int rc = HDX_OK;
+    if (!(s->sk = sodium_malloc(crypto_sign_SECRETKEYBYTES)))
+        rc = HDX_E_NOMEM;
+    else if (EVP_PKEY_get_raw_private_key(log_key, seed, &len) != 1 || len != sizeof(seed) ||
+             crypto_sign_seed_keypair(pk, s->sk, seed) != 0)
+        rc = HDX_E_CRYPTO;
+    sodium_memzero(seed, sizeof(seed));
+    if (rc != HDX_OK) {
+        hdx_receipt_signer_free(s);
+        return rc;
+    }
+    *out = s;
+    return HDX_OK;
+}
+
+void hdx_receipt_signer_free(struct hdx_receipt_signer *s)
+{
+    if (!s) return;
+    sodium_free(s->sk);
+    free(s);
+}
+
+int hdx_receipt_batch_new(const struct hdx_receipt_entry *e, size_t n,
+                          const struct hdx_receipt_signer *signer, unsigned refs,
+                          struct hdx_receipt_batch **out)
 {
     *out = NULL;
-    if (!n || n > HDX_RECEIPT_BATCH_MAX || !log_key) return HDX_E_INVAL;
+    if (!n || n > HDX_RECEIPT_BATCH_MAX || !signer) return HDX_E_INVAL;
     struct hdx_receipt_batch *b = calloc(1, sizeof(*b));
     if (!b) return HDX_E_NOMEM;
     size_t total = 0;
@@ -110,14 +146,9 @@ int hdx_receipt_batch_new(const struct hdx_receipt_entry *e, size_t n, EVP_PKEY 
     uint8_t root[32], msg[HDX_RECEIPT_SIGNED_LEN];
     if (rc == HDX_OK) rc = merkle_root(&b->tree, root);
     if (rc == HDX_OK) {
-        size_t siglen = sizeof(b->signature);
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         signed_bytes(n, root, msg);
-        int ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, log_key) == 1 &&
-                 EVP_DigestSign(ctx, b->signature, &siglen, msg, sizeof(msg)) == 1 &&
-                 siglen == sizeof(b->signature);
-        EVP_MD_CTX_free(ctx);
-        if (!ok) rc = HDX_E_CRYPTO;
+        if (crypto_sign_detached(b->signature, NULL, msg, sizeof(msg), signer->sk) != 0)
+            rc = HDX_E_CRYPTO;
     }
     if (rc != HDX_OK) {
         batch_free(b);

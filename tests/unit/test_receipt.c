@@ -16,16 +16,18 @@
 #include "merkle/receipt.h"
 
 static EVP_PKEY *key, *other;
+static struct hdx_receipt_signer *signer;
 
 static int setup(void **state)
 {
     key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     other = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    return key && other ? 0 : -1;
+    return key && other && hdx_receipt_signer_new(key, &signer) == HDX_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
+    hdx_receipt_signer_free(signer);
     EVP_PKEY_free(key);
     EVP_PKEY_free(other);
     return 0;
@@ -87,7 +89,7 @@ static void test_every_receipt_verifies(void **state)
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         size_t n = sizes[s];
         struct hdx_receipt_batch *b;
-        assert_int_equal(hdx_receipt_batch_new(e, n, key, (unsigned)n, &b), HDX_OK);
+        assert_int_equal(hdx_receipt_batch_new(e, n, signer, (unsigned)n, &b), HDX_OK);
         uint8_t root[32], msg[HDX_RECEIPT_SIGNED_LEN];
         mth(e, n, root);
         memcpy(msg, "HDX-RCPT-v1", 11);
@@ -117,7 +119,7 @@ static struct hdx_receipt sample(size_t n, size_t index)
     struct hdx_receipt_batch *b;
     struct hdx_receipt r;
     make_entries(e, n);
-    assert_int_equal(hdx_receipt_batch_new(e, n, key, 1, &b), HDX_OK);
+    assert_int_equal(hdx_receipt_batch_new(e, n, signer, 1, &b), HDX_OK);
     assert_int_equal(hdx_receipt_get(b, index, &r), HDX_OK);
     hdx_receipt_batch_release(b);
     return r;
