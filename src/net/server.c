@@ -270,8 +270,10 @@ static void take_checkpoint(struct conn *c, const uint8_t *payload, size_t len,
 {
     struct hl7_error err = {HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
     if (!c->signing) {
-        snprintf(err.text, sizeof(err.text),
-                 "checkpoint refused: this device has no stream-signing key registered");
+        snprintf(err.text, sizeof(err.text), "%s",
+                 c->kind != CONN_MLLP_TLS
+                     ? "checkpoint refused: stream signatures need a TLS connection"
+                     : "checkpoint refused: this device has no stream-signing key registered");
         reject(c, msg, &err);
         return;
     }
@@ -287,7 +289,10 @@ static void take_checkpoint(struct conn *c, const uint8_t *payload, size_t len,
     p->d = msg->d;
     snprintf(p->type, sizeof(p->type), "%s", msg->msg_type);
     p->received = c->stream.count;
-    if (hdx_checkpoint_parse(msg, &p->cp) != HDX_OK) {
+    struct hl7_view zcv;
+    /* A ZCV of the device's own would sit before hdx's verdict in the record: refused. */
+    if (hdx_checkpoint_parse(msg, &p->cp) != HDX_OK ||
+        hl7_get(msg, "ZCV", 1, 1, 1, 0, 0, &zcv) == 0) {
         uint64_t last_n = c->stream.last_n;
         p->verdict = HDX_CKPT_MALFORMED;
         hdx_stream_init(&c->stream); /* the device starts a new running hash too */
@@ -405,7 +410,9 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
     memset(&err, 0, sizeof(err));
     c->received++;
     int parsed = hl7_parse(payload, len, &c->srv->limits, &msg, &err) == 0;
-    if (parsed && c->kind == CONN_MLLP_TLS && hdx_is_checkpoint(&msg)) {
+    /* Only this path may store a ZCK^Z01 record (with hdx's ZCV verdict): on a plaintext
+     * connection there is no binding, so a checkpoint there is refused (take_checkpoint). */
+    if (parsed && hdx_is_checkpoint(&msg)) {
         take_checkpoint(c, payload, len, &msg);
         hl7_msg_free(&msg);
         return;
