@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +97,21 @@ void hdx_hex(const uint8_t *in, size_t len, char *out)
         out[2 * i + 1] = digits[in[i] & 15];
     }
     out[2 * len] = 0;
+}
+
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_alg;
+
+static void sha256_fetch(void)
+{
+    sha256_alg = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
+
+int hdx_sha256_once(const void *in, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_alg && EVP_Digest(in, len, out, &n, sha256_alg, NULL) == 1 && n == 32 ? 0 : -1;
 }
 
 static int hexval(char c)

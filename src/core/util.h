@@ -19,7 +19,11 @@ void hdx_format_time(int64_t time_us, char *out, size_t cap);
  * ("90s", "15m", "2h", "7d"). Returns 0 and sets *out_us. */
 int hdx_parse_time(const char *s, int64_t *out_us);
 
-void hdx_hex(const uint8_t *in, size_t len, char *out);   /* out: 2*len+1 */
+void hdx_hex(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 */
+/* SHA-256 of len bytes into out[32] with the algorithm fetched once per process: OpenSSL 3
+ * looks EVP_sha256() up by name, under a lock, on every use, which costs as much as hashing
+ * a short input. Returns 0, or -1 if OpenSSL failed. */
+int hdx_sha256_once(const void *in, size_t len, uint8_t out[32]);
 int hdx_unhex(const char *hex, uint8_t *out, size_t len); /* exactly 2*len hex digits */
 
 /* Creates path with O_CREAT|O_EXCL, writes all bytes, fsyncs. */

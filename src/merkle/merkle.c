@@ -5,39 +5,25 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "core/err.h"
+#include "core/util.h"
 
 /* SHA-256(""), the MTH of the empty tree (RFC 9162 2.1.1). */
 static const uint8_t empty_root[MERKLE_HASH_LEN] = {
     0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
     0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
 
-/* Fetched once: passing EVP_sha256() makes OpenSSL 3 look the algorithm up, under a lock,
- * on every hash, which cost as much as hashing the 65 bytes. Kept for the process's life. */
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static EVP_MD *sha256_alg;
-
-static void sha256_fetch(void)
-{
-    sha256_alg = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-}
-
 /* out = SHA-256(0x01 || left || right). out may alias left or right. */
 static int hash_node(uint8_t out[32], const uint8_t left[32], const uint8_t right[32])
 {
     uint8_t buf[1 + 2 * MERKLE_HASH_LEN];
-    unsigned int len = 0;
 
     buf[0] = 0x01;
     memcpy(buf + 1, left, MERKLE_HASH_LEN);
     memcpy(buf + 1 + MERKLE_HASH_LEN, right, MERKLE_HASH_LEN);
-    pthread_once(&sha256_once, sha256_fetch);
-    if (!sha256_alg || EVP_Digest(buf, sizeof buf, out, &len, sha256_alg, NULL) != 1 ||
-        len != MERKLE_HASH_LEN)
-        return HDX_E_CRYPTO;
+    if (hdx_sha256_once(buf, sizeof buf, out) != 0) return HDX_E_CRYPTO;
     return HDX_OK;
 }
 

@@ -36,7 +36,7 @@ static int entry_hash(const struct hdx_receipt_entry *e, uint8_t out[32])
     put_u64(buf + 1, e->seq);
     put_u64(buf + 9, (uint64_t)e->time_us);
     memcpy(buf + 17, e->leaf_hash, 32);
-    return EVP_Digest(buf, sizeof(buf), out, NULL, EVP_sha256(), NULL) == 1 ? HDX_OK : HDX_E_CRYPTO;
+    return hdx_sha256_once(buf, sizeof(buf), out) == 0 ? HDX_OK : HDX_E_CRYPTO;
 }
 
 static void signed_bytes(uint64_t batch_size, const uint8_t root[32],

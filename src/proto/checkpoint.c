@@ -23,8 +23,8 @@ int hdx_stream_add(struct hdx_stream *s, const uint8_t *payload, size_t len)
 {
     uint8_t buf[64];
     memcpy(buf, s->hash, 32);
-    if (EVP_Digest(payload, len, buf + 32, NULL, EVP_sha256(), NULL) != 1 ||
-        EVP_Digest(buf, sizeof(buf), s->hash, NULL, EVP_sha256(), NULL) != 1)
+    if (hdx_sha256_once(payload, len, buf + 32) != 0 ||
+        hdx_sha256_once(buf, sizeof(buf), s->hash) != 0)
         return HDX_E_CRYPTO;
     s->count++;
     return HDX_OK;
