@@ -62,6 +62,13 @@ int cli_client_conf(const char *cmd, const char *dir, struct hdx_conf *conf, con
 /* Finds "-d DIR" etc: returns the value following flag at argv[*i], advancing *i. */
 const char *cli_arg(int argc, char **argv, int *i);
 
+/* The options every client command shares: -d DIR, --cert C, --key K, --to HOST:PORT, --ca CA. */
+struct cli_client_opts {
+    const char *dir, *cert, *key, *to, *ca;
+};
+/* Takes argv[*i] (and its value) when it is one of them and returns 1; else 0. */
+int cli_client_opt(int argc, char **argv, int *i, struct cli_client_opts *o);
+
 int cmd_init(int argc, char **argv);
 int cmd_device(int argc, char **argv);
 int cmd_send(int argc, char **argv);

@@ -76,6 +76,18 @@ const char *cli_arg(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+int cli_client_opt(int argc, char **argv, int *i, struct cli_client_opts *o)
+{
+    static const char *const names[] = {"-d", "--cert", "--key", "--to", "--ca"};
+    const char **slots[] = {&o->dir, &o->cert, &o->key, &o->to, &o->ca};
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+        if (!strcmp(argv[*i], names[k])) {
+            *slots[k] = cli_arg(argc, argv, i);
+            return 1;
+        }
+    return 0;
+}
+
 static int tcp_connect(const char *hostport, int timeout_ms, char *why, size_t cap)
 {
     char host[256], portstr[8];

@@ -180,21 +180,14 @@ static int check_file(struct checker *k, const char *file)
 
 static int receipt_check(int argc, char **argv)
 {
-    const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL, *pubkey = NULL;
+    struct cli_client_opts o = {0};
+    const char *pubkey = NULL;
     const char *files[256];
     int nfiles = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-d"))
-            dir = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--cert"))
-            cert = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--key"))
-            key = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--to"))
-            to = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--ca"))
-            ca = cli_arg(argc, argv, &i);
+        if (cli_client_opt(argc, argv, &i, &o))
+            continue;
         else if (!strcmp(a, "--pubkey"))
             pubkey = cli_arg(argc, argv, &i);
         else if (a[0] != '-' && nfiles < 256)
@@ -205,6 +198,7 @@ static int receipt_check(int argc, char **argv)
             return help ? 0 : 2;
         }
     }
+    const char *dir = o.dir, *cert = o.cert, *key = o.key, *to = o.to, *ca = o.ca;
     char pub_path[HDX_PATH_MAX], ca_path[HDX_PATH_MAX], err[512];
     int remote = cert || key;
     if (!nfiles || (remote && (!cert || !key)) || (!remote && !dir) || (!pubkey && !dir)) {

@@ -280,22 +280,14 @@ static int start_signing(struct sender *s, const char *path, long every, long ev
 
 int cmd_send(int argc, char **argv)
 {
-    const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL;
+    struct cli_client_opts o = {0};
     const char *receipts = NULL, *logkey = NULL, *sign = NULL;
     int plain = 0, timeout = 30000, nfiles = 0, no_receipts = 0;
     long every = 100, every_ms = 1000;
     const char *files[256];
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-d"))
-            dir = cli_arg(argc, argv, &i);
-        else if (!strcmp(argv[i], "--cert"))
-            cert = cli_arg(argc, argv, &i);
-        else if (!strcmp(argv[i], "--key"))
-            key = cli_arg(argc, argv, &i);
-        else if (!strcmp(argv[i], "--to"))
-            to = cli_arg(argc, argv, &i);
-        else if (!strcmp(argv[i], "--ca"))
-            ca = cli_arg(argc, argv, &i);
+        if (cli_client_opt(argc, argv, &i, &o))
+            continue;
         else if (!strcmp(argv[i], "--timeout"))
             timeout = atoi(cli_arg(argc, argv, &i));
         else if (!strcmp(argv[i], "--plain"))
@@ -322,6 +314,7 @@ int cmd_send(int argc, char **argv)
             return 2;
         }
     }
+    const char *dir = o.dir, *cert = o.cert, *key = o.key, *to = o.to, *ca = o.ca;
     struct hdx_conf conf;
     char ca_path[HDX_PATH_MAX], err[512];
     if (cli_client_conf("send", dir, &conf, &ca, ca_path, sizeof(ca_path))) return 1;

@@ -201,22 +201,14 @@ static int build_request(char *req, size_t cap, const char *from, const char *ty
 
 int cmd_tail(int argc, char **argv)
 {
-    const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *ca = NULL;
+    struct cli_client_opts o = {0};
     const char *from = NULL, *type = NULL, *sender = NULL, *patient = NULL;
     enum tail_mode mode = TAIL_MESSAGES;
     long count = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-d"))
-            dir = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--cert"))
-            cert = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--key"))
-            key = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--to"))
-            to = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--ca"))
-            ca = cli_arg(argc, argv, &i);
+        if (cli_client_opt(argc, argv, &i, &o))
+            continue;
         else if (!strcmp(a, "--from"))
             from = cli_arg(argc, argv, &i);
         else if (!strcmp(a, "--type"))
@@ -239,6 +231,7 @@ int cmd_tail(int argc, char **argv)
             return 2;
         }
     }
+    const char *dir = o.dir, *cert = o.cert, *key = o.key, *to = o.to, *ca = o.ca;
     struct hdx_conf conf;
     char ca_path[HDX_PATH_MAX], err[512], req[1100];
     if (cli_client_conf("tail", dir, &conf, &ca, ca_path, sizeof(ca_path))) return 1;

@@ -105,19 +105,13 @@ static void sleep_ms(long ms)
 
 int cmd_witness(int argc, char **argv)
 {
-    const char *dir = NULL, *cert = NULL, *key = NULL, *to = NULL, *pubkey = NULL, *state = NULL;
-    const char *ca = NULL;
+    struct cli_client_opts o = {0};
+    const char *pubkey = NULL, *state = NULL;
     long interval = 1000, count = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-d"))
-            dir = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--cert"))
-            cert = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--key"))
-            key = cli_arg(argc, argv, &i);
-        else if (!strcmp(a, "--to"))
-            to = cli_arg(argc, argv, &i);
+        if (cli_client_opt(argc, argv, &i, &o))
+            continue;
         else if (!strcmp(a, "--pubkey"))
             pubkey = cli_arg(argc, argv, &i);
         else if (!strcmp(a, "--state"))
@@ -132,6 +126,7 @@ int cmd_witness(int argc, char **argv)
             return help ? 0 : 2;
         }
     }
+    const char *dir = o.dir, *cert = o.cert, *key = o.key, *to = o.to, *ca = o.ca;
     struct hdx_conf conf;
     char ca_path[HDX_PATH_MAX], pub_path[HDX_PATH_MAX], err[512];
     if (!dir || !cert || !key || interval < 10 || count < 0) {
