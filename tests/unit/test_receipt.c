@@ -243,8 +243,8 @@ static void test_json(void **state)
         "",
         "[]",
         "{\"seq\":1}",
-        "{\"seq\":1,\"seq\":2,\"time_us\":1,\"leaf_hash\":\"\",\"index\":0,\"batch_size\":1,"
-        "\"path\":[],\"signature\":\"\"}",
+        ("{\"seq\":1,\"seq\":2,\"time_us\":1,\"leaf_hash\":\"\",\"index\":0,\"batch_size\":1,"
+         "\"path\":[],\"signature\":\"\"}"),
         "{\"seq\":-1,\"time_us\":1,\"index\":0,\"batch_size\":1,\"path\":[]}",
         "{\"seq\":\"1\"}",
     };
