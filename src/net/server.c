@@ -290,9 +290,10 @@ static void take_checkpoint(struct conn *c, const uint8_t *payload, size_t len,
     snprintf(p->type, sizeof(p->type), "%s", msg->msg_type);
     p->received = c->stream.count;
     struct hl7_view zcv;
-    /* A ZCV of the device's own would sit before hdx's verdict in the record: refused. */
+    /* A ZCV or ZCS of the device's own would sit beside hdx's verdict in the record. */
     if (hdx_checkpoint_parse(msg, &p->cp) != HDX_OK ||
-        hl7_get(msg, "ZCV", 1, 1, 1, 0, 0, &zcv) == 0) {
+        hl7_get(msg, "ZCV", 1, 1, 1, 0, 0, &zcv) == 0 ||
+        hl7_get(msg, "ZCS", 1, 1, 1, 0, 0, &zcv) == 0) {
         uint64_t last_n = c->stream.last_n;
         p->verdict = HDX_CKPT_MALFORMED;
         hdx_stream_init(&c->stream); /* the device starts a new running hash too */
@@ -311,62 +312,69 @@ static void take_checkpoint(struct conn *c, const uint8_t *payload, size_t len,
     c->ckpt = p;
 }
 
-/* "a-b,c,..." of the covered seqs (ascending runs), malloc'd. */
-static char *seq_ranges(const uint64_t *seqs, size_t n)
+/* One "a-b" or "c" run of the covered seqs starting at *i (ascending runs). */
+static int seq_run(const uint64_t *seqs, size_t n, size_t *i, char *out, size_t cap)
 {
-    size_t cap = 64 + n * 42, len = 0;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    out[0] = 0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j + 1 < n && seqs[j + 1] == seqs[j] + 1)
-            j++;
-        int w = j > i ? snprintf(out + len, cap - len, "%s%llu-%llu", len ? "," : "",
-                                 (unsigned long long)seqs[i], (unsigned long long)seqs[j])
-                      : snprintf(out + len, cap - len, "%s%llu", len ? "," : "",
-                                 (unsigned long long)seqs[i]);
-        len += (size_t)w;
-        i = j + 1;
-    }
-    return out;
+    size_t j = *i;
+    while (j + 1 < n && seqs[j + 1] == seqs[j] + 1)
+        j++;
+    int w = j > *i ? snprintf(out, cap, "%llu-%llu", (unsigned long long)seqs[*i],
+                              (unsigned long long)seqs[j])
+                   : snprintf(out, cap, "%llu", (unsigned long long)seqs[*i]);
+    *i = j + 1;
+    return w;
 }
 
-/* The checkpoint's record: the checkpoint as received plus hdx's verdict, as a ZCV segment
- * in the device's own delimiters:
- *   ZCV|1|verdict|reason|binding hex|messages hashed|covered seqs (a-b,c,...) */
+/* Appends "ZCS|runs\r" segments listing the covered seqs ("a-b,c,..."), each short enough
+ * that, escaped, it stays under the parser's field limit (hdx verify re-parses the record). */
+#define ZCS_RAW_MAX 8000
+static size_t put_seq_segments(const struct conn *c, const struct hl7_delims *d, char *out,
+                               size_t cap)
+{
+    char raw[ZCS_RAW_MAX + 48], esc[5 * ZCS_RAW_MAX + 256];
+    size_t n = 0, i = 0;
+    while (i < c->ncovered) {
+        size_t rl = 0;
+        while (i < c->ncovered && rl < ZCS_RAW_MAX) {
+            if (rl) raw[rl++] = ',';
+            rl += (size_t)seq_run(c->covered, c->ncovered, &i, raw + rl, sizeof(raw) - rl);
+        }
+        raw[rl] = 0;
+        int w = hl7_escape(d, raw, esc, sizeof(esc));
+        if (w < 0 || n + (size_t)w + 6 > cap) break;
+        n += (size_t)snprintf(out + n, cap - n, "ZCS%c%s\r", d->field, esc);
+    }
+    return n;
+}
+
+/* The checkpoint's record: the checkpoint as received plus hdx's verdict in the device's own
+ * delimiters, then the covered seqs:
+ *   ZCV|1|verdict|reason|binding hex|messages hashed|messages marked
+ *   ZCS|a-b,c,...   (as many as needed) */
 static void submit_checkpoint(struct conn *c)
 {
     struct pending_ckpt *p = c->ckpt;
     struct hl7_msg msg;
     struct hl7_error err = {HL7_ERR_INTERNAL, 'R', "", 0, 0, ""};
-    char bind[65], fs = p->d.field, *ranges = seq_ranges(c->covered, c->ncovered), *esc = NULL;
-    size_t elen = ranges ? strlen(ranges) * 3 + 400 : 0;
+    char bind[65], reason[400], fs = p->d.field;
+    /* a run is at most 41 bytes and escaping at most quintuples it */
+    size_t cap = p->len + 1024 + c->ncovered * 5 * 42;
+    uint8_t *body = malloc(cap);
+    struct hdx_intake_item *it = NULL;
     c->ckpt = NULL;
     hdx_hex(c->binding, 32, bind);
     memset(&msg, 0, sizeof(msg));
-    struct hdx_intake_item *it = NULL;
-    if (ranges && (esc = malloc(elen)) &&
-        hl7_escape(&p->d, hdx_ckpt_verdict_text(p->verdict), esc, 400) >= 0) {
-        size_t rl = strlen(esc);
-        char *tail = esc + rl + 1;
-        if (hl7_escape(&p->d, ranges, tail, elen - rl - 1) >= 0) {
-            size_t cap = p->len + strlen(tail) + rl + 256;
-            uint8_t *body = malloc(cap);
-            if (body) {
-                size_t n = p->len;
-                memcpy(body, p->payload, n);
-                if (!n || body[n - 1] != '\r') body[n++] = '\r';
-                n += (size_t)snprintf((char *)body + n, cap - n, "ZCV%c1%c%s%c%s%c%s%c%llu%c%s\r",
-                                      fs, fs, verdict_word(p->verdict), fs, esc, fs, bind, fs,
-                                      (unsigned long long)p->received, fs, tail);
-                it = hdx_intake_item_new(body, n);
-                free(body);
-            }
-        }
+    if (body && hl7_escape(&p->d, hdx_ckpt_verdict_text(p->verdict), reason, sizeof(reason)) >= 0) {
+        size_t n = p->len;
+        memcpy(body, p->payload, n);
+        if (!n || body[n - 1] != '\r') body[n++] = '\r';
+        n += (size_t)snprintf((char *)body + n, cap - n, "ZCV%c1%c%s%c%s%c%s%c%llu%c%zu\r", fs, fs,
+                              verdict_word(p->verdict), fs, reason, fs, bind, fs,
+                              (unsigned long long)p->received, fs, c->ncovered);
+        n += put_seq_segments(c, &p->d, (char *)body + n, cap - n);
+        it = hdx_intake_item_new(body, n);
     }
-    free(esc);
-    free(ranges);
+    free(body);
     (void)hl7_parse(p->payload, p->len, &c->srv->limits, &msg, &err);
     if (!it) {
         err = (struct hl7_error){HL7_ERR_INTERNAL, 'R', "", 0, 0, "server out of memory"};
