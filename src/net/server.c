@@ -75,7 +75,7 @@ struct pending_ckpt {
 };
 
 /* More messages than this between two checkpoints are still hashed, but not all marked. */
-#define CKPT_MARK_MAX 65536
+#define CKPT_MARK_MAX 16384
 
 struct allow_entry {
     int family;
