@@ -74,6 +74,8 @@ struct pending_ckpt {
     size_t len;
 };
 
+#define HANDSHAKE_LOG_PER_S 20
+
 /* More messages than this between two checkpoints are still hashed, but not all marked. */
 #define CKPT_MARK_MAX 16384
 
@@ -102,6 +104,11 @@ struct hdx_server {
     int stopping;
     int64_t stop_deadline;
     int64_t last_refusal_log;
+    /* Failed handshakes are logged at most HANDSHAKE_LOG_PER_S a second; the rest are
+     * counted and summed up in one line (a scanner must not flood the log). */
+    int64_t hs_window_us;
+    unsigned hs_logged;
+    uint64_t hs_suppressed;
     uint64_t refused;
     int64_t started_s;
     char head_file[HDX_PATH_MAX];
@@ -443,14 +450,40 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
     hl7_msg_free(&msg);
 }
 
+/* The line for the failures suppressed in the last window, once it has passed. */
+static void handshake_log_flush(struct hdx_server *srv, int64_t now)
+{
+    if (now - srv->hs_window_us < 1000000) return;
+    if (srv->hs_suppressed)
+        hdx_warn("tls_handshake_failed_suppressed", "count=%llu window_ms=%lld limit_per_s=%d",
+                 (unsigned long long)srv->hs_suppressed,
+                 (long long)((now - srv->hs_window_us) / 1000), HANDSHAKE_LOG_PER_S);
+    srv->hs_window_us = now;
+    srv->hs_logged = 0;
+    srv->hs_suppressed = 0;
+}
+
+/* 1 when this failed handshake may have its own log line. */
+static int handshake_log_allowed(struct hdx_server *srv)
+{
+    handshake_log_flush(srv, hdx_monotonic_us());
+    if (srv->hs_logged < HANDSHAKE_LOG_PER_S) {
+        srv->hs_logged++;
+        return 1;
+    }
+    srv->hs_suppressed++;
+    return 0;
+}
+
 static void on_frame_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     c->frame_timer_armed = 0;
     if (!c->established) {
         /* An absolute deadline: a client dribbling its handshake byte by byte still ends. */
-        hdx_warn("tls_handshake_failed", "peer=%s reason=\"handshake timeout\" timeout_ms=%d",
-                 c->peer, c->srv->conf->tls_handshake_timeout_ms);
+        if (handshake_log_allowed(c->srv))
+            hdx_warn("tls_handshake_failed", "peer=%s reason=\"handshake timeout\" timeout_ms=%d",
+                     c->peer, c->srv->conf->tls_handshake_timeout_ms);
         conn_close(c, 1);
         return;
     }
@@ -878,8 +911,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         else
             hdx_tls_failure_reason(bufferevent_openssl_get_ssl(bev),
                                    bufferevent_get_openssl_error(bev), why, sizeof(why));
-        hdx_warn("tls_handshake_failed", "peer=%s reason=%s", c->peer,
-                 hdx_log_str(w, sizeof(w), why));
+        if (handshake_log_allowed(c->srv))
+            hdx_warn("tls_handshake_failed", "peer=%s reason=%s", c->peer,
+                     hdx_log_str(w, sizeof(w), why));
     } else if (what & BEV_EVENT_TIMEOUT) {
         log_close(c, "connection_timeout", (what & BEV_EVENT_WRITING) ? "write" : "idle");
     } else if (what & BEV_EVENT_EOF) {
@@ -1088,6 +1122,7 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
+    if (srv->hs_suppressed) handshake_log_flush(srv, hdx_monotonic_us());
     if (!hdx_tls_crl_changed(srv->tls)) return;
     for (struct conn *c = srv->conns; c; c = c->next) {
         if (c->kind == CONN_MLLP_PLAIN || c->closing || !c->bev) continue;
@@ -1229,6 +1264,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
 void hdx_server_free(struct hdx_server *srv)
 {
     if (!srv) return;
+    if (srv->hs_suppressed) handshake_log_flush(srv, srv->hs_window_us + 1000000);
     if (srv->mllp_lis) evconnlistener_free(srv->mllp_lis);
     if (srv->legacy_lis) evconnlistener_free(srv->legacy_lis);
     if (srv->sub_lis) evconnlistener_free(srv->sub_lis);
