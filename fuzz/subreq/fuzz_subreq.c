@@ -1,7 +1,9 @@
-/* fuzz_subreq: libFuzzer entry point for the subscription request line that an authenticated
- * subscriber sends (bus/bus.h hdx_bus_parse_request). Beyond "no crash", it traps when an
- * accepted request yields a filter value with a byte that could break a header (space or
- * control byte) or a string that is not terminated inside its array. */
+/* fuzz_subreq: libFuzzer entry point for the lines an authenticated client sends on the
+ * subscription port: the SUB request (bus/bus.h hdx_bus_parse_request) and the log requests
+ * before it (store/logproof.h hdx_logreq_parse). Beyond "no crash", it traps when an accepted
+ * request yields a filter value with a byte that could break a header (space or control
+ * byte) or a string that is not terminated inside its array, or when an accepted log request
+ * is not exactly the canonical text of what was parsed. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 
 #include "bus/bus.h"
 #include "core/err.h"
+#include "store/logproof.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,6 +57,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size >= sizeof(line)) return 0;
     memcpy(line, data, size);
     line[size] = 0;
+    struct hdx_logreq req;
+    char canon[80];
+    switch (hdx_logreq_parse(line, &req)) {
+    case HDX_LOGREQ_STH:
+        CHECK(!strcmp(line, "STH"));
+        break;
+    case HDX_LOGREQ_INCLUSION:
+        snprintf(canon, sizeof(canon), "INCLUSION %llu", (unsigned long long)req.a);
+        CHECK(!strcmp(line, canon));
+        break;
+    case HDX_LOGREQ_CONSISTENCY:
+        snprintf(canon, sizeof(canon), "CONSISTENCY %llu %llu", (unsigned long long)req.a,
+                 (unsigned long long)req.b);
+        CHECK(!strcmp(line, canon));
+        break;
+    default:
+        CHECK(req.kind == HDX_LOGREQ_NONE);
+    }
     if (hdx_bus_parse_request(line, kr, &f, &after, why, sizeof(why)) == HDX_OK) {
         check_token(f.type, sizeof(f.type));
         check_token(f.sender, sizeof(f.sender));

@@ -723,10 +723,10 @@ static int witness_request(struct conn *c, const char *line)
 {
     char json[HDX_PROOF_JSON_MAX], why[160];
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    unsigned long long a, b;
-    char extra;
+    struct hdx_logreq req;
     int n;
-    if (!strcmp(line, "STH")) {
+    switch (hdx_logreq_parse(line, &req)) {
+    case HDX_LOGREQ_STH: {
         struct hdx_sth sth;
         n = hdx_store_sth_latest(c->srv->ro_store, &sth);
         if (n == HDX_OK) n = hdx_sth_json(&sth, json, sizeof(json));
@@ -734,17 +734,18 @@ static int witness_request(struct conn *c, const char *line)
         evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "STH %s\n", n < 0 ? why : json);
         return 1;
     }
-    if (sscanf(line, "INCLUSION %llu%c", &a, &extra) == 1) {
-        n = hdx_log_inclusion_json(c->srv->ro_store, a, json, sizeof(json), why, sizeof(why));
-        evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "PROOF %s\n", n < 0 ? why : json);
-        return 1;
+    case HDX_LOGREQ_INCLUSION:
+        n = hdx_log_inclusion_json(c->srv->ro_store, req.a, json, sizeof(json), why, sizeof(why));
+        break;
+    case HDX_LOGREQ_CONSISTENCY:
+        n = hdx_log_consistency_json(c->srv->ro_store, req.a, req.b, json, sizeof(json), why,
+                                     sizeof(why));
+        break;
+    default:
+        return 0;
     }
-    if (sscanf(line, "CONSISTENCY %llu %llu%c", &a, &b, &extra) == 2) {
-        n = hdx_log_consistency_json(c->srv->ro_store, a, b, json, sizeof(json), why, sizeof(why));
-        evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "PROOF %s\n", n < 0 ? why : json);
-        return 1;
-    }
-    return 0;
+    evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "PROOF %s\n", n < 0 ? why : json);
+    return 1;
 }
 
 static void sub_read(struct conn *c)

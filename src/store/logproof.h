@@ -19,4 +19,21 @@ int hdx_log_inclusion_json(struct hdx_store *s, uint64_t seq, char *out, size_t 
 int hdx_log_consistency_json(struct hdx_store *s, uint64_t old_size, uint64_t new_size, char *out,
                              size_t cap, char *why, size_t why_cap);
 
+/* The log requests a client may send on the subscription port before SUB (docs/
+ * LOG-FORMAT.md, "Witnesses"): "STH", "CONSISTENCY OLD NEW", "INCLUSION SEQ". Strict: one
+ * space between parts, decimal numbers without sign or leading zeros that fit in 64 bits.
+ * Pure; the line is untrusted. Returns the kind, HDX_LOGREQ_NONE when the line is not one of
+ * them (it may be a SUB request). */
+enum hdx_logreq_kind {
+    HDX_LOGREQ_NONE,
+    HDX_LOGREQ_STH,
+    HDX_LOGREQ_CONSISTENCY,
+    HDX_LOGREQ_INCLUSION
+};
+struct hdx_logreq {
+    enum hdx_logreq_kind kind;
+    uint64_t a, b; /* CONSISTENCY: a = OLD, b = NEW; INCLUSION: a = SEQ */
+};
+enum hdx_logreq_kind hdx_logreq_parse(const char *line, struct hdx_logreq *out);
+
 #endif
