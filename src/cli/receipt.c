@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -19,7 +20,7 @@
 
 static const char receipt_usage[] =
     "usage: hdx receipt check [-d DIR] [--cert C --key K [--to HOST:PORT] [--ca CA]]\n"
-    "                         [--pubkey FILE] RECEIPTS...\n"
+    "                         [--pubkey FILE] [--wait SECONDS] RECEIPTS...\n"
     "Checks every receipt in each RECEIPTS file (JSON lines, as `hdx send` keeps them):\n"
     "  1. its signature, with the log's public key (--pubkey, default DIR/log.pub.pem);\n"
     "  2. that the log holds the record: an inclusion proof of the receipt's leaf hash at its\n"
@@ -28,7 +29,9 @@ static const char receipt_usage[] =
     "sub.listen; any enrolled role); without them from the store in DIR (operators).\n"
     "Prints per receipt 'ok seq=N tree_size=M', 'pending seq=N ...' (not yet under a signed\n"
     "head; retry in a second) or 'FAIL seq=N REASON'. A record missing from a head signed more\n"
-    "than a second after its receipt is a FAIL: the log broke its promise.\n"
+    "than a second after its receipt is a FAIL: the log broke its promise. --wait keeps\n"
+    "asking, up to SECONDS, until pending receipts are under a signed head (one is made\n"
+    "within a second of a commit), so it can run right after `hdx send`.\n"
     "Exit 0 when every receipt is proven, 3 on any FAIL, 4 when some are only pending,\n"
     "1 on a setup or connection failure, 2 on a usage error.\n";
 
@@ -39,9 +42,15 @@ struct checker {
     int remote;
     struct cli_ctx ctx;
     struct cli_reader rd;
-    struct hdx_sth head; /* the newest head when the check started */
+    struct hdx_sth head; /* the newest head when the check (or this retry) started */
     int have_head;
     unsigned long ok, pending, failed;
+    int64_t wait_until_us; /* --wait: pending receipts are kept in `later` until then */
+    struct later {
+        struct hdx_receipt r;
+        char cid[200];
+    } * later;
+    size_t nlater, later_cap;
 };
 
 /* One request line, one answer line: "WANT json" gives 0, "NO reason" gives 1 with the
@@ -95,6 +104,21 @@ static void report(struct checker *k, const char *state, const struct hdx_receip
     fflush(stdout);
 }
 
+static int keep_for_later(struct checker *k, const struct hdx_receipt *r, const char *cid)
+{
+    if (k->nlater == k->later_cap) {
+        size_t cap = k->later_cap ? k->later_cap * 2 : 64;
+        struct later *p = realloc(k->later, cap * sizeof(*p));
+        if (!p) return -1;
+        k->later = p;
+        k->later_cap = cap;
+    }
+    k->later[k->nlater].r = *r;
+    snprintf(k->later[k->nlater].cid, sizeof(k->later[0].cid), "%s", cid);
+    k->nlater++;
+    return 0;
+}
+
 /* Returns -1 only when the proof source failed. */
 static int check_one(struct checker *k, const struct hdx_receipt *r, const char *control_id)
 {
@@ -120,6 +144,7 @@ static int check_one(struct checker *k, const struct hdx_receipt *r, const char 
             report(k, "FAIL", r, control_id, detail);
             k->failed++;
         } else if (r->seq > (k->have_head ? k->head.tree_size : 0)) {
+            if (k->wait_until_us && keep_for_later(k, r, control_id) == 0) return 0;
             snprintf(detail, sizeof(detail), "%.200s", json);
             report(k, "pending", r, control_id, detail);
             k->pending++;
@@ -178,11 +203,34 @@ static int check_file(struct checker *k, const char *file)
     return rc;
 }
 
+/* --wait: asks again for the receipts still pending, every 250 ms, with a fresh head; those
+ * still pending at the deadline are reported as such. */
+static int retry_pending(struct checker *k)
+{
+    while (k->nlater) {
+        int last = hdx_monotonic_us() >= k->wait_until_us;
+        struct later *batch = k->later;
+        size_t n = k->nlater;
+        struct timespec pause = {0, 250000000};
+        if (!last) nanosleep(&pause, NULL);
+        k->later = NULL;
+        k->nlater = k->later_cap = 0;
+        if (last) k->wait_until_us = 0; /* report, do not keep */
+        int rc = fetch_head(k);
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = check_one(k, &batch[i].r, batch[i].cid);
+        free(batch);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
 static int receipt_check(int argc, char **argv)
 {
     struct cli_client_opts o = {0};
     const char *pubkey = NULL;
     const char *files[256];
+    long wait_s = 0;
     int nfiles = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -190,6 +238,8 @@ static int receipt_check(int argc, char **argv)
             continue;
         else if (!strcmp(a, "--pubkey"))
             pubkey = cli_arg(argc, argv, &i);
+        else if (!strcmp(a, "--wait"))
+            wait_s = atol(cli_arg(argc, argv, &i));
         else if (a[0] != '-' && nfiles < 256)
             files[nfiles++] = a;
         else {
@@ -201,7 +251,8 @@ static int receipt_check(int argc, char **argv)
     const char *dir = o.dir, *cert = o.cert, *key = o.key, *to = o.to, *ca = o.ca;
     char pub_path[HDX_PATH_MAX], ca_path[HDX_PATH_MAX], err[512];
     int remote = cert || key;
-    if (!nfiles || (remote && (!cert || !key)) || (!remote && !dir) || (!pubkey && !dir)) {
+    if (!nfiles || (remote && (!cert || !key)) || (!remote && !dir) || (!pubkey && !dir) ||
+        wait_s < 0 || wait_s > 86400) {
         fputs(receipt_usage, stderr);
         return 2;
     }
@@ -209,6 +260,7 @@ static int receipt_check(int argc, char **argv)
     struct checker *k = calloc(1, sizeof(*k));
     if (!k) return 1;
     k->remote = remote;
+    if (wait_s) k->wait_until_us = hdx_monotonic_us() + wait_s * 1000000;
     int rc = 0;
     if (!pubkey || hdx_logkey_load_public(pubkey, &k->pub) != HDX_OK) {
         fprintf(stderr, "hdx receipt: cannot read the log's public key %s\n",
@@ -230,6 +282,7 @@ static int receipt_check(int argc, char **argv)
     if (rc == 0 && fetch_head(k) != 0) rc = -1;
     for (int i = 0; i < nfiles && rc == 0; i++)
         rc = check_file(k, files[i]);
+    if (rc == 0) rc = retry_pending(k);
     if (rc < 0) {
         fprintf(stderr, "hdx receipt: the proof source failed (%s)\n",
                 remote ? "connection lost" : "store error");
@@ -245,6 +298,7 @@ static int receipt_check(int argc, char **argv)
     else if (k->ctx.store)
         cli_close(&k->ctx);
     EVP_PKEY_free(k->pub);
+    free(k->later);
     free(k);
     return rc;
 }
