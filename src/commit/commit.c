@@ -237,7 +237,10 @@ static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
         hdx_dedup_forget_newest(c->dedup, c->batch_added); /* they were never stored */
         if (merkle_open(&c->tree, saved_seq, &c->tree_store) != HDX_OK)
             hdx_error("merkle_reopen_failed", "size=%llu", (unsigned long long)saved_seq);
-        hdx_error("commit_failed", "err=%s records_refused=1", hdx_strerror(rc));
+        size_t refused = 0;
+        for (struct hdx_intake_item *it = batch; it; it = it->next)
+            refused++;
+        hdx_error("commit_failed", "err=%s records_refused=%zu", hdx_strerror(rc), refused);
     }
     return rc;
 }
