@@ -14,6 +14,7 @@
 #include "bus/bus.h"
 #include "core/err.h"
 #include "store/logproof.h"
+#include "core/util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,9 +28,9 @@ static struct hdx_keyring *kr;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char path[] = "/tmp/hdx-fuzz-kek-XXXXXX";
+    char path[256];
     uint8_t wrapped[HDX_WRAPPED_LEN];
-    int fd = mkstemp(path);
+    int fd = hdx_mkstemp("hdx-fuzz-kek-", path, sizeof(path));
     (void)argc;
     (void)argv;
     if (fd < 0) abort();

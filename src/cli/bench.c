@@ -233,9 +233,9 @@ static double hist_quantile_ms(const struct hist *h, double q)
 static double measure_fsync(const char *dir)
 {
     char path[HDX_PATH_MAX], block[1024];
-    int n = snprintf(path, sizeof(path), "%s/.bench-fsync-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof(path)) return 0;
-    int fd = mkstemp(path);
+    int n = snprintf(block, sizeof(block), "%s/.bench-fsync-", dir);
+    if (n < 0 || (size_t)n >= sizeof(block)) return 0;
+    int fd = hdx_mkstemp(block, path, sizeof(path));
     if (fd < 0) return 0;
     unlink(path); /* nothing is left behind, even if we are killed */
     memset(block, 'x', sizeof(block));

@@ -114,6 +114,31 @@ int hdx_sha256_once(const void *in, size_t len, uint8_t out[32])
     return sha256_alg && EVP_Digest(in, len, out, &n, sha256_alg, NULL) == 1 && n == 32 ? 0 : -1;
 }
 
+/* mkdtemp and mkstemp want a template ending in six 'X'. */
+static int temp_template(const char *prefix, char *out, size_t cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    int n = strchr(prefix, '/') ? snprintf(out, cap, "%s", prefix)
+                                : snprintf(out, cap, "%s/%s", tmp && tmp[0] ? tmp : "/tmp", prefix);
+    if (n < 0 || (size_t)n + 7 > cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memset(out + n, 'X', 6);
+    out[n + 6] = 0;
+    return 0;
+}
+
+int hdx_mkdtemp(const char *prefix, char *out, size_t cap)
+{
+    return temp_template(prefix, out, cap) == 0 && mkdtemp(out) ? 0 : -1;
+}
+
+int hdx_mkstemp(const char *prefix, char *out, size_t cap)
+{
+    return temp_template(prefix, out, cap) == 0 ? mkstemp(out) : -1;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

@@ -32,6 +32,11 @@ int hdx_write_new_file(const char *path, const void *data, size_t len, mode_t mo
 int hdx_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Reads a whole file of at most max bytes into a malloc'd buffer (NUL-terminated). */
 int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len);
+/* A new temporary directory (mode 0700) or file (0600; the open fd is returned), named prefix
+ * followed by six random characters: under $TMPDIR (default /tmp) when prefix holds no '/',
+ * else exactly there. The name goes to out. Return -1 on failure (errno set). */
+int hdx_mkdtemp(const char *prefix, char *out, size_t cap);
+int hdx_mkstemp(const char *prefix, char *out, size_t cap);
 int hdx_fsync_dir(const char *dir);
 
 /* snprintf into a fixed buffer; returns -1 when truncated. */

@@ -14,7 +14,7 @@
 #include "core/err.h"
 #include "core/util.h"
 
-static char path[64];
+static char path[256];
 
 static void write_conf(const char *text)
 {
@@ -26,8 +26,7 @@ static void write_conf(const char *text)
 
 static int setup(void **state)
 {
-    snprintf(path, sizeof(path), "/tmp/hdx-conf-XXXXXX");
-    int fd = mkstemp(path);
+    int fd = hdx_mkstemp("hdx-conf-", path, sizeof(path));
     if (fd < 0) return -1;
     close(fd);
     return 0;
@@ -57,7 +56,7 @@ static void test_defaults_and_template(void **state)
 static void test_errors_name_file_line_key(void **state)
 {
     struct hdx_conf c;
-    char err[256], want[128];
+    char err[512], want[320];
     hdx_conf_defaults(&c);
     write_conf("[mllp]\nlisten = 127.0.0.1:1\n\nmax_message = 12\n");
     assert_int_equal(hdx_conf_load(&c, path, err, sizeof(err)), HDX_E_CONFIG);

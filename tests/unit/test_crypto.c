@@ -14,25 +14,25 @@
 #include "core/err.h"
 #include "crypto/keys.h"
 #include "store/record.h"
+#include "core/util.h"
 
-static char tmpdir[64];
+static char tmpdir[256];
 
 static int setup(void **state)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hdx-crypto-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return hdx_mkdtemp("hdx-crypto-", tmpdir, sizeof(tmpdir));
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
+    char cmd[320];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     return system(cmd);
 }
 
 static struct hdx_keyring *ring(const char *name)
 {
-    char path[128];
+    char path[320];
     struct hdx_keyring *kr = NULL;
     snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
     if (access(path, F_OK) != 0) assert_int_equal(hdx_kek_create(path), HDX_OK);
@@ -42,7 +42,7 @@ static struct hdx_keyring *ring(const char *name)
 
 static void test_kek_file_is_private(void **state)
 {
-    char path[128];
+    char path[320];
     struct stat st;
     struct hdx_keyring *kr = NULL;
     snprintf(path, sizeof(path), "%s/kek-mode", tmpdir);

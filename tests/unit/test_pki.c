@@ -24,9 +24,10 @@
 
 #include "core/err.h"
 #include "pki/pki.h"
+#include "core/util.h"
 
 struct fixture {
-    char dir[64];
+    char dir[256];
 };
 
 static void path_in(char *out, const struct fixture *fx, const char *rel)
@@ -45,8 +46,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 static void make_dir(struct fixture *fx)
 {
-    strcpy(fx->dir, "/tmp/hdx_test_pki_XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    assert_int_equal(hdx_mkdtemp("hdx_test_pki_", fx->dir, sizeof(fx->dir)), 0);
 }
 
 static int setup(void **state)

@@ -16,18 +16,18 @@
 
 #include "core/err.h"
 #include "merkle/sth.h"
+#include "core/util.h"
 
-static char dir[64];
+static char dir[256];
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/hdx-sth-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return hdx_mkdtemp("hdx-sth-", dir, sizeof(dir));
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
+    char cmd[320];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     return system(cmd);
 }
@@ -90,7 +90,7 @@ static void test_sign_verify_alterations(void **state)
 
 static void test_head_file(void **state)
 {
-    char path[128];
+    char path[320];
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     struct hdx_sth s = sample(), r;
     snprintf(path, sizeof(path), "%s/log.sth", dir);
@@ -115,7 +115,7 @@ static void test_head_file(void **state)
 
 static void test_key_files(void **state)
 {
-    char priv[128], pub[128];
+    char priv[320], pub[320];
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), *got = NULL;
     EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     snprintf(priv, sizeof(priv), "%s/log.key", dir);

@@ -18,7 +18,7 @@
 #include "core/util.h"
 #include "store/store.h"
 
-static char tmpdir[64], dbpath[128];
+static char tmpdir[256], dbpath[320];
 static struct hdx_keyring *kr;
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -35,11 +35,10 @@ static void notify(void *arg)
 
 static int setup(void **state)
 {
-    char kek[128];
+    char kek[320];
     uint8_t w[HDX_WRAPPED_LEN];
     struct hdx_store *s = NULL;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hdx-store-XXXXXX");
-    if (!mkdtemp(tmpdir)) return -1;
+    if (hdx_mkdtemp("hdx-store-", tmpdir, sizeof(tmpdir)) != 0) return -1;
     snprintf(kek, sizeof(kek), "%s/kek.key", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
     if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr) ||
@@ -56,7 +55,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
+    char cmd[320];
     hdx_keyring_free(kr);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     return system(cmd);
