@@ -139,6 +139,26 @@ int hdx_mkstemp(const char *prefix, char *out, size_t cap)
     return temp_template(prefix, out, cap) == 0 ? mkstemp(out) : -1;
 }
 
+int hdx_parse_dec(const char *s, uint64_t *out, const char **end)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9')) return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+int hdx_parse_u64(const char *s, uint64_t *out)
+{
+    const char *end;
+    return hdx_parse_dec(s, out, &end) == 0 && *end == 0 ? 0 : -1;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

@@ -25,6 +25,11 @@ void hdx_hex(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 */
  * a short input. Returns 0, or -1 if OpenSSL failed. */
 int hdx_sha256_once(const void *in, size_t len, uint8_t out[32]);
 int hdx_unhex(const char *hex, uint8_t *out, size_t len); /* exactly 2*len hex digits */
+/* A decimal number as untrusted text: digits only (no sign, space or leading zero) and
+ * within 64 bits. hdx_parse_dec reads a prefix and sets *end past it; hdx_parse_u64 wants
+ * the whole string. Return 0, or -1. */
+int hdx_parse_dec(const char *s, uint64_t *out, const char **end);
+int hdx_parse_u64(const char *s, uint64_t *out);
 
 /* Creates path with O_CREAT|O_EXCL, writes all bytes, fsyncs. */
 int hdx_write_new_file(const char *path, const void *data, size_t len, mode_t mode);

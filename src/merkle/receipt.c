@@ -228,19 +228,6 @@ int hdx_receipt_segment(const struct hdx_receipt *r, char fs, char *out, size_t 
     return n > 0 && (size_t)n < cap ? n : HDX_E_TOOBIG;
 }
 
-/* A decimal integer without sign, spaces or leading zeros, that fits. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!s[0] || (s[0] == '0' && s[1]) || strlen(s) > 20) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int check_shape(const struct hdx_receipt *r)
 {
     return r->seq && r->time_us >= 0 && r->batch_size && r->batch_size <= HDX_RECEIPT_BATCH_MAX &&
@@ -256,11 +243,12 @@ int hdx_receipt_from_fields(const char *const fields[8], struct hdx_receipt *out
     for (int i = 0; i < 8; i++)
         if (!fields[i]) return HDX_E_INVAL;
     size_t plen = strlen(fields[6]);
-    if (strcmp(fields[0], "1") != 0 || parse_u64(fields[1], &out->seq) ||
-        parse_u64(fields[2], &t) || t > INT64_MAX || strlen(fields[3]) != 64 ||
-        hdx_unhex(fields[3], out->leaf_hash, 32) || parse_u64(fields[4], &out->index) ||
-        parse_u64(fields[5], &out->batch_size) || plen % 64 || plen / 64 > HDX_RECEIPT_PATH_MAX ||
-        strlen(fields[7]) != 128 || hdx_unhex(fields[7], out->signature, 64))
+    if (strcmp(fields[0], "1") != 0 || hdx_parse_u64(fields[1], &out->seq) ||
+        hdx_parse_u64(fields[2], &t) || t > INT64_MAX || strlen(fields[3]) != 64 ||
+        hdx_unhex(fields[3], out->leaf_hash, 32) || hdx_parse_u64(fields[4], &out->index) ||
+        hdx_parse_u64(fields[5], &out->batch_size) || plen % 64 ||
+        plen / 64 > HDX_RECEIPT_PATH_MAX || strlen(fields[7]) != 128 ||
+        hdx_unhex(fields[7], out->signature, 64))
         return HDX_E_INVAL;
     out->time_us = (int64_t)t;
     out->path_len = plen / 64;

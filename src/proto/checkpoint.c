@@ -36,19 +36,6 @@ int hdx_is_checkpoint(const struct hl7_msg *m)
            (m->msg_type[strlen(HDX_CKPT_TYPE)] == 0 || m->msg_type[strlen(HDX_CKPT_TYPE)] == '^');
 }
 
-/* A decimal integer without sign or leading zeros, that fits. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!s[0] || (s[0] == '0' && s[1]) || strlen(s) > 20) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int field(const struct hl7_msg *m, int n, char *out, size_t cap)
 {
     struct hl7_view v;
@@ -60,10 +47,10 @@ int hdx_checkpoint_parse(const struct hl7_msg *m, struct hdx_checkpoint *out)
     char ver[8], n[24], count[24], hash[72], sig[136];
     memset(out, 0, sizeof(*out));
     if (field(m, 1, ver, sizeof(ver)) || strcmp(ver, "1") || field(m, 2, n, sizeof(n)) ||
-        parse_u64(n, &out->n) || out->n == 0 || field(m, 3, count, sizeof(count)) ||
-        parse_u64(count, &out->count) || field(m, 4, hash, sizeof(hash)) || strlen(hash) != 64 ||
-        hdx_unhex(hash, out->hash, 32) || field(m, 5, sig, sizeof(sig)) || strlen(sig) != 128 ||
-        hdx_unhex(sig, out->signature, 64))
+        hdx_parse_u64(n, &out->n) || out->n == 0 || field(m, 3, count, sizeof(count)) ||
+        hdx_parse_u64(count, &out->count) || field(m, 4, hash, sizeof(hash)) ||
+        strlen(hash) != 64 || hdx_unhex(hash, out->hash, 32) || field(m, 5, sig, sizeof(sig)) ||
+        strlen(sig) != 128 || hdx_unhex(sig, out->signature, 64))
         return HDX_E_INVAL;
     return HDX_OK;
 }

@@ -140,32 +140,18 @@ int hdx_log_consistency_json(struct hdx_store *s, uint64_t old_size, uint64_t ne
     return rc;
 }
 
-/* A decimal without sign or leading zeros that fits; *end is past it. */
-static int parse_dec(const char *s, uint64_t *out, const char **end)
-{
-    uint64_t v = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9')) return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *out = v;
-    *end = p;
-    return 0;
-}
-
 enum hdx_logreq_kind hdx_logreq_parse(const char *line, struct hdx_logreq *out)
 {
     const char *p;
     memset(out, 0, sizeof(*out));
     if (!strcmp(line, "STH")) return out->kind = HDX_LOGREQ_STH;
     if (!strncmp(line, "INCLUSION ", 10)) {
-        if (parse_dec(line + 10, &out->a, &p) || *p) return HDX_LOGREQ_NONE;
+        if (hdx_parse_dec(line + 10, &out->a, &p) || *p) return HDX_LOGREQ_NONE;
         return out->kind = HDX_LOGREQ_INCLUSION;
     }
     if (!strncmp(line, "CONSISTENCY ", 12)) {
-        if (parse_dec(line + 12, &out->a, &p) || *p != ' ' || parse_dec(p + 1, &out->b, &p) || *p)
+        if (hdx_parse_dec(line + 12, &out->a, &p) || *p != ' ' ||
+            hdx_parse_dec(p + 1, &out->b, &p) || *p)
             return out->kind = HDX_LOGREQ_NONE;
         return out->kind = HDX_LOGREQ_CONSISTENCY;
     }

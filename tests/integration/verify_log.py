@@ -22,14 +22,14 @@ def verify_sth(pub, sth):
     return bytes.fromhex(sth["root_hash"])
 
 
-def verify_inclusion(leaf_index, tree_size, leaf_hash, path, root):
-    """RFC 9162 2.1.3.2."""
+def root_from_path(leaf_index, tree_size, leaf_hash, path):
+    """RFC 9162 2.1.3.2 steps 1-6: the root an audit path leads to, or None if malformed."""
     if leaf_index >= tree_size:
-        return False
+        return None
     fn, sn, r = leaf_index, tree_size - 1, leaf_hash
     for p in path:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             r = node(p, r)
             if not fn & 1:
@@ -42,7 +42,13 @@ def verify_inclusion(leaf_index, tree_size, leaf_hash, path, root):
             r = node(r, p)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and r == root
+    return r if sn == 0 else None
+
+
+def verify_inclusion(leaf_index, tree_size, leaf_hash, path, root):
+    """RFC 9162 2.1.3.2."""
+    r = root_from_path(leaf_index, tree_size, leaf_hash, path)
+    return r is not None and r == root
 
 
 def verify_consistency(first, second, first_hash, second_hash, path):

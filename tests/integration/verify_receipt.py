@@ -1,5 +1,6 @@
 """An independent check of hdx receipts, written only from docs/LOG-FORMAT.md ("Receipts"):
-Python's hashlib and struct plus python3-cryptography for Ed25519, no hdx code.
+Python's hashlib and struct plus python3-cryptography for Ed25519, no hdx code (the audit-path
+walk is verify_log.py's, the independent log verifier).
 
 As a module: zrc_of(ack) -> receipt dict from an AA payload, verify(receipt, pub) -> bool,
 make(seq, time_us, leaf_hash, private_key) -> a receipt of a batch of one (for tests that
@@ -14,6 +15,8 @@ import sys
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
+from verify_log import root_from_path  # the RFC 9162 audit-path walk, same independent code
+
 
 def _h(b):
     return hashlib.sha256(b).digest()
@@ -25,27 +28,6 @@ def entry_hash(seq, time_us, leaf_hash):
 
 def signed_bytes(batch_size, root):
     return b"HDX-RCPT-v1" + struct.pack(">Q", batch_size) + root
-
-
-def root_from_path(h, index, size, path):
-    """RFC 9162 2.1.3.2: the root an audit path leads to, or None if the path is malformed."""
-    if index >= size:
-        return None
-    fn, sn, r = index, size - 1, h
-    for p in path:
-        if sn == 0:
-            return None
-        if fn & 1 or fn == sn:
-            r = _h(b"\x01" + p + r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = _h(b"\x01" + r + p)
-        fn >>= 1
-        sn >>= 1
-    return r if sn == 0 else None
 
 
 def zrc_of(ack):
@@ -68,7 +50,7 @@ def zrc_of(ack):
 
 def verify(r, pub):
     h = entry_hash(r["seq"], r["time_us"], bytes.fromhex(r["leaf_hash"]))
-    root = root_from_path(h, r["index"], r["batch_size"], [bytes.fromhex(p) for p in r["path"]])
+    root = root_from_path(r["index"], r["batch_size"], h, [bytes.fromhex(p) for p in r["path"]])
     if root is None:
         return False
     try:
