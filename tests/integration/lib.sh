@@ -76,7 +76,7 @@ hdx_setup() {
         echo "hdx/hdxd not built in $HDX_BIN" >&2
         exit 1
     fi
-    T=$(mktemp -d /tmp/hdxit."${TEST_NAME%%-*}".XXXXXX)
+    T=$(mktemp -d)   # under $TMPDIR; its path is printed when the test fails
     trap _cleanup EXIT
     trap 'exit 130' INT TERM
     D=$T/data
