@@ -7,6 +7,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -987,6 +988,10 @@ static struct conn *conn_new(struct hdx_server *srv, enum conn_kind kind, const 
 
 static void start_conn(struct conn *c, struct bufferevent *bev, int handshake_timeout_ms)
 {
+    /* An ACK is a small write answering a small read: without TCP_NODELAY, Nagle holds it
+     * until the peer's delayed ACK (up to 40 ms) whenever a sender pipelines messages. */
+    int one = 1;
+    (void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->bev = bev;
     struct timeval hs = {handshake_timeout_ms / 1000, (handshake_timeout_ms % 1000) * 1000};
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
