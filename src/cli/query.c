@@ -18,14 +18,17 @@ static const char get_usage[] =
 
 static const char query_usage[] =
     "usage: hdx query -d DIR [--patient ID] [--type T] [--sender S] [--since T]\n"
-    "                 [--unverified] [--count]\n"
+    "                 [--unverified] [--reused-ids] [--count]\n"
     "Lists stored clinical messages (HL7 v2) matching every filter given, oldest first:\n"
     "a header line '# seq=N time=ISO sender=S type=T', the message (LF-terminated segments)\n"
     "and a blank line. --patient matches PID-3 (first identifier) through the blind index;\n"
     "--since takes 2026-11-25T10:00:00Z, 2026-11-25, epoch seconds or 15m/2h/7d ago.\n"
     "--count prints only the number of matches. Messages a device stream checkpoint covered\n"
     "carry ' stream=verified checkpoint=SEQ' (or stream=unverified) on their header line;\n"
-    "--unverified lists only those a refused checkpoint covered (docs/STREAM-SIGNATURES.md).\n";
+    "--unverified lists only those a refused checkpoint covered (docs/STREAM-SIGNATURES.md).\n"
+    "--reused-ids lists only messages stored although an earlier, different message from the\n"
+    "same sender had used their control id (MSH-10), e.g. after a device reset its counter;\n"
+    "they carry ' control_id_reused=yes' (docs/HL7.md, \"Duplicates\").\n";
 
 static void print_message(const uint8_t *pt, size_t len, int raw)
 {
@@ -86,7 +89,7 @@ int cmd_get(int argc, char **argv)
 
 struct query_ctx {
     struct cli_ctx *cli;
-    int count_only, unverified_only;
+    int count_only, unverified_only, reused_only;
     unsigned long long n;
     int failed;
 };
@@ -114,6 +117,7 @@ static int query_one(void *arg, const struct hdx_record *r)
     if (marked)
         printf(" stream=%s checkpoint=%llu", verified ? "verified" : "unverified",
                (unsigned long long)ckpt);
+    if (q->reused_only) printf(" control_id_reused=yes");
     putchar('\n');
     print_message(pt, len, 0);
     putchar('\n');
@@ -147,6 +151,8 @@ int cmd_query(int argc, char **argv)
             q.count_only = 1;
         else if (!strcmp(argv[i], "--unverified"))
             q.unverified_only = 1;
+        else if (!strcmp(argv[i], "--reused-ids"))
+            q.reused_only = f.reused_only = 1;
         else if (!strcmp(argv[i], "--help")) {
             fputs(query_usage, stdout);
             return 0;

@@ -14,31 +14,77 @@
 #include "core/log.h"
 #include "core/util.h"
 
+/* DESIGN (the pipeline): two stages, each its own thread.
+ *   sealer  (commit_main): takes what is queued, blinds, detects duplicates, assigns seq and
+ *           time, seals, hashes into the chain and the Merkle tree, signs a tree head when
+ *           one is due -- all in memory -- and hands the prepared batch to the flusher.
+ *   flusher (flush_main):  writes the prepared batch (records, tree nodes, head) in one
+ *           transaction and ONE flush, writes the head file, signs the receipts, and only
+ *           then moves the items to the done list (invariant 1).
+ * While batch N is being flushed, batch N+1 is prepared; at most one prepared batch waits,
+ * so the sealer waits rather than run ahead, and what arrives meanwhile gathers in the queue
+ * into the next (larger) batch. Batches are flushed strictly in seq order.
+ * Failure: a batch that fails in the flusher fails every batch after it (they hold seqs that
+ * continue it), the flag is sticky like the store's error, and nothing more is written or
+ * acknowledged until a restart rebuilds the state from the store. */
+struct node_put {
+    unsigned level;
+    uint64_t index;
+    uint8_t hash[HDX_HASH_LEN];
+};
+
+struct prepared_rec {
+    struct hdx_record r; /* r.ct borrows from leaf */
+    uint8_t *leaf;       /* the leaf encoding, owned */
+    size_t leaf_len;
+    uint8_t content[HDX_BLIND_LEN]; /* content digest, when r.dedup is set */
+    int reused;
+    struct hdx_intake_item *it;
+};
+
+struct batch {
+    struct hdx_intake_item *items; /* linked by next, in order */
+    size_t nitems;
+    struct prepared_rec *recs; /* the items that become records */
+    size_t nrecs;
+    struct node_put *nodes;
+    size_t nnodes, nodes_cap;
+    struct hdx_sth sth; /* tree_size 0: no head in this batch */
+    int status;         /* HDX_OK, or why the sealer refused it */
+    int64_t seal_ns;
+};
+
 struct hdx_commit {
-    pthread_t thread;
+    pthread_t thread, flusher;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;       /* sealer: work queued, or the slot became free */
+    pthread_cond_t flush_wake; /* flusher: a batch is ready */
     struct hdx_intake_item *queue_head, *queue_tail;
     struct hdx_intake_item *done_head, *done_tail;
-    int stopping;
-    /* owned by the commit thread only */
-    struct hdx_store *store;
+    struct batch *ready; /* prepared, waiting for the flusher (at most one) */
+    int stopping, flush_stop, flushing;
+    int failed; /* sticky: a flush failed (under lock) */
+    /* owned by the sealer */
     const struct hdx_keyring *kr;
+    struct hdx_keyctx *kc;
     struct hdx_dedup *dedup;
-    size_t batch_added; /* tokens added to the window by the current batch */
     int batch_max;
     uint64_t last_seq;
     int64_t last_time;
     uint8_t last_chain[HDX_HASH_LEN];
-    struct merkle tree; /* leaf i = record seq i + 1; nodes committed with the batch */
-    struct merkle_store tree_store;
-    EVP_PKEY *log_key;                   /* signs tree heads; NULL: none are made */
+    struct merkle tree; /* leaf i = record seq i + 1; nodes go out with the batch */
+    struct batch *cur;  /* the batch being prepared: tree nodes are collected into it */
+    EVP_PKEY *log_key;  /* signs tree heads; NULL: none are made */
+    int read_only;      /* the store failed its signed heads: nothing more is written */
+    uint64_t sth_size;  /* size of the newest signed tree head */
+    int64_t sth_us;     /* when it was made */
+    /* owned by the flusher */
+    struct hdx_store *store;
+    struct merkle_store tree_store;      /* the store's own node callbacks */
     struct hdx_receipt_signer *receipts; /* signs one receipt batch per commit; NULL: off */
     struct hdx_receipt_entry *entries;   /* batch_max receipt entries */
+    struct hdx_store_entry *rows;        /* batch_max rows */
     char head_file[4096];                /* newest head outside the store; "" = none */
-    int read_only;     /* the store failed its signed heads: nothing more is written */
-    uint64_t sth_size; /* size of the newest signed tree head */
-    int64_t sth_us;    /* when it was made */
     void (*notify)(void *arg);
     void *notify_arg;
     struct hdx_commit_stats stats; /* under lock */
@@ -100,71 +146,128 @@ int hdx_dedup_token_kc(struct hdx_keyctx *kc, const char *sender, const char *co
     return len ? hdx_keyctx_blind(kc, "dedup", buf, len, out) : HDX_E_INVAL;
 }
 
-/* Prepares, seals and appends one item; returns HDX_OK, or an error that fails the batch. */
-static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
+/* Segment terminators are normalised first (CR, LF and CRLF are one terminator; terminators
+ * at the end do not count), as the HL7 parser reads them: the same message sent once by a
+ * client that ends segments in LF and once by one that ends them in CR is one message. */
+int hdx_content_digest_kc(struct hdx_keyctx *kc, const uint8_t *body, size_t len,
+                          uint8_t out[HDX_BLIND_LEN])
 {
-    struct hdx_record r;
+    uint8_t small[4096], *buf = len <= sizeof(small) ? small : malloc(len);
+    size_t n = 0;
+    if (!buf) return HDX_E_NOMEM;
+    for (size_t i = 0; i < len; i++) {
+        if (body[i] == '\r' || body[i] == '\n') {
+            if (body[i] == '\r' && i + 1 < len && body[i + 1] == '\n') i++;
+            buf[n++] = '\r';
+        } else {
+            buf[n++] = body[i];
+        }
+    }
+    while (n && buf[n - 1] == '\r')
+        n--;
+    int rc = hdx_keyctx_blind(kc, "content", buf, n, out);
+    sodium_memzero(buf, n); /* the message is PHI */
+    if (buf != small) free(buf);
+    return rc;
+}
+
+/* ---------- the sealer ---------- */
+
+static void batch_free(struct batch *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->nrecs; i++)
+        free(b->recs[i].leaf);
+    free(b->recs);
+    free(b->nodes);
+    free(b);
+}
+
+/* The sealer's tree store: merkle_append only puts (merkle.h), and the nodes it puts go out
+ * with the batch, in its transaction. Levels below the stored minimum are folded from the
+ * leaves by the store and never written. */
+static int sealer_node_put(void *ctx, unsigned level, uint64_t index, const uint8_t hash[32])
+{
+    struct hdx_commit *c = ctx;
+    struct batch *b = c->cur;
+    if (level < HDX_STORE_MERKLE_MIN_LEVEL) return HDX_OK;
+    if (!b) return HDX_E_INVAL;
+    if (b->nnodes == b->nodes_cap) {
+        size_t cap = b->nodes_cap ? b->nodes_cap * 2 : 16;
+        struct node_put *p = realloc(b->nodes, cap * sizeof(*p));
+        if (!p) return HDX_E_NOMEM;
+        b->nodes = p;
+        b->nodes_cap = cap;
+    }
+    b->nodes[b->nnodes].level = level;
+    b->nodes[b->nnodes].index = index;
+    memcpy(b->nodes[b->nnodes].hash, hash, HDX_HASH_LEN);
+    b->nnodes++;
+    return HDX_OK;
+}
+
+static int sealer_node_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
+{
+    return HDX_E_INVAL; /* the sealer never reads nodes after start (merkle_append has no get) */
+}
+
+/* Blinds, checks for a duplicate and seals one item into the batch. Returns HDX_OK, or an
+ * error that fails the batch. */
+static int seal_one(struct hdx_commit *c, struct batch *b, struct hdx_intake_item *it)
+{
+    struct prepared_rec *p = &b->recs[b->nrecs];
+    struct hdx_record *r = &p->r;
     int rc;
-    memset(&r, 0, sizeof(r));
+    memset(p, 0, sizeof(*p));
     if (it->patient_id[0]) {
-        rc = hdx_blind(c->kr, "patient", it->patient_id, strlen(it->patient_id), it->patient);
+        rc =
+            hdx_keyctx_blind(c->kc, "patient", it->patient_id, strlen(it->patient_id), it->patient);
         sodium_memzero(it->patient_id, sizeof(it->patient_id));
         if (rc != HDX_OK) return rc;
     }
     if (it->control_id[0]) {
-        rc = hdx_dedup_token(c->kr, it->sender, it->control_id, r.dedup);
+        rc = hdx_dedup_token_kc(c->kc, it->sender, it->control_id, r->dedup);
+        if (rc == HDX_OK) rc = hdx_content_digest_kc(c->kc, it->body, it->body_len, p->content);
         if (rc != HDX_OK) return rc;
-        if (hdx_dedup_find(c->dedup, r.dedup, &it->seq)) {
+        uint64_t earlier = 0;
+        int found = hdx_dedup_find(c->dedup, r->dedup, p->content, &earlier);
+        if (found == HDX_DEDUP_SAME) {
+            /* Stored once; the flusher finds the stored record's receipt fields. */
             it->duplicate = 1;
-            /* The resend usually means the first AA was lost: its receipt goes out again,
-             * so the stored record's time and leaf hash are needed. */
-            if (c->receipts) {
-                rc = hdx_store_get(c->store, it->seq, &r);
-                if (rc == HDX_OK) {
-                    it->time_us = r.time_us;
-                    memcpy(it->leaf_hash, r.leaf_hash, HDX_HASH_LEN);
-                }
-                hdx_record_clear(&r);
-                return rc;
-            }
+            it->seq = earlier;
             return HDX_OK;
+        }
+        if (found == HDX_DEDUP_REUSED) {
+            p->reused = 1;
+            it->reused_from = earlier;
         }
     }
     int64_t now = hdx_now_us();
-    r.seq = c->last_seq + 1;
-    r.time_us = now > c->last_time ? now : c->last_time; /* never backwards: --since bisects */
-    r.kind = it->kind;
-    memcpy(r.sender, it->sender, sizeof(r.sender));
-    memcpy(r.type, it->type, sizeof(r.type));
-    memcpy(r.patient, it->patient, HDX_BLIND_LEN);
-    rc = hdx_record_seal(&r, c->kr, it->body, it->body_len);
-    if (rc == HDX_OK) {
-        hdx_record_leaf_hash(&r, r.leaf_hash);
-        hdx_record_chain(c->last_chain, r.leaf_hash, r.chain);
-        rc = hdx_store_append(c->store, &r);
-    }
-    if (rc == HDX_OK)
-        rc = merkle_append(&c->tree, r.leaf_hash); /* its new nodes join the transaction */
-    if (rc == HDX_OK && it->checkpoint && it->ncovers)
-        rc = hdx_store_marks_put(c->store, it->covers, it->ncovers, r.seq, it->verified);
-    if (rc == HDX_OK) {
-        if (it->control_id[0]) {
-            hdx_dedup_add(c->dedup, r.dedup, r.seq); /* also catches a repeat in this batch */
-            c->batch_added++;
-        }
-        c->last_seq = r.seq;
-        c->last_time = r.time_us;
-        memcpy(c->last_chain, r.chain, HDX_HASH_LEN);
-        it->seq = r.seq;
-        it->time_us = r.time_us;
-        memcpy(it->leaf_hash, r.leaf_hash, HDX_HASH_LEN);
-    }
-    hdx_record_clear(&r);
-    return rc;
+    r->seq = c->last_seq + 1;
+    r->time_us = now > c->last_time ? now : c->last_time; /* never backwards: --since bisects */
+    r->kind = it->kind;
+    memcpy(r->sender, it->sender, sizeof(r->sender));
+    memcpy(r->type, it->type, sizeof(r->type));
+    memcpy(r->patient, it->patient, HDX_BLIND_LEN);
+    rc = hdx_record_seal_leaf(r, c->kr, c->kc, it->body, it->body_len, &p->leaf, &p->leaf_len);
+    if (rc != HDX_OK) return rc;
+    b->nrecs++; /* owned by the batch from here on */
+    hdx_record_chain(c->last_chain, r->leaf_hash, r->chain);
+    rc = merkle_append(&c->tree, r->leaf_hash); /* its nodes join the batch */
+    if (rc != HDX_OK) return rc;
+    if (it->control_id[0]) hdx_dedup_add(c->dedup, r->dedup, p->content, r->seq);
+    c->last_seq = r->seq;
+    c->last_time = r->time_us;
+    memcpy(c->last_chain, r->chain, HDX_HASH_LEN);
+    it->seq = r->seq;
+    it->time_us = r->time_us;
+    memcpy(it->leaf_hash, r->leaf_hash, HDX_HASH_LEN);
+    p->it = it;
+    return HDX_OK;
 }
 
-/* Signs and stores a tree head for the current tree inside the open transaction, when one is
- * due: the tree grew and the last head is a second old (or force). */
+/* Signs a tree head for the current tree when one is due: the tree grew and the last head is
+ * a second old (or force). It is stored in the batch's transaction. */
 static int maybe_sth(struct hdx_commit *c, int force, struct hdx_sth *made)
 {
     made->tree_size = 0;
@@ -172,82 +275,62 @@ static int maybe_sth(struct hdx_commit *c, int force, struct hdx_sth *made)
     if (!force && hdx_monotonic_us() - c->sth_us < HDX_STH_INTERVAL_US) return HDX_OK;
     made->tree_size = merkle_size(&c->tree);
     made->timestamp_ms = (uint64_t)(hdx_now_us() / 1000);
-    int rc = merkle_root(&c->tree, made->root);
+    int rc = merkle_root(&c->tree, made->root); /* from the frontier: no get */
     if (rc == HDX_OK) rc = hdx_sth_sign(made, c->log_key);
-    if (rc == HDX_OK) rc = hdx_store_sth_put(c->store, made);
-    if (rc != HDX_OK) made->tree_size = 0;
-    return rc;
-}
-
-static void sth_committed(struct hdx_commit *c, const struct hdx_sth *made)
-{
-    if (!made->tree_size) return;
-    /* After the commit: the file never names a head the store might not hold. */
-    if (c->head_file[0] && hdx_sth_file_write(c->head_file, made) != HDX_OK)
-        hdx_error("head_file_write_failed", "tree_size=%llu", (unsigned long long)made->tree_size);
+    if (rc != HDX_OK) {
+        made->tree_size = 0;
+        return rc;
+    }
     c->sth_size = made->tree_size;
     c->sth_us = hdx_monotonic_us();
+    return HDX_OK;
 }
 
-/* One signature for the whole batch (merkle/receipt.h). A failure here costs the receipts,
- * never the records: they are already durable and their AA goes out without a ZRC. */
-static void make_receipts(struct hdx_commit *c, struct hdx_intake_item *batch)
+/* Prepares a taken batch (items may be NULL: a head only). The sealer's state moves on at
+ * once; if the flush fails, every later batch fails too (see DESIGN above). */
+static struct batch *seal_batch(struct hdx_commit *c, struct hdx_intake_item *items, int force_sth)
 {
+    int64_t t0 = hdx_monotonic_us();
+    struct batch *b = calloc(1, sizeof(*b));
     size_t n = 0;
-    for (struct hdx_intake_item *it = batch; it; it = it->next) {
-        c->entries[n].seq = it->seq;
-        c->entries[n].time_us = it->time_us;
-        memcpy(c->entries[n].leaf_hash, it->leaf_hash, HDX_HASH_LEN);
+    for (struct hdx_intake_item *it = items; it; it = it->next)
         n++;
+    if (!b || !(b->recs = calloc(n ? n : 1, sizeof(*b->recs)))) {
+        free(b);
+        return NULL;
     }
-    struct hdx_receipt_batch *rb;
-    int rc = hdx_receipt_batch_new(c->entries, n, c->receipts, (unsigned)n, &rb);
+    b->items = items;
+    b->nitems = n;
+    if (c->read_only) {
+        b->status = HDX_E_INTEGRITY;
+        return b;
+    }
+    c->cur = b;
+    int rc = HDX_OK;
+    for (struct hdx_intake_item *it = items; it && rc == HDX_OK; it = it->next)
+        rc = seal_one(c, b, it);
+    if (rc == HDX_OK) rc = maybe_sth(c, force_sth, &b->sth);
+    c->cur = NULL;
+    b->status = rc;
     if (rc != HDX_OK) {
-        hdx_error("receipt_failed", "err=%s records=%zu", hdx_strerror(rc), n);
-        return;
+        /* The tree or the window may hold part of this batch: nothing after it may be
+         * written, as after a failed flush. */
+        pthread_mutex_lock(&c->lock);
+        c->failed = 1;
+        pthread_mutex_unlock(&c->lock);
+        hdx_error("seal_failed", "err=%s records_refused=%zu", hdx_strerror(rc), n);
     }
-    uint32_t i = 0;
-    for (struct hdx_intake_item *it = batch; it; it = it->next) {
-        it->receipt_batch = rb;
-        it->receipt_index = i++;
-    }
+    b->seal_ns = (hdx_monotonic_us() - t0) * 1000;
+    return b;
 }
 
-static int commit_batch(struct hdx_commit *c, struct hdx_intake_item *batch)
-{
-    if (c->read_only) return HDX_E_INTEGRITY;
-    struct hdx_sth sth = {0};
-    uint64_t saved_seq = c->last_seq;
-    int64_t saved_time = c->last_time;
-    uint8_t saved_chain[HDX_HASH_LEN];
-    memcpy(saved_chain, c->last_chain, HDX_HASH_LEN);
-    c->batch_added = 0;
-    int rc = hdx_store_begin(c->store);
-    for (struct hdx_intake_item *it = batch; it && rc == HDX_OK; it = it->next)
-        rc = commit_one(c, it);
-    if (rc == HDX_OK) rc = maybe_sth(c, 0, &sth);
-    if (rc == HDX_OK) rc = hdx_store_commit(c->store);
-    if (rc == HDX_OK) sth_committed(c, &sth);
-    if (rc == HDX_OK && c->receipts) make_receipts(c, batch);
-    if (rc != HDX_OK) {
-        hdx_store_rollback(c->store);
-        c->last_seq = saved_seq;
-        c->last_time = saved_time;
-        memcpy(c->last_chain, saved_chain, HDX_HASH_LEN);
-        hdx_dedup_forget_newest(c->dedup, c->batch_added); /* they were never stored */
-        if (merkle_open(&c->tree, saved_seq, &c->tree_store) != HDX_OK)
-            hdx_error("merkle_reopen_failed", "size=%llu", (unsigned long long)saved_seq);
-        size_t refused = 0;
-        for (struct hdx_intake_item *it = batch; it; it = it->next)
-            refused++;
-        hdx_error("commit_failed", "err=%s records_refused=%zu", hdx_strerror(rc), refused);
-    }
-    return rc;
-}
-
+/* Waits until the flusher's slot is free (or a stop), then takes everything queued, up to
+ * batch_max. Waiting first lets what arrives during a flush gather into one batch. */
 static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
 {
     pthread_mutex_lock(&c->lock);
+    while (c->ready)
+        pthread_cond_wait(&c->wake, &c->lock);
     if (!c->queue_head && !c->stopping) {
         /* Wake at least once a second so the last records get a signed head when
          * traffic stops. */
@@ -272,51 +355,22 @@ static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
     return head;
 }
 
-static void finish_batch(struct hdx_commit *c, struct hdx_intake_item *batch, int rc)
+static void hand_over(struct hdx_commit *c, struct batch *b)
 {
-    struct hdx_intake_item *tail = batch;
-    uint64_t n = 0, dups = 0;
-    int64_t durable = rc == HDX_OK ? hdx_now_us() : 0;
-    for (struct hdx_intake_item *it = batch; it; it = it->next) {
-        if (rc != HDX_OK) {
-            it->status = rc;
-            it->duplicate = 0;
-            it->seq = 0;
-        }
-        it->durable_us = durable;
-        n++;
-        dups += (uint64_t)it->duplicate;
-        tail = it;
-    }
     pthread_mutex_lock(&c->lock);
-    if (c->done_tail)
-        c->done_tail->next = batch;
-    else
-        c->done_head = batch;
-    c->done_tail = tail;
-    c->stats.batches++;
-    if (rc == HDX_OK) {
-        c->stats.records += n - dups;
-        c->stats.duplicates += dups;
-    } else {
-        c->stats.failures += n;
-    }
-    c->stats.last_seq = c->last_seq;
+    while (c->ready)
+        pthread_cond_wait(&c->wake, &c->lock);
+    c->ready = b;
+    pthread_cond_signal(&c->flush_wake);
     pthread_mutex_unlock(&c->lock);
-    c->notify(c->notify_arg);
 }
 
-/* A tree head for records that arrived less than a second before traffic stopped. */
-static void idle_sth(struct hdx_commit *c)
+static int sealer_failed(struct hdx_commit *c)
 {
-    struct hdx_sth sth;
-    if (c->read_only || !c->log_key || merkle_size(&c->tree) <= c->sth_size ||
-        hdx_monotonic_us() - c->sth_us < HDX_STH_INTERVAL_US || hdx_store_begin(c->store) != HDX_OK)
-        return;
-    if (maybe_sth(c, 1, &sth) == HDX_OK && hdx_store_commit(c->store) == HDX_OK)
-        sth_committed(c, &sth);
-    else
-        hdx_store_rollback(c->store);
+    pthread_mutex_lock(&c->lock);
+    int f = c->failed;
+    pthread_mutex_unlock(&c->lock);
+    return f;
 }
 
 static void *commit_main(void *arg)
@@ -324,21 +378,199 @@ static void *commit_main(void *arg)
     struct hdx_commit *c = arg;
     int stop = 0;
     while (!stop) {
-        struct hdx_intake_item *batch = take_batch(c, &stop);
-        if (!batch) {
-            idle_sth(c);
+        struct hdx_intake_item *items = take_batch(c, &stop);
+        if (!items) {
+            /* A head for records that arrived less than a second before traffic stopped. */
+            if (!stop && !c->read_only && c->log_key && merkle_size(&c->tree) > c->sth_size &&
+                hdx_monotonic_us() - c->sth_us >= HDX_STH_INTERVAL_US && !sealer_failed(c)) {
+                struct batch *b = seal_batch(c, NULL, 1);
+                if (b) hand_over(c, b);
+            }
             continue;
         }
-        finish_batch(c, batch, commit_batch(c, batch));
+        struct batch *b = seal_batch(c, items, 0);
+        if (!b) {
+            /* Out of memory for the batch itself: refuse its items, keep going. */
+            for (struct hdx_intake_item *it = items; it; it = it->next)
+                it->status = HDX_E_NOMEM;
+            b = calloc(1, sizeof(*b));
+            if (!b) abort(); /* no way left to answer the senders */
+            b->items = items;
+            b->status = HDX_E_NOMEM;
+        }
+        hand_over(c, b);
     }
-    c->sth_us = 0; /* the final head covers everything committed before the stop */
-    idle_sth(c);
+    /* The final head covers everything committed before the stop. */
+    if (!c->read_only && c->log_key && merkle_size(&c->tree) > c->sth_size && !sealer_failed(c)) {
+        struct batch *b = seal_batch(c, NULL, 1);
+        if (b) hand_over(c, b);
+    }
+    pthread_mutex_lock(&c->lock);
+    while (c->ready)
+        pthread_cond_wait(&c->wake, &c->lock);
+    c->flush_stop = 1;
+    pthread_cond_signal(&c->flush_wake);
+    pthread_mutex_unlock(&c->lock);
     return NULL;
 }
 
-static void load_token(void *ctx, const uint8_t *token, uint64_t seq)
+/* ---------- the flusher ---------- */
+
+static void sth_committed(struct hdx_commit *c, const struct hdx_sth *made)
 {
-    hdx_dedup_add(ctx, token, seq);
+    if (!made->tree_size) return;
+    /* After the commit: the file never names a head the store might not hold. */
+    if (c->head_file[0] && hdx_sth_file_write(c->head_file, made) != HDX_OK)
+        hdx_error("head_file_write_failed", "tree_size=%llu", (unsigned long long)made->tree_size);
+}
+
+/* One signature for the whole batch (merkle/receipt.h). A failure here costs the receipts,
+ * never the records: they are already durable and their AA goes out without a ZRC. */
+static void make_receipts(struct hdx_commit *c, struct batch *b)
+{
+    size_t n = 0;
+    for (struct hdx_intake_item *it = b->items; it; it = it->next) {
+        if (it->duplicate &&
+            hdx_store_leaf_at(c->store, it->seq, &it->time_us, it->leaf_hash) != HDX_OK) {
+            hdx_error("receipt_failed", "reason=duplicate_lookup seq=%llu",
+                      (unsigned long long)it->seq);
+            return;
+        }
+        c->entries[n].seq = it->seq;
+        c->entries[n].time_us = it->time_us;
+        memcpy(c->entries[n].leaf_hash, it->leaf_hash, HDX_HASH_LEN);
+        n++;
+    }
+    if (!n) return;
+    struct hdx_receipt_batch *rb;
+    int rc = hdx_receipt_batch_new(c->entries, n, c->receipts, (unsigned)n, &rb);
+    if (rc != HDX_OK) {
+        hdx_error("receipt_failed", "err=%s records=%zu", hdx_strerror(rc), n);
+        return;
+    }
+    uint32_t i = 0;
+    for (struct hdx_intake_item *it = b->items; it; it = it->next) {
+        it->receipt_batch = rb;
+        it->receipt_index = i++;
+    }
+}
+
+/* The batch's one transaction: records, duplicate log, stream marks, tree nodes and head. */
+static int write_batch(struct hdx_commit *c, struct batch *b)
+{
+    int rc = hdx_store_begin(c->store);
+    for (size_t i = 0; i < b->nrecs && rc == HDX_OK; i++) {
+        struct prepared_rec *p = &b->recs[i];
+        c->rows[i] = (struct hdx_store_entry){&p->r, p->leaf, p->leaf_len,
+                                              p->it->control_id[0] ? p->content : NULL, p->reused};
+    }
+    if (rc == HDX_OK && b->nrecs) rc = hdx_store_append_batch(c->store, c->rows, b->nrecs);
+    for (size_t i = 0; i < b->nrecs && rc == HDX_OK; i++) {
+        struct hdx_intake_item *it = b->recs[i].it;
+        if (it->checkpoint && it->ncovers)
+            rc = hdx_store_marks_put(c->store, it->covers, it->ncovers, it->seq, it->verified);
+    }
+    for (size_t i = 0; i < b->nnodes && rc == HDX_OK; i++)
+        rc = c->tree_store.put(c->tree_store.ctx, b->nodes[i].level, b->nodes[i].index,
+                               b->nodes[i].hash);
+    if (rc == HDX_OK && b->sth.tree_size) rc = hdx_store_sth_put(c->store, &b->sth);
+    if (rc == HDX_OK) rc = hdx_store_commit(c->store);
+    if (rc != HDX_OK) hdx_store_rollback(c->store);
+    return rc;
+}
+
+static unsigned hist_bucket(size_t n)
+{
+    unsigned k = 0;
+    while (n > 1 && k < HDX_COMMIT_HIST - 1) {
+        n >>= 1;
+        k++;
+    }
+    return k;
+}
+
+static void finish_batch(struct hdx_commit *c, struct batch *b, int rc, int64_t flush_ns)
+{
+    struct hdx_intake_item *tail = NULL;
+    uint64_t dups = 0;
+    int64_t durable = rc == HDX_OK ? hdx_now_us() : 0;
+    for (struct hdx_intake_item *it = b->items; it; it = it->next) {
+        if (rc != HDX_OK) {
+            it->status = rc;
+            it->duplicate = 0;
+            it->seq = 0;
+        } else if (it->reused_from) {
+            hdx_warn("control_id_reused", "sender=%s seq=%llu earlier_seq=%llu", it->sender,
+                     (unsigned long long)it->seq, (unsigned long long)it->reused_from);
+        }
+        it->durable_us = durable;
+        dups += (uint64_t)it->duplicate;
+        tail = it;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (tail) {
+        if (c->done_tail)
+            c->done_tail->next = b->items;
+        else
+            c->done_head = b->items;
+        c->done_tail = tail;
+    }
+    if (b->nitems) {
+        c->stats.batches++;
+        c->stats.batch_hist[hist_bucket(b->nitems)]++;
+    }
+    c->stats.seal_ns += (uint64_t)b->seal_ns;
+    c->stats.flush_ns += (uint64_t)flush_ns;
+    if (rc == HDX_OK) {
+        c->stats.records += b->nitems - dups;
+        c->stats.duplicates += dups;
+        if (b->nrecs) c->stats.last_seq = b->recs[b->nrecs - 1].r.seq;
+    } else {
+        c->stats.failures += b->nitems;
+    }
+    pthread_mutex_unlock(&c->lock);
+    b->items = NULL;
+    if (tail) c->notify(c->notify_arg);
+}
+
+static void *flush_main(void *arg)
+{
+    struct hdx_commit *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        while (!c->ready && !c->flush_stop)
+            pthread_cond_wait(&c->flush_wake, &c->lock);
+        struct batch *b = c->ready;
+        c->ready = NULL;
+        int failed = c->failed;
+        pthread_cond_signal(&c->wake); /* the slot is free */
+        pthread_mutex_unlock(&c->lock);
+        if (!b) break;
+        int64_t t0 = hdx_monotonic_us();
+        int rc = b->status;
+        if (rc == HDX_OK && failed) rc = HDX_E_STORE; /* seqs that continue a failed batch */
+        if (rc == HDX_OK) rc = write_batch(c, b);
+        if (rc == HDX_OK) sth_committed(c, &b->sth);
+        if (rc == HDX_OK && c->receipts && b->nitems) make_receipts(c, b);
+        if (rc != HDX_OK && b->status == HDX_OK) {
+            if (!failed)
+                hdx_error("commit_failed", "err=%s records_refused=%zu", hdx_strerror(rc),
+                          b->nitems);
+            pthread_mutex_lock(&c->lock);
+            c->failed = 1;
+            pthread_mutex_unlock(&c->lock);
+        }
+        finish_batch(c, b, rc, (hdx_monotonic_us() - t0) * 1000);
+        batch_free(b);
+    }
+    return NULL;
+}
+
+/* ---------- start ---------- */
+
+static void load_token(void *ctx, const uint8_t *token, const uint8_t *content, uint64_t seq)
+{
+    hdx_dedup_add(ctx, token, content, seq);
 }
 
 static int head_matches(struct hdx_commit *c, const struct hdx_sth *sth, const char *what)
@@ -379,6 +611,16 @@ static int check_tree(struct hdx_commit *c)
     return HDX_OK;
 }
 
+static void commit_free(struct hdx_commit *c)
+{
+    hdx_dedup_free(c->dedup);
+    hdx_receipt_signer_free(c->receipts);
+    hdx_keyctx_free(c->kc);
+    free(c->entries);
+    free(c->rows);
+    free(c);
+}
+
 int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int batch_max,
                      size_t dedup_window, EVP_PKEY *log_key, int receipts, const char *head_file,
                      void (*notify)(void *arg), void *arg, struct hdx_commit **out)
@@ -386,16 +628,16 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     *out = NULL;
     struct hdx_commit *c = calloc(1, sizeof(*c));
     int bmax = batch_max > 0 ? batch_max : 1;
-    if (!c || !(c->dedup = hdx_dedup_new(dedup_window)) ||
-        !(c->entries = calloc((size_t)bmax, sizeof(*c->entries)))) {
-        if (c) hdx_dedup_free(c->dedup);
-        free(c);
+    if (!c) return HDX_E_NOMEM;
+    if (!(c->dedup = hdx_dedup_new(dedup_window)) ||
+        !(c->entries = calloc((size_t)bmax, sizeof(*c->entries))) ||
+        !(c->rows = calloc((size_t)bmax, sizeof(*c->rows)))) {
+        commit_free(c);
         return HDX_E_NOMEM;
     }
-    if (receipts && log_key && hdx_receipt_signer_new(log_key, &c->receipts) != HDX_OK) {
-        hdx_dedup_free(c->dedup);
-        free(c->entries);
-        free(c);
+    if (hdx_keyctx_new(kr, &c->kc) != HDX_OK ||
+        (receipts && log_key && hdx_receipt_signer_new(log_key, &c->receipts) != HDX_OK)) {
+        commit_free(c);
         return HDX_E_CRYPTO;
     }
     c->store = store;
@@ -420,28 +662,33 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
             hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
                                  load_token, c->dedup);
     if (rc != HDX_OK) {
-        hdx_dedup_free(c->dedup);
-        hdx_receipt_signer_free(c->receipts);
-        free(c->entries);
-        free(c);
+        commit_free(c);
         return rc;
     }
+    /* From here the tree's nodes go out with each batch (the flusher writes them). */
+    c->tree.st = (struct merkle_store){sealer_node_get, sealer_node_put, c};
     c->stats.last_seq = c->last_seq;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->flush_wake, NULL);
+    if (pthread_create(&c->flusher, NULL, flush_main, c) != 0) goto fail;
     if (pthread_create(&c->thread, NULL, commit_main, c) != 0) {
-        pthread_mutex_destroy(&c->lock);
-        pthread_cond_destroy(&c->wake);
-        hdx_dedup_free(c->dedup);
-        hdx_receipt_signer_free(c->receipts);
-        free(c->entries);
-        free(c);
-        return HDX_E_NOMEM;
+        pthread_mutex_lock(&c->lock);
+        c->flush_stop = 1;
+        pthread_cond_signal(&c->flush_wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->flusher, NULL);
+        goto fail;
     }
     *out = c;
     return HDX_OK;
+fail:
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->flush_wake);
+    commit_free(c);
+    return HDX_E_NOMEM;
 }
-
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item)
 {
     item->next = NULL;
@@ -471,18 +718,17 @@ void hdx_commit_stop(struct hdx_commit *c)
     c->stopping = 1;
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
-    pthread_join(c->thread, NULL);
+    pthread_join(c->thread, NULL); /* it drains the queue, then stops the flusher */
+    pthread_join(c->flusher, NULL);
     for (struct hdx_intake_item *it = c->done_head, *next; it; it = next) {
         next = it->next;
         hdx_intake_item_free(it);
     }
     hdx_store_close(c->store);
-    hdx_dedup_free(c->dedup);
-    hdx_receipt_signer_free(c->receipts);
-    free(c->entries);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
-    free(c);
+    pthread_cond_destroy(&c->flush_wake);
+    commit_free(c);
 }
 
 int hdx_commit_read_only(const struct hdx_commit *c)

@@ -1,13 +1,16 @@
-/* commit: the intake queue and the commit thread (DESIGN "commit pipeline").
- * Producers (protocol front-ends) submit items from any thread; the one commit thread takes
+/* commit: the intake queue and the commit pipeline (DESIGN "commit pipeline").
+ * Producers (protocol front-ends) submit items from any thread. The sealer thread takes
  * everything queued (up to batch_max), and for the batch: blinds the patient id and the
  * duplicate key (sender + control id), skips items already stored within the duplicate
- * window (answering with the stored seq), assigns seq and time, encrypts, hashes into the chain,
- * appends, and commits with ONE transaction and ONE flush. Only then are the batch's items moved to
- * the done list and `notify` called; the producer's thread takes them with hdx_commit_take_done()
- * and releases the ACKs. So nothing is acknowledged before it is durable (invariant 1).
+ * window with the same content (answering with the stored seq; a different message under a
+ * reused control id is stored, flagged and logged), assigns seq and time, encrypts, hashes
+ * into the chain and the Merkle tree. The flusher thread then appends the batch and commits it
+ * with ONE transaction and ONE flush, while the sealer already prepares the next batch. Only
+ * then are the batch's items moved to the done list and `notify` called; the producer's
+ * thread takes them with hdx_commit_take_done() and releases the ACKs. So nothing is
+ * acknowledged before it is durable (invariant 1), and batches complete in seq order.
  * On any store failure the whole batch fails (status < 0), nothing of it is stored, and
- * the store's sticky error fails every later batch too.
+ * every later batch fails too until a restart (sticky, like the store's error).
  * Ownership: submit moves the item to the commit thread; take_done moves it back. The
  * plaintext patient id is wiped by the commit thread once blinded.
  * Thread: submit and take_done from any thread; no lock is held across the flush. */
@@ -38,8 +41,9 @@ struct hdx_intake_item {
     uint8_t *reply; /* the producer's prepared answer (e.g. the AA), malloc'd or NULL */
     size_t reply_len;
     /* filled by the commit thread */
-    int status;    /* HDX_OK or a negative hdx_err */
-    int duplicate; /* already stored: seq is the earlier record's */
+    int status;           /* HDX_OK or a negative hdx_err */
+    int duplicate;        /* already stored: seq is the earlier record's */
+    uint64_t reused_from; /* stored although its control id was: the earlier record's seq */
     uint64_t seq;
     int64_t time_us;
     uint8_t patient[HDX_BLIND_LEN];
@@ -58,9 +62,12 @@ struct hdx_intake_item {
 
 struct hdx_commit;
 
+#define HDX_COMMIT_HIST 16 /* batch sizes 1, 2-3, 4-7, ... 2^15 and more */
 struct hdx_commit_stats {
     uint64_t batches, records, duplicates, failures;
     uint64_t last_seq;
+    uint64_t batch_hist[HDX_COMMIT_HIST]; /* batches by number of items, powers of two */
+    uint64_t seal_ns, flush_ns;           /* time the two stages spent working */
 };
 
 /* Takes ownership of store (opened read-write) but not of kr. notify is called from the
@@ -97,5 +104,10 @@ int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char
 /* The same through a per-thread key context (keys.h), for bulk checks (hdx verify). */
 int hdx_dedup_token_kc(struct hdx_keyctx *kc, const char *sender, const char *control_id,
                        uint8_t out[HDX_BLIND_LEN]);
+/* What makes a resend identical: the keyed digest (blind index, domain "content") of the
+ * message's bytes as received with segment terminators normalised (CR, LF, CRLF alike; none
+ * counted at the end), kept with its duplicate token (docs/HL7.md, "Duplicates"). */
+int hdx_content_digest_kc(struct hdx_keyctx *kc, const uint8_t *body, size_t len,
+                          uint8_t out[HDX_BLIND_LEN]);
 
 #endif

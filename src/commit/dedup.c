@@ -3,9 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The content digest is kept truncated to 8 bytes here (the store keeps all 16): a collision
+ * between a message and a different one under the same control id is 2^-64, and the window
+ * costs 32 bytes an entry instead of 40. known = 0: stored before digests were (compared by
+ * control id alone, as then). */
 struct entry {
     uint8_t token[HDX_BLIND_LEN];
     uint64_t seq;
+    uint8_t content[7];
+    uint8_t known;
 };
 
 struct hdx_dedup {
@@ -57,12 +63,15 @@ static size_t find_slot(const struct hdx_dedup *d, const uint8_t *token)
     return i;
 }
 
-int hdx_dedup_find(const struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t *seq)
+int hdx_dedup_find(const struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN],
+                   const uint8_t content[HDX_BLIND_LEN], uint64_t *seq)
 {
     size_t i = find_slot(d, token);
-    if (!d->slots[i]) return 0;
-    *seq = d->ring[d->slots[i] - 1].seq;
-    return 1;
+    if (!d->slots[i]) return HDX_DEDUP_NONE;
+    const struct entry *e = &d->ring[d->slots[i] - 1];
+    *seq = e->seq;
+    if (!e->known || !content) return HDX_DEDUP_SAME;
+    return memcmp(e->content, content, sizeof(e->content)) == 0 ? HDX_DEDUP_SAME : HDX_DEDUP_REUSED;
 }
 
 /* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
@@ -90,7 +99,8 @@ static void remove_entry(struct hdx_dedup *d, size_t ring_index)
     if (d->slots[i] == ring_index + 1) remove_slot(d, i);
 }
 
-void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t seq)
+void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN],
+                   const uint8_t content[HDX_BLIND_LEN], uint64_t seq)
 {
     size_t at;
     if (d->count == d->capacity) {
@@ -103,6 +113,11 @@ void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint
     }
     memcpy(d->ring[at].token, token, HDX_BLIND_LEN);
     d->ring[at].seq = seq;
+    d->ring[at].known = content != NULL;
+    if (content)
+        memcpy(d->ring[at].content, content, sizeof(d->ring[at].content));
+    else
+        memset(d->ring[at].content, 0, sizeof(d->ring[at].content));
     size_t i = find_slot(d, token);
     if (d->slots[i]) { /* the same token twice: keep the newest position */
         remove_slot(d, i);

@@ -19,10 +19,17 @@ struct hdx_dedup;
 
 struct hdx_dedup *hdx_dedup_new(size_t capacity);
 void hdx_dedup_free(struct hdx_dedup *d);
-/* Returns 1 and *seq when the token is in the window. */
-int hdx_dedup_find(const struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t *seq);
-/* Adds a token (evicting the oldest when full). */
-void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN], uint64_t seq);
+/* A resend is a duplicate only when its bytes are the same: each token carries the content
+ * digest of the message that used it (hdx_content_digest in commit.h), compared here. */
+enum { HDX_DEDUP_NONE = 0, HDX_DEDUP_SAME = 1, HDX_DEDUP_REUSED = 2 };
+/* Looks the token up: NONE, or *seq of the newest message with it and SAME (its content digest
+ * equals content, or either is unknown: NULL) or REUSED (another message reused the id). */
+int hdx_dedup_find(const struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN],
+                   const uint8_t content[HDX_BLIND_LEN], uint64_t *seq);
+/* Adds a token with its message's content digest (NULL: unknown), evicting the oldest when
+ * full. */
+void hdx_dedup_add(struct hdx_dedup *d, const uint8_t token[HDX_BLIND_LEN],
+                   const uint8_t content[HDX_BLIND_LEN], uint64_t seq);
 /* Removes the n most recently added tokens (a batch that was rolled back). */
 void hdx_dedup_forget_newest(struct hdx_dedup *d, size_t n);
 size_t hdx_dedup_count(const struct hdx_dedup *d);

@@ -260,8 +260,11 @@ int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *valu
 struct hdx_keyctx {
     const struct hdx_keyring *kr;
     EVP_CIPHER_CTX *gcm;
-    uint32_t gcm_key_id;            /* the data key gcm is keyed with; 0: none */
+    uint32_t gcm_key_id;  /* the data key gcm is keyed with; 0: none */
+    EVP_CIPHER_CTX *seal; /* the same for sealing (a context encrypts or decrypts) */
+    uint32_t seal_key_id;
     EVP_MD_CTX *ipad, *opad, *work; /* ipad/opad NULL without a blind key */
+    EVP_MD_CTX *hash;               /* plain SHA-256 */
 };
 
 #define HMAC_BLOCK 64
@@ -291,7 +294,9 @@ int hdx_keyctx_new(const struct hdx_keyring *kr, struct hdx_keyctx **out)
     struct hdx_keyctx *kc = calloc(1, sizeof(*kc));
     if (!kc) return HDX_E_NOMEM;
     kc->kr = kr;
-    int rc = (kc->gcm = EVP_CIPHER_CTX_new()) && (kc->work = EVP_MD_CTX_new()) && gcm_cipher()
+    int rc = (kc->gcm = EVP_CIPHER_CTX_new()) && (kc->seal = EVP_CIPHER_CTX_new()) &&
+                     (kc->work = EVP_MD_CTX_new()) && (kc->hash = EVP_MD_CTX_new()) &&
+                     gcm_cipher() && sha256_md()
                  ? HDX_OK
                  : HDX_E_CRYPTO;
     if (rc == HDX_OK && kr->blind_slot >= 0) rc = hmac_pads(kc, kr->slots[kr->blind_slot].key);
@@ -308,6 +313,8 @@ void hdx_keyctx_free(struct hdx_keyctx *kc)
     if (!kc) return;
     /* OpenSSL cleanses a context's algorithm state (key schedule, hash state) on free. */
     EVP_CIPHER_CTX_free(kc->gcm);
+    EVP_CIPHER_CTX_free(kc->seal);
+    EVP_MD_CTX_free(kc->hash);
     EVP_MD_CTX_free(kc->ipad);
     EVP_MD_CTX_free(kc->opad);
     EVP_MD_CTX_free(kc->work);
@@ -345,6 +352,40 @@ out:
         return HDX_E_CRYPTO;
     }
     return HDX_OK;
+}
+
+int hdx_keyctx_seal(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+                    const uint8_t *pt, size_t pt_len, uint8_t nonce[HDX_NONCE_LEN], uint8_t *ct)
+{
+    int len = 0;
+    if (key_id != kc->seal_key_id || !key_id) {
+        const struct key_slot *s = find_slot(kc->kr, HDX_KEY_DATA, key_id);
+        if (!s) return HDX_E_NOTFOUND;
+        if (EVP_CipherInit_ex2(kc->seal, gcm_cipher(), s->key, NULL, 1, NULL) != 1)
+            return HDX_E_CRYPTO;
+        kc->seal_key_id = key_id;
+    }
+    if (pt_len > INT32_MAX || aad_len > INT32_MAX) return HDX_E_CRYPTO;
+    /* Random 96-bit nonces, as hdx_seal. */
+    if (RAND_bytes(nonce, HDX_NONCE_LEN) != 1) return HDX_E_CRYPTO;
+    int ok = EVP_CipherInit_ex2(kc->seal, NULL, NULL, nonce, 1, NULL) == 1 &&
+             (!aad_len || EVP_CipherUpdate(kc->seal, NULL, &len, aad, (int)aad_len) == 1) &&
+             (!pt_len || EVP_CipherUpdate(kc->seal, ct, &len, pt, (int)pt_len) == 1) &&
+             EVP_CipherFinal_ex(kc->seal, ct + pt_len, &len) == 1 &&
+             EVP_CIPHER_CTX_ctrl(kc->seal, EVP_CTRL_GCM_GET_TAG, HDX_TAG_LEN, ct + pt_len) == 1;
+    if (!ok) kc->seal_key_id = 0;
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
+void hdx_keyctx_sha256(struct hdx_keyctx *kc, uint8_t out[32], size_t n, const void *const *parts,
+                       const size_t *lens)
+{
+    unsigned int olen = 32;
+    /* As hdx_sha256: a broken OpenSSL must not let integrity code continue. */
+    if (EVP_DigestInit_ex2(kc->hash, sha256_md(), NULL) != 1) abort();
+    for (size_t i = 0; i < n; i++)
+        if (EVP_DigestUpdate(kc->hash, parts[i], lens[i]) != 1) abort();
+    if (EVP_DigestFinal_ex(kc->hash, out, &olen) != 1) abort();
 }
 
 int hdx_keyctx_blind(struct hdx_keyctx *kc, const char *domain, const void *value, size_t len,

@@ -57,7 +57,7 @@ int hdx_open(const struct hdx_keyring *kr, uint32_t key_id, const uint8_t *aad, 
 int hdx_blind(const struct hdx_keyring *kr, const char *domain, const void *value, size_t len,
               uint8_t out[HDX_BLIND_LEN]);
 
-/* Per-thread working state for bulk opening and blinding (hdx verify, millions of calls):
+/* Per-thread working state for bulk sealing, opening and blinding (the commit thread, hdx verify):
  * an AES-256-GCM context keyed with the last data key it used and the blind key's HMAC inner
  * and outer SHA-256 states, so a call costs the data's own cipher and hash work only, not a
  * key schedule, an HMAC key setup, an algorithm lookup and allocations each time.
@@ -74,6 +74,12 @@ int hdx_keyctx_open(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, 
                     uint8_t *pt);
 int hdx_keyctx_blind(struct hdx_keyctx *kc, const char *domain, const void *value, size_t len,
                      uint8_t out[HDX_BLIND_LEN]);
+/* hdx_seal through the context (the commit thread seals every record). */
+int hdx_keyctx_seal(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, size_t aad_len,
+                    const uint8_t *pt, size_t pt_len, uint8_t nonce[HDX_NONCE_LEN], uint8_t *ct);
+/* hdx_sha256 on the context's kept digest context. */
+void hdx_keyctx_sha256(struct hdx_keyctx *kc, uint8_t out[32], size_t n, const void *const *parts,
+                       const size_t *lens);
 
 /* SHA-256 over the concatenation of n (pointer, length) parts. */
 void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_t *lens);

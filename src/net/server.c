@@ -1279,11 +1279,23 @@ void hdx_server_free(struct hdx_server *srv)
     if (srv->commit) {
         struct hdx_commit_stats st;
         hdx_commit_get_stats(srv->commit, &st);
+        char hist[HDX_COMMIT_HIST * 24] = "";
+        size_t off = 0;
+        for (unsigned k = 0; k < HDX_COMMIT_HIST; k++) {
+            if (!st.batch_hist[k]) continue;
+            int n = snprintf(hist + off, sizeof(hist) - off, "%s%u:%llu", off ? "," : "", 1u << k,
+                             (unsigned long long)st.batch_hist[k]);
+            if (n < 0 || (size_t)n >= sizeof(hist) - off) break;
+            off += (size_t)n;
+        }
         hdx_info("commit_stats",
-                 "batches=%llu records=%llu duplicates=%llu failures=%llu last_seq=%llu",
+                 "batches=%llu records=%llu duplicates=%llu failures=%llu last_seq=%llu "
+                 "batch_hist=%s seal_ms=%llu flush_ms=%llu",
                  (unsigned long long)st.batches, (unsigned long long)st.records,
                  (unsigned long long)st.duplicates, (unsigned long long)st.failures,
-                 (unsigned long long)st.last_seq);
+                 (unsigned long long)st.last_seq, off ? hist : "-",
+                 (unsigned long long)(st.seal_ns / 1000000),
+                 (unsigned long long)(st.flush_ns / 1000000));
     }
     hdx_commit_stop(srv->commit);
     srv->commit = NULL;

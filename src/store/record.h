@@ -64,6 +64,15 @@ void hdx_record_clear(struct hdx_record *r);
  * header as associated data; r's other fields must be set. */
 int hdx_record_seal(struct hdx_record *r, const struct hdx_keyring *kr, const uint8_t *pt,
                     size_t pt_len);
+/* Seals pt and builds the record's whole leaf encoding (header nonce u32(ct_len) ct, the bytes
+ * under the leaf hash and the payload of a segment frame) in one malloc'd buffer: *leaf is the
+ * caller's to free; r->ct points into it (borrowed: never hdx_record_clear such a record) and
+ * r->key_id, r->nonce, r->ct_len and r->leaf_hash are set. Through a per-thread key context. */
+int hdx_record_seal_leaf(struct hdx_record *r, const struct hdx_keyring *kr, struct hdx_keyctx *kc,
+                         const uint8_t *pt, size_t pt_len, uint8_t **leaf, size_t *leaf_len);
+/* Parses a leaf encoding (untrusted: every length is checked) into r; r->ct borrows from leaf.
+ * HDX_E_INTEGRITY when it is not exactly one well-formed leaf. leaf_hash and chain are not set. */
+int hdx_record_from_leaf(const uint8_t *leaf, size_t len, struct hdx_record *r);
 /* Opens r->ct into a malloc'd buffer (NUL-terminated for convenience). */
 int hdx_record_open(const struct hdx_record *r, const struct hdx_keyring *kr, uint8_t **pt,
                     size_t *pt_len);

@@ -47,11 +47,30 @@ void hdx_store_read_end(struct hdx_store *s);
 /* The newest record's seq (0 when empty), chain hash and time. */
 int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
                    int64_t *time_us);
-/* Appends a record, and its duplicate token (if any) to the append-only dedup log. */
+/* One record to append: the record (r->ct its ciphertext), its whole leaf encoding when the
+ * caller has it (record.h; NULL: built here), and for the duplicate log the content digest of
+ * its body (NULL: none kept) and whether it reused an earlier record's control id. */
+struct hdx_store_entry {
+    const struct hdx_record *r;
+    const uint8_t *leaf;
+    size_t leaf_len;
+    const uint8_t *content;
+    int reused;
+};
+/* Appends records in seq order, and the duplicate token (if any) of each to the append-only
+ * dedup log, inside the caller's transaction. */
+int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e, size_t n);
+/* The same for one record without a content digest (tools, tests). */
 int hdx_store_append(struct hdx_store *s, const struct hdx_record *r);
-/* Calls cb for each duplicate token of a record with seq > after_seq, in seq order. */
+/* Calls cb for each duplicate token of a record with seq > after_seq, in seq order, with its
+ * content digest (NULL when the record predates them). */
 int hdx_store_dedup_load(struct hdx_store *s, uint64_t after_seq,
-                         void (*cb)(void *ctx, const uint8_t *token, uint64_t seq), void *ctx);
+                         void (*cb)(void *ctx, const uint8_t *token, const uint8_t *content,
+                                    uint64_t seq),
+                         void *ctx);
+/* A stored record's time and leaf hash, from the index alone (a duplicate's receipt). */
+int hdx_store_leaf_at(struct hdx_store *s, uint64_t seq, int64_t *time_us,
+                      uint8_t leaf[HDX_HASH_LEN]);
 int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out);
 uint64_t hdx_store_count(struct hdx_store *s);
 
@@ -62,6 +81,7 @@ struct hdx_store_filter {
     const char *type;  /* NULL: any */
     const char *sender;
     const uint8_t *patient; /* NULL: any */
+    int reused_only;        /* only records stored under a reused control id */
 };
 /* Calls cb for each matching record in seq order, at most limit (0 = no limit); cb returns
  * non-zero to stop. The record and its borrowed ct live only during the call (see the top).

@@ -10,7 +10,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_PAGE_SIZE "4096"
 
 enum stmt_id {
@@ -28,12 +28,13 @@ enum stmt_id {
     ST_STH_PUT,
     ST_STH_LATEST,
     ST_STH_AT,
+    ST_LEAF_AT,
 };
 
 static const char *const stmt_sql[] = {
     [ST_INSERT] = "INSERT INTO records(seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,"
                   "ct,leaf,chain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-    [ST_DEDUP_LOG] = "INSERT INTO dedup_log(seq,token) VALUES(?,?)",
+    [ST_DEDUP_LOG] = "INSERT INTO dedup_log(seq,token,content,reused) VALUES(?,?,?,?)",
     [ST_LAST] = "SELECT seq,chain,time_us FROM records ORDER BY seq DESC LIMIT 1",
     [ST_GET] = "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,chain "
                "FROM records WHERE seq=?",
@@ -50,6 +51,7 @@ static const char *const stmt_sql[] = {
     [ST_STH_LATEST] = "SELECT tree_size,timestamp_ms,root,signature FROM sth "
                       "ORDER BY tree_size DESC LIMIT 1",
     [ST_STH_AT] = "SELECT tree_size,timestamp_ms,root,signature FROM sth WHERE tree_size=?",
+    [ST_LEAF_AT] = "SELECT time_us,leaf FROM records WHERE seq=?",
 };
 #define NSTMT (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
 
@@ -84,7 +86,8 @@ static const char schema_sql[] =
     " kind INTEGER NOT NULL, sender TEXT NOT NULL, type TEXT NOT NULL, patient BLOB,"
     " dedup BLOB, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, ct BLOB NOT NULL,"
     " leaf BLOB NOT NULL, chain BLOB NOT NULL) STRICT;"
-    "CREATE TABLE IF NOT EXISTS dedup_log(seq INTEGER PRIMARY KEY, token BLOB NOT NULL) STRICT;"
+    "CREATE TABLE IF NOT EXISTS dedup_log(seq INTEGER PRIMARY KEY, token BLOB NOT NULL,"
+    " content BLOB, reused INTEGER) STRICT;"
     "CREATE TABLE IF NOT EXISTS merkle_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL,"
     " hash BLOB NOT NULL, PRIMARY KEY(level,idx)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS sth(tree_size INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL,"
@@ -97,7 +100,13 @@ static const char schema_sql[] =
     " created_us INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
     " verified INTEGER NOT NULL) STRICT;"
-    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 1);";
+    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 2);";
+
+/* Version 1 (the first release) had no content digests in the duplicate log: its rows keep
+ * NULL there and are compared by control id alone, as they were then. */
+static const char migrate_1_to_2_sql[] = "ALTER TABLE dedup_log ADD COLUMN content BLOB;"
+                                         "ALTER TABLE dedup_log ADD COLUMN reused INTEGER;"
+                                         "UPDATE meta SET v=2 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -113,10 +122,31 @@ static int exec(struct hdx_store *s, const char *sql)
     return rc == SQLITE_OK ? HDX_OK : db_error(s, "exec");
 }
 
+/* 0 for a new file (no meta table yet). */
+static int schema_version(struct hdx_store *s)
+{
+    sqlite3_stmt *q = NULL;
+    int v = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k='schema_version'", -1, &q, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
 static int configure(struct hdx_store *s, int flags)
 {
     sqlite3_busy_timeout(s->db, 10000);
-    if (flags & HDX_STORE_RDONLY) return HDX_OK;
+    if (flags & HDX_STORE_RDONLY) {
+        int version = schema_version(s);
+        if (version == STORE_SCHEMA_VERSION) return HDX_OK;
+        hdx_error("store_schema_mismatch",
+                  "schema_version=%d supported=%d action=\"start hdxd once: it migrates the "
+                  "store\"",
+                  version, STORE_SCHEMA_VERSION);
+        return HDX_E_STORE;
+    }
     /* Small pages: each record dirties a random page in the duplicate and patient indexes,
      * and every dirty page is written whole to the WAL and again at checkpoint. With 1 KiB
      * pages that costs a quarter of the bytes of the default 4 KiB (docs/PERFORMANCE.md).
@@ -128,7 +158,18 @@ static int configure(struct hdx_store *s, int flags)
     if (exec(s, (flags & HDX_STORE_NOSYNC) ? "PRAGMA synchronous=OFF"
                                            : "PRAGMA synchronous=FULL") != HDX_OK)
         return HDX_E_STORE;
-    return exec(s, schema_sql);
+    if (exec(s, "BEGIN IMMEDIATE") != HDX_OK) return HDX_E_STORE;
+    int version = schema_version(s);
+    int rc = version == 1 ? exec(s, migrate_1_to_2_sql) : HDX_OK;
+    if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
+        hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
+        rc = HDX_E_STORE;
+    }
+    if (rc == HDX_OK) rc = exec(s, schema_sql);
+    if (rc == HDX_OK && version == 1)
+        hdx_info("store_migrated", "from_schema=1 to_schema=%d", STORE_SCHEMA_VERSION);
+    (void)sqlite3_exec(s->db, rc == HDX_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    return rc;
 }
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
@@ -321,17 +362,22 @@ int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LE
 }
 
 int hdx_store_dedup_load(struct hdx_store *s, uint64_t after_seq,
-                         void (*cb)(void *ctx, const uint8_t *token, uint64_t seq), void *ctx)
+                         void (*cb)(void *ctx, const uint8_t *token, const uint8_t *content,
+                                    uint64_t seq),
+                         void *ctx)
 {
     sqlite3_stmt *q = NULL;
     int rc;
-    if (sqlite3_prepare_v2(s->db, "SELECT seq,token FROM dedup_log WHERE seq>? ORDER BY seq", -1,
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT seq,token,content FROM dedup_log WHERE seq>? ORDER BY seq", -1,
                            &q, NULL) != SQLITE_OK)
         return db_error(s, "dedup_prepare");
     sqlite3_bind_int64(q, 1, (sqlite3_int64)after_seq);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW)
         if (sqlite3_column_bytes(q, 1) == HDX_BLIND_LEN)
-            cb(ctx, sqlite3_column_blob(q, 1), (uint64_t)sqlite3_column_int64(q, 0));
+            cb(ctx, sqlite3_column_blob(q, 1),
+               sqlite3_column_bytes(q, 2) == HDX_BLIND_LEN ? sqlite3_column_blob(q, 2) : NULL,
+               (uint64_t)sqlite3_column_int64(q, 0));
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? HDX_OK : db_error(s, "dedup_load");
 }
@@ -342,9 +388,9 @@ static int has_dedup(const struct hdx_record *r)
     return memcmp(r->dedup, zero, HDX_BLIND_LEN) != 0;
 }
 
-int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
+static int append_one(struct hdx_store *s, const struct hdx_store_entry *e)
 {
-    if (s->failed) return HDX_E_STORE;
+    const struct hdx_record *r = e->r;
     sqlite3_stmt *q = stmt(s, ST_INSERT);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)r->seq);
     sqlite3_bind_int64(q, 2, r->time_us);
@@ -365,6 +411,8 @@ int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
         q = stmt(s, ST_DEDUP_LOG);
         sqlite3_bind_int64(q, 1, (sqlite3_int64)r->seq);
         sqlite3_bind_blob(q, 2, r->dedup, HDX_BLIND_LEN, SQLITE_STATIC);
+        if (e->content) sqlite3_bind_blob(q, 3, e->content, HDX_BLIND_LEN, SQLITE_STATIC);
+        sqlite3_bind_int(q, 4, e->reused ? 1 : 0);
         rc = sqlite3_step(q);
         sqlite3_reset(q);
     }
@@ -373,6 +421,37 @@ int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
         return db_error(s, "append");
     }
     return HDX_OK;
+}
+
+int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e, size_t n)
+{
+    if (s->failed) return HDX_E_STORE;
+    int rc = HDX_OK;
+    for (size_t i = 0; i < n && rc == HDX_OK; i++)
+        rc = append_one(s, &e[i]);
+    return rc;
+}
+
+int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
+{
+    struct hdx_store_entry e = {r, NULL, 0, NULL, 0};
+    return hdx_store_append_batch(s, &e, 1);
+}
+
+int hdx_store_leaf_at(struct hdx_store *s, uint64_t seq, int64_t *time_us,
+                      uint8_t leaf[HDX_HASH_LEN])
+{
+    sqlite3_stmt *q = stmt(s, ST_LEAF_AT);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
+    int rc = sqlite3_step(q), err = HDX_OK;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 1) == HDX_HASH_LEN) {
+        *time_us = sqlite3_column_int64(q, 0);
+        memcpy(leaf, sqlite3_column_blob(q, 1), HDX_HASH_LEN);
+    } else {
+        err = rc == SQLITE_ROW ? HDX_E_INTEGRITY : rc == SQLITE_DONE ? HDX_E_NOTFOUND : HDX_E_STORE;
+    }
+    sqlite3_reset(q);
+    return err;
 }
 
 static int copy_blob(sqlite3_stmt *q, int col, uint8_t *dst, size_t len)
@@ -480,12 +559,14 @@ uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t)
 
 static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t cap)
 {
-    int n = snprintf(sql, cap,
-                     "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
-                     "chain FROM records WHERE seq>=?1%s%s%s%s%s ORDER BY seq%s",
-                     f->since_us ? " AND time_us>=?2" : "", f->kind ? " AND kind=?3" : "",
-                     f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "",
-                     f->patient ? " AND patient=?6" : "", "");
+    int n =
+        snprintf(sql, cap,
+                 "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
+                 "chain FROM records WHERE seq>=?1%s%s%s%s%s%s ORDER BY seq",
+                 f->since_us ? " AND time_us>=?2" : "", f->kind ? " AND kind=?3" : "",
+                 f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "",
+                 f->patient ? " AND patient=?6" : "",
+                 f->reused_only ? " AND seq IN (SELECT seq FROM dedup_log WHERE reused=1)" : "");
     return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
 }
 
