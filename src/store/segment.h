@@ -11,7 +11,7 @@
  * frame, so an fdatasync after an append flushes data blocks only: no size or extent change, no
  * journal commit. Measured on this ext4 disk, 64 frames of 1.1 KB per fdatasync into a 64 MiB
  * file: zero-filled 160 us per batch, fallocate()d 240-300 us (ext4 must still convert its
- * unwritten extents on first write, a journal commit), growing file 230-400 us. A new file is
+ * unwritten extents on first write, a journal commit), growing file 230-410 us. A new file is
  * made by a background thread once the current one is half full: temp name, zeros, fdatasync,
  * rename, fsync of the directory; the writer never appends to a file whose name or size is not
  * durable. Its base is the next seq at the time it was asked for (hence "no smaller seq", not
