@@ -1,5 +1,6 @@
 #include "commit/commit.h"
 #include "commit/dedup.h"
+#include "proto/checkpoint.h"
 #include "merkle/merkle.h"
 #include "merkle/sth.h"
 
@@ -550,7 +551,9 @@ static void *flush_main(void *arg)
         int rc = b->status;
         if (rc == HDX_OK && failed) rc = HDX_E_STORE; /* seqs that continue a failed batch */
         if (rc == HDX_OK) rc = write_batch(c, b);
+        if (rc == HDX_OK) hdx_store_crash_point("index_committed");
         if (rc == HDX_OK) sth_committed(c, &b->sth);
+        if (rc == HDX_OK && b->sth.tree_size) hdx_store_crash_point("head_file_written");
         if (rc == HDX_OK && c->receipts && b->nitems) make_receipts(c, b);
         if (rc != HDX_OK && b->status == HDX_OK) {
             if (!failed)
@@ -611,6 +614,74 @@ static int check_tree(struct hdx_commit *c)
     return HDX_OK;
 }
 
+static int recover_marks(struct hdx_commit *c, const struct hdx_record *r, const uint8_t *pt,
+                         size_t len)
+{
+    uint64_t *seqs = NULL;
+    size_t n = 0;
+    int verified = 0;
+    if (strcmp(r->type, HDX_CKPT_TYPE) != 0) return HDX_OK;
+    int rc = hdx_checkpoint_record_marks(pt, len, &verified, &seqs, &n);
+    if (rc == HDX_OK && n) rc = hdx_store_marks_put(c->store, seqs, n, r->seq, verified);
+    free(seqs);
+    return rc == HDX_E_INVAL ? HDX_OK : rc; /* not a checkpoint record hdxd wrote: no marks */
+}
+
+/* A record found in the segment files whose index row was lost (hdx_store_recover): what the
+ * index derives from it is derived again, as the sealer and flusher did for it: its Merkle
+ * leaf, its content digest and whether it reused a control id. Stream marks of a recovered
+ * checkpoint record are re-derived from its ZCV/ZCS segments. */
+struct recover_ctx {
+    struct hdx_commit *c;
+    uint8_t *pt;
+    size_t cap;
+    uint8_t content[HDX_BLIND_LEN];
+};
+
+static int recover_one(void *arg, const struct hdx_record *r, struct hdx_store_entry *e)
+{
+    struct recover_ctx *x = arg;
+    struct hdx_commit *c = x->c;
+    static const uint8_t zero[HDX_BLIND_LEN];
+    size_t len;
+    if (r->seq != merkle_size(&c->tree) + 1) return HDX_E_INTEGRITY;
+    if (r->ct_len + 1 > x->cap) {
+        uint8_t *p = realloc(x->pt, r->ct_len + 1);
+        if (!p) return HDX_E_NOMEM;
+        x->pt = p;
+        x->cap = r->ct_len + 1;
+    }
+    int rc = hdx_record_open_into(r, c->kc, x->pt, x->cap, &len);
+    if (rc == HDX_OK && memcmp(r->dedup, zero, HDX_BLIND_LEN) != 0) {
+        uint64_t earlier;
+        rc = hdx_content_digest_kc(c->kc, x->pt, len, x->content);
+        if (rc == HDX_OK) {
+            e->content = x->content;
+            e->reused =
+                hdx_dedup_find(c->dedup, r->dedup, x->content, &earlier) == HDX_DEDUP_REUSED;
+            hdx_dedup_add(c->dedup, r->dedup, x->content, r->seq);
+        }
+    }
+    if (rc == HDX_OK) rc = recover_marks(c, r, x->pt, len);
+    if (len) sodium_memzero(x->pt, len);
+    if (rc == HDX_OK) rc = merkle_append(&c->tree, r->leaf_hash); /* nodes: same transaction */
+    return rc;
+}
+
+/* The store's tail first (records durable in segment files but missing from the index), in
+ * one transaction with their tree nodes and derived rows. */
+static int recover_store(struct hdx_commit *c)
+{
+    struct recover_ctx x = {c, NULL, 0, {0}};
+    uint64_t reindexed = 0, cut = 0;
+    int rc = hdx_store_begin(c->store);
+    if (rc == HDX_OK) rc = hdx_store_recover(c->store, recover_one, &x, &reindexed, &cut);
+    if (rc == HDX_OK) rc = hdx_store_commit(c->store);
+    if (rc != HDX_OK) hdx_store_rollback(c->store);
+    free(x.pt);
+    return rc;
+}
+
 static void commit_free(struct hdx_commit *c)
 {
     hdx_dedup_free(c->dedup);
@@ -650,6 +721,13 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
     hdx_store_merkle(store, &c->tree_store);
     int rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
     if (rc == HDX_OK) rc = merkle_open(&c->tree, c->last_seq, &c->tree_store);
+    if (rc == HDX_OK)
+        rc =
+            hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
+                                 load_token, c->dedup);
+    if (rc == HDX_OK) rc = recover_store(c);
+    if (rc == HDX_OK) rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
+    if (rc == HDX_OK && c->last_seq != merkle_size(&c->tree)) rc = HDX_E_INTEGRITY;
     if (rc == HDX_OK && check_tree(c) != HDX_OK) {
         /* Never write on a tampered log, but stay up: senders get AR and operators can read
          * the alarm, query and verify. */
@@ -657,10 +735,6 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
         hdx_error("log_alarm", "state=read_only reason=\"store does not match its signed tree "
                                "heads\" action=\"run hdx verify\"");
     }
-    if (rc == HDX_OK)
-        rc =
-            hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
-                                 load_token, c->dedup);
     if (rc != HDX_OK) {
         commit_free(c);
         return rc;

@@ -78,7 +78,7 @@ struct pending_ckpt {
 #define HANDSHAKE_LOG_PER_S 20
 
 /* More messages than this between two checkpoints are still hashed, but not all marked. */
-#define CKPT_MARK_MAX 16384
+#define CKPT_MARK_MAX HDX_CKPT_MARKS_MAX
 
 struct allow_entry {
     int family;

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -143,4 +144,79 @@ const char *hdx_ckpt_verdict_text(enum hdx_ckpt_verdict v)
         return "stream mismatch: the messages received differ from the ones the device signed";
     }
     return "?";
+}
+
+int hdx_checkpoint_marks(const struct hl7_msg *msg, int *verified, uint64_t **seqs, size_t *n)
+{
+    struct hl7_view v;
+    char word[32];
+    size_t cap = 0;
+    *seqs = NULL;
+    *n = 0;
+    *verified = 0;
+    if (hl7_get(msg, "ZCV", 1, 2, 1, 0, 0, &v) != 0 || hl7_unescape(msg, v, word, sizeof(word)) < 0)
+        return HDX_E_INVAL;
+    *verified = !strcmp(word, "verified");
+    int rc = HDX_OK;
+    for (int occ = 1; rc == HDX_OK && hl7_get(msg, "ZCS", occ, 1, 1, 0, 0, &v) == 0; occ++) {
+        char *runs = malloc((size_t)v.len + 1);
+        if (!runs || hl7_unescape(msg, v, runs, (size_t)v.len + 1) < 0) {
+            free(runs);
+            rc = runs ? HDX_E_INVAL : HDX_E_NOMEM;
+            break;
+        }
+        const char *p = runs;
+        while (rc == HDX_OK && *p) {
+            uint64_t a, b;
+            const char *end;
+            if (hdx_parse_dec(p, &a, &end) != 0) rc = HDX_E_INVAL;
+            b = a;
+            if (rc == HDX_OK && *end == '-' && (hdx_parse_dec(end + 1, &b, &end) != 0 || b < a))
+                rc = HDX_E_INVAL;
+            if (rc == HDX_OK && *end == ',')
+                end++;
+            else if (rc == HDX_OK && *end)
+                rc = HDX_E_INVAL;
+            /* A run is bounded by the marks a checkpoint may carry (CKPT_MARK_MAX in hdxd). */
+            if (rc == HDX_OK && b - a >= HDX_CKPT_MARKS_MAX - *n) rc = HDX_E_INVAL;
+            for (uint64_t x = a; rc == HDX_OK; x++) {
+                if (*n == cap) {
+                    size_t ncap = cap ? cap * 2 : 64;
+                    uint64_t *q = realloc(*seqs, ncap * sizeof(*q));
+                    if (!q) {
+                        rc = HDX_E_NOMEM;
+                        break;
+                    }
+                    *seqs = q;
+                    cap = ncap;
+                }
+                (*seqs)[(*n)++] = x;
+                if (x == b) break;
+            }
+            p = end;
+        }
+        free(runs);
+    }
+    if (rc != HDX_OK) {
+        free(*seqs);
+        *seqs = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int hdx_checkpoint_record_marks(const uint8_t *body, size_t len, int *verified, uint64_t **seqs,
+                                size_t *n)
+{
+    struct hl7_limits lim;
+    struct hl7_msg msg;
+    struct hl7_error err;
+    hl7_limits_default(&lim);
+    *seqs = NULL;
+    *n = 0;
+    *verified = 0;
+    if (hl7_parse(body, len, &lim, &msg, &err) != 0) return HDX_E_INVAL;
+    int rc = hdx_checkpoint_marks(&msg, verified, seqs, n);
+    hl7_msg_free(&msg);
+    return rc;
 }

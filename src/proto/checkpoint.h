@@ -72,4 +72,15 @@ enum hdx_ckpt_verdict hdx_checkpoint_check(struct hdx_stream *s, const struct hd
                                            const uint8_t binding[32], const uint8_t pub[32]);
 const char *hdx_ckpt_verdict_text(enum hdx_ckpt_verdict v);
 
+/* The most messages one checkpoint record marks (hdxd keeps at most this many per connection). */
+#define HDX_CKPT_MARKS_MAX 16384
+/* A checkpoint record as hdxd stores it (the checkpoint, then "ZCV|1|verdict|..." and
+ * "ZCS|a-b,c,..." segments): *verified (ZCV-2 is "verified") and the covered seqs in *seqs
+ * (malloc'd, the caller frees), the stream marks the record implies. Untrusted input:
+ * HDX_E_INVAL when malformed or over HDX_CKPT_MARKS_MAX seqs (nothing returned). */
+int hdx_checkpoint_marks(const struct hl7_msg *msg, int *verified, uint64_t **seqs, size_t *n);
+/* The same from the record's body (parsed with the default limits). */
+int hdx_checkpoint_record_marks(const uint8_t *body, size_t len, int *verified, uint64_t **seqs,
+                                size_t *n);
+
 #endif

@@ -641,6 +641,46 @@ int hdx_seg_scan(struct hdx_seg *s,
     return bad ? HDX_E_INTEGRITY : HDX_OK;
 }
 
+/* ---- the tail after the index ------------------------------------------------------- */
+
+int hdx_seg_tail(struct hdx_seg *s, uint64_t last_seq, const struct hdx_seg_pos *last,
+                 int (*cb)(void *ctx, uint64_t seq, struct hdx_seg_pos pos, const uint8_t *leaf,
+                           size_t len),
+                 void *ctx, uint64_t *walked)
+{
+    int removed = 0, stop = 0, rc;
+    uint64_t expect = last_seq + 1, end = 0, n;
+    size_t i = 0, fl;
+    *walked = 0;
+    rc = dir_refresh(s, 0, &removed);
+    if (rc != HDX_OK) return rc;
+    if (last) {
+        rc = file_get(s, last->base, &i);
+        if (rc != HDX_OK) return HDX_E_INTEGRITY;
+        const struct seg_file *f = &s->files[i];
+        if (last->off < HDX_SEG_HEADER_LEN || last->off >= f->size ||
+            hdx_seg_frame_parse(f->map + last->off, f->size - last->off, last_seq, 1, &fl) !=
+                HDX_OK)
+            return HDX_E_INTEGRITY;
+        n = walk(f, last->off + fl, expect, cb, ctx, &end, &stop);
+        expect += n;
+        *walked += n;
+        i++;
+    }
+    /* Later files continue only with the very next seq in their first frame. */
+    for (; i < s->nfiles && !stop; i++) {
+        if (file_map(s, i) != HDX_OK) continue;
+        const struct seg_file *f = &s->files[i];
+        if (hdx_seg_frame_parse(f->map + HDX_SEG_HEADER_LEN, f->size - HDX_SEG_HEADER_LEN, expect,
+                                1, &fl) != HDX_OK)
+            break;
+        n = walk(f, HDX_SEG_HEADER_LEN, expect, cb, ctx, &end, &stop);
+        expect += n;
+        *walked += n;
+    }
+    return HDX_OK;
+}
+
 /* ---- recovery -------------------------------------------------------------------------- */
 
 /* Zeroes [off, size) of file f where it is not zero already, then syncs. */
@@ -689,7 +729,7 @@ int hdx_seg_recover(struct hdx_seg *s, uint64_t last_seq, struct hdx_seg_pos las
     if (s->recovered || s->failed) return HDX_E_INVAL;
     rc = dir_refresh(s, 1, &removed);
     if (rc != HDX_OK) return rc;
-    if (last_seq != 0) {
+    if (last_seq != 0 && (last.base != 0 || last.off != 0)) {
         rc = file_get(s, last.base, &i);
         if (rc != HDX_OK) return HDX_E_INTEGRITY;
         struct seg_file *f = &s->files[i];

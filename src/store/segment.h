@@ -69,8 +69,21 @@ void hdx_seg_close(struct hdx_seg *s); /* NULL is fine; waits for the helper thr
  * rest of that file (fdatasync) and removes the later files and leftover temp files (then
  * fsyncs the directory). *cut (may be NULL) gets how many valid frames were cut.
  * HDX_E_INTEGRITY if frame last_seq is missing or invalid (an index row with no segment
- * record). */
+ * record). last = {0, 0} with last_seq > 0: no file holds any record up to last_seq (their
+ * bodies are elsewhere); everything is cut and appends continue at last_seq + 1. */
 int hdx_seg_recover(struct hdx_seg *s, uint64_t last_seq, struct hdx_seg_pos last, uint64_t *cut);
+
+/* Writer start-up, before hdx_seg_recover: walks the valid frames that follow frame last_seq
+ * (at *last; last NULL: from the first file, e.g. an empty index or one whose newest record
+ * predates segments), in this file and then in later files whose first frame continues the
+ * seqs, calling cb for each (non-zero stops; that frame counts as walked). *walked gets
+ * the count. These are frames whose index rows were lost (written and flushed, then a crash
+ * or power cut before the index transaction was durable).
+ * HDX_E_INTEGRITY when frame last_seq is missing or damaged. */
+int hdx_seg_tail(struct hdx_seg *s, uint64_t last_seq, const struct hdx_seg_pos *last,
+                 int (*cb)(void *ctx, uint64_t seq, struct hdx_seg_pos pos, const uint8_t *leaf,
+                           size_t len),
+                 void *ctx, uint64_t *walked);
 
 /* Appends n frames (consecutive seqs, continuing the last one; leaf_len within limits, the
  * leaf's own seq equal to frame.seq) durably; pos[i] receives frame i's position. Returns only

@@ -1,9 +1,14 @@
-/* store: the durable record store (SQLite 3 in WAL mode, the embedded default).
- * Holds records (ciphertext and the index: seq, time, kind, sender, type, patient and
- * duplicate blind tokens, hashes), the duplicate tokens again in an append-only log (read
- * back into memory by the commit thread: commit/dedup.h), wrapped keys and enrolled devices; never
- * a plaintext identifier or message. With sync "full" a successful hdx_store_commit() means the
- * batch is on disk (synchronous=FULL: the WAL is fsynced at every commit). Sticky error: after a
+/* store: the durable record store: record bodies (their leaf encodings: header, nonce,
+ * ciphertext) in append-only segment files (store/segment.h), and in SQLite 3 (WAL mode) the
+ * index (seq, time, kind, sender, type, patient and duplicate blind tokens, hashes, where the
+ * frame is), the duplicate tokens again in an append-only log (read back into memory by the
+ * commit pipeline: commit/dedup.h), the Merkle nodes and signed heads, wrapped keys and
+ * enrolled devices; never a plaintext identifier or message. A successful
+ * hdx_store_append_batch() means the batch's records are on disk (their frames fdatasync'd);
+ * the index commit that follows needs no flush of its own for the writer (HDX_STORE_WRITER:
+ * synchronous=NORMAL; it is rebuilt from the frames after a power cut, hdx_store_recover),
+ * while other writers (tools) commit with synchronous=FULL. Records of a schema-1 store keep
+ * their ciphertext in their row and are read as they are. Sticky error: after a
  * failed write or commit the handle refuses further writes (HDX_E_STORE) so nothing is acknowledged
  * on a store whose state is unknown; the daemon must reopen (restart) to recover. Readers (other
  * processes) may open the same file read-only at any time. Thread: a handle belongs to one thread
@@ -60,6 +65,22 @@ struct hdx_store_entry {
 /* Appends records in seq order, and the duplicate token (if any) of each to the append-only
  * dedup log, inside the caller's transaction. */
 int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e, size_t n);
+/* Writer start-up, before the first append (hdx_store_append_batch does it with cb NULL if the
+ * caller has not): finds the records whose frames are in the segment files but whose index
+ * rows are not (a crash or power cut between the flush and the index commit; see the DESIGN
+ * note in store_sqlite.c), and for each, in seq order, calls cb with the record (parsed from
+ * its frame, ct borrowed, leaf and chain hash set) and its entry, whose content and reused
+ * fields cb fills (what the index derives from the body), then indexes it in the caller's
+ * transaction; cb returning an error stops and fails. Then cuts everything after the last
+ * whole frame (never acknowledged). *reindexed and *cut (may be NULL) count both. Sticky
+ * failure on any error, including HDX_E_INTEGRITY when the newest index row has no frame. */
+int hdx_store_recover(struct hdx_store *s,
+                      int (*cb)(void *ctx, const struct hdx_record *r, struct hdx_store_entry *e),
+                      void *ctx, uint64_t *reindexed, uint64_t *cut);
+/* Test builds (HDX_DEBUG_ASSERTIONS): with HDX_CRASH_AT=POINT:N in the environment, the Nth
+ * arrival at POINT kills the process (SIGKILL). Points: before_segment, segment_flushed (in
+ * hdx_store_append_batch), index_committed, head_file_written (commit.c). A no-op otherwise. */
+void hdx_store_crash_point(const char *point);
 /* The same for one record without a content digest (tools, tests). */
 int hdx_store_append(struct hdx_store *s, const struct hdx_record *r);
 /* Calls cb for each duplicate token of a record with seq > after_seq, in seq order, with its

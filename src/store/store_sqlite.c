@@ -1,6 +1,8 @@
 #include "store/store.h"
 
+#include <libgen.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "store/segment.h"
 
 #define STORE_SCHEMA_VERSION 2
 #define STORE_PAGE_SIZE "4096"
@@ -33,11 +36,11 @@ enum stmt_id {
 
 static const char *const stmt_sql[] = {
     [ST_INSERT] = "INSERT INTO records(seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,"
-                  "ct,leaf,chain) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-    [ST_DEDUP_LOG] = "INSERT INTO dedup_log(seq,token,content,reused) VALUES(?,?,?,?)",
-    [ST_LAST] = "SELECT seq,chain,time_us FROM records ORDER BY seq DESC LIMIT 1",
-    [ST_GET] = "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,chain "
-               "FROM records WHERE seq=?",
+                  "ct,leaf,chain,seg,off) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_DEDUP_LOG] = "INSERT OR REPLACE INTO dedup_log(seq,token,content,reused) VALUES(?,?,?,?)",
+    [ST_LAST] = "SELECT seq,chain,time_us,seg,off FROM records ORDER BY seq DESC LIMIT 1",
+    [ST_GET] = "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,chain,seg,"
+               "off FROM records WHERE seq=?",
     [ST_COUNT] = "SELECT count(*) FROM records",
     [ST_TIME_AT] = "SELECT time_us FROM records WHERE seq>=? ORDER BY seq LIMIT 1",
     [ST_COUNT_ALL] = "SELECT max(seq) FROM records",
@@ -70,12 +73,33 @@ struct checkpointer {
     sqlite3 *db;
 };
 
+/* DESIGN (bodies in segments, the index in SQLite). A record's leaf encoding (header, nonce,
+ * ciphertext) goes to the append-only segment files (store/segment.h); its index row (seq,
+ * time, kind, sender, type, blind tokens, leaf and chain hash, and where the frame is) to
+ * SQLite. The writer orders every batch so:
+ *   1. the frames are written and fdatasync'd (hdx_seg_append returns only then);
+ *   2. the index rows, tree nodes, head and derived rows are inserted and COMMITted, with
+ *      synchronous=NORMAL: no flush of its own, so a batch costs ONE flush;
+ *   3. only then may the caller acknowledge.
+ * A kill after 1 leaves frames the index lacks; a power cut after 2 may lose the index
+ * transaction (WAL not yet flushed) but never the frames. Either way the writer's start
+ * (hdx_store_recover) finds the frames after the index's last record, hands each to the caller
+ * to re-derive its index row, and cuts what follows the last whole frame (a torn write, never
+ * acknowledged). An index row whose frame is missing or damaged cannot come from this order:
+ * it is an integrity failure (hdx verify names the seq). */
 struct hdx_store {
     sqlite3 *db;
     sqlite3_stmt *st[NSTMT];
     int failed; /* sticky: a write or commit failed */
     int in_txn;
+    int writer, recovered, nosync;
     struct checkpointer *ckpt;
+    char seg_dir[4096];
+    struct hdx_seg *seg; /* NULL: not opened yet (readers open it on first use) */
+    int seg_missing;     /* a reader found no segment directory */
+    struct hdx_seg_frame *frames;
+    struct hdx_seg_pos *pos;
+    size_t frames_cap;
 };
 
 static const char schema_sql[] =
@@ -85,7 +109,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS records(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL,"
     " kind INTEGER NOT NULL, sender TEXT NOT NULL, type TEXT NOT NULL, patient BLOB,"
     " dedup BLOB, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, ct BLOB NOT NULL,"
-    " leaf BLOB NOT NULL, chain BLOB NOT NULL) STRICT;"
+    " leaf BLOB NOT NULL, chain BLOB NOT NULL, seg INTEGER, off INTEGER) STRICT;"
     "CREATE TABLE IF NOT EXISTS dedup_log(seq INTEGER PRIMARY KEY, token BLOB NOT NULL,"
     " content BLOB, reused INTEGER) STRICT;"
     "CREATE TABLE IF NOT EXISTS merkle_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL,"
@@ -154,10 +178,14 @@ static int configure(struct hdx_store *s, int flags)
     if ((flags & HDX_STORE_CREATE) && exec(s, "PRAGMA page_size=" STORE_PAGE_SIZE) != HDX_OK)
         return HDX_E_STORE;
     if (exec(s, "PRAGMA journal_mode=WAL") != HDX_OK) return HDX_E_STORE;
-    /* FULL: the WAL is fsynced at each commit, so a committed batch survives power loss. */
-    if (exec(s, (flags & HDX_STORE_NOSYNC) ? "PRAGMA synchronous=OFF"
-                                           : "PRAGMA synchronous=FULL") != HDX_OK)
-        return HDX_E_STORE;
+    /* FULL: the WAL is fsynced at each commit, so a committed transaction survives power loss
+     * (tools that change keys or devices). The writer of records uses NORMAL: its records are
+     * durable in the segment files first, and the index is rebuilt from them after a power cut
+     * (see DESIGN above), so its commits need no flush of their own. */
+    const char *sync = (flags & HDX_STORE_NOSYNC)   ? "PRAGMA synchronous=OFF"
+                       : (flags & HDX_STORE_WRITER) ? "PRAGMA synchronous=NORMAL"
+                                                    : "PRAGMA synchronous=FULL";
+    if (exec(s, sync) != HDX_OK) return HDX_E_STORE;
     if (exec(s, "BEGIN IMMEDIATE") != HDX_OK) return HDX_E_STORE;
     int version = schema_version(s);
     int rc = version == 1 ? exec(s, migrate_1_to_2_sql) : HDX_OK;
@@ -252,6 +280,11 @@ int hdx_store_open(const char *path, int flags, struct hdx_store **out)
     *out = NULL;
     struct hdx_store *s = calloc(1, sizeof(*s));
     if (!s) return HDX_E_NOMEM;
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", path);
+    snprintf(s->seg_dir, sizeof(s->seg_dir), "%s/segments", dirname(copy));
+    s->writer = !(flags & HDX_STORE_RDONLY);
+    s->nosync = (flags & HDX_STORE_NOSYNC) != 0;
     int oflags = (flags & HDX_STORE_RDONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     if (flags & HDX_STORE_CREATE) oflags |= SQLITE_OPEN_CREATE;
     oflags |= SQLITE_OPEN_NOMUTEX;
@@ -294,6 +327,9 @@ void hdx_store_close(struct hdx_store *s)
     if (s->ckpt && !s->failed)
         (void)sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     sqlite3_close(s->db);
+    hdx_seg_close(s->seg);
+    free(s->frames);
+    free(s->pos);
     free(s);
 }
 
@@ -343,22 +379,55 @@ static sqlite3_stmt *stmt(struct hdx_store *s, enum stmt_id id)
     return s->st[id];
 }
 
-int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
-                   int64_t *time_us)
+/* The newest record; *has_pos = 0 when there is none or its body is in the row (schema 1). */
+static int last_row(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
+                    int64_t *time_us, struct hdx_seg_pos *pos, int *has_pos)
 {
     sqlite3_stmt *q = stmt(s, ST_LAST);
     *seq = 0;
+    *has_pos = 0;
     memset(chain, 0, HDX_HASH_LEN);
     if (time_us) *time_us = 0;
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) return HDX_OK;
     if (rc != SQLITE_ROW) return db_error(s, "last");
     *seq = (uint64_t)sqlite3_column_int64(q, 0);
-    if (sqlite3_column_bytes(q, 1) != HDX_HASH_LEN) return HDX_E_INTEGRITY;
+    if (sqlite3_column_bytes(q, 1) != HDX_HASH_LEN) {
+        sqlite3_reset(q);
+        return HDX_E_INTEGRITY;
+    }
     memcpy(chain, sqlite3_column_blob(q, 1), HDX_HASH_LEN);
     if (time_us) *time_us = sqlite3_column_int64(q, 2);
+    if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
+        pos->base = (uint64_t)sqlite3_column_int64(q, 3);
+        pos->off = (uint64_t)sqlite3_column_int64(q, 4);
+        *has_pos = 1;
+    }
     sqlite3_reset(q);
     return HDX_OK;
+}
+
+int hdx_store_last(struct hdx_store *s, uint64_t *seq, uint8_t chain[HDX_HASH_LEN],
+                   int64_t *time_us)
+{
+    struct hdx_seg_pos pos;
+    int has_pos;
+    return last_row(s, seq, chain, time_us, &pos, &has_pos);
+}
+
+/* Segment files are opened on first use: a tool that opens the store to change keys or
+ * devices never takes the segment writer's lock, and a reader of a store without segments
+ * (schema 1, or nothing written yet) never needs them. */
+static int seg_ensure(struct hdx_store *s)
+{
+    if (s->seg) return HDX_OK;
+    if (s->seg_missing) return HDX_E_NOTFOUND;
+    int flags = s->writer ? HDX_SEG_CREATE | (s->nosync ? HDX_SEG_NOSYNC : 0) : HDX_SEG_RDONLY;
+    int rc = hdx_seg_open(s->seg_dir, flags, 0, &s->seg);
+    if (rc == HDX_E_NOTFOUND && !s->writer) s->seg_missing = 1;
+    if (rc != HDX_OK && rc != HDX_E_NOTFOUND)
+        hdx_error("segments_open_failed", "err=%s", hdx_strerror(rc));
+    return rc;
 }
 
 int hdx_store_dedup_load(struct hdx_store *s, uint64_t after_seq,
@@ -388,8 +457,10 @@ static int has_dedup(const struct hdx_record *r)
     return memcmp(r->dedup, zero, HDX_BLIND_LEN) != 0;
 }
 
-static int append_one(struct hdx_store *s, const struct hdx_store_entry *e)
+static int append_one(struct hdx_store *s, const struct hdx_store_entry *e,
+                      const struct hdx_seg_pos *pos)
 {
+    static const uint8_t empty[1];
     const struct hdx_record *r = e->r;
     sqlite3_stmt *q = stmt(s, ST_INSERT);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)r->seq);
@@ -402,9 +473,12 @@ static int append_one(struct hdx_store *s, const struct hdx_store_entry *e)
     if (has_dedup(r)) sqlite3_bind_blob(q, 7, r->dedup, HDX_BLIND_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(q, 8, r->key_id);
     sqlite3_bind_blob(q, 9, r->nonce, HDX_NONCE_LEN, SQLITE_STATIC);
-    sqlite3_bind_blob(q, 10, r->ct, (int)r->ct_len, SQLITE_STATIC);
+    /* The body is in the frame at pos; the row keeps an empty ct. */
+    sqlite3_bind_blob(q, 10, empty, 0, SQLITE_STATIC);
     sqlite3_bind_blob(q, 11, r->leaf_hash, HDX_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_blob(q, 12, r->chain, HDX_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 13, (sqlite3_int64)pos->base);
+    sqlite3_bind_int64(q, 14, (sqlite3_int64)pos->off);
     int rc = sqlite3_step(q);
     sqlite3_reset(q);
     if (rc == SQLITE_DONE && has_dedup(r)) {
@@ -423,19 +497,168 @@ static int append_one(struct hdx_store *s, const struct hdx_store_entry *e)
     return HDX_OK;
 }
 
+static int frames_reserve(struct hdx_store *s, size_t n)
+{
+    if (n <= s->frames_cap) return HDX_OK;
+    struct hdx_seg_frame *f = realloc(s->frames, n * sizeof(*f));
+    if (f) s->frames = f;
+    struct hdx_seg_pos *p = f ? realloc(s->pos, n * sizeof(*p)) : NULL;
+    if (p) s->pos = p;
+    if (!f || !p) return HDX_E_NOMEM;
+    s->frames_cap = n;
+    return HDX_OK;
+}
+
+/* Leaf encodings the caller did not bring (tools, tests) are built here into one buffer. */
+static int build_leaves(const struct hdx_store_entry *e, size_t n, struct hdx_seg_frame *fr,
+                        uint8_t **owned)
+{
+    size_t need = 0;
+    *owned = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!e[i].leaf) need += HDX_HEADER_MAX + HDX_NONCE_LEN + 4 + e[i].r->ct_len;
+    if (need && !(*owned = malloc(need))) return HDX_E_NOMEM;
+    uint8_t *p = *owned;
+    for (size_t i = 0; i < n; i++) {
+        const struct hdx_record *r = e[i].r;
+        fr[i] = (struct hdx_seg_frame){r->seq, e[i].leaf, e[i].leaf_len, r->leaf_hash};
+        if (e[i].leaf) continue;
+        size_t hlen = hdx_record_header(r, p, HDX_HEADER_MAX);
+        if (!hlen) return HDX_E_INVAL;
+        memcpy(p + hlen, r->nonce, HDX_NONCE_LEN);
+        for (int k = 0; k < 4; k++)
+            p[hlen + HDX_NONCE_LEN + (size_t)k] = (uint8_t)(r->ct_len >> (24 - 8 * k));
+        memcpy(p + hlen + HDX_NONCE_LEN + 4, r->ct, r->ct_len);
+        fr[i].leaf = p;
+        fr[i].len = hlen + HDX_NONCE_LEN + 4 + r->ct_len;
+        p += fr[i].len;
+    }
+    return HDX_OK;
+}
+
+#ifdef HDX_DEBUG_ASSERTIONS
+/* Test builds only: HDX_CRASH_AT=POINT:N kills the process with SIGKILL the Nth time the
+ * writer reaches POINT, so the crash tests can stop a batch at each step (tests/crash). */
+static void crash_point(const char *point)
+{
+    static long count;
+    const char *want = getenv("HDX_CRASH_AT");
+    size_t plen = strlen(point);
+    if (!want || strncmp(want, point, plen) != 0 || want[plen] != ':') return;
+    if (++count == atol(want + plen + 1)) raise(SIGKILL);
+}
+#else
+static void crash_point(const char *point)
+{
+    (void)point;
+}
+#endif
+
+void hdx_store_crash_point(const char *point)
+{
+    crash_point(point);
+}
+
 int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e, size_t n)
 {
     if (s->failed) return HDX_E_STORE;
-    int rc = HDX_OK;
+    uint8_t *owned = NULL;
+    int rc = seg_ensure(s);
+    if (rc == HDX_OK && !s->recovered) rc = hdx_store_recover(s, NULL, NULL, NULL, NULL);
+    if (rc == HDX_OK) rc = frames_reserve(s, n);
+    if (rc == HDX_OK) rc = build_leaves(e, n, s->frames, &owned);
+    crash_point("before_segment");
+    /* 1. The frames, durable before any index row names them (DESIGN above). */
+    if (rc == HDX_OK) rc = hdx_seg_append(s->seg, s->frames, n, s->pos);
+    free(owned);
+    crash_point("segment_flushed");
     for (size_t i = 0; i < n && rc == HDX_OK; i++)
-        rc = append_one(s, &e[i]);
-    return rc;
+        rc = append_one(s, &e[i], &s->pos[i]);
+    if (rc != HDX_OK) {
+        if (!s->failed) hdx_error("store_error", "op=append err=%s", hdx_strerror(rc));
+        s->failed = 1;
+        return HDX_E_STORE;
+    }
+    return HDX_OK;
 }
 
 int hdx_store_append(struct hdx_store *s, const struct hdx_record *r)
 {
     struct hdx_store_entry e = {r, NULL, 0, NULL, 0};
     return hdx_store_append_batch(s, &e, 1);
+}
+
+struct tail_ctx {
+    struct hdx_store *s;
+    int (*cb)(void *ctx, const struct hdx_record *r, struct hdx_store_entry *e);
+    void *ctx;
+    uint8_t chain[HDX_HASH_LEN];
+    int64_t time_us;
+    uint64_t n;
+    int rc;
+};
+
+static int reindex_one(void *arg, uint64_t seq, struct hdx_seg_pos pos, const uint8_t *leaf,
+                       size_t len)
+{
+    struct tail_ctx *t = arg;
+    struct hdx_record r;
+    /* A frame is whole (its hash matched) but its content is checked like any other. */
+    if (hdx_record_from_leaf(leaf, len, &r) != HDX_OK || r.seq != seq || r.time_us < t->time_us) {
+        hdx_warn("segment_tail_unusable", "seq=%llu reason=malformed_leaf",
+                 (unsigned long long)seq);
+        return 1;
+    }
+    hdx_record_leaf_hash(&r, r.leaf_hash);
+    hdx_record_chain(t->chain, r.leaf_hash, r.chain);
+    struct hdx_store_entry e = {&r, leaf, len, NULL, 0};
+    if (t->cb && (t->rc = t->cb(t->ctx, &r, &e)) != HDX_OK) return 1;
+    if ((t->rc = append_one(t->s, &e, &pos)) != HDX_OK) return 1;
+    memcpy(t->chain, r.chain, HDX_HASH_LEN);
+    t->time_us = r.time_us;
+    t->n++;
+    return 0;
+}
+
+int hdx_store_recover(struct hdx_store *s,
+                      int (*cb)(void *ctx, const struct hdx_record *r, struct hdx_store_entry *e),
+                      void *ctx, uint64_t *reindexed, uint64_t *cut)
+{
+    uint64_t last = 0, tail = 0, ncut = 0, walked = 0;
+    struct hdx_seg_pos pos = {0, 0}, tail_pos = {0, 0};
+    int has_pos = 0;
+    if (reindexed) *reindexed = 0;
+    if (cut) *cut = 0;
+    if (!s->writer) return HDX_E_PERM;
+    if (s->recovered) return HDX_OK;
+    struct tail_ctx t = {s, cb, ctx, {0}, 0, 0, HDX_OK};
+    int rc = seg_ensure(s);
+    if (rc == HDX_OK) rc = last_row(s, &last, t.chain, &t.time_us, &pos, &has_pos);
+    if (rc == HDX_OK)
+        rc = hdx_seg_tail(s->seg, last, has_pos ? &pos : NULL, reindex_one, &t, &walked);
+    if (rc == HDX_OK) rc = t.rc;
+    /* What follows the last whole frame was never acknowledged: cut. The position of the
+     * newest indexed frame is read back from the index (the walk may have stopped early);
+     * {0, 0}: no frame holds any record yet (empty, or every body is in its row). */
+    if (rc == HDX_OK) {
+        tail = last + t.n;
+        tail_pos = has_pos ? pos : (struct hdx_seg_pos){0, 0};
+        if (t.n) rc = last_row(s, &tail, t.chain, NULL, &tail_pos, &has_pos);
+    }
+    if (rc == HDX_OK) rc = hdx_seg_recover(s->seg, tail, tail_pos, &ncut);
+    if (rc != HDX_OK) {
+        hdx_error("store_recover_failed", "err=%s last_seq=%llu", hdx_strerror(rc),
+                  (unsigned long long)last);
+        s->failed = 1;
+        return rc;
+    }
+    s->recovered = 1;
+    if (t.n || ncut)
+        hdx_warn("store_recovered", "reindexed=%llu cut=%llu last_seq=%llu",
+                 (unsigned long long)t.n, (unsigned long long)ncut, (unsigned long long)tail);
+    if (reindexed) *reindexed = t.n;
+    if (cut) *cut = ncut;
+    return HDX_OK;
 }
 
 int hdx_store_leaf_at(struct hdx_store *s, uint64_t seq, int64_t *time_us,
@@ -469,7 +692,35 @@ static int copy_blob(sqlite3_stmt *q, int col, uint8_t *dst, size_t len)
 /* Reads a row of the record column list (see ST_GET) into r. With borrow, r->ct points at
  * SQLite's copy of the column, valid until the statement is stepped, reset or finalized
  * (sqlite3_column_blob); otherwise r->ct is malloc'd. */
-static int row_to_record(sqlite3_stmt *q, struct hdx_record *r, int borrow)
+/* The body of a row whose record is in a segment frame: the frame's leaf must be the row's
+ * record (every header field, the nonce), so neither can be swapped under the other; the
+ * ciphertext itself is under the leaf hash, which hdx verify recomputes. */
+static int frame_body(struct hdx_store *s, sqlite3_stmt *q, const struct hdx_record *idx,
+                      const uint8_t **ct, size_t *ct_len)
+{
+    struct hdx_seg_pos pos = {(uint64_t)sqlite3_column_int64(q, 12),
+                              (uint64_t)sqlite3_column_int64(q, 13)};
+    const uint8_t *leaf;
+    size_t len;
+    struct hdx_record fr;
+    int rc = seg_ensure(s);
+    if (rc == HDX_E_NOTFOUND) return HDX_E_INTEGRITY; /* the row names a frame; no files */
+    if (rc == HDX_OK) rc = hdx_seg_read(s->seg, pos, idx->seq, 0, &leaf, &len);
+    if (rc == HDX_E_NOTFOUND) rc = HDX_E_INTEGRITY;
+    if (rc == HDX_OK) rc = hdx_record_from_leaf(leaf, len, &fr);
+    if (rc != HDX_OK) return rc;
+    if (fr.seq != idx->seq || fr.time_us != idx->time_us || fr.kind != idx->kind ||
+        fr.key_id != idx->key_id || strcmp(fr.sender, idx->sender) != 0 ||
+        strcmp(fr.type, idx->type) != 0 || memcmp(fr.patient, idx->patient, HDX_BLIND_LEN) != 0 ||
+        memcmp(fr.dedup, idx->dedup, HDX_BLIND_LEN) != 0 ||
+        memcmp(fr.nonce, idx->nonce, HDX_NONCE_LEN) != 0)
+        return HDX_E_INTEGRITY;
+    *ct = fr.ct;
+    *ct_len = fr.ct_len;
+    return HDX_OK;
+}
+
+static int row_to_record(struct hdx_store *s, sqlite3_stmt *q, struct hdx_record *r, int borrow)
 {
     memset(r, 0, sizeof(*r));
     r->seq = (uint64_t)sqlite3_column_int64(q, 0);
@@ -486,20 +737,29 @@ static int row_to_record(sqlite3_stmt *q, struct hdx_record *r, int borrow)
         copy_blob(q, 8, r->nonce, HDX_NONCE_LEN) || copy_blob(q, 10, r->leaf_hash, HDX_HASH_LEN) ||
         copy_blob(q, 11, r->chain, HDX_HASH_LEN))
         return HDX_E_INTEGRITY;
-    /* Blob before bytes: the order SQLite documents as free of conversions, so the pointer
-     * stays valid for the row. */
-    const uint8_t *ct = sqlite3_column_blob(q, 9);
-    int n = sqlite3_column_bytes(q, 9);
-    if (n > 0 && !ct) return HDX_E_NOMEM;
-    r->ct_len = (size_t)(n > 0 ? n : 0);
+    const uint8_t *ct;
+    size_t n;
+    if (sqlite3_column_type(q, 12) != SQLITE_NULL) {
+        /* Borrowed from the segment file's read-only mapping: valid while the handle is. */
+        int rc = frame_body(s, q, r, &ct, &n);
+        if (rc != HDX_OK) return rc;
+    } else {
+        /* Schema 1: the ciphertext is in the row. Blob before bytes: the order SQLite
+         * documents as free of conversions, so the pointer stays valid for the row. */
+        ct = sqlite3_column_blob(q, 9);
+        int len = sqlite3_column_bytes(q, 9);
+        if (len > 0 && !ct) return HDX_E_NOMEM;
+        n = (size_t)(len > 0 ? len : 0);
+    }
+    r->ct_len = n;
     if (borrow) {
         static const uint8_t empty[1];
         r->ct = ct ? ct : empty;
         return HDX_OK;
     }
-    uint8_t *copy = malloc(n > 0 ? (size_t)n : 1);
+    uint8_t *copy = malloc(n > 0 ? n : 1);
     if (!copy) return HDX_E_NOMEM;
-    if (n > 0) memcpy(copy, ct, (size_t)n);
+    if (n > 0) memcpy(copy, ct, n);
     r->ct = copy;
     return HDX_OK;
 }
@@ -514,7 +774,7 @@ int hdx_store_get(struct hdx_store *s, uint64_t seq, struct hdx_record *out)
         return HDX_E_NOTFOUND;
     }
     if (rc != SQLITE_ROW) return db_error(s, "get");
-    rc = row_to_record(q, out, 0);
+    rc = row_to_record(s, q, out, 0);
     sqlite3_reset(q);
     if (rc != HDX_OK) hdx_record_clear(out);
     return rc;
@@ -562,7 +822,7 @@ static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t ca
     int n =
         snprintf(sql, cap,
                  "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
-                 "chain FROM records WHERE seq>=?1%s%s%s%s%s%s ORDER BY seq",
+                 "chain,seg,off FROM records WHERE seq>=?1%s%s%s%s%s%s ORDER BY seq",
                  f->since_us ? " AND time_us>=?2" : "", f->kind ? " AND kind=?3" : "",
                  f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "",
                  f->patient ? " AND patient=?6" : "",
@@ -595,7 +855,7 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
         struct hdx_record r;
         /* Borrowed, not copied: a scan reads every ciphertext once, and copying each out of
          * SQLite was a malloc and a memcpy per record (hdx verify, replay). */
-        int err = row_to_record(q, &r, 1);
+        int err = row_to_record(s, q, &r, 1);
         if (err != HDX_OK) {
             sqlite3_finalize(q);
             return err;
