@@ -52,6 +52,7 @@ struct aconn {
     struct bufferevent *bev;
     struct evbuffer *out; /* the ACKs of one read, handed over at once */
     size_t resume;
+    int connected;
 };
 
 static const char usage[] =
@@ -122,11 +123,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct aconn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         c->s->conns++;
+        c->connected = 1;
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        if ((what & BEV_EVENT_ERROR) && bufferevent_get_openssl_error(bev))
-            c->s->handshake_failures++;
+        if (!c->connected) c->s->handshake_failures++;
         conn_free(c);
     }
 }
@@ -226,7 +227,7 @@ int main(int argc, char **argv)
     event_base_dispatch(s.base);
     fprintf(stderr,
             "level=info event=ackserver_stats frames=%llu connections=%llu refused=%llu "
-            "failed_connections=%llu\n",
+            "failed_handshakes=%llu\n",
             s.frames, s.conns, s.refused, s.handshake_failures);
     event_free(sigterm);
     event_free(sigint);
