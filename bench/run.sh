@@ -57,6 +57,8 @@ kv() { { grep -o "\(^\| \)$2=[^ ]*" "$1" 2>/dev/null || true; } | tail -1 | sed 
 # ratio A B [DIGITS]: A / B, or na
 ratio() { awk -v a="$1" -v b="$2" -v d="${3:-3}" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.*f\n", d, a / b }'; }
 add() { summary+=("$*"); }
+head=()
+add_head() { head+=("$*"); } # the main ratios, printed first
 # a step's title, with the machine's load: other engineers' builds share these 2 cores, so a
 # step whose load is far above the others' is suspect
 hdr() { echo "$* [loadavg $(cut -d' ' -f1-3 /proc/loadavg)]"; }
@@ -241,7 +243,8 @@ if [ "$node_on" = 1 ]; then
     agree=$(ratio "$2" "$3")
     echo "agreement ${conns}x$1 vs hdxd (back to back): node / hdx bench = $2 / $3 = $agree $(awk -v r="$agree" 'BEGIN { if (r == "na") print ""; else if (r >= 0.75 && r <= 1.25) print "(within 25%)"; else print "(NOT within 25%)" }')"
     cr=$(ratio "$4" "$5")
-    echo "node's own ceiling ${conns}x$1: node / hdx bench against the ACK-only server = $4 / $5 = $cr $(awk -v r="$cr" 'BEGIN { if (r != "na" && r < 0.75) print "(one Node.js thread cannot drive the ceiling: its hdxd figure is bounded by the generator, not only by hdxd)" }')"
+    bound=$(ratio "$2" "$4")
+    echo "node's own ceiling ${conns}x$1: node / hdx bench against the ACK-only server = $4 / $5 = $cr $(awk -v r="$cr" -v u="$bound" 'BEGIN { if (r != "na" && r < 0.75) printf "(one Node.js thread cannot drive the ceiling; against hdxd it ran at %s of its own ceiling%s)", u, (u != "na" && u > 0.75) ? ": there the generator, not only hdxd, bounds the figure" : ", so hdxd, not node, set that figure" }')"
     add "node_${conns}x$1_hdx_msgs_per_s=$2 bench_${conns}x$1_hdx_pair_msgs_per_s=$3 node_over_bench_${conns}x$1_hdx=$agree node_${conns}x$1_ceiling_msgs_per_s=$4 node_over_bench_${conns}x$1_ceiling=$cr"
   done
 fi
@@ -338,12 +341,12 @@ if [ "${BENCH_PROOFS:-0}" = 1 ]; then
   "$bin/proof_bench" "$work/p" 10000000 10000
 fi
 
-add "ceiling_${conns}x1_msgs_per_s=$c1 hdx_${conns}x1_msgs_per_s=$h1 hdx_over_ceiling_${conns}x1=$(ratio "$h1" "$c1") hdx_${conns}x1_p99_ms=$(kv "$work/hdx1.out" p99_ms) ceiling_${conns}x1_p99_ms=$(kv "$work/ceil1.out" p99_ms)"
-add "ceiling_${conns}x${inflight}_msgs_per_s=$cN hdx_${conns}x${inflight}_msgs_per_s=$hN hdx_over_ceiling_${conns}x${inflight}=$(ratio "$hN" "$cN") hdx_${conns}x${inflight}_p99_ms=$(kv "$work/hdxN.out" p99_ms) ceiling_${conns}x${inflight}_p99_ms=$(kv "$work/ceilN.out" p99_ms)"
-add "rate_target=$rate rate_msgs_per_s=$(kv "$work/rate.out" msgs_per_s) rate_p50_ms=$(kv "$work/rate.out" p50_ms) rate_p99_ms=$(kv "$work/rate.out" p99_ms) rate_held=$(grep -q 'NOT held' "$work/rate.out" && echo no || echo yes) rate_after_closed_loop_same_dir=yes"
-add "big_size=$big big_connections=$bigconns big_msgs_per_s=$(kv "$work/big.out" msgs_per_s) big_mb_per_s=$big_mbps disk_seq_mb_per_s=$seq_mbps big_over_disk_seq=$(ratio "$big_mbps" "$seq_mbps")"
-add "pg_tps=$pg_tps hdx_over_pg=$(ratio "$h1" "$pg_tps")"
-add "hdx_over_disk_batch1=$(ratio "$h1" "$(grep 'batch=1 ' "$work/diskflush.out" | grep -o 'records_per_s=[^ ]*' | cut -d= -f2)")"
+add_head "ceiling_${conns}x1_msgs_per_s=$c1 hdx_${conns}x1_msgs_per_s=$h1 hdx_over_ceiling_${conns}x1=$(ratio "$h1" "$c1") hdx_${conns}x1_p99_ms=$(kv "$work/hdx1.out" p99_ms) ceiling_${conns}x1_p99_ms=$(kv "$work/ceil1.out" p99_ms)"
+add_head "ceiling_${conns}x${inflight}_msgs_per_s=$cN hdx_${conns}x${inflight}_msgs_per_s=$hN hdx_over_ceiling_${conns}x${inflight}=$(ratio "$hN" "$cN") hdx_${conns}x${inflight}_p99_ms=$(kv "$work/hdxN.out" p99_ms) ceiling_${conns}x${inflight}_p99_ms=$(kv "$work/ceilN.out" p99_ms)"
+add_head "rate_target=$rate rate_msgs_per_s=$(kv "$work/rate.out" msgs_per_s) rate_p50_ms=$(kv "$work/rate.out" p50_ms) rate_p99_ms=$(kv "$work/rate.out" p99_ms) rate_held=$(grep -q 'NOT held' "$work/rate.out" && echo no || echo yes) rate_after_closed_loop_same_dir=yes"
+add_head "big_size=$big big_connections=$bigconns big_msgs_per_s=$(kv "$work/big.out" msgs_per_s) big_mb_per_s=$big_mbps disk_seq_mb_per_s=$seq_mbps big_over_disk_seq=$(ratio "$big_mbps" "$seq_mbps")"
+add_head "pg_tps=$pg_tps hdx_over_pg=$(ratio "$h1" "$pg_tps")"
+add_head "hdx_over_disk_batch1=$(ratio "$h1" "$(grep 'batch=1 ' "$work/diskflush.out" | grep -o 'records_per_s=[^ ]*' | cut -d= -f2)")"
 for l in hdx1 hdxN; do
   add "$(awk -v l="$l" '/ role=/ { for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } printf "cpu_%s_%s=%s ", l, v["role"], v["cores"] }
     /total_cores=/ { split($3, kv, "="); printf "cpu_%s_total=%s", l, kv[2] }' "$work/$l.threads" 2>/dev/null)"
@@ -352,4 +355,4 @@ add "server_rss_mib_64x1_and_rate=$h1rss server_rss_mib_64x${inflight}=$hNrss id
 add "loadavg_end=$(cut -d' ' -f1 /proc/loadavg) run_seconds=$(($(date +%s) - t_run))"
 echo
 echo "== summary (each figure beside its same-run reference)"
-printf '%s\n' "${summary[@]}"
+printf '%s\n' "${head[@]}" "${summary[@]}"
