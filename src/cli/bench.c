@@ -1,6 +1,8 @@
 /* hdx bench: the ingest benchmark (DESIGN "Performance model", BASELINES "How hdx is judged").
- * K mutual-TLS MLLP connections send ~1 KB ORU^R01 messages (the sim generator), each waiting
- * for its ACK before the next one, and the ACK latency is measured after a warmup. Machines of
+ * K mutual-TLS MLLP connections send ~1 KB ORU^R01 messages (the sim generator, padded with NTE
+ * segments to --size), each keeping --inflight N messages outstanding (1: waiting for each ACK
+ * before the next; more: pipelined, the ACKs matched in order by MSA-2), and the ACK latency
+ * (send to ACK, per message) is measured after a warmup. Machines of
  * one kind differ from day to day, so the same run also measures this disk's fsync rate and
  * one core's AES-256-GCM and SHA-256 speed, and reports the result as a ratio to them.
  * Connections are set up with the blocking cli_connect, then handed to libevent
@@ -37,6 +39,9 @@
 
 #define BENCH_DEVICE "bench"
 #define BENCH_MSG_MAX 2048
+#define BENCH_INFLIGHT_MAX 256
+#define BENCH_SIZE_MAX (1u << 20)
+#define BENCH_NTE_MAX 60000 /* hdxd parses with a 65,536-byte field limit */
 #define BENCH_ACK_MAX 65536
 #define BENCH_TICK_MS 20
 #define BENCH_DRAIN_NS 10000000000LL /* how long the last ACKs may take after the run */
@@ -51,18 +56,25 @@
 
 static const char bench_usage[] =
     "usage: hdx bench -d DIR [--to HOST:PORT] [--connections K] [--seconds S] [--rate R]\n"
-    "                 [--warmup S] [--threads T]\n"
+    "                 [--inflight N] [--size BYTES] [--warmup S] [--threads T]\n"
     "\n"
     "Measures durable HL7 ingest over mutual TLS. Without --to it starts its own hdxd (the\n"
     "one installed beside this hdx) on DIR, an initialised data directory, with its MLLP and\n"
     "subscriber listeners on free loopback ports and its log in DIR/bench-hdxd.log, and stops\n"
     "it with SIGTERM at the end. The device \"bench\" is enrolled in DIR if it is not yet.\n"
-    "K connections with that device's certificate each send ~1 KB ORU^R01 vital-sign messages\n"
-    "(as hdx sim does, every MSH-10 unique) and wait for each ACK before sending the next:\n"
-    "closed loop, or with --rate an open loop at R messages per second in total, spread over\n"
-    "the connections (still one message outstanding per connection; the output says whether\n"
-    "the target rate was held). Latency runs from the send to the complete ACK frame and is\n"
-    "counted after the warmup; every ACK must be AA for this message.\n"
+    "K connections (TCP_NODELAY) with that device's certificate each send ~1 KB ORU^R01\n"
+    "vital-sign messages (as hdx sim does, every MSH-10 unique), or with --size messages of\n"
+    "BYTES each (the same ORU^R01 followed by NTE segments of filler text, at most 60,000\n"
+    "bytes each, so it stays valid for hdxd's field limit). Each connection keeps N messages\n"
+    "outstanding (--inflight, default 1: it waits for each ACK before sending the next; with\n"
+    "N > 1 it pipelines, sending a new message as each ACK comes back, and the ACKs must come in\n"
+    "order: the oldest outstanding message's MSH-10 in MSA-2). Closed loop, or with --rate an\n"
+    "open loop at R messages per second in total, spread over the connections (never more than\n"
+    "N outstanding per connection; the output says whether the target rate was held). Latency\n"
+    "runs from each message's send to its complete ACK frame and is counted after the warmup;\n"
+    "every ACK must be AA for its message.\n"
+    "Messages larger than DIR's mllp.max_message are refused by hdxd: without --to, bench then\n"
+    "starts hdxd with -o mllp.max_message=BYTES; with --to, start it so yourself.\n"
     "In the same run it measures DIR's disk (1 KiB pwrite + fdatasync for 1 s) and one core's\n"
     "AES-256-GCM and SHA-256 speed on 1 KiB (OpenSSL EVP, 0.3 s each).\n"
     "\n"
@@ -71,13 +83,19 @@ static const char bench_usage[] =
     "  --connections K   concurrent connections, 1-65535 (default 64)\n"
     "  --seconds S       measured duration after the warmup (default 10)\n"
     "  --rate R          total target rate in messages per second (default: closed loop)\n"
+    "  --inflight N      messages outstanding per connection, 1-256 (default 1)\n"
+    "  --size BYTES      HL7 payload bytes per message, up to 1048576 (default: the plain\n"
+    "                    ~1 KB ORU^R01, no padding; smaller than that: no padding)\n"
     "  --warmup S        seconds sent but not measured, first (default 1)\n"
     "  --threads T       client event-loop threads, 1-64 (default 1)\n"
     "\n"
     "Output: human-readable lines, then a last line of key=value pairs:\n"
     "  msgs_per_s=N p50_ms=N p99_ms=N p999_ms=N server_rss_mib=N|na fsync_per_s=N\n"
-    "  ratio_to_fsync=N\n"
+    "  ratio_to_fsync=N inflight=N size=N mb_per_s=N connections=K client_cores=N\n"
     "server_rss_mib is the peak resident size (VmHWM) of the hdxd it started; na with --to.\n"
+    "size is the mean HL7 payload of the messages sent (MLLP framing not counted); mb_per_s\n"
+    "is the payload of the measured ACKed messages per second, in 10^6 bytes; client_cores\n"
+    "is the CPU this process used over the run, in cores.\n"
     "Exit status: 0 when every message was acknowledged AA; 1 when any message failed, none\n"
     "was acknowledged, the run was interrupted or the setup failed; 2 usage error.\n";
 
@@ -85,7 +103,7 @@ static volatile sig_atomic_t bench_interrupted;
 
 struct bench_opts {
     const char *dir, *to;
-    double conns, seconds, rate, warmup, threads;
+    double conns, seconds, rate, warmup, threads, inflight, size;
 };
 
 struct hist {
@@ -99,6 +117,14 @@ struct bench_totals {
     uint64_t lost;    /* messages whose ACK never came */
     uint64_t dropped; /* connections that ended before the run did */
     uint64_t behind;  /* --rate: sends more than one interval after their scheduled time */
+    uint64_t sent_bytes, measured_bytes; /* HL7 payload bytes */
+};
+
+/* One message in flight on a connection. */
+struct bslot {
+    int64_t sent_ns;
+    uint32_t len; /* payload bytes */
+    char ctl[SIM_CONTROL_ID_LEN + 1];
 };
 
 struct bthread;
@@ -109,10 +135,11 @@ struct bconn {
     struct bufferevent *bev;
     struct event *due_timer; /* --rate: fires at the next scheduled send */
     unsigned index;
-    int outstanding, closed;
+    unsigned outstanding, head; /* a ring of --inflight slots; head is the oldest in flight */
+    int closed;
     uint64_t seq;
-    int64_t sent_ns, due_ns;
-    char ctl[SIM_CONTROL_ID_LEN + 1];
+    int64_t due_ns;
+    struct bslot *slots;
     struct sim_patient pat;
     struct sim_vitals vit;
 };
@@ -121,9 +148,11 @@ struct bench {
     struct bench_opts o;
     char to[160], ca[HDX_PATH_MAX], cert[HDX_PATH_MAX], key[HDX_PATH_MAX], log[HDX_PATH_MAX];
     uint32_t run_tag;
-    unsigned nconns;
-    int64_t t_start, t_measure, t_end; /* CLOCK_MONOTONIC ns */
-    int64_t interval_ns;               /* --rate: between two sends of one connection */
+    unsigned nconns, inflight;
+    size_t pad_to, frame_cap, max_message; /* payload bytes; 0: no padding */
+    char *filler;                          /* BENCH_NTE_MAX bytes of NTE-3 text */
+    int64_t t_start, t_measure, t_end;     /* CLOCK_MONOTONIC ns */
+    int64_t interval_ns;                   /* --rate: between two sends of one connection */
     pid_t server;
     double fsync_per_s, aes_per_s, sha_per_s, rss_mib;
     double client_cores, server_cores; /* CPU used over the run, in cores; server < 0: unknown */
@@ -135,6 +164,7 @@ struct bthread {
     struct event_base *base;
     struct event *tick;
     struct bconn *conns;
+    struct evbuffer *batch; /* the messages one turn of a connection sends, written at once */
     unsigned nconns, open;
     int64_t stopped_ns; /* when this thread stopped sending (interrupt or end) */
     struct bench_totals tot;
@@ -385,7 +415,7 @@ static pid_t server_spawn(const char *exe, char *const *args, int logfd)
 
 static int server_start(struct bench *b)
 {
-    char exe[HDX_PATH_MAX], conf[HDX_PATH_MAX], mllp[64], sub[64];
+    char exe[HDX_PATH_MAX], conf[HDX_PATH_MAX], mllp[64], sub[64], maxmsg[64];
     int p1, p2;
     if (hdxd_path(exe, sizeof(exe)) != 0 || free_ports(&p1, &p2) != 0 ||
         hdx_path(conf, sizeof(conf), b->o.dir, "hdx.conf") != 0 ||
@@ -397,7 +427,12 @@ static int server_start(struct bench *b)
     snprintf(sub, sizeof(sub), "sub.listen=127.0.0.1:%d", p2);
     snprintf(b->to, sizeof(b->to), "127.0.0.1:%d", p1);
     char o[] = "-o", c[] = "-c", legacy[] = "legacy.listen=", name[] = "hdxd";
-    char *args[] = {name, c, conf, o, mllp, o, sub, o, legacy, NULL};
+    char *args[] = {name, c, conf, o, mllp, o, sub, o, legacy, NULL, NULL, NULL};
+    if (b->pad_to > b->max_message) { /* --size above DIR's limit: raise it for this run */
+        snprintf(maxmsg, sizeof(maxmsg), "mllp.max_message=%zu", b->pad_to);
+        args[9] = o;
+        args[10] = maxmsg;
+    }
     int logfd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (logfd < 0) {
         fprintf(stderr, "hdx bench: cannot create %s\n", b->log);
@@ -472,61 +507,122 @@ static void conn_finish(struct bconn *c)
     if (--c->t->open == 0) event_base_loopexit(c->t->base, NULL);
 }
 
-static void conn_send(struct bconn *c)
+/* The ORU^R01 of the next message, padded to --size with NTE segments, MLLP-framed into
+ * frame[0, cap); returns the frame length, or 0 if it does not fit. */
+static size_t conn_build(struct bconn *c, struct bslot *slot, uint8_t *frame, size_t cap)
+{
+    struct bench *b = c->t->b;
+    char *msg = (char *)frame + 1;
+    if (cap < 4) return 0;
+    sim_vitals_step(&c->vit);
+    sim_control_id(slot->ctl, b->run_tag, c->index, ++c->seq);
+    size_t n = sim_oru_build(msg, cap - 3, &c->vit, &c->pat, BENCH_DEVICE, slot->ctl, hdx_now_us());
+    if (!n) return 0;
+    for (unsigned k = 1; n < b->pad_to; k++) {
+        char head[32];
+        int h = snprintf(head, sizeof(head), "NTE|%u|L|", k);
+        size_t want = b->pad_to - n, room = cap - 3 - n;
+        if (want < (size_t)h + 2 || room < (size_t)h + 2) break; /* too little left for one */
+        size_t text = want - (size_t)h - 1;
+        if (text > BENCH_NTE_MAX) text = BENCH_NTE_MAX;
+        if (text > room - (size_t)h - 1) text = room - (size_t)h - 1;
+        memcpy(msg + n, head, (size_t)h);
+        memcpy(msg + n + h, b->filler, text);
+        n += (size_t)h + text;
+        msg[n++] = '\r';
+    }
+    frame[0] = MLLP_SB;
+    frame[n + 1] = MLLP_EB;
+    frame[n + 2] = MLLP_CR;
+    slot->len = (uint32_t)n;
+    return n + 3;
+}
+
+/* Queues one new message into the thread's batch; -1 on failure. */
+static int conn_queue(struct bconn *c)
 {
     struct bthread *t = c->t;
     struct bench *b = t->b;
-    char msg[BENCH_MSG_MAX];
-    uint8_t frame[BENCH_MSG_MAX + 3];
-    if (t->stopped_ns) {
-        conn_finish(c);
-        return;
-    }
-    sim_vitals_step(&c->vit);
-    sim_control_id(c->ctl, b->run_tag, c->index, ++c->seq);
-    size_t n =
-        sim_oru_build(msg, sizeof(msg), &c->vit, &c->pat, BENCH_DEVICE, c->ctl, hdx_now_us());
-    size_t len = n ? mllp_wrap((const uint8_t *)msg, n, frame, sizeof(frame)) : 0;
-    c->sent_ns = now_ns();
-    if (!len || bufferevent_write(c->bev, frame, len) != 0) {
-        t->tot.dropped++;
-        conn_finish(c);
-        return;
-    }
-    c->outstanding = 1;
+    struct bslot *slot = &c->slots[(c->head + c->outstanding) % b->inflight];
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(t->batch, (ev_ssize_t)b->frame_cap, &v, 1) != 1) return -1;
+    size_t len = conn_build(c, slot, v.iov_base, v.iov_len);
+    if (!len) return -1;
+    v.iov_len = len;
+    slot->sent_ns = now_ns();
+    if (evbuffer_commit_space(t->batch, &v, 1) != 0) return -1;
+    c->outstanding++;
     t->tot.sent++;
+    t->tot.sent_bytes += slot->len;
+    return 0;
 }
 
-/* --rate: sends now if the schedule says so, else arms the timer for the due time. */
-static void conn_schedule(struct bconn *c, int64_t now)
+/* Sends what the connection may send now: up to --inflight outstanding, and with --rate only
+ * what is due (else the timer is armed for the next due time). All of it goes out in one
+ * bufferevent write, so N pipelined messages cost one TLS record batch, not N. */
+static void conn_pump(struct bconn *c, int64_t now)
 {
-    int64_t interval = c->t->b->interval_ns;
-    if (c->due_ns > now) {
-        struct timeval tv = {(time_t)((c->due_ns - now) / 1000000000),
-                             (suseconds_t)((c->due_ns - now) % 1000000000 / 1000)};
-        evtimer_add(c->due_timer, &tv);
+    struct bthread *t = c->t;
+    struct bench *b = t->b;
+    int64_t interval = b->interval_ns;
+    while (!c->closed && c->outstanding < b->inflight) {
+        if (t->stopped_ns) {
+            if (!c->outstanding) conn_finish(c);
+            break;
+        }
+        if (interval) {
+            if (c->due_ns > now) {
+                struct timeval tv = {(time_t)((c->due_ns - now) / 1000000000),
+                                     (suseconds_t)((c->due_ns - now) % 1000000000 / 1000)};
+                evtimer_add(c->due_timer, &tv);
+                break;
+            }
+            if (now - c->due_ns > interval) t->tot.behind++;
+            c->due_ns += interval;
+        }
+        if (conn_queue(c) != 0) {
+            t->tot.dropped++;
+            t->tot.lost += c->outstanding;
+            c->outstanding = 0;
+            conn_finish(c);
+        }
+    }
+    size_t len = evbuffer_get_length(t->batch);
+    if (!len) return;
+    if (c->closed) {
+        evbuffer_drain(t->batch, len);
         return;
     }
-    if (now - c->due_ns > interval) c->t->tot.behind++;
-    c->due_ns += interval;
-    conn_send(c);
+    if (len <= 262144) evbuffer_pullup(t->batch, -1); /* one chain: one SSL_write */
+    if (bufferevent_write_buffer(c->bev, t->batch) != 0) {
+        evbuffer_drain(t->batch, evbuffer_get_length(t->batch));
+        t->tot.dropped++;
+        t->tot.lost += c->outstanding;
+        c->outstanding = 0;
+        conn_finish(c);
+    }
 }
 
 static void on_due(evutil_socket_t fd, short what, void *arg)
 {
     struct bconn *c = arg;
-    if (!c->closed) conn_schedule(c, now_ns());
+    if (!c->closed) conn_pump(c, now_ns());
 }
 
+/* The ACK of the oldest message in flight (ACKs come in order). */
 static void conn_acked(struct bconn *c, enum sim_ack a, int64_t now)
 {
     struct bthread *t = c->t;
     struct bench *b = t->b;
-    c->outstanding = 0;
+    struct bslot *slot = &c->slots[c->head];
+    c->head = (c->head + 1) % b->inflight;
+    c->outstanding--;
     t->tot.acked++;
     if (a == SIM_ACK_BAD) { /* out of step with the server: nothing after it can be trusted */
         t->tot.bad++;
         t->tot.dropped++;
+        t->tot.lost += c->outstanding;
+        c->outstanding = 0;
         conn_finish(c);
         return;
     }
@@ -538,12 +634,9 @@ static void conn_acked(struct bconn *c, enum sim_ack a, int64_t now)
         t->tot.ar++;
     if (now >= b->t_measure && now < b->t_end && !bench_interrupted) {
         t->tot.measured++;
-        hist_add(&t->hist, (uint64_t)(now - c->sent_ns));
+        t->tot.measured_bytes += slot->len;
+        hist_add(&t->hist, (uint64_t)(now - slot->sent_ns));
     }
-    if (b->interval_ns)
-        conn_schedule(c, now);
-    else
-        conn_send(c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -552,34 +645,40 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t len;
     while (!c->closed && (len = evbuffer_get_length(in)) > 0) {
-        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len); /* ACKs are small */
+        size_t want = len < BENCH_ACK_MAX ? len : BENCH_ACK_MAX;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want); /* ACKs are small */
         struct mllp_scan sc;
         if (!p) {
             c->t->tot.dropped++;
+            c->t->tot.lost += c->outstanding;
+            c->outstanding = 0;
             conn_finish(c);
             return;
         }
         size_t resume = 0;
-        enum mllp_status st = mllp_scan(p, len, BENCH_ACK_MAX, &resume, &sc);
-        if (st == MLLP_NEED_MORE && len < BENCH_ACK_MAX) return;
+        enum mllp_status st = mllp_scan(p, want, BENCH_ACK_MAX, &resume, &sc);
+        if (st == MLLP_NEED_MORE && want < BENCH_ACK_MAX) break;
         if (st != MLLP_FRAME || !c->outstanding) {
             c->t->tot.bad++;
             c->t->tot.dropped++;
+            c->t->tot.lost += c->outstanding;
+            c->outstanding = 0;
             conn_finish(c);
             return;
         }
         int64_t now = now_ns();
-        enum sim_ack a = sim_ack_check(p + sc.payload_off, sc.payload_len, c->ctl);
+        enum sim_ack a = sim_ack_check(p + sc.payload_off, sc.payload_len, c->slots[c->head].ctl);
         evbuffer_drain(in, sc.consumed);
         conn_acked(c, a, now);
     }
+    if (!c->closed) conn_pump(c, now_ns());
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct bconn *c = arg;
     if (c->closed || !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) return;
-    if (c->outstanding) c->t->tot.lost++;
+    c->t->tot.lost += c->outstanding;
     c->outstanding = 0;
     c->t->tot.dropped++;
     conn_finish(c);
@@ -596,7 +695,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     for (unsigned i = 0; i < t->nconns; i++) {
         struct bconn *c = &t->conns[i];
         if (c->closed || (c->outstanding && !drained)) continue;
-        if (c->outstanding) t->tot.lost++;
+        t->tot.lost += c->outstanding;
         c->outstanding = 0;
         conn_finish(c);
     }
@@ -606,12 +705,8 @@ static void *thread_main(void *arg)
 {
     struct bthread *t = arg;
     int64_t now = now_ns();
-    for (unsigned i = 0; i < t->nconns; i++) {
-        if (t->b->interval_ns)
-            conn_schedule(&t->conns[i], now);
-        else
-            conn_send(&t->conns[i]);
-    }
+    for (unsigned i = 0; i < t->nconns; i++)
+        conn_pump(&t->conns[i], now);
     if (t->open) event_base_dispatch(t->base);
     return NULL;
 }
@@ -634,7 +729,8 @@ static int conn_open(struct bench *b, struct bthread *t, unsigned index)
     c->bev =
         bufferevent_openssl_socket_new(t->base, c->conn.fd, c->conn.ssl, BUFFEREVENT_SSL_OPEN, 0);
     if (b->interval_ns) c->due_timer = evtimer_new(t->base, on_due, c);
-    if (!c->bev || (b->interval_ns && !c->due_timer)) {
+    c->slots = calloc(b->inflight, sizeof(*c->slots));
+    if (!c->bev || (b->interval_ns && !c->due_timer) || !c->slots) {
         fprintf(stderr, "hdx bench: out of memory for connection %u\n", index);
         return -1;
     }
@@ -664,7 +760,8 @@ static int thread_init(struct bthread *t, struct bench *b, unsigned cap)
     for (unsigned i = 0; i < cap; i++)
         t->conns[i].conn.fd = -1;
     t->tick = event_new(t->base, -1, EV_PERSIST, on_tick, t);
-    return t->tick && event_add(t->tick, &tick) == 0 ? 0 : -1;
+    t->batch = evbuffer_new();
+    return t->tick && t->batch && event_add(t->tick, &tick) == 0 ? 0 : -1;
 }
 
 static void thread_free(struct bthread *t)
@@ -674,8 +771,10 @@ static void thread_free(struct bthread *t)
         if (c->due_timer) event_free(c->due_timer);
         if (c->bev) bufferevent_free(c->bev);
         cli_disconnect(&c->conn);
+        free(c->slots);
     }
     free(t->conns);
+    if (t->batch) evbuffer_free(t->batch);
     if (t->tick) event_free(t->tick);
     if (t->base) event_base_free(t->base);
 }
@@ -703,9 +802,12 @@ static void bench_threads(struct bench *b, struct bthread *th, unsigned nth)
         for (unsigned j = 0; j < th[i].nconns; j++)
             th[i].conns[j].due_ns =
                 b->t_start + b->interval_ns * (int64_t)(th[i].conns[j].index - 1) / b->nconns;
-    printf("bench: %s, warmup %.3g s, measuring %.3g s, %u client thread%s\n",
-           b->interval_ns ? "open loop" : "closed loop (each connection waits for its ACK)",
-           b->o.warmup, b->o.seconds, nth, nth > 1 ? "s" : "");
+    printf("bench: %s, %u in flight per connection, warmup %.3g s, measuring %.3g s, %u client "
+           "thread%s\n",
+           b->interval_ns    ? "open loop"
+           : b->inflight > 1 ? "closed loop (pipelined: a new message for each ACK)"
+                             : "closed loop (each connection waits for its ACK)",
+           b->inflight, b->o.warmup, b->o.seconds, nth, nth > 1 ? "s" : "");
     fflush(stdout);
     double client0 = cpu_seconds(0), server0 = b->server ? cpu_seconds(b->server) : -1;
     for (; started < nth; started++)
@@ -734,6 +836,8 @@ static void totals_add(struct bench_totals *a, const struct bench_totals *b)
     a->lost += b->lost;
     a->dropped += b->dropped;
     a->behind += b->behind;
+    a->sent_bytes += b->sent_bytes;
+    a->measured_bytes += b->measured_bytes;
 }
 
 static void report_rate(const struct bench *b, const struct bench_totals *tot, double rate)
@@ -793,10 +897,16 @@ static int bench_report(const struct bench *b, const struct bench_totals *t, con
     if (failed || tot.dropped)
         fprintf(stderr, "hdx bench: %llu messages failed, %llu connections dropped\n",
                 (unsigned long long)failed, (unsigned long long)tot.dropped);
+    double size = tot.sent ? (double)tot.sent_bytes / (double)tot.sent : 0;
+    double mbps = secs > 0 ? (double)tot.measured_bytes / secs / 1e6 : 0;
+    printf("bench: %.1f msgs/s, %.1f MB/s of HL7 payload (%.0f bytes per message)\n", rate, mbps,
+           size);
     printf("msgs_per_s=%.1f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f server_rss_mib=%s "
-           "fsync_per_s=%.1f ratio_to_fsync=%.3f\n",
+           "fsync_per_s=%.1f ratio_to_fsync=%.3f inflight=%u size=%.0f mb_per_s=%.2f "
+           "connections=%u client_cores=%.2f\n",
            rate, hist_quantile_ms(h, 0.5), hist_quantile_ms(h, 0.99), hist_quantile_ms(h, 0.999),
-           rss, b->fsync_per_s, b->fsync_per_s > 0 ? rate / b->fsync_per_s : 0);
+           rss, b->fsync_per_s, b->fsync_per_s > 0 ? rate / b->fsync_per_s : 0, b->inflight, size,
+           mbps, b->nconns, b->client_cores);
     return failed || tot.dropped || !tot.aa || bench_interrupted ? 1 : 0;
 }
 
@@ -833,6 +943,20 @@ static int bench_prepare(struct bench *b)
     if (rc == 1) printf("bench: enrolled device %s (%s)\n", BENCH_DEVICE, b->cert);
     b->run_tag = sim_run_tag();
     b->nconns = (unsigned)b->o.conns;
+    b->inflight = (unsigned)b->o.inflight;
+    b->max_message = conf.mllp_max_message;
+    b->pad_to = (size_t)b->o.size;
+    b->frame_cap = (b->pad_to > BENCH_MSG_MAX ? b->pad_to + 64 : BENCH_MSG_MAX) + 3;
+    if (b->pad_to) {
+        if (!(b->filler = malloc(BENCH_NTE_MAX))) return -1;
+        for (size_t i = 0; i < BENCH_NTE_MAX; i++) /* text with no HL7 delimiter in it */
+            b->filler[i] = i % 64 == 63 ? ' ' : (char)('A' + (i * 7) % 26);
+    }
+    if (b->o.to && b->pad_to > b->max_message)
+        fprintf(stderr,
+                "hdx bench: warning: --size %zu is above %s's mllp.max_message (%zu); the hdxd "
+                "at %s must run with -o mllp.max_message=%zu\n",
+                b->pad_to, b->o.dir, b->max_message, b->o.to, b->pad_to);
     b->interval_ns = b->o.rate > 0 ? (int64_t)(1e9 * b->nconns / b->o.rate) : 0;
     b->rss_mib = -1;
     if (b->o.to) snprintf(b->to, sizeof(b->to), "%s", b->o.to);
@@ -886,11 +1010,17 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
             num = &o->warmup, lo = 0, hi = 1e6;
         else if (!strcmp(a, "--threads"))
             num = &o->threads, lo = 1, hi = 64;
+        else if (!strcmp(a, "--inflight"))
+            num = &o->inflight, lo = 1, hi = BENCH_INFLIGHT_MAX;
+        else if (!strcmp(a, "--size"))
+            num = &o->size, lo = 0, hi = BENCH_SIZE_MAX;
         else
             return -1;
         if (num && sim_parse_number(a, cli_arg(argc, argv, &i), lo, hi, num) != 0) return -1;
     }
-    if (!o->dir || o->conns != (unsigned)o->conns || o->threads != (unsigned)o->threads) return -1;
+    if (!o->dir || o->conns != (unsigned)o->conns || o->threads != (unsigned)o->threads ||
+        o->inflight != (unsigned)o->inflight || o->size != (size_t)o->size)
+        return -1;
     return 0;
 }
 
@@ -899,7 +1029,7 @@ int cmd_bench(int argc, char **argv)
     struct bench *b = calloc(1, sizeof(*b));
     struct sigaction sa, old_int, old_term;
     if (!b) return 1;
-    b->o = (struct bench_opts){NULL, NULL, 64, 10, 0, 1, 1};
+    b->o = (struct bench_opts){NULL, NULL, 64, 10, 0, 1, 1, 1, 0};
     int rc = bench_parse(argc, argv, &b->o);
     if (rc) {
         free(b);
@@ -918,6 +1048,7 @@ int cmd_bench(int argc, char **argv)
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
     }
+    free(b->filler);
     free(b);
     return rc;
 }
