@@ -1,4 +1,5 @@
 #include "commit/commit.h"
+#include "commit/admin.h"
 #include "commit/dedup.h"
 #include "merkle/merkle.h"
 #include "merkle/sth.h"
@@ -147,6 +148,8 @@ static int commit_one(struct hdx_commit *c, struct hdx_intake_item *it)
         rc = merkle_append(&c->tree, r.leaf_hash); /* its new nodes join the transaction */
     if (rc == HDX_OK && it->checkpoint && it->ncovers)
         rc = hdx_store_marks_put(c->store, it->covers, it->ncovers, r.seq, it->verified);
+    if (rc == HDX_OK && it->kind == HDX_KIND_ADMIN) /* the registry changes with its record */
+        rc = hdx_admin_commit(c->store, it->admin_id, it->body, it->body_len, r.time_us);
     if (rc == HDX_OK) {
         if (it->control_id[0]) {
             hdx_dedup_add(c->dedup, r.dedup, r.seq); /* also catches a repeat in this batch */
