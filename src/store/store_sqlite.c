@@ -97,7 +97,8 @@ static const char schema_sql[] =
     " created_us INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
     " verified INTEGER NOT NULL) STRICT;"
-    "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY, body BLOB NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT "
+    "NULL,"
     " created_us INTEGER NOT NULL) STRICT;"
     "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 1);";
 
