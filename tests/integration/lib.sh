@@ -231,6 +231,9 @@ dev_add() {
 }
 
 records() { "$HDX" query -d "$D" --count; }
+# admin_records: the admin records in the log (device enrolment, revocation, signing keys);
+# they take seqs too, so tests that name seqs count from after them.
+admin_records() { "$HDX" query -d "$D" --kind admin --count; }
 
 # hdx_send CERT KEY FILE...: hdx send to the running daemon; stdout in $OUT, status in $RC.
 hdx_send() {
