@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "commit/admin.h"
 #include "core/conf.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -140,7 +141,22 @@ int main(int argc, char **argv)
     umask(077); /* everything hdxd creates (WAL, shm) is private */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    if (open_state(&conf, &kr, &log_key, &rw, &ro) != 0) {
+    /* One hdxd per data directory; hdx device applies the admin queue itself only when it
+     * can take this lock (commit/admin.h). Held until exit. */
+    char lock_path[HDX_PATH_MAX];
+    int lock_fd = -1;
+    if (hdx_conf_path(&conf, "hdxd.lock", lock_path, sizeof(lock_path)) ||
+        (rc = hdx_admin_lock(lock_path, &lock_fd)) != HDX_OK) {
+        fprintf(stderr, "hdxd: %s\n",
+                rc == HDX_E_EXISTS ? "another hdxd is running on this data directory "
+                                     "(hdxd.lock is held)"
+                                   : "cannot open the lock file hdxd.lock in the data directory");
+        return 1;
+    }
+    size_t migrated = 0;
+    if (open_state(&conf, &kr, &log_key, &rw, &ro) != 0 ||
+        (rc = hdx_admin_migrate(rw, &migrated)) != HDX_OK) {
+        if (rc) fprintf(stderr, "hdxd: cannot log the device registry: %s\n", hdx_strerror(rc));
         hdx_store_close(rw);
         hdx_store_close(ro);
         hdx_keyring_free(kr);
@@ -167,6 +183,7 @@ int main(int argc, char **argv)
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     hdx_info("started", "version=%s dir=%s pid=%d", HDX_VERSION, conf.dir, (int)getpid());
+    if (migrated) hdx_info("registry_migration", "device_import_queued=%zu", migrated);
     event_base_dispatch(base);
     hdx_server_free(srv);
     event_free(sigterm);
@@ -176,5 +193,6 @@ int main(int argc, char **argv)
     hdx_keyring_free(kr);
     EVP_PKEY_free(log_key);
     hdx_info("stopped", "status=clean");
+    close(lock_fd);
     return 0;
 }

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "commit/admin.h"
+#include "commit/commit.h"
 #include "core/err.h"
 #include "core/util.h"
 #include "merkle/sth.h"
@@ -16,6 +19,7 @@ static const char device_usage[] =
     "usage: hdx device add NAME -d DIR [--role device|subscriber|gateway] [--days N]\n"
     "                      [--signing | --signing-pub PUB.pem]\n"
     "       hdx device revoke NAME -d DIR\n"
+    "       hdx device signkey NAME -d DIR (--signing | --signing-pub PUB.pem | --remove)\n"
     "       hdx device list -d DIR\n"
     "\n"
     "add     issues a client certificate (CN=NAME, OU=ROLE) signed by DIR's CA and enrols\n"
@@ -24,7 +28,14 @@ static const char device_usage[] =
     "        (hdx tail); gateway may do both. Validity: --days (default 825).\n"
     "revoke  adds the certificate to DIR/ca.crl.pem and marks the device revoked: a running\n"
     "        hdxd refuses its next handshake and closes its open connections within a second.\n"
-    "list    one line per device: name, role, serial, state.\n";
+    "signkey registers a new stream-signing key for an enrolled device (--signing makes\n"
+    "        devices/NAME.sign.key, which must not exist yet) or removes it (--remove).\n"
+    "list    one line per device: name, role, serial, state.\n"
+    "\n"
+    "Enrolment, revocation and signing keys are records of the log (kind admin, one per\n"
+    "change; hdx verify replays them against the device tables). The change is queued in the\n"
+    "store and committed by hdxd within tls.crl_check_ms when it runs (this command waits up\n"
+    "to 10 s for it), or by this command itself when no hdxd holds DIR/hdxd.lock.\n";
 
 static int usage(void)
 {
@@ -81,6 +92,136 @@ static int signing_key(const char *path, const char *pub_file, uint8_t pub[32], 
     return rc;
 }
 
+/* ---------- the admin queue (commit/admin.h) ---------- */
+
+static void notify_none(void *arg) {}
+
+struct submit_ctx {
+    struct hdx_commit *c;
+    size_t n;
+    int rc;
+};
+
+static int submit_one(void *arg, int64_t id, const uint8_t *body, size_t len)
+{
+    struct submit_ctx *sc = arg;
+    int bad = 0;
+    struct hdx_intake_item *it = hdx_admin_item_new(id, body, len, &bad);
+    if (!it && bad) return 0; /* hdx verify reports it as pending; nothing applies it */
+    if (!it) {
+        sc->rc = HDX_E_NOMEM;
+        return 1;
+    }
+    hdx_commit_submit(sc->c, it);
+    sc->n++;
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* No hdxd runs (we hold its lock): commits every queued statement as hdxd would, through the
+ * commit pipeline with the data directory's keys, log key and head file. */
+static int apply_queue_here(const char *dir, struct cli_ctx *ctx, char *why, size_t cap)
+{
+    char path[HDX_PATH_MAX], head[HDX_PATH_MAX];
+    struct hdx_store *w = NULL;
+    struct hdx_commit *c = NULL;
+    EVP_PKEY *key = NULL;
+    size_t migrated = 0;
+    int rc = HDX_E_CONFIG;
+    if (hdx_conf_path(&ctx->conf, ctx->conf.store_path, path, sizeof(path)) ||
+        (rc = hdx_store_open(path, 0, &w)) != HDX_OK ||
+        (rc = hdx_admin_migrate(w, &migrated)) != HDX_OK) {
+        snprintf(why, cap, "cannot open the store for writing: %s", hdx_strerror(rc));
+        hdx_store_close(w);
+        return rc;
+    }
+    if (hdx_path(path, sizeof(path), dir, "log.key") ||
+        hdx_path(head, sizeof(head), dir, "log.sth") ||
+        hdx_logkey_load_private(path, &key) != HDX_OK) {
+        snprintf(why, cap, "cannot load the log signing key %s/log.key", dir);
+        hdx_store_close(w);
+        return HDX_E_CONFIG;
+    }
+    /* Admin records carry no duplicate token: a one-entry window is enough. */
+    rc = hdx_commit_start(w, ctx->kr, 64, 1, key, 0, head, notify_none, NULL, &c);
+    if (rc != HDX_OK) {
+        snprintf(why, cap, "cannot start the commit pipeline: %s", hdx_strerror(rc));
+        EVP_PKEY_free(key);
+        return rc;
+    }
+    struct submit_ctx sc = {c, 0, HDX_OK};
+    if (hdx_commit_read_only(c)) {
+        sc.rc = HDX_E_INTEGRITY;
+        snprintf(why, cap,
+                 "log integrity alarm: the store does not match its signed tree heads "
+                 "(run hdx verify)");
+    } else {
+        rc = hdx_store_admin_pending(ctx->store, 0, submit_one, &sc);
+        if (rc != HDX_OK && sc.rc == HDX_OK) sc.rc = rc;
+    }
+    for (size_t got = 0; got < sc.n;) {
+        struct hdx_intake_item *it = hdx_commit_take_done(c), *next;
+        for (; it; it = next) {
+            next = it->next;
+            if (it->status != HDX_OK && sc.rc == HDX_OK) {
+                sc.rc = it->status;
+                snprintf(why, cap, "cannot commit the admin record: %s", hdx_strerror(it->status));
+            }
+            hdx_intake_item_free(it);
+            got++;
+        }
+        if (got < sc.n) sleep_ms(5);
+    }
+    hdx_commit_stop(c); /* signs a tree head over the new records */
+    EVP_PKEY_free(key);
+    return sc.rc;
+}
+
+/* Queues the statement and waits until it is a record: applied here when no hdxd holds
+ * DIR/hdxd.lock, else by hdxd (up to 10 s, 50 ms steps; the lock is tried again meanwhile,
+ * in case hdxd stops). */
+static int admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *a, char *why,
+                     size_t cap)
+{
+    char body[HDX_ADMIN_BODY_MAX + 1], lock[HDX_PATH_MAX];
+    int64_t id;
+    int n = hdx_admin_format(a, body, sizeof(body)), rc;
+    if (n < 0) {
+        snprintf(why, cap, "invalid statement: %s", hdx_strerror(n));
+        return n;
+    }
+    if (hdx_path(lock, sizeof(lock), dir, "hdxd.lock")) return HDX_E_CONFIG;
+    if ((rc = hdx_store_admin_enqueue(ctx->store, (const uint8_t *)body, (size_t)n, hdx_now_us(),
+                                      &id)) != HDX_OK) {
+        snprintf(why, cap, "cannot queue the change in the store: %s", hdx_strerror(rc));
+        return rc;
+    }
+    for (int step = 0; step <= 200; step++) {
+        int fd = -1, q = hdx_store_admin_queued(ctx->store, id);
+        if (q == 0) return HDX_OK;
+        if (q < 0) {
+            snprintf(why, cap, "cannot read the admin queue: %s", hdx_strerror(q));
+            return q;
+        }
+        if (hdx_admin_lock(lock, &fd) == HDX_OK) {
+            rc = apply_queue_here(dir, ctx, why, cap);
+            close(fd);
+            if (rc != HDX_OK) return rc;
+            continue;
+        }
+        sleep_ms(50);
+    }
+    snprintf(why, cap,
+             "hdxd did not commit the change within 10 s (it stays queued and is "
+             "committed when hdxd next polls its queue)");
+    return HDX_E_TIMEOUT;
+}
+
 static int device_add(const char *dir, const char *name, const char *role, int days, int signing,
                       const char *sign_pub)
 {
@@ -109,11 +250,20 @@ static int device_add(const char *dir, const char *name, const char *role, int d
     rc = pki_issue_client(dir, name, role, days, d.serial, sizeof(d.serial), why, sizeof(why));
     if (rc == HDX_OK && (signing || sign_pub))
         rc = signing_key(sign_path, sign_pub, pub, why, sizeof(why));
-    if (rc == HDX_OK && (rc = hdx_store_device_add(ctx.store, &d)) != HDX_OK)
-        snprintf(why, sizeof(why), "cannot record the device in the store: %s", hdx_strerror(rc));
-    if (rc == HDX_OK && (rc = hdx_store_device_signkey_put(
-                             ctx.store, name, signing || sign_pub ? pub : NULL)) != HDX_OK)
-        snprintf(why, sizeof(why), "cannot record the signing key: %s", hdx_strerror(rc));
+    if (rc == HDX_OK) {
+        struct hdx_admin a = {.op = HDX_ADMIN_DEVICE_ADD, .created_us = d.created_us};
+        snprintf(a.name, sizeof(a.name), "%s", d.name);
+        snprintf(a.role, sizeof(a.role), "%s", d.role);
+        snprintf(a.serial, sizeof(a.serial), "%s", d.serial);
+        a.has_pub = signing || sign_pub;
+        if (a.has_pub) memcpy(a.sign_pub, pub, 32);
+        rc = admin_run(dir, &ctx, &a, why, sizeof(why));
+    }
+    if (rc == HDX_OK && (hdx_store_device_get(ctx.store, name, &old) != HDX_OK ||
+                         strcmp(old.serial, d.serial) != 0 || old.revoked_us)) {
+        rc = HDX_E_STORE;
+        snprintf(why, sizeof(why), "the device is not enrolled in the store after its record");
+    }
     cli_close(&ctx);
     if (rc != HDX_OK) {
         fprintf(stderr, "hdx device add: %s\n", why);
@@ -141,15 +291,65 @@ static int device_revoke(const char *dir, const char *name)
         cli_close(&ctx);
         return 1;
     }
+    /* The CRL first: handshakes are refused from now on, whatever the queue does. */
     rc = pki_revoke(dir, d.serial, why, sizeof(why));
-    if (rc == HDX_OK && (rc = hdx_store_device_revoke(ctx.store, name, hdx_now_us())) != HDX_OK)
+    if (rc == HDX_OK) {
+        struct hdx_admin a = {.op = HDX_ADMIN_DEVICE_REVOKE, .revoked_us = hdx_now_us()};
+        snprintf(a.name, sizeof(a.name), "%s", d.name);
+        snprintf(a.serial, sizeof(a.serial), "%s", d.serial);
+        rc = admin_run(dir, &ctx, &a, why, sizeof(why));
+    }
+    struct hdx_device back;
+    if (rc == HDX_OK &&
+        (hdx_store_device_get(ctx.store, name, &back) != HDX_OK || !back.revoked_us)) {
+        rc = HDX_E_STORE;
         snprintf(why, sizeof(why), "cannot mark the device revoked in the store");
+    }
     cli_close(&ctx);
     if (rc != HDX_OK) {
         fprintf(stderr, "hdx device revoke: %s\n", why);
         return 1;
     }
     printf("revoked=%s serial=%s\n", name, d.serial);
+    return 0;
+}
+
+static int device_signkey(const char *dir, const char *name, int signing, const char *sign_pub,
+                          int remove)
+{
+    struct cli_ctx ctx;
+    struct hdx_device d;
+    char why[256], sign_path[HDX_PATH_MAX];
+    struct hdx_admin a = {.op = HDX_ADMIN_DEVICE_SIGNKEY};
+    if (cli_open(dir, 1, &ctx)) return 1;
+    int rc = hdx_store_device_get(ctx.store, name, &d);
+    if (rc != HDX_OK || d.revoked_us) {
+        fprintf(stderr, "hdx device signkey: %s\n",
+                rc != HDX_OK ? "no such device" : "device is revoked");
+        cli_close(&ctx);
+        return 1;
+    }
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    snprintf(sign_path, sizeof(sign_path), "%s/devices/%s.sign.key", dir, name);
+    rc = HDX_OK;
+    if (!remove) {
+        rc = signing_key(sign_path, sign_pub, a.sign_pub, why, sizeof(why));
+        a.has_pub = rc == HDX_OK;
+    }
+    if (rc == HDX_OK) rc = admin_run(dir, &ctx, &a, why, sizeof(why));
+    cli_close(&ctx);
+    if (rc != HDX_OK) {
+        fprintf(stderr, "hdx device signkey: %s\n", why);
+        return 1;
+    }
+    char real[HDX_PATH_MAX];
+    if (!realpath(dir, real)) snprintf(real, sizeof(real), "%s", dir);
+    if (remove)
+        printf("signkey=none device=%s\n", name);
+    else if (signing)
+        printf("signkey=%s/devices/%s.sign.key\n", real, name);
+    else
+        printf("signkey=registered device=%s\n", name);
     return 0;
 }
 
@@ -163,7 +363,7 @@ static int print_device(void *arg, const struct hdx_device *d)
 int cmd_device(int argc, char **argv)
 {
     const char *dir = NULL, *name = NULL, *role = "device", *sign_pub = NULL;
-    int days = 825, signing = 0;
+    int days = 825, signing = 0, remove = 0;
     if (argc < 2) return usage();
     const char *verb = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -177,6 +377,8 @@ int cmd_device(int argc, char **argv)
             signing = 1;
         else if (!strcmp(argv[i], "--signing-pub"))
             sign_pub = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--remove"))
+            remove = 1;
         else if (!strcmp(argv[i], "--help")) {
             fputs(device_usage, stdout);
             return 0;
@@ -207,5 +409,9 @@ int cmd_device(int argc, char **argv)
         return device_add(dir, name, role, days, signing, sign_pub);
     }
     if (!strcmp(verb, "revoke")) return device_revoke(dir, name);
+    if (!strcmp(verb, "signkey")) {
+        if (signing + !!sign_pub + remove != 1) return usage();
+        return device_signkey(dir, name, signing, sign_pub, remove);
+    }
     return usage();
 }

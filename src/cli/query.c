@@ -18,8 +18,9 @@ static const char get_usage[] =
 
 static const char query_usage[] =
     "usage: hdx query -d DIR [--patient ID] [--type T] [--sender S] [--since T]\n"
-    "                 [--unverified] [--reused-ids] [--count]\n"
-    "Lists stored clinical messages (HL7 v2) matching every filter given, oldest first:\n"
+    "                 [--unverified] [--reused-ids] [--kind hl7v2|admin|any] [--count]\n"
+    "Lists stored clinical messages (HL7 v2; --kind admin: the device registry's admin\n"
+    "records, --kind any: every record) matching every filter given, oldest first:\n"
     "a header line '# seq=N time=ISO sender=S type=T', the message (LF-terminated segments)\n"
     "and a blank line. --patient matches PID-3 (first identifier) through the blind index;\n"
     "--since takes 2026-11-25T10:00:00Z, 2026-11-25, epoch seconds or 15m/2h/7d ago.\n"
@@ -153,7 +154,20 @@ int cmd_query(int argc, char **argv)
             q.unverified_only = 1;
         else if (!strcmp(argv[i], "--reused-ids"))
             q.reused_only = f.reused_only = 1;
-        else if (!strcmp(argv[i], "--help")) {
+        else if (!strcmp(argv[i], "--kind")) {
+            const char *k = cli_arg(argc, argv, &i);
+            f.kind = -1;
+            if (!strcmp(k, "any")) f.kind = 0;
+            for (int kind = HDX_KIND_HL7V2; kind <= HDX_KIND_ADMIN; kind++)
+                if (!strcmp(k, hdx_kind_name(kind))) f.kind = kind;
+            if (f.kind < 0) {
+                fprintf(stderr,
+                        "hdx query: --kind '%s' is not hl7v2, fhir, dicom, audit, admin "
+                        "or any\n",
+                        k);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--help")) {
             fputs(query_usage, stdout);
             return 0;
         } else {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "commit/admin.h"
 #include "commit/commit.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -33,13 +34,37 @@ static const char verify_usage[] =
     "or 'records=N bad=M'. Before it, the newest signed tree head is checked: the log key's\n"
     "signature (DIR/log.pub.pem) and the Merkle root of the first tree_size records\n"
     "('sth tree_size=N root=ok signature=ok', or 'bad sth ...': a store cut short, rolled\n"
-    "back or rewritten). --fast checks leaf hashes, the chain, the tree and the heads only\n"
-    "(no decryption, no index check): several times faster, for frequent scans.\n"
+    "back or rewritten).\n"
+    "Every other table that affects what hdx does is checked too, each failure one line\n"
+    "naming the table and its key ('bad TABLE seq=N|tree_size=N|name=NAME reason=...'):\n"
+    "  sth           every stored head: signature, root of the stored tree at its size,\n"
+    "                timestamps non-decreasing as the tree grows\n"
+    "  dedup_log     exactly one row per record with a duplicate token, with that token\n"
+    "  stream_marks  exactly the marks the checkpoint records (ZCV verdict, ZCS seqs) imply\n"
+    "  devices, device_keys  row by row the replay of the admin records in seq order\n"
+    "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
+    "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
+    "decryption: stream_marks and devices are then 'skipped (needs decryption)'): several\n"
+    "times faster, for frequent scans.\n"
     "Exit status 0 only when everything is intact.\n";
 
 struct bad {
     uint64_t seq;
     const char *reason;
+    const char *table; /* NULL: the record itself ("bad seq=N"); else a derived table's row */
+};
+
+/* A stream mark the checkpoint records imply (stream_marks must hold exactly these). */
+struct mark {
+    uint64_t seq, checkpoint;
+    int verified;
+};
+
+/* An admin record, copied for the replay of the device registry after the walk. */
+struct admin_rec {
+    uint64_t seq;
+    int64_t time_us;
+    struct hdx_admin a;
 };
 
 /* A signed head to hold the records against: the store's newest, and the copy hdxd keeps
@@ -73,9 +98,20 @@ struct verify_job {
     const struct head *heads; /* read only here; roots noted per job, merged after */
     int have_root[NHEADS];
     uint8_t root[NHEADS][32];
+    /* dedup_log, walked beside the records (a merge in seq order, no per-record query) */
+    struct hdx_store_iter *dit;
+    int dit_have; /* a row is read and not yet matched */
+    int64_t dseq;
+    uint8_t dtok[HDX_BLIND_LEN];
+    int dtok_ok;
+    /* full mode: what the checkpoint and admin records say the derived tables hold */
+    struct mark *marks;
+    size_t nmarks, marks_cap;
+    struct admin_rec *admins;
+    size_t nadmins, admins_cap;
 };
 
-static void add_bad(struct verify_job *j, uint64_t seq, const char *reason)
+static void add_bad_in(struct verify_job *j, const char *table, uint64_t seq, const char *reason)
 {
     if (j->nbad == j->cap) {
         size_t cap = j->cap ? j->cap * 2 : 64;
@@ -87,7 +123,116 @@ static void add_bad(struct verify_job *j, uint64_t seq, const char *reason)
         j->bad = b;
         j->cap = cap;
     }
-    j->bad[j->nbad++] = (struct bad){seq, reason};
+    j->bad[j->nbad++] = (struct bad){seq, reason, table};
+}
+
+static void add_bad(struct verify_job *j, uint64_t seq, const char *reason)
+{
+    add_bad_in(j, NULL, seq, reason);
+}
+
+/* Grows *arr (of size elem) to hold one more; 0 on no memory (the job is then fatal). */
+static int grow(struct verify_job *j, void **arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap) return 1;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *p = realloc(*arr, c * elem);
+    if (!p) {
+        j->fatal = 1;
+        return 0;
+    }
+    *arr = p;
+    *cap = c;
+    return 1;
+}
+
+/* The covered seqs of a checkpoint record (its ZCS segments, "a-b,c,...", written by hdxd
+ * after the ZCV verdict) become the marks it implies. 0 when malformed. */
+static int note_marks(struct verify_job *j, const struct hl7_msg *msg, uint64_t ckpt)
+{
+    struct hl7_view v;
+    char word[32];
+    if (hl7_get(msg, "ZCV", 1, 2, 1, 0, 0, &v) != 0 || hl7_unescape(msg, v, word, sizeof(word)) < 0)
+        return 0;
+    int verified = !strcmp(word, "verified");
+    for (int occ = 1; hl7_get(msg, "ZCS", occ, 1, 1, 0, 0, &v) == 0; occ++) {
+        char *runs = malloc((size_t)v.len + 1);
+        if (!runs || hl7_unescape(msg, v, runs, (size_t)v.len + 1) < 0) {
+            free(runs);
+            return 0;
+        }
+        const char *p = runs;
+        int ok = 1;
+        while (ok && *p) {
+            uint64_t a, b;
+            const char *end;
+            ok = hdx_parse_dec(p, &a, &end) == 0;
+            b = a;
+            if (ok && *end == '-') ok = hdx_parse_dec(end + 1, &b, &end) == 0 && b >= a;
+            if (ok && *end == ',')
+                end++;
+            else if (ok && *end)
+                ok = 0;
+            for (uint64_t x = a; ok && x <= b; x++) {
+                if (!grow(j, (void **)&j->marks, &j->marks_cap, j->nmarks, sizeof(*j->marks))) {
+                    ok = 0;
+                    break;
+                }
+                j->marks[j->nmarks++] = (struct mark){x, ckpt, verified};
+                if (x == UINT64_MAX) break;
+            }
+            p = end;
+        }
+        free(runs);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* An admin record's statement (commit/admin.h), kept for the registry replay. */
+static const char *note_admin(struct verify_job *j, const struct hdx_record *r, const uint8_t *pt,
+                              size_t len)
+{
+    static const uint8_t zero[HDX_BLIND_LEN];
+    struct hdx_admin a;
+    if (hdx_admin_parse(pt, len, &a) != HDX_OK) return "admin statement malformed";
+    if (strcmp(r->type, hdx_admin_type(a.op)) != 0 || strcmp(r->sender, HDX_ADMIN_SENDER) != 0)
+        return "admin record type or sender differs from its statement";
+    if (memcmp(r->patient, zero, HDX_BLIND_LEN) || memcmp(r->dedup, zero, HDX_BLIND_LEN))
+        return "index token set on an admin record";
+    if (!grow(j, (void **)&j->admins, &j->admins_cap, j->nadmins, sizeof(*j->admins)))
+        return "out of memory";
+    j->admins[j->nadmins++] = (struct admin_rec){r->seq, r->time_us, a};
+    return NULL;
+}
+
+static const uint8_t zero_token[HDX_BLIND_LEN];
+
+static void dedup_read(struct verify_job *j)
+{
+    int rc = hdx_store_iter_dedup_next(j->dit, &j->dseq, j->dtok, &j->dtok_ok);
+    j->dit_have = rc == 1;
+    if (rc < 0) j->fatal = 1;
+}
+
+/* dedup_log must hold exactly one row per record with a duplicate token, with that token:
+ * rows before this record's seq have no record token to match. */
+static void dedup_step(struct verify_job *j, const struct hdx_record *r)
+{
+    int has = memcmp(r->dedup, zero_token, HDX_BLIND_LEN) != 0;
+    while (j->dit_have && j->dseq < (int64_t)r->seq) {
+        add_bad_in(j, "dedup_log", (uint64_t)j->dseq, "row without a record token at its seq");
+        dedup_read(j);
+    }
+    if (j->dit_have && j->dseq == (int64_t)r->seq) {
+        if (!has)
+            add_bad_in(j, "dedup_log", r->seq, "row for a record without a duplicate token");
+        else if (!j->dtok_ok || CRYPTO_memcmp(j->dtok, r->dedup, HDX_BLIND_LEN) != 0)
+            add_bad_in(j, "dedup_log", r->seq, "token differs from the record's");
+        dedup_read(j);
+    } else if (has) {
+        add_bad_in(j, "dedup_log", r->seq, "row missing for a record with a duplicate token");
+    }
 }
 
 /* The index must say what the message says: type, patient token, duplicate token. */
@@ -115,6 +260,8 @@ static const char *check_index(struct verify_job *j, const struct hdx_record *r,
     if (!why && msg.control_id[0] && hdx_is_checkpoint(&msg)) {
         if (CRYPTO_memcmp(zero, r->dedup, HDX_BLIND_LEN) != 0)
             why = "index duplicate token set on a checkpoint";
+        else if (!note_marks(j, &msg, r->seq))
+            why = "checkpoint record's ZCV/ZCS segments malformed";
     } else if (!why && msg.control_id[0]) {
         hdx_dedup_token_kc(j->kc, r->sender, msg.control_id, tok);
         if (CRYPTO_memcmp(tok, r->dedup, HDX_BLIND_LEN) != 0)
@@ -148,6 +295,7 @@ static const char *check_record(struct verify_job *j, const struct hdx_record *r
     }
     if (hdx_record_open_into(r, j->kc, j->pt, j->pt_cap, &len) != HDX_OK)
         return "decryption failed (ciphertext or header altered)";
+    if (r->kind == HDX_KIND_ADMIN) return note_admin(j, r, j->pt, len);
     return r->kind == HDX_KIND_HL7V2 ? check_index(j, r, j->pt, len) : NULL;
 }
 
@@ -205,6 +353,7 @@ static int verify_one(void *arg, const struct hdx_record *r)
     const char *why = check_record(j, r, w->prev);
     if (!why && r->time_us < w->last_time) why = "time goes backwards";
     if (why) add_bad(j, r->seq, why);
+    if (j->dit) dedup_step(j, r);
     /* Continue from the stored chain so one bad record is reported once, not forever. */
     memcpy(w->prev, r->chain, HDX_HASH_LEN);
     w->last_time = r->time_us;
@@ -235,8 +384,18 @@ static void *verify_range(void *arg)
             hdx_record_clear(&before);
         }
     }
+    /* The first range also owns dedup rows below seq 1; rows above the last range belong to
+     * records committed after the walk began (hdxd may be running). */
+    if (hdx_store_dedup_iter(s, j->lo == 1 ? INT64_MIN : (int64_t)j->lo, &j->dit) != HDX_OK)
+        j->fatal = 1;
+    else
+        dedup_read(j);
     struct hdx_store_filter f = {.from_seq = j->lo};
     if (hdx_store_scan(s, &f, 0, verify_one, &w) < 0) j->fatal = 1;
+    for (; j->dit_have && j->dseq <= (int64_t)j->hi; dedup_read(j))
+        add_bad_in(j, "dedup_log", (uint64_t)j->dseq, "row without a record at its seq");
+    hdx_store_iter_free(j->dit);
+    j->dit = NULL;
     if (w.expect <= j->hi) j->tree_ok = 0;
     for (; w.expect <= j->hi; w.expect++)
         add_bad(j, w.expect, "record missing");
@@ -389,6 +548,231 @@ static int check_sth(struct cli_ctx *ctx, const char *dir, uint64_t last, struct
     return bad;
 }
 
+/* ---------- every table that affects what hdx does ---------- */
+
+struct sth_list {
+    struct hdx_sth *h;
+    size_t n, cap;
+    int nomem;
+};
+
+static int collect_sth(void *arg, const struct hdx_sth *sth)
+{
+    struct sth_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct hdx_sth *p = realloc(l->h, cap * sizeof(*p));
+        if (!p) {
+            l->nomem = 1;
+            return 1;
+        }
+        l->h = p;
+        l->cap = cap;
+    }
+    l->h[l->n++] = *sth;
+    return 0;
+}
+
+/* Every stored head, not only the newest (judged above): the log key's signature, the root of
+ * the stored tree at its size, and timestamps that never go back as the tree grows. */
+static int check_all_sth(struct cli_ctx *ctx, const char *dir, uint64_t last,
+                         const struct sth_list *l)
+{
+    char path[HDX_PATH_MAX];
+    EVP_PKEY *pub = NULL;
+    struct merkle tree;
+    struct merkle_store ms;
+    int bad = 0, tree_ok;
+    if (l->nomem) {
+        printf("bad sth reason=\"out of memory reading the heads\"\n");
+        return 1;
+    }
+    if (!l->n) return 0;
+    if (hdx_path(path, sizeof(path), dir, "log.pub.pem") ||
+        hdx_logkey_load_public(path, &pub) != HDX_OK) {
+        printf("bad sth reason=\"log.pub.pem unreadable\"\n");
+        return 1;
+    }
+    hdx_store_merkle(ctx->store, &ms);
+    tree_ok = merkle_open(&tree, last, &ms) == HDX_OK;
+    uint64_t prev_ts = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct hdx_sth *h = &l->h[i];
+        unsigned long long size = (unsigned long long)h->tree_size;
+        uint8_t root[32];
+        const char *why = NULL;
+        if (hdx_sth_verify(h, pub) != HDX_OK)
+            why = "signature invalid";
+        else if (h->tree_size > last)
+            why = "larger than the store";
+        else if (!tree_ok || merkle_root_at(&tree, h->tree_size, root) != HDX_OK ||
+                 CRYPTO_memcmp(root, h->root, 32) != 0)
+            why = "root differs from the stored tree at that size";
+        else if (h->timestamp_ms < prev_ts)
+            why = "timestamp older than a smaller tree's";
+        if (why) {
+            printf("bad sth tree_size=%llu reason=\"%s\"\n", size, why);
+            bad++;
+        }
+        if (h->timestamp_ms > prev_ts) prev_ts = h->timestamp_ms;
+    }
+    if (!bad) printf("sth heads=%zu ok\n", l->n);
+    EVP_PKEY_free(pub);
+    return bad;
+}
+
+static int cmp_mark(const void *a, const void *b)
+{
+    const struct mark *x = a, *y = b;
+    if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
+    return x->checkpoint < y->checkpoint ? -1 : x->checkpoint > y->checkpoint;
+}
+
+struct marks_walk {
+    const struct mark *m;
+    size_t n, i;
+    int bad;
+};
+
+static void mark_bad(struct marks_walk *w, int64_t seq, const char *why)
+{
+    if (w->bad++ < BAD_REPORT_MAX)
+        printf("bad stream_marks seq=%lld reason=\"%s\"\n", (long long)seq, why);
+}
+
+static int marks_one(void *arg, int64_t seq, int64_t checkpoint, int64_t verified)
+{
+    struct marks_walk *w = arg;
+    for (; w->i < w->n && (int64_t)w->m[w->i].seq < seq; w->i++)
+        mark_bad(w, (int64_t)w->m[w->i].seq, "missing: a checkpoint record covers it");
+    if (w->i < w->n && (int64_t)w->m[w->i].seq == seq) {
+        const struct mark *m = &w->m[w->i++];
+        if ((int64_t)m->checkpoint != checkpoint)
+            mark_bad(w, seq, "checkpoint differs from the record that covers it");
+        else if (verified != m->verified)
+            mark_bad(w, seq, "verified flag differs from the checkpoint's verdict");
+    } else {
+        mark_bad(w, seq, "no checkpoint record covers it");
+    }
+    return 0;
+}
+
+/* stream_marks must equal what the checkpoint records' ZCS segments and verdicts give (a mark
+ * is written once: the first checkpoint to cover a seq keeps it). Marks past last belong to
+ * checkpoints committed after the walk began. */
+static int check_marks(struct cli_ctx *ctx, struct verify_job *jobs, int njobs, uint64_t last)
+{
+    size_t total = 0, k = 0;
+    for (int i = 0; i < njobs; i++)
+        total += jobs[i].nmarks;
+    struct mark *all = malloc((total ? total : 1) * sizeof(*all));
+    if (!all) {
+        printf("bad stream_marks reason=\"out of memory\"\n");
+        return 1;
+    }
+    for (int i = 0; i < njobs; i++)
+        for (size_t m = 0; m < jobs[i].nmarks; m++)
+            all[k++] = jobs[i].marks[m];
+    qsort(all, total, sizeof(*all), cmp_mark);
+    size_t u = 0;
+    for (size_t i = 0; i < total; i++)
+        if (!u || all[u - 1].seq != all[i].seq) all[u++] = all[i];
+    struct marks_walk w = {all, u, 0, 0};
+    int rc = hdx_store_marks_list(ctx->store, marks_one, &w);
+    for (; w.i < w.n; w.i++)
+        if (all[w.i].checkpoint <= last)
+            mark_bad(&w, (int64_t)all[w.i].seq, "missing: a checkpoint record covers it");
+    free(all);
+    if (rc != HDX_OK) {
+        printf("bad stream_marks reason=\"unreadable\"\n");
+        return 1;
+    }
+    if (!w.bad) printf("stream_marks rows=%zu ok\n", u);
+    return w.bad;
+}
+
+struct reg_walk {
+    const struct hdx_registry *reg;
+    uint8_t *seen; /* per registry entry: 1 devices row, 2 device_keys row */
+    int bad;
+};
+
+static void reg_bad(struct reg_walk *w, const char *table, const char *name, const char *why)
+{
+    if (w->bad++ < BAD_REPORT_MAX) printf("bad %s name=%s reason=\"%s\"\n", table, name, why);
+}
+
+static int device_row(void *arg, const struct hdx_device *d)
+{
+    struct reg_walk *w = arg;
+    const struct hdx_registry_entry *e = hdx_registry_find(w->reg, d->name);
+    if (!e) {
+        reg_bad(w, "devices", d->name, "no admin record enrols it");
+        return 0;
+    }
+    w->seen[e - w->reg->e] |= 1;
+    if (strcmp(e->dev.role, d->role) != 0)
+        reg_bad(w, "devices", d->name, "role differs from the admin records");
+    else if (strcmp(e->dev.serial, d->serial) != 0)
+        reg_bad(w, "devices", d->name, "serial differs from the admin records");
+    else if (e->dev.created_us != d->created_us)
+        reg_bad(w, "devices", d->name, "created_us differs from the admin records");
+    else if (e->dev.revoked_us != d->revoked_us)
+        reg_bad(w, "devices", d->name, "revoked_us differs from the admin records");
+    return 0;
+}
+
+static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, int64_t created)
+{
+    struct reg_walk *w = arg;
+    const struct hdx_registry_entry *e = hdx_registry_find(w->reg, name);
+    if (!e || !e->has_key) {
+        reg_bad(w, "device_keys", name, "no admin record registers this key");
+        return 0;
+    }
+    w->seen[e - w->reg->e] |= 2;
+    if (len != 32 || memcmp(pub, e->sign_pub, 32) != 0)
+        reg_bad(w, "device_keys", name, "sign_pub differs from the admin records");
+    else if (created != e->key_created_us)
+        reg_bad(w, "device_keys", name, "created_us differs from the admin records");
+    return 0;
+}
+
+/* devices and device_keys must be, row by row, the replay of the admin records in seq order
+ * (commit/admin.h). */
+static int check_registry(struct cli_ctx *ctx, struct verify_job *jobs, int njobs)
+{
+    struct hdx_registry reg = {0};
+    size_t n = 0;
+    int rc = HDX_OK;
+    for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
+        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, n++)
+            rc = hdx_registry_apply(&reg, &jobs[i].admins[k].a, jobs[i].admins[k].time_us);
+    struct reg_walk w = {&reg, calloc(reg.n ? reg.n : 1, 1), 0};
+    if (rc != HDX_OK || !w.seen) {
+        printf("bad devices reason=\"out of memory\"\n");
+        free(w.seen);
+        hdx_registry_free(&reg);
+        return 1;
+    }
+    if (hdx_store_devices_list(ctx->store, device_row, &w) != HDX_OK ||
+        hdx_store_device_keys_list(ctx->store, key_row, &w) != HDX_OK) {
+        printf("bad devices reason=\"unreadable\"\n");
+        w.bad++;
+    }
+    for (size_t i = 0; i < reg.n; i++) {
+        if (!(w.seen[i] & 1))
+            reg_bad(&w, "devices", reg.e[i].dev.name, "missing: the admin records enrol it");
+        if (reg.e[i].has_key && !(w.seen[i] & 2))
+            reg_bad(&w, "device_keys", reg.e[i].dev.name,
+                    "missing: the admin records register a key");
+    }
+    if (!w.bad) printf("devices rows=%zu ok admin_records=%zu\n", reg.n, n);
+    free(w.seen);
+    hdx_registry_free(&reg);
+    return w.bad;
+}
+
 static int cmp_bad(const void *a, const void *b)
 {
     const struct bad *x = a, *y = b;
@@ -408,8 +792,13 @@ static int report(struct verify_job *jobs, int n, uint64_t last, int sth_bad)
         for (size_t b = 0; b < jobs[i].nbad; b++)
             all[k++] = jobs[i].bad[b];
     if (all) qsort(all, total, sizeof(*all), cmp_bad);
-    for (size_t i = 0; all && i < total; i++)
-        printf("bad seq=%llu reason=\"%s\"\n", (unsigned long long)all[i].seq, all[i].reason);
+    for (size_t i = 0; all && i < total; i++) {
+        if (all[i].table)
+            printf("bad %s seq=%llu reason=\"%s\"\n", all[i].table, (unsigned long long)all[i].seq,
+                   all[i].reason);
+        else
+            printf("bad seq=%llu reason=\"%s\"\n", (unsigned long long)all[i].seq, all[i].reason);
+    }
     free(all);
     if (fatal) {
         printf("records=%llu error=\"store unreadable\"\n", (unsigned long long)last);
@@ -449,6 +838,8 @@ int cmd_verify(int argc, char **argv)
     uint8_t chain[HDX_HASH_LEN];
     if (cli_open(dir, 0, &ctx)) return 1;
     int head_bad = load_heads(&ctx, dir, heads);
+    struct sth_list all_sth = {0};
+    if (hdx_store_sth_list(ctx.store, collect_sth, &all_sth) != HDX_OK) all_sth.nomem = 1;
     if (hdx_store_last(ctx.store, &last, chain, NULL) != HDX_OK ||
         hdx_conf_path(&ctx.conf, ctx.conf.store_path, path, sizeof(path))) {
         printf("records=0 error=\"store unreadable\"\n");
@@ -472,9 +863,31 @@ int cmd_verify(int argc, char **argv)
     }
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
-    int rc = report(jobs, n, last, head_bad + check_sth(&ctx, dir, last, heads, jobs, n));
-    for (int i = 0; i < n; i++)
+    int table_bad = check_all_sth(&ctx, dir, last, &all_sth);
+    size_t dedup_bad = 0;
+    int fatal = 0;
+    for (int i = 0; i < n; i++) {
+        fatal |= jobs[i].fatal;
+        for (size_t b = 0; b < jobs[i].nbad; b++)
+            dedup_bad += jobs[i].bad[b].table != NULL;
+    }
+    if (!dedup_bad && !fatal) printf("dedup_log ok\n");
+    if (fast || fatal) {
+        printf("stream_marks skipped (needs decryption)\n");
+        printf("devices skipped (needs decryption)\n");
+    } else {
+        table_bad += check_marks(&ctx, jobs, n, last);
+        table_bad += check_registry(&ctx, jobs, n);
+    }
+    printf("admin_queue pending=%ld\n", hdx_store_admin_count(ctx.store));
+    int rc =
+        report(jobs, n, last, head_bad + table_bad + check_sth(&ctx, dir, last, heads, jobs, n));
+    for (int i = 0; i < n; i++) {
         free(jobs[i].bad);
+        free(jobs[i].marks);
+        free(jobs[i].admins);
+    }
+    free(all_sth.h);
     cli_close(&ctx);
     return rc;
 }

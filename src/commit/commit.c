@@ -1,4 +1,5 @@
 #include "commit/commit.h"
+#include "commit/admin.h"
 #include "commit/dedup.h"
 #include "proto/checkpoint.h"
 #include "merkle/merkle.h"
@@ -470,6 +471,8 @@ static int write_batch(struct hdx_commit *c, struct batch *b)
         struct hdx_intake_item *it = b->recs[i].it;
         if (it->checkpoint && it->ncovers)
             rc = hdx_store_marks_put(c->store, it->covers, it->ncovers, it->seq, it->verified);
+        if (rc == HDX_OK && it->kind == HDX_KIND_ADMIN) /* the registry changes with its record */
+            rc = hdx_admin_commit(c->store, it->admin_id, it->body, it->body_len, it->time_us);
     }
     for (size_t i = 0; i < b->nnodes && rc == HDX_OK; i++)
         rc = c->tree_store.put(c->tree_store.ctx, b->nodes[i].level, b->nodes[i].index,
@@ -629,8 +632,9 @@ static int recover_marks(struct hdx_commit *c, const struct hdx_record *r, const
 
 /* A record found in the segment files whose index row was lost (hdx_store_recover): what the
  * index derives from it is derived again, as the sealer and flusher did for it: its Merkle
- * leaf, its content digest and whether it reused a control id. Stream marks of a recovered
- * checkpoint record are re-derived from its ZCV/ZCS segments. */
+ * leaf, its content digest and whether it reused a control id; the stream marks of a
+ * checkpoint record (from its ZCV/ZCS segments); the registry change of an admin record (and
+ * its queue row goes, so the statement is not sealed twice). */
 struct recover_ctx {
     struct hdx_commit *c;
     uint8_t *pt;
@@ -663,6 +667,9 @@ static int recover_one(void *arg, const struct hdx_record *r, struct hdx_store_e
         }
     }
     if (rc == HDX_OK) rc = recover_marks(c, r, x->pt, len);
+    if (rc == HDX_OK && r->kind == HDX_KIND_ADMIN)
+        rc = hdx_admin_commit(c->store, hdx_store_admin_find(c->store, x->pt, len), x->pt, len,
+                              r->time_us);
     if (len) sodium_memzero(x->pt, len);
     if (rc == HDX_OK) rc = merkle_append(&c->tree, r->leaf_hash); /* nodes: same transaction */
     return rc;

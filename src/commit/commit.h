@@ -58,6 +58,9 @@ struct hdx_intake_item {
     int checkpoint, verified;
     uint64_t *covers;
     size_t ncovers;
+    /* kind HDX_KIND_ADMIN (commit/admin.h): the admin_queue row whose statement body is;
+     * applied to the device registry and deleted in the record's own transaction. */
+    int64_t admin_id;
 };
 
 struct hdx_commit;

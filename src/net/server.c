@@ -23,6 +23,7 @@
 #include "net/tls.h"
 #include "proto/ack.h"
 #include "proto/checkpoint.h"
+#include "commit/admin.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
 #include "merkle/receipt.h"
@@ -114,6 +115,7 @@ struct hdx_server {
     int64_t started_s;
     char head_file[HDX_PATH_MAX];
     uint64_t acks_built;
+    int64_t admin_next; /* admin_queue ids up to this one were submitted (commit/admin.h) */
 };
 
 /* ---------- connection lifetime ---------- */
@@ -651,6 +653,8 @@ static void answer_item(struct conn *c, const struct hdx_intake_item *it)
     hl7_msg_free(&msg);
 }
 
+static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it);
+
 static void on_commit_done(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
@@ -661,6 +665,11 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
     for (; it; it = next) {
         next = it->next;
         struct conn *c = it->origin;
+        if (!c) { /* an admin statement: nobody to answer */
+            admin_done(srv, it);
+            hdx_intake_item_free(it);
+            continue;
+        }
         if (it->status == HDX_OK && !it->duplicate) publish(srv, it);
         if (!c->closing) answer_item(c, it);
         c->inflight--;
@@ -1124,11 +1133,48 @@ static void on_accept_legacy(struct evconnlistener *l, evutil_socket_t fd, struc
 
 /* ---------- revocation, shutdown ---------- */
 
+static int admin_submit(void *arg, int64_t id, const uint8_t *body, size_t len)
+{
+    struct hdx_server *srv = arg;
+    int bad = 0;
+    struct hdx_intake_item *it = hdx_admin_item_new(id, body, len, &bad);
+    if (!it && !bad) return 1; /* no memory: again at the next tick */
+    srv->admin_next = id;
+    if (!it) {
+        hdx_error("admin_statement_refused", "queue_id=%lld reason=\"malformed\"", (long long)id);
+        return 0;
+    }
+    hdx_commit_submit(srv->commit, it);
+    return 0;
+}
+
+/* The device registry changes only through admin records: statements producers queued
+ * (hdx device) become records of the commit thread, which applies them in their own
+ * transaction. Read through the read-only handle; a few rows at most per tick. */
+static void poll_admin_queue(struct hdx_server *srv)
+{
+    if (srv->stopping || hdx_commit_read_only(srv->commit)) return;
+    (void)hdx_store_admin_pending(srv->ro_store, srv->admin_next, admin_submit, srv);
+}
+
+static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it)
+{
+    if (it->status == HDX_OK) {
+        hdx_info("admin_committed", "seq=%llu type=%s queue_id=%lld", (unsigned long long)it->seq,
+                 it->type, (long long)it->admin_id);
+        return;
+    }
+    hdx_error("admin_commit_failed", "type=%s queue_id=%lld err=%s", it->type,
+              (long long)it->admin_id, hdx_strerror(it->status));
+    if (srv->admin_next >= it->admin_id) srv->admin_next = it->admin_id - 1; /* retried */
+}
+
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
     if (srv->hs_suppressed) handshake_log_flush(srv, hdx_monotonic_us());
+    poll_admin_queue(srv);
     if (!hdx_tls_crl_changed(srv->tls)) return;
     for (struct conn *c = srv->conns; c; c = c->next) {
         if (c->kind == CONN_MLLP_PLAIN || c->closing || !c->bev) continue;

@@ -163,4 +163,53 @@ int hdx_store_marks_put(struct hdx_store *s, const uint64_t *seqs, size_t n, uin
                         int verified);
 int hdx_store_mark_get(struct hdx_store *s, uint64_t seq, uint64_t *checkpoint, int *verified);
 
+/* The device registry's writers (commit/admin.h: only an admin record's transaction calls
+ * them). device_put replaces the whole row; signkey_set with pub NULL removes the key.
+ * signkey_row reads the key and its created_us (HDX_E_NOTFOUND: none). */
+int hdx_store_device_put(struct hdx_store *s, const struct hdx_device *d);
+int hdx_store_device_signkey_set(struct hdx_store *s, const char *name, const uint8_t pub[32],
+                                 int64_t created_us);
+int hdx_store_device_signkey_row(struct hdx_store *s, const char *name, uint8_t pub[32],
+                                 int64_t *created_us);
+/* Every device_keys row in name order, as stored (pub_len may be other than 32 in a damaged
+ * store); cb returns non-zero to stop. */
+int hdx_store_device_keys_list(struct hdx_store *s,
+                               int (*cb)(void *ctx, const char *name, const uint8_t *pub,
+                                         size_t pub_len, int64_t created_us),
+                               void *ctx);
+
+/* admin_queue: statements waiting for their admin record (commit/admin.h). enqueue sets *id
+ * (> 0); pending calls cb for rows with id > after_id in id order (cb returns non-zero to
+ * stop); dequeue deletes one (HDX_E_NOTFOUND when absent: another writer took it); queued
+ * says whether a row is still there (1, 0, or a negative error); count is the number of rows
+ * (0 on a store older than the table). */
+int hdx_store_admin_enqueue(struct hdx_store *s, const uint8_t *body, size_t len,
+                            int64_t created_us, int64_t *id);
+int hdx_store_admin_pending(struct hdx_store *s, int64_t after_id,
+                            int (*cb)(void *ctx, int64_t id, const uint8_t *body, size_t len),
+                            void *ctx);
+int hdx_store_admin_dequeue(struct hdx_store *s, int64_t id);
+/* The queue row holding exactly this statement (0: none): a statement whose record was
+ * re-indexed at start (hdx_store_recover) must not be submitted again. */
+int64_t hdx_store_admin_find(struct hdx_store *s, const uint8_t *body, size_t len);
+int hdx_store_admin_queued(struct hdx_store *s, int64_t id);
+long hdx_store_admin_count(struct hdx_store *s);
+
+/* meta(k, v) integers. get: HDX_E_NOTFOUND when unset. */
+int hdx_store_meta_get(struct hdx_store *s, const char *key, int64_t *v);
+int hdx_store_meta_set(struct hdx_store *s, const char *key, int64_t v);
+
+/* A cursor over dedup_log in seq order from from_seq, for merge walks (hdx verify): next
+ * returns 1 and a row (tok_ok 0 when the stored token is not 16 bytes; tok then zero), 0 at
+ * the end, or a negative error. The handle may be used for other calls meanwhile. */
+struct hdx_store_iter;
+int hdx_store_dedup_iter(struct hdx_store *s, int64_t from_seq, struct hdx_store_iter **out);
+int hdx_store_iter_dedup_next(struct hdx_store_iter *it, int64_t *seq, uint8_t tok[HDX_BLIND_LEN],
+                              int *tok_ok);
+void hdx_store_iter_free(struct hdx_store_iter *it);
+/* Every stream mark in seq order; cb returns non-zero to stop. */
+int hdx_store_marks_list(struct hdx_store *s,
+                         int (*cb)(void *ctx, int64_t seq, int64_t checkpoint, int64_t verified),
+                         void *ctx);
+
 #endif

@@ -124,11 +124,17 @@ static const char schema_sql[] =
     " created_us INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
     " verified INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;"
     "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 2);";
 
-/* Version 1 (the first release) had no content digests in the duplicate log: its rows keep
- * NULL there and are compared by control id alone, as they were then. */
-static const char migrate_1_to_2_sql[] = "ALTER TABLE dedup_log ADD COLUMN content BLOB;"
+/* Version 1 (the first release) kept every ciphertext in records.ct and had no content
+ * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
+ * the body is in ct); new records go to the segment files. Its duplicate-log rows keep NULL
+ * digests and are compared by control id alone, as they were then. */
+static const char migrate_1_to_2_sql[] = "ALTER TABLE records ADD COLUMN seg INTEGER;"
+                                         "ALTER TABLE records ADD COLUMN off INTEGER;"
+                                         "ALTER TABLE dedup_log ADD COLUMN content BLOB;"
                                          "ALTER TABLE dedup_log ADD COLUMN reused INTEGER;"
                                          "UPDATE meta SET v=2 WHERE k='schema_version';";
 
@@ -1246,4 +1252,276 @@ int hdx_store_mark_get(struct hdx_store *s, uint64_t seq, uint64_t *checkpoint, 
     }
     sqlite3_finalize(q);
     return out;
+}
+
+int hdx_store_device_put(struct hdx_store *s, const struct hdx_device *d)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO devices(name,role,serial,created_us,revoked_us) "
+                           "VALUES(?,?,?,?,?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_put_prepare");
+    sqlite3_bind_text(q, 1, d->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, d->role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, d->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, d->created_us);
+    sqlite3_bind_int64(q, 5, d->revoked_us);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "device_put");
+    }
+    return HDX_OK;
+}
+
+int hdx_store_device_signkey_set(struct hdx_store *s, const char *name, const uint8_t pub[32],
+                                 int64_t created_us)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db,
+                           pub ? "INSERT OR REPLACE INTO device_keys(name,sign_pub,created_us) "
+                                 "VALUES(?1,?2,?3)"
+                               : "DELETE FROM device_keys WHERE name=?1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "signkey_set_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    if (pub) {
+        sqlite3_bind_blob(q, 2, pub, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, created_us);
+    }
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "signkey_set");
+    }
+    return HDX_OK;
+}
+
+int hdx_store_device_signkey_row(struct hdx_store *s, const char *name, uint8_t pub[32],
+                                 int64_t *created_us)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT sign_pub,created_us FROM device_keys WHERE name=?", -1,
+                           &q, NULL) != SQLITE_OK)
+        return db_error(s, "signkey_row_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q), out = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32) {
+        memcpy(pub, sqlite3_column_blob(q, 0), 32);
+        *created_us = sqlite3_column_int64(q, 1);
+        out = HDX_OK;
+    } else if (rc == SQLITE_ROW) {
+        out = HDX_E_INTEGRITY;
+    } else if (rc != SQLITE_DONE) {
+        out = db_error(s, "signkey_row");
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+int hdx_store_device_keys_list(struct hdx_store *s,
+                               int (*cb)(void *ctx, const char *name, const uint8_t *pub,
+                                         size_t pub_len, int64_t created_us),
+                               void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT name,sign_pub,created_us FROM device_keys ORDER BY name",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_keys_prepare");
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        const uint8_t *pub = sqlite3_column_blob(q, 1);
+        size_t len = (size_t)sqlite3_column_bytes(q, 1);
+        if (cb(ctx, name ? name : "", pub, pub ? len : 0, sqlite3_column_int64(q, 2))) break;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "device_keys");
+}
+
+int hdx_store_admin_enqueue(struct hdx_store *s, const uint8_t *body, size_t len,
+                            int64_t created_us, int64_t *id)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO admin_queue(body,created_us) VALUES(?,?)", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_error(s, "admin_enqueue_prepare");
+    sqlite3_bind_blob(q, 1, body, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, created_us);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return db_error(s, "admin_enqueue");
+    *id = sqlite3_last_insert_rowid(s->db);
+    return HDX_OK;
+}
+
+int hdx_store_admin_pending(struct hdx_store *s, int64_t after_id,
+                            int (*cb)(void *ctx, int64_t id, const uint8_t *body, size_t len),
+                            void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT id,body FROM admin_queue WHERE id>? ORDER BY id", -1, &q,
+                           NULL) != SQLITE_OK)
+        return HDX_E_NOTFOUND; /* a store older than the queue, opened read-only */
+    sqlite3_bind_int64(q, 1, after_id);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const uint8_t *b = sqlite3_column_blob(q, 1);
+        size_t n = (size_t)sqlite3_column_bytes(q, 1);
+        static const uint8_t empty[1];
+        if (cb(ctx, sqlite3_column_int64(q, 0), b ? b : empty, b ? n : 0)) break;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "admin_pending");
+}
+
+int64_t hdx_store_admin_find(struct hdx_store *s, const uint8_t *body, size_t len)
+{
+    sqlite3_stmt *q = NULL;
+    int64_t id = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM admin_queue WHERE body=? ORDER BY id LIMIT 1", -1,
+                           &q, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_blob(q, 1, body, (int)len, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) id = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return id;
+}
+
+int hdx_store_admin_dequeue(struct hdx_store *s, int64_t id)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM admin_queue WHERE id=?", -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "admin_dequeue_prepare");
+    sqlite3_bind_int64(q, 1, id);
+    int rc = sqlite3_step(q);
+    int changed = sqlite3_changes(s->db);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "admin_dequeue");
+    }
+    return changed ? HDX_OK : HDX_E_NOTFOUND;
+}
+
+int hdx_store_admin_queued(struct hdx_store *s, int64_t id)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM admin_queue WHERE id=?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_error(s, "admin_queued_prepare");
+    sqlite3_bind_int64(q, 1, id);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_error(s, "admin_queued");
+}
+
+long hdx_store_admin_count(struct hdx_store *s)
+{
+    sqlite3_stmt *q = NULL;
+    long n = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM admin_queue", -1, &q, NULL) != SQLITE_OK)
+        return 0; /* a store older than the queue */
+    if (sqlite3_step(q) == SQLITE_ROW) n = (long)sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+int hdx_store_meta_get(struct hdx_store *s, const char *key, int64_t *v)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k=?", -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "meta_get_prepare");
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q), out = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int64(q, 0);
+        out = HDX_OK;
+    } else if (rc != SQLITE_DONE) {
+        out = db_error(s, "meta_get");
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+int hdx_store_meta_set(struct hdx_store *s, const char *key, int64_t v)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_error(s, "meta_set_prepare");
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, v);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? HDX_OK : db_error(s, "meta_set");
+}
+
+struct hdx_store_iter {
+    struct hdx_store *s;
+    sqlite3_stmt *q;
+};
+
+int hdx_store_dedup_iter(struct hdx_store *s, int64_t from_seq, struct hdx_store_iter **out)
+{
+    struct hdx_store_iter *it = calloc(1, sizeof(*it));
+    *out = NULL;
+    if (!it) return HDX_E_NOMEM;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq,token FROM dedup_log WHERE seq>=? ORDER BY seq", -1,
+                           &it->q, NULL) != SQLITE_OK) {
+        free(it);
+        return db_error(s, "dedup_iter_prepare");
+    }
+    sqlite3_bind_int64(it->q, 1, from_seq);
+    it->s = s;
+    *out = it;
+    return HDX_OK;
+}
+
+int hdx_store_iter_dedup_next(struct hdx_store_iter *it, int64_t *seq, uint8_t tok[HDX_BLIND_LEN],
+                              int *tok_ok)
+{
+    int rc = sqlite3_step(it->q);
+    if (rc == SQLITE_DONE) return 0;
+    if (rc != SQLITE_ROW) return db_error(it->s, "dedup_iter");
+    *seq = sqlite3_column_int64(it->q, 0);
+    const uint8_t *b = sqlite3_column_blob(it->q, 1);
+    *tok_ok = b && sqlite3_column_bytes(it->q, 1) == HDX_BLIND_LEN;
+    if (*tok_ok)
+        memcpy(tok, b, HDX_BLIND_LEN);
+    else
+        memset(tok, 0, HDX_BLIND_LEN);
+    return 1;
+}
+
+void hdx_store_iter_free(struct hdx_store_iter *it)
+{
+    if (!it) return;
+    sqlite3_finalize(it->q);
+    free(it);
+}
+
+int hdx_store_marks_list(struct hdx_store *s,
+                         int (*cb)(void *ctx, int64_t seq, int64_t checkpoint, int64_t verified),
+                         void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq,checkpoint,verified FROM stream_marks ORDER BY seq",
+                           -1, &q, NULL) != SQLITE_OK)
+        return HDX_OK; /* a store older than stream signatures: no marks */
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (cb(ctx, sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1),
+               sqlite3_column_int64(q, 2)))
+            break;
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "marks_list");
 }

@@ -231,6 +231,11 @@ dev_add() {
 }
 
 records() { "$HDX" query -d "$D" --count; }
+# admin_records: the admin records in the log (device enrolment, revocation, signing keys);
+# they take seqs too, so tests that name seqs count from after them.
+admin_records() { "$HDX" query -d "$D" --kind admin --count; }
+# first_msg_seq: the seq of the first message (HL7) record.
+first_msg_seq() { "$HDX" query -d "$D" | sed -n '1s/^# seq=\([0-9]*\) .*/\1/p'; }
 
 # hdx_send CERT KEY FILE...: hdx send to the running daemon; stdout in $OUT, status in $RC.
 hdx_send() {

@@ -1,0 +1,327 @@
+/* commit/admin: the admin statement parser (one test per kind of bad input), the canonical
+ * format, the registry apply, the store apply in a transaction and the migration. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commit/admin.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "store/store.h"
+
+#define PUB "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define ADD                                                                                        \
+    "HDX-ADMIN 1\nop=device_add\nname=monitor-01\nrole=device\nserial=1a2b\ncreated_us=17\n"       \
+    "sign_pub=" PUB "\n"
+
+static int parse(const char *s)
+{
+    struct hdx_admin a;
+    return hdx_admin_parse((const uint8_t *)s, strlen(s), &a);
+}
+
+static void test_valid_bodies(void **state)
+{
+    struct hdx_admin a;
+    assert_int_equal(hdx_admin_parse((const uint8_t *)ADD, strlen(ADD), &a), HDX_OK);
+    assert_int_equal(a.op, HDX_ADMIN_DEVICE_ADD);
+    assert_string_equal(a.name, "monitor-01");
+    assert_string_equal(a.role, "device");
+    assert_string_equal(a.serial, "1a2b");
+    assert_int_equal(a.created_us, 17);
+    assert_true(a.has_pub);
+    assert_int_equal(a.sign_pub[1], 0x11);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_add\nname=m\nrole=gateway\nserial=0\n"
+                           "created_us=1\nsign_pub=\n"),
+                     HDX_OK);
+    assert_int_equal(
+        parse("HDX-ADMIN 1\nop=device_revoke\nname=m\nserial=ff\nrevoked_us=123456789\n"), HDX_OK);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n"), HDX_OK);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_import\nname=m\nrole=subscriber\nserial=1\n"
+                           "created_us=5\nrevoked_us=0\nsign_pub=\n"),
+                     HDX_OK);
+}
+
+static void test_format_roundtrip(void **state)
+{
+    struct hdx_admin a, b;
+    char buf[HDX_ADMIN_BODY_MAX + 1];
+    assert_int_equal(hdx_admin_parse((const uint8_t *)ADD, strlen(ADD), &a), HDX_OK);
+    int n = hdx_admin_format(&a, buf, sizeof(buf));
+    assert_int_equal(n, (int)strlen(ADD));
+    assert_memory_equal(buf, ADD, strlen(ADD)); /* canonical: one body per statement */
+    for (int op = HDX_ADMIN_DEVICE_ADD; op <= HDX_ADMIN_DEVICE_IMPORT; op++) {
+        memset(&a, 0, sizeof(a));
+        a.op = (enum hdx_admin_op)op;
+        strcpy(a.name, "x.y_z-9");
+        strcpy(a.role, "gateway");
+        strcpy(a.serial, "abcdef0123456789abcdef0123456789abcdef01");
+        a.created_us = 1;
+        a.revoked_us = 2;
+        n = hdx_admin_format(&a, buf, sizeof(buf));
+        assert_true(n > 0);
+        assert_int_equal(hdx_admin_parse((const uint8_t *)buf, (size_t)n, &b), HDX_OK);
+        assert_int_equal(b.op, op);
+        assert_string_equal(b.name, a.name);
+        assert_non_null(hdx_admin_type(b.op));
+    }
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_DEVICE_REVOKE), "admin/device_revoke");
+    assert_null(hdx_admin_type((enum hdx_admin_op)0));
+    /* an invalid statement is never written */
+    strcpy(a.name, "bad name");
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0);
+    assert_true(hdx_admin_format(&b, buf, 20) < 0); /* too small */
+}
+
+static void test_reject_header(void **state)
+{
+    assert_int_equal(parse(""), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 2\nop=device_signkey\nname=m\nsign_pub=\n"), HDX_E_INVAL);
+    assert_int_equal(parse("hdx-admin 1\nop=device_signkey\nname=m\nsign_pub=\n"), HDX_E_INVAL);
+    assert_int_equal(parse(" HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\n"), HDX_E_INVAL);
+}
+
+static void test_reject_unknown_op_and_key(void **state)
+{
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_delete\nname=m\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=\nname=m\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nrole=device\nsign_pub=\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\ncomment=x\n"),
+                     HDX_E_INVAL);
+}
+
+static void test_reject_duplicate_reordered_missing(void **state)
+{
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nname=m\nsign_pub=\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nsign_pub=\nname=m\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_revoke\nname=m\nrevoked_us=1\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nop=device_signkey\nname=m\n"
+                           "sign_pub=\n"),
+                     HDX_E_INVAL);
+}
+
+static void test_reject_trailing_and_framing(void **state)
+{
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\nx"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub="), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\r\nop=device_signkey\r\nname=m\r\nsign_pub=\r\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname =m\nsign_pub=\n"), HDX_E_INVAL);
+    /* a NUL inside a value */
+    static const char nul[] = "HDX-ADMIN 1\nop=device_signkey\nname=m\0x\nsign_pub=\n";
+    struct hdx_admin a;
+    assert_int_equal(hdx_admin_parse((const uint8_t *)nul, sizeof(nul) - 1, &a), HDX_E_INVAL);
+    /* the length given is the length read: a prefix is not a body */
+    assert_int_equal(hdx_admin_parse((const uint8_t *)ADD, strlen(ADD) - 1, &a), HDX_E_INVAL);
+    assert_int_equal(hdx_admin_parse(NULL, 0, &a), HDX_E_INVAL);
+    /* over the size limit */
+    char big[HDX_ADMIN_BODY_MAX + 64];
+    memset(big, 'a', sizeof(big));
+    memcpy(big, ADD, strlen(ADD));
+    assert_int_equal(hdx_admin_parse((const uint8_t *)big, sizeof(big), &a), HDX_E_INVAL);
+}
+
+static void test_reject_bad_hex(void **state)
+{
+    const char *bad[] = {
+        "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff",   /* upper case */
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddee",     /* short */
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00", /* long */
+        "0g112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",   /* not hex */
+        " 0112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    };
+    char buf[300];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=%s\n", bad[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    const char *serial[] = {"", "AB", "0x1", "abcdef0123456789abcdef0123456789abcdef012", "1 "};
+    for (size_t i = 0; i < sizeof(serial) / sizeof(serial[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=device_revoke\nname=m\nserial=%s\nrevoked_us=1\n", serial[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+}
+
+static void test_reject_bad_name_role(void **state)
+{
+    const char *names[] = {
+        "",          ".m",
+        "-m",        "m n",
+        "m/n",       "m:n",
+        "m\xc3\xa9", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    char buf[300];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=device_signkey\nname=%s\nsign_pub=\n",
+                 names[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    const char *roles[] = {"", "admin", "Device", "device "};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=device_add\nname=m\nrole=%s\nserial=1\ncreated_us=1\nsign_pub=\n",
+                 roles[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+}
+
+static void test_reject_bad_numbers(void **state)
+{
+    const char *nums[] = {
+        "", "0", "01", "-1", "+1", "1 ", "1a", "9223372036854775808", "99999999999999999999"};
+    char buf[300];
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=device_add\nname=m\nrole=device\nserial=1\ncreated_us=%s\n"
+                 "sign_pub=\n",
+                 nums[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* revoked_us 0 means active: only an import may say so */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_revoke\nname=m\nserial=1\nrevoked_us=0\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_import\nname=m\nrole=device\nserial=1\n"
+                           "created_us=1\nrevoked_us=01\nsign_pub=\n"),
+                     HDX_E_INVAL);
+}
+
+static struct hdx_admin stmt(enum hdx_admin_op op, const char *name, const char *serial)
+{
+    struct hdx_admin a = {.op = op, .created_us = 10, .revoked_us = 20};
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    snprintf(a.role, sizeof(a.role), "device");
+    snprintf(a.serial, sizeof(a.serial), "%s", serial);
+    return a;
+}
+
+static void test_registry_apply(void **state)
+{
+    struct hdx_registry r = {0};
+    struct hdx_admin a = stmt(HDX_ADMIN_DEVICE_SIGNKEY, "ghost", "1");
+    a.has_pub = 1;
+    assert_int_equal(hdx_registry_apply(&r, &a, 5), HDX_OK);
+    assert_int_equal(r.n, 0); /* no key for a device that does not exist */
+    a = stmt(HDX_ADMIN_DEVICE_ADD, "b", "1");
+    a.has_pub = 1;
+    a.sign_pub[0] = 7;
+    assert_int_equal(hdx_registry_apply(&r, &a, 100), HDX_OK);
+    a = stmt(HDX_ADMIN_DEVICE_ADD, "a", "2");
+    assert_int_equal(hdx_registry_apply(&r, &a, 101), HDX_OK);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.e[0].dev.name, "a"); /* sorted */
+    const struct hdx_registry_entry *b = hdx_registry_find(&r, "b");
+    assert_non_null(b);
+    assert_true(b->has_key);
+    assert_int_equal(b->key_created_us, 100);
+    assert_int_equal(b->dev.created_us, 10);
+    /* revoke needs the serial of the enrolled certificate */
+    a = stmt(HDX_ADMIN_DEVICE_REVOKE, "b", "9");
+    assert_int_equal(hdx_registry_apply(&r, &a, 102), HDX_OK);
+    assert_int_equal(hdx_registry_find(&r, "b")->dev.revoked_us, 0);
+    a = stmt(HDX_ADMIN_DEVICE_REVOKE, "b", "1");
+    assert_int_equal(hdx_registry_apply(&r, &a, 103), HDX_OK);
+    assert_int_equal(hdx_registry_find(&r, "b")->dev.revoked_us, 20);
+    a.revoked_us = 30; /* a second revocation changes nothing */
+    assert_int_equal(hdx_registry_apply(&r, &a, 104), HDX_OK);
+    assert_int_equal(hdx_registry_find(&r, "b")->dev.revoked_us, 20);
+    /* signkey removal, then re-enrolment replaces the row */
+    a = stmt(HDX_ADMIN_DEVICE_SIGNKEY, "b", "1");
+    assert_int_equal(hdx_registry_apply(&r, &a, 105), HDX_OK);
+    assert_false(hdx_registry_find(&r, "b")->has_key);
+    a = stmt(HDX_ADMIN_DEVICE_IMPORT, "b", "3");
+    assert_int_equal(hdx_registry_apply(&r, &a, 106), HDX_OK);
+    assert_string_equal(hdx_registry_find(&r, "b")->dev.serial, "3");
+    assert_int_equal(hdx_registry_find(&r, "b")->dev.revoked_us, 20); /* an import keeps it */
+    assert_null(hdx_registry_find(&r, "c"));
+    hdx_registry_free(&r);
+}
+
+static char tmpdir[256], dbpath[320];
+
+static void enqueue_commit(struct hdx_store *s, const struct hdx_admin *a, int64_t t)
+{
+    char body[HDX_ADMIN_BODY_MAX + 1];
+    int64_t id;
+    int n = hdx_admin_format(a, body, sizeof(body));
+    assert_true(n > 0);
+    assert_int_equal(hdx_store_admin_enqueue(s, (uint8_t *)body, (size_t)n, t, &id), HDX_OK);
+    assert_int_equal(hdx_store_admin_queued(s, id), 1);
+    assert_int_equal(hdx_store_begin(s), HDX_OK);
+    assert_int_equal(hdx_admin_commit(s, id, (uint8_t *)body, (size_t)n, t), HDX_OK);
+    assert_int_equal(hdx_store_commit(s), HDX_OK);
+    assert_int_equal(hdx_store_admin_queued(s, id), 0);
+}
+
+static void test_store_apply_and_migrate(void **state)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_device d;
+    uint8_t pub[32];
+    int64_t created;
+    size_t queued = 9;
+    char cmd[320];
+    assert_int_equal(hdx_mkdtemp("hdx-admin-", tmpdir, sizeof(tmpdir)), 0);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_CREATE, &s), HDX_OK);
+    struct hdx_admin a = stmt(HDX_ADMIN_DEVICE_ADD, "mon", "ab");
+    a.has_pub = 1;
+    a.sign_pub[31] = 9;
+    enqueue_commit(s, &a, 1000);
+    assert_int_equal(hdx_store_device_get(s, "mon", &d), HDX_OK);
+    assert_string_equal(d.serial, "ab");
+    assert_int_equal(hdx_store_device_signkey_row(s, "mon", pub, &created), HDX_OK);
+    assert_int_equal(created, 1000);
+    assert_int_equal(pub[31], 9);
+    a = stmt(HDX_ADMIN_DEVICE_REVOKE, "mon", "ab");
+    enqueue_commit(s, &a, 2000);
+    assert_int_equal(hdx_store_device_get(s, "mon", &d), HDX_OK);
+    assert_int_equal(d.revoked_us, 20);
+    /* a statement that does not parse fails its transaction */
+    int64_t id;
+    assert_int_equal(hdx_store_admin_enqueue(s, (const uint8_t *)"x", 1, 1, &id), HDX_OK);
+    assert_int_equal(hdx_admin_commit(s, id, (const uint8_t *)"x", 1, 1), HDX_E_INVAL);
+    assert_int_equal(hdx_store_admin_dequeue(s, id), HDX_OK);
+    assert_int_equal(hdx_store_admin_count(s), 0);
+
+    /* a store from before admin records: a device row without its record */
+    struct hdx_device old = {
+        .name = "legacy-1", .role = "gateway", .serial = "cd", .created_us = 5};
+    assert_int_equal(hdx_store_device_put(s, &old), HDX_OK);
+    assert_int_equal(hdx_admin_migrate(s, &queued), HDX_OK);
+    assert_int_equal(queued, 2); /* mon and legacy-1 */
+    assert_int_equal(hdx_store_admin_count(s), 2);
+    assert_int_equal(hdx_admin_migrate(s, &queued), HDX_OK);
+    assert_int_equal(queued, 0); /* once */
+    hdx_store_close(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_bodies),
+        cmocka_unit_test(test_format_roundtrip),
+        cmocka_unit_test(test_reject_header),
+        cmocka_unit_test(test_reject_unknown_op_and_key),
+        cmocka_unit_test(test_reject_duplicate_reordered_missing),
+        cmocka_unit_test(test_reject_trailing_and_framing),
+        cmocka_unit_test(test_reject_bad_hex),
+        cmocka_unit_test(test_reject_bad_name_role),
+        cmocka_unit_test(test_reject_bad_numbers),
+        cmocka_unit_test(test_registry_apply),
+        cmocka_unit_test(test_store_apply_and_migrate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
