@@ -39,13 +39,18 @@ static const char verify_usage[] =
     "naming the table and its key ('bad TABLE seq=N|tree_size=N|name=NAME reason=...'):\n"
     "  sth           every stored head: signature, root of the stored tree at its size,\n"
     "                timestamps non-decreasing as the tree grows\n"
-    "  dedup_log     exactly one row per record with a duplicate token, with that token\n"
+    "  dedup_log     exactly one row per record with a duplicate token, with that token and\n"
+    "                the keyed digest of the message's content (full check only)\n"
     "  stream_marks  exactly the marks the checkpoint records (ZCV verdict, ZCS seqs) imply\n"
     "  devices, device_keys  row by row the replay of the admin records in seq order\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
     "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
     "decryption: stream_marks and devices are then 'skipped (needs decryption)'): several\n"
     "times faster, for frequent scans.\n"
+    "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
+    "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
+    "index's last record (a crash between a flush and its index commit) are counted on a\n"
+    "'segments unindexed=N' line: hdxd re-indexes them when it starts, so they are no failure.\n"
     "Exit status 0 only when everything is intact.\n";
 
 struct bad {
@@ -90,6 +95,8 @@ struct verify_job {
     struct hdx_keyctx *kc;
     uint8_t *pt; /* plaintext buffer, reused record to record; wiped at the end */
     size_t pt_cap;
+    size_t pt_len; /* the current record's plaintext, when pt_ok */
+    int pt_ok;
     /* The tree over this range (see the top). tree_ok stays 1 only while every leaf was
      * appended in order and every node completed equals the stored one. */
     struct merkle tree;
@@ -225,10 +232,19 @@ static void dedup_step(struct verify_job *j, const struct hdx_record *r)
         dedup_read(j);
     }
     if (j->dit_have && j->dseq == (int64_t)r->seq) {
+        uint8_t content[HDX_BLIND_LEN], digest[HDX_BLIND_LEN];
+        int reused, kept = hdx_store_iter_dedup_content(j->dit, content, &reused);
         if (!has)
             add_bad_in(j, "dedup_log", r->seq, "row for a record without a duplicate token");
         else if (!j->dtok_ok || CRYPTO_memcmp(j->dtok, r->dedup, HDX_BLIND_LEN) != 0)
             add_bad_in(j, "dedup_log", r->seq, "token differs from the record's");
+        else if (kept < 0 || (kept == 1 && reused != 0 && reused != 1) ||
+                 (kept == 0 && reused == 1))
+            add_bad_in(j, "dedup_log", r->seq, "content digest or reused flag malformed");
+        else if (kept == 1 && j->pt_ok &&
+                 (hdx_content_digest_kc(j->kc, j->pt, j->pt_len, digest) != HDX_OK ||
+                  CRYPTO_memcmp(digest, content, HDX_BLIND_LEN) != 0))
+            add_bad_in(j, "dedup_log", r->seq, "content digest differs from the message's");
         dedup_read(j);
     } else if (has) {
         add_bad_in(j, "dedup_log", r->seq, "row missing for a record with a duplicate token");
@@ -277,6 +293,7 @@ static const char *check_record(struct verify_job *j, const struct hdx_record *r
 {
     uint8_t h[HDX_HASH_LEN];
     size_t len = 0;
+    if (r->ct_len == 0) return "body missing or damaged in the segment files";
     hdx_record_leaf_hash(r, h);
     if (CRYPTO_memcmp(h, r->leaf_hash, HDX_HASH_LEN) != 0) return "leaf hash mismatch";
     hdx_record_chain(prev, h, h);
@@ -295,6 +312,8 @@ static const char *check_record(struct verify_job *j, const struct hdx_record *r
     }
     if (hdx_record_open_into(r, j->kc, j->pt, j->pt_cap, &len) != HDX_OK)
         return "decryption failed (ciphertext or header altered)";
+    j->pt_len = len;
+    j->pt_ok = 1;
     if (r->kind == HDX_KIND_ADMIN) return note_admin(j, r, j->pt, len);
     return r->kind == HDX_KIND_HL7V2 ? check_index(j, r, j->pt, len) : NULL;
 }
@@ -350,6 +369,7 @@ static int verify_one(void *arg, const struct hdx_record *r)
     for (; w->expect < r->seq; w->expect++)
         add_bad(j, w->expect, "record missing");
     job_tree_append(j, r);
+    j->pt_ok = 0;
     const char *why = check_record(j, r, w->prev);
     if (!why && r->time_us < w->last_time) why = "time goes backwards";
     if (why) add_bad(j, r->seq, why);
@@ -390,7 +410,7 @@ static void *verify_range(void *arg)
         j->fatal = 1;
     else
         dedup_read(j);
-    struct hdx_store_filter f = {.from_seq = j->lo};
+    struct hdx_store_filter f = {.from_seq = j->lo, .damaged_too = 1};
     if (hdx_store_scan(s, &f, 0, verify_one, &w) < 0) j->fatal = 1;
     for (; j->dit_have && j->dseq <= (int64_t)j->hi; dedup_read(j))
         add_bad_in(j, "dedup_log", (uint64_t)j->dseq, "row without a record at its seq");
@@ -880,6 +900,10 @@ int cmd_verify(int argc, char **argv)
         table_bad += check_registry(&ctx, jobs, n);
     }
     printf("admin_queue pending=%ld\n", hdx_store_admin_count(ctx.store));
+    uint64_t unindexed = 0;
+    if (hdx_store_unindexed(ctx.store, &unindexed) == HDX_OK && unindexed)
+        printf("segments unindexed=%llu (hdxd re-indexes them at start)\n",
+               (unsigned long long)unindexed);
     int rc =
         report(jobs, n, last, head_bad + table_bad + check_sth(&ctx, dir, last, heads, jobs, n));
     for (int i = 0; i < n; i++) {

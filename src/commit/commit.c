@@ -378,6 +378,7 @@ static int sealer_failed(struct hdx_commit *c)
 static void *commit_main(void *arg)
 {
     struct hdx_commit *c = arg;
+    pthread_setname_np(pthread_self(), "hdx-seal"); /* per-thread CPU in bench/run.sh, top -H */
     int stop = 0;
     while (!stop) {
         struct hdx_intake_item *items = take_batch(c, &stop);
@@ -540,6 +541,7 @@ static void finish_batch(struct hdx_commit *c, struct batch *b, int rc, int64_t 
 static void *flush_main(void *arg)
 {
     struct hdx_commit *c = arg;
+    pthread_setname_np(pthread_self(), "hdx-flush");
     for (;;) {
         pthread_mutex_lock(&c->lock);
         while (!c->ready && !c->flush_stop)

@@ -343,6 +343,7 @@ out:
 
 static void *prep_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "hdx-segprep");
     struct hdx_seg *s = arg;
     pthread_mutex_lock(&s->lk);
     for (;;) {

@@ -77,6 +77,9 @@ int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e,
 int hdx_store_recover(struct hdx_store *s,
                       int (*cb)(void *ctx, const struct hdx_record *r, struct hdx_store_entry *e),
                       void *ctx, uint64_t *reindexed, uint64_t *cut);
+/* How many whole frames follow the index's newest record in the segment files (what
+ * hdx_store_recover would re-index); readers too. */
+int hdx_store_unindexed(struct hdx_store *s, uint64_t *n);
 /* Test builds (HDX_DEBUG_ASSERTIONS): with HDX_CRASH_AT=POINT:N in the environment, the Nth
  * arrival at POINT kills the process (SIGKILL). Points: before_segment, segment_flushed (in
  * hdx_store_append_batch), index_committed, head_file_written (commit.c). A no-op otherwise. */
@@ -103,6 +106,10 @@ struct hdx_store_filter {
     const char *sender;
     const uint8_t *patient; /* NULL: any */
     int reused_only;        /* only records stored under a reused control id */
+    /* A record whose body frame is missing or damaged is passed with ct_len 0 (no real record
+     * has one: the tag alone is 16 bytes) instead of ending the scan with HDX_E_INTEGRITY
+     * (hdx verify, to name every such seq). */
+    int damaged_too;
 };
 /* Calls cb for each matching record in seq order, at most limit (0 = no limit); cb returns
  * non-zero to stop. The record and its borrowed ct live only during the call (see the top).
@@ -204,6 +211,10 @@ int hdx_store_meta_set(struct hdx_store *s, const char *key, int64_t v);
  * the end, or a negative error. The handle may be used for other calls meanwhile. */
 struct hdx_store_iter;
 int hdx_store_dedup_iter(struct hdx_store *s, int64_t from_seq, struct hdx_store_iter **out);
+/* The current row's content digest: 1 (in content), 0 (NULL: a schema-1 row) or -1 (not 16
+ * bytes); *reused its reused flag (-1: NULL). */
+int hdx_store_iter_dedup_content(struct hdx_store_iter *it, uint8_t content[HDX_BLIND_LEN],
+                                 int *reused);
 int hdx_store_iter_dedup_next(struct hdx_store_iter *it, int64_t *seq, uint8_t tok[HDX_BLIND_LEN],
                               int *tok_ok);
 void hdx_store_iter_free(struct hdx_store_iter *it);
