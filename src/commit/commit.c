@@ -64,8 +64,10 @@ struct hdx_commit {
     struct hdx_intake_item *queue_head, *queue_tail;
     struct hdx_intake_item *done_head, *done_tail;
     struct batch *ready; /* prepared, waiting for the flusher (at most one) */
-    int stopping, flush_stop, flushing;
-    int failed; /* sticky: a flush failed (under lock) */
+    int stopping, flush_stop;
+    int flushing; /* the flusher holds a batch (under lock) */
+    int synced;   /* ... whose records are durable already: only its index commit is left */
+    int failed;   /* sticky: a flush failed (under lock) */
     /* owned by the sealer */
     const struct hdx_keyring *kr;
     struct hdx_keyctx *kc;
@@ -86,7 +88,9 @@ struct hdx_commit {
     struct hdx_receipt_signer *receipts; /* signs one receipt batch per commit; NULL: off */
     struct hdx_receipt_entry *entries;   /* batch_max receipt entries */
     struct hdx_store_entry *rows;        /* batch_max rows */
-    char head_file[4096];                /* newest head outside the store; "" = none */
+    int64_t txn_us;                      /* the open index transaction began (0: none) */
+    size_t txn_records;
+    char head_file[4096]; /* newest head outside the store; "" = none */
     void (*notify)(void *arg);
     void *notify_arg;
     struct hdx_commit_stats stats; /* under lock */
@@ -326,12 +330,17 @@ static struct batch *seal_batch(struct hdx_commit *c, struct hdx_intake_item *it
     return b;
 }
 
-/* Waits until the flusher's slot is free (or a stop), then takes everything queued, up to
- * batch_max. Waiting first lets what arrives during a flush gather into one batch. */
+/* Waits until the flusher's slot is free and the flusher is idle or past its flush (or a
+ * stop), then takes everything queued, up to batch_max. Why that late: senders that wait for
+ * their ACK (the usual MLLP sender) send again only after a flush, so a batch taken while a
+ * flush is still under way is small, and every message in it waits one more whole flush in
+ * the slot. Taken once the records of the batch in flight are durable, the next batch is
+ * sealed while the flusher finishes the index (sealing costs a fraction of that), and holds
+ * everything that arrived during the flush. */
 static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->ready)
+    while (c->ready || (c->flushing && !c->synced && !c->stopping))
         pthread_cond_wait(&c->wake, &c->lock);
     if (!c->queue_head && !c->stopping) {
         /* Wake at least once a second so the last records get a signed head when
@@ -458,16 +467,59 @@ static void make_receipts(struct hdx_commit *c, struct batch *b)
     }
 }
 
-/* The batch's one transaction: records, duplicate log, stream marks, tree nodes and head. */
+/* Called by the store once the batch's records are durable (before the index commit). */
+static void records_durable(void *arg)
+{
+    struct hdx_commit *c = arg;
+    pthread_mutex_lock(&c->lock);
+    c->synced = 1;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The index transaction is kept open across batches and committed at most
+ * HDX_INDEX_COMMIT_MS after it began, after HDX_INDEX_COMMIT_RECORDS records, with every
+ * batch that carries a signed head, and at a stop. Why: the records are durable in their
+ * segment frames before their index rows are written, and the index is rebuilt from the frames
+ * after a crash (store.h), so an index commit is not what makes an ACK safe; committing once
+ * per batch rewrote every dirty page (a random one per record in the patient index) into the
+ * WAL for each batch of a few dozen records, twice the cost of the flush itself. Readers in
+ * other connections (hdx query, subscriber catch-up, proofs) see records at most that much
+ * later; this connection (duplicates' receipts) sees them at once. */
+#define HDX_INDEX_COMMIT_MS 25
+#define HDX_INDEX_COMMIT_RECORDS 8192
+
+static int index_commit(struct hdx_commit *c)
+{
+    if (!c->txn_us) return HDX_OK;
+    c->txn_us = 0;
+    c->txn_records = 0;
+    int rc = hdx_store_commit(c->store);
+    if (rc != HDX_OK) {
+        hdx_store_rollback(c->store);
+        return rc;
+    }
+    hdx_store_crash_point("index_committed");
+    c->notify(c->notify_arg); /* readers of the index (subscribers catching up) may go on */
+    return HDX_OK;
+}
+
+/* A batch's part of the index transaction: records (their frames flushed first, inside
+ * hdx_store_append_batch), duplicate log, stream marks, registry changes, tree nodes, head. */
 static int write_batch(struct hdx_commit *c, struct batch *b)
 {
-    int rc = hdx_store_begin(c->store);
-    for (size_t i = 0; i < b->nrecs && rc == HDX_OK; i++) {
+    int rc = HDX_OK;
+    if (!c->txn_us) {
+        rc = hdx_store_begin(c->store);
+        if (rc != HDX_OK) return rc;
+        c->txn_us = hdx_monotonic_us();
+    }
+    for (size_t i = 0; i < b->nrecs; i++) {
         struct prepared_rec *p = &b->recs[i];
         c->rows[i] = (struct hdx_store_entry){&p->r, p->leaf, p->leaf_len,
                                               p->it->control_id[0] ? p->content : NULL, p->reused};
     }
-    if (rc == HDX_OK && b->nrecs) rc = hdx_store_append_batch(c->store, c->rows, b->nrecs);
+    if (b->nrecs) rc = hdx_store_append_batch(c->store, c->rows, b->nrecs);
     for (size_t i = 0; i < b->nrecs && rc == HDX_OK; i++) {
         struct hdx_intake_item *it = b->recs[i].it;
         if (it->checkpoint && it->ncovers)
@@ -479,8 +531,17 @@ static int write_batch(struct hdx_commit *c, struct batch *b)
         rc = c->tree_store.put(c->tree_store.ctx, b->nodes[i].level, b->nodes[i].index,
                                b->nodes[i].hash);
     if (rc == HDX_OK && b->sth.tree_size) rc = hdx_store_sth_put(c->store, &b->sth);
-    if (rc == HDX_OK) rc = hdx_store_commit(c->store);
-    if (rc != HDX_OK) hdx_store_rollback(c->store);
+    if (rc != HDX_OK) {
+        hdx_store_rollback(c->store);
+        c->txn_us = 0;
+        return rc;
+    }
+    hdx_store_crash_point("rows_written");
+    c->txn_records += b->nrecs;
+    /* The head file may name only a head the store holds: a batch with a head commits. */
+    if (b->sth.tree_size || c->txn_records >= HDX_INDEX_COMMIT_RECORDS ||
+        hdx_monotonic_us() - c->txn_us >= HDX_INDEX_COMMIT_MS * 1000)
+        rc = index_commit(c);
     return rc;
 }
 
@@ -544,19 +605,52 @@ static void *flush_main(void *arg)
     pthread_setname_np(pthread_self(), "hdx-flush");
     for (;;) {
         pthread_mutex_lock(&c->lock);
-        while (!c->ready && !c->flush_stop)
-            pthread_cond_wait(&c->flush_wake, &c->lock);
+        int timed_out = 0;
+        while (!c->ready && !c->flush_stop && !timed_out) {
+            if (!c->txn_us) {
+                pthread_cond_wait(&c->flush_wake, &c->lock);
+                continue;
+            }
+            /* An open index transaction is committed when due even without traffic. */
+            struct timespec until;
+            int64_t due_ns = (c->txn_us + HDX_INDEX_COMMIT_MS * 1000 - hdx_monotonic_us()) * 1000;
+            clock_gettime(CLOCK_REALTIME, &until);
+            if (due_ns > 0) {
+                until.tv_sec += (time_t)(due_ns / 1000000000);
+                until.tv_nsec += (long)(due_ns % 1000000000);
+                if (until.tv_nsec >= 1000000000) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000;
+                }
+            }
+            timed_out =
+                due_ns <= 0 || pthread_cond_timedwait(&c->flush_wake, &c->lock, &until) != 0;
+        }
         struct batch *b = c->ready;
         c->ready = NULL;
+        c->flushing = b != NULL;
+        c->synced = 0;
         int failed = c->failed;
+        int stop = c->flush_stop;
         pthread_cond_signal(&c->wake); /* the slot is free */
         pthread_mutex_unlock(&c->lock);
-        if (!b) break;
+        if (!b) {
+            if (c->txn_us && index_commit(c) != HDX_OK) {
+                /* Every record it held is durable in its frame and was acknowledged; the
+                 * index is rebuilt from the frames at the next start. */
+                hdx_error("commit_failed", "err=index_commit action=\"restart hdxd: the index "
+                                           "is rebuilt from the segment files\"");
+                pthread_mutex_lock(&c->lock);
+                c->failed = 1;
+                pthread_mutex_unlock(&c->lock);
+            }
+            if (stop) break;
+            continue;
+        }
         int64_t t0 = hdx_monotonic_us();
         int rc = b->status;
         if (rc == HDX_OK && failed) rc = HDX_E_STORE; /* seqs that continue a failed batch */
         if (rc == HDX_OK) rc = write_batch(c, b);
-        if (rc == HDX_OK) hdx_store_crash_point("index_committed");
         if (rc == HDX_OK) sth_committed(c, &b->sth);
         if (rc == HDX_OK && b->sth.tree_size) hdx_store_crash_point("head_file_written");
         if (rc == HDX_OK && c->receipts && b->nitems) make_receipts(c, b);
@@ -570,6 +664,10 @@ static void *flush_main(void *arg)
         }
         finish_batch(c, b, rc, (hdx_monotonic_us() - t0) * 1000);
         batch_free(b);
+        pthread_mutex_lock(&c->lock);
+        c->flushing = 0;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
     }
     return NULL;
 }
@@ -748,6 +846,7 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
         commit_free(c);
         return rc;
     }
+    hdx_store_on_durable(store, records_durable, c);
     /* From here the tree's nodes go out with each batch (the flusher writes them). */
     c->tree.st = (struct merkle_store){sealer_node_get, sealer_node_put, c};
     c->stats.last_seq = c->last_seq;
@@ -781,6 +880,21 @@ void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item)
     else
         c->queue_head = item;
     c->queue_tail = item;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void hdx_commit_submit_list(struct hdx_commit *c, struct hdx_intake_item *head)
+{
+    struct hdx_intake_item *tail = head;
+    while (tail->next)
+        tail = tail->next;
+    pthread_mutex_lock(&c->lock);
+    if (c->queue_tail)
+        c->queue_tail->next = head;
+    else
+        c->queue_head = head;
+    c->queue_tail = tail;
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
 }

@@ -90,6 +90,8 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
                      size_t dedup_window, EVP_PKEY *log_key, int receipts, const char *head_file,
                      void (*notify)(void *arg), void *arg, struct hdx_commit **out);
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item);
+/* The same for a list linked by next (in order), with one wake-up. */
+void hdx_commit_submit_list(struct hdx_commit *c, struct hdx_intake_item *head);
 /* Returns the completed items in commit order (a list linked by next), or NULL. */
 struct hdx_intake_item *hdx_commit_take_done(struct hdx_commit *c);
 /* Commits what is queued, stops the thread, closes the store. Items still in the done list

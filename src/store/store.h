@@ -84,6 +84,9 @@ int hdx_store_unindexed(struct hdx_store *s, uint64_t *n);
  * arrival at POINT kills the process (SIGKILL). Points: before_segment, segment_flushed (in
  * hdx_store_append_batch), index_committed, head_file_written (commit.c). A no-op otherwise. */
 void hdx_store_crash_point(const char *point);
+/* cb is called from hdx_store_append_batch once the batch's records are durable, before their
+ * index rows are written (the commit pipeline starts sealing the next batch then). */
+void hdx_store_on_durable(struct hdx_store *s, void (*cb)(void *arg), void *arg);
 /* The same for one record without a content digest (tools, tests). */
 int hdx_store_append(struct hdx_store *s, const struct hdx_record *r);
 /* Calls cb for each duplicate token of a record with seq > after_seq, in seq order, with its

@@ -102,6 +102,8 @@ struct hdx_store {
     struct hdx_seg_frame *frames;
     struct hdx_seg_pos *pos;
     size_t frames_cap;
+    void (*on_durable)(void *arg);
+    void *on_durable_arg;
 };
 
 static const char schema_sql[] =
@@ -563,6 +565,12 @@ static void crash_point(const char *point)
 }
 #endif
 
+void hdx_store_on_durable(struct hdx_store *s, void (*cb)(void *arg), void *arg)
+{
+    s->on_durable = cb;
+    s->on_durable_arg = arg;
+}
+
 void hdx_store_crash_point(const char *point)
 {
     crash_point(point);
@@ -581,6 +589,7 @@ int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e,
     if (rc == HDX_OK) rc = hdx_seg_append(s->seg, s->frames, n, s->pos);
     free(owned);
     crash_point("segment_flushed");
+    if (rc == HDX_OK && s->on_durable) s->on_durable(s->on_durable_arg);
     for (size_t i = 0; i < n && rc == HDX_OK; i++)
         rc = append_one(s, &e[i], &s->pos[i]);
     if (rc != HDX_OK) {
