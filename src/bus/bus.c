@@ -232,12 +232,6 @@ void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub)
     }
 }
 
-void hdx_bus_catch_up(struct hdx_bus *bus)
-{
-    for (struct hdx_bus_sub *sub = bus->subs; sub; sub = sub->next)
-        if (!sub->dropped && sub->mode == SUB_REPLAY) hdx_bus_pump(bus, sub);
-}
-
 void hdx_bus_tick(struct hdx_bus *bus, int64_t now_us)
 {
     for (struct hdx_bus_sub *sub = bus->subs; sub; sub = sub->next)

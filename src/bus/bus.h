@@ -58,10 +58,6 @@ int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,
 /* Drops subscribers that have been behind (after a queue overflow) for longer than
  * max_lag_ms; call a few times a second. */
 void hdx_bus_tick(struct hdx_bus *bus, int64_t now_us);
-/* Pumps every subscriber that is catching up from the store: records published before their
- * index rows were committed (commit.c commits the index at most 25 ms later) are read once the
- * commit lands; the commit pipeline's notify after an index commit calls this. */
-void hdx_bus_catch_up(struct hdx_bus *bus);
 void hdx_bus_free(struct hdx_bus *bus);
 
 /* after_seq: deliver every record with seq > after_seq; UINT64_MAX = only new records. */

@@ -707,7 +707,6 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             resume_reading(c);
         hdx_intake_item_free(it);
     }
-    hdx_bus_catch_up(srv->bus);
 }
 
 static void notify_done(void *arg)

@@ -279,3 +279,79 @@ mk_cert() {
     openssl x509 -req -in "$p.csr" -CA "$ca" -CAkey "$cakey" -CAcreateserial -days 30 \
         -extfile "$p.ext" -out "$p.pem" 2>/dev/null || fail "mk_cert $subj failed"
 }
+
+# ---------- store files (segments + index) ----------
+# Record bodies live in DIR/segments/seg-%016x.hdx; store.db is the index (records.seg, .off).
+# A frame at off: u32 "HDXF", u32 leaf_len (big-endian), leaf (HDXR header, nonce, u32 ct_len,
+# ciphertext), 32-byte hash.
+
+# seg_frame DIR SEQ: "SEGFILE OFF LEAF_LEN" of record SEQ's frame (fails if SEQ is not indexed).
+seg_frame() {
+    local row seg off f len
+    row=$(sqlite3 "$1/store.db" "SELECT seg, off FROM records WHERE seq=$2") || fail "seg_frame: sql failed"
+    [ -n "$row" ] || fail "seg_frame: no index row for seq $2"
+    seg=${row%%|*} off=${row##*|}
+    f=$(printf '%s/segments/seg-%016x.hdx' "$1" "$seg")
+    [ -f "$f" ] || fail "seg_frame: $f missing"
+    len=$("$PY" - "$f" "$off" <<'PYEOF'
+import struct, sys
+with open(sys.argv[1], "rb") as fh:
+    fh.seek(int(sys.argv[2]))
+    magic, n = struct.unpack(">4sI", fh.read(8))
+if magic != b"HDXF":
+    sys.exit("no frame magic at offset %s: %r" % (sys.argv[2], magic))
+print(n)
+PYEOF
+) || fail "seg_frame: no frame for seq $2 at $f:$off"
+    printf '%s %s %s\n' "$f" "$off" "$len"
+}
+
+# seg_flip_ct DIR SEQ: flips one byte of record SEQ's ciphertext in its segment file.
+seg_flip_ct() {
+    local fr f off len
+    fr=$(seg_frame "$1" "$2") || fail "no frame for seq $2"
+    read -r f off len <<<"$fr"
+    "$PY" - "$f" "$((off + 8 + len - 5))" <<'PYEOF' || fail "seg_flip_ct: write failed"
+import sys
+with open(sys.argv[1], "r+b") as fh:
+    fh.seek(int(sys.argv[2])); b = fh.read(1)
+    fh.seek(int(sys.argv[2])); fh.write(bytes([b[0] ^ 0x01]))
+PYEOF
+}
+
+# seg_cut DIR SEQ: removes records SEQ.. from the store for good: their index rows, their
+# frames (zeroed from SEQ's frame to the end of its segment file) and any later segment file.
+seg_cut() {
+    local fr f off len g
+    fr=$(seg_frame "$1" "$2") || fail "no frame for seq $2"
+    read -r f off len <<<"$fr"
+    "$PY" - "$f" "$off" <<'PYEOF' || fail "seg_cut: zeroing failed"
+import os, sys
+path, off = sys.argv[1], int(sys.argv[2])
+size = os.path.getsize(path)
+with open(path, "r+b") as fh:
+    fh.seek(off)
+    left = size - off
+    while left > 0:
+        n = min(left, 1 << 20); fh.write(b"\0" * n); left -= n
+PYEOF
+    for g in "$1"/segments/seg-*.hdx; do
+        [[ "$g" > "$f" ]] && rm -f "$g"
+    done
+    sqlite3 "$1/store.db" "DELETE FROM records WHERE seq >= $2" || fail "seg_cut: sql failed"
+}
+
+# store_save DIR COPY: a copy of the whole store (index and segments), as a backup would take
+# it (hdxd stopped). store_restore COPY DIR puts it back in place of DIR's store.
+store_save() {
+    rm -rf "$2"
+    mkdir -p "$2"
+    cp "$1/store.db" "$2/store.db"
+    cp -r "$1/segments" "$2/segments"
+}
+store_restore() {
+    rm -f "$2/store.db-wal" "$2/store.db-shm"
+    rm -rf "$2/segments"
+    cp "$1/store.db" "$2/store.db"
+    cp -r "$1/segments" "$2/segments"
+}
