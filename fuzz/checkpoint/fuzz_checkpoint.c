@@ -59,6 +59,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         hl7_msg_free(&m2);
     }
+    /* A stored checkpoint record's marks (recovery and hdx verify read them back). */
+    int verified;
+    uint64_t *seqs;
+    size_t n;
+    if (hdx_checkpoint_marks(&m, &verified, &seqs, &n) == HDX_OK) {
+        if (n > HDX_CKPT_MARKS_MAX) __builtin_trap();
+        free(seqs);
+    } else if (seqs || n) {
+        __builtin_trap();
+    }
     hl7_msg_free(&m);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "crypto/keys.h"
+#include "store/record.h"
 #include "store/segment.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -62,6 +63,12 @@ static void pure(const uint8_t *img, size_t n, int check_hash)
             const size_t lens[] = {1, len};
             hdx_sha256(h, 2, parts, lens);
             CHECK(memcmp(h, leaf + len, 32) == 0);
+        }
+        /* The store parses every leaf it reads (frame_body, recovery) as untrusted too. */
+        struct hdx_record r;
+        if (hdx_record_from_leaf(leaf, len, &r) == HDX_OK) {
+            CHECK(r.seq == expect && r.ct_len >= HDX_TAG_LEN && r.ct + r.ct_len == leaf + len);
+            CHECK(strlen(r.sender) <= HDX_SENDER_MAX && strlen(r.type) <= HDX_TYPE_MAX);
         }
         off += fl;
         expect++;
