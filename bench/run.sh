@@ -106,14 +106,14 @@ task_snap() {
   done
 }
 # task_report LABEL PID BEFORE AFTER WALL_S: per-thread CPU in cores over the interval. hdxd
-# does not name its threads (all "hdxd"); then the role is inferred from creation order:
-# main = network thread (tid = pid), then the WAL checkpointer (store open), then commit.
+# names its threads (hdx-seal, hdx-flush, hdx-walckpt, hdx-segprep); the main thread, still
+# "hdxd", is the network thread.
 task_report() {
   local label=$1 pid=$2 hz
   hz=$(getconf CLK_TCK)
   join <(sort "$3") <(sort "$4") | sort -n | awk -v hz="$hz" -v w="$5" -v pid="$pid" -v l="$label" '
     { c = ($5 - $3) / hz / w; n++; role = "";
-      if ($2 == "hdxd") role = ($1 == pid) ? "main_network" : (n == 2 ? "2nd_checkpointer_guess" : (n == 3 ? "3rd_commit_guess" : "other" n));
+      if ($2 == "hdxd") role = ($1 == pid) ? "network" : "other" n;
       else role = $2;
       printf "thread %s tid=%s comm=%s role=%s cores=%.2f\n", l, $1, $2, role, c; tot += c }
     END { printf "thread %s total_cores=%.2f threads=%d\n", l, tot, n }'
@@ -132,7 +132,7 @@ commit_report() { # LABEL LOG
     echo "commit $1: $(echo "$line" | grep -o 'batch_hist=[^ ]*')"
     add "commit_$1_$(echo "$line" | grep -o 'batch_hist=[^ ]*')"
   else
-    echo "commit $1: (no batch_hist= field: the daemon does not log a batch-size histogram yet)"
+    echo "commit $1: (no batch_hist= field in this daemon's log)"
   fi
 }
 # hdx_run LABEL DIR INFLIGHT: hdx bench against the running hdxd $hpid, with per-thread CPU

@@ -529,7 +529,7 @@ static int write_batch(struct hdx_commit *c, struct batch *b)
         c->txn_us = 0;
         return rc;
     }
-    hdx_store_crash_point("rows_written");
+    if (b->nrecs) hdx_store_crash_point("rows_written");
     c->txn_records += b->nrecs;
     return index_commit(c);
 }
