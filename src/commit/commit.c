@@ -789,7 +789,17 @@ int hdx_commit_start(struct hdx_store *store, const struct hdx_keyring *kr, int 
         rc =
             hdx_store_dedup_load(store, c->last_seq > dedup_window ? c->last_seq - dedup_window : 0,
                                  load_token, c->dedup);
-    if (rc == HDX_OK) rc = recover_store(c);
+    if (rc == HDX_OK) {
+        rc = recover_store(c);
+        if (rc == HDX_E_INTEGRITY) {
+            /* The newest index row's frame is missing or damaged: never write on, but stay up
+             * for operators (read-only, as for a store that fails its signed heads). */
+            c->read_only = 1;
+            hdx_error("log_alarm", "state=read_only reason=\"the newest record's segment frame "
+                                   "is missing or damaged\" action=\"run hdx verify\"");
+            rc = HDX_OK;
+        }
+    }
     if (rc == HDX_OK) rc = hdx_store_last(store, &c->last_seq, c->last_chain, &c->last_time);
     if (rc == HDX_OK && c->last_seq != merkle_size(&c->tree)) rc = HDX_E_INTEGRITY;
     if (rc == HDX_OK && check_tree(c) != HDX_OK) {

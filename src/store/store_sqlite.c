@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <libgen.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -745,6 +746,10 @@ static int frame_body(struct hdx_store *s, sqlite3_stmt *q, const struct hdx_rec
     if (rc == HDX_E_NOTFOUND) return HDX_E_INTEGRITY; /* the row names a frame; no files */
     if (rc == HDX_OK) rc = hdx_seg_read(s->seg, pos, idx->seq, 0, &leaf, &len);
     if (rc == HDX_E_NOTFOUND) rc = HDX_E_INTEGRITY;
+    /* The frame's own hash (it follows the leaf) must be the index's leaf hash: a frame that
+     * is some other record with this seq, or damaged anywhere, fails here. */
+    if (rc == HDX_OK && CRYPTO_memcmp(leaf + len, idx->leaf_hash, HDX_HASH_LEN) != 0)
+        rc = HDX_E_INTEGRITY;
     if (rc == HDX_OK) rc = hdx_record_from_leaf(leaf, len, &fr);
     if (rc != HDX_OK) return rc;
     if (fr.seq != idx->seq || fr.time_us != idx->time_us || fr.kind != idx->kind ||
