@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -133,6 +134,14 @@ int main(int argc, char **argv)
     struct hdx_store *rw = NULL, *ro = NULL;
     struct hdx_server *srv = NULL;
     char why[512];
+    /* Invariant 2: no plaintext PHI in crash dumps. Message bodies, the keys and the per-thread
+     * key contexts the pipeline keeps (keys.h) are in this process's memory: no core file,
+     * and no ptrace or /proc/PID/mem by other processes of the same user. */
+    const struct rlimit no_core = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        fprintf(stderr, "hdxd: cannot disable core dumps\n");
+        return 1;
+    }
     int rc = parse_args(argc, argv, &conf);
     if (rc) return rc;
     enum hdx_log_level level = HDX_LOG_INFO;

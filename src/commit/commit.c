@@ -177,6 +177,22 @@ int hdx_content_digest_kc(struct hdx_keyctx *kc, const uint8_t *body, size_t len
     return rc;
 }
 
+int hdx_intake_blind(struct hdx_intake_item *it, struct hdx_keyctx *kc)
+{
+    int rc = HDX_OK;
+    if (it->blinded) return HDX_OK;
+    if (it->patient_id[0]) {
+        rc = hdx_keyctx_blind(kc, "patient", it->patient_id, strlen(it->patient_id), it->patient);
+        sodium_memzero(it->patient_id, sizeof(it->patient_id));
+    }
+    if (rc == HDX_OK && it->control_id[0]) {
+        rc = hdx_dedup_token_kc(kc, it->sender, it->control_id, it->dedup);
+        if (rc == HDX_OK) rc = hdx_content_digest_kc(kc, it->body, it->body_len, it->content);
+    }
+    it->blinded = rc == HDX_OK;
+    return rc;
+}
+
 /* ---------- the sealer ---------- */
 
 static void batch_free(struct batch *b)
@@ -225,16 +241,10 @@ static int seal_one(struct hdx_commit *c, struct batch *b, struct hdx_intake_ite
     struct hdx_record *r = &p->r;
     int rc;
     memset(p, 0, sizeof(*p));
-    if (it->patient_id[0]) {
-        rc =
-            hdx_keyctx_blind(c->kc, "patient", it->patient_id, strlen(it->patient_id), it->patient);
-        sodium_memzero(it->patient_id, sizeof(it->patient_id));
-        if (rc != HDX_OK) return rc;
-    }
+    if (!it->blinded && (rc = hdx_intake_blind(it, c->kc)) != HDX_OK) return rc;
     if (it->control_id[0]) {
-        rc = hdx_dedup_token_kc(c->kc, it->sender, it->control_id, r->dedup);
-        if (rc == HDX_OK) rc = hdx_content_digest_kc(c->kc, it->body, it->body_len, p->content);
-        if (rc != HDX_OK) return rc;
+        memcpy(r->dedup, it->dedup, HDX_BLIND_LEN);
+        memcpy(p->content, it->content, HDX_BLIND_LEN);
         uint64_t earlier = 0;
         int found = hdx_dedup_find(c->dedup, r->dedup, p->content, &earlier);
         if (found == HDX_DEDUP_SAME) {

@@ -40,6 +40,10 @@ struct hdx_intake_item {
     void *origin;   /* the producer's handle (e.g. its connection); opaque here */
     uint8_t *reply; /* the producer's prepared answer (e.g. the AA), malloc'd or NULL */
     size_t reply_len;
+    /* filled by hdx_intake_blind (the producer's thread, or the sealer if it did not) */
+    int blinded;
+    uint8_t dedup[HDX_BLIND_LEN];   /* all zero: no duplicate detection (no control id) */
+    uint8_t content[HDX_BLIND_LEN]; /* content digest, with dedup */
     /* filled by the commit thread */
     int status;           /* HDX_OK or a negative hdx_err */
     int duplicate;        /* already stored: seq is the earlier record's */
@@ -102,6 +106,12 @@ void hdx_commit_get_stats(struct hdx_commit *c, struct hdx_commit_stats *out);
 
 struct hdx_intake_item *hdx_intake_item_new(const uint8_t *body, size_t len);
 void hdx_intake_item_free(struct hdx_intake_item *item);
+
+/* The keyed tokens of an item, which need no seq: its patient token (the plaintext patient id
+ * is wiped), its duplicate token and its content digest. Producers call it on their own
+ * thread with their own key context, so this work leaves the serial stage; the sealer does it
+ * for an item that arrives without. */
+int hdx_intake_blind(struct hdx_intake_item *it, struct hdx_keyctx *kc);
 
 /* The duplicate token of (sender, control id), also used by tools. */
 int hdx_dedup_token(const struct hdx_keyring *kr, const char *sender, const char *control_id,

@@ -91,6 +91,7 @@ struct hdx_server {
     const struct hdx_conf *conf;
     struct event_base *base;
     const struct hdx_keyring *kr;
+    struct hdx_keyctx *kc; /* the network thread's: tokens are made before the hand-over */
     struct hdx_store *ro_store;
     struct hdx_tls *tls;
     struct hdx_commit *commit;
@@ -256,6 +257,8 @@ static void on_submit(evutil_socket_t fd, short what, void *arg)
 
 static void submit(struct hdx_server *srv, struct hdx_intake_item *it)
 {
+    /* On failure the sealer tries again, and refuses the item if it fails there too. */
+    if (srv->kc) (void)hdx_intake_blind(it, srv->kc);
     it->next = NULL;
     if (srv->submit_tail)
         srv->submit_tail->next = it;
@@ -1310,6 +1313,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     srv->conf = conf;
     srv->base = base;
     srv->kr = kr;
+    if (hdx_keyctx_new(kr, &srv->kc) != HDX_OK) srv->kc = NULL; /* the sealer blinds then */
     srv->ro_store = ro_store;
     srv->done_fd = -1;
     srv->started_s = hdx_now_us() / 1000000;
@@ -1381,6 +1385,7 @@ void hdx_server_free(struct hdx_server *srv)
     }
     hdx_bus_free(srv->bus);
     if (srv->submit_ev) event_free(srv->submit_ev);
+    hdx_keyctx_free(srv->kc);
     if (srv->done_ev) event_free(srv->done_ev);
     if (srv->crl_ev) event_free(srv->crl_ev);
     if (srv->reap_ev) event_free(srv->reap_ev);

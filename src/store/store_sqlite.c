@@ -746,10 +746,18 @@ static int frame_body(struct hdx_store *s, sqlite3_stmt *q, const struct hdx_rec
     if (rc == HDX_E_NOTFOUND) return HDX_E_INTEGRITY; /* the row names a frame; no files */
     if (rc == HDX_OK) rc = hdx_seg_read(s->seg, pos, idx->seq, 0, &leaf, &len);
     if (rc == HDX_E_NOTFOUND) rc = HDX_E_INTEGRITY;
-    /* The frame's own hash (it follows the leaf) must be the index's leaf hash: a frame that
-     * is some other record with this seq, or damaged anywhere, fails here. */
-    if (rc == HDX_OK && CRYPTO_memcmp(leaf + len, idx->leaf_hash, HDX_HASH_LEN) != 0)
-        rc = HDX_E_INTEGRITY;
+    /* The frame's own hash (it follows the leaf) should be the index's leaf hash. When it is
+     * not, hash the leaf (only then): a leaf that matches its frame hash is a whole frame and
+     * the index row is what changed (the caller's leaf check names that); otherwise the frame
+     * is damaged. */
+    if (rc == HDX_OK && CRYPTO_memcmp(leaf + len, idx->leaf_hash, HDX_HASH_LEN) != 0) {
+        static const uint8_t prefix = 0x00;
+        uint8_t h[HDX_HASH_LEN];
+        const void *parts[] = {&prefix, leaf};
+        const size_t lens[] = {1, len};
+        hdx_sha256(h, 2, parts, lens);
+        if (CRYPTO_memcmp(h, leaf + len, HDX_HASH_LEN) != 0) rc = HDX_E_INTEGRITY;
+    }
     if (rc == HDX_OK) rc = hdx_record_from_leaf(leaf, len, &fr);
     if (rc != HDX_OK) return rc;
     if (fr.seq != idx->seq || fr.time_us != idx->time_us || fr.kind != idx->kind ||
