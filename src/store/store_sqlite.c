@@ -1242,22 +1242,8 @@ int hdx_store_device_signkey_put(struct hdx_store *s, const char *name, const ui
 
 int hdx_store_device_signkey_get(struct hdx_store *s, const char *name, uint8_t pub[32])
 {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT sign_pub FROM device_keys WHERE name=?", -1, &q, NULL) !=
-        SQLITE_OK)
-        return HDX_E_NOTFOUND; /* a store older than stream signatures, opened read-only */
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(q), out = HDX_E_NOTFOUND;
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32) {
-        memcpy(pub, sqlite3_column_blob(q, 0), 32);
-        out = HDX_OK;
-    } else if (rc == SQLITE_ROW) {
-        out = HDX_E_INTEGRITY;
-    } else if (rc != SQLITE_DONE) {
-        out = db_error(s, "signkey_get");
-    }
-    sqlite3_finalize(q);
-    return out;
+    int64_t created_us;
+    return hdx_store_device_signkey_row(s, name, pub, &created_us);
 }
 
 int hdx_store_marks_put(struct hdx_store *s, const uint64_t *seqs, size_t n, uint64_t checkpoint,
