@@ -351,6 +351,48 @@ static void test_recover_earlier(void **state)
     hdx_seg_close(s);
 }
 
+/* The frames after the index's last record (a crash between the flush and the index
+ * commit) are walked in order across files, from a frame in the middle and from the first
+ * file (an index with no frame), and the walk ends at the first frame that is not whole. */
+static void test_tail(void **state)
+{
+    static struct book b;
+    memset(&b, 0, sizeof b);
+    struct hdx_seg *s = recovered(&b);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(append(s, &b, 10, len_small, 3), HDX_OK);
+    hdx_seg_close(s);
+    assert_true(b.pos[50].base > b.pos[12].base); /* the tail spans files */
+    uint64_t walked = 0;
+    s = writer(SMALL);
+    struct scan_ctx c = {&b, 13, 0};
+    assert_int_equal(hdx_seg_tail(s, 12, &b.pos[12], scan_cb, &c, &walked), HDX_OK);
+    assert_int_equal(walked, 38);
+    assert_int_equal(c.next, 51);
+    c = (struct scan_ctx){&b, 1, 0};
+    assert_int_equal(hdx_seg_tail(s, 0, NULL, scan_cb, &c, &walked), HDX_OK);
+    assert_int_equal(walked, 50);
+    /* The callback may stop the walk; the stopping frame counts. */
+    c = (struct scan_ctx){&b, 21, 30};
+    assert_int_equal(hdx_seg_tail(s, 20, &b.pos[20], scan_cb, &c, &walked), HDX_OK);
+    assert_int_equal(walked, 10);
+    hdx_seg_close(s);
+    /* A torn frame 40: the walk from 30 ends at 39. */
+    flip(b.pos[40].base, b.pos[40].off + 20);
+    s = writer(SMALL);
+    c = (struct scan_ctx){&b, 31, 0};
+    assert_int_equal(hdx_seg_tail(s, 30, &b.pos[30], scan_cb, &c, &walked), HDX_OK);
+    assert_int_equal(walked, 9);
+    /* The index's own last frame damaged: an integrity failure, nothing walked. */
+    assert_int_equal(hdx_seg_tail(s, 40, &b.pos[40], scan_cb, &c, &walked), HDX_E_INTEGRITY);
+    assert_int_equal(walked, 0);
+    /* Nothing after the newest frame. */
+    c = (struct scan_ctx){&b, 51, 0};
+    assert_int_equal(hdx_seg_tail(s, 50, &b.pos[50], scan_cb, &c, &walked), HDX_OK);
+    assert_int_equal(walked, 0);
+    hdx_seg_close(s);
+}
+
 static void test_recover_integrity(void **state)
 {
     static struct book b;
@@ -548,6 +590,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_earlier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_integrity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_follows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sticky_failure, setup, teardown),
