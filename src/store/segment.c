@@ -435,6 +435,8 @@ static int next_file(struct hdx_seg *s, uint64_t seq, size_t need)
     if (fd < 0) {
         if (need > s->seg_size)
             hdx_info("seg_own_file", "seq=%llu size=%zu", (unsigned long long)seq, size);
+        else if (s->cur == SIZE_MAX) /* the store's first file: nothing could be made ahead */
+            hdx_info("seg_first_file", "seq=%llu size=%zu", (unsigned long long)seq, size);
         else
             hdx_warn("seg_not_ready", "seq=%llu why=%s", (unsigned long long)seq, why);
         rc = make_file(s, base, size, &fd);
