@@ -88,9 +88,7 @@ struct hdx_commit {
     struct hdx_receipt_signer *receipts; /* signs one receipt batch per commit; NULL: off */
     struct hdx_receipt_entry *entries;   /* batch_max receipt entries */
     struct hdx_store_entry *rows;        /* batch_max rows */
-    int64_t txn_us;                      /* the open index transaction began (0: none) */
-    size_t txn_records;
-    char head_file[4096]; /* newest head outside the store; "" = none */
+    char head_file[4096];                /* newest head outside the store; "" = none */
     void (*notify)(void *arg);
     void *notify_arg;
     struct hdx_commit_stats stats; /* under lock */
@@ -493,30 +491,12 @@ static void records_durable(void *arg)
  * durable in their frames already (store.h). Keeping the transaction open across batches for
  * up to 25 ms was measured too (about 8% more msgs/s at 64 connections): not worth breaking
  * read-after-acknowledge. */
-static int index_commit(struct hdx_commit *c)
-{
-    if (!c->txn_us) return HDX_OK;
-    c->txn_us = 0;
-    c->txn_records = 0;
-    int rc = hdx_store_commit(c->store);
-    if (rc != HDX_OK) {
-        hdx_store_rollback(c->store);
-        return rc;
-    }
-    hdx_store_crash_point("index_committed");
-    return HDX_OK;
-}
-
-/* A batch's part of the index transaction: records (their frames flushed first, inside
+/* A batch's index transaction: records (their frames flushed first, inside
  * hdx_store_append_batch), duplicate log, stream marks, registry changes, tree nodes, head. */
 static int write_batch(struct hdx_commit *c, struct batch *b)
 {
-    int rc = HDX_OK;
-    if (!c->txn_us) {
-        rc = hdx_store_begin(c->store);
-        if (rc != HDX_OK) return rc;
-        c->txn_us = hdx_monotonic_us();
-    }
+    int rc = hdx_store_begin(c->store);
+    if (rc != HDX_OK) return rc;
     for (size_t i = 0; i < b->nrecs; i++) {
         struct prepared_rec *p = &b->recs[i];
         c->rows[i] = (struct hdx_store_entry){&p->r, p->leaf, p->leaf_len,
@@ -534,14 +514,14 @@ static int write_batch(struct hdx_commit *c, struct batch *b)
         rc = c->tree_store.put(c->tree_store.ctx, b->nodes[i].level, b->nodes[i].index,
                                b->nodes[i].hash);
     if (rc == HDX_OK && b->sth.tree_size) rc = hdx_store_sth_put(c->store, &b->sth);
+    if (rc == HDX_OK && b->nrecs) hdx_store_crash_point("rows_written");
+    if (rc == HDX_OK) rc = hdx_store_commit(c->store);
     if (rc != HDX_OK) {
         hdx_store_rollback(c->store);
-        c->txn_us = 0;
         return rc;
     }
-    if (b->nrecs) hdx_store_crash_point("rows_written");
-    c->txn_records += b->nrecs;
-    return index_commit(c);
+    hdx_store_crash_point("index_committed");
+    return HDX_OK;
 }
 
 static unsigned hist_bucket(size_t n)
