@@ -123,6 +123,7 @@ static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, EVP_
         fprintf(stderr, "hdxd: cannot open the store %s (made by hdx init)\n", path);
         return 1;
     }
+    hdx_store_set_segment_size(*rw, conf->store_segment_size);
     if ((rc = hdx_store_keys_load(*ro, *kr)) != HDX_OK || !hdx_keyring_current(*kr) ||
         !hdx_keyring_has_blind(*kr)) {
         fprintf(stderr, "hdxd: cannot unwrap the data keys in %s with kek.key (%s)\n", path,

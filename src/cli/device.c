@@ -140,6 +140,7 @@ static int apply_queue_here(const char *dir, struct cli_ctx *ctx, char *why, siz
         hdx_store_close(w);
         return rc;
     }
+    hdx_store_set_segment_size(w, ctx->conf.store_segment_size);
     if (hdx_path(path, sizeof(path), dir, "log.key") ||
         hdx_path(head, sizeof(head), dir, "log.sth") ||
         hdx_logkey_load_private(path, &key) != HDX_OK) {

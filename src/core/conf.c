@@ -52,6 +52,7 @@ static const struct conf_key conf_keys[] = {
     STR("store", "path", store_path, "store.db"),
     INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
     SIZE("store", "dedup_window", store_dedup_window, 1024, 1LL << 28, "1048576"),
+    SIZE("store", "segment_size", store_segment_size, 1LL << 20, 1LL << 30, "67108864"),
     STR("store", "sync", store_sync, "full"),
     INT("store", "receipts", store_receipts, 0, 1, "1"),
     STR("log", "level", log_level, "info"),
@@ -283,6 +284,8 @@ const char *hdx_conf_template(void)
            "; a resend (same sender, same MSH-10) among this many newest messages is\n"
            "; acknowledged again and not stored twice (about 32 bytes of memory each)\n"
            "dedup_window = 1048576\n"
+           "; size of each preallocated segment file holding record bodies (1 MiB - 1 GiB)\n"
+           "segment_size = 67108864\n"
            "; full: every acknowledged message is on disk. off: only for measuring the\n"
            "; ceiling without durability; never in production.\n"
            "sync = full\n"

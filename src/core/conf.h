@@ -37,6 +37,7 @@ struct hdx_conf {
     int store_batch_max;
     int store_receipts;        /* sign a receipt for every AA (ZRC segment) */
     size_t store_dedup_window; /* newest messages among which resends are recognised */
+    size_t store_segment_size; /* bytes of each preallocated segment file */
     char store_sync[8]; /* "full" (durable, default) or "off" (benchmarks of the ceiling only) */
     /* [log] */
     char log_level[8];

@@ -84,6 +84,9 @@ int hdx_store_unindexed(struct hdx_store *s, uint64_t *n);
  * arrival at POINT kills the process (SIGKILL). Points: before_segment, segment_flushed (in
  * hdx_store_append_batch), index_committed, head_file_written (commit.c). A no-op otherwise. */
 void hdx_store_crash_point(const char *point);
+/* The size of each new segment file (0: HDX_SEG_SIZE_DEFAULT, 64 MiB); before the first
+ * append. Files already made keep theirs. */
+void hdx_store_set_segment_size(struct hdx_store *s, size_t bytes);
 /* cb is called from hdx_store_append_batch once the batch's records are durable, before their
  * index rows are written (the commit pipeline starts sealing the next batch then). */
 void hdx_store_on_durable(struct hdx_store *s, void (*cb)(void *arg), void *arg);

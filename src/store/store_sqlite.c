@@ -105,6 +105,7 @@ struct hdx_store {
     size_t frames_cap;
     void (*on_durable)(void *arg);
     void *on_durable_arg;
+    size_t seg_size; /* 0: the default */
 };
 
 static const char schema_sql[] =
@@ -435,7 +436,7 @@ static int seg_ensure(struct hdx_store *s)
     if (s->seg) return HDX_OK;
     if (s->seg_missing) return HDX_E_NOTFOUND;
     int flags = s->writer ? HDX_SEG_CREATE | (s->nosync ? HDX_SEG_NOSYNC : 0) : HDX_SEG_RDONLY;
-    int rc = hdx_seg_open(s->seg_dir, flags, 0, &s->seg);
+    int rc = hdx_seg_open(s->seg_dir, flags, s->writer ? s->seg_size : 0, &s->seg);
     if (rc == HDX_E_NOTFOUND && !s->writer) s->seg_missing = 1;
     if (rc != HDX_OK && rc != HDX_E_NOTFOUND)
         hdx_error("segments_open_failed", "err=%s", hdx_strerror(rc));
@@ -565,6 +566,11 @@ static void crash_point(const char *point)
     (void)point;
 }
 #endif
+
+void hdx_store_set_segment_size(struct hdx_store *s, size_t bytes)
+{
+    s->seg_size = bytes;
+}
 
 void hdx_store_on_durable(struct hdx_store *s, void (*cb)(void *arg), void *arg)
 {
