@@ -2,7 +2,7 @@
  * has, measured by bench/run.sh in the same run as hdxd so that hdx's figures can be given as a
  * ratio to it.
  *   diskflush DIR [SECONDS_PER_STEP [PREALLOC_MIB]]      defaults 1 s, 256 MiB
- * In DIR it creates (and unlinks at once, so nothing is left behind) a file of PREALLOC_MIB
+ * In DIR it creates a file without a name (O_TMPFILE, so nothing is left behind) of PREALLOC_MIB
  * written with zeros and flushed (fdatasync), so the steps below overwrite allocated blocks and
  * no fdatasync has to commit file growth to the file system journal. Then:
  *   - for B in 1, 16, 64, 256: records of 1,100 bytes (a ~1 KB HL7 message sealed with its
@@ -143,14 +143,13 @@ int main(int argc, char **argv)
         fputs("diskflush: SECONDS_PER_STEP in (0, 600], PREALLOC_MIB in [16, 65536]\n", stderr);
         return 2;
     }
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/.diskflush-XXXXXX", argv[1]);
-    int fd = mkstemp(path);
+    /* A file without a name in DIR's file system (O_TMPFILE): measured like the unlinked
+     * file it replaces, and nothing is left behind even if this is killed. */
+    int fd = open(argv[1], O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf(stderr, "diskflush: cannot create a file in %s: %s\n", argv[1], strerror(errno));
         return 1;
     }
-    unlink(path);
     off_t size = (off_t)mib << 20;
     char *zero = calloc(1, SEQ_SYNC);
     int64_t *lat = malloc(MAX_SYNCS * sizeof(*lat));

@@ -831,14 +831,7 @@ fail:
 void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item)
 {
     item->next = NULL;
-    pthread_mutex_lock(&c->lock);
-    if (c->queue_tail)
-        c->queue_tail->next = item;
-    else
-        c->queue_head = item;
-    c->queue_tail = item;
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->lock);
+    hdx_commit_submit_list(c, item);
 }
 
 void hdx_commit_submit_list(struct hdx_commit *c, struct hdx_intake_item *head)
