@@ -40,15 +40,22 @@ static const struct conf_key conf_keys[] = {
     INT("mllp", "read_timeout_ms", mllp_read_timeout_ms, 100, 3600000, "30000"),
     INT("mllp", "idle_timeout_s", mllp_idle_timeout_s, 1, 86400, "600"),
     INT("mllp", "max_inflight", mllp_max_inflight, 1, 1024, "64"),
+    INT("mllp", "max_connections", mllp_max_connections, 1, 1000000, "8000"),
     STR("legacy", "listen", legacy_listen, ""),
     STR("legacy", "allow", legacy_allow, "127.0.0.1,::1"),
+    INT("legacy", "max_connections", legacy_max_connections, 1, 1000000, "256"),
     STR("sub", "listen", sub_listen, "127.0.0.1:2577"),
     SIZE("sub", "max_queue", sub_max_queue, 65536, 1LL << 30, "4194304"),
     INT("sub", "max_lag_ms", sub_max_lag_ms, 100, 3600000, "5000"),
+    INT("sub", "max_connections", sub_max_connections, 1, 1000000, "2000"),
     INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
     STR("tls", "min_version", tls_min_version, "1.3"),
     INT("tls", "crl_check_ms", tls_crl_check_ms, 50, 60000, "250"),
     INT("net", "max_connections", net_max_connections, 16, 1000000, "10000"),
+    INT("net", "max_handshakes", net_max_handshakes, 1, 1000000, "256"),
+    INT("net", "max_per_source", net_max_per_source, 1, 1000000, "64"),
+    INT("net", "max_per_principal", net_max_per_principal, 1, 1000000, "256"),
+    SIZE("net", "max_unsent", net_max_unsent, 4096, 64 << 20, "262144"),
     STR("store", "path", store_path, "store.db"),
     INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
     SIZE("store", "dedup_window", store_dedup_window, 1024, 1LL << 28, "1048576"),
@@ -275,7 +282,17 @@ const char *hdx_conf_template(void)
            "crl_check_ms = 250\n"
            "\n"
            "[net]\n"
+           "; admission budgets (docs/CONFIGURATION.md): connections still in the TLS\n"
+           "; handshake, all ports and per source address (the oldest are shed first, so a\n"
+           "; flood that never authenticates cannot keep enrolled devices out); in total;\n"
+           "; authenticated ones per principal; per port: [mllp] [sub] [legacy]\n"
+           "; max_connections\n"
            "max_connections = 10000\n"
+           "max_handshakes = 256\n"
+           "max_per_source = 64\n"
+           "max_per_principal = 256\n"
+           "; a connection with more unsent bytes than this is not read until they drain\n"
+           "max_unsent = 262144\n"
            "\n"
            "[store]\n"
            "path = store.db\n"

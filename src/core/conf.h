@@ -19,19 +19,26 @@ struct hdx_conf {
     int mllp_read_timeout_ms; /* a started frame must complete within this */
     int mllp_idle_timeout_s;  /* a connection with no traffic is closed after this */
     int mllp_max_inflight;    /* unacknowledged messages per connection before reads pause */
+    int mllp_max_connections; /* this port's connection budget */
     /* [legacy] */
     char legacy_listen[128];
     char legacy_allow[512]; /* comma-separated addresses or CIDRs */
+    int legacy_max_connections;
     /* [sub] */
     char sub_listen[128];
     size_t sub_max_queue; /* bytes queued for one subscriber; beyond it, it catches up */
     int sub_max_lag_ms;   /* a subscriber behind for longer than this is dropped */
+    int sub_max_connections;
     /* [tls] */
     int tls_handshake_timeout_ms;
     char tls_min_version[8]; /* "1.3" (default) or "1.2" */
     int tls_crl_check_ms;    /* how often the CRL file is checked for changes */
     /* [net] */
-    int net_max_connections;
+    int net_max_connections;   /* in total (net/conn.h: admission) */
+    int net_max_handshakes;    /* not yet authenticated, all ports */
+    int net_max_per_source;    /* not yet authenticated, from one address (IPv6: one /64) */
+    int net_max_per_principal; /* authenticated, one principal, all ports */
+    size_t net_max_unsent;     /* unsent bytes after which a connection is not read */
     /* [store] */
     char store_path[HDX_PATH_MAX];
     int store_batch_max;

@@ -1,0 +1,217 @@
+#include "net/sub_session.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "store/logproof.h"
+
+#define SUB_LINE_MAX 1024
+
+struct sub_conn {
+    struct hdx_bus_sub *sub;
+};
+
+static struct hdx_bus *bus_of(const struct hdx_conn *c)
+{
+    return ((const struct hdx_sub_ctx *)c->ctx)->bus;
+}
+
+/* ---------- the bus's sink ---------- */
+
+static void sink_write(void *conn, const void *data, size_t len)
+{
+    struct hdx_conn *c = conn;
+    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+}
+
+static size_t sink_queued(void *conn)
+{
+    struct hdx_conn *c = conn;
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void sink_drop(void *conn, const char *reason)
+{
+    struct hdx_conn *c = conn;
+    char line[96];
+    size_t queued = sink_queued(c);
+    int n = snprintf(line, sizeof(line), "BYE reason=%s\n", reason);
+    evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
+    hdx_warn("subscriber_dropped", "peer=%s sender=%s reason=%s queued=%zu", c->peer, c->principal,
+             reason, queued);
+    hdx_conn_close(c, 0); /* the write timeout ends it if the reader never drains */
+}
+
+const struct hdx_bus_sink hdx_sub_sink = {sink_write, sink_queued, sink_drop};
+
+/* ---------- requests ---------- */
+
+static void write_err(struct hdx_conn *c, const char *why)
+{
+    char line[256];
+    int n = snprintf(line, sizeof(line), "ERR %s\n", why);
+    evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
+}
+
+static void sub_error(struct hdx_conn *c, const char *why)
+{
+    char w[200];
+    write_err(c, why);
+    hdx_warn("subscribe_refused", "peer=%s sender=%s reason=%s", c->peer, c->principal,
+             hdx_log_str(w, sizeof(w), why));
+    hdx_conn_close(c, 0);
+}
+
+/* Witness requests, before any SUB: "STH" -> "STH {json}", "CONSISTENCY OLD NEW" and
+ * "INCLUSION SEQ" (against the newest head, for `hdx receipt check`) -> "PROOF {json}", or
+ * "NO reason" (the connection stays open). Returns 1 if it was one. */
+static int witness_request(struct hdx_conn *c, const char *line)
+{
+    char json[HDX_PROOF_JSON_MAX], why[160];
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct hdx_store *store = hdx_conn_store(c);
+    struct hdx_logreq req;
+    int n;
+    switch (hdx_logreq_parse(line, &req)) {
+    case HDX_LOGREQ_STH: {
+        struct hdx_sth sth;
+        n = hdx_store_sth_latest(store, &sth);
+        if (n == HDX_OK) n = hdx_sth_json(&sth, json, sizeof(json));
+        if (n < 0) snprintf(why, sizeof(why), "no signed tree head yet");
+        evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "STH %s\n", n < 0 ? why : json);
+        return 1;
+    }
+    case HDX_LOGREQ_INCLUSION:
+        n = hdx_log_inclusion_json(store, req.a, json, sizeof(json), why, sizeof(why));
+        break;
+    case HDX_LOGREQ_CONSISTENCY:
+        n = hdx_log_consistency_json(store, req.a, req.b, json, sizeof(json), why, sizeof(why));
+        break;
+    default:
+        return 0;
+    }
+    evbuffer_add_printf(out, n < 0 ? "NO %s\n" : "PROOF %s\n", n < 0 ? why : json);
+    return 1;
+}
+
+static void subscribe(struct hdx_conn *c, char *line, size_t n)
+{
+    struct sub_conn *s = c->session;
+    const struct hdx_sub_ctx *ctx = c->ctx;
+    if (strcmp(c->role, "subscriber") != 0 && strcmp(c->role, "gateway") != 0) {
+        free(line);
+        sub_error(c, "role device may not subscribe");
+        return;
+    }
+    struct hdx_bus_filter f;
+    uint64_t after;
+    char why[128];
+    int rc = n > SUB_LINE_MAX ? HDX_E_TOOBIG
+                              : hdx_bus_parse_request(line, ctx->kr, &f, &after, why, sizeof(why));
+    free(line);
+    if (rc != HDX_OK) {
+        sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
+        return;
+    }
+    s->sub = hdx_bus_subscribe(ctx->bus, c, &f, after);
+    if (!s->sub) {
+        sub_error(c, "out of memory");
+        return;
+    }
+    char ok[64];
+    int m =
+        snprintf(ok, sizeof(ok), "OK last=%llu\n", (unsigned long long)hdx_bus_last_seq(ctx->bus));
+    evbuffer_add(bufferevent_get_output(c->bev), ok, (size_t)m);
+    /* Subscribers listen and need not speak (no read timeout), but one that stops reading
+     * is closed by the write timeout rather than pinning its buffers forever. */
+    struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
+    hdx_info("subscribed", "peer=%s sender=%s after=%s type=%s filter_patient=%d", c->peer,
+             c->principal, after == UINT64_MAX ? "live" : "seq", f.type[0] ? "set" : "any",
+             f.has_patient);
+    hdx_bus_pump(ctx->bus, s->sub);
+}
+
+static void sub_read(struct hdx_conn *c)
+{
+    struct sub_conn *s = c->session;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (s->sub) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* nothing more is expected */
+        return;
+    }
+    for (;;) {
+        /* A client that sends requests without reading the answers stops being read. */
+        if (hdx_conn_output_full(c)) {
+            hdx_conn_pause(c, HDX_PAUSE_OUTPUT);
+            return;
+        }
+        size_t n = 0;
+        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+        if (!line) {
+            if (evbuffer_get_length(in) > SUB_LINE_MAX) sub_error(c, "request line too long");
+            return;
+        }
+        if (n <= SUB_LINE_MAX && witness_request(c, line)) {
+            free(line);
+            continue;
+        }
+        subscribe(c, line, n);
+        return;
+    }
+}
+
+/* ---------- session ops ---------- */
+
+static int sub_role_allowed(const char *role)
+{
+    /* A device may ask for heads and proofs (hashes only, to check its receipts), but only
+     * subscribers and gateways may SUB (subscribe). */
+    return strcmp(role, "subscriber") == 0 || strcmp(role, "device") == 0 ||
+           strcmp(role, "gateway") == 0;
+}
+
+static int sub_open(struct hdx_conn *c)
+{
+    struct sub_conn *s = calloc(1, sizeof(*s));
+    if (!s) return -1;
+    c->session = s;
+    struct timeval idle = {hdx_conn_conf(c)->mllp_idle_timeout_s, 0};
+    struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, &idle, &wr); /* until it subscribes */
+    return 0;
+}
+
+static void sub_refuse(struct hdx_conn *c, const char *why)
+{
+    write_err(c, why);
+}
+
+static void sub_drained(struct hdx_conn *c)
+{
+    struct sub_conn *s = c->session;
+    if (s && s->sub) hdx_bus_pump(bus_of(c), s->sub);
+}
+
+static void sub_free(struct hdx_conn *c)
+{
+    struct sub_conn *s = c->session;
+    if (!s) return;
+    if (s->sub) hdx_bus_unsubscribe(bus_of(c), s->sub);
+    free(s);
+    c->session = NULL;
+}
+
+const struct hdx_session_ops hdx_sub_ops = {
+    .port = "sub",
+    .role_allowed = sub_role_allowed,
+    .open = sub_open,
+    .refuse = sub_refuse,
+    .read = sub_read,
+    .drained = sub_drained,
+    .free = sub_free,
+};
