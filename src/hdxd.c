@@ -101,19 +101,16 @@ static int parse_args(int argc, char **argv, struct hdx_conf *conf)
 static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, EVP_PKEY **log_key,
                       struct hdx_store **rw, struct hdx_store **ro)
 {
-    char path[HDX_PATH_MAX];
+    char path[HDX_PATH_MAX], why[512] = "data directory path too long";
     int rc;
     if (hdx_conf_path(conf, "kek.key", path, sizeof(path)) ||
-        (rc = hdx_keyring_open(path, kr)) != HDX_OK) {
-        fprintf(stderr,
-                "hdxd: cannot load the key-encryption key %s/kek.key (must exist, mode 0600)\n",
-                conf->dir);
+        (rc = hdx_keyring_open(path, kr, why, sizeof(why))) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot load the key-encryption key: %s\n", why);
         return 1;
     }
     if (hdx_conf_path(conf, "log.key", path, sizeof(path)) ||
-        hdx_logkey_load_private(path, log_key) != HDX_OK) {
-        fprintf(stderr, "hdxd: cannot load the log signing key %s/log.key (Ed25519, mode 0600)\n",
-                conf->dir);
+        hdx_logkey_load_private(path, log_key, why, sizeof(why)) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot load the log signing key: %s\n", why);
         return 1;
     }
     int sync = strcmp(conf->store_sync, "off") == 0 ? HDX_STORE_NOSYNC : 0;
