@@ -32,8 +32,13 @@ static const char usage_text[] =
     "in DIR/store.db. At start it re-indexes records a crash left unindexed and cuts a torn\n"
     "tail (event=store_recovered), and migrates a store of the first release in place.\n"
     "Device enrolment, revocation and signing keys queued by hdx device become records of\n"
-    "the log; hdxd holds DIR/hdxd.lock while it runs (one hdxd per data directory). It\n"
-    "runs without core dumps (RLIMIT_CORE 0, not dumpable).\n"
+    "the log; hdxd holds DIR/hdxd.lock while it runs (one hdxd per data directory).\n"
+    "It refuses to start when kek.key, log.key or server.key is a symbolic link, is not a\n"
+    "regular file or is open to group or others (0600 wanted), naming the chmod to run.\n"
+    "It runs without core dumps (RLIMIT_CORE 0, not dumpable, so no ptrace either) unless\n"
+    "debug.core_dumps=on, for debugging only: then it keeps the core limit and dumpable\n"
+    "flag it was started with and logs event=core_dumps_enabled, as a core file may hold\n"
+    "plaintext PHI and keys.\n"
     "Every record is a leaf of a Merkle tree whose heads hdxd signs with DIR/log.key at most\n"
     "once a second (hdx sth); on a store that does not match its signed heads it starts\n"
     "read-only (event=log_alarm, AR for every message) until an operator runs hdx verify.\n"
@@ -98,22 +103,52 @@ static int parse_args(int argc, char **argv, struct hdx_conf *conf)
     return 0;
 }
 
+/* Invariant 2: no plaintext PHI in crash dumps. Message bodies, the keys and the per-thread
+ * key contexts the pipeline keeps (keys.h) are in this process's memory: no core file, and no
+ * ptrace or /proc/PID/mem by other processes of the same user. Decided once the configuration
+ * is read, which is safe because parse_args reads hdx.conf only: no key, no message, nothing
+ * of the store is in memory yet. The hard limit goes to 0 too, so nothing later can raise it. */
+static int limit_core_dumps(const struct hdx_conf *conf)
+{
+    const struct rlimit no_core = {0, 0};
+    if (strcmp(conf->debug_core_dumps, "on") == 0) return 0; /* as the environment set them */
+    if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        fprintf(stderr, "hdxd: cannot disable core dumps\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* Logged at every start, so a debugging setting left on in production shows. */
+static void warn_core_dumps(void)
+{
+    struct rlimit rl;
+    char limit[24], note[96];
+    if (getrlimit(RLIMIT_CORE, &rl) != 0)
+        snprintf(limit, sizeof(limit), "unknown");
+    else if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(limit, sizeof(limit), "unlimited");
+    else
+        snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+    hdx_warn("core_dumps_enabled", "core_limit=%s dumpable=%d note=%s", limit,
+             prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
+             hdx_log_str(note, sizeof(note),
+                         "debug.core_dumps=on: a core file may hold plaintext PHI and keys"));
+}
+
 static int open_state(const struct hdx_conf *conf, struct hdx_keyring **kr, EVP_PKEY **log_key,
                       struct hdx_store **rw, struct hdx_store **ro)
 {
-    char path[HDX_PATH_MAX];
+    char path[HDX_PATH_MAX], why[512] = "data directory path too long";
     int rc;
     if (hdx_conf_path(conf, "kek.key", path, sizeof(path)) ||
-        (rc = hdx_keyring_open(path, kr)) != HDX_OK) {
-        fprintf(stderr,
-                "hdxd: cannot load the key-encryption key %s/kek.key (must exist, mode 0600)\n",
-                conf->dir);
+        (rc = hdx_keyring_open(path, kr, why, sizeof(why))) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot load the key-encryption key: %s\n", why);
         return 1;
     }
     if (hdx_conf_path(conf, "log.key", path, sizeof(path)) ||
-        hdx_logkey_load_private(path, log_key) != HDX_OK) {
-        fprintf(stderr, "hdxd: cannot load the log signing key %s/log.key (Ed25519, mode 0600)\n",
-                conf->dir);
+        hdx_logkey_load_private(path, log_key, why, sizeof(why)) != HDX_OK) {
+        fprintf(stderr, "hdxd: cannot load the log signing key: %s\n", why);
         return 1;
     }
     int sync = strcmp(conf->store_sync, "off") == 0 ? HDX_STORE_NOSYNC : 0;
@@ -141,19 +176,13 @@ int main(int argc, char **argv)
     struct hdx_store *rw = NULL, *ro = NULL;
     struct hdx_server *srv = NULL;
     char why[512];
-    /* Invariant 2: no plaintext PHI in crash dumps. Message bodies, the keys and the per-thread
-     * key contexts the pipeline keeps (keys.h) are in this process's memory: no core file,
-     * and no ptrace or /proc/PID/mem by other processes of the same user. */
-    const struct rlimit no_core = {0, 0};
-    if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-        fprintf(stderr, "hdxd: cannot disable core dumps\n");
-        return 1;
-    }
     int rc = parse_args(argc, argv, &conf);
     if (rc) return rc;
+    if ((rc = limit_core_dumps(&conf)) != 0) return rc;
     enum hdx_log_level level = HDX_LOG_INFO;
     hdx_log_level_parse(conf.log_level, &level);
     hdx_log_set_level(level);
+    if (strcmp(conf.debug_core_dumps, "on") == 0) warn_core_dumps();
     umask(077); /* everything hdxd creates (WAL, shm) is private */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();

@@ -36,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (fd < 0) abort();
     close(fd);
     unlink(path); /* hdx_kek_create wants to create it itself (O_EXCL) */
-    if (hdx_kek_create(path) != HDX_OK || hdx_keyring_open(path, &kr) != HDX_OK ||
+    if (hdx_kek_create(path) != HDX_OK || hdx_keyring_open(path, &kr, NULL, 0) != HDX_OK ||
         hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, wrapped) != HDX_OK)
         abort();
     unlink(path);

@@ -27,9 +27,10 @@ int cli_open(const char *dir, int rw, struct cli_ctx *ctx)
         return 1;
     }
     int rc;
+    snprintf(err, sizeof(err), "data directory path too long");
     if (hdx_conf_path(&ctx->conf, "kek.key", path, sizeof(path)) ||
-        (rc = hdx_keyring_open(path, &ctx->kr)) != HDX_OK) {
-        fprintf(stderr, "hdx: cannot load %s/kek.key (must exist, mode 0600)\n", dir);
+        (rc = hdx_keyring_open(path, &ctx->kr, err, sizeof(err))) != HDX_OK) {
+        fprintf(stderr, "hdx: cannot load the key-encryption key: %s\n", err);
         return 1;
     }
     if (hdx_conf_path(&ctx->conf, ctx->conf.store_path, path, sizeof(path)) ||

@@ -127,7 +127,7 @@ static void sleep_ms(long ms)
  * commit pipeline with the data directory's keys, log key and head file. */
 static int apply_queue_here(const char *dir, struct cli_ctx *ctx, char *why, size_t cap)
 {
-    char path[HDX_PATH_MAX], head[HDX_PATH_MAX];
+    char path[HDX_PATH_MAX], head[HDX_PATH_MAX], sub[512] = "data directory path too long";
     struct hdx_store *w = NULL;
     struct hdx_commit *c = NULL;
     EVP_PKEY *key = NULL;
@@ -143,8 +143,8 @@ static int apply_queue_here(const char *dir, struct cli_ctx *ctx, char *why, siz
     hdx_store_set_segment_size(w, ctx->conf.store_segment_size);
     if (hdx_path(path, sizeof(path), dir, "log.key") ||
         hdx_path(head, sizeof(head), dir, "log.sth") ||
-        hdx_logkey_load_private(path, &key) != HDX_OK) {
-        snprintf(why, cap, "cannot load the log signing key %s/log.key", dir);
+        hdx_logkey_load_private(path, &key, sub, sizeof(sub)) != HDX_OK) {
+        snprintf(why, cap, "cannot load the log signing key: %s", sub);
         hdx_store_close(w);
         return HDX_E_CONFIG;
     }

@@ -80,7 +80,7 @@ static int create_store(const char *dir)
     uint8_t wrapped[HDX_WRAPPED_LEN];
     int rc = HDX_E_IO;
     if (hdx_path(path, sizeof(path), dir, "kek.key") || (rc = hdx_kek_create(path)) != HDX_OK ||
-        (rc = hdx_keyring_open(path, &kr)) != HDX_OK)
+        (rc = hdx_keyring_open(path, &kr, NULL, 0)) != HDX_OK)
         goto out;
     if (hdx_path(path, sizeof(path), dir, "store.db") ||
         (rc = hdx_store_open(path, HDX_STORE_CREATE, &s)) != HDX_OK)

@@ -261,9 +261,9 @@ static int open_receipts(struct sender *s, const char *dir, const char *key, con
 /* The device's signing key, and this connection's binding (proto/checkpoint.h). */
 static int start_signing(struct sender *s, const char *path, long every, long every_ms)
 {
-    if (hdx_logkey_load_private(path, &s->sign_key) != HDX_OK) {
-        fprintf(stderr, "hdx send: cannot load the signing key %s (Ed25519 PEM, mode 0600)\n",
-                path);
+    char why[512];
+    if (hdx_logkey_load_private(path, &s->sign_key, why, sizeof(why)) != HDX_OK) {
+        fprintf(stderr, "hdx send: cannot load the signing key: %s\n", why);
         return -1;
     }
     if (SSL_export_keying_material(s->conn.ssl, s->binding, sizeof(s->binding), HDX_CKPT_LABEL,

@@ -18,20 +18,28 @@ struct conf_key {
     size_t offset, size;
     long long min, max;
     const char *def;
+    const char *oneof; /* KEY_STR: the allowed values, '|'-separated; NULL for any */
 };
 
 #define STR(sec, key, field, d)                                                                    \
     {                                                                                              \
         sec, key, KEY_STR, offsetof(struct hdx_conf, field),                                       \
-            sizeof(((struct hdx_conf *)0)->field), 0, 0, d                                         \
+            sizeof(((struct hdx_conf *)0)->field), 0, 0, d, NULL                                   \
+    }
+/* A string key with a fixed set of values, checked where it is set so that a bad one is
+ * reported with its file and line. */
+#define ONEOF(sec, key, field, values, d)                                                          \
+    {                                                                                              \
+        sec, key, KEY_STR, offsetof(struct hdx_conf, field),                                       \
+            sizeof(((struct hdx_conf *)0)->field), 0, 0, d, values                                 \
     }
 #define INT(sec, key, field, lo, hi, d)                                                            \
     {                                                                                              \
-        sec, key, KEY_INT, offsetof(struct hdx_conf, field), sizeof(int), lo, hi, d                \
+        sec, key, KEY_INT, offsetof(struct hdx_conf, field), sizeof(int), lo, hi, d, NULL          \
     }
 #define SIZE(sec, key, field, lo, hi, d)                                                           \
     {                                                                                              \
-        sec, key, KEY_SIZE, offsetof(struct hdx_conf, field), sizeof(size_t), lo, hi, d            \
+        sec, key, KEY_SIZE, offsetof(struct hdx_conf, field), sizeof(size_t), lo, hi, d, NULL      \
     }
 
 static const struct conf_key conf_keys[] = {
@@ -63,13 +71,32 @@ static const struct conf_key conf_keys[] = {
     STR("store", "sync", store_sync, "full"),
     INT("store", "receipts", store_receipts, 0, 1, "1"),
     STR("log", "level", log_level, "info"),
+    ONEOF("debug", "core_dumps", debug_core_dumps, "off|on", "off"),
 };
+
+/* 1 when value is one of the '|'-separated choices; else why gets "must be a, b or c". */
+static int one_of(const char *choices, const char *value, char *why, size_t why_cap)
+{
+    size_t len = strlen(value), off;
+    const char *p, *bar;
+    for (p = choices; p; p = (bar = strchr(p, '|')) ? bar + 1 : NULL)
+        if (strncmp(p, value, len) == 0 && (p[len] == '|' || p[len] == 0)) return 1;
+    off = (size_t)snprintf(why, why_cap, "must be ");
+    for (p = choices; p && off < why_cap; p = bar ? bar + 1 : NULL) {
+        bar = strchr(p, '|');
+        int n = bar ? (int)(bar - p) : (int)strlen(p);
+        const char *sep = !bar ? "" : strchr(bar + 1, '|') ? ", " : " or ";
+        off += (size_t)snprintf(why + off, why_cap - off, "%.*s%s", n, p, sep);
+    }
+    return 0;
+}
 
 static int set_key(struct hdx_conf *c, const struct conf_key *k, const char *value, char *why,
                    size_t why_cap)
 {
     char *dst = (char *)c + k->offset;
     if (k->type == KEY_STR) {
+        if (k->oneof && !one_of(k->oneof, value, why, why_cap)) return -1;
         if (strlen(value) >= k->size) {
             snprintf(why, why_cap, "value longer than %zu bytes", k->size - 1);
             return -1;
@@ -310,5 +337,10 @@ const char *hdx_conf_template(void)
            "receipts = 1\n"
            "\n"
            "[log]\n"
-           "level = info\n";
+           "level = info\n"
+           "\n"
+           "[debug]\n"
+           "; on: hdxd keeps the core-dump limit and ptrace setting it was started with, so a\n"
+           "; crash may leave a core file holding plaintext PHI and keys. Never in production.\n"
+           "core_dumps = off\n";
 }

@@ -48,6 +48,8 @@ struct hdx_conf {
     char store_sync[8]; /* "full" (durable, default) or "off" (benchmarks of the ceiling only) */
     /* [log] */
     char log_level[8];
+    /* [debug] */
+    char debug_core_dumps[8]; /* "off" (default) or "on": hdxd leaves core dumps as it found them */
 };
 
 void hdx_conf_defaults(struct hdx_conf *c);

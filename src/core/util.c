@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +256,78 @@ int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len)
     *out = buf;
     *out_len = got;
     return HDX_OK;
+}
+
+/* why may be NULL: hdx init and the tests want the code only. */
+__attribute__((format(printf, 4, 5))) static int secret_fail(int rc, char *why, size_t cap,
+                                                             const char *fmt, ...)
+{
+    if (why && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, cap, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+int hdx_secret_read(const char *path, size_t max, uint8_t **out, size_t *out_len, char *why,
+                    size_t why_cap)
+{
+    *out = NULL;
+    *out_len = 0;
+    /* O_NONBLOCK: a FIFO planted in the key's place must not hang the start before fstat
+     * can refuse it; it changes nothing for a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return secret_fail(HDX_E_NOTFOUND, why, why_cap, "%s does not exist", path);
+        if (e == ELOOP)
+            return secret_fail(HDX_E_PERM, why, why_cap,
+                               "%s is a symbolic link: put the key file itself there (mode 0600)",
+                               path);
+        return secret_fail(HDX_E_IO, why, why_cap, "cannot open %s: %s", path, strerror(e));
+    }
+    struct stat st;
+    int rc = HDX_OK;
+    if (fstat(fd, &st) != 0)
+        rc = secret_fail(HDX_E_IO, why, why_cap, "cannot stat %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = secret_fail(HDX_E_PERM, why, why_cap, "%s is not a regular file", path);
+    else if (st.st_mode & 077)
+        rc = secret_fail(HDX_E_PERM, why, why_cap,
+                         "%s is mode %04o, open to group or others: run chmod 600 %s", path,
+                         (unsigned)(st.st_mode & 07777), path);
+    else if ((size_t)st.st_size > max)
+        rc = secret_fail(HDX_E_TOOBIG, why, why_cap, "%s is larger than %zu bytes", path, max);
+    uint8_t *buf = rc == HDX_OK ? malloc((size_t)st.st_size + 1) : NULL;
+    if (rc == HDX_OK && !buf) rc = secret_fail(HDX_E_NOMEM, why, why_cap, "out of memory");
+    size_t got = 0;
+    while (rc == HDX_OK && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            rc = secret_fail(HDX_E_IO, why, why_cap, "cannot read %s", path);
+        else
+            got += (size_t)r;
+    }
+    close(fd);
+    if (rc != HDX_OK) {
+        hdx_secret_free(buf, got);
+        return rc;
+    }
+    buf[got] = 0;
+    *out = buf;
+    *out_len = got;
+    return HDX_OK;
+}
+
+void hdx_secret_free(uint8_t *buf, size_t len)
+{
+    if (!buf) return;
+    OPENSSL_cleanse(buf, len);
+    free(buf);
 }
 
 int hdx_path(char *out, size_t cap, const char *dir, const char *name)

@@ -37,6 +37,17 @@ int hdx_write_new_file(const char *path, const void *data, size_t len, mode_t mo
 int hdx_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Reads a whole file of at most max bytes into a malloc'd buffer (NUL-terminated). */
 int hdx_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len);
+/* Reads a private key (or other secret) of at most max bytes into a malloc'd buffer
+ * (NUL-terminated) that the caller hands to hdx_secret_free. Refuses, with HDX_E_PERM, a
+ * symbolic link, anything but a regular file, and a mode that gives group or others any
+ * access: a key others could read is no secret, and one whose link or directory others control
+ * could be swapped for theirs. The checks are made with fstat on the descriptor that is then
+ * read, so the file checked is the file read. why (NULL for none) receives one line naming
+ * the path, what is wrong and the fix ("... is mode 0644 ...: run chmod 600 PATH"). */
+int hdx_secret_read(const char *path, size_t max, uint8_t **out, size_t *out_len, char *why,
+                    size_t why_cap);
+/* Wipes len bytes of a hdx_secret_read buffer and frees it; NULL is fine. */
+void hdx_secret_free(uint8_t *buf, size_t len);
 /* A new temporary directory (mode 0700) or file (0600; the open fd is returned), named prefix
  * followed by six random characters: under $TMPDIR (default /tmp) when prefix holds no '/',
  * else exactly there. The name goes to out. Return -1 on failure (errno set). */

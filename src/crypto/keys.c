@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/err.h"
 #include "core/util.h"
@@ -81,36 +80,37 @@ int hdx_kek_create(const char *path)
     return rc;
 }
 
-static int read_kek(const char *path, uint8_t *kek)
+static int read_kek(const char *path, uint8_t *kek, char *why, size_t why_cap)
 {
-    struct stat st;
     uint8_t *buf = NULL;
-    size_t len = 0;
-    if (stat(path, &st) != 0) return HDX_E_NOTFOUND;
-    if (st.st_mode & 077) return HDX_E_PERM; /* a KEK others can read is no secret */
-    int rc = hdx_read_file(path, 256, &buf, &len);
+    size_t len = 0, n;
+    int rc = hdx_secret_read(path, 256, &buf, &len, why, why_cap);
     if (rc != HDX_OK) return rc;
-    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        buf[--len] = 0;
+    for (n = len; n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'); n--)
+        buf[n - 1] = 0;
     rc = hdx_unhex((const char *)buf, kek, HDX_KEY_LEN) == 0 ? HDX_OK : HDX_E_CONFIG;
-    sodium_memzero(buf, len);
-    free(buf);
+    hdx_secret_free(buf, len);
+    if (rc != HDX_OK && why)
+        snprintf(why, why_cap, "%s does not hold %d hex digits", path, 2 * HDX_KEY_LEN);
     return rc;
 }
 
-int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out)
+int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out, char *why, size_t why_cap)
 {
     *out = NULL;
-    if (sodium_ready() != HDX_OK) return HDX_E_CRYPTO;
+    if (sodium_ready() != HDX_OK) {
+        if (why) snprintf(why, why_cap, "libsodium failed to initialise");
+        return HDX_E_CRYPTO;
+    }
     struct hdx_keyring *kr = calloc(1, sizeof(*kr));
-    if (!kr) return HDX_E_NOMEM;
-    kr->blind_slot = -1;
-    kr->kek = sodium_malloc(HDX_KEY_LEN);
-    if (!kr->kek) {
+    if (kr) kr->kek = sodium_malloc(HDX_KEY_LEN);
+    if (!kr || !kr->kek) {
         free(kr);
+        if (why) snprintf(why, why_cap, "out of memory");
         return HDX_E_NOMEM;
     }
-    int rc = read_kek(kek_path, kr->kek);
+    kr->blind_slot = -1;
+    int rc = read_kek(kek_path, kr->kek, why, why_cap);
     if (rc != HDX_OK) {
         hdx_keyring_free(kr);
         return rc;

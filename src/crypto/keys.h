@@ -28,8 +28,9 @@ struct hdx_keyring;
 
 /* Writes a new random KEK to path (0600, O_EXCL). */
 int hdx_kek_create(const char *path);
-/* Loads the KEK; refuses a file readable by group or others. */
-int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out);
+/* Loads the KEK under the rule of every secret file (hdx_secret_read: a regular file, not a
+ * link, mode 0600 or stricter). why (NULL for none) receives one line on failure. */
+int hdx_keyring_open(const char *kek_path, struct hdx_keyring **out, char *why, size_t why_cap);
 void hdx_keyring_free(struct hdx_keyring *kr);
 
 /* Generates a fresh key of `kind` with identifier id, keeps it, and returns it wrapped for

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/err.h"
 #include "core/util.h"
@@ -15,20 +14,27 @@ static void put_be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
-int hdx_logkey_load_private(const char *path, EVP_PKEY **out)
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
-    struct stat st;
+    return -1; /* an encrypted key is refused, never prompted for */
+}
+
+int hdx_logkey_load_private(const char *path, EVP_PKEY **out, char *why, size_t why_cap)
+{
+    uint8_t *pem = NULL;
+    size_t len = 0;
     *out = NULL;
-    if (stat(path, &st) != 0) return HDX_E_NOTFOUND;
-    if (st.st_mode & 077) return HDX_E_PERM;
-    FILE *f = fopen(path, "r");
-    if (!f) return HDX_E_IO;
-    *out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
+    int rc = hdx_secret_read(path, 16384, &pem, &len, why, why_cap);
+    if (rc != HDX_OK) return rc;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    *out = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    hdx_secret_free(pem, len);
     if (*out && EVP_PKEY_get_id(*out) != EVP_PKEY_ED25519) {
         EVP_PKEY_free(*out);
         *out = NULL;
     }
+    if (!*out && why) snprintf(why, why_cap, "%s holds no unencrypted Ed25519 private key", path);
     return *out ? HDX_OK : HDX_E_CRYPTO;
 }
 

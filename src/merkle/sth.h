@@ -21,9 +21,10 @@ struct hdx_sth {
     uint8_t signature[HDX_STH_SIG_LEN];
 };
 
-/* Loads a PEM Ed25519 private key (refusing a file readable by group or others) or public
- * key. The caller frees with EVP_PKEY_free. */
-int hdx_logkey_load_private(const char *path, EVP_PKEY **out);
+/* Loads a PEM Ed25519 private key (under the rule of every secret file, hdx_secret_read: a
+ * regular file, not a link, mode 0600 or stricter; why, NULL for none, receives one line on
+ * failure) or public key. The caller frees with EVP_PKEY_free. */
+int hdx_logkey_load_private(const char *path, EVP_PKEY **out, char *why, size_t why_cap);
 int hdx_logkey_load_public(const char *path, EVP_PKEY **out);
 
 void hdx_sth_signed_bytes(const struct hdx_sth *sth, uint8_t out[HDX_STH_SIGNED_LEN]);

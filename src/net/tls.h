@@ -4,6 +4,7 @@
  * Session resumption is off: a resumed session would skip the certificate check, and so
  * let a revoked device back in. The CRL file is watched (hdx_tls_crl_changed) and swapped in
  * without a restart; open connections are then checked with hdx_tls_is_revoked().
+ * server.key is refused unless it is a regular file only its owner can access (mode 0600).
  * Thread: the network thread only. */
 #ifndef HDX_TLS_H
 #define HDX_TLS_H

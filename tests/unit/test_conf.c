@@ -51,6 +51,42 @@ static void test_defaults_and_template(void **state)
     assert_int_equal(hdx_conf_load(&c, path, err, sizeof(err)), HDX_OK);
     assert_string_equal(c.mllp_listen, "127.0.0.1:2575");
     assert_string_equal(c.store_sync, "full");
+    assert_string_equal(c.debug_core_dumps, "off");
+}
+
+/* debug.core_dumps takes off or on only; anything else names file, line and key, and an
+ * override is checked the same way. */
+static void test_core_dumps_key(void **state)
+{
+    struct hdx_conf c;
+    char err[512], want[320];
+    hdx_conf_defaults(&c);
+    assert_string_equal(c.debug_core_dumps, "off");
+    write_conf("[debug]\ncore_dumps = on\n");
+    assert_int_equal(hdx_conf_load(&c, path, err, sizeof(err)), HDX_OK);
+    assert_string_equal(c.debug_core_dumps, "on");
+    write_conf("[debug]\ncore_dumps = off\n");
+    assert_int_equal(hdx_conf_load(&c, path, err, sizeof(err)), HDX_OK);
+    assert_string_equal(c.debug_core_dumps, "off");
+    const char *bad[] = {"yes", "1", "ON", "of", "offf", "", "on off"};
+    for (size_t i = 0; i < HDX_ARRAY_LEN(bad); i++) {
+        char text[64];
+        hdx_conf_defaults(&c);
+        snprintf(text, sizeof(text), "[log]\nlevel = info\n[debug]\ncore_dumps = %s\n", bad[i]);
+        write_conf(text);
+        assert_int_equal(hdx_conf_load(&c, path, err, sizeof(err)), HDX_E_CONFIG);
+        snprintf(want, sizeof(want), "%s:4: debug.core_dumps: must be off or on", path);
+        assert_string_equal(err, want);
+        assert_string_equal(c.debug_core_dumps, "off"); /* a refused value is not kept */
+    }
+    hdx_conf_defaults(&c);
+    assert_int_equal(hdx_conf_set(&c, "debug.core_dumps=on", err, sizeof(err)), HDX_OK);
+    assert_string_equal(c.debug_core_dumps, "on");
+    assert_int_equal(hdx_conf_set(&c, "debug.core_dumps=off", err, sizeof(err)), HDX_OK);
+    assert_string_equal(c.debug_core_dumps, "off");
+    assert_int_equal(hdx_conf_set(&c, "debug.core_dumps=maybe", err, sizeof(err)), HDX_E_CONFIG);
+    assert_string_equal(err, "-o: debug.core_dumps: must be off or on");
+    assert_string_equal(c.debug_core_dumps, "off");
 }
 
 static void test_errors_name_file_line_key(void **state)
@@ -116,6 +152,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_template),
         cmocka_unit_test(test_errors_name_file_line_key),
+        cmocka_unit_test(test_core_dumps_key),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_time_and_hostport),
     };

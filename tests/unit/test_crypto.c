@@ -36,7 +36,7 @@ static struct hdx_keyring *ring(const char *name)
     struct hdx_keyring *kr = NULL;
     snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
     if (access(path, F_OK) != 0) assert_int_equal(hdx_kek_create(path), HDX_OK);
-    assert_int_equal(hdx_keyring_open(path, &kr), HDX_OK);
+    assert_int_equal(hdx_keyring_open(path, &kr, NULL, 0), HDX_OK);
     return kr;
 }
 
@@ -51,8 +51,49 @@ static void test_kek_file_is_private(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(hdx_kek_create(path), HDX_E_EXISTS);
     chmod(path, 0644);
-    assert_int_equal(hdx_keyring_open(path, &kr), HDX_E_PERM);
+    assert_int_equal(hdx_keyring_open(path, &kr, NULL, 0), HDX_E_PERM);
     assert_null(kr);
+}
+
+/* The rule every private key hdxd reads is held to (kek.key, log.key, server.key). */
+static void test_secret_file_rule(void **state)
+{
+    char path[320], link[330], why[1024], want[1024];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    struct hdx_keyring *kr = NULL;
+    snprintf(path, sizeof(path), "%s/kek-rule", tmpdir);
+    snprintf(link, sizeof(link), "%s.link", path);
+    assert_int_equal(hdx_kek_create(path), HDX_OK);
+    assert_int_equal(hdx_secret_read(path, 256, &buf, &len, why, sizeof(why)), HDX_OK);
+    assert_int_equal(len, 65);
+    hdx_secret_free(buf, len);
+    const mode_t open_modes[] = {0640, 0604, 0620, 0602, 0610, 0660};
+    for (size_t i = 0; i < HDX_ARRAY_LEN(open_modes); i++) {
+        chmod(path, open_modes[i]);
+        assert_int_equal(hdx_keyring_open(path, &kr, why, sizeof(why)), HDX_E_PERM);
+        assert_null(kr);
+        snprintf(want, sizeof(want), "%s is mode %04o, open to group or others: run chmod 600 %s",
+                 path, (unsigned)open_modes[i], path);
+        assert_string_equal(why, want);
+    }
+    chmod(path, 0400); /* stricter than 0600 is fine */
+    assert_int_equal(hdx_keyring_open(path, &kr, why, sizeof(why)), HDX_OK);
+    hdx_keyring_free(kr);
+    kr = NULL;
+    /* A link is refused even to a private file: the key's place is the data directory. */
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(hdx_keyring_open(link, &kr, why, sizeof(why)), HDX_E_PERM);
+    assert_non_null(strstr(why, "is a symbolic link"));
+    unlink(link);
+    assert_int_equal(mkfifo(link, 0600), 0);
+    assert_int_equal(hdx_secret_read(link, 256, &buf, &len, why, sizeof(why)), HDX_E_PERM);
+    assert_non_null(strstr(why, "is not a regular file"));
+    assert_null(buf);
+    unlink(link);
+    assert_int_equal(hdx_secret_read(link, 256, &buf, &len, why, sizeof(why)), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_secret_read(path, 16, &buf, &len, why, sizeof(why)), HDX_E_TOOBIG);
+    assert_int_equal(hdx_secret_read(path, 16, &buf, &len, NULL, 0), HDX_E_TOOBIG);
 }
 
 static void test_wrap_unwrap_and_wrong_kek(void **state)
@@ -287,6 +328,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kek_file_is_private),
+        cmocka_unit_test(test_secret_file_rule),
         cmocka_unit_test(test_wrap_unwrap_and_wrong_kek),
         cmocka_unit_test(test_seal_detects_every_alteration),
         cmocka_unit_test(test_blind_index),

@@ -29,7 +29,7 @@ static int setup(void **state)
     uint8_t wrapped[HDX_WRAPPED_LEN];
     if (hdx_mkdtemp("hdx-leaf-", tmpdir, sizeof(tmpdir)) != 0) return -1;
     snprintf(path, sizeof(path), "%s/kek", tmpdir);
-    if (hdx_kek_create(path) || hdx_keyring_open(path, &kr) ||
+    if (hdx_kek_create(path) || hdx_keyring_open(path, &kr, NULL, 0) ||
         hdx_keyring_new_key(kr, HDX_KEY_DATA, 1, wrapped) ||
         hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, wrapped) || hdx_keyctx_new(kr, &kc))
         return -1;

@@ -127,9 +127,9 @@ static void test_key_files(void **state)
     PEM_write_PUBKEY(f, k);
     fclose(f);
     chmod(priv, 0644);
-    assert_int_equal(hdx_logkey_load_private(priv, &got), HDX_E_PERM);
+    assert_int_equal(hdx_logkey_load_private(priv, &got, NULL, 0), HDX_E_PERM);
     chmod(priv, 0600);
-    assert_int_equal(hdx_logkey_load_private(priv, &got), HDX_OK);
+    assert_int_equal(hdx_logkey_load_private(priv, &got, NULL, 0), HDX_OK);
     EVP_PKEY_free(got);
     assert_int_equal(hdx_logkey_load_public(pub, &got), HDX_OK);
     EVP_PKEY_free(got);

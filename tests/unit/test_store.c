@@ -41,7 +41,7 @@ static int setup(void **state)
     if (hdx_mkdtemp("hdx-store-", tmpdir, sizeof(tmpdir)) != 0) return -1;
     snprintf(kek, sizeof(kek), "%s/kek.key", tmpdir);
     snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
-    if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr) ||
+    if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr, NULL, 0) ||
         hdx_store_open(dbpath, HDX_STORE_CREATE, &s))
         return -1;
     if (hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, w) ||
