@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         CHECK(req.kind == HDX_LOGREQ_NONE);
     }
-    if (hdx_bus_parse_request(line, kr, &f, &after, why, sizeof(why)) == HDX_OK) {
+    if (hdx_bus_parse_request(line, size, kr, &f, &after, why, sizeof(why)) == HDX_OK) {
         check_token(f.type, sizeof(f.type));
         check_token(f.sender, sizeof(f.sender));
         CHECK(f.has_patient == 0 || f.has_patient == 1);

@@ -815,7 +815,7 @@ static void sub_read(struct conn *c)
     char why[128];
     int rc = n > SUB_LINE_MAX
                  ? HDX_E_TOOBIG
-                 : hdx_bus_parse_request(line, c->srv->kr, &f, &after, why, sizeof(why));
+                 : hdx_bus_parse_request(line, n, c->srv->kr, &f, &after, why, sizeof(why));
     free(line);
     if (rc != HDX_OK) {
         sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
