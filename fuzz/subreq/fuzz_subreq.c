@@ -1,9 +1,14 @@
 /* fuzz_subreq: libFuzzer entry point for the lines an authenticated client sends on the
  * subscription port: the SUB request (bus/bus.h hdx_bus_parse_request) and the log requests
- * before it (store/logproof.h hdx_logreq_parse). Beyond "no crash", it traps when an accepted
- * request yields a filter value with a byte that could break a header (space or control
- * byte) or a string that is not terminated inside its array, or when an accepted log request
- * is not exactly the canonical text of what was parsed. */
+ * before it (store/logproof.h hdx_logreq_parse). The SUB parser gets the raw input and its
+ * length, embedded NULs included, exactly as sub_read passes what evbuffer_readln returned;
+ * libFuzzer's buffer is exactly that long, so a read past it shows under ASan. Beyond "no
+ * crash", it traps when an accepted request holds a byte outside printable ASCII, a run of
+ * spaces, a filter value with a space or control byte, a string not terminated inside its
+ * array, a filter value that is not in the line, or after= that maps to the "live" sentinel;
+ * when a refusal gives no reason, one outside the fixed list (a reason must never echo client
+ * bytes: it is logged), or leaves a filter behind; or when an accepted log request is not
+ * exactly the canonical text of what was parsed. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +52,65 @@ static void check_token(const char *s, size_t cap)
 {
     CHECK(memchr(s, 0, cap) != NULL);
     for (; *s; s++)
-        CHECK((unsigned char)*s > ' ');
+        CHECK((unsigned char)*s > ' ' && (unsigned char)*s < 0x7f);
+}
+
+/* An accepted filter value must be one of the line's tokens, "<key>=<value>" whole. */
+static void check_in_line(const uint8_t *data, size_t size, const char *key, const char *val)
+{
+    char tok[128];
+    if (!val[0]) return;
+    int n = snprintf(tok, sizeof(tok), " %s=%s", key, val);
+    CHECK(n > 0 && (size_t)n < sizeof(tok));
+    const uint8_t *at = memmem(data, size, tok, (size_t)n);
+    CHECK(at != NULL);
+    size_t end = (size_t)(at - data) + (size_t)n;
+    CHECK(end == size || data[end] == ' ');
+}
+
+static void check_accepted(const uint8_t *data, size_t size, const struct hdx_bus_filter *f,
+                           uint64_t after)
+{
+    CHECK(size >= 3 && memcmp(data, "SUB", 3) == 0);
+    for (size_t i = 0; i < size; i++)
+        CHECK(data[i] >= 0x20 && data[i] < 0x7f);
+    CHECK(memmem(data, size, "  ", 2) == NULL);
+    CHECK(data[size - 1] != ' ');
+    check_token(f->type, sizeof(f->type));
+    check_token(f->sender, sizeof(f->sender));
+    check_in_line(data, size, "type", f->type);
+    check_in_line(data, size, "sender", f->sender);
+    CHECK(f->has_patient == 0 || f->has_patient == 1);
+    CHECK(f->has_patient == (memmem(data, size, " patient=", 9) != NULL));
+    /* after= was given exactly when the cursor is not the live sentinel. */
+    CHECK((after == UINT64_MAX) == (memmem(data, size, " after=", 7) == NULL));
+}
+
+static void check_refused(const char *why, size_t cap, const struct hdx_bus_filter *f,
+                          uint64_t after)
+{
+    static const char *const reasons[] = {
+        "request too long",
+        "control character in request",
+        "expected SUB",
+        "parameters must be separated by one space",
+        "parameters must be printable ASCII",
+        "unknown parameter",
+        "duplicate parameter after",
+        "duplicate parameter type",
+        "duplicate parameter sender",
+        "duplicate parameter patient",
+        "after must be a decimal sequence number",
+        "parameter value empty or too long",
+    };
+    static const struct hdx_bus_filter zero;
+    int known = 0;
+    CHECK(memchr(why, 0, cap) != NULL && why[0] != 0);
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        known |= strcmp(why, reasons[i]) == 0;
+    CHECK(known);
+    CHECK(memcmp(f, &zero, sizeof(zero)) == 0);
+    CHECK(after == UINT64_MAX);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -56,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct hdx_bus_filter f;
     uint64_t after;
     if (size >= sizeof(line)) return 0;
+    /* hdx_logreq_parse takes a C string (sub_read hands it the line as one). */
     memcpy(line, data, size);
     line[size] = 0;
     struct hdx_logreq req;
@@ -76,12 +140,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         CHECK(req.kind == HDX_LOGREQ_NONE);
     }
-    if (hdx_bus_parse_request(line, kr, &f, &after, why, sizeof(why)) == HDX_OK) {
-        check_token(f.type, sizeof(f.type));
-        check_token(f.sender, sizeof(f.sender));
-        CHECK(f.has_patient == 0 || f.has_patient == 1);
-    } else {
-        CHECK(memchr(why, 0, sizeof(why)) != NULL && why[0] != 0);
-    }
+    why[0] = 0;
+    if (hdx_bus_parse_request((const char *)data, size, kr, &f, &after, why, sizeof(why)) == HDX_OK)
+        check_accepted(data, size, &f, after);
+    else
+        check_refused(why, sizeof(why), &f, after);
     return 0;
 }

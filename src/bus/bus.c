@@ -240,77 +240,144 @@ void hdx_bus_tick(struct hdx_bus *bus, int64_t now_us)
             drop(bus, sub, "slow-consumer");
 }
 
-static int parse_kv(const char *tok, const char **val, const char *key)
+/* The request grammar is docs/SUBSCRIBE.md "Request". The line is parsed in place as
+ * (pointer, length) spans, never as a C string: a NUL inside it must be refused, not silently
+ * end it. Refusals name no client byte (why is logged, and a value may be a patient id). */
+#define REQ_MAX 1023 /* bytes before the LF; longer lines never reach a filter */
+#define PATIENT_MAX 199
+#define AFTER_MAX (UINT64_MAX - 1) /* UINT64_MAX is the "live" sentinel (hdx_bus_subscribe) */
+
+static const char *const req_keys[] = {"after", "type", "sender", "patient"};
+enum req_key { KEY_AFTER, KEY_TYPE, KEY_SENDER, KEY_PATIENT, KEY_NONE };
+
+static enum req_key req_key(const char *tok, size_t len, const char **val, size_t *vlen)
 {
-    size_t kl = strlen(key);
-    if (strncmp(tok, key, kl) == 0 && tok[kl] == '=') {
-        *val = tok + kl + 1;
-        return 1;
+    for (int k = 0; k < KEY_NONE; k++) {
+        size_t kl = strlen(req_keys[k]);
+        if (len > kl && memcmp(tok, req_keys[k], kl) == 0 && tok[kl] == '=') {
+            *val = tok + kl + 1;
+            *vlen = len - kl - 1;
+            return (enum req_key)k;
+        }
     }
+    return KEY_NONE;
+}
+
+/* Digit by digit, so that overflow is caught exactly and no sign, space or base prefix that
+ * strtoull would take slips through. */
+static int parse_after(const char *v, size_t len, uint64_t *out)
+{
+    uint64_t n = 0;
+    if (len == 0) return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        unsigned d = (unsigned)(v[i] - '0');
+        if (n > (AFTER_MAX - d) / 10) return -1;
+        n = n * 10 + d;
+    }
+    *out = n;
     return 0;
 }
 
-static int printable(const char *v)
+static int copy_value(char *dst, size_t cap, const char *v, size_t len)
 {
-    for (; *v; v++)
-        if ((unsigned char)*v <= ' ' || (unsigned char)*v >= 0x7f) return 0;
-    return 1;
+    if (len == 0 || len >= cap) return -1;
+    memcpy(dst, v, len);
+    dst[len] = 0;
+    return 0;
 }
 
-static int apply_token(const char *tok, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
-                       uint64_t *after, char *why, size_t cap)
+static int apply_token(const char *tok, size_t len, const struct hdx_keyring *kr,
+                       struct hdx_bus_filter *f, uint64_t *after, unsigned *seen, char *why,
+                       size_t cap)
 {
-    const char *v;
-    char *end;
-    if (!printable(tok)) {
-        snprintf(why, cap, "parameters must be printable ASCII");
-        return HDX_E_INVAL;
-    }
-    if (parse_kv(tok, &v, "after")) {
-        unsigned long long n = strtoull(v, &end, 10);
-        if (*end || end == v) {
-            snprintf(why, cap, "after= needs a sequence number");
+    const char *v = NULL;
+    size_t vlen = 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)tok[i] >= 0x7f) {
+            snprintf(why, cap, "parameters must be printable ASCII");
             return HDX_E_INVAL;
         }
-        *after = n;
-    } else if (parse_kv(tok, &v, "type")) {
-        if (snprintf(f->type, sizeof(f->type), "%s", v) >= (int)sizeof(f->type)) goto too_long;
-    } else if (parse_kv(tok, &v, "sender")) {
-        if (snprintf(f->sender, sizeof(f->sender), "%s", v) >= (int)sizeof(f->sender))
-            goto too_long;
-    } else if (parse_kv(tok, &v, "patient")) {
-        if (!*v || strlen(v) >= 200 || hdx_blind(kr, "patient", v, strlen(v), f->patient))
-            goto too_long;
-        f->has_patient = 1;
-    } else {
+    enum req_key k = req_key(tok, len, &v, &vlen);
+    if (k == KEY_NONE) {
         snprintf(why, cap, "unknown parameter");
         return HDX_E_INVAL;
     }
-    return HDX_OK;
-too_long:
+    /* One value per key: with "last one wins", a client (or a proxy that appends) could not
+     * tell which filter it got. */
+    if (*seen & (1u << k)) {
+        snprintf(why, cap, "duplicate parameter %s", req_keys[k]);
+        return HDX_E_INVAL;
+    }
+    *seen |= 1u << k;
+    switch (k) {
+    case KEY_AFTER:
+        if (parse_after(v, vlen, after) == 0) return HDX_OK;
+        snprintf(why, cap, "after must be a decimal sequence number");
+        return HDX_E_INVAL;
+    case KEY_TYPE:
+        if (copy_value(f->type, sizeof(f->type), v, vlen) == 0) return HDX_OK;
+        break;
+    case KEY_SENDER:
+        if (copy_value(f->sender, sizeof(f->sender), v, vlen) == 0) return HDX_OK;
+        break;
+    case KEY_PATIENT:
+        if (vlen == 0 || vlen > PATIENT_MAX || hdx_blind(kr, "patient", v, vlen, f->patient)) break;
+        f->has_patient = 1;
+        return HDX_OK;
+    default:
+        break;
+    }
     snprintf(why, cap, "parameter value empty or too long");
     return HDX_E_INVAL;
 }
 
-int hdx_bus_parse_request(const char *line, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
-                          uint64_t *after_seq, char *why, size_t why_cap)
+static int parse_request(const char *line, size_t len, const struct hdx_keyring *kr,
+                         struct hdx_bus_filter *f, uint64_t *after_seq, char *why, size_t why_cap)
 {
-    char buf[1024];
-    char *save = NULL;
-    memset(f, 0, sizeof(*f));
-    *after_seq = UINT64_MAX;
-    if (snprintf(buf, sizeof(buf), "%s", line) >= (int)sizeof(buf)) {
+    if (len > REQ_MAX) {
         snprintf(why, why_cap, "request too long");
         return HDX_E_INVAL;
     }
-    char *tok = strtok_r(buf, " ", &save);
-    if (!tok || strcmp(tok, "SUB") != 0) {
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] == 0x7f) {
+            snprintf(why, why_cap, "control character in request");
+            return HDX_E_INVAL;
+        }
+    if (len < 3 || memcmp(line, "SUB", 3) != 0 || (len > 3 && line[3] != ' ')) {
         snprintf(why, why_cap, "expected SUB");
         return HDX_E_INVAL;
     }
-    int rc = HDX_OK;
-    while (rc == HDX_OK && (tok = strtok_r(NULL, " ", &save)))
-        rc = apply_token(tok, kr, f, after_seq, why, why_cap);
-    sodium_memzero(buf, sizeof(buf));
+    unsigned seen = 0;
+    size_t pos = 3;
+    while (pos < len) {
+        /* line[pos] is the space before a token. One space exactly: a run of spaces or a
+         * trailing one is refused rather than guessed at, so the grammar has one spelling. */
+        const char *tok = line + pos + 1;
+        size_t rest = len - pos - 1;
+        const char *sp = rest ? memchr(tok, ' ', rest) : NULL;
+        size_t tl = sp ? (size_t)(sp - tok) : rest;
+        if (tl == 0) {
+            snprintf(why, why_cap, "parameters must be separated by one space");
+            return HDX_E_INVAL;
+        }
+        int rc = apply_token(tok, tl, kr, f, after_seq, &seen, why, why_cap);
+        if (rc != HDX_OK) return rc;
+        pos += 1 + tl;
+    }
+    return HDX_OK;
+}
+
+int hdx_bus_parse_request(const char *line, size_t len, const struct hdx_keyring *kr,
+                          struct hdx_bus_filter *f, uint64_t *after_seq, char *why, size_t why_cap)
+{
+    memset(f, 0, sizeof(*f));
+    *after_seq = UINT64_MAX;
+    int rc = parse_request(line, len, kr, f, after_seq, why, why_cap);
+    if (rc != HDX_OK) {
+        /* A refused request leaves no half-filled filter (nor a patient token) behind. */
+        sodium_memzero(f, sizeof(*f));
+        *after_seq = UINT64_MAX;
+    }
     return rc;
 }

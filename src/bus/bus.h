@@ -71,8 +71,13 @@ uint64_t hdx_bus_last_seq(const struct hdx_bus *bus);
 size_t hdx_bus_count(const struct hdx_bus *bus);
 
 /* Parses the client's request line "SUB [after=N] [type=T] [sender=S] [patient=ID]" (no
- * newline). Patient ids are blinded with kr. Returns HDX_OK or HDX_E_INVAL with why. */
-int hdx_bus_parse_request(const char *line, const struct hdx_keyring *kr, struct hdx_bus_filter *f,
-                          uint64_t *after_seq, char *why, size_t why_cap);
+ * newline): exactly len bytes of line are read (none past them; NUL is just a refused byte).
+ * The grammar is docs/SUBSCRIBE.md "Request": one space between tokens, each key at most
+ * once, values non-empty and printable ASCII, N decimal digits only and below UINT64_MAX.
+ * Patient ids are blinded with kr. Returns HDX_OK, or HDX_E_INVAL with why set to a fixed
+ * text that quotes no client byte (it is sent back and logged); f and *after_seq are then
+ * zero and UINT64_MAX. */
+int hdx_bus_parse_request(const char *line, size_t len, const struct hdx_keyring *kr,
+                          struct hdx_bus_filter *f, uint64_t *after_seq, char *why, size_t why_cap);
 
 #endif

@@ -110,8 +110,9 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
     struct hdx_bus_filter f;
     uint64_t after;
     char why[128];
-    int rc = n > SUB_LINE_MAX ? HDX_E_TOOBIG
-                              : hdx_bus_parse_request(line, ctx->kr, &f, &after, why, sizeof(why));
+    int rc = n > SUB_LINE_MAX
+                 ? HDX_E_TOOBIG
+                 : hdx_bus_parse_request(line, n, ctx->kr, &f, &after, why, sizeof(why));
     free(line);
     if (rc != HDX_OK) {
         sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
@@ -156,7 +157,7 @@ static void sub_read(struct hdx_conn *c)
             if (evbuffer_get_length(in) > SUB_LINE_MAX) sub_error(c, "request line too long");
             return;
         }
-        if (n <= SUB_LINE_MAX && witness_request(c, line)) {
+        if (n <= SUB_LINE_MAX && strlen(line) == n && witness_request(c, line)) {
             free(line);
             continue;
         }

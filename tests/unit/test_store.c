@@ -322,33 +322,6 @@ static void test_bus_replay_then_live(void **state)
     hdx_store_close(s);
 }
 
-static void test_bus_request_parsing(void **state)
-{
-    struct hdx_bus_filter f;
-    uint64_t after;
-    char why[128];
-    assert_int_equal(hdx_bus_parse_request("SUB", kr, &f, &after, why, sizeof(why)), HDX_OK);
-    assert_true(after == UINT64_MAX);
-    assert_int_equal(hdx_bus_parse_request("SUB after=17 type=ORU^R01 sender=mon1 patient=P1", kr,
-                                           &f, &after, why, sizeof(why)),
-                     HDX_OK);
-    assert_int_equal(after, 17);
-    assert_string_equal(f.type, "ORU^R01");
-    assert_string_equal(f.sender, "mon1");
-    assert_int_equal(f.has_patient, 1);
-    assert_int_equal(hdx_bus_parse_request("GET /", kr, &f, &after, why, sizeof(why)), HDX_E_INVAL);
-    assert_int_equal(hdx_bus_parse_request("SUB after=x", kr, &f, &after, why, sizeof(why)),
-                     HDX_E_INVAL);
-    assert_int_equal(hdx_bus_parse_request("SUB color=red", kr, &f, &after, why, sizeof(why)),
-                     HDX_E_INVAL);
-    char longtype[200];
-    memset(longtype, 'T', sizeof(longtype));
-    memcpy(longtype, "SUB type=", 9);
-    longtype[199] = 0;
-    assert_int_equal(hdx_bus_parse_request(longtype, kr, &f, &after, why, sizeof(why)),
-                     HDX_E_INVAL);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,7 +330,6 @@ int main(void)
         cmocka_unit_test(test_scan_filters),
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_bus_replay_then_live),
-        cmocka_unit_test(test_bus_request_parsing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
