@@ -28,7 +28,7 @@ static int setup(void **state)
     uint8_t w[HDX_WRAPPED_LEN];
     if (hdx_mkdtemp("hdx-subreq-", dir, sizeof(dir)) != 0) return -1;
     snprintf(kek, sizeof(kek), "%s/kek.key", dir);
-    if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr) ||
+    if (hdx_kek_create(kek) || hdx_keyring_open(kek, &kr, NULL, 0) ||
         hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, w))
         return -1;
     unlink(kek);
