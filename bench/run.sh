@@ -299,7 +299,7 @@ echo
 hdr "== h. $idle idle TLS connections"
 "$bin/hdx" init "$work/c" >/dev/null
 "$bin/hdx" device add idle -d "$work/c" >/dev/null
-start_hdxd "$work/c"
+start_hdxd "$work/c" -o net.max_per_principal=$((idle + 16)) # all from one certificate
 timeout "$limit" /usr/bin/python3 bench/idle_connections.py "$work/c" "$port" "$hpid" "$idle" \
   "$work/c/devices/idle.pem" "$work/c/devices/idle.key" | tee "$work/idle.out" || true
 stop_pid "$hpid"
