@@ -37,13 +37,19 @@ def die(msg):
 # ---------- ports ----------
 
 def cmd_ports(args):
-    """ports N: N distinct free TCP ports on 127.0.0.1 (bound together, then released)."""
+    """ports N: N distinct free TCP ports on 127.0.0.1 (bound together, then released), below
+    the kernel's ephemeral range, so that no client connection of a test running in parallel
+    can take one as its local port before hdxd binds it."""
+    import random
     n = int(args[0])
     socks = []
-    for _ in range(n):
+    while len(socks) < n:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
+        try:
+            s.bind(("127.0.0.1", random.randint(10000, 32000)))
+            socks.append(s)
+        except OSError:
+            s.close()
     print(" ".join(str(s.getsockname()[1]) for s in socks))
     for s in socks:
         s.close()

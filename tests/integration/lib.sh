@@ -132,11 +132,19 @@ file_mode() { stat -c %a "$1"; }
 
 # free_ports N: N distinct loopback TCP ports that were free a moment ago.
 free_ports() {
+    # Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
+    # the kernel handed out could be taken again, as the local port of some client connection
+    # of a test running in parallel, before hdxd binds it (EADDRINUSE).
     "$PY" - "$1" <<'EOF'
-import socket, sys
+import random, socket, sys
 socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+while len(socks) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randint(10000, 32000)))
+        socks.append(s)
+    except OSError:
+        s.close()
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
