@@ -56,6 +56,12 @@ static const struct conf_key conf_keys[] = {
     SIZE("sub", "max_queue", sub_max_queue, 65536, 1LL << 30, "4194304"),
     INT("sub", "max_lag_ms", sub_max_lag_ms, 100, 3600000, "5000"),
     INT("sub", "max_connections", sub_max_connections, 1, 1000000, "2000"),
+    STR("http", "listen", http_listen, "127.0.0.1:8443"),
+    INT("http", "max_connections", http_max_connections, 1, 1000000, "2000"),
+    SIZE("http", "max_body", http_max_body, 1024, 64 << 20, "1048576"),
+    INT("http", "header_timeout_ms", http_header_timeout_ms, 100, 600000, "10000"),
+    INT("http", "request_timeout_ms", http_request_timeout_ms, 100, 3600000, "30000"),
+    INT("http", "idle_timeout_s", http_idle_timeout_s, 1, 86400, "60"),
     INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
     STR("tls", "min_version", tls_min_version, "1.3"),
     INT("tls", "crl_check_ms", tls_crl_check_ms, 50, 60000, "250"),
@@ -300,6 +306,19 @@ const char *hdx_conf_template(void)
            "; store as it reads, and one that stays behind longer than max_lag_ms is dropped\n"
            "max_queue = 4194304\n"
            "max_lag_ms = 5000\n"
+           "\n"
+           "[http]\n"
+           "; HTTPS (the API and, later, FHIR and the console): TLS, a client certificate\n"
+           "; optional; empty = off\n"
+           "listen = 127.0.0.1:8443\n"
+           "max_connections = 2000\n"
+           "; largest request body; a larger one gets 413 and the connection closes\n"
+           "max_body = 1048576\n"
+           "; a request's line and headers must arrive within header_timeout_ms, the whole\n"
+           "; request within request_timeout_ms (slow clients are closed with 408)\n"
+           "header_timeout_ms = 10000\n"
+           "request_timeout_ms = 30000\n"
+           "idle_timeout_s = 60\n"
            "\n"
            "[tls]\n"
            "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"

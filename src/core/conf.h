@@ -29,6 +29,13 @@ struct hdx_conf {
     size_t sub_max_queue; /* bytes queued for one subscriber; beyond it, it catches up */
     int sub_max_lag_ms;   /* a subscriber behind for longer than this is dropped */
     int sub_max_connections;
+    /* [http] */
+    char http_listen[128]; /* "" = off */
+    int http_max_connections;
+    size_t http_max_body;
+    int http_header_timeout_ms;  /* the request line and headers must arrive within this */
+    int http_request_timeout_ms; /* the whole request, body included */
+    int http_idle_timeout_s;     /* a keep-alive connection with no request */
     /* [tls] */
     int tls_handshake_timeout_ms;
     char tls_min_version[8]; /* "1.3" (default) or "1.2" */

@@ -34,7 +34,7 @@ struct hdx_listener {
     struct evconnlistener *evl;
     const struct hdx_session_ops *ops;
     void *ctx;
-    int tls;
+    int tls, cert_optional;
     int max_connections;
     size_t write_low;
     size_t live; /* live connections on this port */
@@ -345,6 +345,13 @@ static int admit_peer(struct hdx_conn *c, char *why, size_t cap)
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     struct hdx_device d;
     char cert_ou[16];
+    if (c->lis->cert_optional && !SSL_get0_peer_certificate(ssl)) {
+        if (!c->ops->role_allowed("")) {
+            snprintf(why, cap, "a client certificate is required");
+            return -1;
+        }
+        return 0; /* anonymous: the session authenticates each request */
+    }
     if (hdx_tls_peer_identity(ssl, c->principal, sizeof(c->principal), cert_ou, sizeof(cert_ou),
                               c->serial, sizeof(c->serial)) != HDX_OK) {
         snprintf(why, cap, "certificate has no subject CN");
@@ -405,7 +412,8 @@ static void on_connected(struct hdx_conn *c)
     }
     establish(c);
     hdx_info("connection_open", "peer=%s sender=%s role=%s serial=%s tls=%s cipher=%s port=%s",
-             c->peer, c->principal, c->role, c->serial, SSL_get_version(ssl), SSL_get_cipher(ssl),
+             c->peer, c->principal[0] ? c->principal : "-", c->role[0] ? c->role : "-",
+             c->serial[0] ? c->serial : "-", SSL_get_version(ssl), SSL_get_cipher(ssl),
              c->ops->port);
     open_session(c);
 }
@@ -590,6 +598,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     SSL *ssl = lis->tls ? SSL_new(hdx_tls_ctx(n->tls)) : NULL;
+    if (ssl && lis->cert_optional) /* asked for, verified if sent, not required */
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, SSL_CTX_get_verify_callback(hdx_tls_ctx(n->tls)));
     struct hdx_conn *c = !lis->tls || ssl ? conn_new(lis, sa, peer) : NULL;
     struct bufferevent *bev = NULL;
     if (c && lis->tls)
@@ -663,6 +673,7 @@ int hdx_net_listen(struct hdx_net *n, const struct hdx_listener_spec *spec, char
     lis->ops = spec->ops;
     lis->ctx = spec->ctx;
     lis->tls = spec->tls;
+    lis->cert_optional = spec->cert_optional;
     lis->max_connections = spec->max_connections;
     lis->write_low = spec->write_low ? spec->write_low : n->conf->net_max_unsent / 2;
     if (!spec->tls && parse_allow(lis, spec->allow ? spec->allow : "", why, cap) != HDX_OK) {

@@ -69,7 +69,7 @@ struct hdx_conn {
     void *ctx;     /* the listener's context, for the session */
     void *session; /* the session's state */
     char peer[64]; /* "ADDR:PORT" */
-    char principal[HDX_SENDER_MAX + 1], role[16], serial[41];
+    char principal[HDX_SENDER_MAX + 1], role[16], serial[41]; /* "" on an anonymous one */
     int tls; /* 0: the plaintext (allow-listed) listener */
     int established, closing;
     int inflight; /* answers owed: the connection is not freed before they are written */
@@ -89,6 +89,8 @@ struct hdx_listener_spec {
     const struct hdx_session_ops *ops;
     void *ctx;
     int tls;             /* 0: plaintext, only for addresses in allow */
+    int cert_optional;   /* TLS without a client certificate is admitted anonymously (HTTPS:
+                          * people have none); one that is presented is checked as always */
     const char *allow;   /* comma-separated addresses or CIDRs (plaintext listeners) */
     int max_connections; /* this port's budget */
     size_t write_low;    /* ops->drained runs when output drains to this (0: max_unsent / 2) */

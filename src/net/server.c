@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "net/conn.h"
+#include "net/http_session.h"
 #include "net/mllp_session.h"
 #include "net/sub_session.h"
 #include "net/tls.h"
@@ -32,6 +33,7 @@ struct hdx_server {
     struct hdx_tls *tls;
     struct hdx_net *net;
     struct hdx_mllp *mllp;
+    struct hdx_http *http;
     struct hdx_sub_ctx sub;
     struct hdx_commit *commit;
     struct hdx_bus *bus;
@@ -186,25 +188,44 @@ void hdx_server_shutdown(struct hdx_server *srv)
 static int open_listeners(struct hdx_server *srv, char *why, size_t cap)
 {
     const struct hdx_conf *conf = srv->conf;
-    struct hdx_listener_spec mllp = {
-        conf->mllp_listen, &hdx_mllp_tls_ops, srv->mllp, 1, NULL, conf->mllp_max_connections, 0};
+    struct hdx_listener_spec mllp = {.addr = conf->mllp_listen,
+                                     .ops = &hdx_mllp_tls_ops,
+                                     .ctx = srv->mllp,
+                                     .tls = 1,
+                                     .max_connections = conf->mllp_max_connections};
     int rc = hdx_net_listen(srv->net, &mllp, why, cap);
     if (rc == HDX_OK && conf->sub_listen[0]) {
         /* The bus refills a subscriber's output once it drains to a quarter of its queue. */
-        struct hdx_listener_spec sub = {
-            conf->sub_listen,          &hdx_sub_ops,           &srv->sub, 1, NULL,
-            conf->sub_max_connections, conf->sub_max_queue / 4};
+        struct hdx_listener_spec sub = {.addr = conf->sub_listen,
+                                        .ops = &hdx_sub_ops,
+                                        .ctx = &srv->sub,
+                                        .tls = 1,
+                                        .max_connections = conf->sub_max_connections,
+                                        .write_low = conf->sub_max_queue / 4};
         rc = hdx_net_listen(srv->net, &sub, why, cap);
     }
     if (rc == HDX_OK && conf->legacy_listen[0]) {
-        struct hdx_listener_spec legacy = {
-            conf->legacy_listen, &hdx_mllp_plain_ops,          srv->mllp, 0,
-            conf->legacy_allow,  conf->legacy_max_connections, 0};
+        struct hdx_listener_spec legacy = {.addr = conf->legacy_listen,
+                                           .ops = &hdx_mllp_plain_ops,
+                                           .ctx = srv->mllp,
+                                           .allow = conf->legacy_allow,
+                                           .max_connections = conf->legacy_max_connections};
         rc = hdx_net_listen(srv->net, &legacy, why, cap);
     }
+    if (rc == HDX_OK && conf->http_listen[0]) {
+        /* People have no certificate: one is asked for, checked if sent, not required. */
+        struct hdx_listener_spec http = {.addr = conf->http_listen,
+                                         .ops = &hdx_http_ops,
+                                         .ctx = srv->http,
+                                         .tls = 1,
+                                         .cert_optional = 1,
+                                         .max_connections = conf->http_max_connections};
+        rc = hdx_net_listen(srv->net, &http, why, cap);
+    }
     if (rc != HDX_OK) return rc;
-    hdx_info("listening", "mllp=%s sub=%s legacy=%s", conf->mllp_listen,
+    hdx_info("listening", "mllp=%s sub=%s http=%s legacy=%s", conf->mllp_listen,
              conf->sub_listen[0] ? conf->sub_listen : "off",
+             conf->http_listen[0] ? conf->http_listen : "off",
              conf->legacy_listen[0] ? conf->legacy_listen : "off");
     return HDX_OK;
 }
@@ -249,7 +270,8 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         srv->head_file[0] = 0;
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
     if (rc == HDX_OK && ((rc = hdx_net_new(conf, base, srv->tls, ro_store, &srv->net)) != HDX_OK ||
-                         (rc = hdx_mllp_new(conf, submit, srv, &srv->mllp)) != HDX_OK))
+                         (rc = hdx_mllp_new(conf, submit, srv, &srv->mllp)) != HDX_OK ||
+                         (rc = hdx_http_new(conf, &srv->http)) != HDX_OK))
         snprintf(why, why_cap, "cannot create the connection layer: %s", hdx_strerror(rc));
     if (rc == HDX_OK && (rc = make_events(srv)) != HDX_OK)
         snprintf(why, why_cap, "cannot create events: %s", hdx_strerror(rc));
@@ -314,6 +336,7 @@ void hdx_server_free(struct hdx_server *srv)
     hdx_net_free(srv->net); /* before the bus: subscribers unsubscribe */
     hdx_bus_free(srv->bus);
     hdx_mllp_free(srv->mllp);
+    hdx_http_free(srv->http);
     if (srv->submit_ev) event_free(srv->submit_ev);
     hdx_keyctx_free(srv->kc);
     if (srv->done_ev) event_free(srv->done_ev);

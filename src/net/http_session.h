@@ -1,0 +1,55 @@
+/* http_session: HTTPS on http.listen (TLS as on every port; a client certificate is optional:
+ * people have none, and one that is presented names a principal), net/conn.h doing
+ * admission and lifetime. HTTP/1.1 with keep-alive and pipelining (answers in request
+ * order); each request parsed by proto/http.h within its limits; a request whose head does
+ * not arrive within http.header_timeout_ms, or that is not whole within
+ * http.request_timeout_ms, gets 408 and the connection closes.
+ * Every answer carries the security headers (HSTS, X-Content-Type-Options, Cache-Control
+ * no-store, a CSP of default-src 'none', Referrer-Policy, X-Frame-Options). Errors are JSON
+ * {"error": CODE, "message": TEXT} with a stable CODE (docs/HTTP.md); a refusal of the
+ * request's framing closes the connection.
+ * Routes are a table of (method, path, handler); a handler answers from the network thread.
+ * Thread: the network thread. */
+#ifndef HDX_HTTP_SESSION_H
+#define HDX_HTTP_SESSION_H
+
+#include "net/conn.h"
+#include "proto/http.h"
+
+struct hdx_http_reply {
+    int status;
+    const char *content_type; /* NULL: application/json */
+    char *body;               /* malloc'd, or NULL */
+    size_t body_len;
+    char extra[256]; /* more header lines, each ending in CRLF */
+    int close;       /* close the connection after it */
+};
+
+/* A handler fills reply; the request and the connection (its principal) are read-only. */
+typedef void (*hdx_http_handler)(void *arg, const struct hdx_conn *c, const struct http_req *req,
+                                 struct hdx_http_reply *reply);
+
+struct hdx_http_route {
+    const char *method;
+    const char *path; /* exact */
+    hdx_http_handler fn;
+    void *arg;
+};
+
+struct hdx_http;
+
+int hdx_http_new(const struct hdx_conf *conf, struct hdx_http **out);
+/* Adds a route (before the listener opens). */
+int hdx_http_route_add(struct hdx_http *h, const struct hdx_http_route *r);
+void hdx_http_free(struct hdx_http *h);
+
+/* reply = the JSON error {"error": code, "message": message}. */
+void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code,
+                    const char *message);
+/* reply = 200 with a JSON body (copied). */
+void hdx_http_json(struct hdx_http_reply *reply, int status, const char *json);
+
+/* The listener's ctx is the struct hdx_http. */
+extern const struct hdx_session_ops hdx_http_ops;
+
+#endif
