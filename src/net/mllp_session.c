@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "merkle/receipt.h"
+#include "policy/policy.h"
 #include "proto/ack.h"
 #include "proto/checkpoint.h"
 #include "proto/hl7.h"
@@ -536,9 +537,10 @@ void hdx_mllp_done(struct hdx_conn *c, const struct hdx_intake_item *it)
 
 /* ---------- session ops ---------- */
 
+/* The policy engine's permission table decides who may send (policy/policy.h, rule 1). */
 static int tls_role_allowed(const char *role)
 {
-    return strcmp(role, "device") == 0 || strcmp(role, "gateway") == 0;
+    return hdx_policy_role_has(hdx_role_parse(role), HDX_RES_STREAM, HDX_ACT_WRITE);
 }
 
 static int plain_role_allowed(const char *role)

@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "policy/policy.h"
 #include "store/logproof.h"
 
 #define SUB_LINE_MAX 1024
@@ -102,9 +103,11 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
 {
     struct sub_conn *s = c->session;
     const struct hdx_sub_ctx *ctx = c->ctx;
-    if (strcmp(c->role, "subscriber") != 0 && strcmp(c->role, "gateway") != 0) {
+    if (!hdx_policy_role_has(hdx_role_parse(c->role), HDX_RES_RECORD, HDX_ACT_SUBSCRIBE)) {
+        char why[64];
+        snprintf(why, sizeof(why), "role %s may not subscribe", c->role);
         free(line);
-        sub_error(c, "role device may not subscribe");
+        sub_error(c, why);
         return;
     }
     struct hdx_bus_filter f;
@@ -170,10 +173,10 @@ static void sub_read(struct hdx_conn *c)
 
 static int sub_role_allowed(const char *role)
 {
-    /* A device may ask for heads and proofs (hashes only, to check its receipts), but only
-     * subscribers and gateways may SUB (subscribe). */
-    return strcmp(role, "subscriber") == 0 || strcmp(role, "device") == 0 ||
-           strcmp(role, "gateway") == 0;
+    /* A device may ask for heads and proofs (hashes only, to check its receipts); SUB asks
+     * the policy engine (subscribe). */
+    enum hdx_role r = hdx_role_parse(role);
+    return r == HDX_ROLE_DEVICE || hdx_policy_role_has(r, HDX_RES_RECORD, HDX_ACT_SUBSCRIBE);
 }
 
 static int sub_open(struct hdx_conn *c)
