@@ -31,7 +31,7 @@ static void token(uint32_t patient, uint8_t out[HDX_POLICY_TOKEN_LEN])
 {
     memset(out, 0, HDX_POLICY_TOKEN_LEN);
     memcpy(out, &patient, sizeof(patient));
-    out[31] = 0x5a;
+    out[HDX_POLICY_TOKEN_LEN - 1] = 0x5a;
 }
 
 int main(int argc, char **argv)

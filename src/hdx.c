@@ -15,6 +15,7 @@ static const char usage_text[] =
     "  tail -d DIR --cert C --key K     receive committed messages as they arrive\n"
     "  get SEQ -d DIR                   print one stored message\n"
     "  query -d DIR [filters]           list stored messages by patient, type, time\n"
+    "  audit query|disclosures -d DIR   the audit trail; disclosures of one patient\n"
     "  verify -d DIR                    check every record; exit 0 only if intact\n"
     "  sth -d DIR                       the newest signed tree head of the log, JSON\n"
     "  proof inclusion|consistency ...  Merkle proofs against signed tree heads, JSON\n"
@@ -40,6 +41,7 @@ static const struct command commands[] = {
     {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
     {"witness", cmd_witness}, {"receipt", cmd_receipt},
     {"sim", cmd_sim},         {"bench", cmd_bench},
+    {"audit", cmd_audit},
 };
 
 int main(int argc, char **argv)

@@ -108,6 +108,7 @@ static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct h
     bus->sink.write(sub->conn, head, (size_t)n);
     bus->sink.write(sub->conn, ev->body, ev->body_len);
     bus->sink.write(sub->conn, "\n", 1);
+    if (bus->sink.disclosed) bus->sink.disclosed(sub->conn, ev->patient, ev->seq);
 }
 
 struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,

@@ -30,6 +30,8 @@ struct hdx_bus_sink {
     void (*write)(void *conn, const void *data, size_t len);
     size_t (*queued)(void *conn);
     void (*drop)(void *conn, const char *reason); /* must not call back into the bus */
+    /* A record went to conn (its patient token or NULL): the accounting of disclosures. */
+    void (*disclosed)(void *conn, const uint8_t *patient, uint64_t seq);
 };
 
 struct hdx_bus_filter {

@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +63,9 @@ struct hdx_net {
     struct event *reap_ev;
     int stopping;
     uint64_t refused, shed;
-    struct noisy_log hs_log, admit_log;
+    struct noisy_log hs_log, admit_log, audit_fail;
+    void (*audit)(void *arg, const struct hdx_audit *a);
+    void *audit_arg;
 };
 
 /* ---------- noisy log lines ---------- */
@@ -92,9 +96,32 @@ static int noisy_allowed(struct noisy_log *l, const char *event)
 #define HS_SUPPRESSED "tls_handshake_failed_suppressed"
 #define ADMIT_SUPPRESSED "connection_admission_suppressed"
 
+/* Failed authentications are audited one by one up to NOISY_LOG_PER_S a second; the rest
+ * in one record with their count (a flood must not fill the log). */
+static void audit_failures_flush(struct hdx_net *n, int64_t now)
+{
+    struct noisy_log *l = &n->audit_fail;
+    if (now - l->window_us < 1000000) return;
+    if (l->suppressed && n->audit) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "failed authentications not audited one by one");
+        struct hdx_audit a = {.event = "auth",
+                              .action = "tls",
+                              .outcome = "failure",
+                              .reason = "suppressed",
+                              .count = l->suppressed,
+                              .detail = detail};
+        n->audit(n->audit_arg, &a);
+    }
+    l->window_us = now;
+    l->logged = 0;
+    l->suppressed = 0;
+}
+
 void hdx_net_tick(struct hdx_net *n)
 {
     int64_t now = hdx_monotonic_us();
+    audit_failures_flush(n, now);
     if (n->hs_log.suppressed) noisy_flush(&n->hs_log, HS_SUPPRESSED, now);
     if (n->admit_log.suppressed) noisy_flush(&n->admit_log, ADMIT_SUPPRESSED, now);
 }
@@ -321,12 +348,40 @@ static void on_write(struct bufferevent *bev, void *arg)
     if (!c->closing && c->established && c->ops->drained) c->ops->drained(c);
 }
 
+void hdx_conn_audit(const struct hdx_conn *c, struct hdx_audit *a)
+{
+    a->principal = c->principal;
+    a->role = c->role;
+    a->source = c->peer;
+    a->cert = c->cert_sha256;
+    if (c->net->audit) c->net->audit(c->net->audit_arg, a);
+}
+
+static void audit_auth(struct hdx_conn *c, const char *outcome, const char *reason,
+                       const char *detail)
+{
+    struct hdx_net *n = c->net;
+    if (!n->audit || !c->tls) return;
+    if (strcmp(outcome, "failure") == 0) {
+        audit_failures_flush(n, hdx_monotonic_us());
+        if (n->audit_fail.logged >= NOISY_LOG_PER_S) {
+            n->audit_fail.suppressed++;
+            return;
+        }
+        n->audit_fail.logged++;
+    }
+    struct hdx_audit a = {
+        .event = "auth", .action = "tls", .outcome = outcome, .reason = reason, .detail = detail};
+    hdx_conn_audit(c, &a);
+}
+
 static void refuse_peer(struct hdx_conn *c, const char *why)
 {
     char w[160];
     hdx_warn("connection_refused", "peer=%s sender=%s serial=%s reason=%s port=%s", c->peer,
              c->principal[0] ? c->principal : "-", c->serial[0] ? c->serial : "-",
              hdx_log_str(w, sizeof(w), why), c->ops->port);
+    audit_auth(c, "failure", "refused", why);
     if (c->ops->refuse) {
         struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
         bufferevent_set_timeouts(c->bev, NULL, &wr);
@@ -352,6 +407,11 @@ static int admit_peer(struct hdx_conn *c, char *why, size_t cap)
         }
         return 0; /* anonymous: the session authenticates each request */
     }
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (cert && X509_digest(cert, EVP_sha256(), md, &mdlen) == 1 && mdlen == sizeof(md))
+        hdx_hex(md, sizeof(md), c->cert_sha256);
     if (hdx_tls_peer_identity(ssl, c->principal, sizeof(c->principal), cert_ou, sizeof(cert_ou),
                               c->serial, sizeof(c->serial)) != HDX_OK) {
         snprintf(why, cap, "certificate has no subject CN");
@@ -411,6 +471,7 @@ static void on_connected(struct hdx_conn *c)
         return;
     }
     establish(c);
+    if (c->principal[0]) audit_auth(c, "success", "-", NULL);
     hdx_info("connection_open", "peer=%s sender=%s role=%s serial=%s tls=%s cipher=%s port=%s",
              c->peer, c->principal[0] ? c->principal : "-", c->role[0] ? c->role : "-",
              c->serial[0] ? c->serial : "-", SSL_get_version(ssl), SSL_get_cipher(ssl),
@@ -705,7 +766,8 @@ int hdx_net_listen(struct hdx_net *n, const struct hdx_listener_spec *spec, char
 /* ---------- the whole layer ---------- */
 
 int hdx_net_new(const struct hdx_conf *conf, struct event_base *base, struct hdx_tls *tls,
-                struct hdx_store *ro_store, struct hdx_net **out)
+                struct hdx_store *ro_store, void (*audit)(void *arg, const struct hdx_audit *a),
+                void *audit_arg, struct hdx_net **out)
 {
     struct hdx_net *n = calloc(1, sizeof(*n));
     if (!n) return HDX_E_NOMEM;
@@ -713,6 +775,8 @@ int hdx_net_new(const struct hdx_conf *conf, struct event_base *base, struct hdx
     n->base = base;
     n->tls = tls;
     n->ro_store = ro_store;
+    n->audit = audit;
+    n->audit_arg = audit_arg;
     n->reap_ev = event_new(base, -1, 0, on_reap, n);
     if (!n->reap_ev) {
         free(n);

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "core/conf.h"
 #include "net/tls.h"
 #include "store/record.h"
@@ -70,6 +71,7 @@ struct hdx_conn {
     void *session; /* the session's state */
     char peer[64]; /* "ADDR:PORT" */
     char principal[HDX_SENDER_MAX + 1], role[16], serial[41]; /* "" on an anonymous one */
+    char cert_sha256[65];                                     /* of the peer's certificate */
     int tls; /* 0: the plaintext (allow-listed) listener */
     int established, closing;
     int inflight; /* answers owed: the connection is not freed before they are written */
@@ -96,8 +98,11 @@ struct hdx_listener_spec {
     size_t write_low;    /* ops->drained runs when output drains to this (0: max_unsent / 2) */
 };
 
+/* audit: how audit records reach the log (every TLS authentication, success or failure, is
+ * one: failures at most 20 a second, the rest summed up in one record a second). */
 int hdx_net_new(const struct hdx_conf *conf, struct event_base *base, struct hdx_tls *tls,
-                struct hdx_store *ro_store, struct hdx_net **out);
+                struct hdx_store *ro_store, void (*audit)(void *arg, const struct hdx_audit *a),
+                void *audit_arg, struct hdx_net **out);
 /* Listens; why receives the reason on failure. */
 int hdx_net_listen(struct hdx_net *n, const struct hdx_listener_spec *spec, char *why, size_t cap);
 /* Closes every listener and connection (in-flight items are owed to nobody after this). */
@@ -124,6 +129,8 @@ void hdx_conn_pause(struct hdx_conn *c, enum hdx_conn_pause why);
 void hdx_conn_resume(struct hdx_conn *c, enum hdx_conn_pause why);
 /* 1 when c's unsent output is past net.max_unsent (reading is paused until it drains). */
 int hdx_conn_output_full(struct hdx_conn *c);
+/* An audit record about c (principal, role, source and certificate filled in from c). */
+void hdx_conn_audit(const struct hdx_conn *c, struct hdx_audit *a);
 /* The close line: EVENT peer= sender= reason=REASON port= and the session's fields. */
 void hdx_conn_log_close(struct hdx_conn *c, const char *event, const char *reason);
 struct event_base *hdx_conn_base(const struct hdx_conn *c);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bus/bus.h"
+#include "audit/audit.h"
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -91,6 +92,19 @@ static void publish(struct hdx_server *srv, const struct hdx_intake_item *it)
 
 static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it);
 
+/* Audit records go through the pipeline like any other record (audit/audit.h). */
+static void audit_submit(void *arg, const struct hdx_audit *a)
+{
+    struct hdx_server *srv = arg;
+    if (!srv->commit) return; /* freeing: nothing more reaches the log */
+    struct hdx_intake_item *it = hdx_audit_item_new(a);
+    if (!it) {
+        hdx_error("audit_failed", "reason=out_of_memory event=%s", a->event ? a->event : "-");
+        return;
+    }
+    submit(srv, it);
+}
+
 static void on_commit_done(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
@@ -101,7 +115,11 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
     for (; it; it = next) {
         next = it->next;
         struct hdx_conn *c = it->origin;
-        if (!c) { /* an admin statement: nobody to answer */
+        if (!c && it->kind == HDX_KIND_AUDIT) {
+            if (it->status != HDX_OK)
+                hdx_error("audit_commit_failed", "type=%s err=%s", it->type,
+                          hdx_strerror(it->status));
+        } else if (!c) { /* an admin statement: nobody to answer */
             admin_done(srv, it);
         } else {
             if (it->status == HDX_OK && !it->duplicate) publish(srv, it);
@@ -269,7 +287,8 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     if (hdx_conf_path(conf, "log.sth", srv->head_file, sizeof(srv->head_file)) != HDX_OK)
         srv->head_file[0] = 0;
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
-    if (rc == HDX_OK && ((rc = hdx_net_new(conf, base, srv->tls, ro_store, &srv->net)) != HDX_OK ||
+    if (rc == HDX_OK && ((rc = hdx_net_new(conf, base, srv->tls, ro_store, audit_submit, srv,
+                                           &srv->net)) != HDX_OK ||
                          (rc = hdx_mllp_new(conf, submit, srv, &srv->mllp)) != HDX_OK ||
                          (rc = hdx_http_new(conf, &srv->http)) != HDX_OK))
         snprintf(why, why_cap, "cannot create the connection layer: %s", hdx_strerror(rc));

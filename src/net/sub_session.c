@@ -12,8 +12,26 @@
 
 #define SUB_LINE_MAX 1024
 
+/* The accounting of disclosures (HIPAA 164.528): per patient, what went to this subscriber
+ * since the last summary; summarised into audit records every minute, when the table fills,
+ * and when the subscription ends. */
+#define DISCLOSURE_PERIOD_S 60
+#define DISCLOSURE_SLOTS 4096 /* patients per summary at most; a power of two */
+
+struct disclosure {
+    uint8_t patient[HDX_BLIND_LEN];
+    uint64_t first, last, count;
+    int used;
+};
+
 struct sub_conn {
     struct hdx_bus_sub *sub;
+    char filter[HDX_TYPE_MAX + HDX_SENDER_MAX + 96]; /* as audited */
+    uint64_t delivered;
+    struct disclosure *disc; /* DISCLOSURE_SLOTS, allocated at SUB */
+    size_t ndisc;
+    uint64_t anon_first, anon_last, anon_count; /* records without a patient */
+    struct event *summary_timer;
 };
 
 static struct hdx_bus *bus_of(const struct hdx_conn *c)
@@ -47,7 +65,96 @@ static void sink_drop(void *conn, const char *reason)
     hdx_conn_close(c, 0); /* the write timeout ends it if the reader never drains */
 }
 
-const struct hdx_bus_sink hdx_sub_sink = {sink_write, sink_queued, sink_drop};
+static void audit_subscription(struct hdx_conn *c, const char *outcome, const char *reason,
+                               uint64_t count, const char *detail)
+{
+    struct hdx_audit a = {.event = "subscribe",
+                          .action = "subscribe",
+                          .outcome = outcome,
+                          .reason = reason,
+                          .count = count,
+                          .detail = detail};
+    hdx_conn_audit(c, &a);
+}
+
+static void disclosures_flush(struct hdx_conn *c)
+{
+    struct sub_conn *s = c->session;
+    if (!s || !s->disc) return;
+    for (size_t i = 0; i < DISCLOSURE_SLOTS && s->ndisc; i++) {
+        struct disclosure *d = &s->disc[i];
+        if (!d->used) continue;
+        struct hdx_audit a = {.event = "disclosure",
+                              .action = "subscribe",
+                              .outcome = "permit",
+                              .reason = "-",
+                              .patient = d->patient,
+                              .first_seq = d->first,
+                              .last_seq = d->last,
+                              .count = d->count,
+                              .detail = s->filter};
+        hdx_conn_audit(c, &a);
+        memset(d, 0, sizeof(*d));
+        s->ndisc--;
+    }
+    if (s->anon_count) {
+        struct hdx_audit a = {.event = "disclosure",
+                              .action = "subscribe",
+                              .outcome = "permit",
+                              .reason = "no_patient",
+                              .first_seq = s->anon_first,
+                              .last_seq = s->anon_last,
+                              .count = s->anon_count,
+                              .detail = s->filter};
+        hdx_conn_audit(c, &a);
+        s->anon_count = s->anon_first = s->anon_last = 0;
+    }
+}
+
+static void sink_disclosed(void *conn, const uint8_t *patient, uint64_t seq)
+{
+    struct hdx_conn *c = conn;
+    struct sub_conn *s = c->session;
+    if (!s || !s->disc) return;
+    s->delivered++;
+    if (!patient) {
+        if (!s->anon_count) s->anon_first = seq;
+        s->anon_last = seq;
+        s->anon_count++;
+        return;
+    }
+    uint64_t h;
+    memcpy(&h, patient, sizeof(h)); /* a keyed token already: its bytes are uniform */
+    for (size_t i = h & (DISCLOSURE_SLOTS - 1);; i = (i + 1) & (DISCLOSURE_SLOTS - 1)) {
+        struct disclosure *d = &s->disc[i];
+        if (d->used && memcmp(d->patient, patient, HDX_BLIND_LEN) == 0) {
+            d->last = seq;
+            d->count++;
+            return;
+        }
+        if (!d->used) {
+            if (s->ndisc >= DISCLOSURE_SLOTS / 2) { /* full: summarise now, start again */
+                disclosures_flush(c);
+                sink_disclosed(conn, patient, seq);
+                s->delivered--; /* counted once */
+                return;
+            }
+            memcpy(d->patient, patient, HDX_BLIND_LEN);
+            d->first = d->last = seq;
+            d->count = 1;
+            d->used = 1;
+            s->ndisc++;
+            return;
+        }
+    }
+}
+
+static void on_summary(evutil_socket_t fd, short what, void *arg)
+{
+    disclosures_flush(arg);
+}
+
+const struct hdx_bus_sink hdx_sub_sink = {sink_write, sink_queued, sink_drop, sink_disclosed};
 
 /* ---------- requests ---------- */
 
@@ -62,6 +169,7 @@ static void sub_error(struct hdx_conn *c, const char *why)
 {
     char w[200];
     write_err(c, why);
+    audit_subscription(c, "deny", "refused", 0, why);
     hdx_warn("subscribe_refused", "peer=%s sender=%s reason=%s", c->peer, c->principal,
              hdx_log_str(w, sizeof(w), why));
     hdx_conn_close(c, 0);
@@ -121,7 +229,13 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
         sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
         return;
     }
-    s->sub = hdx_bus_subscribe(ctx->bus, c, &f, after);
+    snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s",
+             after == UINT64_MAX ? "live" : "seq", f.type[0] ? f.type : "any",
+             f.sender[0] ? f.sender : "any", f.has_patient ? "one" : "any");
+    s->disc = calloc(DISCLOSURE_SLOTS, sizeof(*s->disc));
+    s->summary_timer = event_new(hdx_conn_base(c), -1, EV_PERSIST, on_summary, c);
+    struct timeval period = {DISCLOSURE_PERIOD_S, 0};
+    if (s->disc && s->summary_timer) s->sub = hdx_bus_subscribe(ctx->bus, c, &f, after);
     if (!s->sub) {
         sub_error(c, "out of memory");
         return;
@@ -134,6 +248,8 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
      * is closed by the write timeout rather than pinning its buffers forever. */
     struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wr);
+    event_add(s->summary_timer, &period);
+    audit_subscription(c, "permit", "-", 0, s->filter);
     hdx_info("subscribed", "peer=%s sender=%s after=%s type=%s filter_patient=%d", c->peer,
              c->principal, after == UINT64_MAX ? "live" : "seq", f.type[0] ? "set" : "any",
              f.has_patient);
@@ -205,7 +321,13 @@ static void sub_free(struct hdx_conn *c)
 {
     struct sub_conn *s = c->session;
     if (!s) return;
-    if (s->sub) hdx_bus_unsubscribe(bus_of(c), s->sub);
+    if (s->sub) {
+        disclosures_flush(c);
+        audit_subscription(c, "end", "-", s->delivered, s->filter);
+        hdx_bus_unsubscribe(bus_of(c), s->sub);
+    }
+    if (s->summary_timer) event_free(s->summary_timer);
+    free(s->disc);
     free(s);
     c->session = NULL;
 }

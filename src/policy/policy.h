@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HDX_POLICY_TOKEN_LEN 32 /* a patient's blind token (crypto/keys.h HDX_BLIND_LEN) */
+#define HDX_POLICY_TOKEN_LEN 16 /* a patient's blind token: crypto/keys.h HDX_BLIND_LEN */
 
 enum hdx_role {
     HDX_ROLE_NONE = 0,
