@@ -16,7 +16,8 @@
  * since the last summary; summarised into audit records every minute, when the table fills,
  * and when the subscription ends. */
 #define DISCLOSURE_PERIOD_S 60
-#define DISCLOSURE_SLOTS 4096 /* patients per summary at most; a power of two */
+#define DISCLOSURE_SLOTS_MIN 16   /* the table grows from this (a power of two) */
+#define DISCLOSURE_SLOTS_MAX 4096 /* to this: at half of it, a summary is written early */
 
 struct disclosure {
     uint8_t patient[HDX_BLIND_LEN];
@@ -28,8 +29,8 @@ struct sub_conn {
     struct hdx_bus_sub *sub;
     char filter[HDX_TYPE_MAX + HDX_SENDER_MAX + 96]; /* as audited */
     uint64_t delivered;
-    struct disclosure *disc; /* DISCLOSURE_SLOTS, allocated at SUB */
-    size_t ndisc;
+    struct disclosure *disc; /* disc_cap slots, allocated at SUB */
+    size_t ndisc, disc_cap;
     uint64_t anon_first, anon_last, anon_count; /* records without a patient */
     struct event *summary_timer;
 };
@@ -81,7 +82,7 @@ static void disclosures_flush(struct hdx_conn *c)
 {
     struct sub_conn *s = c->session;
     if (!s || !s->disc) return;
-    for (size_t i = 0; i < DISCLOSURE_SLOTS && s->ndisc; i++) {
+    for (size_t i = 0; i < s->disc_cap && s->ndisc; i++) {
         struct disclosure *d = &s->disc[i];
         if (!d->used) continue;
         struct hdx_audit a = {.event = "disclosure",
@@ -111,6 +112,29 @@ static void disclosures_flush(struct hdx_conn *c)
     }
 }
 
+static struct disclosure *disc_slot(struct disclosure *t, size_t cap, const uint8_t *patient)
+{
+    uint64_t h;
+    memcpy(&h, patient, sizeof(h)); /* a keyed token already: its bytes are uniform */
+    for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1))
+        if (!t[i].used || memcmp(t[i].patient, patient, HDX_BLIND_LEN) == 0) return &t[i];
+}
+
+/* Doubles the table (up to DISCLOSURE_SLOTS_MAX); 0 when it could not. */
+static int disc_grow(struct sub_conn *s)
+{
+    size_t cap = s->disc_cap * 2;
+    if (cap > DISCLOSURE_SLOTS_MAX) return 0;
+    struct disclosure *t = calloc(cap, sizeof(*t));
+    if (!t) return 0;
+    for (size_t i = 0; i < s->disc_cap; i++)
+        if (s->disc[i].used) *disc_slot(t, cap, s->disc[i].patient) = s->disc[i];
+    free(s->disc);
+    s->disc = t;
+    s->disc_cap = cap;
+    return 1;
+}
+
 static void sink_disclosed(void *conn, const uint8_t *patient, uint64_t seq)
 {
     struct hdx_conn *c = conn;
@@ -123,30 +147,20 @@ static void sink_disclosed(void *conn, const uint8_t *patient, uint64_t seq)
         s->anon_count++;
         return;
     }
-    uint64_t h;
-    memcpy(&h, patient, sizeof(h)); /* a keyed token already: its bytes are uniform */
-    for (size_t i = h & (DISCLOSURE_SLOTS - 1);; i = (i + 1) & (DISCLOSURE_SLOTS - 1)) {
-        struct disclosure *d = &s->disc[i];
-        if (d->used && memcmp(d->patient, patient, HDX_BLIND_LEN) == 0) {
-            d->last = seq;
-            d->count++;
-            return;
-        }
-        if (!d->used) {
-            if (s->ndisc >= DISCLOSURE_SLOTS / 2) { /* full: summarise now, start again */
-                disclosures_flush(c);
-                sink_disclosed(conn, patient, seq);
-                s->delivered--; /* counted once */
-                return;
-            }
-            memcpy(d->patient, patient, HDX_BLIND_LEN);
-            d->first = d->last = seq;
-            d->count = 1;
-            d->used = 1;
-            s->ndisc++;
-            return;
-        }
+    struct disclosure *d = disc_slot(s->disc, s->disc_cap, patient);
+    if (d->used) {
+        d->last = seq;
+        d->count++;
+        return;
     }
+    if (s->ndisc + 1 > s->disc_cap / 2 && !disc_grow(s))
+        disclosures_flush(c); /* full: summarise now and start again */
+    d = disc_slot(s->disc, s->disc_cap, patient);
+    memcpy(d->patient, patient, HDX_BLIND_LEN);
+    d->first = d->last = seq;
+    d->count = 1;
+    d->used = 1;
+    s->ndisc++;
 }
 
 static void on_summary(evutil_socket_t fd, short what, void *arg)
@@ -232,7 +246,8 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
     snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s",
              after == UINT64_MAX ? "live" : "seq", f.type[0] ? f.type : "any",
              f.sender[0] ? f.sender : "any", f.has_patient ? "one" : "any");
-    s->disc = calloc(DISCLOSURE_SLOTS, sizeof(*s->disc));
+    s->disc_cap = DISCLOSURE_SLOTS_MIN;
+    s->disc = calloc(s->disc_cap, sizeof(*s->disc));
     s->summary_timer = event_new(hdx_conn_base(c), -1, EV_PERSIST, on_summary, c);
     struct timeval period = {DISCLOSURE_PERIOD_S, 0};
     if (s->disc && s->summary_timer) s->sub = hdx_bus_subscribe(ctx->bus, c, &f, after);
