@@ -11,7 +11,7 @@ PACKAGES=(
   liboath-dev libqrencode-dev libpng-dev
   # run-time tools and the real clients the tests use
   openssl sqlite3 socat procps python3 python3-hl7 python3-cryptography
-  oathtool
+  oathtool zbar-tools
 )
 
 missing=()
