@@ -43,10 +43,11 @@ static const char verify_usage[] =
     "                the keyed digest of the message's content (full check only)\n"
     "  stream_marks  exactly the marks the checkpoint records (ZCV verdict, ZCS seqs) imply\n"
     "  devices, device_keys  row by row the replay of the admin records in seq order\n"
+    "  users         row by row, column by column, the replay of the user admin records\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
     "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
-    "decryption: stream_marks and devices are then 'skipped (needs decryption)'): several\n"
-    "times faster, for frequent scans.\n"
+    "decryption: stream_marks, devices and users are then 'skipped (needs decryption)'):\n"
+    "several times faster, for frequent scans.\n"
     "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
     "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
     "index's last record (a crash between a flush and its index commit) are counted on a\n"
@@ -793,6 +794,86 @@ static int check_registry(struct cli_ctx *ctx, struct verify_job *jobs, int njob
     return w.bad;
 }
 
+struct users_walk {
+    const struct hdx_registry *reg;
+    uint8_t *seen;
+    int bad;
+};
+
+/* The first column of row that differs from the replay, or NULL. */
+static const char *user_diff(const struct hdx_user *want, const struct hdx_user *row)
+{
+    if (strcmp(want->role, row->role) != 0) return "role differs from the admin records";
+    if (strcmp(want->pw_hash, row->pw_hash) != 0) return "pw_hash differs from the admin records";
+    if (want->has_mfa != row->has_mfa ||
+        sodium_memcmp(want->totp_sealed, row->totp_sealed, sizeof(want->totp_sealed)) != 0)
+        return "totp_sealed differs from the admin records";
+    if (sodium_memcmp(want->recovery, row->recovery, sizeof(want->recovery)) != 0)
+        return "recovery differs from the admin records";
+    if (want->recovery_used != row->recovery_used)
+        return "recovery_used differs from the admin records";
+    if (want->totp_step != row->totp_step) return "totp_step differs from the admin records";
+    if (want->locked != row->locked) return "locked differs from the admin records";
+    if (want->created_us != row->created_us) return "created_us differs from the admin records";
+    if (want->pw_changed_us != row->pw_changed_us)
+        return "pw_changed_us differs from the admin records";
+    if (want->mfa_us != row->mfa_us) return "mfa_us differs from the admin records";
+    if (want->sessions_revoked_us != row->sessions_revoked_us)
+        return "sessions_revoked_us differs from the admin records";
+    if (strcmp(want->training, row->training) != 0)
+        return "training differs from the admin records";
+    return NULL;
+}
+
+static int user_row(void *arg, const struct hdx_user *u, int damaged)
+{
+    struct users_walk *w = arg;
+    const struct hdx_user *want = hdx_registry_user(w->reg, u->name);
+    const char *why = NULL;
+    if (!want) {
+        why = "no admin record adds this user";
+    } else {
+        w->seen[want - w->reg->u] = 1;
+        why =
+            damaged ? "totp_sealed or recovery has a size no statement writes" : user_diff(want, u);
+    }
+    if (why && w->bad++ < BAD_REPORT_MAX) printf("bad users name=%s reason=\"%s\"\n", u->name, why);
+    return 0;
+}
+
+/* users must be, row by row and column by column, the replay of the user admin records. */
+static int check_users(struct cli_ctx *ctx, struct verify_job *jobs, int njobs)
+{
+    struct hdx_registry reg = {0};
+    size_t n = 0;
+    int rc = HDX_OK;
+    for (int i = 0; i < njobs && rc == HDX_OK; i++)
+        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++) {
+            if (!hdx_admin_is_user_op(jobs[i].admins[k].a.op)) continue;
+            rc = hdx_registry_apply(&reg, &jobs[i].admins[k].a, jobs[i].admins[k].time_us);
+            n++;
+        }
+    struct users_walk w = {&reg, calloc(reg.nu ? reg.nu : 1, 1), 0};
+    if (rc != HDX_OK || !w.seen) {
+        printf("bad users reason=\"out of memory\"\n");
+        free(w.seen);
+        hdx_registry_free(&reg);
+        return 1;
+    }
+    if (hdx_store_users_list(ctx->store, user_row, &w) != HDX_OK) {
+        printf("bad users reason=\"unreadable\"\n");
+        w.bad++;
+    }
+    for (size_t i = 0; i < reg.nu; i++)
+        if (!w.seen[i] && w.bad++ < BAD_REPORT_MAX)
+            printf("bad users name=%s reason=\"missing: the admin records add this user\"\n",
+                   reg.u[i].name);
+    if (!w.bad) printf("users rows=%zu ok admin_records=%zu\n", reg.nu, n);
+    free(w.seen);
+    hdx_registry_free(&reg);
+    return w.bad;
+}
+
 static int cmp_bad(const void *a, const void *b)
 {
     const struct bad *x = a, *y = b;
@@ -895,9 +976,11 @@ int cmd_verify(int argc, char **argv)
     if (fast || fatal) {
         printf("stream_marks skipped (needs decryption)\n");
         printf("devices skipped (needs decryption)\n");
+        printf("users skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
         table_bad += check_registry(&ctx, jobs, n);
+        table_bad += check_users(&ctx, jobs, n);
     }
     printf("admin_queue pending=%ld\n", hdx_store_admin_count(ctx.store));
     uint64_t unindexed = 0;
