@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/password.h"
 #include "auth/qr.h"
@@ -23,6 +24,7 @@ static const char user_usage[] =
     "       hdx user mfa-reset NAME -d DIR [--qr-png FILE] [--no-qr]\n"
     "       hdx user lock|unlock|revoke-sessions NAME -d DIR\n"
     "       hdx user list -d DIR [--json]\n"
+    "       hdx user check NAME -d DIR --password-file F --totp CODE\n"
     "       hdx training set USER YYYY-MM-DD -d DIR\n"
     "\n"
     "add      creates a person's account. ROLE: admin, security-officer, auditor, clinician,\n"
@@ -43,6 +45,11 @@ static const char user_usage[] =
     "revoke-sessions  every session of the user issued until now ends at once.\n"
     "list     one line per user: name, role, locked, mfa, created, training date (never a\n"
     "         hash or secret); --json: a JSON array of the same.\n"
+    "check    checks a password and a second factor (CODE: the 6-digit TOTP code, or a\n"
+    "         recovery code) exactly as a login does, to test an enrolment: prints auth=ok\n"
+    "         factor=totp|recovery, or auth=denied (exit 1) whatever failed. Like a login it\n"
+    "         consumes what it accepted: that TOTP step and that recovery code cannot be\n"
+    "         used again (a user_totp_used or user_recovery_used admin record).\n"
     "training set  records the date of the user's last security-awareness training.\n"
     "\n"
     "Each change is an admin record of the log (hdx verify replays them against the users\n"
@@ -237,6 +244,44 @@ static int user_change(const char *cmd, const char *dir, const char *name, enum 
     return 0;
 }
 
+/* A login without a session: the decision, and the record of what it consumed. */
+static int user_check(const char *dir, const char *name, const char *pwfile, const char *code)
+{
+    struct cli_ctx ctx;
+    struct hdx_auth_outcome o;
+    struct hdx_admin used;
+    char why[512] = "", *pw = NULL;
+    size_t len = 0;
+    int rc = hdx_password_read_file(pwfile, &pw, &len, why, sizeof(why));
+    if (rc != HDX_OK) {
+        fprintf(stderr, "hdx user check: %s\n", why);
+        return 1;
+    }
+    if (cli_open(dir, 1, &ctx)) {
+        hdx_password_free(pw);
+        return 1;
+    }
+    struct hdx_pw_cost cost = conf_cost(&ctx.conf);
+    struct hdx_auth_input in = {name, pw, len, code, time(NULL), 0, 0};
+    rc = hdx_user_authenticate(ctx.store, ctx.kr, &cost, &in, &o);
+    hdx_password_free(pw);
+    if (rc == HDX_OK && o.result == HDX_AUTH_OK && hdx_auth_consumed(&o, name, &used) == HDX_OK)
+        rc = cli_admin_run(dir, &ctx, &used, why, sizeof(why));
+    cli_close(&ctx);
+    if (rc != HDX_OK) {
+        fprintf(stderr, "hdx user check: %s\n", why[0] ? why : hdx_strerror(rc));
+        return 1;
+    }
+    if (o.result == HDX_AUTH_OK) {
+        printf("auth=ok factor=%s role=%s\n", o.factor == HDX_FACTOR_TOTP ? "totp" : "recovery",
+               o.role);
+        return 0;
+    }
+    /* One answer for every failure, as the login gives (auth/user.h). */
+    puts(o.result == HDX_AUTH_ENROL_ONLY ? "auth=enrol-only" : "auth=denied");
+    return 1;
+}
+
 struct list_ctx {
     json_t *arr; /* --json */
 };
@@ -286,7 +331,7 @@ static int user_list(const char *dir, int as_json)
 
 int cmd_user(int argc, char **argv)
 {
-    const char *dir = NULL, *name = NULL, *role = NULL, *pwfile = NULL, *png = NULL;
+    const char *dir = NULL, *name = NULL, *role = NULL, *pwfile = NULL, *png = NULL, *code = NULL;
     int as_json = 0, qr = 1;
     if (argc < 2) return usage();
     const char *verb = argv[1];
@@ -303,6 +348,8 @@ int cmd_user(int argc, char **argv)
             pwfile = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--qr-png"))
             png = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--totp"))
+            code = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--no-qr"))
             qr = 0;
         else if (!strcmp(argv[i], "--json"))
@@ -323,6 +370,10 @@ int cmd_user(int argc, char **argv)
         fprintf(stderr, "hdx user %s: invalid name '%s' (1-64 of A-Z a-z 0-9 . _ -)\n", verb, name);
         return 2;
     }
+    if (!strcmp(verb, "check"))
+        return !pwfile || !code || role || png || !qr ? usage()
+                                                      : user_check(dir, name, pwfile, code);
+    if (code) return usage();
     int wants_pw = !strcmp(verb, "add") || !strcmp(verb, "passwd");
     if (wants_pw != !!pwfile || ((png || !qr) && strcmp(verb, "add") && strcmp(verb, "mfa-reset")))
         return usage();
