@@ -66,11 +66,13 @@ struct mark {
     int verified;
 };
 
-/* An admin record, copied for the replay of the device registry after the walk. */
+/* An admin record's statement, kept (as its body: one login's user_totp_used is 60 bytes,
+ * its parsed form 700) for the replay of the registry after the walk. */
 struct admin_rec {
     uint64_t seq;
     int64_t time_us;
-    struct hdx_admin a;
+    uint8_t *body;
+    size_t len;
 };
 
 /* A signed head to hold the records against: the store's newest, and the copy hdxd keeps
@@ -208,9 +210,13 @@ static const char *note_admin(struct verify_job *j, const struct hdx_record *r, 
         return "admin record type or sender differs from its statement";
     if (memcmp(r->patient, zero, HDX_BLIND_LEN) || memcmp(r->dedup, zero, HDX_BLIND_LEN))
         return "index token set on an admin record";
-    if (!grow(j, (void **)&j->admins, &j->admins_cap, j->nadmins, sizeof(*j->admins)))
+    uint8_t *copy = malloc(len);
+    if (!copy || !grow(j, (void **)&j->admins, &j->admins_cap, j->nadmins, sizeof(*j->admins))) {
+        free(copy);
         return "out of memory";
-    j->admins[j->nadmins++] = (struct admin_rec){r->seq, r->time_us, a};
+    }
+    memcpy(copy, pt, len);
+    j->admins[j->nadmins++] = (struct admin_rec){r->seq, r->time_us, copy, len};
     return NULL;
 }
 
@@ -759,21 +765,33 @@ static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, 
     return 0;
 }
 
+/* The registry the admin records make, applied in seq order (commit/admin.h); *nusers counts
+ * the user statements. Every body parsed when the walk kept it. */
+static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, size_t *n,
+                  size_t *nusers)
+{
+    int rc = HDX_OK;
+    struct hdx_admin a;
+    *n = *nusers = 0;
+    for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
+        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, (*n)++) {
+            const struct admin_rec *ar = &jobs[i].admins[k];
+            rc = hdx_admin_parse(ar->body, ar->len, &a);
+            if (rc == HDX_OK) rc = hdx_registry_apply(reg, &a, ar->time_us);
+            *nusers += hdx_admin_is_user_op(a.op);
+        }
+    sodium_memzero(&a, sizeof(a));
+    return rc;
+}
+
 /* devices and device_keys must be, row by row, the replay of the admin records in seq order
  * (commit/admin.h). */
-static int check_registry(struct cli_ctx *ctx, struct verify_job *jobs, int njobs)
+static int check_registry(struct cli_ctx *ctx, const struct hdx_registry *regp, size_t n)
 {
-    struct hdx_registry reg = {0};
-    size_t n = 0;
-    int rc = HDX_OK;
-    for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
-        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, n++)
-            rc = hdx_registry_apply(&reg, &jobs[i].admins[k].a, jobs[i].admins[k].time_us);
-    struct reg_walk w = {&reg, calloc(reg.n ? reg.n : 1, 1), 0};
-    if (rc != HDX_OK || !w.seen) {
+    const struct hdx_registry reg = *regp;
+    struct reg_walk w = {regp, calloc(reg.n ? reg.n : 1, 1), 0};
+    if (!w.seen) {
         printf("bad devices reason=\"out of memory\"\n");
-        free(w.seen);
-        hdx_registry_free(&reg);
         return 1;
     }
     if (hdx_store_devices_list(ctx->store, device_row, &w) != HDX_OK ||
@@ -790,7 +808,6 @@ static int check_registry(struct cli_ctx *ctx, struct verify_job *jobs, int njob
     }
     if (!w.bad) printf("devices rows=%zu ok admin_records=%zu\n", reg.n, n);
     free(w.seen);
-    hdx_registry_free(&reg);
     return w.bad;
 }
 
@@ -842,22 +859,12 @@ static int user_row(void *arg, const struct hdx_user *u, int damaged)
 }
 
 /* users must be, row by row and column by column, the replay of the user admin records. */
-static int check_users(struct cli_ctx *ctx, struct verify_job *jobs, int njobs)
+static int check_users(struct cli_ctx *ctx, const struct hdx_registry *regp, size_t n)
 {
-    struct hdx_registry reg = {0};
-    size_t n = 0;
-    int rc = HDX_OK;
-    for (int i = 0; i < njobs && rc == HDX_OK; i++)
-        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++) {
-            if (!hdx_admin_is_user_op(jobs[i].admins[k].a.op)) continue;
-            rc = hdx_registry_apply(&reg, &jobs[i].admins[k].a, jobs[i].admins[k].time_us);
-            n++;
-        }
-    struct users_walk w = {&reg, calloc(reg.nu ? reg.nu : 1, 1), 0};
-    if (rc != HDX_OK || !w.seen) {
+    const struct hdx_registry reg = *regp;
+    struct users_walk w = {regp, calloc(reg.nu ? reg.nu : 1, 1), 0};
+    if (!w.seen) {
         printf("bad users reason=\"out of memory\"\n");
-        free(w.seen);
-        hdx_registry_free(&reg);
         return 1;
     }
     if (hdx_store_users_list(ctx->store, user_row, &w) != HDX_OK) {
@@ -870,7 +877,6 @@ static int check_users(struct cli_ctx *ctx, struct verify_job *jobs, int njobs)
                    reg.u[i].name);
     if (!w.bad) printf("users rows=%zu ok admin_records=%zu\n", reg.nu, n);
     free(w.seen);
-    hdx_registry_free(&reg);
     return w.bad;
 }
 
@@ -979,8 +985,16 @@ int cmd_verify(int argc, char **argv)
         printf("users skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
-        table_bad += check_registry(&ctx, jobs, n);
-        table_bad += check_users(&ctx, jobs, n);
+        struct hdx_registry reg = {0};
+        size_t nadmin = 0, nuser = 0;
+        if (replay(jobs, n, &reg, &nadmin, &nuser) != HDX_OK) {
+            printf("bad devices reason=\"out of memory\"\n");
+            table_bad++;
+        } else {
+            table_bad += check_registry(&ctx, &reg, nadmin);
+            table_bad += check_users(&ctx, &reg, nuser);
+        }
+        hdx_registry_free(&reg);
     }
     printf("admin_queue pending=%ld\n", hdx_store_admin_count(ctx.store));
     uint64_t unindexed = 0;
@@ -992,6 +1006,8 @@ int cmd_verify(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         free(jobs[i].bad);
         free(jobs[i].marks);
+        for (size_t k = 0; k < jobs[i].nadmins; k++)
+            free(jobs[i].admins[k].body);
         free(jobs[i].admins);
     }
     free(all_sth.h);
