@@ -11,6 +11,8 @@ static const char usage_text[] =
     "\n"
     "  init DIR                         create a data directory (CA, keys, store, hdx.conf)\n"
     "  device add|revoke|list ...       enrol, revoke and list device certificates\n"
+    "  user add|passwd|lock|list ...    people: passwords, TOTP, recovery codes, sessions\n"
+    "  training set USER YYYY-MM-DD     record a user's security-awareness training\n"
     "  send -d DIR --cert C --key K FILE...   send HL7 v2 over MLLP/TLS, print each ACK\n"
     "  tail -d DIR --cert C --key K     receive committed messages as they arrive\n"
     "  get SEQ -d DIR                   print one stored message\n"
@@ -34,14 +36,12 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},       {"device", cmd_device},
-    {"send", cmd_send},       {"tail", cmd_tail},
-    {"get", cmd_get},         {"query", cmd_query},
-    {"verify", cmd_verify},   {"sth", cmd_sth},
-    {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
-    {"witness", cmd_witness}, {"receipt", cmd_receipt},
-    {"sim", cmd_sim},         {"bench", cmd_bench},
-    {"audit", cmd_audit},
+    {"init", cmd_init},         {"device", cmd_device},   {"user", cmd_user},
+    {"training", cmd_training}, {"send", cmd_send},       {"tail", cmd_tail},
+    {"get", cmd_get},           {"query", cmd_query},     {"verify", cmd_verify},
+    {"sth", cmd_sth},           {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
+    {"witness", cmd_witness},   {"receipt", cmd_receipt}, {"sim", cmd_sim},
+    {"bench", cmd_bench},       {"audit", cmd_audit},
 };
 
 int main(int argc, char **argv)

@@ -1,7 +1,9 @@
 /* fuzz_admin: libFuzzer entry point for the admin statement parser (commit/admin.h), which
  * reads bodies from the store's admin_queue and from admin records (hdx verify). Beyond "no
  * crash": whatever parses is canonical, so formatting it gives back exactly the input bytes,
- * and the registry accepts it. */
+ * and the registry accepts it; a user statement lands in the users half of the registry only,
+ * exactly when it adds the user, and the replay of a user_add followed by it keeps the name,
+ * never lowers the used TOTP step, and keeps the secret and codes present together. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +31,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!hdx_admin_type(a.op)) abort();
         struct hdx_registry r = {0};
         if (hdx_registry_apply(&r, &a, 1) != HDX_OK) abort();
+        if (hdx_admin_is_user_op(a.op)) {
+            if (r.n != 0 || r.nu != (a.op == HDX_ADMIN_USER_ADD)) abort();
+            /* on an existing row with a second factor and a used step */
+            struct hdx_user u = {.has_mfa = 1, .totp_step = 5, .recovery_used = 1};
+            int present = 1;
+            memcpy(u.name, a.name, sizeof(u.name));
+            hdx_admin_user_apply(&u, &present, &a, 2);
+            if (!present || strcmp(u.name, a.name) != 0) abort();
+            if (a.op != HDX_ADMIN_USER_ADD && a.op != HDX_ADMIN_USER_MFA && u.totp_step < 5)
+                abort();
+            if (a.op == HDX_ADMIN_USER_MFA && (u.totp_step || u.recovery_used)) abort();
+            if (u.has_mfa !=
+                (a.op == HDX_ADMIN_USER_ADD || a.op == HDX_ADMIN_USER_MFA ? a.has_mfa : 1))
+                abort();
+        } else if (r.nu != 0) {
+            abort();
+        }
         hdx_registry_free(&r);
     } else {
         /* a refusal leaves nothing behind */

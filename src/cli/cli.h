@@ -69,8 +69,16 @@ struct cli_client_opts {
 /* Takes argv[*i] (and its value) when it is one of them and returns 1; else 0. */
 int cli_client_opt(int argc, char **argv, int *i, struct cli_client_opts *o);
 
+struct hdx_admin;
+/* Queues the statement and waits until it is an admin record: applied here when no hdxd holds
+ * DIR/hdxd.lock, else by hdxd (up to 10 s). HDX_OK, or an error with one line in why. */
+int cli_admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *a, char *why,
+                  size_t cap);
+
 int cmd_init(int argc, char **argv);
 int cmd_device(int argc, char **argv);
+int cmd_user(int argc, char **argv);
+int cmd_training(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_get(int argc, char **argv);

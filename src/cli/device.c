@@ -92,137 +92,6 @@ static int signing_key(const char *path, const char *pub_file, uint8_t pub[32], 
     return rc;
 }
 
-/* ---------- the admin queue (commit/admin.h) ---------- */
-
-static void notify_none(void *arg) {}
-
-struct submit_ctx {
-    struct hdx_commit *c;
-    size_t n;
-    int rc;
-};
-
-static int submit_one(void *arg, int64_t id, const uint8_t *body, size_t len)
-{
-    struct submit_ctx *sc = arg;
-    int bad = 0;
-    struct hdx_intake_item *it = hdx_admin_item_new(id, body, len, &bad);
-    if (!it && bad) return 0; /* hdx verify reports it as pending; nothing applies it */
-    if (!it) {
-        sc->rc = HDX_E_NOMEM;
-        return 1;
-    }
-    hdx_commit_submit(sc->c, it);
-    sc->n++;
-    return 0;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* No hdxd runs (we hold its lock): commits every queued statement as hdxd would, through the
- * commit pipeline with the data directory's keys, log key and head file. */
-static int apply_queue_here(const char *dir, struct cli_ctx *ctx, char *why, size_t cap)
-{
-    char path[HDX_PATH_MAX], head[HDX_PATH_MAX], sub[512] = "data directory path too long";
-    struct hdx_store *w = NULL;
-    struct hdx_commit *c = NULL;
-    EVP_PKEY *key = NULL;
-    size_t migrated = 0;
-    int rc = HDX_E_CONFIG;
-    if (hdx_conf_path(&ctx->conf, ctx->conf.store_path, path, sizeof(path)) ||
-        (rc = hdx_store_open(path, 0, &w)) != HDX_OK ||
-        (rc = hdx_admin_migrate(w, &migrated)) != HDX_OK) {
-        snprintf(why, cap, "cannot open the store for writing: %s", hdx_strerror(rc));
-        hdx_store_close(w);
-        return rc;
-    }
-    hdx_store_set_segment_size(w, ctx->conf.store_segment_size);
-    if (hdx_path(path, sizeof(path), dir, "log.key") ||
-        hdx_path(head, sizeof(head), dir, "log.sth") ||
-        hdx_logkey_load_private(path, &key, sub, sizeof(sub)) != HDX_OK) {
-        snprintf(why, cap, "cannot load the log signing key: %s", sub);
-        hdx_store_close(w);
-        return HDX_E_CONFIG;
-    }
-    /* Admin records carry no duplicate token: a one-entry window is enough. */
-    rc = hdx_commit_start(w, ctx->kr, 64, 1, key, 0, head, notify_none, NULL, &c);
-    if (rc != HDX_OK) {
-        snprintf(why, cap, "cannot start the commit pipeline: %s", hdx_strerror(rc));
-        EVP_PKEY_free(key);
-        return rc;
-    }
-    struct submit_ctx sc = {c, 0, HDX_OK};
-    if (hdx_commit_read_only(c)) {
-        sc.rc = HDX_E_INTEGRITY;
-        snprintf(why, cap,
-                 "log integrity alarm: the store does not match its signed tree heads "
-                 "(run hdx verify)");
-    } else {
-        rc = hdx_store_admin_pending(ctx->store, 0, submit_one, &sc);
-        if (rc != HDX_OK && sc.rc == HDX_OK) sc.rc = rc;
-    }
-    for (size_t got = 0; got < sc.n;) {
-        struct hdx_intake_item *it = hdx_commit_take_done(c), *next;
-        for (; it; it = next) {
-            next = it->next;
-            if (it->status != HDX_OK && sc.rc == HDX_OK) {
-                sc.rc = it->status;
-                snprintf(why, cap, "cannot commit the admin record: %s", hdx_strerror(it->status));
-            }
-            hdx_intake_item_free(it);
-            got++;
-        }
-        if (got < sc.n) sleep_ms(5);
-    }
-    hdx_commit_stop(c); /* signs a tree head over the new records */
-    EVP_PKEY_free(key);
-    return sc.rc;
-}
-
-/* Queues the statement and waits until it is a record: applied here when no hdxd holds
- * DIR/hdxd.lock, else by hdxd (up to 10 s, 50 ms steps; the lock is tried again meanwhile,
- * in case hdxd stops). */
-static int admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *a, char *why,
-                     size_t cap)
-{
-    char body[HDX_ADMIN_BODY_MAX + 1], lock[HDX_PATH_MAX];
-    int64_t id;
-    int n = hdx_admin_format(a, body, sizeof(body)), rc;
-    if (n < 0) {
-        snprintf(why, cap, "invalid statement: %s", hdx_strerror(n));
-        return n;
-    }
-    if (hdx_path(lock, sizeof(lock), dir, "hdxd.lock")) return HDX_E_CONFIG;
-    if ((rc = hdx_store_admin_enqueue(ctx->store, (const uint8_t *)body, (size_t)n, hdx_now_us(),
-                                      &id)) != HDX_OK) {
-        snprintf(why, cap, "cannot queue the change in the store: %s", hdx_strerror(rc));
-        return rc;
-    }
-    for (int step = 0; step <= 200; step++) {
-        int fd = -1, q = hdx_store_admin_queued(ctx->store, id);
-        if (q == 0) return HDX_OK;
-        if (q < 0) {
-            snprintf(why, cap, "cannot read the admin queue: %s", hdx_strerror(q));
-            return q;
-        }
-        if (hdx_admin_lock(lock, &fd) == HDX_OK) {
-            rc = apply_queue_here(dir, ctx, why, cap);
-            close(fd);
-            if (rc != HDX_OK) return rc;
-            continue;
-        }
-        sleep_ms(50);
-    }
-    snprintf(why, cap,
-             "hdxd did not commit the change within 10 s (it stays queued and is "
-             "committed when hdxd next polls its queue)");
-    return HDX_E_TIMEOUT;
-}
-
 static int device_add(const char *dir, const char *name, const char *role, int days, int signing,
                       const char *sign_pub)
 {
@@ -258,7 +127,7 @@ static int device_add(const char *dir, const char *name, const char *role, int d
         snprintf(a.serial, sizeof(a.serial), "%s", d.serial);
         a.has_pub = signing || sign_pub;
         if (a.has_pub) memcpy(a.sign_pub, pub, 32);
-        rc = admin_run(dir, &ctx, &a, why, sizeof(why));
+        rc = cli_admin_run(dir, &ctx, &a, why, sizeof(why));
     }
     if (rc == HDX_OK && (hdx_store_device_get(ctx.store, name, &old) != HDX_OK ||
                          strcmp(old.serial, d.serial) != 0 || old.revoked_us)) {
@@ -298,7 +167,7 @@ static int device_revoke(const char *dir, const char *name)
         struct hdx_admin a = {.op = HDX_ADMIN_DEVICE_REVOKE, .revoked_us = hdx_now_us()};
         snprintf(a.name, sizeof(a.name), "%s", d.name);
         snprintf(a.serial, sizeof(a.serial), "%s", d.serial);
-        rc = admin_run(dir, &ctx, &a, why, sizeof(why));
+        rc = cli_admin_run(dir, &ctx, &a, why, sizeof(why));
     }
     struct hdx_device back;
     if (rc == HDX_OK &&
@@ -337,7 +206,7 @@ static int device_signkey(const char *dir, const char *name, int signing, const 
         rc = signing_key(sign_path, sign_pub, a.sign_pub, why, sizeof(why));
         a.has_pub = rc == HDX_OK;
     }
-    if (rc == HDX_OK) rc = admin_run(dir, &ctx, &a, why, sizeof(why));
+    if (rc == HDX_OK) rc = cli_admin_run(dir, &ctx, &a, why, sizeof(why));
     cli_close(&ctx);
     if (rc != HDX_OK) {
         fprintf(stderr, "hdx device signkey: %s\n", why);

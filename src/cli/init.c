@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/password.h"
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -19,8 +20,10 @@ static const char init_usage[] =
     "\n"
     "Creates a data directory for hdxd: hdx.conf (commented defaults), a private CA\n"
     "(ca.pem, ca.key, ca.crl.pem), a server certificate for localhost/127.0.0.1/::1, the\n"
-    "key-encryption key kek.key, the log-signing key log.key with log.pub.pem, and an\n"
-    "empty encrypted store. Every secret is mode 0600. Refuses a DIR that is not empty.\n"
+    "key-encryption key kek.key, the log-signing key log.key with log.pub.pem, an\n"
+    "empty encrypted store, and password-blocklist.txt (common passwords that hdx user\n"
+    "refuses; replace it with a larger breached-password list, one a line). Every secret\n"
+    "is mode 0600. Refuses a DIR that is not empty.\n"
     "Prints dir=, conf=, ca= and logkey= lines.\n";
 
 static int dir_prepare(const char *dir)
@@ -109,6 +112,12 @@ int cmd_init(int argc, char **argv)
     if (hdx_path(path, sizeof(path), dir, "hdx.conf") ||
         hdx_write_new_file(path, hdx_conf_template(), strlen(hdx_conf_template()), 0600) !=
             HDX_OK) {
+        fprintf(stderr, "hdx init: cannot write %s\n", path);
+        return 1;
+    }
+    const char *list = hdx_password_default_blocklist();
+    if (hdx_path(path, sizeof(path), dir, "password-blocklist.txt") ||
+        hdx_write_new_file(path, list, strlen(list), 0600) != HDX_OK) {
         fprintf(stderr, "hdx init: cannot write %s\n", path);
         return 1;
     }

@@ -43,10 +43,11 @@ static const char verify_usage[] =
     "                the keyed digest of the message's content (full check only)\n"
     "  stream_marks  exactly the marks the checkpoint records (ZCV verdict, ZCS seqs) imply\n"
     "  devices, device_keys  row by row the replay of the admin records in seq order\n"
+    "  users         row by row, column by column, the replay of the user admin records\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
     "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
-    "decryption: stream_marks and devices are then 'skipped (needs decryption)'): several\n"
-    "times faster, for frequent scans.\n"
+    "decryption: stream_marks, devices and users are then 'skipped (needs decryption)'):\n"
+    "several times faster, for frequent scans.\n"
     "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
     "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
     "index's last record (a crash between a flush and its index commit) are counted on a\n"
@@ -65,11 +66,13 @@ struct mark {
     int verified;
 };
 
-/* An admin record, copied for the replay of the device registry after the walk. */
+/* An admin record's statement, kept (as its body: one login's user_totp_used is 60 bytes,
+ * its parsed form 700) for the replay of the registry after the walk. */
 struct admin_rec {
     uint64_t seq;
     int64_t time_us;
-    struct hdx_admin a;
+    uint8_t *body;
+    size_t len;
 };
 
 /* A signed head to hold the records against: the store's newest, and the copy hdxd keeps
@@ -207,9 +210,13 @@ static const char *note_admin(struct verify_job *j, const struct hdx_record *r, 
         return "admin record type or sender differs from its statement";
     if (memcmp(r->patient, zero, HDX_BLIND_LEN) || memcmp(r->dedup, zero, HDX_BLIND_LEN))
         return "index token set on an admin record";
-    if (!grow(j, (void **)&j->admins, &j->admins_cap, j->nadmins, sizeof(*j->admins)))
+    uint8_t *copy = malloc(len);
+    if (!copy || !grow(j, (void **)&j->admins, &j->admins_cap, j->nadmins, sizeof(*j->admins))) {
+        free(copy);
         return "out of memory";
-    j->admins[j->nadmins++] = (struct admin_rec){r->seq, r->time_us, a};
+    }
+    memcpy(copy, pt, len);
+    j->admins[j->nadmins++] = (struct admin_rec){r->seq, r->time_us, copy, len};
     return NULL;
 }
 
@@ -758,21 +765,33 @@ static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, 
     return 0;
 }
 
+/* The registry the admin records make, applied in seq order (commit/admin.h); *nusers counts
+ * the user statements. Every body parsed when the walk kept it. */
+static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, size_t *n,
+                  size_t *nusers)
+{
+    int rc = HDX_OK;
+    struct hdx_admin a;
+    *n = *nusers = 0;
+    for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
+        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, (*n)++) {
+            const struct admin_rec *ar = &jobs[i].admins[k];
+            rc = hdx_admin_parse(ar->body, ar->len, &a);
+            if (rc == HDX_OK) rc = hdx_registry_apply(reg, &a, ar->time_us);
+            *nusers += hdx_admin_is_user_op(a.op);
+        }
+    sodium_memzero(&a, sizeof(a));
+    return rc;
+}
+
 /* devices and device_keys must be, row by row, the replay of the admin records in seq order
  * (commit/admin.h). */
-static int check_registry(struct cli_ctx *ctx, struct verify_job *jobs, int njobs)
+static int check_registry(struct cli_ctx *ctx, const struct hdx_registry *regp, size_t n)
 {
-    struct hdx_registry reg = {0};
-    size_t n = 0;
-    int rc = HDX_OK;
-    for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
-        for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, n++)
-            rc = hdx_registry_apply(&reg, &jobs[i].admins[k].a, jobs[i].admins[k].time_us);
-    struct reg_walk w = {&reg, calloc(reg.n ? reg.n : 1, 1), 0};
-    if (rc != HDX_OK || !w.seen) {
+    const struct hdx_registry reg = *regp;
+    struct reg_walk w = {regp, calloc(reg.n ? reg.n : 1, 1), 0};
+    if (!w.seen) {
         printf("bad devices reason=\"out of memory\"\n");
-        free(w.seen);
-        hdx_registry_free(&reg);
         return 1;
     }
     if (hdx_store_devices_list(ctx->store, device_row, &w) != HDX_OK ||
@@ -789,7 +808,75 @@ static int check_registry(struct cli_ctx *ctx, struct verify_job *jobs, int njob
     }
     if (!w.bad) printf("devices rows=%zu ok admin_records=%zu\n", reg.n, n);
     free(w.seen);
-    hdx_registry_free(&reg);
+    return w.bad;
+}
+
+struct users_walk {
+    const struct hdx_registry *reg;
+    uint8_t *seen;
+    int bad;
+};
+
+/* The first column of row that differs from the replay, or NULL. */
+static const char *user_diff(const struct hdx_user *want, const struct hdx_user *row)
+{
+    if (strcmp(want->role, row->role) != 0) return "role differs from the admin records";
+    if (strcmp(want->pw_hash, row->pw_hash) != 0) return "pw_hash differs from the admin records";
+    if (want->has_mfa != row->has_mfa ||
+        sodium_memcmp(want->totp_sealed, row->totp_sealed, sizeof(want->totp_sealed)) != 0)
+        return "totp_sealed differs from the admin records";
+    if (sodium_memcmp(want->recovery, row->recovery, sizeof(want->recovery)) != 0)
+        return "recovery differs from the admin records";
+    if (want->recovery_used != row->recovery_used)
+        return "recovery_used differs from the admin records";
+    if (want->totp_step != row->totp_step) return "totp_step differs from the admin records";
+    if (want->locked != row->locked) return "locked differs from the admin records";
+    if (want->created_us != row->created_us) return "created_us differs from the admin records";
+    if (want->pw_changed_us != row->pw_changed_us)
+        return "pw_changed_us differs from the admin records";
+    if (want->mfa_us != row->mfa_us) return "mfa_us differs from the admin records";
+    if (want->sessions_revoked_us != row->sessions_revoked_us)
+        return "sessions_revoked_us differs from the admin records";
+    if (strcmp(want->training, row->training) != 0)
+        return "training differs from the admin records";
+    return NULL;
+}
+
+static int user_row(void *arg, const struct hdx_user *u, int damaged)
+{
+    struct users_walk *w = arg;
+    const struct hdx_user *want = hdx_registry_user(w->reg, u->name);
+    const char *why = NULL;
+    if (!want) {
+        why = "no admin record adds this user";
+    } else {
+        w->seen[want - w->reg->u] = 1;
+        why =
+            damaged ? "totp_sealed or recovery has a size no statement writes" : user_diff(want, u);
+    }
+    if (why && w->bad++ < BAD_REPORT_MAX) printf("bad users name=%s reason=\"%s\"\n", u->name, why);
+    return 0;
+}
+
+/* users must be, row by row and column by column, the replay of the user admin records. */
+static int check_users(struct cli_ctx *ctx, const struct hdx_registry *regp, size_t n)
+{
+    const struct hdx_registry reg = *regp;
+    struct users_walk w = {regp, calloc(reg.nu ? reg.nu : 1, 1), 0};
+    if (!w.seen) {
+        printf("bad users reason=\"out of memory\"\n");
+        return 1;
+    }
+    if (hdx_store_users_list(ctx->store, user_row, &w) != HDX_OK) {
+        printf("bad users reason=\"unreadable\"\n");
+        w.bad++;
+    }
+    for (size_t i = 0; i < reg.nu; i++)
+        if (!w.seen[i] && w.bad++ < BAD_REPORT_MAX)
+            printf("bad users name=%s reason=\"missing: the admin records add this user\"\n",
+                   reg.u[i].name);
+    if (!w.bad) printf("users rows=%zu ok admin_records=%zu\n", reg.nu, n);
+    free(w.seen);
     return w.bad;
 }
 
@@ -895,9 +982,19 @@ int cmd_verify(int argc, char **argv)
     if (fast || fatal) {
         printf("stream_marks skipped (needs decryption)\n");
         printf("devices skipped (needs decryption)\n");
+        printf("users skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
-        table_bad += check_registry(&ctx, jobs, n);
+        struct hdx_registry reg = {0};
+        size_t nadmin = 0, nuser = 0;
+        if (replay(jobs, n, &reg, &nadmin, &nuser) != HDX_OK) {
+            printf("bad devices reason=\"out of memory\"\n");
+            table_bad++;
+        } else {
+            table_bad += check_registry(&ctx, &reg, nadmin);
+            table_bad += check_users(&ctx, &reg, nuser);
+        }
+        hdx_registry_free(&reg);
     }
     printf("admin_queue pending=%ld\n", hdx_store_admin_count(ctx.store));
     uint64_t unindexed = 0;
@@ -909,6 +1006,8 @@ int cmd_verify(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         free(jobs[i].bad);
         free(jobs[i].marks);
+        for (size_t k = 0; k < jobs[i].nadmins; k++)
+            free(jobs[i].admins[k].body);
         free(jobs[i].admins);
     }
     free(all_sth.h);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,8 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "auth/password.h"
+#include "auth/totp.h"
 #include "core/util.h"
 #include "pki/pki.h"
 
@@ -19,19 +22,61 @@ static const char *const op_names[] = {
     [HDX_ADMIN_DEVICE_REVOKE] = "device_revoke",
     [HDX_ADMIN_DEVICE_SIGNKEY] = "device_signkey",
     [HDX_ADMIN_DEVICE_IMPORT] = "device_import",
+    [HDX_ADMIN_USER_ADD] = "user_add",
+    [HDX_ADMIN_USER_PASSWD] = "user_passwd",
+    [HDX_ADMIN_USER_LOCK] = "user_lock",
+    [HDX_ADMIN_USER_UNLOCK] = "user_unlock",
+    [HDX_ADMIN_USER_REVOKE_SESSIONS] = "user_revoke_sessions",
+    [HDX_ADMIN_USER_MFA] = "user_mfa",
+    [HDX_ADMIN_USER_TRAINING] = "user_training",
+    [HDX_ADMIN_USER_TOTP_USED] = "user_totp_used",
+    [HDX_ADMIN_USER_RECOVERY_USED] = "user_recovery_used",
 };
 #define NOPS (sizeof(op_names) / sizeof(op_names[0]))
+_Static_assert(NOPS == HDX_ADMIN_OP_LAST + 1, "one name per op");
+_Static_assert(HDX_USER_TOTP_SEALED_LEN == HDX_TOTP_SEALED_LEN, "sealed TOTP size");
+_Static_assert(HDX_USER_RECOVERY_CODES == HDX_RECOVERY_CODES &&
+                   HDX_USER_RECOVERY_LEN == HDX_RECOVERY_STORED_LEN,
+               "recovery code size");
+_Static_assert(HDX_USER_PW_HASH_MAX == HDX_PW_HASH_MAX, "password hash size");
 
 /* The keys after op=, in their one allowed order. */
-enum key { K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_REVOKED, K_PUB, K_END };
-static const char *const key_names[] = {"name",       "role",       "serial",
-                                        "created_us", "revoked_us", "sign_pub"};
+enum key {
+    K_NAME,
+    K_ROLE,
+    K_SERIAL,
+    K_CREATED,
+    K_REVOKED,
+    K_PUB,
+    K_PWHASH,
+    K_TOTP,
+    K_RECOVERY,
+    K_AT,
+    K_DATE,
+    K_STEP,
+    K_INDEX,
+    K_END
+};
+static const char *const key_names[] = {
+    "name",        "role",     "serial", "created_us", "revoked_us", "sign_pub", "pw_hash",
+    "totp_sealed", "recovery", "at_us",  "date",       "step",       "index"};
 static const enum key op_keys[][7] = {
     [HDX_ADMIN_DEVICE_ADD] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_PUB, K_END},
     [HDX_ADMIN_DEVICE_REVOKE] = {K_NAME, K_SERIAL, K_REVOKED, K_END},
     [HDX_ADMIN_DEVICE_SIGNKEY] = {K_NAME, K_PUB, K_END},
     [HDX_ADMIN_DEVICE_IMPORT] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_REVOKED, K_PUB, K_END},
+    [HDX_ADMIN_USER_ADD] = {K_NAME, K_ROLE, K_PWHASH, K_TOTP, K_RECOVERY, K_CREATED, K_END},
+    [HDX_ADMIN_USER_PASSWD] = {K_NAME, K_PWHASH, K_END},
+    [HDX_ADMIN_USER_LOCK] = {K_NAME, K_END},
+    [HDX_ADMIN_USER_UNLOCK] = {K_NAME, K_END},
+    [HDX_ADMIN_USER_REVOKE_SESSIONS] = {K_NAME, K_AT, K_END},
+    [HDX_ADMIN_USER_MFA] = {K_NAME, K_TOTP, K_RECOVERY, K_END},
+    [HDX_ADMIN_USER_TRAINING] = {K_NAME, K_DATE, K_END},
+    [HDX_ADMIN_USER_TOTP_USED] = {K_NAME, K_STEP, K_END},
+    [HDX_ADMIN_USER_RECOVERY_USED] = {K_NAME, K_INDEX, K_END},
 };
+/* The longest value: recovery, ten 64-digit codes and nine commas. */
+#define VAL_MAX (HDX_USER_RECOVERY_CODES * (2 * HDX_USER_RECOVERY_LEN + 1))
 
 const char *hdx_admin_type(enum hdx_admin_op op)
 {
@@ -40,13 +85,36 @@ const char *hdx_admin_type(enum hdx_admin_op op)
         [HDX_ADMIN_DEVICE_REVOKE] = "admin/device_revoke",
         [HDX_ADMIN_DEVICE_SIGNKEY] = "admin/device_signkey",
         [HDX_ADMIN_DEVICE_IMPORT] = "admin/device_import",
+        [HDX_ADMIN_USER_ADD] = "admin/user_add",
+        [HDX_ADMIN_USER_PASSWD] = "admin/user_passwd",
+        [HDX_ADMIN_USER_LOCK] = "admin/user_lock",
+        [HDX_ADMIN_USER_UNLOCK] = "admin/user_unlock",
+        [HDX_ADMIN_USER_REVOKE_SESSIONS] = "admin/user_revoke_sessions",
+        [HDX_ADMIN_USER_MFA] = "admin/user_mfa",
+        [HDX_ADMIN_USER_TRAINING] = "admin/user_training",
+        [HDX_ADMIN_USER_TOTP_USED] = "admin/user_totp_used",
+        [HDX_ADMIN_USER_RECOVERY_USED] = "admin/user_recovery_used",
     };
     return op >= HDX_ADMIN_DEVICE_ADD && (size_t)op < NOPS ? types[op] : NULL;
+}
+
+int hdx_admin_is_user_op(enum hdx_admin_op op)
+{
+    return op >= HDX_ADMIN_USER_ADD && op <= HDX_ADMIN_OP_LAST;
 }
 
 static int role_ok(const char *r)
 {
     return !strcmp(r, "device") || !strcmp(r, "subscriber") || !strcmp(r, "gateway");
+}
+
+int hdx_admin_user_role_valid(const char *r)
+{
+    static const char *const roles[] = {"admin", "security-officer", "auditor",    "clinician",
+                                        "nurse", "researcher",       "integration"};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+        if (!strcmp(r, roles[i])) return 1;
+    return 0;
 }
 
 static int serial_ok(const char *s)
@@ -66,6 +134,11 @@ static int lower_hex(const char *s, size_t n)
     return 1;
 }
 
+static int hex_field(const char *v, uint8_t *out, size_t len)
+{
+    return strlen(v) == 2 * len && lower_hex(v, 2 * len) && hdx_unhex(v, out, len) == 0;
+}
+
 /* A time: decimal, no leading zero, within int64; min is 0 or 1. */
 static int time_ok(const char *v, int64_t min, int64_t *out)
 {
@@ -75,17 +148,49 @@ static int time_ok(const char *v, int64_t min, int64_t *out)
     return 1;
 }
 
+/* YYYY-MM-DD, a day that exists, year 2000-9999: one spelling per date. */
+static int date_ok(const char *v)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (strlen(v) != 10 || v[4] != '-' || v[7] != '-') return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (v[i] < '0' || v[i] > '9')) return 0;
+    int y = atoi(v), m = atoi(v + 5), d = atoi(v + 8);
+    if (y < 2000 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1]) return 0;
+    if (m == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 0;
+    return 1;
+}
+
+/* "HEX64,HEX64,...": exactly HDX_USER_RECOVERY_CODES codes. */
+static int recovery_ok(const char *v, struct hdx_admin *a)
+{
+    for (int i = 0; i < HDX_USER_RECOVERY_CODES; i++) {
+        char one[2 * HDX_USER_RECOVERY_LEN + 1];
+        if (strnlen(v, sizeof(one) - 1) != sizeof(one) - 1) return 0;
+        memcpy(one, v, sizeof(one) - 1);
+        one[sizeof(one) - 1] = 0;
+        if (!hex_field(one, a->recovery[i], HDX_USER_RECOVERY_LEN)) return 0;
+        v += sizeof(one) - 1;
+        if (*v != (i + 1 < HDX_USER_RECOVERY_CODES ? ',' : 0)) return 0;
+        v++;
+    }
+    return 1;
+}
+
 /* One value into a; 0 when invalid. */
 static int set_value(struct hdx_admin *a, enum key k, const char *v)
 {
     size_t n = strlen(v);
+    uint64_t u;
     switch (k) {
     case K_NAME:
         if (!pki_name_valid(v) || n >= sizeof(a->name)) return 0;
         memcpy(a->name, v, n + 1);
         return 1;
     case K_ROLE:
-        if (!role_ok(v)) return 0;
+        if (n >= sizeof(a->role) ||
+            !(hdx_admin_is_user_op(a->op) ? hdx_admin_user_role_valid(v) : role_ok(v)))
+            return 0;
         memcpy(a->role, v, n + 1);
         return 1;
     case K_SERIAL:
@@ -98,8 +203,34 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         return time_ok(v, a->op == HDX_ADMIN_DEVICE_IMPORT ? 0 : 1, &a->revoked_us);
     case K_PUB:
         if (n == 0) return 1;
-        if (n != 64 || !lower_hex(v, n) || hdx_unhex(v, a->sign_pub, 32) != 0) return 0;
+        if (!hex_field(v, a->sign_pub, 32)) return 0;
         a->has_pub = 1;
+        return 1;
+    case K_PWHASH:
+        if (n >= sizeof(a->pw_hash) || !hdx_password_hash_valid(v)) return 0;
+        memcpy(a->pw_hash, v, n + 1);
+        return 1;
+    case K_TOTP: /* recovery follows and must agree: both or neither */
+        if (n == 0) return 1;
+        if (!hex_field(v, a->totp_sealed, HDX_USER_TOTP_SEALED_LEN)) return 0;
+        a->has_mfa = 1;
+        return 1;
+    case K_RECOVERY:
+        if (n == 0) return !a->has_mfa;
+        return a->has_mfa && recovery_ok(v, a);
+    case K_AT:
+        return time_ok(v, 1, &a->at_us);
+    case K_DATE:
+        if (n != 0 && !date_ok(v)) return 0;
+        memcpy(a->date, v, n + 1);
+        return 1;
+    case K_STEP:
+        if (hdx_parse_u64(v, &u) != 0 || u < 1 || u > (uint64_t)INT64_MAX) return 0;
+        a->step = u;
+        return 1;
+    case K_INDEX:
+        if (n != 1 || v[0] < '0' || v[0] >= '0' + HDX_USER_RECOVERY_CODES) return 0;
+        a->index = v[0] - '0';
         return 1;
     case K_END:
         break;
@@ -127,7 +258,7 @@ static int next_line(const uint8_t *body, size_t len, size_t *off, const char *w
 
 int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out)
 {
-    char val[80];
+    char val[VAL_MAX + 1];
     size_t off = sizeof(ADMIN_MAGIC) - 1;
     memset(out, 0, sizeof(*out));
     if (!body || len > HDX_ADMIN_BODY_MAX || len < off || memcmp(body, ADMIN_MAGIC, off) != 0 ||
@@ -141,10 +272,56 @@ int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out)
             !set_value(out, *k, val))
             goto bad;
     if (off != len) goto bad; /* trailing bytes, or a key this op does not have */
+    sodium_memzero(val, sizeof(val));
     return HDX_OK;
 bad:
+    sodium_memzero(val, sizeof(val));
     memset(out, 0, sizeof(*out));
     return HDX_E_INVAL;
+}
+
+/* One "key=value\n" line of a's field k into out; the snprintf result. */
+static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t cap)
+{
+    char hex[VAL_MAX + 1] = "";
+    switch (k) {
+    case K_NAME:
+        return snprintf(out, cap, "name=%s\n", a->name);
+    case K_ROLE:
+        return snprintf(out, cap, "role=%s\n", a->role);
+    case K_SERIAL:
+        return snprintf(out, cap, "serial=%s\n", a->serial);
+    case K_CREATED:
+        return snprintf(out, cap, "created_us=%lld\n", (long long)a->created_us);
+    case K_REVOKED:
+        return snprintf(out, cap, "revoked_us=%lld\n", (long long)a->revoked_us);
+    case K_PUB:
+        if (a->has_pub) hdx_hex(a->sign_pub, 32, hex);
+        return snprintf(out, cap, "sign_pub=%s\n", hex);
+    case K_PWHASH:
+        return snprintf(out, cap, "pw_hash=%s\n", a->pw_hash);
+    case K_TOTP:
+        if (a->has_mfa) hdx_hex(a->totp_sealed, HDX_USER_TOTP_SEALED_LEN, hex);
+        return snprintf(out, cap, "totp_sealed=%s\n", hex);
+    case K_RECOVERY:
+        for (int i = 0; a->has_mfa && i < HDX_USER_RECOVERY_CODES; i++) {
+            char *p = hex + i * (2 * HDX_USER_RECOVERY_LEN + 1);
+            hdx_hex(a->recovery[i], HDX_USER_RECOVERY_LEN, p);
+            if (i + 1 < HDX_USER_RECOVERY_CODES) p[2 * HDX_USER_RECOVERY_LEN] = ',';
+        }
+        return snprintf(out, cap, "recovery=%s\n", hex);
+    case K_AT:
+        return snprintf(out, cap, "at_us=%lld\n", (long long)a->at_us);
+    case K_DATE:
+        return snprintf(out, cap, "date=%s\n", a->date);
+    case K_STEP:
+        return snprintf(out, cap, "step=%llu\n", (unsigned long long)a->step);
+    case K_INDEX:
+        return snprintf(out, cap, "index=%d\n", a->index);
+    case K_END:
+        break;
+    }
+    return 0;
 }
 
 int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
@@ -155,31 +332,7 @@ int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
     if (w < 0 || (size_t)w >= cap) return HDX_E_TOOBIG;
     n = (size_t)w;
     for (const enum key *k = op_keys[a->op]; *k != K_END; k++) {
-        char pub[65] = "";
-        if (*k == K_PUB && a->has_pub) hdx_hex(a->sign_pub, 32, pub);
-        switch (*k) {
-        case K_NAME:
-            w = snprintf(out + n, cap - n, "name=%s\n", a->name);
-            break;
-        case K_ROLE:
-            w = snprintf(out + n, cap - n, "role=%s\n", a->role);
-            break;
-        case K_SERIAL:
-            w = snprintf(out + n, cap - n, "serial=%s\n", a->serial);
-            break;
-        case K_CREATED:
-            w = snprintf(out + n, cap - n, "created_us=%lld\n", (long long)a->created_us);
-            break;
-        case K_REVOKED:
-            w = snprintf(out + n, cap - n, "revoked_us=%lld\n", (long long)a->revoked_us);
-            break;
-        case K_PUB:
-            w = snprintf(out + n, cap - n, "sign_pub=%s\n", pub);
-            break;
-        case K_END:
-            w = 0;
-            break;
-        }
+        w = format_key(a, *k, out + n, cap - n);
         if (w < 0 || (size_t)w >= cap - n) return HDX_E_TOOBIG;
         n += (size_t)w;
     }
@@ -201,7 +354,7 @@ static void entry_apply(struct hdx_registry_entry *e, int *present, const struct
     case HDX_ADMIN_DEVICE_IMPORT:
         memset(e, 0, sizeof(*e));
         snprintf(e->dev.name, sizeof(e->dev.name), "%s", a->name);
-        snprintf(e->dev.role, sizeof(e->dev.role), "%s", a->role);
+        snprintf(e->dev.role, sizeof(e->dev.role), "%.15s", a->role); /* device roles: <= 10 */
         snprintf(e->dev.serial, sizeof(e->dev.serial), "%s", a->serial);
         e->dev.created_us = a->created_us;
         e->dev.revoked_us = a->op == HDX_ADMIN_DEVICE_IMPORT ? a->revoked_us : 0;
@@ -214,10 +367,122 @@ static void entry_apply(struct hdx_registry_entry *e, int *present, const struct
     case HDX_ADMIN_DEVICE_SIGNKEY:
         if (!*present) return;
         break;
+    default: /* a user statement: never reaches a device entry */
+        return;
     }
     e->has_key = a->has_pub;
     memcpy(e->sign_pub, a->sign_pub, 32);
     e->key_created_us = a->has_pub ? time_us : 0;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_admin *a,
+                          int64_t time_us)
+{
+    if (a->op == HDX_ADMIN_USER_ADD) {
+        memset(u, 0, sizeof(*u));
+        snprintf(u->name, sizeof(u->name), "%s", a->name);
+        snprintf(u->role, sizeof(u->role), "%s", a->role);
+        snprintf(u->pw_hash, sizeof(u->pw_hash), "%s", a->pw_hash);
+        u->has_mfa = a->has_mfa;
+        memcpy(u->totp_sealed, a->totp_sealed, sizeof(u->totp_sealed));
+        memcpy(u->recovery, a->recovery, sizeof(u->recovery));
+        u->created_us = a->created_us;
+        u->pw_changed_us = u->mfa_us = time_us;
+        *present = 1;
+        return;
+    }
+    if (!*present) return;
+    switch (a->op) {
+    case HDX_ADMIN_USER_PASSWD:
+        snprintf(u->pw_hash, sizeof(u->pw_hash), "%s", a->pw_hash);
+        u->pw_changed_us = time_us;
+        u->sessions_revoked_us = max64(u->sessions_revoked_us, time_us);
+        break;
+    case HDX_ADMIN_USER_LOCK:
+    case HDX_ADMIN_USER_UNLOCK:
+        u->locked = a->op == HDX_ADMIN_USER_LOCK;
+        break;
+    case HDX_ADMIN_USER_REVOKE_SESSIONS:
+        u->sessions_revoked_us = max64(u->sessions_revoked_us, a->at_us);
+        break;
+    case HDX_ADMIN_USER_MFA:
+        u->has_mfa = a->has_mfa;
+        memcpy(u->totp_sealed, a->totp_sealed, sizeof(u->totp_sealed));
+        memcpy(u->recovery, a->recovery, sizeof(u->recovery));
+        u->totp_step = 0;
+        u->recovery_used = 0;
+        u->mfa_us = time_us;
+        u->sessions_revoked_us = max64(u->sessions_revoked_us, time_us);
+        break;
+    case HDX_ADMIN_USER_TRAINING:
+        snprintf(u->training, sizeof(u->training), "%s", a->date);
+        break;
+    case HDX_ADMIN_USER_TOTP_USED:
+        if (u->has_mfa && a->step > u->totp_step) u->totp_step = a->step;
+        break;
+    case HDX_ADMIN_USER_RECOVERY_USED:
+        if (u->has_mfa) u->recovery_used |= 1u << a->index;
+        break;
+    default:
+        break;
+    }
+}
+
+static size_t user_pos(const struct hdx_registry *r, const char *name, int *found)
+{
+    size_t lo = 0, hi = r->nu;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->u[mid].name, name);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+const struct hdx_user *hdx_registry_user(const struct hdx_registry *r, const char *name)
+{
+    int found;
+    size_t i = user_pos(r, name, &found);
+    return found ? &r->u[i] : NULL;
+}
+
+static int registry_user_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
+{
+    int found;
+    size_t i = user_pos(r, a->name, &found);
+    struct hdx_user u = {0};
+    int present = found;
+    if (found) u = r->u[i];
+    hdx_admin_user_apply(&u, &present, a, time_us);
+    if (!present) return HDX_OK;
+    if (found) {
+        r->u[i] = u;
+        return HDX_OK;
+    }
+    if (r->nu == r->ucap) {
+        size_t cap = r->ucap ? r->ucap * 2 : 16;
+        struct hdx_user *p = realloc(r->u, cap * sizeof(*p));
+        if (!p) return HDX_E_NOMEM;
+        r->u = p;
+        r->ucap = cap;
+    }
+    memmove(&r->u[i + 1], &r->u[i], (r->nu - i) * sizeof(*r->u));
+    r->u[i] = u;
+    r->nu++;
+    return HDX_OK;
 }
 
 static size_t registry_pos(const struct hdx_registry *r, const char *name, int *found)
@@ -248,6 +513,7 @@ const struct hdx_registry_entry *hdx_registry_find(const struct hdx_registry *r,
 
 int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
 {
+    if (hdx_admin_is_user_op(a->op)) return registry_user_apply(r, a, time_us);
     int found;
     size_t i = registry_pos(r, a->name, &found);
     struct hdx_registry_entry e = {0};
@@ -275,7 +541,24 @@ int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_
 void hdx_registry_free(struct hdx_registry *r)
 {
     free(r->e);
+    if (r->u) sodium_memzero(r->u, r->ucap * sizeof(*r->u));
+    free(r->u);
     memset(r, 0, sizeof(*r));
+}
+
+/* A user statement against the users table: the same apply as the replay. */
+static int user_commit(struct hdx_store *s, const struct hdx_admin *a, int64_t time_us)
+{
+    struct hdx_user u = {0};
+    int present = 0, rc = hdx_store_user_get(s, a->name, &u);
+    if (rc == HDX_OK)
+        present = 1;
+    else if (rc != HDX_E_NOTFOUND)
+        return rc; /* a damaged row is not silently replaced */
+    hdx_admin_user_apply(&u, &present, a, time_us);
+    rc = present ? hdx_store_user_put(s, &u) : HDX_OK;
+    sodium_memzero(&u, sizeof(u));
+    return rc;
 }
 
 int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body, size_t len,
@@ -285,6 +568,10 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
     struct hdx_registry_entry e = {0};
     int present = 0, rc = hdx_admin_parse(body, len, &a);
     if (rc != HDX_OK) return rc;
+    if (hdx_admin_is_user_op(a.op)) {
+        rc = user_commit(s, &a, time_us);
+        goto dequeue;
+    }
     rc = hdx_store_device_get(s, a.name, &e.dev);
     if (rc == HDX_OK) {
         present = 1;
@@ -302,6 +589,7 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
             rc = hdx_store_device_signkey_set(s, e.dev.name, e.has_key ? e.sign_pub : NULL,
                                               e.key_created_us);
     }
+dequeue:
     /* The row may already be gone when no one else could have taken it: a statement is applied
      * once, by the one commit thread that owns the store. */
     if (rc == HDX_OK && queue_id) {

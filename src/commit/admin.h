@@ -1,11 +1,11 @@
-/* admin: the device registry as records of the log (kind HDX_KIND_ADMIN).
- * Contract: the `devices` and `device_keys` tables are the replay of the admin records in seq
- * order, and nothing else writes them. A producer (hdx device, the migration of an older
- * store) enqueues a statement in the store's admin_queue; the commit thread seals it as a
- * record (sender HDX_ADMIN_SENDER, type "admin/<op>", no patient, no duplicate token) and, in
- * the SAME transaction, applies it to the tables and deletes its queue row
- * (hdx_admin_commit). `hdx verify` replays every admin record into an in-memory registry
- * (hdx_registry_*) and compares it with the tables row by row.
+/* admin: the registry (devices and users) as records of the log (kind HDX_KIND_ADMIN).
+ * Contract: the `devices`, `device_keys` and `users` tables are the replay of the admin records in
+ * seq order, and nothing else writes them. A producer (hdx device, the migration of an older store)
+ * enqueues a statement in the store's admin_queue; the commit thread seals it as a record (sender
+ * HDX_ADMIN_SENDER, type "admin/<op>", no patient, no duplicate token) and, in the SAME
+ * transaction, applies it to the tables and deletes its queue row (hdx_admin_commit). `hdx verify`
+ * replays every admin record into an in-memory registry (hdx_registry_*) and compares it with the
+ * tables row by row.
  *
  * Body (the record's plaintext): canonical text, every line LF-terminated, keys in exactly
  * this order per op, nothing before or after (docs/RECORD-FORMAT.md, "Admin records"):
@@ -14,9 +14,23 @@
  *   op=device_revoke   name serial revoked_us
  *   op=device_signkey  name sign_pub
  *   op=device_import   name role serial created_us revoked_us sign_pub
- * name: pki_name_valid; role: device|subscriber|gateway; serial: 1-40 lower-case hex digits;
+ *   op=user_add        name role pw_hash totp_sealed recovery created_us
+ *   op=user_passwd     name pw_hash
+ *   op=user_lock       name
+ *   op=user_unlock     name
+ *   op=user_revoke_sessions name at_us
+ *   op=user_mfa        name totp_sealed recovery
+ *   op=user_training   name date
+ *   op=user_totp_used  name step
+ *   op=user_recovery_used name index
+ * name: pki_name_valid; role: device|subscriber|gateway for devices, admin|security-officer|
+ * auditor|clinician|nurse|researcher|integration for users; serial: 1-40 lower-case hex digits;
  * *_us: decimal without leading zeros (created_us >= 1, revoked_us >= 1, or 0 in an import:
- * active); sign_pub: 64 lower-case hex digits (Ed25519 raw public key) or empty (none).
+ * active; at_us >= 1); sign_pub: 64 lower-case hex digits (Ed25519 raw public key) or empty
+ * (none); pw_hash: an Argon2id string (hdx_password_hash_valid); totp_sealed: 104 lower-case hex
+ * digits (auth/totp.h HDX_TOTP_SEALED_LEN bytes); recovery: ten times 64 lower-case hex digits
+ * (salt and keyed hash), comma-separated; both empty together (no second factor); date:
+ * YYYY-MM-DD, a real calendar date from 2000 on, or empty (none); step >= 1; index 0-9.
  * hdx_admin_parse is pure and treats its input as untrusted: length-checked, it refuses
  * unknown, missing, repeated or reordered keys, trailing bytes, bad hex and bad names.
  *
@@ -27,8 +41,22 @@
  *   device_revoke  when the row exists, has this serial and is active: revoked_us; else none
  *   device_signkey when the row exists: its key becomes sign_pub (or none), created_us = time
  *   device_import  the row becomes exactly the snapshot; key as in device_add
- * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on the store
- * handle's thread. */
+ *   user_add       the row becomes (role, pw_hash, totp, recovery, created_us; unlocked, no step
+ *                  used, no code used, no training, pw_changed_us = mfa_us = time)
+ * and, only when the user's row exists:
+ *   user_passwd    pw_hash; pw_changed_us = time; sessions_revoked_us = max(it, time)
+ *   user_lock, user_unlock  locked 1, 0
+ *   user_revoke_sessions    sessions_revoked_us = max(it, at_us)
+ *   user_mfa       totp, recovery; totp_step 0, recovery_used 0, mfa_us = time;
+ *                  sessions_revoked_us = max(it, time)
+ *   user_training  training = date
+ *   user_totp_used when the user has a second factor and step > totp_step: totp_step = step
+ *   user_recovery_used when the user has a second factor: bit index of recovery_used set
+ * (time: the record's commit time). The last two are what a login consumed
+ * (auth/user.h): they are records too, so a replayed code is refused after a restart and the
+ * use of every code is in the tamper-evident log. A statement for a user that does not exist
+ * changes nothing. * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
+ * the store handle's thread. */
 #ifndef HDX_ADMIN_H
 #define HDX_ADMIN_H
 
@@ -38,7 +66,8 @@
 #include "commit/commit.h"
 #include "store/store.h"
 
-#define HDX_ADMIN_BODY_MAX 512
+/* user_add is the largest: about 1,100 bytes with a 64-character name */
+#define HDX_ADMIN_BODY_MAX 2048
 #define HDX_ADMIN_SENDER "hdx:admin" /* ':' is outside device names: no CN can take it */
 
 enum hdx_admin_op {
@@ -46,17 +75,40 @@ enum hdx_admin_op {
     HDX_ADMIN_DEVICE_REVOKE,
     HDX_ADMIN_DEVICE_SIGNKEY,
     HDX_ADMIN_DEVICE_IMPORT,
+    HDX_ADMIN_USER_ADD,
+    HDX_ADMIN_USER_PASSWD,
+    HDX_ADMIN_USER_LOCK,
+    HDX_ADMIN_USER_UNLOCK,
+    HDX_ADMIN_USER_REVOKE_SESSIONS,
+    HDX_ADMIN_USER_MFA,
+    HDX_ADMIN_USER_TRAINING,
+    HDX_ADMIN_USER_TOTP_USED,
+    HDX_ADMIN_USER_RECOVERY_USED,
 };
+#define HDX_ADMIN_OP_LAST HDX_ADMIN_USER_RECOVERY_USED
 
 struct hdx_admin {
     enum hdx_admin_op op;
     char name[65];
-    char role[16];
+    char role[24];
     char serial[41];
     int64_t created_us, revoked_us;
     int has_pub; /* sign_pub set; 0: empty (no key / key removed) */
     uint8_t sign_pub[32];
+    /* users */
+    char pw_hash[HDX_USER_PW_HASH_MAX];
+    int has_mfa; /* totp_sealed and recovery set; 0: both empty */
+    uint8_t totp_sealed[HDX_USER_TOTP_SEALED_LEN];
+    uint8_t recovery[HDX_USER_RECOVERY_CODES][HDX_USER_RECOVERY_LEN];
+    int64_t at_us;
+    char date[11]; /* "" or YYYY-MM-DD */
+    uint64_t step;
+    int index;
 };
+/* 1 for the user_* ops. */
+int hdx_admin_is_user_op(enum hdx_admin_op op);
+/* 1 when role is one a user may have. */
+int hdx_admin_user_role_valid(const char *role);
 
 /* HDX_OK and *out, or HDX_E_INVAL (out zeroed). */
 int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out);
@@ -76,14 +128,21 @@ struct hdx_registry_entry {
 struct hdx_registry {
     struct hdx_registry_entry *e; /* sorted by name */
     size_t n, cap;
+    struct hdx_user *u; /* sorted by name */
+    size_t nu, ucap;
 };
 void hdx_registry_free(struct hdx_registry *r);
 /* Applies one statement committed at time_us (see the top). HDX_E_NOMEM only. */
 int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us);
 const struct hdx_registry_entry *hdx_registry_find(const struct hdx_registry *r, const char *name);
+const struct hdx_user *hdx_registry_user(const struct hdx_registry *r, const char *name);
+/* The user row a statement makes of the row before it (present: it exists, before and after):
+ * the apply above for one user, for callers that hold the row (the store, auth/user.c). */
+void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_admin *a,
+                          int64_t time_us);
 
 /* The commit thread, inside the transaction that appends the admin record committed at
- * time_us: parses body, applies it to devices/device_keys and deletes admin_queue row
+ * time_us: parses body, applies it to devices/device_keys or users and deletes admin_queue row
  * queue_id (0: none; a row already gone is no error). Any failure fails the transaction. */
 int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body, size_t len,
                      int64_t time_us);

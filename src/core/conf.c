@@ -76,6 +76,10 @@ static const struct conf_key conf_keys[] = {
     SIZE("store", "segment_size", store_segment_size, 1LL << 20, 1LL << 30, "67108864"),
     STR("store", "sync", store_sync, "full"),
     INT("store", "receipts", store_receipts, 0, 1, "1"),
+    INT("auth", "argon2_opslimit", auth_argon2_opslimit, 1, 16, "3"),
+    INT("auth", "argon2_memlimit_kib", auth_argon2_memlimit_kib, 8192, 1048576, "65536"),
+    INT("auth", "password_min_length", auth_password_min_length, 8, 256, "12"),
+    STR("auth", "password_blocklist", auth_password_blocklist, "password-blocklist.txt"),
     STR("log", "level", log_level, "info"),
     ONEOF("debug", "core_dumps", debug_core_dumps, "off|on", "off"),
 };
@@ -354,6 +358,16 @@ const char *hdx_conf_template(void)
            "sync = full\n"
            "; 1: every AA carries the log's signed receipt (ZRC segment, docs/LOG-FORMAT.md)\n"
            "receipts = 1\n"
+           "\n"
+           "[auth]\n"
+           "; Argon2id cost of each password hash and login: passes and memory in KiB\n"
+           "; (3 and 65536: about 120 ms on 2 cores; docs/PERFORMANCE.md)\n"
+           "argon2_opslimit = 3\n"
+           "argon2_memlimit_kib = 65536\n"
+           "; new passwords: at least this many characters, none on the blocklist (one a\n"
+           "; line, compared case-insensitively; empty: no list) and not the user's name\n"
+           "password_min_length = 12\n"
+           "password_blocklist = password-blocklist.txt\n"
            "\n"
            "[log]\n"
            "level = info\n"

@@ -53,6 +53,11 @@ struct hdx_conf {
     size_t store_dedup_window; /* newest messages among which resends are recognised */
     size_t store_segment_size; /* bytes of each preallocated segment file */
     char store_sync[8]; /* "full" (durable, default) or "off" (benchmarks of the ceiling only) */
+    /* [auth] (auth/password.h) */
+    int auth_argon2_opslimit;                   /* Argon2id passes */
+    int auth_argon2_memlimit_kib;               /* Argon2id memory, KiB */
+    int auth_password_min_length;               /* characters (SP 800-63B: at least 8) */
+    char auth_password_blocklist[HDX_PATH_MAX]; /* relative to the data directory; "": none */
     /* [log] */
     char log_level[8];
     /* [debug] */

@@ -191,6 +191,40 @@ int hdx_store_device_keys_list(struct hdx_store *s,
                                          size_t pub_len, int64_t created_us),
                                void *ctx);
 
+/* Users (people: DESIGN M8). A row is the replay of the user_* admin records (commit/admin.h)
+ * and nothing else writes it. Secrets are never here in plaintext: pw_hash is an Argon2id
+ * string (auth/password.h), totp_sealed the TOTP secret sealed under a data key, recovery the
+ * salted keyed hashes of the ten recovery codes (auth/totp.h). has_mfa 0: neither (the user
+ * can only enrol). totp_step: the last TOTP step used (a code at or below it is refused);
+ * recovery_used: bit i set once code i was used. sessions_revoked_us: sessions issued before
+ * it are void. training: "YYYY-MM-DD" of the last security-awareness training, or "". */
+#define HDX_USER_TOTP_SEALED_LEN 52 /* auth/totp.h HDX_TOTP_SEALED_LEN */
+#define HDX_USER_RECOVERY_CODES 10
+#define HDX_USER_RECOVERY_LEN 32 /* salt 16 || keyed hash 16 */
+#define HDX_USER_PW_HASH_MAX 128 /* auth/password.h HDX_PW_HASH_MAX */
+struct hdx_user {
+    char name[65];
+    char role[24];
+    char pw_hash[HDX_USER_PW_HASH_MAX];
+    int has_mfa;
+    uint8_t totp_sealed[HDX_USER_TOTP_SEALED_LEN];
+    uint8_t recovery[HDX_USER_RECOVERY_CODES][HDX_USER_RECOVERY_LEN];
+    uint32_t recovery_used;
+    uint64_t totp_step;
+    int locked;
+    int64_t created_us, pw_changed_us, mfa_us, sessions_revoked_us;
+    char training[11];
+};
+/* HDX_OK and *out, HDX_E_NOTFOUND, or HDX_E_INTEGRITY for a row no statement could have made
+ * (a blob of the wrong size). */
+int hdx_store_user_get(struct hdx_store *s, const char *name, struct hdx_user *out);
+/* Replaces the whole row: only an admin record's transaction calls it (commit/admin.h). */
+int hdx_store_user_put(struct hdx_store *s, const struct hdx_user *u);
+/* Every row in name order; a damaged row is passed with bad set (its blobs zeroed) so that
+ * hdx verify names it; cb returns non-zero to stop. */
+int hdx_store_users_list(struct hdx_store *s,
+                         int (*cb)(void *ctx, const struct hdx_user *u, int bad), void *ctx);
+
 /* admin_queue: statements waiting for their admin record (commit/admin.h). enqueue sets *id
  * (> 0); pending calls cb for rows with id > after_id in id order (cb returns non-zero to
  * stop); dequeue deletes one (HDX_E_NOTFOUND when absent: another writer took it); queued

@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -108,6 +108,15 @@ struct hdx_store {
     size_t seg_size; /* 0: the default */
 };
 
+/* users: the replay of the user_* admin records (commit/admin.h). totp_sealed and recovery are
+ * NULL together (no second factor); recovery is the ten stored codes back to back. */
+#define USERS_SQL                                                                                  \
+    "CREATE TABLE IF NOT EXISTS users(name TEXT PRIMARY KEY, role TEXT NOT NULL,"                  \
+    " pw_hash TEXT NOT NULL, totp_sealed BLOB, recovery BLOB, recovery_used INTEGER NOT NULL,"     \
+    " totp_step INTEGER NOT NULL, locked INTEGER NOT NULL, created_us INTEGER NOT NULL,"           \
+    " pw_changed_us INTEGER NOT NULL, mfa_us INTEGER NOT NULL,"                                    \
+    " sessions_revoked_us INTEGER NOT NULL, training TEXT NOT NULL) STRICT;"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
     "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -131,8 +140,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;"
-    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 2);";
+    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL
+    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 3);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -143,6 +152,8 @@ static const char migrate_1_to_2_sql[] = "ALTER TABLE records ADD COLUMN seg INT
                                          "ALTER TABLE dedup_log ADD COLUMN content BLOB;"
                                          "ALTER TABLE dedup_log ADD COLUMN reused INTEGER;"
                                          "UPDATE meta SET v=2 WHERE k='schema_version';";
+/* Version 2 had no users; nothing else changed. */
+static const char migrate_2_to_3_sql[] = USERS_SQL "UPDATE meta SET v=3 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -201,13 +212,14 @@ static int configure(struct hdx_store *s, int flags)
     if (exec(s, "BEGIN IMMEDIATE") != HDX_OK) return HDX_E_STORE;
     int version = schema_version(s);
     int rc = version == 1 ? exec(s, migrate_1_to_2_sql) : HDX_OK;
+    if (rc == HDX_OK && (version == 1 || version == 2)) rc = exec(s, migrate_2_to_3_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
     }
     if (rc == HDX_OK) rc = exec(s, schema_sql);
-    if (rc == HDX_OK && version == 1)
-        hdx_info("store_migrated", "from_schema=1 to_schema=%d", STORE_SCHEMA_VERSION);
+    if (rc == HDX_OK && (version == 1 || version == 2))
+        hdx_info("store_migrated", "from_schema=%d to_schema=%d", version, STORE_SCHEMA_VERSION);
     (void)sqlite3_exec(s->db, rc == HDX_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
@@ -1579,4 +1591,108 @@ int hdx_store_marks_list(struct hdx_store *s,
             break;
     sqlite3_finalize(q);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "marks_list");
+}
+
+/* ---------- users (commit/admin.h is their only writer) ---------- */
+
+#define USER_COLS                                                                                  \
+    "name,role,pw_hash,totp_sealed,recovery,recovery_used,totp_step,locked,created_us,"            \
+    "pw_changed_us,mfa_us,sessions_revoked_us,training"
+
+/* 0 when a blob has a size no statement writes (the row is then reported, not trusted). */
+static int row_to_user(sqlite3_stmt *q, struct hdx_user *u)
+{
+    int ok = 1;
+    memset(u, 0, sizeof(*u));
+    const char *t = (const char *)sqlite3_column_text(q, 0);
+    snprintf(u->name, sizeof(u->name), "%s", t ? t : "");
+    t = (const char *)sqlite3_column_text(q, 1);
+    snprintf(u->role, sizeof(u->role), "%s", t ? t : "");
+    t = (const char *)sqlite3_column_text(q, 2);
+    snprintf(u->pw_hash, sizeof(u->pw_hash), "%s", t ? t : "");
+    int tl = sqlite3_column_type(q, 3) == SQLITE_NULL ? -1 : sqlite3_column_bytes(q, 3);
+    int rl = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_bytes(q, 4);
+    if (tl == HDX_USER_TOTP_SEALED_LEN && rl == (int)sizeof(u->recovery)) {
+        u->has_mfa = 1;
+        memcpy(u->totp_sealed, sqlite3_column_blob(q, 3), sizeof(u->totp_sealed));
+        memcpy(u->recovery, sqlite3_column_blob(q, 4), sizeof(u->recovery));
+    } else if (tl != -1 || rl != -1) {
+        ok = 0;
+    }
+    u->recovery_used = (uint32_t)sqlite3_column_int64(q, 5);
+    u->totp_step = (uint64_t)sqlite3_column_int64(q, 6);
+    u->locked = sqlite3_column_int(q, 7);
+    u->created_us = sqlite3_column_int64(q, 8);
+    u->pw_changed_us = sqlite3_column_int64(q, 9);
+    u->mfa_us = sqlite3_column_int64(q, 10);
+    u->sessions_revoked_us = sqlite3_column_int64(q, 11);
+    t = (const char *)sqlite3_column_text(q, 12);
+    snprintf(u->training, sizeof(u->training), "%s", t ? t : "");
+    return ok;
+}
+
+int hdx_store_user_get(struct hdx_store *s, const char *name, struct hdx_user *out)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT " USER_COLS " FROM users WHERE name=?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_error(s, "user_get_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q), out_rc;
+    if (rc == SQLITE_ROW)
+        out_rc = row_to_user(q, out) ? HDX_OK : HDX_E_INTEGRITY;
+    else
+        out_rc = rc == SQLITE_DONE ? HDX_E_NOTFOUND : db_error(s, "user_get");
+    sqlite3_finalize(q);
+    return out_rc;
+}
+
+int hdx_store_user_put(struct hdx_store *s, const struct hdx_user *u)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(
+            s->db, "INSERT OR REPLACE INTO users(" USER_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "user_put_prepare");
+    sqlite3_bind_text(q, 1, u->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, u->role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, u->pw_hash, -1, SQLITE_STATIC);
+    if (u->has_mfa) {
+        sqlite3_bind_blob(q, 4, u->totp_sealed, sizeof(u->totp_sealed), SQLITE_STATIC);
+        sqlite3_bind_blob(q, 5, u->recovery, sizeof(u->recovery), SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(q, 6, u->recovery_used);
+    sqlite3_bind_int64(q, 7, (sqlite3_int64)u->totp_step);
+    sqlite3_bind_int(q, 8, u->locked);
+    sqlite3_bind_int64(q, 9, u->created_us);
+    sqlite3_bind_int64(q, 10, u->pw_changed_us);
+    sqlite3_bind_int64(q, 11, u->mfa_us);
+    sqlite3_bind_int64(q, 12, u->sessions_revoked_us);
+    sqlite3_bind_text(q, 13, u->training, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, "user_put");
+    }
+    return HDX_OK;
+}
+
+int hdx_store_users_list(struct hdx_store *s,
+                         int (*cb)(void *ctx, const struct hdx_user *u, int bad), void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct hdx_user u;
+    int rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT " USER_COLS " FROM users ORDER BY name", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_error(s, "users_prepare");
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int ok = row_to_user(q, &u);
+        if (cb(ctx, &u, !ok)) break;
+    }
+    sqlite3_finalize(q);
+    memset(&u, 0, sizeof(u));
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "users");
 }

@@ -56,7 +56,7 @@ static void test_format_roundtrip(void **state)
     int n = hdx_admin_format(&a, buf, sizeof(buf));
     assert_int_equal(n, (int)strlen(ADD));
     assert_memory_equal(buf, ADD, strlen(ADD)); /* canonical: one body per statement */
-    for (int op = HDX_ADMIN_DEVICE_ADD; op <= HDX_ADMIN_DEVICE_IMPORT; op++) {
+    for (int op = HDX_ADMIN_DEVICE_ADD; op <= HDX_ADMIN_DEVICE_IMPORT; op++) { /* devices */
         memset(&a, 0, sizeof(a));
         a.op = (enum hdx_admin_op)op;
         strcpy(a.name, "x.y_z-9");
@@ -308,6 +308,242 @@ static void test_store_apply_and_migrate(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---------- user statements ---------- */
+
+#define PWH                                                                                        \
+    "$argon2id$v=19$m=65536,t=3,p=1$6PWpuL9JpaLXPJJm416Q8w$"                                       \
+    "TjQSOcD9Pxbt1ZLTflJAfYpbHrACQhzcM0ZcvwKIDpc"
+#define TOTP                                                                                       \
+    "0000000100112233445566778899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677"     \
+    "8899aabbccddeeff"
+#define RC "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define RCS RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC
+
+static const char *const user_bodies[] = {
+    "HDX-ADMIN 1\nop=user_add\nname=alice\nrole=clinician\npw_hash=" PWH "\ntotp_sealed=" TOTP
+    "\nrecovery=" RCS "\ncreated_us=17\n",
+    "HDX-ADMIN 1\nop=user_add\nname=bob\nrole=security-officer\npw_hash=" PWH
+    "\ntotp_sealed=\nrecovery=\ncreated_us=1\n",
+    "HDX-ADMIN 1\nop=user_passwd\nname=alice\npw_hash=" PWH "\n",
+    "HDX-ADMIN 1\nop=user_lock\nname=alice\n",
+    "HDX-ADMIN 1\nop=user_unlock\nname=alice\n",
+    "HDX-ADMIN 1\nop=user_revoke_sessions\nname=alice\nat_us=99\n",
+    "HDX-ADMIN 1\nop=user_mfa\nname=alice\ntotp_sealed=" TOTP "\nrecovery=" RCS "\n",
+    "HDX-ADMIN 1\nop=user_mfa\nname=alice\ntotp_sealed=\nrecovery=\n",
+    "HDX-ADMIN 1\nop=user_training\nname=alice\ndate=2024-02-29\n",
+    "HDX-ADMIN 1\nop=user_training\nname=alice\ndate=\n",
+    "HDX-ADMIN 1\nop=user_totp_used\nname=alice\nstep=56666667\n",
+    "HDX-ADMIN 1\nop=user_recovery_used\nname=alice\nindex=9\n",
+};
+
+static void test_user_bodies_roundtrip(void **state)
+{
+    struct hdx_admin a;
+    char buf[HDX_ADMIN_BODY_MAX + 1];
+    for (size_t i = 0; i < sizeof(user_bodies) / sizeof(user_bodies[0]); i++) {
+        const char *b = user_bodies[i];
+        assert_int_equal(hdx_admin_parse((const uint8_t *)b, strlen(b), &a), HDX_OK);
+        assert_true(hdx_admin_is_user_op(a.op));
+        int n = hdx_admin_format(&a, buf, sizeof(buf));
+        assert_int_equal(n, (int)strlen(b));
+        assert_memory_equal(buf, b, strlen(b)); /* canonical */
+        assert_non_null(hdx_admin_type(a.op));
+    }
+    assert_int_equal(hdx_admin_parse((const uint8_t *)user_bodies[0], strlen(user_bodies[0]), &a),
+                     HDX_OK);
+    assert_int_equal(a.op, HDX_ADMIN_USER_ADD);
+    assert_string_equal(a.role, "clinician");
+    assert_true(a.has_mfa);
+    assert_int_equal(a.totp_sealed[3], 1);
+    assert_int_equal(a.recovery[9][31], 0xff);
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_USER_TOTP_USED), "admin/user_totp_used");
+    assert_false(hdx_admin_is_user_op(HDX_ADMIN_DEVICE_IMPORT));
+    /* the largest statement fits */
+    memset(&a, 0, sizeof(a));
+    a.op = HDX_ADMIN_USER_ADD;
+    memset(a.name, 'n', 64);
+    strcpy(a.role, "security-officer");
+    strcpy(a.pw_hash, PWH);
+    a.has_mfa = 1;
+    a.created_us = INT64_MAX;
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) > 0);
+}
+
+static void test_user_refusals(void **state)
+{
+    char buf[HDX_ADMIN_BODY_MAX + 64];
+    const char *roles[] = {"device", "subscriber", "Admin", "admin ", "security_officer", ""};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=user_add\nname=a\nrole=%s\npw_hash=" PWH
+                 "\ntotp_sealed=\nrecovery=\ncreated_us=1\n",
+                 roles[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* a user role is no device role */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_add\nname=m\nrole=admin\nserial=1\n"
+                           "created_us=1\nsign_pub=\n"),
+                     HDX_E_INVAL);
+    const char *hashes[] = {
+        "", "plaintext-password",
+        "$argon2i$v=19$m=65536,t=3,p=1$6PWpuL9JpaLXPJJm416Q8w$TjQSOcD9Pxbt1ZLTflJAfYpbHrA", PWH "=",
+        PWH " "};
+    for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=user_passwd\nname=a\npw_hash=%s\n", hashes[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* TOTP and recovery both or neither; exactly ten codes of 64 lower-case hex digits */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_mfa\nname=a\ntotp_sealed=" TOTP "\nrecovery=\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_mfa\nname=a\ntotp_sealed=\nrecovery=" RCS "\n"),
+                     HDX_E_INVAL);
+    const char *recs[] = {
+        RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC,        /* nine */
+        RCS "," RC,                                                        /* eleven */
+        RCS ",",                                                           /* trailing comma */
+        RC ";" RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC, /* separator */
+        "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff," RC "," RC "," RC "," RC
+        "," RC "," RC "," RC "," RC "," RC, /* upper case */
+        "0011," RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC "," RC,
+    };
+    for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=user_mfa\nname=a\ntotp_sealed=" TOTP "\nrecovery=%s\n", recs[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    assert_int_equal(
+        parse("HDX-ADMIN 1\nop=user_mfa\nname=a\ntotp_sealed=00" TOTP "\nrecovery=" RCS "\n"),
+        HDX_E_INVAL);
+    const char *dates[] = {"2023-02-29", "1999-12-31", "2024-1-01",  "2024-13-01",  "2024-04-31",
+                           "2024-00-10", "24-01-01",   "2024/01/01", "2024-01-01 ", "2100-02-29"};
+    for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=user_training\nname=a\ndate=%s\n", dates[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_training\nname=a\ndate=2000-02-29\n"), HDX_OK);
+    const char *steps[] = {"0", "01", "-1", "9223372036854775808", ""};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=user_totp_used\nname=a\nstep=%s\n", steps[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    const char *idx[] = {"10", "a", "-1", "", "01"};
+    for (size_t i = 0; i < sizeof(idx) / sizeof(idx[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=user_recovery_used\nname=a\nindex=%s\n",
+                 idx[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* order, repetition, extra keys, bad names */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_revoke_sessions\nat_us=1\nname=a\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_lock\nname=a\nname=a\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_lock\nname=a\nat_us=1\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_lock\nname=a b\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_lock\nname=a:b\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_revoke_sessions\nname=a\nat_us=0\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=user_delete\nname=a\n"), HDX_E_INVAL);
+    /* an invalid statement is never written */
+    struct hdx_admin a = {.op = HDX_ADMIN_USER_PASSWD};
+    strcpy(a.name, "a");
+    strcpy(a.pw_hash, "not a hash");
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0);
+}
+
+static struct hdx_admin ustmt(enum hdx_admin_op op, const char *name)
+{
+    struct hdx_admin a = {.op = op, .created_us = 10, .at_us = 50};
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    snprintf(a.role, sizeof(a.role), "nurse");
+    snprintf(a.pw_hash, sizeof(a.pw_hash), "%s", PWH);
+    return a;
+}
+
+static void test_user_registry_and_store(void **state)
+{
+    struct hdx_registry r = {0};
+    struct hdx_store *s = NULL;
+    struct hdx_user u;
+    char cmd[320];
+    assert_int_equal(hdx_mkdtemp("hdx-admin-u-", tmpdir, sizeof(tmpdir)), 0);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_CREATE, &s), HDX_OK);
+    struct hdx_admin seq[12];
+    int64_t t[12];
+    size_t n = 0;
+    seq[n] = ustmt(HDX_ADMIN_USER_LOCK, "ghost"); /* no such user: nothing */
+    t[n++] = 100;
+    seq[n] = ustmt(HDX_ADMIN_USER_ADD, "erin");
+    seq[n].has_mfa = 1;
+    seq[n].totp_sealed[0] = 7;
+    seq[n].recovery[4][0] = 9;
+    t[n++] = 101;
+    seq[n] = ustmt(HDX_ADMIN_USER_TOTP_USED, "erin");
+    seq[n].step = 40;
+    t[n++] = 102;
+    seq[n] = ustmt(HDX_ADMIN_USER_TOTP_USED, "erin"); /* a lower step never lowers it */
+    seq[n].step = 39;
+    t[n++] = 103;
+    seq[n] = ustmt(HDX_ADMIN_USER_RECOVERY_USED, "erin");
+    seq[n].index = 4;
+    t[n++] = 104;
+    seq[n] = ustmt(HDX_ADMIN_USER_LOCK, "erin");
+    t[n++] = 105;
+    seq[n] = ustmt(HDX_ADMIN_USER_TRAINING, "erin");
+    strcpy(seq[n].date, "2026-01-15");
+    t[n++] = 106;
+    seq[n] = ustmt(HDX_ADMIN_USER_PASSWD, "erin");
+    t[n++] = 107;
+    seq[n] = ustmt(HDX_ADMIN_USER_REVOKE_SESSIONS, "erin"); /* older than the passwd: kept */
+    t[n++] = 108;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hdx_registry_apply(&r, &seq[i], t[i]), HDX_OK);
+        enqueue_commit(s, &seq[i], t[i]);
+    }
+    assert_null(hdx_registry_user(&r, "ghost"));
+    assert_int_equal(hdx_store_user_get(s, "ghost", &u), HDX_E_NOTFOUND);
+    const struct hdx_user *e = hdx_registry_user(&r, "erin");
+    assert_non_null(e);
+    assert_int_equal(e->totp_step, 40);
+    assert_int_equal(e->recovery_used, 1u << 4);
+    assert_true(e->locked);
+    assert_string_equal(e->training, "2026-01-15");
+    assert_int_equal(e->created_us, 10);
+    assert_int_equal(e->pw_changed_us, 107);
+    assert_int_equal(e->sessions_revoked_us, 107);
+    assert_int_equal(e->mfa_us, 101);
+    /* the table is the same replay, column for column */
+    assert_int_equal(hdx_store_user_get(s, "erin", &u), HDX_OK);
+    assert_string_equal(u.role, e->role);
+    assert_string_equal(u.pw_hash, e->pw_hash);
+    assert_int_equal(u.has_mfa, 1);
+    assert_memory_equal(u.totp_sealed, e->totp_sealed, sizeof(u.totp_sealed));
+    assert_memory_equal(u.recovery, e->recovery, sizeof(u.recovery));
+    assert_int_equal(u.totp_step, e->totp_step);
+    assert_int_equal(u.recovery_used, e->recovery_used);
+    assert_int_equal(u.locked, e->locked);
+    assert_int_equal(u.sessions_revoked_us, e->sessions_revoked_us);
+    assert_int_equal(u.pw_changed_us, e->pw_changed_us);
+    assert_string_equal(u.training, e->training);
+    /* a new second factor clears the used step and codes; no MFA at all clears the secret */
+    struct hdx_admin m = ustmt(HDX_ADMIN_USER_MFA, "erin");
+    assert_int_equal(hdx_registry_apply(&r, &m, 200), HDX_OK);
+    enqueue_commit(s, &m, 200);
+    e = hdx_registry_user(&r, "erin");
+    assert_false(e->has_mfa);
+    assert_int_equal(e->totp_step, 0);
+    assert_int_equal(e->recovery_used, 0);
+    assert_int_equal(e->sessions_revoked_us, 200);
+    assert_int_equal(hdx_store_user_get(s, "erin", &u), HDX_OK);
+    assert_false(u.has_mfa);
+    /* without a second factor, a consumed step or code changes nothing */
+    m = ustmt(HDX_ADMIN_USER_TOTP_USED, "erin");
+    m.step = 99;
+    assert_int_equal(hdx_registry_apply(&r, &m, 201), HDX_OK);
+    assert_int_equal(hdx_registry_user(&r, "erin")->totp_step, 0);
+    hdx_registry_free(&r);
+    hdx_store_close(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +558,9 @@ int main(void)
         cmocka_unit_test(test_reject_bad_numbers),
         cmocka_unit_test(test_registry_apply),
         cmocka_unit_test(test_store_apply_and_migrate),
+        cmocka_unit_test(test_user_bodies_roundtrip),
+        cmocka_unit_test(test_user_refusals),
+        cmocka_unit_test(test_user_registry_and_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
