@@ -86,7 +86,7 @@ struct parse_state {
 
 static int append(struct parse_state *p, const char *at, size_t len)
 {
-    if (p->s_len + len + 1 > p->s_cap) return -1; /* cannot happen: sized to the block */
+    if (p->s_len + len + 1 > p->s_cap) return -1; /* trailers are not in the block */
     memcpy(p->s + p->s_len, at, len);
     p->s_len += len;
     p->s[p->s_len] = 0;
@@ -123,7 +123,8 @@ static int on_value(http_parser *hp, const char *at, size_t len)
 {
     struct parse_state *p = hp->data;
     if (!p->in_value) {
-        p->s_len++; /* past the name's NUL */
+        if (p->s_len + 2 > p->s_cap) return -1; /* room for the value's NUL */
+        p->s_len++;                             /* past the name's NUL */
         p->s[p->s_len] = 0;
         p->req->headers[p->nheaders - 1].value = (const char *)(uintptr_t)p->s_len;
         p->in_value = 1;
@@ -136,6 +137,7 @@ static int on_headers_complete(http_parser *hp)
     struct parse_state *p = hp->data;
     p->headers_done = 1;
     if (p->nheaders && !p->in_value) { /* a name with no value (http-parser allows "X:") */
+        if (p->s_len + 2 > p->s_cap) return -1;
         p->s_len++;
         p->s[p->s_len] = 0;
         p->req->headers[p->nheaders - 1].value = (const char *)(uintptr_t)p->s_len;

@@ -482,6 +482,30 @@ static void test_bad_request(void **state)
     REFUSED("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad_request");
 }
 
+/* Regression: the headers' storage is sized to the header block, and a chunked body's trailer
+ * fields (stored with the headers) are not in it; a trailer name that filled the storage to its
+ * last byte had its NUL written one byte past it. Every name length up to past the storage's
+ * size, under ASan. */
+static void test_trailer_fills_storage(void **state)
+{
+    char b[1024];
+    for (size_t name = 1; name < 400; name++) {
+        int n = sprintf(b, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n");
+        memset(b + n, 't', name);
+        n += (int)name;
+        n += sprintf(b + n, ": v\r\n\r\n");
+        enum http_result rc = parse_n(b, (size_t)n);
+        if (rc == HTTP_OK) {
+            assert_int_equal(used, (size_t)n);
+            assert_int_equal(req.body_len, 1);
+            http_req_free(&req);
+        } else {
+            assert_int_equal(rc, HTTP_ERROR);
+            assert_int_equal(err.status, 400);
+        }
+    }
+}
+
 /* ---------- http_query_get ---------- */
 
 static void test_query_get(void **state)
@@ -597,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_bad_path),
         cmocka_unit_test(test_bad_version),
         cmocka_unit_test(test_bad_request),
+        cmocka_unit_test(test_trailer_fills_storage),
         cmocka_unit_test(test_query_get),
         cmocka_unit_test(test_bitflip_truncation),
     };
