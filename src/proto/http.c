@@ -261,12 +261,13 @@ enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct
 {
     size_t head = header_end(buf, len, lim->max_header_bytes);
     if (!head) {
-        if (len >= lim->max_header_bytes)
-            return fail(err, 431, "headers_too_large", "request head too large");
-        /* A request line already too long need not be waited for. */
+        /* A request line already too long need not be waited for (414 before 431: both
+         * hold for a long line once max_header_bytes of it are buffered). */
         const uint8_t *nl = memchr(buf, '\n', len < lim->max_line ? len : lim->max_line);
         if (!nl && len > lim->max_line)
             return fail(err, 414, "uri_too_long", "request line too long");
+        if (len >= lim->max_header_bytes)
+            return fail(err, 431, "headers_too_large", "request head too large");
         return HTTP_NEED_MORE;
     }
     size_t nlines = 0;

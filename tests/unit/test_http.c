@@ -322,14 +322,19 @@ static void test_bad_header(void **state)
 
 static void test_too_long_and_too_many(void **state)
 {
-    /* A request line over max_line: 414. */
+    /* A request line over max_line: 414, however much of it has arrived and whether or not
+     * its end is in the buffer (regression: once max_header_bytes of it were buffered, as a
+     * 20 KB line arriving in one read is, the answer was 431). */
     size_t big = 20 * 1024;
     char *b = malloc(big + 64);
     assert_non_null(b);
     memcpy(b, "GET /PHI", 8);
     memset(b + 8, 'a', big);
     memcpy(b + 8 + big, " HTTP/1.1\r\n\r\n", 13);
+    expect_refused(b, 8 + big + 13, 414, "uri_too_long");
     expect_refused(b, lim.max_line + 1, 414, "uri_too_long");
+    expect_refused(b, lim.max_header_bytes, 414, "uri_too_long");
+    expect_refused(b, lim.max_header_bytes + 1, 414, "uri_too_long");
     assert_int_equal(parse_n(b, lim.max_line), HTTP_NEED_MORE);
     /* The request line of exactly max_line bytes (CRLF included) passes, one more does not. */
     size_t n = 0;
