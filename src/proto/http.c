@@ -25,11 +25,12 @@ static enum http_result fail(struct http_error *err, int status, const char *cod
 
 /* ---------- hdx's own checks of the header block ---------- */
 
-/* Offset just past the empty line ending the header block, 0 if not (yet) within max. */
-static size_t header_end(const uint8_t *buf, size_t len, size_t max)
+/* Offset just past the empty line ending the header block that starts at from, 0 if not
+ * (yet) within max. */
+static size_t header_end(const uint8_t *buf, size_t len, size_t max, size_t from)
 {
     size_t lim = len < max ? len : max;
-    for (size_t i = 3; i < lim; i++)
+    for (size_t i = from + 3; i < lim; i++)
         if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
             return i + 1;
     return 0;
@@ -259,19 +260,25 @@ static enum http_result finish(struct parse_state *p, http_parser *hp, struct ht
 enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct http_limits *lim,
                                     struct http_req *req, size_t *consumed, struct http_error *err)
 {
-    size_t head = header_end(buf, len, lim->max_header_bytes);
+    /* Empty lines before the request line are ignored (RFC 9112 2.2; http-parser skips
+     * them): the head's checks start after them, and they count toward max_header_bytes. */
+    size_t skip = 0;
+    while (skip + 2 <= len && skip + 2 <= lim->max_header_bytes && buf[skip] == '\r' &&
+           buf[skip + 1] == '\n')
+        skip += 2;
+    size_t head = header_end(buf, len, lim->max_header_bytes, skip), rest = len - skip;
     if (!head) {
         /* A request line already too long need not be waited for (414 before 431: both
          * hold for a long line once max_header_bytes of it are buffered). */
-        const uint8_t *nl = memchr(buf, '\n', len < lim->max_line ? len : lim->max_line);
-        if (!nl && len > lim->max_line)
+        const uint8_t *nl = memchr(buf + skip, '\n', rest < lim->max_line ? rest : lim->max_line);
+        if (!nl && rest > lim->max_line)
             return fail(err, 414, "uri_too_long", "request line too long");
         if (len >= lim->max_header_bytes)
             return fail(err, 431, "headers_too_large", "request head too large");
         return HTTP_NEED_MORE;
     }
     size_t nlines = 0;
-    if (check_block(buf, head, lim, &nlines, err) != HTTP_OK) return HTTP_ERROR;
+    if (check_block(buf + skip, head - skip, lim, &nlines, err) != HTTP_OK) return HTTP_ERROR;
     if (nlines - 2 > lim->max_headers) /* minus the request line and the empty line */
         return fail(err, 431, "headers_too_large", "too many header fields");
 

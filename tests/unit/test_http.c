@@ -193,6 +193,42 @@ static void test_leading_empty_line(void **state)
     expect_ok(r, sizeof(r) - 1, sizeof(r) - 1);
     assert_string_equal(req.path, "/x");
     http_req_free(&req);
+    static const char r2[] = "\r\n\r\n\r\nGET /y HTTP/1.1\r\n\r\n";
+    expect_ok(r2, sizeof(r2) - 1, sizeof(r2) - 1);
+    assert_string_equal(req.path, "/y");
+    http_req_free(&req);
+    assert_int_equal(PARSE("\r\n\r\n"), HTTP_NEED_MORE);
+    assert_int_equal(PARSE("\r\n\r\nGET / HTTP/1.1\r\n"), HTTP_NEED_MORE);
+    /* An empty line after a request is the next one's (a client's stray CRLF after a body). */
+    static const char r3[] = "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx\r\n";
+    expect_ok(r3, sizeof(r3) - 1, sizeof(r3) - 3);
+    http_req_free(&req);
+    assert_int_equal(PARSE("\r\n"), HTTP_NEED_MORE);
+
+    /* Regression: the checks of the head started at the first CRLF CRLF, which empty lines
+     * before the request line are, so what followed them was checked by nobody but
+     * http-parser: obs-fold was joined, a bare LF accepted, the limits bypassed. */
+    REFUSED("\r\n\r\nGET /PHI HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", 400, "bad_header");
+    REFUSED("\r\n\r\nGET /PHI HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400, "bad_header");
+    REFUSED("\r\n\r\nGET /PHI HTTP/1.1\r\nX: a\x01\r\n\r\n", 400, "bad_header");
+    char *b = malloc(lim.max_header_bytes + 64);
+    assert_non_null(b);
+    size_t n = (size_t)sprintf(b, "\r\n\r\nGET /PHI");
+    memset(b + n, 'a', lim.max_line);
+    n += lim.max_line;
+    n += (size_t)sprintf(b + n, " HTTP/1.1\r\n\r\n");
+    expect_refused(b, n, 414, "uri_too_long");
+    n = (size_t)sprintf(b, "\r\n\r\nGET /PHI HTTP/1.1\r\n");
+    for (size_t i = 0; i <= lim.max_headers; i++)
+        n += (size_t)sprintf(b + n, "X-%zu: v\r\n", i);
+    n += (size_t)sprintf(b + n, "\r\n");
+    expect_refused(b, n, 431, "headers_too_large");
+    /* Empty lines count toward max_header_bytes: a stream of them ends in 431. */
+    for (size_t i = 0; i + 1 < lim.max_header_bytes; i += 2)
+        memcpy(b + i, "\r\n", 2);
+    assert_int_equal(parse_n(b, lim.max_header_bytes - 2), HTTP_NEED_MORE);
+    expect_refused(b, lim.max_header_bytes, 431, "headers_too_large");
+    free(b);
 }
 
 /* ---------- pipelining and prefixes ---------- */
