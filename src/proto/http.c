@@ -303,10 +303,12 @@ enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct
     enum http_errno e = HTTP_PARSER_ERRNO(&hp);
     if (p.too_big)
         rc = fail(err, 413, "body_too_large", "request body too large");
+    else if (e == HPE_UNEXPECTED_CONTENT_LENGTH)
+        rc = fail(err, 400, "smuggling", "conflicting message length");
+    else if (e == HPE_INVALID_CONTENT_LENGTH || e == HPE_INVALID_TRANSFER_ENCODING)
+        rc = fail(err, 400, "smuggling", http_errno_description(e)); /* "1, 1"; "gzip" */
     else if (e != HPE_OK && e != HPE_PAUSED)
-        rc = e == HPE_UNEXPECTED_CONTENT_LENGTH
-                 ? fail(err, 400, "smuggling", "conflicting message length")
-                 : fail(err, 400, "bad_request", http_errno_description(e));
+        rc = fail(err, 400, "bad_request", http_errno_description(e));
     else if (p.headers_done && (hp.http_major != 1 || hp.http_minor > 1))
         rc = fail(err, 505, "bad_version", "only HTTP/1.0 and HTTP/1.1");
     if (rc == HTTP_OK && p.headers_done) {

@@ -314,6 +314,23 @@ static void test_smuggling(void **state)
             "smuggling");
     REFUSED("POST /PHI HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400,
             "smuggling");
+    /* A Content-Length list is Content-Length twice; a value that is not one number leaves
+     * the length undetermined (regression: these, and the Transfer-Encodings below that
+     * http-parser refuses itself, were 400 bad_request). */
+    REFUSED("POST /PHI HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\na", 400, "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nContent-Length: 1,2\r\n\r\nab", 400, "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nContent-Length: 0x10\r\n\r\nab", 400, "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nContent-Length: -1\r\n\r\nab", 400, "smuggling");
+    /* A Transfer-Encoding other than chunked alone. */
+    REFUSED("POST /PHI HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\nx", 400, "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nx", 400, "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400,
+            "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400,
+            "smuggling");
+    REFUSED("POST /PHI HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"
+            "\r\n0\r\n\r\n",
+            400, "smuggling");
     /* Transfer-Encoding twice, even both chunked. */
     REFUSED("POST /PHI HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
             "\r\n0\r\n\r\n",
