@@ -231,10 +231,18 @@ static enum http_result check_framing(const struct http_req *req, struct http_er
     return HTTP_OK;
 }
 
-static void lower(char *s)
+/* Lower-cases s; 0 when it is not a token (RFC 9110 5.6.2): http-parser, not strict, takes a
+ * SP in a name ("Content-Length : 3"), which RFC 9112 5.1 says to refuse. */
+static int lower_token(char *s)
 {
-    for (; *s; s++)
+    int ok = *s != 0;
+    for (; *s; s++) {
         if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s)))
+            ok = 0;
+    }
+    return ok;
 }
 
 static enum http_result finish(struct parse_state *p, http_parser *hp, struct http_req *req,
@@ -313,15 +321,17 @@ enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct
         rc = fail(err, 505, "bad_version", "only HTTP/1.0 and HTTP/1.1");
     if (rc == HTTP_OK && p.headers_done) {
         /* Offsets become pointers now that the storage no longer moves. */
+        int tokens = 1;
         req->nheaders = p.nheaders;
         for (size_t i = 0; i < p.nheaders; i++) {
             req->headers[i].name = p.s + (uintptr_t)req->headers[i].name;
             req->headers[i].value = p.s + (uintptr_t)req->headers[i].value;
-            lower((char *)(uintptr_t)req->headers[i].name);
+            tokens &= lower_token((char *)(uintptr_t)req->headers[i].name);
         }
         req->strings = p.s;
         p.s = NULL;
-        rc = check_framing(req, err);
+        rc = tokens ? check_framing(req, err)
+                    : fail(err, 400, "bad_header", "a header name is not a token");
         if (rc == HTTP_OK && hp.content_length != ULLONG_MAX && !(hp.flags & F_CHUNKED) &&
             hp.content_length > lim->max_body)
             rc = fail(err, 413, "body_too_large", "request body too large");

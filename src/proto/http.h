@@ -4,7 +4,8 @@
  *   request line over max_line                                   414 uri_too_long
  *   header block over max_header_bytes, more than max_headers    431 headers_too_large
  *   obs-fold (a header line starting with SP/HTAB), a bare LF,
- *   NUL or another control byte in the header block              400 bad_header
+ *   NUL or another control byte in the header block, a header
+ *   name that is not a token (SP before the colon)               400 bad_header
  *   Content-Length and Transfer-Encoding together, Content-Length
  *   twice (or a list, or not one decimal number), a
  *   Transfer-Encoding other than "chunked" alone                 400 smuggling (request
