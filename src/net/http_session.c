@@ -245,6 +245,14 @@ static void http_read(struct hdx_conn *c)
         struct http_error err = {0};
         size_t used = 0;
         enum http_result rc = http_parse_request(data, want, &h->limits, &req, &used, &err);
+        if (rc == HTTP_NEED_MORE && want == cap) {
+            /* The parser sees at most cap bytes: a request that needs more (a chunked
+             * encoding larger than its body) can never complete, and the input would grow. */
+            err = (struct http_error){.status = 413, .code = "body_too_large"};
+            snprintf(err.text, sizeof(err.text), "request too large");
+            refuse(c, &err);
+            return;
+        }
         if (rc == HTTP_NEED_MORE) {
             track_request(c, data, want);
             return;
