@@ -276,6 +276,12 @@ enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct
         skip += 2;
     size_t head = header_end(buf, len, lim->max_header_bytes, skip), rest = len - skip;
     if (!head) {
+        /* Every byte here is the head's: a bare LF is refused now (a head of bare LFs never
+         * has the CRLF CRLF that would have it checked). */
+        size_t n = len < lim->max_header_bytes ? len : lim->max_header_bytes;
+        for (size_t i = skip; i < n; i++)
+            if (buf[i] == '\n' && (i == skip || buf[i - 1] != '\r'))
+                return fail(err, 400, "bad_header", "bare LF in the request head");
         /* A request line already too long need not be waited for (414 before 431: both
          * hold for a long line once max_header_bytes of it are buffered). */
         const uint8_t *nl = memchr(buf + skip, '\n', rest < lim->max_line ? rest : lim->max_line);

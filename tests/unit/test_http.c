@@ -355,6 +355,12 @@ static void test_bad_header(void **state)
     REFUSED("GET /PHI HTTP/1.1\nHost: h\r\n\r\n", 400, "bad_header");
     REFUSED("GET /PHI HTTP/1.1\r\nHost: h\r\n\n\r\n\r\n", 400, "bad_header");
     REFUSED("\nGET /PHI HTTP/1.1\r\n\r\n", 400, "bad_header");
+    /* Regression: a head of bare LFs only never has a CRLF CRLF, so it waited (NEED_MORE)
+     * until 431 or the session's 408; it is refused as soon as a bare LF is in. */
+    REFUSED("GET /PHI HTTP/1.1\nHost: h\n\n", 400, "bad_header");
+    REFUSED("GET /PHI HTTP/1.1\n", 400, "bad_header");
+    REFUSED("GET /PHI HTTP/1.1\r\nHost: h\n", 400, "bad_header");
+    REFUSED("\r\n\nGET /PHI HTTP/1.1\r\n", 400, "bad_header");
     /* bare CR */
     REFUSED("GET / HTTP/1.1\r\nHost: h\rX-PHI: y\r\n\r\n", 400, "bad_header");
     REFUSED("GET /PHI\r HTTP/1.1\r\n\r\n", 400, "bad_header");
