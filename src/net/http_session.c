@@ -112,7 +112,9 @@ void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code, 
     free(s);
 }
 
-static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r)
+/* body 0: the answer to HEAD, whose body is never sent (RFC 9112 6.3: it ends at the
+ * empty line whatever its Content-Length says, so sent bytes would become the next answer). */
+static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r, int body)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char date[64];
@@ -126,7 +128,7 @@ static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r)
                         r->status, reason_phrase(r->status), date,
                         r->content_type ? r->content_type : "application/json", r->body_len,
                         r->close ? "Connection: close\r\n" : "", security_headers, r->extra);
-    if (r->body_len) evbuffer_add(out, r->body, r->body_len);
+    if (r->body_len && body) evbuffer_add(out, r->body, r->body_len);
 }
 
 /* ---------- timers ---------- */
@@ -143,7 +145,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
                    s->head_done ? "the request body did not arrive in time"
                                 : "the request head did not arrive in time");
     r.close = 1;
-    write_reply(c, &r);
+    write_reply(c, &r, 1);
     free(r.body);
     hdx_conn_close(c, 0);
 }
@@ -222,7 +224,7 @@ static void refuse(struct hdx_conn *c, const struct http_error *e)
              c->principal[0] ? c->principal : "-", e->status, e->code, e->text);
     hdx_http_error(&r, e->status, e->code, e->text);
     r.close = 1;
-    write_reply(c, &r);
+    write_reply(c, &r, 1);
     free(r.body);
     hdx_conn_close(c, 0);
 }
@@ -245,6 +247,14 @@ static void http_read(struct hdx_conn *c)
         struct http_error err = {0};
         size_t used = 0;
         enum http_result rc = http_parse_request(data, want, &h->limits, &req, &used, &err);
+        if (rc == HTTP_NEED_MORE && want == cap) {
+            /* The parser sees at most cap bytes: a request that needs more (a chunked
+             * encoding larger than its body) can never complete, and the input would grow. */
+            err = (struct http_error){.status = 413, .code = "body_too_large"};
+            snprintf(err.text, sizeof(err.text), "request too large");
+            refuse(c, &err);
+            return;
+        }
         if (rc == HTTP_NEED_MORE) {
             track_request(c, data, want);
             return;
@@ -261,7 +271,7 @@ static void http_read(struct hdx_conn *c)
         if (r.status >= 400)
             hdx_info("http_request", "peer=%s sender=%s method=%s status=%d", c->peer,
                      c->principal[0] ? c->principal : "-", req.method, r.status);
-        write_reply(c, &r);
+        write_reply(c, &r, strcmp(req.method, "HEAD") != 0);
         free(r.body);
         http_req_free(&req);
         evbuffer_drain(in, used);
@@ -298,7 +308,7 @@ static void http_refuse_peer(struct hdx_conn *c, const char *why)
     struct hdx_http_reply r = {0};
     hdx_http_error(&r, 403, "forbidden", "this client certificate is not accepted");
     r.close = 1;
-    write_reply(c, &r);
+    write_reply(c, &r, 1);
     free(r.body);
 }
 

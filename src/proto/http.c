@@ -25,11 +25,12 @@ static enum http_result fail(struct http_error *err, int status, const char *cod
 
 /* ---------- hdx's own checks of the header block ---------- */
 
-/* Offset just past the empty line ending the header block, 0 if not (yet) within max. */
-static size_t header_end(const uint8_t *buf, size_t len, size_t max)
+/* Offset just past the empty line ending the header block that starts at from, 0 if not
+ * (yet) within max. */
+static size_t header_end(const uint8_t *buf, size_t len, size_t max, size_t from)
 {
     size_t lim = len < max ? len : max;
-    for (size_t i = 3; i < lim; i++)
+    for (size_t i = from + 3; i < lim; i++)
         if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
             return i + 1;
     return 0;
@@ -86,7 +87,7 @@ struct parse_state {
 
 static int append(struct parse_state *p, const char *at, size_t len)
 {
-    if (p->s_len + len + 1 > p->s_cap) return -1; /* cannot happen: sized to the block */
+    if (p->s_len + len + 1 > p->s_cap) return -1; /* trailers are not in the block */
     memcpy(p->s + p->s_len, at, len);
     p->s_len += len;
     p->s[p->s_len] = 0;
@@ -123,7 +124,8 @@ static int on_value(http_parser *hp, const char *at, size_t len)
 {
     struct parse_state *p = hp->data;
     if (!p->in_value) {
-        p->s_len++; /* past the name's NUL */
+        if (p->s_len + 2 > p->s_cap) return -1; /* room for the value's NUL */
+        p->s_len++;                             /* past the name's NUL */
         p->s[p->s_len] = 0;
         p->req->headers[p->nheaders - 1].value = (const char *)(uintptr_t)p->s_len;
         p->in_value = 1;
@@ -136,6 +138,7 @@ static int on_headers_complete(http_parser *hp)
     struct parse_state *p = hp->data;
     p->headers_done = 1;
     if (p->nheaders && !p->in_value) { /* a name with no value (http-parser allows "X:") */
+        if (p->s_len + 2 > p->s_cap) return -1;
         p->s_len++;
         p->s[p->s_len] = 0;
         p->req->headers[p->nheaders - 1].value = (const char *)(uintptr_t)p->s_len;
@@ -228,10 +231,18 @@ static enum http_result check_framing(const struct http_req *req, struct http_er
     return HTTP_OK;
 }
 
-static void lower(char *s)
+/* Lower-cases s; 0 when it is not a token (RFC 9110 5.6.2): http-parser, not strict, takes a
+ * SP in a name ("Content-Length : 3"), which RFC 9112 5.1 says to refuse. */
+static int lower_token(char *s)
 {
-    for (; *s; s++)
+    int ok = *s != 0;
+    for (; *s; s++) {
         if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s)))
+            ok = 0;
+    }
+    return ok;
 }
 
 static enum http_result finish(struct parse_state *p, http_parser *hp, struct http_req *req,
@@ -257,18 +268,31 @@ static enum http_result finish(struct parse_state *p, http_parser *hp, struct ht
 enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct http_limits *lim,
                                     struct http_req *req, size_t *consumed, struct http_error *err)
 {
-    size_t head = header_end(buf, len, lim->max_header_bytes);
+    /* Empty lines before the request line are ignored (RFC 9112 2.2; http-parser skips
+     * them): the head's checks start after them, and they count toward max_header_bytes. */
+    size_t skip = 0;
+    while (skip + 2 <= len && skip + 2 <= lim->max_header_bytes && buf[skip] == '\r' &&
+           buf[skip + 1] == '\n')
+        skip += 2;
+    size_t head = header_end(buf, len, lim->max_header_bytes, skip), rest = len - skip;
     if (!head) {
+        /* Every byte here is the head's: a bare LF is refused now (a head of bare LFs never
+         * has the CRLF CRLF that would have it checked). */
+        size_t n = len < lim->max_header_bytes ? len : lim->max_header_bytes;
+        for (size_t i = skip; i < n; i++)
+            if (buf[i] == '\n' && (i == skip || buf[i - 1] != '\r'))
+                return fail(err, 400, "bad_header", "bare LF in the request head");
+        /* A request line already too long need not be waited for (414 before 431: both
+         * hold for a long line once max_header_bytes of it are buffered). */
+        const uint8_t *nl = memchr(buf + skip, '\n', rest < lim->max_line ? rest : lim->max_line);
+        if (!nl && rest > lim->max_line)
+            return fail(err, 414, "uri_too_long", "request line too long");
         if (len >= lim->max_header_bytes)
             return fail(err, 431, "headers_too_large", "request head too large");
-        /* A request line already too long need not be waited for. */
-        const uint8_t *nl = memchr(buf, '\n', len < lim->max_line ? len : lim->max_line);
-        if (!nl && len > lim->max_line)
-            return fail(err, 414, "uri_too_long", "request line too long");
         return HTTP_NEED_MORE;
     }
     size_t nlines = 0;
-    if (check_block(buf, head, lim, &nlines, err) != HTTP_OK) return HTTP_ERROR;
+    if (check_block(buf + skip, head - skip, lim, &nlines, err) != HTTP_OK) return HTTP_ERROR;
     if (nlines - 2 > lim->max_headers) /* minus the request line and the empty line */
         return fail(err, 431, "headers_too_large", "too many header fields");
 
@@ -293,23 +317,27 @@ enum http_result http_parse_request(const uint8_t *buf, size_t len, const struct
     enum http_errno e = HTTP_PARSER_ERRNO(&hp);
     if (p.too_big)
         rc = fail(err, 413, "body_too_large", "request body too large");
+    else if (e == HPE_UNEXPECTED_CONTENT_LENGTH)
+        rc = fail(err, 400, "smuggling", "conflicting message length");
+    else if (e == HPE_INVALID_CONTENT_LENGTH || e == HPE_INVALID_TRANSFER_ENCODING)
+        rc = fail(err, 400, "smuggling", http_errno_description(e)); /* "1, 1"; "gzip" */
     else if (e != HPE_OK && e != HPE_PAUSED)
-        rc = e == HPE_UNEXPECTED_CONTENT_LENGTH
-                 ? fail(err, 400, "smuggling", "conflicting message length")
-                 : fail(err, 400, "bad_request", http_errno_description(e));
+        rc = fail(err, 400, "bad_request", http_errno_description(e));
     else if (p.headers_done && (hp.http_major != 1 || hp.http_minor > 1))
         rc = fail(err, 505, "bad_version", "only HTTP/1.0 and HTTP/1.1");
     if (rc == HTTP_OK && p.headers_done) {
         /* Offsets become pointers now that the storage no longer moves. */
+        int tokens = 1;
         req->nheaders = p.nheaders;
         for (size_t i = 0; i < p.nheaders; i++) {
             req->headers[i].name = p.s + (uintptr_t)req->headers[i].name;
             req->headers[i].value = p.s + (uintptr_t)req->headers[i].value;
-            lower((char *)(uintptr_t)req->headers[i].name);
+            tokens &= lower_token((char *)(uintptr_t)req->headers[i].name);
         }
         req->strings = p.s;
         p.s = NULL;
-        rc = check_framing(req, err);
+        rc = tokens ? check_framing(req, err)
+                    : fail(err, 400, "bad_header", "a header name is not a token");
         if (rc == HTTP_OK && hp.content_length != ULLONG_MAX && !(hp.flags & F_CHUNKED) &&
             hp.content_length > lim->max_body)
             rc = fail(err, 413, "body_too_large", "request body too large");

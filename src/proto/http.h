@@ -4,9 +4,11 @@
  *   request line over max_line                                   414 uri_too_long
  *   header block over max_header_bytes, more than max_headers    431 headers_too_large
  *   obs-fold (a header line starting with SP/HTAB), a bare LF,
- *   NUL or another control byte in the header block              400 bad_header
+ *   NUL or another control byte in the header block, a header
+ *   name that is not a token (SP before the colon)               400 bad_header
  *   Content-Length and Transfer-Encoding together, Content-Length
- *   twice, a Transfer-Encoding other than "chunked" alone        400 smuggling (request
+ *   twice (or a list, or not one decimal number), a
+ *   Transfer-Encoding other than "chunked" alone                 400 smuggling (request
  *                                                                smuggling: RFC 9112 6.3)
  *   a body over max_body                                         413 body_too_large
  *   a target that is not an absolute path, or whose decoded path
