@@ -147,6 +147,13 @@ static int tls_setup(struct cli_conn *c, const char *hostport, const char *ca, c
         SSL_set1_host(c->ssl, host);
         SSL_set_tlsext_host_name(c->ssl, host);
     }
+    return 0;
+}
+
+/* The context is made before the TCP connection: a connection that then sends nothing while
+ * the client reads its key files looks like a flood connection and may be shed first. */
+static int tls_go(struct cli_conn *c, const char *hostport, char *why, size_t cap)
+{
     SSL_set_fd(c->ssl, c->fd);
     if (SSL_connect(c->ssl) != 1) {
         const char *r = ERR_reason_error_string(ERR_peek_last_error());
@@ -161,9 +168,17 @@ int cli_connect(const char *hostport, const char *ca, const char *cert, const ch
                 int timeout_ms, struct cli_conn *c, char *why, size_t cap)
 {
     memset(c, 0, sizeof(*c));
-    c->fd = tcp_connect(hostport, timeout_ms, why, cap);
-    if (c->fd < 0) return -1;
+    c->fd = -1;
     if (!plain && tls_setup(c, hostport, ca, cert, key, why, cap) != 0) {
+        cli_disconnect(c);
+        return -1;
+    }
+    c->fd = tcp_connect(hostport, timeout_ms, why, cap);
+    if (c->fd < 0) {
+        cli_disconnect(c);
+        return -1;
+    }
+    if (!plain && tls_go(c, hostport, why, cap) != 0) {
         cli_disconnect(c);
         return -1;
     }

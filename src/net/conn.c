@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "core/err.h"
@@ -166,14 +167,30 @@ static void source_key(const struct sockaddr *sa, uint8_t key[16], int *family)
         memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 8);
 }
 
-/* The oldest unauthenticated connection from src (NULL: any source) on lis (NULL: any). */
+/* 1 when nothing has come from c yet: not one byte of a ClientHello read or waiting. Such a
+ * connection is shed before one that is under way, so that a flood of connections that
+ * never speak cannot cut short an enrolled device's handshake, whatever its timing. */
+static int silent(struct hdx_conn *c)
+{
+    SSL *ssl = c->tls && c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    int avail = 0;
+    if (!ssl) return 0;
+    BIO *r = SSL_get_rbio(ssl);
+    if (r && BIO_number_read(r) > 0) return 0;
+    if (ioctl(bufferevent_getfd(c->bev), FIONREAD, &avail) != 0) return 1;
+    return avail == 0;
+}
+
+/* The oldest unauthenticated connection from src (NULL: any source) on lis (NULL: any),
+ * silent ones first. */
 static struct hdx_conn *oldest_unauth(struct hdx_net *n, const uint8_t *src, int family,
                                       const struct hdx_listener *lis)
 {
-    for (struct hdx_conn *c = n->hs_head; c; c = c->hs_next)
-        if ((!src || (c->src_family == family && memcmp(c->src, src, 16) == 0)) &&
-            (!lis || c->lis == lis))
-            return c;
+    for (int pass = 0; pass < 2; pass++)
+        for (struct hdx_conn *c = n->hs_head; c; c = c->hs_next)
+            if ((!src || (c->src_family == family && memcmp(c->src, src, 16) == 0)) &&
+                (!lis || c->lis == lis) && (pass || silent(c)))
+                return c;
     return NULL;
 }
 
@@ -202,11 +219,14 @@ static int make_room(struct hdx_net *n, struct hdx_listener *lis, const uint8_t 
     const struct hdx_conf *conf = n->conf;
     struct hdx_conn *v;
     if (lis->tls) {
-        while (n->handshaking >= (size_t)conf->net_max_handshakes && n->hs_head)
-            shed(n->hs_head, "net.max_handshakes");
-        while (unauth_from(n, src, family) >= (size_t)conf->net_max_per_source &&
-               (v = oldest_unauth(n, src, family, NULL)))
+        while (n->handshaking >= (size_t)conf->net_max_handshakes) {
+            if (!(v = oldest_unauth(n, NULL, 0, NULL))) return -1;
+            shed(v, "net.max_handshakes");
+        }
+        while (unauth_from(n, src, family) >= (size_t)conf->net_max_per_source) {
+            if (!(v = oldest_unauth(n, src, family, NULL))) return -1;
             shed(v, "net.max_per_source");
+        }
     }
     while (lis->live >= (size_t)lis->max_connections) {
         if (!(v = oldest_unauth(n, NULL, 0, lis))) return -1;

@@ -9,7 +9,8 @@
  * handshake from one source address, an IPv4 address or an IPv6 /64 (net.max_per_source);
  * per port (its max_connections); in total (net.max_connections); authenticated, per
  * principal (net.max_per_principal). A new connection that finds an unauthenticated budget
- * full sheds the oldest unauthenticated connection within it; one that finds its port or the
+ * full sheds the oldest unauthenticated connection within it (one that has sent nothing yet
+ * before one whose handshake is under way); one that finds its port or the
  * total full sheds the oldest unauthenticated connection there and is refused only when all
  * of them are authenticated. So connections that never authenticate, however many and from
  * wherever, cannot keep an enrolled device out. A principal over its cap is refused after
