@@ -27,6 +27,8 @@ import sys
 import time
 
 HL7_KIND = 1  # HDX_KIND_HL7V2 in src/store/record.h
+AUDIT_KIND = 4  # HDX_KIND_AUDIT: TLS authentications (docs/AUDIT.md)
+ADMIN_KIND = 5  # HDX_KIND_ADMIN: the device enrolments
 
 
 def die(msg):
@@ -258,14 +260,17 @@ def run(argv, **kw):
 
 
 def store_rows(data):
-    """(all records, HL7 v2 records) counted straight from the SQLite store, read-only."""
+    """(all records, HL7 v2 records, records of another kind than HL7 v2, audit or admin)
+    counted straight from the SQLite store, read-only."""
     db = sqlite3.connect(f"file:{os.path.join(data, 'store.db')}?mode=ro", uri=True, timeout=10)
     try:
         total = db.execute("SELECT count(*) FROM records").fetchone()[0]
         hl7 = db.execute("SELECT count(*) FROM records WHERE kind=?", (HL7_KIND,)).fetchone()[0]
+        other = db.execute("SELECT count(*) FROM records WHERE kind NOT IN (?, ?, ?)",
+                           (HL7_KIND, AUDIT_KIND, ADMIN_KIND)).fetchone()[0]
     finally:
         db.close()
-    return total, hl7
+    return total, hl7, other
 
 
 def sender_errors(path, d, dev, nacks):
@@ -374,11 +379,12 @@ def cmd_check(args):
     vlines = v.stdout.strip().split("\n")
     m = re.fullmatch(r"records=(\d+) ok", vlines[-1] if vlines else "")
     try:
-        total, hl7 = store_rows(data)
+        total, hl7, other = store_rows(data)
     except sqlite3.Error as e:
         # The schema is hdx's business; without it, fall back to "every record is a message".
         print(f"note: cannot count the store's rows directly ({e})", file=sys.stderr)
         total = hl7 = len(recs)
+        other = 0
     if v.returncode != 0 or not m:
         problems.append(f"hdx verify exit={v.returncode}: " + " | ".join(vlines[-5:]))  # (b)
         nver = -1
@@ -388,9 +394,12 @@ def cmd_check(args):
             problems.append(f"verify says records={nver} but the store holds {total}")
     if hl7 != len(recs):
         problems.append(f"store holds {hl7} HL7 v2 records but hdx query lists {len(recs)}")
+    if other:
+        problems.append(f"store holds {other} records that are neither HL7 v2, audit nor admin")
     if total != len(recs):
-        # Today every record is an HL7 v2 message; when audit records arrive, N counts them.
-        print(f"note: {total - hl7} non-HL7 records in the store", file=sys.stderr)
+        # The rest are the enrolments (admin) and the senders' TLS authentications (audit
+        # records, docs/AUDIT.md); verify's N counts them too.
+        print(f"note: {total - hl7} non-HL7 records in the store (admin and audit)", file=sys.stderr)
 
     summary = (f"{label}: sent={len(sent)} ack_lines={nacks} acked={len(acked)} "
                f"resent_aa={resent_aa}/{resent_total} stored={len(recs)} "

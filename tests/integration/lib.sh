@@ -244,8 +244,51 @@ records() { "$HDX" query -d "$D" --count; }
 # admin_records: the admin records in the log (device enrolment, revocation, signing keys);
 # they take seqs too, so tests that name seqs count from after them.
 admin_records() { "$HDX" query -d "$D" --kind admin --count; }
+# audit_records: the audit records in the log (kind audit, sender hdx:audit, docs/AUDIT.md):
+# one per TLS authentication (each TLS connection whose certificate passed the handshake,
+# admitted or refused), subscription start, refusal and end, and the disclosure summaries of
+# a subscription. They take seqs too: the messages' seqs are not contiguous.
+audit_records() { "$HDX" query -d "$D" --kind audit --count; }
+# all_records: every record in the log, of any kind: what hdx verify counts (records=N), and
+# the size of the tree a signed head covers once everything is committed.
+all_records() { "$HDX" query -d "$D" --kind any --count; }
+# audit_count [hdx audit query filters]: the audit records matching them (--event auth
+# --outcome success --user NAME ...).
+audit_count() {
+    local out
+    out=$("$HDX" audit query -d "$D" "$@") || fail "hdx audit query $* failed"
+    if [ -z "$out" ]; then echo 0; else grep -c '^seq=' <<<"$out"; fi
+}
+# wait_audit_count N [hdx audit query filters]: an audit record is committed when hdxd sees
+# the event (a connection admitted, refused or closed, a subscription ended), not when a
+# client gets an answer: waits (bounded, 10 s) until at least N records match, then asserts
+# exactly N do.
+wait_audit_count() {
+    local want=$1 i n
+    shift
+    for ((i = 0; i < 100; i++)); do
+        n=$(audit_count "$@")
+        [ "$n" -ge "$want" ] && break
+        sleep 0.1
+    done
+    assert_eq "$want" "$n" "audit records${*:+ ($*)}"
+}
 # first_msg_seq: the seq of the first message (HL7) record.
 first_msg_seq() { "$HDX" query -d "$D" | sed -n '1s/^# seq=\([0-9]*\) .*/\1/p'; }
+# msg_seqs [hdx query filters]: the seqs of the messages (HL7) matching them, oldest first,
+# space-separated: what a subscription with the same filter delivers.
+msg_seqs() { "$HDX" query -d "$D" "$@" | sed -n 's/^# seq=\([0-9]*\) .*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+# seq_of CTRL [hdx query filters]: the seq of the one message whose MSH-10 is CTRL (fails
+# unless exactly one message matches).
+seq_of() {
+    local ctrl=$1 s
+    shift
+    s=$("$HDX" query -d "$D" "$@" | awk -F'|' -v c="$ctrl" '
+        /^# seq=/ { sub(/^# seq=/, ""); sub(/ .*/, ""); seq = $0; next }
+        /^MSH\|/ && $10 == c { print seq }') || fail "seq_of $ctrl: hdx query failed"
+    [ -n "$s" ] && [ "$(wc -l <<<"$s")" -eq 1 ] || fail "seq_of $ctrl: [$s] (wanted exactly one message)"
+    printf '%s\n' "$s"
+}
 
 # hdx_send CERT KEY FILE...: hdx send to the running daemon; stdout in $OUT, status in $RC.
 hdx_send() {
