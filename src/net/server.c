@@ -115,6 +115,10 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
     for (; it; it = next) {
         next = it->next;
         struct hdx_conn *c = it->origin;
+        /* Every record goes on the bus, audit and admin ones too: subscribers receive only
+         * clinical messages (bus.h), but their cursor must pass the others, or the next
+         * message would look like a gap and be read back from the store. */
+        if (!c && it->status == HDX_OK) publish(srv, it);
         if (!c && it->kind == HDX_KIND_AUDIT) {
             if (it->status != HDX_OK)
                 hdx_error("audit_commit_failed", "type=%s err=%s", it->type,
