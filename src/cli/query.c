@@ -18,9 +18,10 @@ static const char get_usage[] =
 
 static const char query_usage[] =
     "usage: hdx query -d DIR [--patient ID] [--type T] [--sender S] [--since T]\n"
-    "                 [--unverified] [--reused-ids] [--kind hl7v2|admin|any] [--count]\n"
-    "Lists stored clinical messages (HL7 v2; --kind admin: the device registry's admin\n"
-    "records, --kind any: every record) matching every filter given, oldest first:\n"
+    "                 [--unverified] [--reused-ids] [--kind hl7v2|admin|audit|any] [--count]\n"
+    "Lists stored clinical messages (HL7 v2; --kind admin: the registry's admin records,\n"
+    "--kind audit: the audit records, better read with hdx audit query; --kind any: every\n"
+    "record) matching every filter given, oldest first:\n"
     "a header line '# seq=N time=ISO sender=S type=T', the message (LF-terminated segments)\n"
     "and a blank line. --patient matches PID-3 (first identifier) through the blind index;\n"
     "--since takes 2026-11-25T10:00:00Z, 2026-11-25, epoch seconds or 15m/2h/7d ago.\n"
