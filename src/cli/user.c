@@ -20,6 +20,7 @@
 
 static const char user_usage[] =
     "usage: hdx user add NAME --role ROLE -d DIR --password-file F [--qr-png FILE] [--no-qr]\n"
+    "                    [--enrol-at-login]\n"
     "       hdx user passwd NAME -d DIR --password-file F\n"
     "       hdx user mfa-reset NAME -d DIR [--qr-png FILE] [--no-qr]\n"
     "       hdx user lock|unlock|revoke-sessions NAME -d DIR\n"
@@ -38,6 +39,9 @@ static const char user_usage[] =
     "         --qr-png FILE, created mode 0600) and recovery=CODE ten times, each usable once\n"
     "         in place of a TOTP code. They are shown only now: hdx keeps the TOTP secret\n"
     "         sealed with the data directory's key and the codes as keyed hashes.\n"
+    "         --enrol-at-login: no second factor now (prints mfa=enrol-at-login); the\n"
+    "         user's first login with the password alone gets a session good only for\n"
+    "         POST /auth/mfa/enrol (docs/HTTP.md), which shows the URI and codes to them.\n"
     "passwd   sets a new password (same rules); sessions issued before it end.\n"
     "mfa-reset  a new TOTP secret and ten new recovery codes (a lost phone); the old ones\n"
     "         stop working and sessions issued before it end.\n"
@@ -115,7 +119,7 @@ static int show_enrolment(const struct hdx_enrolment *e, int qr, const char *png
 }
 
 static int user_add(const char *dir, const char *name, const char *role, const char *pwfile,
-                    const char *png, int qr)
+                    const char *png, int qr, int enrol_later)
 {
     struct cli_ctx ctx;
     struct hdx_user old;
@@ -135,7 +139,7 @@ static int user_add(const char *dir, const char *name, const char *role, const c
     a.created_us = hdx_now_us();
     rc = new_password(&ctx, name, pwfile, a.pw_hash, why, sizeof(why));
     memset(&e, 0, sizeof(e));
-    if (rc == HDX_OK) {
+    if (rc == HDX_OK && !enrol_later) {
         rc = hdx_user_enrol(ctx.kr, name, &a, &e);
         if (rc != HDX_OK) snprintf(why, sizeof(why), "cannot enrol TOTP: %s", hdx_strerror(rc));
     }
@@ -149,7 +153,10 @@ static int user_add(const char *dir, const char *name, const char *role, const c
     cli_close(&ctx);
     if (rc == HDX_OK) {
         printf("user=%s role=%s\n", name, role);
-        rc = show_enrolment(&e, qr, png, why, sizeof(why));
+        if (enrol_later)
+            printf("mfa=enrol-at-login\n");
+        else
+            rc = show_enrolment(&e, qr, png, why, sizeof(why));
     }
     sodium_memzero(&e, sizeof(e));
     sodium_memzero(&a, sizeof(a));
@@ -332,7 +339,7 @@ static int user_list(const char *dir, int as_json)
 int cmd_user(int argc, char **argv)
 {
     const char *dir = NULL, *name = NULL, *role = NULL, *pwfile = NULL, *png = NULL, *code = NULL;
-    int as_json = 0, qr = 1;
+    int as_json = 0, qr = 1, enrol_later = 0;
     if (argc < 2) return usage();
     const char *verb = argv[1];
     if (!strcmp(verb, "--help")) {
@@ -352,6 +359,8 @@ int cmd_user(int argc, char **argv)
             code = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--no-qr"))
             qr = 0;
+        else if (!strcmp(argv[i], "--enrol-at-login") && !strcmp(verb, "add"))
+            enrol_later = 1;
         else if (!strcmp(argv[i], "--json"))
             as_json = 1;
         else if (!strcmp(argv[i], "--help")) {
@@ -383,7 +392,8 @@ int cmd_user(int argc, char **argv)
                             "clinician, nurse, researcher or integration\n");
             return 2;
         }
-        return user_add(dir, name, role, pwfile, png, qr);
+        if (enrol_later && (png || !qr)) return usage();
+        return user_add(dir, name, role, pwfile, png, qr, enrol_later);
     }
     if (role) return usage();
     static const struct {

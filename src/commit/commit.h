@@ -65,6 +65,11 @@ struct hdx_intake_item {
     /* kind HDX_KIND_ADMIN (commit/admin.h): the admin_queue row whose statement body is;
      * applied to the device registry and deleted in the record's own transaction. */
     int64_t admin_id;
+    /* A producer without a connection (hdxd's own admin statements: a login's used code, an
+     * enrolment) that must act on the outcome: called on the network thread once the record
+     * is durable or has failed (status). NULL: nobody. */
+    void (*on_done)(void *arg, const struct hdx_intake_item *it);
+    void *done_arg;
 };
 
 struct hdx_commit;

@@ -80,6 +80,14 @@ static const struct conf_key conf_keys[] = {
     INT("auth", "argon2_memlimit_kib", auth_argon2_memlimit_kib, 8192, 1048576, "65536"),
     INT("auth", "password_min_length", auth_password_min_length, 8, 256, "12"),
     STR("auth", "password_blocklist", auth_password_blocklist, "password-blocklist.txt"),
+    INT("auth", "session_idle_s", auth_session_idle_s, 2, 86400, "900"),
+    INT("auth", "session_max_s", auth_session_max_s, 5, 604800, "28800"),
+    INT("auth", "max_sessions", auth_max_sessions, 1, 1000000, "10000"),
+    INT("auth", "max_failures", auth_max_failures, 1, 1000, "5"),
+    INT("auth", "source_max_failures", auth_source_max_failures, 1, 100000, "20"),
+    INT("auth", "spray_accounts", auth_spray_accounts, 2, 16, "5"),
+    INT("auth", "failure_window_s", auth_failure_window_s, 1, 86400, "900"),
+    INT("auth", "lockout_s", auth_lockout_s, 1, 86400, "300"),
     STR("log", "level", log_level, "info"),
     ONEOF("debug", "core_dumps", debug_core_dumps, "off|on", "off"),
 };
@@ -368,6 +376,20 @@ const char *hdx_conf_template(void)
            "; line, compared case-insensitively; empty: no list) and not the user's name\n"
            "password_min_length = 12\n"
            "password_blocklist = password-blocklist.txt\n"
+           "; HTTPS sessions: automatic logoff after session_idle_s without a request, an\n"
+           "; absolute lifetime of session_max_s, at most max_sessions live ones\n"
+           "session_idle_s = 900\n"
+           "session_max_s = 28800\n"
+           "max_sessions = 10000\n"
+           "; guessing: within failure_window_s, an account with max_failures failed logins\n"
+           "; or a source with source_max_failures, or a source that failed on\n"
+           "; spray_accounts different accounts (password spraying: an alert), is locked\n"
+           "; for lockout_s; an account also waits 1, 2, 4 ... 60 s between failures\n"
+           "max_failures = 5\n"
+           "source_max_failures = 20\n"
+           "spray_accounts = 5\n"
+           "failure_window_s = 900\n"
+           "lockout_s = 300\n"
            "\n"
            "[log]\n"
            "level = info\n"

@@ -58,6 +58,14 @@ struct hdx_conf {
     int auth_argon2_memlimit_kib;               /* Argon2id memory, KiB */
     int auth_password_min_length;               /* characters (SP 800-63B: at least 8) */
     char auth_password_blocklist[HDX_PATH_MAX]; /* relative to the data directory; "": none */
+    int auth_session_idle_s;      /* automatic logoff after this long without a request */
+    int auth_session_max_s;       /* a session's absolute lifetime */
+    int auth_max_sessions;        /* live sessions at most (the least recently used goes) */
+    int auth_max_failures;        /* failed logins of one account in the window: locked */
+    int auth_source_max_failures; /* failed logins from one source in the window: locked */
+    int auth_spray_accounts;      /* accounts failed from one source in the window: spraying */
+    int auth_failure_window_s;
+    int auth_lockout_s;
     /* [log] */
     char log_level[8];
     /* [debug] */

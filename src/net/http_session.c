@@ -22,6 +22,8 @@ struct hdx_http {
 
 struct http_conn {
     struct event *deadline; /* the request in progress: its head, then the whole of it */
+    int deferred;           /* a handler owes the answer (hdx_http_finish) */
+    int deferred_keep_alive, deferred_head;
     int in_request;         /* bytes of a request have arrived */
     int head_done;
     int64_t started_us;
@@ -101,10 +103,42 @@ void hdx_http_json(struct hdx_http_reply *reply, int status, const char *json)
     memcpy(reply->body, json, reply->body_len + 1);
 }
 
+/* Into a buffer of ours: the body is freed with free(), whatever allocator jansson was given
+ * (net/front.h gives it one that wipes). */
+static char *dump(const json_t *value, size_t *len)
+{
+    size_t n = value ? json_dumpb(value, NULL, 0, JSON_COMPACT) : 0;
+    char *s = n ? malloc(n + 1) : NULL;
+    if (!s || json_dumpb(value, s, n, JSON_COMPACT) != n) {
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    *len = n;
+    return s;
+}
+
+void hdx_http_json_value(struct hdx_http_reply *reply, int status, struct json_t *value)
+{
+    size_t len = 0;
+    char *s = dump(value, &len);
+    json_decref(value);
+    if (!s) {
+        hdx_http_error(reply, 503, "unavailable", "out of memory");
+        return;
+    }
+    free(reply->body);
+    reply->status = status;
+    reply->content_type = NULL;
+    reply->body = s;
+    reply->body_len = len;
+}
+
 void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code, const char *message)
 {
     json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    size_t len;
+    char *s = dump(o, &len);
     json_decref(o);
     hdx_http_json(reply, status, s ? s : "{\"error\":\"internal\",\"message\":\"\"}");
     free(s);
@@ -192,7 +226,11 @@ static void route(struct hdx_http *h, struct hdx_conn *c, const struct http_req 
     size_t off = 0;
     for (size_t i = 0; i < h->nroutes; i++) {
         const struct hdx_http_route *rt = &h->routes[i];
-        if (strcmp(rt->path, req->path) != 0) continue;
+        size_t plen = strlen(rt->path);
+        int match = rt->path[plen - 1] == '/' ? strncmp(rt->path, req->path, plen) == 0 &&
+                                                    req->path[plen] != 0
+                                              : strcmp(rt->path, req->path) == 0;
+        if (!match) continue;
         if (strcmp(rt->method, req->method) == 0) {
             rt->fn(rt->arg, c, req, r);
             return;
@@ -240,7 +278,7 @@ static void http_read(struct hdx_conn *c)
         }
         size_t len = evbuffer_get_length(in), want = len < cap ? len : cap;
         if (!len) return;
-        const uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)want);
+        uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)want);
         struct http_req req;
         struct http_error err = {0};
         size_t used = 0;
@@ -265,6 +303,19 @@ static void http_read(struct hdx_conn *c)
         s->requests++;
         struct hdx_http_reply r = {0};
         route(h, c, &req, &r);
+        /* A body may hold a password: its bytes do not stay in freed buffers. */
+        if (req.body_len) explicit_bzero(data, used);
+        if (r.deferred) {
+            s->deferred = 1;
+            s->deferred_keep_alive = req.keep_alive;
+            s->deferred_head = strcmp(req.method, "HEAD") == 0;
+            c->inflight++;
+            hdx_conn_pause(c, HDX_PAUSE_SESSION);
+            free(r.body);
+            http_req_free(&req);
+            evbuffer_drain(in, used);
+            return;
+        }
         if (!req.keep_alive) r.close = 1;
         if (r.status >= 400)
             hdx_info("http_request", "peer=%s sender=%s method=%s status=%d", c->peer,
@@ -278,6 +329,32 @@ static void http_read(struct hdx_conn *c)
             return;
         }
     }
+}
+
+void hdx_http_finish(struct hdx_conn *c, struct hdx_http_reply *r)
+{
+    struct http_conn *s = c->session;
+    if (!s || !s->deferred) {
+        free(r->body);
+        r->body = NULL;
+        return;
+    }
+    s->deferred = 0;
+    if (!c->closing) {
+        if (!s->deferred_keep_alive) r->close = 1;
+        if (r->status >= 400)
+            hdx_info("http_request", "peer=%s sender=%s status=%d", c->peer,
+                     c->principal[0] ? c->principal : "-", r->status);
+        write_reply(c, r, !s->deferred_head);
+    }
+    free(r->body);
+    r->body = NULL;
+    hdx_conn_settle(c);
+    if (c->closing) return;
+    if (r->close)
+        hdx_conn_close(c, 0);
+    else
+        hdx_conn_resume(c, HDX_PAUSE_SESSION);
 }
 
 /* ---------- session ops ---------- */
@@ -340,7 +417,7 @@ const struct hdx_session_ops hdx_http_ops = {
 
 /* ---------- built-in routes ---------- */
 
-static void healthz(void *arg, const struct hdx_conn *c, const struct http_req *req,
+static void healthz(void *arg, struct hdx_conn *c, const struct http_req *req,
                     struct hdx_http_reply *r)
 {
     hdx_http_json(r, 200, "{\"status\":\"ok\"}");

@@ -8,7 +8,13 @@
  * no-store, a CSP of default-src 'none', Referrer-Policy, X-Frame-Options). Errors are JSON
  * {"error": CODE, "message": TEXT} with a stable CODE (docs/HTTP.md); a refusal of the
  * request's framing closes the connection.
- * Routes are a table of (method, path, handler); a handler answers from the network thread.
+ * Routes are a table of (method, path, handler); a path ending in '/' matches every path below
+ * it. A handler answers from the network thread, at once or later: one that must wait (a login
+ * on the auth worker, an admin record on the commit pipeline) sets reply->deferred, and the
+ * session then reads no further request of that connection, keeps the connection alive
+ * (hdx_conn.inflight) and answers when hdx_http_finish is called, so pipelined answers stay in
+ * request order. The bytes of a request with a body are wiped from the input buffer once
+ * parsed (a body may hold a password).
  * Thread: the network thread. */
 #ifndef HDX_HTTP_SESSION_H
 #define HDX_HTTP_SESSION_H
@@ -23,15 +29,16 @@ struct hdx_http_reply {
     size_t body_len;
     char extra[256]; /* more header lines, each ending in CRLF */
     int close;       /* close the connection after it */
+    int deferred;    /* set by a handler: the answer comes through hdx_http_finish */
 };
 
-/* A handler fills reply; the request and the connection (its principal) are read-only. */
-typedef void (*hdx_http_handler)(void *arg, const struct hdx_conn *c, const struct http_req *req,
+/* A handler fills reply (or defers it); the request is read-only. */
+typedef void (*hdx_http_handler)(void *arg, struct hdx_conn *c, const struct http_req *req,
                                  struct hdx_http_reply *reply);
 
 struct hdx_http_route {
     const char *method;
-    const char *path; /* exact */
+    const char *path; /* exact, or ending in '/': a prefix */
     hdx_http_handler fn;
     void *arg;
 };
@@ -46,8 +53,14 @@ void hdx_http_free(struct hdx_http *h);
 /* reply = the JSON error {"error": code, "message": message}. */
 void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code,
                     const char *message);
-/* reply = 200 with a JSON body (copied). */
+/* reply = status with a JSON body (copied). */
 void hdx_http_json(struct hdx_http_reply *reply, int status, const char *json);
+/* reply = status with the JSON value (compact), which it consumes (json_decref). */
+struct json_t;
+void hdx_http_json_value(struct hdx_http_reply *reply, int status, struct json_t *value);
+/* The deferred answer of c's request (its body is taken over: r->body becomes NULL). Once per
+ * deferred request; on a connection closed meanwhile it only releases it. */
+void hdx_http_finish(struct hdx_conn *c, struct hdx_http_reply *r);
 
 /* The listener's ctx is the struct hdx_http. */
 extern const struct hdx_session_ops hdx_http_ops;

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "net/conn.h"
+#include "net/front.h"
 #include "net/http_session.h"
 #include "net/mllp_session.h"
 #include "net/sub_session.h"
@@ -35,6 +36,7 @@ struct hdx_server {
     struct hdx_net *net;
     struct hdx_mllp *mllp;
     struct hdx_http *http;
+    struct hdx_front *front;
     struct hdx_sub_ctx sub;
     struct hdx_commit *commit;
     struct hdx_bus *bus;
@@ -123,8 +125,9 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             if (it->status != HDX_OK)
                 hdx_error("audit_commit_failed", "type=%s err=%s", it->type,
                           hdx_strerror(it->status));
-        } else if (!c) { /* an admin statement: nobody to answer */
+        } else if (!c) { /* an admin statement: nobody to answer, or hdxd's own */
             admin_done(srv, it);
+            if (it->on_done) it->on_done(it->done_arg, it);
         } else {
             if (it->status == HDX_OK && !it->duplicate) publish(srv, it);
             hdx_mllp_done(c, it);
@@ -172,6 +175,11 @@ static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it)
     if (it->status == HDX_OK) {
         hdx_info("admin_committed", "seq=%llu type=%s queue_id=%lld", (unsigned long long)it->seq,
                  it->type, (long long)it->admin_id);
+        if (srv->front) hdx_front_admin_committed(srv->front, it);
+        return;
+    }
+    if (!it->admin_id) { /* hdxd's own: its on_done answers for it */
+        hdx_error("admin_commit_failed", "type=%s err=%s", it->type, hdx_strerror(it->status));
         return;
     }
     hdx_error("admin_commit_failed", "type=%s queue_id=%lld err=%s", it->type,
@@ -184,6 +192,7 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     struct hdx_server *srv = arg;
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
     hdx_net_tick(srv->net);
+    if (srv->front) hdx_front_tick(srv->front);
     poll_admin_queue(srv);
     if (hdx_tls_crl_changed(srv->tls)) hdx_net_sweep_revoked(srv->net);
 }
@@ -312,6 +321,16 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         if (rc != HDX_OK)
             snprintf(why, why_cap, "cannot start the commit thread: %s", hdx_strerror(rc));
     }
+    if (rc == HDX_OK && conf->http_listen[0]) {
+        struct hdx_front_env env = {.conf = conf,
+                                    .base = base,
+                                    .kr = kr,
+                                    .ro_store = ro_store,
+                                    .submit = submit,
+                                    .audit = audit_submit,
+                                    .arg = srv};
+        rc = hdx_front_new(&env, srv->http, &srv->front, why, why_cap);
+    }
     if (rc == HDX_OK) rc = open_listeners(srv, why, why_cap);
     hdx_store_close(commit_store);
     if (rc != HDX_OK) {
@@ -357,6 +376,7 @@ void hdx_server_free(struct hdx_server *srv)
     hdx_commit_stop(srv->commit);
     srv->commit = NULL;
     hdx_net_free(srv->net); /* before the bus: subscribers unsubscribe */
+    hdx_front_free(srv->front);
     hdx_bus_free(srv->bus);
     hdx_mllp_free(srv->mllp);
     hdx_http_free(srv->http);
