@@ -753,26 +753,26 @@ static int registry_policy_apply(struct hdx_registry *r, const struct hdx_admin 
     int found;
     policy_key(a, time_us, &row);
     size_t i = sorted_pos(*t.base, *t.n, t.size, &row, t.cmp, &found);
-    char *at = (char *)*t.base + i * t.size;
     int present = found;
-    if (found) memcpy(&row, at, t.size);
+    if (found) memcpy(&row, (char *)*t.base + i * t.size, t.size);
     if (!policy_apply(&row, &present, a, time_us, hdx_registry_user(r, a->name) != NULL,
-                      hdx_registry_user(r, a->reviewer) != NULL))
+                      hdx_registry_user(r, a->reviewer) != NULL) ||
+        (!found && !present))
         return HDX_OK;
+    if (!found && *t.n == *t.cap) {
+        size_t cap = *t.cap ? *t.cap * 2 : 16;
+        void *p = realloc(*t.base, cap * t.size);
+        if (!p) return HDX_E_NOMEM;
+        *t.base = p;
+        *t.cap = cap;
+    }
+    char *at = (char *)*t.base + i * t.size; /* not NULL: a row was there, or room made */
     if (found && present) {
         memcpy(at, &row, t.size);
     } else if (found) {
         memmove(at, at + t.size, (*t.n - i - 1) * t.size);
         (*t.n)--;
-    } else if (present) {
-        if (*t.n == *t.cap) {
-            size_t cap = *t.cap ? *t.cap * 2 : 16;
-            void *p = realloc(*t.base, cap * t.size);
-            if (!p) return HDX_E_NOMEM;
-            *t.base = p;
-            *t.cap = cap;
-            at = (char *)p + i * t.size;
-        }
+    } else {
         memmove(at + t.size, at, (*t.n - i) * t.size);
         memcpy(at, &row, t.size);
         (*t.n)++;
