@@ -13,6 +13,9 @@ static const char usage_text[] =
     "  device add|revoke|list ...       enrol, revoke and list device certificates\n"
     "  user add|passwd|lock|list ...    people: passwords, TOTP, recovery codes, sessions\n"
     "  training set USER YYYY-MM-DD     record a user's security-awareness training\n"
+    "  careteam add|remove|list ...     which patients a clinician or nurse cares for\n"
+    "  consent add|remove|list ...      patients' directives denying a purpose or a role\n"
+    "  break-glass list|review ...      clinicians' emergency access grants and their review\n"
     "  send -d DIR --cert C --key K FILE...   send HL7 v2 over MLLP/TLS, print each ACK\n"
     "  tail -d DIR --cert C --key K     receive committed messages as they arrive\n"
     "  get SEQ -d DIR                   print one stored message\n"
@@ -36,12 +39,16 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},         {"device", cmd_device},   {"user", cmd_user},
-    {"training", cmd_training}, {"send", cmd_send},       {"tail", cmd_tail},
-    {"get", cmd_get},           {"query", cmd_query},     {"verify", cmd_verify},
-    {"sth", cmd_sth},           {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
-    {"witness", cmd_witness},   {"receipt", cmd_receipt}, {"sim", cmd_sim},
-    {"bench", cmd_bench},       {"audit", cmd_audit},
+    {"init", cmd_init},       {"device", cmd_device},
+    {"user", cmd_user},       {"training", cmd_training},
+    {"send", cmd_send},       {"tail", cmd_tail},
+    {"get", cmd_get},         {"query", cmd_query},
+    {"verify", cmd_verify},   {"sth", cmd_sth},
+    {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
+    {"witness", cmd_witness}, {"receipt", cmd_receipt},
+    {"sim", cmd_sim},         {"bench", cmd_bench},
+    {"audit", cmd_audit},     {"careteam", cmd_careteam},
+    {"consent", cmd_consent}, {"break-glass", cmd_break_glass},
 };
 
 int main(int argc, char **argv)

@@ -3,7 +3,10 @@
  * crash": whatever parses is canonical, so formatting it gives back exactly the input bytes,
  * and the registry accepts it; a user statement lands in the users half of the registry only,
  * exactly when it adds the user, and the replay of a user_add followed by it keeps the name,
- * never lowers the used TOTP step, and keeps the secret and codes present together. */
+ * never lowers the used TOTP step, and keeps the secret and codes present together; a policy
+ * statement (careteam_*, consent_*, break_glass*) touches only its own table, on an empty
+ * registry only a consent directive makes a row, and with its user (and grant, and reviewer)
+ * present it makes exactly the row commit/admin.h says. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +16,59 @@
 #include "core/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void add_user(struct hdx_registry *r, const char *name)
+{
+    struct hdx_admin u = {.op = HDX_ADMIN_USER_ADD, .created_us = 1};
+    memcpy(u.name, name, sizeof(u.name));
+    memcpy(u.role, "clinician", 10);
+    if (hdx_registry_apply(r, &u, 1) != HDX_OK) abort();
+}
+
+/* The statement applied after what it needs: its user, its reviewer, the grant it reviews. */
+static void policy_check(const struct hdx_admin *a)
+{
+    struct hdx_registry r = {0};
+    add_user(&r, a->name);
+    if (a->op == HDX_ADMIN_BREAK_GLASS_REVIEW) {
+        add_user(&r, a->reviewer);
+        struct hdx_admin g = *a;
+        g.op = HDX_ADMIN_BREAK_GLASS;
+        memcpy(g.justification, "x", 2);
+        if (hdx_registry_apply(&r, &g, a->granted_us) != HDX_OK || r.nbg != 1) abort();
+    }
+    if (a->op == HDX_ADMIN_CARETEAM_REMOVE) {
+        struct hdx_admin c = *a;
+        c.op = HDX_ADMIN_CARETEAM_ADD;
+        if (hdx_registry_apply(&r, &c, 2) != HDX_OK || r.nct != 1) abort();
+    }
+    if (hdx_registry_apply(&r, a, 7) != HDX_OK) abort();
+    switch (a->op) {
+    case HDX_ADMIN_CARETEAM_ADD:
+        if (r.nct != 1 || strcmp(r.ct[0].user, a->name) != 0 ||
+            memcmp(r.ct[0].patient, a->patient, sizeof(a->patient)) != 0)
+            abort();
+        break;
+    case HDX_ADMIN_CARETEAM_REMOVE:
+        if (r.nct != 0) abort();
+        break;
+    case HDX_ADMIN_BREAK_GLASS:
+        if (r.nbg != 1 || r.bg[0].granted_us != 7 || r.bg[0].expires_us != a->expires_us ||
+            strcmp(r.bg[0].justification, a->justification) != 0 || r.bg[0].reviewed_by[0])
+            abort();
+        break;
+    case HDX_ADMIN_BREAK_GLASS_REVIEW:
+        if (r.nbg != 1 || strcmp(r.bg[0].reviewed_by, a->reviewer) != 0 || r.bg[0].reviewed_us != 7)
+            abort();
+        /* reviewed once: a second review changes nothing */
+        if (hdx_registry_apply(&r, a, 8) != HDX_OK || r.bg[0].reviewed_us != 7) abort();
+        break;
+    default: /* consents need no user */
+        break;
+    }
+    if (r.ncs + r.nct + r.nbg > 1 + (a->op == HDX_ADMIN_CONSENT_DENY)) abort();
+    hdx_registry_free(&r);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -45,7 +101,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (u.has_mfa !=
                 (a.op == HDX_ADMIN_USER_ADD || a.op == HDX_ADMIN_USER_MFA ? a.has_mfa : 1))
                 abort();
-        } else if (r.nu != 0) {
+        } else if (hdx_admin_is_policy_op(a.op)) {
+            if (r.n != 0 || r.nu != 0 || r.nct + r.nbg != 0 ||
+                r.ncs != (a.op == HDX_ADMIN_CONSENT_DENY))
+                abort();
+            policy_check(&a);
+        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg != 0) {
             abort();
         }
         hdx_registry_free(&r);

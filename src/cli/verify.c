@@ -44,9 +44,11 @@ static const char verify_usage[] =
     "  stream_marks  exactly the marks the checkpoint records (ZCV verdict, ZCS seqs) imply\n"
     "  devices, device_keys  row by row the replay of the admin records in seq order\n"
     "  users         row by row, column by column, the replay of the user admin records\n"
+    "  careteams, consents, break_glass  the same for the policy data's admin records\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
     "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
-    "decryption: stream_marks, devices and users are then 'skipped (needs decryption)'):\n"
+    "decryption: stream_marks, devices, users and the policy tables are then 'skipped (needs\n"
+    "decryption)'):\n"
     "several times faster, for frequent scans.\n"
     "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
     "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
@@ -765,20 +767,21 @@ static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, 
     return 0;
 }
 
-/* The registry the admin records make, applied in seq order (commit/admin.h); *nusers counts
- * the user statements. Every body parsed when the walk kept it. */
+/* The registry the admin records make, applied in seq order (commit/admin.h); *nusers and
+ * *npolicy count the user and the policy statements. Every body parsed when the walk kept it. */
 static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, size_t *n,
-                  size_t *nusers)
+                  size_t *nusers, size_t *npolicy)
 {
     int rc = HDX_OK;
     struct hdx_admin a;
-    *n = *nusers = 0;
+    *n = *nusers = *npolicy = 0;
     for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
         for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, (*n)++) {
             const struct admin_rec *ar = &jobs[i].admins[k];
             rc = hdx_admin_parse(ar->body, ar->len, &a);
             if (rc == HDX_OK) rc = hdx_registry_apply(reg, &a, ar->time_us);
             *nusers += hdx_admin_is_user_op(a.op);
+            *npolicy += hdx_admin_is_policy_op(a.op);
         }
     sodium_memzero(&a, sizeof(a));
     return rc;
@@ -878,6 +881,159 @@ static int check_users(struct cli_ctx *ctx, const struct hdx_registry *regp, siz
     if (!w.bad) printf("users rows=%zu ok admin_records=%zu\n", reg.nu, n);
     free(w.seen);
     return w.bad;
+}
+
+/* ---------- careteams, consents, break_glass: the replay of the policy statements ---------- */
+
+struct policy_walk {
+    const struct hdx_registry *reg;
+    const char *table;
+    uint8_t *seen; /* per registry row of this table: the table has it */
+    int bad;
+};
+
+/* One failure: "bad TABLE KEY reason=..." (KEY: name=U patient=HEX ..., or none). */
+static void policy_bad(struct policy_walk *w, const char *key, const char *why)
+{
+    if (w->bad++ < BAD_REPORT_MAX)
+        printf("bad %s%s%s reason=\"%s\"\n", w->table, key ? " " : "", key ? key : "", why);
+}
+
+/* The row's key as "name=U patient=HEX ..." (row: that table's struct). */
+static void careteam_key(const void *row, char *out, size_t cap)
+{
+    const struct hdx_careteam *c = row;
+    char hex[2 * HDX_BLIND_LEN + 1];
+    hdx_hex(c->patient, HDX_BLIND_LEN, hex);
+    snprintf(out, cap, "name=%s patient=%s", c->user, hex);
+}
+
+static void consent_key(const void *row, char *out, size_t cap)
+{
+    const struct hdx_consent *c = row;
+    char hex[2 * HDX_BLIND_LEN + 1];
+    hdx_hex(c->patient, HDX_BLIND_LEN, hex);
+    snprintf(out, cap, "patient=%s purpose=%s role=%s", hex, c->purpose[0] ? c->purpose : "-",
+             c->role[0] ? c->role : "-");
+}
+
+static void grant_key(const void *row, char *out, size_t cap)
+{
+    const struct hdx_break_glass *g = row;
+    char hex[2 * HDX_BLIND_LEN + 1];
+    hdx_hex(g->patient, HDX_BLIND_LEN, hex);
+    snprintf(out, cap, "name=%s patient=%s granted_us=%lld", g->user, hex,
+             (long long)g->granted_us);
+}
+
+#define DAMAGED "a patient token or a text no statement writes"
+
+static int careteam_row(void *arg, const struct hdx_careteam *c, int damaged)
+{
+    struct policy_walk *w = arg;
+    const struct hdx_careteam *want = hdx_registry_careteam(w->reg, c);
+    char key[160];
+    careteam_key(c, key, sizeof(key));
+    if (damaged)
+        policy_bad(w, key, DAMAGED);
+    else if (!want)
+        policy_bad(w, key, "no admin record adds this member");
+    else
+        w->seen[want - w->reg->ct] = 1;
+    return 0;
+}
+
+static int consent_row(void *arg, const struct hdx_consent *c, int damaged)
+{
+    struct policy_walk *w = arg;
+    const struct hdx_consent *want = hdx_registry_consent(w->reg, c);
+    char key[160];
+    consent_key(c, key, sizeof(key));
+    if (damaged)
+        policy_bad(w, key, DAMAGED);
+    else if (!want)
+        policy_bad(w, key, "no admin record makes this directive");
+    else
+        w->seen[want - w->reg->cs] = 1;
+    return 0;
+}
+
+static int grant_row(void *arg, const struct hdx_break_glass *g, int damaged)
+{
+    struct policy_walk *w = arg;
+    const struct hdx_break_glass *want = hdx_registry_break_glass(w->reg, g);
+    char key[200];
+    grant_key(g, key, sizeof(key));
+    if (damaged) {
+        policy_bad(w, key, DAMAGED);
+        return 0;
+    }
+    if (!want) {
+        policy_bad(w, key, "no admin record makes this grant");
+        return 0;
+    }
+    w->seen[want - w->reg->bg] = 1;
+    if (want->expires_us != g->expires_us)
+        policy_bad(w, key, "expires_us differs from the admin records");
+    else if (strcmp(want->justification, g->justification) != 0)
+        policy_bad(w, key, "justification differs from the admin records");
+    else if (strcmp(want->reviewed_by, g->reviewed_by) != 0)
+        policy_bad(w, key, "reviewed_by differs from the admin records");
+    else if (want->reviewed_us != g->reviewed_us)
+        policy_bad(w, key, "reviewed_us differs from the admin records");
+    return 0;
+}
+
+static int list_careteams(struct hdx_store *s, struct policy_walk *w)
+{
+    return hdx_store_careteams_list(s, NULL, careteam_row, w);
+}
+
+static int list_consents(struct hdx_store *s, struct policy_walk *w)
+{
+    return hdx_store_consents_list(s, NULL, consent_row, w);
+}
+
+static int list_grants(struct hdx_store *s, struct policy_walk *w)
+{
+    return hdx_store_break_glass_list(s, grant_row, w);
+}
+
+/* careteams, consents and break_glass must be, row by row and column by column, the replay of
+ * the n policy admin records (commit/admin.h). */
+static int check_policy(struct cli_ctx *ctx, const struct hdx_registry *reg, size_t n)
+{
+    const struct {
+        const char *table;
+        const void *base;
+        size_t n, size;
+        int (*list)(struct hdx_store *s, struct policy_walk *w);
+        void (*key)(const void *row, char *out, size_t cap);
+    } t[] = {
+        {"careteams", reg->ct, reg->nct, sizeof(*reg->ct), list_careteams, careteam_key},
+        {"consents", reg->cs, reg->ncs, sizeof(*reg->cs), list_consents, consent_key},
+        {"break_glass", reg->bg, reg->nbg, sizeof(*reg->bg), list_grants, grant_key},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct policy_walk w = {reg, t[i].table, calloc(t[i].n ? t[i].n : 1, 1), 0};
+        if (!w.seen) {
+            printf("bad %s reason=\"out of memory\"\n", t[i].table);
+            bad++;
+            continue;
+        }
+        if (t[i].list(ctx->store, &w) != HDX_OK) policy_bad(&w, NULL, "unreadable");
+        for (size_t k = 0; k < t[i].n; k++) {
+            char key[200];
+            if (w.seen[k]) continue;
+            t[i].key((const char *)t[i].base + k * t[i].size, key, sizeof(key));
+            policy_bad(&w, key, "missing: the admin records make this row");
+        }
+        if (!w.bad) printf("%s rows=%zu ok admin_records=%zu\n", t[i].table, t[i].n, n);
+        bad += w.bad;
+        free(w.seen);
+    }
+    return bad;
 }
 
 static int cmp_bad(const void *a, const void *b)
@@ -983,16 +1139,20 @@ int cmd_verify(int argc, char **argv)
         printf("stream_marks skipped (needs decryption)\n");
         printf("devices skipped (needs decryption)\n");
         printf("users skipped (needs decryption)\n");
+        printf("careteams skipped (needs decryption)\n");
+        printf("consents skipped (needs decryption)\n");
+        printf("break_glass skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
         struct hdx_registry reg = {0};
-        size_t nadmin = 0, nuser = 0;
-        if (replay(jobs, n, &reg, &nadmin, &nuser) != HDX_OK) {
+        size_t nadmin = 0, nuser = 0, npolicy = 0;
+        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy) != HDX_OK) {
             printf("bad devices reason=\"out of memory\"\n");
             table_bad++;
         } else {
             table_bad += check_registry(&ctx, &reg, nadmin);
             table_bad += check_users(&ctx, &reg, nuser);
+            table_bad += check_policy(&ctx, &reg, npolicy);
         }
         hdx_registry_free(&reg);
     }

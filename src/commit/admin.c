@@ -14,6 +14,7 @@
 #include "auth/totp.h"
 #include "core/util.h"
 #include "pki/pki.h"
+#include "policy/policy.h"
 
 #define ADMIN_MAGIC "HDX-ADMIN 1\n"
 
@@ -31,6 +32,12 @@ static const char *const op_names[] = {
     [HDX_ADMIN_USER_TRAINING] = "user_training",
     [HDX_ADMIN_USER_TOTP_USED] = "user_totp_used",
     [HDX_ADMIN_USER_RECOVERY_USED] = "user_recovery_used",
+    [HDX_ADMIN_CARETEAM_ADD] = "careteam_add",
+    [HDX_ADMIN_CARETEAM_REMOVE] = "careteam_remove",
+    [HDX_ADMIN_CONSENT_DENY] = "consent_deny",
+    [HDX_ADMIN_CONSENT_REMOVE] = "consent_remove",
+    [HDX_ADMIN_BREAK_GLASS] = "break_glass",
+    [HDX_ADMIN_BREAK_GLASS_REVIEW] = "break_glass_review",
 };
 #define NOPS (sizeof(op_names) / sizeof(op_names[0]))
 _Static_assert(NOPS == HDX_ADMIN_OP_LAST + 1, "one name per op");
@@ -39,6 +46,7 @@ _Static_assert(HDX_USER_RECOVERY_CODES == HDX_RECOVERY_CODES &&
                    HDX_USER_RECOVERY_LEN == HDX_RECOVERY_STORED_LEN,
                "recovery code size");
 _Static_assert(HDX_USER_PW_HASH_MAX == HDX_PW_HASH_MAX, "password hash size");
+_Static_assert(HDX_POLICY_TOKEN_LEN == HDX_BLIND_LEN, "patient token size");
 
 /* The keys after op=, in their one allowed order. */
 enum key {
@@ -55,11 +63,19 @@ enum key {
     K_DATE,
     K_STEP,
     K_INDEX,
+    K_PATIENT,
+    K_PURPOSE,
+    K_EXPIRES,
+    K_JUSTIFICATION,
+    K_GRANTED,
+    K_REVIEWER,
     K_END
 };
 static const char *const key_names[] = {
-    "name",        "role",     "serial", "created_us", "revoked_us", "sign_pub", "pw_hash",
-    "totp_sealed", "recovery", "at_us",  "date",       "step",       "index"};
+    "name",        "role",       "serial",        "created_us", "revoked_us", "sign_pub", "pw_hash",
+    "totp_sealed", "recovery",   "at_us",         "date",       "step",       "index",    "patient",
+    "purpose",     "expires_us", "justification", "granted_us", "reviewer"};
+_Static_assert(sizeof(key_names) / sizeof(key_names[0]) == K_END, "one name per key");
 static const enum key op_keys[][7] = {
     [HDX_ADMIN_DEVICE_ADD] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_PUB, K_END},
     [HDX_ADMIN_DEVICE_REVOKE] = {K_NAME, K_SERIAL, K_REVOKED, K_END},
@@ -74,6 +90,12 @@ static const enum key op_keys[][7] = {
     [HDX_ADMIN_USER_TRAINING] = {K_NAME, K_DATE, K_END},
     [HDX_ADMIN_USER_TOTP_USED] = {K_NAME, K_STEP, K_END},
     [HDX_ADMIN_USER_RECOVERY_USED] = {K_NAME, K_INDEX, K_END},
+    [HDX_ADMIN_CARETEAM_ADD] = {K_NAME, K_PATIENT, K_END},
+    [HDX_ADMIN_CARETEAM_REMOVE] = {K_NAME, K_PATIENT, K_END},
+    [HDX_ADMIN_CONSENT_DENY] = {K_PATIENT, K_PURPOSE, K_ROLE, K_END},
+    [HDX_ADMIN_CONSENT_REMOVE] = {K_PATIENT, K_PURPOSE, K_ROLE, K_END},
+    [HDX_ADMIN_BREAK_GLASS] = {K_NAME, K_PATIENT, K_EXPIRES, K_JUSTIFICATION, K_END},
+    [HDX_ADMIN_BREAK_GLASS_REVIEW] = {K_NAME, K_PATIENT, K_GRANTED, K_REVIEWER, K_END},
 };
 /* The longest value: recovery, ten 64-digit codes and nine commas. */
 #define VAL_MAX (HDX_USER_RECOVERY_CODES * (2 * HDX_USER_RECOVERY_LEN + 1))
@@ -94,13 +116,29 @@ const char *hdx_admin_type(enum hdx_admin_op op)
         [HDX_ADMIN_USER_TRAINING] = "admin/user_training",
         [HDX_ADMIN_USER_TOTP_USED] = "admin/user_totp_used",
         [HDX_ADMIN_USER_RECOVERY_USED] = "admin/user_recovery_used",
+        [HDX_ADMIN_CARETEAM_ADD] = "admin/careteam_add",
+        [HDX_ADMIN_CARETEAM_REMOVE] = "admin/careteam_remove",
+        [HDX_ADMIN_CONSENT_DENY] = "admin/consent_deny",
+        [HDX_ADMIN_CONSENT_REMOVE] = "admin/consent_remove",
+        [HDX_ADMIN_BREAK_GLASS] = "admin/break_glass",
+        [HDX_ADMIN_BREAK_GLASS_REVIEW] = "admin/break_glass_review",
     };
     return op >= HDX_ADMIN_DEVICE_ADD && (size_t)op < NOPS ? types[op] : NULL;
 }
 
 int hdx_admin_is_user_op(enum hdx_admin_op op)
 {
-    return op >= HDX_ADMIN_USER_ADD && op <= HDX_ADMIN_OP_LAST;
+    return op >= HDX_ADMIN_USER_ADD && op <= HDX_ADMIN_USER_RECOVERY_USED;
+}
+
+int hdx_admin_is_policy_op(enum hdx_admin_op op)
+{
+    return op >= HDX_ADMIN_CARETEAM_ADD && op <= HDX_ADMIN_OP_LAST;
+}
+
+static int is_consent_op(enum hdx_admin_op op)
+{
+    return op == HDX_ADMIN_CONSENT_DENY || op == HDX_ADMIN_CONSENT_REMOVE;
 }
 
 static int role_ok(const char *r)
@@ -161,6 +199,23 @@ static int date_ok(const char *v)
     return 1;
 }
 
+/* 1-HDX_JUSTIFICATION_MAX bytes of printable ASCII (0x20-0x7e): nothing a terminal or a
+ * line-oriented reader could take for anything but text. */
+static int justification_ok(const char *v, size_t n)
+{
+    if (n < 1 || n > HDX_JUSTIFICATION_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0x20 || v[i] > 0x7e) return 0;
+    return 1;
+}
+
+/* A consent's role, after its purpose: exactly one of the two is set. */
+static int consent_role_ok(const struct hdx_admin *a, const char *v, size_t n)
+{
+    if (n == 0) return a->purpose[0] != 0;
+    return !a->purpose[0] && hdx_role_parse(v) != HDX_ROLE_NONE;
+}
+
 /* "HEX64,HEX64,...": exactly HDX_USER_RECOVERY_CODES codes. */
 static int recovery_ok(const char *v, struct hdx_admin *a)
 {
@@ -188,8 +243,9 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         memcpy(a->name, v, n + 1);
         return 1;
     case K_ROLE:
-        if (n >= sizeof(a->role) ||
-            !(hdx_admin_is_user_op(a->op) ? hdx_admin_user_role_valid(v) : role_ok(v)))
+        if (n >= sizeof(a->role) || !(is_consent_op(a->op)          ? consent_role_ok(a, v, n)
+                                      : hdx_admin_is_user_op(a->op) ? hdx_admin_user_role_valid(v)
+                                                                    : role_ok(v)))
             return 0;
         memcpy(a->role, v, n + 1);
         return 1;
@@ -231,6 +287,24 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
     case K_INDEX:
         if (n != 1 || v[0] < '0' || v[0] >= '0' + HDX_USER_RECOVERY_CODES) return 0;
         a->index = v[0] - '0';
+        return 1;
+    case K_PATIENT:
+        return hex_field(v, a->patient, HDX_BLIND_LEN);
+    case K_PURPOSE:
+        if (n != 0 && hdx_purpose_parse(v) < 0) return 0;
+        memcpy(a->purpose, v, n + 1); /* purpose names are < 16 bytes: parsed above */
+        return 1;
+    case K_EXPIRES:
+        return time_ok(v, 1, &a->expires_us);
+    case K_JUSTIFICATION:
+        if (!justification_ok(v, n)) return 0;
+        memcpy(a->justification, v, n + 1);
+        return 1;
+    case K_GRANTED:
+        return time_ok(v, 1, &a->granted_us);
+    case K_REVIEWER: /* after name: nobody reviews their own grant */
+        if (!pki_name_valid(v) || n >= sizeof(a->reviewer) || !strcmp(v, a->name)) return 0;
+        memcpy(a->reviewer, v, n + 1);
         return 1;
     case K_END:
         break;
@@ -318,6 +392,19 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
         return snprintf(out, cap, "step=%llu\n", (unsigned long long)a->step);
     case K_INDEX:
         return snprintf(out, cap, "index=%d\n", a->index);
+    case K_PATIENT:
+        hdx_hex(a->patient, HDX_BLIND_LEN, hex);
+        return snprintf(out, cap, "patient=%s\n", hex);
+    case K_PURPOSE:
+        return snprintf(out, cap, "purpose=%s\n", a->purpose);
+    case K_EXPIRES:
+        return snprintf(out, cap, "expires_us=%lld\n", (long long)a->expires_us);
+    case K_JUSTIFICATION:
+        return snprintf(out, cap, "justification=%s\n", a->justification);
+    case K_GRANTED:
+        return snprintf(out, cap, "granted_us=%lld\n", (long long)a->granted_us);
+    case K_REVIEWER:
+        return snprintf(out, cap, "reviewer=%s\n", a->reviewer);
     case K_END:
         break;
     }
@@ -341,6 +428,23 @@ int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
     if (n > HDX_ADMIN_BODY_MAX || hdx_admin_parse((const uint8_t *)out, n, &back) != HDX_OK)
         return HDX_E_INVAL;
     return (int)n;
+}
+
+int hdx_admin_break_glass(const char *user, const uint8_t patient[HDX_BLIND_LEN],
+                          int64_t expires_us, const char *justification, struct hdx_admin *a)
+{
+    char body[HDX_ADMIN_BODY_MAX + 1];
+    memset(a, 0, sizeof(*a));
+    a->op = HDX_ADMIN_BREAK_GLASS;
+    if (strlen(user) >= sizeof(a->name) || strlen(justification) > HDX_JUSTIFICATION_MAX) goto bad;
+    memcpy(a->name, user, strlen(user) + 1);
+    memcpy(a->patient, patient, HDX_BLIND_LEN);
+    a->expires_us = expires_us;
+    memcpy(a->justification, justification, strlen(justification) + 1);
+    if (hdx_admin_format(a, body, sizeof(body)) >= 0) return HDX_OK; /* every field checked */
+bad:
+    memset(a, 0, sizeof(*a));
+    return HDX_E_INVAL;
 }
 
 /* ---------- apply: one function for the tables and for the replay ---------- */
@@ -511,9 +615,215 @@ const struct hdx_registry_entry *hdx_registry_find(const struct hdx_registry *r,
     return found ? &r->e[i] : NULL;
 }
 
+/* ---------- policy data: careteams, consents, break_glass ---------- */
+
+union policy_row {
+    struct hdx_careteam ct;
+    struct hdx_consent cs;
+    struct hdx_break_glass bg;
+};
+
+static int careteam_cmp(const void *x, const void *y)
+{
+    const struct hdx_careteam *a = x, *b = y;
+    int c = strcmp(a->user, b->user);
+    return c ? c : memcmp(a->patient, b->patient, HDX_BLIND_LEN);
+}
+
+static int consent_cmp(const void *x, const void *y)
+{
+    const struct hdx_consent *a = x, *b = y;
+    int c = memcmp(a->patient, b->patient, HDX_BLIND_LEN);
+    if (!c) c = strcmp(a->purpose, b->purpose);
+    return c ? c : strcmp(a->role, b->role);
+}
+
+static int grant_cmp(const void *x, const void *y)
+{
+    const struct hdx_break_glass *a = x, *b = y;
+    int c = strcmp(a->user, b->user);
+    if (!c) c = memcmp(a->patient, b->patient, HDX_BLIND_LEN);
+    return c ? c : (a->granted_us > b->granted_us) - (a->granted_us < b->granted_us);
+}
+
+/* The row statement a addresses, its key fields only: the grant's time is the record's for
+ * break_glass, granted_us for its review. */
+static void policy_key(const struct hdx_admin *a, int64_t time_us, union policy_row *row)
+{
+    memset(row, 0, sizeof(*row));
+    if (is_consent_op(a->op)) {
+        memcpy(row->cs.patient, a->patient, HDX_BLIND_LEN);
+        snprintf(row->cs.purpose, sizeof(row->cs.purpose), "%s", a->purpose);
+        snprintf(row->cs.role, sizeof(row->cs.role), "%s", a->role);
+    } else if (a->op == HDX_ADMIN_CARETEAM_ADD || a->op == HDX_ADMIN_CARETEAM_REMOVE) {
+        snprintf(row->ct.user, sizeof(row->ct.user), "%s", a->name);
+        memcpy(row->ct.patient, a->patient, HDX_BLIND_LEN);
+    } else {
+        snprintf(row->bg.user, sizeof(row->bg.user), "%s", a->name);
+        memcpy(row->bg.patient, a->patient, HDX_BLIND_LEN);
+        row->bg.granted_us = a->op == HDX_ADMIN_BREAK_GLASS ? time_us : a->granted_us;
+    }
+}
+
+/* What a makes of the row it addresses (*present: it exists, before and after), given whether
+ * its user and its reviewer exist: the apply at the top. Returns 0 when it changes nothing.
+ * Only a review reads the row before it; the others set it whatever it was. */
+static int policy_apply(union policy_row *row, int *present, const struct hdx_admin *a,
+                        int64_t time_us, int user_ok, int reviewer_ok)
+{
+    switch (a->op) {
+    case HDX_ADMIN_CARETEAM_ADD:
+        if (!user_ok) return 0;
+        *present = 1;
+        return 1;
+    case HDX_ADMIN_CONSENT_DENY:
+        *present = 1;
+        return 1;
+    case HDX_ADMIN_CARETEAM_REMOVE:
+    case HDX_ADMIN_CONSENT_REMOVE:
+        *present = 0;
+        return 1;
+    case HDX_ADMIN_BREAK_GLASS:
+        if (!user_ok) return 0;
+        row->bg.expires_us = a->expires_us;
+        snprintf(row->bg.justification, sizeof(row->bg.justification), "%s", a->justification);
+        row->bg.reviewed_by[0] = 0;
+        row->bg.reviewed_us = 0;
+        *present = 1;
+        return 1;
+    case HDX_ADMIN_BREAK_GLASS_REVIEW:
+        if (!*present || row->bg.reviewed_by[0] || !reviewer_ok) return 0;
+        snprintf(row->bg.reviewed_by, sizeof(row->bg.reviewed_by), "%s", a->reviewer);
+        row->bg.reviewed_us = time_us;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A sorted array of rows of one policy table in the registry. */
+struct ptab {
+    void **base;
+    size_t *n, *cap, size;
+    int (*cmp)(const void *, const void *);
+};
+
+static struct ptab registry_table(struct hdx_registry *r, enum hdx_admin_op op)
+{
+    if (is_consent_op(op))
+        return (struct ptab){(void **)&r->cs, &r->ncs, &r->cscap, sizeof(*r->cs), consent_cmp};
+    if (op == HDX_ADMIN_CARETEAM_ADD || op == HDX_ADMIN_CARETEAM_REMOVE)
+        return (struct ptab){(void **)&r->ct, &r->nct, &r->ctcap, sizeof(*r->ct), careteam_cmp};
+    return (struct ptab){(void **)&r->bg, &r->nbg, &r->bgcap, sizeof(*r->bg), grant_cmp};
+}
+
+/* Where key is (*found) or would go in base[0..n). */
+static size_t sorted_pos(const void *base, size_t n, size_t size, const void *key,
+                         int (*cmp)(const void *, const void *), int *found)
+{
+    size_t lo = 0, hi = n;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp((const char *)base + mid * size, key);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const void *sorted_find(const void *base, size_t n, size_t size, const void *key,
+                               int (*cmp)(const void *, const void *))
+{
+    int found;
+    size_t i = sorted_pos(base, n, size, key, cmp, &found);
+    return found ? (const char *)base + i * size : NULL;
+}
+
+static int registry_policy_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
+{
+    struct ptab t = registry_table(r, a->op);
+    union policy_row row;
+    int found;
+    policy_key(a, time_us, &row);
+    size_t i = sorted_pos(*t.base, *t.n, t.size, &row, t.cmp, &found);
+    int present = found;
+    if (found) memcpy(&row, (char *)*t.base + i * t.size, t.size);
+    if (!policy_apply(&row, &present, a, time_us, hdx_registry_user(r, a->name) != NULL,
+                      hdx_registry_user(r, a->reviewer) != NULL) ||
+        (!found && !present))
+        return HDX_OK;
+    if (!found && *t.n == *t.cap) {
+        size_t cap = *t.cap ? *t.cap * 2 : 16;
+        void *p = realloc(*t.base, cap * t.size);
+        if (!p) return HDX_E_NOMEM;
+        *t.base = p;
+        *t.cap = cap;
+    }
+    char *at = (char *)*t.base + i * t.size; /* not NULL: a row was there, or room made */
+    if (found && present) {
+        memcpy(at, &row, t.size);
+    } else if (found) {
+        memmove(at, at + t.size, (*t.n - i - 1) * t.size);
+        (*t.n)--;
+    } else {
+        memmove(at + t.size, at, (*t.n - i) * t.size);
+        memcpy(at, &row, t.size);
+        (*t.n)++;
+    }
+    return HDX_OK;
+}
+
+const struct hdx_careteam *hdx_registry_careteam(const struct hdx_registry *r,
+                                                 const struct hdx_careteam *key)
+{
+    return sorted_find(r->ct, r->nct, sizeof(*r->ct), key, careteam_cmp);
+}
+
+const struct hdx_consent *hdx_registry_consent(const struct hdx_registry *r,
+                                               const struct hdx_consent *key)
+{
+    return sorted_find(r->cs, r->ncs, sizeof(*r->cs), key, consent_cmp);
+}
+
+const struct hdx_break_glass *hdx_registry_break_glass(const struct hdx_registry *r,
+                                                       const struct hdx_break_glass *key)
+{
+    return sorted_find(r->bg, r->nbg, sizeof(*r->bg), key, grant_cmp);
+}
+
+/* A policy statement against its table: the same apply as the replay. */
+static int policy_commit(struct hdx_store *s, const struct hdx_admin *a, int64_t time_us)
+{
+    union policy_row row;
+    int present = 0, user_ok = 0, reviewer_ok = 0, rc = HDX_OK;
+    policy_key(a, time_us, &row);
+    if (a->op == HDX_ADMIN_CARETEAM_ADD || a->op == HDX_ADMIN_BREAK_GLASS)
+        rc = user_ok = hdx_store_user_exists(s, a->name);
+    if (a->op == HDX_ADMIN_BREAK_GLASS_REVIEW) {
+        rc = reviewer_ok = hdx_store_user_exists(s, a->reviewer);
+        if (rc >= 0) rc = hdx_store_break_glass_get(s, &row.bg, &row.bg);
+        present = rc == HDX_OK;
+        if (rc == HDX_E_NOTFOUND) rc = HDX_OK; /* HDX_E_INTEGRITY: not silently replaced */
+    }
+    if (rc < 0) return rc;
+    if (!policy_apply(&row, &present, a, time_us, user_ok, reviewer_ok)) return HDX_OK;
+    if (is_consent_op(a->op)) return hdx_store_consent_set(s, &row.cs, present);
+    if (a->op == HDX_ADMIN_CARETEAM_ADD || a->op == HDX_ADMIN_CARETEAM_REMOVE)
+        return hdx_store_careteam_set(s, &row.ct, present);
+    return hdx_store_break_glass_put(s, &row.bg); /* a grant, once made, stays */
+}
+
 int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
 {
     if (hdx_admin_is_user_op(a->op)) return registry_user_apply(r, a, time_us);
+    if (hdx_admin_is_policy_op(a->op)) return registry_policy_apply(r, a, time_us);
     int found;
     size_t i = registry_pos(r, a->name, &found);
     struct hdx_registry_entry e = {0};
@@ -540,6 +850,9 @@ int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_
 
 void hdx_registry_free(struct hdx_registry *r)
 {
+    free(r->ct);
+    free(r->cs);
+    free(r->bg);
     free(r->e);
     if (r->u) sodium_memzero(r->u, r->ucap * sizeof(*r->u));
     free(r->u);
@@ -568,8 +881,9 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
     struct hdx_registry_entry e = {0};
     int present = 0, rc = hdx_admin_parse(body, len, &a);
     if (rc != HDX_OK) return rc;
-    if (hdx_admin_is_user_op(a.op)) {
-        rc = user_commit(s, &a, time_us);
+    if (hdx_admin_is_user_op(a.op) || hdx_admin_is_policy_op(a.op)) {
+        rc = hdx_admin_is_user_op(a.op) ? user_commit(s, &a, time_us)
+                                        : policy_commit(s, &a, time_us);
         goto dequeue;
     }
     rc = hdx_store_device_get(s, a.name, &e.dev);

@@ -1,11 +1,12 @@
-/* admin: the registry (devices and users) as records of the log (kind HDX_KIND_ADMIN).
- * Contract: the `devices`, `device_keys` and `users` tables are the replay of the admin records in
- * seq order, and nothing else writes them. A producer (hdx device, the migration of an older store)
- * enqueues a statement in the store's admin_queue; the commit thread seals it as a record (sender
- * HDX_ADMIN_SENDER, type "admin/<op>", no patient, no duplicate token) and, in the SAME
- * transaction, applies it to the tables and deletes its queue row (hdx_admin_commit). `hdx verify`
- * replays every admin record into an in-memory registry (hdx_registry_*) and compares it with the
- * tables row by row.
+/* admin: the registry (devices, users and the policy data) as records of the log (kind
+ * HDX_KIND_ADMIN).
+ * Contract: the `devices`, `device_keys`, `users`, `careteams`, `consents` and `break_glass`
+ * tables are the replay of the admin records in seq order, and nothing else writes them. A producer
+ * (hdx device, the migration of an older store) enqueues a statement in the store's admin_queue;
+ * the commit thread seals it as a record (sender HDX_ADMIN_SENDER, type "admin/<op>", no patient,
+ * no duplicate token) and, in the SAME transaction, applies it to the tables and deletes its queue
+ * row (hdx_admin_commit). `hdx verify` replays every admin record into an in-memory registry
+ * (hdx_registry_*) and compares it with the tables row by row.
  *
  * Body (the record's plaintext): canonical text, every line LF-terminated, keys in exactly
  * this order per op, nothing before or after (docs/RECORD-FORMAT.md, "Admin records"):
@@ -23,6 +24,12 @@
  *   op=user_training   name date
  *   op=user_totp_used  name step
  *   op=user_recovery_used name index
+ *   op=careteam_add    name patient
+ *   op=careteam_remove name patient
+ *   op=consent_deny    patient purpose role
+ *   op=consent_remove  patient purpose role
+ *   op=break_glass     name patient expires_us justification
+ *   op=break_glass_review name patient granted_us reviewer
  * name: pki_name_valid; role: device|subscriber|gateway for devices, admin|security-officer|
  * auditor|clinician|nurse|researcher|integration for users; serial: 1-40 lower-case hex digits;
  * *_us: decimal without leading zeros (created_us >= 1, revoked_us >= 1, or 0 in an import:
@@ -30,7 +37,14 @@
  * (none); pw_hash: an Argon2id string (hdx_password_hash_valid); totp_sealed: 104 lower-case hex
  * digits (auth/totp.h HDX_TOTP_SEALED_LEN bytes); recovery: ten times 64 lower-case hex digits
  * (salt and keyed hash), comma-separated; both empty together (no second factor); date:
- * YYYY-MM-DD, a real calendar date from 2000 on, or empty (none); step >= 1; index 0-9.
+ * YYYY-MM-DD, a real calendar date from 2000 on, or empty (none); step >= 1; index 0-9;
+ * patient: 32 lower-case hex digits, the patient's blind token (crypto/keys.h hdx_blind,
+ * domain "patient": never the identifier itself); purpose and role of a consent: exactly one
+ * is non-empty, purpose a purpose of use (policy.h hdx_purpose_parse: treatment, payment,
+ * operations, research), role a recipient role (hdx_role_parse: any role but none);
+ * expires_us, granted_us >= 1; justification: 1-500 bytes, each printable ASCII 0x20-0x7e
+ * (no LF, CR, tab or other control byte, nothing above 0x7e), taken verbatim; reviewer: a name
+ * (as name), other than name (nobody reviews their own grant).
  * hdx_admin_parse is pure and treats its input as untrusted: length-checked, it refuses
  * unknown, missing, repeated or reordered keys, trailing bytes, bad hex and bad names.
  *
@@ -55,7 +69,19 @@
  * (time: the record's commit time). The last two are what a login consumed
  * (auth/user.h): they are records too, so a replayed code is refused after a restart and the
  * use of every code is in the tamper-evident log. A statement for a user that does not exist
- * changes nothing. * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
+ * changes nothing. The policy data (policy/policy_load.h builds a struct hdx_policy of it):
+ *   careteam_add   when the user exists: row (name, patient) present
+ *   careteam_remove row (name, patient) absent
+ *   consent_deny   row (patient, purpose, role) present
+ *   consent_remove row (patient, purpose, role) absent
+ *   break_glass    when the user exists: row (name, patient, granted_us = time) becomes
+ *                  (expires_us, justification, not reviewed); a second grant for the same
+ *                  user and patient at the same microsecond replaces the first
+ *   break_glass_review when the grant (name, patient, granted_us) exists and is not reviewed
+ *                  yet, and the reviewer exists as a user: reviewed_by = reviewer,
+ *                  reviewed_us = time; a grant is reviewed once
+ * No user statement removes a user, so a care-team or grant row never outlives its user.
+ * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
  * the store handle's thread. */
 #ifndef HDX_ADMIN_H
 #define HDX_ADMIN_H
@@ -84,8 +110,14 @@ enum hdx_admin_op {
     HDX_ADMIN_USER_TRAINING,
     HDX_ADMIN_USER_TOTP_USED,
     HDX_ADMIN_USER_RECOVERY_USED,
+    HDX_ADMIN_CARETEAM_ADD,
+    HDX_ADMIN_CARETEAM_REMOVE,
+    HDX_ADMIN_CONSENT_DENY,
+    HDX_ADMIN_CONSENT_REMOVE,
+    HDX_ADMIN_BREAK_GLASS,
+    HDX_ADMIN_BREAK_GLASS_REVIEW,
 };
-#define HDX_ADMIN_OP_LAST HDX_ADMIN_USER_RECOVERY_USED
+#define HDX_ADMIN_OP_LAST HDX_ADMIN_BREAK_GLASS_REVIEW
 
 struct hdx_admin {
     enum hdx_admin_op op;
@@ -104,9 +136,17 @@ struct hdx_admin {
     char date[11]; /* "" or YYYY-MM-DD */
     uint64_t step;
     int index;
+    /* policy data; role above is a consent's recipient role ("" or a policy.h role name) */
+    uint8_t patient[HDX_BLIND_LEN];
+    char purpose[16]; /* "" or a policy.h purpose name */
+    int64_t expires_us, granted_us;
+    char justification[HDX_JUSTIFICATION_MAX + 1];
+    char reviewer[65];
 };
 /* 1 for the user_* ops. */
 int hdx_admin_is_user_op(enum hdx_admin_op op);
+/* 1 for the careteam_*, consent_* and break_glass* ops. */
+int hdx_admin_is_policy_op(enum hdx_admin_op op);
 /* 1 when role is one a user may have. */
 int hdx_admin_user_role_valid(const char *role);
 
@@ -117,6 +157,13 @@ int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out);
 int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap);
 /* "admin/device_add" etc.; NULL for an unknown op. */
 const char *hdx_admin_type(enum hdx_admin_op op);
+/* The break_glass statement into *a (zeroed first), for hdxd once the policy permitted the
+ * claim: user holds an emergency grant to the patient (token) until expires_us, for the
+ * reason given. HDX_OK, or HDX_E_INVAL when a field is invalid (then *a is zeroed). Format
+ * and queue it as any statement (hdx_admin_format, hdx_store_admin_enqueue); the grant's
+ * granted_us is its record's commit time. */
+int hdx_admin_break_glass(const char *user, const uint8_t patient[HDX_BLIND_LEN],
+                          int64_t expires_us, const char *justification, struct hdx_admin *a);
 
 /* One device in a registry: the devices row and its device_keys row. */
 struct hdx_registry_entry {
@@ -130,19 +177,33 @@ struct hdx_registry {
     size_t n, cap;
     struct hdx_user *u; /* sorted by name */
     size_t nu, ucap;
+    struct hdx_careteam *ct; /* sorted by (user, patient) */
+    size_t nct, ctcap;
+    struct hdx_consent *cs; /* sorted by (patient, purpose, role) */
+    size_t ncs, cscap;
+    struct hdx_break_glass *bg; /* sorted by (user, patient, granted_us) */
+    size_t nbg, bgcap;
 };
 void hdx_registry_free(struct hdx_registry *r);
 /* Applies one statement committed at time_us (see the top). HDX_E_NOMEM only. */
 int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us);
 const struct hdx_registry_entry *hdx_registry_find(const struct hdx_registry *r, const char *name);
 const struct hdx_user *hdx_registry_user(const struct hdx_registry *r, const char *name);
+/* The row with key's key fields (careteam: user, patient; consent: all three; grant: user,
+ * patient, granted_us), or NULL. */
+const struct hdx_careteam *hdx_registry_careteam(const struct hdx_registry *r,
+                                                 const struct hdx_careteam *key);
+const struct hdx_consent *hdx_registry_consent(const struct hdx_registry *r,
+                                               const struct hdx_consent *key);
+const struct hdx_break_glass *hdx_registry_break_glass(const struct hdx_registry *r,
+                                                       const struct hdx_break_glass *key);
 /* The user row a statement makes of the row before it (present: it exists, before and after):
  * the apply above for one user, for callers that hold the row (the store, auth/user.c). */
 void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_admin *a,
                           int64_t time_us);
 
 /* The commit thread, inside the transaction that appends the admin record committed at
- * time_us: parses body, applies it to devices/device_keys or users and deletes admin_queue row
+ * time_us: parses body, applies it to its table(s) and deletes admin_queue row
  * queue_id (0: none; a row already gone is no error). Any failure fails the transaction. */
 int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body, size_t len,
                      int64_t time_us);

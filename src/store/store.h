@@ -225,6 +225,57 @@ int hdx_store_user_put(struct hdx_store *s, const struct hdx_user *u);
 int hdx_store_users_list(struct hdx_store *s,
                          int (*cb)(void *ctx, const struct hdx_user *u, int bad), void *ctx);
 
+/* 1 when the users table has a row for name, 0 when not, or a negative error. */
+int hdx_store_user_exists(struct hdx_store *s, const char *name);
+
+/* Policy data (DESIGN M7; schema 4): care teams, consent directives and break-glass grants,
+ * each table the replay of its admin records (commit/admin.h) and written by nothing else;
+ * policy/policy_load.h builds the decision engine's data from them. A patient is its blind
+ * token (crypto/keys.h, domain "patient"), never the identifier. A consent row denies one
+ * purpose of use or one recipient role: exactly one of purpose and role is non-empty ("" is
+ * stored, not NULL, so that the key is unique). A grant is keyed by (user, patient,
+ * granted_us = its record's time); reviewed_by "" and reviewed_us 0 until it is reviewed. */
+#define HDX_JUSTIFICATION_MAX 500
+struct hdx_careteam {
+    char user[65];
+    uint8_t patient[HDX_BLIND_LEN];
+};
+struct hdx_consent {
+    uint8_t patient[HDX_BLIND_LEN];
+    char purpose[16]; /* "" or a purpose of use (policy/policy.h) */
+    char role[24];    /* "" or a recipient role (policy/policy.h) */
+};
+struct hdx_break_glass {
+    char user[65];
+    uint8_t patient[HDX_BLIND_LEN];
+    int64_t granted_us, expires_us;
+    char justification[HDX_JUSTIFICATION_MAX + 1];
+    char reviewed_by[65];
+    int64_t reviewed_us;
+};
+/* The writers (only an admin record's transaction calls them): set makes the row present or
+ * absent; break_glass_put replaces the whole row. */
+int hdx_store_careteam_set(struct hdx_store *s, const struct hdx_careteam *c, int present);
+int hdx_store_consent_set(struct hdx_store *s, const struct hdx_consent *c, int present);
+int hdx_store_break_glass_put(struct hdx_store *s, const struct hdx_break_glass *g);
+/* The grant with key's (user, patient, granted_us) into *out: HDX_OK, HDX_E_NOTFOUND, or
+ * HDX_E_INTEGRITY for a row no statement could have made. key and out may be the same. */
+int hdx_store_break_glass_get(struct hdx_store *s, const struct hdx_break_glass *key,
+                              struct hdx_break_glass *out);
+/* Every row in key order (careteams: user, patient; consents: patient, purpose, role; grants:
+ * user, patient, granted_us), only those of user / patient when it is not NULL. A row no
+ * statement could have made (a patient blob not HDX_BLIND_LEN bytes, a text too long for its
+ * field) is passed with bad set, so that hdx verify names it and a loader refuses it. cb
+ * returns non-zero to stop. The row lives only during the call. */
+int hdx_store_careteams_list(struct hdx_store *s, const char *user,
+                             int (*cb)(void *ctx, const struct hdx_careteam *c, int bad),
+                             void *ctx);
+int hdx_store_consents_list(struct hdx_store *s, const uint8_t *patient,
+                            int (*cb)(void *ctx, const struct hdx_consent *c, int bad), void *ctx);
+int hdx_store_break_glass_list(struct hdx_store *s,
+                               int (*cb)(void *ctx, const struct hdx_break_glass *g, int bad),
+                               void *ctx);
+
 /* admin_queue: statements waiting for their admin record (commit/admin.h). enqueue sets *id
  * (> 0); pending calls cb for rows with id > after_id in id order (cb returns non-zero to
  * stop); dequeue deletes one (HDX_E_NOTFOUND when absent: another writer took it); queued

@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -117,6 +117,19 @@ struct hdx_store {
     " pw_changed_us INTEGER NOT NULL, mfa_us INTEGER NOT NULL,"                                    \
     " sessions_revoked_us INTEGER NOT NULL, training TEXT NOT NULL) STRICT;"
 
+/* The policy data: the replay of the careteam_*, consent_* and break_glass* admin records.
+ * The patient is its 16-byte blind token. A consent's empty purpose or role is '' (a NULL
+ * would make the primary key non-unique in SQLite). */
+#define POLICY_SQL                                                                                 \
+    "CREATE TABLE IF NOT EXISTS careteams(name TEXT NOT NULL, patient BLOB NOT NULL,"              \
+    " PRIMARY KEY(name, patient)) STRICT;"                                                         \
+    "CREATE TABLE IF NOT EXISTS consents(patient BLOB NOT NULL, purpose TEXT NOT NULL,"            \
+    " role TEXT NOT NULL, PRIMARY KEY(patient, purpose, role)) STRICT;"                            \
+    "CREATE TABLE IF NOT EXISTS break_glass(name TEXT NOT NULL, patient BLOB NOT NULL,"            \
+    " granted_us INTEGER NOT NULL, expires_us INTEGER NOT NULL, justification TEXT NOT NULL,"      \
+    " reviewed_by TEXT NOT NULL, reviewed_us INTEGER NOT NULL,"                                    \
+    " PRIMARY KEY(name, patient, granted_us)) STRICT;"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
     "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -140,8 +153,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL
-    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 3);";
+    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL
+    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 4);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -154,6 +167,8 @@ static const char migrate_1_to_2_sql[] = "ALTER TABLE records ADD COLUMN seg INT
                                          "UPDATE meta SET v=2 WHERE k='schema_version';";
 /* Version 2 had no users; nothing else changed. */
 static const char migrate_2_to_3_sql[] = USERS_SQL "UPDATE meta SET v=3 WHERE k='schema_version';";
+/* Version 3 had no policy data; nothing else changed. */
+static const char migrate_3_to_4_sql[] = POLICY_SQL "UPDATE meta SET v=4 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -213,12 +228,13 @@ static int configure(struct hdx_store *s, int flags)
     int version = schema_version(s);
     int rc = version == 1 ? exec(s, migrate_1_to_2_sql) : HDX_OK;
     if (rc == HDX_OK && (version == 1 || version == 2)) rc = exec(s, migrate_2_to_3_sql);
+    if (rc == HDX_OK && version >= 1 && version <= 3) rc = exec(s, migrate_3_to_4_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
     }
     if (rc == HDX_OK) rc = exec(s, schema_sql);
-    if (rc == HDX_OK && (version == 1 || version == 2))
+    if (rc == HDX_OK && version >= 1 && version < STORE_SCHEMA_VERSION)
         hdx_info("store_migrated", "from_schema=%d to_schema=%d", version, STORE_SCHEMA_VERSION);
     (void)sqlite3_exec(s->db, rc == HDX_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -1695,4 +1711,244 @@ int hdx_store_users_list(struct hdx_store *s,
     sqlite3_finalize(q);
     memset(&u, 0, sizeof(u));
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "users");
+}
+
+int hdx_store_user_exists(struct hdx_store *s, const char *name)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM users WHERE name=?", -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "user_exists_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_error(s, "user_exists");
+}
+
+/* ---------- policy data (commit/admin.h is their only writer) ---------- */
+
+/* Steps and finalizes a prepared write; a failure is sticky (see the top). */
+static int write_step(struct hdx_store *s, sqlite3_stmt *q, const char *what)
+{
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        s->failed = 1;
+        return db_error(s, what);
+    }
+    return HDX_OK;
+}
+
+/* A text column into out (cap bytes with its NUL); 0 when it does not fit or holds a NUL. */
+static int text_col(sqlite3_stmt *q, int col, char *out, size_t cap)
+{
+    const char *t = (const char *)sqlite3_column_text(q, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(q, col) : 0;
+    out[0] = 0;
+    if (!t || n >= cap || strlen(t) != n) return 0;
+    memcpy(out, t, n + 1);
+    return 1;
+}
+
+/* A patient token column; 0 when it is not a blob of HDX_BLIND_LEN bytes. */
+static int token_col(sqlite3_stmt *q, int col, uint8_t out[HDX_BLIND_LEN])
+{
+    memset(out, 0, HDX_BLIND_LEN);
+    if (sqlite3_column_type(q, col) != SQLITE_BLOB || sqlite3_column_bytes(q, col) != HDX_BLIND_LEN)
+        return 0;
+    memcpy(out, sqlite3_column_blob(q, col), HDX_BLIND_LEN);
+    return 1;
+}
+
+static int row_to_careteam(sqlite3_stmt *q, struct hdx_careteam *c)
+{
+    memset(c, 0, sizeof(*c));
+    int ok = text_col(q, 0, c->user, sizeof(c->user));
+    return token_col(q, 1, c->patient) && ok;
+}
+
+static int row_to_consent(sqlite3_stmt *q, struct hdx_consent *c)
+{
+    memset(c, 0, sizeof(*c));
+    int ok = token_col(q, 0, c->patient);
+    ok &= text_col(q, 1, c->purpose, sizeof(c->purpose));
+    return text_col(q, 2, c->role, sizeof(c->role)) && ok;
+}
+
+#define GRANT_COLS "name,patient,granted_us,expires_us,justification,reviewed_by,reviewed_us"
+
+static int row_to_grant(sqlite3_stmt *q, struct hdx_break_glass *g)
+{
+    memset(g, 0, sizeof(*g));
+    int ok = text_col(q, 0, g->user, sizeof(g->user));
+    ok &= token_col(q, 1, g->patient);
+    g->granted_us = sqlite3_column_int64(q, 2);
+    g->expires_us = sqlite3_column_int64(q, 3);
+    ok &= text_col(q, 4, g->justification, sizeof(g->justification));
+    ok &= text_col(q, 5, g->reviewed_by, sizeof(g->reviewed_by));
+    g->reviewed_us = sqlite3_column_int64(q, 6);
+    return ok;
+}
+
+int hdx_store_careteam_set(struct hdx_store *s, const struct hdx_careteam *c, int present)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db,
+                           present ? "INSERT OR IGNORE INTO careteams(name,patient) VALUES(?1,?2)"
+                                   : "DELETE FROM careteams WHERE name=?1 AND patient=?2",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "careteam_set_prepare");
+    sqlite3_bind_text(q, 1, c->user, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, c->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    return write_step(s, q, "careteam_set");
+}
+
+int hdx_store_consent_set(struct hdx_store *s, const struct hdx_consent *c, int present)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(
+            s->db,
+            present ? "INSERT OR IGNORE INTO consents(patient,purpose,role) VALUES(?1,?2,?3)"
+                    : "DELETE FROM consents WHERE patient=?1 AND purpose=?2 AND role=?3",
+            -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "consent_set_prepare");
+    sqlite3_bind_blob(q, 1, c->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->purpose, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, c->role, -1, SQLITE_STATIC);
+    return write_step(s, q, "consent_set");
+}
+
+int hdx_store_break_glass_put(struct hdx_store *s, const struct hdx_break_glass *g)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(
+            s->db, "INSERT OR REPLACE INTO break_glass(" GRANT_COLS ") VALUES(?,?,?,?,?,?,?)", -1,
+            &q, NULL) != SQLITE_OK)
+        return db_error(s, "break_glass_put_prepare");
+    sqlite3_bind_text(q, 1, g->user, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, g->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, g->granted_us);
+    sqlite3_bind_int64(q, 4, g->expires_us);
+    sqlite3_bind_text(q, 5, g->justification, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, g->reviewed_by, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 7, g->reviewed_us);
+    return write_step(s, q, "break_glass_put");
+}
+
+int hdx_store_break_glass_get(struct hdx_store *s, const struct hdx_break_glass *key,
+                              struct hdx_break_glass *out)
+{
+    sqlite3_stmt *q = NULL;
+    struct hdx_break_glass g;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT " GRANT_COLS
+                           " FROM break_glass WHERE name=? AND patient=? AND granted_us=?",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "break_glass_get_prepare");
+    sqlite3_bind_text(q, 1, key->user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(q, 2, key->patient, HDX_BLIND_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 3, key->granted_us);
+    int rc = sqlite3_step(q), out_rc = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW)
+        out_rc = row_to_grant(q, &g) ? HDX_OK : HDX_E_INTEGRITY;
+    else if (rc != SQLITE_DONE)
+        out_rc = db_error(s, "break_glass_get");
+    sqlite3_finalize(q);
+    if (out_rc == HDX_OK) *out = g;
+    return out_rc;
+}
+
+/* Steps a prepared read to its end, calling row for each row until it returns non-zero. */
+static int each_row(struct hdx_store *s, sqlite3_stmt *q, int (*row)(void *w, sqlite3_stmt *q),
+                    void *w, const char *what)
+{
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (row(w, q)) break;
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, what);
+}
+
+struct careteam_walk {
+    int (*cb)(void *ctx, const struct hdx_careteam *c, int bad);
+    void *ctx;
+};
+
+static int careteam_row(void *w, sqlite3_stmt *q)
+{
+    struct careteam_walk *cw = w;
+    struct hdx_careteam c;
+    int ok = row_to_careteam(q, &c);
+    return cw->cb(cw->ctx, &c, !ok);
+}
+
+int hdx_store_careteams_list(struct hdx_store *s, const char *user,
+                             int (*cb)(void *ctx, const struct hdx_careteam *c, int bad), void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct careteam_walk w = {cb, ctx};
+    if (sqlite3_prepare_v2(s->db,
+                           user ? "SELECT name,patient FROM careteams WHERE name=? ORDER BY patient"
+                                : "SELECT name,patient FROM careteams ORDER BY name,patient",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "careteams_prepare");
+    if (user) sqlite3_bind_text(q, 1, user, -1, SQLITE_TRANSIENT);
+    return each_row(s, q, careteam_row, &w, "careteams");
+}
+
+struct consent_walk {
+    int (*cb)(void *ctx, const struct hdx_consent *c, int bad);
+    void *ctx;
+};
+
+static int consent_row(void *w, sqlite3_stmt *q)
+{
+    struct consent_walk *cw = w;
+    struct hdx_consent c;
+    int ok = row_to_consent(q, &c);
+    return cw->cb(cw->ctx, &c, !ok);
+}
+
+int hdx_store_consents_list(struct hdx_store *s, const uint8_t *patient,
+                            int (*cb)(void *ctx, const struct hdx_consent *c, int bad), void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct consent_walk w = {cb, ctx};
+    if (sqlite3_prepare_v2(s->db,
+                           patient ? "SELECT patient,purpose,role FROM consents WHERE patient=?"
+                                     " ORDER BY purpose,role"
+                                   : "SELECT patient,purpose,role FROM consents"
+                                     " ORDER BY patient,purpose,role",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "consents_prepare");
+    if (patient) sqlite3_bind_blob(q, 1, patient, HDX_BLIND_LEN, SQLITE_TRANSIENT);
+    return each_row(s, q, consent_row, &w, "consents");
+}
+
+struct grant_walk {
+    int (*cb)(void *ctx, const struct hdx_break_glass *g, int bad);
+    void *ctx;
+};
+
+static int grant_row(void *w, sqlite3_stmt *q)
+{
+    struct grant_walk *gw = w;
+    struct hdx_break_glass g;
+    int ok = row_to_grant(q, &g);
+    return gw->cb(gw->ctx, &g, !ok);
+}
+
+int hdx_store_break_glass_list(struct hdx_store *s,
+                               int (*cb)(void *ctx, const struct hdx_break_glass *g, int bad),
+                               void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct grant_walk w = {cb, ctx};
+    if (sqlite3_prepare_v2(
+            s->db, "SELECT " GRANT_COLS " FROM break_glass ORDER BY name,patient,granted_us", -1,
+            &q, NULL) != SQLITE_OK)
+        return db_error(s, "break_glass_prepare");
+    return each_row(s, q, grant_row, &w, "break_glass");
 }

@@ -544,6 +544,378 @@ static void test_user_registry_and_store(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---------- policy statements: care teams, consent, break-glass ---------- */
+
+#define TOK "00112233445566778899aabbccddeeff"
+#define TOK2 "ffeeddccbbaa99887766554433221100"
+
+static const char *const policy_bodies[] = {
+    "HDX-ADMIN 1\nop=careteam_add\nname=alice\npatient=" TOK "\n",
+    "HDX-ADMIN 1\nop=careteam_remove\nname=alice\npatient=" TOK "\n",
+    "HDX-ADMIN 1\nop=consent_deny\npatient=" TOK "\npurpose=research\nrole=\n",
+    "HDX-ADMIN 1\nop=consent_deny\npatient=" TOK "\npurpose=\nrole=researcher\n",
+    "HDX-ADMIN 1\nop=consent_deny\npatient=" TOK "\npurpose=\nrole=integration\n",
+    "HDX-ADMIN 1\nop=consent_remove\npatient=" TOK "\npurpose=payment\nrole=\n",
+    "HDX-ADMIN 1\nop=break_glass\nname=alice\npatient=" TOK
+    "\nexpires_us=1796161812661593\njustification=unconscious in the ED, no proxy reachable\n",
+    "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK "\nexpires_us=1\njustification=x\n",
+    "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK
+    "\nexpires_us=9\njustification= !\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~\n",
+    "HDX-ADMIN 1\nop=break_glass_review\nname=alice\npatient=" TOK
+    "\ngranted_us=1796161812661593\nreviewer=bob\n",
+};
+
+static void test_policy_bodies_roundtrip(void **state)
+{
+    struct hdx_admin a;
+    char buf[HDX_ADMIN_BODY_MAX + 1];
+    for (size_t i = 0; i < sizeof(policy_bodies) / sizeof(policy_bodies[0]); i++) {
+        const char *b = policy_bodies[i];
+        assert_int_equal(hdx_admin_parse((const uint8_t *)b, strlen(b), &a), HDX_OK);
+        assert_true(hdx_admin_is_policy_op(a.op));
+        assert_false(hdx_admin_is_user_op(a.op));
+        int n = hdx_admin_format(&a, buf, sizeof(buf));
+        assert_int_equal(n, (int)strlen(b));
+        assert_memory_equal(buf, b, strlen(b)); /* canonical */
+        assert_non_null(hdx_admin_type(a.op));
+    }
+    assert_int_equal(
+        hdx_admin_parse((const uint8_t *)policy_bodies[3], strlen(policy_bodies[3]), &a), HDX_OK);
+    assert_int_equal(a.op, HDX_ADMIN_CONSENT_DENY);
+    assert_string_equal(a.purpose, "");
+    assert_string_equal(a.role, "researcher");
+    assert_int_equal(a.patient[0], 0x00);
+    assert_int_equal(a.patient[15], 0xff);
+    assert_int_equal(
+        hdx_admin_parse((const uint8_t *)policy_bodies[9], strlen(policy_bodies[9]), &a), HDX_OK);
+    assert_int_equal(a.granted_us, 1796161812661593LL);
+    assert_string_equal(a.reviewer, "bob");
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_CARETEAM_ADD), "admin/careteam_add");
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_BREAK_GLASS_REVIEW), "admin/break_glass_review");
+    assert_false(hdx_admin_is_policy_op(HDX_ADMIN_USER_RECOVERY_USED));
+    assert_true(hdx_admin_is_user_op(HDX_ADMIN_USER_RECOVERY_USED));
+    /* the longest justification, with the longest name, fits */
+    memset(&a, 0, sizeof(a));
+    a.op = HDX_ADMIN_BREAK_GLASS;
+    memset(a.name, 'n', 64);
+    a.expires_us = INT64_MAX;
+    memset(a.justification, '~', HDX_JUSTIFICATION_MAX);
+    int n = hdx_admin_format(&a, buf, sizeof(buf));
+    assert_true(n > HDX_JUSTIFICATION_MAX);
+    struct hdx_admin b;
+    assert_int_equal(hdx_admin_parse((const uint8_t *)buf, (size_t)n, &b), HDX_OK);
+    assert_int_equal(strlen(b.justification), HDX_JUSTIFICATION_MAX);
+}
+
+static void test_policy_refusals(void **state)
+{
+    char buf[HDX_ADMIN_BODY_MAX + 64];
+    /* the patient token: exactly 32 lower-case hex digits */
+    const char *toks[] = {"",
+                          "0011223344556677",
+                          TOK "0",
+                          "0011223344556677889900aabbccddeef",
+                          "00112233445566778899AABBCCDDEEFF",
+                          "0011223344556677889900aabbccddeg",
+                          " 0112233445566778899aabbccddeeff",
+                          "patient-1234"};
+    for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=careteam_add\nname=alice\npatient=%s\n",
+                 toks[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=consent_deny\npatient=%s\npurpose=research\nrole=\n", toks[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* names */
+    const char *names[] = {
+        "",   "a b", "a:b",
+        ".a", "-a",  "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(buf, sizeof(buf), "HDX-ADMIN 1\nop=careteam_remove\nname=%s\npatient=" TOK "\n",
+                 names[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* consent: exactly one of purpose and role, each a known name */
+    const char *pr[][2] = {
+        {"", ""},          {"research", "researcher"}, {"Research", ""},
+        {"research ", ""}, {"marketing", ""},          {"", "none"},
+        {"", "doctor"},    {"", "Researcher"},         {"treatment,payment", ""},
+    };
+    for (size_t i = 0; i < sizeof(pr) / sizeof(pr[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=consent_deny\npatient=" TOK "\npurpose=%s\nrole=%s\n", pr[i][0],
+                 pr[i][1]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=consent_remove\npatient=" TOK "\npurpose=%s\nrole=%s\n", pr[i][0],
+                 pr[i][1]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* order, missing and extra keys */
+    assert_int_equal(
+        parse("HDX-ADMIN 1\nop=consent_deny\npatient=" TOK "\nrole=\npurpose=research\n"),
+        HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=consent_deny\npatient=" TOK "\npurpose=research\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(
+        parse("HDX-ADMIN 1\nop=consent_deny\nname=a\npatient=" TOK "\npurpose=research\nrole=\n"),
+        HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=careteam_add\npatient=" TOK "\nname=alice\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=careteam_add\nname=alice\n"), HDX_E_INVAL);
+    assert_int_equal(
+        parse("HDX-ADMIN 1\nop=careteam_add\nname=alice\npatient=" TOK "\npatient=" TOK "\n"),
+        HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=careteam_add\nname=alice\npatient=" TOK "\n\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=careteam_delete\nname=alice\npatient=" TOK "\n"),
+                     HDX_E_INVAL);
+    /* break_glass: expires_us >= 1, canonical decimal */
+    const char *times[] = {"0", "01", "-5", "+5", "1e6", "9223372036854775808", ""};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK
+                 "\nexpires_us=%s\njustification=x\n",
+                 times[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=break_glass_review\nname=a\npatient=" TOK
+                 "\ngranted_us=%s\nreviewer=b\n",
+                 times[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* the justification: 1-500 bytes of printable ASCII */
+    const char *just[] = {"",          "tab\there", "cr\rhere", "del\x7fhere", "utf8 \xc3\xa9",
+                          "high \xff", "bell\a"};
+    for (size_t i = 0; i < sizeof(just) / sizeof(just[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK
+                 "\nexpires_us=5\njustification=%s\n",
+                 just[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    char longj[HDX_JUSTIFICATION_MAX + 2];
+    memset(longj, 'j', sizeof(longj) - 1);
+    longj[sizeof(longj) - 1] = 0; /* 501 */
+    snprintf(buf, sizeof(buf),
+             "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK
+             "\nexpires_us=5\njustification=%s\n",
+             longj);
+    assert_int_equal(parse(buf), HDX_E_INVAL);
+    longj[HDX_JUSTIFICATION_MAX] = 0; /* 500 */
+    snprintf(buf, sizeof(buf),
+             "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK
+             "\nexpires_us=5\njustification=%s\n",
+             longj);
+    assert_int_equal(parse(buf), HDX_OK);
+    /* a NUL inside the justification */
+    static const char nul[] =
+        "HDX-ADMIN 1\nop=break_glass\nname=a\npatient=" TOK "\nexpires_us=5\njustification=a\0b\n";
+    struct hdx_admin a;
+    assert_int_equal(hdx_admin_parse((const uint8_t *)nul, sizeof(nul) - 1, &a), HDX_E_INVAL);
+    /* the review: a reviewer name, never the grant's holder */
+    const char *revs[] = {"alice", "", "b c", "b:c"};
+    for (size_t i = 0; i < sizeof(revs) / sizeof(revs[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "HDX-ADMIN 1\nop=break_glass_review\nname=alice\npatient=" TOK
+                 "\ngranted_us=5\nreviewer=%s\n",
+                 revs[i]);
+        assert_int_equal(parse(buf), HDX_E_INVAL);
+    }
+    /* an invalid statement is never written */
+    memset(&a, 0, sizeof(a));
+    a.op = HDX_ADMIN_CONSENT_DENY; /* neither purpose nor role */
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0);
+    strcpy(a.purpose, "research");
+    strcpy(a.role, "nurse"); /* both */
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0);
+    a.role[0] = 0;
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) > 0);
+    /* the helper hdxd uses for a grant */
+    uint8_t tok[HDX_BLIND_LEN] = {1, 2, 3};
+    assert_int_equal(hdx_admin_break_glass("alice", tok, 99, "chest pain, unresponsive", &a),
+                     HDX_OK);
+    int n = hdx_admin_format(&a, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_string_equal(buf, "HDX-ADMIN 1\nop=break_glass\nname=alice\npatient="
+                             "01020300000000000000000000000000\nexpires_us=99\n"
+                             "justification=chest pain, unresponsive\n");
+    assert_int_equal(hdx_admin_break_glass("alice", tok, 0, "x", &a), HDX_E_INVAL);
+    assert_int_equal(a.op, 0); /* zeroed */
+    assert_int_equal(hdx_admin_break_glass("alice", tok, 5, "", &a), HDX_E_INVAL);
+    assert_int_equal(hdx_admin_break_glass("alice", tok, 5, "line\nbreak", &a), HDX_E_INVAL);
+    assert_int_equal(hdx_admin_break_glass("a b", tok, 5, "x", &a), HDX_E_INVAL);
+    assert_int_equal(hdx_admin_break_glass(names[5], tok, 5, "x", &a), HDX_E_INVAL);
+    longj[HDX_JUSTIFICATION_MAX] = 'j'; /* 501 */
+    assert_int_equal(hdx_admin_break_glass("alice", tok, 5, longj, &a), HDX_E_INVAL);
+}
+
+/* The policy statement op for (name, patient token TOK or TOK2), its other fields set. */
+static struct hdx_admin pstmt(enum hdx_admin_op op, const char *name, int second)
+{
+    struct hdx_admin a = {.op = op, .expires_us = 5000, .granted_us = 300};
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    assert_int_equal(hdx_unhex(second ? TOK2 : TOK, a.patient, HDX_BLIND_LEN), 0);
+    snprintf(a.justification, sizeof(a.justification), "why %s", name);
+    snprintf(a.reviewer, sizeof(a.reviewer), "bob");
+    return a;
+}
+
+struct collected {
+    struct hdx_careteam ct[8];
+    struct hdx_consent cs[8];
+    struct hdx_break_glass bg[8];
+    size_t nct, ncs, nbg;
+};
+
+static int got_ct(void *arg, const struct hdx_careteam *c, int bad)
+{
+    struct collected *k = arg;
+    assert_false(bad);
+    assert_true(k->nct < 8);
+    k->ct[k->nct++] = *c;
+    return 0;
+}
+
+static int got_cs(void *arg, const struct hdx_consent *c, int bad)
+{
+    struct collected *k = arg;
+    assert_false(bad);
+    assert_true(k->ncs < 8);
+    k->cs[k->ncs++] = *c;
+    return 0;
+}
+
+static int got_bg(void *arg, const struct hdx_break_glass *g, int bad)
+{
+    struct collected *k = arg;
+    assert_false(bad);
+    assert_true(k->nbg < 8);
+    k->bg[k->nbg++] = *g;
+    return 0;
+}
+
+static void test_policy_registry_and_store(void **state)
+{
+    struct hdx_registry r = {0};
+    struct hdx_store *s = NULL;
+    char cmd[320];
+    assert_int_equal(hdx_mkdtemp("hdx-admin-p-", tmpdir, sizeof(tmpdir)), 0);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_CREATE, &s), HDX_OK);
+    struct hdx_admin seq[24];
+    int64_t t[24];
+    size_t n = 0;
+#define PUSH(stmt_, time_) (seq[n] = (stmt_), t[n++] = (time_))
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_ADD, "alice", 0), 100); /* no such user yet: nothing */
+    PUSH(pstmt(HDX_ADMIN_BREAK_GLASS, "alice", 0), 101);  /* nor a grant */
+    PUSH(ustmt(HDX_ADMIN_USER_ADD, "alice"), 102);
+    PUSH(ustmt(HDX_ADMIN_USER_ADD, "bob"), 103);
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_ADD, "alice", 0), 110);
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_ADD, "alice", 1), 111);
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_ADD, "alice", 0), 112); /* again: one row */
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_ADD, "bob", 1), 113);
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_REMOVE, "alice", 1), 114);
+    PUSH(pstmt(HDX_ADMIN_CARETEAM_REMOVE, "carol", 1), 115); /* absent: nothing */
+    struct hdx_admin c = pstmt(HDX_ADMIN_CONSENT_DENY, "", 0);
+    strcpy(c.purpose, "research");
+    PUSH(c, 120);
+    c.purpose[0] = 0;
+    strcpy(c.role, "nurse");
+    PUSH(c, 121);
+    PUSH(c, 122); /* again: one row */
+    c = pstmt(HDX_ADMIN_CONSENT_DENY, "", 1);
+    strcpy(c.purpose, "payment");
+    PUSH(c, 123);
+    c = pstmt(HDX_ADMIN_CONSENT_REMOVE, "", 0);
+    strcpy(c.purpose, "research");
+    PUSH(c, 124);
+    PUSH(pstmt(HDX_ADMIN_BREAK_GLASS, "alice", 0), 300);
+    PUSH(pstmt(HDX_ADMIN_BREAK_GLASS, "alice", 1), 301);
+    struct hdx_admin rv = pstmt(HDX_ADMIN_BREAK_GLASS_REVIEW, "alice", 0);
+    strcpy(rv.reviewer, "carol"); /* no such reviewer: nothing */
+    PUSH(rv, 400);
+    rv.granted_us = 299; /* no such grant: nothing */
+    strcpy(rv.reviewer, "bob");
+    PUSH(rv, 401);
+    rv.granted_us = 300;
+    PUSH(rv, 402); /* reviewed */
+    strcpy(rv.name, "bob");
+    strcpy(rv.reviewer, "alice"); /* bob holds no grant at 300 */
+    PUSH(rv, 403);
+    rv = pstmt(HDX_ADMIN_BREAK_GLASS_REVIEW, "alice", 0);
+    PUSH(rv, 404); /* reviewed once: the first review stands */
+#undef PUSH
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hdx_registry_apply(&r, &seq[i], t[i]), HDX_OK);
+        enqueue_commit(s, &seq[i], t[i]);
+    }
+    /* the replay */
+    assert_int_equal(r.nct, 2);
+    assert_string_equal(r.ct[0].user, "alice");
+    assert_string_equal(r.ct[1].user, "bob");
+    assert_int_equal(r.ct[1].patient[0], 0xff);
+    assert_int_equal(r.ncs, 2);
+    assert_int_equal(r.cs[0].patient[0], 0x00); /* sorted by patient */
+    assert_string_equal(r.cs[0].role, "nurse");
+    assert_string_equal(r.cs[1].purpose, "payment");
+    assert_int_equal(r.nbg, 2);
+    assert_int_equal(r.bg[0].granted_us, 300);
+    assert_int_equal(r.bg[0].expires_us, 5000);
+    assert_string_equal(r.bg[0].justification, "why alice");
+    assert_string_equal(r.bg[0].reviewed_by, "bob");
+    assert_int_equal(r.bg[0].reviewed_us, 402);
+    assert_int_equal(r.bg[1].granted_us, 301);
+    assert_string_equal(r.bg[1].reviewed_by, "");
+    struct hdx_careteam key = {.user = "alice"};
+    assert_int_equal(hdx_unhex(TOK, key.patient, HDX_BLIND_LEN), 0);
+    assert_non_null(hdx_registry_careteam(&r, &key));
+    strcpy(key.user, "bob");
+    assert_null(hdx_registry_careteam(&r, &key));
+    struct hdx_break_glass gk = r.bg[1];
+    assert_ptr_equal(hdx_registry_break_glass(&r, &gk), &r.bg[1]);
+    gk.granted_us++;
+    assert_null(hdx_registry_break_glass(&r, &gk));
+    /* the tables are the same replay, row for row, in the same order */
+    struct collected k = {0};
+    assert_int_equal(hdx_store_careteams_list(s, NULL, got_ct, &k), HDX_OK);
+    assert_int_equal(hdx_store_consents_list(s, NULL, got_cs, &k), HDX_OK);
+    assert_int_equal(hdx_store_break_glass_list(s, got_bg, &k), HDX_OK);
+    assert_int_equal(k.nct, r.nct);
+    assert_int_equal(k.ncs, r.ncs);
+    assert_int_equal(k.nbg, r.nbg);
+    for (size_t i = 0; i < r.nct; i++)
+        assert_non_null(hdx_registry_careteam(&r, &k.ct[i]));
+    for (size_t i = 0; i < r.ncs; i++)
+        assert_ptr_equal(hdx_registry_consent(&r, &k.cs[i]), &r.cs[i]);
+    for (size_t i = 0; i < r.nbg; i++) {
+        const struct hdx_break_glass *g = hdx_registry_break_glass(&r, &k.bg[i]);
+        assert_ptr_equal(g, &r.bg[i]);
+        assert_int_equal(k.bg[i].expires_us, g->expires_us);
+        assert_string_equal(k.bg[i].justification, g->justification);
+        assert_string_equal(k.bg[i].reviewed_by, g->reviewed_by);
+        assert_int_equal(k.bg[i].reviewed_us, g->reviewed_us);
+    }
+    /* the filtered lists and the one-grant read */
+    memset(&k, 0, sizeof(k));
+    assert_int_equal(hdx_store_careteams_list(s, "bob", got_ct, &k), HDX_OK);
+    assert_int_equal(k.nct, 1);
+    assert_int_equal(hdx_store_consents_list(s, r.cs[1].patient, got_cs, &k), HDX_OK);
+    assert_int_equal(k.ncs, 1);
+    assert_string_equal(k.cs[0].purpose, "payment");
+    struct hdx_break_glass got;
+    assert_int_equal(hdx_store_break_glass_get(s, &r.bg[0], &got), HDX_OK);
+    assert_string_equal(got.reviewed_by, "bob");
+    assert_int_equal(hdx_store_break_glass_get(s, &gk, &got), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_store_user_exists(s, "alice"), 1);
+    assert_int_equal(hdx_store_user_exists(s, "carol"), 0);
+    hdx_registry_free(&r);
+    hdx_store_close(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +933,9 @@ int main(void)
         cmocka_unit_test(test_user_bodies_roundtrip),
         cmocka_unit_test(test_user_refusals),
         cmocka_unit_test(test_user_registry_and_store),
+        cmocka_unit_test(test_policy_bodies_roundtrip),
+        cmocka_unit_test(test_policy_refusals),
+        cmocka_unit_test(test_policy_registry_and_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,45 @@ static void test_devices(void **state)
     hdx_store_close(s);
 }
 
+static int count_rows(void *arg, const struct hdx_careteam *c, int bad)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* A schema-3 store (no policy tables) is migrated when a writer opens it, and only then:
+ * a reader refuses it until then. */
+static void test_migrate_3_to_4(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/v3.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "DROP TABLE careteams; DROP TABLE consents; DROP TABLE break_glass;"
+                     "UPDATE meta SET v=3 WHERE k='schema_version';",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 4);
+    struct hdx_careteam c = {.user = "alice"};
+    int n = 0;
+    assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
+    assert_int_equal(hdx_store_careteams_list(s, NULL, count_rows, &n), HDX_OK);
+    assert_int_equal(n, 1);
+    hdx_store_close(s);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_store_close(s);
+}
+
 /* ---- bus ---- */
 
 struct fake_conn {
@@ -329,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_store_chain_and_scan),
         cmocka_unit_test(test_scan_filters),
         cmocka_unit_test(test_devices),
+        cmocka_unit_test(test_migrate_3_to_4),
         cmocka_unit_test(test_bus_replay_then_live),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
