@@ -35,15 +35,18 @@ int hdx_sessions_new(int64_t idle_us, int64_t lifetime_us, size_t max, struct hd
     t->idle_us = idle_us;
     t->lifetime_us = lifetime_us;
     t->max = max;
-    for (t->nbuckets = 16; t->nbuckets < 2 * max; t->nbuckets *= 2) {}
+    for (t->nbuckets = 16; t->nbuckets < 2 * max; t->nbuckets *= 2) {
+    }
     t->e = calloc(max, sizeof(*t->e));
     t->bucket = malloc(t->nbuckets * sizeof(*t->bucket));
     if (!t->e || !t->bucket) {
         hdx_sessions_free(t);
         return HDX_E_NOMEM;
     }
-    for (size_t i = 0; i < t->nbuckets; i++) t->bucket[i] = -1;
-    for (size_t i = 0; i < max; i++) t->e[i].next = i + 1 < max ? (int32_t)(i + 1) : -1;
+    for (size_t i = 0; i < t->nbuckets; i++)
+        t->bucket[i] = -1;
+    for (size_t i = 0; i < max; i++)
+        t->e[i].next = i + 1 < max ? (int32_t)(i + 1) : -1;
     t->free_head = 0;
     t->next_serial = 1;
     *out = t;
@@ -70,7 +73,8 @@ static void unlink_entry(struct hdx_sessions *t, int32_t idx)
 {
     struct entry *en = &t->e[idx];
     int32_t *p = &t->bucket[bucket_of(t, en->hash)];
-    while (*p != -1 && *p != idx) p = &t->e[*p].next;
+    while (*p != -1 && *p != idx)
+        p = &t->e[*p].next;
     if (*p == idx) *p = en->next;
     sodium_memzero(en, sizeof(*en));
     en->next = t->free_head;
@@ -84,8 +88,8 @@ static int expired(const struct hdx_sessions *t, const struct entry *en, int64_t
 }
 
 int hdx_sessions_create(struct hdx_sessions *t, const char *user, const char *role, int mfa,
-                        const char *source, int64_t now_us,
-                        char token[HDX_SESSION_TOKEN_LEN + 1], const struct hdx_session **out)
+                        const char *source, int64_t now_us, char token[HDX_SESSION_TOKEN_LEN + 1],
+                        const struct hdx_session **out)
 {
     uint8_t raw[HDX_SESSION_TOKEN_BYTES];
     if (strlen(user) >= sizeof(t->e[0].s.user) || strlen(role) >= sizeof(t->e[0].s.role))
@@ -121,8 +125,8 @@ int hdx_sessions_create(struct hdx_sessions *t, const char *user, const char *ro
     return HDX_OK;
 }
 
-const struct hdx_session *hdx_sessions_check(struct hdx_sessions *t, const char *token,
-                                             size_t len, int64_t now_us)
+const struct hdx_session *hdx_sessions_check(struct hdx_sessions *t, const char *token, size_t len,
+                                             int64_t now_us)
 {
     uint8_t hash[crypto_hash_sha256_BYTES];
     if (len != HDX_SESSION_TOKEN_LEN) return NULL;

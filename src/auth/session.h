@@ -41,12 +41,12 @@ void hdx_sessions_free(struct hdx_sessions *t);
 
 /* A new session; token receives its NUL-terminated text, shown to the client once. */
 int hdx_sessions_create(struct hdx_sessions *t, const char *user, const char *role, int mfa,
-                        const char *source, int64_t now_us,
-                        char token[HDX_SESSION_TOKEN_LEN + 1], const struct hdx_session **out);
+                        const char *source, int64_t now_us, char token[HDX_SESSION_TOKEN_LEN + 1],
+                        const struct hdx_session **out);
 /* The live session the token names (its idle clock restarted), or NULL: unknown, malformed,
  * idle too long or past its lifetime (then it is ended). */
-const struct hdx_session *hdx_sessions_check(struct hdx_sessions *t, const char *token,
-                                             size_t len, int64_t now_us);
+const struct hdx_session *hdx_sessions_check(struct hdx_sessions *t, const char *token, size_t len,
+                                             int64_t now_us);
 /* The live session with this serial, without touching its idle clock; NULL when it ended. */
 const struct hdx_session *hdx_sessions_by_serial(struct hdx_sessions *t, uint64_t serial,
                                                  int64_t now_us);

@@ -6,7 +6,7 @@
 
 #include "core/err.h"
 
-#define SPRAY_SET 16      /* distinct accounts remembered per source */
+#define SPRAY_SET 16 /* distinct accounts remembered per source */
 #define BACKOFF_MAX_S 60
 
 struct entry {
@@ -32,7 +32,8 @@ struct hdx_throttle {
 static uint64_t key_hash(const char *k)
 {
     uint64_t h = 1469598103934665603ull;
-    for (; *k; k++) h = (h ^ (uint8_t)*k) * 1099511628211ull;
+    for (; *k; k++)
+        h = (h ^ (uint8_t)*k) * 1099511628211ull;
     return h ? h : 1;
 }
 
@@ -78,7 +79,8 @@ static struct entry *get(struct table *tb, const char *key)
     struct entry *e = find(tb, key), *lru = NULL;
     if (e) return e;
     for (size_t i = 0; i < tb->n && !e; i++) {
-        if (!tb->e[i].h) e = &tb->e[i];
+        if (!tb->e[i].h)
+            e = &tb->e[i];
         else if (!lru || tb->e[i].last_us < lru->last_us)
             lru = &tb->e[i];
     }
@@ -152,7 +154,8 @@ int hdx_throttle_failure(struct hdx_throttle *t, const char *source, const char 
     }
     uint64_t h = key_hash(account);
     int seen = 0;
-    for (int i = 0; i < s->naccounts; i++) seen |= s->accounts[i] == h;
+    for (int i = 0; i < s->naccounts; i++)
+        seen |= s->accounts[i] == h;
     if (!seen && s->naccounts < SPRAY_SET) s->accounts[s->naccounts++] = h;
     if (s->locked_until_us <= now_us) {
         if (s->naccounts >= t->conf.spray_accounts) {

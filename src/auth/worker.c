@@ -73,14 +73,12 @@ static void run_job(struct hdx_auth_worker *w, struct hdx_login_job *job)
                                 .pending_step = prev ? prev->step : 0,
                                 .pending_recovery = prev ? prev->recovery : 0};
     if (hdx_user_authenticate(w->store, w->kr, &w->cost, &in, &job->out) != HDX_OK)
-        job->out = (struct hdx_auth_outcome){.result = HDX_AUTH_DENIED,
-                                             .reason = HDX_AUTH_R_ERROR};
+        job->out = (struct hdx_auth_outcome){.result = HDX_AUTH_DENIED, .reason = HDX_AUTH_R_ERROR};
     wipe_input(job);
     if (job->out.result != HDX_AUTH_OK || job->out.factor == HDX_FACTOR_NONE) return;
     struct accepted *a = accepted_for(w, job->name, 1);
     if (!a) { /* cannot remember it: refuse rather than let the code work twice */
-        job->out = (struct hdx_auth_outcome){.result = HDX_AUTH_DENIED,
-                                             .reason = HDX_AUTH_R_ERROR};
+        job->out = (struct hdx_auth_outcome){.result = HDX_AUTH_DENIED, .reason = HDX_AUTH_R_ERROR};
         return;
     }
     if (job->out.factor == HDX_FACTOR_TOTP && job->out.step > a->step) a->step = job->out.step;
@@ -104,7 +102,8 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), "hdx-auth");
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->head && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
         if (w->stop) break;
         struct hdx_login_job *job = w->head;
         w->head = job->next;
@@ -124,8 +123,7 @@ static void *worker_main(void *arg)
 
 int hdx_auth_worker_start(const char *store_path, const struct hdx_keyring *kr,
                           const struct hdx_pw_cost *cost, size_t max_queue,
-                          void (*notify)(void *arg), void *notify_arg,
-                          struct hdx_auth_worker **out)
+                          void (*notify)(void *arg), void *notify_arg, struct hdx_auth_worker **out)
 {
     *out = NULL;
     struct hdx_auth_worker *w = calloc(1, sizeof(*w));

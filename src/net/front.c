@@ -56,7 +56,8 @@ int hdx_front_who(struct hdx_front *f, const struct http_req *req, struct hdx_fr
     if (!h) return HDX_E_NOTFOUND;
     if (strncasecmp(h, "Bearer ", 7) != 0) return HDX_E_INVAL;
     const char *tok = h + 7;
-    while (*tok == ' ') tok++;
+    while (*tok == ' ')
+        tok++;
     const struct hdx_session *s = hdx_sessions_check(f->sessions, tok, strlen(tok), hdx_now_us());
     if (!s) return HDX_E_PERM;
     who->session = s;
@@ -133,8 +134,8 @@ static void grant(struct login *l)
                                                     : "none");
     hdx_front_audit_auth(f, l->c, "login", "success", mfa ? "-" : "enrol_only", l->name,
                          l->out.role, detail);
-    hdx_info("login", "peer=%s user=%s role=%s session=%s mfa=%d", l->c->peer, l->name,
-             l->out.role, s->id, mfa);
+    hdx_info("login", "peer=%s user=%s role=%s session=%s mfa=%d", l->c->peer, l->name, l->out.role,
+             s->id, mfa);
     json_t *o = json_pack("{s:s, s:I, s:s, s:b}", "token", token, "expires_in",
                           (json_int_t)hdx_sessions_remaining_s(f->sessions, s, now), "role",
                           l->out.role, "mfa", mfa);
@@ -376,8 +377,8 @@ static void route_session(void *arg, struct hdx_conn *c, const struct http_req *
         return;
     }
     const struct hdx_session *s = who.session;
-    json_t *o = json_pack("{s:s, s:s, s:b, s:s, s:I, s:I}", "user", s->user, "role", s->role,
-                          "mfa", s->mfa, "session", s->id, "expires_in",
+    json_t *o = json_pack("{s:s, s:s, s:b, s:s, s:I, s:I}", "user", s->user, "role", s->role, "mfa",
+                          s->mfa, "session", s->id, "expires_in",
                           (json_int_t)hdx_sessions_remaining_s(f->sessions, s, hdx_now_us()),
                           "idle_timeout_s", (json_int_t)f->env.conf->auth_session_idle_s);
     hdx_http_json_value(r, 200, o);

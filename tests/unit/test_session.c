@@ -21,8 +21,8 @@ static void test_session_token(void **state)
     char tok[HDX_SESSION_TOKEN_LEN + 1], tok2[HDX_SESSION_TOKEN_LEN + 1];
     const struct hdx_session *s, *s2;
     assert_int_equal(hdx_sessions_new(60 * S, 3600 * S, 8, &t), HDX_OK);
-    assert_int_equal(hdx_sessions_create(t, "alice", "clinician", 1, "127.0.0.1", 1000 * S, tok, &s),
-                     HDX_OK);
+    assert_int_equal(
+        hdx_sessions_create(t, "alice", "clinician", 1, "127.0.0.1", 1000 * S, tok, &s), HDX_OK);
     assert_int_equal(strlen(tok), HDX_SESSION_TOKEN_LEN);
     for (const char *p = tok; *p; p++)
         assert_true((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
@@ -80,7 +80,8 @@ static void test_session_expiry(void **state)
 static void test_session_revoke(void **state)
 {
     struct hdx_sessions *t;
-    char a1[HDX_SESSION_TOKEN_LEN + 1], a2[HDX_SESSION_TOKEN_LEN + 1], b1[HDX_SESSION_TOKEN_LEN + 1];
+    char a1[HDX_SESSION_TOKEN_LEN + 1], a2[HDX_SESSION_TOKEN_LEN + 1],
+        b1[HDX_SESSION_TOKEN_LEN + 1];
     const struct hdx_session *s;
     assert_int_equal(hdx_sessions_new(600 * S, 3600 * S, 8, &t), HDX_OK);
     assert_int_equal(hdx_sessions_create(t, "alice", "clinician", 1, "-", 10 * S, a1, &s), HDX_OK);
@@ -200,7 +201,7 @@ static void test_throttle_source(void **state)
     assert_int_equal(hdx_throttle_check(t, "evil", "a9", now, &why), 300);
     assert_string_equal(why, "source");
     assert_int_equal(hdx_throttle_check(t, "good", "a1", now, &why), 0); /* others may */
-    assert_int_equal(hdx_throttle_failure(t, "evil", "a5", now), 0);  /* raised once */
+    assert_int_equal(hdx_throttle_failure(t, "evil", "a5", now), 0);     /* raised once */
     /* many failures on one account from one source lock the account first; spread over
      * accounts under the spray count, the source's own limit */
     struct hdx_throttle_conf c = {.max_failures = 100,
@@ -227,8 +228,8 @@ static void test_throttle_source(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_session_token),   cmocka_unit_test(test_session_expiry),
-        cmocka_unit_test(test_session_revoke),  cmocka_unit_test(test_session_bound),
+        cmocka_unit_test(test_session_token),    cmocka_unit_test(test_session_expiry),
+        cmocka_unit_test(test_session_revoke),   cmocka_unit_test(test_session_bound),
         cmocka_unit_test(test_throttle_account), cmocka_unit_test(test_throttle_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
