@@ -20,7 +20,8 @@ struct hdx_bus_sub {
     uint64_t cursor; /* next seq to consider */
     enum sub_mode mode;
     int dropped;
-    int64_t behind_since_us; /* when a live overflow sent it to catch up; 0 = not behind */
+    int64_t behind_since_us;         /* when a live overflow sent it to catch up; 0 = not behind */
+    const struct hdx_bus_sink *sink; /* the bus's, or the subscriber's own */
 };
 
 struct hdx_bus {
@@ -93,6 +94,10 @@ static void header_token(const char *in, char *out, size_t cap)
 
 static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct hdx_bus_event *ev)
 {
+    if (sub->sink->deliver) {
+        sub->sink->deliver(sub->conn, ev);
+        return;
+    }
     char head[256], t[32], sender[HDX_SENDER_MAX + 1], type[HDX_TYPE_MAX + 1];
     hdx_format_time(ev->time_us, t, sizeof(t));
     header_token(ev->sender, sender, sizeof(sender));
@@ -105,17 +110,25 @@ static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct h
                 : snprintf(head, sizeof(head), "MSG seq=%llu time=%s sender=%s type=%s len=%zu\n",
                            (unsigned long long)ev->seq, t, sender, type, ev->body_len);
     if (n < 0 || (size_t)n >= sizeof(head)) return;
-    bus->sink.write(sub->conn, head, (size_t)n);
-    bus->sink.write(sub->conn, ev->body, ev->body_len);
-    bus->sink.write(sub->conn, "\n", 1);
-    if (bus->sink.disclosed) bus->sink.disclosed(sub->conn, ev->patient, ev->seq);
+    sub->sink->write(sub->conn, head, (size_t)n);
+    sub->sink->write(sub->conn, ev->body, ev->body_len);
+    sub->sink->write(sub->conn, "\n", 1);
+    if (sub->sink->disclosed) sub->sink->disclosed(sub->conn, ev->patient, ev->seq);
 }
 
 struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,
                                       const struct hdx_bus_filter *f, uint64_t after_seq)
 {
+    return hdx_bus_subscribe_sink(bus, conn, f, after_seq, NULL);
+}
+
+struct hdx_bus_sub *hdx_bus_subscribe_sink(struct hdx_bus *bus, void *conn,
+                                           const struct hdx_bus_filter *f, uint64_t after_seq,
+                                           const struct hdx_bus_sink *sink)
+{
     struct hdx_bus_sub *sub = calloc(1, sizeof(*sub));
     if (!sub) return NULL;
+    sub->sink = sink ? sink : &bus->sink;
     sub->conn = conn;
     sub->filter = *f;
     if (after_seq == UINT64_MAX) {
@@ -148,7 +161,7 @@ static void drop(struct hdx_bus *bus, struct hdx_bus_sub *sub, const char *reaso
 {
     if (sub->dropped) return;
     sub->dropped = 1;
-    bus->sink.drop(sub->conn, reason);
+    sub->sink->drop(sub->conn, reason);
 }
 
 void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev)
@@ -169,7 +182,7 @@ void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev)
             sub->cursor = ev->seq + 1;
             continue;
         }
-        if (bus->sink.queued(sub->conn) > bus->max_queue) {
+        if (sub->sink->queued(sub->conn) > bus->max_queue) {
             /* Queue full: stop queueing and let it catch up from the store as it drains.
              * Memory stays bounded; only a reader that stays behind is dropped (tick). */
             sub->mode = SUB_REPLAY;
@@ -214,7 +227,7 @@ static int replay_one(void *arg, const struct hdx_record *r)
 void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub)
 {
     while (!sub->dropped && sub->mode == SUB_REPLAY) {
-        if (bus->sink.queued(sub->conn) > bus->max_queue / 2)
+        if (sub->sink->queued(sub->conn) > bus->max_queue / 2)
             return; /* resume when the socket drains */
         struct hdx_store_filter f = {.from_seq = sub->cursor};
         struct replay_ctx ctx = {bus, sub, 0};

@@ -25,6 +25,7 @@
 
 struct hdx_bus;
 struct hdx_bus_sub;
+struct hdx_bus_event;
 
 struct hdx_bus_sink {
     void (*write)(void *conn, const void *data, size_t len);
@@ -32,6 +33,10 @@ struct hdx_bus_sink {
     void (*drop)(void *conn, const char *reason); /* must not call back into the bus */
     /* A record went to conn (its patient token or NULL): the accounting of disclosures. */
     void (*disclosed)(void *conn, const uint8_t *patient, uint64_t seq);
+    /* Optional: the sink writes the record itself, in its own format, after its own checks
+     * (an HTTPS event stream, authorized per record); write and disclosed are then unused.
+     * It must not call back into the bus. */
+    void (*deliver)(void *conn, const struct hdx_bus_event *ev);
 };
 
 struct hdx_bus_filter {
@@ -65,6 +70,11 @@ void hdx_bus_free(struct hdx_bus *bus);
 /* after_seq: deliver every record with seq > after_seq; UINT64_MAX = only new records. */
 struct hdx_bus_sub *hdx_bus_subscribe(struct hdx_bus *bus, void *conn,
                                       const struct hdx_bus_filter *f, uint64_t after_seq);
+/* The same with a sink of the subscriber's own (it must outlive the subscription); NULL: the
+ * bus's. */
+struct hdx_bus_sub *hdx_bus_subscribe_sink(struct hdx_bus *bus, void *conn,
+                                           const struct hdx_bus_filter *f, uint64_t after_seq,
+                                           const struct hdx_bus_sink *sink);
 void hdx_bus_unsubscribe(struct hdx_bus *bus, struct hdx_bus_sub *sub);
 void hdx_bus_publish(struct hdx_bus *bus, const struct hdx_bus_event *ev);
 /* Continues a replay; call when the subscriber's queue has drained. */

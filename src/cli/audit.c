@@ -23,7 +23,17 @@ static const char audit_usage[] =
     "the blind index, so the identifier itself is in no record; --since as for hdx query.\n"
     "disclosures lists what went to whom about one patient (HIPAA 164.528 accounting of\n"
     "disclosures): the disclosure records of every subscription, with the subscriber, its\n"
-    "filter, the first and last seq and the count, at least one per minute of delivery.\n";
+    "filter, the first and last seq and the count, at least one per minute of delivery, and\n"
+    "the access records of every HTTPS read or event stream that disclosed records of the\n"
+    "patient (user, purpose, seqs, count; reason=permit_break_glass when by break-glass).\n";
+
+/* What went out about the patient: a subscription's summary, or a read or stream of the API
+ * that permitted at least one record. */
+static int is_disclosure(const struct hdx_audit_view *v)
+{
+    return strcmp(v->event, "disclosure") == 0 ||
+           (strcmp(v->event, "access") == 0 && strcmp(v->outcome, "permit") == 0 && v->count > 0);
+}
 
 struct audit_q {
     const char *user, *event, *action, *outcome;
@@ -59,7 +69,7 @@ static int audit_one(void *arg, const struct hdx_record *r)
         (q->event && strcmp(q->event, v.event) != 0) ||
         (q->action && strcmp(q->action, v.action) != 0) ||
         (q->outcome && strcmp(q->outcome, v.outcome) != 0) ||
-        (q->disclosures_only && strcmp(v.event, "disclosure") != 0))
+        (q->disclosures_only && !is_disclosure(&v)))
         return 0;
     q->n++;
     hdx_format_time(r->time_us, t, sizeof(t));

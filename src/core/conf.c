@@ -88,6 +88,8 @@ static const struct conf_key conf_keys[] = {
     INT("auth", "spray_accounts", auth_spray_accounts, 2, 16, "5"),
     INT("auth", "failure_window_s", auth_failure_window_s, 1, 86400, "900"),
     INT("auth", "lockout_s", auth_lockout_s, 1, 86400, "300"),
+    INT("policy", "training_period_days", policy_training_period_days, 1, 3660, "365"),
+    INT("policy", "break_glass_minutes", policy_break_glass_minutes, 1, 1440, "60"),
     STR("log", "level", log_level, "info"),
     ONEOF("debug", "core_dumps", debug_core_dumps, "off|on", "off"),
 };
@@ -390,6 +392,13 @@ const char *hdx_conf_template(void)
            "spray_accounts = 5\n"
            "failure_window_s = 900\n"
            "lockout_s = 300\n"
+           "\n"
+           "[policy]\n"
+           "; security-awareness training older than this many days: no access to PHI until\n"
+           "; it is renewed (hdx training set)\n"
+           "training_period_days = 365\n"
+           "; an emergency (break-glass) access grant lasts this many minutes\n"
+           "break_glass_minutes = 60\n"
            "\n"
            "[log]\n"
            "level = info\n"

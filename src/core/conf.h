@@ -66,6 +66,9 @@ struct hdx_conf {
     int auth_spray_accounts;      /* accounts failed from one source in the window: spraying */
     int auth_failure_window_s;
     int auth_lockout_s;
+    /* [policy] (policy/policy.h) */
+    int policy_training_period_days; /* training older than this: no PHI until renewed */
+    int policy_break_glass_minutes;  /* how long an emergency access grant lasts */
     /* [log] */
     char log_level[8];
     /* [debug] */

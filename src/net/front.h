@@ -13,6 +13,10 @@
  * revoke-sessions).
  * Every login, success or failure, every lockout and spray detection, logout and enrolment is
  * an audit record (audit/audit.h, event auth).
+ * The API (front_api.c): GET /api/records, /api/records/SEQ, /api/stream (Server-Sent Events)
+ * and /api/audit, each record authorized by the policy engine for the asking principal (the
+ * policy data reloaded from the store whenever an admin record changes it) and each
+ * disclosure and refusal audited (event access).
  * Thread: the network thread. */
 #ifndef HDX_NET_FRONT_H
 #define HDX_NET_FRONT_H
@@ -20,6 +24,7 @@
 #include <event2/event.h>
 
 #include "audit/audit.h"
+#include "bus/bus.h"
 #include "commit/commit.h"
 #include "core/conf.h"
 #include "crypto/keys.h"
@@ -31,6 +36,7 @@ struct hdx_front_env {
     struct event_base *base;
     const struct hdx_keyring *kr;
     struct hdx_store *ro_store; /* the network thread's */
+    struct hdx_bus *bus;        /* live records for /api/stream */
     /* Hands an item to the commit pipeline (its on_done is called on this thread). */
     void (*submit)(void *arg, struct hdx_intake_item *it);
     void (*audit)(void *arg, const struct hdx_audit *a);

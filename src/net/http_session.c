@@ -24,7 +24,11 @@ struct http_conn {
     struct event *deadline; /* the request in progress: its head, then the whole of it */
     int deferred;           /* a handler owes the answer (hdx_http_finish) */
     int deferred_keep_alive, deferred_head;
-    int in_request;         /* bytes of a request have arrived */
+    int streaming; /* an event stream: see hdx_http_reply.stream */
+    void (*stream_drained)(void *arg);
+    void (*stream_closed)(void *arg);
+    void *stream_arg;
+    int in_request; /* bytes of a request have arrived */
     int head_done;
     int64_t started_us;
     uint64_t requests;
@@ -149,17 +153,21 @@ void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code, 
 static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r, int body)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char date[64];
+    char date[64], length[48] = "";
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!r->stream) snprintf(length, sizeof(length), "Content-Length: %zu\r\n", r->body_len);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: hdx\r\nContent-Type: %s\r\n"
-                        "Content-Length: %zu\r\n%s%s%s\r\n",
+                        "%s%s%s%s\r\n",
                         r->status, reason_phrase(r->status), date,
-                        r->content_type ? r->content_type : "application/json", r->body_len,
-                        r->close ? "Connection: close\r\n" : "", security_headers, r->extra);
+                        r->stream         ? "text/event-stream"
+                        : r->content_type ? r->content_type
+                                          : "application/json",
+                        length, r->close || r->stream ? "Connection: close\r\n" : "",
+                        security_headers, r->extra);
     if (r->body_len && body) evbuffer_add(out, r->body, r->body_len);
 }
 
@@ -227,9 +235,9 @@ static void route(struct hdx_http *h, struct hdx_conn *c, const struct http_req 
     for (size_t i = 0; i < h->nroutes; i++) {
         const struct hdx_http_route *rt = &h->routes[i];
         size_t plen = strlen(rt->path);
-        int match = rt->path[plen - 1] == '/' ? strncmp(rt->path, req->path, plen) == 0 &&
-                                                    req->path[plen] != 0
-                                              : strcmp(rt->path, req->path) == 0;
+        int match = rt->path[plen - 1] == '/'
+                        ? strncmp(rt->path, req->path, plen) == 0 && req->path[plen] != 0
+                        : strcmp(rt->path, req->path) == 0;
         if (!match) continue;
         if (strcmp(rt->method, req->method) == 0) {
             rt->fn(rt->arg, c, req, r);
@@ -265,12 +273,41 @@ static void refuse(struct hdx_conn *c, const struct http_error *e)
     hdx_conn_close(c, 0);
 }
 
+static void start_stream(struct hdx_conn *c, const struct hdx_http_reply *r)
+{
+    struct http_conn *s = c->session;
+    struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
+    s->streaming = 1;
+    s->stream_drained = r->stream_drained;
+    s->stream_closed = r->stream_closed;
+    s->stream_arg = r->stream_arg;
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
+    struct hdx_http_reply head = *r;
+    head.status = 200;
+    head.body_len = 0;
+    write_reply(c, &head, 0);
+}
+
+void hdx_http_stream_write(struct hdx_conn *c, const void *data, size_t len)
+{
+    if (!c->closing) evbuffer_add(bufferevent_get_output(c->bev), data, len);
+}
+
+size_t hdx_http_stream_queued(struct hdx_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
 static void http_read(struct hdx_conn *c)
 {
     struct http_conn *s = c->session;
     struct hdx_http *h = c->ctx;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t cap = h->limits.max_header_bytes + h->limits.max_body + 64;
+    if (s->streaming) { /* nothing more is asked on an event stream */
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     while (!c->closing) {
         if (hdx_conn_output_full(c)) { /* a pipelining client that does not read */
             hdx_conn_pause(c, HDX_PAUSE_OUTPUT);
@@ -314,6 +351,13 @@ static void http_read(struct hdx_conn *c)
             free(r.body);
             http_req_free(&req);
             evbuffer_drain(in, used);
+            return;
+        }
+        if (r.stream) {
+            start_stream(c, &r);
+            free(r.body);
+            http_req_free(&req);
+            evbuffer_drain(in, evbuffer_get_length(in));
             return;
         }
         if (!req.keep_alive) r.close = 1;
@@ -387,12 +431,17 @@ static void http_refuse_peer(struct hdx_conn *c, const char *why)
     free(r.body);
 }
 
-static void http_drained(struct hdx_conn *c) {}
+static void http_drained(struct hdx_conn *c)
+{
+    struct http_conn *s = c->session;
+    if (s && s->streaming && s->stream_drained && !c->closing) s->stream_drained(s->stream_arg);
+}
 
 static void http_free(struct hdx_conn *c)
 {
     struct http_conn *s = c->session;
     if (!s) return;
+    if (s->streaming && s->stream_closed) s->stream_closed(s->stream_arg);
     if (s->deadline) event_free(s->deadline);
     free(s);
     c->session = NULL;

@@ -30,6 +30,16 @@ struct hdx_http_reply {
     char extra[256]; /* more header lines, each ending in CRLF */
     int close;       /* close the connection after it */
     int deferred;    /* set by a handler: the answer comes through hdx_http_finish */
+    /* Set by a handler: the answer is an event stream (text/event-stream). Its head goes out
+     * now, without a length (the stream ends with the connection); from then on the
+     * connection is the handler's: it writes with hdx_http_stream_write and ends it with
+     * hdx_conn_close. Input is discarded; the idle timeout no longer applies (the write
+     * timeout does). drained(arg) runs when the output falls under the low mark, closed(arg)
+     * once when the connection goes, whoever closed it. */
+    int stream;
+    void (*stream_drained)(void *arg);
+    void (*stream_closed)(void *arg);
+    void *stream_arg;
 };
 
 /* A handler fills reply (or defers it); the request is read-only. */
@@ -61,6 +71,9 @@ void hdx_http_json_value(struct hdx_http_reply *reply, int status, struct json_t
 /* The deferred answer of c's request (its body is taken over: r->body becomes NULL). Once per
  * deferred request; on a connection closed meanwhile it only releases it. */
 void hdx_http_finish(struct hdx_conn *c, struct hdx_http_reply *r);
+
+void hdx_http_stream_write(struct hdx_conn *c, const void *data, size_t len);
+size_t hdx_http_stream_queued(struct hdx_conn *c);
 
 /* The listener's ctx is the struct hdx_http. */
 extern const struct hdx_session_ops hdx_http_ops;

@@ -326,6 +326,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                                     .base = base,
                                     .kr = kr,
                                     .ro_store = ro_store,
+                                    .bus = srv->bus,
                                     .submit = submit,
                                     .audit = audit_submit,
                                     .arg = srv};

@@ -168,7 +168,8 @@ static void on_summary(evutil_socket_t fd, short what, void *arg)
     disclosures_flush(arg);
 }
 
-const struct hdx_bus_sink hdx_sub_sink = {sink_write, sink_queued, sink_drop, sink_disclosed};
+const struct hdx_bus_sink hdx_sub_sink = {
+    .write = sink_write, .queued = sink_queued, .drop = sink_drop, .disclosed = sink_disclosed};
 
 /* ---------- requests ---------- */
 

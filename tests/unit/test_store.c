@@ -297,7 +297,8 @@ static void fake_drop(void *conn, const char *reason)
     snprintf(c->reason, sizeof(c->reason), "%s", reason);
 }
 
-static const struct hdx_bus_sink fake_sink = {fake_write, fake_queued, fake_drop, NULL};
+static const struct hdx_bus_sink fake_sink = {
+    .write = fake_write, .queued = fake_queued, .drop = fake_drop};
 
 static int count_msgs(const char *out, const char *needle)
 {
