@@ -829,7 +829,7 @@ static void route_break_glass(void *arg, struct hdx_conn *c, const struct http_r
                        "the justification must be printable text on one line");
         return;
     }
-    rc = hdx_front_admin_submit(f, &a, glass_done, g);
+    rc = hdx_front_admin_submit(f, &a, who.user, glass_done, g);
     sodium_memzero(&a, sizeof(a));
     if (rc != HDX_OK) {
         free(g);
