@@ -112,6 +112,20 @@ struct hdx_admin;
 int cli_admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *a, char *why,
                   size_t cap);
 
+/* What a read of the store file itself (hdx get|query without --user) disclosed about one
+ * patient (has_patient 0: records without one). */
+struct cli_read_tally {
+    uint8_t patient[HDX_BLIND_LEN];
+    int has_patient;
+    uint64_t first, last, count;
+};
+/* Its audit records, one per tally entry: event access, action offline_read, principal
+ * local:LOGIN, role operator, detail route=ROUTE; queued and committed like admin statements
+ * (by hdxd when it runs, else here) before the command prints anything. HDX_OK, or a warning
+ * on stderr: a store that cannot take them (damaged, hdxd's log alarm) must still be
+ * readable for recovery. */
+int cli_offline_audit(const char *dir, const char *route, const struct cli_read_tally *t, size_t n);
+
 int cmd_init(int argc, char **argv);
 int cmd_device(int argc, char **argv);
 int cmd_user(int argc, char **argv);

@@ -25,18 +25,25 @@ static const char get_usage[] =
     "user may not read is 'not found', like one that does not exist) and logs out. --purpose\n"
     "is the purpose of use: treatment (default), payment, operations or research.\n"
     "Without --user (or with --offline) the store is read directly with the data directory's\n"
-    "key-encryption key, for recovery: no policy applies and no audit record is written yet\n"
-    "(docs/AUDIT.md).\n";
+    "key-encryption key, for recovery: no policy applies, and before the message is printed\n"
+    "an audit record names the operating-system account, the record and its patient (event\n"
+    "access, action offline_read; committed by hdxd when it runs, else by hdx itself). A\n"
+    "store that cannot take it (damaged, read-only after a log alarm) is still read, with a\n"
+    "warning on stderr.\n";
 
 static const char query_usage[] =
     "usage: hdx query -d DIR --user NAME [--password-file F] [--totp CODE] [--purpose P]\n"
     "                 [--to HOST:PORT] [--ca CA] [--patient ID] [--type T] [--sender S]\n"
     "                 [--since T] [--count]\n"
     "       hdx query -d DIR [--offline] [--patient ID] [--type T] [--sender S] [--since T]\n"
-    "                 [--unverified] [--reused-ids] [--kind hl7v2|admin|audit|any] [--count]\n"
+    "                 [--unverified] [--reused-ids] [--kind hl7v2|admin|audit|any]\n"
+    "                 [--count|--headers]\n"
     "--user: through hdxd's HTTPS API as that user, like hdx get --user: only the messages the\n"
     "policy lets the user read are listed, and hdxd audits what was disclosed. Without it,\n"
-    "the store is read directly with the data directory's key (--offline, for recovery).\n"
+    "the store is read directly with the data directory's key (--offline, for recovery), and\n"
+    "a read that prints messages is first recorded in the audit trail, one record per patient\n"
+    "(see hdx get --help). --headers prints the header lines only, each with ' control_id='\n"
+    "MSH-10: no message is shown, so nothing is recorded (for scripts that find a message).\n"
     "Lists stored clinical messages (HL7 v2; --kind admin: the registry's admin records,\n"
     "--kind audit: the audit records, better read with hdx audit query; --kind any: every\n"
     "record) matching every filter given, oldest first:\n"
@@ -186,6 +193,15 @@ int cmd_get(int argc, char **argv)
     int rc = hdx_store_get(ctx.store, seq, &r);
     if (rc == HDX_OK) {
         rc = hdx_record_open(&r, ctx.kr, &pt, &len);
+        if (rc == HDX_OK && r.kind == HDX_KIND_HL7V2) {
+            static const uint8_t zero[HDX_BLIND_LEN];
+            struct cli_read_tally t = {.has_patient = memcmp(r.patient, zero, HDX_BLIND_LEN) != 0,
+                                       .first = seq,
+                                       .last = seq,
+                                       .count = 1};
+            memcpy(t.patient, r.patient, HDX_BLIND_LEN);
+            (void)cli_offline_audit(dir, "offline-get", &t, 1);
+        }
         hdx_record_clear(&r);
     }
     cli_close(&ctx);
@@ -199,12 +215,52 @@ int cmd_get(int argc, char **argv)
     return 0;
 }
 
+#define TALLY_SLOTS 8192 /* patients counted one by one per read; then one record for the rest */
+
 struct query_ctx {
     struct cli_ctx *cli;
-    int count_only, unverified_only, reused_only;
+    int count_only, unverified_only, reused_only, headers_only;
     unsigned long long n;
     int failed;
+    /* The first pass of a read that prints messages: what it will disclose, per patient. */
+    struct cli_read_tally *slots;
 };
+
+static void tally_note(struct query_ctx *q, const struct hdx_record *r)
+{
+    static const uint8_t zero[HDX_BLIND_LEN];
+    size_t i = 0; /* slot 0: records without a patient, and patients past a full table */
+    if (memcmp(r->patient, zero, HDX_BLIND_LEN) != 0) {
+        uint64_t h; /* the token is already a keyed hash */
+        memcpy(&h, r->patient, sizeof(h));
+        for (size_t probe = 0; probe < TALLY_SLOTS / 2; probe++) {
+            size_t j = 1 + (size_t)((h + probe) % (TALLY_SLOTS - 1));
+            struct cli_read_tally *t = &q->slots[j];
+            if (!t->count || !memcmp(t->patient, r->patient, HDX_BLIND_LEN)) {
+                i = j;
+                break;
+            }
+        }
+    }
+    struct cli_read_tally *t = &q->slots[i];
+    if (!t->count) {
+        t->has_patient = i != 0;
+        if (i) memcpy(t->patient, r->patient, HDX_BLIND_LEN);
+        t->first = r->seq;
+    }
+    t->last = r->seq;
+    t->count++;
+}
+
+/* The read's audit records (cli_offline_audit), from the tally, before anything is printed. */
+static void audit_read(const char *dir, const char *route, struct query_ctx *q)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < TALLY_SLOTS; i++)
+        if (q->slots[i].count) q->slots[n++] = q->slots[i];
+    if (n) (void)cli_offline_audit(dir, route, q->slots, n);
+    sodium_memzero(q->slots, TALLY_SLOTS * sizeof(*q->slots));
+}
 
 static int query_one(void *arg, const struct hdx_record *r)
 {
@@ -215,6 +271,10 @@ static int query_one(void *arg, const struct hdx_record *r)
     uint64_t ckpt = 0;
     int verified = 0, marked = hdx_store_mark_get(q->cli->store, r->seq, &ckpt, &verified) == 0;
     if (q->unverified_only && (!marked || verified)) return 0;
+    if (q->slots) {
+        tally_note(q, r);
+        return 0;
+    }
     q->n++;
     if (q->count_only) return 0;
     if (hdx_record_open(r, q->cli->kr, &pt, &len) != HDX_OK) {
@@ -230,9 +290,25 @@ static int query_one(void *arg, const struct hdx_record *r)
         printf(" stream=%s checkpoint=%llu", verified ? "verified" : "unverified",
                (unsigned long long)ckpt);
     if (q->reused_only) printf(" control_id_reused=yes");
-    putchar('\n');
-    print_message(pt, len, 0);
-    putchar('\n');
+    if (q->headers_only) {
+        /* MSH-10 identifies the message, not the patient: tooling finds a message by it. */
+        struct hl7_msg m;
+        struct hl7_error e;
+        struct hl7_limits lim;
+        hl7_limits_default(&lim);
+        memset(&m, 0, sizeof(m));
+        if (r->kind == HDX_KIND_HL7V2 && hl7_parse(pt, len, &lim, &m, &e) == 0) {
+            printf(" control_id=");
+            for (const char *c = m.control_id; *c; c++)
+                putchar(*c > ' ' && *c < 0x7f ? *c : '?');
+        }
+        hl7_msg_free(&m);
+        putchar('\n');
+    } else {
+        putchar('\n');
+        print_message(pt, len, 0);
+        putchar('\n');
+    }
     sodium_memzero(pt, len);
     free(pt);
     return 0;
@@ -263,6 +339,8 @@ int cmd_query(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--count"))
             q.count_only = 1;
+        else if (!strcmp(argv[i], "--headers"))
+            q.headers_only = offline_only = 1;
         else if (!strcmp(argv[i], "--offline"))
             offline = 1;
         else if (!strcmp(argv[i], "--purpose"))
@@ -317,7 +395,17 @@ int cmd_query(int argc, char **argv)
         f.patient = blind;
     }
     q.cli = &ctx;
-    long rc = hdx_store_scan(ctx.store, &f, 0, query_one, &q);
+    long rc = 0;
+    /* Messages printed from the store file: recorded in the audit trail first (a count, or
+     * the registry's and the audit trail's own records, disclose no message). */
+    if (!q.count_only && !q.headers_only && (f.kind == HDX_KIND_HL7V2 || f.kind == 0)) {
+        q.slots = calloc(TALLY_SLOTS, sizeof(*q.slots));
+        rc = q.slots ? hdx_store_scan(ctx.store, &f, 0, query_one, &q) : HDX_E_NOMEM;
+        if (rc >= 0) audit_read(dir, "offline-query", &q);
+        free(q.slots);
+        q.slots = NULL;
+    }
+    if (rc >= 0) rc = hdx_store_scan(ctx.store, &f, 0, query_one, &q);
     cli_close(&ctx);
     if (rc < 0) {
         fprintf(stderr, "hdx query: %s\n", hdx_strerror((int)rc));

@@ -218,7 +218,10 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
 
 /* The intake item (kind ADMIN, sender HDX_ADMIN_SENDER, type of its op, no patient, no
  * duplicate token, origin NULL) for queue row id; NULL when body does not parse (*bad set)
- * or on no memory (*bad 0). */
+ * or on no memory (*bad 0). The queue also carries one kind of audit record: the hdx command
+ * line's own account of an offline read (audit/audit.h, event access, action offline_read, a
+ * local: principal), which becomes an audit item with its patient token; the commit removes
+ * its row in the same transaction. Any other audit body is refused (*bad). */
 struct hdx_intake_item *hdx_admin_item_new(int64_t id, const uint8_t *body, size_t len, int *bad);
 
 /* DIR/hdxd.lock: hdxd holds an exclusive flock on it while it runs; a writer outside hdxd
