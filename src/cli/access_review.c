@@ -171,7 +171,8 @@ static long user_index(const struct review *rv, const char *name)
     struct rv_user key;
     if (strlen(name) >= sizeof(key.name)) return -1;
     memcpy(key.name, name, strlen(name) + 1);
-    const struct rv_user *u = bsearch(&key, rv->users, rv->n_users, sizeof(*u), user_cmp);
+    const struct rv_user *u =
+        rv->n_users ? bsearch(&key, rv->users, rv->n_users, sizeof(*u), user_cmp) : NULL;
     return u ? (long)(u - rv->users) : -1;
 }
 
@@ -241,7 +242,8 @@ static int device_one(void *arg, const struct hdx_device *d)
     char detail[HDX_REVIEW_DETAIL_MAX];
     rv->n_devices++;
     snprintf(key.name, sizeof(key.name), "%s", d->name);
-    const struct rv_sender *s = bsearch(&key, rv->senders, rv->n_senders, sizeof(*s), sender_cmp);
+    const struct rv_sender *s =
+        rv->n_senders ? bsearch(&key, rv->senders, rv->n_senders, sizeof(*s), sender_cmp) : NULL;
     if (hdx_review_device_silent(&rv->w, d, s ? s->last_us : 0, detail, sizeof(detail)))
         emit(rv, x->c, d->name, detail);
     return 0;
@@ -393,7 +395,7 @@ static void gather(struct review *rv)
     int64_t longest = rv->w.dormant_us > rv->w.unused_us ? rv->w.dormant_us : rv->w.unused_us;
     int rc = hdx_store_users_list(st, user_load, rv);
     if (rc != HDX_OK) review_error(rv, "cannot read the users table: %s", hdx_strerror(rc));
-    qsort(rv->users, rv->n_users, sizeof(*rv->users), user_cmp);
+    if (rv->n_users) qsort(rv->users, rv->n_users, sizeof(*rv->users), user_cmp);
 
     struct hdx_store_filter audit = {.kind = HDX_KIND_AUDIT,
                                      .since_us = hdx_review_since(&rv->w, longest)};
@@ -408,7 +410,7 @@ static void gather(struct review *rv)
 
     rc = hdx_store_senders_since(st, hdx_review_since(&rv->w, rv->w.silent_us), sender_load, rv);
     if (rc != HDX_OK) review_error(rv, "cannot read the records' senders: %s", hdx_strerror(rc));
-    qsort(rv->senders, rv->n_senders, sizeof(*rv->senders), sender_cmp);
+    if (rv->n_senders) qsort(rv->senders, rv->n_senders, sizeof(*rv->senders), sender_cmp);
 }
 
 /* ---------- the command ---------- */
