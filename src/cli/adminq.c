@@ -2,6 +2,9 @@
  * and committed as an admin record, by hdxd when it runs or by this process itself under
  * DIR/hdxd.lock, through the same commit pipeline (hdx device, hdx user, hdx training). */
 #include <openssl/evp.h>
+#include <pwd.h>
+#include <sodium.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -108,12 +111,33 @@ static int apply_queue_here(const char *dir, struct cli_ctx *ctx, char *why, siz
 /* Queues the statement and waits until it is a record: applied here when no hdxd holds
  * DIR/hdxd.lock, else by hdxd (up to 10 s, 50 ms steps; the lock is tried again meanwhile,
  * in case hdxd stops). */
-int cli_admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *a, char *why,
+/* The operating-system account running hdx (and, under sudo, who ran sudo), as an admin
+ * statement's actor. Characters the actor grammar does not allow become '_'. */
+static void local_actor(char *out, size_t cap)
+{
+    const struct passwd *pw = getpwuid(geteuid());
+    const char *sudo = geteuid() == 0 ? getenv("SUDO_USER") : NULL;
+    char uid[24];
+    snprintf(uid, sizeof(uid), "uid%u", (unsigned)geteuid());
+    int n = snprintf(out, cap, "local:%.40s%s%.32s", pw && pw->pw_name[0] ? pw->pw_name : uid,
+                     sudo && sudo[0] ? "/sudo:" : "", sudo && sudo[0] ? sudo : "");
+    for (int i = 6; n > 0 && i < n && (size_t)i < cap; i++) {
+        unsigned char ch = (unsigned char)out[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("._@:/+-_", ch)))
+            out[i] = '_';
+    }
+}
+
+int cli_admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *stmt, char *why,
                   size_t cap)
 {
     char body[HDX_ADMIN_BODY_MAX + 1], lock[HDX_PATH_MAX];
     int64_t id;
-    int n = hdx_admin_format(a, body, sizeof(body)), rc;
+    struct hdx_admin signed_by = *stmt;
+    if (!signed_by.by[0]) local_actor(signed_by.by, sizeof(signed_by.by));
+    int n = hdx_admin_format(&signed_by, body, sizeof(body)), rc;
+    sodium_memzero(&signed_by, sizeof(signed_by));
     if (n < 0) {
         snprintf(why, cap, "invalid statement: %s", hdx_strerror(n));
         return n;

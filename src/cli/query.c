@@ -1,5 +1,7 @@
-/* hdx get, hdx query, hdx verify: reading the store directly (read-only, WAL readers never
- * block hdxd). Decrypted messages go to stdout only, never to a log. */
+/* hdx get, hdx query: as a user through hdxd's HTTPS API (--user: authorized by the policy
+ * and audited by hdxd), or reading the store directly with the data directory's key
+ * (--offline, for recovery; read-only, WAL readers never block hdxd). Decrypted messages go
+ * to stdout only, never to a log. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +14,29 @@
 #include "proto/hl7.h"
 
 static const char get_usage[] =
-    "usage: hdx get SEQ -d DIR [--raw]\n"
+    "usage: hdx get SEQ -d DIR --user NAME [--password-file F] [--totp CODE] [--purpose P]\n"
+    "                [--to HOST:PORT] [--ca CA] [--raw]\n"
+    "       hdx get SEQ -d DIR [--offline] [--raw]\n"
     "Prints the message stored as record SEQ, decrypted. Segments end in LF unless --raw,\n"
-    "which writes the exact bytes received (CR-terminated segments).\n";
+    "which writes the exact bytes received (CR-terminated segments).\n"
+    "--user signs in to hdxd's HTTPS API (http.listen of DIR/hdx.conf, or --to) with the\n"
+    "user's password (--password-file, else a prompt) and TOTP code (--totp, else a prompt),\n"
+    "reads the record as that user (the policy decides, hdxd audits the read; a record the\n"
+    "user may not read is 'not found', like one that does not exist) and logs out. --purpose\n"
+    "is the purpose of use: treatment (default), payment, operations or research.\n"
+    "Without --user (or with --offline) the store is read directly with the data directory's\n"
+    "key-encryption key, for recovery: no policy applies and no audit record is written yet\n"
+    "(docs/AUDIT.md).\n";
 
 static const char query_usage[] =
-    "usage: hdx query -d DIR [--patient ID] [--type T] [--sender S] [--since T]\n"
+    "usage: hdx query -d DIR --user NAME [--password-file F] [--totp CODE] [--purpose P]\n"
+    "                 [--to HOST:PORT] [--ca CA] [--patient ID] [--type T] [--sender S]\n"
+    "                 [--since T] [--count]\n"
+    "       hdx query -d DIR [--offline] [--patient ID] [--type T] [--sender S] [--since T]\n"
     "                 [--unverified] [--reused-ids] [--kind hl7v2|admin|audit|any] [--count]\n"
+    "--user: through hdxd's HTTPS API as that user, like hdx get --user: only the messages the\n"
+    "policy lets the user read are listed, and hdxd audits what was disclosed. Without it,\n"
+    "the store is read directly with the data directory's key (--offline, for recovery).\n"
     "Lists stored clinical messages (HL7 v2; --kind admin: the registry's admin records,\n"
     "--kind audit: the audit records, better read with hdx audit query; --kind any: every\n"
     "record) matching every filter given, oldest first:\n"
@@ -43,15 +61,104 @@ static void print_message(const uint8_t *pt, size_t len, int raw)
     if (len && pt[len - 1] != '\r') putchar('\n');
 }
 
+/* ---------- through hdxd (--user) ---------- */
+
+static int get_api(const struct cli_api_opts *o, const char *purpose, unsigned long long seq,
+                   int raw)
+{
+    struct cli_api api;
+    int rc = cli_api_login("get", o, &api);
+    if (rc) return rc;
+    char target[128], why[512];
+    snprintf(target, sizeof(target), "/api/records/%llu", seq);
+    if (purpose && cli_api_param(target, sizeof(target), "purpose", purpose)) return 2;
+    int status = 0;
+    json_t *rec = NULL;
+    rc = cli_api_get(&api, target, &status, &rec, why, sizeof(why));
+    cli_api_logout(&api);
+    if (rc != 0 || status != 200) {
+        fprintf(stderr, "hdx get: record %llu: %s\n", seq,
+                rc == 0 && status == 404 ? "not found, or not permitted to this user" : why);
+        json_decref(rec);
+        return 1;
+    }
+    rc = cli_api_record_print(rec, raw, 0);
+    json_decref(rec);
+    if (rc) fprintf(stderr, "hdx get: record %llu: hdxd's answer lacks a member\n", seq);
+    return rc ? 1 : 0;
+}
+
+struct api_query {
+    const char *patient, *type, *sender, *since, *purpose;
+    int count_only;
+};
+
+/* Pages through /api/records (after=next_after) until hdxd says there is no more. */
+static int query_api(const struct cli_api_opts *o, const struct api_query *q)
+{
+    struct cli_api api;
+    int rc = cli_api_login("query", o, &api);
+    if (rc) return rc;
+    unsigned long long after = 0, n = 0;
+    char why[512];
+    for (;;) {
+        char target[1024] = "/api/records", num[24];
+        snprintf(num, sizeof(num), "%llu", after);
+        if ((q->patient && cli_api_param(target, sizeof(target), "patient", q->patient)) ||
+            (q->type && cli_api_param(target, sizeof(target), "type", q->type)) ||
+            (q->sender && cli_api_param(target, sizeof(target), "sender", q->sender)) ||
+            (q->since && cli_api_param(target, sizeof(target), "since", q->since)) ||
+            (q->purpose && cli_api_param(target, sizeof(target), "purpose", q->purpose)) ||
+            cli_api_param(target, sizeof(target), "after", num) ||
+            cli_api_param(target, sizeof(target), "limit", "1000")) {
+            fprintf(stderr, "hdx query: the filters are too long\n");
+            rc = 2;
+            break;
+        }
+        int status = 0;
+        json_t *page = NULL;
+        sodium_memzero(num, sizeof(num));
+        if (cli_api_get(&api, target, &status, &page, why, sizeof(why)) != 0 || status != 200) {
+            fprintf(stderr, "hdx query: %s\n", why);
+            sodium_memzero(target, sizeof(target));
+            rc = 1;
+            break;
+        }
+        sodium_memzero(target, sizeof(target));
+        json_t *recs = json_object_get(page, "records"), *r;
+        size_t i;
+        json_array_foreach(recs, i, r)
+        {
+            n++;
+            if (!q->count_only && cli_api_record_print(r, 0, 1) != 0) rc = 1;
+        }
+        json_t *next = json_object_get(page, "next_after");
+        after = json_is_integer(next) ? (unsigned long long)json_integer_value(next) : 0;
+        json_decref(page);
+        if (!after || rc) break;
+    }
+    cli_api_logout(&api);
+    if (rc == 0 && q->count_only) printf("%llu\n", n);
+    if (rc == 1) fprintf(stderr, "hdx query: stopped after %llu messages\n", n);
+    return rc;
+}
+
 int cmd_get(int argc, char **argv)
 {
-    const char *dir = NULL, *seqs = NULL;
-    int raw = 0;
+    const char *dir = NULL, *seqs = NULL, *purpose = NULL;
+    struct cli_api_opts o = {0};
+    int raw = 0, offline = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-d"))
             dir = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--raw"))
             raw = 1;
+        else if (!strcmp(argv[i], "--offline"))
+            offline = 1;
+        else if (!strcmp(argv[i], "--purpose"))
+            purpose = cli_arg(argc, argv, &i);
+        else if (cli_api_opt(argc, argv, &i, &o))
+            continue;
         else if (!strcmp(argv[i], "--help")) {
             fputs(get_usage, stdout);
             return 0;
@@ -64,10 +171,13 @@ int cmd_get(int argc, char **argv)
     }
     char *end;
     unsigned long long seq = seqs ? strtoull(seqs, &end, 10) : 0;
-    if (!dir || !seqs || *end || !seq) {
+    if (!dir || !seqs || *end || !seq || (offline && o.user) ||
+        (!o.user && (o.password_file || o.totp || o.to || o.ca || purpose))) {
         fputs(get_usage, stderr);
         return 2;
     }
+    o.dir = dir;
+    if (o.user) return get_api(&o, purpose, seq, raw);
     struct cli_ctx ctx;
     struct hdx_record r;
     uint8_t *pt = NULL;
@@ -130,9 +240,11 @@ static int query_one(void *arg, const struct hdx_record *r)
 
 int cmd_query(int argc, char **argv)
 {
-    const char *dir = NULL, *patient = NULL;
+    const char *dir = NULL, *patient = NULL, *since = NULL, *purpose = NULL;
     struct hdx_store_filter f = {.kind = HDX_KIND_HL7V2};
     struct query_ctx q = {0};
+    struct cli_api_opts o = {0};
+    int offline = 0, offline_only = 0;
     uint8_t blind[HDX_BLIND_LEN];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-d"))
@@ -144,18 +256,25 @@ int cmd_query(int argc, char **argv)
         else if (!strcmp(argv[i], "--sender"))
             f.sender = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--since")) {
-            const char *s = cli_arg(argc, argv, &i);
-            if (hdx_parse_time(s, &f.since_us) != 0) {
-                fprintf(stderr, "hdx query: --since '%s' is not a time\n", s);
+            since = cli_arg(argc, argv, &i);
+            if (hdx_parse_time(since, &f.since_us) != 0) {
+                fprintf(stderr, "hdx query: --since '%s' is not a time\n", since);
                 return 2;
             }
         } else if (!strcmp(argv[i], "--count"))
             q.count_only = 1;
+        else if (!strcmp(argv[i], "--offline"))
+            offline = 1;
+        else if (!strcmp(argv[i], "--purpose"))
+            purpose = cli_arg(argc, argv, &i);
+        else if (cli_api_opt(argc, argv, &i, &o))
+            continue;
         else if (!strcmp(argv[i], "--unverified"))
-            q.unverified_only = 1;
+            q.unverified_only = offline_only = 1;
         else if (!strcmp(argv[i], "--reused-ids"))
-            q.reused_only = f.reused_only = 1;
+            q.reused_only = f.reused_only = offline_only = 1;
         else if (!strcmp(argv[i], "--kind")) {
+            offline_only = 1;
             const char *k = cli_arg(argc, argv, &i);
             f.kind = -1;
             if (!strcmp(k, "any")) f.kind = 0;
@@ -176,9 +295,20 @@ int cmd_query(int argc, char **argv)
             return 2;
         }
     }
-    if (!dir) {
+    if (!dir || (offline && o.user) ||
+        (!o.user && (o.password_file || o.totp || o.to || o.ca || purpose))) {
         fputs(query_usage, stderr);
         return 2;
+    }
+    if (o.user && offline_only) {
+        fprintf(stderr, "hdx query: --kind, --unverified and --reused-ids read the store "
+                        "directly: use --offline\n");
+        return 2;
+    }
+    o.dir = dir;
+    if (o.user) {
+        struct api_query aq = {patient, f.type, f.sender, since, purpose, q.count_only};
+        return query_api(&o, &aq);
     }
     struct cli_ctx ctx;
     if (cli_open(dir, 0, &ctx)) return 1;

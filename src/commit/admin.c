@@ -345,6 +345,12 @@ int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out)
         if (!next_line(body, len, &off, key_names[*k], val, sizeof(val)) ||
             !set_value(out, *k, val))
             goto bad;
+    /* The actor came later: optional, and the last line. */
+    if (off != len) {
+        if (!next_line(body, len, &off, "by", val, sizeof(val)) || !hdx_admin_by_valid(val))
+            goto bad;
+        memcpy(out->by, val, strlen(val) + 1);
+    }
     if (off != len) goto bad; /* trailing bytes, or a key this op does not have */
     sodium_memzero(val, sizeof(val));
     return HDX_OK;
@@ -411,6 +417,21 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
     return 0;
 }
 
+int hdx_admin_by_valid(const char *by)
+{
+    size_t n = strlen(by), prefix = !strncmp(by, "local:", 6)  ? 6
+                                    : !strncmp(by, "user:", 5) ? 5
+                                                               : 0;
+    if (!prefix || n == prefix || n > 90) return 0;
+    for (size_t i = prefix; i < n; i++) {
+        unsigned char ch = (unsigned char)by[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("._@:/+-_", ch)))
+            return 0;
+    }
+    return 1;
+}
+
 int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
 {
     if (!hdx_admin_type(a->op) || cap < 1) return HDX_E_INVAL;
@@ -420,6 +441,11 @@ int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
     n = (size_t)w;
     for (const enum key *k = op_keys[a->op]; *k != K_END; k++) {
         w = format_key(a, *k, out + n, cap - n);
+        if (w < 0 || (size_t)w >= cap - n) return HDX_E_TOOBIG;
+        n += (size_t)w;
+    }
+    if (a->by[0]) {
+        w = snprintf(out + n, cap - n, "by=%s\n", a->by);
         if (w < 0 || (size_t)w >= cap - n) return HDX_E_TOOBIG;
         n += (size_t)w;
     }

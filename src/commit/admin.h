@@ -119,6 +119,7 @@ enum hdx_admin_op {
 };
 #define HDX_ADMIN_OP_LAST HDX_ADMIN_BREAK_GLASS_REVIEW
 
+#define HDX_ADMIN_BY_MAX 96
 struct hdx_admin {
     enum hdx_admin_op op;
     char name[65];
@@ -142,7 +143,14 @@ struct hdx_admin {
     int64_t expires_us, granted_us;
     char justification[HDX_JUSTIFICATION_MAX + 1];
     char reviewer[65];
+    /* Who made the change, the last line of every statement: "local:LOGIN" (the hdx CLI, by
+     * the operating-system account that ran it; "local:root/sudo:LOGIN" under sudo) or
+     * "user:NAME" (hdxd, on behalf of a signed-in user). "" in records older than the key. */
+    char by[HDX_ADMIN_BY_MAX + 1];
 };
+/* 1 when by is a valid actor: "local:" or "user:", then [A-Za-z0-9._@:/+-_]; 90 bytes at most in
+ * all. */
+int hdx_admin_by_valid(const char *by);
 /* 1 for the user_* ops. */
 int hdx_admin_is_user_op(enum hdx_admin_op op);
 /* 1 for the careteam_*, consent_* and break_glass* ops. */

@@ -261,10 +261,22 @@ static json_t *record_json(const struct hdx_record *r, const uint8_t *pt, size_t
 {
     char t[32];
     hdx_format_time(r->time_us, t, sizeof(t));
+    /* A message that is not UTF-8 (an 8-bit character set, MSH-18) goes as base64, byte for
+     * byte, rather than altered. */
+    const char *member = "body";
     json_t *body = json_stringn((const char *)pt, len);
-    if (!body) body = json_string("");
+    if (!body) {
+        size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+        char *b64 = malloc(cap);
+        if (!b64) return NULL;
+        sodium_bin2base64(b64, cap, pt, len, sodium_base64_VARIANT_ORIGINAL);
+        body = json_string(b64);
+        sodium_memzero(b64, cap);
+        free(b64);
+        member = "body_base64";
+    }
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "seq", (json_int_t)r->seq, "time", t, "kind",
-                     hdx_kind_name(r->kind), "sender", r->sender, "type", r->type, "body", body);
+                     hdx_kind_name(r->kind), "sender", r->sender, "type", r->type, member, body);
 }
 
 struct list_ctx {
@@ -331,21 +343,23 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
     uint8_t token[HDX_BLIND_LEN];
     int has_patient = patient_param(f, req, token, r);
     if (has_patient < 0) return;
-    char type[HDX_TYPE_MAX + 1], since[40];
+    char type[HDX_TYPE_MAX + 1], since[40], sender[HDX_SENDER_MAX + 1];
     int tn = http_query_get(req, "type", type, sizeof(type));
     int sn = http_query_get(req, "since", since, sizeof(since));
+    int en = http_query_get(req, "sender", sender, sizeof(sender));
     uint64_t limit = LIST_DEFAULT, after = 0;
     struct hdx_store_filter flt = {.kind = HDX_KIND_HL7V2};
-    if (tn == -2 || tn == 0 || sn == -2 || sn == 0 ||
+    if (tn == -2 || tn == 0 || sn == -2 || sn == 0 || en == -2 || en == 0 ||
         (sn > 0 && hdx_parse_time(since, &flt.since_us) != 0) ||
         u64_param(req, "limit", &limit) < 0 || limit < 1 || limit > LIST_MAX ||
         u64_param(req, "after", &after) < 0) {
         hdx_http_error(r, 400, "bad_request",
-                       "parameters: patient, type, since (a time), after (a seq), limit (1-1000), "
-                       "purpose");
+                       "parameters: patient, type, sender, since (a time), after (a seq), limit "
+                       "(1-1000), purpose");
         return;
     }
     if (tn > 0) flt.type = type;
+    if (en > 0) flt.sender = sender;
     if (has_patient > 0) flt.patient = token;
     flt.from_seq = after + 1;
     /* Asking for one patient: the decision needs no record, so it is made first, and its
@@ -541,9 +555,10 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     if (has_patient < 0) return;
     flt.has_patient = has_patient;
     int tn = http_query_get(req, "type", flt.type, sizeof(flt.type));
+    int en = http_query_get(req, "sender", flt.sender, sizeof(flt.sender));
     uint64_t after = UINT64_MAX;
     const char *last = http_header_get(req, "last-event-id");
-    int bad = tn == -2 || tn == 0;
+    int bad = tn == -2 || tn == 0 || en == -2 || en == 0;
     if (last) {
         char *end;
         unsigned long long x = last[0] >= '0' && last[0] <= '9' ? strtoull(last, &end, 10) : 0;
@@ -553,8 +568,9 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
         bad = 1;
     }
     if (bad) {
-        hdx_http_error(r, 400, "bad_request",
-                       "parameters: patient, type, purpose, after (a seq) or Last-Event-ID");
+        hdx_http_error(
+            r, 400, "bad_request",
+            "parameters: patient, type, sender, purpose, after (a seq) or Last-Event-ID");
         return;
     }
     struct hdx_policy_decision d;
@@ -813,7 +829,7 @@ static void route_break_glass(void *arg, struct hdx_conn *c, const struct http_r
                        "the justification must be printable text on one line");
         return;
     }
-    rc = hdx_front_admin_submit(f, &a, glass_done, g);
+    rc = hdx_front_admin_submit(f, &a, who.user, glass_done, g);
     sodium_memzero(&a, sizeof(a));
     if (rc != HDX_OK) {
         free(g);

@@ -79,6 +79,54 @@ static void test_format_roundtrip(void **state)
     assert_true(hdx_admin_format(&b, buf, 20) < 0); /* too small */
 }
 
+/* The actor (by=) is optional, last, once, and of its grammar; it survives a round trip. */
+static void test_actor(void **state)
+{
+    (void)state;
+    struct hdx_admin a;
+    char buf[HDX_ADMIN_BODY_MAX + 1];
+    const char *sk = "HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n";
+    char body[256];
+    snprintf(body, sizeof(body), "%sby=local:root/sudo:alice\n", sk);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    assert_string_equal(a.by, "local:root/sudo:alice");
+    int n = hdx_admin_format(&a, buf, sizeof(buf));
+    assert_int_equal(n, (int)strlen(body));
+    assert_memory_equal(buf, body, (size_t)n);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\nby=user:clin_1\n"),
+                     HDX_OK);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n"), HDX_OK);
+    static const char *const bad[] = {"by=\n",
+                                      "by=root\n",
+                                      "by=local:\n",
+                                      "by=user:\n",
+                                      "by=device:m\n",
+                                      "by=local:a b\n",
+                                      "by=local:a\nby=local:b\n",
+                                      "by=local:a\x01\n",
+                                      "by=local:a",
+                                      "by=local:a\ncomment=x\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body), "%s%s", sk, bad[i]);
+        assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_E_INVAL);
+    }
+    char longest[128] = "by=local:";
+    memset(longest + 9, 'a', 84); /* "local:" and 84 more: 90, the most */
+    strcat(longest, "\n");
+    snprintf(body, sizeof(body), "%s%s", sk, longest);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    strcpy(longest + 93, "a\n");
+    snprintf(body, sizeof(body), "%s%s", sk, longest);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_E_INVAL);
+    /* Before the op's own keys it is an unknown key. */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nby=local:a\nname=m\nsign_pub=\n"),
+                     HDX_E_INVAL);
+    assert_true(hdx_admin_by_valid("local:root"));
+    assert_false(hdx_admin_by_valid("local:"));
+    strcpy(a.by, "nobody");
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0); /* only what parses is written */
+}
+
 static void test_reject_header(void **state)
 {
     assert_int_equal(parse(""), HDX_E_INVAL);
@@ -921,6 +969,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_bodies),
         cmocka_unit_test(test_format_roundtrip),
+        cmocka_unit_test(test_actor),
         cmocka_unit_test(test_reject_header),
         cmocka_unit_test(test_reject_unknown_op_and_key),
         cmocka_unit_test(test_reject_duplicate_reordered_missing),
