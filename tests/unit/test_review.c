@@ -1,7 +1,8 @@
 /* audit/review: the rules of hdx access-review's findings at their boundaries (a subject
  * exactly as old as the period, a use exactly at its start), which roles and devices each
- * applies to, the periods the options take, the finding line's escaping, and the (user,
- * patient) pair set against a reference. */
+ * applies to, the periods the options take, the finding line's escaping, the (user,
+ * patient) pair set against a reference, and hdx_store_senders_since (the devices' last
+ * records) at its boundary. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +15,9 @@
 
 #include "audit/review.h"
 #include "core/err.h"
+#include "core/util.h"
 #include "policy/policy_load.h"
+#include "store/store.h"
 
 #define DAY HDX_REVIEW_DAY_US
 #define NOW (1798761600LL * 1000000) /* 2027-01-01T00:00:00Z */
@@ -264,6 +267,81 @@ static void test_pairs(void **state)
     assert_int_equal(hdx_review_pairs_has(&p, 0, tok[0]), 0);
 }
 
+struct seen {
+    char names[8][HDX_SENDER_MAX + 1];
+    int64_t last[8];
+    int n, stop_after;
+};
+
+static int seen_cb(void *ctx, const char *sender, int64_t last_us)
+{
+    struct seen *s = ctx;
+    assert_true(s->n < 8);
+    snprintf(s->names[s->n], sizeof(s->names[0]), "%s", sender);
+    s->last[s->n++] = last_us;
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static void test_senders_since(void **state)
+{
+    (void)state;
+    char dir[256], db[320], cmd[300];
+    struct hdx_store *st = NULL;
+    struct seen s = {0};
+    uint8_t ct[32] = {0}, chain[HDX_HASH_LEN] = {0};
+    assert_int_equal(hdx_mkdtemp("hdx-review-", dir, sizeof(dir)), 0);
+    snprintf(db, sizeof(db), "%s/store.db", dir);
+    assert_int_equal(hdx_store_open(db, HDX_STORE_CREATE | HDX_STORE_NOSYNC, &st), HDX_OK);
+    assert_int_equal(hdx_store_senders_since(st, 0, seen_cb, &s), HDX_OK);
+    assert_int_equal(s.n, 0); /* an empty store */
+    /* seq: sender at time */
+    const char *senders[] = {"mon-b", "mon-a", "mon-b", "hdx:audit", "mon-c", "mon-a"};
+    const int64_t times[] = {100, 200, 300, 300, 400, 500};
+    hdx_store_set_segment_size(st, 1 << 20);
+    assert_int_equal(hdx_store_begin(st), HDX_OK);
+    for (int i = 0; i < 6; i++) {
+        struct hdx_record r = {.seq = (uint64_t)i + 1,
+                               .time_us = times[i],
+                               .kind = HDX_KIND_HL7V2,
+                               .key_id = 1,
+                               .ct = ct,
+                               .ct_len = sizeof(ct)};
+        snprintf(r.sender, sizeof(r.sender), "%s", senders[i]);
+        snprintf(r.type, sizeof(r.type), "ORU^R01");
+        hdx_record_leaf_hash(&r, r.leaf_hash);
+        hdx_record_chain(chain, r.leaf_hash, r.chain);
+        memcpy(chain, r.chain, sizeof(chain));
+        assert_int_equal(hdx_store_append(st, &r), HDX_OK);
+    }
+    assert_int_equal(hdx_store_commit(st), HDX_OK);
+    assert_int_equal(hdx_store_senders_since(st, 0, seen_cb, &s), HDX_OK);
+    assert_int_equal(s.n, 4); /* one row per sender, in sender order, its newest time */
+    assert_string_equal(s.names[0], "hdx:audit");
+    assert_string_equal(s.names[1], "mon-a");
+    assert_int_equal(s.last[1], 500);
+    assert_string_equal(s.names[2], "mon-b");
+    assert_int_equal(s.last[2], 300);
+    assert_string_equal(s.names[3], "mon-c");
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(hdx_store_senders_since(st, 300, seen_cb, &s), HDX_OK);
+    assert_int_equal(s.n, 4); /* a record exactly at since counts */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(hdx_store_senders_since(st, 301, seen_cb, &s), HDX_OK);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.names[0], "mon-a");
+    assert_string_equal(s.names[1], "mon-c");
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(hdx_store_senders_since(st, 501, seen_cb, &s), HDX_OK);
+    assert_int_equal(s.n, 0);
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 1;
+    assert_int_equal(hdx_store_senders_since(st, 0, seen_cb, &s), HDX_OK);
+    assert_int_equal(s.n, 1); /* the callback stops it */
+    hdx_store_close(st);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,7 +349,7 @@ int main(void)
         cmocka_unit_test(test_role_unused), cmocka_unit_test(test_mfa_locked),
         cmocka_unit_test(test_training),    cmocka_unit_test(test_careteam_grant),
         cmocka_unit_test(test_device),      cmocka_unit_test(test_line),
-        cmocka_unit_test(test_pairs),
+        cmocka_unit_test(test_pairs),       cmocka_unit_test(test_senders_since),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
