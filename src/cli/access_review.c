@@ -103,7 +103,7 @@ struct review {
     struct hdx_review_pairs accessed; /* (user, patient) of permitted access records */
     struct hdx_review_pairs assigned; /* (user, patient) of careteam_add records */
     unsigned long findings, informational, errors;
-    unsigned long n_devices, n_careteams, n_grants, n_audit, n_admin;
+    unsigned long n_devices, n_careteams, n_grants, n_audit;
 };
 
 __attribute__((format(printf, 2, 3))) static void review_error(struct review *rv, const char *fmt,
@@ -145,7 +145,10 @@ static void emit(struct review *rv, const struct check *c, const char *subject, 
         return;
     }
     char line[2 * HDX_REVIEW_DETAIL_MAX + 256];
-    if (hdx_review_line(c->kind, subject, detail, line, sizeof(line)) >= 0) puts(line);
+    if (hdx_review_line(c->kind, subject, detail, line, sizeof(line)) >= 0)
+        puts(line);
+    else
+        review_error(rv, "a %s finding about %s is too long to print", c->kind, subject);
 }
 
 static void each_user(struct review *rv, const struct check *c)
@@ -375,7 +378,6 @@ static int assignment_one(void *arg, const struct hdx_record *r)
     uint8_t *pt = NULL;
     size_t len = 0;
     struct hdx_admin a;
-    rv->n_admin++;
     if (open_record(rv, r, &pt, &len)) return 0;
     int rc = hdx_admin_parse(pt, len, &a);
     sodium_memzero(pt, len);
