@@ -399,14 +399,17 @@ static void gather(struct review *rv)
     if (rc != HDX_OK) review_error(rv, "cannot read the users table: %s", hdx_strerror(rc));
     if (rv->n_users) qsort(rv->users, rv->n_users, sizeof(*rv->users), user_cmp);
 
-    struct hdx_store_filter audit = {.kind = HDX_KIND_AUDIT,
-                                     .since_us = hdx_review_since(&rv->w, longest)};
+    /* damaged_too: a record whose body is damaged is one error (open_record), not the end of
+     * the scan. */
+    struct hdx_store_filter audit = {
+        .kind = HDX_KIND_AUDIT, .since_us = hdx_review_since(&rv->w, longest), .damaged_too = 1};
     long n = hdx_store_scan(st, &audit, 0, audit_one, rv);
     if (n < 0) review_error(rv, "cannot read the audit records: %s", hdx_strerror((int)n));
 
     struct hdx_store_filter admin = {.kind = HDX_KIND_ADMIN,
                                      .type = hdx_admin_type(HDX_ADMIN_CARETEAM_ADD),
-                                     .since_us = hdx_review_since(&rv->w, rv->w.unused_us)};
+                                     .since_us = hdx_review_since(&rv->w, rv->w.unused_us),
+                                     .damaged_too = 1};
     n = hdx_store_scan(st, &admin, 0, assignment_one, rv);
     if (n < 0) review_error(rv, "cannot read the admin records: %s", hdx_strerror((int)n));
 
