@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "auth/apikey.h"
 #include "auth/password.h"
 #include "auth/totp.h"
 #include "core/util.h"
@@ -262,8 +263,12 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         if (!hex_field(v, a->sign_pub, 32)) return 0;
         a->has_pub = 1;
         return 1;
-    case K_PWHASH:
-        if (n >= sizeof(a->pw_hash) || !hdx_password_hash_valid(v)) return 0;
+    case K_PWHASH: /* a service's API key only for the integration role (auth/apikey.h) */
+        if (n >= sizeof(a->pw_hash) ||
+            !(hdx_password_hash_valid(v) ||
+              (hdx_apikey_hash_valid(v) &&
+               (a->op == HDX_ADMIN_USER_PASSWD || !strcmp(a->role, "integration")))))
+            return 0;
         memcpy(a->pw_hash, v, n + 1);
         return 1;
     case K_TOTP: /* recovery follows and must agree: both or neither */
@@ -529,6 +534,8 @@ void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_adm
     if (!*present) return;
     switch (a->op) {
     case HDX_ADMIN_USER_PASSWD:
+        /* A person's account never takes an API key: that would be a login without MFA. */
+        if (hdx_apikey_hash_valid(a->pw_hash) && strcmp(u->role, "integration") != 0) return;
         snprintf(u->pw_hash, sizeof(u->pw_hash), "%s", a->pw_hash);
         u->pw_changed_us = time_us;
         u->sessions_revoked_us = max64(u->sessions_revoked_us, time_us);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/apikey.h"
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -415,6 +416,50 @@ static void test_user_bodies_roundtrip(void **state)
     a.has_mfa = 1;
     a.created_us = INT64_MAX;
     assert_true(hdx_admin_format(&a, buf, sizeof(buf)) > 0);
+}
+
+/* A service's API key hash (auth/apikey.h) goes only to the integration role: a person's
+ * account with one would log in without MFA. */
+static void test_user_api_key(void **state)
+{
+    (void)state;
+    char key[HDX_APIKEY_MAX + 1], hash[HDX_APIKEY_HASH_LEN + 1], body[512];
+    struct hdx_admin a;
+    assert_int_equal(hdx_apikey_new("svc", key, sizeof(key), hash, sizeof(hash)), HDX_OK);
+    assert_int_equal(strlen(key), 5 + 3 + 1 + 43);
+    assert_true(hdx_apikey_hash_valid(hash));
+    assert_true(hdx_apikey_verify(key, strlen(key), hash));
+    key[20] ^= 1;
+    assert_false(hdx_apikey_verify(key, strlen(key), hash));
+    key[20] ^= 1;
+    char name[65];
+    assert_int_equal(hdx_apikey_name(key, strlen(key), name, sizeof(name)), HDX_OK);
+    assert_string_equal(name, "svc");
+    assert_int_equal(hdx_apikey_name(key, strlen(key) - 1, name, sizeof(name)), HDX_E_INVAL);
+    assert_int_equal(hdx_apikey_name("hdxk_.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 49, name,
+                                     sizeof(name)),
+                     HDX_E_INVAL);
+    assert_false(hdx_apikey_hash_valid(PWH));
+    snprintf(body, sizeof(body),
+             "HDX-ADMIN 1\nop=user_add\nname=svc\nrole=integration\npw_hash=%s\ntotp_sealed=\n"
+             "recovery=\ncreated_us=1\n",
+             hash);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    snprintf(body, sizeof(body),
+             "HDX-ADMIN 1\nop=user_add\nname=eve\nrole=clinician\npw_hash=%s\ntotp_sealed=\n"
+             "recovery=\ncreated_us=1\n",
+             hash);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_E_INVAL);
+    /* user_passwd does not know the role: applying it to a person changes nothing. */
+    snprintf(body, sizeof(body), "HDX-ADMIN 1\nop=user_passwd\nname=alice\npw_hash=%s\n", hash);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    struct hdx_user u = {.name = "alice", .role = "clinician", .pw_hash = PWH};
+    int present = 1;
+    hdx_admin_user_apply(&u, &present, &a, 5);
+    assert_string_equal(u.pw_hash, PWH);
+    strcpy(u.role, "integration");
+    hdx_admin_user_apply(&u, &present, &a, 5);
+    assert_string_equal(u.pw_hash, hash);
 }
 
 static void test_user_refusals(void **state)
@@ -980,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_registry_apply),
         cmocka_unit_test(test_store_apply_and_migrate),
         cmocka_unit_test(test_user_bodies_roundtrip),
+        cmocka_unit_test(test_user_api_key),
         cmocka_unit_test(test_user_refusals),
         cmocka_unit_test(test_user_registry_and_store),
         cmocka_unit_test(test_policy_bodies_roundtrip),
