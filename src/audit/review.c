@@ -71,7 +71,7 @@ int hdx_review_mfa_missing(const struct hdx_review_window *w, const struct hdx_r
                            char *detail, size_t cap)
 {
     (void)w;
-    if (u->has_mfa) return 0;
+    if (u->has_mfa || u->api_key) return 0;
     snprintf(detail, cap,
              "role=%s no second factor enrolled (enrolment pending: a login gets an enrol-only "
              "session)",
@@ -96,7 +96,8 @@ int hdx_review_dormant(const struct hdx_review_window *w, const struct hdx_revie
     if (u->created_us >= since || u->last_login_us >= since) return 0;
     when(since, s);
     when(u->created_us, c);
-    snprintf(detail, cap, "role=%s no successful login since %s (created %s)", u->role, s, c);
+    snprintf(detail, cap, "role=%s no %s since %s (created %s)", u->role,
+             u->api_key ? "request with its API key" : "successful login", s, c);
     return 1;
 }
 

@@ -44,6 +44,7 @@ int64_t hdx_review_since(const struct hdx_review_window *w, int64_t period_us);
 struct hdx_review_user {
     const char *name, *role;
     int has_mfa, locked;
+    int api_key; /* a service that authenticates with an API key (auth/apikey.h): no login */
     int64_t created_us;
     const char *training;   /* "" (none) or YYYY-MM-DD */
     int64_t last_login_us;  /* newest event=auth action=login outcome=success; 0: none seen */
@@ -53,9 +54,12 @@ struct hdx_review_user {
 /* The rule of a finding about a user: 1 and the detail (NUL-terminated, cut to cap) when
  * it holds, else 0 (detail untouched).
  *   mfa_missing       no second factor enrolled (has_mfa 0: a user added with
- *                     --enrol-at-login who has not enrolled yet)
+ *                     --enrol-at-login who has not enrolled yet); not a service with an API
+ *                     key, which has none by design
  *   account_locked    locked (informational: nobody logs in as them)
  *   dormant           created before the dormant period and no successful login in it
+ *                     (for a service with an API key, which never logs in, the caller
+ *                     passes its newest access record of any outcome as last_login_us)
  *   role_unused       a role holding records:read (policy.h) created before the unused
  *                     period, and no permitted access record in it
  *   training_missing  a person (admin .. researcher) without a training date, or with one

@@ -14,6 +14,7 @@
 
 #include "audit/audit.h"
 #include "audit/review.h"
+#include "auth/apikey.h"
 #include "cli/cli.h"
 #include "commit/admin.h"
 #include "core/err.h"
@@ -80,7 +81,7 @@ static const char review_usage[] =
 struct rv_user {
     char name[65];
     char role[24];
-    int has_mfa, locked;
+    int has_mfa, locked, api_key;
     int64_t created_us;
     char training[11];
     int64_t last_login_us, last_access_us;
@@ -156,9 +157,15 @@ static void each_user(struct review *rv, const struct check *c)
     char detail[HDX_REVIEW_DETAIL_MAX];
     for (size_t i = 0; i < rv->n_users; i++) {
         const struct rv_user *r = &rv->users[i];
-        struct hdx_review_user u = {r->name,          r->role,          r->has_mfa,
-                                    r->locked,        r->created_us,    r->training,
-                                    r->last_login_us, r->last_access_us};
+        struct hdx_review_user u = {.name = r->name,
+                                    .role = r->role,
+                                    .has_mfa = r->has_mfa,
+                                    .locked = r->locked,
+                                    .api_key = r->api_key,
+                                    .created_us = r->created_us,
+                                    .training = r->training,
+                                    .last_login_us = r->last_login_us,
+                                    .last_access_us = r->last_access_us};
         if (c->user_rule(&rv->w, &u, detail, sizeof(detail))) emit(rv, c, r->name, detail);
     }
 }
@@ -302,6 +309,7 @@ static int user_load(void *arg, const struct hdx_user *u, int bad)
     snprintf(r->training, sizeof(r->training), "%s", u->training);
     r->has_mfa = u->has_mfa;
     r->locked = u->locked;
+    r->api_key = hdx_apikey_hash_valid(u->pw_hash);
     r->created_us = u->created_us;
     return 0;
 }
@@ -361,9 +369,12 @@ static int audit_one(void *arg, const struct hdx_record *r)
     long u = user_index(rv, v.principal);
     if (u < 0) return 0;
     struct rv_user *user = &rv->users[u];
-    if (!strcmp(v.event, "auth") && !strcmp(v.action, "login") && !strcmp(v.outcome, "success")) {
+    int login =
+        !strcmp(v.event, "auth") && !strcmp(v.action, "login") && !strcmp(v.outcome, "success");
+    /* A service with an API key never logs in: each request it made is an access record. */
+    if (login || (user->api_key && !strcmp(v.event, "access")))
         if (r->time_us > user->last_login_us) user->last_login_us = r->time_us;
-    } else if (!strcmp(v.event, "access") && !strcmp(v.outcome, "permit")) {
+    if (!strcmp(v.event, "access") && !strcmp(v.outcome, "permit")) {
         if (r->time_us > user->last_access_us) user->last_access_us = r->time_us;
         if (r->time_us >= hdx_review_since(&rv->w, rv->w.unused_us) &&
             strlen(v.patient) == 2 * HDX_BLIND_LEN && hdx_unhex(v.patient, tok, HDX_BLIND_LEN) == 0)

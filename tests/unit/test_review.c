@@ -59,7 +59,11 @@ static void test_period(void **state)
 
 static struct hdx_review_user user(const char *role)
 {
-    struct hdx_review_user u = {"u1", role, 1, 0, NOW - 400 * DAY, "2026-12-01", 0, 0};
+    struct hdx_review_user u = {.name = "u1",
+                                .role = role,
+                                .has_mfa = 1,
+                                .created_us = NOW - 400 * DAY,
+                                .training = "2026-12-01"};
     return u;
 }
 
@@ -82,6 +86,11 @@ static void test_dormant(void **state)
     assert_int_equal(hdx_review_dormant(&W, &u, d, sizeof(d)), 1);
     u.role = "auditor"; /* every role */
     assert_int_equal(hdx_review_dormant(&W, &u, d, sizeof(d)), 1);
+    assert_non_null(strstr(d, "no successful login since"));
+    u.role = "integration";
+    u.api_key = 1; /* a service: its requests are its logins */
+    assert_int_equal(hdx_review_dormant(&W, &u, d, sizeof(d)), 1);
+    assert_non_null(strstr(d, "no request with its API key since"));
 }
 
 static void test_role_unused(void **state)
@@ -126,6 +135,11 @@ static void test_mfa_locked(void **state)
     assert_non_null(strstr(d, "role=nurse"));
     u.locked = 1;
     assert_int_equal(hdx_review_locked(&W, &u, d, sizeof(d)), 1);
+    u.role = "integration";
+    u.api_key = 1; /* a service with an API key has no second factor by design */
+    assert_int_equal(hdx_review_mfa_missing(&W, &u, d, sizeof(d)), 0);
+    u.api_key = 0; /* a service with a password does */
+    assert_int_equal(hdx_review_mfa_missing(&W, &u, d, sizeof(d)), 1);
 }
 
 static void test_training(void **state)
