@@ -138,6 +138,7 @@ int cmd_tail(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_access_review(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_sth(int argc, char **argv);
 int cmd_proof(int argc, char **argv);
