@@ -62,6 +62,7 @@ struct answer {
     int (*on_event)(void *arg, const char *event, const char *data, size_t len);
     void *event_arg;
     int stopped;
+    size_t scanned; /* bytes of body already searched for an event's end */
 };
 
 static int grow(struct answer *a, size_t need)
@@ -88,12 +89,15 @@ static void events_take(struct answer *a)
     size_t off = 0;
     for (;;) {
         uint8_t *end = NULL;
-        for (size_t i = off; i + 1 < a->len; i++)
+        for (size_t i = a->scanned > off ? a->scanned : off; i + 1 < a->len; i++)
             if (a->body[i] == '\n' && a->body[i + 1] == '\n') {
                 end = a->body + i;
                 break;
             }
-        if (!end || a->stopped) break;
+        if (!end || a->stopped) {
+            a->scanned = a->len ? a->len - 1 : 0; /* the next search starts where this one ended */
+            break;
+        }
         *end = 0;
         char *ev = (char *)a->body + off, event[32] = "message";
         const char *data = NULL;
@@ -114,6 +118,7 @@ static void events_take(struct answer *a)
     memmove(a->body, a->body + off, a->len - off);
     sodium_memzero(a->body + (a->len - off), off);
     a->len -= off;
+    a->scanned = a->scanned > off ? a->scanned - off : 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t n)
