@@ -61,7 +61,8 @@ int hdx_apikey_name(const char *key, size_t len, char *name, size_t cap)
     }
     memcpy(name, key + p, n);
     name[n] = 0;
-    return pki_name_valid(name) ? HDX_OK : HDX_E_INVAL;
+    /* A NUL inside would name another user than the bytes do. */
+    return strlen(name) == n && pki_name_valid(name) ? HDX_OK : HDX_E_INVAL;
 }
 
 int hdx_apikey_verify(const char *key, size_t len, const char *stored)

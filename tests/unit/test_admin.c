@@ -439,6 +439,9 @@ static void test_user_api_key(void **state)
     assert_int_equal(hdx_apikey_name("hdxk_.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 49, name,
                                      sizeof(name)),
                      HDX_E_INVAL);
+    static const char nul_name[] = "hdxk_f\0x.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_int_equal(hdx_apikey_name(nul_name, sizeof(nul_name) - 1, name, sizeof(name)),
+                     HDX_E_INVAL); /* found by fuzz_apikey: it named user "f" */
     assert_false(hdx_apikey_hash_valid(PWH));
     snprintf(body, sizeof(body),
              "HDX-ADMIN 1\nop=user_add\nname=svc\nrole=integration\npw_hash=%s\ntotp_sealed=\n"
