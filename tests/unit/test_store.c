@@ -254,12 +254,47 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 4);
+    assert_int_equal(v, 5); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
     assert_int_equal(hdx_store_careteams_list(s, NULL, count_rows, &n), HDX_OK);
     assert_int_equal(n, 1);
+    hdx_store_close(s);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_store_close(s);
+}
+
+/* A schema-4 store (no device_scopes) is migrated in place when a writer opens it: the table
+ * appears empty (no subscriber scoped, as before), a reader refuses the store until then. */
+static void test_migrate_4_to_5(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    struct hdx_device_scope got;
+    snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE device_scopes;"
+                                  "UPDATE meta SET v=4 WHERE k='schema_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 5);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
+    assert_string_equal(got.scope, "type=A");
+    assert_int_equal(got.set_us, 7);
+    assert_int_equal(hdx_store_device_scope_set(s, "sub", NULL, 0), HDX_OK);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     hdx_store_close(s);
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
     hdx_store_close(s);
@@ -371,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_scan_filters),
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_migrate_3_to_4),
+        cmocka_unit_test(test_migrate_4_to_5),
         cmocka_unit_test(test_bus_replay_then_live),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
