@@ -78,7 +78,7 @@ static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *e
     if (f->has_patient &&
         (!ev->patient || sodium_memcmp(f->patient, ev->patient, HDX_BLIND_LEN) != 0))
         return 0;
-    return 1;
+    return !f->admit || f->admit(f->admit_arg, ev);
 }
 
 /* Header values are single tokens: a space, '=' or control byte would let a value forge

@@ -44,6 +44,12 @@ struct hdx_bus_filter {
     char sender[HDX_SENDER_MAX + 1]; /* "" = any */
     int has_patient;
     uint8_t patient[HDX_BLIND_LEN];
+    /* What the subscriber may receive at all (its granted scope, policy/scope.h), asked after
+     * the fields above for every record, live and replayed: a replayed record it refuses is
+     * not even decrypted. NULL: no further condition. admit_arg is the subscriber's and must
+     * outlive the subscription; the event's body may be NULL when it is asked. */
+    int (*admit)(const void *arg, const struct hdx_bus_event *ev);
+    const void *admit_arg;
 };
 
 struct hdx_bus_event {

@@ -38,6 +38,9 @@ struct hdx_server {
     struct hdx_http *http;
     struct hdx_front *front;
     struct hdx_sub_ctx sub;
+    /* The subscription port's policy: a SUB names no patient, so deciding it reads none of
+     * the policy data (docs/POLICY.md "Status"); an empty engine, never reloaded. */
+    struct hdx_policy *sub_policy;
     struct hdx_commit *commit;
     struct hdx_bus *bus;
     struct event *done_ev, *crl_ev, *shutdown_ev;
@@ -176,6 +179,7 @@ static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it)
         hdx_info("admin_committed", "seq=%llu type=%s queue_id=%lld", (unsigned long long)it->seq,
                  it->type, (long long)it->admin_id);
         if (srv->front) hdx_front_admin_committed(srv->front, it);
+        hdx_sub_admin_committed(&srv->sub, it);
         return;
     }
     if (!it->admin_id) { /* hdxd's own: its on_done answers for it */
@@ -297,6 +301,9 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     srv->ro_store = ro_store;
     srv->done_fd = -1;
     srv->sub.kr = kr;
+    if (hdx_policy_new(conf->policy_training_period_days, &srv->sub_policy) != HDX_OK)
+        srv->sub_policy = NULL; /* every SUB is refused then (sub_session.h) */
+    srv->sub.policy = srv->sub_policy;
     if (hdx_conf_path(conf, "log.sth", srv->head_file, sizeof(srv->head_file)) != HDX_OK)
         srv->head_file[0] = 0;
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
@@ -379,6 +386,7 @@ void hdx_server_free(struct hdx_server *srv)
     hdx_net_free(srv->net); /* before the bus: subscribers unsubscribe */
     hdx_front_free(srv->front);
     hdx_bus_free(srv->bus);
+    hdx_policy_free(srv->sub_policy);
     hdx_mllp_free(srv->mllp);
     hdx_http_free(srv->http);
     if (srv->submit_ev) event_free(srv->submit_ev);

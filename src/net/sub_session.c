@@ -5,9 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "policy/policy.h"
+#include "policy/scope.h"
 #include "store/logproof.h"
 
 #define SUB_LINE_MAX 1024
@@ -26,8 +29,15 @@ struct disclosure {
 };
 
 struct sub_conn {
+    struct hdx_conn *c;
+    struct sub_conn *prev, *next; /* the subscribed ones: hdx_sub_ctx.active */
     struct hdx_bus_sub *sub;
-    char filter[HDX_TYPE_MAX + HDX_SENDER_MAX + 96]; /* as audited */
+    int ended; /* the subscription ended before the connection (a scope change) */
+    /* The granted scope it subscribed under (policy/scope.h), NULL: none (everything); its
+     * canonical text, to tell whether a committed device_scope changes it. */
+    struct hdx_scope *scope;
+    char scope_text[HDX_DEVICE_SCOPE_MAX + 1];
+    char filter[HDX_AUDIT_VALUE_MAX + 1]; /* as audited (the audit cuts there too) */
     uint64_t delivered;
     struct disclosure *disc; /* disc_cap slots, allocated at SUB */
     size_t ndisc, disc_cap;
@@ -180,14 +190,75 @@ static void write_err(struct hdx_conn *c, const char *why)
     evbuffer_add(bufferevent_get_output(c->bev), line, (size_t)n);
 }
 
-static void sub_error(struct hdx_conn *c, const char *why)
+/* A refused SUB: "ERR why", audited (deny, reason: the policy's reason or "refused" for a bad
+ * request), logged, closed. */
+static void sub_deny(struct hdx_conn *c, const char *reason, const char *why)
 {
     char w[200];
     write_err(c, why);
-    audit_subscription(c, "deny", "refused", 0, why);
+    audit_subscription(c, "deny", reason, 0, why);
     hdx_warn("subscribe_refused", "peer=%s sender=%s reason=%s", c->peer, c->principal,
              hdx_log_str(w, sizeof(w), why));
     hdx_conn_close(c, 0);
+}
+
+static void sub_error(struct hdx_conn *c, const char *why)
+{
+    sub_deny(c, "refused", why);
+}
+
+/* The bus asks this for every record the SUB filter matched (bus.h hdx_bus_filter.admit). */
+static int scope_admit(const void *arg, const struct hdx_bus_event *ev)
+{
+    return hdx_scope_admits(arg, ev->sender, ev->type, ev->patient);
+}
+
+/* The policy engine on the subscription as a whole (docs/POLICY.md): a SUB names no patient,
+ * so for a machine role this is rule 1, the role's permission; a device reads nothing.
+ * Returns 1 when permitted; else it has refused and audited. */
+static int sub_permitted(struct hdx_conn *c)
+{
+    const struct hdx_sub_ctx *ctx = c->ctx;
+    struct hdx_policy_request req = {.principal = c->principal,
+                                     .role = hdx_role_parse(c->role),
+                                     .action = HDX_ACT_SUBSCRIBE,
+                                     .resource = HDX_RES_RECORD,
+                                     .purpose = HDX_PURPOSE_TREATMENT,
+                                     .now_us = hdx_now_us()};
+    struct hdx_policy_decision d = {0, HDX_PR_ROLE};
+    char why[96];
+    if (ctx->policy) hdx_policy_decide(ctx->policy, &req, &d); /* none (no memory): denied */
+    if (d.permit) return 1;
+    if (d.reason == HDX_PR_ROLE || d.reason == HDX_PR_UNKNOWN_ROLE)
+        snprintf(why, sizeof(why), "role %s may not subscribe", c->role);
+    else
+        snprintf(why, sizeof(why), "policy: %s", hdx_policy_reason_name(d.reason));
+    sub_deny(c, hdx_policy_reason_name(d.reason), why);
+    return 0;
+}
+
+/* The principal's scope from the registry into s (none: s->scope NULL). 0 when the row cannot
+ * be read or is no canonical scope: the SUB is refused then, never served unscoped. */
+static int load_scope(struct hdx_conn *c, struct sub_conn *s)
+{
+    struct hdx_device_scope *row = calloc(1, sizeof(*row));
+    int rc = row ? hdx_store_device_scope_get(hdx_conn_store(c), c->principal, row) : HDX_E_NOMEM;
+    if (rc == HDX_E_NOTFOUND) {
+        free(row);
+        return 1;
+    }
+    s->scope = rc == HDX_OK ? calloc(1, sizeof(*s->scope)) : NULL;
+    if (s->scope && hdx_scope_parse(row->scope, strlen(row->scope), s->scope) == HDX_OK) {
+        memcpy(s->scope_text, row->scope, sizeof(s->scope_text));
+        free(row);
+        return 1;
+    }
+    hdx_error("scope_unreadable", "sender=%s err=%s", c->principal,
+              hdx_strerror(rc == HDX_OK ? HDX_E_INTEGRITY : rc));
+    free(s->scope);
+    s->scope = NULL;
+    free(row);
+    return 0;
 }
 
 /* Witness requests, before any SUB: "STH" -> "STH {json}", "CONSISTENCY OLD NEW" and
@@ -225,12 +296,9 @@ static int witness_request(struct hdx_conn *c, const char *line)
 static void subscribe(struct hdx_conn *c, char *line, size_t n)
 {
     struct sub_conn *s = c->session;
-    const struct hdx_sub_ctx *ctx = c->ctx;
-    if (!hdx_policy_role_has(hdx_role_parse(c->role), HDX_RES_RECORD, HDX_ACT_SUBSCRIBE)) {
-        char why[64];
-        snprintf(why, sizeof(why), "role %s may not subscribe", c->role);
+    struct hdx_sub_ctx *ctx = c->ctx;
+    if (!sub_permitted(c)) {
         free(line);
-        sub_error(c, why);
         return;
     }
     struct hdx_bus_filter f;
@@ -244,9 +312,19 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
         sub_error(c, rc == HDX_E_TOOBIG ? "request line too long" : why);
         return;
     }
-    snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s",
+    if (!load_scope(c, s)) {
+        sub_deny(c, "scope_unreadable", "scope unreadable");
+        return;
+    }
+    char scope[HDX_AUDIT_VALUE_MAX + 1] = "all";
+    if (s->scope) {
+        hdx_scope_describe(s->scope, scope, sizeof(scope));
+        f.admit = scope_admit;
+        f.admit_arg = s->scope;
+    }
+    snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s scope=%s",
              after == UINT64_MAX ? "live" : "seq", f.type[0] ? f.type : "any",
-             f.sender[0] ? f.sender : "any", f.has_patient ? "one" : "any");
+             f.sender[0] ? f.sender : "any", f.has_patient ? "one" : "any", scope);
     s->disc_cap = DISCLOSURE_SLOTS_MIN;
     s->disc = calloc(s->disc_cap, sizeof(*s->disc));
     s->summary_timer = event_new(hdx_conn_base(c), -1, EV_PERSIST, on_summary, c);
@@ -265,10 +343,14 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
     struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wr);
     event_add(s->summary_timer, &period);
+    s->c = c;
+    s->next = ctx->active;
+    if (ctx->active) ctx->active->prev = s;
+    ctx->active = s;
     audit_subscription(c, "permit", "-", 0, s->filter);
-    hdx_info("subscribed", "peer=%s sender=%s after=%s type=%s filter_patient=%d", c->peer,
-             c->principal, after == UINT64_MAX ? "live" : "seq", f.type[0] ? "set" : "any",
-             f.has_patient);
+    hdx_info("subscribed", "peer=%s sender=%s after=%s type=%s filter_patient=%d scoped=%d",
+             c->peer, c->principal, after == UINT64_MAX ? "live" : "seq", f.type[0] ? "set" : "any",
+             f.has_patient, s->scope != NULL);
     hdx_bus_pump(ctx->bus, s->sub);
 }
 
@@ -276,7 +358,7 @@ static void sub_read(struct hdx_conn *c)
 {
     struct sub_conn *s = c->session;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    if (s->sub) {
+    if (s->sub || s->ended) {
         evbuffer_drain(in, evbuffer_get_length(in)); /* nothing more is expected */
         return;
     }
@@ -333,19 +415,71 @@ static void sub_drained(struct hdx_conn *c)
     if (s && s->sub) hdx_bus_pump(bus_of(c), s->sub);
 }
 
+/* Ends the subscription (the connection may outlive it, closing): its disclosures and its
+ * end audited (reason "-", or why it was ended), off the bus and the active list. */
+static void sub_end(struct hdx_conn *c, const char *reason)
+{
+    struct sub_conn *s = c->session;
+    struct hdx_sub_ctx *ctx = c->ctx;
+    if (!s || !s->sub) return;
+    disclosures_flush(c);
+    audit_subscription(c, "end", reason, s->delivered, s->filter);
+    hdx_bus_unsubscribe(bus_of(c), s->sub);
+    s->sub = NULL;
+    s->ended = 1;
+    if (s->summary_timer) event_del(s->summary_timer);
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (ctx->active == s)
+        ctx->active = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
 static void sub_free(struct hdx_conn *c)
 {
     struct sub_conn *s = c->session;
     if (!s) return;
-    if (s->sub) {
-        disclosures_flush(c);
-        audit_subscription(c, "end", "-", s->delivered, s->filter);
-        hdx_bus_unsubscribe(bus_of(c), s->sub);
-    }
+    sub_end(c, "-");
     if (s->summary_timer) event_free(s->summary_timer);
     free(s->disc);
+    free(s->scope);
     free(s);
     c->session = NULL;
+}
+
+/* DESIGN (scope changes): a committed device_scope that changes the scope a subscription was
+ * made under ends that subscription at once ("BYE reason=scope-changed", audited as its end
+ * with reason scope_changed), as revocation closes connections; the client subscribes again
+ * and gets the new scope. Ending rather than re-scoping in place keeps one scope per
+ * subscription, so each subscribe permit/end pair and its disclosures say exactly which
+ * scope they were made under. It runs on the commit's completion, before any record committed
+ * after the statement is published, so no later record goes out under the old scope. */
+void hdx_sub_admin_committed(struct hdx_sub_ctx *ctx, const struct hdx_intake_item *it)
+{
+    struct hdx_admin *a = calloc(1, sizeof(*a));
+    if (!a) return; /* cannot parse: the subscriptions stay, logged */
+    if (it->status != HDX_OK || hdx_admin_parse(it->body, it->body_len, a) != HDX_OK ||
+        a->op != HDX_ADMIN_DEVICE_SCOPE) {
+        free(a);
+        return;
+    }
+    size_t ended = 0;
+    for (struct sub_conn *s = ctx->active, *next; s; s = next) {
+        next = s->next;
+        if (strcmp(s->c->principal, a->name) != 0) continue;
+        if (a->has_scope == (s->scope != NULL) &&
+            (!a->has_scope || strcmp(a->scope, s->scope_text) == 0))
+            continue; /* the same scope again: nothing changes for it */
+        static const char bye[] = "BYE reason=scope-changed\n";
+        evbuffer_add(bufferevent_get_output(s->c->bev), bye, sizeof(bye) - 1);
+        struct hdx_conn *c = s->c;
+        sub_end(c, "scope_changed");
+        hdx_conn_close(c, 0);
+        ended++;
+    }
+    if (ended) hdx_info("subscriptions_rescoped", "sender=%s ended=%zu", a->name, ended);
+    free(a);
 }
 
 const struct hdx_session_ops hdx_sub_ops = {
