@@ -398,6 +398,62 @@ static void test_bus_replay_then_live(void **state)
     hdx_store_close(s);
 }
 
+/* The admit hook (a subscriber's scope): asked for every record the filter matched, replayed
+ * (before its body is decrypted: body NULL) and live, and what it refuses is not delivered. */
+struct admit_log {
+    int calls, replay_calls_without_body;
+};
+static struct admit_log logs[2]; /* by the subscriber's arg: 0 or 1 */
+
+static int admit_odd(const void *arg, const struct hdx_bus_event *ev)
+{
+    struct admit_log *l = &logs[*(const int *)arg];
+    l->calls++;
+    if (!ev->body) l->replay_calls_without_body++;
+    return ev->seq % 2 == 1;
+}
+
+static void test_bus_admit_hook(void **state)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_bus *bus = NULL;
+    struct fake_conn c = {0};
+    static const int first = 0, second = 1;
+    struct admit_log *log = &logs[0], *log2 = &logs[1];
+    struct hdx_bus_filter f = {.admit = admit_odd, .admit_arg = &first};
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
+    assert_int_equal(hdx_bus_new(s, kr, &fake_sink, 65536, 1000, 5, &bus), HDX_OK);
+    struct hdx_bus_sub *sub = hdx_bus_subscribe(bus, &c, &f, 0);
+    hdx_bus_pump(bus, sub);
+    assert_int_equal(count_msgs(c.out, "MSG seq="), 3);
+    assert_non_null(strstr(c.out, "MSG seq=1 "));
+    assert_null(strstr(c.out, "MSG seq=2 "));
+    assert_non_null(strstr(c.out, "MSG seq=5 "));
+    assert_int_equal(log->calls, 5);
+    assert_int_equal(log->replay_calls_without_body, 5);
+    const char *body = "MSH|^~\\&|X";
+    struct hdx_bus_event ev = {6,    hdx_now_us(),          HDX_KIND_HL7V2, "mon9",      "ORU^R01",
+                               NULL, (const uint8_t *)body, strlen(body),   hdx_now_us()};
+    hdx_bus_publish(bus, &ev);
+    ev.seq = 7;
+    hdx_bus_publish(bus, &ev);
+    assert_int_equal(count_msgs(c.out, "MSG seq=6 "), 0);
+    assert_int_equal(count_msgs(c.out, "MSG seq=7 "), 1);
+    assert_int_equal(log->calls, 7);
+    /* a record the filter refuses never reaches the hook */
+    snprintf(f.type, sizeof(f.type), "ADT^A01");
+    struct fake_conn c2 = {0};
+    f.admit_arg = &second;
+    struct hdx_bus_sub *sub2 = hdx_bus_subscribe(bus, &c2, &f, 0);
+    hdx_bus_pump(bus, sub2);
+    assert_int_equal(log2->calls, 1); /* the one ADT^A01 of the store (seq 3) */
+    assert_int_equal(count_msgs(c2.out, "MSG seq=3 "), 1);
+    hdx_bus_unsubscribe(bus, sub);
+    hdx_bus_unsubscribe(bus, sub2);
+    hdx_bus_free(bus);
+    hdx_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_migrate_3_to_4),
         cmocka_unit_test(test_migrate_4_to_5),
         cmocka_unit_test(test_bus_replay_then_live),
+        cmocka_unit_test(test_bus_admit_hook),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
