@@ -63,6 +63,10 @@ struct hdx_bus_event {
     int64_t durable_us; /* when its batch was flushed; 0 for records replayed from the store */
 };
 
+/* The admit hook (hdx_bus_filter.admit) for a subscriber's granted scope: admit_arg is a
+ * struct hdx_scope (policy/scope.h, e.g. from hdx_scope_load). */
+int hdx_bus_admit_scope(const void *scope, const struct hdx_bus_event *ev);
+
 /* ro_store: a handle the bus may use for replay (owned by the caller). last_seq: the
  * newest committed seq at start. */
 int hdx_bus_new(struct hdx_store *ro_store, const struct hdx_keyring *kr,

@@ -207,12 +207,6 @@ static void sub_error(struct hdx_conn *c, const char *why)
     sub_deny(c, "refused", why);
 }
 
-/* The bus asks this for every record the SUB filter matched (bus.h hdx_bus_filter.admit). */
-static int scope_admit(const void *arg, const struct hdx_bus_event *ev)
-{
-    return hdx_scope_admits(arg, ev->sender, ev->type, ev->patient);
-}
-
 /* The policy engine on the subscription as a whole (docs/POLICY.md): a SUB names no patient,
  * so for a machine role this is rule 1, the role's permission; a device reads nothing.
  * Returns 1 when permitted; else it has refused and audited. */
@@ -241,23 +235,9 @@ static int sub_permitted(struct hdx_conn *c)
  * be read or is no canonical scope: the SUB is refused then, never served unscoped. */
 static int load_scope(struct hdx_conn *c, struct sub_conn *s)
 {
-    struct hdx_device_scope *row = calloc(1, sizeof(*row));
-    int rc = row ? hdx_store_device_scope_get(hdx_conn_store(c), c->principal, row) : HDX_E_NOMEM;
-    if (rc == HDX_E_NOTFOUND) {
-        free(row);
-        return 1;
-    }
-    s->scope = rc == HDX_OK ? calloc(1, sizeof(*s->scope)) : NULL;
-    if (s->scope && hdx_scope_parse(row->scope, strlen(row->scope), s->scope) == HDX_OK) {
-        memcpy(s->scope_text, row->scope, sizeof(s->scope_text));
-        free(row);
-        return 1;
-    }
-    hdx_error("scope_unreadable", "sender=%s err=%s", c->principal,
-              hdx_strerror(rc == HDX_OK ? HDX_E_INTEGRITY : rc));
-    free(s->scope);
-    s->scope = NULL;
-    free(row);
+    int rc = hdx_scope_load(hdx_conn_store(c), c->principal, &s->scope, s->scope_text);
+    if (rc == HDX_OK) return 1;
+    hdx_error("scope_unreadable", "sender=%s err=%s", c->principal, hdx_strerror(rc));
     return 0;
 }
 
@@ -319,7 +299,7 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
     char scope[HDX_AUDIT_VALUE_MAX + 1] = "all";
     if (s->scope) {
         hdx_scope_describe(s->scope, scope, sizeof(scope));
-        f.admit = scope_admit;
+        f.admit = hdx_bus_admit_scope;
         f.admit_arg = s->scope;
     }
     snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s scope=%s",

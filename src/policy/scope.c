@@ -13,6 +13,8 @@
  * any work. */
 #define OPERATOR_MAX (3 * HDX_SCOPE_VALUES_MAX * (HDX_SCOPE_PATIENT_ID_MAX + 1) + 64)
 
+_Static_assert(HDX_DEVICE_SCOPE_MAX == HDX_SCOPE_TEXT_MAX, "the store holds a whole scope");
+
 enum key { K_TYPE, K_SENDER, K_PATIENT, K_COUNT };
 static const char *const key_names[K_COUNT] = {"type", "sender", "patient"};
 
@@ -306,4 +308,24 @@ void hdx_scope_describe(const struct hdx_scope *s, char *out, size_t cap)
         put(out, cap, &off, i ? "," : off ? " sender=" : "sender=", s->senders[i]);
     snprintf(count, sizeof(count), "%zu", s->npatients);
     if (s->npatients) put(out, cap, &off, off ? " patients=" : "patients=", count);
+}
+
+int hdx_scope_load(struct hdx_store *s, const char *name, struct hdx_scope **out, char *text)
+{
+    *out = NULL;
+    struct hdx_device_scope *row = calloc(1, sizeof(*row));
+    struct hdx_scope *sc = calloc(1, sizeof(*sc));
+    int rc = row && sc ? hdx_store_device_scope_get(s, name, row) : HDX_E_NOMEM;
+    if (rc == HDX_OK && hdx_scope_parse(row->scope, strlen(row->scope), sc) != HDX_OK)
+        rc = HDX_E_INTEGRITY; /* a row only a hand could have written */
+    if (rc == HDX_OK) {
+        if (text) memcpy(text, row->scope, sizeof(row->scope));
+        *out = sc;
+        sc = NULL;
+    } else if (rc == HDX_E_NOTFOUND) {
+        rc = HDX_OK;
+    }
+    free(row);
+    free(sc);
+    return rc;
 }

@@ -25,7 +25,8 @@
  * else, so two scopes are equal exactly when their texts are.
  *
  * Refusals (why) never quote a value: a patient value is an identifier.
- * Thread: any; pure but for the keyring read by hdx_scope_from_operator. */
+ * Thread: any; pure but for the keyring read by hdx_scope_from_operator and the store read by
+ * hdx_scope_load (the store handle's thread). */
 #ifndef HDX_SCOPE_H
 #define HDX_SCOPE_H
 
@@ -34,6 +35,7 @@
 
 #include "crypto/keys.h"
 #include "store/record.h"
+#include "store/store.h"
 
 #define HDX_SCOPE_VALUES_MAX 32
 #define HDX_SCOPE_TEXT_MAX 1536      /* canonical bytes, without the NUL */
@@ -59,6 +61,13 @@ int hdx_scope_parse(const char *canon, size_t len, struct hdx_scope *out);
 /* 1 when the record (sender, type, patient token or NULL) is in scope. */
 int hdx_scope_admits(const struct hdx_scope *s, const char *sender, const char *type,
                      const uint8_t *patient);
+
+/* A principal's scope from the registry (store.h device_scopes), for a front end about to
+ * deliver records to it: HDX_OK with *out NULL (no scope: everything) or a scope to free()
+ * (and its canonical text into text when text is not NULL, HDX_DEVICE_SCOPE_MAX + 1 bytes);
+ * else a negative hdx_err (HDX_E_INTEGRITY: a row no statement writes), and the caller
+ * refuses: an unreadable scope never means "no scope". */
+int hdx_scope_load(struct hdx_store *s, const char *name, struct hdx_scope **out, char *text);
 
 /* The scope for people (audit details, `hdx device list`): "type=A,B sender=C* patients=N",
  * absent keys left out; the patients only counted (their tokens say nothing to a reader and
