@@ -82,7 +82,7 @@ static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *e
     return !f->admit || f->admit(f->admit_arg, ev);
 }
 
-int hdx_bus_admit_scope(const void *scope, const struct hdx_bus_event *ev)
+int hdx_bus_admit_scope(void *scope, const struct hdx_bus_event *ev)
 {
     return hdx_scope_admits(scope, ev->sender, ev->type, ev->patient);
 }

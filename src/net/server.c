@@ -38,9 +38,6 @@ struct hdx_server {
     struct hdx_http *http;
     struct hdx_front *front;
     struct hdx_sub_ctx sub;
-    /* The subscription port's policy: a SUB names no patient, so deciding it reads none of
-     * the policy data (docs/POLICY.md "Status"); an empty engine, never reloaded. */
-    struct hdx_policy *sub_policy;
     struct hdx_commit *commit;
     struct hdx_bus *bus;
     struct event *done_ev, *crl_ev, *shutdown_ev;
@@ -197,6 +194,7 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
     hdx_net_tick(srv->net);
     if (srv->front) hdx_front_tick(srv->front);
+    hdx_sub_tick(&srv->sub);
     poll_admin_queue(srv);
     if (hdx_tls_crl_changed(srv->tls)) hdx_net_sweep_revoked(srv->net);
 }
@@ -301,9 +299,9 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     srv->ro_store = ro_store;
     srv->done_fd = -1;
     srv->sub.kr = kr;
-    if (hdx_policy_new(conf->policy_training_period_days, &srv->sub_policy) != HDX_OK)
-        srv->sub_policy = NULL; /* every SUB is refused then (sub_session.h) */
-    srv->sub.policy = srv->sub_policy;
+    srv->sub.ro_store = ro_store;
+    srv->sub.training_period_days = conf->policy_training_period_days;
+    if (hdx_sub_policy_reload(&srv->sub) != HDX_OK) srv->sub.policy_stale = 1; /* retried */
     if (hdx_conf_path(conf, "log.sth", srv->head_file, sizeof(srv->head_file)) != HDX_OK)
         srv->head_file[0] = 0;
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
@@ -386,7 +384,7 @@ void hdx_server_free(struct hdx_server *srv)
     hdx_net_free(srv->net); /* before the bus: subscribers unsubscribe */
     hdx_front_free(srv->front);
     hdx_bus_free(srv->bus);
-    hdx_policy_free(srv->sub_policy);
+    hdx_sub_ctx_free(&srv->sub);
     hdx_mllp_free(srv->mllp);
     hdx_http_free(srv->http);
     if (srv->submit_ev) event_free(srv->submit_ev);

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "policy/policy.h"
+#include "policy/policy_load.h"
 #include "policy/scope.h"
 #include "store/logproof.h"
 
@@ -21,6 +22,7 @@
 #define DISCLOSURE_PERIOD_S 60
 #define DISCLOSURE_SLOTS_MIN 16   /* the table grows from this (a power of two) */
 #define DISCLOSURE_SLOTS_MAX 4096 /* to this: at half of it, a summary is written early */
+#define POLICY_RETRY_US 1000000   /* a policy that could not be reloaded: tried again */
 
 struct disclosure {
     uint8_t patient[HDX_BLIND_LEN];
@@ -42,6 +44,10 @@ struct sub_conn {
     struct disclosure *disc; /* disc_cap slots, allocated at SUB */
     size_t ndisc, disc_cap;
     uint64_t anon_first, anon_last, anon_count; /* records without a patient */
+    /* Records in scope the policy refused (a consent directive), since the last summary:
+     * summarised with the disclosures as one subscribe deny (count, seqs, the first reason). */
+    uint64_t held_first, held_last, held_count;
+    enum hdx_policy_reason held_reason;
     struct event *summary_timer;
 };
 
@@ -107,6 +113,18 @@ static void disclosures_flush(struct hdx_conn *c)
         hdx_conn_audit(c, &a);
         memset(d, 0, sizeof(*d));
         s->ndisc--;
+    }
+    if (s->held_count) {
+        struct hdx_audit a = {.event = "subscribe",
+                              .action = "subscribe",
+                              .outcome = "deny",
+                              .reason = hdx_policy_reason_name(s->held_reason),
+                              .first_seq = s->held_first,
+                              .last_seq = s->held_last,
+                              .count = s->held_count,
+                              .detail = s->filter};
+        hdx_conn_audit(c, &a);
+        s->held_count = s->held_first = s->held_last = 0;
     }
     if (s->anon_count) {
         struct hdx_audit a = {.event = "disclosure",
@@ -221,13 +239,45 @@ static int sub_permitted(struct hdx_conn *c)
                                      .now_us = hdx_now_us()};
     struct hdx_policy_decision d = {0, HDX_PR_ROLE};
     char why[96];
-    if (ctx->policy) hdx_policy_decide(ctx->policy, &req, &d); /* none (no memory): denied */
+    if (!ctx->policy) { /* not loaded (yet): nothing is decided without it */
+        sub_deny(c, "policy_unavailable", "policy unavailable");
+        return 0;
+    }
+    hdx_policy_decide(ctx->policy, &req, &d);
     if (d.permit) return 1;
     if (d.reason == HDX_PR_ROLE || d.reason == HDX_PR_UNKNOWN_ROLE)
         snprintf(why, sizeof(why), "role %s may not subscribe", c->role);
     else
         snprintf(why, sizeof(why), "policy: %s", hdx_policy_reason_name(d.reason));
     sub_deny(c, hdx_policy_reason_name(d.reason), why);
+    return 0;
+}
+
+/* The bus asks this for every record the SUB filter matched, live and replayed (before a
+ * replayed body is decrypted): the granted scope first (outside it is not a refusal, just not
+ * this subscriber's), then the policy engine on that record's patient, as the HTTPS stream
+ * does (a consent directive denying this recipient role or purpose). */
+static int sub_admit(void *arg, const struct hdx_bus_event *ev)
+{
+    struct sub_conn *s = arg;
+    const struct hdx_sub_ctx *ctx = s->c->ctx;
+    if (s->scope && !hdx_scope_admits(s->scope, ev->sender, ev->type, ev->patient)) return 0;
+    struct hdx_policy_request req = {.principal = s->c->principal,
+                                     .role = hdx_role_parse(s->c->role),
+                                     .action = HDX_ACT_SUBSCRIBE,
+                                     .resource = HDX_RES_RECORD,
+                                     .patient = ev->patient,
+                                     .purpose = HDX_PURPOSE_TREATMENT,
+                                     .now_us = hdx_now_us()};
+    struct hdx_policy_decision d = {0, HDX_PR_UNKNOWN_ROLE};
+    if (ctx->policy) hdx_policy_decide(ctx->policy, &req, &d);
+    if (d.permit) return 1;
+    if (!s->held_count) {
+        s->held_first = ev->seq;
+        s->held_reason = d.reason;
+    }
+    s->held_last = ev->seq;
+    s->held_count++;
     return 0;
 }
 
@@ -297,11 +347,10 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
         return;
     }
     char scope[HDX_AUDIT_VALUE_MAX + 1] = "all";
-    if (s->scope) {
-        hdx_scope_describe(s->scope, scope, sizeof(scope));
-        f.admit = hdx_bus_admit_scope;
-        f.admit_arg = s->scope;
-    }
+    if (s->scope) hdx_scope_describe(s->scope, scope, sizeof(scope));
+    s->c = c;
+    f.admit = sub_admit;
+    f.admit_arg = s;
     snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s scope=%s",
              after == UINT64_MAX ? "live" : "seq", f.type[0] ? f.type : "any",
              f.sender[0] ? f.sender : "any", f.has_patient ? "one" : "any", scope);
@@ -323,7 +372,6 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
     struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wr);
     event_add(s->summary_timer, &period);
-    s->c = c;
     s->next = ctx->active;
     if (ctx->active) ctx->active->prev = s;
     ctx->active = s;
@@ -439,8 +487,17 @@ void hdx_sub_admin_committed(struct hdx_sub_ctx *ctx, const struct hdx_intake_it
 {
     struct hdx_admin *a = calloc(1, sizeof(*a));
     if (!a) return; /* cannot parse: the subscriptions stay, logged */
-    if (it->status != HDX_OK || hdx_admin_parse(it->body, it->body_len, a) != HDX_OK ||
-        a->op != HDX_ADMIN_DEVICE_SCOPE) {
+    if (it->status != HDX_OK || hdx_admin_parse(it->body, it->body_len, a) != HDX_OK) {
+        free(a);
+        return;
+    }
+    /* A machine's decision reads only consent directives (rules 2 and 4-6 otherwise concern
+     * people), so only they reload the port's policy; the next record is decided with it. */
+    if (a->op == HDX_ADMIN_CONSENT_DENY || a->op == HDX_ADMIN_CONSENT_REMOVE) {
+        ctx->policy_stale = 1;
+        (void)hdx_sub_policy_reload(ctx);
+    }
+    if (a->op != HDX_ADMIN_DEVICE_SCOPE) {
         free(a);
         return;
     }
@@ -471,3 +528,32 @@ const struct hdx_session_ops hdx_sub_ops = {
     .drained = sub_drained,
     .free = sub_free,
 };
+
+int hdx_sub_policy_reload(struct hdx_sub_ctx *ctx)
+{
+    struct hdx_policy *p = NULL;
+    int rc = hdx_policy_load(ctx->ro_store, ctx->training_period_days, hdx_now_us(), &p);
+    if (rc != HDX_OK) {
+        /* The old policy stays (none at start: every SUB refused); a table that cannot be
+         * read is a store to verify. */
+        hdx_error("policy_load_failed", "port=sub err=%s", hdx_strerror(rc));
+        ctx->policy_retry_us = hdx_monotonic_us() + POLICY_RETRY_US;
+        return rc;
+    }
+    hdx_policy_free(ctx->policy);
+    ctx->policy = p;
+    ctx->policy_stale = 0;
+    return HDX_OK;
+}
+
+void hdx_sub_tick(struct hdx_sub_ctx *ctx)
+{
+    if (ctx->policy_stale && hdx_monotonic_us() >= ctx->policy_retry_us)
+        (void)hdx_sub_policy_reload(ctx);
+}
+
+void hdx_sub_ctx_free(struct hdx_sub_ctx *ctx)
+{
+    hdx_policy_free(ctx->policy);
+    ctx->policy = NULL;
+}

@@ -403,11 +403,9 @@ static void test_bus_replay_then_live(void **state)
 struct admit_log {
     int calls, replay_calls_without_body;
 };
-static struct admit_log logs[2]; /* by the subscriber's arg: 0 or 1 */
-
-static int admit_odd(const void *arg, const struct hdx_bus_event *ev)
+static int admit_odd(void *arg, const struct hdx_bus_event *ev)
 {
-    struct admit_log *l = &logs[*(const int *)arg];
+    struct admit_log *l = arg;
     l->calls++;
     if (!ev->body) l->replay_calls_without_body++;
     return ev->seq % 2 == 1;
@@ -418,9 +416,8 @@ static void test_bus_admit_hook(void **state)
     struct hdx_store *s = NULL;
     struct hdx_bus *bus = NULL;
     struct fake_conn c = {0};
-    static const int first = 0, second = 1;
-    struct admit_log *log = &logs[0], *log2 = &logs[1];
-    struct hdx_bus_filter f = {.admit = admit_odd, .admit_arg = &first};
+    struct admit_log logs[2] = {{0}}, *log = &logs[0], *log2 = &logs[1];
+    struct hdx_bus_filter f = {.admit = admit_odd, .admit_arg = log};
     assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
     assert_int_equal(hdx_bus_new(s, kr, &fake_sink, 65536, 1000, 5, &bus), HDX_OK);
     struct hdx_bus_sub *sub = hdx_bus_subscribe(bus, &c, &f, 0);
@@ -443,7 +440,7 @@ static void test_bus_admit_hook(void **state)
     /* a record the filter refuses never reaches the hook */
     snprintf(f.type, sizeof(f.type), "ADT^A01");
     struct fake_conn c2 = {0};
-    f.admit_arg = &second;
+    f.admit_arg = log2;
     struct hdx_bus_sub *sub2 = hdx_bus_subscribe(bus, &c2, &f, 0);
     hdx_bus_pump(bus, sub2);
     assert_int_equal(log2->calls, 1); /* the one ADT^A01 of the store (seq 3) */
