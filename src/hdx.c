@@ -21,6 +21,7 @@ static const char usage_text[] =
     "  get SEQ -d DIR                   print one stored message\n"
     "  query -d DIR [filters]           list stored messages by patient, type, time\n"
     "  audit query|disclosures -d DIR   the audit trail; disclosures of one patient\n"
+    "  access-review -d DIR             who should lose access: dormant, unused, unreviewed\n"
     "  verify -d DIR                    check every record; exit 0 only if intact\n"
     "  sth -d DIR                       the newest signed tree head of the log, JSON\n"
     "  proof inclusion|consistency ...  Merkle proofs against signed tree heads, JSON\n"
@@ -39,16 +40,27 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},       {"device", cmd_device},
-    {"user", cmd_user},       {"training", cmd_training},
-    {"send", cmd_send},       {"tail", cmd_tail},
-    {"get", cmd_get},         {"query", cmd_query},
-    {"verify", cmd_verify},   {"sth", cmd_sth},
-    {"proof", cmd_proof},     {"verify-proof", cmd_verify_proof},
-    {"witness", cmd_witness}, {"receipt", cmd_receipt},
-    {"sim", cmd_sim},         {"bench", cmd_bench},
-    {"audit", cmd_audit},     {"careteam", cmd_careteam},
-    {"consent", cmd_consent}, {"break-glass", cmd_break_glass},
+    {"init", cmd_init},
+    {"device", cmd_device},
+    {"user", cmd_user},
+    {"training", cmd_training},
+    {"send", cmd_send},
+    {"tail", cmd_tail},
+    {"get", cmd_get},
+    {"query", cmd_query},
+    {"verify", cmd_verify},
+    {"sth", cmd_sth},
+    {"proof", cmd_proof},
+    {"verify-proof", cmd_verify_proof},
+    {"witness", cmd_witness},
+    {"receipt", cmd_receipt},
+    {"sim", cmd_sim},
+    {"bench", cmd_bench},
+    {"audit", cmd_audit},
+    {"careteam", cmd_careteam},
+    {"consent", cmd_consent},
+    {"break-glass", cmd_break_glass},
+    {"access-review", cmd_access_review},
 };
 
 int main(int argc, char **argv)

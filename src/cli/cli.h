@@ -5,6 +5,7 @@
 #ifndef HDX_CLI_H
 #define HDX_CLI_H
 
+#include <jansson.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,11 +70,61 @@ struct cli_client_opts {
 /* Takes argv[*i] (and its value) when it is one of them and returns 1; else 0. */
 int cli_client_opt(int argc, char **argv, int *i, struct cli_client_opts *o);
 
+/* hdxd's HTTPS API as a signed-in user (api_client.c, docs/HTTP.md): the operator reads
+ * (hdx query|get|tail --user) go through hdxd, so the policy decides and the audit records
+ * them as for anyone. The password comes from password_file or a prompt on the terminal, the
+ * TOTP code from totp or a prompt; the connection is verified against DIR/ca.pem (or ca). */
+struct cli_api_opts {
+    const char *dir, *to, *ca, *user, *password_file, *totp;
+};
+struct cli_api {
+    struct cli_conn conn;
+    char host[300], to[300], ca[4096];
+    char token[64];
+    int streamed; /* the connection carries an event stream: the logout needs another */
+};
+/* 0 signed in; else one line on stderr naming cmd, and 1 (refused, failed) or 2 (usage). */
+int cli_api_login(const char *cmd, const struct cli_api_opts *o, struct cli_api *api);
+/* GET target: 0 with *status and, for a 200, the JSON answer in *out (caller decrefs; other
+ * statuses: the error's code and message in why); -1 and why when no answer came. */
+int cli_api_get(struct cli_api *api, const char *target, int *status, json_t **out, char *why,
+                size_t cap);
+/* GET target as Server-Sent Events: on_event for each event until it returns non-zero or
+ * hdxd ends the stream; 0 then, with *status (not 200: why holds hdxd's error). */
+int cli_api_stream(struct cli_api *api, const char *target,
+                   int (*on_event)(void *arg, const char *event, const char *data, size_t len),
+                   void *arg, int *status, char *why, size_t cap);
+/* Ends the session (POST /auth/logout) and the connection; wipes the token. */
+void cli_api_logout(struct cli_api *api);
+/* Appends ?key=value or &key=value to target, value percent-encoded; -1 if it does not fit. */
+int cli_api_param(char *target, size_t cap, const char *key, const char *value);
+/* A record of an /api answer: its message bytes ("body", or "body_base64" for a message that
+ * is not UTF-8) into *body (caller wipes and frees); or printed as the offline commands print
+ * it (with the '# seq=…' header line and a blank line when header). -1 when members lack. */
+int cli_api_record_body(json_t *o, uint8_t **body, size_t *len);
+int cli_api_record_print(json_t *o, int raw, int header);
+/* Takes argv[*i] (and its value) when it is --user, --password-file, --totp, --to or --ca. */
+int cli_api_opt(int argc, char **argv, int *i, struct cli_api_opts *o);
+
 struct hdx_admin;
 /* Queues the statement and waits until it is an admin record: applied here when no hdxd holds
  * DIR/hdxd.lock, else by hdxd (up to 10 s). HDX_OK, or an error with one line in why. */
 int cli_admin_run(const char *dir, struct cli_ctx *ctx, const struct hdx_admin *a, char *why,
                   size_t cap);
+
+/* What a read of the store file itself (hdx get|query without --user) disclosed about one
+ * patient (has_patient 0: records without one). */
+struct cli_read_tally {
+    uint8_t patient[HDX_BLIND_LEN];
+    int has_patient;
+    uint64_t first, last, count;
+};
+/* Its audit records, one per tally entry: event access, action offline_read, principal
+ * local:LOGIN, role operator, detail route=ROUTE; queued and committed like admin statements
+ * (by hdxd when it runs, else here) before the command prints anything. HDX_OK, or a warning
+ * on stderr: a store that cannot take them (damaged, hdxd's log alarm) must still be
+ * readable for recovery. */
+int cli_offline_audit(const char *dir, const char *route, const struct cli_read_tally *t, size_t n);
 
 int cmd_init(int argc, char **argv);
 int cmd_device(int argc, char **argv);
@@ -87,6 +138,7 @@ int cmd_tail(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_access_review(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_sth(int argc, char **argv);
 int cmd_proof(int argc, char **argv);

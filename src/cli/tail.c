@@ -1,4 +1,7 @@
-/* hdx tail: a subscriber. Prints each committed message as hdxd delivers it. */
+/* hdx tail: a subscriber (a certificate on the subscription port), or a user on hdxd's HTTPS
+ * event stream (--user, /api/stream: the policy decides per record, hdxd audits what went).
+ * Prints each committed message as hdxd delivers it. */
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,12 @@
 static const char tail_usage[] =
     "usage: hdx tail -d DIR --cert C --key K [--to HOST:PORT] [--ca CA] [--from SEQ]\n"
     "                [--type T] [--sender S] [--patient ID] [--count N] [--vitals|--latency]\n"
+    "       hdx tail -d DIR --user NAME [--password-file F] [--totp CODE] [--purpose P]\n"
+    "                [--to HOST:PORT] [--ca CA] [--from SEQ] [--type T] [--sender S]\n"
+    "                [--patient ID] [--count N] [--vitals]\n"
+    "--user signs in to hdxd's HTTPS API (like hdx get --user) and follows /api/stream as\n"
+    "that user: only records the policy lets the user read arrive, and the stream ends (exit\n"
+    "1) when the session does (logout elsewhere, automatic logoff, revocation).\n"
     "Subscribes (certificate role subscriber or gateway) and prints every committed HL7\n"
     "message that matches the filters, in commit order, as it is committed:\n"
     "'# seq=N time=ISO sender=S type=T', the message, a blank line. --from SEQ first\n"
@@ -199,16 +208,95 @@ static int build_request(char *req, size_t cap, const char *from, const char *ty
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
+/* ---------- as a user, on the HTTPS event stream ---------- */
+
+struct user_tail {
+    enum tail_mode mode;
+    long count, seen;
+    int ended;
+};
+
+static int on_event(void *arg, const char *event, const char *data, size_t len)
+{
+    struct user_tail *t = arg;
+    if (!strcmp(event, "end")) {
+        fprintf(stderr, "hdx tail: hdxd ended the stream: %.*s\n", (int)len, data);
+        t->ended = 1;
+        return 1;
+    }
+    if (strcmp(event, "record") != 0) return 0;
+    json_t *o = json_loadb(data, len, 0, NULL);
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (!o || !type || cli_api_record_body(o, &body, &blen) != 0) {
+        fprintf(stderr, "hdx tail: an event that is not a record\n");
+        json_decref(o);
+        t->ended = 1;
+        return 1;
+    }
+    if (t->mode == TAIL_VITALS) {
+        char head[256];
+        snprintf(head, sizeof(head), "MSG seq=%lld time=%s sender=%s",
+                 (long long)json_integer_value(json_object_get(o, "seq")),
+                 json_string_value(json_object_get(o, "time")),
+                 json_string_value(json_object_get(o, "sender")));
+        if (!strncmp(type, "ORU^R01", 7)) print_vitals(head, body, blen);
+    } else {
+        (void)cli_api_record_print(o, 0, 1);
+    }
+    fflush(stdout);
+    sodium_memzero(body, blen);
+    free(body);
+    json_decref(o);
+    return t->count > 0 && ++t->seen >= t->count;
+}
+
+static int tail_user(struct cli_api_opts *ao, const char *purpose, const char *from,
+                     const char *type, const char *sender, const char *patient, enum tail_mode mode,
+                     long count)
+{
+    char target[1024] = "/api/stream", why[512];
+    if ((from && cli_api_param(target, sizeof(target), "after", from)) ||
+        (type && cli_api_param(target, sizeof(target), "type", type)) ||
+        (sender && cli_api_param(target, sizeof(target), "sender", sender)) ||
+        (patient && cli_api_param(target, sizeof(target), "patient", patient)) ||
+        (purpose && cli_api_param(target, sizeof(target), "purpose", purpose))) {
+        fprintf(stderr, "hdx tail: the filters are too long\n");
+        return 2;
+    }
+    struct cli_api api;
+    int rc = cli_api_login("tail", ao, &api);
+    if (rc) return rc;
+    struct user_tail t = {mode, count, 0, 0};
+    int status = 0;
+    rc = cli_api_stream(&api, target, on_event, &t, &status, why, sizeof(why));
+    sodium_memzero(target, sizeof(target));
+    if (rc != 0 || status != 200) {
+        fprintf(stderr, "hdx tail: %s\n", why);
+        rc = 1;
+    } else {
+        if (!t.ended && (count <= 0 || t.seen < count))
+            fprintf(stderr, "hdx tail: connection closed by hdxd\n");
+        rc = count > 0 && t.seen >= count ? 0 : 1;
+    }
+    cli_api_logout(&api);
+    return rc;
+}
+
 int cmd_tail(int argc, char **argv)
 {
     struct cli_client_opts o = {0};
-    const char *from = NULL, *type = NULL, *sender = NULL, *patient = NULL;
+    struct cli_api_opts ao = {0};
+    const char *from = NULL, *type = NULL, *sender = NULL, *patient = NULL, *purpose = NULL;
     enum tail_mode mode = TAIL_MESSAGES;
     long count = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_client_opt(argc, argv, &i, &o))
+        if (cli_client_opt(argc, argv, &i, &o) || cli_api_opt(argc, argv, &i, &ao))
             continue;
+        else if (!strcmp(a, "--purpose"))
+            purpose = cli_arg(argc, argv, &i);
         else if (!strcmp(a, "--from"))
             from = cli_arg(argc, argv, &i);
         else if (!strcmp(a, "--type"))
@@ -230,6 +318,20 @@ int cmd_tail(int argc, char **argv)
             fputs(tail_usage, stderr);
             return 2;
         }
+    }
+    if (ao.user) {
+        if (!o.dir || o.cert || o.key || mode == TAIL_LATENCY) {
+            fputs(tail_usage, stderr);
+            return 2;
+        }
+        ao.dir = o.dir;
+        ao.to = o.to;
+        ao.ca = o.ca;
+        return tail_user(&ao, purpose, from, type, sender, patient, mode, count);
+    }
+    if (ao.password_file || ao.totp || purpose) {
+        fputs(tail_usage, stderr);
+        return 2;
     }
     const char *dir = o.dir, *cert = o.cert, *key = o.key, *to = o.to, *ca = o.ca;
     struct hdx_conf conf;

@@ -12,6 +12,7 @@
 #include "auth/qr.h"
 #include "auth/totp.h"
 #include "auth/user.h"
+#include "auth/apikey.h"
 #include "cli/cli.h"
 #include "commit/admin.h"
 #include "core/err.h"
@@ -21,7 +22,9 @@
 static const char user_usage[] =
     "usage: hdx user add NAME --role ROLE -d DIR --password-file F [--qr-png FILE] [--no-qr]\n"
     "                    [--enrol-at-login]\n"
+    "       hdx user add NAME --role integration -d DIR --api-key\n"
     "       hdx user passwd NAME -d DIR --password-file F\n"
+    "       hdx user apikey NAME -d DIR\n"
     "       hdx user mfa-reset NAME -d DIR [--qr-png FILE] [--no-qr]\n"
     "       hdx user lock|unlock|revoke-sessions NAME -d DIR\n"
     "       hdx user list -d DIR [--json]\n"
@@ -42,7 +45,12 @@ static const char user_usage[] =
     "         --enrol-at-login: no second factor now (prints mfa=enrol-at-login); the\n"
     "         user's first login with the password alone gets a session good only for\n"
     "         POST /auth/mfa/enrol (docs/HTTP.md), which shows the URI and codes to them.\n"
+    "add --api-key  creates a service's account (role integration) with no password and\n"
+    "         no second factor: prints api_key=hdxk_NAME.SECRET once. The service sends it\n"
+    "         as 'Authorization: Bearer KEY' to /api/ (docs/HTTP.md); hdx keeps only its\n"
+    "         SHA-256. The key is the service's credential: keep it in a 0600 file.\n"
     "passwd   sets a new password (same rules); sessions issued before it end.\n"
+    "apikey   a new API key for a service; the old one stops working at once.\n"
     "mfa-reset  a new TOTP secret and ten new recovery codes (a lost phone); the old ones\n"
     "         stop working and sessions issued before it end.\n"
     "lock     the user cannot log in until unlock; unlock undoes it.\n"
@@ -119,8 +127,9 @@ static int show_enrolment(const struct hdx_enrolment *e, int qr, const char *png
 }
 
 static int user_add(const char *dir, const char *name, const char *role, const char *pwfile,
-                    const char *png, int qr, int enrol_later)
+                    const char *png, int qr, int enrol_later, int api_key)
 {
+    char key[HDX_APIKEY_MAX + 1] = "";
     struct cli_ctx ctx;
     struct hdx_user old;
     struct hdx_enrolment e;
@@ -137,9 +146,12 @@ static int user_add(const char *dir, const char *name, const char *role, const c
     snprintf(a.name, sizeof(a.name), "%s", name);
     snprintf(a.role, sizeof(a.role), "%s", role);
     a.created_us = hdx_now_us();
-    rc = new_password(&ctx, name, pwfile, a.pw_hash, why, sizeof(why));
+    if (api_key)
+        rc = hdx_apikey_new(name, key, sizeof(key), a.pw_hash, sizeof(a.pw_hash));
+    else
+        rc = new_password(&ctx, name, pwfile, a.pw_hash, why, sizeof(why));
     memset(&e, 0, sizeof(e));
-    if (rc == HDX_OK && !enrol_later) {
+    if (rc == HDX_OK && !enrol_later && !api_key) {
         rc = hdx_user_enrol(ctx.kr, name, &a, &e);
         if (rc != HDX_OK) snprintf(why, sizeof(why), "cannot enrol TOTP: %s", hdx_strerror(rc));
     }
@@ -153,13 +165,16 @@ static int user_add(const char *dir, const char *name, const char *role, const c
     cli_close(&ctx);
     if (rc == HDX_OK) {
         printf("user=%s role=%s\n", name, role);
-        if (enrol_later)
+        if (api_key)
+            printf("api_key=%s\n", key);
+        else if (enrol_later)
             printf("mfa=enrol-at-login\n");
         else
             rc = show_enrolment(&e, qr, png, why, sizeof(why));
     }
     sodium_memzero(&e, sizeof(e));
     sodium_memzero(&a, sizeof(a));
+    sodium_memzero(key, sizeof(key));
     if (rc != HDX_OK) {
         fprintf(stderr, "hdx user add: %s\n", why);
         return 1;
@@ -185,7 +200,7 @@ static int user_change(const char *cmd, const char *dir, const char *name, enum 
     struct hdx_user u;
     struct hdx_enrolment e;
     struct hdx_admin a = {.op = op};
-    char why[512] = "";
+    char why[512] = "", key[HDX_APIKEY_MAX + 1] = "";
     int rc = HDX_OK;
     memset(&e, 0, sizeof(e));
     if (cli_open(dir, 1, &ctx)) return 1;
@@ -196,7 +211,17 @@ static int user_change(const char *cmd, const char *dir, const char *name, enum 
     snprintf(a.name, sizeof(a.name), "%s", name);
     switch (op) {
     case HDX_ADMIN_USER_PASSWD:
-        rc = new_password(&ctx, name, pwfile, a.pw_hash, why, sizeof(why));
+        if (pwfile) {
+            rc = new_password(&ctx, name, pwfile, a.pw_hash, why, sizeof(why));
+        } else if (strcmp(u.role, "integration") != 0) {
+            rc = HDX_E_INVAL;
+            snprintf(why, sizeof(why),
+                     "%s is a person (role %s): only a service (role "
+                     "integration) has an API key",
+                     name, u.role);
+        } else {
+            rc = hdx_apikey_new(name, key, sizeof(key), a.pw_hash, sizeof(a.pw_hash));
+        }
         break;
     case HDX_ADMIN_USER_MFA:
         rc = hdx_user_enrol(ctx.kr, name, &a, &e);
@@ -217,7 +242,10 @@ static int user_change(const char *cmd, const char *dir, const char *name, enum 
     if (rc == HDX_OK) {
         switch (op) {
         case HDX_ADMIN_USER_PASSWD:
-            printf("passwd=%s\n", name);
+            if (key[0])
+                printf("user=%s api_key=%s\n", name, key);
+            else
+                printf("passwd=%s\n", name);
             break;
         case HDX_ADMIN_USER_MFA:
             printf("user=%s mfa=reset\n", name);
@@ -242,6 +270,7 @@ static int user_change(const char *cmd, const char *dir, const char *name, enum 
             break;
         }
     }
+    sodium_memzero(key, sizeof(key));
     sodium_memzero(&e, sizeof(e));
     sodium_memzero(&a, sizeof(a));
     if (rc != HDX_OK) {
@@ -339,7 +368,7 @@ static int user_list(const char *dir, int as_json)
 int cmd_user(int argc, char **argv)
 {
     const char *dir = NULL, *name = NULL, *role = NULL, *pwfile = NULL, *png = NULL, *code = NULL;
-    int as_json = 0, qr = 1, enrol_later = 0;
+    int as_json = 0, qr = 1, enrol_later = 0, api_key = 0;
     if (argc < 2) return usage();
     const char *verb = argv[1];
     if (!strcmp(verb, "--help")) {
@@ -361,6 +390,8 @@ int cmd_user(int argc, char **argv)
             qr = 0;
         else if (!strcmp(argv[i], "--enrol-at-login") && !strcmp(verb, "add"))
             enrol_later = 1;
+        else if (!strcmp(argv[i], "--api-key") && !strcmp(verb, "add"))
+            api_key = 1;
         else if (!strcmp(argv[i], "--json"))
             as_json = 1;
         else if (!strcmp(argv[i], "--help")) {
@@ -383,7 +414,12 @@ int cmd_user(int argc, char **argv)
         return !pwfile || !code || role || png || !qr ? usage()
                                                       : user_check(dir, name, pwfile, code);
     if (code) return usage();
-    int wants_pw = !strcmp(verb, "add") || !strcmp(verb, "passwd");
+    if (!strcmp(verb, "apikey"))
+        return role || pwfile || png || !qr
+                   ? usage()
+                   : user_change("user apikey", dir, name, HDX_ADMIN_USER_PASSWD, NULL, NULL, NULL,
+                                 1);
+    int wants_pw = (!strcmp(verb, "add") && !api_key) || !strcmp(verb, "passwd");
     if (wants_pw != !!pwfile || ((png || !qr) && strcmp(verb, "add") && strcmp(verb, "mfa-reset")))
         return usage();
     if (!strcmp(verb, "add")) {
@@ -392,8 +428,13 @@ int cmd_user(int argc, char **argv)
                             "clinician, nurse, researcher or integration\n");
             return 2;
         }
-        if (enrol_later && (png || !qr)) return usage();
-        return user_add(dir, name, role, pwfile, png, qr, enrol_later);
+        if ((enrol_later && (png || !qr)) || (api_key && (enrol_later || png || !qr)))
+            return usage();
+        if (api_key && strcmp(role, "integration") != 0) {
+            fprintf(stderr, "hdx user add: --api-key is for services: --role integration\n");
+            return 2;
+        }
+        return user_add(dir, name, role, pwfile, png, qr, enrol_later, api_key);
     }
     if (role) return usage();
     static const struct {

@@ -9,7 +9,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "core/err.h"
+#include "auth/apikey.h"
 #include "auth/password.h"
 #include "auth/totp.h"
 #include "core/util.h"
@@ -270,8 +272,12 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         if (!hex_field(v, a->sign_pub, 32)) return 0;
         a->has_pub = 1;
         return 1;
-    case K_PWHASH:
-        if (n >= sizeof(a->pw_hash) || !hdx_password_hash_valid(v)) return 0;
+    case K_PWHASH: /* a service's API key only for the integration role (auth/apikey.h) */
+        if (n >= sizeof(a->pw_hash) ||
+            !(hdx_password_hash_valid(v) ||
+              (hdx_apikey_hash_valid(v) &&
+               (a->op == HDX_ADMIN_USER_PASSWD || !strcmp(a->role, "integration")))))
+            return 0;
         memcpy(a->pw_hash, v, n + 1);
         return 1;
     case K_TOTP: /* recovery follows and must agree: both or neither */
@@ -361,6 +367,12 @@ int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out)
         if (!next_line(body, len, &off, key_names[*k], val, sizeof(val)) ||
             !set_value(out, *k, val))
             goto bad;
+    /* The actor came later: optional, and the last line. */
+    if (off != len) {
+        if (!next_line(body, len, &off, "by", val, sizeof(val)) || !hdx_admin_by_valid(val))
+            goto bad;
+        memcpy(out->by, val, strlen(val) + 1);
+    }
     if (off != len) goto bad; /* trailing bytes, or a key this op does not have */
     sodium_memzero(val, sizeof(val));
     return HDX_OK;
@@ -429,6 +441,21 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
     return 0;
 }
 
+int hdx_admin_by_valid(const char *by)
+{
+    size_t n = strlen(by), prefix = !strncmp(by, "local:", 6)  ? 6
+                                    : !strncmp(by, "user:", 5) ? 5
+                                                               : 0;
+    if (!prefix || n == prefix || n > 90) return 0;
+    for (size_t i = prefix; i < n; i++) {
+        unsigned char ch = (unsigned char)by[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("._@:/+-_", ch)))
+            return 0;
+    }
+    return 1;
+}
+
 int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
 {
     if (!hdx_admin_type(a->op) || cap < 1) return HDX_E_INVAL;
@@ -438,6 +465,11 @@ int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
     n = (size_t)w;
     for (const enum key *k = op_keys[a->op]; *k != K_END; k++) {
         w = format_key(a, *k, out + n, cap - n);
+        if (w < 0 || (size_t)w >= cap - n) return HDX_E_TOOBIG;
+        n += (size_t)w;
+    }
+    if (a->by[0]) {
+        w = snprintf(out + n, cap - n, "by=%s\n", a->by);
         if (w < 0 || (size_t)w >= cap - n) return HDX_E_TOOBIG;
         n += (size_t)w;
     }
@@ -521,6 +553,8 @@ void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_adm
     if (!*present) return;
     switch (a->op) {
     case HDX_ADMIN_USER_PASSWD:
+        /* A person's account never takes an API key: that would be a login without MFA. */
+        if (hdx_apikey_hash_valid(a->pw_hash) && strcmp(u->role, "integration") != 0) return;
         snprintf(u->pw_hash, sizeof(u->pw_hash), "%s", a->pw_hash);
         u->pw_changed_us = time_us;
         u->sessions_revoked_us = max64(u->sessions_revoked_us, time_us);
@@ -1031,9 +1065,32 @@ int hdx_admin_migrate(struct hdx_store *s, size_t *queued)
     return HDX_OK;
 }
 
+/* An offline read's audit record from the queue (hdx_admin_item_new). */
+static struct hdx_intake_item *queued_audit_item(int64_t id, const uint8_t *body, size_t len,
+                                                 int *bad)
+{
+    struct hdx_audit_view v;
+    uint8_t patient[HDX_BLIND_LEN] = {0};
+    *bad = hdx_audit_parse(body, len, &v) != HDX_OK || strcmp(v.event, "access") != 0 ||
+           strcmp(v.action, "offline_read") != 0 || strncmp(v.principal, "local:", 6) != 0 ||
+           (strcmp(v.patient, "-") != 0 && hdx_unhex(v.patient, patient, HDX_BLIND_LEN) != 0);
+    if (*bad) return NULL;
+    struct hdx_intake_item *it = hdx_intake_item_new(body, len);
+    if (!it) return NULL;
+    it->kind = HDX_KIND_AUDIT;
+    snprintf(it->sender, sizeof(it->sender), "%s", HDX_AUDIT_SENDER);
+    snprintf(it->type, sizeof(it->type), "audit/access");
+    memcpy(it->patient, patient, HDX_BLIND_LEN);
+    it->admin_id = id;
+    return it;
+}
+
 struct hdx_intake_item *hdx_admin_item_new(int64_t id, const uint8_t *body, size_t len, int *bad)
 {
     struct hdx_admin a;
+    static const char audit_magic[] = "HDX-AUDIT 1\n";
+    if (len >= sizeof(audit_magic) - 1 && !memcmp(body, audit_magic, sizeof(audit_magic) - 1))
+        return queued_audit_item(id, body, len, bad);
     *bad = hdx_admin_parse(body, len, &a) != HDX_OK;
     if (*bad) return NULL;
     struct hdx_intake_item *it = hdx_intake_item_new(body, len);

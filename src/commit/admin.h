@@ -129,6 +129,7 @@ enum hdx_admin_op {
 };
 #define HDX_ADMIN_OP_LAST HDX_ADMIN_DEVICE_SCOPE
 
+#define HDX_ADMIN_BY_MAX 96
 struct hdx_admin {
     enum hdx_admin_op op;
     char name[65];
@@ -155,7 +156,14 @@ struct hdx_admin {
     /* device_scope */
     int has_scope; /* 0: scope empty (removed) */
     char scope[HDX_DEVICE_SCOPE_MAX + 1];
+    /* Who made the change, the last line of every statement: "local:LOGIN" (the hdx CLI, by
+     * the operating-system account that ran it; "local:root/sudo:LOGIN" under sudo) or
+     * "user:NAME" (hdxd, on behalf of a signed-in user). "" in records older than the key. */
+    char by[HDX_ADMIN_BY_MAX + 1];
 };
+/* 1 when by is a valid actor: "local:" or "user:", then [A-Za-z0-9._@:/+-_]; 90 bytes at most in
+ * all. */
+int hdx_admin_by_valid(const char *by);
 /* 1 for the user_* ops. */
 int hdx_admin_is_user_op(enum hdx_admin_op op);
 /* 1 for the careteam_*, consent_* and break_glass* ops. */
@@ -227,7 +235,10 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
 
 /* The intake item (kind ADMIN, sender HDX_ADMIN_SENDER, type of its op, no patient, no
  * duplicate token, origin NULL) for queue row id; NULL when body does not parse (*bad set)
- * or on no memory (*bad 0). */
+ * or on no memory (*bad 0). The queue also carries one kind of audit record: the hdx command
+ * line's own account of an offline read (audit/audit.h, event access, action offline_read, a
+ * local: principal), which becomes an audit item with its patient token; the commit removes
+ * its row in the same transaction. Any other audit body is refused (*bad). */
 struct hdx_intake_item *hdx_admin_item_new(int64_t id, const uint8_t *body, size_t len, int *bad);
 
 /* DIR/hdxd.lock: hdxd holds an exclusive flock on it while it runs; a writer outside hdxd

@@ -509,6 +509,9 @@ static int write_batch(struct hdx_commit *c, struct batch *b)
             rc = hdx_store_marks_put(c->store, it->covers, it->ncovers, it->seq, it->verified);
         if (rc == HDX_OK && it->kind == HDX_KIND_ADMIN) /* the registry changes with its record */
             rc = hdx_admin_commit(c->store, it->admin_id, it->body, it->body_len, it->time_us);
+        else if (rc == HDX_OK && it->admin_id && /* a queued audit record leaves the queue */
+                 (rc = hdx_store_admin_dequeue(c->store, it->admin_id)) == HDX_E_NOTFOUND)
+            rc = HDX_OK;
     }
     for (size_t i = 0; i < b->nnodes && rc == HDX_OK; i++)
         rc = c->tree_store.put(c->tree_store.ctx, b->nodes[i].level, b->nodes[i].index,

@@ -161,11 +161,14 @@ static void consumed_done(void *arg, const struct hdx_intake_item *it)
 }
 
 /* hdxd's own admin statement into the pipeline; done(arg, it) once it is durable or failed. */
-int hdx_front_admin_submit(struct hdx_front *f, const struct hdx_admin *a,
+int hdx_front_admin_submit(struct hdx_front *f, const struct hdx_admin *a, const char *user,
                            void (*done)(void *arg, const struct hdx_intake_item *it), void *arg)
 {
     char body[HDX_ADMIN_BODY_MAX];
-    int bad = 0, len = hdx_admin_format(a, body, sizeof(body));
+    struct hdx_admin signed_by = *a;
+    snprintf(signed_by.by, sizeof(signed_by.by), "user:%s", user);
+    int bad = 0, len = hdx_admin_format(&signed_by, body, sizeof(body));
+    sodium_memzero(&signed_by, sizeof(signed_by));
     if (len < 0) return len;
     struct hdx_intake_item *it = hdx_admin_item_new(0, (const uint8_t *)body, (size_t)len, &bad);
     sodium_memzero(body, sizeof(body));
@@ -213,7 +216,8 @@ static void login_checked(struct login *l)
     } else if (l->out.result == HDX_AUTH_OK && l->out.factor != HDX_FACTOR_NONE) {
         struct hdx_admin a;
         int rc = hdx_auth_consumed(&l->out, l->name, &a);
-        if (rc == HDX_OK && (rc = hdx_front_admin_submit(f, &a, consumed_done, l)) == HDX_OK)
+        if (rc == HDX_OK &&
+            (rc = hdx_front_admin_submit(f, &a, l->name, consumed_done, l)) == HDX_OK)
             return; /* l is consumed_done's now */
         l->out.reason = HDX_AUTH_R_ERROR;
         login_failed(l);
@@ -426,7 +430,7 @@ static void route_enrol(void *arg, struct hdx_conn *c, const struct http_req *re
     a.op = HDX_ADMIN_USER_MFA;
     snprintf(a.name, sizeof(a.name), "%s", who.session->user);
     if (!en || hdx_user_enrol(f->env.kr, a.name, &a, &en->e) != HDX_OK ||
-        hdx_front_admin_submit(f, &a, enrol_done, en) != HDX_OK) {
+        hdx_front_admin_submit(f, &a, who.session->user, enrol_done, en) != HDX_OK) {
         if (en) sodium_memzero(en, sizeof(*en));
         free(en);
         sodium_memzero(&a, sizeof(a));

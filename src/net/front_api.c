@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "audit/audit.h"
+#include "auth/apikey.h"
 #include "bus/bus.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -29,6 +31,7 @@
 #define STREAM_SUMMARY_US (60 * 1000000LL)
 #define STREAM_KEEPALIVE_US (15 * 1000000LL)
 #define POLICY_RETRY_US 1000000
+#define KEY_FAIL_AUDIT_MAX 20 /* refused API keys audited one by one per second */
 
 /* Per patient: what one request or stream disclosed (audit/audit.h, event access). */
 struct tally_entry {
@@ -51,8 +54,9 @@ struct asker {
     enum hdx_role role;
     int mfa;
     char session[HDX_SESSION_ID_LEN + 1];
-    uint64_t serial; /* 0: a certificate, not a session */
+    uint64_t serial; /* 0: a certificate or an API key, not a session */
     enum hdx_purpose purpose;
+    char key_hash[HDX_APIKEY_HASH_LEN + 1]; /* a service: its stored key when it was checked */
 };
 
 struct stream {
@@ -69,6 +73,8 @@ struct stream {
 
 struct front_api {
     struct hdx_front *f;
+    int64_t key_fail_window_us;
+    uint64_t key_fail_count, key_fail_suppressed;
     struct hdx_policy *policy;
     int policy_stale;
     int64_t policy_retry_us;
@@ -197,28 +203,82 @@ static void tally_deny(struct tally *t, enum hdx_policy_reason why)
 
 /* ---------- requests ---------- */
 
-/* The asking principal: a session's user, or an enrolled certificate's machine. 0, or the
- * 401 in r. */
+/* A service's API key (auth/apikey.h): 1 and who, 0 not an API key, -1 refused (audited). */
+static int service_asks(struct front_api *api, struct hdx_conn *c, const struct http_req *req,
+                        struct asker *who)
+{
+    const char *h = http_header_get(req, "authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+    const char *key = h + 7;
+    while (*key == ' ')
+        key++;
+    size_t len = strlen(key);
+    if (len < sizeof(HDX_APIKEY_PREFIX) - 1 || memcmp(key, HDX_APIKEY_PREFIX, 5) != 0) return 0;
+    char name[65] = "";
+    struct hdx_user u;
+    memset(&u, 0, sizeof(u));
+    int ok = hdx_apikey_name(key, len, name, sizeof(name)) == HDX_OK &&
+             hdx_store_user_get(api->f->env.ro_store, name, &u) == HDX_OK && !u.locked &&
+             !strcmp(u.role, "integration") && hdx_apikey_verify(key, len, u.pw_hash);
+    if (ok) memcpy(who->key_hash, u.pw_hash, HDX_APIKEY_HASH_LEN + 1);
+    sodium_memzero(&u, sizeof(u));
+    if (!ok) {
+        /* Recorded up to a bound per second, then counted: a flood must not fill the log. */
+        int64_t now = hdx_monotonic_us();
+        if (now - api->key_fail_window_us >= 1000000) {
+            if (api->key_fail_suppressed) {
+                char detail[48];
+                snprintf(detail, sizeof(detail), "suppressed=%llu",
+                         (unsigned long long)api->key_fail_suppressed);
+                hdx_front_audit_auth(api->f, c, "api_key", "failure", "suppressed", "-", "-",
+                                     detail);
+            }
+            api->key_fail_window_us = now;
+            api->key_fail_count = api->key_fail_suppressed = 0;
+        }
+        if (api->key_fail_count++ < KEY_FAIL_AUDIT_MAX)
+            hdx_front_audit_auth(api->f, c, "api_key", "failure", "invalid_key",
+                                 name[0] ? name : "-", "-", "route=api");
+        else
+            api->key_fail_suppressed++;
+        hdx_warn("api_key_refused", "peer=%s", c->peer);
+        return -1;
+    }
+    snprintf(who->user, sizeof(who->user), "%s", name);
+    snprintf(who->role_name, sizeof(who->role_name), "integration");
+    snprintf(who->session, sizeof(who->session), "api-key");
+    who->role = HDX_ROLE_INTEGRATION;
+    who->mfa = 1; /* a machine's 256-bit key, not a person's password */
+    return 1;
+}
+
+/* The asking principal: a session's user, a service's API key, or an enrolled certificate's
+ * machine. 0, or the 401 in r. */
 static int who_asks(struct hdx_front *f, struct hdx_conn *c, const struct http_req *req,
                     struct hdx_http_reply *r, struct asker *who)
 {
     struct hdx_front_who w;
     memset(who, 0, sizeof(*who));
-    int rc = hdx_front_who(f, req, &w);
-    if (rc == HDX_OK) {
+    int svc = service_asks(f->api, c, req, who);
+    int rc = svc ? HDX_OK : hdx_front_who(f, req, &w);
+    if (svc < 0) {
+        hdx_front_unauthorized(r, 1);
+        return -1;
+    }
+    if (svc == 0 && rc == HDX_OK) {
         snprintf(who->user, sizeof(who->user), "%s", w.session->user);
         snprintf(who->role_name, sizeof(who->role_name), "%s", w.session->role);
         snprintf(who->session, sizeof(who->session), "%s", w.session->id);
         who->role = w.role;
         who->mfa = w.session->mfa;
         who->serial = w.session->serial;
-    } else if (rc == HDX_E_NOTFOUND && c->principal[0]) {
+    } else if (svc == 0 && rc == HDX_E_NOTFOUND && c->principal[0]) {
         /* A machine's certificate is its authentication; the policy knows what its role may. */
         snprintf(who->user, sizeof(who->user), "%s", c->principal);
         snprintf(who->role_name, sizeof(who->role_name), "%s", c->role);
         who->role = hdx_role_parse(c->role);
         who->mfa = 1;
-    } else {
+    } else if (svc == 0) {
         hdx_front_unauthorized(r, rc != HDX_E_NOTFOUND);
         return -1;
     }
@@ -261,10 +321,22 @@ static json_t *record_json(const struct hdx_record *r, const uint8_t *pt, size_t
 {
     char t[32];
     hdx_format_time(r->time_us, t, sizeof(t));
+    /* A message that is not UTF-8 (an 8-bit character set, MSH-18) goes as base64, byte for
+     * byte, rather than altered. */
+    const char *member = "body";
     json_t *body = json_stringn((const char *)pt, len);
-    if (!body) body = json_string("");
+    if (!body) {
+        size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+        char *b64 = malloc(cap);
+        if (!b64) return NULL;
+        sodium_bin2base64(b64, cap, pt, len, sodium_base64_VARIANT_ORIGINAL);
+        body = json_string(b64);
+        sodium_memzero(b64, cap);
+        free(b64);
+        member = "body_base64";
+    }
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "seq", (json_int_t)r->seq, "time", t, "kind",
-                     hdx_kind_name(r->kind), "sender", r->sender, "type", r->type, "body", body);
+                     hdx_kind_name(r->kind), "sender", r->sender, "type", r->type, member, body);
 }
 
 struct list_ctx {
@@ -331,21 +403,23 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
     uint8_t token[HDX_BLIND_LEN];
     int has_patient = patient_param(f, req, token, r);
     if (has_patient < 0) return;
-    char type[HDX_TYPE_MAX + 1], since[40];
+    char type[HDX_TYPE_MAX + 1], since[40], sender[HDX_SENDER_MAX + 1];
     int tn = http_query_get(req, "type", type, sizeof(type));
     int sn = http_query_get(req, "since", since, sizeof(since));
+    int en = http_query_get(req, "sender", sender, sizeof(sender));
     uint64_t limit = LIST_DEFAULT, after = 0;
     struct hdx_store_filter flt = {.kind = HDX_KIND_HL7V2};
-    if (tn == -2 || tn == 0 || sn == -2 || sn == 0 ||
+    if (tn == -2 || tn == 0 || sn == -2 || sn == 0 || en == -2 || en == 0 ||
         (sn > 0 && hdx_parse_time(since, &flt.since_us) != 0) ||
         u64_param(req, "limit", &limit) < 0 || limit < 1 || limit > LIST_MAX ||
         u64_param(req, "after", &after) < 0) {
         hdx_http_error(r, 400, "bad_request",
-                       "parameters: patient, type, since (a time), after (a seq), limit (1-1000), "
-                       "purpose");
+                       "parameters: patient, type, sender, since (a time), after (a seq), limit "
+                       "(1-1000), purpose");
         return;
     }
     if (tn > 0) flt.type = type;
+    if (en > 0) flt.sender = sender;
     if (has_patient > 0) flt.patient = token;
     flt.from_seq = after + 1;
     /* Asking for one patient: the decision needs no record, so it is made first, and its
@@ -541,9 +615,10 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     if (has_patient < 0) return;
     flt.has_patient = has_patient;
     int tn = http_query_get(req, "type", flt.type, sizeof(flt.type));
+    int en = http_query_get(req, "sender", flt.sender, sizeof(flt.sender));
     uint64_t after = UINT64_MAX;
     const char *last = http_header_get(req, "last-event-id");
-    int bad = tn == -2 || tn == 0;
+    int bad = tn == -2 || tn == 0 || en == -2 || en == 0;
     if (last) {
         char *end;
         unsigned long long x = last[0] >= '0' && last[0] <= '9' ? strtoull(last, &end, 10) : 0;
@@ -553,8 +628,9 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
         bad = 1;
     }
     if (bad) {
-        hdx_http_error(r, 400, "bad_request",
-                       "parameters: patient, type, purpose, after (a seq) or Last-Event-ID");
+        hdx_http_error(
+            r, 400, "bad_request",
+            "parameters: patient, type, sender, purpose, after (a seq) or Last-Event-ID");
         return;
     }
     struct hdx_policy_decision d;
@@ -601,12 +677,25 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     sodium_memzero(&flt, sizeof(flt));
 }
 
+/* 1 while the service's key is the one its stream was opened with and it is not locked. */
+static int service_key_current(struct hdx_front *f, const struct asker *who)
+{
+    struct hdx_user u;
+    int ok = hdx_store_user_get(f->env.ro_store, who->user, &u) == HDX_OK && !u.locked &&
+             sodium_memcmp(u.pw_hash, who->key_hash, HDX_APIKEY_HASH_LEN) == 0;
+    sodium_memzero(&u, sizeof(u));
+    return ok;
+}
+
 void hdx_front_streams_check(struct hdx_front *f)
 {
-    for (struct stream *st = f->api->streams; st; st = st->next)
-        if (st->who.serial && !st->ended &&
-            !hdx_sessions_by_serial(f->sessions, st->who.serial, hdx_now_us()))
+    for (struct stream *st = f->api->streams; st; st = st->next) {
+        if (st->ended) continue;
+        if (st->who.serial && !hdx_sessions_by_serial(f->sessions, st->who.serial, hdx_now_us()))
             stream_end(st, "session_ended");
+        else if (st->who.key_hash[0] && !service_key_current(f, &st->who))
+            stream_end(st, "api_key_revoked");
+    }
 }
 
 void hdx_front_api_tick(struct hdx_front *f)
@@ -813,7 +902,7 @@ static void route_break_glass(void *arg, struct hdx_conn *c, const struct http_r
                        "the justification must be printable text on one line");
         return;
     }
-    rc = hdx_front_admin_submit(f, &a, glass_done, g);
+    rc = hdx_front_admin_submit(f, &a, who.user, glass_done, g);
     sodium_memzero(&a, sizeof(a));
     if (rc != HDX_OK) {
         free(g);

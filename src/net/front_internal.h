@@ -37,8 +37,9 @@ void hdx_front_unauthorized(struct hdx_http_reply *r, int bad_token);
 void hdx_front_audit_auth(struct hdx_front *f, const struct hdx_conn *c, const char *action,
                           const char *outcome, const char *reason, const char *principal,
                           const char *role, const char *detail);
-/* hdxd's own admin statement into the pipeline; done(arg, it) once durable or failed. */
-int hdx_front_admin_submit(struct hdx_front *f, const struct hdx_admin *a,
+/* hdxd's own admin statement, made on behalf of user (its by=user:USER), into the pipeline;
+ * done(arg, it) once durable or failed. */
+int hdx_front_admin_submit(struct hdx_front *f, const struct hdx_admin *a, const char *user,
                            void (*done)(void *arg, const struct hdx_intake_item *it), void *arg);
 /* The request's JSON object body, or NULL with the 4xx answer in r. */
 json_t *hdx_front_json_body(const struct http_req *req, struct hdx_http_reply *r);

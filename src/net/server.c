@@ -125,6 +125,9 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             if (it->status != HDX_OK)
                 hdx_error("audit_commit_failed", "type=%s err=%s", it->type,
                           hdx_strerror(it->status));
+            /* One from the queue (an offline read's) is tried again, like a statement. */
+            if (it->status != HDX_OK && it->admin_id && srv->admin_next >= it->admin_id)
+                srv->admin_next = it->admin_id - 1;
         } else if (!c) { /* an admin statement: nobody to answer, or hdxd's own */
             admin_done(srv, it);
             if (it->on_done) it->on_done(it->done_arg, it);

@@ -346,4 +346,10 @@ int hdx_store_marks_list(struct hdx_store *s,
                          int (*cb)(void *ctx, int64_t seq, int64_t checkpoint, int64_t verified),
                          void *ctx);
 
+/* Each sender of a record at or after since_us (seq range from hdx_store_seq_at_time), with
+ * the time of its newest such record, in sender order, from the index alone: no body is
+ * read (hdx access-review: devices silent for a period). cb returns non-zero to stop. */
+int hdx_store_senders_since(struct hdx_store *s, int64_t since_us,
+                            int (*cb)(void *ctx, const char *sender, int64_t last_us), void *ctx);
+
 #endif

@@ -2072,3 +2072,23 @@ int hdx_store_device_scopes_list(struct hdx_store *s,
         return db_error(s, "device_scopes_list_prepare");
     return each_row(s, q, device_scope_row, &w, "device_scopes_list");
 }
+
+int hdx_store_senders_since(struct hdx_store *s, int64_t since_us,
+                            int (*cb)(void *ctx, const char *sender, int64_t last_us), void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT sender,max(time_us) FROM records WHERE seq>=?1 AND time_us>=?2"
+                           " GROUP BY sender ORDER BY sender",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "senders_prepare");
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)hdx_store_seq_at_time(s, since_us));
+    sqlite3_bind_int64(q, 2, since_us);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *sender = (const char *)sqlite3_column_text(q, 0);
+        if (sender && cb(ctx, sender, sqlite3_column_int64(q, 1))) break;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HDX_OK : db_error(s, "senders");
+}

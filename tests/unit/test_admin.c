@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/apikey.h"
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -78,6 +79,54 @@ static void test_format_roundtrip(void **state)
     strcpy(a.name, "bad name");
     assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0);
     assert_true(hdx_admin_format(&b, buf, 20) < 0); /* too small */
+}
+
+/* The actor (by=) is optional, last, once, and of its grammar; it survives a round trip. */
+static void test_actor(void **state)
+{
+    (void)state;
+    struct hdx_admin a;
+    char buf[HDX_ADMIN_BODY_MAX + 1];
+    const char *sk = "HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n";
+    char body[256];
+    snprintf(body, sizeof(body), "%sby=local:root/sudo:alice\n", sk);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    assert_string_equal(a.by, "local:root/sudo:alice");
+    int n = hdx_admin_format(&a, buf, sizeof(buf));
+    assert_int_equal(n, (int)strlen(body));
+    assert_memory_equal(buf, body, (size_t)n);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\nby=user:clin_1\n"),
+                     HDX_OK);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nname=m\nsign_pub=\n"), HDX_OK);
+    static const char *const bad[] = {"by=\n",
+                                      "by=root\n",
+                                      "by=local:\n",
+                                      "by=user:\n",
+                                      "by=device:m\n",
+                                      "by=local:a b\n",
+                                      "by=local:a\nby=local:b\n",
+                                      "by=local:a\x01\n",
+                                      "by=local:a",
+                                      "by=local:a\ncomment=x\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body), "%s%s", sk, bad[i]);
+        assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_E_INVAL);
+    }
+    char longest[128] = "by=local:";
+    memset(longest + 9, 'a', 84); /* "local:" and 84 more: 90, the most */
+    strcat(longest, "\n");
+    snprintf(body, sizeof(body), "%s%s", sk, longest);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    strcpy(longest + 93, "a\n");
+    snprintf(body, sizeof(body), "%s%s", sk, longest);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_E_INVAL);
+    /* Before the op's own keys it is an unknown key. */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_signkey\nby=local:a\nname=m\nsign_pub=\n"),
+                     HDX_E_INVAL);
+    assert_true(hdx_admin_by_valid("local:root"));
+    assert_false(hdx_admin_by_valid("local:"));
+    strcpy(a.by, "nobody");
+    assert_true(hdx_admin_format(&a, buf, sizeof(buf)) < 0); /* only what parses is written */
 }
 
 static void test_reject_header(void **state)
@@ -368,6 +417,50 @@ static void test_user_bodies_roundtrip(void **state)
     a.has_mfa = 1;
     a.created_us = INT64_MAX;
     assert_true(hdx_admin_format(&a, buf, sizeof(buf)) > 0);
+}
+
+/* A service's API key hash (auth/apikey.h) goes only to the integration role: a person's
+ * account with one would log in without MFA. */
+static void test_user_api_key(void **state)
+{
+    (void)state;
+    char key[HDX_APIKEY_MAX + 1], hash[HDX_APIKEY_HASH_LEN + 1], body[512];
+    struct hdx_admin a;
+    assert_int_equal(hdx_apikey_new("svc", key, sizeof(key), hash, sizeof(hash)), HDX_OK);
+    assert_int_equal(strlen(key), 5 + 3 + 1 + 43);
+    assert_true(hdx_apikey_hash_valid(hash));
+    assert_true(hdx_apikey_verify(key, strlen(key), hash));
+    key[20] ^= 1;
+    assert_false(hdx_apikey_verify(key, strlen(key), hash));
+    key[20] ^= 1;
+    char name[65];
+    assert_int_equal(hdx_apikey_name(key, strlen(key), name, sizeof(name)), HDX_OK);
+    assert_string_equal(name, "svc");
+    assert_int_equal(hdx_apikey_name(key, strlen(key) - 1, name, sizeof(name)), HDX_E_INVAL);
+    assert_int_equal(hdx_apikey_name("hdxk_.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 49, name,
+                                     sizeof(name)),
+                     HDX_E_INVAL);
+    assert_false(hdx_apikey_hash_valid(PWH));
+    snprintf(body, sizeof(body),
+             "HDX-ADMIN 1\nop=user_add\nname=svc\nrole=integration\npw_hash=%s\ntotp_sealed=\n"
+             "recovery=\ncreated_us=1\n",
+             hash);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    snprintf(body, sizeof(body),
+             "HDX-ADMIN 1\nop=user_add\nname=eve\nrole=clinician\npw_hash=%s\ntotp_sealed=\n"
+             "recovery=\ncreated_us=1\n",
+             hash);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_E_INVAL);
+    /* user_passwd does not know the role: applying it to a person changes nothing. */
+    snprintf(body, sizeof(body), "HDX-ADMIN 1\nop=user_passwd\nname=alice\npw_hash=%s\n", hash);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    struct hdx_user u = {.name = "alice", .role = "clinician", .pw_hash = PWH};
+    int present = 1;
+    hdx_admin_user_apply(&u, &present, &a, 5);
+    assert_string_equal(u.pw_hash, PWH);
+    strcpy(u.role, "integration");
+    hdx_admin_user_apply(&u, &present, &a, 5);
+    assert_string_equal(u.pw_hash, hash);
 }
 
 static void test_user_refusals(void **state)
@@ -1065,6 +1158,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_bodies),
         cmocka_unit_test(test_format_roundtrip),
+        cmocka_unit_test(test_actor),
         cmocka_unit_test(test_reject_header),
         cmocka_unit_test(test_reject_unknown_op_and_key),
         cmocka_unit_test(test_reject_duplicate_reordered_missing),
@@ -1075,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_registry_apply),
         cmocka_unit_test(test_store_apply_and_migrate),
         cmocka_unit_test(test_user_bodies_roundtrip),
+        cmocka_unit_test(test_user_api_key),
         cmocka_unit_test(test_user_refusals),
         cmocka_unit_test(test_user_registry_and_store),
         cmocka_unit_test(test_policy_bodies_roundtrip),
