@@ -1,6 +1,7 @@
 #include "net/sub_session.h"
 
 #include <event2/buffer.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,12 +484,19 @@ static void sub_free(struct hdx_conn *c)
  * subscription, so each subscribe permit/end pair and its disclosures say exactly which
  * scope they were made under. It runs on the commit's completion, before any record committed
  * after the statement is published, so no later record goes out under the old scope. */
+/* A parsed statement may hold a user's password hash and sealed secrets: wiped, then freed. */
+static void admin_free(struct hdx_admin *a)
+{
+    sodium_memzero(a, sizeof(*a));
+    free(a);
+}
+
 void hdx_sub_admin_committed(struct hdx_sub_ctx *ctx, const struct hdx_intake_item *it)
 {
     struct hdx_admin *a = calloc(1, sizeof(*a));
     if (!a) return; /* cannot parse: the subscriptions stay, logged */
     if (it->status != HDX_OK || hdx_admin_parse(it->body, it->body_len, a) != HDX_OK) {
-        free(a);
+        admin_free(a);
         return;
     }
     /* A machine's decision reads only consent directives (rules 2 and 4-6 otherwise concern
@@ -498,7 +506,7 @@ void hdx_sub_admin_committed(struct hdx_sub_ctx *ctx, const struct hdx_intake_it
         (void)hdx_sub_policy_reload(ctx);
     }
     if (a->op != HDX_ADMIN_DEVICE_SCOPE) {
-        free(a);
+        admin_free(a);
         return;
     }
     size_t ended = 0;
@@ -516,7 +524,7 @@ void hdx_sub_admin_committed(struct hdx_sub_ctx *ctx, const struct hdx_intake_it
         ended++;
     }
     if (ended) hdx_info("subscriptions_rescoped", "sender=%s ended=%zu", a->name, ended);
-    free(a);
+    admin_free(a);
 }
 
 const struct hdx_session_ops hdx_sub_ops = {
