@@ -494,7 +494,10 @@ static void admin_free(struct hdx_admin *a)
 void hdx_sub_admin_committed(struct hdx_sub_ctx *ctx, const struct hdx_intake_item *it)
 {
     struct hdx_admin *a = calloc(1, sizeof(*a));
-    if (!a) return; /* cannot parse: the subscriptions stay, logged */
+    if (!a) { /* the subscriptions stay as they are: said loudly */
+        hdx_error("subscriptions_not_checked", "type=%s reason=out_of_memory", it->type);
+        return;
+    }
     if (it->status != HDX_OK || hdx_admin_parse(it->body, it->body_len, a) != HDX_OK) {
         admin_free(a);
         return;
