@@ -6,7 +6,8 @@
  * never lowers the used TOTP step, and keeps the secret and codes present together; a policy
  * statement (careteam_*, consent_*, break_glass*) touches only its own table, on an empty
  * registry only a consent directive makes a row, and with its user (and grant, and reviewer)
- * present it makes exactly the row commit/admin.h says. */
+ * present it makes exactly the row commit/admin.h says; a device_scope touches only the scopes,
+ * with no device needed: one row carrying exactly its (canonical) scope, or none when empty. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -106,7 +107,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 r.ncs != (a.op == HDX_ADMIN_CONSENT_DENY))
                 abort();
             policy_check(&a);
-        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg != 0) {
+        } else if (a.op == HDX_ADMIN_DEVICE_SCOPE) {
+            if (r.n != 0 || r.nu != 0 || r.nct + r.ncs + r.nbg != 0 || r.nsc != (size_t)a.has_scope)
+                abort();
+            if (a.has_scope && (strcmp(r.sc[0].name, a.name) != 0 ||
+                                strcmp(r.sc[0].scope, a.scope) != 0 || r.sc[0].set_us != 1))
+                abort();
+        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg + r.nsc != 0) {
             abort();
         }
         hdx_registry_free(&r);

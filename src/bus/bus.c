@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "policy/scope.h"
 
 #define REPLAY_CHUNK 256
 
@@ -78,7 +79,12 @@ static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *e
     if (f->has_patient &&
         (!ev->patient || sodium_memcmp(f->patient, ev->patient, HDX_BLIND_LEN) != 0))
         return 0;
-    return 1;
+    return !f->admit || f->admit(f->admit_arg, ev);
+}
+
+int hdx_bus_admit_scope(void *scope, const struct hdx_bus_event *ev)
+{
+    return hdx_scope_admits(scope, ev->sender, ev->type, ev->patient);
 }
 
 /* Header values are single tokens: a space, '=' or control byte would let a value forge

@@ -44,6 +44,13 @@ struct hdx_bus_filter {
     char sender[HDX_SENDER_MAX + 1]; /* "" = any */
     int has_patient;
     uint8_t patient[HDX_BLIND_LEN];
+    /* What the subscriber may receive at all (its granted scope, policy/scope.h), asked after
+     * the fields above for every record, live and replayed: a replayed record it refuses is
+     * not even decrypted. NULL: no further condition. admit_arg is the subscriber's and must
+     * outlive the subscription (the hook may count what it refuses in it); the event's body
+     * may be NULL when it is asked. The hook must not call back into the bus. */
+    int (*admit)(void *arg, const struct hdx_bus_event *ev);
+    void *admit_arg;
 };
 
 struct hdx_bus_event {
@@ -56,6 +63,10 @@ struct hdx_bus_event {
     size_t body_len;
     int64_t durable_us; /* when its batch was flushed; 0 for records replayed from the store */
 };
+
+/* The admit hook (hdx_bus_filter.admit) for a subscriber's granted scope: admit_arg is a
+ * struct hdx_scope (policy/scope.h, e.g. from hdx_scope_load). */
+int hdx_bus_admit_scope(void *scope, const struct hdx_bus_event *ev);
 
 /* ro_store: a handle the bus may use for replay (owned by the caller). last_seq: the
  * newest committed seq at start. */

@@ -1,4 +1,5 @@
-/* hdx device add|revoke|list: device identities (certificate CN) and their roles. */
+/* hdx device add|revoke|signkey|scope|list: device identities (certificate CN), their roles
+ * and the scopes of those that receive (policy/scope.h). */
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -14,12 +15,14 @@
 #include "core/util.h"
 #include "merkle/sth.h"
 #include "pki/pki.h"
+#include "policy/scope.h"
 
 static const char device_usage[] =
     "usage: hdx device add NAME -d DIR [--role device|subscriber|gateway] [--days N]\n"
-    "                      [--signing | --signing-pub PUB.pem]\n"
+    "                      [--signing | --signing-pub PUB.pem] [--scope SCOPE]\n"
     "       hdx device revoke NAME -d DIR\n"
     "       hdx device signkey NAME -d DIR (--signing | --signing-pub PUB.pem | --remove)\n"
+    "       hdx device scope NAME (SCOPE | --clear) -d DIR\n"
     "       hdx device list -d DIR\n"
     "\n"
     "add     issues a client certificate (CN=NAME, OU=ROLE) signed by DIR's CA and enrols\n"
@@ -30,12 +33,29 @@ static const char device_usage[] =
     "        hdxd refuses its next handshake and closes its open connections within a second.\n"
     "signkey registers a new stream-signing key for an enrolled device (--signing makes\n"
     "        devices/NAME.sign.key, which must not exist yet) or removes it (--remove).\n"
-    "list    one line per device: name, role, serial, state.\n"
+    "scope   sets what a subscriber or gateway may receive on the subscription port, or\n"
+    "        (--clear) removes its scope. SCOPE is space-separated KEY=VALUE[,VALUE...]\n"
+    "        terms, each key at most once, at most 32 values each:\n"
+    "          type=ORU^R01,ADT^A01   exact message types (MSH-9)\n"
+    "          sender=monitor-*,lab   exact sender names, or a prefix ending in *\n"
+    "          patient=ID,ID          patient identifiers (PID-3), stored only as their\n"
+    "                                 blind tokens, never in clear\n"
+    "        A record is delivered when it matches the SUB filter AND every key of the\n"
+    "        scope (a record without a patient is outside a scope naming patients) AND the\n"
+    "        policy permits it (a consent directive may withhold a patient), live and\n"
+    "        replayed. A device with no scope receives every record its filter matches\n"
+    "        (scope=all in the list). A running hdxd ends the device's open subscriptions\n"
+    "        within tls.crl_check_ms of the change (BYE reason=scope-changed); they\n"
+    "        subscribe again under the new scope. add --scope sets the scope before the\n"
+    "        enrolment is committed, so the device never subscribes without it; a name\n"
+    "        enrolled again keeps its scope. A bad scope exits 2 with nothing queued.\n"
+    "list    one line per device: name, role, serial, state, and for subscribers and\n"
+    "        gateways scope=all or scope=\"...\" (patients counted, not shown).\n"
     "\n"
-    "Enrolment, revocation and signing keys are records of the log (kind admin, one per\n"
-    "change; hdx verify replays them against the device tables). The change is queued in the\n"
-    "store and committed by hdxd within tls.crl_check_ms when it runs (this command waits up\n"
-    "to 10 s for it), or by this command itself when no hdxd holds DIR/hdxd.lock.\n";
+    "Enrolment, revocation, signing keys and scopes are records of the log (kind admin, one\n"
+    "per change; hdx verify replays them against the device tables). The change is queued in\n"
+    "the store and committed by hdxd within tls.crl_check_ms when it runs (this command\n"
+    "waits up to 10 s for it), or by this command itself when no hdxd holds DIR/hdxd.lock.\n";
 
 static int usage(void)
 {
@@ -92,17 +112,56 @@ static int signing_key(const char *path, const char *pub_file, uint8_t pub[32], 
     return rc;
 }
 
+/* The operator's scope into the device_scope statement *a (name set, scope canonical); 2 with
+ * one line on stderr when it is refused (nothing is queued then). */
+static int scope_statement(const char *cmd, struct cli_ctx *ctx, const char *name,
+                           const char *scope, struct hdx_admin *a)
+{
+    char why[200];
+    memset(a, 0, sizeof(*a));
+    a->op = HDX_ADMIN_DEVICE_SCOPE;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    if (!scope) return 0; /* --clear */
+    if (hdx_scope_from_operator(scope, strlen(scope), ctx->kr, a->scope, sizeof(a->scope), why,
+                                sizeof(why)) != HDX_OK) {
+        fprintf(stderr, "%s: --scope refused: %s\n", cmd, why);
+        return 2;
+    }
+    a->has_scope = 1;
+    return 0;
+}
+
+/* "scope=all" or scope="type=... sender=... patients=N" (no token: see policy/scope.h). */
+static void scope_words(const struct hdx_device_scope *sc, char *out, size_t cap)
+{
+    struct hdx_scope parsed;
+    char d[512];
+    if (!sc)
+        snprintf(out, cap, "scope=all");
+    else if (hdx_scope_parse(sc->scope, strlen(sc->scope), &parsed) != HDX_OK)
+        snprintf(out, cap, "scope=damaged");
+    else {
+        hdx_scope_describe(&parsed, d, sizeof(d));
+        snprintf(out, cap, "scope=\"%s\"", d);
+    }
+}
+
 static int device_add(const char *dir, const char *name, const char *role, int days, int signing,
-                      const char *sign_pub)
+                      const char *sign_pub, const char *scope)
 {
     struct cli_ctx ctx;
     struct hdx_device d = {0}, old;
+    struct hdx_admin sa;
     char why[256];
     if (!pki_name_valid(name)) {
         fprintf(stderr, "hdx device add: invalid name '%s' (1-64 of A-Z a-z 0-9 . _ -)\n", name);
         return 2;
     }
     if (cli_open(dir, 1, &ctx)) return 1;
+    if (scope && scope_statement("hdx device add", &ctx, name, scope, &sa)) {
+        cli_close(&ctx);
+        return 2;
+    }
     int rc = hdx_store_device_get(ctx.store, name, &old);
     if (rc == HDX_OK && !old.revoked_us) {
         fprintf(stderr, "hdx device add: device %s exists (serial %s); revoke it first\n", name,
@@ -120,6 +179,9 @@ static int device_add(const char *dir, const char *name, const char *role, int d
     rc = pki_issue_client(dir, name, role, days, d.serial, sizeof(d.serial), why, sizeof(why));
     if (rc == HDX_OK && (signing || sign_pub))
         rc = signing_key(sign_path, sign_pub, pub, why, sizeof(why));
+    /* The scope first: once the device_add commits the certificate is good on the
+     * subscription port, and by then its scope is in the store (commit/admin.h). */
+    if (rc == HDX_OK && scope) rc = cli_admin_run(dir, &ctx, &sa, why, sizeof(why));
     if (rc == HDX_OK) {
         struct hdx_admin a = {.op = HDX_ADMIN_DEVICE_ADD, .created_us = d.created_us};
         snprintf(a.name, sizeof(a.name), "%s", d.name);
@@ -134,17 +196,61 @@ static int device_add(const char *dir, const char *name, const char *role, int d
         rc = HDX_E_STORE;
         snprintf(why, sizeof(why), "the device is not enrolled in the store after its record");
     }
+    struct hdx_device_scope sc;
+    int has_scope = rc == HDX_OK && hdx_store_device_scope_get(ctx.store, name, &sc) == HDX_OK;
     cli_close(&ctx);
     if (rc != HDX_OK) {
         fprintf(stderr, "hdx device add: %s\n", why);
         return 1;
     }
-    char real[HDX_PATH_MAX];
+    char real[HDX_PATH_MAX], words[600];
     if (!realpath(dir, real)) snprintf(real, sizeof(real), "%s", dir);
     printf("cert=%s/devices/%s.pem\nkey=%s/devices/%s.key\nca=%s/ca.pem\n", real, name, real, name,
            real);
     if (signing && !sign_pub) printf("signkey=%s/devices/%s.sign.key\n", real, name);
-    printf("serial=%s role=%s\n", d.serial, d.role);
+    scope_words(has_scope ? &sc : NULL, words, sizeof(words));
+    if (has_scope) /* set now, or kept from an earlier enrolment of the name */
+        printf("serial=%s role=%s %s\n", d.serial, d.role, words);
+    else
+        printf("serial=%s role=%s\n", d.serial, d.role);
+    return 0;
+}
+
+static int device_scope(const char *dir, const char *name, const char *scope)
+{
+    struct cli_ctx ctx;
+    struct hdx_device d;
+    struct hdx_admin a;
+    struct hdx_device_scope sc;
+    char why[256], words[600];
+    if (cli_open(dir, 1, &ctx)) return 1;
+    if (scope_statement("hdx device scope", &ctx, name, scope, &a)) {
+        cli_close(&ctx);
+        return 2;
+    }
+    int rc = hdx_store_device_get(ctx.store, name, &d);
+    if (rc != HDX_OK || d.revoked_us || !strcmp(d.role, "device")) {
+        fprintf(stderr, "hdx device scope: %s\n",
+                rc != HDX_OK   ? "no such device"
+                : d.revoked_us ? "device is revoked"
+                               : "a device of role device receives nothing: no scope to set");
+        cli_close(&ctx);
+        return 1;
+    }
+    rc = cli_admin_run(dir, &ctx, &a, why, sizeof(why));
+    int got = rc == HDX_OK ? hdx_store_device_scope_get(ctx.store, name, &sc) : HDX_OK;
+    if (rc == HDX_OK &&
+        (a.has_scope ? got != HDX_OK || strcmp(sc.scope, a.scope) != 0 : got != HDX_E_NOTFOUND)) {
+        rc = HDX_E_STORE;
+        snprintf(why, sizeof(why), "the store does not hold the scope after its record");
+    }
+    cli_close(&ctx);
+    if (rc != HDX_OK) {
+        fprintf(stderr, "hdx device scope: %s\n", why);
+        return 1;
+    }
+    scope_words(a.has_scope ? &sc : NULL, words, sizeof(words));
+    printf("device=%s %s\n", name, words);
     return 0;
 }
 
@@ -223,17 +329,26 @@ static int device_signkey(const char *dir, const char *name, int signing, const 
     return 0;
 }
 
-static int print_device(void *arg, const struct hdx_device *d)
+static int print_device(void *arg, const struct hdx_device *d, const struct hdx_device_scope *sc,
+                        int bad)
 {
-    printf("%s role=%s serial=%s state=%s\n", d->name, d->role, d->serial,
-           d->revoked_us ? "revoked" : "active");
+    char words[600] = "";
+    /* A device of role device reads nothing: a scope would say nothing about it. */
+    if (bad)
+        snprintf(words, sizeof(words), " scope=damaged");
+    else if (strcmp(d->role, "device") != 0 || sc) {
+        words[0] = ' ';
+        scope_words(sc, words + 1, sizeof(words) - 1);
+    }
+    printf("%s role=%s serial=%s state=%s%s\n", d->name, d->role, d->serial,
+           d->revoked_us ? "revoked" : "active", words);
     return 0;
 }
 
 int cmd_device(int argc, char **argv)
 {
-    const char *dir = NULL, *name = NULL, *role = "device", *sign_pub = NULL;
-    int days = 825, signing = 0, remove = 0;
+    const char *dir = NULL, *name = NULL, *role = "device", *sign_pub = NULL, *scope = NULL;
+    int days = 825, signing = 0, remove = 0, clear = 0;
     if (argc < 2) return usage();
     const char *verb = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -249,11 +364,17 @@ int cmd_device(int argc, char **argv)
             sign_pub = cli_arg(argc, argv, &i);
         else if (!strcmp(argv[i], "--remove"))
             remove = 1;
+        else if (!strcmp(argv[i], "--scope"))
+            scope = cli_arg(argc, argv, &i);
+        else if (!strcmp(argv[i], "--clear"))
+            clear = 1;
         else if (!strcmp(argv[i], "--help")) {
             fputs(device_usage, stdout);
             return 0;
         } else if (argv[i][0] != '-' && !name)
             name = argv[i];
+        else if (argv[i][0] != '-' && !scope && !strcmp(verb, "scope"))
+            scope = argv[i]; /* hdx device scope NAME SCOPE */
         else
             return usage();
     }
@@ -265,7 +386,7 @@ int cmd_device(int argc, char **argv)
     if (!strcmp(verb, "list")) {
         struct cli_ctx ctx;
         if (cli_open(dir, 0, &ctx)) return 1;
-        hdx_store_devices_list(ctx.store, print_device, NULL);
+        hdx_store_device_scopes_list(ctx.store, print_device, NULL);
         cli_close(&ctx);
         return 0;
     }
@@ -275,9 +396,19 @@ int cmd_device(int argc, char **argv)
             fprintf(stderr, "hdx device add: --role must be device, subscriber or gateway\n");
             return 2;
         }
-        if (signing && sign_pub) return usage();
-        return device_add(dir, name, role, days, signing, sign_pub);
+        if ((signing && sign_pub) || clear) return usage();
+        if (scope && !strcmp(role, "device")) {
+            fprintf(stderr, "hdx device add: --scope is for subscriber and gateway: a device "
+                            "receives nothing\n");
+            return 2;
+        }
+        return device_add(dir, name, role, days, signing, sign_pub, scope);
     }
+    if (!strcmp(verb, "scope")) {
+        if (!!scope + clear != 1) return usage();
+        return device_scope(dir, name, scope);
+    }
+    if (scope || clear) return usage();
     if (!strcmp(verb, "revoke")) return device_revoke(dir, name);
     if (!strcmp(verb, "signkey")) {
         if (signing + !!sign_pub + remove != 1) return usage();

@@ -20,6 +20,7 @@
 #include "core/util.h"
 #include "merkle/merkle.h"
 #include "merkle/sth.h"
+#include "policy/scope.h"
 #include "proto/checkpoint.h"
 #include "proto/hl7.h"
 
@@ -45,11 +46,11 @@ static const char verify_usage[] =
     "  devices, device_keys  row by row the replay of the admin records in seq order\n"
     "  users         row by row, column by column, the replay of the user admin records\n"
     "  careteams, consents, break_glass  the same for the policy data's admin records\n"
+    "  device_scopes the same for the device_scope admin records (subscribers' scopes)\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
     "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
-    "decryption: stream_marks, devices, users and the policy tables are then 'skipped (needs\n"
-    "decryption)'):\n"
-    "several times faster, for frequent scans.\n"
+    "decryption: stream_marks, devices, users, the policy tables and device_scopes are then\n"
+    "'skipped (needs decryption)'): several times faster, for frequent scans.\n"
     "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
     "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
     "index's last record (a crash between a flush and its index commit) are counted on a\n"
@@ -770,11 +771,11 @@ static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, 
 /* The registry the admin records make, applied in seq order (commit/admin.h); *nusers and
  * *npolicy count the user and the policy statements. Every body parsed when the walk kept it. */
 static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, size_t *n,
-                  size_t *nusers, size_t *npolicy)
+                  size_t *nusers, size_t *npolicy, size_t *nscopes)
 {
     int rc = HDX_OK;
     struct hdx_admin a;
-    *n = *nusers = *npolicy = 0;
+    *n = *nusers = *npolicy = *nscopes = 0;
     for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
         for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, (*n)++) {
             const struct admin_rec *ar = &jobs[i].admins[k];
@@ -782,6 +783,7 @@ static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, 
             if (rc == HDX_OK) rc = hdx_registry_apply(reg, &a, ar->time_us);
             *nusers += hdx_admin_is_user_op(a.op);
             *npolicy += hdx_admin_is_policy_op(a.op);
+            *nscopes += a.op == HDX_ADMIN_DEVICE_SCOPE;
         }
     sodium_memzero(&a, sizeof(a));
     return rc;
@@ -1036,6 +1038,51 @@ static int check_policy(struct cli_ctx *ctx, const struct hdx_registry *reg, siz
     return bad;
 }
 
+/* ---------- device_scopes: the replay of the device_scope statements ---------- */
+
+static int scope_row(void *arg, const struct hdx_device_scope *d, int damaged)
+{
+    struct policy_walk *w = arg;
+    const struct hdx_device_scope *want = hdx_registry_scope(w->reg, d->name);
+    struct hdx_scope sc;
+    char key[80];
+    snprintf(key, sizeof(key), "name=%s", d->name);
+    if (damaged)
+        policy_bad(w, key, "a text no statement writes");
+    else if (!want)
+        policy_bad(w, key, "no admin record sets this scope");
+    else if ((w->seen[want - w->reg->sc] = 1, strcmp(want->scope, d->scope) != 0))
+        policy_bad(w, key, "scope differs from the admin records");
+    else if (want->set_us != d->set_us)
+        policy_bad(w, key, "set_us differs from the admin records");
+    else if (hdx_scope_parse(d->scope, strlen(d->scope), &sc) != HDX_OK)
+        policy_bad(w, key, "not a canonical scope"); /* cannot be: the records' parse it */
+    return 0;
+}
+
+/* device_scopes must be, row by row and column by column, the replay of the n device_scope
+ * admin records: a hand-widened (or removed) scope would let a subscriber receive what no
+ * admin record granted. */
+static int check_scopes(struct cli_ctx *ctx, const struct hdx_registry *reg, size_t n)
+{
+    struct policy_walk w = {reg, "device_scopes", calloc(reg->nsc ? reg->nsc : 1, 1), 0};
+    if (!w.seen) {
+        printf("bad device_scopes reason=\"out of memory\"\n");
+        return 1;
+    }
+    if (hdx_store_scope_rows_list(ctx->store, scope_row, &w) != HDX_OK)
+        policy_bad(&w, NULL, "unreadable");
+    for (size_t k = 0; k < reg->nsc; k++) {
+        char key[80];
+        if (w.seen[k]) continue;
+        snprintf(key, sizeof(key), "name=%s", reg->sc[k].name);
+        policy_bad(&w, key, "missing: the admin records set this scope");
+    }
+    if (!w.bad) printf("device_scopes rows=%zu ok admin_records=%zu\n", reg->nsc, n);
+    free(w.seen);
+    return w.bad;
+}
+
 static int cmp_bad(const void *a, const void *b)
 {
     const struct bad *x = a, *y = b;
@@ -1142,17 +1189,19 @@ int cmd_verify(int argc, char **argv)
         printf("careteams skipped (needs decryption)\n");
         printf("consents skipped (needs decryption)\n");
         printf("break_glass skipped (needs decryption)\n");
+        printf("device_scopes skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
         struct hdx_registry reg = {0};
-        size_t nadmin = 0, nuser = 0, npolicy = 0;
-        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy) != HDX_OK) {
+        size_t nadmin = 0, nuser = 0, npolicy = 0, nscope = 0;
+        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy, &nscope) != HDX_OK) {
             printf("bad devices reason=\"out of memory\"\n");
             table_bad++;
         } else {
             table_bad += check_registry(&ctx, &reg, nadmin);
             table_bad += check_users(&ctx, &reg, nuser);
             table_bad += check_policy(&ctx, &reg, npolicy);
+            table_bad += check_scopes(&ctx, &reg, nscope);
         }
         hdx_registry_free(&reg);
     }

@@ -17,6 +17,7 @@
 #include "core/util.h"
 #include "pki/pki.h"
 #include "policy/policy.h"
+#include "policy/scope.h"
 
 #define ADMIN_MAGIC "HDX-ADMIN 1\n"
 
@@ -40,6 +41,7 @@ static const char *const op_names[] = {
     [HDX_ADMIN_CONSENT_REMOVE] = "consent_remove",
     [HDX_ADMIN_BREAK_GLASS] = "break_glass",
     [HDX_ADMIN_BREAK_GLASS_REVIEW] = "break_glass_review",
+    [HDX_ADMIN_DEVICE_SCOPE] = "device_scope",
 };
 #define NOPS (sizeof(op_names) / sizeof(op_names[0]))
 _Static_assert(NOPS == HDX_ADMIN_OP_LAST + 1, "one name per op");
@@ -49,6 +51,7 @@ _Static_assert(HDX_USER_RECOVERY_CODES == HDX_RECOVERY_CODES &&
                "recovery code size");
 _Static_assert(HDX_USER_PW_HASH_MAX == HDX_PW_HASH_MAX, "password hash size");
 _Static_assert(HDX_POLICY_TOKEN_LEN == HDX_BLIND_LEN, "patient token size");
+_Static_assert(HDX_DEVICE_SCOPE_MAX == HDX_SCOPE_TEXT_MAX, "scope text size");
 
 /* The keys after op=, in their one allowed order. */
 enum key {
@@ -71,12 +74,13 @@ enum key {
     K_JUSTIFICATION,
     K_GRANTED,
     K_REVIEWER,
+    K_SCOPE,
     K_END
 };
 static const char *const key_names[] = {
     "name",        "role",       "serial",        "created_us", "revoked_us", "sign_pub", "pw_hash",
     "totp_sealed", "recovery",   "at_us",         "date",       "step",       "index",    "patient",
-    "purpose",     "expires_us", "justification", "granted_us", "reviewer"};
+    "purpose",     "expires_us", "justification", "granted_us", "reviewer",   "scope"};
 _Static_assert(sizeof(key_names) / sizeof(key_names[0]) == K_END, "one name per key");
 static const enum key op_keys[][7] = {
     [HDX_ADMIN_DEVICE_ADD] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_PUB, K_END},
@@ -98,9 +102,12 @@ static const enum key op_keys[][7] = {
     [HDX_ADMIN_CONSENT_REMOVE] = {K_PATIENT, K_PURPOSE, K_ROLE, K_END},
     [HDX_ADMIN_BREAK_GLASS] = {K_NAME, K_PATIENT, K_EXPIRES, K_JUSTIFICATION, K_END},
     [HDX_ADMIN_BREAK_GLASS_REVIEW] = {K_NAME, K_PATIENT, K_GRANTED, K_REVIEWER, K_END},
+    [HDX_ADMIN_DEVICE_SCOPE] = {K_NAME, K_SCOPE, K_END},
 };
-/* The longest value: recovery, ten 64-digit codes and nine commas. */
-#define VAL_MAX (HDX_USER_RECOVERY_CODES * (2 * HDX_USER_RECOVERY_LEN + 1))
+/* The longest value: a scope (recovery, ten 64-digit codes and nine commas, is 650). */
+#define VAL_MAX HDX_DEVICE_SCOPE_MAX
+_Static_assert(VAL_MAX >= HDX_USER_RECOVERY_CODES * (2 * HDX_USER_RECOVERY_LEN + 1),
+               "recovery fits a value");
 
 const char *hdx_admin_type(enum hdx_admin_op op)
 {
@@ -124,6 +131,7 @@ const char *hdx_admin_type(enum hdx_admin_op op)
         [HDX_ADMIN_CONSENT_REMOVE] = "admin/consent_remove",
         [HDX_ADMIN_BREAK_GLASS] = "admin/break_glass",
         [HDX_ADMIN_BREAK_GLASS_REVIEW] = "admin/break_glass_review",
+        [HDX_ADMIN_DEVICE_SCOPE] = "admin/device_scope",
     };
     return op >= HDX_ADMIN_DEVICE_ADD && (size_t)op < NOPS ? types[op] : NULL;
 }
@@ -135,7 +143,7 @@ int hdx_admin_is_user_op(enum hdx_admin_op op)
 
 int hdx_admin_is_policy_op(enum hdx_admin_op op)
 {
-    return op >= HDX_ADMIN_CARETEAM_ADD && op <= HDX_ADMIN_OP_LAST;
+    return op >= HDX_ADMIN_CARETEAM_ADD && op <= HDX_ADMIN_BREAK_GLASS_REVIEW;
 }
 
 static int is_consent_op(enum hdx_admin_op op)
@@ -312,6 +320,14 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         if (!pki_name_valid(v) || n >= sizeof(a->reviewer) || !strcmp(v, a->name)) return 0;
         memcpy(a->reviewer, v, n + 1);
         return 1;
+    case K_SCOPE: {
+        struct hdx_scope sc; /* one spelling per scope: only the canonical text parses */
+        if (n == 0) return 1;
+        if (n >= sizeof(a->scope) || hdx_scope_parse(v, n, &sc) != HDX_OK) return 0;
+        memcpy(a->scope, v, n + 1);
+        a->has_scope = 1;
+        return 1;
+    }
     case K_END:
         break;
     }
@@ -417,6 +433,8 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
         return snprintf(out, cap, "granted_us=%lld\n", (long long)a->granted_us);
     case K_REVIEWER:
         return snprintf(out, cap, "reviewer=%s\n", a->reviewer);
+    case K_SCOPE:
+        return snprintf(out, cap, "scope=%s\n", a->has_scope ? a->scope : "");
     case K_END:
         break;
     }
@@ -780,6 +798,52 @@ static const void *sorted_find(const void *base, size_t n, size_t size, const vo
     return found ? (const char *)base + i * size : NULL;
 }
 
+/* ---------- subscribers' scopes ---------- */
+
+static int scope_cmp(const void *x, const void *y)
+{
+    const struct hdx_device_scope *a = x, *b = y;
+    return strcmp(a->name, b->name);
+}
+
+const struct hdx_device_scope *hdx_registry_scope(const struct hdx_registry *r, const char *name)
+{
+    struct hdx_device_scope key; /* only its name is compared */
+    snprintf(key.name, sizeof(key.name), "%s", name);
+    return sorted_find(r->sc, r->nsc, sizeof(*r->sc), &key, scope_cmp);
+}
+
+/* device_scope: the row becomes the scope, or goes; the device need not exist (see the top). */
+static int registry_scope_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
+{
+    int found;
+    struct hdx_device_scope row = {0};
+    snprintf(row.name, sizeof(row.name), "%s", a->name);
+    size_t i = sorted_pos(r->sc, r->nsc, sizeof(*r->sc), &row, scope_cmp, &found);
+    if (!a->has_scope) {
+        if (found) {
+            memmove(&r->sc[i], &r->sc[i + 1], (r->nsc - i - 1) * sizeof(*r->sc));
+            r->nsc--;
+        }
+        return HDX_OK;
+    }
+    snprintf(row.scope, sizeof(row.scope), "%s", a->scope);
+    row.set_us = time_us;
+    if (!found && r->nsc == r->sccap) {
+        size_t cap = r->sccap ? r->sccap * 2 : 8;
+        struct hdx_device_scope *p = realloc(r->sc, cap * sizeof(*p));
+        if (!p) return HDX_E_NOMEM;
+        r->sc = p;
+        r->sccap = cap;
+    }
+    if (!found) {
+        memmove(&r->sc[i + 1], &r->sc[i], (r->nsc - i) * sizeof(*r->sc));
+        r->nsc++;
+    }
+    r->sc[i] = row;
+    return HDX_OK;
+}
+
 static int registry_policy_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
 {
     struct ptab t = registry_table(r, a->op);
@@ -858,6 +922,7 @@ int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_
 {
     if (hdx_admin_is_user_op(a->op)) return registry_user_apply(r, a, time_us);
     if (hdx_admin_is_policy_op(a->op)) return registry_policy_apply(r, a, time_us);
+    if (a->op == HDX_ADMIN_DEVICE_SCOPE) return registry_scope_apply(r, a, time_us);
     int found;
     size_t i = registry_pos(r, a->name, &found);
     struct hdx_registry_entry e = {0};
@@ -887,6 +952,7 @@ void hdx_registry_free(struct hdx_registry *r)
     free(r->ct);
     free(r->cs);
     free(r->bg);
+    free(r->sc);
     free(r->e);
     if (r->u) sodium_memzero(r->u, r->ucap * sizeof(*r->u));
     free(r->u);
@@ -918,6 +984,10 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
     if (hdx_admin_is_user_op(a.op) || hdx_admin_is_policy_op(a.op)) {
         rc = hdx_admin_is_user_op(a.op) ? user_commit(s, &a, time_us)
                                         : policy_commit(s, &a, time_us);
+        goto dequeue;
+    }
+    if (a.op == HDX_ADMIN_DEVICE_SCOPE) {
+        rc = hdx_store_device_scope_set(s, a.name, a.has_scope ? a.scope : NULL, time_us);
         goto dequeue;
     }
     rc = hdx_store_device_get(s, a.name, &e.dev);

@@ -1,12 +1,12 @@
 /* admin: the registry (devices, users and the policy data) as records of the log (kind
  * HDX_KIND_ADMIN).
- * Contract: the `devices`, `device_keys`, `users`, `careteams`, `consents` and `break_glass`
- * tables are the replay of the admin records in seq order, and nothing else writes them. A producer
- * (hdx device, the migration of an older store) enqueues a statement in the store's admin_queue;
- * the commit thread seals it as a record (sender HDX_ADMIN_SENDER, type "admin/<op>", no patient,
- * no duplicate token) and, in the SAME transaction, applies it to the tables and deletes its queue
- * row (hdx_admin_commit). `hdx verify` replays every admin record into an in-memory registry
- * (hdx_registry_*) and compares it with the tables row by row.
+ * Contract: the `devices`, `device_keys`, `device_scopes`, `users`, `careteams`, `consents` and
+ * `break_glass` tables are the replay of the admin records in seq order, and nothing else writes
+ * them. A producer (hdx device, the migration of an older store) enqueues a statement in the
+ * store's admin_queue; the commit thread seals it as a record (sender HDX_ADMIN_SENDER, type
+ * "admin/<op>", no patient, no duplicate token) and, in the SAME transaction, applies it to the
+ * tables and deletes its queue row (hdx_admin_commit). `hdx verify` replays every admin record into
+ * an in-memory registry (hdx_registry_*) and compares it with the tables row by row.
  *
  * Body (the record's plaintext): canonical text, every line LF-terminated, keys in exactly
  * this order per op, nothing before or after (docs/RECORD-FORMAT.md, "Admin records"):
@@ -30,6 +30,7 @@
  *   op=consent_remove  patient purpose role
  *   op=break_glass     name patient expires_us justification
  *   op=break_glass_review name patient granted_us reviewer
+ *   op=device_scope    name scope
  * name: pki_name_valid; role: device|subscriber|gateway for devices, admin|security-officer|
  * auditor|clinician|nurse|researcher|integration for users; serial: 1-40 lower-case hex digits;
  * *_us: decimal without leading zeros (created_us >= 1, revoked_us >= 1, or 0 in an import:
@@ -44,7 +45,8 @@
  * operations, research), role a recipient role (hdx_role_parse: any role but none);
  * expires_us, granted_us >= 1; justification: 1-500 bytes, each printable ASCII 0x20-0x7e
  * (no LF, CR, tab or other control byte, nothing above 0x7e), taken verbatim; reviewer: a name
- * (as name), other than name (nobody reviews their own grant).
+ * (as name), other than name (nobody reviews their own grant); scope: a canonical scope text
+ * (policy/scope.h hdx_scope_parse), or empty (no scope: every record the filter matches).
  * hdx_admin_parse is pure and treats its input as untrusted: length-checked, it refuses
  * unknown, missing, repeated or reordered keys, trailing bytes, bad hex and bad names.
  *
@@ -81,6 +83,12 @@
  *                  yet, and the reviewer exists as a user: reviewed_by = reviewer,
  *                  reviewed_us = time; a grant is reviewed once
  * No user statement removes a user, so a care-team or grant row never outlives its user.
+ * A subscriber's scope (net/sub_session.h applies it to every record it delivers):
+ *   device_scope   row (name) becomes (scope, set_us = time), or absent when scope is empty;
+ *                  whether or not the device exists, so that `hdx device add --scope` can
+ *                  commit the scope BEFORE the device_add: a scoped device is never enrolled
+ *                  without its scope, not even for one batch. device_add and device_revoke
+ *                  leave it alone: a name re-enrolled keeps the (narrower) scope it had.
  * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
  * the store handle's thread. */
 #ifndef HDX_ADMIN_H
@@ -92,7 +100,8 @@
 #include "commit/commit.h"
 #include "store/store.h"
 
-/* user_add is the largest: about 1,100 bytes with a 64-character name */
+/* device_scope is the largest: about 1,650 bytes with a 64-character name and the longest
+ * scope (user_add about 1,100) */
 #define HDX_ADMIN_BODY_MAX 2048
 #define HDX_ADMIN_SENDER "hdx:admin" /* ':' is outside device names: no CN can take it */
 
@@ -116,8 +125,9 @@ enum hdx_admin_op {
     HDX_ADMIN_CONSENT_REMOVE,
     HDX_ADMIN_BREAK_GLASS,
     HDX_ADMIN_BREAK_GLASS_REVIEW,
+    HDX_ADMIN_DEVICE_SCOPE,
 };
-#define HDX_ADMIN_OP_LAST HDX_ADMIN_BREAK_GLASS_REVIEW
+#define HDX_ADMIN_OP_LAST HDX_ADMIN_DEVICE_SCOPE
 
 #define HDX_ADMIN_BY_MAX 96
 struct hdx_admin {
@@ -143,6 +153,9 @@ struct hdx_admin {
     int64_t expires_us, granted_us;
     char justification[HDX_JUSTIFICATION_MAX + 1];
     char reviewer[65];
+    /* device_scope */
+    int has_scope; /* 0: scope empty (removed) */
+    char scope[HDX_DEVICE_SCOPE_MAX + 1];
     /* Who made the change, the last line of every statement: "local:LOGIN" (the hdx CLI, by
      * the operating-system account that ran it; "local:root/sudo:LOGIN" under sudo) or
      * "user:NAME" (hdxd, on behalf of a signed-in user). "" in records older than the key. */
@@ -191,6 +204,8 @@ struct hdx_registry {
     size_t ncs, cscap;
     struct hdx_break_glass *bg; /* sorted by (user, patient, granted_us) */
     size_t nbg, bgcap;
+    struct hdx_device_scope *sc; /* sorted by name */
+    size_t nsc, sccap;
 };
 void hdx_registry_free(struct hdx_registry *r);
 /* Applies one statement committed at time_us (see the top). HDX_E_NOMEM only. */
@@ -205,6 +220,8 @@ const struct hdx_consent *hdx_registry_consent(const struct hdx_registry *r,
                                                const struct hdx_consent *key);
 const struct hdx_break_glass *hdx_registry_break_glass(const struct hdx_registry *r,
                                                        const struct hdx_break_glass *key);
+/* name's scope row, or NULL (no scope). */
+const struct hdx_device_scope *hdx_registry_scope(const struct hdx_registry *r, const char *name);
 /* The user row a statement makes of the row before it (present: it exists, before and after):
  * the apply above for one user, for callers that hold the row (the store, auth/user.c). */
 void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_admin *a,

@@ -179,6 +179,7 @@ static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it)
         hdx_info("admin_committed", "seq=%llu type=%s queue_id=%lld", (unsigned long long)it->seq,
                  it->type, (long long)it->admin_id);
         if (srv->front) hdx_front_admin_committed(srv->front, it);
+        hdx_sub_admin_committed(&srv->sub, it);
         return;
     }
     if (!it->admin_id) { /* hdxd's own: its on_done answers for it */
@@ -196,6 +197,7 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
     hdx_net_tick(srv->net);
     if (srv->front) hdx_front_tick(srv->front);
+    hdx_sub_tick(&srv->sub);
     poll_admin_queue(srv);
     if (hdx_tls_crl_changed(srv->tls)) hdx_net_sweep_revoked(srv->net);
 }
@@ -300,6 +302,9 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
     srv->ro_store = ro_store;
     srv->done_fd = -1;
     srv->sub.kr = kr;
+    srv->sub.ro_store = ro_store;
+    srv->sub.training_period_days = conf->policy_training_period_days;
+    if (hdx_sub_policy_reload(&srv->sub) != HDX_OK) srv->sub.policy_stale = 1; /* retried */
     if (hdx_conf_path(conf, "log.sth", srv->head_file, sizeof(srv->head_file)) != HDX_OK)
         srv->head_file[0] = 0;
     int rc = hdx_tls_new(conf, &srv->tls, why, why_cap);
@@ -382,6 +387,7 @@ void hdx_server_free(struct hdx_server *srv)
     hdx_net_free(srv->net); /* before the bus: subscribers unsubscribe */
     hdx_front_free(srv->front);
     hdx_bus_free(srv->bus);
+    hdx_sub_ctx_free(&srv->sub);
     hdx_mllp_free(srv->mllp);
     hdx_http_free(srv->http);
     if (srv->submit_ev) event_free(srv->submit_ev);

@@ -276,6 +276,38 @@ int hdx_store_break_glass_list(struct hdx_store *s,
                                int (*cb)(void *ctx, const struct hdx_break_glass *g, int bad),
                                void *ctx);
 
+/* Subscribers' granted scopes (schema 5): the replay of the device_scope admin records
+ * (commit/admin.h), written by nothing else, keyed by device name. scope is a canonical scope
+ * text (policy/scope.h: types, senders, patient tokens; never an identifier); no row: no
+ * scope, the device may receive every record its SUB filter matches. set_us: the commit time
+ * of the record that set it. A row may exist for a name no device has (yet): a scope is set
+ * before the device_add that enrols a scoped device, so it is never enrolled without it. */
+#define HDX_DEVICE_SCOPE_MAX 1536 /* policy/scope.h HDX_SCOPE_TEXT_MAX */
+struct hdx_device_scope {
+    char name[65];
+    char scope[HDX_DEVICE_SCOPE_MAX + 1];
+    int64_t set_us;
+};
+/* The writer (only an admin record's transaction): scope NULL removes the row. */
+int hdx_store_device_scope_set(struct hdx_store *s, const char *name, const char *scope,
+                               int64_t set_us);
+/* name's row into *out: HDX_OK, HDX_E_NOTFOUND (no scope), or HDX_E_INTEGRITY for a row no
+ * statement could have made (a text too long, a NUL, not text): a caller deciding access
+ * refuses then, it does not fall back to "no scope". */
+int hdx_store_device_scope_get(struct hdx_store *s, const char *name, struct hdx_device_scope *out);
+/* Every device_scopes row in name order, as stored (hdx verify); bad: see _get. */
+int hdx_store_scope_rows_list(struct hdx_store *s,
+                              int (*cb)(void *ctx, const struct hdx_device_scope *d, int bad),
+                              void *ctx);
+/* Every device (devices row, revoked ones too) in name order with its scope row, or NULL when
+ * it has none (it receives everything: hdx access-review flags those that may subscribe);
+ * bad: a row no statement could have made. For hdx device list and hdx access-review. cb
+ * returns non-zero to stop; the rows live only during the call. */
+int hdx_store_device_scopes_list(struct hdx_store *s,
+                                 int (*cb)(void *ctx, const struct hdx_device *d,
+                                           const struct hdx_device_scope *scope, int bad),
+                                 void *ctx);
+
 /* admin_queue: statements waiting for their admin record (commit/admin.h). enqueue sets *id
  * (> 0); pending calls cb for rows with id > after_id in id order (cb returns non-zero to
  * stop); dequeue deletes one (HDX_E_NOTFOUND when absent: another writer took it); queued

@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -130,6 +130,13 @@ struct hdx_store {
     " reviewed_by TEXT NOT NULL, reviewed_us INTEGER NOT NULL,"                                    \
     " PRIMARY KEY(name, patient, granted_us)) STRICT;"
 
+/* Subscribers' granted scopes: the replay of the device_scope admin records, keyed by device
+ * name (a scope may be set before the device_add that enrols the name). scope is the
+ * canonical text (policy/scope.h); set_us the time of the record that set it. */
+#define SCOPES_SQL                                                                                 \
+    "CREATE TABLE IF NOT EXISTS device_scopes(name TEXT PRIMARY KEY, scope TEXT NOT NULL,"         \
+    " set_us INTEGER NOT NULL) STRICT;"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
     "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -153,8 +160,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS stream_marks(seq INTEGER PRIMARY KEY, checkpoint INTEGER NOT NULL,"
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL
-    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 4);";
+    " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL SCOPES_SQL
+    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 5);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -169,6 +176,9 @@ static const char migrate_1_to_2_sql[] = "ALTER TABLE records ADD COLUMN seg INT
 static const char migrate_2_to_3_sql[] = USERS_SQL "UPDATE meta SET v=3 WHERE k='schema_version';";
 /* Version 3 had no policy data; nothing else changed. */
 static const char migrate_3_to_4_sql[] = POLICY_SQL "UPDATE meta SET v=4 WHERE k='schema_version';";
+/* Version 4 had no scopes (every subscriber received everything its filter matched, which an
+ * absent row still means); nothing else changed. */
+static const char migrate_4_to_5_sql[] = SCOPES_SQL "UPDATE meta SET v=5 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -229,6 +239,7 @@ static int configure(struct hdx_store *s, int flags)
     int rc = version == 1 ? exec(s, migrate_1_to_2_sql) : HDX_OK;
     if (rc == HDX_OK && (version == 1 || version == 2)) rc = exec(s, migrate_2_to_3_sql);
     if (rc == HDX_OK && version >= 1 && version <= 3) rc = exec(s, migrate_3_to_4_sql);
+    if (rc == HDX_OK && version >= 1 && version <= 4) rc = exec(s, migrate_4_to_5_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
@@ -1951,6 +1962,115 @@ int hdx_store_break_glass_list(struct hdx_store *s,
             &q, NULL) != SQLITE_OK)
         return db_error(s, "break_glass_prepare");
     return each_row(s, q, grant_row, &w, "break_glass");
+}
+
+/* ---------- subscribers' scopes (commit/admin.h is their only writer) ---------- */
+
+int hdx_store_device_scope_set(struct hdx_store *s, const char *name, const char *scope,
+                               int64_t set_us)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db,
+                           scope ? "INSERT OR REPLACE INTO device_scopes(name,scope,set_us)"
+                                   " VALUES(?1,?2,?3)"
+                                 : "DELETE FROM device_scopes WHERE name=?1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_scope_set_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    if (scope) {
+        sqlite3_bind_text(q, 2, scope, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, set_us);
+    }
+    return write_step(s, q, "device_scope_set");
+}
+
+/* A device_scopes row (columns from col) into d; 0 when a text does not fit or holds a NUL
+ * (the row is then passed as bad). */
+static int row_to_scope(sqlite3_stmt *q, int col, struct hdx_device_scope *d)
+{
+    memset(d, 0, sizeof(*d));
+    int ok = text_col(q, col, d->name, sizeof(d->name));
+    ok &= sqlite3_column_type(q, col + 1) == SQLITE_TEXT &&
+          text_col(q, col + 1, d->scope, sizeof(d->scope));
+    d->set_us = sqlite3_column_int64(q, col + 2);
+    return ok;
+}
+
+int hdx_store_device_scope_get(struct hdx_store *s, const char *name, struct hdx_device_scope *out)
+{
+    sqlite3_stmt *q = NULL;
+    struct hdx_device_scope d;
+    if (sqlite3_prepare_v2(s->db, "SELECT name,scope,set_us FROM device_scopes WHERE name=?", -1,
+                           &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_scope_get_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q), out_rc = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW)
+        out_rc = row_to_scope(q, 0, &d) ? HDX_OK : HDX_E_INTEGRITY;
+    else if (rc != SQLITE_DONE)
+        out_rc = db_error(s, "device_scope_get");
+    sqlite3_finalize(q);
+    if (out_rc == HDX_OK) *out = d;
+    return out_rc;
+}
+
+struct scope_walk {
+    int (*rows)(void *ctx, const struct hdx_device_scope *d, int bad);
+    int (*devices)(void *ctx, const struct hdx_device *d, const struct hdx_device_scope *sc,
+                   int bad);
+    void *ctx;
+};
+
+static int scope_row(void *w, sqlite3_stmt *q)
+{
+    struct scope_walk *sw = w;
+    struct hdx_device_scope d;
+    int ok = row_to_scope(q, 0, &d);
+    return sw->rows(sw->ctx, &d, !ok);
+}
+
+int hdx_store_scope_rows_list(struct hdx_store *s,
+                              int (*cb)(void *ctx, const struct hdx_device_scope *d, int bad),
+                              void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct scope_walk w = {.rows = cb, .ctx = ctx};
+    if (sqlite3_prepare_v2(s->db, "SELECT name,scope,set_us FROM device_scopes ORDER BY name", -1,
+                           &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_scopes_prepare");
+    return each_row(s, q, scope_row, &w, "device_scopes");
+}
+
+static int device_scope_row(void *w, sqlite3_stmt *q)
+{
+    struct scope_walk *sw = w;
+    struct hdx_device d = {0};
+    struct hdx_device_scope sc;
+    int ok = text_col(q, 0, d.name, sizeof(d.name));
+    ok &= text_col(q, 1, d.role, sizeof(d.role));
+    ok &= text_col(q, 2, d.serial, sizeof(d.serial));
+    d.created_us = sqlite3_column_int64(q, 3);
+    d.revoked_us = sqlite3_column_int64(q, 4);
+    int has = sqlite3_column_type(q, 5) != SQLITE_NULL;
+    if (has) ok &= row_to_scope(q, 5, &sc);
+    return sw->devices(sw->ctx, &d, has ? &sc : NULL, !ok);
+}
+
+int hdx_store_device_scopes_list(struct hdx_store *s,
+                                 int (*cb)(void *ctx, const struct hdx_device *d,
+                                           const struct hdx_device_scope *scope, int bad),
+                                 void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct scope_walk w = {.devices = cb, .ctx = ctx};
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT d.name,d.role,d.serial,d.created_us,d.revoked_us,"
+                           "s.name,s.scope,s.set_us FROM devices d"
+                           " LEFT JOIN device_scopes s ON s.name=d.name ORDER BY d.name",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "device_scopes_list_prepare");
+    return each_row(s, q, device_scope_row, &w, "device_scopes_list");
 }
 
 int hdx_store_senders_since(struct hdx_store *s, int64_t since_us,

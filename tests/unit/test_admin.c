@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1012,6 +1013,149 @@ static void test_policy_registry_and_store(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- device_scope ---- */
+
+#define SCOPE_TOK "00112233445566778899aabbccddeeff"
+
+static int scope_rows(void *arg, const struct hdx_device_scope *d, int bad)
+{
+    struct hdx_registry *want = arg;
+    const struct hdx_device_scope *w = hdx_registry_scope(want, d->name);
+    assert_false(bad);
+    assert_non_null(w);
+    assert_string_equal(w->scope, d->scope);
+    assert_int_equal(w->set_us, d->set_us);
+    want->n++; /* counts the rows seen (n is the devices half, unused here) */
+    return 0;
+}
+
+static int listed_devices(void *arg, const struct hdx_device *d, const struct hdx_device_scope *sc,
+                          int bad)
+{
+    char *out = arg;
+    size_t off = strlen(out);
+    snprintf(out + off, 256 - off, "%s:%s;", d->name, sc ? sc->scope : "-");
+    return bad;
+}
+
+static void test_scope_bodies_registry_and_store(void **state)
+{
+    const char *body = "HDX-ADMIN 1\nop=device_scope\nname=sub-1\nscope=type=ORU^R01 "
+                       "sender=ward3-*\n";
+    struct hdx_admin a;
+    char out[HDX_ADMIN_BODY_MAX + 1], cmd[320];
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), &a), HDX_OK);
+    assert_int_equal(a.op, HDX_ADMIN_DEVICE_SCOPE);
+    assert_true(a.has_scope);
+    assert_string_equal(a.scope, "type=ORU^R01 sender=ward3-*");
+    assert_false(hdx_admin_is_policy_op(a.op));
+    assert_false(hdx_admin_is_user_op(a.op));
+    assert_string_equal(hdx_admin_type(a.op), "admin/device_scope");
+    assert_int_equal(hdx_admin_format(&a, out, sizeof(out)), (int)strlen(body));
+    assert_string_equal(out, body);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=sub-1\nscope=\n"), HDX_OK);
+    /* only the canonical text: unsorted, unknown key, operator patient, double space */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=sub-1\nscope=type=B,A\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=sub-1\nscope=ward=3\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=sub-1\nscope=patient=P-1\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=sub-1\nscope=type=A  "
+                           "sender=b\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=sub-1\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=device_scope\nname=bad name\nscope=\n"), HDX_E_INVAL);
+    /* the longest scope (HDX_DEVICE_SCOPE_MAX bytes) with the longest name fits a body */
+    struct hdx_admin big = {.op = HDX_ADMIN_DEVICE_SCOPE, .has_scope = 1};
+    memset(big.name, 'n', 64);
+    size_t off = (size_t)snprintf(big.scope, sizeof(big.scope), "type=%029d sender=", 0);
+    for (int i = 0; i < 23; i++)
+        off += (size_t)snprintf(big.scope + off, sizeof(big.scope) - off, "%ss%02d%061d",
+                                i ? "," : "", i, 0);
+    assert_int_equal(off, HDX_DEVICE_SCOPE_MAX);
+    int blen = hdx_admin_format(&big, out, sizeof(out));
+    assert_true(blen > 0 && blen <= HDX_ADMIN_BODY_MAX);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)out, (size_t)blen, &a), HDX_OK);
+    assert_string_equal(a.scope, big.scope);
+
+    /* registry and store: set, replace, remove, for a name with or without a device */
+    struct hdx_registry r = {0};
+    struct hdx_store *s = NULL;
+    assert_int_equal(hdx_mkdtemp("hdx-admin-s-", tmpdir, sizeof(tmpdir)), 0);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_CREATE, &s), HDX_OK);
+    struct hdx_admin seq[8];
+    int64_t t[8];
+    size_t n = 0;
+    struct hdx_admin sc = {.op = HDX_ADMIN_DEVICE_SCOPE, .has_scope = 1};
+    strcpy(sc.name, "sub-1");
+    strcpy(sc.scope, "type=ORU^R01");
+    seq[n] = sc; /* before its device_add */
+    t[n++] = 10;
+    seq[n] = stmt(HDX_ADMIN_DEVICE_ADD, "sub-1", "ab");
+    strcpy(seq[n].role, "subscriber");
+    t[n++] = 11;
+    strcpy(sc.name, "sub-2");
+    strcpy(sc.scope, "patient=" SCOPE_TOK);
+    seq[n] = sc;
+    t[n++] = 12;
+    strcpy(sc.scope, "sender=ward3-*"); /* replaced */
+    seq[n] = sc;
+    t[n++] = 13;
+    strcpy(sc.name, "sub-3");
+    seq[n] = sc;
+    t[n++] = 14;
+    sc.has_scope = 0; /* removed */
+    sc.scope[0] = 0;
+    seq[n] = sc;
+    t[n++] = 15;
+    strcpy(sc.name, "sub-4"); /* removing what is not there */
+    seq[n] = sc;
+    t[n++] = 16;
+    seq[n] = stmt(HDX_ADMIN_DEVICE_ADD, "sub-3", "cd");
+    t[n++] = 17;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hdx_registry_apply(&r, &seq[i], t[i]), HDX_OK);
+        enqueue_commit(s, &seq[i], t[i]);
+    }
+    assert_int_equal(r.nsc, 2);
+    assert_string_equal(r.sc[0].name, "sub-1");
+    assert_string_equal(r.sc[0].scope, "type=ORU^R01");
+    assert_int_equal(r.sc[0].set_us, 10);
+    assert_string_equal(r.sc[1].name, "sub-2");
+    assert_string_equal(r.sc[1].scope, "sender=ward3-*");
+    assert_int_equal(r.sc[1].set_us, 13);
+    assert_null(hdx_registry_scope(&r, "sub-3"));
+    assert_int_equal(r.n, 2); /* the devices: the scope statements made none */
+    struct hdx_device_scope got;
+    assert_int_equal(hdx_store_device_scope_get(s, "sub-2", &got), HDX_OK);
+    assert_string_equal(got.scope, "sender=ward3-*");
+    assert_int_equal(hdx_store_device_scope_get(s, "sub-3", &got), HDX_E_NOTFOUND);
+    struct hdx_registry seen = r;
+    seen.n = 0;
+    assert_int_equal(hdx_store_scope_rows_list(s, scope_rows, &seen), HDX_OK);
+    assert_int_equal(seen.n, 2);
+    char listed[256] = "";
+    assert_int_equal(hdx_store_device_scopes_list(s, listed_devices, listed), HDX_OK);
+    assert_string_equal(listed, "sub-1:type=ORU^R01;sub-3:-;"); /* sub-2 has no device */
+    hdx_registry_free(&r);
+    hdx_store_close(s);
+    /* a row nobody could have written is damaged, not "no scope" */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE device_scopes SET scope='type=A'||char(0) WHERE name='sub-1'",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub-1", &got), HDX_E_INTEGRITY);
+    hdx_store_close(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1034,6 +1178,7 @@ int main(void)
         cmocka_unit_test(test_policy_bodies_roundtrip),
         cmocka_unit_test(test_policy_refusals),
         cmocka_unit_test(test_policy_registry_and_store),
+        cmocka_unit_test(test_scope_bodies_registry_and_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,12 +254,47 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 4);
+    assert_int_equal(v, 5); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
     assert_int_equal(hdx_store_careteams_list(s, NULL, count_rows, &n), HDX_OK);
     assert_int_equal(n, 1);
+    hdx_store_close(s);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_store_close(s);
+}
+
+/* A schema-4 store (no device_scopes) is migrated in place when a writer opens it: the table
+ * appears empty (no subscriber scoped, as before), a reader refuses the store until then. */
+static void test_migrate_4_to_5(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    struct hdx_device_scope got;
+    snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE device_scopes;"
+                                  "UPDATE meta SET v=4 WHERE k='schema_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 5);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
+    assert_string_equal(got.scope, "type=A");
+    assert_int_equal(got.set_us, 7);
+    assert_int_equal(hdx_store_device_scope_set(s, "sub", NULL, 0), HDX_OK);
+    assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     hdx_store_close(s);
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
     hdx_store_close(s);
@@ -363,6 +398,59 @@ static void test_bus_replay_then_live(void **state)
     hdx_store_close(s);
 }
 
+/* The admit hook (a subscriber's scope): asked for every record the filter matched, replayed
+ * (before its body is decrypted: body NULL) and live, and what it refuses is not delivered. */
+struct admit_log {
+    int calls, replay_calls_without_body;
+};
+static int admit_odd(void *arg, const struct hdx_bus_event *ev)
+{
+    struct admit_log *l = arg;
+    l->calls++;
+    if (!ev->body) l->replay_calls_without_body++;
+    return ev->seq % 2 == 1;
+}
+
+static void test_bus_admit_hook(void **state)
+{
+    struct hdx_store *s = NULL;
+    struct hdx_bus *bus = NULL;
+    struct fake_conn c = {0};
+    struct admit_log logs[2] = {{0}}, *log = &logs[0], *log2 = &logs[1];
+    struct hdx_bus_filter f = {.admit = admit_odd, .admit_arg = log};
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_RDONLY, &s), HDX_OK);
+    assert_int_equal(hdx_bus_new(s, kr, &fake_sink, 65536, 1000, 5, &bus), HDX_OK);
+    struct hdx_bus_sub *sub = hdx_bus_subscribe(bus, &c, &f, 0);
+    hdx_bus_pump(bus, sub);
+    assert_int_equal(count_msgs(c.out, "MSG seq="), 3);
+    assert_non_null(strstr(c.out, "MSG seq=1 "));
+    assert_null(strstr(c.out, "MSG seq=2 "));
+    assert_non_null(strstr(c.out, "MSG seq=5 "));
+    assert_int_equal(log->calls, 5);
+    assert_int_equal(log->replay_calls_without_body, 5);
+    const char *body = "MSH|^~\\&|X";
+    struct hdx_bus_event ev = {6,    hdx_now_us(),          HDX_KIND_HL7V2, "mon9",      "ORU^R01",
+                               NULL, (const uint8_t *)body, strlen(body),   hdx_now_us()};
+    hdx_bus_publish(bus, &ev);
+    ev.seq = 7;
+    hdx_bus_publish(bus, &ev);
+    assert_int_equal(count_msgs(c.out, "MSG seq=6 "), 0);
+    assert_int_equal(count_msgs(c.out, "MSG seq=7 "), 1);
+    assert_int_equal(log->calls, 7);
+    /* a record the filter refuses never reaches the hook */
+    snprintf(f.type, sizeof(f.type), "ADT^A01");
+    struct fake_conn c2 = {0};
+    f.admit_arg = log2;
+    struct hdx_bus_sub *sub2 = hdx_bus_subscribe(bus, &c2, &f, 0);
+    hdx_bus_pump(bus, sub2);
+    assert_int_equal(log2->calls, 1); /* the one ADT^A01 of the store (seq 3) */
+    assert_int_equal(count_msgs(c2.out, "MSG seq=3 "), 1);
+    hdx_bus_unsubscribe(bus, sub);
+    hdx_bus_unsubscribe(bus, sub2);
+    hdx_bus_free(bus);
+    hdx_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,7 +459,9 @@ int main(void)
         cmocka_unit_test(test_scan_filters),
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_migrate_3_to_4),
+        cmocka_unit_test(test_migrate_4_to_5),
         cmocka_unit_test(test_bus_replay_then_live),
+        cmocka_unit_test(test_bus_admit_hook),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
