@@ -22,6 +22,7 @@
 #include "core/util.h"
 #include "net/front_internal.h"
 #include "policy/policy_load.h"
+#include "policy/scope.h"
 #include "store/record.h"
 
 #define LIST_DEFAULT 100
@@ -59,6 +60,13 @@ struct asker {
     char key_hash[HDX_APIKEY_HASH_LEN + 1]; /* a service: its stored key when it was checked */
 };
 
+/* A machine's certificate (a device of the registry), neither a session nor an API key: the
+ * principals with a device scope (policy/scope.h). */
+static int is_cert(const struct asker *who)
+{
+    return !who->serial && !who->key_hash[0];
+}
+
 struct stream {
     struct stream *prev, *next;
     struct front_api *api;
@@ -69,6 +77,10 @@ struct stream {
     struct tally tally;
     int64_t summary_due_us, last_write_us;
     int ended;
+    /* A certificate's granted scope (policy/scope.h), NULL: none; the bus asks it for every
+     * record (hdx_bus_admit_scope); its text tells a committed change (streams_check). */
+    struct hdx_scope *scope;
+    char scope_text[HDX_DEVICE_SCOPE_MAX + 1];
 };
 
 struct front_api {
@@ -598,6 +610,7 @@ static void stream_closed(void *arg)
     else
         api->streams = st->next;
     if (st->next) st->next->prev = st->prev;
+    free(st->scope);
     sodium_memzero(st, sizeof(*st));
     free(st);
 }
@@ -650,6 +663,19 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
         hdx_http_error(r, 503, "unavailable", "out of memory");
         return;
     }
+    /* A machine's certificate receives only its granted scope, as on the subscription port
+     * (docs/SUBSCRIBE.md "Scopes"); an unreadable one refuses, never serves unscoped. */
+    if (is_cert(&who) && hdx_scope_load(f->env.ro_store, who.user, &st->scope, st->scope_text)) {
+        free(st);
+        audit_access(api, c, &who, "subscribe", "deny", "scope_unreadable", NULL, 0, 0, 0,
+                     "stream");
+        hdx_http_error(r, 503, "unavailable", "scope unreadable");
+        return;
+    }
+    if (st->scope) {
+        flt.admit = hdx_bus_admit_scope;
+        flt.admit_arg = st->scope;
+    }
     st->api = api;
     st->c = c;
     st->who = who;
@@ -658,6 +684,7 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     st->last_write_us = hdx_monotonic_us();
     st->sub = hdx_bus_subscribe_sink(f->env.bus, st, &flt, after, &stream_sink);
     if (!st->sub) {
+        free(st->scope);
         free(st);
         hdx_http_error(r, 503, "unavailable", "out of memory");
         return;
@@ -687,6 +714,18 @@ static int service_key_current(struct hdx_front *f, const struct asker *who)
     return ok;
 }
 
+/* 1 when a machine certificate's stream was opened under a scope other than today's. */
+static int scope_changed(struct front_api *api, const struct stream *st)
+{
+    struct hdx_scope *now = NULL;
+    char *text = calloc(1, HDX_DEVICE_SCOPE_MAX + 1);
+    int rc = text ? hdx_scope_load(api->f->env.ro_store, st->who.user, &now, text) : HDX_E_NOMEM;
+    int changed = rc != HDX_OK || !now != !st->scope || (now && strcmp(text, st->scope_text));
+    free(now);
+    free(text);
+    return changed;
+}
+
 void hdx_front_streams_check(struct hdx_front *f)
 {
     for (struct stream *st = f->api->streams; st; st = st->next) {
@@ -695,6 +734,8 @@ void hdx_front_streams_check(struct hdx_front *f)
             stream_end(st, "session_ended");
         else if (st->who.key_hash[0] && !service_key_current(f, &st->who))
             stream_end(st, "api_key_revoked");
+        else if (is_cert(&st->who) && scope_changed(f->api, st))
+            stream_end(st, "scope_changed");
     }
 }
 
