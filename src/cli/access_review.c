@@ -19,6 +19,7 @@
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "policy/policy.h"
 
 static const char review_usage[] =
     "NAME\n"
@@ -63,8 +64,10 @@ static const char review_usage[] =
     "                            review); subject is the clinician\n"
     "    device_silent           an enrolled, unrevoked device or gateway enrolled before the\n"
     "                            silent period without a record of its sender in it\n"
-    "    Not checked yet: subscribers whose scope is everything (the registry does not hold\n"
-    "    device scopes in this release).\n"
+    "    subscriber_unscoped     an unrevoked certificate whose role may subscribe\n"
+    "                            (subscriber, gateway) with no scope (hdx device scope): it\n"
+    "                            receives every record; services' API keys have no scope\n"
+    "                            yet and are not listed\n"
     "\n"
     "OPTIONS\n"
     "    -d DIR            the data directory\n"
@@ -271,10 +274,34 @@ static void check_devices(struct review *rv, const struct check *c)
     if (rc != HDX_OK) review_error(rv, "cannot read the devices table: %s", hdx_strerror(rc));
 }
 
+/* An active certificate that may subscribe with no scope receives every record. */
+static int scope_one(void *arg, const struct hdx_device *d, const struct hdx_device_scope *scope,
+                     int bad)
+{
+    struct row_ctx *x = arg;
+    if (bad) {
+        review_error(x->rv, "the device_scopes row of %s is damaged (run hdx verify)", d->name);
+        return 0;
+    }
+    if (!scope && !d->revoked_us &&
+        hdx_policy_role_has(hdx_role_parse(d->role), HDX_RES_RECORD, HDX_ACT_SUBSCRIBE)) {
+        char detail[HDX_REVIEW_DETAIL_MAX];
+        snprintf(detail, sizeof(detail), "role=%s scope=all", d->role);
+        emit(x->rv, x->c, d->name, detail);
+    }
+    return 0;
+}
+
+static void check_scopes(struct review *rv, const struct check *c)
+{
+    struct row_ctx x = {rv, c};
+    int rc = hdx_store_device_scopes_list(rv->cli->store, scope_one, &x);
+    if (rc != HDX_OK)
+        review_error(rv, "cannot read the device_scopes table: %s", hdx_strerror(rc));
+}
+
 /* The review, in output order. One more finding is one row here and, unless it is about
- * users (each_user with its rule), one function like check_grants. Subscribers whose scope
- * is everything are not checked yet: device scopes are not in the registry in this release
- * (docs/ACCESS-REVIEW.md). */
+ * users (each_user with its rule), one function like check_grants. */
 static const struct check checks[] = {
     {"mfa_missing", 0, each_user, hdx_review_mfa_missing},
     {"account_locked", 1, each_user, hdx_review_locked},
@@ -285,6 +312,7 @@ static const struct check checks[] = {
     {"careteam_unused", 0, check_careteams, NULL},
     {"break_glass_unreviewed", 0, check_grants, NULL},
     {"device_silent", 0, check_devices, NULL},
+    {"subscriber_unscoped", 0, check_scopes, NULL},
 };
 
 /* ---------- the facts ---------- */
