@@ -296,8 +296,7 @@ static void check_scopes(struct review *rv, const struct check *c)
 {
     struct row_ctx x = {rv, c};
     int rc = hdx_store_device_scopes_list(rv->cli->store, scope_one, &x);
-    if (rc != HDX_OK)
-        review_error(rv, "cannot read the device_scopes table: %s", hdx_strerror(rc));
+    if (rc != HDX_OK) review_error(rv, "cannot read the device_scopes table: %s", hdx_strerror(rc));
 }
 
 /* The review, in output order. One more finding is one row here and, unless it is about
