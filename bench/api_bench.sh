@@ -17,7 +17,8 @@
 # ratio to the mean of the two ceilings; hdxd's event=commit_stats line at exit.
 # Knobs (environment): API_BIN (build dir with hdx and hdxd; default build), API_SECONDS (10,
 # per wrk run), API_THREADS (2, wrk threads), API_CONNECTIONS (64), API_RECORDS (2000),
-# API_DENY (1: run the deny step). Prints key=value lines starting with "api ".
+# API_DENY (1: run the deny step), API_PERF (a directory: perf record -F 1999 of hdxd during the
+# seq step into API_PERF/seq.perf.data and its reports by thread and symbol, seq.perf.txt, and by thread and library, seq.perf.dso.txt). Prints key=value lines starting with "api ".
 # Loopback only; every wrk run is bounded by timeout(1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ threads=${API_THREADS:-2}
 conns=${API_CONNECTIONS:-64}
 nrec=${API_RECORDS:-2000}
 deny_on=${API_DENY:-1}
+perf_dir=${API_PERF:-}
 limit=$((secs + 60))
 PAT=API-PAT
 
@@ -46,6 +48,20 @@ trap cleanup EXIT
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f\n", a / b }'; }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' /proc/"$1"/stat; }
+# threads PID: "tid:name:ticks" per thread of PID (utime + stime), the main thread named "network"
+threads() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    awk -v tid="${t##*/}" -v main="$([ "${t##*/}" = "$1" ] && echo 1)" '{ c = $0; sub(/^[^(]*\(/, "", c); sub(/\).*$/, "", c); gsub(/[ :]/, "_", c);
+      sub(/^.*\) /, ""); split($0, f, " "); print tid ":" (main ? "network" : c) ":" f[12] + f[13] }' "$t/stat" 2>/dev/null || true
+  done | sort
+}
+# thread_cores BEFORE AFTER WALL_MS: "name=cores,..." summed by thread name, those that used any CPU
+thread_cores() {
+  join -t: <(echo "$1" | sort) <(echo "$2" | sort) | awk -F: -v hz="$(getconf CLK_TCK)" -v w="$3" '
+    { c[$2] += ($5 - $3) / hz / (w / 1000) } END { for (k in c) if (c[k] >= 0.01) printf "%s%s=%.2f", n++ ? "," : "", k, c[k]; print "" }'
+}
+
 D=$work/data
 H=$bin/hdx
 
@@ -131,21 +147,34 @@ wrk_run() {
   if [ "$path" = - ]; then args=(-s "$work/api.lua" "$url/" -- "$@"); else args=("$url$path"); fi
   a0=$(audit_n)
   echo "api: $name [loadavg $(cut -d' ' -f1-3 /proc/loadavg)]"
+  local th0 th1 ppid=
+  th0=$(threads "$hpid")
+  if [ -n "$perf_dir" ] && [ "$name" = seq ]; then
+    mkdir -p "$perf_dir"
+    perf record -q -F 1999 -p "$hpid" -o "$perf_dir/seq.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
+    ppid=$!
+  fi
   c0=$(cpu_ticks "$hpid") t0=$(date +%s%N)
   timeout "$limit" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 5s --latency \
     ${tok:+-H "Authorization: Bearer $tok"} "${args[@]}" >"$work/$name.wrk" 2>&1 || echo "!! wrk $name exited $?"
   c1=$(cpu_ticks "$hpid") t1=$(date +%s%N)
+  th1=$(threads "$hpid")
+  if [ -n "$ppid" ]; then
+    wait "$ppid" || true
+    perf report -i "$perf_dir/seq.perf.data" --no-children --sort comm,dso,sym --percent-limit 0.4 --stdio 2>/dev/null >"$perf_dir/seq.perf.txt" || true
+    perf report -i "$perf_dir/seq.perf.data" --no-children --sort comm,dso --stdio 2>/dev/null >"$perf_dir/seq.perf.dso.txt" || true
+  fi
   sed 's/^/  /' "$work/$name.wrk"
   sleep 1.5 # the last answers' audit records are committed after the answers
   a1=$(audit_n)
   awk -v n="$name" -v cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v w="$(((t1 - t0) / 1000000))" 'BEGIN { printf "%.2f", (b - a) / hz / (w / 1000) }')" \
-    -v aud=$((a1 - a0)) '
+    -v aud=$((a1 - a0)) -v th="$(thread_cores "$th0" "$th1" $(((t1 - t0) / 1000000)))" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
     /requests in/ { req = $1 } /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { non2 = $5 } /Socket errors:/ { sockerr = $0; gsub(/ *Socket errors: */, "", sockerr); gsub(/, /, ",", sockerr); gsub(/ /, "=", sockerr) }
-    END { printf "api %s requests_per_s=%s requests=%s p50_ms=%.3f p99_ms=%.3f non_2xx=%s socket_errors=%s hdxd_cores=%s access_audit_records=%s\n",
-      n, rps, req, p50, p99, non2 == "" ? 0 : non2, sockerr == "" ? "none" : sockerr, cpu, aud }' "$work/$name.wrk" | tee "$work/$name.kv"
+    END { printf "api %s requests_per_s=%s requests=%s p50_ms=%.3f p99_ms=%.3f non_2xx=%s socket_errors=%s hdxd_cores=%s access_audit_records=%s threads=%s\n",
+      n, rps, req, p50, p99, non2 == "" ? 0 : non2, sockerr == "" ? "none" : sockerr, cpu, aud, th }' "$work/$name.wrk" | tee "$work/$name.kv"
 }
 kvget() { grep -o " $2=[^ ]*" "$work/$1.kv" | cut -d= -f2; }
 
