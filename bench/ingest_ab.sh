@@ -8,8 +8,9 @@
 # the clinician's care team, so each event is a policy decision and a disclosure) and an MLLP
 # subscriber (hdx tail --latency) attached during the load: the cost of per-event decisions and
 # disclosure auditing.
-# Prints one line per run ("ab RUN=... msgs_per_s=... hdxd_cores=..."), and at the end the
-# median A/B and C/A ratios per depth, each ratio over runs of the same round.
+# Prints one line per run ("ab run=... msgs_per_s=... hdxd_cores=... hdxd_us_per_msg=..."), and at
+# the end the median A/B and C/A ratios per depth, each ratio over runs of the same round, of
+# msgs/s and of hdxd's CPU per message (the steadier figure when other work shares the cores).
 # Knobs (environment): AB_BASE (7b9e638), AB_BASE_BIN (a directory with that commit's release
 # hdx and hdxd; default: built in the worktree AB_BASE_TREE, /work/wt-bench-base, made with
 # git worktree add when missing), AB_BIN (this tree's build, default build), AB_ROUNDS (3),
@@ -67,8 +68,8 @@ stop() {
 # one NAME BUILD_BIN INFLIGHT [stream]: a fresh data directory, hdxd, hdx bench (this tree's)
 one() {
   local name=$1 b=$2 n=$3 withstream=${4:-} d=$work/$1 c0 c1 t0 t1 bpid rc=0
-  "$b/hdx" init "$d" >/dev/null
-  "$b/hdx" device add bench -d "$d" >/dev/null
+  "$b/hdx" init "$d" >/dev/null 2>"$work/cli.err"
+  "$b/hdx" device add bench -d "$d" >/dev/null 2>>"$work/cli.err"
   if [ -n "$withstream" ]; then
     printf 'Tangerine-Orbit-Lantern-42\n' >"$d/pw"
     secret=$("$b/hdx" user add abclin --role clinician -d "$d" --password-file "$d/pw" --no-qr | sed -n 's/^totp=.*secret=\([A-Z2-7]*\)&.*/\1/p')
@@ -94,7 +95,7 @@ one() {
   echo "ab: $name [loadavg $(cut -d' ' -f1-3 /proc/loadavg)]"
   timeout "$limit" "$bin/hdx" bench -d "$d" --to 127.0.0.1:$port --connections "$conns" --seconds "$secs" --inflight "$n" >"$d/bench.out" 2>&1 &
   bpid=$!
-  for _ in $(seq 600); do grep -q 'in flight per connection' "$d/bench.out" && break; kill -0 $bpid 2>/dev/null || break; sleep 0.02; done
+  for _ in $(seq 600); do grep -q 'in flight per connection' "$d/bench.out" 2>/dev/null && break; kill -0 $bpid 2>/dev/null || break; sleep 0.02; done
   c0=$(cpu_ticks "$hpid") t0=$(date +%s%N)
   wait $bpid || rc=$?
   c1=$(cpu_ticks "$hpid") t1=$(date +%s%N)
@@ -108,9 +109,10 @@ one() {
     extra+=" subscriber_p99_ms=$(kv "$d/tail.out" p99_ms) access_audit_records=$("$b/hdx" audit query -d "$d" --event access | grep -c '^seq=' || true)"
   fi
   [ "$b" = "$bin" ] && extra+=" audit_records=$("$b/hdx" query -d "$d" --kind audit --count)"
-  local cs
+  local cs cores
+  cores=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v w="$(((t1 - t0) / 1000000))" 'BEGIN { printf "%.2f", (b - a) / hz / (w / 1000) }')
   cs=$(grep -o 'event=commit_stats.*' "$d/hdxd.log" | tail -1)
-  echo "ab run=$name inflight=$n msgs_per_s=$(kv "$d/bench.out" msgs_per_s) p99_ms=$(kv "$d/bench.out" p99_ms) hdxd_cores=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v w="$(((t1 - t0) / 1000000))" 'BEGIN { printf "%.2f", (b - a) / hz / (w / 1000) }') client_cores=$(kv "$d/bench.out" client_cores) mean_batch=$(awk -v l="$cs" 'BEGIN { match(l, /batches=[0-9]+/); b = substr(l, RSTART + 8, RLENGTH - 8); match(l, / records=[0-9]+/); r = substr(l, RSTART + 9, RLENGTH - 9); if (b > 0) printf "%.1f", r / b; else print "na" }')$extra" | tee -a "$work/runs"
+  echo "ab run=$name inflight=$n msgs_per_s=$(kv "$d/bench.out" msgs_per_s) p99_ms=$(kv "$d/bench.out" p99_ms) hdxd_cores=$cores hdxd_us_per_msg=$(awk -v c="$cores" -v r="$(kv "$d/bench.out" msgs_per_s)" 'BEGIN { if (r + 0 > 0) printf "%.1f", c * 1e6 / r; else print "na" }') client_cores=$(kv "$d/bench.out" client_cores) mean_batch=$(awk -v l="$cs" 'BEGIN { match(l, /batches=[0-9]+/); b = substr(l, RSTART + 8, RLENGTH - 8); match(l, / records=[0-9]+/); r = substr(l, RSTART + 9, RLENGTH - 9); if (b > 0) printf "%.1f", r / b; else print "na" }')$extra" | tee -a "$work/runs"
   rm -rf "$d"
 }
 
@@ -128,12 +130,13 @@ for n in $depths; do
   awk -v n="$n" '
     { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       split(v["run"], p, "-"); k = substr(p[1], 1, 1); r = substr(p[1], 2);
-      if (v["inflight"] == n) rate[k, r] = v["msgs_per_s"]; if (r > R) R = r }
+      if (v["inflight"] == n) { rate[k, r] = v["msgs_per_s"]; us[k, r] = v["hdxd_us_per_msg"] } if (r > R) R = r }
     function median(a, m,   i, j, t) { for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
       return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
-    END { m = 0; c = 0; for (r = 1; r <= R; r++) { if (rate["B", r] > 0) ab[++m] = rate["A", r] / rate["B", r]; if (rate["A", r] > 0 && rate["C", r] > 0) ca[++c] = rate["C", r] / rate["A", r] }
+    END { m = 0; c = 0; for (r = 1; r <= R; r++) { if (rate["B", r] > 0) { ab[++m] = rate["A", r] / rate["B", r]; uab[m] = us["A", r] / us["B", r] }
+        if (rate["A", r] > 0 && rate["C", r] > 0) { ca[++c] = rate["C", r] / rate["A", r]; uca[c] = us["C", r] / us["A", r] } }
       s = ""; for (r = 1; r <= R; r++) s = s sprintf("%s%d/%d", r > 1 ? "," : "", rate["A", r], rate["B", r])
-      printf "ab summary inflight=%s A_over_B_median=%.3f rounds=%d A/B=%s", n, m ? median(ab, m) : 0, m, s
-      if (c) printf " C_over_A_median=%.3f", median(ca, c)
+      printf "ab summary inflight=%s A_over_B_median=%.3f rounds=%d A/B=%s cpu_per_msg_A_over_B_median=%.3f", n, m ? median(ab, m) : 0, m, s, m ? median(uab, m) : 0
+      if (c) printf " C_over_A_median=%.3f cpu_per_msg_C_over_A_median=%.3f", median(ca, c), median(uca, c)
       printf "\n" }' "$work/runs"
 done
