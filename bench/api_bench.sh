@@ -18,7 +18,8 @@
 # Knobs (environment): API_BIN (build dir with hdx and hdxd; default build), API_SECONDS (10,
 # per wrk run), API_THREADS (2, wrk threads), API_CONNECTIONS (64), API_RECORDS (2000),
 # API_DENY (1: run the deny step), API_PERF (a directory: perf record -F 1999 of hdxd during the
-# seq step into API_PERF/seq.perf.data and its reports by thread and symbol, seq.perf.txt, and by thread and library, seq.perf.dso.txt). Prints key=value lines starting with "api ".
+# seq step into API_PERF/seq.perf.data and its reports by thread and symbol, seq.perf.txt, and by thread and library, seq.perf.dso.txt; API_PERF_CG=dwarf adds call graphs, API_PERF_FREQ
+# sets the rate, 1999). Prints key=value lines starting with "api ".
 # Loopback only; every wrk run is bounded by timeout(1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,12 @@ trap cleanup EXIT
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f\n", a / b }'; }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' /proc/"$1"/stat; }
+# child_cpu: user + system seconds of this shell's waited-for children so far (wrk's CPU is the
+# difference around its run). `times` must run in this shell, not in a subshell: into $cpu_now.
+child_cpu() {
+  times >"$work/times"
+  cpu_now=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } print s }' "$work/times")
+}
 # threads PID: "tid:name:ticks" per thread of PID (utime + stime), the main thread named "network"
 threads() {
   local t
@@ -94,7 +101,7 @@ mport=$(free_port) sport=$(free_port) hport=$(free_port)
 "$bin/hdxd" -c "$D/hdx.conf" -o mllp.listen=127.0.0.1:$mport -o sub.listen=127.0.0.1:$sport \
   -o http.listen=127.0.0.1:$hport 2>"$work/hdxd.log" &
 hpid=$!
-for _ in $(seq 200); do grep -q event=listening "$work/hdxd.log" && break; kill -0 "$hpid" || break; sleep 0.05; done
+for _ in $(seq 200); do grep -q event=listening "$work/hdxd.log" 2>/dev/null && break; kill -0 "$hpid" || break; sleep 0.05; done
 grep -q event=listening "$work/hdxd.log" || { cat "$work/hdxd.log"; exit 1; }
 "$H" send -d "$D" --cert "$cert" --key "$key" --to 127.0.0.1:$mport --no-receipts "$work/msgs.hl7" >"$work/send.out"
 echo "api: sent $(grep -c '^AA ' "$work/send.out") messages ($(grep -vc '^AA ' "$work/send.out" || true) not AA)"
@@ -142,7 +149,7 @@ EOF
 audit_n() { "$H" audit query -d "$D" --event access "$@" | grep -c '^seq=' || true; }
 # wrk_run NAME TOKEN PATH|- [lua args]: one wrk run; its key=value line in $work/NAME.kv
 wrk_run() {
-  local name=$1 tok=$2 path=$3 a0 a1 t0 t1 c0 c1 hz=$(getconf CLK_TCK) args=()
+  local name=$1 tok=$2 path=$3 a0 a1 t0 t1 c0 c1 w0 w1 hz=$(getconf CLK_TCK) args=()
   shift 3
   if [ "$path" = - ]; then args=(-s "$work/api.lua" "$url/" -- "$@"); else args=("$url$path"); fi
   a0=$(audit_n)
@@ -151,13 +158,17 @@ wrk_run() {
   th0=$(threads "$hpid")
   if [ -n "$perf_dir" ] && [ "$name" = seq ]; then
     mkdir -p "$perf_dir"
-    perf record -q -F 1999 -p "$hpid" -o "$perf_dir/seq.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
+    perf record -q -F "${API_PERF_FREQ:-1999}" ${API_PERF_CG:+--call-graph "$API_PERF_CG"} -p "$hpid" -o "$perf_dir/seq.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
     ppid=$!
   fi
+  child_cpu
+  w0=$cpu_now
   c0=$(cpu_ticks "$hpid") t0=$(date +%s%N)
   timeout "$limit" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 5s --latency \
     ${tok:+-H "Authorization: Bearer $tok"} "${args[@]}" >"$work/$name.wrk" 2>&1 || echo "!! wrk $name exited $?"
   c1=$(cpu_ticks "$hpid") t1=$(date +%s%N)
+  child_cpu
+  w1=$cpu_now
   th1=$(threads "$hpid")
   if [ -n "$ppid" ]; then
     wait "$ppid" || true
@@ -168,13 +179,14 @@ wrk_run() {
   sleep 1.5 # the last answers' audit records are committed after the answers
   a1=$(audit_n)
   awk -v n="$name" -v cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v w="$(((t1 - t0) / 1000000))" 'BEGIN { printf "%.2f", (b - a) / hz / (w / 1000) }')" \
-    -v aud=$((a1 - a0)) -v th="$(thread_cores "$th0" "$th1" $(((t1 - t0) / 1000000)))" '
+    -v wcpu="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" -v wall=$(((t1 - t0) / 1000000)) -v aud=$((a1 - a0)) -v th="$(thread_cores "$th0" "$th1" $(((t1 - t0) / 1000000)))" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
     /requests in/ { req = $1 } /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { non2 = $5 } /Socket errors:/ { sockerr = $0; gsub(/ *Socket errors: */, "", sockerr); gsub(/, /, ",", sockerr); gsub(/ /, "=", sockerr) }
-    END { printf "api %s requests_per_s=%s requests=%s p50_ms=%.3f p99_ms=%.3f non_2xx=%s socket_errors=%s hdxd_cores=%s access_audit_records=%s threads=%s\n",
-      n, rps, req, p50, p99, non2 == "" ? 0 : non2, sockerr == "" ? "none" : sockerr, cpu, aud, th }' "$work/$name.wrk" | tee "$work/$name.kv"
+    END { printf "api %s requests_per_s=%s requests=%s p50_ms=%.3f p99_ms=%.3f non_2xx=%s socket_errors=%s hdxd_cores=%s wrk_cores=%.2f hdxd_us_per_req=%.1f wrk_us_per_req=%.1f access_audit_records=%s threads=%s\n",
+      n, rps, req, p50, p99, non2 == "" ? 0 : non2, sockerr == "" ? "none" : sockerr, cpu, wcpu / (wall / 1000),
+      (rps > 0 ? cpu * 1e6 / rps : 0), (rps > 0 ? wcpu / (wall / 1000) * 1e6 / rps : 0), aud, th }' "$work/$name.wrk" | tee "$work/$name.kv"
 }
 kvget() { grep -o " $2=[^ ]*" "$work/$1.kv" | cut -d= -f2; }
 
