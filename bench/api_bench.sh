@@ -17,9 +17,10 @@
 # ratio to the mean of the two ceilings; hdxd's event=commit_stats line at exit.
 # Knobs (environment): API_BIN (build dir with hdx and hdxd; default build), API_SECONDS (10,
 # per wrk run), API_THREADS (2, wrk threads), API_CONNECTIONS (64), API_RECORDS (2000),
-# API_DENY (1: run the deny step), API_PERF (a directory: perf record -F 1999 of hdxd during the
-# seq step into API_PERF/seq.perf.data and its reports by thread and symbol, seq.perf.txt, and by thread and library, seq.perf.dso.txt; API_PERF_CG=dwarf adds call graphs, API_PERF_FREQ
-# sets the rate, 1999). Prints key=value lines starting with "api ".
+# API_DENY (1: run the deny step), API_PERF (a directory: perf record of hdxd during the step
+# API_PERF_STEP, default seq, into API_PERF/STEP.perf.data, with its reports by thread and symbol,
+# STEP.perf.txt, and by thread and library, STEP.perf.dso.txt; API_PERF_CG=dwarf adds call
+# graphs, API_PERF_FREQ sets the rate, 1999). Prints key=value lines starting with "api ".
 # Loopback only; every wrk run is bounded by timeout(1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ conns=${API_CONNECTIONS:-64}
 nrec=${API_RECORDS:-2000}
 deny_on=${API_DENY:-1}
 perf_dir=${API_PERF:-}
+perf_step=${API_PERF_STEP:-seq}
 limit=$((secs + 60))
 PAT=API-PAT
 
@@ -156,9 +158,9 @@ wrk_run() {
   echo "api: $name [loadavg $(cut -d' ' -f1-3 /proc/loadavg)]"
   local th0 th1 ppid=
   th0=$(threads "$hpid")
-  if [ -n "$perf_dir" ] && [ "$name" = seq ]; then
+  if [ -n "$perf_dir" ] && [ "$name" = "$perf_step" ]; then
     mkdir -p "$perf_dir"
-    perf record -q -F "${API_PERF_FREQ:-1999}" ${API_PERF_CG:+--call-graph "$API_PERF_CG"} -p "$hpid" -o "$perf_dir/seq.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
+    perf record -q -F "${API_PERF_FREQ:-1999}" ${API_PERF_CG:+--call-graph "$API_PERF_CG"} -p "$hpid" -o "$perf_dir/$name.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
     ppid=$!
   fi
   child_cpu
@@ -172,8 +174,8 @@ wrk_run() {
   th1=$(threads "$hpid")
   if [ -n "$ppid" ]; then
     wait "$ppid" || true
-    perf report -i "$perf_dir/seq.perf.data" --no-children --sort comm,dso,sym --percent-limit 0.4 --stdio 2>/dev/null >"$perf_dir/seq.perf.txt" || true
-    perf report -i "$perf_dir/seq.perf.data" --no-children --sort comm,dso --stdio 2>/dev/null >"$perf_dir/seq.perf.dso.txt" || true
+    perf report -i "$perf_dir/$name.perf.data" --no-children --sort comm,dso,sym --percent-limit 0.4 --stdio 2>/dev/null >"$perf_dir/$name.perf.txt" || true
+    perf report -i "$perf_dir/$name.perf.data" --no-children --sort comm,dso --stdio 2>/dev/null >"$perf_dir/$name.perf.dso.txt" || true
   fi
   sed 's/^/  /' "$work/$name.wrk"
   sleep 1.5 # the last answers' audit records are committed after the answers
