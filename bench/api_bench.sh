@@ -13,7 +13,8 @@
 #   deny    GET /api/records/SEQ as the clinician off the care team (404, audited all the same)
 #   ceil2   GET /healthz again (the ceiling at the end: how much the machine moved)
 # For each: requests/s, latency p50/p99 (wrk --latency), non-2xx answers, hdxd CPU in cores
-# (/proc/PID/stat over the run) and the access audit records it added (hdx audit query); the
+# (/proc/PID/stat over the run, also per thread), wrk's CPU, the machine's busy cores (/proc/stat)
+# and what is left of them for other processes (others_cores: the machine is shared) and the access audit records it added (hdx audit query); the
 # ratio to the mean of the two ceilings; hdxd's event=commit_stats line at exit.
 # Knobs (environment): API_BIN (build dir with hdx and hdxd; default build), API_SECONDS (10,
 # per wrk run), API_THREADS (2, wrk threads), API_CONNECTIONS (64), API_RECORDS (2000),
@@ -57,6 +58,8 @@ child_cpu() {
   times >"$work/times"
   cpu_now=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } print s }' "$work/times")
 }
+# machine_ticks: "busy total" clock ticks of all CPUs so far (/proc/stat; idle and iowait not busy)
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 # threads PID: "tid:name:ticks" per thread of PID (utime + stime), the main thread named "network"
 threads() {
   local t
@@ -114,9 +117,11 @@ echo "api: $(wc -l <"$work/seqs") records of $PAT, $(wc -l <"$work/seqs.other") 
 url=https://127.0.0.1:$hport
 for u in apiclin apiother; do
   code=$(oathtool --totp -b "${SECRET[$u]}")
-  curl -sS --max-time 20 --cacert "$D/ca.pem" -H 'Content-Type: application/json' -o "$work/login.json" \
-    --data-binary "{\"username\":\"$u\",\"password\":\"$(head -1 "$work/pw")\",\"totp\":\"$code\"}" \
-    "https://localhost:$hport/auth/login"
+  t=$(curl -sS --max-time 20 --cacert "$D/ca.pem" -H 'Content-Type: application/json' -o "$work/login.json" \
+    -w '%{time_total}' --data-binary "{\"username\":\"$u\",\"password\":\"$(head -1 "$work/pw")\",\"totp\":\"$code\"}" \
+    "https://localhost:$hport/auth/login")
+  # one login end to end: TLS handshake, Argon2id (3 passes, 64 MiB) on hdx-auth, the TOTP step committed
+  echo "api login user=$u ms=$(awk -v t="$t" 'BEGIN { printf "%.1f", t * 1000 }')"
   TOK[$u]=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$work/login.json")
 done
 # a sanity check of each route before the load
@@ -151,7 +156,7 @@ EOF
 audit_n() { "$H" audit query -d "$D" --event access "$@" | grep -c '^seq=' || true; }
 # wrk_run NAME TOKEN PATH|- [lua args]: one wrk run; its key=value line in $work/NAME.kv
 wrk_run() {
-  local name=$1 tok=$2 path=$3 a0 a1 t0 t1 c0 c1 w0 w1 hz=$(getconf CLK_TCK) args=()
+  local name=$1 tok=$2 path=$3 a0 a1 t0 t1 c0 c1 w0 w1 m0 m1 hz=$(getconf CLK_TCK) args=()
   shift 3
   if [ "$path" = - ]; then args=(-s "$work/api.lua" "$url/" -- "$@"); else args=("$url$path"); fi
   a0=$(audit_n)
@@ -165,12 +170,14 @@ wrk_run() {
   fi
   child_cpu
   w0=$cpu_now
+  m0=$(machine_ticks)
   c0=$(cpu_ticks "$hpid") t0=$(date +%s%N)
   timeout "$limit" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 5s --latency \
     ${tok:+-H "Authorization: Bearer $tok"} "${args[@]}" >"$work/$name.wrk" 2>&1 || echo "!! wrk $name exited $?"
   c1=$(cpu_ticks "$hpid") t1=$(date +%s%N)
   child_cpu
   w1=$cpu_now
+  m1=$(machine_ticks)
   th1=$(threads "$hpid")
   if [ -n "$ppid" ]; then
     wait "$ppid" || true
@@ -181,14 +188,14 @@ wrk_run() {
   sleep 1.5 # the last answers' audit records are committed after the answers
   a1=$(audit_n)
   awk -v n="$name" -v cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v w="$(((t1 - t0) / 1000000))" 'BEGIN { printf "%.2f", (b - a) / hz / (w / 1000) }')" \
-    -v wcpu="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" -v wall=$(((t1 - t0) / 1000000)) -v aud=$((a1 - a0)) -v th="$(thread_cores "$th0" "$th1" $(((t1 - t0) / 1000000)))" '
+    -v wcpu="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" -v wall=$(((t1 - t0) / 1000000)) -v mb="$(echo "$m0 $m1" | awk -v n="$(nproc)" '{ print ($4 > $2) ? ($3 - $1) / ($4 - $2) * n : 0 }')" -v aud=$((a1 - a0)) -v th="$(thread_cores "$th0" "$th1" $(((t1 - t0) / 1000000)))" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
     /requests in/ { req = $1 } /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { non2 = $5 } /Socket errors:/ { sockerr = $0; gsub(/ *Socket errors: */, "", sockerr); gsub(/, /, ",", sockerr); gsub(/ /, "=", sockerr) }
-    END { printf "api %s requests_per_s=%s requests=%s p50_ms=%.3f p99_ms=%.3f non_2xx=%s socket_errors=%s hdxd_cores=%s wrk_cores=%.2f hdxd_us_per_req=%.1f wrk_us_per_req=%.1f access_audit_records=%s threads=%s\n",
+    END { printf "api %s requests_per_s=%s requests=%s p50_ms=%.3f p99_ms=%.3f non_2xx=%s socket_errors=%s hdxd_cores=%s wrk_cores=%.2f hdxd_us_per_req=%.1f wrk_us_per_req=%.1f machine_busy_cores=%.2f others_cores=%.2f access_audit_records=%s threads=%s\n",
       n, rps, req, p50, p99, non2 == "" ? 0 : non2, sockerr == "" ? "none" : sockerr, cpu, wcpu / (wall / 1000),
-      (rps > 0 ? cpu * 1e6 / rps : 0), (rps > 0 ? wcpu / (wall / 1000) * 1e6 / rps : 0), aud, th }' "$work/$name.wrk" | tee "$work/$name.kv"
+      (rps > 0 ? cpu * 1e6 / rps : 0), (rps > 0 ? wcpu / (wall / 1000) * 1e6 / rps : 0), mb, mb - cpu - wcpu / (wall / 1000), aud, th }' "$work/$name.wrk" | tee "$work/$name.kv"
 }
 kvget() { grep -o " $2=[^ ]*" "$work/$1.kv" | cut -d= -f2; }
 
