@@ -7,14 +7,17 @@
 # A build again with a clinician's GET /api/stream (curl -N, bearer token, every bench patient on
 # the clinician's care team, so each event is a policy decision and a disclosure) and an MLLP
 # subscriber (hdx tail --latency) attached during the load: the cost of per-event decisions and
-# disclosure auditing.
+# disclosure auditing; and D: the A build with the MLLP subscriber only (what C costs beyond one
+# subscriber's delivery is the stream's: its reads, JSON, TLS, policy decisions and audit).
 # Prints one line per run ("ab run=... msgs_per_s=... hdxd_cores=... hdxd_us_per_msg=..."), and at
 # the end the median A/B and C/A ratios per depth, each ratio over runs of the same round, of
 # msgs/s and of hdxd's CPU per message (the steadier figure when other work shares the cores).
 # Knobs (environment): AB_BASE (7b9e638), AB_BASE_BIN (a directory with that commit's release
 # hdx and hdxd; default: built in the worktree AB_BASE_TREE, /work/wt-bench-base, made with
 # git worktree add when missing), AB_BIN (this tree's build, default build), AB_ROUNDS (3),
-# AB_SECONDS (10), AB_CONNECTIONS (64), AB_INFLIGHT ("1 8"), AB_STREAM (1: the C runs).
+# AB_SECONDS (10), AB_CONNECTIONS (64), AB_INFLIGHT ("1 8"), AB_VARIANTS ("A B C"; any of A B C D,
+# run in that order each round; AB_STREAM=0 means "A B"), AB_PERF (a directory: perf record of
+# hdxd during each C and D run, a report by symbol per run there).
 # Loopback only; every load is bounded by timeout(1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +27,8 @@ rounds=${AB_ROUNDS:-3}
 secs=${AB_SECONDS:-10}
 conns=${AB_CONNECTIONS:-64}
 depths=${AB_INFLIGHT:-1 8}
-stream_on=${AB_STREAM:-1}
+variants=${AB_VARIANTS:-$([ "${AB_STREAM:-1}" = 0 ] && echo "A B" || echo "A B C")}
+perf_dir=${AB_PERF:-}
 limit=$((secs + 120))
 if [ -z "${AB_BASE_BIN:-}" ]; then
   tree=${AB_BASE_TREE:-/work/wt-bench-base}
@@ -65,9 +69,10 @@ stop() {
   wait "$hpid" 2>/dev/null || true
   hpid=
 }
-# one NAME BUILD_BIN INFLIGHT [stream]: a fresh data directory, hdxd, hdx bench (this tree's)
+# one NAME BUILD_BIN INFLIGHT [stream|sub]: a fresh data directory, hdxd, hdx bench (this tree's);
+# stream: a clinician's /api/stream and a subscriber attached; sub: the subscriber only
 one() {
-  local name=$1 b=$2 n=$3 withstream=${4:-} d=$work/$1 c0 c1 t0 t1 bpid rc=0
+  local name=$1 b=$2 n=$3 withstream=${4:-} d=$work/$1 c0 c1 t0 t1 bpid rc=0 ppid=
   "$b/hdx" init "$d" >/dev/null 2>"$work/cli.err"
   "$b/hdx" device add bench -d "$d" >/dev/null 2>>"$work/cli.err"
   if [ -n "$withstream" ]; then
@@ -84,9 +89,13 @@ one() {
       --data-binary "{\"username\":\"abclin\",\"password\":\"$(head -1 "$d/pw")\",\"totp\":\"$(oathtool --totp -b "$secret")\"}" \
       "https://localhost:$hport/auth/login"
     tok=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$d/login.json")
-    (curl -sSN --max-time "$limit" --cacert "$d/ca.pem" -H "Authorization: Bearer $tok" \
-      "https://localhost:$hport/api/stream" | grep -c '^id: ' >"$d/stream.count" || true) &
-    spids+=($!)
+    if [ "$withstream" = stream ]; then
+      (curl -sSN --max-time "$limit" --cacert "$d/ca.pem" -H "Authorization: Bearer $tok" \
+        "https://localhost:$hport/api/stream" | grep -c '^id: ' >"$d/stream.count" || true) &
+      spids+=($!)
+    else
+      echo none >"$d/stream.count"
+    fi
     (timeout "$limit" "$b/hdx" tail -d "$d" --to 127.0.0.1:$sport --cert "$(sed -n 's/^cert=//p' <<<"$sub")" \
       --key "$(sed -n 's/^key=//p' <<<"$sub")" --latency >"$d/tail.out" 2>&1 || true) &
     spids+=($!)
@@ -96,10 +105,19 @@ one() {
   timeout "$limit" "$bin/hdx" bench -d "$d" --to 127.0.0.1:$port --connections "$conns" --seconds "$secs" --inflight "$n" >"$d/bench.out" 2>&1 &
   bpid=$!
   for _ in $(seq 600); do grep -q 'in flight per connection' "$d/bench.out" 2>/dev/null && break; kill -0 $bpid 2>/dev/null || break; sleep 0.02; done
+  if [ -n "$perf_dir" ] && [ -n "$withstream" ]; then
+    mkdir -p "$perf_dir"
+    perf record -q -F 999 -p "$hpid" -o "$perf_dir/$name.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
+    ppid=$!
+  fi
   c0=$(cpu_ticks "$hpid") t0=$(date +%s%N)
   wait $bpid || rc=$?
   c1=$(cpu_ticks "$hpid") t1=$(date +%s%N)
   [ "$rc" = 0 ] || { echo "!! bench $name exited $rc"; cat "$d/bench.out"; }
+  if [ -n "$ppid" ]; then
+    wait "$ppid" || true
+    perf report -i "$perf_dir/$name.perf.data" --no-children --sort comm,dso,sym --percent-limit 0.3 --stdio >"$perf_dir/$name.perf.txt" 2>/dev/null || true
+  fi
   sleep 1 # the stream and the subscriber drain
   stop
   local extra=
@@ -119,9 +137,14 @@ one() {
 echo "ab: A = $(git rev-parse --short HEAD) ($bin), B = $(git rev-parse --short "$base^{commit}") ($bbin), client = A's hdx bench; $conns connections, $secs s, depths $depths, $rounds rounds; $(nproc) cores; loadavg_start=$(cut -d' ' -f1 /proc/loadavg)"
 for r in $(seq "$rounds"); do
   for n in $depths; do
-    one "A$r-$n" "$bin" "$n"
-    one "B$r-$n" "$bbin" "$n"
-    [ "$stream_on" = 1 ] && one "C$r-$n" "$bin" "$n" stream
+    for v in $variants; do
+      case $v in
+        A) one "A$r-$n" "$bin" "$n" ;;
+        B) one "B$r-$n" "$bbin" "$n" ;;
+        C) one "C$r-$n" "$bin" "$n" stream ;;
+        D) one "D$r-$n" "$bin" "$n" sub ;;
+      esac
+    done
   done
 done
 echo "ab: loadavg_end=$(cut -d' ' -f1 /proc/loadavg)"
@@ -131,12 +154,14 @@ for n in $depths; do
     { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       split(v["run"], p, "-"); k = substr(p[1], 1, 1); r = substr(p[1], 2);
       if (v["inflight"] == n) { rate[k, r] = v["msgs_per_s"]; us[k, r] = v["hdxd_us_per_msg"] } if (r > R) R = r }
+    function ratios(x, y, out, uout,   r, m) { m = 0; for (r = 1; r <= R; r++) if (rate[x, r] > 0 && rate[y, r] > 0) { out[++m] = rate[x, r] / rate[y, r]; uout[m] = us[x, r] / us[y, r] } return m }
     function median(a, m,   i, j, t) { for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
       return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
-    END { m = 0; c = 0; for (r = 1; r <= R; r++) { if (rate["B", r] > 0) { ab[++m] = rate["A", r] / rate["B", r]; uab[m] = us["A", r] / us["B", r] }
-        if (rate["A", r] > 0 && rate["C", r] > 0) { ca[++c] = rate["C", r] / rate["A", r]; uca[c] = us["C", r] / us["A", r] } }
+    END { m = ratios("A", "B", ab, uab); c = ratios("C", "A", ca, uca); e = ratios("D", "A", da, uda); g = ratios("C", "D", cd, ucd)
       s = ""; for (r = 1; r <= R; r++) s = s sprintf("%s%d/%d", r > 1 ? "," : "", rate["A", r], rate["B", r])
       printf "ab summary inflight=%s A_over_B_median=%.3f rounds=%d A/B=%s cpu_per_msg_A_over_B_median=%.3f", n, m ? median(ab, m) : 0, m, s, m ? median(uab, m) : 0
       if (c) printf " C_over_A_median=%.3f cpu_per_msg_C_over_A_median=%.3f", median(ca, c), median(uca, c)
+      if (e) printf " D_over_A_median=%.3f cpu_per_msg_D_over_A_median=%.3f", median(da, e), median(uda, e)
+      if (g) printf " C_over_D_median=%.3f cpu_per_msg_C_over_D_median=%.3f", median(cd, g), median(ucd, g)
       printf "\n" }' "$work/runs"
 done
