@@ -159,7 +159,8 @@ for n in $depths; do
       return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
     END { m = ratios("A", "B", ab, uab); c = ratios("C", "A", ca, uca); e = ratios("D", "A", da, uda); g = ratios("C", "D", cd, ucd)
       s = ""; for (r = 1; r <= R; r++) s = s sprintf("%s%d/%d", r > 1 ? "," : "", rate["A", r], rate["B", r])
-      printf "ab summary inflight=%s A_over_B_median=%.3f rounds=%d A/B=%s cpu_per_msg_A_over_B_median=%.3f", n, m ? median(ab, m) : 0, m, s, m ? median(uab, m) : 0
+      printf "ab summary inflight=%s", n
+      if (m) printf " A_over_B_median=%.3f rounds=%d A/B=%s cpu_per_msg_A_over_B_median=%.3f", median(ab, m), m, s, median(uab, m)
       if (c) printf " C_over_A_median=%.3f cpu_per_msg_C_over_A_median=%.3f", median(ca, c), median(uca, c)
       if (e) printf " D_over_A_median=%.3f cpu_per_msg_D_over_A_median=%.3f", median(da, e), median(uda, e)
       if (g) printf " C_over_D_median=%.3f cpu_per_msg_C_over_D_median=%.3f", median(cd, g), median(ucd, g)
