@@ -12,13 +12,16 @@
 #   list    GET /api/records?patient=API-PAT&limit=100 (after= spread over the records)
 #   deny    GET /api/records/SEQ as the clinician off the care team (404, audited all the same)
 #   ceil2   GET /healthz again (the ceiling at the end: how much the machine moved)
+# With API_INGEST=1, then: MLLP ingest (hdx bench, API_CONNECTIONS x 1 in flight) on the same
+# hdxd alone, beside a wrk load of the list, beside a wrk load of SEQ reads, and alone again:
+# what API answers on the one event loop cost ingest (msgs/s and ACK p99 against ingest alone).
 # For each: requests/s, latency p50/p99 (wrk --latency), non-2xx answers, hdxd CPU in cores
 # (/proc/PID/stat over the run, also per thread), wrk's CPU, the machine's busy cores (/proc/stat)
 # and what is left of them for other processes (others_cores: the machine is shared) and the access audit records it added (hdx audit query); the
 # ratio to the mean of the two ceilings; hdxd's event=commit_stats line at exit.
 # Knobs (environment): API_BIN (build dir with hdx and hdxd; default build), API_SECONDS (10,
 # per wrk run), API_THREADS (2, wrk threads), API_CONNECTIONS (64), API_RECORDS (2000),
-# API_DENY (1: run the deny step), API_PERF (a directory: perf record of hdxd during the step
+# API_DENY (1: run the deny step), API_INGEST (0; 1: the ingest steps above), API_PERF (a directory: perf record of hdxd during the step
 # API_PERF_STEP, default seq, into API_PERF/STEP.perf.data, with its reports by thread and symbol,
 # STEP.perf.txt, and by thread and library, STEP.perf.dso.txt; API_PERF_CG=dwarf adds call
 # graphs, API_PERF_FREQ sets the rate, 1999). Prints key=value lines starting with "api ".
@@ -31,6 +34,7 @@ threads=${API_THREADS:-2}
 conns=${API_CONNECTIONS:-64}
 nrec=${API_RECORDS:-2000}
 deny_on=${API_DENY:-1}
+ingest_on=${API_INGEST:-0}
 perf_dir=${API_PERF:-}
 perf_step=${API_PERF_STEP:-seq}
 limit=$((secs + 60))
@@ -87,6 +91,7 @@ for u in apiclin apiother; do
 done
 "$H" careteam add apiclin "$PAT" -d "$D" >/dev/null
 dev=$("$H" device add api-mon -d "$D")
+[ "$ingest_on" = 1 ] && "$H" device add bench -d "$D" >/dev/null
 cert=$(sed -n 's/^cert=//p' <<<"$dev")
 key=$(sed -n 's/^key=//p' <<<"$dev")
 # ~1 KB ORU^R01 like hdx bench's, distinct control ids; every tenth for another patient
@@ -205,6 +210,32 @@ wrk_run seq "${TOK[apiclin]}" - seq
 wrk_run list "${TOK[apiclin]}" - list
 [ "$deny_on" = 1 ] && wrk_run deny "${TOK[apiother]}" - seq
 wrk_run ceil2 "" /healthz
+# ingest_run NAME [seq|list]: hdx bench against this hdxd, alone or beside a wrk load
+ingest_run() {
+  local name=$1 mode=${2:-} wpid=
+  if [ -n "$mode" ]; then
+    timeout "$limit" wrk -t"$threads" -c"$conns" -d"$((secs + 6))s" --timeout 5s --latency -H "Authorization: Bearer ${TOK[apiclin]}" \
+      -s "$work/api.lua" "$url/" -- "$mode" >"$work/$name.wrk" 2>&1 &
+    wpid=$!
+    sleep 1
+  fi
+  echo "api: $name [loadavg $(cut -d' ' -f1-3 /proc/loadavg)]"
+  timeout "$limit" "$H" bench -d "$D" --to 127.0.0.1:$mport --connections "$conns" --seconds "$secs" --inflight 1 >"$work/$name.out" 2>&1 || echo "!! bench $name exited $?"
+  [ -n "$wpid" ] && { wait "$wpid" || true; }
+  local line
+  line=$(grep 'msgs_per_s=' "$work/$name.out" | tail -1)
+  echo "api ingest $name msgs_per_s=$(grep -o 'msgs_per_s=[^ ]*' <<<"$line" | cut -d= -f2) p50_ms=$(grep -o 'p50_ms=[^ ]*' <<<"$line" | cut -d= -f2) p99_ms=$(grep -o 'p99_ms=[^ ]*' <<<"$line" | cut -d= -f2)${mode:+ beside_wrk_$mode=$(awk '/^Requests\/sec:/ { print $2 }' "$work/$name.wrk")}" | tee "$work/$name.kv"
+}
+if [ "$ingest_on" = 1 ]; then
+  ingest_run ingest_alone1
+  ingest_run ingest_list list
+  ingest_run ingest_seq seq
+  ingest_run ingest_alone2
+  alone=$(awk -v a="$(kvget ingest_alone1 msgs_per_s)" -v b="$(kvget ingest_alone2 msgs_per_s)" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+  for s in list seq; do
+    echo "api ingest_ratio_beside_${s}=$(ratio "$(kvget ingest_$s msgs_per_s)" "$alone") ingest_beside_${s}_per_s=$(kvget ingest_$s msgs_per_s) ingest_alone_mean_per_s=$alone p99_ms_beside_${s}=$(kvget ingest_$s p99_ms) p99_ms_alone=$(kvget ingest_alone1 p99_ms)/$(kvget ingest_alone2 p99_ms)"
+  done
+fi
 ceil=$(awk -v a="$(kvget ceil1 requests_per_s)" -v b="$(kvget ceil2 requests_per_s)" 'BEGIN { printf "%.0f", (a + b) / 2 }')
 kill "$hpid"
 wait "$hpid" 2>/dev/null || true
