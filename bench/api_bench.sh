@@ -158,10 +158,11 @@ end
 EOF
 } >"$work/api.lua"
 
-audit_n() { "$H" audit query -d "$D" --event access "$@" | grep -c '^seq=' || true; }
+audit_n() { "$H" audit query -d "$D" --event access | grep -c '^seq=' || true; }
 # wrk_run NAME TOKEN PATH|- [lua args]: one wrk run; its key=value line in $work/NAME.kv
 wrk_run() {
-  local name=$1 tok=$2 path=$3 a0 a1 t0 t1 c0 c1 w0 w1 m0 m1 hz=$(getconf CLK_TCK) args=()
+  local name=$1 tok=$2 path=$3 a0 a1 t0 t1 c0 c1 w0 w1 m0 m1 hz args=()
+  hz=$(getconf CLK_TCK)
   shift 3
   if [ "$path" = - ]; then args=(-s "$work/api.lua" "$url/" -- "$@"); else args=("$url$path"); fi
   a0=$(audit_n)

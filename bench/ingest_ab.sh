@@ -39,7 +39,8 @@ if [ -z "${AB_BASE_BIN:-}" ]; then
 fi
 bbin=$AB_BASE_BIN
 work=$(mktemp -d)
-hpid= spids=()
+hpid=''
+spids=()
 cleanup() {
   for p in $hpid "${spids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -53,9 +54,9 @@ kv() { { grep -o "\(^\| \)$2=[^ ]*" "$1" 2>/dev/null || true; } | tail -1 | sed 
 start() { # BIN DIR [http]: hdxd of BIN on DIR -> hpid, port, sport, hport
   local b=$1 d=$2 http=${3:-}
   port=$(free_port) sport=$(free_port) hport=$(free_port)
-  local args=(-o mllp.listen=127.0.0.1:$port -o sub.listen=127.0.0.1:$sport)
+  local args=(-o "mllp.listen=127.0.0.1:$port" -o "sub.listen=127.0.0.1:$sport")
   # the base build has no HTTPS port; the current one serves it (default configuration)
-  [ -n "$http" ] && args+=(-o http.listen=127.0.0.1:$hport)
+  [ -n "$http" ] && args+=(-o "http.listen=127.0.0.1:$hport")
   "$b/hdxd" -c "$d/hdx.conf" "${args[@]}" 2>"$d/hdxd.log" &
   hpid=$!
   for _ in $(seq 200); do grep -q event=listening "$d/hdxd.log" && return 0; kill -0 "$hpid" || break; sleep 0.05; done
@@ -83,7 +84,7 @@ one() {
     for i in $(seq 0 "$conns"); do "$b/hdx" careteam add abclin "SIM-$((10000 + i))" -d "$d" >/dev/null; done
     sub=$("$b/hdx" device add absub --role subscriber -d "$d")
   fi
-  start "$b" "$d" $([ "$b" = "$bin" ] && echo http)
+  if [ "$b" = "$bin" ]; then start "$b" "$d" http; else start "$b" "$d"; fi
   if [ -n "$withstream" ]; then
     curl -sS --max-time 20 --cacert "$d/ca.pem" -H 'Content-Type: application/json' -o "$d/login.json" \
       --data-binary "{\"username\":\"abclin\",\"password\":\"$(head -1 "$d/pw")\",\"totp\":\"$(oathtool --totp -b "$secret")\"}" \
