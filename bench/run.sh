@@ -15,13 +15,20 @@
 #   e. PostgreSQL, CONNECTIONS clients, one ~1 KB row per transaction, fsync on: hdx / pg
 #   h. 1,000 idle TLS connections (memory); hdx verify of (b)'s store, beside one core's
 #      AES-256-GCM and SHA-256 rates
-#   optional: BENCH_SOAK_SECONDS=600 (RSS over a long steady run), BENCH_PROOFS=1 (inclusion
+#   i. the HTTPS records API (bench/api_bench.sh): wrk over TLS keep-alive, GET /api/records/SEQ,
+#      the patient list and a denied read, each beside the same hdxd's GET /healthz (the ceiling)
+#   p. one policy decision (bench/policy_bench.c) and one Argon2id hash and verify at the
+#      configured cost (bench/argon2_bench.c): absolute figures, issue 11's targets are absolute
+#   optional: BENCH_AB=1 (bench/ingest_ab.sh: ingest A/B against the commit before issue 11,
+#   built in a worktree; ~6 minutes), BENCH_SOAK_SECONDS=600 (RSS over a long steady run), BENCH_PROOFS=1 (inclusion
 #   proofs at 10,000,000 records, bench/proof_bench.c, ~30 s and 1.8 GiB)
 # Ends with a summary of key=value lines. Loopback only; every load is bounded in time.
 # Environment: BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_INFLIGHT (8), BENCH_RATE
 # (10000), BENCH_BIG_SIZE (524288), BENCH_BIG_CONNECTIONS (4), BENCH_PG (1 when PostgreSQL is
 # installed or installable with apt-get, else 0), BENCH_NODE (1 when node exists), BENCH_IDLE
-# (1000), BENCH_SOAK_SECONDS (0), BENCH_PROOFS (0). Defaults take about 5 minutes.
+# (1000), BENCH_SOAK_SECONDS (0), BENCH_PROOFS (0), BENCH_API (1; API_* knobs pass through to
+# bench/api_bench.sh), BENCH_ARGON2_N (10), BENCH_AB (0; AB_* knobs pass through to
+# bench/ingest_ab.sh). Defaults take about 6 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -315,6 +322,27 @@ for mode in "" --fast; do
   echo "verify $mode: $ms ms wall"
   add "verify${mode:+_${mode#--}}_ms=$ms verify${mode:+_${mode#--}}_records=$(grep -o 'records=[0-9]*' "$work/verify$mode.out" | cut -d= -f2)"
 done
+
+if [ "${BENCH_API:-1}" = 1 ]; then
+  echo
+  hdr "== i. the HTTPS records API (wrk, TLS keep-alive) beside GET /healthz on the same hdxd"
+  API_BIN=$bin API_SECONDS=${API_SECONDS:-$secs} timeout $((secs * 6 + 300)) bash bench/api_bench.sh 2>&1 | tee "$work/api.out" || echo "!! api_bench exited"
+  add "$(grep -h '^api ratio_\|^api ceiling_mean' "$work/api.out" | sed 's/^api //;s/ loadavg_end=[^ ]*//;s/ ceiling_per_s=[^ ]*//' | tr '\n' ' ' | sed 's/\(^\| \)\([a-z]\)/\1api_\2/g;s/ $//')"
+  add "api_seq_p99_ms=$(grep '^api seq ' "$work/api.out" | grep -o 'p99_ms=[^ ]*' | cut -d= -f2) api_seq_hdxd_cores=$(grep '^api seq ' "$work/api.out" | grep -o 'hdxd_cores=[^ ]*' | cut -d= -f2) api_seq_target_20000=$(grep "^api target" "$work/api.out" | awk "{print \$NF}")"
+fi
+
+echo
+hdr "== p. one policy decision (policy_bench) and one Argon2id hash/verify at the default cost (argon2_bench)"
+run policy "$bin/policy_bench"
+run argon2 "$bin/argon2_bench" 3 65536 "${BENCH_ARGON2_N:-10}"
+add "policy_p50_ns=$(kv "$work/policy.out" p50_ns) policy_p99_ns=$(kv "$work/policy.out" p99_ns) argon2_hash_p50_ms=$(kv "$work/argon2.out" hash_p50_ms) argon2_verify_p50_ms=$(kv "$work/argon2.out" verify_p50_ms)"
+
+if [ "${BENCH_AB:-0}" = 1 ]; then
+  echo
+  hdr "== ab. ingest with issue 11's authorization and audit vs the commit before it (bench/ingest_ab.sh)"
+  AB_BIN=$bin AB_SECONDS=${AB_SECONDS:-$secs} AB_CONNECTIONS=${AB_CONNECTIONS:-$conns} bash bench/ingest_ab.sh 2>&1 | tee "$work/ab.out" || echo "!! ingest_ab exited"
+  while read -r l; do add "${l#ab summary }"; done < <(grep '^ab summary' "$work/ab.out")
+fi
 
 if [ "$soak" -gt 0 ] 2>/dev/null; then
   echo
