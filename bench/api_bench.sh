@@ -115,8 +115,8 @@ for _ in $(seq 200); do grep -q event=listening "$work/hdxd.log" 2>/dev/null && 
 grep -q event=listening "$work/hdxd.log" || { cat "$work/hdxd.log"; exit 1; }
 "$H" send -d "$D" --cert "$cert" --key "$key" --to 127.0.0.1:$mport --no-receipts "$work/msgs.hl7" >"$work/send.out"
 echo "api: sent $(grep -c '^AA ' "$work/send.out") messages ($(grep -vc '^AA ' "$work/send.out" || true) not AA)"
-"$H" query -d "$D" --patient "$PAT" | sed -n 's/^# seq=\([0-9]*\) .*/\1/p' >"$work/seqs"
-"$H" query -d "$D" --patient API-OTHER | sed -n 's/^# seq=\([0-9]*\) .*/\1/p' >"$work/seqs.other"
+"$H" query -d "$D" --headers --patient "$PAT" | sed -n 's/^# seq=\([0-9]*\) .*/\1/p' >"$work/seqs"
+"$H" query -d "$D" --headers --patient API-OTHER | sed -n 's/^# seq=\([0-9]*\) .*/\1/p' >"$work/seqs.other"
 echo "api: $(wc -l <"$work/seqs") records of $PAT, $(wc -l <"$work/seqs.other") of another patient"
 
 url=https://127.0.0.1:$hport
