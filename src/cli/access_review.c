@@ -66,8 +66,9 @@ static const char review_usage[] =
     "                            silent period without a record of its sender in it\n"
     "    subscriber_unscoped     an unrevoked certificate whose role may subscribe\n"
     "                            (subscriber, gateway) with no scope (hdx device scope): it\n"
-    "                            receives every record; services' API keys have no scope\n"
-    "                            yet and are not listed\n"
+    "                            receives every record\n"
+    "    service_unscoped        an unlocked service (API key) with no scope (hdx user\n"
+    "                            scope): it reads every record its role may\n"
     "\n"
     "OPTIONS\n"
     "    -d DIR            the data directory\n"
@@ -299,6 +300,21 @@ static void check_scopes(struct review *rv, const struct check *c)
     if (rc != HDX_OK) review_error(rv, "cannot read the device_scopes table: %s", hdx_strerror(rc));
 }
 
+/* An unlocked service with an API key and no scope reads every record its role may. */
+static void check_service_scopes(struct review *rv, const struct check *c)
+{
+    for (size_t i = 0; i < rv->n_users; i++) {
+        const struct rv_user *u = &rv->users[i];
+        if (!u->api_key || u->locked) continue;
+        struct hdx_device_scope sc;
+        int rc = hdx_store_device_scope_get(rv->cli->store, u->name, &sc);
+        if (rc == HDX_E_NOTFOUND)
+            emit(rv, c, u->name, "role=integration scope=all");
+        else if (rc != HDX_OK)
+            review_error(rv, "the scope of %s cannot be read (run hdx verify)", u->name);
+    }
+}
+
 /* The review, in output order. One more finding is one row here and, unless it is about
  * users (each_user with its rule), one function like check_grants. */
 static const struct check checks[] = {
@@ -312,6 +328,7 @@ static const struct check checks[] = {
     {"break_glass_unreviewed", 0, check_grants, NULL},
     {"device_silent", 0, check_devices, NULL},
     {"subscriber_unscoped", 0, check_scopes, NULL},
+    {"service_unscoped", 0, check_service_scopes, NULL},
 };
 
 /* ---------- the facts ---------- */

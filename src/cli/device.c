@@ -2,6 +2,7 @@
  * and the scopes of those that receive (policy/scope.h). */
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,16 @@ static int device_add(const char *dir, const char *name, const char *role, int d
     if (scope && scope_statement("hdx device add", &ctx, name, scope, &sa)) {
         cli_close(&ctx);
         return 2;
+    }
+    struct hdx_user svc;
+    int is_service =
+        hdx_store_user_get(ctx.store, name, &svc) == HDX_OK && !strcmp(svc.role, "integration");
+    sodium_memzero(&svc, sizeof(svc));
+    if (is_service) { /* one scope per name (policy/scope.h): a service's must stay its own */
+        fprintf(stderr, "hdx device add: %s is a service's name (hdx user, role integration)\n",
+                name);
+        cli_close(&ctx);
+        return 1;
     }
     int rc = hdx_store_device_get(ctx.store, name, &old);
     if (rc == HDX_OK && !old.revoked_us) {

@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "pki/pki.h"
+#include "policy/scope.h"
 
 static const char user_usage[] =
     "usage: hdx user add NAME --role ROLE -d DIR --password-file F [--qr-png FILE] [--no-qr]\n"
@@ -25,6 +26,7 @@ static const char user_usage[] =
     "       hdx user add NAME --role integration -d DIR --api-key\n"
     "       hdx user passwd NAME -d DIR --password-file F\n"
     "       hdx user apikey NAME -d DIR\n"
+    "       hdx user scope NAME (SCOPE | --clear) -d DIR\n"
     "       hdx user mfa-reset NAME -d DIR [--qr-png FILE] [--no-qr]\n"
     "       hdx user lock|unlock|revoke-sessions NAME -d DIR\n"
     "       hdx user list -d DIR [--json]\n"
@@ -51,6 +53,10 @@ static const char user_usage[] =
     "         SHA-256. The key is the service's credential: keep it in a 0600 file.\n"
     "passwd   sets a new password (same rules); sessions issued before it end.\n"
     "apikey   a new API key for a service; the old one stops working at once.\n"
+    "scope    what a service may read through the API: SCOPE as for hdx device scope\n"
+    "         (type=T[,T...] sender=S[,S*...] patient=ID[,ID...]); --clear: everything its\n"
+    "         role may. Applied to every record of /api/records, /api/records/SEQ and\n"
+    "         /api/stream; a change ends the service's open streams.\n"
     "mfa-reset  a new TOTP secret and ten new recovery codes (a lost phone); the old ones\n"
     "         stop working and sessions issued before it end.\n"
     "lock     the user cannot log in until unlock; unlock undoes it.\n"
@@ -140,6 +146,14 @@ static int user_add(const char *dir, const char *name, const char *role, const c
     sodium_memzero(&old, sizeof(old));
     if (rc == HDX_OK) {
         fprintf(stderr, "hdx user add: user %s exists\n", name);
+        cli_close(&ctx);
+        return 1;
+    }
+    struct hdx_device dev;
+    if (api_key && hdx_store_device_get(ctx.store, name, &dev) == HDX_OK) {
+        /* One scope per name (policy/scope.h): a service must not share a device's. */
+        fprintf(stderr, "hdx user add: %s is a device's name: choose another for the service\n",
+                name);
         cli_close(&ctx);
         return 1;
     }
@@ -365,10 +379,60 @@ static int user_list(const char *dir, int as_json)
     return 0;
 }
 
+/* A service's scope (policy/scope.h): the same device_scope statement a receiving device's
+ * scope is, keyed by name, so a name that is also a device's is refused (one scope per name). */
+static int user_scope(const char *dir, const char *name, const char *scope)
+{
+    struct cli_ctx ctx;
+    struct hdx_user u;
+    struct hdx_device d;
+    struct hdx_admin a = {.op = HDX_ADMIN_DEVICE_SCOPE};
+    char why[256] = "", words[600];
+    if (cli_open(dir, 1, &ctx)) return 1;
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    if (scope && hdx_scope_from_operator(scope, strlen(scope), ctx.kr, a.scope, sizeof(a.scope),
+                                         why, sizeof(why)) != HDX_OK) {
+        fprintf(stderr, "hdx user scope: refused: %s\n", why);
+        cli_close(&ctx);
+        return 2;
+    }
+    a.has_scope = scope != NULL;
+    int rc = existing(&ctx, "user scope", name, &u) ? HDX_E_NOTFOUND : HDX_OK;
+    if (rc == HDX_OK && strcmp(u.role, "integration") != 0) {
+        fprintf(stderr,
+                "hdx user scope: %s is a person (role %s): people are scoped by their "
+                "role, care teams and consent\n",
+                name, u.role);
+        rc = HDX_E_INVAL;
+    } else if (rc == HDX_OK && hdx_store_device_get(ctx.store, name, &d) == HDX_OK) {
+        fprintf(stderr,
+                "hdx user scope: %s is also a device's name, and a scope belongs to a "
+                "name: rename the service\n",
+                name);
+        rc = HDX_E_EXISTS;
+    }
+    sodium_memzero(&u, sizeof(u));
+    if (rc == HDX_OK) {
+        rc = cli_admin_run(dir, &ctx, &a, why, sizeof(why));
+        if (rc != HDX_OK) fprintf(stderr, "hdx user scope: %s\n", why);
+    }
+    cli_close(&ctx);
+    if (rc != HDX_OK) return 1;
+    struct hdx_scope parsed;
+    if (a.has_scope && hdx_scope_parse(a.scope, strlen(a.scope), &parsed) == HDX_OK) {
+        hdx_scope_describe(&parsed, words, sizeof(words));
+        printf("user=%s scope=\"%s\"\n", name, words);
+    } else {
+        printf("user=%s scope=all\n", name);
+    }
+    return 0;
+}
+
 int cmd_user(int argc, char **argv)
 {
     const char *dir = NULL, *name = NULL, *role = NULL, *pwfile = NULL, *png = NULL, *code = NULL;
-    int as_json = 0, qr = 1, enrol_later = 0, api_key = 0;
+    int as_json = 0, qr = 1, enrol_later = 0, api_key = 0, clear = 0;
+    const char *scope_arg = NULL;
     if (argc < 2) return usage();
     const char *verb = argv[1];
     if (!strcmp(verb, "--help")) {
@@ -399,6 +463,10 @@ int cmd_user(int argc, char **argv)
             return 0;
         } else if (argv[i][0] != '-' && !name)
             name = argv[i];
+        else if (!strcmp(verb, "scope") && !strcmp(argv[i], "--clear"))
+            clear = 1;
+        else if (!strcmp(verb, "scope") && argv[i][0] != '-' && !scope_arg)
+            scope_arg = argv[i];
         else
             return usage();
     }
@@ -414,6 +482,11 @@ int cmd_user(int argc, char **argv)
         return !pwfile || !code || role || png || !qr ? usage()
                                                       : user_check(dir, name, pwfile, code);
     if (code) return usage();
+    if (!strcmp(verb, "scope"))
+        return role || pwfile || png || !qr || clear == !!scope_arg
+                   ? usage()
+                   : user_scope(dir, name, scope_arg);
+    if (clear || scope_arg) return usage();
     if (!strcmp(verb, "apikey"))
         return role || pwfile || png || !qr
                    ? usage()

@@ -60,11 +60,11 @@ struct asker {
     char key_hash[HDX_APIKEY_HASH_LEN + 1]; /* a service: its stored key when it was checked */
 };
 
-/* A machine's certificate (a device of the registry), neither a session nor an API key: the
- * principals with a device scope (policy/scope.h). */
-static int is_cert(const struct asker *who)
+/* A machine: a certificate (a device of the registry) or a service's API key, not a person's
+ * session: the principals with a granted scope (policy/scope.h, keyed by name). */
+static int is_machine(const struct asker *who)
 {
-    return !who->serial && !who->key_hash[0];
+    return !who->serial;
 }
 
 struct stream {
@@ -354,6 +354,7 @@ static json_t *record_json(const struct hdx_record *r, const uint8_t *pt, size_t
 struct list_ctx {
     struct front_api *api;
     const struct asker *who;
+    const struct hdx_scope *scope; /* a machine's granted scope, NULL: none */
     json_t *records;
     size_t want, got;
     uint64_t last_seen;
@@ -368,6 +369,8 @@ static int list_one(void *arg, const struct hdx_record *r)
     static const uint8_t zero[HDX_BLIND_LEN];
     const uint8_t *patient = memcmp(r->patient, zero, HDX_BLIND_LEN) ? r->patient : NULL;
     l->last_seen = r->seq;
+    /* Outside the granted scope is outside the principal's world: skipped like a filter. */
+    if (l->scope && !hdx_scope_admits(l->scope, r->sender, r->type, patient)) return 0;
     decide(l->api, l->who, HDX_ACT_READ, HDX_RES_RECORD, patient, &d);
     if (!d.permit) {
         tally_deny(l->tally, d.reason);
@@ -454,12 +457,19 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
         deny_answer(r, why);
         return;
     }
+    struct hdx_scope *scope = NULL;
+    if (is_machine(&who) && hdx_scope_load(f->env.ro_store, who.user, &scope, NULL) != HDX_OK) {
+        audit_access(api, c, &who, "read", "deny", "scope_unreadable", NULL, 0, 0, 0, "records");
+        hdx_http_error(r, 503, "unavailable", "scope unreadable");
+        return;
+    }
     struct tally *tally = calloc(1, sizeof(*tally));
-    struct list_ctx l = {api, &who, json_array(), (size_t)limit, 0, after, tally, 0, 0};
+    struct list_ctx l = {api, &who, scope, json_array(), (size_t)limit, 0, after, tally, 0, 0};
     long n = tally && l.records ? hdx_store_scan(f->env.ro_store, &flt, SCAN_BUDGET, list_one, &l)
                                 : HDX_E_NOMEM;
     if (tally) tally_flush(api, c, &who, tally, "read", "records");
     free(tally);
+    free(scope);
     if (n < 0 || l.failed) {
         json_decref(l.records);
         hdx_http_error(r, 503, "unavailable", "the records cannot be read now");
@@ -492,15 +502,26 @@ static void route_record(void *arg, struct hdx_conn *c, const struct http_req *r
     static const uint8_t zero[HDX_BLIND_LEN];
     struct hdx_policy_decision d = {0, HDX_PR_ROLE};
     const uint8_t *patient = NULL;
+    struct hdx_scope *scope = NULL;
+    const char *why = NULL;
     if (rc == HDX_OK && rec.kind == HDX_KIND_HL7V2) {
         patient = memcmp(rec.patient, zero, HDX_BLIND_LEN) ? rec.patient : NULL;
         decide(api, &who, HDX_ACT_READ, HDX_RES_RECORD, patient, &d);
+        if (d.permit && is_machine(&who)) {
+            /* Outside a machine's scope (or a scope that cannot be read): not there for it. */
+            if (hdx_scope_load(f->env.ro_store, who.user, &scope, NULL) != HDX_OK)
+                why = "scope_unreadable";
+            else if (scope && !hdx_scope_admits(scope, rec.sender, rec.type, patient))
+                why = "scope";
+            if (why) d.permit = 0;
+            free(scope);
+        }
     }
     if (rc != HDX_OK || rec.kind != HDX_KIND_HL7V2 || !d.permit) {
         /* Not there, not a clinical record, or not for this principal: one answer. */
         if (rc == HDX_OK && rec.kind == HDX_KIND_HL7V2)
-            audit_access(api, c, &who, "read", "deny", hdx_policy_reason_name(d.reason), patient,
-                         seq, seq, 0, "record");
+            audit_access(api, c, &who, "read", "deny", why ? why : hdx_policy_reason_name(d.reason),
+                         patient, seq, seq, 0, "record");
         if (rc == HDX_OK) hdx_record_clear(&rec);
         if (rc != HDX_OK && rc != HDX_E_NOTFOUND)
             hdx_error("api_record_unreadable", "seq=%llu err=%s", seq, hdx_strerror(rc));
@@ -665,7 +686,7 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     }
     /* A machine's certificate receives only its granted scope, as on the subscription port
      * (docs/SUBSCRIBE.md "Scopes"); an unreadable one refuses, never serves unscoped. */
-    if (is_cert(&who) && hdx_scope_load(f->env.ro_store, who.user, &st->scope, st->scope_text)) {
+    if (is_machine(&who) && hdx_scope_load(f->env.ro_store, who.user, &st->scope, st->scope_text)) {
         free(st);
         audit_access(api, c, &who, "subscribe", "deny", "scope_unreadable", NULL, 0, 0, 0,
                      "stream");
@@ -734,7 +755,7 @@ void hdx_front_streams_check(struct hdx_front *f)
             stream_end(st, "session_ended");
         else if (st->who.key_hash[0] && !service_key_current(f, &st->who))
             stream_end(st, "api_key_revoked");
-        else if (is_cert(&st->who) && scope_changed(f->api, st))
+        else if (is_machine(&st->who) && scope_changed(f->api, st))
             stream_end(st, "scope_changed");
     }
 }
