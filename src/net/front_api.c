@@ -23,6 +23,7 @@
 #include "net/front_internal.h"
 #include "policy/policy_load.h"
 #include "policy/scope.h"
+#include "proto/jsonw.h"
 #include "store/record.h"
 
 #define LIST_DEFAULT 100
@@ -329,33 +330,69 @@ static int patient_param(struct hdx_front *f, const struct http_req *req, uint8_
     return 1;
 }
 
-static json_t *record_json(const struct hdx_record *r, const uint8_t *pt, size_t len)
+/* One record as a JSON object into w (proto/jsonw.h: no jansson tree on this path). A message
+ * that is not UTF-8 (an 8-bit character set, MSH-18) goes as base64, byte for byte, rather
+ * than altered. */
+static void record_write(struct hdx_jsonw *w, const struct hdx_record *r, const uint8_t *pt,
+                         size_t len)
 {
     char t[32];
     hdx_format_time(r->time_us, t, sizeof(t));
-    /* A message that is not UTF-8 (an 8-bit character set, MSH-18) goes as base64, byte for
-     * byte, rather than altered. */
-    const char *member = "body";
-    json_t *body = json_stringn((const char *)pt, len);
-    if (!body) {
+    const char *kind = hdx_kind_name(r->kind);
+    hdx_jsonw_raw(w, "{\"seq\":", 7);
+    hdx_jsonw_u64(w, r->seq);
+    hdx_jsonw_raw(w, ",\"time\":", 8);
+    (void)hdx_jsonw_string(w, (const uint8_t *)t, strlen(t));
+    hdx_jsonw_raw(w, ",\"kind\":", 8);
+    (void)hdx_jsonw_string(w, (const uint8_t *)kind, strlen(kind));
+    /* The index's sender and type are printable tokens: never refused as not UTF-8. */
+    hdx_jsonw_raw(w, ",\"sender\":", 10);
+    if (hdx_jsonw_string(w, (const uint8_t *)r->sender, strlen(r->sender))) w->failed = 1;
+    hdx_jsonw_raw(w, ",\"type\":", 8);
+    if (hdx_jsonw_string(w, (const uint8_t *)r->type, strlen(r->type))) w->failed = 1;
+    hdx_jsonw_raw(w, ",\"body\":", 8);
+    if (hdx_jsonw_string(w, pt, len) != 0) {
         size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
         char *b64 = malloc(cap);
-        if (!b64) return NULL;
+        if (!b64) {
+            w->failed = 1;
+            return;
+        }
         sodium_bin2base64(b64, cap, pt, len, sodium_base64_VARIANT_ORIGINAL);
-        body = json_string(b64);
+        if (w->failed) {
+            free(b64);
+            return;
+        }
+        w->len -= 6; /* body": becomes body_base64": */
+        hdx_jsonw_raw(w, "body_base64\":", 13);
+        (void)hdx_jsonw_string(w, (const uint8_t *)b64, strlen(b64));
         sodium_memzero(b64, cap);
         free(b64);
-        member = "body_base64";
     }
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "seq", (json_int_t)r->seq, "time", t, "kind",
-                     hdx_kind_name(r->kind), "sender", r->sender, "type", r->type, member, body);
+    hdx_jsonw_raw(w, "}", 1);
+}
+
+/* w's text as the 200 answer (503 when the writer failed). */
+static void answer_text(struct hdx_http_reply *r, struct hdx_jsonw *w)
+{
+    size_t len = 0;
+    char *text = hdx_jsonw_take(w, &len);
+    if (!text) {
+        hdx_http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    free(r->body);
+    r->status = 200;
+    r->content_type = NULL;
+    r->body = text;
+    r->body_len = len;
 }
 
 struct list_ctx {
     struct front_api *api;
     const struct asker *who;
     const struct hdx_scope *scope; /* a machine's granted scope, NULL: none */
-    json_t *records;
+    struct hdx_jsonw *out;         /* '{"records":[' and the records so far */
     size_t want, got;
     uint64_t last_seen;
     struct tally *tally;
@@ -384,10 +421,11 @@ static int list_one(void *arg, const struct hdx_record *r)
         l->failed = 1;
         return 1;
     }
-    json_t *o = record_json(r, pt, len);
+    if (l->got) hdx_jsonw_raw(l->out, ",", 1);
+    record_write(l->out, r, pt, len);
     sodium_memzero(pt, len);
     free(pt);
-    if (!o || json_array_append_new(l->records, o) != 0) {
+    if (l->out->failed) {
         l->failed = 1;
         return 1;
     }
@@ -464,23 +502,27 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
         return;
     }
     struct tally *tally = calloc(1, sizeof(*tally));
-    struct list_ctx l = {api, &who, scope, json_array(), (size_t)limit, 0, after, tally, 0, 0};
-    long n = tally && l.records ? hdx_store_scan(f->env.ro_store, &flt, SCAN_BUDGET, list_one, &l)
-                                : HDX_E_NOMEM;
+    struct hdx_jsonw out = {0};
+    hdx_jsonw_raw(&out, "{\"records\":[", 12);
+    struct list_ctx l = {api, &who, scope, &out, (size_t)limit, 0, after, tally, 0, 0};
+    long n = tally ? hdx_store_scan(f->env.ro_store, &flt, SCAN_BUDGET, list_one, &l) : HDX_E_NOMEM;
     if (tally) tally_flush(api, c, &who, tally, "read", "records");
     free(tally);
     free(scope);
     if (n < 0 || l.failed) {
-        json_decref(l.records);
+        hdx_jsonw_free(&out);
         hdx_http_error(r, 503, "unavailable", "the records cannot be read now");
         return;
     }
     /* More may follow when the scan stopped early (the limit, the budget, a full tally):
      * the client asks again with after=next_after. */
-    json_t *o = json_pack("{s:o}", "records", l.records);
-    if (o && (l.stopped || n >= SCAN_BUDGET))
-        json_object_set_new(o, "next_after", json_integer((json_int_t)l.last_seen));
-    hdx_http_json_value(r, 200, o);
+    hdx_jsonw_raw(&out, "]", 1);
+    if (l.stopped || n >= SCAN_BUDGET) {
+        hdx_jsonw_raw(&out, ",\"next_after\":", 14);
+        hdx_jsonw_u64(&out, l.last_seen);
+    }
+    hdx_jsonw_raw(&out, "}", 1);
+    answer_text(r, &out);
 }
 
 static void route_record(void *arg, struct hdx_conn *c, const struct http_req *req,
@@ -537,14 +579,15 @@ static void route_record(void *arg, struct hdx_conn *c, const struct http_req *r
         hdx_http_error(r, 503, "unavailable", "the record cannot be read now");
         return;
     }
-    json_t *o = record_json(&rec, pt, len);
+    struct hdx_jsonw out = {0};
+    record_write(&out, &rec, pt, len);
     sodium_memzero(pt, len);
     free(pt);
     audit_access(api, c, &who, "read", "permit",
                  d.reason == HDX_PR_PERMIT_BREAK_GLASS ? hdx_policy_reason_name(d.reason) : "-",
                  patient, seq, seq, 1, "record");
     hdx_record_clear(&rec);
-    hdx_http_json_value(r, 200, o);
+    answer_text(r, &out);
 }
 
 /* ---------- the live stream (Server-Sent Events) ---------- */
@@ -594,20 +637,21 @@ static void stream_deliver(void *conn, const struct hdx_bus_event *ev)
     struct hdx_record rec = {.seq = ev->seq, .time_us = ev->time_us, .kind = ev->kind};
     snprintf(rec.sender, sizeof(rec.sender), "%s", ev->sender);
     snprintf(rec.type, sizeof(rec.type), "%s", ev->type);
-    json_t *o = record_json(&rec, ev->body, ev->body_len);
-    size_t n = o ? json_dumpb(o, NULL, 0, JSON_COMPACT) : 0;
-    char *buf = n ? malloc(n + 64) : NULL;
-    if (buf) {
-        int h = snprintf(buf, 64, "id: %llu\nevent: record\ndata: ", (unsigned long long)ev->seq);
-        if (json_dumpb(o, buf + h, n, JSON_COMPACT) == n) {
-            memcpy(buf + h + n, "\n\n", 2);
-            hdx_http_stream_write(st->c, buf, (size_t)h + n + 2);
-            st->last_write_us = hdx_monotonic_us();
-        }
-        sodium_memzero(buf, n + 64);
-        free(buf);
+    char head[64];
+    struct hdx_jsonw out = {0};
+    int h = snprintf(head, sizeof(head),
+                     "id: %llu\nevent: record\ndata: ", (unsigned long long)ev->seq);
+    hdx_jsonw_raw(&out, head, (size_t)h);
+    record_write(&out, &rec, ev->body, ev->body_len); /* JSON text has no raw LF: one line */
+    hdx_jsonw_raw(&out, "\n\n", 2);
+    size_t n = 0;
+    char *text = hdx_jsonw_take(&out, &n);
+    if (text) {
+        hdx_http_stream_write(st->c, text, n);
+        st->last_write_us = hdx_monotonic_us();
+        sodium_memzero(text, n);
+        free(text);
     }
-    json_decref(o);
 }
 
 static const struct hdx_bus_sink stream_sink = {

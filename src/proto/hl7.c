@@ -17,6 +17,8 @@
  *  3. Error texts are built from constants and numbers only, never from message bytes. */
 #include "proto/hl7.h"
 
+#include "proto/jsonw.h"
+
 #include <ctype.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -93,37 +95,6 @@ __attribute__((format(printf, 7, 8))) static int fail(struct hl7_error *err, int
     vsnprintf(err->text, sizeof err->text, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-/* Returns the length of the well-formed UTF-8 sequence at p[0, n), or 0 when it is
- * invalid: overlong forms, surrogates (U+D800..U+DFFF), code points above U+10FFFF, stray
- * continuation bytes and sequences cut short by the end of input all give 0 (RFC 3629). */
-static size_t utf8_len(const uint8_t *p, size_t n)
-{
-    uint8_t b = p[0];
-    uint8_t lo = 0x80, hi = 0xBF;
-    size_t need;
-
-    if (b < 0x80) return 1;
-    if (b >= 0xC2 && b <= 0xDF) {
-        need = 1;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        lo = b == 0xE0 ? 0xA0 : 0x80; /* E0 80..9F would be overlong */
-        hi = b == 0xED ? 0x9F : 0xBF; /* ED A0..BF would encode a surrogate */
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        lo = b == 0xF0 ? 0x90 : 0x80; /* F0 80..8F would be overlong */
-        hi = b == 0xF4 ? 0x8F : 0xBF; /* F4 90.. would exceed U+10FFFF */
-    } else {
-        return 0; /* 80..C1 (continuation or overlong lead) and F5..FF */
-    }
-    if (n - 1 < need) return 0;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (size_t k = 2; k <= need; k++) {
-        if ((p[k] & 0xC0) != 0x80) return 0;
-    }
-    return need + 1;
 }
 
 /* ---- views ---------------------------------------------------------------------------- */
@@ -543,7 +514,7 @@ static int check_bytes(struct pctx *c, size_t idx)
         if (b >= 0x80 && c->cs == CS_ASCII)
             return seg_fail(c, idx, field, 102, "non-ASCII byte with ASCII character set");
         if (b >= 0x80 && c->cs == CS_UTF8) {
-            step = utf8_len(p + i, s->len - i);
+            step = hdx_utf8_seq_len(p + i, s->len - i);
             if (step == 0) return seg_fail(c, idx, field, 102, "invalid UTF-8");
         }
     }
