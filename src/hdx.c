@@ -21,6 +21,7 @@ static const char usage_text[] =
     "  get SEQ -d DIR                   print one stored message\n"
     "  query -d DIR [filters]           list stored messages by patient, type, time\n"
     "  audit query|disclosures -d DIR   the audit trail; disclosures of one patient\n"
+    "  route list|status|retry|skip ... outbound routes: cursors, lag, dead letters\n"
     "  access-review -d DIR             who should lose access: dormant, unused, unreviewed\n"
     "  verify -d DIR                    check every record; exit 0 only if intact\n"
     "  sth -d DIR                       the newest signed tree head of the log, JSON\n"
@@ -61,6 +62,7 @@ static const struct command commands[] = {
     {"consent", cmd_consent},
     {"break-glass", cmd_break_glass},
     {"access-review", cmd_access_review},
+    {"route", cmd_route},
 };
 
 int main(int argc, char **argv)

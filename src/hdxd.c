@@ -50,6 +50,11 @@ static const char usage_text[] =
     "\n"
     "Logs are key=value lines on stderr and never contain message content or secrets.\n"
     "SIGTERM or SIGINT: stop accepting, answer what is in flight, exit 0.\n"
+    "SIGHUP: read the [route NAME] sections of hdx.conf again (docs/ROUTES.md): new routes\n"
+    "start, changed ones restart from their cursor, removed ones stop, a wrong one keeps its\n"
+    "previous configuration (event=route_refused names file, line and key).\n"
+    "Outbound routes deliver committed messages over MLLP/TLS, HTTPS or to spool directories,\n"
+    "each from its own durable cursor in DIR/routes/NAME/ (hdx route list, hdx route status).\n"
     "Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.\n"
     "Keys and their defaults: docs/CONFIGURATION.md.\n";
 
@@ -57,6 +62,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     hdx_info("signal", "sig=%d", (int)sig);
     hdx_server_shutdown(arg);
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    hdx_info("signal", "sig=%d action=reload_routes", (int)sig);
+    hdx_server_reload(arg);
 }
 
 static void raise_fd_limit(void)
@@ -225,14 +236,17 @@ int main(int argc, char **argv)
     }
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     struct event *sigint = evsignal_new(base, SIGINT, on_signal, srv);
+    struct event *sighup = evsignal_new(base, SIGHUP, on_sighup, srv);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
+    event_add(sighup, NULL);
     hdx_info("started", "version=%s dir=%s pid=%d", HDX_VERSION, conf.dir, (int)getpid());
     if (migrated) hdx_info("registry_migration", "device_import_queued=%zu", migrated);
     event_base_dispatch(base);
     hdx_server_free(srv);
     event_free(sigterm);
     event_free(sigint);
+    event_free(sighup);
     event_base_free(base);
     hdx_store_close(ro);
     hdx_keyring_free(kr);

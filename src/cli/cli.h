@@ -147,5 +147,6 @@ int cmd_witness(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_route(int argc, char **argv);
 
 #endif

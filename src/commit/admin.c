@@ -42,6 +42,10 @@ static const char *const op_names[] = {
     [HDX_ADMIN_BREAK_GLASS] = "break_glass",
     [HDX_ADMIN_BREAK_GLASS_REVIEW] = "break_glass_review",
     [HDX_ADMIN_DEVICE_SCOPE] = "device_scope",
+    [HDX_ADMIN_ROUTE_DEAD] = "route_dead",
+    [HDX_ADMIN_ROUTE_RETRY] = "route_retry",
+    [HDX_ADMIN_ROUTE_SKIP] = "route_skip",
+    [HDX_ADMIN_ROUTE_DELIVERED] = "route_delivered",
 };
 #define NOPS (sizeof(op_names) / sizeof(op_names[0]))
 _Static_assert(NOPS == HDX_ADMIN_OP_LAST + 1, "one name per op");
@@ -75,12 +79,15 @@ enum key {
     K_GRANTED,
     K_REVIEWER,
     K_SCOPE,
+    K_SEQ,
+    K_REASON,
     K_END
 };
 static const char *const key_names[] = {
-    "name",        "role",       "serial",        "created_us", "revoked_us", "sign_pub", "pw_hash",
-    "totp_sealed", "recovery",   "at_us",         "date",       "step",       "index",    "patient",
-    "purpose",     "expires_us", "justification", "granted_us", "reviewer",   "scope"};
+    "name",     "role",        "serial",   "created_us", "revoked_us",    "sign_pub",
+    "pw_hash",  "totp_sealed", "recovery", "at_us",      "date",          "step",
+    "index",    "patient",     "purpose",  "expires_us", "justification", "granted_us",
+    "reviewer", "scope",       "seq",      "reason"};
 _Static_assert(sizeof(key_names) / sizeof(key_names[0]) == K_END, "one name per key");
 static const enum key op_keys[][7] = {
     [HDX_ADMIN_DEVICE_ADD] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_PUB, K_END},
@@ -103,6 +110,10 @@ static const enum key op_keys[][7] = {
     [HDX_ADMIN_BREAK_GLASS] = {K_NAME, K_PATIENT, K_EXPIRES, K_JUSTIFICATION, K_END},
     [HDX_ADMIN_BREAK_GLASS_REVIEW] = {K_NAME, K_PATIENT, K_GRANTED, K_REVIEWER, K_END},
     [HDX_ADMIN_DEVICE_SCOPE] = {K_NAME, K_SCOPE, K_END},
+    [HDX_ADMIN_ROUTE_DEAD] = {K_NAME, K_SEQ, K_REASON, K_END},
+    [HDX_ADMIN_ROUTE_RETRY] = {K_NAME, K_SEQ, K_END},
+    [HDX_ADMIN_ROUTE_SKIP] = {K_NAME, K_SEQ, K_END},
+    [HDX_ADMIN_ROUTE_DELIVERED] = {K_NAME, K_SEQ, K_END},
 };
 /* The longest value: a scope (recovery, ten 64-digit codes and nine commas, is 650). */
 #define VAL_MAX HDX_DEVICE_SCOPE_MAX
@@ -132,6 +143,10 @@ const char *hdx_admin_type(enum hdx_admin_op op)
         [HDX_ADMIN_BREAK_GLASS] = "admin/break_glass",
         [HDX_ADMIN_BREAK_GLASS_REVIEW] = "admin/break_glass_review",
         [HDX_ADMIN_DEVICE_SCOPE] = "admin/device_scope",
+        [HDX_ADMIN_ROUTE_DEAD] = "admin/route_dead",
+        [HDX_ADMIN_ROUTE_RETRY] = "admin/route_retry",
+        [HDX_ADMIN_ROUTE_SKIP] = "admin/route_skip",
+        [HDX_ADMIN_ROUTE_DELIVERED] = "admin/route_delivered",
     };
     return op >= HDX_ADMIN_DEVICE_ADD && (size_t)op < NOPS ? types[op] : NULL;
 }
@@ -139,6 +154,11 @@ const char *hdx_admin_type(enum hdx_admin_op op)
 int hdx_admin_is_user_op(enum hdx_admin_op op)
 {
     return op >= HDX_ADMIN_USER_ADD && op <= HDX_ADMIN_USER_RECOVERY_USED;
+}
+
+int hdx_admin_is_route_op(enum hdx_admin_op op)
+{
+    return op >= HDX_ADMIN_ROUTE_DEAD && op <= HDX_ADMIN_ROUTE_DELIVERED;
 }
 
 int hdx_admin_is_policy_op(enum hdx_admin_op op)
@@ -328,6 +348,12 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         a->has_scope = 1;
         return 1;
     }
+    case K_SEQ:
+        return hdx_parse_u64(v, &a->seq) == 0 && a->seq >= 1 && (v[0] != '0');
+    case K_REASON:
+        if (!justification_ok(v, n) || n >= sizeof(a->reason)) return 0;
+        memcpy(a->reason, v, n + 1);
+        return 1;
     case K_END:
         break;
     }
@@ -435,6 +461,10 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
         return snprintf(out, cap, "reviewer=%s\n", a->reviewer);
     case K_SCOPE:
         return snprintf(out, cap, "scope=%s\n", a->has_scope ? a->scope : "");
+    case K_SEQ:
+        return snprintf(out, cap, "seq=%llu\n", (unsigned long long)a->seq);
+    case K_REASON:
+        return snprintf(out, cap, "reason=%s\n", a->reason);
     case K_END:
         break;
     }
@@ -443,9 +473,10 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
 
 int hdx_admin_by_valid(const char *by)
 {
-    size_t n = strlen(by), prefix = !strncmp(by, "local:", 6)  ? 6
-                                    : !strncmp(by, "user:", 5) ? 5
-                                                               : 0;
+    size_t n = strlen(by), prefix = !strncmp(by, "local:", 6)   ? 6
+                                    : !strncmp(by, "user:", 5)  ? 5
+                                    : !strncmp(by, "route:", 6) ? 6
+                                                                : 0;
     if (!prefix || n == prefix || n > 90) return 0;
     for (size_t i = prefix; i < n; i++) {
         unsigned char ch = (unsigned char)by[i];
@@ -923,6 +954,7 @@ int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_
     if (hdx_admin_is_user_op(a->op)) return registry_user_apply(r, a, time_us);
     if (hdx_admin_is_policy_op(a->op)) return registry_policy_apply(r, a, time_us);
     if (a->op == HDX_ADMIN_DEVICE_SCOPE) return registry_scope_apply(r, a, time_us);
+    if (hdx_admin_is_route_op(a->op)) return HDX_OK; /* no table: the log is the list */
     int found;
     size_t i = registry_pos(r, a->name, &found);
     struct hdx_registry_entry e = {0};
@@ -986,6 +1018,7 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
                                         : policy_commit(s, &a, time_us);
         goto dequeue;
     }
+    if (hdx_admin_is_route_op(a.op)) goto dequeue; /* no table (see admin.h) */
     if (a.op == HDX_ADMIN_DEVICE_SCOPE) {
         rc = hdx_store_device_scope_set(s, a.name, a.has_scope ? a.scope : NULL, time_us);
         goto dequeue;

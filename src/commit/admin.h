@@ -31,6 +31,10 @@
  *   op=break_glass     name patient expires_us justification
  *   op=break_glass_review name patient granted_us reviewer
  *   op=device_scope    name scope
+ *   op=route_dead      name seq reason
+ *   op=route_retry     name seq
+ *   op=route_skip      name seq
+ *   op=route_delivered name seq
  * name: pki_name_valid; role: device|subscriber|gateway for devices, admin|security-officer|
  * auditor|clinician|nurse|researcher|integration for users; serial: 1-40 lower-case hex digits;
  * *_us: decimal without leading zeros (created_us >= 1, revoked_us >= 1, or 0 in an import:
@@ -89,6 +93,12 @@
  *                  commit the scope BEFORE the device_add: a scoped device is never enrolled
  *                  without its scope, not even for one batch. device_add and device_revoke
  *                  leave it alone: a name re-enrolled keeps the (narrower) scope it had.
+ * A route's dead letters (route/route.h, docs/ROUTES.md): route_dead (hdxd gave up on message
+ * seq: reason, 1-500 printable ASCII bytes as a justification), route_retry and route_skip
+ * (an operator's hdx route retry/skip), route_delivered (a retried dead letter went through).
+ * They change no table: the dead-letter list is the replay of these records in seq order
+ * (a seq is dead after route_dead until a route_skip or route_delivered; route_retry marks it
+ * for another attempt), read from the log itself, so the log is its only authority.
  * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
  * the store handle's thread. */
 #ifndef HDX_ADMIN_H
@@ -126,8 +136,12 @@ enum hdx_admin_op {
     HDX_ADMIN_BREAK_GLASS,
     HDX_ADMIN_BREAK_GLASS_REVIEW,
     HDX_ADMIN_DEVICE_SCOPE,
+    HDX_ADMIN_ROUTE_DEAD,
+    HDX_ADMIN_ROUTE_RETRY,
+    HDX_ADMIN_ROUTE_SKIP,
+    HDX_ADMIN_ROUTE_DELIVERED,
 };
-#define HDX_ADMIN_OP_LAST HDX_ADMIN_DEVICE_SCOPE
+#define HDX_ADMIN_OP_LAST HDX_ADMIN_ROUTE_DELIVERED
 
 #define HDX_ADMIN_BY_MAX 96
 struct hdx_admin {
@@ -156,16 +170,23 @@ struct hdx_admin {
     /* device_scope */
     int has_scope; /* 0: scope empty (removed) */
     char scope[HDX_DEVICE_SCOPE_MAX + 1];
+    /* route_*: name is the route's, seq the message's, reason why it is a dead letter */
+    uint64_t seq;
+    char reason[HDX_JUSTIFICATION_MAX + 1];
     /* Who made the change, the last line of every statement: "local:LOGIN" (the hdx CLI, by
      * the operating-system account that ran it; "local:root/sudo:LOGIN" under sudo) or
-     * "user:NAME" (hdxd, on behalf of a signed-in user). "" in records older than the key. */
+     * "user:NAME" (hdxd, on behalf of a signed-in user) or
+     * "route:NAME" (hdxd's route engine, for its own dead letters). "" in records older than the
+     * key. */
     char by[HDX_ADMIN_BY_MAX + 1];
 };
-/* 1 when by is a valid actor: "local:" or "user:", then [A-Za-z0-9._@:/+-_]; 90 bytes at most in
- * all. */
+/* 1 when by is a valid actor: "local:", "user:" or "route:", then [A-Za-z0-9._@:/+-_]; 90 bytes at
+ * most in all. */
 int hdx_admin_by_valid(const char *by);
 /* 1 for the user_* ops. */
 int hdx_admin_is_user_op(enum hdx_admin_op op);
+/* 1 for the route_* ops. */
+int hdx_admin_is_route_op(enum hdx_admin_op op);
 /* 1 for the careteam_*, consent_* and break_glass* ops. */
 int hdx_admin_is_policy_op(enum hdx_admin_op op);
 /* 1 when role is one a user may have. */

@@ -206,6 +206,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     int line = lc->line;
     char why[128];
     if (lc->failed) return 0;
+    /* [routes] and [route NAME] are route/rconf's, read by hdxd on its own pass */
+    if (strcmp(section, "routes") == 0 || strncmp(section, "route ", 6) == 0) return 1;
     const struct conf_key *k = find_key(section, name);
     if (!k) {
         snprintf(lc->err, lc->err_cap, "%s:%d: %s.%s: unknown key", lc->path, line, section, name);
@@ -231,6 +233,7 @@ int hdx_conf_load(struct hdx_conf *c, const char *path, char *err, size_t err_ca
     }
     snprintf(tmp, sizeof(tmp), "%s", path);
     snprintf(c->dir, sizeof(c->dir), "%s", dirname(tmp));
+    snprintf(c->path, sizeof(c->path), "%s", path);
     lc.f = fopen(path, "r");
     if (!lc.f) {
         snprintf(err, err_cap, "%s: cannot open: %s", path, strerror(errno));

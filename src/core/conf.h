@@ -12,7 +12,8 @@
 #define HDX_PATH_MAX 4096
 
 struct hdx_conf {
-    char dir[HDX_PATH_MAX]; /* data directory = dirname of the conf file */
+    char dir[HDX_PATH_MAX];  /* data directory = dirname of the conf file */
+    char path[HDX_PATH_MAX]; /* the conf file itself ("" before hdx_conf_load) */
     /* [mllp] */
     char mllp_listen[128];
     size_t mllp_max_message;

@@ -19,6 +19,7 @@
 #include "net/mllp_session.h"
 #include "net/sub_session.h"
 #include "net/tls.h"
+#include "route/route.h"
 
 #define SHUTDOWN_GRACE_US 5000000
 
@@ -49,7 +50,8 @@ struct hdx_server {
     int stopping;
     int64_t stop_deadline;
     char head_file[HDX_PATH_MAX];
-    int64_t admin_next; /* admin_queue ids up to this one were submitted (commit/admin.h) */
+    int64_t admin_next;        /* admin_queue ids up to this one were submitted (commit/admin.h) */
+    struct hdx_routes *routes; /* outbound routes (route/route.h), NULL: none declared */
 };
 
 /* ---------- into the pipeline ---------- */
@@ -114,8 +116,10 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
     if (read(srv->done_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
         hdx_error("eventfd_read_failed", "errno=%d", errno);
     struct hdx_intake_item *it = hdx_commit_take_done(srv->commit), *next;
+    uint64_t last = 0;
     for (; it; it = next) {
         next = it->next;
+        if (it->status == HDX_OK && it->seq > last) last = it->seq;
         struct hdx_conn *c = it->origin;
         /* Every record goes on the bus, audit and admin ones too: subscribers receive only
          * clinical messages (bus.h), but their cursor must pass the others, or the next
@@ -128,6 +132,7 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             /* One from the queue (an offline read's) is tried again, like a statement. */
             if (it->status != HDX_OK && it->admin_id && srv->admin_next >= it->admin_id)
                 srv->admin_next = it->admin_id - 1;
+            if (it->on_done) it->on_done(it->done_arg, it); /* a route's disclosures */
         } else if (!c) { /* an admin statement: nobody to answer, or hdxd's own */
             admin_done(srv, it);
             if (it->on_done) it->on_done(it->done_arg, it);
@@ -137,6 +142,7 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
         }
         hdx_intake_item_free(it);
     }
+    if (last) hdx_routes_committed(srv->routes, last);
 }
 
 static void notify_done(void *arg)
@@ -180,6 +186,7 @@ static void admin_done(struct hdx_server *srv, const struct hdx_intake_item *it)
                  it->type, (long long)it->admin_id);
         if (srv->front) hdx_front_admin_committed(srv->front, it);
         hdx_sub_admin_committed(&srv->sub, it);
+        hdx_routes_admin_committed(srv->routes, it);
         return;
     }
     if (!it->admin_id) { /* hdxd's own: its on_done answers for it */
@@ -282,6 +289,72 @@ static int make_events(struct hdx_server *srv)
     return HDX_OK;
 }
 
+/* The [route NAME] sections of hdx.conf: at start every one must be valid. */
+static int start_routes(struct hdx_server *srv, uint64_t last, char *why, size_t why_cap)
+{
+    const struct hdx_conf *conf = srv->conf;
+    struct hdx_routes_conf rc;
+    char store_path[HDX_PATH_MAX];
+    int rcode = hdx_routes_conf_load(conf->path, conf->dir, &rc);
+    if (rcode != HDX_OK) {
+        snprintf(why, why_cap, "%s", rc.error);
+        hdx_routes_conf_free(&rc);
+        return HDX_E_CONFIG;
+    }
+    for (size_t i = 0; i < rc.n; i++)
+        if (!rc.r[i]->valid) {
+            snprintf(why, why_cap, "%s", rc.r[i]->error);
+            hdx_routes_conf_free(&rc);
+            return HDX_E_CONFIG;
+        }
+    if (rc.n == 0) {
+        hdx_routes_conf_free(&rc);
+        return HDX_OK;
+    }
+    struct hdx_routes_env env = {.dir = conf->dir,
+                                 .store_path = store_path,
+                                 .kr = srv->kr,
+                                 .commit = srv->commit,
+                                 .tls_min_version = conf->tls_min_version,
+                                 .max_ack = conf->mllp_max_message,
+                                 .last_seq = last};
+    if (hdx_conf_path(conf, conf->store_path, store_path, sizeof(store_path)) != HDX_OK ||
+        (rcode = hdx_routes_new(&env, &srv->routes)) != HDX_OK) {
+        snprintf(why, why_cap, "cannot start the routes");
+        hdx_routes_conf_free(&rc);
+        return HDX_E_NOMEM;
+    }
+    hdx_routes_apply(srv->routes, &rc);
+    hdx_routes_conf_free(&rc);
+    return HDX_OK;
+}
+
+void hdx_server_reload(struct hdx_server *srv)
+{
+    struct hdx_routes_conf rc;
+    char why[512];
+    int rcode = hdx_routes_conf_load(srv->conf->path, srv->conf->dir, &rc);
+    if (rcode != HDX_OK) {
+        hdx_error("reload_refused", "reason=\"%s\"", rc.error);
+        hdx_routes_conf_free(&rc);
+        return;
+    }
+    size_t n = rc.n;
+    if (!srv->routes && n) {
+        hdx_routes_conf_free(&rc);
+        uint64_t last = 0;
+        uint8_t chain[HDX_HASH_LEN];
+        (void)hdx_store_last(srv->ro_store, &last, chain, NULL);
+        if (start_routes(srv, last, why, sizeof(why)) != HDX_OK)
+            hdx_error("reload_refused", "reason=\"%s\"", why);
+        hdx_info("reloaded", "routes=%zu", n);
+        return;
+    }
+    if (srv->routes) hdx_routes_apply(srv->routes, &rc);
+    hdx_info("reloaded", "routes=%zu", n);
+    hdx_routes_conf_free(&rc);
+}
+
 int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                    const struct hdx_keyring *kr, EVP_PKEY *log_key, struct hdx_store *ro_store,
                    struct hdx_store *commit_store, struct hdx_server **out, char *why,
@@ -340,6 +413,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                                     .arg = srv};
         rc = hdx_front_new(&env, srv->http, &srv->front, why, why_cap);
     }
+    if (rc == HDX_OK) rc = start_routes(srv, last, why, why_cap);
     if (rc == HDX_OK) rc = open_listeners(srv, why, why_cap);
     hdx_store_close(commit_store);
     if (rc != HDX_OK) {
@@ -378,6 +452,8 @@ void hdx_server_free(struct hdx_server *srv)
     if (!srv) return;
     /* Stop the commit thread first: it commits what is queued; connections still holding
      * in-flight items are then answered by nobody, and their senders will resend. */
+    hdx_routes_free(srv->routes); /* its lanes submit to the commit pipeline */
+    srv->routes = NULL;
     if (srv->commit) {
         on_submit(-1, 0, srv); /* what this pass read is committed too */
         log_commit_stats(srv->commit);

@@ -35,5 +35,9 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
  * is answered, then breaks the event loop. Safe to call from a signal event. */
 void hdx_server_shutdown(struct hdx_server *srv);
 void hdx_server_free(struct hdx_server *srv);
+/* SIGHUP: reads the [route NAME] sections of hdx.conf again and applies them (route/route.h:
+ * unchanged routes keep running, a wrong one keeps its previous configuration). Other
+ * sections are read at start only. */
+void hdx_server_reload(struct hdx_server *srv);
 
 #endif
