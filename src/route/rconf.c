@@ -22,6 +22,7 @@ struct load {
     const char *path, *dir;
     FILE *f;
     int line;
+    int new_section; /* a "[...]" line was read since the last key: libinih says nothing */
     struct hdx_route_conf *cur; /* the section being read, NULL outside a route section */
     char cur_section[128];
     EVP_MD_CTX *fp[HDX_ROUTES_MAX];   /* each route's fingerprint, keys as written */
@@ -348,6 +349,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     struct load *l = user;
     struct hdx_routes_conf *out = l->out;
     if (out->error[0]) return 0;
+    if (strncmp(section, SECTION_PREFIX, strlen(SECTION_PREFIX)) != 0) l->new_section = 0;
     if (strcmp(section, "routes") == 0) {
         if (strcmp(name, "plaintext_allow") != 0) {
             snprintf(out->error, sizeof(out->error), "%s:%d: routes.%s: unknown key", l->path,
@@ -366,7 +368,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         l->cur = NULL;
         return 1; /* core/conf's */
     }
-    if (!l->cur || strcmp(section, l->cur_section) != 0) {
+    int fresh = l->new_section;
+    l->new_section = 0;
+    if (!l->cur || fresh || strcmp(section, l->cur_section) != 0) {
         const char *rname = section + strlen(SECTION_PREFIX);
         for (size_t i = 0; i < out->n; i++)
             if (strcmp(out->r[i]->name, rname) == 0) {
@@ -405,7 +409,13 @@ static char *read_line(char *str, int num, void *stream)
 {
     struct load *l = stream;
     char *r = fgets(str, num, l->f);
-    if (r) l->line++;
+    if (r) {
+        l->line++;
+        const char *p = r;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '[') l->new_section = 1;
+    }
     return r;
 }
 

@@ -1,0 +1,281 @@
+/* Routes: [route NAME] sections (route/rconf.h), lane cursors (route/cursor.h) and the route_*
+ * admin statements that make dead letters records of the log (commit/admin.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commit/admin.h"
+#include "core/conf.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "route/cursor.h"
+#include "route/rconf.h"
+
+static char dir[256], path[300];
+
+static int setup(void **state)
+{
+    if (hdx_mkdtemp("hdx-route-", dir, sizeof(dir)) != 0) return -1;
+    snprintf(path, sizeof(path), "%s/hdx.conf", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+static void load(const char *text, struct hdx_routes_conf *rc, int want)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(hdx_routes_conf_load(path, dir, rc), want);
+}
+
+static const struct hdx_route_conf *route(const struct hdx_routes_conf *rc, const char *name)
+{
+    for (size_t i = 0; i < rc->n; i++)
+        if (!strcmp(rc->r[i]->name, name)) return rc->r[i];
+    fail_msg("no route %s", name);
+    return NULL;
+}
+
+/* A route's error names the file, the line of the key and the key. */
+static void assert_error(const struct hdx_route_conf *r, int line, const char *key,
+                         const char *words)
+{
+    char want[400];
+    assert_false(r->valid);
+    snprintf(want, sizeof(want), "%s:%d: route %s: %s", path, line, r->name, key);
+    if (strncmp(r->error, want, strlen(want)) != 0)
+        fail_msg("error '%s', want '%s'", r->error, want);
+    if (words && !strstr(r->error, words)) fail_msg("error '%s' lacks '%s'", r->error, words);
+}
+
+static void test_defaults_and_keys(void **state)
+{
+    struct hdx_routes_conf rc;
+    load("[mllp]\nlisten = 127.0.0.1:2575\n"
+         "[route ehr]\nto = mllps://ehr.example:7575   # the EHR\nca = ca.pem\n"
+         "cert = c.pem\nkey = c.key\n"
+         "[route lab]\nto = https://127.0.0.1:8443/hl7/in\nca = /etc/ca.pem\n"
+         "content_type = application/hl7-v2\nack_timeout_ms = 2500\n"
+         "[route drop]\nto = spool:out\norder = route\n"
+         "[route icu]\nto = mllps://10.0.0.9:2575\nca = ca.pem\norder = patient\nlanes = 4\n"
+         "max_inflight = 64\nmax_attempts = 3\nbackoff_ms = 100\nbackoff_max_ms = 1000\n",
+         &rc, HDX_OK);
+    assert_int_equal(rc.n, 4);
+    const struct hdx_route_conf *r = route(&rc, "ehr");
+    assert_true(r->valid);
+    assert_int_equal(r->dest, HDX_DEST_MLLPS);
+    assert_string_equal(r->host, "ehr.example");
+    assert_int_equal(r->port, 7575);
+    assert_string_equal(r->server_name, "ehr.example"); /* the host, unless said otherwise */
+    assert_int_equal(r->max_inflight, 1);               /* strict order by default */
+    assert_int_equal(r->order, HDX_ORDER_ROUTE);
+    assert_int_equal(r->lanes, 1);
+    assert_null(r->match); /* "*" */
+    char want[400];
+    snprintf(want, sizeof(want), "%s/ca.pem", dir);
+    assert_string_equal(r->ca, want);
+    r = route(&rc, "lab");
+    assert_true(r->valid);
+    assert_int_equal(r->dest, HDX_DEST_HTTPS);
+    assert_string_equal(r->path, "/hl7/in");
+    assert_string_equal(r->ca, "/etc/ca.pem");
+    assert_string_equal(r->content_type, "application/hl7-v2");
+    assert_int_equal(r->ack_timeout_ms, 2500);
+    r = route(&rc, "drop");
+    assert_true(r->valid);
+    snprintf(want, sizeof(want), "%s/out", dir);
+    assert_string_equal(r->path, want);
+    r = route(&rc, "icu");
+    assert_true(r->valid);
+    assert_int_equal(r->order, HDX_ORDER_PATIENT);
+    assert_int_equal(r->lanes, 4);
+    assert_int_equal(r->max_inflight, 64);
+    assert_int_equal(r->max_attempts, 3);
+    hdx_routes_conf_free(&rc);
+}
+
+/* Each wrong route is refused on its own, with file, line and key; the others stay valid. */
+static void test_errors_per_route(void **state)
+{
+    struct hdx_routes_conf rc;
+    load("[routes]\nplaintext_allow = 127.0.0.1, 10.1.0.0/16\n"            /* 1-2 */
+         "[route ok]\nto = mllp://127.0.0.1:2600\n"                        /* 3-4 */
+         "[route unknown]\nto = spool:x\ncolour = blue\n"                  /* 5-7 */
+         "[route nodest]\nmatch = *\n"                                     /* 8-9 */
+         "[route plain]\nto = mllp://192.168.1.5:2575\n"                   /* 10-11 */
+         "[route http]\nto = http://h:80/\n"                               /* 12-13 */
+         "[route lanes]\nto = spool:y\nlanes = 2\n"                        /* 14-16 */
+         "[route inflight]\nto = https://h:1/\nca = c\nmax_inflight = 8\n" /* 17-20 */
+         "[route half]\nto = mllps://h:1\nca = c\ncert = a.pem\n"          /* 21-24 */
+         "[route twice]\nto = spool:z\nto = spool:w\n"                     /* 25-27 */
+         "[route noca]\nto = mllps://h:1\n"                                /* 28-29 */
+         "[route range]\nto = spool:q\nmax_inflight = 0\n"                 /* 30-32 */
+         "[route -bad]\nto = spool:q\n"                                    /* 33-34 */
+         "[route cidr]\nto = mllp://10.1.200.3:2575\n",                    /* 35-36 */
+         &rc, HDX_OK);
+    assert_true(route(&rc, "ok")->valid);
+    assert_true(route(&rc, "cidr")->valid);
+    assert_error(route(&rc, "unknown"), 7, "colour", "unknown key");
+    assert_error(route(&rc, "nodest"), 9, "to", "missing");
+    assert_error(route(&rc, "plain"), 11, "to", "plaintext_allow");
+    assert_error(route(&rc, "http"), 13, "to", "https://");
+    assert_error(route(&rc, "lanes"), 16, "lanes", "order = patient");
+    assert_error(route(&rc, "inflight"), 20, "max_inflight", NULL);
+    assert_error(route(&rc, "half"), 24, "key", "go together");
+    assert_error(route(&rc, "twice"), 27, "to", "set twice");
+    assert_error(route(&rc, "noca"), 29, "ca", "missing");
+    assert_error(route(&rc, "range"), 32, "max_inflight", "1..1024");
+    assert_false(route(&rc, "-bad")->valid);
+    hdx_routes_conf_free(&rc);
+}
+
+/* Errors outside one route: nothing of the file applies. */
+static void test_file_errors(void **state)
+{
+    struct hdx_routes_conf rc;
+    load("[routes]\nretry = 3\n", &rc, HDX_E_CONFIG);
+    assert_non_null(strstr(rc.error, ":2: routes.retry: unknown key"));
+    hdx_routes_conf_free(&rc);
+    load("[route a]\nto = spool:x\n[route a]\nto = spool:y\n", &rc, HDX_E_CONFIG);
+    assert_non_null(strstr(rc.error, "route a: a second section"));
+    hdx_routes_conf_free(&rc);
+    assert_int_equal(hdx_routes_conf_load("/nonexistent/hdx.conf", dir, &rc), HDX_E_CONFIG);
+    hdx_routes_conf_free(&rc);
+}
+
+/* The fingerprint changes with any key and only then (a reload restarts only changed routes). */
+static void test_fingerprint(void **state)
+{
+    struct hdx_routes_conf a, b, c;
+    load("[route r]\nto = spool:x\n[route s]\nto = spool:y\n", &a, HDX_OK);
+    load("[mllp]\nlisten = 127.0.0.1:1\n[route r]\nto = spool:x\n[route s]\nto = spool:y\n"
+         "max_attempts = 4\n",
+         &b, HDX_OK);
+    load("[route r]\nto = spool:x\n[route s]\nto = spool:y\n", &c, HDX_OK);
+    assert_memory_equal(route(&a, "r")->fingerprint, route(&b, "r")->fingerprint, 32);
+    assert_memory_not_equal(route(&a, "s")->fingerprint, route(&b, "s")->fingerprint, 32);
+    assert_memory_equal(route(&a, "s")->fingerprint, route(&c, "s")->fingerprint, 32);
+    hdx_routes_conf_free(&a);
+    hdx_routes_conf_free(&b);
+    hdx_routes_conf_free(&c);
+}
+
+static void test_plaintext_allow(void **state)
+{
+    assert_true(hdx_route_plaintext_allowed("127.0.0.1,::1", "127.0.0.1"));
+    assert_true(hdx_route_plaintext_allowed("127.0.0.1,::1", "::1"));
+    assert_false(hdx_route_plaintext_allowed("127.0.0.1,::1", "127.0.0.2"));
+    assert_true(hdx_route_plaintext_allowed("10.0.0.0/8", "10.200.1.1"));
+    assert_false(hdx_route_plaintext_allowed("10.0.0.0/8", "11.0.0.1"));
+    assert_true(hdx_route_plaintext_allowed("fd00::/8", "fd12::1"));
+    assert_false(hdx_route_plaintext_allowed("fd00::/8", "fe80::1"));
+    assert_true(hdx_route_plaintext_allowed("lab-old.local", "LAB-OLD.local"));
+    assert_false(hdx_route_plaintext_allowed("", "127.0.0.1"));
+    assert_false(hdx_route_plaintext_allowed("10.0.0.0/33", "10.0.0.1"));
+}
+
+static void test_cursor(void **state)
+{
+    char cpath[400];
+    struct hdx_cursor *c;
+    struct hdx_cursor_pos start = {.delivered = 7, .audited = 7, .lanes = 1, .lane = 0}, p;
+    snprintf(cpath, sizeof(cpath), "%s/lane-0.cursor", dir);
+    assert_int_equal(hdx_cursor_read(cpath, &p), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_cursor_open(cpath, &start, &c), HDX_OK);
+    hdx_cursor_get(c, &p);
+    assert_int_equal(p.delivered, 7);
+    for (uint64_t s = 8; s <= 20; s++) {
+        struct hdx_cursor_pos q = {.delivered = s, .audited = s - 2, .lanes = 4, .lane = 3};
+        assert_int_equal(hdx_cursor_set(c, &q, 0), HDX_OK);
+    }
+    /* written at once (a kill -9 loses nothing): another reader sees it before any close */
+    assert_int_equal(hdx_cursor_read(cpath, &p), HDX_OK);
+    assert_int_equal(p.delivered, 20);
+    assert_int_equal(p.audited, 18);
+    assert_int_equal(p.lanes, 4);
+    assert_int_equal(p.lane, 3);
+    hdx_cursor_close(c);
+    /* a start position is only for a new file */
+    assert_int_equal(hdx_cursor_open(cpath, &start, &c), HDX_OK);
+    hdx_cursor_get(c, &p);
+    assert_int_equal(p.delivered, 20);
+    hdx_cursor_close(c);
+    /* a torn newest slot: the other one (one step older) wins */
+    int fd = open(cpath, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t junk[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    /* generation 14 (from 1 at creation, 13 sets) is in slot 0 */
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), 16), 8);
+    assert_int_equal(hdx_cursor_read(cpath, &p), HDX_OK);
+    assert_int_equal(p.delivered, 19);
+    /* both damaged: refused, never silently restarted from zero */
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), 64 + 16), 8);
+    close(fd);
+    assert_int_equal(hdx_cursor_read(cpath, &p), HDX_E_INTEGRITY);
+    assert_int_equal(hdx_cursor_open(cpath, &start, &c), HDX_E_INTEGRITY);
+}
+
+static void test_admin_route_ops(void **state)
+{
+    struct hdx_admin a = {.op = HDX_ADMIN_ROUTE_DEAD, .seq = 42}, b;
+    char body[HDX_ADMIN_BODY_MAX];
+    snprintf(a.name, sizeof(a.name), "ehr");
+    snprintf(a.reason, sizeof(a.reason), "rejected by the destination (AR)");
+    snprintf(a.by, sizeof(a.by), "route:ehr");
+    int n = hdx_admin_format(&a, body, sizeof(body));
+    assert_true(n > 0);
+    assert_non_null(strstr(body, "op=route_dead\nname=ehr\nseq=42\nreason=rejected by the "
+                                 "destination (AR)\nby=route:ehr\n"));
+    assert_int_equal(hdx_admin_parse((uint8_t *)body, (size_t)n, &b), HDX_OK);
+    assert_int_equal(b.op, HDX_ADMIN_ROUTE_DEAD);
+    assert_int_equal(b.seq, 42);
+    assert_string_equal(b.reason, "rejected by the destination (AR)");
+    assert_true(hdx_admin_is_route_op(b.op));
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_ROUTE_RETRY), "admin/route_retry");
+    /* seq 0, a leading zero, an empty reason and a control byte in it are refused */
+    const char *bad[] = {
+        "HDX-ADMIN 1\nop=route_retry\nname=ehr\nseq=0\nby=local:root\n",
+        "HDX-ADMIN 1\nop=route_retry\nname=ehr\nseq=042\nby=local:root\n",
+        "HDX-ADMIN 1\nop=route_dead\nname=ehr\nseq=4\nreason=\nby=route:ehr\n",
+        "HDX-ADMIN 1\nop=route_dead\nname=ehr\nseq=4\nreason=a\tb\nby=route:ehr\n",
+        "HDX-ADMIN 1\nop=route_skip\nname=../x\nseq=4\nby=local:root\n",
+        "HDX-ADMIN 1\nop=route_skip\nname=ehr\nseq=4\nby=route:\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(hdx_admin_parse((const uint8_t *)bad[i], strlen(bad[i]), &b), HDX_E_INVAL);
+    /* they change no table of the registry */
+    struct hdx_registry reg = {0};
+    assert_int_equal(hdx_registry_apply(&reg, &a, 1), HDX_OK);
+    assert_int_equal(reg.n + reg.nu + reg.nct + reg.ncs + reg.nbg + reg.nsc, 0);
+    hdx_registry_free(&reg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_defaults_and_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors_per_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fingerprint, setup, teardown),
+        cmocka_unit_test(test_plaintext_allow),
+        cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
+        cmocka_unit_test(test_admin_route_ops),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
