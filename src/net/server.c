@@ -317,7 +317,8 @@ static int start_routes(struct hdx_server *srv, uint64_t last, char *why, size_t
                                  .commit = srv->commit,
                                  .tls_min_version = conf->tls_min_version,
                                  .max_ack = conf->mllp_max_message,
-                                 .last_seq = last};
+                                 .last_seq = last,
+                                 .training_period_days = conf->policy_training_period_days};
     if (hdx_conf_path(conf, conf->store_path, store_path, sizeof(store_path)) != HDX_OK ||
         (rcode = hdx_routes_new(&env, &srv->routes)) != HDX_OK) {
         snprintf(why, why_cap, "cannot start the routes");

@@ -1,4 +1,5 @@
-/* PLACEHOLDER until the route/match module lands (helper branch `match`): matches "*" or "type:X^Y" only. */
+/* PLACEHOLDER until the route/match module lands (helper branch `match`): matches "*" or "type:X^Y"
+ * only. */
 #include "route/match.h"
 #include <stdio.h>
 #include <stdlib.h>

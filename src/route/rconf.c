@@ -12,6 +12,7 @@
 
 #include "core/err.h"
 #include "core/util.h"
+#include "policy/policy.h"
 #include "route/match.h"
 #include "route/transform.h"
 
@@ -27,7 +28,7 @@ struct load {
     char cur_section[128];
     EVP_MD_CTX *fp[HDX_ROUTES_MAX];   /* each route's fingerprint, keys as written */
     int have[HDX_ROUTES_MAX][16];     /* keys seen once per route (see key_index) */
-    int key_line[HDX_ROUTES_MAX][16]; /* where each was (the last transform line) */
+    int key_line[HDX_ROUTES_MAX][17]; /* where each was (the last transform line) */
 };
 
 int hdx_route_name_valid(const char *name)
@@ -122,6 +123,7 @@ static void route_defaults(struct hdx_route_conf *r)
     r->max_attempts = 10;
     r->backoff_ms = 500;
     r->backoff_max_ms = 60000;
+    r->purpose = HDX_PURPOSE_TREATMENT;
 }
 
 /* "FILE:LINE: route NAME: KEY: reason"; the route is then not valid (the first error stays). */
@@ -169,7 +171,10 @@ static const char *const route_keys[] = {
     "backoff_max_ms",
     "content_type",
     "transform",
+    "purpose",
 };
+
+_Static_assert(sizeof(route_keys) / sizeof(route_keys[0]) == 17, "struct load's key arrays");
 
 static int key_index(const char *name)
 {
@@ -301,6 +306,12 @@ static void route_key(struct load *l, struct hdx_route_conf *r, const char *name
             route_fail(l, r, line, name, "not a media type");
         else
             snprintf(r->content_type, sizeof(r->content_type), "%s", v);
+    } else if (!strcmp(name, "purpose")) {
+        int pu = hdx_purpose_parse(v);
+        if (pu < 0)
+            route_fail(l, r, line, name, "must be treatment, payment, operations or research");
+        else
+            r->purpose = pu;
     } else if (!strcmp(name, "order")) {
         if (!strcmp(v, "route"))
             r->order = HDX_ORDER_ROUTE;

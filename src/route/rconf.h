@@ -58,6 +58,7 @@ struct hdx_route_conf {
     int connect_timeout_ms, ack_timeout_ms;
     int max_attempts; /* a message answered AE (or not at all) this often: dead letter */
     int backoff_ms, backoff_max_ms;
+    int purpose; /* enum hdx_purpose: what the disclosure is for (policy/policy.h) */
     size_t ntransforms;
     char *transforms[HDX_ROUTE_TRANSFORMS_MAX]; /* the lines as written */
     struct hdx_transform *transform;            /* NULL: none */

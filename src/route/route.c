@@ -26,6 +26,8 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "policy/policy.h"
+#include "policy/policy_load.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
 #include "route/cursor.h"
@@ -154,6 +156,11 @@ struct lane {
     int64_t disc_since_us;
     struct ticket *audit_ticket; /* the last summary's, while in the pipeline */
     uint64_t audit_pending_to;   /* what it covers */
+    /* the policy engine's data (consent), reloaded when a policy record commits */
+    struct hdx_policy *policy;
+    unsigned policy_gen;
+    uint64_t held_first, held_last, held_count; /* refused by a patient's directive */
+    enum hdx_policy_reason held_reason;
     /* counters, for the status file */
     uint64_t sent_total, acked_total, dead_total, late_acks, retried_total;
     int64_t status_us;
@@ -179,7 +186,8 @@ struct hdx_routes {
     char dir[HDX_PATH_MAX], store_path[HDX_PATH_MAX], tls_min[8];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t last_seq; /* under mu */
+    uint64_t last_seq;      /* under mu */
+    atomic_uint policy_gen; /* bumped by every committed policy record */
     struct route *r[HDX_ROUTES_MAX];
     size_t n;
 };
@@ -314,7 +322,7 @@ static void disc_submit(struct lane *l, const uint8_t *patient, uint64_t first, 
                           .outcome = "permit",
                           .reason = patient ? "-" : "no_patient",
                           .principal = principal,
-                          .role = "route",
+                          .role = "integration",
                           .source = l->rt->dest_desc,
                           .cert = "-",
                           .patient = patient,
@@ -340,6 +348,26 @@ static void disc_submit(struct lane *l, const uint8_t *patient, uint64_t first, 
 static void disc_flush(struct lane *l, uint64_t upto)
 {
     if (l->audit_ticket) return; /* one summary in flight at a time */
+    if (l->held_count) {         /* what the policy kept back: one deny summary */
+        char principal[80], detail[HDX_AUDIT_VALUE_MAX + 1];
+        sfmt(principal, sizeof(principal), "route:%s", l->rt->conf->name);
+        sfmt(detail, sizeof(detail), "to=%s lane=%d", l->rt->dest_desc, l->index);
+        struct hdx_audit a = {.event = "disclosure",
+                              .action = "route",
+                              .outcome = "deny",
+                              .reason = hdx_policy_reason_name(l->held_reason),
+                              .principal = principal,
+                              .role = "integration",
+                              .source = l->rt->dest_desc,
+                              .cert = "-",
+                              .first_seq = l->held_first,
+                              .last_seq = l->held_last,
+                              .count = l->held_count,
+                              .detail = detail};
+        struct hdx_intake_item *it = hdx_audit_item_new(&a);
+        if (it) hdx_commit_submit(l->rt->rs->env.commit, it);
+        l->held_count = l->held_first = l->held_last = 0;
+    }
     size_t left = l->ndisc + (l->anon_count ? 1 : 0);
     if (left == 0) {
         if (l->pos.audited < upto) l->pos.audited = upto;
@@ -450,6 +478,25 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, struct 
     }
     p->has_patient = hdx_record_has_patient(r);
     memcpy(p->patient, r->patient, HDX_BLIND_LEN);
+    /* Every route is a disclosure to a service (role integration) for the route's purpose:
+     * the one policy engine decides, so a patient's directive holds here too. */
+    struct hdx_policy_request req = {.principal = rc->name,
+                                     .role = HDX_ROLE_INTEGRATION,
+                                     .mfa = 1,
+                                     .action = HDX_ACT_EXPORT,
+                                     .resource = HDX_RES_RECORD,
+                                     .patient = p->has_patient ? p->patient : NULL,
+                                     .purpose = (enum hdx_purpose)rc->purpose,
+                                     .now_us = hdx_now_us()};
+    struct hdx_policy_decision d;
+    hdx_policy_decide(l->policy, &req, &d);
+    if (!d.permit && !(d.reason == HDX_PR_NO_PATIENT && !p->has_patient)) {
+        sodium_memzero(l->ptbuf, len);
+        if (!l->held_count) l->held_first = r->seq, l->held_reason = d.reason;
+        l->held_last = r->seq;
+        l->held_count++;
+        return 0;
+    }
     if (rc->transform) {
         char err[300];
         if (hdx_transform_apply(rc->transform, l->ptbuf, len, &p->msg, &p->len, err, sizeof(err)) !=
@@ -497,9 +544,30 @@ static int scan_cb(void *ctx, const struct hdx_record *r)
 }
 
 /* Reads ahead from scanned + 1 up to the newest committed record. */
+/* The lane's policy, loaded again when a policy record committed since; without one nothing
+ * is read (default deny): the lane backs off and tries again. */
+static int lane_policy(struct lane *l)
+{
+    struct hdx_routes *rs = l->rt->rs;
+    unsigned gen = atomic_load(&rs->policy_gen);
+    if (l->policy && gen == l->policy_gen) return HDX_OK;
+    struct hdx_policy *p = NULL;
+    int rc = hdx_policy_load(l->store, rs->env.training_period_days, hdx_now_us(), &p);
+    if (rc != HDX_OK) {
+        set_error(l, "cannot load the policy data: %s", hdx_strerror(rc));
+        return rc;
+    }
+    hdx_policy_free(l->policy);
+    l->policy = p;
+    l->policy_gen = gen;
+    return HDX_OK;
+}
+
 static int lane_prefetch(struct lane *l)
 {
     struct hdx_routes *rs = l->rt->rs;
+    int prc = lane_policy(l);
+    if (prc != HDX_OK) return prc;
     pthread_mutex_lock(&rs->mu);
     uint64_t last = rs->last_seq;
     pthread_mutex_unlock(&rs->mu);
@@ -1121,7 +1189,8 @@ static int lane_advance(struct lane *l)
     for (size_t i = 0; i < l->nwin; i++)
         if (l->win[i].retry) upto = l->pos.delivered; /* a retry is not in the order */
     if (upto > l->pos.delivered) l->pos.delivered = upto;
-    if (!l->ndisc && !l->anon_count && !l->audit_ticket && l->pos.audited < l->pos.delivered)
+    if (!l->ndisc && !l->anon_count && !l->held_count && !l->audit_ticket &&
+        l->pos.audited < l->pos.delivered)
         l->pos.audited = l->pos.delivered; /* nothing disclosed since: nothing to write */
     if (done || upto) {
         if (hdx_cursor_set(l->cursor, &l->pos, 0) != HDX_OK) {
@@ -1356,6 +1425,7 @@ static void route_stop(struct route *rt)
         if (l->audit_ticket) ticket_release(l->audit_ticket);
         hdx_cursor_close(l->cursor);
         hdx_keyctx_free(l->kc);
+        hdx_policy_free(l->policy);
         hdx_store_close(l->store);
     }
     SSL_CTX_free(rt->ctx);
@@ -1523,9 +1593,12 @@ void hdx_routes_committed(struct hdx_routes *rs, uint64_t last_seq)
 void hdx_routes_admin_committed(struct hdx_routes *rs, const struct hdx_intake_item *it)
 {
     struct hdx_admin a;
-    if (!rs || hdx_admin_parse(it->body, it->body_len, &a) != HDX_OK ||
-        (a.op != HDX_ADMIN_ROUTE_RETRY && a.op != HDX_ADMIN_ROUTE_SKIP))
+    if (!rs || hdx_admin_parse(it->body, it->body_len, &a) != HDX_OK) return;
+    if (hdx_admin_is_policy_op(a.op) || hdx_admin_is_user_op(a.op)) {
+        atomic_fetch_add(&rs->policy_gen, 1);
         return;
+    }
+    if (a.op != HDX_ADMIN_ROUTE_RETRY && a.op != HDX_ADMIN_ROUTE_SKIP) return;
     pthread_mutex_lock(&rs->mu);
     for (size_t j = 0; j < rs->n; j++) {
         struct route *rt = rs->r[j];

@@ -14,13 +14,14 @@
  * the message a dead letter (an admin record, commit/admin.h route_dead, committed before
  * the cursor passes it) and the route goes on. A connection or TLS failure blames no message:
  * the route backs off and says route_failing once, and route_recovered once it delivers again.
- * Every delivery is a disclosure: per patient token, audit records (event disclosure, action
- * route, principal route:NAME) every 10 s, when a lane's table fills, and when it stops; the
- * cursor remembers up to where they are durable, and a restart writes the missing ones again
- * from the log.
- * Thread: hdx_routes_* on the network thread (they never block on a destination); the lanes
- * are their own threads and talk to the rest only through the commit pipeline (submit) and
- * the routes object's lock. */
+ * Before anything leaves, the policy engine decides (policy/policy.h: role integration, action
+ * export, the route's purpose): a message a patient's directive refuses is not sent, and is
+ * counted in a deny summary. Every delivery is a disclosure: per patient token, audit records
+ * (event disclosure, action route, principal route:NAME) every 10 s, when a lane's table fills, and
+ * when it stops; the cursor remembers up to where they are durable, and a restart writes the
+ * missing ones again from the log. Thread: hdx_routes_* on the network thread (they never block on
+ * a destination); the lanes are their own threads and talk to the rest only through the commit
+ * pipeline (submit) and the routes object's lock. */
 #ifndef HDX_ROUTE_H
 #define HDX_ROUTE_H
 
@@ -41,6 +42,7 @@ struct hdx_routes_env {
     const char *tls_min_version; /* "1.3" or "1.2" (tls.min_version) */
     size_t max_ack;              /* largest answer frame accepted (mllp.max_message) */
     uint64_t last_seq;           /* newest committed record at start */
+    int training_period_days;    /* policy.training_period_days (policy_load.h) */
 };
 
 int hdx_routes_new(const struct hdx_routes_env *env, struct hdx_routes **out);
