@@ -213,7 +213,8 @@ static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_server *srv = arg;
     hdx_net_reap(srv->net);
-    if (!hdx_net_inflight(srv->net) || hdx_monotonic_us() > srv->stop_deadline)
+    if ((!hdx_net_inflight(srv->net) && hdx_routes_drained(srv->routes)) ||
+        hdx_monotonic_us() > srv->stop_deadline)
         event_base_loopexit(srv->base, NULL);
 }
 
@@ -224,6 +225,7 @@ void hdx_server_shutdown(struct hdx_server *srv)
     srv->stop_deadline = hdx_monotonic_us() + SHUTDOWN_GRACE_US;
     hdx_info("shutdown", "connections=%zu", hdx_net_count(srv->net));
     hdx_net_stop(srv->net);
+    hdx_routes_drain(srv->routes);
     struct timeval tick = {0, 20000};
     event_add(srv->shutdown_ev, &tick);
 }

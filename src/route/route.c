@@ -125,6 +125,7 @@ struct lane {
     int index;
     pthread_t th;
     int started;
+    atomic_int finished; /* the lane's loop is over (its thread may still be joined) */
     struct hdx_store *store;
     struct hdx_keyctx *kc;
     struct hdx_cursor *cursor;
@@ -165,13 +166,15 @@ struct lane {
     uint64_t sent_total, acked_total, dead_total, late_acks, retried_total;
     int64_t status_us;
     char state[16];
+    uint64_t status_acked; /* what the last status file said */
+    char status_state[16];
 };
 
 struct route {
     struct hdx_routes *rs;
     struct hdx_route_conf *conf;
     SSL_CTX *ctx;
-    atomic_int stop;
+    atomic_int stop, drain;
     char dir[HDX_PATH_MAX];
     char dest_desc[300]; /* "mllps://host:port" without anything secret */
     /* dead letters marked for retry (under rs->mu) */
@@ -194,9 +197,11 @@ struct hdx_routes {
 
 /* ---------- small helpers ---------- */
 
+/* stop: at once (hdx_routes_free, a reload); drain: hdxd is stopping, the lane writes its
+ * pending disclosures and waits for them while the event loop still runs */
 static int stopping(const struct lane *l)
 {
-    return atomic_load(&l->rt->stop);
+    return atomic_load(&l->rt->stop) || atomic_load(&l->rt->drain);
 }
 
 static void set_error(struct lane *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -240,7 +245,8 @@ static void lane_sleep(struct lane *l, int64_t until_us)
 static int ticket_wait(struct lane *l, struct ticket *t)
 {
     int done = 0, status = HDX_E_TIMEOUT;
-    while (!done && !stopping(l)) {
+    int64_t deadline = hdx_monotonic_us() + 5000000; /* the pipeline failing is sticky */
+    while (!done && !atomic_load(&l->rt->stop) && hdx_monotonic_us() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
@@ -896,10 +902,17 @@ static int deliver_mllp(struct lane *l)
     for (size_t i = 0; i < l->nwin; i++) {
         struct pending *p = &l->win[i];
         if (p->sent || p->acked || p->dead_reason[0]) continue;
-        uint8_t sb = MLLP_SB, eb[2] = {MLLP_EB, MLLP_CR};
         int64_t dl = now + (int64_t)rc->ack_timeout_ms * 1000;
-        if (lane_write(l, &sb, 1, dl) || lane_write(l, p->msg, p->len, dl) ||
-            lane_write(l, eb, 2, dl)) {
+        /* One write per frame: receivers that parse each read on its own (node-hl7-server
+         * 2.3.0 does) would see a start block alone as an empty message. */
+        size_t flen = p->len + 3;
+        uint8_t *frame = malloc(flen);
+        if (!frame) return -1;
+        mllp_wrap(p->msg, p->len, frame, flen);
+        int wr = lane_write(l, frame, flen, dl);
+        sodium_memzero(frame, flen);
+        free(frame);
+        if (wr) {
             set_error(l, "sending to %s failed", l->rt->dest_desc);
             attempt_failed(l, p, "sending failed");
             return -1;
@@ -1122,7 +1135,13 @@ static void cursor_path(const struct route *rt, int lane, char *out, size_t cap)
 static void write_status(struct lane *l, int force)
 {
     int64_t now = hdx_monotonic_us();
-    if (!force && now - l->status_us < STATUS_PERIOD_US) return;
+    /* when the lane goes idle with news, at most every 50 ms: status answers at once */
+    int news =
+        l->status_acked != l->acked_total + l->dead_total || strcmp(l->status_state, l->state);
+    if (force == 2 && news && now - l->status_us >= 50000) force = 1;
+    if (force != 1 && now - l->status_us < STATUS_PERIOD_US) return;
+    l->status_acked = l->acked_total + l->dead_total;
+    sfmt(l->status_state, sizeof(l->status_state), "%s", l->state);
     l->status_us = now;
     char path[HDX_PATH_MAX], tmp[HDX_PATH_MAX + 8], buf[2048];
     sfmt(path, sizeof(path), "%s/lane-%d.%s", l->rt->dir, l->index, HDX_ROUTE_STATUS_FILE);
@@ -1254,6 +1273,7 @@ static void *lane_main(void *arg)
                   hdx_strerror(rcode));
         sfmt(l->state, sizeof(l->state), "stopped");
         write_status(l, 1);
+        atomic_store(&l->finished, 1);
         return NULL;
     }
     hdx_cursor_get(l->cursor, &l->pos);
@@ -1309,6 +1329,7 @@ static void *lane_main(void *arg)
         if (!l->nwin) {
             sfmt(l->state, sizeof(l->state), l->failing ? "backoff" : "idle");
             (void)hdx_cursor_set(l->cursor, &l->pos, 0);
+            write_status(l, 2);
             if (l->fd >= 0 && rc->dest == HDX_DEST_HTTPS && !l->keepalive) lane_disconnect(l);
             lane_sleep(l, hdx_monotonic_us() + 1000000);
             continue;
@@ -1343,12 +1364,18 @@ static void *lane_main(void *arg)
 out:
     sfmt(l->state, sizeof(l->state), "stopped");
     lane_disconnect(l);
+    /* The disclosures not yet in the log, and waited for when hdxd drains (the event loop
+     * still delivers on_done then); otherwise a restart writes them again from the log. */
+    if (l->audit_ticket && atomic_load(&rt->drain)) (void)ticket_wait(l, l->audit_ticket);
     lane_audit_check(l);
-    if (!l->audit_ticket) disc_flush(l, l->pos.delivered); /* best effort: a restart redoes it */
+    if (!l->audit_ticket) disc_flush(l, l->pos.delivered);
+    if (l->audit_ticket && atomic_load(&rt->drain)) (void)ticket_wait(l, l->audit_ticket);
+    lane_audit_check(l);
     if (l->cursor) (void)hdx_cursor_set(l->cursor, &l->pos, 1);
     write_status(l, 1);
-    hdx_info("route_lane_stopped", "route=%s lane=%d delivered=%llu", rc->name, l->index,
-             (unsigned long long)l->pos.delivered);
+    hdx_info("route_lane_stopped", "route=%s lane=%d delivered=%llu audited=%llu", rc->name,
+             l->index, (unsigned long long)l->pos.delivered, (unsigned long long)l->pos.audited);
+    atomic_store(&l->finished, 1);
     return NULL;
 }
 
@@ -1617,6 +1644,24 @@ void hdx_routes_admin_committed(struct hdx_routes *rs, const struct hdx_intake_i
     pthread_mutex_unlock(&rs->mu);
 }
 
+void hdx_routes_drain(struct hdx_routes *rs)
+{
+    if (!rs) return;
+    for (size_t j = 0; j < rs->n; j++)
+        atomic_store(&rs->r[j]->drain, 1);
+    pthread_mutex_lock(&rs->mu);
+    pthread_cond_broadcast(&rs->cv);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+int hdx_routes_drained(struct hdx_routes *rs)
+{
+    for (size_t j = 0; rs && j < rs->n; j++)
+        for (int i = 0; i < rs->r[j]->nlanes; i++)
+            if (rs->r[j]->lanes[i].started && !atomic_load(&rs->r[j]->lanes[i].finished)) return 0;
+    return 1;
+}
+
 void hdx_routes_free(struct hdx_routes *rs)
 {
     if (!rs) return;
@@ -1723,7 +1768,7 @@ int hdx_route_dead_letters(struct hdx_store *s, const struct hdx_keyring *kr, co
     long n = hdx_store_scan(s, &f, 0, dead_cb, &c);
     int rc = n < 0 ? (int)n : c.err;
     if (rc == HDX_OK) {
-        qsort(c.d, c.n, sizeof(*c.d), dead_cmp);
+        if (c.n) qsort(c.d, c.n, sizeof(*c.d), dead_cmp);
         for (size_t i = 0; i < c.n; i++)
             if (cb(ctx, c.d[i].seq, c.d[i].reason, c.d[i].dead_us, c.d[i].retry)) break;
     }

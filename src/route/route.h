@@ -54,6 +54,11 @@ void hdx_routes_apply(struct hdx_routes *rs, struct hdx_routes_conf *rc);
 void hdx_routes_committed(struct hdx_routes *rs, uint64_t last_seq);
 /* A committed admin record: route_retry statements reach their lane. */
 void hdx_routes_admin_committed(struct hdx_routes *rs, const struct hdx_intake_item *it);
+/* hdxd is stopping: every lane stops sending, writes its pending disclosures and waits for
+ * them (the event loop must keep running: it delivers their completion); drained is 1 once
+ * every lane is done. */
+void hdx_routes_drain(struct hdx_routes *rs);
+int hdx_routes_drained(struct hdx_routes *rs);
 /* Stops every lane (in-flight messages are not waited for: their cursor stays before them,
  * so they are sent again after the restart) and flushes the cursors. Call it once the event
  * loop has ended and before the commit pipeline stops. */

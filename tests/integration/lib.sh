@@ -419,3 +419,59 @@ store_restore() {
     cp "$1/store.db" "$2/store.db"
     cp -r "$1/segments" "$2/segments"
 }
+
+# ---------- outbound routes (docs/ROUTES.md; peers in route_peers/, see its README) ----------
+
+PEERS=$LIBDIR/route_peers
+
+# route_pki: the receivers' test PKI in $T/peers (pki.sh: ca, server, expired, wrongname,
+# other-ca, otherca-server, client).
+route_pki() {
+    bash "$PEERS/install.sh" >/dev/null || fail "route_peers/install.sh failed"
+    bash "$PEERS/pki.sh" "$T/peers" >/dev/null || fail "route_peers/pki.sh failed"
+}
+
+# start_ehr NAME [ehr.mjs options]: node-hl7-server 2.3.0 as an EHR on a free port; its
+# records in $T/NAME.jsonl; sets EHR_PORT and EHR_PID (waits up to 10 s for it).
+start_ehr() {
+    local name=$1 i
+    shift
+    rm -f "$T/$name.port"
+    node "$PEERS/ehr.mjs" --port "${EHR_FIXED_PORT:-0}" --ready "$T/$name.port" \
+        --out "$T/$name.jsonl" "$@" >"$T/$name.out" 2>&1 &
+    EHR_PID=$!
+    _EXTRA_PIDS+=("$EHR_PID")
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$T/$name.port" ] && { EHR_PORT=$(cat "$T/$name.port"); return 0; }
+        kill -0 "$EHR_PID" 2>/dev/null || { cat "$T/$name.out" >&2; fail "ehr.mjs $name exited"; }
+        sleep 0.1
+    done
+    fail "ehr.mjs $name not ready within 10 s"
+}
+
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    _wait_pid_gone "$1" 50 || kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# add_route TEXT: appends a [route ...] section (or any text) to $D/hdx.conf.
+add_route() { printf '\n%s\n' "$1" >>"$D/hdx.conf"; }
+
+# jsonl_count FILE: records a receiver wrote (0 when none yet).
+jsonl_count() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
+# wait_jsonl FILE N SECONDS: until FILE holds at least N records.
+wait_jsonl() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ "$(jsonl_count "$1")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "$1: $(jsonl_count "$1") records after $3 s, wanted $2"
+}
+# jsonl_field FILE KEY: that key of every record, one per line.
+jsonl_field() {
+    "$PY" -c 'import json,sys
+for line in open(sys.argv[1]):
+    v = json.loads(line).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
+}
