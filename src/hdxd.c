@@ -226,13 +226,13 @@ int main(int argc, char **argv)
     struct event_base *base = cfg ? event_base_new_with_config(cfg) : NULL;
     if (cfg) event_config_free(cfg);
     if (!base ||
-        hdx_server_new(&conf, base, kr, log_key, ro, rw, &srv, why, sizeof(why)) != HDX_OK) {
+        (rc = hdx_server_new(&conf, base, kr, log_key, ro, rw, &srv, why, sizeof(why))) != HDX_OK) {
         fprintf(stderr, "hdxd: %s\n", base ? why : "cannot create event loop");
         hdx_store_close(ro);
         hdx_keyring_free(kr);
         EVP_PKEY_free(log_key);
         if (base) event_base_free(base);
-        return 1;
+        return base && rc == HDX_E_CONFIG ? 2 : 1; /* a wrong [route NAME] section */
     }
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     struct event *sigint = evsignal_new(base, SIGINT, on_signal, srv);

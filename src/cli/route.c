@@ -205,7 +205,10 @@ static int route_act(const char *dir, struct cli_ctx *ctx, enum hdx_admin_op op,
                      const char *seqtext)
 {
     struct dead_list dl = {0};
-    int rcode = hdx_route_dead_letters(ctx->store, ctx->kr, name, collect_dead, &dl);
+    struct cli_ctx ro; /* records are read through a reader: hdxd may hold the segments */
+    if (cli_open(dir, 0, &ro) != 0) return 1;
+    int rcode = hdx_route_dead_letters(ro.store, ro.kr, name, collect_dead, &dl);
+    cli_close(&ro);
     if (rcode != HDX_OK) {
         fprintf(stderr, "hdx route: cannot read the dead letters: %s\n", hdx_strerror(rcode));
         free(dl.seq);

@@ -144,6 +144,7 @@ struct lane {
     uint8_t *rbuf;
     size_t rlen, rcap, resume;
     int keepalive; /* https: the server keeps the connection */
+    int insecure_logged;
     /* failures */
     int failures; /* consecutive, of the destination */
     int failing;
@@ -723,8 +724,9 @@ static int lane_connect(struct lane *l)
     }
     l->fd = fd;
     if (rc->dest != HDX_DEST_MLLPS && rc->dest != HDX_DEST_HTTPS) {
-        hdx_warn("route_insecure", "route=%s lane=%d to=%s reason=plaintext_allow_listed", rc->name,
-                 l->index, l->rt->dest_desc);
+        if (!l->insecure_logged++) /* once per lane: a failing destination reconnects often */
+            hdx_warn("route_insecure", "route=%s lane=%d to=%s reason=plaintext_allow_listed",
+                     rc->name, l->index, l->rt->dest_desc);
         return HDX_OK;
     }
     l->ssl = SSL_new(l->rt->ctx);

@@ -475,3 +475,35 @@ jsonl_field() {
 for line in open(sys.argv[1]):
     v = json.loads(line).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
 }
+
+# start_peer NAME SCRIPT [options]: a route_peers Python peer (broken_mllp.py, https_receiver.py)
+# on a free port (--port P to choose); records in $T/NAME.jsonl; sets PEER_PORT and PEER_PID.
+start_peer() {
+    local name=$1 script=$2 i
+    shift 2
+    rm -f "$T/$name.port"
+    "$PY" "$PEERS/$script" --ready "$T/$name.port" --out "$T/$name.jsonl" "$@" >"$T/$name.out" 2>&1 &
+    PEER_PID=$!
+    _EXTRA_PIDS+=("$PEER_PID")
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$T/$name.port" ] && { PEER_PORT=$(cat "$T/$name.port"); return 0; }
+        kill -0 "$PEER_PID" 2>/dev/null || { cat "$T/$name.out" >&2; fail "$script $name exited"; }
+        sleep 0.1
+    done
+    fail "$script $name not ready within 10 s"
+}
+
+# route_status NAME: hdx route status (its exit status in $RC, output in $OUT)
+route_status() { RC=0; OUT=$("$HDX" route status "$1" -d "$D" 2>&1) || RC=$?; }
+# wait_route NAME ERE SECONDS: until hdx route status NAME matches ERE
+wait_route() {
+    local i
+    for ((i = 0; i < $3 * 5; i++)); do
+        route_status "$1"
+        grep -Eq -- "$2" <<<"$OUT" && return 0
+        sleep 0.2
+    done
+    fail "route $1: status never matched /$2/ in $3 s: $OUT"
+}
+# dead_count NAME: dead letters of the route
+dead_count() { route_status "$1"; grep -c '^  seq=' <<<"$OUT" || true; }
