@@ -129,7 +129,16 @@ static bool word_is(const char *w, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(w, lit, n) == 0;
 }
 
-/* Cuts a comment: '#' at the start or after a blank, outside double quotes. */
+/* True when s[0, i) ends in '=' and blanks: a '"' at i opens a quoted set value. */
+static bool opens_value(const char *s, size_t i)
+{
+    while (i > 0 && is_blank(s[i - 1]))
+        i--;
+    return i > 0 && s[i - 1] == '=';
+}
+
+/* Cuts a comment: '#' at the start or after a blank, outside a quoted set value (a '"' right
+ * after the '=' opens one; a '"' anywhere else is an ordinary character). */
 static void cut_comment(char *s)
 {
     bool q = false;
@@ -139,7 +148,7 @@ static void cut_comment(char *s)
             p++;
             continue;
         }
-        if (*p == '"') q = !q;
+        if (*p == '"' && (q || opens_value(s, (size_t)(p - s)))) q = !q;
         if (!q && *p == '#' && (p == s || is_blank(p[-1]))) {
             *p = '\0';
             return;

@@ -3,7 +3,7 @@
  * may apply to any number of messages. The language is fixed and small; there is no scripting.
  *
  * LANGUAGE (one transform per line; words separated by blanks; a '#' at the start or after a
- * blank begins a comment, except inside a quoted set value):
+ * blank begins a comment, except inside a quoted set value, i.e. one whose '"' follows '='):
  *   set ADDR = VALUE            write VALUE at ADDR (VALUE: rest of the line, trimmed, or
  *                               "quoted" with \" and \\ escapes; "" is the empty value)
  *   copy ADDR to ADDR           copy the source position to the destination
@@ -67,9 +67,10 @@
 
 struct hdx_transform; /* compiled, immutable: apply from any thread */
 
-/* Compiles n lines (each the text after "transform ="); tables are read from base_dir. Returns
- * HDX_OK and *out, or HDX_E_INVAL (HDX_E_NOMEM) with err = "transform N: reason". n == 0 gives
- * a transform that copies (normalised to CR terminators). */
+/* Compiles n lines (each the text after "transform ="; at most 4096 lines of at most
+ * HDX_TRANSFORM_LINE_MAX bytes); tables are read from base_dir. Returns HDX_OK and *out, or
+ * HDX_E_INVAL (HDX_E_NOMEM when memory runs out) with err = "transform N: reason" and *out NULL.
+ * n == 0 gives a transform that copies (normalised to CR terminators). */
 int hdx_transform_compile(const char *const *lines, size_t n, const char *base_dir,
                           struct hdx_transform **out, char *err, size_t err_cap);
 void hdx_transform_free(struct hdx_transform *t); /* NULL is fine */

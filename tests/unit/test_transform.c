@@ -350,6 +350,38 @@ static int apply_lines(const char *const *lines, size_t n, const void *msg, size
     return rc;
 }
 
+/* A '#' after a blank starts a comment, except in a value quoted right after '='; a '"'
+ * inside an unquoted value is an ordinary character. */
+static void test_values_and_comments(void **state)
+{
+    const struct {
+        const char *line, *want;
+    } cases[] = {
+        {"set PID-5 = 5\" tall # a comment", "PID|1||123^^^X^MR||5\" tall\r"},
+        {"set PID-5 = \"a # b\"   # c", "PID|1||123^^^X^MR||a # b\r"},
+        {"set PID-5 = \"say \\\"hi\\\" \\\\ \"", "PID|1||123^^^X^MR||say \"hi\" \\E\\ \r"},
+        {"set PID-5 = \"\"", "PID|1||123^^^X^MR||\r"},
+        {"set PID-5 =", "PID|1||123^^^X^MR||\r"},
+        {"set PID-5 = a#b", "PID|1||123^^^X^MR||a#b\r"},
+        {"set PID-5.2 = x", "PID|1||123^^^X^MR||DOE^x\r"},
+        {"set PID-5.3 = x", "PID|1||123^^^X^MR||DOE^J^x\r"},
+        {"set PID-3 = 9", "PID|1||9||DOE^J\r"},
+        {"set PID-1.1.2 = s", "PID|1&s||123^^^X^MR||DOE^J\r"},
+        {"set PID[2]-1 = none", "PID|1||123^^^X^MR||DOE^J\r"},
+    };
+    for (size_t i = 0; i < HDX_ARRAY_LEN(cases); i++) {
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        char err[256];
+        assert_int_equal(
+            apply_lines(&cases[i].line, 1, MSG, strlen(MSG), &out, &out_len, err, sizeof err),
+            HDX_OK);
+        if (memmem(out, out_len, cases[i].want, strlen(cases[i].want)) == NULL)
+            fail_msg("\"%s\": got %.*s", cases[i].line, (int)out_len, (const char *)out);
+        free(out);
+    }
+}
+
 static void test_apply_copies_when_empty(void **state)
 {
     struct hdx_transform *t = NULL;
@@ -517,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_refuse_bad_address),
         cmocka_unit_test(test_refuse_verbs_and_values),
         cmocka_unit_test(test_refuse_tables),
+        cmocka_unit_test(test_values_and_comments),
         cmocka_unit_test(test_apply_copies_when_empty),
         cmocka_unit_test(test_apply_reject_unmapped),
         cmocka_unit_test(test_apply_unparsable),
