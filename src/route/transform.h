@@ -48,8 +48,9 @@
  * OUTPUT: segments CR-terminated (empty lines dropped), at most 2 x input + 64 KiB, else the
  *   apply fails; the result must re-parse with hl7_parse under default limits with the input's
  *   MSH-10, else the apply fails (defensive). Input that does not parse fails the apply.
- * Errors: "transform N: reason" (N 1-based) at compile and apply; the text names rules, tables
- *   and addresses as configured, never message bytes, so it may be logged.
+ * Errors: "transform N: reason" (N 1-based) at compile and apply, plus "input: ..." and
+ *   "output: ..." at apply (e.g. "transform 3: map OBX-3.1: code not in loinc.tsv"); the text
+ *   names verbs, tables and addresses as configured, never message bytes, so it may be logged.
  * Cost: apply parses the input once, edits one growing output buffer in place (no allocation
  *   per field), then re-parses the result once. Thread: compile anywhere; apply from any
  *   thread on a shared transform. */
