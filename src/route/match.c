@@ -490,7 +490,10 @@ static int field_any(const struct hdx_match *m, const struct node *nd, const str
     for (size_t o = first; o <= last; o++)
         for (int rep = 1; rep < 100000; rep++) {
             struct hl7_view v;
-            if (hl7_get(msg, nd->seg, (int)o, nd->field, rep, nd->comp, nd->sub, &v) != 0) break;
+            if (hl7_get(msg, nd->seg, (int)o, nd->field, rep, 0, 0, &v) != 0) break; /* no more */
+            if ((nd->comp || nd->sub) &&
+                hl7_get(msg, nd->seg, (int)o, nd->field, rep, nd->comp, nd->sub, &v) != 0)
+                continue; /* this repetition lacks the component */
             if (value_test(m, nd, msg, v)) return 1;
         }
     return 0;

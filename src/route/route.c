@@ -737,8 +737,10 @@ static int lane_connect(struct lane *l)
     }
     X509_VERIFY_PARAM *vp = SSL_get0_param(l->ssl);
     if (X509_VERIFY_PARAM_set1_ip_asc(vp, rc->server_name) != 1) {
-        SSL_set1_host(l->ssl, rc->server_name);
-        SSL_set_tlsext_host_name(l->ssl, rc->server_name);
+        char sni[sizeof(rc->server_name)]; /* the macro takes a non-const pointer */
+        memcpy(sni, rc->server_name, sizeof(sni));
+        SSL_set1_host(l->ssl, sni);
+        SSL_set_tlsext_host_name(l->ssl, sni);
     }
     SSL_set_fd(l->ssl, fd);
     ERR_clear_error();
