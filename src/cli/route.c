@@ -159,16 +159,19 @@ static int route_status(struct cli_ctx *ctx, const char *name)
         status_get(text_buf, "oldest_pending_us", oldest, sizeof(oldest));
         status_get(text_buf, "failures", failures, sizeof(failures));
         status_get(text_buf, "written_us", written, sizeof(written));
+        char p50[16], p99[16];
+        status_get(text_buf, "latency_p50_ms", p50, sizeof(p50));
+        status_get(text_buf, "latency_p99_ms", p99, sizeof(p99));
         long long old_us = atoll(oldest), wr_us = atoll(written);
         double lag_s = old_us > 0 ? (double)(hdx_now_us() - old_us) / 1e6 : 0.0;
         double age_s = wr_us > 0 ? (double)(hdx_now_us() - wr_us) / 1e6 : -1.0;
         printf("lane %d: state=%s cursor=%llu behind=%llu lag_s=%.1f inflight=%s queued=%s "
-               "sent=%s acked=%s dead=%s late_acks=%s failures=%s status_age_s=%.1f "
-               "last_error=\"%s\"\n",
+               "sent=%s acked=%s dead=%s late_acks=%s failures=%s latency_p50_ms=%s "
+               "latency_p99_ms=%s status_age_s=%.1f last_error=\"%s\"\n",
                k, age_s > 5 && strcmp(st, "stopped") ? "unknown (hdxd not running?)" : st,
                (unsigned long long)pos.delivered,
                (unsigned long long)(last > pos.delivered ? last - pos.delivered : 0), lag_s,
-               inflight, queued, sent, acked, dead, late, failures, age_s, err);
+               inflight, queued, sent, acked, dead, late, failures, p50, p99, age_s, err);
         bad |= atoi(failures) > 0;
     }
     struct dead_print d = {0};

@@ -43,7 +43,8 @@
 #define STATUS_PERIOD_US 1000000
 #define WAIT_SLICE_MS 100 /* how often a blocked lane looks at its stop flag */
 #define HTTP_ANSWER_MAX (64u << 10)
-#define FAILING_AFTER 1 /* consecutive failures before route_failing is said */
+#define FAILING_AFTER 1  /* consecutive failures before route_failing is said */
+#define LAT_BUCKETS 1001 /* delivery latency in 100 us steps up to 100 ms, then over */
 
 /* snprintf whose cut is deliberate (paths are bounded by HDX_PATH_MAX, texts by their
  * buffers): the result is checked where a cut would matter. */
@@ -168,6 +169,9 @@ struct lane {
     int64_t status_us;
     char state[16];
     uint64_t status_acked; /* what the last status file said */
+    /* commit (the record's time) to acknowledgement, of messages acknowledged at the first
+     * delivery: the route's own latency, for the status file and the benchmark */
+    uint64_t lat[LAT_BUCKETS], lat_n;
     char status_state[16];
 };
 
@@ -902,28 +906,43 @@ static int deliver_mllp(struct lane *l)
 {
     const struct hdx_route_conf *rc = l->rt->conf;
     int64_t now = hdx_monotonic_us();
-    /* send what is not in flight yet */
+    /* Send what is not in flight yet, every frame in one buffer and one write (a write, and
+     * a TLS record, per frame would cost a syscall each); one frame per write is also what
+     * receivers that parse each read alone need (node-hl7-server 2.3.0), and with
+     * max_inflight 1 there is only one. */
+    size_t total = 0;
     for (size_t i = 0; i < l->nwin; i++) {
         struct pending *p = &l->win[i];
-        if (p->sent || p->acked || p->dead_reason[0]) continue;
+        if (!p->sent && !p->acked && !p->dead_reason[0]) total += p->len + 3;
+    }
+    if (total) {
         int64_t dl = now + (int64_t)rc->ack_timeout_ms * 1000;
-        /* One write per frame: receivers that parse each read on its own (node-hl7-server
-         * 2.3.0 does) would see a start block alone as an empty message. */
-        size_t flen = p->len + 3;
-        uint8_t *frame = malloc(flen);
-        if (!frame) return -1;
-        mllp_wrap(p->msg, p->len, frame, flen);
-        int wr = lane_write(l, frame, flen, dl);
-        sodium_memzero(frame, flen);
-        free(frame);
+        uint8_t *buf = malloc(total);
+        if (!buf) return -1;
+        size_t off = 0;
+        for (size_t i = 0; i < l->nwin; i++) {
+            struct pending *p = &l->win[i];
+            if (p->sent || p->acked || p->dead_reason[0]) continue;
+            off += mllp_wrap(p->msg, p->len, buf + off, total - off);
+        }
+        int wr = lane_write(l, buf, off, dl);
+        sodium_memzero(buf, total);
+        free(buf);
+        for (size_t i = 0; i < l->nwin; i++) {
+            struct pending *p = &l->win[i];
+            if (p->sent || p->acked || p->dead_reason[0]) continue;
+            if (wr) {
+                attempt_failed(l, p, "sending failed");
+                continue;
+            }
+            p->sent = 1;
+            p->sent_us = now;
+            l->sent_total++;
+        }
         if (wr) {
             set_error(l, "sending to %s failed", l->rt->dest_desc);
-            attempt_failed(l, p, "sending failed");
             return -1;
         }
-        p->sent = 1;
-        p->sent_us = now;
-        l->sent_total++;
     }
     /* read answers until one for the oldest in flight is there, or its deadline passes */
     int ae = 0;
@@ -933,6 +952,10 @@ static int deliver_mllp(struct lane *l)
             if (l->win[i].sent && !l->win[i].acked && !l->win[i].dead_reason[0])
                 oldest = &l->win[i];
         if (!oldest) return ae ? 1 : 0;
+        /* The head of the window answered and nothing more buffered: back to the loop, which
+         * moves the cursor and sends the next ones while the rest are still in flight. */
+        const struct pending *head = &l->win[0];
+        if (!ae && (head->acked || head->dead_reason[0]) && l->rlen == 0) return 0;
         /* answers already buffered first */
         struct mllp_scan s;
         enum mllp_status st = mllp_scan(l->rbuf, l->rlen, l->rt->rs->env.max_ack, &l->resume, &s);
@@ -1136,6 +1159,16 @@ static void cursor_path(const struct route *rt, int lane, char *out, size_t cap)
     sfmt(out, cap, "%s/lane-%d.cursor", rt->dir, lane);
 }
 
+/* The q-quantile of the latency histogram in ms (the bucket's upper edge), -1 when empty. */
+static double lat_quantile(const struct lane *l, double q)
+{
+    if (!l->lat_n) return -1;
+    uint64_t want = (uint64_t)((double)l->lat_n * q), seen = 0;
+    for (size_t b = 0; b < LAT_BUCKETS; b++)
+        if ((seen += l->lat[b]) > want) return (double)(b + 1) / 10.0;
+    return (double)LAT_BUCKETS / 10.0;
+}
+
 static void write_status(struct lane *l, int force)
 {
     int64_t now = hdx_monotonic_us();
@@ -1147,27 +1180,30 @@ static void write_status(struct lane *l, int force)
     l->status_acked = l->acked_total + l->dead_total;
     sfmt(l->status_state, sizeof(l->status_state), "%s", l->state);
     l->status_us = now;
-    char path[HDX_PATH_MAX], tmp[HDX_PATH_MAX + 8], buf[2048];
+    char path[HDX_PATH_MAX], tmp[HDX_PATH_MAX + 8], buf[2560];
     sfmt(path, sizeof(path), "%s/lane-%d.%s", l->rt->dir, l->index, HDX_ROUTE_STATUS_FILE);
     sfmt(tmp, sizeof(tmp), "%s.tmp", path);
     int64_t oldest = l->nwin ? l->win[0].time_us : l->npre ? l->pre[0].time_us : 0;
     size_t inflight = 0;
     for (size_t i = 0; i < l->nwin; i++)
         inflight += l->win[i].sent && !l->win[i].acked;
-    int n = sfmt(buf, sizeof(buf),
-                 "route=%s\nlane=%d\nlanes=%d\nto=%s\nstate=%s\nconnected=%d\n"
-                 "delivered=%llu\naudited=%llu\nscanned=%llu\ninflight=%zu\nqueued=%zu\n"
-                 "oldest_pending_us=%lld\nsent=%llu\nacked=%llu\ndead=%llu\nretried=%llu\n"
-                 "late_acks=%llu\nfailures=%d\nlast_error=%s\nlast_error_us=%lld\n"
-                 "last_ok_us=%lld\nwritten_us=%lld\npid=%d\n",
-                 l->rt->conf->name, l->index, l->rt->nlanes, l->rt->dest_desc, l->state, l->fd >= 0,
-                 (unsigned long long)l->pos.delivered, (unsigned long long)l->pos.audited,
-                 (unsigned long long)l->scanned, inflight, l->nwin + l->npre, (long long)oldest,
-                 (unsigned long long)l->sent_total, (unsigned long long)l->acked_total,
-                 (unsigned long long)l->dead_total, (unsigned long long)l->retried_total,
-                 (unsigned long long)l->late_acks, l->failures,
-                 l->last_error[0] ? l->last_error : "-", (long long)l->last_error_us,
-                 (long long)l->last_ok_us, (long long)hdx_now_us(), (int)getpid());
+    int n =
+        sfmt(buf, sizeof(buf),
+             "route=%s\nlane=%d\nlanes=%d\nto=%s\nstate=%s\nconnected=%d\n"
+             "delivered=%llu\naudited=%llu\nscanned=%llu\ninflight=%zu\nqueued=%zu\n"
+             "oldest_pending_us=%lld\nsent=%llu\nacked=%llu\ndead=%llu\nretried=%llu\n"
+             "late_acks=%llu\nfailures=%d\nlast_error=%s\nlast_error_us=%lld\n"
+             "last_ok_us=%lld\nwritten_us=%lld\npid=%d\nlatency_n=%llu\n"
+             "latency_p50_ms=%.1f\nlatency_p99_ms=%.1f\nlatency_p999_ms=%.1f\n",
+             l->rt->conf->name, l->index, l->rt->nlanes, l->rt->dest_desc, l->state, l->fd >= 0,
+             (unsigned long long)l->pos.delivered, (unsigned long long)l->pos.audited,
+             (unsigned long long)l->scanned, inflight, l->nwin + l->npre, (long long)oldest,
+             (unsigned long long)l->sent_total, (unsigned long long)l->acked_total,
+             (unsigned long long)l->dead_total, (unsigned long long)l->retried_total,
+             (unsigned long long)l->late_acks, l->failures, l->last_error[0] ? l->last_error : "-",
+             (long long)l->last_error_us, (long long)l->last_ok_us, (long long)hdx_now_us(),
+             (int)getpid(), (unsigned long long)l->lat_n, lat_quantile(l, 0.5),
+             lat_quantile(l, 0.99), lat_quantile(l, 0.999));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
     int ok = n > 0 && write(fd, buf, (size_t)n) == n;
@@ -1194,6 +1230,12 @@ static int lane_advance(struct lane *l)
             l->dead_total++;
         } else if (p->acked) {
             l->acked_total++;
+            if (!p->retry && p->attempts == 0) {
+                int64_t us = hdx_now_us() - p->time_us;
+                size_t b = us <= 0 ? 0 : (size_t)(us / 100);
+                l->lat[b < LAT_BUCKETS ? b : LAT_BUCKETS - 1]++;
+                l->lat_n++;
+            }
             disc_add(l, p);
             if (p->retry) (void)submit_statement(l, HDX_ADMIN_ROUTE_DELIVERED, p->seq, NULL, 0);
         } else {
