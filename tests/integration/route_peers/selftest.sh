@@ -59,9 +59,10 @@ stop() {
 # wait_lines FILE N: until FILE has N lines (5 s at most); then exactly N.
 wait_lines() {
     local i
-    for ((i = 0; i < 50; i++)); do [ "$(cat "$1" 2>/dev/null | wc -l)" -ge "$2" ] && break; sleep 0.1; done
-    check "$2" "$(cat "$1" 2>/dev/null | wc -l)" "records in $(basename "$1")"
+    for ((i = 0; i < 50; i++)); do [ "$(nlines "$1")" -ge "$2" ] && break; sleep 0.1; done
+    check "$2" "$(nlines "$1")" "records in $(basename "$1")"
 }
+nlines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 rec() { jq -r "$2" <(sed -n "${1}p" "$REC"); } # rec N JQ-EXPR
 acks() { tr '\r' '\n' | grep -ao 'MSA|[A-Z]*|[^|]*' | cut -d'|' -f2,3 | tr -d '\034' | paste -sd' '; }
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
@@ -109,6 +110,20 @@ t0=$(date +%s%N)
 check "AE|RT-0001 AE|RT-0002" "$(timeout 10 mllp_send --loose -p "$PORT" -f "$T/two.hl7" 127.0.0.1 | acks)" "ehr AE forever"
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$ms" -ge 1600 ] || fail "two answers delayed 800 ms each came after $ms ms"
+stop
+
+say "ehr: node-hl7-server 2.3.0 quirks (README): pipelining, split frames, MSH-12 2.9"
+start ehr "${EHR[@]}" --port 0
+check "AA|RT-0001 AA|RT-0002" "$( (cat "$T/f1" "$T/f2"; sleep 1) | timeout 10 socat -t 1 - "TCP:127.0.0.1:$PORT" | acks)" "two frames in one write"
+wait_lines "$REC" 2
+check "RT-0001 true RT-0002 true" "$(jq -r '"\(.msh10) \(.reparsed)"' "$REC" | paste -sd' ')" "pipelined records are reparsed"
+check "" "$( (head -c 40 "$T/f1"; sleep 0.3; tail -c +41 "$T/f1"; sleep 1) | timeout 10 socat -t 1 - "TCP:127.0.0.1:$PORT" | acks)" \
+    "a frame split over two reads gets no answer"
+printf '\v%s\034\r' "${M3/|2.5.1/|2.9}" >"$T/f29"
+out=$( (cat "$T/f29"; sleep 1) | timeout 10 socat -t 1 - "TCP:127.0.0.1:$PORT" | acks)
+[[ "$out" =~ ^AE\|[A-Za-z0-9_-]{20}$ ]] || fail "MSH-12 2.9: expected AE with a random MSA-2, got [$out]"
+wait_lines "$REC" 3
+check "RT-0003 null" "$(rec 3 '"\(.msh10) \(.reparsed)"')" "the 2.9 message is recorded, the split one is not"
 stop
 
 say "ehr: mutual TLS"
