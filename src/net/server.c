@@ -204,6 +204,7 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     hdx_bus_tick(srv->bus, hdx_monotonic_us());
     hdx_net_tick(srv->net);
     if (srv->front) hdx_front_tick(srv->front);
+    hdx_routes_tick(srv->routes);
     hdx_sub_tick(&srv->sub);
     poll_admin_queue(srv);
     if (hdx_tls_crl_changed(srv->tls)) hdx_net_sweep_revoked(srv->net);

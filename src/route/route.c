@@ -180,6 +180,10 @@ struct route {
     struct hdx_route_conf *conf;
     SSL_CTX *ctx;
     atomic_int stop, drain;
+    /* a reload: the configuration to start once this one has drained (NULL: removed) */
+    struct hdx_route_conf *next;
+    int retiring;
+    int64_t drain_deadline;
     char dir[HDX_PATH_MAX];
     char dest_desc[300]; /* "mllps://host:port" without anything secret */
     /* dead letters marked for retry (under rs->mu) */
@@ -196,18 +200,34 @@ struct hdx_routes {
     pthread_cond_t cv;
     uint64_t last_seq;      /* under mu */
     atomic_uint policy_gen; /* bumped by every committed policy record */
+    int shutting;           /* hdx_routes_drain: nothing is started any more */
     struct route *r[HDX_ROUTES_MAX];
     size_t n;
 };
 
 /* ---------- small helpers ---------- */
 
-/* stop: at once (hdx_routes_free, a reload); drain: hdxd is stopping, the lane writes its
- * pending disclosures and waits for them while the event loop still runs */
+/* stop: at once (hdx_routes_free). drain (hdxd stopping, or the route reloaded): the lane
+ * sends nothing new, reads the ACKs of what is in flight (within ack_timeout_ms), writes its
+ * pending disclosures and waits for them while the event loop still runs, and ends; so a
+ * reload neither drops nor repeats a message. */
+static int halted(const struct lane *l)
+{
+    return atomic_load(&l->rt->stop);
+}
+
+static int draining(const struct lane *l)
+{
+    return atomic_load(&l->rt->drain);
+}
+
 static int stopping(const struct lane *l)
 {
-    return atomic_load(&l->rt->stop) || atomic_load(&l->rt->drain);
+    return halted(l) || draining(l);
 }
+
+/* What the window has sent and not had answered yet. */
+static size_t in_flight(const struct lane *l);
 
 static void set_error(struct lane *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_error(struct lane *l, const char *fmt, ...)
@@ -217,6 +237,14 @@ static void set_error(struct lane *l, const char *fmt, ...)
     vsnprintf(l->last_error, sizeof(l->last_error), fmt, ap);
     va_end(ap);
     l->last_error_us = hdx_now_us();
+}
+
+static size_t in_flight(const struct lane *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->nwin; i++)
+        n += l->win[i].sent && !l->win[i].acked && !l->win[i].dead_reason[0];
+    return n;
 }
 
 static void pending_free(struct pending *p)
@@ -686,7 +714,7 @@ static int lane_take_retry(struct lane *l)
 static int wait_fd(int fd, short events, int64_t deadline_us, struct lane *l)
 {
     for (;;) {
-        if (stopping(l)) return HDX_E_TIMEOUT;
+        if (halted(l)) return HDX_E_TIMEOUT;
         int64_t left = deadline_us - hdx_monotonic_us();
         if (left <= 0) return HDX_E_TIMEOUT;
         int ms = left > WAIT_SLICE_MS * 1000 ? WAIT_SLICE_MS : (int)(left / 1000) + 1;
@@ -950,7 +978,7 @@ static int deliver_mllp(struct lane *l)
      * receivers that parse each read alone need (node-hl7-server 2.3.0), and with
      * max_inflight 1 there is only one. */
     size_t total = 0;
-    for (size_t i = 0; i < l->nwin; i++) {
+    for (size_t i = 0; i < l->nwin && !draining(l); i++) {
         struct pending *p = &l->win[i];
         if (!p->sent && !p->acked && !p->dead_reason[0]) total += p->len + 3;
     }
@@ -1019,7 +1047,7 @@ static int deliver_mllp(struct lane *l)
         }
         int n = lane_read(l, oldest->sent_us + (int64_t)rc->ack_timeout_ms * 1000);
         if (n > 0) continue;
-        if (n == HDX_E_TIMEOUT && stopping(l)) return -2;
+        if (n == HDX_E_TIMEOUT && halted(l)) return -2;
         set_error(l, "%s",
                   n == HDX_E_TIMEOUT ? "no answer within ack_timeout_ms"
                   : n == 0           ? "the destination closed the connection"
@@ -1313,7 +1341,7 @@ static int lane_recover_audit(struct lane *l)
     uint64_t from = l->pos.audited, to = l->pos.delivered, n = 0;
     uint64_t saved_scanned = l->scanned;
     l->scanned = from;
-    while (l->scanned < to && !stopping(l)) {
+    while (l->scanned < to && !halted(l)) {
         int rc = lane_prefetch(l);
         if (rc != HDX_OK) return rc;
         for (size_t i = 0; i < l->npre; i++) {
@@ -1345,8 +1373,12 @@ static void *lane_main(void *arg)
     sfmt(l->state, sizeof(l->state), "starting");
     char path[HDX_PATH_MAX];
     cursor_path(rt, l->index, path, sizeof(path));
-    struct hdx_cursor_pos start = {.delivered = rt->rs->env.last_seq,
-                                   .audited = rt->rs->env.last_seq,
+    /* a new route starts after what is committed now (at start, or when a reload adds it) */
+    pthread_mutex_lock(&rt->rs->mu);
+    uint64_t now_seq = rt->rs->last_seq;
+    pthread_mutex_unlock(&rt->rs->mu);
+    struct hdx_cursor_pos start = {.delivered = now_seq,
+                                   .audited = now_seq,
                                    .lanes = (uint32_t)rt->nlanes,
                                    .lane = (uint32_t)l->index};
     int rcode;
@@ -1386,20 +1418,21 @@ static void *lane_main(void *arg)
     hdx_info("route_started", "route=%s lane=%d to=%s resume_after=%llu", rc->name, l->index,
              rt->dest_desc, (unsigned long long)l->pos.delivered);
     if (lane_recover_audit(l) != HDX_OK) goto out;
-    while (!stopping(l)) {
+    while (!halted(l)) {
+        if (draining(l) && !in_flight(l)) break; /* everything sent is answered */
         lane_audit_check(l);
         int64_t now = hdx_monotonic_us();
         if (now - l->disc_since_us >= DISCLOSURE_PERIOD_US) disc_flush(l, l->pos.delivered);
         write_status(l, 0);
-        /* fill the window */
-        if (!l->nwin) (void)lane_take_retry(l);
-        if (l->npre < PREFETCH_MAX / 2 && (rcode = lane_prefetch(l)) != HDX_OK) {
+        /* fill the window (not while draining: only what is in flight is finished) */
+        if (!l->nwin && !draining(l)) (void)lane_take_retry(l);
+        if (!draining(l) && l->npre < PREFETCH_MAX / 2 && (rcode = lane_prefetch(l)) != HDX_OK) {
             lane_failed(l);
             lane_sleep(l, l->next_try_us);
             continue;
         }
         int has_retry = l->nwin && l->win[0].retry;
-        while (!has_retry && l->nwin < (size_t)rc->max_inflight && l->npre) {
+        while (!has_retry && !draining(l) && l->nwin < (size_t)rc->max_inflight && l->npre) {
             l->win[l->nwin++] = l->pre[0];
             l->pre_bytes -= l->pre[0].len;
             memmove(l->pre, l->pre + 1, (l->npre - 1) * sizeof(*l->pre));
@@ -1420,10 +1453,12 @@ static void *lane_main(void *arg)
             continue;
         }
         if (l->next_try_us && hdx_monotonic_us() < l->next_try_us) {
+            if (draining(l)) break; /* no retry now: the cursor stays before it */
             lane_sleep(l, l->next_try_us);
             continue;
         }
         if (rc->dest != HDX_DEST_SPOOL && l->fd < 0) {
+            if (draining(l)) break;
             sfmt(l->state, sizeof(l->state), "connecting");
             if (lane_connect(l) != HDX_OK) {
                 lane_failed(l);
@@ -1542,6 +1577,7 @@ static void route_stop(struct route *rt)
     }
     SSL_CTX_free(rt->ctx);
     hdx_route_conf_free(rt->conf);
+    hdx_route_conf_free(rt->next);
     free(rt->retry);
     free(rt);
 }
@@ -1629,65 +1665,101 @@ static int queue_retry(void *ctx, uint64_t seq, const char *reason, int64_t dead
     return 0;
 }
 
+/* Starts a route and queues the retries its dead letters still ask for. */
+static struct route *route_launch(struct hdx_routes *rs, struct hdx_route_conf *c)
+{
+    struct route *rt = route_start(rs, c);
+    if (!rt) {
+        hdx_route_conf_free(c);
+        return NULL;
+    }
+    struct hdx_store *ro = NULL;
+    if (hdx_store_open(rs->store_path, HDX_STORE_RDONLY, &ro) == HDX_OK) {
+        pthread_mutex_lock(&rs->mu);
+        (void)hdx_route_dead_letters(ro, rs->env.kr, c->name, queue_retry, rt);
+        pthread_cond_broadcast(&rs->cv);
+        pthread_mutex_unlock(&rs->mu);
+    }
+    hdx_store_close(ro);
+    return rt;
+}
+
+/* A running route to replace (next: its new configuration) or remove (next NULL): it drains
+ * first, and hdx_routes_tick swaps it once its lanes are done. */
+static void route_retire(struct hdx_routes *rs, struct route *rt, struct hdx_route_conf *next)
+{
+    if (rt->next) hdx_route_conf_free(rt->next); /* reloaded again while draining */
+    rt->next = next;
+    if (!atomic_load(&rt->drain)) {
+        rt->drain_deadline =
+            hdx_monotonic_us() + (int64_t)rt->conf->ack_timeout_ms * 1000 + 2000000;
+        atomic_store(&rt->drain, 1);
+        pthread_mutex_lock(&rs->mu);
+        pthread_cond_broadcast(&rs->cv);
+        pthread_mutex_unlock(&rs->mu);
+    }
+    rt->retiring = 1;
+}
+
 void hdx_routes_apply(struct hdx_routes *rs, struct hdx_routes_conf *rc)
 {
-    int keep[HDX_ROUTES_MAX] = {0};
-    struct hdx_store *ro = NULL;
+    int seen[HDX_ROUTES_MAX] = {0};
     for (size_t i = 0; i < rc->n; i++) {
         struct hdx_route_conf *c = rc->r[i];
         size_t j;
         for (j = 0; j < rs->n; j++)
-            if (rs->r[j] && strcmp(rs->r[j]->conf->name, c->name) == 0) break;
+            if (strcmp(rs->r[j]->conf->name, c->name) == 0) break;
+        if (j < rs->n) seen[j] = 1;
         if (!c->valid) {
             hdx_error("route_refused", "route=%s error=\"%s\" running=%s", c->name, c->error,
                       j < rs->n ? "previous_configuration" : "no");
-            if (j < rs->n) keep[j] = 1;
             continue;
         }
-        if (j < rs->n && memcmp(rs->r[j]->conf->fingerprint, c->fingerprint, 32) == 0) {
-            keep[j] = 1; /* unchanged: it keeps running, untouched */
-            continue;
-        }
-        if (j < rs->n) { /* changed: stopped, then started again from its cursor */
-            hdx_info("route_reloading", "route=%s", c->name);
-            route_stop(rs->r[j]);
-            rs->r[j] = NULL;
-        }
-        struct route *rt = NULL;
+        if (j < rs->n && !rs->r[j]->retiring &&
+            memcmp(rs->r[j]->conf->fingerprint, c->fingerprint, 32) == 0)
+            continue; /* unchanged: it keeps running, untouched */
         struct hdx_route_conf *taken = hdx_routes_conf_take(rc, i);
-        if (!ro) (void)hdx_store_open(rs->store_path, HDX_STORE_RDONLY, &ro);
-        /* the lanes are started by route_start; pending retries are queued first */
-        rt = route_start(rs, taken);
-        if (!rt) {
+        if (j < rs->n) { /* changed: drained, then started again from its cursor */
+            hdx_info("route_reloading", "route=%s", c->name);
+            route_retire(rs, rs->r[j], taken);
+            continue;
+        }
+        if (rs->n == HDX_ROUTES_MAX) {
             hdx_route_conf_free(taken);
             continue;
         }
-        if (ro) {
-            pthread_mutex_lock(&rs->mu);
-            (void)hdx_route_dead_letters(ro, rs->env.kr, taken->name, queue_retry, rt);
-            pthread_cond_broadcast(&rs->cv);
-            pthread_mutex_unlock(&rs->mu);
-        }
-        if (j < rs->n) {
-            rs->r[j] = rt;
-            keep[j] = 1;
-        } else if (rs->n < HDX_ROUTES_MAX) {
-            keep[rs->n] = 1;
+        struct route *rt = route_launch(rs, taken);
+        if (rt) {
+            seen[rs->n] = 1;
             rs->r[rs->n++] = rt;
-        } else {
-            route_stop(rt);
         }
     }
-    hdx_store_close(ro);
-    for (size_t j = 0; j < rs->n; j++) {
-        if (keep[j] || !rs->r[j]) continue;
-        hdx_info("route_removed", "route=%s", rs->r[j]->conf->name);
-        route_stop(rs->r[j]);
-        rs->r[j] = NULL;
-    }
-    size_t w = 0; /* compact */
     for (size_t j = 0; j < rs->n; j++)
-        if (rs->r[j]) rs->r[w++] = rs->r[j];
+        if (!seen[j] && (!rs->r[j]->retiring || rs->r[j]->next)) {
+            hdx_info("route_removed", "route=%s", rs->r[j]->conf->name);
+            route_retire(rs, rs->r[j], NULL);
+        }
+}
+
+void hdx_routes_tick(struct hdx_routes *rs)
+{
+    if (!rs || rs->shutting) return;
+    size_t w = 0;
+    for (size_t j = 0; j < rs->n; j++) {
+        struct route *rt = rs->r[j];
+        int done = 1;
+        for (int i = 0; rt->retiring && i < rt->nlanes; i++)
+            done &= !rt->lanes[i].started || atomic_load(&rt->lanes[i].finished);
+        if (!rt->retiring || (!done && hdx_monotonic_us() < rt->drain_deadline)) {
+            rs->r[w++] = rt;
+            continue;
+        }
+        struct hdx_route_conf *next = rt->next;
+        rt->next = NULL;
+        route_stop(rt); /* its lanes have ended (or are told to now) */
+        struct route *fresh = next ? route_launch(rs, next) : NULL;
+        if (fresh) rs->r[w++] = fresh;
+    }
     rs->n = w;
 }
 
@@ -1732,6 +1804,7 @@ void hdx_routes_admin_committed(struct hdx_routes *rs, const struct hdx_intake_i
 void hdx_routes_drain(struct hdx_routes *rs)
 {
     if (!rs) return;
+    rs->shutting = 1;
     for (size_t j = 0; j < rs->n; j++)
         atomic_store(&rs->r[j]->drain, 1);
     pthread_mutex_lock(&rs->mu);

@@ -48,8 +48,13 @@ struct hdx_routes_env {
 int hdx_routes_new(const struct hdx_routes_env *env, struct hdx_routes **out);
 /* Applies a configuration: starts new routes, restarts changed ones (fingerprint), stops the
  * ones no longer declared. A route that is not valid in rc keeps running as it was, if it
- * was, and its error is logged (route_refused). Takes the valid routes out of rc. */
+ * was, and its error is logged (route_refused). Takes the valid routes out of rc. A changed
+ * or removed route drains first (what it has in flight is answered, nothing new is sent) and
+ * hdx_routes_tick replaces it once it has: a reload neither drops nor repeats a message.
+ * Never blocks on a destination. */
 void hdx_routes_apply(struct hdx_routes *rs, struct hdx_routes_conf *rc);
+/* From the network thread's housekeeping timer: finishes reloads whose routes drained. */
+void hdx_routes_tick(struct hdx_routes *rs);
 /* Records up to last_seq are committed and visible to readers: wakes the lanes. */
 void hdx_routes_committed(struct hdx_routes *rs, uint64_t last_seq);
 /* A committed admin record: route_retry statements reach their lane. */
