@@ -894,9 +894,10 @@ int hdx_match_eval(const struct hdx_match *m, const struct hl7_msg *msg, const c
     if (m == NULL) return 0;
     f.sender_len = strlen(f.sender);
     if (msg != NULL) {
+        /* From msg_type, as the index holds it, not from msg->trigger: when a message's
+         * component separator is not '^', MSH-9.1 may hold a '^' ("ADT^A01" with "(~\&"),
+         * and the decision must not change with whether the engine read the index. */
         split_type(msg->msg_type, sizeof(msg->msg_type), &f);
-        f.trig = msg->trigger;
-        f.trig_len = strnlen(msg->trigger, sizeof(msg->trigger));
     } else {
         f.code = f.trig = "";
     }

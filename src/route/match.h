@@ -22,6 +22,9 @@
  * does; with [N] only occurrence N is read. F alone is the whole repetition, C a component, S
  * a sub-component. Values compare byte-exactly with the field after hl7_unescape; a field that
  * is absent, empty, badly escaped or longer than 199 bytes once unescaped equals nothing.
+ * type: and trigger: read the indexed type (hl7_msg.msg_type) split at its first '^': MSH-9.1
+ * and MSH-9.2, but for a message whose component separator is not '^' and whose MSH-9.1 holds
+ * one, where the split is the index's (so index and message decisions never differ).
  * "exists": present and non-empty as sent. "A != v" is exactly "not (A = v)", so it holds
  * for an absent A. "patient:" is the same PID-3.1 the index blinds (hl7_msg.patient_id).
  *

@@ -136,6 +136,23 @@ static void test_everything_type_trigger(void **state)
     assert_false(ev_on("trigger:R01", &m_ack, ""));
 }
 
+/* fuzz_match finding: with component separator '(' MSH-9.1 is "ADT^A01" and MSH-9.2 empty;
+ * the indexed type reads "ADT^A01", and eval must answer as the index does. */
+static void test_regress_type_caret_in_code(void **state)
+{
+    static const char t[] = "MSH|(~\\&|R|H|HDX|H|20240101||ADT^A01|A9|P|2.5\rPV1|1|I\r";
+    struct hl7_msg msg;
+    struct hl7_error e;
+    assert_int_equal(hl7_parse((const uint8_t *)t, strlen(t), NULL, &msg, &e), 0);
+    assert_string_equal(msg.msg_type, "ADT^A01");
+    assert_string_equal(msg.trigger, "");
+    assert_true(ev_on("type:*^A01", &msg, ""));
+    assert_true(ev_on("trigger:A01", &msg, ""));
+    assert_true(ev_on("type:ADT^A01 and type:ADT", &msg, ""));
+    assert_false(ev_on("type:*^R01 or Trigger:R01", &msg, ""));
+    hl7_msg_free(&msg);
+}
+
 static void test_sender_patient(void **state)
 {
     assert_true(ev_on("sender:mon-1", &m_oru, "mon-1"));
@@ -515,6 +532,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_everything_type_trigger),
+        cmocka_unit_test(test_regress_type_caret_in_code),
         cmocka_unit_test(test_sender_patient),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_repeats_components),
