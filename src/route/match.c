@@ -1,666 +1,914 @@
 #include "route/match.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/err.h"
 
-#define NODES_MAX (4 * HDX_MATCH_PREDS_MAX)
-#define WORD_MAX 255
+/* Sizes of the compiled form. Every value is copied out of the text (unquoting, the dropped
+ * '*' of a sender prefix and the split of a type only shrink it), so the pool never needs more
+ * than the text; a value costs at least two bytes of text (itself and a separator) but a type,
+ * which makes two values. Each "not" costs at least four bytes ("not " or "not("). The
+ * compiler checks every bound anyway. */
+#define POOL_MAX HDX_MATCH_TEXT_MAX
+#define VALS_MAX (HDX_MATCH_TEXT_MAX / 2 + 2 * HDX_MATCH_PRED_MAX)
+#define NODE_MAX (2 * HDX_MATCH_PRED_MAX + HDX_MATCH_TEXT_MAX / 4)
+#define INSN_MAX (2 * NODE_MAX)
+#define QUOTE_MAX 24 /* bytes of configuration text an error quotes */
 
-enum kind {
-    K_TRUE = 1,
-    K_AND,
-    K_OR,
-    K_NOT,
-    K_TYPE,    /* v0: message code or "*", v1: trigger or "*" */
-    K_TRIGGER, /* v0 */
-    K_SENDER,  /* v0, prefix when `prefix` */
-    K_PATIENT, /* v0 */
-    K_EQ,      /* field = v0 */
-    K_NE,      /* field != v0 */
-    K_IN,      /* field in (vfirst .. vfirst + vcount) */
-    K_EXISTS,
+enum pkind { P_ALL, P_TYPE, P_TRIGGER, P_SENDER, P_PATIENT, P_EQ, P_NE, P_IN, P_EXISTS };
+
+struct pred {
+    uint8_t kind;              /* enum pkind */
+    uint8_t prefix;            /* P_SENDER: the value is a prefix (its final '*' dropped) */
+    char seg[4];               /* field predicates: the segment id, NUL-terminated */
+    uint16_t occ;              /* 0: any occurrence */
+    uint16_t field, comp, sub; /* comp, sub 0: the whole repetition / component */
+    uint16_t first, count;     /* values: vals[first, first + count); P_TYPE: code, trigger */
 };
 
-struct node {
-    uint8_t kind, prefix;
-    int16_t a, b; /* children */
-    char seg[4];
-    uint16_t occ, field, comp, sub; /* occ 0: any occurrence */
-    uint32_t vfirst, vcount;
+struct val {
+    uint16_t off, len; /* into pool; P_TYPE: len 0 = any */
+};
+
+/* The program: OP_PRED sets the accumulator, OP_NOT flips it, OP_JF/OP_JT jump forward to
+ * arg when it is false/true (the short cut of and/or, whose value is then the accumulator). */
+enum op { OP_PRED, OP_NOT, OP_JF, OP_JT };
+
+struct insn {
+    uint8_t op;
+    uint16_t arg; /* OP_PRED: index in preds; jumps: target pc (always > this pc) */
 };
 
 struct hdx_match {
-    struct node n[NODES_MAX];
-    int nn, root, npreds;
-    uint32_t *voff; /* value i at arena + voff[i], NUL-terminated */
-    uint32_t nv, vcap;
-    char *arena;
-    size_t alen, acap;
+    uint16_t npreds, ninsns, nvals, pool_len;
+    int index_only;
+    struct pred preds[HDX_MATCH_PRED_MAX];
+    struct insn insns[INSN_MAX];
+    struct val vals[VALS_MAX];
+    char pool[POOL_MAX];
+    size_t canon_len;
+    char canon[HDX_MATCH_TEXT_MAX + 1];
 };
 
-/* ---------- lexer ---------- */
+/* ---- compiling ------------------------------------------------------------------------ */
 
-enum tok { T_END, T_LP, T_RP, T_COMMA, T_EQ, T_NE, T_WORD };
+enum nkind { N_PRED, N_NOT, N_AND, N_OR };
 
-struct parser {
-    struct hdx_match *m;
+struct node {
+    uint8_t kind;
+    uint16_t pred;             /* N_PRED */
+    int16_t first, last, next; /* children (N_NOT: one), as a list; -1 = none */
+};
+
+struct cc {
     const char *s;
     size_t len, pos;
-    enum tok tok;
-    size_t col; /* 1-based column of the current token */
-    char word[WORD_MAX + 1];
-    size_t wlen;
-    int quoted;
     int depth;
+    struct hdx_match *m;
+    struct node nodes[NODE_MAX];
+    size_t nnodes;
     char *err;
     size_t err_cap;
     int failed;
+    size_t out_len; /* canonical text being written into m->canon */
+    int out_over;
 };
 
-static int fail(struct parser *p, size_t col, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(struct parser *p, size_t col, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int bad(struct cc *c, size_t at, const char *fmt, ...)
 {
-    if (p->failed) return -1;
-    char why[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    snprintf(p->err, p->err_cap, "column %zu: %s", col, why);
-    p->failed = 1;
+    if (c->failed) return -1; /* the first failure wins */
+    c->failed = 1;
+    if (c->err != NULL && c->err_cap > 0) {
+        char why[160];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        snprintf(c->err, c->err_cap, "column %zu: %s", at + 1, why);
+    }
     return -1;
 }
 
-static int bare_char(unsigned char c)
+static int is_ws(char ch)
 {
-    return c > 0x20 && c < 0x7f && !strchr("(),=!\"", c);
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
 }
 
-static int next(struct parser *p)
+/* Ends a bare token: whitespace, ( ) , " and the end of the text. */
+static int ends_bare(struct cc *c, size_t at)
 {
-    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t'))
-        p->pos++;
-    p->col = p->pos + 1;
-    p->wlen = 0;
-    p->quoted = 0;
-    p->word[0] = 0;
-    if (p->pos >= p->len) return p->tok = T_END, 0;
-    char c = p->s[p->pos];
-    if (c == '(' || c == ')' || c == ',' || c == '=') {
-        p->pos++;
-        p->tok = c == '(' ? T_LP : c == ')' ? T_RP : c == ',' ? T_COMMA : T_EQ;
-        return 0;
-    }
-    if (c == '!') {
-        if (p->pos + 1 < p->len && p->s[p->pos + 1] == '=') {
-            p->pos += 2;
-            p->tok = T_NE;
-            return 0;
-        }
-        return fail(p, p->col, "'!' must be '!='");
-    }
-    if (c == '"') {
-        p->pos++;
-        for (;;) {
-            if (p->pos >= p->len) return fail(p, p->col, "unterminated quoted value");
-            char q = p->s[p->pos++];
-            if (q == '"') break;
-            if (q == '\\') {
-                if (p->pos >= p->len || (p->s[p->pos] != '"' && p->s[p->pos] != '\\'))
-                    return fail(p, p->pos, "only \\\" and \\\\ are escapes in a quoted value");
-                q = p->s[p->pos++];
-            }
-            if ((unsigned char)q < 0x20 || q == 0x7f)
-                return fail(p, p->pos, "a control character in a quoted value");
-            if (p->wlen >= HDX_MATCH_VALUE_MAX)
-                return fail(p, p->col, "a value longer than %d bytes", HDX_MATCH_VALUE_MAX);
-            p->word[p->wlen++] = q;
-        }
-        p->word[p->wlen] = 0;
-        p->quoted = 1;
-        p->tok = T_WORD;
-        return 0;
-    }
-    if (!bare_char((unsigned char)c))
-        return fail(p, p->col, "unexpected character 0x%02x", (unsigned char)c);
-    while (p->pos < p->len && bare_char((unsigned char)p->s[p->pos])) {
-        if (p->wlen >= WORD_MAX) return fail(p, p->col, "a word longer than %d bytes", WORD_MAX);
-        p->word[p->wlen++] = p->s[p->pos++];
-    }
-    p->word[p->wlen] = 0;
-    p->tok = T_WORD;
-    return 0;
+    if (at >= c->len) return 1;
+    char ch = c->s[at];
+    return is_ws(ch) || ch == '(' || ch == ')' || ch == ',' || ch == '"';
 }
 
-static int is_kw(const struct parser *p, const char *kw)
+/* Ends a keyword: whitespace, ( ) and the end of the text. */
+static int ends_kw(struct cc *c, size_t at)
 {
-    return p->tok == T_WORD && !p->quoted && strcasecmp(p->word, kw) == 0;
+    if (at >= c->len) return 1;
+    char ch = c->s[at];
+    return is_ws(ch) || ch == '(' || ch == ')';
 }
 
-/* ---------- building ---------- */
-
-static int new_node(struct parser *p, enum kind k)
+static void skip_ws(struct cc *c)
 {
-    struct hdx_match *m = p->m;
-    if (m->nn >= NODES_MAX) return fail(p, p->col, "expression too large");
-    memset(&m->n[m->nn], 0, sizeof(m->n[0]));
-    m->n[m->nn].kind = (uint8_t)k;
-    m->n[m->nn].a = m->n[m->nn].b = -1;
-    return m->nn++;
+    while (c->pos < c->len && is_ws(c->s[c->pos]))
+        c->pos++;
 }
 
-static int add_value(struct parser *p, const char *v, size_t len)
+static int ieq_prefix(struct cc *c, const char *kw, size_t n)
 {
-    struct hdx_match *m = p->m;
-    if (len > HDX_MATCH_VALUE_MAX)
-        return fail(p, p->col, "a value longer than %d bytes", HDX_MATCH_VALUE_MAX);
-    if (m->nv == m->vcap) {
-        uint32_t cap = m->vcap ? m->vcap * 2 : 16;
-        uint32_t *o = realloc(m->voff, cap * sizeof(*o));
-        if (!o) return fail(p, p->col, "out of memory");
-        m->voff = o;
-        m->vcap = cap;
+    if (c->len - c->pos < n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = c->s[c->pos + i];
+        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+        if (ch != kw[i]) return 0;
     }
-    if (m->alen + len + 1 > m->acap) {
-        size_t cap = m->acap ? m->acap * 2 : 256;
-        while (cap < m->alen + len + 1)
-            cap *= 2;
-        char *a = realloc(m->arena, cap);
-        if (!a) return fail(p, p->col, "out of memory");
-        m->arena = a;
-        m->acap = cap;
-    }
-    memcpy(m->arena + m->alen, v, len);
-    m->arena[m->alen + len] = 0;
-    m->voff[m->nv] = (uint32_t)m->alen;
-    m->alen += len + 1;
-    return (int)m->nv++;
-}
-
-static const char *value(const struct hdx_match *m, uint32_t i)
-{
-    return m->arena + m->voff[i];
-}
-
-/* 1..999 without a leading zero at s[*i]; -1 when not. */
-static int number(const char *s, size_t *i)
-{
-    int v = 0, n = 0;
-    if (s[*i] == '0') return -1;
-    while (isdigit((unsigned char)s[*i]) && n < 4) {
-        v = v * 10 + (s[*i] - '0');
-        (*i)++;
-        n++;
-    }
-    return n == 0 || n > 3 ? -1 : v;
-}
-
-static int parse_field(struct parser *p, struct node *nd)
-{
-    const char *w = p->word;
-    size_t i = 3;
-    if (p->quoted || p->wlen < 5) return fail(p, p->col, "'%s' is not a field such as OBX-3.1", w);
-    for (int k = 0; k < 3; k++)
-        if (!isupper((unsigned char)w[k]) && !isdigit((unsigned char)w[k]))
-            return fail(p, p->col, "'%s' is not a field such as OBX-3.1", w);
-    memcpy(nd->seg, w, 3);
-    nd->seg[3] = 0;
-    if (w[i] == '[') {
-        i++;
-        int n = number(w, &i);
-        if (n < 0 || w[i] != ']') return fail(p, p->col, "'%s': [N] takes 1..999", w);
-        nd->occ = (uint16_t)n;
-        i++;
-    }
-    if (w[i] != '-') return fail(p, p->col, "'%s' is not a field such as OBX-3.1", w);
-    i++;
-    int f = number(w, &i), c = 0, s = 0;
-    if (f < 0) return fail(p, p->col, "'%s': the field number is 1..999", w);
-    if (w[i] == '.') {
-        i++;
-        if ((c = number(w, &i)) < 0) return fail(p, p->col, "'%s': the component is 1..999", w);
-        if (w[i] == '.') {
-            i++;
-            if ((s = number(w, &i)) < 0)
-                return fail(p, p->col, "'%s': the sub-component is 1..999", w);
-        }
-    }
-    if (w[i]) return fail(p, p->col, "'%s': unexpected '%c'", w, w[i]);
-    if (!strcmp(nd->seg, "MSH") && f <= 2)
-        return fail(p, p->col, "MSH-1 and MSH-2 are the delimiters, not data");
-    nd->field = (uint16_t)f;
-    nd->comp = (uint16_t)c;
-    nd->sub = (uint16_t)s;
-    return 0;
-}
-
-static int code_ok(const char *s, size_t n)
-{
-    if (n == 1 && s[0] == '*') return 1;
-    if (n == 0 || n > 15) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isupper((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '_') return 0;
     return 1;
 }
 
-static int parse_or(struct parser *p);
-
-static int parse_pred(struct parser *p)
+/* The keyword kw (lower case) at pos, case-insensitively and followed by a keyword end:
+ * consumed and 1, or 0. */
+static int kw(struct cc *c, const char *word)
 {
-    size_t col = p->col;
-    if (p->tok != T_WORD) return fail(p, col, "expected a condition");
-    if (++p->m->npreds > HDX_MATCH_PREDS_MAX)
-        return fail(p, col, "more than %d conditions", HDX_MATCH_PREDS_MAX);
-    const char *w = p->word;
-    int id;
-    if (!p->quoted && (!strcmp(w, "*") || !strcasecmp(w, "all"))) {
-        id = new_node(p, K_TRUE);
-        return id < 0 || next(p) < 0 ? -1 : id;
+    size_t n = strlen(word);
+    if (!ieq_prefix(c, word, n) || !ends_kw(c, c->pos + n)) return 0;
+    c->pos += n;
+    return 1;
+}
+
+/* The length of the text to quote in an error about the token at `at`. */
+static int quote_len(struct cc *c, size_t at)
+{
+    size_t n = 0;
+    while (at + n < c->len && n < QUOTE_MAX && !is_ws(c->s[at + n]))
+        n++;
+    return (int)n;
+}
+
+static int new_node(struct cc *c, enum nkind kind, size_t at)
+{
+    if (c->nnodes == NODE_MAX) return bad(c, at, "expression too complex");
+    struct node *n = &c->nodes[c->nnodes];
+    n->kind = (uint8_t)kind;
+    n->first = n->last = n->next = -1;
+    return (int)c->nnodes++;
+}
+
+/* Appends child to parent; a child of the same kind (and in and, or in or) gives its own
+ * children instead, so "(a and b) and c" is one and of three. */
+static void add_child(struct cc *c, int parent, int child)
+{
+    struct node *p = &c->nodes[parent], *ch = &c->nodes[child];
+    int16_t first = (int16_t)child, last = (int16_t)child;
+    if (ch->kind == p->kind && (p->kind == N_AND || p->kind == N_OR)) {
+        first = ch->first;
+        last = ch->last;
     }
-    const char *colon = p->quoted ? NULL : strchr(w, ':');
-    if (colon) {
-        size_t pl = (size_t)(colon - w);
-        const char *v = colon + 1;
-        size_t vl = strlen(v);
-        enum kind k = pl == 4 && !strncasecmp(w, "type", 4)      ? K_TYPE
-                      : pl == 7 && !strncasecmp(w, "trigger", 7) ? K_TRIGGER
-                      : pl == 6 && !strncasecmp(w, "sender", 6)  ? K_SENDER
-                      : pl == 7 && !strncasecmp(w, "patient", 7) ? K_PATIENT
-                                                                 : 0;
-        if (!k) return fail(p, col, "unknown condition '%.*s:'", (int)pl, w);
-        char quoted_val[HDX_MATCH_VALUE_MAX + 1];
-        if (!vl) { /* "patient:" "A B": the value may be quoted after the colon */
-            if (next(p) < 0) return -1;
-            if (p->tok != T_WORD || !p->quoted || p->wlen > HDX_MATCH_VALUE_MAX)
-                return fail(p, col, "a condition with ':' needs a value");
-            memcpy(quoted_val, p->word, p->wlen + 1); /* p->word is the next token's */
-            v = quoted_val;
-            vl = p->wlen;
-        }
-        if ((id = new_node(p, k)) < 0) return -1;
-        struct node *nd = &p->m->n[id];
-        if (k == K_TYPE) {
-            const char *caret = memchr(v, '^', vl);
-            size_t ml = caret ? (size_t)(caret - v) : vl;
-            const char *trg = caret ? caret + 1 : "*";
-            size_t tl = caret ? vl - ml - 1 : 1;
-            if (!code_ok(v, ml) || !code_ok(trg, tl) || memchr(trg, '^', tl))
-                return fail(p, col, "type:MSG^TRG wants upper-case codes (or *), e.g. ORU^R01");
-            int v0 = add_value(p, v, ml), v1 = add_value(p, trg, tl);
-            if (v0 < 0 || v1 < 0) return -1;
-            nd = &p->m->n[id];
-            nd->vfirst = (uint32_t)v0;
-            nd->vcount = 2;
-        } else {
-            if (k == K_TRIGGER && !code_ok(v, vl))
-                return fail(p, col, "trigger: wants an upper-case code (or *), e.g. R01");
-            if (k == K_SENDER && vl && v[vl - 1] == '*') {
-                nd->prefix = 1;
-                vl--;
-            }
-            int v0 = add_value(p, v, vl);
-            if (v0 < 0) return -1;
-            nd = &p->m->n[id];
-            nd->vfirst = (uint32_t)v0;
-            nd->vcount = 1;
-        }
-        return next(p) < 0 ? -1 : id;
-    }
-    struct node f = {0};
-    if (parse_field(p, &f) < 0 || next(p) < 0) return -1;
-    enum kind k;
-    if (p->tok == T_EQ || p->tok == T_NE) {
-        k = p->tok == T_EQ ? K_EQ : K_NE;
-        if (next(p) < 0) return -1;
-        if (p->tok != T_WORD) return fail(p, p->col, "expected a value");
-        int v0 = add_value(p, p->word, p->wlen);
-        if (v0 < 0) return -1;
-        f.vfirst = (uint32_t)v0;
-        f.vcount = 1;
-    } else if (is_kw(p, "in")) {
-        k = K_IN;
-        if (next(p) < 0) return -1;
-        if (p->tok != T_LP) return fail(p, p->col, "expected '(' after in");
-        f.vfirst = p->m->nv;
+    if (p->last < 0)
+        p->first = first;
+    else
+        c->nodes[p->last].next = first;
+    p->last = last;
+}
+
+static int add_value(struct cc *c, const char *v, size_t n, size_t at)
+{
+    struct hdx_match *m = c->m;
+    if (m->nvals == VALS_MAX || n > (size_t)(POOL_MAX - m->pool_len))
+        return bad(c, at, "expression too large");
+    m->vals[m->nvals].off = m->pool_len;
+    m->vals[m->nvals].len = (uint16_t)n;
+    memcpy(m->pool + m->pool_len, v, n);
+    m->pool_len = (uint16_t)(m->pool_len + n);
+    return m->nvals++;
+}
+
+/* VALUE into buf (HDX_MATCH_VALUE_MAX + 1 bytes, NUL-terminated), its length into *n. */
+static int parse_value(struct cc *c, char *buf, size_t *n)
+{
+    size_t start = c->pos, k = 0;
+    if (c->pos < c->len && c->s[c->pos] == '"') {
+        c->pos++;
         for (;;) {
-            if (next(p) < 0) return -1;
-            if (p->tok != T_WORD) return fail(p, p->col, "expected a value");
-            if (f.vcount == HDX_MATCH_LIST_MAX)
-                return fail(p, p->col, "more than %d values in one list", HDX_MATCH_LIST_MAX);
-            if (add_value(p, p->word, p->wlen) < 0) return -1;
-            f.vcount++;
-            if (next(p) < 0) return -1;
-            if (p->tok == T_RP) break;
-            if (p->tok != T_COMMA) return fail(p, p->col, "expected ',' or ')'");
+            if (c->pos >= c->len) return bad(c, start, "unterminated quoted value");
+            char ch = c->s[c->pos];
+            if (ch == '"') {
+                c->pos++;
+                break;
+            }
+            if (ch == '\\') {
+                char e = c->pos + 1 < c->len ? c->s[c->pos + 1] : 0;
+                if (e != '"' && e != '\\')
+                    return bad(c, c->pos, "in a quoted value only \\\" and \\\\ are escapes");
+                ch = e;
+                c->pos++;
+            }
+            if (k == HDX_MATCH_VALUE_MAX)
+                return bad(c, start, "value longer than %d bytes", HDX_MATCH_VALUE_MAX);
+            buf[k++] = ch;
+            c->pos++;
         }
-    } else if (is_kw(p, "exists")) {
-        k = K_EXISTS;
+        if (k == 0) return bad(c, start, "empty value");
     } else {
-        return fail(p, p->col, "expected =, !=, in or exists after the field");
+        while (!ends_bare(c, c->pos)) {
+            if (k == HDX_MATCH_VALUE_MAX)
+                return bad(c, start, "value longer than %d bytes", HDX_MATCH_VALUE_MAX);
+            buf[k++] = c->s[c->pos++];
+        }
+        if (k == 0) return bad(c, start, "expected a value");
     }
-    if ((id = new_node(p, k)) < 0) return -1;
-    struct node *nd = &p->m->n[id];
-    memcpy(nd->seg, f.seg, sizeof(f.seg));
-    nd->occ = f.occ;
-    nd->field = f.field;
-    nd->comp = f.comp;
-    nd->sub = f.sub;
-    nd->vfirst = f.vfirst;
-    nd->vcount = f.vcount;
-    return next(p) < 0 ? -1 : id;
+    buf[k] = 0;
+    *n = k;
+    return 0;
 }
 
-static int parse_unary(struct parser *p)
+/* A number 1-999 without leading zeros. */
+static int parse_num(struct cc *c, uint16_t *out)
 {
-    size_t col = p->col;
-    if (is_kw(p, "not")) {
-        if (++p->depth > HDX_MATCH_DEPTH_MAX)
-            return fail(p, col, "nested deeper than %d", HDX_MATCH_DEPTH_MAX);
-        if (next(p) < 0) return -1;
-        int a = parse_unary(p);
-        p->depth--;
-        if (a < 0) return -1;
-        int id = new_node(p, K_NOT);
-        if (id >= 0) p->m->n[id].a = (int16_t)a;
-        return id;
+    size_t start = c->pos;
+    unsigned v = 0;
+    while (c->pos < c->len && c->s[c->pos] >= '0' && c->s[c->pos] <= '9') {
+        if (c->pos - start == 3) break;
+        v = v * 10 + (unsigned)(c->s[c->pos] - '0');
+        c->pos++;
     }
-    if (p->tok == T_LP) {
-        if (++p->depth > HDX_MATCH_DEPTH_MAX)
-            return fail(p, col, "nested deeper than %d", HDX_MATCH_DEPTH_MAX);
-        if (next(p) < 0) return -1;
-        int a = parse_or(p);
-        if (a < 0) return -1;
-        if (p->tok != T_RP) return fail(p, p->col, "expected ')' for the '(' at column %zu", col);
-        p->depth--;
-        return next(p) < 0 ? -1 : a;
+    if (c->pos == start) return bad(c, start, "expected a number");
+    if (c->s[start] == '0' || (c->pos < c->len && c->s[c->pos] >= '0' && c->s[c->pos] <= '9'))
+        return bad(c, start, "numbers are 1-%d without leading zeros", HDX_MATCH_NUM_MAX);
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static int is_seg_char(char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+static int is_alnum(char ch)
+{
+    return is_seg_char(ch) || (ch >= 'a' && ch <= 'z');
+}
+
+/* Does a FIELD start at pos: three letters or digits, then '-' or '['. */
+static int looks_like_field(struct cc *c)
+{
+    const char *p = c->s + c->pos;
+    return c->len - c->pos >= 4 && is_alnum(p[0]) && is_alnum(p[1]) && is_alnum(p[2]) &&
+           (p[3] == '-' || p[3] == '[');
+}
+
+static int parse_field(struct cc *c, struct pred *p)
+{
+    size_t start = c->pos;
+    for (int i = 0; i < 3; i++)
+        if (!is_seg_char(c->s[c->pos + (size_t)i]))
+            return bad(c, start, "a segment id is three upper-case letters or digits, not '%.3s'",
+                       c->s + start);
+    memcpy(p->seg, c->s + start, 3);
+    p->seg[3] = 0;
+    c->pos += 3;
+    if (c->s[c->pos] == '[') {
+        c->pos++;
+        if (parse_num(c, &p->occ)) return -1;
+        if (c->pos >= c->len || c->s[c->pos] != ']') return bad(c, c->pos, "expected ']'");
+        c->pos++;
     }
-    if (is_kw(p, "and") || is_kw(p, "or"))
-        return fail(p, col, "'%s' needs a condition before it", p->word);
-    return parse_pred(p);
-}
-
-static int parse_binary(struct parser *p, const char *kw, enum kind k, int (*sub)(struct parser *))
-{
-    int a = sub(p);
-    while (a >= 0 && is_kw(p, kw)) {
-        if (next(p) < 0) return -1;
-        int b = sub(p);
-        if (b < 0) return -1;
-        int id = new_node(p, k);
-        if (id < 0) return -1;
-        p->m->n[id].a = (int16_t)a;
-        p->m->n[id].b = (int16_t)b;
-        a = id;
+    if (c->pos >= c->len || c->s[c->pos] != '-')
+        return bad(c, c->pos, "expected '-' and a field number");
+    c->pos++;
+    if (parse_num(c, &p->field)) return -1;
+    if (c->pos < c->len && c->s[c->pos] == '.') {
+        c->pos++;
+        if (parse_num(c, &p->comp)) return -1;
+        if (c->pos < c->len && c->s[c->pos] == '.') {
+            c->pos++;
+            if (parse_num(c, &p->sub)) return -1;
+        }
     }
-    return a;
+    if (strcmp(p->seg, "MSH") == 0 && p->field <= 2)
+        return bad(c, start, "MSH-1 and MSH-2 are the delimiters and cannot be matched");
+    return 0;
 }
 
-static int parse_and(struct parser *p)
+/* What follows a FIELD: = VALUE, != VALUE, in (VALUE, ...), exists. */
+static int parse_field_op(struct cc *c, struct pred *p, size_t fstart)
 {
-    return parse_binary(p, "and", K_AND, parse_unary);
+    char v[HDX_MATCH_VALUE_MAX + 1];
+    size_t n, vstart;
+    skip_ws(c);
+    int eq = c->pos < c->len && c->s[c->pos] == '=';
+    int ne = c->len - c->pos >= 2 && c->s[c->pos] == '!' && c->s[c->pos + 1] == '=';
+    if (eq || ne) {
+        p->kind = eq ? P_EQ : P_NE;
+        c->pos += eq ? 1 : 2;
+        skip_ws(c);
+        vstart = c->pos;
+        if (parse_value(c, v, &n)) return -1;
+        int i = add_value(c, v, n, vstart);
+        if (i < 0) return -1;
+        p->first = (uint16_t)i;
+        p->count = 1;
+        return 0;
+    }
+    if (kw(c, "exists")) {
+        p->kind = P_EXISTS;
+        return 0;
+    }
+    if (!kw(c, "in"))
+        return bad(c, c->pos, "expected '=', '!=', 'in' or 'exists' after the field %.*s",
+                   (int)(c->pos - fstart), c->s + fstart);
+    p->kind = P_IN;
+    skip_ws(c);
+    if (c->pos >= c->len || c->s[c->pos] != '(') return bad(c, c->pos, "expected '(' after 'in'");
+    c->pos++;
+    p->first = c->m->nvals;
+    for (;;) {
+        skip_ws(c);
+        vstart = c->pos;
+        if (p->count == HDX_MATCH_IN_MAX)
+            return bad(c, vstart, "more than %d values in an 'in' list", HDX_MATCH_IN_MAX);
+        if (parse_value(c, v, &n) || add_value(c, v, n, vstart) < 0) return -1;
+        p->count++;
+        skip_ws(c);
+        if (c->pos < c->len && c->s[c->pos] == ',') {
+            c->pos++;
+            continue;
+        }
+        if (c->pos < c->len && c->s[c->pos] == ')') {
+            c->pos++;
+            return 0;
+        }
+        return bad(c, c->pos, "expected ',' or ')' in the 'in' list");
+    }
 }
 
-static int parse_or(struct parser *p)
+/* A message code or trigger: letters, digits, '_' and '-' (what hl7_parse admits in MSH-9). */
+static int code_ok(const char *v, size_t n)
 {
-    return parse_binary(p, "or", K_OR, parse_and);
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!is_alnum(v[i]) && v[i] != '_' && v[i] != '-') return 0;
+    return 1;
 }
 
-void hdx_match_free(struct hdx_match *m)
+static int parse_type(struct cc *c, struct pred *p, const char *v, size_t n, size_t at)
 {
-    if (!m) return;
-    free(m->voff);
-    free(m->arena);
-    free(m);
+    const char *caret = memchr(v, '^', n);
+    size_t cn = caret ? (size_t)(caret - v) : n;
+    const char *t = caret ? caret + 1 : "*";
+    size_t tn = caret ? n - cn - 1 : 1;
+    if (memchr(t, '^', tn)) return bad(c, at, "a type is MSG or MSG^TRG");
+    if (!(cn == 1 && v[0] == '*') && !code_ok(v, cn))
+        return bad(c, at, "a message code is '*' or letters, digits, '_' and '-'");
+    if (!(tn == 1 && t[0] == '*') && !code_ok(t, tn))
+        return bad(c, at, "a trigger is '*' or letters, digits, '_' and '-'");
+    int i = add_value(c, v, v[0] == '*' ? 0 : cn, at);
+    if (i < 0 || add_value(c, t, t[0] == '*' ? 0 : tn, at) < 0) return -1;
+    p->first = (uint16_t)i;
+    p->count = 2;
+    return 0;
+}
+
+/* "type:", "trigger:", "sender:", "patient:" and their value. */
+static int parse_keyed(struct cc *c, struct pred *p, enum pkind kind)
+{
+    char v[HDX_MATCH_VALUE_MAX + 1];
+    size_t n, at = c->pos;
+    if (ends_bare(c, c->pos) && (c->pos >= c->len || c->s[c->pos] != '"'))
+        return bad(c, c->pos, "expected a value right after ':'");
+    if (parse_value(c, v, &n)) return -1;
+    p->kind = (uint8_t)kind;
+    if (kind == P_TYPE) return parse_type(c, p, v, n, at);
+    if (kind == P_TRIGGER && !code_ok(v, n))
+        return bad(c, at, "a trigger is letters, digits, '_' and '-'");
+    if (kind == P_SENDER && v[n - 1] == '*') {
+        p->prefix = 1;
+        n--;
+    }
+    int i = add_value(c, v, n, at);
+    if (i < 0) return -1;
+    p->first = (uint16_t)i;
+    p->count = 1;
+    return 0;
+}
+
+static int parse_pred(struct cc *c)
+{
+    static const struct {
+        const char *kw;
+        enum pkind kind;
+    } keyed[] = {
+        {"type:", P_TYPE}, {"trigger:", P_TRIGGER}, {"sender:", P_SENDER}, {"patient:", P_PATIENT}};
+    size_t start = c->pos;
+    struct hdx_match *m = c->m;
+    if (m->npreds == HDX_MATCH_PRED_MAX)
+        return bad(c, start, "more than %d predicates", HDX_MATCH_PRED_MAX);
+    struct pred *p = &m->preds[m->npreds];
+    memset(p, 0, sizeof(*p));
+    int rc = 1; /* 1: not recognised yet */
+    if (c->s[c->pos] == '*' && ends_kw(c, c->pos + 1)) {
+        c->pos++;
+        p->kind = P_ALL;
+        rc = 0;
+    } else if (kw(c, "all")) {
+        p->kind = P_ALL;
+        rc = 0;
+    }
+    for (size_t i = 0; rc == 1 && i < sizeof(keyed) / sizeof(keyed[0]); i++) {
+        size_t kn = strlen(keyed[i].kw);
+        if (ieq_prefix(c, keyed[i].kw, kn)) {
+            c->pos += kn;
+            rc = parse_keyed(c, p, keyed[i].kind);
+        }
+    }
+    if (rc == 1 && looks_like_field(c)) rc = parse_field(c, p) ? -1 : parse_field_op(c, p, start);
+    if (rc == 1) {
+        if (ends_bare(c, c->pos))
+            return c->pos >= c->len
+                       ? bad(c, c->pos, "expected a predicate at the end")
+                       : bad(c, c->pos, "expected a predicate, not '%c'", c->s[c->pos]);
+        size_t n = 0;
+        while (!ends_bare(c, c->pos + n) && c->s[c->pos + n] != ':' && n < QUOTE_MAX)
+            n++;
+        if (c->pos + n < c->len && c->s[c->pos + n] == ':') n++;
+        if ((n == 3 && ieq_prefix(c, "and", 3)) || (n == 2 && ieq_prefix(c, "or", 2)))
+            return bad(c, start, "expected a predicate before '%.*s'", (int)n, c->s + start);
+        return bad(c, start, "unknown keyword '%.*s'", (int)n, c->s + start);
+    }
+    if (rc < 0) return -1;
+    int node = new_node(c, N_PRED, start);
+    if (node < 0) return -1;
+    c->nodes[node].pred = m->npreds++;
+    return node;
+}
+
+static int parse_or(struct cc *c);
+
+static int parse_unary(struct cc *c)
+{
+    skip_ws(c);
+    size_t start = c->pos;
+    if (c->pos >= c->len) return bad(c, c->pos, "expected a predicate at the end");
+    int is_not = kw(c, "not");
+    if (is_not || c->s[c->pos] == '(') {
+        if (c->depth == HDX_MATCH_DEPTH_MAX)
+            return bad(c, start, "nesting deeper than %d", HDX_MATCH_DEPTH_MAX);
+        c->depth++;
+        int inner;
+        if (is_not) {
+            int child = parse_unary(c);
+            inner = child < 0 ? -1 : new_node(c, N_NOT, start);
+            if (inner >= 0) add_child(c, inner, child);
+        } else {
+            c->pos++;
+            inner = parse_or(c);
+            skip_ws(c);
+            if (inner >= 0 && (c->pos >= c->len || c->s[c->pos] != ')'))
+                return bad(c, c->pos, "expected ')' to close the '(' at column %zu", start + 1);
+            c->pos++;
+        }
+        c->depth--;
+        return inner;
+    }
+    return parse_pred(c);
+}
+
+/* and = unary *("and" unary), or likewise: one node only when there are two or more. */
+static int parse_list(struct cc *c, enum nkind kind)
+{
+    const char *word = kind == N_AND ? "and" : "or";
+    size_t start = c->pos;
+    int first = kind == N_AND ? parse_unary(c) : parse_list(c, N_AND);
+    if (first < 0) return -1;
+    skip_ws(c);
+    if (!kw(c, word)) return first;
+    int n = new_node(c, kind, start);
+    if (n < 0) return -1;
+    add_child(c, n, first);
+    do {
+        int next = kind == N_AND ? parse_unary(c) : parse_list(c, N_AND);
+        if (next < 0) return -1;
+        add_child(c, n, next);
+        skip_ws(c);
+    } while (kw(c, word));
+    return n;
+}
+
+static int parse_or(struct cc *c)
+{
+    return parse_list(c, N_OR);
+}
+
+static int emit(struct cc *c, enum op op, uint16_t arg)
+{
+    struct hdx_match *m = c->m;
+    if (m->ninsns == INSN_MAX) return bad(c, 0, "expression too complex");
+    m->insns[m->ninsns].op = (uint8_t)op;
+    m->insns[m->ninsns].arg = arg;
+    return m->ninsns++;
+}
+
+/* The program of a node. and: each child, then "false? jump to the end" between them; or
+ * alike with "true?". Recursion is bounded by the tree's depth (HDX_MATCH_DEPTH_MAX). */
+static int gen(struct cc *c, int ni)
+{
+    const struct node *n = &c->nodes[ni];
+    if (n->kind == N_PRED) return emit(c, OP_PRED, n->pred) < 0 ? -1 : 0;
+    if (n->kind == N_NOT) return gen(c, n->first) || emit(c, OP_NOT, 0) < 0 ? -1 : 0;
+    int jumps[HDX_MATCH_PRED_MAX]; /* each child holds at least one predicate */
+    size_t nj = 0;
+    for (int ch = n->first; ch >= 0; ch = c->nodes[ch].next) {
+        if (gen(c, ch)) return -1;
+        if (c->nodes[ch].next >= 0) {
+            int j = emit(c, n->kind == N_AND ? OP_JF : OP_JT, 0);
+            if (j < 0 || nj == HDX_MATCH_PRED_MAX) return -1;
+            jumps[nj++] = j;
+        }
+    }
+    for (size_t i = 0; i < nj; i++)
+        c->m->insns[jumps[i]].arg = c->m->ninsns;
+    return 0;
+}
+
+/* ---- the canonical text --------------------------------------------------------------- */
+
+static void put(struct cc *c, const char *s, size_t n)
+{
+    if (c->out_over || n > HDX_MATCH_TEXT_MAX - c->out_len) {
+        c->out_over = 1;
+        return;
+    }
+    memcpy(c->m->canon + c->out_len, s, n);
+    c->out_len += n;
+}
+
+static void puts_(struct cc *c, const char *s)
+{
+    put(c, s, strlen(s));
+}
+
+static void put_value(struct cc *c, const char *v, size_t n, int star)
+{
+    int quote = 0;
+    for (size_t i = 0; i < n; i++)
+        if (is_ws(v[i]) || v[i] == '(' || v[i] == ')' || v[i] == ',' || v[i] == '"') quote = 1;
+    if (!quote) {
+        put(c, v, n);
+        if (star) put(c, "*", 1);
+        return;
+    }
+    put(c, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '"' || v[i] == '\\') put(c, "\\", 1);
+        put(c, v + i, 1);
+    }
+    if (star) put(c, "*", 1);
+    put(c, "\"", 1);
+}
+
+static void put_val(struct cc *c, uint16_t vi, int star)
+{
+    const struct val *v = &c->m->vals[vi];
+    put_value(c, c->m->pool + v->off, v->len, star);
+}
+
+static void put_num(struct cc *c, const char *before, unsigned v)
+{
+    char b[16];
+    int n = snprintf(b, sizeof(b), "%s%u", before, v);
+    put(c, b, (size_t)n);
+}
+
+static void describe_pred(struct cc *c, const struct pred *p)
+{
+    const struct hdx_match *m = c->m;
+    switch (p->kind) {
+    case P_ALL:
+        puts_(c, "*");
+        return;
+    case P_TYPE: {
+        const struct val *code = &m->vals[p->first], *trg = &m->vals[p->first + 1];
+        puts_(c, "type:");
+        if (code->len)
+            put(c, m->pool + code->off, code->len);
+        else
+            puts_(c, "*");
+        if (trg->len) {
+            puts_(c, "^");
+            put(c, m->pool + trg->off, trg->len);
+        }
+        return;
+    }
+    case P_TRIGGER:
+    case P_SENDER:
+    case P_PATIENT:
+        puts_(c, p->kind == P_TRIGGER ? "trigger:" : p->kind == P_SENDER ? "sender:" : "patient:");
+        put_val(c, p->first, p->prefix);
+        return;
+    default:
+        break;
+    }
+    puts_(c, p->seg);
+    if (p->occ) {
+        put_num(c, "[", p->occ);
+        puts_(c, "]");
+    }
+    put_num(c, "-", p->field);
+    if (p->comp) put_num(c, ".", p->comp);
+    if (p->sub) put_num(c, ".", p->sub);
+    if (p->kind == P_EXISTS) {
+        puts_(c, " exists");
+        return;
+    }
+    if (p->kind != P_IN) {
+        puts_(c, p->kind == P_EQ ? " = " : " != ");
+        put_val(c, p->first, 0);
+        return;
+    }
+    puts_(c, " in (");
+    for (uint16_t i = 0; i < p->count; i++) {
+        if (i) puts_(c, ", ");
+        put_val(c, (uint16_t)(p->first + i), 0);
+    }
+    puts_(c, ")");
+}
+
+/* Parentheses only where precedence needs them: an or inside an and or a not, an and inside
+ * a not. */
+static void describe(struct cc *c, int ni)
+{
+    const struct node *n = &c->nodes[ni];
+    if (n->kind == N_PRED) {
+        describe_pred(c, &c->m->preds[n->pred]);
+        return;
+    }
+    for (int ch = n->first; ch >= 0; ch = c->nodes[ch].next) {
+        const struct node *k = &c->nodes[ch];
+        int paren = k->kind == N_OR || (n->kind == N_NOT && k->kind == N_AND);
+        if (n->kind == N_NOT) puts_(c, "not ");
+        if (ch != n->first) puts_(c, n->kind == N_AND ? " and " : " or ");
+        if (paren) puts_(c, "(");
+        describe(c, ch);
+        if (paren) puts_(c, ")");
+    }
 }
 
 int hdx_match_compile(const char *text, struct hdx_match **out, char *err, size_t err_cap)
 {
+    int rc = HDX_E_INVAL;
+    if (err != NULL && err_cap > 0) err[0] = 0;
+    if (out == NULL) return HDX_E_INVAL;
     *out = NULL;
-    size_t len = strlen(text);
-    if (len > HDX_MATCH_TEXT_MAX) {
-        snprintf(err, err_cap, "column %d: longer than %d bytes", HDX_MATCH_TEXT_MAX + 1,
-                 HDX_MATCH_TEXT_MAX);
-        return HDX_E_INVAL;
-    }
+    struct cc *c = calloc(1, sizeof(*c));
     struct hdx_match *m = calloc(1, sizeof(*m));
-    if (!m) return HDX_E_NOMEM;
-    struct parser p = {.m = m, .s = text, .len = len, .err = err, .err_cap = err_cap};
-    int root = -1;
-    if (next(&p) == 0) {
-        if (p.tok == T_END)
-            fail(&p, 1, "empty (use * for every message)");
-        else if ((root = parse_or(&p)) >= 0 && p.tok != T_END)
-            root = fail(&p, p.col, "unexpected '%s' after the expression",
-                        p.tok == T_WORD ? p.word
-                        : p.tok == T_RP ? ")"
-                                        : "token");
+    if (c == NULL || m == NULL) {
+        free(c);
+        free(m);
+        if (err != NULL && err_cap > 0) snprintf(err, err_cap, "column 1: out of memory");
+        return HDX_E_NOMEM;
     }
-    if (p.failed || root < 0) {
-        hdx_match_free(m);
-        return HDX_E_INVAL;
+    c->s = text != NULL ? text : "";
+    c->len = strnlen(c->s, HDX_MATCH_TEXT_MAX + 1);
+    c->m = m;
+    c->err = err;
+    c->err_cap = err_cap;
+    if (c->len > HDX_MATCH_TEXT_MAX) {
+        bad(c, HDX_MATCH_TEXT_MAX, "expression longer than %d bytes", HDX_MATCH_TEXT_MAX);
+        goto out;
     }
-    m->root = root;
-    *out = m;
-    return HDX_OK;
-}
-
-/* ---------- evaluation ---------- */
-
-static size_t seg_count(const struct hl7_msg *msg, const char *id)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < msg->nsegs && msg->segs; i++) {
-        const struct hl7_seg *s = &msg->segs[i];
-        if (s->len >= 3 && memcmp(msg->data + s->off, id, 3) == 0 &&
-            (s->len == 3 || msg->data[s->off + 3] == (uint8_t)msg->d.field))
-            n++;
-    }
-    return n;
-}
-
-/* Does one field value satisfy the node (=, in: equal to a value; exists: not empty)? */
-static int value_test(const struct hdx_match *m, const struct node *nd, const struct hl7_msg *msg,
-                      struct hl7_view v)
-{
-    if (v.len == 0) return 0;
-    if (nd->kind == K_EXISTS) return 1;
-    char buf[HDX_MATCH_VALUE_MAX + 2];
-    if (v.len > HDX_MATCH_VALUE_MAX * 8) return 0; /* cannot unescape to a value's length */
-    int n = hl7_unescape(msg, v, buf, sizeof(buf));
-    if (n < 0) return 0; /* longer than any value, or badly escaped: equal to none */
-    for (uint32_t i = 0; i < nd->vcount; i++) {
-        const char *want = value(m, nd->vfirst + i);
-        if (strlen(want) == (size_t)n && memcmp(want, buf, (size_t)n) == 0) return 1;
-    }
-    return 0;
-}
-
-/* Any occurrence (or occurrence occ), any repetition. */
-static int field_any(const struct hdx_match *m, const struct node *nd, const struct hl7_msg *msg)
-{
-    size_t first = nd->occ ? nd->occ : 1, last = nd->occ ? nd->occ : seg_count(msg, nd->seg);
-    for (size_t o = first; o <= last; o++)
-        for (int rep = 1; rep < 100000; rep++) {
-            struct hl7_view v;
-            if (hl7_get(msg, nd->seg, (int)o, nd->field, rep, 0, 0, &v) != 0) break; /* no more */
-            if ((nd->comp || nd->sub) &&
-                hl7_get(msg, nd->seg, (int)o, nd->field, rep, nd->comp, nd->sub, &v) != 0)
-                continue; /* this repetition lacks the component */
-            if (value_test(m, nd, msg, v)) return 1;
+    for (size_t i = 0; i < c->len; i++) {
+        unsigned char ch = (unsigned char)c->s[i];
+        if ((ch < 0x20 && !is_ws((char)ch)) || ch == 0x7f) {
+            bad(c, i, "control byte 0x%02x", ch);
+            goto out;
         }
-    return 0;
+    }
+    skip_ws(c);
+    if (c->pos == c->len) {
+        bad(c, c->pos, "empty expression");
+        goto out;
+    }
+    int root = parse_or(c);
+    if (root < 0) goto out;
+    skip_ws(c);
+    if (c->pos < c->len) {
+        bad(c, c->pos, "unexpected '%.*s' (expected 'and', 'or' or the end)", quote_len(c, c->pos),
+            c->s + c->pos);
+        goto out;
+    }
+    if (gen(c, root)) {
+        bad(c, 0, "expression too complex");
+        goto out;
+    }
+    describe(c, root);
+    if (c->out_over) {
+        bad(c, 0, "canonical form longer than %d bytes", HDX_MATCH_TEXT_MAX);
+        goto out;
+    }
+    m->canon[c->out_len] = 0;
+    m->canon_len = c->out_len;
+    m->index_only = 1;
+    for (uint16_t i = 0; i < m->npreds; i++)
+        if (m->preds[i].kind > P_SENDER) m->index_only = 0;
+    *out = m;
+    m = NULL;
+    rc = HDX_OK;
+out:
+    free(m);
+    free(c);
+    return rc;
 }
 
-static int eval(const struct hdx_match *m, int i, const struct hl7_msg *msg, const char *sender)
+void hdx_match_free(struct hdx_match *m)
 {
-    const struct node *nd = &m->n[i];
-    switch ((enum kind)nd->kind) {
-    case K_TRUE:
-        return 1;
-    case K_AND:
-        return eval(m, nd->a, msg, sender) && eval(m, nd->b, msg, sender);
-    case K_OR:
-        return eval(m, nd->a, msg, sender) || eval(m, nd->b, msg, sender);
-    case K_NOT:
-        return !eval(m, nd->a, msg, sender);
-    case K_TYPE: {
-        const char *code = value(m, nd->vfirst), *trg = value(m, nd->vfirst + 1);
-        size_t cl = strcspn(msg->msg_type, "^");
-        if (strcmp(code, "*") && (strlen(code) != cl || memcmp(code, msg->msg_type, cl))) return 0;
-        return !strcmp(trg, "*") || !strcmp(trg, msg->trigger);
-    }
-    case K_TRIGGER: {
-        const char *trg = value(m, nd->vfirst);
-        return !strcmp(trg, "*") || !strcmp(trg, msg->trigger);
-    }
-    case K_SENDER: {
-        const char *v = value(m, nd->vfirst);
-        return nd->prefix ? strncmp(sender, v, strlen(v)) == 0 : strcmp(sender, v) == 0;
-    }
-    case K_PATIENT:
-        return strcmp(msg->patient_id, value(m, nd->vfirst)) == 0;
-    case K_EQ:
-    case K_IN:
-    case K_EXISTS:
-        return field_any(m, nd, msg);
-    case K_NE:
-        return !field_any(m, nd, msg);
-    }
-    return 0;
-}
-
-int hdx_match_eval(const struct hdx_match *m, const struct hl7_msg *msg, const char *sender)
-{
-    return eval(m, m->root, msg, sender ? sender : "");
+    free(m);
 }
 
 int hdx_match_index_only(const struct hdx_match *m)
 {
-    for (int i = 0; i < m->nn; i++)
-        if (m->n[i].kind == K_PATIENT || m->n[i].kind >= K_EQ) return 0;
-    return 1;
-}
-
-/* ---------- the canonical text ---------- */
-
-struct out {
-    char *p;
-    size_t cap, len;
-    int over;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->len < o->cap ? o->p + o->len : NULL, o->len < o->cap ? o->cap - o->len : 0,
-                      fmt, ap);
-    va_end(ap);
-    if (n < 0 || o->len + (size_t)n >= o->cap) o->over = 1;
-    o->len += n > 0 ? (size_t)n : 0;
-}
-
-static void put_value(struct out *o, const char *v)
-{
-    int bare = v[0] != 0;
-    for (const char *c = v; *c && bare; c++)
-        bare = bare_char((unsigned char)*c);
-    if (bare) {
-        put(o, "%s", v);
-        return;
-    }
-    put(o, "\"");
-    for (const char *c = v; *c; c++)
-        put(o, "%s%c", *c == '"' || *c == '\\' ? "\\" : "", *c);
-    put(o, "\"");
-}
-
-static void put_field(struct out *o, const struct node *nd)
-{
-    put(o, "%s", nd->seg);
-    if (nd->occ) put(o, "[%u]", nd->occ);
-    put(o, "-%u", nd->field);
-    if (nd->comp) put(o, ".%u", nd->comp);
-    if (nd->sub) put(o, ".%u", nd->sub);
-}
-
-static void render(const struct hdx_match *m, int i, enum kind parent, struct out *o)
-{
-    const struct node *nd = &m->n[i];
-    switch ((enum kind)nd->kind) {
-    case K_TRUE:
-        put(o, "*");
-        return;
-    case K_AND:
-    case K_OR: {
-        int paren = (nd->kind == K_OR && parent == K_AND) || parent == K_NOT;
-        if (paren) put(o, "(");
-        render(m, nd->a, nd->kind, o);
-        put(o, nd->kind == K_AND ? " and " : " or ");
-        render(m, nd->b, nd->kind, o);
-        if (paren) put(o, ")");
-        return;
-    }
-    case K_NOT:
-        put(o, "not ");
-        render(m, nd->a, K_NOT, o);
-        return;
-    case K_TYPE:
-        put(o, "type:%s", value(m, nd->vfirst));
-        if (strcmp(value(m, nd->vfirst + 1), "*")) put(o, "^%s", value(m, nd->vfirst + 1));
-        return;
-    case K_TRIGGER:
-        put(o, "trigger:%s", value(m, nd->vfirst));
-        return;
-    case K_SENDER:
-    case K_PATIENT: {
-        const char *v = value(m, nd->vfirst);
-        int bare = v[0] != 0;
-        for (const char *c = v; *c && bare; c++)
-            bare = bare_char((unsigned char)*c);
-        put(o, "%s:", nd->kind == K_SENDER ? "sender" : "patient");
-        if (bare || nd->prefix)
-            put(o, "%s%s", v, nd->prefix ? "*" : "");
-        else
-            put_value(o, v);
-        return;
-    }
-    case K_EQ:
-    case K_NE:
-        put_field(o, nd);
-        put(o, nd->kind == K_EQ ? " = " : " != ");
-        put_value(o, value(m, nd->vfirst));
-        return;
-    case K_IN:
-        put_field(o, nd);
-        put(o, " in (");
-        for (uint32_t k = 0; k < nd->vcount; k++) {
-            if (k) put(o, ", ");
-            put_value(o, value(m, nd->vfirst + k));
-        }
-        put(o, ")");
-        return;
-    case K_EXISTS:
-        put_field(o, nd);
-        put(o, " exists");
-        return;
-    }
+    return m != NULL && m->index_only;
 }
 
 int hdx_match_describe(const struct hdx_match *m, char *out, size_t cap)
 {
-    struct out o = {out, cap, 0, 0};
-    if (!cap) return -1;
-    out[0] = 0;
-    render(m, m->root, K_TRUE, &o);
-    return o.over ? -1 : (int)o.len;
+    if (m == NULL || out == NULL || cap <= m->canon_len) {
+        if (out != NULL && cap > 0) out[0] = 0;
+        return -1;
+    }
+    memcpy(out, m->canon, m->canon_len + 1);
+    return (int)m->canon_len;
+}
+
+/* ---- evaluating ----------------------------------------------------------------------- */
+
+struct facts {
+    const char *code, *trig, *sender;
+    size_t code_len, trig_len, sender_len;
+    const struct hl7_msg *msg; /* NULL: index only */
+};
+
+static int val_eq(const struct hdx_match *m, uint16_t vi, const char *s, size_t n)
+{
+    const struct val *v = &m->vals[vi];
+    return v->len == n && memcmp(m->pool + v->off, s, n) == 0;
+}
+
+/* The n-th (1-based) sep-separated part of *v, as hl7_get narrows a field; 0 when absent. */
+static int nth_part(const uint8_t *d, struct hl7_view *v, unsigned n, char sep)
+{
+    uint32_t start = v->off, end = v->off + v->len;
+    if (n == 0) return 1; /* the whole */
+    for (unsigned k = 1; k < n; k++) {
+        const uint8_t *q = memchr(d + start, (uint8_t)sep, end - start);
+        if (q == NULL) return 0;
+        start = (uint32_t)(q - d) + 1;
+    }
+    const uint8_t *q = memchr(d + start, (uint8_t)sep, end - start);
+    v->off = start;
+    v->len = (q != NULL ? (uint32_t)(q - d) : end) - start;
+    return 1;
+}
+
+static int value_holds(const struct hdx_match *m, const struct pred *p, const struct hl7_msg *one,
+                       struct hl7_view v)
+{
+    if (v.len == 0) return 0;
+    if (p->kind == P_EXISTS) return 1;
+    char buf[HDX_MATCH_VALUE_MAX + 1]; /* longer cannot equal a value */
+    int n = hl7_unescape(one, v, buf, sizeof(buf));
+    if (n <= 0) return 0;
+    for (uint16_t i = 0; i < p->count; i++)
+        if (val_eq(m, (uint16_t)(p->first + i), buf, (size_t)n)) return 1;
+    return 0;
+}
+
+/* One segment (one holds just it): hl7_get finds the field and its first repetition; the
+ * repetitions, components and sub-components are then split here, in one pass, because asking
+ * hl7_get for repetition r walks r - 1 repetitions and would make a field of many repetitions
+ * quadratic. The splitting is hl7_get's own (field_part), test_match checks they agree. */
+static int segment_holds(const struct hdx_match *m, const struct pred *p, const struct hl7_msg *one,
+                         const struct hl7_seg *s)
+{
+    struct hl7_view r;
+    if (hl7_get(one, p->seg, 1, p->field, 1, 0, 0, &r) != 0) return 0;
+    const uint8_t *d = one->data;
+    uint32_t seg_end = s->off + s->len;
+    const uint8_t *fe = memchr(d + r.off, (uint8_t)one->d.field, seg_end - r.off);
+    uint32_t field_end = fe != NULL ? (uint32_t)(fe - d) : seg_end, start = r.off;
+    for (;;) {
+        const uint8_t *re = memchr(d + start, (uint8_t)one->d.rep, field_end - start);
+        struct hl7_view v = {start, (re != NULL ? (uint32_t)(re - d) : field_end) - start};
+        if (nth_part(d, &v, p->comp, one->d.comp) && nth_part(d, &v, p->sub, one->d.sub) &&
+            value_holds(m, p, one, v))
+            return 1;
+        if (re == NULL) return 0;
+        start = (uint32_t)(re - d) + 1;
+    }
+}
+
+/* =, !=, in, exists before any negation: some occurrence (or occurrence N) holds. Each
+ * occurrence is read through a one-segment view of the message, so the whole walk is linear. */
+static int field_holds(const struct hdx_match *m, const struct pred *p, const struct hl7_msg *msg)
+{
+    if (msg == NULL || msg->data == NULL || msg->segs == NULL) return 0;
+    struct hl7_msg one = {.data = msg->data, .len = msg->len, .d = msg->d, .nsegs = 1};
+    unsigned seen = 0;
+    for (size_t i = 0; i < msg->nsegs; i++) {
+        const struct hl7_seg *s = &msg->segs[i];
+        if (s->len < 3 || memcmp(msg->data + s->off, p->seg, 3) != 0) continue;
+        seen++;
+        if (p->occ != 0 && seen != p->occ) continue;
+        one.segs = msg->segs + i;
+        if (segment_holds(m, p, &one, s)) return 1;
+        if (p->occ != 0) return 0;
+    }
+    return 0;
+}
+
+static int pred_holds(const struct hdx_match *m, const struct pred *p, const struct facts *f)
+{
+    const struct val *v = &m->vals[p->first];
+    switch (p->kind) {
+    case P_ALL:
+        return 1;
+    case P_TYPE:
+        return (v[0].len == 0 || val_eq(m, p->first, f->code, f->code_len)) &&
+               (v[1].len == 0 || val_eq(m, (uint16_t)(p->first + 1), f->trig, f->trig_len));
+    case P_TRIGGER:
+        return val_eq(m, p->first, f->trig, f->trig_len);
+    case P_SENDER:
+        if (p->prefix)
+            return f->sender_len >= v->len && memcmp(m->pool + v->off, f->sender, v->len) == 0;
+        return val_eq(m, p->first, f->sender, f->sender_len);
+    case P_PATIENT:
+        return f->msg != NULL && val_eq(m, p->first, f->msg->patient_id,
+                                        strnlen(f->msg->patient_id, sizeof(f->msg->patient_id)));
+    case P_NE:
+        return !field_holds(m, p, f->msg);
+    default:
+        return field_holds(m, p, f->msg);
+    }
+}
+
+static int run(const struct hdx_match *m, const struct facts *f)
+{
+    int acc = 0;
+    for (size_t pc = 0; pc < m->ninsns; pc++) {
+        const struct insn *in = &m->insns[pc];
+        switch (in->op) {
+        case OP_PRED:
+            acc = pred_holds(m, &m->preds[in->arg], f);
+            break;
+        case OP_NOT:
+            acc = !acc;
+            break;
+        case OP_JF:
+            if (!acc) pc = (size_t)in->arg - 1; /* forward: arg > pc */
+            break;
+        default:
+            if (acc) pc = (size_t)in->arg - 1;
+            break;
+        }
+    }
+    return acc;
+}
+
+static void split_type(const char *type, size_t cap, struct facts *f)
+{
+    size_t n = strnlen(type, cap);
+    const char *caret = memchr(type, '^', n);
+    f->code = type;
+    f->code_len = caret != NULL ? (size_t)(caret - type) : n;
+    f->trig = caret != NULL ? caret + 1 : "";
+    f->trig_len = caret != NULL ? n - f->code_len - 1 : 0;
+}
+
+int hdx_match_eval(const struct hdx_match *m, const struct hl7_msg *msg, const char *sender)
+{
+    struct facts f = {.sender = sender != NULL ? sender : "", .msg = msg};
+    if (m == NULL) return 0;
+    f.sender_len = strlen(f.sender);
+    if (msg != NULL) {
+        /* From msg_type, as the index holds it, not from msg->trigger: when a message's
+         * component separator is not '^', MSH-9.1 may hold a '^' ("ADT^A01" with "(~\&"),
+         * and the decision must not change with whether the engine read the index. */
+        split_type(msg->msg_type, sizeof(msg->msg_type), &f);
+    } else {
+        f.code = f.trig = "";
+    }
+    return run(m, &f);
+}
+
+int hdx_match_eval_index(const struct hdx_match *m, const char *type, const char *sender)
+{
+    struct facts f = {.sender = sender != NULL ? sender : ""};
+    if (m == NULL || !m->index_only) return -1;
+    f.sender_len = strlen(f.sender);
+    split_type(type != NULL ? type : "", HDX_MATCH_TEXT_MAX, &f);
+    return run(m, &f);
 }

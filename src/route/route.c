@@ -522,15 +522,8 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, struct 
     /* A match on type, trigger and sender alone is decided from the index, before the
      * record is even decrypted (the record's type is MSH-9.1^MSH-9.2 as parsed at ingest). */
     int index_only = !rc->match || hdx_match_index_only(rc->match);
-    if (rc->match && index_only) {
-        struct hl7_msg idx;
-        memset(&idx, 0, sizeof(idx));
-        sfmt(idx.msg_type, sizeof(idx.msg_type), "%s", r->type);
-        const char *caret = strchr(r->type, '^');
-        if (caret)
-            sfmt(idx.trigger, sizeof(idx.trigger), "%.*s", (int)strcspn(caret + 1, "^"), caret + 1);
-        if (!hdx_match_eval(rc->match, &idx, r->sender)) return 0;
-    }
+    if (rc->match && index_only && hdx_match_eval_index(rc->match, r->type, r->sender) != 1)
+        return 0;
     if (hdx_record_open_into(r, l->kc, l->ptbuf, l->ptcap, &len) != HDX_OK) {
         sfmt(p->dead_reason, sizeof(p->dead_reason), "the record could not be decrypted");
         return -1;
