@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 
 struct hdx_cursor {
     int fd;
+    uint8_t *map; /* the two slots, MAP_SHARED: a write is a memcpy, no syscall, no inode update */
     uint64_t gen;
     struct hdx_cursor_pos pos;
     int64_t synced_us;
@@ -111,6 +114,16 @@ int hdx_cursor_open(const char *path, const struct hdx_cursor_pos *start, struct
         free(c);
         return HDX_E_INTEGRITY;
     }
+    struct stat st;
+    if (fstat(c->fd, &st) != 0 ||
+        (st.st_size < 2 * SLOT && (ftruncate(c->fd, 2 * SLOT) != 0 || fsync(c->fd) != 0)) ||
+        (c->map = mmap(NULL, 2 * SLOT, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0)) ==
+            MAP_FAILED) {
+        c->map = NULL;
+        close(c->fd);
+        free(c);
+        return HDX_E_IO;
+    }
     if (rc == 0) {
         c->pos = *start;
         c->gen = 0;
@@ -140,13 +153,14 @@ int hdx_cursor_set(struct hdx_cursor *c, const struct hdx_cursor_pos *p, int for
     uint8_t s[SLOT];
     uint64_t gen = c->gen + 1;
     encode(s, gen, p);
-    if (pwrite(c->fd, s, SLOT, (off_t)(gen % 2) * SLOT) != SLOT) return HDX_E_IO;
+    /* the page cache holds it at once, so a killed process loses nothing written here */
+    memcpy(c->map + (gen % 2) * SLOT, s, SLOT);
     c->gen = gen;
     c->pos = *p;
     c->dirty = 1;
     int64_t now = hdx_monotonic_us();
     if (force || now - c->synced_us >= HDX_CURSOR_SYNC_US) {
-        if (fdatasync(c->fd) != 0) return HDX_E_IO;
+        if (msync(c->map, 2 * SLOT, MS_SYNC) != 0) return HDX_E_IO;
         c->synced_us = now;
         c->dirty = 0;
     }
@@ -156,7 +170,10 @@ int hdx_cursor_set(struct hdx_cursor *c, const struct hdx_cursor_pos *p, int for
 void hdx_cursor_close(struct hdx_cursor *c)
 {
     if (!c) return;
-    if (c->dirty) (void)fdatasync(c->fd);
+    if (c->map) {
+        if (c->dirty) (void)msync(c->map, 2 * SLOT, MS_SYNC);
+        munmap(c->map, 2 * SLOT);
+    }
     close(c->fd);
     free(c);
 }

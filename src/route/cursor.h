@@ -3,10 +3,12 @@
  * is a durable dead letter; audited: the disclosures up to there are audit records of the
  * log. Two 64-byte slots written in turn, each with a generation and a SHA-256 check, so a
  * torn write leaves the other slot; the newest valid slot wins at open.
- * Durability: every hdx_cursor_set is written (pwrite) at once, so a crash of hdxd (kill -9)
- * never loses an acknowledged position; it is flushed (fdatasync) at most every
- * HDX_CURSOR_SYNC_US, so a power cut may take back up to that much: those messages are sent
- * again with the same MSH-10 (receivers de-duplicate on it).
+ * Durability: every hdx_cursor_set is written at once into a shared mapping of the file (the
+ * page cache: a crash of hdxd, kill -9, never loses an acknowledged position; a write costs no
+ * syscall and no inode update, which at thousands of ACKs a second was most of a lane's
+ * kernel time); it is flushed (msync) at most every HDX_CURSOR_SYNC_US, so a power cut may take
+ * back up to that much: those messages are sent again with the same MSH-10 (receivers
+ * de-duplicate on it).
  * Thread: one lane thread per cursor; hdx_cursor_read from any process. */
 #ifndef HDX_ROUTE_CURSOR_H
 #define HDX_ROUTE_CURSOR_H

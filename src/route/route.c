@@ -1232,10 +1232,11 @@ static double lat_quantile(const struct lane *l, double q)
 static void write_status(struct lane *l, int force)
 {
     int64_t now = hdx_monotonic_us();
-    /* when the lane goes idle with news, at most every 50 ms: status answers at once */
-    int news =
-        l->status_acked != l->acked_total + l->dead_total || strcmp(l->status_state, l->state);
-    if (force == 2 && news && now - l->status_us >= 50000) force = 1;
+    /* when the lane goes idle: at once if its state changed, with new counts at most every
+     * 50 ms, so that hdx route status answers what just happened */
+    int moved = strcmp(l->status_state, l->state) != 0;
+    int counted = l->status_acked != l->acked_total + l->dead_total;
+    if (force == 2 && (moved || (counted && now - l->status_us >= 50000))) force = 1;
     if (force != 1 && now - l->status_us < STATUS_PERIOD_US) return;
     l->status_acked = l->acked_total + l->dead_total;
     sfmt(l->status_state, sizeof(l->status_state), "%s", l->state);
