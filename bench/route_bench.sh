@@ -10,7 +10,7 @@
 #       CONNECTIONS x 8), then the server started again: each route's drain rate with
 #       max_inflight = INFLIGHT; then the same with one route alone
 # Environment: BENCH_ROUTES (8), BENCH_RATE (10000), BENCH_SECONDS (15), BENCH_CONNECTIONS (64),
-# BENCH_DRAIN (200000), BENCH_ROUTE_INFLIGHT (64). About 3 minutes with the defaults.
+# BENCH_DRAIN (200000; 0 skips r2), BENCH_ROUTE_INFLIGHT (64). About 3 minutes with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -158,8 +158,10 @@ drain_step() { # LABEL N_ROUTES
   worst=$(sed -n 's/.* = \([0-9]*\) msgs\/s/\1/p' "$work/drain$1.out" | sort -n | head -n 1)
   add "drain_routes=$2 max_inflight=$infl slowest_route_msgs_per_s=$worst (target >= 50000 per route)"
 }
-drain_step a "$routes"
-drain_step b 1
+if [ "$drain" -gt 0 ]; then
+  drain_step a "$routes"
+  drain_step b 1
+fi
 stop_pid "$apid"
 echo
 echo "summary (hdxd CPU in r1: $cpu ticks):"

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +45,8 @@
 #define WAIT_SLICE_MS 100 /* how often a blocked lane looks at its stop flag */
 #define HTTP_ANSWER_MAX (64u << 10)
 #define FAILING_AFTER 1  /* consecutive failures before route_failing is said */
+#define COMMIT_RING 4096 /* recent commit times kept for the latency figure */
+#define LANE_NICE 10 /* lanes' nice value (see lane_main) */
 #define LAT_BUCKETS 1001 /* delivery latency in 100 us steps up to 100 ms, then over */
 
 /* snprintf whose cut is deliberate (paths are bounded by HDX_PATH_MAX, texts by their
@@ -103,6 +106,7 @@ static void ticket_done(void *arg, const struct hdx_intake_item *it)
 struct pending {
     uint64_t seq;
     int64_t time_us;
+    int64_t committed_us; /* when hdxd reported it committed (monotonic), 0: not known */
     uint8_t *msg; /* what is sent: the stored message after the transforms */
     size_t len;
     char control_id[200];
@@ -169,8 +173,10 @@ struct lane {
     int64_t status_us;
     char state[16];
     uint64_t status_acked; /* what the last status file said */
-    /* commit (the record's time) to acknowledgement, of messages acknowledged at the first
-     * delivery: the route's own latency, for the status file and the benchmark */
+    /* from hdxd's report that a message is committed (the moment its sender's AA goes out) to
+     * the destination's acknowledgement, for messages acknowledged at the first attempt and
+     * committed while the route was running (a backlog is not counted): the route's own
+     * latency, for the status file and the benchmark */
     uint64_t lat[LAT_BUCKETS], lat_n;
     char status_state[16];
 };
@@ -199,6 +205,11 @@ struct hdx_routes {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     uint64_t last_seq;      /* under mu */
+    /* when each recent batch was reported committed: (last seq, monotonic us), a ring under mu;
+     * a delivery's latency is counted from there (the issue's "after commit") */
+    uint64_t commit_seq[COMMIT_RING];
+    int64_t commit_us[COMMIT_RING];
+    unsigned commit_head;
     atomic_uint policy_gen; /* bumped by every committed policy record */
     int shutting;           /* hdx_routes_drain: nothing is started any more */
     struct route *r[HDX_ROUTES_MAX];
@@ -482,6 +493,20 @@ static int lane_of(const struct lane *l, const struct hdx_record *r)
     return (int)(h % (uint64_t)l->rt->nlanes);
 }
 
+/* When the batch holding seq was reported committed, or 0 when that is older than the ring.
+ * Call with rs->mu held. */
+static int64_t commit_time(const struct hdx_routes *rs, uint64_t seq)
+{
+    unsigned n = rs->commit_head < COMMIT_RING ? rs->commit_head : COMMIT_RING;
+    int64_t at = 0;
+    for (unsigned k = 1; k <= n; k++) { /* newest first: the first batch reported with seq */
+        unsigned i = (rs->commit_head - k) % COMMIT_RING;
+        if (rs->commit_seq[i] < seq) break;
+        at = rs->commit_us[i];
+    }
+    return at;
+}
+
 /* MSH-10 of a message hdxd parsed at ingest, read from its first segment: 0, or -1 when
  * the value holds the escape character or does not fit (then the full parser decides). */
 static int fast_control_id(const uint8_t *b, size_t len, char *out, size_t cap)
@@ -609,6 +634,9 @@ static int scan_cb(void *ctx, const struct hdx_record *r)
         return 1;
     }
     if (rc == 0) return 0;
+    pthread_mutex_lock(&l->rt->rs->mu);
+    p.committed_us = commit_time(l->rt->rs, p.seq);
+    pthread_mutex_unlock(&l->rt->rs->mu);
     l->pre[l->npre++] = p; /* a dead_reason one goes through the window too: in order */
     l->pre_bytes += p.len;
     return 0;
@@ -1291,8 +1319,8 @@ static int lane_advance(struct lane *l)
             l->dead_total++;
         } else if (p->acked) {
             l->acked_total++;
-            if (!p->retry && p->attempts == 0) {
-                int64_t us = hdx_now_us() - p->time_us;
+            if (!p->retry && p->attempts == 0 && p->committed_us) {
+                int64_t us = hdx_monotonic_us() - p->committed_us;
                 size_t b = us <= 0 ? 0 : (size_t)(us / 100);
                 l->lat[b < LAT_BUCKETS ? b : LAT_BUCKETS - 1]++;
                 l->lat_n++;
@@ -1364,6 +1392,9 @@ static void *lane_main(void *arg)
     char name[16];
     sfmt(name, sizeof(name), "hdx-r%.6s-%d", rc->name, l->index);
     pthread_setname_np(pthread_self(), name);
+    /* Delivery yields to ingest: on a machine whose cores are all busy, the threads that
+     * acknowledge senders (network, commit) run first, and a lane takes what is left. */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), LANE_NICE);
     sfmt(l->state, sizeof(l->state), "starting");
     char path[HDX_PATH_MAX];
     cursor_path(rt, l->index, path, sizeof(path));
@@ -1760,9 +1791,13 @@ void hdx_routes_tick(struct hdx_routes *rs)
 void hdx_routes_committed(struct hdx_routes *rs, uint64_t last_seq)
 {
     if (!rs || !rs->n) return;
+    int64_t now = hdx_monotonic_us();
     pthread_mutex_lock(&rs->mu);
     if (last_seq > rs->last_seq) {
         rs->last_seq = last_seq;
+        rs->commit_seq[rs->commit_head % COMMIT_RING] = last_seq;
+        rs->commit_us[rs->commit_head % COMMIT_RING] = now;
+        rs->commit_head++;
         pthread_cond_broadcast(&rs->cv);
     }
     pthread_mutex_unlock(&rs->mu);
