@@ -46,7 +46,7 @@
 #define HTTP_ANSWER_MAX (64u << 10)
 #define FAILING_AFTER 1  /* consecutive failures before route_failing is said */
 #define COMMIT_RING 4096 /* recent commit times kept for the latency figure */
-#define LANE_NICE 10 /* lanes' nice value (see lane_main) */
+#define LANE_NICE 10     /* lanes' nice value (see lane_main) */
 #define LAT_BUCKETS 1001 /* delivery latency in 100 us steps up to 100 ms, then over */
 
 /* snprintf whose cut is deliberate (paths are bounded by HDX_PATH_MAX, texts by their
@@ -107,7 +107,7 @@ struct pending {
     uint64_t seq;
     int64_t time_us;
     int64_t committed_us; /* when hdxd reported it committed (monotonic), 0: not known */
-    uint8_t *msg; /* what is sent: the stored message after the transforms */
+    uint8_t *msg;         /* what is sent: the stored message after the transforms */
     size_t len;
     char control_id[200];
     uint8_t patient[HDX_BLIND_LEN];
@@ -204,7 +204,7 @@ struct hdx_routes {
     char dir[HDX_PATH_MAX], store_path[HDX_PATH_MAX], tls_min[8];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t last_seq;      /* under mu */
+    uint64_t last_seq; /* under mu */
     /* when each recent batch was reported committed: (last seq, monotonic us), a ring under mu;
      * a delivery's latency is counted from there (the issue's "after commit") */
     uint64_t commit_seq[COMMIT_RING];

@@ -106,6 +106,12 @@ struct hdx_store {
     void (*on_durable)(void *arg);
     void *on_durable_arg;
     size_t seg_size; /* 0: the default */
+    /* The last scan's statement, kept for the next scan of the same shape (a route lane scans
+     * after every commit batch: preparing each time was a visible share of its CPU); reset,
+     * never left mid-step, so it holds no read snapshot between scans. */
+    char scan_sql[512];
+    sqlite3_stmt *scan_q;
+    int scan_busy; /* a scan is running: one from its callback prepares its own */
 };
 
 /* users: the replay of the user_* admin records (commit/admin.h). totp_sealed and recovery are
@@ -373,6 +379,7 @@ void hdx_store_close(struct hdx_store *s)
     if (!s) return;
     for (size_t i = 0; i < NSTMT; i++)
         sqlite3_finalize(s->st[i]);
+    sqlite3_finalize(s->scan_q);
     checkpointer_stop(s->ckpt);
     /* Other (read-only) connections may outlive this one, and SQLite checkpoints at close
      * only on the last; the writer leaves the database whole and the WAL empty itself. */
@@ -928,6 +935,18 @@ static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t ca
     return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
 }
 
+/* The end of a scan: the cached statement is reset (its read snapshot ends), another one
+ * finalized. */
+static void scan_done(struct hdx_store *s, sqlite3_stmt *q, int cached)
+{
+    if (cached) {
+        sqlite3_reset(q);
+        s->scan_busy--;
+    } else {
+        sqlite3_finalize(q);
+    }
+}
+
 long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_t limit,
                     int (*cb)(void *ctx, const struct hdx_record *r), void *ctx)
 {
@@ -935,8 +954,19 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
     sqlite3_stmt *q = NULL;
     long visited = 0;
     if (build_scan_sql(f, sql, sizeof(sql)) != HDX_OK) return HDX_E_INVAL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+    int cached = !s->scan_busy && s->scan_q && strcmp(sql, s->scan_sql) == 0;
+    if (cached) {
+        q = s->scan_q;
+        sqlite3_clear_bindings(q);
+    } else if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         return db_error(s, "scan_prepare");
+    } else if (!s->scan_busy) { /* this shape is cached from now on */
+        sqlite3_finalize(s->scan_q);
+        s->scan_q = q;
+        snprintf(s->scan_sql, sizeof(s->scan_sql), "%s", sql);
+        cached = 1;
+    }
+    s->scan_busy += cached;
     uint64_t from = f->from_seq ? f->from_seq : 1;
     if (f->since_us) {
         uint64_t t_seq = hdx_store_seq_at_time(s, f->since_us);
@@ -959,7 +989,7 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
             r.ct = empty; /* the index row, with no body: the caller names the seq */
             r.ct_len = 0;
         } else if (err != HDX_OK) {
-            sqlite3_finalize(q);
+            scan_done(s, q, cached);
             return err == HDX_E_BODY ? HDX_E_INTEGRITY : err;
         }
         visited++;
@@ -967,10 +997,10 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
         if (stop || (limit && (size_t)visited >= limit)) break;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        sqlite3_finalize(q);
+        scan_done(s, q, cached);
         return db_error(s, "scan");
     }
-    sqlite3_finalize(q);
+    scan_done(s, q, cached);
     return visited;
 }
 
