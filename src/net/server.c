@@ -117,9 +117,12 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
         hdx_error("eventfd_read_failed", "errno=%d", errno);
     struct hdx_intake_item *it = hdx_commit_take_done(srv->commit), *next;
     uint64_t last = 0;
+    for (const struct hdx_intake_item *i = it; i; i = i->next)
+        if (i->status == HDX_OK && i->seq > last) last = i->seq;
+    /* the routes first, while the items (and their plaintext) are still here */
+    if (last) hdx_routes_committed(srv->routes, it, last);
     for (; it; it = next) {
         next = it->next;
-        if (it->status == HDX_OK && it->seq > last) last = it->seq;
         struct hdx_conn *c = it->origin;
         /* Every record goes on the bus, audit and admin ones too: subscribers receive only
          * clinical messages (bus.h), but their cursor must pass the others, or the next
@@ -142,7 +145,6 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
         }
         hdx_intake_item_free(it);
     }
-    if (last) hdx_routes_committed(srv->routes, last);
 }
 
 static void notify_done(void *arg)

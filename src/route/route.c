@@ -44,10 +44,12 @@
 #define STATUS_PERIOD_US 1000000
 #define WAIT_SLICE_MS 100 /* how often a blocked lane looks at its stop flag */
 #define HTTP_ANSWER_MAX (64u << 10)
-#define FAILING_AFTER 1  /* consecutive failures before route_failing is said */
-#define COMMIT_RING 4096 /* recent commit times kept for the latency figure */
-#define LANE_NICE 10     /* lanes' nice value (see lane_main) */
-#define LAT_BUCKETS 1001 /* delivery latency in 100 us steps up to 100 ms, then over */
+#define FAILING_AFTER 1        /* consecutive failures before route_failing is said */
+#define FEED_MAX 256           /* committed batches kept in memory for lanes that keep up */
+#define FEED_BYTES (16u << 20) /* and their message bytes */
+#define COMMIT_RING 4096       /* recent commit times kept for the latency figure */
+#define LANE_NICE 10           /* lanes' nice value (see lane_main) */
+#define LAT_BUCKETS 1001       /* delivery latency in 100 us steps up to 100 ms, then over */
 
 /* snprintf whose cut is deliberate (paths are bounded by HDX_PATH_MAX, texts by their
  * buffers): the result is checked where a cut would matter. */
@@ -170,6 +172,7 @@ struct lane {
     enum hdx_policy_reason held_reason;
     /* counters, for the status file */
     uint64_t sent_total, acked_total, dead_total, late_acks, retried_total;
+    uint64_t from_feed, from_store; /* messages taken from the live feed, read from the store */
     int64_t status_us;
     char state[16];
     uint64_t status_acked; /* what the last status file said */
@@ -199,6 +202,32 @@ struct route {
     struct lane lanes[];
 };
 
+/* The live feed: the plaintext of recently committed batches, as the network thread had it,
+ * shared by every lane that has read everything before it (so a message is decrypted and
+ * read from the store once for all routes, not once per route). A batch covers the seqs
+ * first..last with nothing missing (its items are the clinical messages among them); a lane
+ * whose cursor is not at a batch's start reads the store instead. Refcounted under rs->mu;
+ * bodies wiped when freed. */
+struct feed_item {
+    uint64_t seq;
+    int64_t time_us;
+    char sender[HDX_SENDER_MAX + 1];
+    char type[HDX_TYPE_MAX + 1];
+    uint8_t patient[HDX_BLIND_LEN]; /* all zero: none */
+    uint32_t off, len;
+};
+
+struct feed_batch {
+    int refs;
+    uint64_t first, last;
+    int64_t commit_us; /* monotonic: when hdxd reported it committed */
+    size_t n, bytes;
+    struct feed_item *items;
+    uint8_t *body;
+};
+
+static void feed_release(struct feed_batch *b);
+
 struct hdx_routes {
     struct hdx_routes_env env;
     char dir[HDX_PATH_MAX], store_path[HDX_PATH_MAX], tls_min[8];
@@ -210,6 +239,8 @@ struct hdx_routes {
     uint64_t commit_seq[COMMIT_RING];
     int64_t commit_us[COMMIT_RING];
     unsigned commit_head;
+    struct feed_batch *feed[FEED_MAX]; /* oldest first, under mu */
+    size_t nfeed, feed_bytes;
     atomic_uint policy_gen; /* bumped by every committed policy record */
     int shutting;           /* hdx_routes_drain: nothing is started any more */
     struct route *r[HDX_ROUTES_MAX];
@@ -531,10 +562,11 @@ static int fast_control_id(const uint8_t *b, size_t len, char *out, size_t cap)
 
 /* The message a record becomes on this route, or 0 when the route does not take it; -1 when
  * it cannot be read (then p->dead_reason says why: it becomes a dead letter). */
-static int record_to_pending(struct lane *l, const struct hdx_record *r, struct pending *p)
+static int record_to_pending(struct lane *l, const struct hdx_record *r, const uint8_t *plain,
+                             size_t plain_len, struct pending *p)
 {
     const struct hdx_route_conf *rc = l->rt->conf;
-    size_t need = r->ct_len + 1, len = 0;
+    size_t need = plain ? 1 : r->ct_len + 1, len = 0;
     memset(p, 0, sizeof(*p));
     p->seq = r->seq;
     p->time_us = r->time_us;
@@ -549,17 +581,27 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, struct 
     int index_only = !rc->match || hdx_match_index_only(rc->match);
     if (rc->match && index_only && hdx_match_eval_index(rc->match, r->type, r->sender) != 1)
         return 0;
-    if (hdx_record_open_into(r, l->kc, l->ptbuf, l->ptcap, &len) != HDX_OK) {
+    /* the feed's plaintext is shared and read-only; the lane's own buffer is wiped after use */
+    const uint8_t *pt = plain;
+    if (plain) {
+        len = plain_len;
+    } else if (hdx_record_open_into(r, l->kc, l->ptbuf, l->ptcap, &len) != HDX_OK) {
         sfmt(p->dead_reason, sizeof(p->dead_reason), "the record could not be decrypted");
         return -1;
+    } else {
+        pt = l->ptbuf;
     }
+#define WIPE()                                                                                     \
+    do {                                                                                           \
+        if (!plain) sodium_memzero(l->ptbuf, len);                                                 \
+    } while (0)
     /* The message was parsed and checked at ingest: when nothing but MSH-10 is needed, it is
      * read without a second full parse (a parse was most of a delivery's CPU). */
-    if (!index_only || fast_control_id(l->ptbuf, len, p->control_id, sizeof(p->control_id)) != 0) {
+    if (!index_only || fast_control_id(pt, len, p->control_id, sizeof(p->control_id)) != 0) {
         struct hl7_msg m;
         struct hl7_error e;
-        if (hl7_parse(l->ptbuf, len, NULL, &m, &e) != 0) {
-            sodium_memzero(l->ptbuf, len);
+        if (hl7_parse(pt, len, NULL, &m, &e) != 0) {
+            WIPE();
             sfmt(p->dead_reason, sizeof(p->dead_reason), "stored message does not parse: %s",
                  e.text);
             return -1;
@@ -568,7 +610,7 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, struct 
         if (take) sfmt(p->control_id, sizeof(p->control_id), "%s", m.control_id);
         hl7_msg_free(&m);
         if (!take) {
-            sodium_memzero(l->ptbuf, len);
+            WIPE();
             return 0;
         }
     }
@@ -587,7 +629,7 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, struct 
     struct hdx_policy_decision d;
     hdx_policy_decide(l->policy, &req, &d);
     if (!d.permit && !(d.reason == HDX_PR_NO_PATIENT && !p->has_patient)) {
-        sodium_memzero(l->ptbuf, len);
+        WIPE();
         if (!l->held_count) l->held_first = r->seq, l->held_reason = d.reason;
         l->held_last = r->seq;
         l->held_count++;
@@ -595,19 +637,20 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, struct 
     }
     if (rc->transform) {
         char err[300];
-        if (hdx_transform_apply(rc->transform, l->ptbuf, len, &p->msg, &p->len, err, sizeof(err)) !=
+        if (hdx_transform_apply(rc->transform, pt, len, &p->msg, &p->len, err, sizeof(err)) !=
             HDX_OK) {
-            sodium_memzero(l->ptbuf, len);
+            WIPE();
             sfmt(p->dead_reason, sizeof(p->dead_reason), "%s", err);
             return -1;
         }
     } else {
         if (!(p->msg = malloc(len ? len : 1))) return -2;
-        memcpy(p->msg, l->ptbuf, len);
+        memcpy(p->msg, pt, len);
         p->len = len;
     }
-    sodium_memzero(l->ptbuf, len);
+    WIPE();
     return 1;
+#undef WIPE
 }
 
 struct scan_ctx {
@@ -627,7 +670,7 @@ static int scan_cb(void *ctx, const struct hdx_record *r)
     sc->last_visited = r->seq;
     if (lane_of(l, r) != l->index) return 0;
     struct pending p;
-    int rc = record_to_pending(l, r, &p);
+    int rc = record_to_pending(l, r, NULL, 0, &p);
     if (rc == -2) {
         sc->err = HDX_E_NOMEM;
         sc->last_visited = r->seq - 1;
@@ -637,6 +680,7 @@ static int scan_cb(void *ctx, const struct hdx_record *r)
     pthread_mutex_lock(&l->rt->rs->mu);
     p.committed_us = commit_time(l->rt->rs, p.seq);
     pthread_mutex_unlock(&l->rt->rs->mu);
+    l->from_store++;
     l->pre[l->npre++] = p; /* a dead_reason one goes through the window too: in order */
     l->pre_bytes += p.len;
     return 0;
@@ -662,11 +706,66 @@ static int lane_policy(struct lane *l)
     return HDX_OK;
 }
 
+/* Takes what it can from the live feed: each batch that starts right after what the lane has
+ * looked at, whole (a batch taken in part leaves the lane to the store for the rest). */
+static int lane_feed(struct lane *l)
+{
+    struct hdx_routes *rs = l->rt->rs;
+    while (l->npre < PREFETCH_MAX && l->pre_bytes < PREFETCH_BYTES && !stopping(l)) {
+        struct feed_batch *b = NULL;
+        pthread_mutex_lock(&rs->mu);
+        for (size_t i = 0; i < rs->nfeed && !b; i++)
+            if (rs->feed[i]->first == l->scanned + 1) b = rs->feed[i];
+        if (b) b->refs++;
+        pthread_mutex_unlock(&rs->mu);
+        if (!b) return HDX_OK;
+        int rc = HDX_OK;
+        size_t k;
+        for (k = 0; k < b->n; k++) {
+            if (l->npre >= PREFETCH_MAX || l->pre_bytes >= PREFETCH_BYTES) break;
+            const struct feed_item *fi = &b->items[k];
+            struct hdx_record r;
+            memset(&r, 0, sizeof(r));
+            r.seq = fi->seq;
+            r.time_us = fi->time_us;
+            r.kind = HDX_KIND_HL7V2;
+            memcpy(r.sender, fi->sender, sizeof(r.sender));
+            memcpy(r.type, fi->type, sizeof(r.type));
+            memcpy(r.patient, fi->patient, HDX_BLIND_LEN);
+            if (lane_of(l, &r) != l->index) continue;
+            struct pending p;
+            int pr = record_to_pending(l, &r, b->body + fi->off, fi->len, &p);
+            if (pr == -2) {
+                rc = HDX_E_NOMEM;
+                break;
+            }
+            if (pr == 0) continue;
+            p.committed_us = b->commit_us;
+            l->from_feed++;
+            l->pre[l->npre++] = p;
+            l->pre_bytes += p.len;
+        }
+        /* all of it, or up to the item before the one not taken */
+        if (k == b->n && rc == HDX_OK)
+            l->scanned = b->last;
+        else if (k > 0)
+            l->scanned = b->items[k - 1].seq;
+        size_t total = b->n;
+        pthread_mutex_lock(&rs->mu);
+        feed_release(b);
+        pthread_mutex_unlock(&rs->mu);
+        if (rc != HDX_OK || k < total) return rc;
+    }
+    return HDX_OK;
+}
+
 static int lane_prefetch(struct lane *l)
 {
     struct hdx_routes *rs = l->rt->rs;
     int prc = lane_policy(l);
     if (prc != HDX_OK) return prc;
+    int frc = lane_feed(l);
+    if (frc != HDX_OK) return frc;
     pthread_mutex_lock(&rs->mu);
     uint64_t last = rs->last_seq;
     pthread_mutex_unlock(&rs->mu);
@@ -715,7 +814,7 @@ static int lane_take_retry(struct lane *l)
         return 0;
     }
     struct pending p;
-    int rc = record_to_pending(l, &r, &p);
+    int rc = record_to_pending(l, &r, NULL, 0, &p);
     hdx_record_clear(&r);
     if (rc == 0) { /* the route's match changed since: it no longer takes it */
         hdx_info("route_retry_not_matched", "route=%s seq=%llu", rt->conf->name,
@@ -1269,7 +1368,7 @@ static void write_status(struct lane *l, int force)
     l->status_acked = l->acked_total + l->dead_total;
     sfmt(l->status_state, sizeof(l->status_state), "%s", l->state);
     l->status_us = now;
-    char path[HDX_PATH_MAX], tmp[HDX_PATH_MAX + 8], buf[2560];
+    char path[HDX_PATH_MAX], tmp[HDX_PATH_MAX + 8], buf[3072];
     sfmt(path, sizeof(path), "%s/lane-%d.%s", l->rt->dir, l->index, HDX_ROUTE_STATUS_FILE);
     sfmt(tmp, sizeof(tmp), "%s.tmp", path);
     int64_t oldest = l->nwin ? l->win[0].time_us : l->npre ? l->pre[0].time_us : 0;
@@ -1283,7 +1382,8 @@ static void write_status(struct lane *l, int force)
              "oldest_pending_us=%lld\nsent=%llu\nacked=%llu\ndead=%llu\nretried=%llu\n"
              "late_acks=%llu\nfailures=%d\nlast_error=%s\nlast_error_us=%lld\n"
              "last_ok_us=%lld\nwritten_us=%lld\npid=%d\nlatency_n=%llu\n"
-             "latency_p50_ms=%.1f\nlatency_p99_ms=%.1f\nlatency_p999_ms=%.1f\n",
+             "latency_p50_ms=%.1f\nlatency_p99_ms=%.1f\nlatency_p999_ms=%.1f\nfrom_feed=%llu\n"
+             "from_store=%llu\n",
              l->rt->conf->name, l->index, l->rt->nlanes, l->rt->dest_desc, l->state, l->fd >= 0,
              (unsigned long long)l->pos.delivered, (unsigned long long)l->pos.audited,
              (unsigned long long)l->scanned, inflight, l->nwin + l->npre, (long long)oldest,
@@ -1292,7 +1392,8 @@ static void write_status(struct lane *l, int force)
              (unsigned long long)l->late_acks, l->failures, l->last_error[0] ? l->last_error : "-",
              (long long)l->last_error_us, (long long)l->last_ok_us, (long long)hdx_now_us(),
              (int)getpid(), (unsigned long long)l->lat_n, lat_quantile(l, 0.5),
-             lat_quantile(l, 0.99), lat_quantile(l, 0.999));
+             lat_quantile(l, 0.99), lat_quantile(l, 0.999), (unsigned long long)l->from_feed,
+             (unsigned long long)l->from_store);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
     int ok = n > 0 && write(fd, buf, (size_t)n) == n;
@@ -1788,18 +1889,94 @@ void hdx_routes_tick(struct hdx_routes *rs)
     rs->n = w;
 }
 
-void hdx_routes_committed(struct hdx_routes *rs, uint64_t last_seq)
+static void feed_release(struct feed_batch *b) /* under rs->mu */
+{
+    if (!b || --b->refs > 0) return;
+    if (b->body) sodium_memzero(b->body, b->bytes);
+    free(b->body);
+    free(b->items);
+    free(b);
+}
+
+/* A batch of the done list, or NULL when it has nothing to share or no memory (lanes then read
+ * the store, as always). first is what rs had before it. */
+static struct feed_batch *feed_build(const struct hdx_intake_item *head, uint64_t first,
+                                     uint64_t last, int64_t now)
+{
+    size_t n = 0, bytes = 0;
+    uint64_t low = UINT64_MAX;
+    for (const struct hdx_intake_item *it = head; it; it = it->next) {
+        if (it->status != HDX_OK || it->duplicate) continue;
+        if (it->seq < low) low = it->seq;
+        if (it->kind == HDX_KIND_HL7V2 && it->body) {
+            n++;
+            bytes += it->body_len;
+        }
+    }
+    if (low != first || bytes > FEED_BYTES) return NULL; /* not contiguous with what came before */
+    struct feed_batch *b = calloc(1, sizeof(*b));
+    if (!b) return NULL;
+    b->items = calloc(n ? n : 1, sizeof(*b->items));
+    b->body = malloc(bytes ? bytes : 1);
+    if (!b->items || !b->body) {
+        free(b->items);
+        free(b->body);
+        free(b);
+        return NULL;
+    }
+    b->refs = 1;
+    b->first = first;
+    b->last = last;
+    b->commit_us = now;
+    b->bytes = bytes;
+    size_t off = 0;
+    for (const struct hdx_intake_item *it = head; it; it = it->next) {
+        if (it->status != HDX_OK || it->duplicate || it->kind != HDX_KIND_HL7V2 || !it->body)
+            continue;
+        struct feed_item *fi = &b->items[b->n++];
+        fi->seq = it->seq;
+        fi->time_us = it->time_us;
+        sfmt(fi->sender, sizeof(fi->sender), "%s", it->sender);
+        sfmt(fi->type, sizeof(fi->type), "%s", it->type);
+        memcpy(fi->patient, it->patient, HDX_BLIND_LEN);
+        fi->off = (uint32_t)off;
+        fi->len = (uint32_t)it->body_len;
+        memcpy(b->body + off, it->body, it->body_len);
+        off += it->body_len;
+    }
+    return b;
+}
+
+void hdx_routes_committed(struct hdx_routes *rs, const struct hdx_intake_item *head,
+                          uint64_t last_seq)
 {
     if (!rs || !rs->n) return;
     int64_t now = hdx_monotonic_us();
+    pthread_mutex_lock(&rs->mu);
+    uint64_t first = rs->last_seq + 1;
+    pthread_mutex_unlock(&rs->mu);
+    /* built outside the lock: the lanes keep reading the ring meanwhile */
+    struct feed_batch *b = last_seq >= first ? feed_build(head, first, last_seq, now) : NULL;
     pthread_mutex_lock(&rs->mu);
     if (last_seq > rs->last_seq) {
         rs->last_seq = last_seq;
         rs->commit_seq[rs->commit_head % COMMIT_RING] = last_seq;
         rs->commit_us[rs->commit_head % COMMIT_RING] = now;
         rs->commit_head++;
+        if (b) {
+            while (rs->nfeed && (rs->nfeed == FEED_MAX || rs->feed_bytes + b->bytes > FEED_BYTES)) {
+                rs->feed_bytes -= rs->feed[0]->bytes;
+                feed_release(rs->feed[0]);
+                memmove(rs->feed, rs->feed + 1, (rs->nfeed - 1) * sizeof(rs->feed[0]));
+                rs->nfeed--;
+            }
+            rs->feed[rs->nfeed++] = b;
+            rs->feed_bytes += b->bytes;
+            b = NULL;
+        }
         pthread_cond_broadcast(&rs->cv);
     }
+    feed_release(b); /* not used */
     pthread_mutex_unlock(&rs->mu);
 }
 
@@ -1858,6 +2035,9 @@ void hdx_routes_free(struct hdx_routes *rs)
         route_stop(rs->r[j]);
     /* Records still in the pipeline: the event loop has ended, so their on_done will not
      * run (the caller frees the routes before stopping the commit pipeline). */
+    for (size_t i = 0; i < rs->nfeed; i++)
+        feed_release(rs->feed[i]);
+    rs->nfeed = 0;
     pthread_mutex_lock(&ticket_mu);
     while (tickets) {
         struct ticket *t = tickets;

@@ -55,8 +55,11 @@ int hdx_routes_new(const struct hdx_routes_env *env, struct hdx_routes **out);
 void hdx_routes_apply(struct hdx_routes *rs, struct hdx_routes_conf *rc);
 /* From the network thread's housekeeping timer: finishes reloads whose routes drained. */
 void hdx_routes_tick(struct hdx_routes *rs);
-/* Records up to last_seq are committed and visible to readers: wakes the lanes. */
-void hdx_routes_committed(struct hdx_routes *rs, uint64_t last_seq);
+/* Records up to last_seq are committed and visible to readers: wakes the lanes. head is the
+ * done list they came in (still the caller's): its clinical messages are kept in memory for
+ * the lanes that are caught up (the live feed), so they need not decrypt them again. */
+void hdx_routes_committed(struct hdx_routes *rs, const struct hdx_intake_item *head,
+                          uint64_t last_seq);
 /* A committed admin record: route_retry statements reach their lane. */
 void hdx_routes_admin_committed(struct hdx_routes *rs, const struct hdx_intake_item *it);
 /* hdxd is stopping: every lane stops sending, writes its pending disclosures and waits for
