@@ -48,7 +48,7 @@
 #define FEED_MAX 256           /* committed batches kept in memory for lanes that keep up */
 #define FEED_BYTES (16u << 20) /* and their message bytes */
 #define COMMIT_RING 4096       /* recent commit times kept for the latency figure */
-#define LANE_NICE 10          /* lanes' nice value (see lane_main) */
+#define LANE_NICE 10           /* lanes' nice value (see lane_main) */
 #define LAT_BUCKETS 1001       /* delivery latency in 100 us steps up to 100 ms, then over */
 
 /* snprintf whose cut is deliberate (paths are bounded by HDX_PATH_MAX, texts by their
