@@ -1950,13 +1950,15 @@ static struct feed_batch *feed_build(const struct hdx_intake_item *head, uint64_
 void hdx_routes_committed(struct hdx_routes *rs, const struct hdx_intake_item *head,
                           uint64_t last_seq)
 {
-    if (!rs || !rs->n) return;
+    if (!rs) return;
     int64_t now = hdx_monotonic_us();
     pthread_mutex_lock(&rs->mu);
     uint64_t first = rs->last_seq + 1;
     pthread_mutex_unlock(&rs->mu);
-    /* built outside the lock: the lanes keep reading the ring meanwhile */
-    struct feed_batch *b = last_seq >= first ? feed_build(head, first, last_seq, now) : NULL;
+    /* built outside the lock: the lanes keep reading the ring meanwhile; with no route at all
+     * only the position is kept (a route a reload adds starts from it) */
+    struct feed_batch *b =
+        rs->n && last_seq >= first ? feed_build(head, first, last_seq, now) : NULL;
     pthread_mutex_lock(&rs->mu);
     if (last_seq > rs->last_seq) {
         rs->last_seq = last_seq;
