@@ -934,7 +934,7 @@ static const char *event_structure(const uint8_t *type, size_t tn, const uint8_t
     char key[8];
     size_t lo = 0, hi = HDX_ARRAY_LEN(events);
 
-    if (tn == 3 && memcmp(type, "ACK", 3) == 0) return "ACK"; /* every ACK^xxx is ACK */
+    if (tn == 3 && memcmp(type, "ACK", 3) == 0) return "ACK"; /* every ACK^<event> is ACK */
     if (tn != 3 || en != 3) return NULL;
     memcpy(key, type, 3);
     key[3] = '^';
