@@ -392,16 +392,18 @@ static struct disclosure *disc_slot(struct lane *l, const uint8_t *patient)
             return &l->disc[i];
 }
 
-static void disc_submit(struct lane *l, const uint8_t *patient, uint64_t first, uint64_t last,
-                        uint64_t count, struct ticket *t)
+/* One summary record; t (may be NULL) learns when it is durable. */
+static void disc_submit(struct lane *l, const char *outcome, const char *reason,
+                        const uint8_t *patient, uint64_t first, uint64_t last, uint64_t count,
+                        struct ticket *t)
 {
     char principal[80], detail[HDX_AUDIT_VALUE_MAX + 1];
     sfmt(principal, sizeof(principal), "route:%s", l->rt->conf->name);
     sfmt(detail, sizeof(detail), "to=%s lane=%d", l->rt->dest_desc, l->index);
     struct hdx_audit a = {.event = "disclosure",
                           .action = "route",
-                          .outcome = "permit",
-                          .reason = patient ? "-" : "no_patient",
+                          .outcome = outcome,
+                          .reason = reason,
                           .principal = principal,
                           .role = "integration",
                           .source = l->rt->dest_desc,
@@ -415,7 +417,10 @@ static void disc_submit(struct lane *l, const uint8_t *patient, uint64_t first, 
     if (!it) {
         hdx_error("audit_failed", "reason=out_of_memory event=disclosure route=%s",
                   l->rt->conf->name);
-        if (t) ticket_release(t), ticket_release(t);
+        if (t) { /* as if committed and failed: the lane logs it and tries at the next period */
+            struct hdx_intake_item failed = {.status = HDX_E_NOMEM};
+            ticket_done(t, &failed);
+        }
         return;
     }
     if (t) {
@@ -430,23 +435,8 @@ static void disc_flush(struct lane *l, uint64_t upto)
 {
     if (l->audit_ticket) return; /* one summary in flight at a time */
     if (l->held_count) {         /* what the policy kept back: one deny summary */
-        char principal[80], detail[HDX_AUDIT_VALUE_MAX + 1];
-        sfmt(principal, sizeof(principal), "route:%s", l->rt->conf->name);
-        sfmt(detail, sizeof(detail), "to=%s lane=%d", l->rt->dest_desc, l->index);
-        struct hdx_audit a = {.event = "disclosure",
-                              .action = "route",
-                              .outcome = "deny",
-                              .reason = hdx_policy_reason_name(l->held_reason),
-                              .principal = principal,
-                              .role = "integration",
-                              .source = l->rt->dest_desc,
-                              .cert = "-",
-                              .first_seq = l->held_first,
-                              .last_seq = l->held_last,
-                              .count = l->held_count,
-                              .detail = detail};
-        struct hdx_intake_item *it = hdx_audit_item_new(&a);
-        if (it) hdx_commit_submit(l->rt->rs->env.commit, it);
+        disc_submit(l, "deny", hdx_policy_reason_name(l->held_reason), NULL, l->held_first,
+                    l->held_last, l->held_count, NULL);
         l->held_count = l->held_first = l->held_last = 0;
     }
     size_t left = l->ndisc + (l->anon_count ? 1 : 0);
@@ -461,10 +451,12 @@ static void disc_flush(struct lane *l, uint64_t upto)
         struct disclosure *d = &l->disc[i];
         if (!d->used) continue;
         left--;
-        disc_submit(l, d->patient, d->first, d->last, d->count, left == 0 ? t : NULL);
+        disc_submit(l, "permit", "-", d->patient, d->first, d->last, d->count,
+                    left == 0 ? t : NULL);
         memset(d, 0, sizeof(*d));
     }
-    if (l->anon_count) disc_submit(l, NULL, l->anon_first, l->anon_last, l->anon_count, t);
+    if (l->anon_count)
+        disc_submit(l, "permit", "no_patient", NULL, l->anon_first, l->anon_last, l->anon_count, t);
     l->anon_count = l->anon_first = l->anon_last = 0;
     l->ndisc = 0;
     l->audit_ticket = t;
