@@ -6,6 +6,8 @@
 #       to the ACK-only server bench/ackserver.c (it answers every frame AA, nothing stored):
 #       the same two loads; ingest with routes / without; each route's delivery latency from
 #       the record's commit to its ACK (p50, p99, from the lanes' status files)
+#   rc. the references: the ACK-only server driven by hdx bench with the routes' shapes (1 and
+#       ROUTES connections, INFLIGHT in flight; ROUTES connections at RATE x ROUTES msgs/s)
 #   r2. backlog drain: the ACK-only server stopped, DRAIN messages ingested (closed loop,
 #       CONNECTIONS x 8), then the server started again: each route's drain rate with
 #       max_inflight = INFLIGHT; then the same with one route alone
@@ -87,6 +89,14 @@ cp "$d/hdx.conf" "$work/base.conf"
 aport=$(free_port)
 start_ack main
 
+hdr "== rc. the references: the ACK-only server itself, driven by hdx bench as the routes drive it"
+# one connection with $infl in flight (a draining route), $routes connections so (8 draining
+# routes), and $routes connections at $rate x $routes msgs/s (the fan-out's delivery rate)
+"$bin/hdx" bench -d "$d" --to 127.0.0.1:$aport --connections 1 --inflight "$infl" --seconds "$secs" | tee "$work/rc1.out"
+"$bin/hdx" bench -d "$d" --to 127.0.0.1:$aport --connections "$routes" --inflight "$infl" --seconds "$secs" | tee "$work/rcN.out"
+"$bin/hdx" bench -d "$d" --to 127.0.0.1:$aport --connections "$routes" --inflight "$infl" --seconds "$secs" --rate $((rate * routes)) | tee "$work/rcR.out"
+add "ceiling_1conn_${infl}inflight_msgs_per_s=$(kv "$work/rc1.out" msgs_per_s) ceiling_${routes}conn_msgs_per_s=$(kv "$work/rcN.out" msgs_per_s) ceiling_${routes}conn_at_$((rate * routes))_p99_ms=$(kv "$work/rcR.out" p99_ms)"
+
 hdr "== r0. hdxd without routes: steady $rate msgs/s, then closed loop ${conns}x1 ($secs s each)"
 start_hdxd
 "$bin/hdx" bench -d "$d" --to 127.0.0.1:$port --connections "$conns" --seconds "$secs" --rate "$rate" | tee "$work/r0rate.out"
@@ -105,7 +115,7 @@ done | tee "$work/r1lat.out"
 cpu=$(awk '{print $14 + $15}' /proc/$hpid/stat)
 stop_pid "$hpid"
 p99max=$(sed -n 's/.* p99 \([0-9.]*\) ms p99.9.*/\1/p' "$work/r1lat.out" | sort -g | tail -n 1)
-add "routes=$routes route_delivery_p99_ms_max=$p99max (target < 5 at $rate msgs/s)"
+add "routes=$routes route_delivery_p99_ms_max=$p99max (target < 5 at $rate msgs/s; the ACK-only server's own p99 at $((rate * routes)) msgs/s over $routes connections: $(kv "$work/rcR.out" p99_ms))"
 a=$(kv "$work/r0loop.out" msgs_per_s)
 b=$(kv "$work/r1loop.out" msgs_per_s)
 add "ingest_closed_loop_without_routes=$a with_${routes}_routes=$b ratio=$(ratio "$b" "$a") (target >= 0.85)"
@@ -156,7 +166,10 @@ drain_step() { # LABEL N_ROUTES
   stop_pid "$hpid"
   local worst
   worst=$(sed -n 's/.* = \([0-9]*\) msgs\/s/\1/p' "$work/drain$1.out" | sort -n | head -n 1)
-  add "drain_routes=$2 max_inflight=$infl slowest_route_msgs_per_s=$worst (target >= 50000 per route)"
+  local ref
+  ref=$(kv "$work/rc$([ "$2" = 1 ] && echo 1 || echo N).out" msgs_per_s)
+  [ "$2" = 1 ] || ref=$(awk -v a="$ref" -v n="$2" 'BEGIN { if (a == "na") print "na"; else printf "%.0f", a / n }')
+  add "drain_routes=$2 max_inflight=$infl slowest_route_msgs_per_s=$worst ceiling_per_connection=$ref ratio=$(ratio "$worst" "$ref") (target >= 50000 per route)"
 }
 if [ "$drain" -gt 0 ]; then
   drain_step a "$routes"
