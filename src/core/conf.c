@@ -70,6 +70,8 @@ static const struct conf_key conf_keys[] = {
     INT("net", "max_per_source", net_max_per_source, 1, 1000000, "64"),
     INT("net", "max_per_principal", net_max_per_principal, 1, 1000000, "256"),
     SIZE("net", "max_unsent", net_max_unsent, 4096, 64 << 20, "262144"),
+    STR("fhir", "base_url", fhir_base, ""),
+    INT("fhir", "v2_observations", fhir_v2, 0, 1, "1"),
     STR("store", "path", store_path, "store.db"),
     INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
     SIZE("store", "dedup_window", store_dedup_window, 1024, 1LL << 28, "1048576"),
@@ -325,7 +327,7 @@ const char *hdx_conf_template(void)
            "max_lag_ms = 5000\n"
            "\n"
            "[http]\n"
-           "; HTTPS (the API and, later, FHIR and the console): TLS, a client certificate\n"
+           "; HTTPS (the API and FHIR R4 at /fhir): TLS, a client certificate\n"
            "; optional; empty = off\n"
            "listen = 127.0.0.1:8443\n"
            "max_connections = 2000\n"
@@ -336,6 +338,13 @@ const char *hdx_conf_template(void)
            "header_timeout_ms = 10000\n"
            "request_timeout_ms = 30000\n"
            "idle_timeout_s = 60\n"
+           "\n"
+           "[fhir]\n"
+           "; the base URL clients reach the HTTPS port at (links, Location, the\n"
+           "; CapabilityStatement); empty: https:// and http.listen\n"
+           "base_url =\n"
+           "; 1: the vital signs of every ORU^R01 are readable and searchable as Observations\n"
+           "v2_observations = 1\n"
            "\n"
            "[tls]\n"
            "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"

@@ -47,6 +47,9 @@ struct hdx_conf {
     int net_max_per_source;    /* not yet authenticated, from one address (IPv6: one /64) */
     int net_max_per_principal; /* authenticated, one principal, all ports */
     size_t net_max_unsent;     /* unsent bytes after which a connection is not read */
+    /* [fhir] (docs/FHIR.md) */
+    char fhir_base[160]; /* the base clients reach the HTTPS port at; "": https://http.listen */
+    int fhir_v2;         /* ORU^R01 vital signs readable as Observations */
     /* [store] */
     char store_path[HDX_PATH_MAX];
     int store_batch_max;

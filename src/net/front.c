@@ -516,6 +516,10 @@ int hdx_front_new(const struct hdx_front_env *env, struct hdx_http *h, struct hd
         rc = hdx_auth_worker_start(path, env->kr, &cost, LOGIN_QUEUE_MAX, notify_worker, f,
                                    &f->worker);
     if (rc == HDX_OK) rc = hdx_front_api_init(f, h);
+    if (rc == HDX_OK && (rc = hdx_front_fhir_init(f, h, why, why_cap)) != HDX_OK) {
+        hdx_front_free(f); /* why names what FHIR could not do */
+        return rc;
+    }
     if (rc != HDX_OK) {
         snprintf(why, why_cap, "cannot start the login front end: %s", hdx_strerror(rc));
         hdx_front_free(f);
@@ -552,6 +556,7 @@ void hdx_front_free(struct hdx_front *f)
 {
     if (!f) return;
     hdx_auth_worker_stop(f->worker, drop_login);
+    hdx_front_fhir_free(f);
     hdx_front_api_free(f);
     if (f->worker_ev) event_free(f->worker_ev);
     if (f->worker_fd >= 0) close(f->worker_fd);

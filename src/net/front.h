@@ -51,6 +51,8 @@ int hdx_front_new(const struct hdx_front_env *env, struct hdx_http *h, struct hd
 void hdx_front_free(struct hdx_front *f);
 /* An admin record committed (any producer): sessions of a user it changed are re-checked. */
 void hdx_front_admin_committed(struct hdx_front *f, const struct hdx_intake_item *it);
+/* The log holds records up to seq: the FHIR view (fhir/index.h) follows it. */
+void hdx_front_fhir_committed(struct hdx_front *f, uint64_t seq);
 /* Once a second or so: expired sessions end. */
 void hdx_front_tick(struct hdx_front *f);
 

@@ -29,41 +29,14 @@
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
 #define SCAN_BUDGET 10000 /* records looked at per list request, disclosed or not */
-#define TALLY_MAX 256     /* patients counted before a disclosure summary is written early */
 #define STREAM_SUMMARY_US (60 * 1000000LL)
 #define STREAM_KEEPALIVE_US (15 * 1000000LL)
 #define POLICY_RETRY_US 1000000
 #define KEY_FAIL_AUDIT_MAX 20 /* refused API keys audited one by one per second */
 
-/* Per patient: what one request or stream disclosed (audit/audit.h, event access). */
-struct tally_entry {
-    uint8_t patient[HDX_BLIND_LEN];
-    int has_patient;
-    uint64_t first, last, count;
-    int break_glass;
-};
-struct tally {
-    struct tally_entry e[TALLY_MAX];
-    size_t n;
-    uint64_t denied;
-    enum hdx_policy_reason deny_reason;
-};
-
-/* Who is asking, for the policy and the audit. */
-struct asker {
-    char user[65];
-    char role_name[24];
-    enum hdx_role role;
-    int mfa;
-    char session[HDX_SESSION_ID_LEN + 1];
-    uint64_t serial; /* 0: a certificate or an API key, not a session */
-    enum hdx_purpose purpose;
-    char key_hash[HDX_APIKEY_HASH_LEN + 1]; /* a service: its stored key when it was checked */
-};
-
 /* A machine: a certificate (a device of the registry) or a service's API key, not a person's
  * session: the principals with a granted scope (policy/scope.h, keyed by name). */
-static int is_machine(const struct asker *who)
+int hdx_front_is_machine(const struct asker *who)
 {
     return !who->serial;
 }
@@ -125,8 +98,8 @@ void hdx_front_policy_changed(struct hdx_front *f, const struct hdx_admin *a)
     (void)reload_policy(f->api);
 }
 
-static void decide(struct front_api *api, const struct asker *who, enum hdx_action act,
-                   enum hdx_resource res, const uint8_t *patient, struct hdx_policy_decision *d)
+void hdx_front_decide(struct front_api *api, const struct asker *who, enum hdx_action act,
+                      enum hdx_resource res, const uint8_t *patient, struct hdx_policy_decision *d)
 {
     struct hdx_policy_request req = {.principal = who->user,
                                      .role = who->role,
@@ -145,10 +118,10 @@ static void decide(struct front_api *api, const struct asker *who, enum hdx_acti
 
 /* ---------- audit ---------- */
 
-static void audit_access(struct front_api *api, const struct hdx_conn *c, const struct asker *who,
-                         const char *action, const char *outcome, const char *reason,
-                         const uint8_t *patient, uint64_t first, uint64_t last, uint64_t count,
-                         const char *route)
+void hdx_front_audit_access(struct front_api *api, const struct hdx_conn *c,
+                            const struct asker *who, const char *action, const char *outcome,
+                            const char *reason, const uint8_t *patient, uint64_t first,
+                            uint64_t last, uint64_t count, const char *route)
 {
     char detail[128];
     snprintf(detail, sizeof(detail), "session=%s purpose=%s route=%s",
@@ -169,23 +142,24 @@ static void audit_access(struct front_api *api, const struct hdx_conn *c, const 
     api->f->env.audit(api->f->env.arg, &a);
 }
 
-static void tally_flush(struct front_api *api, const struct hdx_conn *c, const struct asker *who,
-                        struct tally *t, const char *action, const char *route)
+void hdx_front_tally_flush(struct front_api *api, const struct hdx_conn *c, const struct asker *who,
+                           struct tally *t, const char *action, const char *route)
 {
     for (size_t i = 0; i < t->n; i++) {
         struct tally_entry *e = &t->e[i];
-        audit_access(api, c, who, action, "permit",
-                     e->break_glass ? hdx_policy_reason_name(HDX_PR_PERMIT_BREAK_GLASS) : "-",
-                     e->has_patient ? e->patient : NULL, e->first, e->last, e->count, route);
+        hdx_front_audit_access(
+            api, c, who, action, "permit",
+            e->break_glass ? hdx_policy_reason_name(HDX_PR_PERMIT_BREAK_GLASS) : "-",
+            e->has_patient ? e->patient : NULL, e->first, e->last, e->count, route);
     }
     if (t->denied)
-        audit_access(api, c, who, action, "deny", hdx_policy_reason_name(t->deny_reason), NULL, 0,
-                     0, t->denied, route);
+        hdx_front_audit_access(api, c, who, action, "deny", hdx_policy_reason_name(t->deny_reason),
+                               NULL, 0, 0, t->denied, route);
     sodium_memzero(t, sizeof(*t));
 }
 
 /* Counts a disclosed record; 1 when the tally is full and must be flushed first. */
-static int tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, int break_glass)
+int hdx_front_tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, int break_glass)
 {
     static const uint8_t zero[HDX_BLIND_LEN];
     int has = patient && memcmp(patient, zero, HDX_BLIND_LEN) != 0;
@@ -208,7 +182,7 @@ static int tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, int 
     return 0;
 }
 
-static void tally_deny(struct tally *t, enum hdx_policy_reason why)
+void hdx_front_tally_deny(struct tally *t, enum hdx_policy_reason why)
 {
     if (!t->denied) t->deny_reason = why;
     t->denied++;
@@ -267,8 +241,8 @@ static int service_asks(struct front_api *api, struct hdx_conn *c, const struct 
 
 /* The asking principal: a session's user, a service's API key, or an enrolled certificate's
  * machine. 0, or the 401 in r. */
-static int who_asks(struct hdx_front *f, struct hdx_conn *c, const struct http_req *req,
-                    struct hdx_http_reply *r, struct asker *who)
+int hdx_front_asks(struct hdx_front *f, struct hdx_conn *c, const struct http_req *req,
+                   struct hdx_http_reply *r, struct asker *who)
 {
     struct hdx_front_who w;
     memset(who, 0, sizeof(*who));
@@ -307,7 +281,7 @@ static int who_asks(struct hdx_front *f, struct hdx_conn *c, const struct http_r
     return 0;
 }
 
-static void deny_answer(struct hdx_http_reply *r, enum hdx_policy_reason why)
+void hdx_front_deny_answer(struct hdx_http_reply *r, enum hdx_policy_reason why)
 {
     char msg[96];
     snprintf(msg, sizeof(msg), "not permitted: %s", hdx_policy_reason_name(why));
@@ -408,9 +382,9 @@ static int list_one(void *arg, const struct hdx_record *r)
     l->last_seen = r->seq;
     /* Outside the granted scope is outside the principal's world: skipped like a filter. */
     if (l->scope && !hdx_scope_admits(l->scope, r->sender, r->type, patient)) return 0;
-    decide(l->api, l->who, HDX_ACT_READ, HDX_RES_RECORD, patient, &d);
+    hdx_front_decide(l->api, l->who, HDX_ACT_READ, HDX_RES_RECORD, patient, &d);
     if (!d.permit) {
-        tally_deny(l->tally, d.reason);
+        hdx_front_tally_deny(l->tally, d.reason);
         return 0;
     }
     uint8_t *pt = NULL;
@@ -429,7 +403,7 @@ static int list_one(void *arg, const struct hdx_record *r)
         l->failed = 1;
         return 1;
     }
-    (void)tally_add(l->tally, patient, r->seq, d.reason == HDX_PR_PERMIT_BREAK_GLASS);
+    (void)hdx_front_tally_add(l->tally, patient, r->seq, d.reason == HDX_PR_PERMIT_BREAK_GLASS);
     l->stopped = ++l->got >= l->want || l->tally->n == TALLY_MAX;
     return l->stopped;
 }
@@ -452,7 +426,7 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
     struct hdx_front *f = arg;
     struct front_api *api = f->api;
     struct asker who;
-    if (who_asks(f, c, req, r, &who)) return;
+    if (hdx_front_asks(f, c, req, r, &who)) return;
     uint8_t token[HDX_BLIND_LEN];
     int has_patient = patient_param(f, req, token, r);
     if (has_patient < 0) return;
@@ -478,11 +452,11 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
     /* Asking for one patient: the decision needs no record, so it is made first, and its
      * answer says nothing about whether the patient has records. */
     struct hdx_policy_decision d;
-    decide(api, &who, HDX_ACT_READ, HDX_RES_RECORD, has_patient > 0 ? token : NULL, &d);
+    hdx_front_decide(api, &who, HDX_ACT_READ, HDX_RES_RECORD, has_patient > 0 ? token : NULL, &d);
     if (has_patient > 0 && !d.permit) {
-        audit_access(api, c, &who, "read", "deny", hdx_policy_reason_name(d.reason), token, 0, 0, 0,
-                     "records");
-        deny_answer(r, d.reason);
+        hdx_front_audit_access(api, c, &who, "read", "deny", hdx_policy_reason_name(d.reason),
+                               token, 0, 0, 0, "records");
+        hdx_front_deny_answer(r, d.reason);
         return;
     }
     if (!hdx_policy_role_has(who.role, HDX_RES_RECORD, HDX_ACT_READ) ||
@@ -490,14 +464,16 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
          d.reason == HDX_PR_PURPOSE || d.reason == HDX_PR_UNKNOWN_ROLE)) {
         /* Denied whatever the patient: say so rather than answer an empty list. */
         enum hdx_policy_reason why = d.reason == HDX_PR_NO_PATIENT ? HDX_PR_ROLE : d.reason;
-        audit_access(api, c, &who, "read", "deny", hdx_policy_reason_name(why), NULL, 0, 0, 0,
-                     "records");
-        deny_answer(r, why);
+        hdx_front_audit_access(api, c, &who, "read", "deny", hdx_policy_reason_name(why), NULL, 0,
+                               0, 0, "records");
+        hdx_front_deny_answer(r, why);
         return;
     }
     struct hdx_scope *scope = NULL;
-    if (is_machine(&who) && hdx_scope_load(f->env.ro_store, who.user, &scope, NULL) != HDX_OK) {
-        audit_access(api, c, &who, "read", "deny", "scope_unreadable", NULL, 0, 0, 0, "records");
+    if (hdx_front_is_machine(&who) &&
+        hdx_scope_load(f->env.ro_store, who.user, &scope, NULL) != HDX_OK) {
+        hdx_front_audit_access(api, c, &who, "read", "deny", "scope_unreadable", NULL, 0, 0, 0,
+                               "records");
         hdx_http_error(r, 503, "unavailable", "scope unreadable");
         return;
     }
@@ -506,7 +482,7 @@ static void route_records(void *arg, struct hdx_conn *c, const struct http_req *
     hdx_jsonw_raw(&out, "{\"records\":[", 12);
     struct list_ctx l = {api, &who, scope, &out, (size_t)limit, 0, after, tally, 0, 0};
     long n = tally ? hdx_store_scan(f->env.ro_store, &flt, SCAN_BUDGET, list_one, &l) : HDX_E_NOMEM;
-    if (tally) tally_flush(api, c, &who, tally, "read", "records");
+    if (tally) hdx_front_tally_flush(api, c, &who, tally, "read", "records");
     free(tally);
     free(scope);
     if (n < 0 || l.failed) {
@@ -531,7 +507,7 @@ static void route_record(void *arg, struct hdx_conn *c, const struct http_req *r
     struct hdx_front *f = arg;
     struct front_api *api = f->api;
     struct asker who;
-    if (who_asks(f, c, req, r, &who)) return;
+    if (hdx_front_asks(f, c, req, r, &who)) return;
     const char *s = req->path + strlen("/api/records/");
     char *end;
     unsigned long long seq = s[0] >= '1' && s[0] <= '9' ? strtoull(s, &end, 10) : 0;
@@ -548,8 +524,8 @@ static void route_record(void *arg, struct hdx_conn *c, const struct http_req *r
     const char *why = NULL;
     if (rc == HDX_OK && rec.kind == HDX_KIND_HL7V2) {
         patient = memcmp(rec.patient, zero, HDX_BLIND_LEN) ? rec.patient : NULL;
-        decide(api, &who, HDX_ACT_READ, HDX_RES_RECORD, patient, &d);
-        if (d.permit && is_machine(&who)) {
+        hdx_front_decide(api, &who, HDX_ACT_READ, HDX_RES_RECORD, patient, &d);
+        if (d.permit && hdx_front_is_machine(&who)) {
             /* Outside a machine's scope (or a scope that cannot be read): not there for it. */
             if (hdx_scope_load(f->env.ro_store, who.user, &scope, NULL) != HDX_OK)
                 why = "scope_unreadable";
@@ -562,8 +538,9 @@ static void route_record(void *arg, struct hdx_conn *c, const struct http_req *r
     if (rc != HDX_OK || rec.kind != HDX_KIND_HL7V2 || !d.permit) {
         /* Not there, not a clinical record, or not for this principal: one answer. */
         if (rc == HDX_OK && rec.kind == HDX_KIND_HL7V2)
-            audit_access(api, c, &who, "read", "deny", why ? why : hdx_policy_reason_name(d.reason),
-                         patient, seq, seq, 0, "record");
+            hdx_front_audit_access(api, c, &who, "read", "deny",
+                                   why ? why : hdx_policy_reason_name(d.reason), patient, seq, seq,
+                                   0, "record");
         if (rc == HDX_OK) hdx_record_clear(&rec);
         if (rc != HDX_OK && rc != HDX_E_NOTFOUND)
             hdx_error("api_record_unreadable", "seq=%llu err=%s", seq, hdx_strerror(rc));
@@ -583,9 +560,10 @@ static void route_record(void *arg, struct hdx_conn *c, const struct http_req *r
     record_write(&out, &rec, pt, len);
     sodium_memzero(pt, len);
     free(pt);
-    audit_access(api, c, &who, "read", "permit",
-                 d.reason == HDX_PR_PERMIT_BREAK_GLASS ? hdx_policy_reason_name(d.reason) : "-",
-                 patient, seq, seq, 1, "record");
+    hdx_front_audit_access(api, c, &who, "read", "permit",
+                           d.reason == HDX_PR_PERMIT_BREAK_GLASS ? hdx_policy_reason_name(d.reason)
+                                                                 : "-",
+                           patient, seq, seq, 1, "record");
     hdx_record_clear(&rec);
     answer_text(r, &out);
 }
@@ -625,14 +603,16 @@ static void stream_deliver(void *conn, const struct hdx_bus_event *ev)
     struct stream *st = conn;
     struct hdx_policy_decision d;
     if (st->ended) return;
-    decide(st->api, &st->who, HDX_ACT_SUBSCRIBE, HDX_RES_RECORD, ev->patient, &d);
+    hdx_front_decide(st->api, &st->who, HDX_ACT_SUBSCRIBE, HDX_RES_RECORD, ev->patient, &d);
     if (!d.permit) {
-        tally_deny(&st->tally, d.reason);
+        hdx_front_tally_deny(&st->tally, d.reason);
         return;
     }
-    if (tally_add(&st->tally, ev->patient, ev->seq, d.reason == HDX_PR_PERMIT_BREAK_GLASS)) {
-        tally_flush(st->api, st->c, &st->who, &st->tally, "subscribe", st->route);
-        (void)tally_add(&st->tally, ev->patient, ev->seq, d.reason == HDX_PR_PERMIT_BREAK_GLASS);
+    if (hdx_front_tally_add(&st->tally, ev->patient, ev->seq,
+                            d.reason == HDX_PR_PERMIT_BREAK_GLASS)) {
+        hdx_front_tally_flush(st->api, st->c, &st->who, &st->tally, "subscribe", st->route);
+        (void)hdx_front_tally_add(&st->tally, ev->patient, ev->seq,
+                                  d.reason == HDX_PR_PERMIT_BREAK_GLASS);
     }
     struct hdx_record rec = {.seq = ev->seq, .time_us = ev->time_us, .kind = ev->kind};
     snprintf(rec.sender, sizeof(rec.sender), "%s", ev->sender);
@@ -668,8 +648,8 @@ static void stream_closed(void *arg)
     struct stream *st = arg;
     struct front_api *api = st->api;
     if (st->sub) hdx_bus_unsubscribe(api->f->env.bus, st->sub);
-    tally_flush(api, st->c, &st->who, &st->tally, "subscribe", st->route);
-    audit_access(api, st->c, &st->who, "subscribe", "end", "-", NULL, 0, 0, 0, st->route);
+    hdx_front_tally_flush(api, st->c, &st->who, &st->tally, "subscribe", st->route);
+    hdx_front_audit_access(api, st->c, &st->who, "subscribe", "end", "-", NULL, 0, 0, 0, st->route);
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -686,7 +666,7 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     struct hdx_front *f = arg;
     struct front_api *api = f->api;
     struct asker who;
-    if (who_asks(f, c, req, r, &who)) return;
+    if (hdx_front_asks(f, c, req, r, &who)) return;
     struct hdx_bus_filter flt;
     memset(&flt, 0, sizeof(flt));
     int has_patient = patient_param(f, req, flt.patient, r);
@@ -712,15 +692,16 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
         return;
     }
     struct hdx_policy_decision d;
-    decide(api, &who, HDX_ACT_SUBSCRIBE, HDX_RES_RECORD, has_patient ? flt.patient : NULL, &d);
+    hdx_front_decide(api, &who, HDX_ACT_SUBSCRIBE, HDX_RES_RECORD, has_patient ? flt.patient : NULL,
+                     &d);
     if ((has_patient && !d.permit) ||
         !hdx_policy_role_has(who.role, HDX_RES_RECORD, HDX_ACT_SUBSCRIBE) ||
         d.reason == HDX_PR_MFA_REQUIRED || d.reason == HDX_PR_TRAINING ||
         d.reason == HDX_PR_PURPOSE || d.reason == HDX_PR_UNKNOWN_ROLE) {
         enum hdx_policy_reason why = d.reason == HDX_PR_NO_PATIENT ? HDX_PR_ROLE : d.reason;
-        audit_access(api, c, &who, "subscribe", "deny", hdx_policy_reason_name(why),
-                     has_patient ? flt.patient : NULL, 0, 0, 0, "stream");
-        deny_answer(r, why);
+        hdx_front_audit_access(api, c, &who, "subscribe", "deny", hdx_policy_reason_name(why),
+                               has_patient ? flt.patient : NULL, 0, 0, 0, "stream");
+        hdx_front_deny_answer(r, why);
         return;
     }
     struct stream *st = calloc(1, sizeof(*st));
@@ -730,10 +711,11 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     }
     /* A machine's certificate receives only its granted scope, as on the subscription port
      * (docs/SUBSCRIBE.md "Scopes"); an unreadable one refuses, never serves unscoped. */
-    if (is_machine(&who) && hdx_scope_load(f->env.ro_store, who.user, &st->scope, st->scope_text)) {
+    if (hdx_front_is_machine(&who) &&
+        hdx_scope_load(f->env.ro_store, who.user, &st->scope, st->scope_text)) {
         free(st);
-        audit_access(api, c, &who, "subscribe", "deny", "scope_unreadable", NULL, 0, 0, 0,
-                     "stream");
+        hdx_front_audit_access(api, c, &who, "subscribe", "deny", "scope_unreadable", NULL, 0, 0, 0,
+                               "stream");
         hdx_http_error(r, 503, "unavailable", "scope unreadable");
         return;
     }
@@ -757,8 +739,8 @@ static void route_stream(void *arg, struct hdx_conn *c, const struct http_req *r
     st->next = api->streams;
     if (api->streams) api->streams->prev = st;
     api->streams = st;
-    audit_access(api, c, &who, "subscribe", "permit", "-", has_patient ? flt.patient : NULL, 0, 0,
-                 0, "stream");
+    hdx_front_audit_access(api, c, &who, "subscribe", "permit", "-",
+                           has_patient ? flt.patient : NULL, 0, 0, 0, "stream");
     hdx_info("stream_start", "peer=%s user=%s after=%s", c->peer, who.user,
              after == UINT64_MAX ? "live" : "seq");
     r->stream = 1;
@@ -799,7 +781,7 @@ void hdx_front_streams_check(struct hdx_front *f)
             stream_end(st, "session_ended");
         else if (st->who.key_hash[0] && !service_key_current(f, &st->who))
             stream_end(st, "api_key_revoked");
-        else if (is_machine(&st->who) && scope_changed(f->api, st))
+        else if (hdx_front_is_machine(&st->who) && scope_changed(f->api, st))
             stream_end(st, "scope_changed");
     }
 }
@@ -813,7 +795,7 @@ void hdx_front_api_tick(struct hdx_front *f)
         if (st->ended) continue;
         if (!st->sub) continue;
         if (now >= st->summary_due_us) {
-            tally_flush(api, st->c, &st->who, &st->tally, "subscribe", st->route);
+            hdx_front_tally_flush(api, st->c, &st->who, &st->tally, "subscribe", st->route);
             st->summary_due_us = now + STREAM_SUMMARY_US;
         }
         if (now - st->last_write_us >= STREAM_KEEPALIVE_US) {
@@ -877,13 +859,13 @@ static void route_audit(void *arg, struct hdx_conn *c, const struct http_req *re
     struct hdx_front *f = arg;
     struct front_api *api = f->api;
     struct asker who;
-    if (who_asks(f, c, req, r, &who)) return;
+    if (hdx_front_asks(f, c, req, r, &who)) return;
     struct hdx_policy_decision d;
-    decide(api, &who, HDX_ACT_READ, HDX_RES_AUDIT, NULL, &d);
+    hdx_front_decide(api, &who, HDX_ACT_READ, HDX_RES_AUDIT, NULL, &d);
     if (!d.permit) {
-        audit_access(api, c, &who, "read_audit", "deny", hdx_policy_reason_name(d.reason), NULL, 0,
-                     0, 0, "audit");
-        deny_answer(r, d.reason);
+        hdx_front_audit_access(api, c, &who, "read_audit", "deny", hdx_policy_reason_name(d.reason),
+                               NULL, 0, 0, 0, "audit");
+        hdx_front_deny_answer(r, d.reason);
         return;
     }
     struct hdx_audit_view m;
@@ -912,8 +894,8 @@ static void route_audit(void *arg, struct hdx_conn *c, const struct http_req *re
     struct audit_ctx a = {api, json_array(), (size_t)limit, 0, after, &m, 0};
     long n =
         a.out ? hdx_store_scan(f->env.ro_store, &flt, SCAN_BUDGET, audit_one, &a) : HDX_E_NOMEM;
-    audit_access(api, c, &who, "read_audit", "permit", "-", has_patient > 0 ? token : NULL, 0, 0,
-                 a.got, "audit");
+    hdx_front_audit_access(api, c, &who, "read_audit", "permit", "-",
+                           has_patient > 0 ? token : NULL, 0, 0, a.got, "audit");
     if (n < 0 || a.failed) {
         json_decref(a.out);
         hdx_http_error(r, 503, "unavailable", "the audit trail cannot be read now");
@@ -946,9 +928,9 @@ static void glass_done(void *arg, const struct hdx_intake_item *it)
          * (reloaded when it committed, before this runs). */
         hdx_warn("alert", "kind=break_glass user=%s peer=%s admin_seq=%llu", g->who.user,
                  g->c->peer, (unsigned long long)it->seq);
-        audit_access(g->api, g->c, &g->who, "break_glass", "permit",
-                     hdx_policy_reason_name(HDX_PR_PERMIT_BREAK_GLASS), g->patient, it->seq,
-                     it->seq, 0, "break-glass");
+        hdx_front_audit_access(g->api, g->c, &g->who, "break_glass", "permit",
+                               hdx_policy_reason_name(HDX_PR_PERMIT_BREAK_GLASS), g->patient,
+                               it->seq, it->seq, 0, "break-glass");
         json_t *o = json_pack("{s:I, s:I, s:s}", "expires_in",
                               (json_int_t)((g->expires_us - hdx_now_us()) / 1000000), "grant_seq",
                               (json_int_t)it->seq, "review", "required");
@@ -965,7 +947,7 @@ static void route_break_glass(void *arg, struct hdx_conn *c, const struct http_r
     struct hdx_front *f = arg;
     struct front_api *api = f->api;
     struct asker who;
-    if (who_asks(f, c, req, r, &who)) return;
+    if (hdx_front_asks(f, c, req, r, &who)) return;
     json_t *o = hdx_front_json_body(req, r);
     if (!o) return;
     json_t *p = json_object_get(o, "patient"), *j = json_object_get(o, "justification");
@@ -989,13 +971,14 @@ static void route_break_glass(void *arg, struct hdx_conn *c, const struct http_r
     g->c = c;
     g->who = who;
     struct hdx_policy_decision d;
-    decide(api, &who, HDX_ACT_BREAK_GLASS, HDX_RES_RECORD, g->patient, &d);
+    hdx_front_decide(api, &who, HDX_ACT_BREAK_GLASS, HDX_RES_RECORD, g->patient, &d);
     if (!d.permit) {
-        audit_access(api, c, &who, "break_glass", "deny", hdx_policy_reason_name(d.reason),
-                     g->patient, 0, 0, 0, "break-glass");
+        hdx_front_audit_access(api, c, &who, "break_glass", "deny",
+                               hdx_policy_reason_name(d.reason), g->patient, 0, 0, 0,
+                               "break-glass");
         json_decref(o);
         free(g);
-        deny_answer(r, d.reason);
+        hdx_front_deny_answer(r, d.reason);
         return;
     }
     struct hdx_admin a;

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "auth/apikey.h"
 #include "auth/session.h"
 #include "auth/throttle.h"
 #include "auth/worker.h"
@@ -12,7 +13,36 @@
 #include "net/front.h"
 #include "policy/policy.h"
 
-struct front_api; /* front_api.c's */
+struct front_api;  /* front_api.c's */
+struct front_fhir; /* front_fhir.c's */
+
+#define TALLY_MAX 256 /* patients counted before a disclosure summary is written early */
+
+/* Per patient: what one request or stream disclosed (audit/audit.h, event access). */
+struct tally_entry {
+    uint8_t patient[HDX_BLIND_LEN];
+    int has_patient;
+    uint64_t first, last, count;
+    int break_glass;
+};
+struct tally {
+    struct tally_entry e[TALLY_MAX];
+    size_t n;
+    uint64_t denied;
+    enum hdx_policy_reason deny_reason;
+};
+
+/* Who is asking, for the policy and the audit. */
+struct asker {
+    char user[65];
+    char role_name[24];
+    enum hdx_role role;
+    int mfa;
+    char session[HDX_SESSION_ID_LEN + 1];
+    uint64_t serial; /* 0: a certificate or an API key, not a session */
+    enum hdx_purpose purpose;
+    char key_hash[HDX_APIKEY_HASH_LEN + 1]; /* a service: its stored key when it was checked */
+};
 
 struct hdx_front {
     struct hdx_front_env env;
@@ -22,6 +52,7 @@ struct hdx_front {
     int worker_fd;
     struct event *worker_ev;
     struct front_api *api;
+    struct front_fhir *fhir;
 };
 
 struct hdx_front_who {
@@ -55,5 +86,26 @@ void hdx_front_api_tick(struct hdx_front *f);
 void hdx_front_streams_check(struct hdx_front *f);
 /* An admin statement committed: policy data it touches is reloaded. */
 void hdx_front_policy_changed(struct hdx_front *f, const struct hdx_admin *a);
+
+/* What front_api.c lends front_fhir.c: who asks (0, or the 401/400 in r), the policy's
+ * decision for them, the access audit, the per-patient disclosure tally. */
+int hdx_front_is_machine(const struct asker *who);
+int hdx_front_asks(struct hdx_front *f, struct hdx_conn *c, const struct http_req *req,
+                   struct hdx_http_reply *r, struct asker *who);
+void hdx_front_decide(struct front_api *api, const struct asker *who, enum hdx_action act,
+                      enum hdx_resource res, const uint8_t *patient, struct hdx_policy_decision *d);
+void hdx_front_audit_access(struct front_api *api, const struct hdx_conn *c,
+                            const struct asker *who, const char *action, const char *outcome,
+                            const char *reason, const uint8_t *patient, uint64_t first,
+                            uint64_t last, uint64_t count, const char *route);
+void hdx_front_tally_flush(struct front_api *api, const struct hdx_conn *c, const struct asker *who,
+                           struct tally *t, const char *action, const char *route);
+int hdx_front_tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, int break_glass);
+void hdx_front_tally_deny(struct tally *t, enum hdx_policy_reason why);
+void hdx_front_deny_answer(struct hdx_http_reply *r, enum hdx_policy_reason why);
+
+/* front_fhir.c: the /fhir routes (docs/FHIR.md) */
+int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size_t cap);
+void hdx_front_fhir_free(struct hdx_front *f);
 
 #endif

@@ -121,6 +121,7 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
         if (i->status == HDX_OK && i->seq > last) last = i->seq;
     /* the routes first, while the items (and their plaintext) are still here */
     if (last) hdx_routes_committed(srv->routes, it, last);
+    if (last && srv->front) hdx_front_fhir_committed(srv->front, last);
     for (; it; it = next) {
         next = it->next;
         struct hdx_conn *c = it->origin;
@@ -136,6 +137,8 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             if (it->status != HDX_OK && it->admin_id && srv->admin_next >= it->admin_id)
                 srv->admin_next = it->admin_id - 1;
             if (it->on_done) it->on_done(it->done_arg, it); /* a route's disclosures */
+        } else if (!c && it->kind == HDX_KIND_FHIR) {
+            if (it->on_done) it->on_done(it->done_arg, it); /* the FHIR write's answer */
         } else if (!c) { /* an admin statement: nobody to answer, or hdxd's own */
             admin_done(srv, it);
             if (it->on_done) it->on_done(it->done_arg, it);

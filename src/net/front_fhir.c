@@ -1,0 +1,1651 @@
+/* front_fhir: FHIR R4 at /fhir on the HTTPS port (docs/FHIR.md). The same principals,
+ * policy engine and access audit as the /api routes (front_api.c): a resource is a clinical
+ * record of its patient, read or written only when the policy permits it for the asking
+ * principal, and a resource the principal may not see is answered exactly like one that does
+ * not exist (404), by id, by version, by search, by _history and by _include.
+ * Writes: every create, update and delete is one record in the commit pipeline (kind FHIR,
+ * fhir/resource.h); its answer waits until the record is durable AND in the FHIR index
+ * (fhir/index.h), so that what a client was told exists can be read at once. Versions are
+ * assigned here, on the network thread, the only writer: a table of the writes still in
+ * flight keeps If-Match checks and version numbers right while they are, and conditional
+ * creates of a type run one after the other, so that eight identical ones make one
+ * resource.
+ * Thread: the network thread. */
+#include <ctype.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "fhir/index.h"
+#include "fhir/resource.h"
+#include "fhir/v2map.h"
+#include "fhir/validate.h"
+#include "net/front_internal.h"
+#include "policy/scope.h"
+#include "store/record.h"
+
+#define FHIR_CT "application/fhir+json; charset=utf-8"
+#define COUNT_DEFAULT 50
+#define COUNT_MAX 1000
+#define SEARCH_BUDGET 10000 /* rows looked at per search, disclosed or not */
+#define PENDING_MAX 4096    /* writes in flight */
+#define INCLUDE_MAX 100
+
+/* A write whose answer waits: for durability (on_done), then for the index. */
+struct fhir_write {
+    struct fhir_write *next;
+    struct front_fhir *ff;
+    struct hdx_conn *c;
+    struct asker who;
+    char type[HDX_FHIR_TYPE_MAX + 1], id[HDX_FHIR_ID_MAX + 1];
+    uint32_t version;
+    int status;   /* the answer's: 201, 200 or 204 */
+    int deleting; /* a tombstone */
+    int conditional;
+    uint8_t patient[HDX_BLIND_LEN];
+    int has_patient;
+    char *body; /* the stored resource, answered as it is */
+    size_t body_len;
+    uint64_t seq; /* once durable */
+    char last_modified[40];
+};
+
+/* Writes in flight per resource: their newest version. */
+struct pending {
+    char type[HDX_FHIR_TYPE_MAX + 1], id[HDX_FHIR_ID_MAX + 1];
+    uint32_t version;
+    unsigned inflight;
+};
+
+/* A conditional create waiting for the one before it (same type) to finish. */
+struct cond_wait {
+    struct cond_wait *next;
+    struct hdx_conn *c;
+    struct http_req *req; /* a copy: the original belongs to the session */
+};
+
+struct front_fhir {
+    struct hdx_front *f;
+    struct hdx_fhir_index *ix;
+    struct hdx_keyctx *kc;
+    int notify_fd;
+    struct event *notify_ev;
+    struct fhir_write *waiting; /* durable, waiting for the index */
+    struct pending *pend;
+    size_t npend, pend_cap;
+    int cond_busy; /* a conditional create is between its search and its answer */
+    struct cond_wait *cond_head, *cond_tail;
+    char base_url[160];
+    char *capability; /* the CapabilityStatement, compact JSON */
+    size_t capability_len;
+};
+
+static const char *const supported[] = {"Patient",   "Observation", "Device", "DiagnosticReport",
+                                        "Encounter", "Provenance",  "Consent"};
+
+static int type_writable(const char *t)
+{
+    for (size_t i = 0; i < sizeof(supported) / sizeof(supported[0]); i++)
+        if (!strcmp(t, supported[i])) return 1;
+    return 0;
+}
+
+static int type_readable(const char *t)
+{
+    return type_writable(t);
+}
+
+/* ---------- answers ---------- */
+
+/* Compact JSON in plain malloc'd memory (jansson's own allocator is front.c's wiping one). */
+static char *dump_plain(const json_t *v, size_t *len)
+{
+    size_t n = v ? json_dumpb(v, NULL, 0, JSON_COMPACT) : 0;
+    char *s = n ? malloc(n + 1) : NULL;
+    if (!s || json_dumpb(v, s, n, JSON_COMPACT) != n) {
+        free(s);
+        return NULL;
+    }
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+static void answer_json(struct hdx_http_reply *r, int status, json_t *v)
+{
+    hdx_http_json_value(r, status, v);
+    if (r->status == status) r->content_type = FHIR_CT;
+}
+
+static void outcome(struct hdx_http_reply *r, int status, const char *code, const char *diag,
+                    const char *expr)
+{
+    json_t *o = hdx_fhir_outcome(code, diag, expr);
+    if (!o) {
+        hdx_http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    answer_json(r, status, o);
+}
+
+static void not_found(struct hdx_http_reply *r, const char *type, const char *id)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
+    outcome(r, 404, "not-found", msg, NULL);
+}
+
+static void add_header(struct hdx_http_reply *r, const char *name, const char *value)
+{
+    size_t n = strlen(r->extra);
+    snprintf(r->extra + n, sizeof(r->extra) - n, "%s: %s\r\n", name, value);
+}
+
+static void version_headers(struct hdx_http_reply *r, uint32_t version, int64_t updated_us)
+{
+    char etag[24], lm[48];
+    snprintf(etag, sizeof(etag), "W/\"%u\"", version);
+    add_header(r, "ETag", etag);
+    time_t t = (time_t)(updated_us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    add_header(r, "Last-Modified", lm);
+}
+
+/* ---------- reading versions back ---------- */
+
+/* The Patient filed under a patient token, for a v2 view's subject: its id into out. */
+static int patient_of_token(struct front_fhir *ff, const uint8_t *tok, char *out, size_t cap);
+
+/* The resource a row points at (new reference), or NULL (*err set). */
+static json_t *load_row(struct front_fhir *ff, const struct hdx_fhir_row *row, int *err)
+{
+    struct hdx_record rec;
+    memset(&rec, 0, sizeof(rec));
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    json_t *v = NULL, *out = NULL;
+    int rc = hdx_store_get(ff->f->env.ro_store, row->seq, &rec);
+    if (rc == HDX_OK) rc = hdx_record_open(&rec, ff->f->env.kr, &pt, &len);
+    if (rc == HDX_OK && rec.kind == HDX_KIND_HL7V2) {
+        char pid[HDX_FHIR_ID_MAX + 1], ref[HDX_FHIR_ID_MAX + 16];
+        struct hdx_v2map_in in = {.sender = rec.sender, .seq = rec.seq, .patient_ref = NULL};
+        if (hdx_record_has_patient(&rec) &&
+            patient_of_token(ff, rec.patient, pid, sizeof(pid)) == HDX_OK) {
+            snprintf(ref, sizeof(ref), "Patient/%s", pid);
+            in.patient_ref = ref;
+        }
+        char why[128];
+        if (hdx_v2map_observations(pt, len, &in, &v, why, sizeof(why)) != HDX_OK) v = NULL;
+        out = json_incref(json_array_get(v, row->part ? row->part - 1 : 0));
+        if (out) {
+            /* the view's version: the message's, for ever */
+            char upd[40];
+            hdx_fhir_instant(rec.time_us, upd, sizeof(upd));
+            json_object_set_new(out, "meta",
+                                json_pack("{s:s, s:s}", "versionId", "1", "lastUpdated", upd));
+        }
+    } else if (rc == HDX_OK) {
+        v = json_loadb((const char *)pt, len, 0, NULL);
+        if (row->part)
+            out = json_incref(json_object_get(
+                json_array_get(json_object_get(v, "entry"), row->part - 1), "resource"));
+        else
+            out = json_incref(v);
+    }
+    json_decref(v);
+    if (pt) {
+        sodium_memzero(pt, len);
+        free(pt);
+    }
+    hdx_record_clear(&rec);
+    *err = rc != HDX_OK ? rc : out ? HDX_OK : HDX_E_INTEGRITY;
+    if (*err != HDX_OK)
+        hdx_error("fhir_read_failed", "seq=%llu err=%s", (unsigned long long)row->seq,
+                  hdx_strerror(*err));
+    return out;
+}
+
+static int first_patient(void *ctx, const struct hdx_fhir_row *row)
+{
+    snprintf(ctx, HDX_FHIR_ID_MAX + 1, "%s", row->id);
+    return 1;
+}
+
+static int patient_of_token(struct front_fhir *ff, const uint8_t *tok, char *out, size_t cap)
+{
+    char id[HDX_FHIR_ID_MAX + 1] = "";
+    struct hdx_fhir_query q = {.type = "Patient", .patient = tok};
+    long n = hdx_fhir_index_query(ff->ix, &q, 1, first_patient, id);
+    if (n <= 0 || !id[0]) return HDX_E_NOTFOUND;
+    snprintf(out, cap, "%s", id);
+    return HDX_OK;
+}
+
+/* May who read this row? Audited by the caller (a tally or one record). */
+static int may_read(struct front_fhir *ff, const struct asker *who, const struct hdx_fhir_row *row,
+                    struct hdx_policy_decision *d)
+{
+    hdx_front_decide(ff->f->api, who, HDX_ACT_READ, HDX_RES_RECORD,
+                     row->has_patient ? row->patient : NULL, d);
+    return d->permit;
+}
+
+/* ---------- pending writes ---------- */
+
+static struct pending *pending_find(struct front_fhir *ff, const char *type, const char *id)
+{
+    for (size_t i = 0; i < ff->npend; i++)
+        if (!strcmp(ff->pend[i].type, type) && !strcmp(ff->pend[i].id, id)) return &ff->pend[i];
+    return NULL;
+}
+
+static int pending_add(struct front_fhir *ff, const char *type, const char *id, uint32_t version)
+{
+    struct pending *p = pending_find(ff, type, id);
+    if (!p) {
+        if (ff->npend == PENDING_MAX) return HDX_E_TOOBIG;
+        if (ff->npend == ff->pend_cap) {
+            size_t cap = ff->pend_cap ? ff->pend_cap * 2 : 64;
+            struct pending *n = realloc(ff->pend, cap * sizeof(*n));
+            if (!n) return HDX_E_NOMEM;
+            ff->pend = n;
+            ff->pend_cap = cap;
+        }
+        p = &ff->pend[ff->npend++];
+        memset(p, 0, sizeof(*p));
+        snprintf(p->type, sizeof(p->type), "%s", type);
+        snprintf(p->id, sizeof(p->id), "%s", id);
+    }
+    p->version = version;
+    p->inflight++;
+    return HDX_OK;
+}
+
+static void pending_done(struct front_fhir *ff, const char *type, const char *id)
+{
+    struct pending *p = pending_find(ff, type, id);
+    if (!p || --p->inflight) return;
+    *p = ff->pend[--ff->npend];
+}
+
+/* The newest version of a resource, the writes in flight included: 0 none; *deleted and
+ * *row (when it is in the index) set. */
+static uint32_t newest_version(struct front_fhir *ff, const char *type, const char *id,
+                               struct hdx_fhir_row *row, int *found, int *deleted, int *err)
+{
+    *found = 0;
+    *deleted = 0;
+    *err = HDX_OK;
+    int rc = hdx_fhir_index_get(ff->ix, type, id, 0, row);
+    uint32_t v = 0;
+    if (rc == HDX_OK) {
+        *found = 1;
+        *deleted = row->deleted;
+        v = row->version;
+    } else if (rc != HDX_E_NOTFOUND) {
+        *err = rc;
+    }
+    struct pending *p = pending_find(ff, type, id);
+    if (p && p->version > v) {
+        v = p->version;
+        *deleted = 0; /* the pending write decides; a pending delete says so itself */
+    }
+    return v;
+}
+
+/* ---------- writing ---------- */
+
+static void cond_next(struct front_fhir *ff);
+
+static void write_free(struct fhir_write *w)
+{
+    if (!w) return;
+    if (w->body) {
+        sodium_memzero(w->body, w->body_len);
+        free(w->body);
+    }
+    sodium_memzero(w, sizeof(*w));
+    free(w);
+}
+
+static void write_answer(struct fhir_write *w)
+{
+    struct front_fhir *ff = w->ff;
+    struct hdx_http_reply r = {0};
+    if (w->status == 204) {
+        r.status = 204;
+        r.content_type = FHIR_CT;
+        char etag[24];
+        snprintf(etag, sizeof(etag), "W/\"%u\"", w->version);
+        add_header(&r, "ETag", etag);
+    } else {
+        r.status = w->status;
+        r.content_type = FHIR_CT;
+        r.body = w->body;
+        r.body_len = w->body_len;
+        w->body = NULL;
+        char loc[sizeof(ff->base_url) + 2 * HDX_FHIR_ID_MAX + 32];
+        snprintf(loc, sizeof(loc), "%s/%s/%s/_history/%u", ff->base_url, w->type, w->id,
+                 w->version);
+        add_header(&r, "Location", loc);
+        char etag[24];
+        snprintf(etag, sizeof(etag), "W/\"%u\"", w->version);
+        add_header(&r, "ETag", etag);
+    }
+    hdx_front_audit_access(ff->f->api, w->c, &w->who,
+                           w->deleting        ? "delete"
+                           : w->status == 201 ? "create"
+                                              : "update",
+                           "permit", "-", w->has_patient ? w->patient : NULL, w->seq, w->seq, 1,
+                           "fhir");
+    pending_done(ff, w->type, w->id);
+    hdx_http_finish(w->c, &r);
+    free(r.body);
+    if (w->conditional) {
+        ff->cond_busy = 0;
+        cond_next(ff);
+    }
+    write_free(w);
+}
+
+static void release_indexed(struct front_fhir *ff)
+{
+    uint64_t through = hdx_fhir_index_through(ff->ix);
+    struct fhir_write **pp = &ff->waiting;
+    while (*pp) {
+        struct fhir_write *w = *pp;
+        if (w->seq <= through) {
+            *pp = w->next;
+            write_answer(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+static void write_done(void *arg, const struct hdx_intake_item *it)
+{
+    struct fhir_write *w = arg;
+    struct front_fhir *ff = w->ff;
+    if (it->status != HDX_OK) {
+        hdx_error("fhir_write_failed", "type=%s err=%s", w->type, hdx_strerror(it->status));
+        struct hdx_http_reply r = {0};
+        outcome(&r, 503, "transient", "the resource could not be stored; nothing was kept", NULL);
+        pending_done(ff, w->type, w->id);
+        hdx_http_finish(w->c, &r);
+        free(r.body);
+        if (w->conditional) {
+            ff->cond_busy = 0;
+            cond_next(ff);
+        }
+        write_free(w);
+        return;
+    }
+    w->seq = it->seq;
+    w->next = ff->waiting;
+    ff->waiting = w;
+    release_indexed(ff);
+}
+
+static void on_indexed(evutil_socket_t fd, short what, void *arg)
+{
+    struct front_fhir *ff = arg;
+    uint64_t n;
+    if (read(ff->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        hdx_error("eventfd_read_failed", "errno=%d", errno);
+    release_indexed(ff);
+}
+
+static void notify_indexed(void *arg)
+{
+    struct front_fhir *ff = arg;
+    uint64_t one = 1;
+    if (write(ff->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        abort(); /* the answers to writes would never go */
+}
+
+/* Submits one version: its record's body is res as it will be answered. */
+static int submit_version(struct front_fhir *ff, struct fhir_write *w, json_t *res,
+                          const char *record_type)
+{
+    w->body = dump_plain(res, &w->body_len);
+    if (!w->body) return HDX_E_NOMEM;
+    struct hdx_intake_item *it = hdx_intake_item_new((const uint8_t *)w->body, w->body_len);
+    if (!it) return HDX_E_NOMEM;
+    int rc = pending_add(ff, w->type, w->id, w->version);
+    if (rc != HDX_OK) {
+        hdx_intake_item_free(it);
+        return rc;
+    }
+    it->kind = HDX_KIND_FHIR;
+    snprintf(it->sender, sizeof(it->sender), "%s", w->who.user);
+    snprintf(it->type, sizeof(it->type), "%s", record_type);
+    if (w->has_patient) memcpy(it->patient, w->patient, HDX_BLIND_LEN);
+    it->blinded = 1; /* the patient token is known; no duplicate detection */
+    it->on_done = write_done;
+    it->done_arg = w;
+    ff->f->env.submit(ff->f->env.arg, it);
+    return HDX_OK;
+}
+
+/* ---------- requests: paths ---------- */
+
+struct fhir_path {
+    char type[HDX_FHIR_TYPE_MAX + 1];
+    char id[HDX_FHIR_ID_MAX + 1];
+    int history; /* .../_history */
+    uint32_t vid;
+    int search; /* .../_search */
+    int n;      /* segments after /fhir */
+};
+
+/* /fhir, /fhir/T, /fhir/T/ID, /fhir/T/ID/_history, /fhir/T/ID/_history/V, /fhir/T/_history,
+ * /fhir/T/_search. 0, or -1 when the path is none of them. */
+static int path_parse(const char *path, struct fhir_path *p)
+{
+    memset(p, 0, sizeof(*p));
+    if (strncmp(path, "/fhir", 5)) return -1;
+    const char *s = path + 5;
+    char seg[4][80];
+    int n = 0;
+    while (*s == '/' && s[1]) {
+        s++;
+        const char *e = strchr(s, '/');
+        size_t l = e ? (size_t)(e - s) : strlen(s);
+        if (n == 4 || l == 0 || l >= sizeof(seg[0])) return -1;
+        memcpy(seg[n], s, l);
+        seg[n][l] = '\0';
+        n++;
+        s += l;
+    }
+    if (*s && strcmp(s, "/")) return -1;
+    p->n = n;
+    if (n == 0) return 0;
+    if (strlen(seg[0]) > HDX_FHIR_TYPE_MAX) return -1;
+    snprintf(p->type, sizeof(p->type), "%s", seg[0]);
+    if (n == 1) return 0;
+    if (!strcmp(seg[1], "_history")) {
+        p->history = 1;
+        return n == 2 ? 0 : -1;
+    }
+    if (!strcmp(seg[1], "_search")) {
+        p->search = 1;
+        return n == 2 ? 0 : -1;
+    }
+    if (!hdx_fhir_id_valid(seg[1])) return -1;
+    memcpy(p->id, seg[1], strlen(seg[1]) + 1); /* an id: at most 64 bytes */
+    if (n == 2) return 0;
+    if (strcmp(seg[2], "_history")) return -1;
+    p->history = 1;
+    if (n == 3) return 0;
+    char *end;
+    unsigned long v = strtoul(seg[3], &end, 10);
+    if (*end || !v || v > UINT32_MAX) return -1;
+    p->vid = (uint32_t)v;
+    return 0;
+}
+
+static int fhir_content_type(const struct http_req *req)
+{
+    const char *ct = http_header_get(req, "content-type");
+    if (!ct) return 0;
+    size_t l = strcspn(ct, ";");
+    while (l && ct[l - 1] == ' ')
+        l--;
+    return (l == 21 && !strncasecmp(ct, "application/fhir+json", 21)) ||
+           (l == 16 && !strncasecmp(ct, "application/json", 16));
+}
+
+/* The body as a resource of the expected type, validated: the JSON (new reference), or NULL
+ * with the answer in r. */
+static json_t *read_resource(const struct http_req *req, const char *expect,
+                             struct hdx_http_reply *r)
+{
+    if (!fhir_content_type(req)) {
+        outcome(r, 415, "not-supported", "the body must be application/fhir+json", NULL);
+        return NULL;
+    }
+    char why[160], path[256];
+    json_t *res = NULL;
+    int rc = hdx_fhir_parse(req->body, req->body_len, &res, why, sizeof(why));
+    if (rc == HDX_E_TOOBIG) {
+        outcome(r, 413, "too-costly", why, NULL);
+        return NULL;
+    }
+    if (rc != HDX_OK) {
+        outcome(r, 400, "structure", why, NULL);
+        return NULL;
+    }
+    const char *type = json_string_value(json_object_get(res, "resourceType"));
+    if (!type || (expect && strcmp(type, expect))) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "resourceType must be %s", expect ? expect : "given");
+        json_decref(res);
+        outcome(r, 400, "invalid", msg, "resourceType");
+        return NULL;
+    }
+    path[0] = '\0';
+    if (hdx_fhir_validate(res, path, sizeof(path), why, sizeof(why)) != HDX_OK) {
+        json_decref(res);
+        outcome(r, 400, "invalid", why, path[0] ? path : NULL);
+        return NULL;
+    }
+    return res;
+}
+
+/* The patient a resource to be written is filed under: 0 and *has/tok, or -1 with the answer
+ * in r (a reference to a patient that does not exist or that who may not see: 422, the same
+ * for both). */
+static int write_patient(struct front_fhir *ff, const struct asker *who, json_t *res, int *has,
+                         uint8_t *tok, struct hdx_http_reply *r)
+{
+    *has = 0;
+    const char *type = json_string_value(json_object_get(res, "resourceType"));
+    if (!strcmp(type, "Patient")) {
+        char key[300];
+        hdx_fhir_patient_key(res, key, sizeof(key));
+        int rc = hdx_keyctx_blind(ff->kc, "patient", key, strlen(key), tok);
+        sodium_memzero(key, sizeof(key));
+        if (rc != HDX_OK) {
+            outcome(r, 503, "transient", "the patient cannot be keyed now", NULL);
+            return -1;
+        }
+        *has = 1;
+        return 0;
+    }
+    char pid[HDX_FHIR_ID_MAX + 1];
+    int ref = hdx_fhir_patient_ref(res, pid, sizeof(pid));
+    const char *expr = !strcmp(type, "Consent") || !strcmp(type, "Device") ? "patient" : "subject";
+    char where[64];
+    snprintf(where, sizeof(where), "%s.%s", type, expr);
+    if (ref < 0) {
+        outcome(r, 422, "processing", "a patient is referred to as Patient/ID", where);
+        return -1;
+    }
+    if (ref == 0) return 0;
+    struct hdx_fhir_row row;
+    struct hdx_policy_decision d;
+    if (hdx_fhir_index_get(ff->ix, "Patient", pid, 0, &row) != HDX_OK || row.deleted ||
+        !row.has_patient || !may_read(ff, who, &row, &d)) {
+        outcome(r, 422, "processing", "the referenced Patient does not exist", where);
+        return -1;
+    }
+    *has = 1;
+    memcpy(tok, row.patient, HDX_BLIND_LEN);
+    return 0;
+}
+
+static void set_meta(json_t *res, uint32_t version, char *updated, size_t cap)
+{
+    hdx_fhir_instant(hdx_now_us(), updated, cap);
+    char v[16];
+    snprintf(v, sizeof(v), "%u", version);
+    json_t *meta = json_object_get(res, "meta");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(res, "meta", meta);
+    }
+    json_object_set_new(meta, "versionId", json_string(v));
+    json_object_set_new(meta, "lastUpdated", json_string(updated));
+}
+
+/* Writes res as version of type/id; the answer is deferred. 0, or the answer in r. */
+static void write_version(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
+                          json_t *res, const char *type, const char *id, uint32_t version,
+                          int status, int deleting, int conditional, struct hdx_http_reply *r)
+{
+    struct fhir_write *w = calloc(1, sizeof(*w));
+    if (!w) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        return;
+    }
+    w->ff = ff;
+    w->c = c;
+    w->who = *who;
+    snprintf(w->type, sizeof(w->type), "%s", type);
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->version = version;
+    w->status = status;
+    w->deleting = deleting;
+    w->conditional = conditional;
+    if (!deleting && write_patient(ff, who, res, &w->has_patient, w->patient, r)) {
+        write_free(w);
+        return;
+    }
+    if (deleting) {
+        /* a tombstone keeps the patient of the version it ends */
+        struct hdx_fhir_row row;
+        if (hdx_fhir_index_get(ff->ix, type, id, 0, &row) == HDX_OK && row.has_patient) {
+            w->has_patient = 1;
+            memcpy(w->patient, row.patient, HDX_BLIND_LEN);
+        }
+    }
+    struct hdx_policy_decision d;
+    hdx_front_decide(ff->f->api, who, HDX_ACT_WRITE, HDX_RES_RECORD,
+                     w->has_patient ? w->patient : NULL, &d);
+    if (!d.permit) {
+        hdx_front_audit_access(ff->f->api, c, who, deleting ? "delete" : "write", "deny",
+                               hdx_policy_reason_name(d.reason), w->has_patient ? w->patient : NULL,
+                               0, 0, 0, "fhir");
+        char msg[96];
+        snprintf(msg, sizeof(msg), "not permitted: %s", hdx_policy_reason_name(d.reason));
+        outcome(r, 403, "forbidden", msg, NULL);
+        write_free(w);
+        return;
+    }
+    json_object_set_new(res, "id", json_string(id));
+    set_meta(res, version, w->last_modified, sizeof(w->last_modified));
+    char rtype[HDX_TYPE_MAX + 1];
+    snprintf(rtype, sizeof(rtype), "%s%s", type, deleting ? HDX_FHIR_TOMBSTONE : "");
+    int rc = submit_version(ff, w, res, rtype);
+    if (rc != HDX_OK) {
+        outcome(r, 503, "transient",
+                rc == HDX_E_TOOBIG ? "too many writes in flight" : "out of memory", NULL);
+        write_free(w);
+        return;
+    }
+    r->deferred = 1;
+}
+
+/* ---------- search ---------- */
+
+struct search {
+    struct front_fhir *ff;
+    const struct asker *who;
+    struct hdx_conn *c;
+    struct tally *tally;
+    json_t *entries;
+    size_t offset, count, skipped, total, looked;
+    int summary_count, include_subject;
+    json_t *included; /* ids already included */
+    int failed;
+};
+
+static void entry_add(struct search *s, json_t *res, const char *mode)
+{
+    const char *type = json_string_value(json_object_get(res, "resourceType"));
+    const char *id = json_string_value(json_object_get(res, "id"));
+    char url[sizeof(s->ff->base_url) + HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 4];
+    snprintf(url, sizeof(url), "%s/%s/%s", s->ff->base_url, type ? type : "", id ? id : "");
+    json_array_append_new(s->entries, json_pack("{s:s, s:o, s:{s:s}}", "fullUrl", url, "resource",
+                                                res, "search", "mode", mode));
+}
+
+static void include_subject(struct search *s, json_t *res)
+{
+    char pid[HDX_FHIR_ID_MAX + 1];
+    if (hdx_fhir_patient_ref(res, pid, sizeof(pid)) != 1 || json_object_get(s->included, pid) ||
+        json_object_size(s->included) >= INCLUDE_MAX)
+        return;
+    struct hdx_fhir_row row;
+    struct hdx_policy_decision d;
+    if (hdx_fhir_index_get(s->ff->ix, "Patient", pid, 0, &row) != HDX_OK || row.deleted) return;
+    if (!may_read(s->ff, s->who, &row, &d)) {
+        hdx_front_tally_deny(s->tally, d.reason);
+        return;
+    }
+    int err;
+    json_t *p = load_row(s->ff, &row, &err);
+    if (!p) return;
+    json_object_set_new(s->included, pid, json_true());
+    if (hdx_front_tally_add(s->tally, row.patient, row.seq, d.reason == HDX_PR_PERMIT_BREAK_GLASS))
+        hdx_front_tally_flush(s->ff->f->api, s->c, s->who, s->tally, "read", "fhir");
+    entry_add(s, p, "include");
+}
+
+static int search_one(void *ctx, const struct hdx_fhir_row *row)
+{
+    struct search *s = ctx;
+    struct hdx_policy_decision d;
+    s->looked++;
+    if (!may_read(s->ff, s->who, row, &d)) {
+        hdx_front_tally_deny(s->tally, d.reason);
+        return s->looked >= SEARCH_BUDGET;
+    }
+    s->total++;
+    if (s->summary_count || s->skipped < s->offset) {
+        s->skipped += !s->summary_count;
+        return s->looked >= SEARCH_BUDGET;
+    }
+    if (json_array_size(s->entries) >= s->count + (s->include_subject ? INCLUDE_MAX : 0) ||
+        s->total > s->offset + s->count)
+        return s->looked >= SEARCH_BUDGET;
+    int err;
+    json_t *res = load_row(s->ff, row, &err);
+    if (!res) {
+        s->failed = 1;
+        return 1;
+    }
+    if (hdx_front_tally_add(s->tally, row->has_patient ? row->patient : NULL, row->seq,
+                            d.reason == HDX_PR_PERMIT_BREAK_GLASS))
+        hdx_front_tally_flush(s->ff->f->api, s->c, s->who, s->tally, "read", "fhir");
+    if (s->include_subject) include_subject(s, res);
+    entry_add(s, res, "match");
+    return s->looked >= SEARCH_BUDGET;
+}
+
+/* A query parameter list, split; names are kept with their modifier (code:text). */
+struct qparam {
+    char name[40];
+    char value[512];
+    int used;
+};
+#define QPARAMS_MAX 32
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static int pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            if (i + 2 >= n) return -1;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            ch = h * 16 + l;
+            i += 2;
+        }
+        if (ch < 0x20 || o + 1 >= cap) return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+static int params_split(const char *query, struct qparam *p, size_t *n)
+{
+    *n = 0;
+    const char *s = query;
+    while (*s) {
+        const char *amp = strchr(s, '&');
+        size_t len = amp ? (size_t)(amp - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (len) {
+            if (*n == QPARAMS_MAX || !eq) return -1;
+            struct qparam *q = &p[(*n)++];
+            memset(q, 0, sizeof(*q));
+            if (pct_decode(s, (size_t)(eq - s), q->name, sizeof(q->name)) <= 0 ||
+                pct_decode(eq + 1, len - (size_t)(eq - s) - 1, q->value, sizeof(q->value)) < 0)
+                return -1;
+        }
+        s += len + (amp ? 1 : 0);
+    }
+    return 0;
+}
+
+static int prefix_parse(const char *v, enum hdx_fhir_prefix *p)
+{
+    static const struct {
+        const char *s;
+        enum hdx_fhir_prefix p;
+    } pf[] = {{"eq", HDX_FHIR_EQ}, {"ne", HDX_FHIR_NE}, {"lt", HDX_FHIR_LT},
+              {"le", HDX_FHIR_LE}, {"gt", HDX_FHIR_GT}, {"ge", HDX_FHIR_GE}};
+    *p = HDX_FHIR_EQ;
+    for (size_t i = 0; i < sizeof(pf) / sizeof(pf[0]); i++)
+        if (!strncmp(v, pf[i].s, 2)) {
+            *p = pf[i].p;
+            return 2;
+        }
+    return 0;
+}
+
+/* A token group from "a,b,c" (each "system|code", "|code" or "code"). */
+static int token_group(struct front_fhir *ff, struct hdx_fhir_query *q, enum hdx_fhir_param param,
+                       const char *value, int lower_prefix)
+{
+    if (q->ngroups == HDX_FHIR_GROUPS_MAX) return -1;
+    struct hdx_fhir_query *qq = q;
+    size_t g = qq->ngroups;
+    qq->groups[g].param = (uint8_t)param;
+    qq->groups[g].n = 0;
+    const char *s = value;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        char v[520];
+        if (!len || len + 2 > sizeof(v) || qq->groups[g].n == HDX_FHIR_GROUP_TOKENS_MAX) return -1;
+        size_t vl;
+        if (lower_prefix) { /* a name: starts-with, lower-cased, as indexed */
+            for (vl = 0; vl < len && vl < 24; vl++)
+                v[vl] = (char)((unsigned char)s[vl] < 0x80 ? (char)tolower((unsigned char)s[vl])
+                                                           : s[vl]);
+        } else if (param == HDX_FP_BIRTHDATE) {
+            memcpy(v, s, len);
+            vl = len;
+        } else if (memchr(s, '|', len)) {
+            memcpy(v, s, len);
+            vl = len;
+            if (v[0] == '|' && len == 1) return -1;
+        } else {
+            v[0] = '|';
+            memcpy(v + 1, s, len);
+            vl = len + 1;
+        }
+        if (hdx_fhir_token(ff->kc, param, v, vl, qq->groups[g].tok[qq->groups[g].n]) != HDX_OK)
+            return -1;
+        sodium_memzero(v, sizeof(v));
+        qq->groups[g].n++;
+        if (!comma) break;
+        s = comma + 1;
+    }
+    qq->ngroups++;
+    return 0;
+}
+
+static int range_add(struct hdx_fhir_query *q, const char *value, int on_updated)
+{
+    if (q->nranges == HDX_FHIR_RANGES_MAX) return -1;
+    struct hdx_fhir_range *r = &q->ranges[q->nranges];
+    int skip = prefix_parse(value, &r->prefix);
+    r->on_updated = on_updated;
+    if (hdx_fhir_time_range(value + skip, &r->lo, &r->hi)) return -1;
+    q->nranges++;
+    return 0;
+}
+
+/* The patient a search names: 1 and tok, 0 none named, -1 a bad value (answer in r). A
+ * Patient that does not exist matches nothing: *none. */
+static int patient_param(struct front_fhir *ff, const char *value, uint8_t *tok, int *none)
+{
+    const char *id = !strncmp(value, "Patient/", 8) ? value + 8 : value;
+    if (!hdx_fhir_id_valid(id)) return -1;
+    struct hdx_fhir_row row;
+    if (hdx_fhir_index_get(ff->ix, "Patient", id, 0, &row) != HDX_OK || row.deleted ||
+        !row.has_patient) {
+        *none = 1;
+        return 0;
+    }
+    memcpy(tok, row.patient, HDX_BLIND_LEN);
+    return 1;
+}
+
+static void bundle_link(json_t *links, const char *rel, const char *url)
+{
+    json_array_append_new(links, json_pack("{s:s, s:s}", "relation", rel, "url", url));
+}
+
+static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, const char *type, const char *query,
+                      struct hdx_http_reply *r)
+{
+    struct qparam *qp = calloc(QPARAMS_MAX, sizeof(*qp));
+    struct hdx_fhir_query *q = calloc(1, sizeof(*q));
+    struct tally *tally = calloc(1, sizeof(*tally));
+    size_t np = 0;
+    uint8_t ptok[HDX_BLIND_LEN];
+    int none = 0;
+    size_t count = COUNT_DEFAULT, offset = 0;
+    int summary_count = 0, include_subject = 0;
+    char bad[96] = "";
+    if (!qp || !q || !tally) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        goto out;
+    }
+    if (params_split(query, qp, &np)) {
+        outcome(r, 400, "invalid", "the query string is malformed", NULL);
+        goto out;
+    }
+    q->type = type;
+    int is_obs = !strcmp(type, "Observation"), is_pat = !strcmp(type, "Patient");
+    for (size_t i = 0; i < np && !bad[0]; i++) {
+        const char *n = qp[i].name, *v = qp[i].value;
+        int rc = 0;
+        if (!strcmp(n, "_count")) {
+            char *end;
+            unsigned long k = strtoul(v, &end, 10);
+            if (*end || !*v || k > COUNT_MAX) rc = -1;
+            count = k;
+        } else if (!strcmp(n, "_offset")) {
+            char *end;
+            unsigned long k = strtoul(v, &end, 10);
+            if (*end || !*v || k > 1000000) rc = -1;
+            offset = k;
+        } else if (!strcmp(n, "_summary")) {
+            if (strcmp(v, "count") && strcmp(v, "false")) rc = -1;
+            summary_count = !strcmp(v, "count");
+        } else if (!strcmp(n, "_id")) {
+            if (!hdx_fhir_id_valid(v)) rc = -1;
+            q->id = v;
+        } else if (!strcmp(n, "_lastUpdated")) {
+            rc = range_add(q, v, 1);
+        } else if (!strcmp(n, "_sort") && is_obs) {
+            if (!strcmp(v, "-date"))
+                q->sort_date_desc = 1;
+            else if (!strcmp(v, "date"))
+                q->sort_date = 1;
+            else
+                rc = -1;
+        } else if (!strcmp(n, "_include") && is_obs) {
+            if (strcmp(v, "Observation:subject") && strcmp(v, "Observation:patient")) rc = -1;
+            include_subject = 1;
+        } else if (!strcmp(n, "purpose")) {
+            /* hdx's own: the purpose of use, read by hdx_front_asks */
+        } else if (is_obs && (!strcmp(n, "patient") || !strcmp(n, "subject"))) {
+            rc = q->patient ? -1 : patient_param(ff, v, ptok, &none);
+            if (rc == 1) q->patient = ptok;
+            rc = rc < 0 ? -1 : 0;
+        } else if (is_obs && !strcmp(n, "code")) {
+            rc = token_group(ff, q, HDX_FP_CODE, v, 0);
+        } else if (is_obs && !strcmp(n, "category")) {
+            rc = token_group(ff, q, HDX_FP_CATEGORY, v, 0);
+        } else if (is_obs && !strcmp(n, "date")) {
+            rc = range_add(q, v, 0);
+        } else if ((is_pat || !strcmp(type, "Device") || !strcmp(type, "Encounter")) &&
+                   !strcmp(n, "identifier")) {
+            rc = token_group(ff, q, HDX_FP_IDENTIFIER, v, 0);
+        } else if (is_pat && !strcmp(n, "name")) {
+            rc = token_group(ff, q, HDX_FP_NAME, v, 1);
+        } else if (is_pat && !strcmp(n, "birthdate")) {
+            /* a birth date is only matched exactly, at the precision given (docs/FHIR.md) */
+            enum hdx_fhir_prefix pf;
+            int64_t lo, hi;
+            if (prefix_parse(v, &pf) || hdx_fhir_time_range(v, &lo, &hi) || strlen(v) > 10)
+                rc = -1;
+            else
+                rc = token_group(ff, q, HDX_FP_BIRTHDATE, v, 0);
+        } else {
+            snprintf(bad, sizeof(bad), "search parameter %.40s is not supported for %s", n, type);
+            break;
+        }
+        if (rc < 0) snprintf(bad, sizeof(bad), "the value of %.40s is not valid", n);
+    }
+    if (bad[0]) {
+        outcome(r, 400, "not-supported", bad, NULL);
+        goto out;
+    }
+    /* Asking about one patient: decided first, like /api/records; the answer says nothing of
+     * whether the patient has resources. */
+    struct hdx_policy_decision d;
+    hdx_front_decide(ff->f->api, who, HDX_ACT_READ, HDX_RES_RECORD, q->patient, &d);
+    if (!hdx_policy_role_has(who->role, HDX_RES_RECORD, HDX_ACT_READ) ||
+        d.reason == HDX_PR_MFA_REQUIRED || d.reason == HDX_PR_TRAINING ||
+        d.reason == HDX_PR_PURPOSE || d.reason == HDX_PR_UNKNOWN_ROLE) {
+        enum hdx_policy_reason why = d.reason == HDX_PR_NO_PATIENT ? HDX_PR_ROLE : d.reason;
+        hdx_front_audit_access(ff->f->api, c, who, "search", "deny", hdx_policy_reason_name(why),
+                               NULL, 0, 0, 0, "fhir");
+        char msg[96];
+        snprintf(msg, sizeof(msg), "not permitted: %s", hdx_policy_reason_name(why));
+        outcome(r, 403, "forbidden", msg, NULL);
+        goto out;
+    }
+    struct search s = {.ff = ff,
+                       .who = who,
+                       .c = c,
+                       .tally = tally,
+                       .entries = json_array(),
+                       .offset = offset,
+                       .count = count,
+                       .summary_count = summary_count,
+                       .include_subject = include_subject,
+                       .included = json_object()};
+    long n = none ? 0 : hdx_fhir_index_query(ff->ix, q, 0, search_one, &s);
+    hdx_front_tally_flush(ff->f->api, c, who, tally, "read", "fhir");
+    if (n < 0 || s.failed || !s.entries) {
+        json_decref(s.entries);
+        json_decref(s.included);
+        outcome(r, 503, "transient", "the search cannot be answered now", NULL);
+        goto out;
+    }
+    json_decref(s.included);
+    json_t *bundle =
+        json_pack("{s:s, s:s, s:[]}", "resourceType", "Bundle", "type", "searchset", "link");
+    json_t *links = json_object_get(bundle, "link");
+    char self[sizeof(ff->base_url) + 1200];
+    snprintf(self, sizeof(self), "%s/%s%s%s", ff->base_url, type, query[0] ? "?" : "", query);
+    bundle_link(links, "self", self);
+    int complete = s.looked < SEARCH_BUDGET;
+    if (complete) json_object_set_new(bundle, "total", json_integer((json_int_t)s.total));
+    if (!summary_count && (s.total > offset + count || !complete)) {
+        /* the same query, the next page: the parameters again with the offset moved */
+        char next[sizeof(self) + 64];
+        int k = snprintf(next, sizeof(next), "%s/%s?", ff->base_url, type);
+        const char *qs = query;
+        while (*qs && k > 0 && (size_t)k < sizeof(next)) {
+            const char *amp = strchr(qs, '&');
+            size_t len = amp ? (size_t)(amp - qs) : strlen(qs);
+            if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7))
+                k += snprintf(next + k, sizeof(next) - (size_t)k, "%.*s&", (int)len, qs);
+            qs += len + (amp ? 1 : 0);
+        }
+        if (k > 0 && (size_t)k < sizeof(next))
+            snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu&_offset=%zu", count,
+                     offset + count);
+        bundle_link(links, "next", next);
+    }
+    if (summary_count)
+        json_decref(s.entries);
+    else
+        json_object_set_new(bundle, "entry", s.entries);
+    answer_json(r, 200, bundle);
+out:
+    if (qp) sodium_memzero(qp, QPARAMS_MAX * sizeof(*qp));
+    free(qp);
+    if (q) sodium_memzero(q, sizeof(*q));
+    free(q);
+    free(tally);
+}
+
+/* ---------- interactions ---------- */
+
+static void do_read(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
+                    const struct fhir_path *p, struct hdx_http_reply *r)
+{
+    struct hdx_fhir_row row;
+    int rc = hdx_fhir_index_get(ff->ix, p->type, p->id, p->vid, &row);
+    if (rc == HDX_E_NOTFOUND) {
+        not_found(r, p->type, p->id);
+        return;
+    }
+    if (rc != HDX_OK) {
+        outcome(r, 503, "transient", "the resource cannot be read now", NULL);
+        return;
+    }
+    struct hdx_policy_decision d;
+    if (!may_read(ff, who, &row, &d)) {
+        hdx_front_audit_access(ff->f->api, c, who, "read", "deny", hdx_policy_reason_name(d.reason),
+                               row.has_patient ? row.patient : NULL, row.seq, row.seq, 1, "fhir");
+        not_found(r, p->type, p->id);
+        return;
+    }
+    if (row.deleted) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s/%s was deleted", p->type, p->id);
+        outcome(r, 410, "deleted", msg, NULL);
+        version_headers(r, row.version, row.updated_us);
+        return;
+    }
+    int err;
+    json_t *res = load_row(ff, &row, &err);
+    if (!res) {
+        outcome(r, 503, "transient", "the resource cannot be read now", NULL);
+        return;
+    }
+    hdx_front_audit_access(ff->f->api, c, who, "read", "permit",
+                           d.reason == HDX_PR_PERMIT_BREAK_GLASS
+                               ? hdx_policy_reason_name(HDX_PR_PERMIT_BREAK_GLASS)
+                               : "-",
+                           row.has_patient ? row.patient : NULL, row.seq, row.seq, 1, "fhir");
+    answer_json(r, 200, res);
+    version_headers(r, row.version, row.updated_us);
+}
+
+static int history_one(void *ctx, const struct hdx_fhir_row *row)
+{
+    struct search *s = ctx;
+    struct hdx_policy_decision d;
+    s->looked++;
+    if (!may_read(s->ff, s->who, row, &d)) {
+        hdx_front_tally_deny(s->tally, d.reason);
+        return s->looked >= SEARCH_BUDGET;
+    }
+    s->total++;
+    if (json_array_size(s->entries) >= s->count) return s->looked >= SEARCH_BUDGET;
+    char url[sizeof(s->ff->base_url) + HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 32];
+    snprintf(url, sizeof(url), "%s/%s/%s", s->ff->base_url, row->type, row->id);
+    json_t *e = json_pack("{s:s}", "fullUrl", url);
+    if (row->deleted) {
+        json_object_set_new(e, "request", json_pack("{s:s, s:s}", "method", "DELETE", "url", url));
+    } else {
+        int err;
+        json_t *res = load_row(s->ff, row, &err);
+        if (!res) {
+            json_decref(e);
+            s->failed = 1;
+            return 1;
+        }
+        json_object_set_new(e, "resource", res);
+        json_object_set_new(
+            e, "request",
+            json_pack("{s:s, s:s}", "method", row->version == 1 ? "POST" : "PUT", "url", url));
+    }
+    char st[16];
+    snprintf(st, sizeof(st), "%d", row->deleted ? 204 : row->version == 1 ? 201 : 200);
+    json_object_set_new(e, "response", json_pack("{s:s}", "status", st));
+    json_array_append_new(s->entries, e);
+    if (hdx_front_tally_add(s->tally, row->has_patient ? row->patient : NULL, row->seq,
+                            d.reason == HDX_PR_PERMIT_BREAK_GLASS))
+        hdx_front_tally_flush(s->ff->f->api, s->c, s->who, s->tally, "read", "fhir");
+    return s->looked >= SEARCH_BUDGET;
+}
+
+static void do_history(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                       const struct asker *who, const struct fhir_path *p, struct hdx_http_reply *r)
+{
+    struct hdx_fhir_query q = {.type = p->type, .id = p->id[0] ? p->id : NULL, .history = 1};
+    char v[64];
+    size_t count = COUNT_DEFAULT;
+    int n = http_query_get(req, "_since", v, sizeof(v));
+    int64_t hi;
+    if (n == -2 || n == 0 || (n > 0 && hdx_fhir_time_range(v, &q.since_us, &hi))) {
+        outcome(r, 400, "invalid", "_since must be an instant", NULL);
+        return;
+    }
+    n = http_query_get(req, "_count", v, sizeof(v));
+    if (n > 0) {
+        char *end;
+        count = strtoul(v, &end, 10);
+        if (*end || count > COUNT_MAX) n = -2;
+    }
+    if (n == -2 || n == 0) {
+        outcome(r, 400, "invalid", "_count must be 0 to 1000", NULL);
+        return;
+    }
+    if (p->id[0]) {
+        struct hdx_fhir_row row;
+        struct hdx_policy_decision d;
+        if (hdx_fhir_index_get(ff->ix, p->type, p->id, 0, &row) != HDX_OK ||
+            !may_read(ff, who, &row, &d)) {
+            not_found(r, p->type, p->id);
+            return;
+        }
+    }
+    struct tally *tally = calloc(1, sizeof(*tally));
+    struct search s = {
+        .ff = ff, .who = who, .c = c, .tally = tally, .entries = json_array(), .count = count};
+    long k =
+        tally && s.entries ? hdx_fhir_index_query(ff->ix, &q, 0, history_one, &s) : HDX_E_NOMEM;
+    if (tally) hdx_front_tally_flush(ff->f->api, c, who, tally, "read", "fhir");
+    free(tally);
+    if (k < 0 || s.failed) {
+        json_decref(s.entries);
+        outcome(r, 503, "transient", "the history cannot be read now", NULL);
+        return;
+    }
+    json_t *b = json_pack("{s:s, s:s, s:I, s:o}", "resourceType", "Bundle", "type", "history",
+                          "total", (json_int_t)s.total, "entry", s.entries);
+    answer_json(r, 200, b);
+}
+
+static void do_create(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, const char *type, int conditional_ok,
+                      struct hdx_http_reply *r);
+
+/* A conditional create: the search runs when no other one is between its search and its
+ * answer, so that the second of two identical ones sees what the first made. */
+static void cond_run(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                     struct hdx_http_reply *r);
+
+static void cond_next(struct front_fhir *ff)
+{
+    while (!ff->cond_busy && ff->cond_head) {
+        struct cond_wait *w = ff->cond_head;
+        ff->cond_head = w->next;
+        if (!ff->cond_head) ff->cond_tail = NULL;
+        struct hdx_http_reply r = {0};
+        cond_run(ff, w->c, w->req, &r);
+        if (!r.deferred) {
+            hdx_http_finish(w->c, &r);
+            free(r.body);
+        }
+        http_req_free(w->req);
+        free(w->req);
+        free(w);
+    }
+}
+
+static void cond_run(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                     struct hdx_http_reply *r)
+{
+    struct asker who;
+    if (hdx_front_asks(ff->f, c, req, r, &who)) return;
+    struct fhir_path p;
+    path_parse(req->path, &p);
+    const char *cond = http_header_get(req, "if-none-exist");
+    const char *qs = strchr(cond, '?') ? strchr(cond, '?') + 1 : cond;
+    /* the condition as a search: only its parameters that identify (identifier, code...) */
+    struct hdx_http_reply sr = {0};
+    do_search(ff, c, req, &who, p.type, qs, &sr);
+    if (sr.status != 200) {
+        *r = sr;
+        if (r->status == 400) {
+            free(r->body);
+            r->body = NULL;
+            outcome(r, 400, "invalid", "If-None-Exist is not a supported search", NULL);
+        }
+        return;
+    }
+    json_t *b = json_loadb(sr.body, sr.body_len, 0, NULL);
+    free(sr.body);
+    json_t *entries = json_object_get(b, "entry");
+    size_t matches = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        const char *mode = json_string_value(json_object_get(json_object_get(e, "search"), "mode"));
+        if (mode && !strcmp(mode, "match")) matches++;
+    }
+    if (matches > 1) {
+        json_decref(b);
+        outcome(r, 412, "duplicate", "If-None-Exist matches more than one resource", NULL);
+        return;
+    }
+    if (matches == 1) {
+        json_t *res = json_incref(json_object_get(json_array_get(entries, 0), "resource"));
+        json_decref(b);
+        const char *vid =
+            json_string_value(json_object_get(json_object_get(res, "meta"), "versionId"));
+        char etag[32];
+        snprintf(etag, sizeof(etag), "W/\"%s\"", vid ? vid : "1");
+        char loc[sizeof(ff->base_url) + 2 * HDX_FHIR_ID_MAX + 40];
+        snprintf(loc, sizeof(loc), "%s/%s/%s/_history/%s", ff->base_url, p.type,
+                 json_string_value(json_object_get(res, "id")), vid ? vid : "1");
+        answer_json(r, 200, res);
+        add_header(r, "Location", loc);
+        add_header(r, "ETag", etag);
+        return;
+    }
+    json_decref(b);
+    ff->cond_busy = 1;
+    do_create(ff, c, req, &who, p.type, 0, r);
+    if (!r->deferred) ff->cond_busy = 0;
+}
+
+static struct http_req *req_copy(const struct http_req *req)
+{
+    struct http_req *q = calloc(1, sizeof(*q));
+    if (!q) return NULL;
+    /* what cond_run reads: the path, the query, the headers it asks for, the body */
+    size_t need = 0;
+    for (size_t i = 0; i < req->nheaders; i++)
+        need += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 2;
+    q->target = strdup(req->target);
+    q->path = strdup(req->path);
+    q->strings = malloc(need + 1);
+    q->body = req->body_len ? malloc(req->body_len) : NULL;
+    if (!q->target || !q->path || !q->strings || (req->body_len && !q->body)) {
+        http_req_free(q);
+        free(q);
+        return NULL;
+    }
+    memcpy(q->method, req->method, sizeof(q->method));
+    q->query = q->target + (req->query - req->target);
+    char *s = q->strings;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        size_t ln = strlen(req->headers[i].name) + 1, lv = strlen(req->headers[i].value) + 1;
+        memcpy(s, req->headers[i].name, ln);
+        q->headers[i].name = s;
+        s += ln;
+        memcpy(s, req->headers[i].value, lv);
+        q->headers[i].value = s;
+        s += lv;
+    }
+    q->nheaders = req->nheaders;
+    if (req->body_len) memcpy(q->body, req->body, req->body_len);
+    q->body_len = req->body_len;
+    q->keep_alive = req->keep_alive;
+    q->http_minor = req->http_minor;
+    return q;
+}
+
+static void do_create(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, const char *type, int conditional_ok,
+                      struct hdx_http_reply *r)
+{
+    const char *cond = http_header_get(req, "if-none-exist");
+    if (cond && conditional_ok) {
+        if (ff->cond_busy || ff->cond_head) {
+            struct cond_wait *w = calloc(1, sizeof(*w));
+            if (!w || !(w->req = req_copy(req))) {
+                free(w);
+                outcome(r, 503, "transient", "out of memory", NULL);
+                return;
+            }
+            w->c = c;
+            if (ff->cond_tail)
+                ff->cond_tail->next = w;
+            else
+                ff->cond_head = w;
+            ff->cond_tail = w;
+            r->deferred = 1;
+            return;
+        }
+        cond_run(ff, c, req, r);
+        return;
+    }
+    json_t *res = read_resource(req, type, r);
+    if (!res) return;
+    char id[33];
+    hdx_fhir_new_id(id);
+    write_version(ff, c, who, res, type, id, 1, 201, 0, cond != NULL, r);
+    json_decref(res);
+}
+
+static int if_match(const struct http_req *req, uint32_t *version)
+{
+    const char *h = http_header_get(req, "if-match");
+    if (!h) return 0;
+    if (!strncmp(h, "W/", 2)) h += 2;
+    char *end;
+    if (*h != '"') return -1;
+    unsigned long v = strtoul(h + 1, &end, 10);
+    if (*end != '"' || end[1] || !v || v > UINT32_MAX) return -1;
+    *version = (uint32_t)v;
+    return 1;
+}
+
+static void do_update(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, const struct fhir_path *p, struct hdx_http_reply *r)
+{
+    if (!strncmp(p->id, "v2-", 3)) {
+        outcome(r, 405, "not-supported",
+                "an Observation made from an HL7 v2 message is read-only: its message is the "
+                "record",
+                NULL);
+        return;
+    }
+    uint32_t want = 0;
+    int im = if_match(req, &want);
+    if (im < 0) {
+        outcome(r, 400, "invalid", "If-Match must be a version ETag: W/\"N\"", NULL);
+        return;
+    }
+    json_t *res = read_resource(req, p->type, r);
+    if (!res) return;
+    const char *bid = json_string_value(json_object_get(res, "id"));
+    if (!bid || strcmp(bid, p->id)) {
+        json_decref(res);
+        outcome(r, 400, "invalid", "the resource's id must be the id in the URL", "id");
+        return;
+    }
+    struct hdx_fhir_row row;
+    int found, deleted, err;
+    uint32_t v = newest_version(ff, p->type, p->id, &row, &found, &deleted, &err);
+    struct hdx_policy_decision d;
+    if (err != HDX_OK) {
+        json_decref(res);
+        outcome(r, 503, "transient", "the resource cannot be read now", NULL);
+        return;
+    }
+    if (!v || (found && !may_read(ff, who, &row, &d))) {
+        json_decref(res);
+        outcome(r, 405, "not-supported",
+                "update creates nothing here: create with POST (the server assigns ids)", NULL);
+        return;
+    }
+    if (im && want != v) {
+        json_decref(res);
+        char msg[96];
+        snprintf(msg, sizeof(msg), "If-Match names version %u; the current version is %u", want, v);
+        outcome(r, 412, "conflict", msg, NULL);
+        return;
+    }
+    write_version(ff, c, who, res, p->type, p->id, v + 1, 200, 0, 0, r);
+    json_decref(res);
+}
+
+static void do_delete(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, const struct fhir_path *p, struct hdx_http_reply *r)
+{
+    if (!strncmp(p->id, "v2-", 3)) {
+        outcome(r, 405, "not-supported", "an Observation made from an HL7 v2 message is read-only",
+                NULL);
+        return;
+    }
+    struct hdx_fhir_row row;
+    int found, deleted, err;
+    uint32_t v = newest_version(ff, p->type, p->id, &row, &found, &deleted, &err);
+    struct hdx_policy_decision d;
+    if (err != HDX_OK) {
+        outcome(r, 503, "transient", "the resource cannot be read now", NULL);
+        return;
+    }
+    if (!v || (found && !may_read(ff, who, &row, &d))) {
+        not_found(r, p->type, p->id);
+        return;
+    }
+    uint32_t want;
+    int im = if_match(req, &want);
+    if (im < 0 || (im && want != v)) {
+        outcome(r, im < 0 ? 400 : 412, im < 0 ? "invalid" : "conflict",
+                "If-Match does not name the current version", NULL);
+        return;
+    }
+    if (deleted) { /* already: nothing new to record */
+        r->status = 204;
+        r->content_type = FHIR_CT;
+        return;
+    }
+    json_t *t = json_pack("{s:s}", "resourceType", p->type);
+    write_version(ff, c, who, t, p->type, p->id, v + 1, 204, 1, 0, r);
+    json_decref(t);
+}
+
+/* ---------- metadata ---------- */
+
+static int capability_build(struct front_fhir *ff)
+{
+    json_t *resources = json_array();
+    for (size_t i = 0; i < sizeof(supported) / sizeof(supported[0]); i++) {
+        const char *t = supported[i];
+        json_t *sp = json_array();
+        json_array_append_new(sp, json_pack("{s:s, s:s}", "name", "_id", "type", "token"));
+        json_array_append_new(sp, json_pack("{s:s, s:s}", "name", "_lastUpdated", "type", "date"));
+        if (!strcmp(t, "Observation")) {
+            static const char *const obs[][2] = {{"patient", "reference"},
+                                                 {"subject", "reference"},
+                                                 {"code", "token"},
+                                                 {"category", "token"},
+                                                 {"date", "date"}};
+            for (size_t k = 0; k < 5; k++)
+                json_array_append_new(
+                    sp, json_pack("{s:s, s:s}", "name", obs[k][0], "type", obs[k][1]));
+        } else if (!strcmp(t, "Patient")) {
+            json_array_append_new(sp,
+                                  json_pack("{s:s, s:s}", "name", "identifier", "type", "token"));
+            json_array_append_new(sp, json_pack("{s:s, s:s}", "name", "name", "type", "string"));
+            json_array_append_new(sp, json_pack("{s:s, s:s}", "name", "birthdate", "type", "date"));
+        } else if (!strcmp(t, "Device") || !strcmp(t, "Encounter")) {
+            json_array_append_new(sp,
+                                  json_pack("{s:s, s:s}", "name", "identifier", "type", "token"));
+        }
+        json_t *ia =
+            json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s},{s:s},{s:s},{s:s}]", "code", "read", "code",
+                      "vread", "code", "update", "code", "delete", "code", "history-instance",
+                      "code", "history-type", "code", "create", "code", "search-type");
+        json_t *res = json_pack("{s:s, s:o, s:s, s:b, s:b, s:s, s:b, s:o}", "type", t,
+                                "interaction", ia, "versioning", "versioned-update", "readHistory",
+                                1, "updateCreate", 0, "conditionalDelete", "not-supported",
+                                "conditionalCreate", 1, "searchParam", sp);
+        if (!strcmp(t, "Observation"))
+            json_object_set_new(res, "searchInclude", json_pack("[s]", "Observation:subject"));
+        json_array_append_new(resources, res);
+    }
+    char token_url[sizeof(ff->base_url) + 32];
+    snprintf(token_url, sizeof(token_url), "%.*s/auth/token",
+             (int)(strlen(ff->base_url) - strlen("/fhir")), ff->base_url);
+    json_t *cs =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:[s],"
+                  " s:[{s:s, s:o}]}",
+                  "resourceType", "CapabilityStatement", "status", "active", "date", "2026-12-02",
+                  "kind", "instance", "fhirVersion", "4.0.1", "publisher", "hdx", "software",
+                  "name", "hdx", "version", HDX_VERSION, "implementation", "url", ff->base_url,
+                  "format", "json", "rest", "mode", "server", "resource", resources);
+    if (!cs) return HDX_E_NOMEM;
+    json_t *rest = json_array_get(json_object_get(cs, "rest"), 0);
+    json_object_set_new(
+        rest, "security",
+        json_pack("{s:b, s:[{s:[{s:s, s:s}]}], s:s, s:[{s:s, s:[{s:s, s:s}]}]}", "cors", 0,
+                  "service", "coding", "system",
+                  "http://terminology.hl7.org/CodeSystem/restful-security-service", "code",
+                  "SMART-on-FHIR", "description",
+                  "Sessions (POST /auth/login), integration API keys and client certificates; "
+                  "SMART Backend Services token endpoint in /.well-known/smart-configuration",
+                  "extension", "url",
+                  "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                  "extension", "url", "token", "valueUri", token_url));
+    ff->capability = dump_plain(cs, &ff->capability_len);
+    json_decref(cs);
+    if (!ff->capability) return HDX_E_NOMEM;
+    return HDX_OK;
+}
+
+/* ---------- dispatch ---------- */
+
+static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req,
+                       struct hdx_http_reply *r)
+{
+    struct hdx_front *f = arg;
+    struct front_fhir *ff = f->fhir;
+    struct fhir_path p;
+    if (path_parse(req->path, &p)) {
+        outcome(r, 404, "not-found", "no such FHIR endpoint", NULL);
+        return;
+    }
+    int get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+    if (p.n == 1 && !strcmp(p.type, "metadata") && get) {
+        hdx_http_json(r, 200, ff->capability);
+        r->content_type = FHIR_CT;
+        return;
+    }
+    struct asker who;
+    if (hdx_front_asks(f, c, req, r, &who)) {
+        if (r->status == 401) {
+            free(r->body);
+            r->body = NULL;
+            outcome(r, 401, "login", "authentication required: a bearer token", NULL);
+            add_header(r, "WWW-Authenticate", "Bearer realm=\"hdx\"");
+        }
+        return;
+    }
+    if (hdx_front_is_machine(&who)) {
+        /* A machine's granted scope (policy/scope.h) is written for HL7 v2 records; until FHIR
+         * checks it per resource, a scoped machine is refused here rather than given more. */
+        struct hdx_scope *scope = NULL;
+        int src = hdx_scope_load(f->env.ro_store, who.user, &scope, NULL), scoped = scope != NULL;
+        free(scope);
+        if (src != HDX_OK || scoped) {
+            hdx_front_audit_access(f->api, c, &who, "read", "deny", "scoped_principal", NULL, 0, 0,
+                                   0, "fhir");
+            outcome(r, 403, "forbidden",
+                    "a principal with a granted scope cannot use FHIR yet (docs/FHIR.md)", NULL);
+            return;
+        }
+    }
+    if (p.n == 0) {
+        outcome(r, 405, "not-supported", "transaction and batch Bundles are not supported yet",
+                NULL);
+        return;
+    }
+    if (!type_readable(p.type)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "resource type %.40s is not supported", p.type);
+        outcome(r, 404, "not-supported", msg, NULL);
+        return;
+    }
+    int post = !strcmp(req->method, "POST"), put = !strcmp(req->method, "PUT"),
+        del = !strcmp(req->method, "DELETE");
+    if (get && p.n == 1)
+        do_search(ff, c, req, &who, p.type, req->query, r);
+    else if (post && p.search)
+        do_search(ff, c, req, &who, p.type, req->body_len ? "" : req->query,
+                  r); /* form bodies: not yet */
+    else if (get && p.history)
+        do_history(ff, c, req, &who, &p, r);
+    else if (get && p.id[0])
+        do_read(ff, c, &who, &p, r);
+    else if (post && p.n == 1)
+        do_create(ff, c, req, &who, p.type, 1, r);
+    else if (put && p.id[0] && !p.history)
+        do_update(ff, c, req, &who, &p, r);
+    else if (del && p.id[0] && !p.history)
+        do_delete(ff, c, req, &who, &p, r);
+    else
+        outcome(r, 405, "not-supported", "this interaction is not supported on this path", NULL);
+}
+
+int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size_t cap)
+{
+    const struct hdx_conf *conf = f->env.conf;
+    struct front_fhir *ff = calloc(1, sizeof(*ff));
+    if (!ff) return HDX_E_NOMEM;
+    f->fhir = ff;
+    ff->f = f;
+    ff->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    char db[HDX_PATH_MAX + 16], store[HDX_PATH_MAX];
+    snprintf(db, sizeof(db), "%s/fhir.db", conf->dir);
+    if (hdx_conf_path(conf, conf->store_path, store, sizeof(store)) != HDX_OK) {
+        snprintf(why, cap, "the store path is too long");
+        return HDX_E_CONFIG;
+    }
+    size_t bl = strlen(conf->fhir_base);
+    while (bl && conf->fhir_base[bl - 1] == '/')
+        bl--;
+    if (bl)
+        snprintf(ff->base_url, sizeof(ff->base_url), "%.*s/fhir", (int)bl, conf->fhir_base);
+    else
+        snprintf(ff->base_url, sizeof(ff->base_url), "https://%s/fhir", conf->http_listen);
+    struct hdx_fhir_index_env env = {.db_path = db,
+                                     .store_path = store,
+                                     .kr = f->env.kr,
+                                     .v2 = conf->fhir_v2,
+                                     .notify = notify_indexed,
+                                     .arg = ff};
+    int rc = ff->notify_fd < 0 ? HDX_E_IO : HDX_OK;
+    if (rc == HDX_OK && !(ff->notify_ev = event_new(f->env.base, ff->notify_fd,
+                                                    EV_READ | EV_PERSIST, on_indexed, ff)))
+        rc = HDX_E_NOMEM;
+    if (rc == HDX_OK) rc = event_add(ff->notify_ev, NULL) ? HDX_E_NOMEM : HDX_OK;
+    if (rc == HDX_OK) rc = hdx_keyctx_new(f->env.kr, &ff->kc);
+    if (rc == HDX_OK) rc = capability_build(ff);
+    if (rc != HDX_OK) snprintf(why, cap, "cannot set up FHIR: %s", hdx_strerror(rc));
+    if (rc == HDX_OK) rc = hdx_fhir_index_open(&env, &ff->ix, why, cap);
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE"};
+    for (size_t i = 0; rc == HDX_OK && i < sizeof(methods) / sizeof(methods[0]); i++) {
+        struct hdx_http_route a = {methods[i], "/fhir/", route_fhir, f};
+        struct hdx_http_route b = {methods[i], "/fhir", route_fhir, f};
+        rc = hdx_http_route_add(h, &a);
+        if (rc == HDX_OK) rc = hdx_http_route_add(h, &b);
+    }
+    return rc;
+}
+
+void hdx_front_fhir_free(struct hdx_front *f)
+{
+    struct front_fhir *ff = f->fhir;
+    if (!ff) return;
+    hdx_fhir_index_close(ff->ix);
+    for (struct fhir_write *w = ff->waiting, *n; w; w = n) {
+        n = w->next;
+        write_free(w);
+    }
+    for (struct cond_wait *w = ff->cond_head, *n; w; w = n) {
+        n = w->next;
+        http_req_free(w->req);
+        free(w->req);
+        free(w);
+    }
+    if (ff->notify_ev) event_free(ff->notify_ev);
+    if (ff->notify_fd >= 0) close(ff->notify_fd);
+    hdx_keyctx_free(ff->kc);
+    free(ff->pend);
+    free(ff->capability);
+    free(ff);
+    f->fhir = NULL;
+}
+
+void hdx_front_fhir_committed(struct hdx_front *f, uint64_t seq)
+{
+    if (f->fhir && f->fhir->ix) hdx_fhir_index_advance(f->fhir->ix, seq);
+}
