@@ -166,7 +166,9 @@ int hdx_front_tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, i
     for (size_t i = 0; i < t->n; i++) {
         struct tally_entry *e = &t->e[i];
         if (e->has_patient != has || (has && memcmp(e->patient, patient, HDX_BLIND_LEN))) continue;
-        e->last = seq;
+        /* the lowest and highest seq: a FHIR search may disclose newest first */
+        if (seq < e->first) e->first = seq;
+        if (seq > e->last) e->last = seq;
         e->count++;
         e->break_glass |= break_glass;
         return 0;

@@ -1280,7 +1280,8 @@ static struct http_req *req_copy(const struct http_req *req)
         return NULL;
     }
     memcpy(q->method, req->method, sizeof(q->method));
-    q->query = q->target + (req->query - req->target);
+    const char *qm = strchr(q->target, '?'); /* the original's query may be a literal "" */
+    q->query = qm ? qm + 1 : "";
     char *s = q->strings;
     for (size_t i = 0; i < req->nheaders; i++) {
         size_t ln = strlen(req->headers[i].name) + 1, lv = strlen(req->headers[i].value) + 1;
@@ -1561,7 +1562,7 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
     else if (post && p.search)
         do_search(ff, c, req, &who, p.type, req->body_len ? "" : req->query,
                   r); /* form bodies: not yet */
-    else if (get && p.history)
+    else if (get && p.history && !p.vid)
         do_history(ff, c, req, &who, &p, r);
     else if (get && p.id[0])
         do_read(ff, c, &who, &p, r);

@@ -1,0 +1,317 @@
+"""FHIR R4 REST checks against a running hdxd (tests/integration/69-fhir-rest).
+
+Python's own http.client over TLS, keep-alive; no FHIR library, so every status, header and
+body is checked as sent. Env: URL (https://localhost:PORT), CA, TOK_FEED (an integration
+API key), TOK_CLIN (a clinician on PAT-A's care team), TOK_NURSE (a nurse on no care team),
+STATE (a file the checks write ids into for the shell part).
+Prints "ok: WHAT" per check; exits 1 at the first failure.
+"""
+import http.client
+import json
+import os
+import ssl
+import sys
+import threading
+import urllib.parse
+
+URL = urllib.parse.urlparse(os.environ["URL"])
+CTX = ssl.create_default_context(cafile=os.environ["CA"])
+TOK = {"feed": os.environ["TOK_FEED"], "clin": os.environ["TOK_CLIN"],
+       "nurse": os.environ["TOK_NURSE"]}
+CHECKS = 0
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def ok(cond, what, detail=""):
+    global CHECKS
+    if not cond:
+        fail(what + (": " + detail if detail else ""))
+    CHECKS += 1
+    print("ok: " + what)
+
+
+class Client:
+    def __init__(self, who):
+        self.who = who
+        self.conn = http.client.HTTPSConnection(URL.hostname, URL.port, context=CTX, timeout=20)
+
+    def req(self, method, path, body=None, headers=None, ctype="application/fhir+json",
+            raw=None):
+        h = {"Accept": "application/fhir+json"}
+        if self.who:
+            h["Authorization"] = "Bearer " + TOK[self.who]
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None and ctype:
+            h["Content-Type"] = ctype
+        h.update(headers or {})
+        self.conn.request(method, "/fhir" + path, body=data, headers=h)
+        r = self.conn.getresponse()
+        text = r.read()
+        try:
+            js = json.loads(text) if text else None
+        except ValueError:
+            js = None
+        if r.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = http.client.HTTPSConnection(URL.hostname, URL.port, context=CTX,
+                                                    timeout=20)
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), js
+
+
+def outcome(js, what):
+    ok(js is not None and js.get("resourceType") == "OperationOutcome"
+       and js["issue"][0]["severity"] == "error", what + " (OperationOutcome)", repr(js)[:300])
+
+
+def expect(res, status, what):
+    st, hd, js = res
+    ok(st == status, what, "status %d, wanted %d: %s" % (st, status, repr(js)[:300]))
+    if status >= 400:
+        outcome(js, what)
+    return st, hd, js
+
+
+def ids(bundle, mode="match"):
+    return [e["resource"]["id"] for e in bundle.get("entry", [])
+            if e.get("search", {}).get("mode", "match") == mode]
+
+
+feed, clin, nurse = Client("feed"), Client("clin"), Client("nurse")
+anon = Client(None)
+
+# ---------- metadata, authentication ----------
+st, hd, cs = expect(anon.req("GET", "/metadata"), 200, "metadata without a token")
+ok(cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1", "R4")
+obs_cap = [r for r in cs["rest"][0]["resource"] if r["type"] == "Observation"][0]
+ok({p["name"] for p in obs_cap["searchParam"]} >= {"patient", "code", "date", "category"},
+   "the Observation search parameters are declared")
+ok("application/fhir+json" in hd["content-type"], "content type fhir+json")
+st, hd, js = expect(anon.req("GET", "/Patient"), 401, "no token: 401")
+ok(hd.get("www-authenticate", "").startswith("Bearer"), "WWW-Authenticate: Bearer")
+
+# ---------- create, read ----------
+def patient(mrn, family, given, bd):
+    return {"resourceType": "Patient", "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.1",
+                                                       "value": mrn}],
+            "name": [{"family": family, "given": [given]}], "birthDate": bd}
+
+
+st, hd, pa = expect(feed.req("POST", "/Patient", patient("PAT-A", "Kestrel", "Ada", "1970-05-12")),
+                    201, "create Patient A")
+A = pa["id"]
+ok(hd["location"].endswith("/fhir/Patient/%s/_history/1" % A), "Location names version 1",
+   hd["location"])
+ok(hd["etag"] == 'W/"1"' and pa["meta"]["versionId"] == "1", "ETag W/\"1\"")
+st, hd, pb = expect(feed.req("POST", "/Patient", patient("PAT-B", "Moravec", "Bram", "1981-11-02")),
+                    201, "create Patient B")
+B = pb["id"]
+
+
+def hr(pid, value, when):
+    return {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system":
+                                      "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                                 "display": "Heart rate"}]},
+            "subject": {"reference": "Patient/" + pid}, "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": "/min", "system":
+                              "http://unitsofmeasure.org", "code": "/min"}}
+
+
+def bp(pid, sys_, dia, when):
+    q = lambda v: {"value": v, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org",
+                   "code": "mm[Hg]"}
+    return {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": "Patient/" + pid}, "effectiveDateTime": when,
+            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                           "valueQuantity": q(sys_)},
+                          {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                           "valueQuantity": q(dia)}]}
+
+
+o1 = expect(feed.req("POST", "/Observation", hr(A, 72, "2026-11-30T08:00:00Z")), 201,
+            "heart rate of A")[2]["id"]
+o2 = expect(feed.req("POST", "/Observation", bp(A, 120, 80, "2026-12-01T09:30:00+01:00")), 201,
+            "blood pressure of A")[2]["id"]
+o3 = expect(feed.req("POST", "/Observation", hr(B, 90, "2026-12-01T10:00:00Z")), 201,
+            "heart rate of B")[2]["id"]
+st, hd, r = expect(feed.req("GET", "/Observation/" + o1), 200, "read")
+ok(r["valueQuantity"]["value"] == 72 and r["subject"]["reference"] == "Patient/" + A,
+   "read gives what was created")
+ok(hd["etag"] == 'W/"1"' and "last-modified" in hd, "read: ETag and Last-Modified")
+expect(feed.req("GET", "/Observation/" + o1 + "/_history/1"), 200, "vread")
+expect(feed.req("GET", "/Observation/" + o1 + "/_history/2"), 404, "vread of a version not made")
+expect(feed.req("GET", "/Observation/nosuchid"), 404, "an unknown id")
+expect(feed.req("GET", "/Basic/x"), 404, "an unsupported type")
+
+# ---------- update, If-Match ----------
+pa2 = dict(pa)
+pa2["name"] = [{"family": "Kestrel", "given": ["Ada", "Maren"]}]
+st, hd, r = expect(feed.req("PUT", "/Patient/" + A, pa2, {"If-Match": 'W/"1"'}), 200,
+                   "update with the current If-Match")
+ok(r["meta"]["versionId"] == "2" and hd["etag"] == 'W/"2"', "version 2")
+expect(feed.req("PUT", "/Patient/" + A, pa2, {"If-Match": 'W/"1"'}), 412, "a stale If-Match")
+st, hd, r = expect(feed.req("GET", "/Patient/" + A + "/_history/1"), 200, "version 1 is kept")
+ok(r["name"][0]["given"] == ["Ada"], "version 1 as it was")
+bad = dict(pa2)
+bad["id"] = B
+expect(feed.req("PUT", "/Patient/" + A, bad), 400, "an id in the body other than the URL's")
+nid = dict(pa2)
+nid["id"] = "not-there"
+expect(feed.req("PUT", "/Patient/not-there", nid), 405, "update-as-create is not supported")
+
+# ---------- bad input: nothing stored ----------
+before = expect(feed.req("GET", "/Observation?_summary=count"), 200, "count")[2]["total"]
+expect(feed.req("POST", "/Observation", hr(A, 1, "2026-12-01T00:00:00Z"), ctype="text/plain"), 415,
+       "a body that is not fhir+json")
+expect(feed.req("POST", "/Observation", raw=b'{"resourceType": "Observation", '), 400,
+       "malformed JSON")
+expect(feed.req("POST", "/Observation",
+                raw=b'{"resourceType":"Observation","status":"final","status":"final"}'), 400,
+       "a duplicate key")
+expect(feed.req("POST", "/Observation", patient("X", "Y", "Z", "1990")), 400,
+       "a Patient posted to /Observation")
+expect(feed.req("POST", "/Observation", raw=b"[" * 40 + b"]" * 40), 400, "deep nesting")
+expect(feed.req("POST", "/Observation", raw=b'{"resourceType":"Observation","x":"' +
+                b"a" * (1100 * 1024) + b'"}'), 413, "a resource over 1 MiB")
+expect(feed.req("POST", "/Observation", hr("nosuchpatient", 1, "2026-12-01T00:00:00Z")), 422,
+       "a reference to a Patient that does not exist")
+noref = hr(A, 1, "2026-12-01T00:00:00Z")
+noref["subject"] = {"reference": "Group/x"}
+expect(feed.req("POST", "/Observation", noref), 422, "a subject that is not a Patient")
+expect(feed.req("POST", "/AuditEvent", {"resourceType": "AuditEvent"}), 404,
+       "AuditEvent is not writable")
+after = expect(feed.req("GET", "/Observation?_summary=count"), 200, "count again")[2]["total"]
+ok(after == before, "nothing was stored by any refused write", "%d -> %d" % (before, after))
+
+# ---------- search ----------
+def search(c, q, status=200, what=None):
+    return expect(c.req("GET", q), status, what or ("search " + q))[2]
+
+
+b = search(feed, "/Observation?patient=Patient/" + A)
+ok(sorted(ids(b)) == sorted([o1, o2]) and b["total"] == 2, "by patient", repr(ids(b)))
+b = search(feed, "/Observation?subject=" + A)
+ok(sorted(ids(b)) == sorted([o1, o2]), "by subject, a bare id")
+b = search(feed, "/Observation?code=http://loinc.org|8867-4")
+ok(sorted(ids(b)) == sorted([o1, o3]), "by code system|code")
+b = search(feed, "/Observation?code=8867-4,85354-9&patient=" + A)
+ok(sorted(ids(b)) == sorted([o1, o2]), "comma is OR, and AND with patient")
+b = search(feed, "/Observation?code=8480-6")
+ok(ids(b) == [o2], "a component's code finds its panel")
+b = search(feed, "/Observation?category=vital-signs")
+ok(sorted(ids(b)) == sorted([o1, o3]), "by category")
+b = search(feed, "/Observation?date=ge2026-12-01")
+ok(sorted(ids(b)) == sorted([o2, o3]), "date ge a day", repr(ids(b)))
+b = search(feed, "/Observation?date=lt2026-12-01")
+ok(ids(b) == [o1], "date lt a day")
+b = search(feed, "/Observation?date=2026-12-01T08:30:00Z")
+ok(ids(b) == [o2], "date eq an instant (09:30+01:00 is 08:30Z)", repr(ids(b)))
+b = search(feed, "/Observation?date=2026-11")
+ok(ids(b) == [o1], "date eq a month")
+b = search(feed, "/Observation?date=ge2026-11-30&date=lt2026-12-01T09:00:00Z")
+ok(sorted(ids(b)) == sorted([o1, o2]), "two date bounds")
+b = search(feed, "/Observation?_sort=-date")
+ok(ids(b) == [o3, o2, o1], "_sort=-date newest first", repr(ids(b)))
+b = search(feed, "/Observation?_sort=-date&_count=1")
+ok(ids(b) == [o3] and b["total"] == 3, "_count=1 gives one, total all")
+nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
+ok(len(nxt) == 1, "a next link")
+b = search(feed, nxt[0][nxt[0].index("/fhir") + 5:], what="the next page")
+ok(ids(b) == [o2], "the next page is the next one", repr(ids(b)))
+b = search(feed, "/Observation?_summary=count&patient=" + A)
+ok(b["total"] == 2 and "entry" not in b, "_summary=count")
+b = search(feed, "/Observation?patient=%s&_include=Observation:subject" % A)
+ok(ids(b, "include") == [A] and sorted(ids(b)) == sorted([o1, o2]), "_include=Observation:subject")
+b = search(feed, "/Observation?patient=Patient/nobody")
+ok(b["total"] == 0, "a patient that does not exist matches nothing")
+for q in ["/Observation?foo=1", "/Observation?value-quantity=72", "/Patient?code=1"]:
+    st, hd, js = expect(feed.req("GET", q), 400, "unsupported parameter " + q)
+    name = q.split("?")[1].split("=")[0]
+    ok(name in js["issue"][0]["diagnostics"], "the parameter is named")
+expect(feed.req("GET", "/Observation?date=ge2026-13-01"), 400, "a bad date")
+expect(feed.req("GET", "/Observation?_count=x"), 400, "a bad _count")
+b = search(feed, "/Patient?identifier=urn:oid:2.16.840.1.113883.3.1|PAT-A")
+ok(ids(b) == [A], "Patient by identifier system|value")
+b = search(feed, "/Patient?identifier=PAT-B")
+ok(ids(b) == [B], "Patient by identifier value")
+b = search(feed, "/Patient?name=kes")
+ok(ids(b) == [A], "Patient by name prefix, any case")
+b = search(feed, "/Patient?name=maren")
+ok(ids(b) == [A], "the current version's names (Maren came in version 2)")
+b = search(feed, "/Patient?birthdate=1981")
+ok(ids(b) == [B], "Patient by birth year")
+expect(feed.req("GET", "/Patient?birthdate=ge1970"), 400, "birthdate ranges are not supported")
+
+# ---------- history, delete ----------
+st, hd, h = expect(feed.req("GET", "/Patient/%s/_history" % A), 200, "instance history")
+ok(h["type"] == "history" and [e["resource"]["meta"]["versionId"] for e in h["entry"]] ==
+   ["2", "1"], "both versions, newest first")
+expect(feed.req("DELETE", "/Observation/" + o3), 204, "delete")
+expect(feed.req("GET", "/Observation/" + o3), 410, "a deleted resource is gone")
+expect(feed.req("DELETE", "/Observation/" + o3), 204, "delete again: idempotent")
+expect(feed.req("DELETE", "/Observation/nosuch"), 404, "delete of an unknown id")
+b = search(feed, "/Observation?code=8867-4")
+ok(ids(b) == [o1], "search no longer finds it")
+st, hd, h = expect(feed.req("GET", "/Observation/%s/_history" % o3), 200, "its history")
+ok(h["entry"][0]["request"]["method"] == "DELETE" and len(h["entry"]) == 2,
+   "the history keeps the deletion and the version")
+st, hd, h = expect(feed.req("GET", "/Observation/_history"), 200, "type history")
+ok(h["total"] == 4, "every Observation version", str(h["total"]))
+
+# ---------- conditional create: eight at once make one ----------
+cond = patient("C-1", "Lindqvist", "Esme", "1990-01-01")
+cond["identifier"][0]["system"] = "urn:x"
+res = [None] * 8
+
+
+def post(i):
+    c = Client("feed")
+    res[i] = c.req("POST", "/Patient", cond, {"If-None-Exist": "identifier=urn:x|C-1"})
+
+
+ts = [threading.Thread(target=post, args=(i,)) for i in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+codes = sorted(r[0] for r in res)
+ok(codes == [200] * 7 + [201], "one 201 and seven 200", repr(codes))
+ok(len({r[2]["id"] for r in res}) == 1, "all eight name the same resource")
+b = search(feed, "/Patient?identifier=urn:x|C-1")
+ok(b["total"] == 1, "exactly one stored")
+
+# ---------- BOLA: a clinician on A's care team only ----------
+expect(clin.req("GET", "/Patient/" + A), 200, "the clinician reads A")
+expect(clin.req("GET", "/Patient/" + B), 404, "B by id: not found")
+expect(clin.req("GET", "/Patient/%s/_history/1" % B), 404, "B by version")
+expect(clin.req("GET", "/Patient/%s/_history" % B), 404, "B's history")
+b = search(clin, "/Patient?identifier=PAT-B")
+ok(b["total"] == 0, "B by search")
+b = search(clin, "/Patient?name=mora")
+ok(b["total"] == 0, "B by name")
+b = search(clin, "/Observation?patient=" + B)
+ok(b["total"] == 0, "B's observations")
+b = search(clin, "/Observation?_include=Observation:subject")
+ok(B not in ids(b, "include") and A in ids(b, "include") and o1 in ids(b),
+   "_include brings A only")
+st, hd, h = expect(clin.req("GET", "/Observation/_history"), 200, "type history")
+ok(all(e["resource"]["subject"]["reference"] == "Patient/" + A for e in h["entry"]
+       if "resource" in e), "type history: A's only")
+expect(clin.req("POST", "/Observation", hr(B, 1, "2026-12-01T00:00:00Z")), 422,
+       "a write that refers to B: as if B did not exist")
+expect(clin.req("POST", "/Observation", hr(A, 64, "2026-12-01T11:00:00Z")), 201,
+       "the clinician writes for A")
+expect(nurse.req("GET", "/Patient/" + A), 404, "a nurse on no care team: A not found")
+b = search(nurse, "/Observation")
+ok(b["total"] == 0, "nor any observation")
+
+with open(os.environ["STATE"], "w") as f:
+    json.dump({"A": A, "B": B, "o1": o1, "o2": o2, "o3": o3}, f)
+print("checks=%d" % CHECKS)
