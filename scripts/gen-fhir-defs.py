@@ -64,7 +64,7 @@ class Gen:
             self.queue.append(t)
         return self.index[name]
 
-    def type_of_code(self, el, tc, is_root_id):
+    def type_of_code(self, el, tc, is_root_id, choice):
         code = tc["code"]
         if code.startswith("http://hl7.org/fhirpath/System."):
             fhir = None
@@ -81,6 +81,16 @@ class Gen:
             return self.index[code], False
         if code == "Resource":
             return self.index["Resource"], False
+        # A core constraint profile on the type (Quantity profiled as SimpleQuantity) stands for
+        # the type, but only where the JSON name does not depend on it (not in a choice, where
+        # the suffix is the type code: doseQuantity).
+        if not choice:
+            for prof in tc.get("profile", []):
+                pid = prof.rsplit("/", 1)[-1]
+                psd = self.sds.get(pid)
+                if (prof.startswith("http://hl7.org/fhir/StructureDefinition/") and psd and
+                        psd.get("derivation") == "constraint" and psd["type"] == code):
+                    code = pid
         sd = self.sds.get(code)
         if sd is None:
             die("%s: unknown type %s" % (el["path"], code))
@@ -132,7 +142,7 @@ class Gen:
                 else:
                     for tc in codes:
                         tid, sysstr = self.type_of_code(
-                            el, tc, t["kind"] == "RESOURCE" and name == "id")
+                            el, tc, t["kind"] == "RESOURCE" and name == "id", choice)
                         noext = noext or sysstr
                         if tid not in tids:
                             tids.append(tid)

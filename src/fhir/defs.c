@@ -103,18 +103,19 @@ const struct hdx_fhir_type hdx_fhir_types[HDX_FHIR_NTYPES] = {
     {"Patient.link", HDX_FHIR_K_BACKBONE, 652, 5},               /* 90 */
     {"Provenance.agent", HDX_FHIR_K_BACKBONE, 657, 7},           /* 91 */
     {"Provenance.entity", HDX_FHIR_K_BACKBONE, 664, 6},          /* 92 */
-    {"Timing.repeat", HDX_FHIR_K_BACKBONE, 670, 17},             /* 93 */
-    {"DataRequirement.codeFilter", HDX_FHIR_K_BACKBONE, 687, 6}, /* 94 */
-    {"DataRequirement.dateFilter", HDX_FHIR_K_BACKBONE, 693, 5}, /* 95 */
-    {"DataRequirement.sort", HDX_FHIR_K_BACKBONE, 698, 4},       /* 96 */
-    {"Dosage.doseAndRate", HDX_FHIR_K_BACKBONE, 702, 5},         /* 97 */
-    {"AuditEvent.agent.network", HDX_FHIR_K_BACKBONE, 707, 5},   /* 98 */
-    {"AuditEvent.entity.detail", HDX_FHIR_K_BACKBONE, 712, 5},   /* 99 */
-    {"Bundle.entry.search", HDX_FHIR_K_BACKBONE, 717, 5},        /* 100 */
-    {"Bundle.entry.request", HDX_FHIR_K_BACKBONE, 722, 9},       /* 101 */
-    {"Bundle.entry.response", HDX_FHIR_K_BACKBONE, 731, 8},      /* 102 */
-    {"Consent.provision.actor", HDX_FHIR_K_BACKBONE, 739, 5},    /* 103 */
-    {"Consent.provision.data", HDX_FHIR_K_BACKBONE, 744, 5},     /* 104 */
+    {"SimpleQuantity", HDX_FHIR_K_COMPLEX, 670, 6},              /* 93 */
+    {"Timing.repeat", HDX_FHIR_K_BACKBONE, 676, 17},             /* 94 */
+    {"DataRequirement.codeFilter", HDX_FHIR_K_BACKBONE, 693, 6}, /* 95 */
+    {"DataRequirement.dateFilter", HDX_FHIR_K_BACKBONE, 699, 5}, /* 96 */
+    {"DataRequirement.sort", HDX_FHIR_K_BACKBONE, 704, 4},       /* 97 */
+    {"Dosage.doseAndRate", HDX_FHIR_K_BACKBONE, 708, 5},         /* 98 */
+    {"AuditEvent.agent.network", HDX_FHIR_K_BACKBONE, 713, 5},   /* 99 */
+    {"AuditEvent.entity.detail", HDX_FHIR_K_BACKBONE, 718, 5},   /* 100 */
+    {"Bundle.entry.search", HDX_FHIR_K_BACKBONE, 723, 5},        /* 101 */
+    {"Bundle.entry.request", HDX_FHIR_K_BACKBONE, 728, 9},       /* 102 */
+    {"Bundle.entry.response", HDX_FHIR_K_BACKBONE, 737, 8},      /* 103 */
+    {"Consent.provision.actor", HDX_FHIR_K_BACKBONE, 745, 5},    /* 104 */
+    {"Consent.provision.data", HDX_FHIR_K_BACKBONE, 750, 5},     /* 105 */
 };
 
 const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
@@ -484,8 +485,8 @@ const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
     /* Range */
     {"id", 404, 1, HDX_FHIR_E_NOEXT},       /* string */
     {"extension", 405, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"low", 406, 1, 0},                     /* Quantity */
-    {"high", 407, 1, 0},                    /* Quantity */
+    {"low", 406, 1, 0},                     /* SimpleQuantity */
+    {"high", 407, 1, 0},                    /* SimpleQuantity */
     /* Ratio */
     {"id", 408, 1, HDX_FHIR_E_NOEXT},       /* string */
     {"extension", 409, 1, HDX_FHIR_E_MANY}, /* Extension */
@@ -501,7 +502,7 @@ const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
     /* SampledData */
     {"id", 418, 1, HDX_FHIR_E_NOEXT},        /* string */
     {"extension", 419, 1, HDX_FHIR_E_MANY},  /* Extension */
-    {"origin", 420, 1, HDX_FHIR_E_MIN1},     /* Quantity */
+    {"origin", 420, 1, HDX_FHIR_E_MIN1},     /* SimpleQuantity */
     {"period", 421, 1, HDX_FHIR_E_MIN1},     /* decimal */
     {"factor", 422, 1, 0},                   /* decimal */
     {"lowerLimit", 423, 1, 0},               /* decimal */
@@ -604,8 +605,8 @@ const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
     {"method", 516, 1, 0},                              /* CodeableConcept */
     {"doseAndRate", 517, 1, HDX_FHIR_E_MANY},           /* Dosage.doseAndRate */
     {"maxDosePerPeriod", 518, 1, 0},                    /* Ratio */
-    {"maxDosePerAdministration", 519, 1, 0},            /* Quantity */
-    {"maxDosePerLifetime", 520, 1, 0},                  /* Quantity */
+    {"maxDosePerAdministration", 519, 1, 0},            /* SimpleQuantity */
+    {"maxDosePerLifetime", 520, 1, 0},                  /* SimpleQuantity */
     /* Meta */
     {"id", 521, 1, HDX_FHIR_E_NOEXT},         /* string */
     {"extension", 522, 1, HDX_FHIR_E_MANY},   /* Extension */
@@ -798,8 +799,8 @@ const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
     {"id", 687, 1, HDX_FHIR_E_NOEXT},               /* string */
     {"extension", 688, 1, HDX_FHIR_E_MANY},         /* Extension */
     {"modifierExtension", 689, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"low", 690, 1, 0},                             /* Quantity */
-    {"high", 691, 1, 0},                            /* Quantity */
+    {"low", 690, 1, 0},                             /* SimpleQuantity */
+    {"high", 691, 1, 0},                            /* SimpleQuantity */
     {"type", 692, 1, 0},                            /* CodeableConcept */
     {"appliesTo", 693, 1, HDX_FHIR_E_MANY},         /* CodeableConcept */
     {"age", 694, 1, 0},                             /* Range */
@@ -861,137 +862,146 @@ const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
     {"role", 753, 1, HDX_FHIR_E_MIN1},              /* code */
     {"what", 754, 1, HDX_FHIR_E_MIN1},              /* Reference */
     {"agent", 755, 1, HDX_FHIR_E_MANY},             /* Provenance.agent */
-    /* Timing.repeat */
+    /* SimpleQuantity */
     {"id", 756, 1, HDX_FHIR_E_NOEXT},       /* string */
     {"extension", 757, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"bounds", 758, 3, HDX_FHIR_E_CHOICE},  /* Duration|Range|Period */
-    {"count", 761, 1, 0},                   /* positiveInt */
-    {"countMax", 762, 1, 0},                /* positiveInt */
-    {"duration", 763, 1, 0},                /* decimal */
-    {"durationMax", 764, 1, 0},             /* decimal */
-    {"durationUnit", 765, 1, 0},            /* code */
-    {"frequency", 766, 1, 0},               /* positiveInt */
-    {"frequencyMax", 767, 1, 0},            /* positiveInt */
-    {"period", 768, 1, 0},                  /* decimal */
-    {"periodMax", 769, 1, 0},               /* decimal */
-    {"periodUnit", 770, 1, 0},              /* code */
-    {"dayOfWeek", 771, 1, HDX_FHIR_E_MANY}, /* code */
-    {"timeOfDay", 772, 1, HDX_FHIR_E_MANY}, /* time */
-    {"when", 773, 1, HDX_FHIR_E_MANY},      /* code */
-    {"offset", 774, 1, 0},                  /* unsignedInt */
+    {"value", 758, 1, 0},                   /* decimal */
+    {"unit", 759, 1, 0},                    /* string */
+    {"system", 760, 1, 0},                  /* uri */
+    {"code", 761, 1, 0},                    /* code */
+    /* Timing.repeat */
+    {"id", 762, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 763, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"bounds", 764, 3, HDX_FHIR_E_CHOICE},  /* Duration|Range|Period */
+    {"count", 767, 1, 0},                   /* positiveInt */
+    {"countMax", 768, 1, 0},                /* positiveInt */
+    {"duration", 769, 1, 0},                /* decimal */
+    {"durationMax", 770, 1, 0},             /* decimal */
+    {"durationUnit", 771, 1, 0},            /* code */
+    {"frequency", 772, 1, 0},               /* positiveInt */
+    {"frequencyMax", 773, 1, 0},            /* positiveInt */
+    {"period", 774, 1, 0},                  /* decimal */
+    {"periodMax", 775, 1, 0},               /* decimal */
+    {"periodUnit", 776, 1, 0},              /* code */
+    {"dayOfWeek", 777, 1, HDX_FHIR_E_MANY}, /* code */
+    {"timeOfDay", 778, 1, HDX_FHIR_E_MANY}, /* time */
+    {"when", 779, 1, HDX_FHIR_E_MANY},      /* code */
+    {"offset", 780, 1, 0},                  /* unsignedInt */
     /* DataRequirement.codeFilter */
-    {"id", 775, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 776, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"path", 777, 1, 0},                    /* string */
-    {"searchParam", 778, 1, 0},             /* string */
-    {"valueSet", 779, 1, 0},                /* canonical */
-    {"code", 780, 1, HDX_FHIR_E_MANY},      /* Coding */
-    /* DataRequirement.dateFilter */
     {"id", 781, 1, HDX_FHIR_E_NOEXT},       /* string */
     {"extension", 782, 1, HDX_FHIR_E_MANY}, /* Extension */
     {"path", 783, 1, 0},                    /* string */
     {"searchParam", 784, 1, 0},             /* string */
-    {"value", 785, 3, HDX_FHIR_E_CHOICE},   /* dateTime|Period|Duration */
+    {"valueSet", 785, 1, 0},                /* canonical */
+    {"code", 786, 1, HDX_FHIR_E_MANY},      /* Coding */
+    /* DataRequirement.dateFilter */
+    {"id", 787, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 788, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"path", 789, 1, 0},                    /* string */
+    {"searchParam", 790, 1, 0},             /* string */
+    {"value", 791, 3, HDX_FHIR_E_CHOICE},   /* dateTime|Period|Duration */
     /* DataRequirement.sort */
-    {"id", 788, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 789, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"path", 790, 1, HDX_FHIR_E_MIN1},      /* string */
-    {"direction", 791, 1, HDX_FHIR_E_MIN1}, /* code */
+    {"id", 794, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 795, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"path", 796, 1, HDX_FHIR_E_MIN1},      /* string */
+    {"direction", 797, 1, HDX_FHIR_E_MIN1}, /* code */
     /* Dosage.doseAndRate */
-    {"id", 792, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 793, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 794, 1, 0},                    /* CodeableConcept */
-    {"dose", 795, 2, HDX_FHIR_E_CHOICE},    /* Range|Quantity */
-    {"rate", 797, 3, HDX_FHIR_E_CHOICE},    /* Ratio|Range|Quantity */
+    {"id", 798, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 799, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 800, 1, 0},                    /* CodeableConcept */
+    {"dose", 801, 2, HDX_FHIR_E_CHOICE},    /* Range|Quantity */
+    {"rate", 803, 3, HDX_FHIR_E_CHOICE},    /* Ratio|Range|Quantity */
     /* AuditEvent.agent.network */
-    {"id", 800, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 801, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 802, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"address", 803, 1, 0},                         /* string */
-    {"type", 804, 1, 0},                            /* code */
+    {"id", 806, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 807, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 808, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"address", 809, 1, 0},                         /* string */
+    {"type", 810, 1, 0},                            /* code */
     /* AuditEvent.entity.detail */
-    {"id", 805, 1, HDX_FHIR_E_NOEXT},                       /* string */
-    {"extension", 806, 1, HDX_FHIR_E_MANY},                 /* Extension */
-    {"modifierExtension", 807, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"type", 808, 1, HDX_FHIR_E_MIN1},                      /* string */
-    {"value", 809, 2, HDX_FHIR_E_MIN1 | HDX_FHIR_E_CHOICE}, /* string|base64Binary */
+    {"id", 811, 1, HDX_FHIR_E_NOEXT},                       /* string */
+    {"extension", 812, 1, HDX_FHIR_E_MANY},                 /* Extension */
+    {"modifierExtension", 813, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"type", 814, 1, HDX_FHIR_E_MIN1},                      /* string */
+    {"value", 815, 2, HDX_FHIR_E_MIN1 | HDX_FHIR_E_CHOICE}, /* string|base64Binary */
     /* Bundle.entry.search */
-    {"id", 811, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 812, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 813, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"mode", 814, 1, 0},                            /* code */
-    {"score", 815, 1, 0},                           /* decimal */
+    {"id", 817, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 818, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 819, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"mode", 820, 1, 0},                            /* code */
+    {"score", 821, 1, 0},                           /* decimal */
     /* Bundle.entry.request */
-    {"id", 816, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 817, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 818, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"method", 819, 1, HDX_FHIR_E_MIN1},            /* code */
-    {"url", 820, 1, HDX_FHIR_E_MIN1},               /* uri */
-    {"ifNoneMatch", 821, 1, 0},                     /* string */
-    {"ifModifiedSince", 822, 1, 0},                 /* instant */
-    {"ifMatch", 823, 1, 0},                         /* string */
-    {"ifNoneExist", 824, 1, 0},                     /* string */
+    {"id", 822, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 823, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 824, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"method", 825, 1, HDX_FHIR_E_MIN1},            /* code */
+    {"url", 826, 1, HDX_FHIR_E_MIN1},               /* uri */
+    {"ifNoneMatch", 827, 1, 0},                     /* string */
+    {"ifModifiedSince", 828, 1, 0},                 /* instant */
+    {"ifMatch", 829, 1, 0},                         /* string */
+    {"ifNoneExist", 830, 1, 0},                     /* string */
     /* Bundle.entry.response */
-    {"id", 825, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 826, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 827, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"status", 828, 1, HDX_FHIR_E_MIN1},            /* string */
-    {"location", 829, 1, 0},                        /* uri */
-    {"etag", 830, 1, 0},                            /* string */
-    {"lastModified", 831, 1, 0},                    /* instant */
-    {"outcome", 832, 1, 0},                         /* OperationOutcome */
+    {"id", 831, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 832, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 833, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"status", 834, 1, HDX_FHIR_E_MIN1},            /* string */
+    {"location", 835, 1, 0},                        /* uri */
+    {"etag", 836, 1, 0},                            /* string */
+    {"lastModified", 837, 1, 0},                    /* instant */
+    {"outcome", 838, 1, 0},                         /* OperationOutcome */
     /* Consent.provision.actor */
-    {"id", 833, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 834, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 835, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"role", 836, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
-    {"reference", 837, 1, HDX_FHIR_E_MIN1},         /* Reference */
+    {"id", 839, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 840, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 841, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"role", 842, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
+    {"reference", 843, 1, HDX_FHIR_E_MIN1},         /* Reference */
     /* Consent.provision.data */
-    {"id", 838, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 839, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 840, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"meaning", 841, 1, HDX_FHIR_E_MIN1},           /* code */
-    {"reference", 842, 1, HDX_FHIR_E_MIN1},         /* Reference */
+    {"id", 844, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 845, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 846, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"meaning", 847, 1, HDX_FHIR_E_MIN1},           /* code */
+    {"reference", 848, 1, HDX_FHIR_E_MIN1},         /* Reference */
 };
 
-const uint16_t hdx_fhir_elem_types[843] = {
-    5,  22, 5,  22,  9,  18, 0,  11,  7,   14,  15,  4,  8,  16, 1,  6,  12, 2,  5,  17, 3,  9,  10,
-    13, 33, 34, 35,  36, 37, 38, 39,  40,  41,  42,  43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54,
-    55, 56, 57, 58,  59, 60, 61, 62,  63,  8,   63,  9,  7,  64, 20, 22, 22, 38, 38, 7,  46, 16, 7,
-    5,  37, 65, 66,  67, 8,  63, 9,   7,   44,  7,   16, 3,  68, 69, 52, 8,  63, 9,  7,  64, 20, 22,
-    22, 44, 7,  37,  37, 50, 15, 50,  50,  36,  50,  70, 37, 71, 72, 8,  63, 9,  7,  64, 20, 22, 22,
-    44, 50, 73, 7,   37, 5,  5,  15,  15,  5,   5,   74, 5,  5,  37, 75, 76, 77, 50, 50, 39, 50, 9,
-    35, 37, 50, 8,   63, 9,  7,  64,  20,  22,  22,  44, 50, 7,  37, 37, 50, 50, 15, 46, 16, 50, 50,
-    50, 50, 50, 78,  5,  37, 36, 8,   63,  9,   7,   64, 20, 22, 22, 44, 7,  79, 38, 80, 37, 37, 37,
-    50, 50, 50, 81,  50, 46, 42, 37,  50,  82,  50,  83, 84, 50, 50, 8,  63, 9,  7,  64, 20, 22, 22,
-    44, 50, 50, 7,   37, 37, 50, 50,  50,  15,  46,  53, 16, 16, 50, 47, 37, 5,  0,  1,  48, 49, 51,
-    17, 15, 46, 37,  37, 35, 37, 37,  50,  50,  85,  50, 50, 86, 8,  63, 9,  7,  64, 20, 22, 22, 87,
-    8,  63, 9,  7,   64, 20, 22, 22,  44,  0,   43,  39, 7,  14, 0,  15, 33, 37, 0,  1,  36, 88, 89,
-    50, 50, 90, 8,   63, 9,  7,  64,  20,  22,  22,  50, 46, 15, 16, 9,  50, 37, 37, 91, 92, 52, 5,
-    22, 7,  7,  5,   5,  5,  5,  5,   5,   5,   46,  5,  22, 4,  7,  5,  9,  7,  5,  22, 50, 5,  15,
-    6,  5,  22, 7,   7,  18, 10, 3,   18,  5,   15,  5,  22, 38, 5,  5,  22, 9,  5,  7,  5,  0,  5,
-    22, 7,  5,  7,   2,  46, 5,  22,  4,   7,   5,   9,  7,  5,  22, 4,  7,  5,  9,  7,  5,  22, 4,
-    7,  5,  9,  7,   5,  22, 7,  5,   5,   5,   5,   5,  46, 5,  22, 7,  37, 9,  5,  46, 50, 5,  22,
-    4,  7,  5,  22,  15, 15, 5,  22,  4,   7,   5,   9,  7,  5,  22, 47, 47, 5,  22, 47, 47, 5,  22,
-    5,  9,  44, 5,   5,  22, 47, 4,   4,   4,   4,   2,  5,  5,  22, 38, 16, 50, 50, 7,  7,  18, 5,
-    22, 22, 15, 93,  37, 5,  22, 5,   39,  5,   22,  7,  5,  54, 5,  22, 7,  11, 37, 50, 5,  94, 95,
-    2,  96, 5,  22,  5,  8,  7,  5,   9,   5,   22,  7,  7,  1,  5,  5,  7,  11, 5,  22, 7,  5,  5,
-    6,  10, 36, 11,  5,  22, 7,  5,   53,  50,  14,  15, 56, 57, 5,  22, 38, 37, 47, 48, 50, 5,  22,
-    22, 1,  5,  37,  5,  53, 0,  37,  37,  37,  37,  97, 49, 47, 47, 5,  22, 8,  16, 9,  11, 38, 38,
-    9,  50, 50, 50,  50, 50, 5,  22,  7,   19,  5,   22, 22, 37, 37, 50, 5,  5,  0,  50, 9,  38, 98,
-    37, 5,  22, 22,  5,  50, 38, 5,   22,  22,  50,  38, 38, 38, 38, 5,  5,  18, 99, 5,  22, 22, 5,
-    9,  5,  22, 22,  68, 9,  20, 100, 101, 102, 5,   22, 22, 9,  9,  5,  22, 22, 0,  50, 15, 5,  22,
-    22, 7,  46, 103, 37, 38, 38, 38,  37,  46,  104, 72, 5,  22, 22, 5,  9,  9,  18, 5,  7,  5,  22,
-    22, 5,  7,  5,   22, 22, 37, 5,   5,   22,  22,  37, 44, 5,  5,  22, 22, 37, 47, 37, 5,  22, 22,
-    5,  50, 5,  22,  22, 7,  46, 5,   22,  22,  38,  46, 5,  22, 22, 37, 46, 50, 5,  22, 22, 50, 37,
-    2,  5,  22, 22,  44, 50, 37, 37,  37,  37,  37,  50, 37, 5,  22, 22, 50, 7,  37, 46, 5,  22, 22,
-    47, 47, 37, 37,  48, 5,  5,  22,  22,  37,  47,  37, 5,  0,  1,  48, 49, 51, 17, 15, 46, 37, 37,
-    85, 5,  22, 22,  7,  7,  37, 5,   5,   5,   5,   22, 22, 37, 43, 39, 33, 7,  50, 46, 5,  22, 22,
-    37, 0,  5,  22,  22, 50, 7,  5,   22,  22,  37,  37, 50, 50, 5,  22, 22, 7,  50, 91, 5,  22, 42,
-    48, 46, 2,  2,   4,  4,  7,  2,   2,   4,   4,   7,  7,  17, 7,  3,  5,  22, 5,  5,  11, 38, 5,
-    22, 5,  5,  15,  46, 42, 5,  22,  5,   7,   5,   22, 37, 48, 47, 49, 48, 47, 5,  22, 22, 5,  7,
-    5,  22, 22, 5,   5,  18, 5,  22,  22,  7,   4,   5,  22, 22, 7,  9,  5,  16, 5,  5,  5,  22, 22,
-    5,  9,  5,  16,  30, 5,  22, 22,  37,  50,  5,   22, 22, 7,  50,
+const uint16_t hdx_fhir_elem_types[849] = {
+    5,  22, 5,  22, 9,  18, 0,  11,  7,  14, 15,  4,   8,   16, 1,   6,  12, 2,  5,  17, 3,   9,
+    10, 13, 33, 34, 35, 36, 37, 38,  39, 40, 41,  42,  43,  44, 45,  46, 47, 48, 49, 50, 51,  52,
+    53, 54, 55, 56, 57, 58, 59, 60,  61, 62, 63,  8,   63,  9,  7,   64, 20, 22, 22, 38, 38,  7,
+    46, 16, 7,  5,  37, 65, 66, 67,  8,  63, 9,   7,   44,  7,  16,  3,  68, 69, 52, 8,  63,  9,
+    7,  64, 20, 22, 22, 44, 7,  37,  37, 50, 15,  50,  50,  36, 50,  70, 37, 71, 72, 8,  63,  9,
+    7,  64, 20, 22, 22, 44, 50, 73,  7,  37, 5,   5,   15,  15, 5,   5,  74, 5,  5,  37, 75,  76,
+    77, 50, 50, 39, 50, 9,  35, 37,  50, 8,  63,  9,   7,   64, 20,  22, 22, 44, 50, 7,  37,  37,
+    50, 50, 15, 46, 16, 50, 50, 50,  50, 50, 78,  5,   37,  36, 8,   63, 9,  7,  64, 20, 22,  22,
+    44, 7,  79, 38, 80, 37, 37, 37,  50, 50, 50,  81,  50,  46, 42,  37, 50, 82, 50, 83, 84,  50,
+    50, 8,  63, 9,  7,  64, 20, 22,  22, 44, 50,  50,  7,   37, 37,  50, 50, 50, 15, 46, 53,  16,
+    16, 50, 47, 37, 5,  0,  1,  48,  49, 51, 17,  15,  46,  37, 37,  35, 37, 37, 50, 50, 85,  50,
+    50, 86, 8,  63, 9,  7,  64, 20,  22, 22, 87,  8,   63,  9,  7,   64, 20, 22, 22, 44, 0,   43,
+    39, 7,  14, 0,  15, 33, 37, 0,   1,  36, 88,  89,  50,  50, 90,  8,  63, 9,  7,  64, 20,  22,
+    22, 50, 46, 15, 16, 9,  50, 37,  37, 91, 92,  52,  5,   22, 7,   7,  5,  5,  5,  5,  5,   5,
+    5,  46, 5,  22, 4,  7,  5,  9,   7,  5,  22,  50,  5,   15, 6,   5,  22, 7,  7,  18, 10,  3,
+    18, 5,  15, 5,  22, 38, 5,  5,   22, 9,  5,   7,   5,   0,  5,   22, 7,  5,  7,  2,  46,  5,
+    22, 4,  7,  5,  9,  7,  5,  22,  4,  7,  5,   9,   7,   5,  22,  4,  7,  5,  9,  7,  5,   22,
+    7,  5,  5,  5,  5,  5,  46, 5,   22, 7,  37,  9,   5,   46, 50,  5,  22, 4,  7,  5,  22,  15,
+    15, 5,  22, 4,  7,  5,  9,  7,   5,  22, 93,  93,  5,   22, 47,  47, 5,  22, 5,  9,  44,  5,
+    5,  22, 93, 4,  4,  4,  4,  2,   5,  5,  22,  38,  16,  50, 50,  7,  7,  18, 5,  22, 22,  15,
+    94, 37, 5,  22, 5,  39, 5,  22,  7,  5,  54,  5,   22,  7,  11,  37, 50, 5,  95, 96, 2,   97,
+    5,  22, 5,  8,  7,  5,  9,  5,   22, 7,  7,   1,   5,   5,  7,   11, 5,  22, 7,  5,  5,   6,
+    10, 36, 11, 5,  22, 7,  5,  53,  50, 14, 15,  56,  57,  5,  22,  38, 37, 47, 48, 50, 5,   22,
+    22, 1,  5,  37, 5,  53, 0,  37,  37, 37, 37,  98,  49,  93, 93,  5,  22, 8,  16, 9,  11,  38,
+    38, 9,  50, 50, 50, 50, 50, 5,   22, 7,  19,  5,   22,  22, 37,  37, 50, 5,  5,  0,  50,  9,
+    38, 99, 37, 5,  22, 22, 5,  50,  38, 5,  22,  22,  50,  38, 38,  38, 38, 5,  5,  18, 100, 5,
+    22, 22, 5,  9,  5,  22, 22, 68,  9,  20, 101, 102, 103, 5,  22,  22, 9,  9,  5,  22, 22,  0,
+    50, 15, 5,  22, 22, 7,  46, 104, 37, 38, 38,  38,  37,  46, 105, 72, 5,  22, 22, 5,  9,   9,
+    18, 5,  7,  5,  22, 22, 5,  7,   5,  22, 22,  37,  5,   5,  22,  22, 37, 44, 5,  5,  22,  22,
+    37, 47, 37, 5,  22, 22, 5,  50,  5,  22, 22,  7,   46,  5,  22,  22, 38, 46, 5,  22, 22,  37,
+    46, 50, 5,  22, 22, 50, 37, 2,   5,  22, 22,  44,  50,  37, 37,  37, 37, 37, 50, 37, 5,   22,
+    22, 50, 7,  37, 46, 5,  22, 22,  93, 93, 37,  37,  48,  5,  5,   22, 22, 37, 47, 37, 5,   0,
+    1,  48, 49, 51, 17, 15, 46, 37,  37, 85, 5,   22,  22,  7,  7,   37, 5,  5,  5,  5,  22,  22,
+    37, 43, 39, 33, 7,  50, 46, 5,   22, 22, 37,  0,   5,   22, 22,  50, 7,  5,  22, 22, 37,  37,
+    50, 50, 5,  22, 22, 7,  50, 91,  5,  22, 4,   5,   9,   7,  5,   22, 42, 48, 46, 2,  2,   4,
+    4,  7,  2,  2,  4,  4,  7,  7,   17, 7,  3,   5,   22,  5,  5,   11, 38, 5,  22, 5,  5,   15,
+    46, 42, 5,  22, 5,  7,  5,  22,  37, 48, 47,  49,  48,  47, 5,   22, 22, 5,  7,  5,  22,  22,
+    5,  5,  18, 5,  22, 22, 7,  4,   5,  22, 22,  7,   9,   5,  16,  5,  5,  5,  22, 22, 5,   9,
+    5,  16, 30, 5,  22, 22, 37, 50,  5,  22, 22,  7,   50,
 };
 
 const uint16_t hdx_fhir_resources[HDX_FHIR_NRESOURCES] = {

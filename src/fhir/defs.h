@@ -71,8 +71,8 @@ struct hdx_fhir_elem {
     uint8_t flags; /* HDX_FHIR_E_* */
 };
 
-#define HDX_FHIR_NTYPES 105
-#define HDX_FHIR_NELEMS 749
+#define HDX_FHIR_NTYPES 106
+#define HDX_FHIR_NELEMS 755
 #define HDX_FHIR_MAX_ELEMS 34 /* most elements of one type */
 #define HDX_FHIR_T_RESOURCE 20
 #define HDX_FHIR_T_ELEMENT 21
@@ -91,7 +91,7 @@ struct hdx_fhir_elem {
 
 extern const struct hdx_fhir_type hdx_fhir_types[HDX_FHIR_NTYPES];
 extern const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS];
-extern const uint16_t hdx_fhir_elem_types[843];
+extern const uint16_t hdx_fhir_elem_types[849];
 /* the supported resource types' indexes, sorted by name */
 extern const uint16_t hdx_fhir_resources[HDX_FHIR_NRESOURCES];
 
