@@ -236,13 +236,13 @@ static int check_base64(const char *s, size_t len)
     return n > 0 && n % 4 == 0 && pad <= 2;
 }
 
+/* R4 (datatypes.html#string): no character below 32 but TAB, CR, LF; and not only whitespace */
 static int check_string_chars(struct vctx *c, const char *s, size_t len)
 {
     int content = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch < 0x20 && !is_ws(ch)) return fail(c, "control character in string");
-        if (ch == 0x7f) return fail(c, "control character in string");
         if (!is_ws(ch)) content = 1;
     }
     if (!content) return fail(c, "whitespace-only string");
