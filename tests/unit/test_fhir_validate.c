@@ -6,7 +6,9 @@
  * element (top level and in a backbone), primitives by their R4 rules (date, dateTime, instant,
  * time, decimal, integer ranges, id, code, uri, oid, uuid, base64Binary, xhtml, strings),
  * choice suffixes, primitive extensions (_name, aligned arrays), resourceType rules, Bundle
- * entries, Bundle.type, ext-1, dom-2, the depth and element-count limits, and path truncation.
+ * entries, Bundle.type, ext-1, dom-2, the depth and element-count limits, and path truncation;
+ * and, over golden resources, that any member or array item replaced by a bogus object is
+ * refused exactly there.
  * Inputs are written with ' for " (see load). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,6 +140,80 @@ static void invalid_files(void **state)
         expect_bad_json(j, cases[i].path, cases[i].why);
         json_decref(j);
     }
+}
+
+/* The root and every member or array item below it, in turn replaced by an object with one
+ * unknown element, must be refused at that place or below it (its own path is a prefix of the
+ * reported one). Keys starting with '_' are reported under the element's own name: skipped. */
+static int replaced_checked;
+
+static void check_replaced(json_t *root, const char *where)
+{
+    char path[HDX_FHIR_PATH_CAP], why[128];
+    int rc = hdx_fhir_validate(root, path, sizeof(path), why, sizeof(why));
+    size_t n = strlen(where);
+    int ok = rc == HDX_E_INVAL && strncmp(path, where, n) == 0 &&
+             (path[n] == '\0' || path[n] == '.' || path[n] == '[');
+    if (!ok) fprintf(stderr, "replaced %s: rc %d at %s: %s\n", where, rc, path, why);
+    assert_true(ok);
+    replaced_checked++;
+}
+
+static void replace_each(json_t *root, json_t *node, char *where, size_t cap)
+{
+    size_t len = strlen(where);
+    if (json_is_object(node)) {
+        const char *keys[256];
+        size_t nk = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(node, k, v)
+        {
+            if (nk < 256) keys[nk++] = k;
+        }
+        for (size_t i = 0; i < nk; i++) {
+            if (keys[i][0] == '_' || strcmp(keys[i], "resourceType") == 0) continue;
+            json_t *orig = json_incref(json_object_get(node, keys[i]));
+            snprintf(where + len, cap - len, ".%s", keys[i]);
+            json_object_set_new(node, keys[i], json_pack("{s:i}", "zzBogus", 1));
+            check_replaced(root, where);
+            json_object_set_new(node, keys[i], orig);
+            replace_each(root, orig, where, cap);
+            where[len] = '\0';
+        }
+    } else if (json_is_array(node)) {
+        for (size_t i = 0; i < json_array_size(node); i++) {
+            json_t *orig = json_array_get(node, i);
+            if (json_is_null(orig)) continue;
+            json_incref(orig);
+            snprintf(where + len, cap - len, "[%zu]", i);
+            json_array_set_new(node, i, json_pack("{s:i}", "zzBogus", 1));
+            check_replaced(root, where);
+            json_array_set_new(node, i, orig);
+            replace_each(root, orig, where, cap);
+            where[len] = '\0';
+        }
+    }
+}
+
+static void every_member_replaced(void **state)
+{
+    static const char *const files[] = {"observation-bp-panel.json",
+                                        "patient-example1.json",
+                                        "patient-primitive-extensions.json",
+                                        "bundle-transaction.json",
+                                        "diagnosticreport-cbc.json",
+                                        "consent-example.json",
+                                        "auditevent-example.json"};
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+        json_t *j = load_file("valid", files[f]);
+        char where[HDX_FHIR_PATH_CAP];
+        snprintf(where, sizeof(where), "%s", json_string_value(json_object_get(j, "resourceType")));
+        replace_each(j, j, where, sizeof(where));
+        expect_ok_json(j); /* everything restored */
+        json_decref(j);
+    }
+    assert_true(replaced_checked > 300);
 }
 
 static void every_type_minimal(void **state)
@@ -557,6 +633,7 @@ int main(void)
         cmocka_unit_test(bundles),
         cmocka_unit_test(invariants),
         cmocka_unit_test(limits),
+        cmocka_unit_test(every_member_replaced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
