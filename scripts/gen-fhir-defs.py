@@ -284,8 +284,11 @@ def main():
     sds = load(sys.argv[1])
     g = Gen(sds)
     g.run()
-    if len(g.types) > 65535:
-        die("too many types")
+    # the C tables' field widths (defs.h): uint16_t indexes, uint8_t ntypes
+    if len(g.types) > 65535 or sum(len(t["elems"]) for t in g.types) > 65535:
+        die("too many types or elements")
+    if any(len(e["types"]) > 255 for t in g.types for e in t["elems"]):
+        die("a choice with more than 255 types")
     emit(g, sys.argv[1], sys.argv[2])
 
 
