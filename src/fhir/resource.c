@@ -27,7 +27,7 @@ static int depth_ok(const uint8_t *b, size_t len)
         if (ch == '"')
             in_str = 1;
         else if (ch == '{' || ch == '[') {
-            if (++depth > HDX_FHIR_DEPTH_MAX) return 0;
+            if (++depth > HDX_FHIR_NEST_MAX) return 0;
         } else if (ch == '}' || ch == ']')
             depth--;
     }
@@ -46,7 +46,7 @@ int hdx_fhir_parse(const uint8_t *body, size_t len, json_t **out, char *why, siz
         return HDX_E_INVAL;
     }
     if (!depth_ok(body, len)) {
-        snprintf(why, cap, "nesting deeper than %d levels", HDX_FHIR_DEPTH_MAX);
+        snprintf(why, cap, "nesting deeper than %d levels", HDX_FHIR_NEST_MAX);
         return HDX_E_INVAL;
     }
     json_error_t e;

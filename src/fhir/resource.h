@@ -1,7 +1,7 @@
 /* fhir/resource: FHIR R4 JSON resources as hdx reads, stores and indexes them (docs/FHIR.md).
  * Pure but for the key context that blinds search tokens.
  *
- * Reading: a body is at most HDX_FHIR_BODY_MAX bytes and HDX_FHIR_DEPTH_MAX levels of
+ * Reading: a body is at most HDX_FHIR_BODY_MAX bytes and HDX_FHIR_NEST_MAX levels of
  * nesting (checked on the bytes before any parse, so hostile nesting costs nothing), one
  * JSON object with no duplicate key and no NUL (jansson with JSON_REJECT_DUPLICATES).
  * Stored form: a version is one record of kind HDX_KIND_FHIR whose type is the resource
@@ -22,7 +22,7 @@
 #include "crypto/keys.h"
 
 #define HDX_FHIR_BODY_MAX (1 << 20)
-#define HDX_FHIR_DEPTH_MAX 32
+#define HDX_FHIR_NEST_MAX 32
 #define HDX_FHIR_ID_MAX 64
 #define HDX_FHIR_TYPE_MAX 31
 #define HDX_FHIR_TOMBSTONE ":deleted"

@@ -180,6 +180,24 @@ expect(feed.req("POST", "/Observation",
 expect(feed.req("POST", "/Observation", patient("X", "Y", "Z", "1990")), 400,
        "a Patient posted to /Observation")
 expect(feed.req("POST", "/Observation", raw=b"[" * 40 + b"]" * 40), 400, "deep nesting")
+inval = hr(A, 1, "2026-12-01T00:00:00Z")
+inval["valueQuantity"]["value"] = "72"
+st, hd, js = expect(feed.req("POST", "/Observation", inval), 400, "a decimal as a string")
+ok(js["issue"][0].get("expression") == ["Observation.valueQuantity.value"], "the path is named",
+   repr(js["issue"][0]))
+inval = hr(A, 1, "2026-12-01T00:00:00Z")
+inval["colour"] = "blue"
+st, hd, js = expect(feed.req("POST", "/Observation", inval), 400, "an unknown element")
+ok(js["issue"][0].get("expression") == ["Observation.colour"], "named", repr(js["issue"][0]))
+inval = hr(A, 1, "2026-12-01T08:00:00")
+st, hd, js = expect(feed.req("POST", "/Observation", inval), 400, "a dateTime without a zone")
+ok(js["issue"][0].get("expression") == ["Observation.effectiveDateTime"], "named")
+inval = hr(A, 1, "2026-02-30")
+expect(feed.req("POST", "/Observation", inval), 400, "February 30th")
+inval = hr(A, 1, "2026-12-01T00:00:00Z")
+del inval["status"]
+st, hd, js = expect(feed.req("POST", "/Observation", inval), 400, "a required element missing")
+ok(js["issue"][0].get("expression") == ["Observation.status"], "named")
 expect(feed.req("POST", "/Observation", raw=b'{"resourceType":"Observation","x":"' +
                 b"a" * (1100 * 1024) + b'"}'), 413, "a resource over 1 MiB")
 expect(feed.req("POST", "/Observation", hr("nosuchpatient", 1, "2026-12-01T00:00:00Z")), 422,
