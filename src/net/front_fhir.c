@@ -58,6 +58,18 @@ struct fhir_write {
     size_t body_len;
     uint64_t seq; /* once durable */
     char last_modified[40];
+    /* A Bundle (transaction or batch): the versions it writes, and the answer prepared */
+    struct txn_part *parts;
+    size_t nparts;
+    char *answer;
+    size_t answer_len;
+};
+
+struct txn_part {
+    char type[HDX_FHIR_TYPE_MAX + 1], id[HDX_FHIR_ID_MAX + 1];
+    uint32_t version;
+    int deleting, has_patient;
+    uint8_t patient[HDX_BLIND_LEN];
 };
 
 /* Writes in flight per resource: their newest version. */
@@ -312,6 +324,11 @@ static void cond_next(struct front_fhir *ff);
 static void write_free(struct fhir_write *w)
 {
     if (!w) return;
+    free(w->parts);
+    if (w->answer) {
+        sodium_memzero(w->answer, w->answer_len);
+        free(w->answer);
+    }
     if (w->body) {
         sodium_memzero(w->body, w->body_len);
         free(w->body);
@@ -320,10 +337,38 @@ static void write_free(struct fhir_write *w)
     free(w);
 }
 
+static void bundle_answer(struct fhir_write *w)
+{
+    struct front_fhir *ff = w->ff;
+    struct hdx_http_reply r = {0};
+    r.status = 200;
+    r.content_type = FHIR_CT;
+    r.body = w->answer;
+    r.body_len = w->answer_len;
+    w->answer = NULL;
+    for (size_t i = 0; i < w->nparts; i++) {
+        struct txn_part *p = &w->parts[i];
+        hdx_front_audit_access(ff->f->api, w->c, &w->who,
+                               p->deleting       ? "delete"
+                               : p->version == 1 ? "create"
+                                                 : "update",
+                               "permit", "-", p->has_patient ? p->patient : NULL, w->seq, w->seq, 1,
+                               "fhir");
+        pending_done(ff, p->type, p->id);
+    }
+    hdx_http_finish(w->c, &r);
+    free(r.body);
+    write_free(w);
+}
+
 static void write_answer(struct fhir_write *w)
 {
     struct front_fhir *ff = w->ff;
     struct hdx_http_reply r = {0};
+    if (w->parts) {
+        bundle_answer(w);
+        return;
+    }
     if (w->status == 204) {
         r.status = 204;
         r.content_type = FHIR_CT;
@@ -548,8 +593,8 @@ static json_t *read_resource(const struct http_req *req, const char *expect,
 /* The patient a resource to be written is filed under: 0 and *has/tok, or -1 with the answer
  * in r (a reference to a patient that does not exist or that who may not see: 422, the same
  * for both). */
-static int write_patient(struct front_fhir *ff, const struct asker *who, json_t *res, int *has,
-                         uint8_t *tok, struct hdx_http_reply *r)
+static int write_patient(struct front_fhir *ff, const struct asker *who, json_t *res,
+                         const json_t *local, int *has, uint8_t *tok, struct hdx_http_reply *r)
 {
     *has = 0;
     const char *type = json_string_value(json_object_get(res, "resourceType"));
@@ -575,6 +620,12 @@ static int write_patient(struct front_fhir *ff, const struct asker *who, json_t 
         return -1;
     }
     if (ref == 0) return 0;
+    /* a Patient the same transaction creates */
+    const char *hex = json_string_value(json_object_get(local, pid));
+    if (hex && hdx_unhex(hex, tok, HDX_BLIND_LEN) == 0) {
+        *has = 1;
+        return 0;
+    }
     struct hdx_fhir_row row;
     struct hdx_policy_decision d;
     if (hdx_fhir_index_get(ff->ix, "Patient", pid, 0, &row) != HDX_OK || row.deleted ||
@@ -620,7 +671,7 @@ static void write_version(struct front_fhir *ff, struct hdx_conn *c, const struc
     w->status = status;
     w->deleting = deleting;
     w->conditional = conditional;
-    if (!deleting && write_patient(ff, who, res, &w->has_patient, w->patient, r)) {
+    if (!deleting && write_patient(ff, who, res, NULL, &w->has_patient, w->patient, r)) {
         write_free(w);
         return;
     }
@@ -1433,6 +1484,382 @@ static void do_delete(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     json_decref(t);
 }
 
+/* ---------- Bundles: transaction and batch ---------- */
+
+#define BUNDLE_ENTRIES_MAX 100
+
+/* Every {"reference": R} in v whose R a transaction entry's fullUrl names becomes the
+ * Type/id that entry was given. */
+static void refs_rewrite(json_t *v, const json_t *map, int depth)
+{
+    if (depth > HDX_FHIR_NEST_MAX) return;
+    const char *k;
+    json_t *x;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, x)
+        {
+            const char *to = json_is_string(x) && !strcmp(k, "reference")
+                                 ? json_string_value(json_object_get(map, json_string_value(x)))
+                                 : NULL;
+            if (to)
+                json_object_set_new(v, k, json_string(to));
+            else
+                refs_rewrite(x, map, depth + 1);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x) refs_rewrite(x, map, depth + 1);
+    }
+}
+
+struct entry_plan {
+    int method; /* 'P'ost, 'U' put, 'D'elete */
+    char type[HDX_FHIR_TYPE_MAX + 1], id[HDX_FHIR_ID_MAX + 1];
+    uint32_t version;
+    int skip; /* a delete of what is already deleted: nothing to store */
+    int status;
+    char error[200];
+    char code[24];
+    struct txn_part part;
+};
+
+/* "Type" or "Type/id" of a request.url (relative, or under our base). */
+static int entry_url(struct front_fhir *ff, const char *url, char *type, char *id)
+{
+    size_t bl = strlen(ff->base_url);
+    if (!strncmp(url, ff->base_url, bl) && url[bl] == '/') url += bl + 1;
+    if (strchr(url, '?')) return -1;
+    const char *slash = strchr(url, '/');
+    size_t tl = slash ? (size_t)(slash - url) : strlen(url);
+    if (!tl || tl > HDX_FHIR_TYPE_MAX) return -1;
+    memcpy(type, url, tl);
+    type[tl] = '\0';
+    id[0] = '\0';
+    if (slash) {
+        if (strlen(slash + 1) > HDX_FHIR_ID_MAX || !hdx_fhir_id_valid(slash + 1)) return -1;
+        memcpy(id, slash + 1, strlen(slash + 1) + 1);
+    }
+    return 0;
+}
+
+static void plan_fail(struct entry_plan *e, int status, const char *code, const char *msg)
+{
+    e->status = status;
+    snprintf(e->code, sizeof(e->code), "%s", code);
+    snprintf(e->error, sizeof(e->error), "%s", msg);
+}
+
+/* What an entry asks, checked against the index and the policy; its resource made ready to
+ * store (id, meta). */
+static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *entry,
+                       const json_t *local, json_t *seen, struct entry_plan *e)
+{
+    json_t *req = json_object_get(entry, "request");
+    const char *method = json_string_value(json_object_get(req, "method"));
+    const char *url = json_string_value(json_object_get(req, "url"));
+    json_t *res = json_object_get(entry, "resource");
+    if (!method || !url || entry_url(ff, url, e->type, e->id)) {
+        plan_fail(e, 400, "invalid",
+                  "request.method and request.url (Type or Type/id) are required");
+        return;
+    }
+    e->method = !strcmp(method, "POST")     ? 'P'
+                : !strcmp(method, "PUT")    ? 'U'
+                : !strcmp(method, "DELETE") ? 'D'
+                                            : 0;
+    if (!e->method || (e->method == 'P') != !e->id[0]) {
+        plan_fail(e, 400, "not-supported",
+                  "entries are POST Type, PUT Type/id or DELETE Type/id (no GET, no conditions)");
+        return;
+    }
+    if (!type_writable(e->type)) {
+        plan_fail(e, 404, "not-supported", "this resource type cannot be written");
+        return;
+    }
+    const char *rt = json_string_value(json_object_get(res, "resourceType"));
+    if (e->method != 'D' && (!rt || strcmp(rt, e->type))) {
+        plan_fail(e, 400, "invalid", "the entry's resource must be of the request's type");
+        return;
+    }
+    if (e->method == 'U') {
+        const char *bid = json_string_value(json_object_get(res, "id"));
+        if (!bid || strcmp(bid, e->id)) {
+            plan_fail(e, 400, "invalid", "the resource's id must be the id in request.url");
+            return;
+        }
+    }
+    char key[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", e->type, e->id);
+    if (e->method != 'P' && json_object_get(seen, key)) {
+        plan_fail(e, 400, "duplicate", "the same resource twice in one Bundle");
+        return;
+    }
+    json_object_set_new(seen, key, json_true());
+    if (e->method != 'P') {
+        struct hdx_fhir_row row;
+        int found, deleted, err;
+        struct hdx_policy_decision d;
+        uint32_t v = newest_version(ff, e->type, e->id, &row, &found, &deleted, &err);
+        if (err != HDX_OK) {
+            plan_fail(e, 503, "transient", "the resource cannot be read now");
+            return;
+        }
+        if (!v || (found && !may_read(ff, who, &row, &d))) {
+            plan_fail(e, e->method == 'D' ? 404 : 405, "not-found",
+                      e->method == 'D' ? "no such resource"
+                                       : "update creates nothing here: create with POST");
+            return;
+        }
+        const char *im = json_string_value(json_object_get(req, "ifMatch"));
+        char want[24];
+        snprintf(want, sizeof(want), "W/\"%u\"", v);
+        if (im && strcmp(im, want) &&
+            strcmp(im + (im[0] == 'W' && im[1] == '/' ? 2 : 0), want + 2)) {
+            plan_fail(e, 412, "conflict", "ifMatch does not name the current version");
+            return;
+        }
+        if (e->method == 'D' && deleted) {
+            e->skip = 1;
+            e->status = 204;
+            return;
+        }
+        e->version = v + 1;
+        if (e->method == 'D' && found && row.has_patient) {
+            e->part.has_patient = 1;
+            memcpy(e->part.patient, row.patient, HDX_BLIND_LEN);
+        }
+    } else {
+        e->version = 1;
+    }
+    struct hdx_http_reply r = {0};
+    if (e->method != 'D' &&
+        write_patient(ff, who, res, local, &e->part.has_patient, e->part.patient, &r)) {
+        json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+        const char *diag = json_string_value(
+            json_object_get(json_array_get(json_object_get(o, "issue"), 0), "diagnostics"));
+        plan_fail(e, r.status, "processing", diag ? diag : "the patient cannot be resolved");
+        json_decref(o);
+        free(r.body);
+        return;
+    }
+    struct hdx_policy_decision d;
+    hdx_front_decide(ff->f->api, who, HDX_ACT_WRITE, HDX_RES_RECORD,
+                     e->part.has_patient ? e->part.patient : NULL, &d);
+    if (!d.permit) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "not permitted: %s", hdx_policy_reason_name(d.reason));
+        plan_fail(e, 403, "forbidden", msg);
+        return;
+    }
+    snprintf(e->part.type, sizeof(e->part.type), "%s", e->type);
+    snprintf(e->part.id, sizeof(e->part.id), "%s", e->id);
+    e->part.version = e->version;
+    e->part.deleting = e->method == 'D';
+    e->status = e->method == 'P' ? 201 : e->method == 'U' ? 200 : 204;
+}
+
+static json_t *entry_response(struct front_fhir *ff, const struct entry_plan *e)
+{
+    char st[48];
+    snprintf(st, sizeof(st), "%d %s", e->status,
+             e->status == 201   ? "Created"
+             : e->status == 200 ? "OK"
+             : e->status == 204 ? "No Content"
+                                : "Error");
+    json_t *resp = json_pack("{s:s}", "status", st);
+    if (e->status < 300 && e->id[0]) {
+        char loc[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 32], etag[24];
+        snprintf(loc, sizeof(loc), "%s/%s/_history/%u", e->type, e->id, e->version);
+        snprintf(etag, sizeof(etag), "W/\"%u\"", e->version);
+        if (!e->skip) {
+            json_object_set_new(resp, "location", json_string(loc));
+            json_object_set_new(resp, "etag", json_string(etag));
+        }
+    }
+    if (e->status >= 400)
+        json_object_set_new(resp, "outcome", hdx_fhir_outcome(e->code, e->error, NULL));
+    (void)ff;
+    return json_pack("{s:o}", "response", resp);
+}
+
+static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, struct hdx_http_reply *r)
+{
+    json_t *b = read_resource(req, "Bundle", r);
+    if (!b) return;
+    const char *btype = json_string_value(json_object_get(b, "type"));
+    int txn = btype && !strcmp(btype, "transaction");
+    json_t *entries = json_object_get(b, "entry");
+    size_t n = json_array_size(entries);
+    if (!txn && (!btype || strcmp(btype, "batch"))) {
+        json_decref(b);
+        outcome(r, 400, "invalid", "POST /fhir takes a Bundle of type transaction or batch",
+                "Bundle.type");
+        return;
+    }
+    if (n > BUNDLE_ENTRIES_MAX) {
+        json_decref(b);
+        outcome(r, 413, "too-costly", "a Bundle holds at most 100 entries", "Bundle.entry");
+        return;
+    }
+    struct entry_plan *plan = calloc(n ? n : 1, sizeof(*plan));
+    json_t *map = json_object(), *local = json_object(), *seen = json_object();
+    json_t *stored =
+        json_pack("{s:s, s:s, s:[]}", "resourceType", "Bundle", "type", "transaction", "entry");
+    json_t *answer = json_pack("{s:s, s:s, s:[]}", "resourceType", "Bundle", "type",
+                               txn ? "transaction-response" : "batch-response", "entry");
+    struct fhir_write *w = calloc(1, sizeof(*w));
+    if (w) w->parts = calloc(n ? n : 1, sizeof(*w->parts));
+    if (!plan || !map || !local || !seen || !stored || !answer || !w || !w->parts) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        goto out;
+    }
+    size_t i;
+    json_t *entry;
+    /* ids first, so references between entries (fullUrl) resolve, a Patient's before its
+     * Observations' */
+    json_array_foreach(entries, i, entry)
+    {
+        json_t *res = json_object_get(entry, "resource");
+        const char *method =
+            json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
+        const char *rt = json_string_value(json_object_get(res, "resourceType"));
+        if (!method || strcmp(method, "POST") || !rt) continue;
+        char id[33];
+        hdx_fhir_new_id(id);
+        json_object_set_new(res, "id", json_string(id));
+        const char *full = json_string_value(json_object_get(entry, "fullUrl"));
+        char ref[HDX_FHIR_TYPE_MAX + 40];
+        snprintf(ref, sizeof(ref), "%s/%s", rt, id);
+        if (txn && full) json_object_set_new(map, full, json_string(ref));
+    }
+    if (txn)
+        json_array_foreach(entries, i, entry)
+            refs_rewrite(json_object_get(entry, "resource"), map, 0);
+    json_array_foreach(entries, i, entry)
+    {
+        json_t *res = json_object_get(entry, "resource");
+        const char *rt = json_string_value(json_object_get(res, "resourceType"));
+        if (txn && rt && !strcmp(rt, "Patient") && json_object_get(res, "id")) {
+            char key[300];
+            uint8_t tok[HDX_BLIND_LEN];
+            char hex[2 * HDX_BLIND_LEN + 1];
+            hdx_fhir_patient_key(res, key, sizeof(key));
+            if (hdx_keyctx_blind(ff->kc, "patient", key, strlen(key), tok) == HDX_OK) {
+                hdx_hex(tok, HDX_BLIND_LEN, hex);
+                json_object_set_new(local, json_string_value(json_object_get(res, "id")),
+                                    json_string(hex));
+            }
+            sodium_memzero(key, sizeof(key));
+        }
+    }
+    int failed = -1;
+    json_array_foreach(entries, i, entry)
+    {
+        json_t *res = json_object_get(entry, "resource");
+        const char *method =
+            json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
+        if (res && method && !strcmp(method, "POST")) {
+            snprintf(plan[i].id, sizeof(plan[i].id), "%s",
+                     json_string_value(json_object_get(res, "id")) ?: "");
+        }
+        char keep_id[HDX_FHIR_ID_MAX + 1];
+        snprintf(keep_id, sizeof(keep_id), "%s", plan[i].id);
+        plan_entry(ff, who, entry, local, seen, &plan[i]);
+        if (plan[i].method == 'P') snprintf(plan[i].id, sizeof(plan[i].id), "%s", keep_id);
+        if (plan[i].method == 'P')
+            snprintf(plan[i].part.id, sizeof(plan[i].part.id), "%s", keep_id);
+        if (plan[i].status >= 400 && txn) {
+            failed = (int)i;
+            break;
+        }
+    }
+    if (failed >= 0) {
+        char msg[300], expr[48];
+        snprintf(msg, sizeof(msg), "entry %d: %s; nothing was stored", failed, plan[failed].error);
+        snprintf(expr, sizeof(expr), "Bundle.entry[%d]", failed);
+        hdx_front_audit_access(ff->f->api, c, who, "write", "deny", "transaction_refused", NULL, 0,
+                               0, 0, "fhir");
+        outcome(r, plan[failed].status, plan[failed].code, msg, expr);
+        goto out;
+    }
+    char updated[40];
+    json_array_foreach(entries, i, entry)
+    {
+        struct entry_plan *e = &plan[i];
+        json_array_append_new(json_object_get(answer, "entry"), entry_response(ff, e));
+        if (e->status >= 300 || e->skip) continue;
+        json_t *res = e->method == 'D' ? json_pack("{s:s}", "resourceType", e->type)
+                                       : json_incref(json_object_get(entry, "resource"));
+        json_object_set_new(res, "id", json_string(e->id));
+        set_meta(res, e->version, updated, sizeof(updated));
+        char hex[2 * HDX_BLIND_LEN + 1] = "";
+        if (e->part.has_patient) hdx_hex(e->part.patient, HDX_BLIND_LEN, hex);
+        char url[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 2];
+        snprintf(url, sizeof(url), "%s/%s", e->type, e->id);
+        json_t *se = json_pack("{s:o, s:{s:s, s:s}}", "resource", res, "request", "method",
+                               e->method == 'P'   ? "POST"
+                               : e->method == 'U' ? "PUT"
+                                                  : "DELETE",
+                               "url", url);
+        if (hex[0]) json_object_set_new(se, "hdxPatient", json_string(hex));
+        json_array_append_new(json_object_get(stored, "entry"), se);
+        w->parts[w->nparts++] = e->part;
+    }
+    w->answer = dump_plain(answer, &w->answer_len);
+    if (!w->answer) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        goto out;
+    }
+    if (!w->nparts) { /* nothing to store: a batch of refusals, or nothing new */
+        r->status = 200;
+        r->content_type = FHIR_CT;
+        r->body = w->answer;
+        r->body_len = w->answer_len;
+        w->answer = NULL;
+        goto out;
+    }
+    w->ff = ff;
+    w->c = c;
+    w->who = *who;
+    w->status = 200;
+    snprintf(w->type, sizeof(w->type), "Bundle");
+    w->body = dump_plain(stored, &w->body_len);
+    struct hdx_intake_item *it =
+        w->body ? hdx_intake_item_new((const uint8_t *)w->body, w->body_len) : NULL;
+    if (!it) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        goto out;
+    }
+    for (size_t k = 0; k < w->nparts; k++)
+        if (pending_add(ff, w->parts[k].type, w->parts[k].id, w->parts[k].version) != HDX_OK) {
+            for (size_t j = 0; j < k; j++)
+                pending_done(ff, w->parts[j].type, w->parts[j].id);
+            hdx_intake_item_free(it);
+            outcome(r, 503, "transient", "too many writes in flight", NULL);
+            goto out;
+        }
+    it->kind = HDX_KIND_FHIR;
+    snprintf(it->sender, sizeof(it->sender), "%s", who->user);
+    snprintf(it->type, sizeof(it->type), "%s", HDX_FHIR_TXN_TYPE);
+    if (w->parts[0].has_patient) memcpy(it->patient, w->parts[0].patient, HDX_BLIND_LEN);
+    it->blinded = 1;
+    it->on_done = write_done;
+    it->done_arg = w;
+    ff->f->env.submit(ff->f->env.arg, it);
+    r->deferred = 1;
+    w = NULL; /* write_done's */
+out:
+    write_free(w);
+    free(plan);
+    json_decref(map);
+    json_decref(local);
+    json_decref(seen);
+    json_decref(stored);
+    json_decref(answer);
+    json_decref(b);
+}
+
 /* ---------- metadata ---------- */
 
 static int capability_build(struct front_fhir *ff)
@@ -1545,8 +1972,11 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
         }
     }
     if (p.n == 0) {
-        outcome(r, 405, "not-supported", "transaction and batch Bundles are not supported yet",
-                NULL);
+        if (!strcmp(req->method, "POST"))
+            do_bundle(ff, c, req, &who, r);
+        else
+            outcome(r, 405, "not-supported", "POST a transaction or batch Bundle to the base",
+                    NULL);
         return;
     }
     if (!type_readable(p.type)) {

@@ -330,6 +330,74 @@ expect(nurse.req("GET", "/Patient/" + A), 404, "a nurse on no care team: A not f
 b = search(nurse, "/Observation")
 ok(b["total"] == 0, "nor any observation")
 
+# ---------- transaction: all or nothing, one record; batch: per entry ----------
+def entry(full, method, url, res=None, **req):
+    e = {"request": dict(method=method, url=url, **req)}
+    if full:
+        e["fullUrl"] = full
+    if res is not None:
+        e["resource"] = res
+    return e
+
+
+tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    entry("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", "POST", "Patient",
+          patient("T-1", "Oyelaran", "Clio", "2001-02-03")),
+    entry("urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059", "POST", "Observation",
+          hr("X", 77, "2026-12-01T12:00:00Z")),
+    entry(None, "PUT", "Patient/" + B, dict(pb, gender="male"), ifMatch='W/"1"'),
+]}
+tx["entry"][1]["resource"]["subject"] = {"reference": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"}
+records_before = expect(feed.req("GET", "/Patient/_history"), 200, "history before")[2]["total"]
+st, hd, tr = expect(feed.req("POST", "", tx), 200, "a transaction")
+ok(tr["type"] == "transaction-response" and [e["response"]["status"][:3] for e in tr["entry"]] ==
+   ["201", "201", "200"], "each entry answered", repr(tr)[:300])
+tp = tr["entry"][0]["response"]["location"].split("/")[1]
+to = tr["entry"][1]["response"]["location"].split("/")[1]
+st, hd, r = expect(feed.req("GET", "/Observation/" + to), 200, "the transaction's Observation")
+ok(r["subject"]["reference"] == "Patient/" + tp, "its urn:uuid reference resolved to the new id")
+b = search(feed, "/Observation?patient=" + tp)
+ok(ids(b) == [to], "searchable by its new patient")
+ok(expect(feed.req("GET", "/Patient/" + B), 200, "B")[2]["gender"] == "male", "the PUT applied")
+bad_tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    entry(None, "POST", "Patient", patient("T-2", "Pell", "Greta", "1999")),
+    entry(None, "POST", "Observation", hr("nosuch", 1, "2026-12-01T00:00:00Z")),
+]}
+st, hd, js = expect(feed.req("POST", "", bad_tx), 422, "a transaction with one bad entry")
+ok(js["issue"][0].get("expression") == ["Bundle.entry[1]"] and
+   "nothing was stored" in js["issue"][0]["diagnostics"], "the failing entry is named",
+   repr(js["issue"]))
+ok(search(feed, "/Patient?identifier=T-2")["total"] == 0, "its good entry was not stored")
+stale = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    entry(None, "POST", "Patient", patient("T-3", "Pell", "Greta", "1999")),
+    entry(None, "PUT", "Patient/" + B, pb, ifMatch='W/"1"')]}
+st, hd, js = expect(feed.req("POST", "", stale), 412, "a transaction with a stale ifMatch")
+ok(search(feed, "/Patient?identifier=T-3")["total"] == 0, "nothing of it stored")
+invalid = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    entry(None, "POST", "Observation", dict(hr(A, 1, "2026-12-01T00:00:00Z"), status=7))]}
+st, hd, js = expect(feed.req("POST", "", invalid), 400, "a transaction with an invalid resource")
+ok(js["issue"][0].get("expression") == ["Bundle.entry[0].resource.status"], "the path names it",
+   repr(js["issue"]))
+batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+    entry(None, "POST", "Patient", patient("T-4", "Nakano", "Freya", "1988")),
+    entry(None, "POST", "Observation", hr("nosuch", 1, "2026-12-01T00:00:00Z")),
+    entry(None, "DELETE", "Observation/" + o2)]}
+st, hd, br = expect(feed.req("POST", "", batch), 200, "a batch")
+codes = [e["response"]["status"][:3] for e in br["entry"]]
+ok(br["type"] == "batch-response" and codes == ["201", "422", "204"], "per-entry outcomes",
+   repr(codes))
+ok(br["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome",
+   "the refused entry has its OperationOutcome")
+ok(search(feed, "/Patient?identifier=T-4")["total"] == 1, "the good entry stored")
+expect(feed.req("GET", "/Observation/" + o2), 410, "the batch's delete applied")
+expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "collection"}), 400,
+       "a collection is not a transaction")
+expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
+    entry(None, "GET", "Patient/" + A)]}), 200, "a GET entry in a batch: refused per entry")
+big = {"resourceType": "Bundle", "type": "batch",
+       "entry": [entry(None, "DELETE", "Observation/x%d" % i) for i in range(101)]}
+expect(feed.req("POST", "", big), 413, "over 100 entries")
+
 with open(os.environ["STATE"], "w") as f:
     json.dump({"A": A, "B": B, "o1": o1, "o2": o2, "o3": o3}, f)
 print("checks=%d" % CHECKS)
