@@ -149,9 +149,10 @@ static const char *jwk_one(json_t *o, struct hdx_jwk *k)
         k->has_kid = 1;
     }
     /* The shape is now exactly what cjose handles well: hand it the same object. */
-    cjose_err err;
+    /* cjose reports a point off the curve as CJOSE_ERR_NO_MEMORY: its codes do not tell. */
+    cjose_err err = {0};
     k->jwk = cjose_jwk_import_json((cjose_header_t *)o, &err);
-    if (!k->jwk) return err.code == CJOSE_ERR_NO_MEMORY ? "nomem" : "key_invalid";
+    if (!k->jwk) return "key_invalid";
     cjose_jwk_kty_t want = k->kind == KIND_ES384 ? CJOSE_JWK_KTY_EC : CJOSE_JWK_KTY_RSA;
     if (cjose_jwk_get_kty(k->jwk, &err) != want) return "key_invalid";
     if (k->kind == KIND_ES384 && cjose_jwk_EC_get_curve(k->jwk, &err) != CJOSE_JWK_EC_P_384)
@@ -480,11 +481,10 @@ static int verify_sig(const char *token, size_t len, const struct parsed *p,
         *rc = refuse(why, cap, "bad_signature", HDX_E_CRYPTO);
         return -1;
     }
-    cjose_err err;
+    cjose_err err = {0};
     cjose_jws_t *jws = cjose_jws_import(token, len, &err);
     if (!jws) {
-        *rc = err.code == CJOSE_ERR_NO_MEMORY ? refuse(why, cap, "nomem", HDX_E_NOMEM)
-                                              : refuse(why, cap, "malformed", HDX_E_INVAL);
+        *rc = refuse(why, cap, "malformed", HDX_E_INVAL); /* or out of memory: cjose cannot tell */
         return -1;
     }
     /* cjose decoded the same bytes; make sure it sees the same alg and payload. */
