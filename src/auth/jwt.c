@@ -458,7 +458,10 @@ static int numeric_date(json_t *v, int up, int64_t *t)
     if (!json_is_real(v)) return 0;
     double d = json_real_value(v);
     if (!isfinite(d) || d > 9007199254740992.0 || d < -9007199254740992.0) return 0;
-    *t = (int64_t)(up ? ceil(d) : floor(d));
+    int64_t i = (int64_t)d; /* toward zero; then the stricter way (no libm) */
+    if (!up && (double)i > d) i--;
+    if (up && (double)i < d) i++;
+    *t = i;
     return 1;
 }
 
