@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev git
   # libraries (DESIGN.md "Dependencies")
   libssl-dev libsodium-dev libevent-dev libsqlite3-dev libinih-dev libjansson-dev libcmocka-dev
-  libhttp-parser-dev liboath-dev libqrencode-dev libpng-dev
+  libhttp-parser-dev liboath-dev libqrencode-dev libpng-dev libcjose-dev
   # run-time tools and the real clients the tests use
   openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography
   oathtool zbar-tools
