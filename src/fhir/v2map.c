@@ -1073,7 +1073,7 @@ static int value_of(struct v2ctx *c, const struct obx *x, json_t *o, bool *confo
     }
     if (strcmp(vt, "CWE") == 0 || strcmp(vt, "CE") == 0 || strcmp(vt, "CNE") == 0) {
         struct cwe w;
-        json_t *cc;
+        json_t *cc = NULL;
         if ((rc = cwe_of(c, x->seg, "OBX", 5, &w)) != HDX_OK ||
             (rc = concept_of(c, x, "OBX-5", &w, VK_NONE, &cc)) != HDX_OK) {
             json_decref(cc);
