@@ -37,7 +37,7 @@
 #define URI_PROFILE "http://hl7.org/fhir/StructureDefinition/"
 
 #define MAX_INTERP 8  /* OBX-8 repetitions carried */
-#define MAX_TEXT 4096 /* longest ST/TX/FT value carried after unescaping, per repetition */
+#define MAX_SYSNAME 64 /* longest coding system name (CWE.3): table 0396 names are short */
 
 /* ---- tables ---------------------------------------------------------------------------- */
 
@@ -823,6 +823,9 @@ static int coding_of(struct v2ctx *c, const struct obx *x, const char *field, co
     if (!fhir_code_ok(id))
         return fail(c->why, c->cap, HDX_E_INVAL, "OBX %d: %s is not a valid code", x->occ, field);
     json_t *uri = NULL;
+    if (strlen(sys) > MAX_SYSNAME)
+        return fail(c->why, c->cap, HDX_E_INVAL, "OBX %d: %s names a coding system over %d bytes",
+                    x->occ, field, MAX_SYSNAME);
     if (sys[0] != '\0') {
         const char *known = sys_uri(sys);
         uri = known != NULL ? json_string(known) : local_uri(URI_LOCAL_SYS, sys);
@@ -1422,7 +1425,7 @@ static const char *v2_sys(const char *uri, char *buf, size_t cap)
 
 struct v2code {
     const char *code, *display, *sys;
-    char sysbuf[128];
+    char sysbuf[MAX_SYSNAME + 1];
 };
 
 /* Picks the codings of a CodeableConcept for a CWE: the first LOINC coding (else the first
