@@ -36,7 +36,8 @@
 #define URI_LOCAL_AA "urn:hdx:v2-assigning-authority:"
 #define URI_PROFILE "http://hl7.org/fhir/StructureDefinition/"
 
-#define MAX_INTERP 8  /* OBX-8 repetitions carried */
+#define MAX_INTERP 8   /* OBX-8 repetitions carried */
+#define NM_MAX 64      /* longest NM text read or written */
 #define MAX_SYSNAME 64 /* longest coding system name (CWE.3): table 0396 names are short */
 
 /* ---- tables ---------------------------------------------------------------------------- */
@@ -531,13 +532,64 @@ static void dtm_format(const struct when *w, char *out, size_t cap)
 
 /* ---- numbers --------------------------------------------------------------------------- */
 
-/* v2 NM: [+-]digits[.digits] (at most 32 characters). A JSON integer when there is no point
+/* A JSON number as v2 NM text: no exponent (NM has none), 15 significant digits for a real (what
+ * survives a double from any decimal of 15 digits), ".0" kept on an integral real so that it
+ * reads back as a real. -1 when that takes more than NM_MAX characters. */
+static int nm_text(const json_t *v, char *out, size_t cap)
+{
+    if (json_is_integer(v)) {
+        snprintf(out, cap, "%lld", (long long)json_integer_value(v));
+        return 0;
+    }
+    double d = json_real_value(v);
+    char e[48], dig[20];
+    int nd = 0, k = 0;
+    if (!isfinite(d) || cap < NM_MAX + 1) return -1;
+    snprintf(e, sizeof e, "%.14e", d); /* [-]d.dddddddddddddde[+-]x */
+    const char *p = e;
+    bool neg = *p == '-';
+    if (neg) p++;
+    for (; *p != '\0' && *p != 'e'; p++)
+        if (is_digit(*p)) dig[nd++] = *p;
+    int point = atoi(p + 1) + 1; /* digits before the decimal point */
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    if (nd == 1 && dig[0] == '0') {
+        snprintf(out, cap, "0.0");
+        return 0;
+    }
+    char t[400];
+    if (neg) t[k++] = '-';
+    if (point <= 0) {
+        if (2 - point + nd > NM_MAX) return -1;
+        t[k++] = '0';
+        t[k++] = '.';
+        for (int i = 0; i < -point; i++)
+            t[k++] = '0';
+        for (int i = 0; i < nd; i++)
+            t[k++] = dig[i];
+    } else {
+        if (point + nd + 3 > NM_MAX) return -1;
+        for (int i = 0; i < point; i++)
+            t[k++] = i < nd ? dig[i] : '0';
+        t[k++] = '.';
+        if (point >= nd) t[k++] = '0';
+        for (int i = point; i < nd; i++)
+            t[k++] = dig[i];
+    }
+    t[k] = '\0';
+    if ((size_t)k > NM_MAX) return -1;
+    snprintf(out, cap, "%s", t);
+    return 0;
+}
+
+/* v2 NM: [+-]digits[.digits] (at most NM_MAX characters). A JSON integer when there is no point
  * and it fits, else a real. NULL when it is not a number. */
 static json_t *nm_value(const char *s)
 {
     size_t n = strlen(s), i = 0, digits = 0;
     bool point = false;
-    if (n == 0 || n > 32) return NULL;
+    if (n == 0 || n > NM_MAX) return NULL;
     if (s[0] == '+' || s[0] == '-') i++;
     for (; i < n; i++) {
         if (is_digit(s[i]))
@@ -552,7 +604,13 @@ static json_t *nm_value(const char *s)
     if (!point && digits <= 18) return json_integer(strtoll(t, NULL, 10));
     double v = strtod(t, NULL);
     if (!isfinite(v)) return NULL;
-    return json_real(v == 0 ? 0.0 : v); /* no "-0.0" */
+    json_t *j = json_real(v == 0 ? 0.0 : v); /* no "-0.0" */
+    char back[NM_MAX + 1];
+    if (j != NULL && nm_text(j, back, sizeof back) != 0) { /* what is read can be written */
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
 
 /* Prefix number of s for OBX-7 ranges: [+-]?digits[.digits]; sets *end. */
@@ -1307,6 +1365,11 @@ int hdx_v2map_observations(const uint8_t *msg, size_t len, const struct hdx_v2ma
                   c.npid);
         goto out;
     }
+    if (in->patient_ref != NULL &&
+        (strncmp(in->patient_ref, "Patient/", 8) != 0 || !fhir_id_ok(in->patient_ref + 8))) {
+        rc = fail(why, cap, HDX_E_INVAL, "patient_ref is not Patient/<id>");
+        goto out;
+    }
     if (in->patient_ref == NULL && c.npid == 0) {
         rc = fail(why, cap, HDX_E_INVAL, "no PID segment and no patient reference");
         goto out;
@@ -1498,14 +1561,14 @@ static int put_code(struct fctx *f, const json_t *cc, bool *bad)
     return 0;
 }
 
-static void put_num(struct sb *b, const json_t *v)
+static int put_num(struct fctx *f, const json_t *v)
 {
-    char t[64];
-    if (json_is_integer(v))
-        snprintf(t, sizeof t, "%lld", (long long)json_integer_value(v));
-    else
-        snprintf(t, sizeof t, "%.15g", json_real_value(v));
-    sb_str(b, t);
+    char t[NM_MAX + 1];
+    if (nm_text(v, t, sizeof t) != 0)
+        return fail(f->why, f->cap, HDX_E_INVAL, "a number does not fit a v2 NM (%d characters)",
+                    NM_MAX);
+    sb_str(&f->b, t);
+    return HDX_OK;
 }
 
 static int fhir_to_dtm(const char *s, char *out, size_t cap)
@@ -1555,14 +1618,14 @@ static int put_obx(struct fctx *f, const json_t *x, const char *subid, const cha
         const json_t *v = json_object_get(q, "value");
         if (!json_is_object(q) || !json_is_number(v))
             return fail(f->why, f->cap, HDX_E_INVAL, "valueQuantity.value is not a number");
-        put_num(b, v);
+        if (put_num(f, v) != HDX_OK) return HDX_E_INVAL;
         const char *sys = jstr(q, "system", &bad);
         ucode = sys != NULL && strcmp(sys, URI_UCUM) == 0 ? jstr(q, "code", &bad) : NULL;
         unit = jstr(q, "unit", &bad);
     } else if (vi != NULL) {
         if (!json_is_integer(vi))
             return fail(f->why, f->cap, HDX_E_INVAL, "valueInteger is not an integer");
-        put_num(b, vi);
+        if (put_num(f, vi) != HDX_OK) return HDX_E_INVAL;
     } else if (cc != NULL) {
         if (put_code(f, cc, &bad) != 0)
             return fail(f->why, f->cap, HDX_E_INVAL,
@@ -1592,15 +1655,15 @@ static int put_obx(struct fctx *f, const json_t *x, const char *subid, const cha
         const json_t *hi = json_object_get(json_object_get(rr, "high"), "value");
         const char *txt = jstr(rr, "text", &bad);
         if (json_is_number(lo) && json_is_number(hi)) {
-            put_num(b, lo);
+            if (put_num(f, lo) != HDX_OK) return HDX_E_INVAL;
             sb_str(b, "-");
-            put_num(b, hi);
+            if (put_num(f, hi) != HDX_OK) return HDX_E_INVAL;
         } else if (json_is_number(lo)) {
             sb_str(b, ">");
-            put_num(b, lo);
+            if (put_num(f, lo) != HDX_OK) return HDX_E_INVAL;
         } else if (json_is_number(hi)) {
             sb_str(b, "<");
-            put_num(b, hi);
+            if (put_num(f, hi) != HDX_OK) return HDX_E_INVAL;
         } else if (txt != NULL) {
             sb_esc(b, txt);
         }
@@ -1740,6 +1803,7 @@ int hdx_v2map_oru(const json_t *obs, const struct hdx_v2map_out *o, char **out, 
         return fail(why, cap, HDX_E_INVAL, "no control id (MSH-10)");
     if (o->patient_mrn == NULL || o->patient_mrn[0] == '\0')
         return fail(why, cap, HDX_E_INVAL, "no patient MRN (PID-3.1)");
+    if (o->now_us < 0) return fail(why, cap, HDX_E_INVAL, "now_us is before 1970");
     memset(&f, 0, sizeof f);
     f.why = why;
     f.cap = cap;

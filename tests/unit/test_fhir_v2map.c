@@ -490,6 +490,39 @@ static void test_oru_refusals(void **state)
                      HDX_OK);
 }
 
+/* NM has no exponent: large and small values are written out in full and read back the same;
+ * what cannot be written in 64 characters is refused, never sent as 1e+300. */
+static void test_numbers(void **state)
+{
+    static const char *const nm[] = {
+        "12345678901234567890.5",           "0.00000015", "-0.5", "+7", "36.0",
+        "0.000000000000000000000000000001", "007"};
+    char msg[512];
+    for (size_t i = 0; i < sizeof nm / sizeof nm[0]; i++) {
+        snprintf(msg, sizeof msg, MSH_ PID_ "OBR|1\rOBX|1|NM|8867-4^HR^LN||%s|/min^^UCUM\r", nm[i]);
+        json_t *a = map_ok(msg, &golden_in);
+        round_trip(json_array_get(a, 0), nm[i]);
+        json_decref(a);
+    }
+    char why[256];
+    assert_int_equal(oru_rc("{\"resourceType\":\"Observation\",\"status\":\"final\","
+                            "\"code\":{\"text\":\"HR\"},\"valueQuantity\":{\"value\":1e300}}",
+                            why, sizeof why),
+                     HDX_E_INVAL);
+    assert_non_null(strstr(why, "NM"));
+    assert_int_equal(oru_rc("{\"resourceType\":\"Observation\",\"status\":\"final\","
+                            "\"code\":{\"text\":\"HR\"},\"valueQuantity\":{\"value\":1.5e-7}}",
+                            why, sizeof why),
+                     HDX_OK);
+    /* a caller's patient_ref must be a Patient reference */
+    struct hdx_v2map_in bad = {"x", 1, "Patient/has space"};
+    json_t *out = NULL;
+    const char *m = MSH_ PID_ "OBR|1\rOBX|1|NM|8867-4^HR^LN||80\r";
+    assert_int_equal(
+        hdx_v2map_observations((const uint8_t *)m, strlen(m), &bad, &out, why, sizeof why),
+        HDX_E_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_time_zone_rules),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_oru_refusals),
+        cmocka_unit_test(test_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
