@@ -63,6 +63,9 @@ struct fhir_write {
     size_t nparts;
     char *answer;
     size_t answer_len;
+    /* A vital sign's ORU^R01 for HL7 v2 subscribers and routes: stored once the resource is
+     * durable, and the answer waits for it too (so what was acknowledged reaches them). */
+    struct hdx_intake_item *oru;
 };
 
 struct txn_part {
@@ -324,6 +327,7 @@ static void cond_next(struct front_fhir *ff);
 static void write_free(struct fhir_write *w)
 {
     if (!w) return;
+    hdx_intake_item_free(w->oru);
     free(w->parts);
     if (w->answer) {
         sodium_memzero(w->answer, w->answer_len);
@@ -420,6 +424,8 @@ static void release_indexed(struct front_fhir *ff)
     }
 }
 
+static void oru_done(void *arg, const struct hdx_intake_item *it);
+
 static void write_done(void *arg, const struct hdx_intake_item *it)
 {
     struct fhir_write *w = arg;
@@ -438,10 +444,30 @@ static void write_done(void *arg, const struct hdx_intake_item *it)
         write_free(w);
         return;
     }
-    w->seq = it->seq;
+    if (w->oru) { /* the resource is durable: now its ORU^R01 */
+        struct hdx_intake_item *oru = w->oru;
+        w->oru = NULL;
+        w->seq = it->seq;
+        oru->on_done = oru_done;
+        oru->done_arg = w;
+        ff->f->env.submit(ff->f->env.arg, oru);
+        return;
+    }
+    if (!w->seq) w->seq = it->seq;
     w->next = ff->waiting;
     ff->waiting = w;
     release_indexed(ff);
+}
+
+static void oru_done(void *arg, const struct hdx_intake_item *it)
+{
+    struct fhir_write *w = arg;
+    if (it->status != HDX_OK)
+        /* The resource itself is durable and answered; the subscribers' copy is what failed. */
+        hdx_error("fhir_oru_failed", "type=%s err=%s", w->type, hdx_strerror(it->status));
+    w->next = w->ff->waiting;
+    w->ff->waiting = w;
+    release_indexed(w->ff);
 }
 
 static void on_indexed(evutil_socket_t fd, short what, void *arg)
@@ -652,6 +678,70 @@ static void set_meta(json_t *res, uint32_t version, char *updated, size_t cap)
     json_object_set_new(meta, "lastUpdated", json_string(updated));
 }
 
+/* 1 when an Observation is in the vital-signs category. */
+static int is_vital(const json_t *obs)
+{
+    size_t i, j;
+    json_t *cat, *coding;
+    json_array_foreach(json_object_get(obs, "category"), i, cat)
+    {
+        json_array_foreach(json_object_get(cat, "coding"), j, coding)
+        {
+            const char *code = json_string_value(json_object_get(coding, "code"));
+            if (code && !strcmp(code, "vital-signs")) return 1;
+        }
+    }
+    return 0;
+}
+
+/* The ORU^R01 of a created vital-sign Observation (fhir/v2map.h), as an intake item, or NULL
+ * when it is none or cannot be mapped (then only FHIR clients see it: logged). PID-3 is the
+ * Patient's identifier as hdx files it, so the message has the resource's patient token. */
+static struct hdx_intake_item *vital_oru(struct front_fhir *ff, const json_t *obs,
+                                         const uint8_t *patient)
+{
+    char pid[HDX_FHIR_ID_MAX + 1];
+    struct hdx_fhir_row row;
+    int err;
+    if (!is_vital(obs) || hdx_fhir_patient_ref(obs, pid, sizeof(pid)) != 1 ||
+        hdx_fhir_index_get(ff->ix, "Patient", pid, 0, &row) != HDX_OK ||
+        memcmp(row.patient, patient, HDX_BLIND_LEN))
+        return NULL;
+    json_t *pat = load_row(ff, &row, &err);
+    if (!pat) return NULL;
+    char key[200], ctl[80], why[128];
+    hdx_fhir_patient_key(pat, key, sizeof(key));
+    json_t *first = json_array_get(json_object_get(pat, "identifier"), 0);
+    const char *authority = json_string_value(json_object_get(first, "system"));
+    snprintf(ctl, sizeof(ctl), "fhir-%s", json_string_value(json_object_get(obs, "id")));
+    struct hdx_v2map_out o = {.control_id = ctl,
+                              .patient_mrn = key,
+                              .patient_authority = authority,
+                              .now_us = hdx_now_us(),
+                              .sending_app = "HDX-FHIR"};
+    char *msg = NULL;
+    size_t len = 0;
+    int rc = hdx_v2map_oru(obs, &o, &msg, &len, why, sizeof(why));
+    json_decref(pat);
+    struct hdx_intake_item *it = rc == HDX_OK ? hdx_intake_item_new((uint8_t *)msg, len) : NULL;
+    if (msg) {
+        sodium_memzero(msg, len);
+        free(msg);
+    }
+    if (!it) {
+        sodium_memzero(key, sizeof(key));
+        if (rc != HDX_OK) hdx_warn("fhir_oru_unmapped", "reason=\"%s\"", why);
+        return NULL;
+    }
+    it->kind = HDX_KIND_HL7V2;
+    snprintf(it->sender, sizeof(it->sender), "%s", HDX_V2MAP_SENDER);
+    snprintf(it->type, sizeof(it->type), "ORU^R01");
+    snprintf(it->control_id, sizeof(it->control_id), "%s", ctl);
+    snprintf(it->patient_id, sizeof(it->patient_id), "%s", key);
+    sodium_memzero(key, sizeof(key));
+    return it;
+}
+
 /* Writes res as version of type/id; the answer is deferred. 0, or the answer in r. */
 static void write_version(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
                           json_t *res, const char *type, const char *id, uint32_t version,
@@ -698,6 +788,8 @@ static void write_version(struct front_fhir *ff, struct hdx_conn *c, const struc
     }
     json_object_set_new(res, "id", json_string(id));
     set_meta(res, version, w->last_modified, sizeof(w->last_modified));
+    if (!deleting && version == 1 && w->has_patient && !strcmp(type, "Observation"))
+        w->oru = vital_oru(ff, res, w->patient);
     char rtype[HDX_TYPE_MAX + 1];
     snprintf(rtype, sizeof(rtype), "%s%s", type, deleting ? HDX_FHIR_TOMBSTONE : "");
     int rc = submit_version(ff, w, res, rtype);
