@@ -200,6 +200,8 @@ async function call(what, fn) {
     assert(hasBody && typeof body.resourceType === 'string',
       `${what}: HTTP ${status} without a FHIR resource: ${JSON.stringify(body)?.slice(0, 200)}`);
     validateAll(`${what} (HTTP ${status})`, body);
+    const ct = headers?.get?.('content-type') || '';
+    assert(/^application\/fhir\+json(\s*;|$)/.test(ct), `${what}: HTTP ${status} Content-Type [${ct}], not application/fhir+json`);
   }
   if (status >= 400) eq('OperationOutcome', body?.resourceType, `${what}: HTTP ${status} body`);
   return { status, headers, body, hdr: (n) => headers?.get?.(n) ?? null };

@@ -23,6 +23,6 @@ missing=$(node -e '
     if (have !== want) console.log(name + "@" + (have || "missing") + "->" + want);
   }')
 if [ -n "$missing" ]; then
-  echo "fhir_clients/install.sh: npm install ($(echo $missing))" >&2
+  echo "fhir_clients/install.sh: npm install ($(tr "\n" " " <<<"$missing"))" >&2
   npm install --no-audit --no-fund >&2
 fi
