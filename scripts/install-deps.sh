@@ -31,3 +31,5 @@ fi
 
 # node-hl7-server 2.3.0 for the outbound-route receivers (idempotent; node/npm via apt if missing)
 bash "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/route_peers/install.sh"
+# fhir-kit-client 2.0.3, @medplum/core+definitions 4.5.2, @asymmetrik/fhir-json-schema-validator 0.9.8 for 70-fhir-clients
+bash "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/fhir_clients/install.sh"
