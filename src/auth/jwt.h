@@ -64,6 +64,8 @@
  * now it is given: a wall clock stepped back by more than skew can accept a jti purged before
  * the step.
  *
+ * OpenSSL: every path that let cjose fail clears this thread's OpenSSL error queue, so a
+ * refused assertion leaves nothing for a later SSL_get_error on the same thread to find.
  * Secrets: none here. Ids (iss, sub, aud, kid, jti) are public, compared with memcmp.
  * Ownership: the key set and the cache belong to their creators (free functions accept NULL);
  * the token is only read.
