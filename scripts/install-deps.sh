@@ -10,7 +10,7 @@ PACKAGES=(
   libssl-dev libsodium-dev libevent-dev libsqlite3-dev libinih-dev libjansson-dev libcmocka-dev
   libhttp-parser-dev liboath-dev libqrencode-dev libpng-dev libcjose-dev
   # run-time tools and the real clients the tests use
-  openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography
+  openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography python3-jwt
   oathtool zbar-tools
 )
 

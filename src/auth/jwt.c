@@ -3,6 +3,7 @@
 #include <cjose/cjose.h>
 #include <jansson.h>
 #include <math.h>
+#include <openssl/err.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -152,6 +153,7 @@ static const char *jwk_one(json_t *o, struct hdx_jwk *k)
     /* cjose reports a point off the curve as CJOSE_ERR_NO_MEMORY: its codes do not tell. */
     cjose_err err = {0};
     k->jwk = cjose_jwk_import_json((cjose_header_t *)o, &err);
+    ERR_clear_error(); /* a failed import leaves OpenSSL errors queued (see verify_sig) */
     if (!k->jwk) return "key_invalid";
     cjose_jwk_kty_t want = k->kind == KIND_ES384 ? CJOSE_JWK_KTY_EC : CJOSE_JWK_KTY_RSA;
     if (cjose_jwk_get_kty(k->jwk, &err) != want) return "key_invalid";
@@ -487,6 +489,7 @@ static int verify_sig(const char *token, size_t len, const struct parsed *p,
     cjose_err err = {0};
     cjose_jws_t *jws = cjose_jws_import(token, len, &err);
     if (!jws) {
+        ERR_clear_error();
         *rc = refuse(why, cap, "malformed", HDX_E_INVAL); /* or out of memory: cjose cannot tell */
         return -1;
     }
@@ -504,6 +507,9 @@ static int verify_sig(const char *token, size_t len, const struct parsed *p,
     for (int i = 0; i < nc && found < 0; i++)
         if (cjose_jws_verify(jws, keys->k[cand[i]].jwk, &err)) found = cand[i];
     cjose_jws_release(jws);
+    /* A failed verification leaves errors on this thread's OpenSSL queue, where a later
+     * SSL_get_error on a TLS connection served by the same thread would find them. */
+    ERR_clear_error();
     if (found < 0) *rc = refuse(why, cap, "bad_signature", HDX_E_CRYPTO);
     return found;
 }

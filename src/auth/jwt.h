@@ -64,6 +64,8 @@
  * now it is given: a wall clock stepped back by more than skew can accept a jti purged before
  * the step.
  *
+ * OpenSSL: every path that let cjose fail clears this thread's OpenSSL error queue, so a
+ * refused assertion leaves nothing for a later SSL_get_error on the same thread to find.
  * Secrets: none here. Ids (iss, sub, aud, kid, jti) are public, compared with memcmp.
  * Ownership: the key set and the cache belong to their creators (free functions accept NULL);
  * the token is only read.
@@ -139,7 +141,7 @@ int hdx_assertion_peek(const char *token, size_t len, char *iss, size_t cap, cha
  * skew_s (0 .. 3600; HDX_JWT_SKEW_S); token_url is this server's token endpoint URL as the
  * client was told it (aud must carry it). On HDX_OK the jti is recorded in jti (which must
  * not be NULL) and *out filled; on a refusal *out is zeroed, why set (see the top), and the
- * cache unchanged. */
+ * cache holds no new entry (expired ones may have been dropped). */
 int hdx_assertion_check(const char *token, size_t len, const char *client_id,
                         const struct hdx_jwks *keys, const char *token_url, int64_t now_s,
                         int64_t max_lifetime_s, int64_t skew_s, struct hdx_jti_cache *jti,

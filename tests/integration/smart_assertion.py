@@ -11,6 +11,7 @@ tests/data/jwt/ that tests/unit/test_jwt.c checks with hdx's verifier.
       prints the JWK Set holding the key's public part (what the client registers)
 """
 import argparse
+import base64
 import json
 import sys
 
@@ -44,6 +45,14 @@ def main():
         sys.exit("smart_assertion: an EC or RSA private key is needed")
     if a.jwks:
         jwk = json.loads(algo.to_jwk(key.public_key()))
+        if jwk.get("kty") == "EC":
+            # PyJWT 2.6 writes x and y in as few bytes as the number needs; RFC 7518 6.2.1.2
+            # wants the full coordinate size (48 bytes for P-384), and hdx refuses a short one,
+            # so about one fresh key in 128 would not register. Re-encode at full length.
+            nums = key.public_key().public_numbers()
+            size = (key.curve.key_size + 7) // 8
+            for name, val in (("x", nums.x), ("y", nums.y)):
+                jwk[name] = base64.urlsafe_b64encode(val.to_bytes(size, "big")).rstrip(b"=").decode()
         if a.kid:
             jwk["kid"] = a.kid
         print(json.dumps({"keys": [jwk]}, separators=(",", ":")))

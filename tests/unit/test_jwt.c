@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -426,6 +427,7 @@ static void test_bad_signature(void **state)
     char *t = sign_claims(other, "ES384", "ec1", c);
     assert_int_equal(check(t), HDX_E_CRYPTO);
     assert_string_equal(why, "bad_signature");
+    assert_int_equal(ERR_peek_error(), 0); /* nothing left on this thread's OpenSSL queue */
     free(t);
     /* a changed signature byte */
     t = good_ec("sig-2", NOW + 60);
@@ -979,6 +981,7 @@ static void test_jwks_bad_key_material(void **state)
         char *s = json_dumps(o, JSON_COMPACT), doc[1024];
         snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", s);
         expect_jwks(doc, HDX_E_INVAL, "key_invalid");
+        assert_int_equal(ERR_peek_error(), 0);
         free(s);
     }
     json_decref(o);
