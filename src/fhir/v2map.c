@@ -345,9 +345,14 @@ static json_t *coding(const char *system, const char *code, const char *display)
 static json_t *concept1(const char *system, const char *code, const char *display)
 {
     json_t *cc = json_object(), *a = json_array();
-    if (cc == NULL || a == NULL || push(a, coding(system, code, display)) != 0 ||
-        put(cc, "coding", a) != 0) {
+    /* a container joins its parent before it is filled: a failed put or push has already
+     * released what it was given, so only the root is ever released here */
+    if (cc == NULL || a == NULL) {
         json_decref(a);
+        json_decref(cc);
+        return NULL;
+    }
+    if (put(cc, "coding", a) != 0 || push(a, coding(system, code, display)) != 0) {
         json_decref(cc);
         return NULL;
     }
@@ -890,7 +895,11 @@ static int coding_of(struct v2ctx *c, const struct obx *x, const char *field, co
         if (uri == NULL) return nomem(c);
     }
     json_t *cd = coding(NULL, id, text);
-    if (cd == NULL || (uri != NULL && put(cd, "system", uri) != 0)) {
+    if (cd == NULL) {
+        json_decref(uri);
+        return nomem(c);
+    }
+    if (uri != NULL && put(cd, "system", uri) != 0) {
         json_decref(cd);
         return nomem(c);
     }
@@ -917,11 +926,12 @@ static int concept_of(struct v2ctx *c, const struct obx *x, const char *field, c
 {
     json_t *cc = json_object(), *a = json_array(), *cd;
     int rc;
-    *out = cc;
-    if (cc == NULL || a == NULL || put(cc, "coding", a) != 0) {
+    *out = cc; /* the caller releases it, on error too */
+    if (cc == NULL || a == NULL) {
         json_decref(a);
         return nomem(c);
     }
+    if (put(cc, "coding", a) != 0) return nomem(c);
     if ((rc = coding_of(c, x, field, w->id, w->text, w->sys, &cd)) != HDX_OK) return rc;
     if (cd != NULL && push(a, cd) != 0) return nomem(c);
     if ((rc = coding_of(c, x, field, w->alt_id, w->alt_text, w->alt_sys, &cd)) != HDX_OK) return rc;
@@ -972,7 +982,11 @@ static json_t *quantity(json_t *v, const struct cwe *u)
 {
     const char *code, *text;
     json_t *q = json_object();
-    if (q == NULL || put(q, "value", v) != 0) {
+    if (q == NULL) {
+        json_decref(v);
+        return NULL;
+    }
+    if (put(q, "value", v) != 0) {
         json_decref(q);
         return NULL;
     }
@@ -991,11 +1005,8 @@ static int range_of(struct v2ctx *c, const struct obx *x, json_t *o)
     const char *s = x->range, *e = NULL;
     json_t *rr, *arr;
     if (s[0] == '\0') return HDX_OK;
-    if ((rr = json_object()) == NULL) return nomem(c);
-    if ((arr = json_array()) == NULL || push(arr, rr) != 0 || put(o, "referenceRange", arr) != 0) {
-        json_decref(arr);
-        return nomem(c);
-    }
+    if ((arr = json_array()) == NULL || put(o, "referenceRange", arr) != 0) return nomem(c);
+    if (push(arr, rr = json_object()) != 0) return nomem(c);
     json_t *lo = NULL, *hi = NULL;
     if (s[0] == '>' || s[0] == '<') {
         const char *p = s + 1 + (s[1] == '=');
@@ -1019,9 +1030,9 @@ static int range_of(struct v2ctx *c, const struct obx *x, json_t *o)
         json_decref(a);
     }
     if (lo == NULL && hi == NULL) return put_str(rr, "text", s) == 0 ? HDX_OK : nomem(c);
-    if ((lo != NULL && put(rr, "low", quantity(lo, &x->unit)) != 0) ||
-        (hi != NULL && put(rr, "high", quantity(hi, &x->unit)) != 0))
-        return nomem(c);
+    int bad = lo != NULL && put(rr, "low", quantity(lo, &x->unit)) != 0;
+    bad |= hi != NULL && put(rr, "high", quantity(hi, &x->unit)) != 0; /* steals hi either way */
+    if (bad) return nomem(c);
     return HDX_OK;
 }
 
