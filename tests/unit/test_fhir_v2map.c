@@ -523,6 +523,42 @@ static void test_numbers(void **state)
         HDX_E_INVAL);
 }
 
+/* Every truncation and a byte flip at every position of every golden input (STYLE.md 6.8): each
+ * gives Observations or a clean refusal, never a crash, a leak or output left behind. */
+static void test_truncate_and_flip(void **state)
+{
+    char *names[64], p[1024], why[256];
+    size_t n = list(".hl7", names, 64), calls = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *msg = NULL;
+        size_t len = 0;
+        path_of(p, sizeof p, names[i], ".hl7");
+        assert_int_equal(hdx_read_file(p, 1 << 20, &msg, &len), HDX_OK);
+        for (size_t k = 0; k <= len; k++) {
+            for (int flip = 0; flip < 2; flip++) {
+                json_t *out = (json_t *)1;
+                uint8_t saved = k < len ? msg[k] : 0;
+                if (flip && k < len) msg[k] ^= 0x5a;
+                int rc =
+                    hdx_v2map_observations(msg, flip ? len : k, &golden_in, &out, why, sizeof why);
+                if (k < len) msg[k] = saved;
+                if (rc == HDX_OK) {
+                    assert_true(json_is_array(out));
+                    json_decref(out);
+                } else {
+                    assert_true(rc == HDX_E_INVAL || rc == HDX_E_TOOBIG);
+                    assert_null(out);
+                    assert_true(why[0] != '\0');
+                }
+                calls++;
+            }
+        }
+        free(msg);
+        free(names[i]);
+    }
+    print_message("truncate and flip: %zu calls\n", calls);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_oru_refusals),
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_truncate_and_flip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
