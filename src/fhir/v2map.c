@@ -667,6 +667,7 @@ struct v2ctx {
     size_t npid;
     struct when msh_time;
     bool msh_time_ok;
+    bool latin1; /* MSH-18 is 8859/1: values are transcoded to UTF-8 */
 };
 
 static int nomem(struct v2ctx *c)
@@ -696,6 +697,27 @@ static int text_of(struct v2ctx *c, size_t seg, const char *id, int field, int r
     char *s = malloc((size_t)v.len + 1); /* unescaping never lengthens */
     if (s == NULL) return nomem(c);
     int n = hl7_unescape(&c->m, v, s, (size_t)v.len + 1);
+    if (n > 0 && c->latin1) { /* ISO 8859-1 is the first 256 code points: two bytes at most */
+        char *u = malloc(2 * (size_t)n + 1);
+        size_t k = 0;
+        if (u == NULL) {
+            free(s);
+            return nomem(c);
+        }
+        for (int i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch < 0x80) {
+                u[k++] = (char)ch;
+            } else {
+                u[k++] = (char)(0xC0 | ch >> 6);
+                u[k++] = (char)(0x80 | (ch & 0x3F));
+            }
+        }
+        u[k] = '\0';
+        free(s);
+        s = u;
+        n = (int)k;
+    }
     if (n < 0 || strlen(s) != (size_t)n || !hdx_utf8_valid((const uint8_t *)s, (size_t)n)) {
         free(s);
         return fail(c->why, c->cap, HDX_E_INVAL,
@@ -1368,6 +1390,7 @@ int hdx_v2map_observations(const uint8_t *msg, size_t len, const struct hdx_v2ma
         return fail(why, cap, HDX_E_INVAL, "not an ORU^R01 message");
     }
     const char *mt;
+    c.latin1 = strcmp(c.m.charset, "8859/1") == 0;
     if ((rc = text_of(&c, 0, "MSH", 7, 1, 1, 0, &mt)) != HDX_OK) goto out;
     c.msh_time_ok = mt[0] != '\0' && dtm_parse(mt, &c.msh_time) == 0 && c.msh_time.has_off;
     if ((rc = collect(&c)) != HDX_OK) goto out;

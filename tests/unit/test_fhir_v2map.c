@@ -324,6 +324,20 @@ static void test_patient_ref_and_sender(void **state)
     assert_null(out);
 }
 
+/* MSH-18 8859/1: values reach JSON as UTF-8; another non-UTF-8 character set is refused. */
+static void test_latin1(void **state)
+{
+    const char *l1 = "MSH|^~\\&|A|B|C|D|20261202193000+0100||ORU^R01|X1|P|2.5.1||||||8859/1\r" PID_
+                     "OBR|1\rOBX|1|ST|C^C^99X||caf\xe9 \\XE9\\||||||F\r";
+    json_t *a = map_ok(l1, &golden_in);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "valueString")),
+                        "caf\xc3\xa9 \xc3\xa9");
+    json_decref(a);
+    const char *l2 = "MSH|^~\\&|A|B|C|D|20261202193000+0100||ORU^R01|X1|P|2.5.1||||||8859/2\r" PID_
+                     "OBR|1\rOBX|1|ST|C^C^99X||caf\xe9||||||F\r";
+    refused(l2, strlen(l2), HDX_E_INVAL, "not UTF-8");
+}
+
 static void test_no_obx_is_empty(void **state)
 {
     json_t *a = map_ok(MSH_ PID_ "OBR|1\r", &golden_in);
@@ -566,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_golden_fhir_to_v2),
         cmocka_unit_test(test_patient_ref_and_sender),
         cmocka_unit_test(test_no_obx_is_empty),
+        cmocka_unit_test(test_latin1),
         cmocka_unit_test(test_unpaired_bp_stays_separate),
         cmocka_unit_test(test_time_zone_rules),
         cmocka_unit_test(test_bad_inputs),
