@@ -345,9 +345,14 @@ static json_t *coding(const char *system, const char *code, const char *display)
 static json_t *concept1(const char *system, const char *code, const char *display)
 {
     json_t *cc = json_object(), *a = json_array();
-    if (cc == NULL || a == NULL || push(a, coding(system, code, display)) != 0 ||
-        put(cc, "coding", a) != 0) {
+    /* a container joins its parent before it is filled: a failed put or push has already
+     * released what it was given, so only the root is ever released here */
+    if (cc == NULL || a == NULL) {
         json_decref(a);
+        json_decref(cc);
+        return NULL;
+    }
+    if (put(cc, "coding", a) != 0 || push(a, coding(system, code, display)) != 0) {
         json_decref(cc);
         return NULL;
     }
@@ -662,6 +667,7 @@ struct v2ctx {
     size_t npid;
     struct when msh_time;
     bool msh_time_ok;
+    bool latin1; /* MSH-18 is 8859/1: values are transcoded to UTF-8 */
 };
 
 static int nomem(struct v2ctx *c)
@@ -691,6 +697,27 @@ static int text_of(struct v2ctx *c, size_t seg, const char *id, int field, int r
     char *s = malloc((size_t)v.len + 1); /* unescaping never lengthens */
     if (s == NULL) return nomem(c);
     int n = hl7_unescape(&c->m, v, s, (size_t)v.len + 1);
+    if (n > 0 && c->latin1) { /* ISO 8859-1 is the first 256 code points: two bytes at most */
+        char *u = malloc(2 * (size_t)n + 1);
+        size_t k = 0;
+        if (u == NULL) {
+            free(s);
+            return nomem(c);
+        }
+        for (int i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch < 0x80) {
+                u[k++] = (char)ch;
+            } else {
+                u[k++] = (char)(0xC0 | ch >> 6);
+                u[k++] = (char)(0x80 | (ch & 0x3F));
+            }
+        }
+        u[k] = '\0';
+        free(s);
+        s = u;
+        n = (int)k;
+    }
     if (n < 0 || strlen(s) != (size_t)n || !hdx_utf8_valid((const uint8_t *)s, (size_t)n)) {
         free(s);
         return fail(c->why, c->cap, HDX_E_INVAL,
@@ -890,7 +917,11 @@ static int coding_of(struct v2ctx *c, const struct obx *x, const char *field, co
         if (uri == NULL) return nomem(c);
     }
     json_t *cd = coding(NULL, id, text);
-    if (cd == NULL || (uri != NULL && put(cd, "system", uri) != 0)) {
+    if (cd == NULL) {
+        json_decref(uri);
+        return nomem(c);
+    }
+    if (uri != NULL && put(cd, "system", uri) != 0) {
         json_decref(cd);
         return nomem(c);
     }
@@ -917,11 +948,12 @@ static int concept_of(struct v2ctx *c, const struct obx *x, const char *field, c
 {
     json_t *cc = json_object(), *a = json_array(), *cd;
     int rc;
-    *out = cc;
-    if (cc == NULL || a == NULL || put(cc, "coding", a) != 0) {
+    *out = cc; /* the caller releases it, on error too */
+    if (cc == NULL || a == NULL) {
         json_decref(a);
         return nomem(c);
     }
+    if (put(cc, "coding", a) != 0) return nomem(c);
     if ((rc = coding_of(c, x, field, w->id, w->text, w->sys, &cd)) != HDX_OK) return rc;
     if (cd != NULL && push(a, cd) != 0) return nomem(c);
     if ((rc = coding_of(c, x, field, w->alt_id, w->alt_text, w->alt_sys, &cd)) != HDX_OK) return rc;
@@ -972,7 +1004,11 @@ static json_t *quantity(json_t *v, const struct cwe *u)
 {
     const char *code, *text;
     json_t *q = json_object();
-    if (q == NULL || put(q, "value", v) != 0) {
+    if (q == NULL) {
+        json_decref(v);
+        return NULL;
+    }
+    if (put(q, "value", v) != 0) {
         json_decref(q);
         return NULL;
     }
@@ -991,11 +1027,8 @@ static int range_of(struct v2ctx *c, const struct obx *x, json_t *o)
     const char *s = x->range, *e = NULL;
     json_t *rr, *arr;
     if (s[0] == '\0') return HDX_OK;
-    if ((rr = json_object()) == NULL) return nomem(c);
-    if ((arr = json_array()) == NULL || push(arr, rr) != 0 || put(o, "referenceRange", arr) != 0) {
-        json_decref(arr);
-        return nomem(c);
-    }
+    if ((arr = json_array()) == NULL || put(o, "referenceRange", arr) != 0) return nomem(c);
+    if (push(arr, rr = json_object()) != 0) return nomem(c);
     json_t *lo = NULL, *hi = NULL;
     if (s[0] == '>' || s[0] == '<') {
         const char *p = s + 1 + (s[1] == '=');
@@ -1019,9 +1052,9 @@ static int range_of(struct v2ctx *c, const struct obx *x, json_t *o)
         json_decref(a);
     }
     if (lo == NULL && hi == NULL) return put_str(rr, "text", s) == 0 ? HDX_OK : nomem(c);
-    if ((lo != NULL && put(rr, "low", quantity(lo, &x->unit)) != 0) ||
-        (hi != NULL && put(rr, "high", quantity(hi, &x->unit)) != 0))
-        return nomem(c);
+    int bad = lo != NULL && put(rr, "low", quantity(lo, &x->unit)) != 0;
+    bad |= hi != NULL && put(rr, "high", quantity(hi, &x->unit)) != 0; /* steals hi either way */
+    if (bad) return nomem(c);
     return HDX_OK;
 }
 
@@ -1357,6 +1390,7 @@ int hdx_v2map_observations(const uint8_t *msg, size_t len, const struct hdx_v2ma
         return fail(why, cap, HDX_E_INVAL, "not an ORU^R01 message");
     }
     const char *mt;
+    c.latin1 = strcmp(c.m.charset, "8859/1") == 0;
     if ((rc = text_of(&c, 0, "MSH", 7, 1, 1, 0, &mt)) != HDX_OK) goto out;
     c.msh_time_ok = mt[0] != '\0' && dtm_parse(mt, &c.msh_time) == 0 && c.msh_time.has_off;
     if ((rc = collect(&c)) != HDX_OK) goto out;

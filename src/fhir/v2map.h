@@ -53,9 +53,13 @@ struct hdx_v2map_out {
 /* FHIR Observation -> HL7 v2.5.1 ORU^R01^ORU_R01 (MSH, PID, OBR, one OBX per value: a panel's
  * components each become an OBX). Every value goes through hl7_escape; segments end in CR; the
  * result parses with hl7_parse. *out is malloc'd and NUL-terminated, *len its length.
- * Returns HDX_OK; HDX_E_INVAL when the Observation cannot be mapped (not an Observation, no
- * LOINC/MDC/SNOMED code, no value and no dataAbsentReason, a bad dateTime, a missing control id
- * or MRN); HDX_E_TOOBIG; HDX_E_NOMEM. *out is NULL on error. */
+ * OBX-3 takes the first LOINC coding, else the first coding whose system has a v2 name (LN, MDC,
+ * SCT, UCUM, none, or one of v2map's urn:hdx:v2-coding-system: names), else the text alone.
+ * PID comes from o, never from Observation.subject. Returns HDX_OK; HDX_E_INVAL when the
+ * Observation cannot be mapped (not an Observation, no usable code, no value and no
+ * dataAbsentReason, a value type or number NM cannot hold, a bad dateTime, a status outside
+ * observation-status, a missing control id or MRN); HDX_E_TOOBIG; HDX_E_NOMEM. *out is NULL and
+ * *len 0 on error. */
 int hdx_v2map_oru(const json_t *obs, const struct hdx_v2map_out *o, char **out, size_t *len,
                   char *why, size_t cap);
 

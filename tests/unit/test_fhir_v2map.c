@@ -324,6 +324,20 @@ static void test_patient_ref_and_sender(void **state)
     assert_null(out);
 }
 
+/* MSH-18 8859/1: values reach JSON as UTF-8; another non-UTF-8 character set is refused. */
+static void test_latin1(void **state)
+{
+    const char *l1 = "MSH|^~\\&|A|B|C|D|20261202193000+0100||ORU^R01|X1|P|2.5.1||||||8859/1\r" PID_
+                     "OBR|1\rOBX|1|ST|C^C^99X||caf\xe9 \\XE9\\||||||F\r";
+    json_t *a = map_ok(l1, &golden_in);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "valueString")),
+                        "caf\xc3\xa9 \xc3\xa9");
+    json_decref(a);
+    const char *l2 = "MSH|^~\\&|A|B|C|D|20261202193000+0100||ORU^R01|X1|P|2.5.1||||||8859/2\r" PID_
+                     "OBR|1\rOBX|1|ST|C^C^99X||caf\xe9||||||F\r";
+    refused(l2, strlen(l2), HDX_E_INVAL, "not UTF-8");
+}
+
 static void test_no_obx_is_empty(void **state)
 {
     json_t *a = map_ok(MSH_ PID_ "OBR|1\r", &golden_in);
@@ -523,6 +537,42 @@ static void test_numbers(void **state)
         HDX_E_INVAL);
 }
 
+/* Every truncation and a byte flip at every position of every golden input (STYLE.md 6.8): each
+ * gives Observations or a clean refusal, never a crash, a leak or output left behind. */
+static void test_truncate_and_flip(void **state)
+{
+    char *names[64], p[1024], why[256];
+    size_t n = list(".hl7", names, 64), calls = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *msg = NULL;
+        size_t len = 0;
+        path_of(p, sizeof p, names[i], ".hl7");
+        assert_int_equal(hdx_read_file(p, 1 << 20, &msg, &len), HDX_OK);
+        for (size_t k = 0; k <= len; k++) {
+            for (int flip = 0; flip < 2; flip++) {
+                json_t *out = (json_t *)1;
+                uint8_t saved = k < len ? msg[k] : 0;
+                if (flip && k < len) msg[k] ^= 0x5a;
+                int rc =
+                    hdx_v2map_observations(msg, flip ? len : k, &golden_in, &out, why, sizeof why);
+                if (k < len) msg[k] = saved;
+                if (rc == HDX_OK) {
+                    assert_true(json_is_array(out));
+                    json_decref(out);
+                } else {
+                    assert_true(rc == HDX_E_INVAL || rc == HDX_E_TOOBIG);
+                    assert_null(out);
+                    assert_true(why[0] != '\0');
+                }
+                calls++;
+            }
+        }
+        free(msg);
+        free(names[i]);
+    }
+    print_message("truncate and flip: %zu calls\n", calls);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,11 +580,13 @@ int main(void)
         cmocka_unit_test(test_golden_fhir_to_v2),
         cmocka_unit_test(test_patient_ref_and_sender),
         cmocka_unit_test(test_no_obx_is_empty),
+        cmocka_unit_test(test_latin1),
         cmocka_unit_test(test_unpaired_bp_stays_separate),
         cmocka_unit_test(test_time_zone_rules),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_oru_refusals),
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_truncate_and_flip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
