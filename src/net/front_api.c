@@ -248,6 +248,27 @@ int hdx_front_asks(struct hdx_front *f, struct hdx_conn *c, const struct http_re
 {
     struct hdx_front_who w;
     memset(who, 0, sizeof(*who));
+    const char *bearer = http_header_get(req, "authorization");
+    if (bearer && !strncasecmp(bearer, "Bearer hdxs_", 12)) {
+        /* A SMART access token: for FHIR only, its client and scopes are the principal. */
+        const char *tok = bearer + 7;
+        const struct hdx_smart_token *t =
+            f->smart_tokens && !strncmp(req->path, "/fhir", 5)
+                ? hdx_smart_tokens_find(f->smart_tokens, tok, strlen(tok), hdx_now_us() / 1000000)
+                : NULL;
+        if (!t) {
+            hdx_front_unauthorized(r, 1);
+            return -1;
+        }
+        snprintf(who->user, sizeof(who->user), "%s", t->client);
+        snprintf(who->role_name, sizeof(who->role_name), "integration");
+        snprintf(who->session, sizeof(who->session), "smart");
+        who->role = HDX_ROLE_INTEGRATION;
+        who->mfa = 1; /* a signed assertion with a registered key */
+        who->smart = t;
+        who->purpose = HDX_PURPOSE_TREATMENT;
+        return 0;
+    }
     int svc = service_asks(f->api, c, req, who);
     int rc = svc ? HDX_OK : hdx_front_who(f, req, &w);
     if (svc < 0) {

@@ -23,6 +23,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "auth/smart_scope.h"
+#include "auth/smart_token.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -32,6 +34,7 @@
 #include "fhir/validate.h"
 #include "net/front_internal.h"
 #include "policy/scope.h"
+#include "store/logproof.h"
 #include "store/record.h"
 
 #define FHIR_CT "application/fhir+json; charset=utf-8"
@@ -125,9 +128,9 @@ static int type_readable(const char *t)
 /* Compact JSON in plain malloc'd memory (jansson's own allocator is front.c's wiping one). */
 static char *dump_plain(const json_t *v, size_t *len)
 {
-    size_t n = v ? json_dumpb(v, NULL, 0, JSON_COMPACT) : 0;
+    size_t n = v ? json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(15)) : 0;
     char *s = n ? malloc(n + 1) : NULL;
-    if (!s || json_dumpb(v, s, n, JSON_COMPACT) != n) {
+    if (!s || json_dumpb(v, s, n, JSON_COMPACT | JSON_REAL_PRECISION(15)) != n) {
         free(s);
         return NULL;
     }
@@ -255,6 +258,13 @@ static int may_read(struct front_fhir *ff, const struct asker *who, const struct
     hdx_front_decide(ff->f->api, who, HDX_ACT_READ, HDX_RES_RECORD,
                      row->has_patient ? row->patient : NULL, d);
     return d->permit;
+}
+
+/* A SMART client's token must cover the interaction (R4 type, SMART v2 letter): 1, or 0 when
+ * it does not. Other principals have no SMART scopes: the policy alone decides for them. */
+static int smart_covers(const struct asker *who, const char *type, char interaction)
+{
+    return !who->smart || hdx_smart_scope_allows(&who->smart->scopes, "system", type, interaction);
 }
 
 /* ---------- pending writes ---------- */
@@ -519,6 +529,7 @@ struct fhir_path {
     int history; /* .../_history */
     uint32_t vid;
     int search; /* .../_search */
+    int proof;  /* .../$proof: the inclusion proof of the version's record */
     int n;      /* segments after /fhir */
 };
 
@@ -529,19 +540,23 @@ static int path_parse(const char *path, struct fhir_path *p)
     memset(p, 0, sizeof(*p));
     if (strncmp(path, "/fhir", 5)) return -1;
     const char *s = path + 5;
-    char seg[4][80];
+    char seg[5][80];
     int n = 0;
     while (*s == '/' && s[1]) {
         s++;
         const char *e = strchr(s, '/');
         size_t l = e ? (size_t)(e - s) : strlen(s);
-        if (n == 4 || l == 0 || l >= sizeof(seg[0])) return -1;
+        if (n == 5 || l == 0 || l >= sizeof(seg[0])) return -1;
         memcpy(seg[n], s, l);
         seg[n][l] = '\0';
         n++;
         s += l;
     }
     if (*s && strcmp(s, "/")) return -1;
+    if (n >= 3 && !strcmp(seg[n - 1], "$proof")) {
+        p->proof = 1;
+        n--;
+    }
     p->n = n;
     if (n == 0) return 0;
     if (strlen(seg[0]) > HDX_FHIR_TYPE_MAX) return -1;
@@ -558,7 +573,7 @@ static int path_parse(const char *path, struct fhir_path *p)
     if (!hdx_fhir_id_valid(seg[1])) return -1;
     memcpy(p->id, seg[1], strlen(seg[1]) + 1); /* an id: at most 64 bytes */
     if (n == 2) return 0;
-    if (strcmp(seg[2], "_history")) return -1;
+    if (strcmp(seg[2], "_history") || (p->proof && n != 4)) return -1;
     p->history = 1;
     if (n == 3) return 0;
     char *end;
@@ -755,6 +770,7 @@ static void write_version(struct front_fhir *ff, struct hdx_conn *c, const struc
     w->ff = ff;
     w->c = c;
     w->who = *who;
+    w->who.smart = NULL; /* the token may end before the answer */
     snprintf(w->type, sizeof(w->type), "%s", type);
     snprintf(w->id, sizeof(w->id), "%s", id);
     w->version = version;
@@ -829,8 +845,8 @@ static void entry_add(struct search *s, json_t *res, const char *mode)
 static void include_subject(struct search *s, json_t *res)
 {
     char pid[HDX_FHIR_ID_MAX + 1];
-    if (hdx_fhir_patient_ref(res, pid, sizeof(pid)) != 1 || json_object_get(s->included, pid) ||
-        json_object_size(s->included) >= INCLUDE_MAX)
+    if (!smart_covers(s->who, "Patient", 'r') || hdx_fhir_patient_ref(res, pid, sizeof(pid)) != 1 ||
+        json_object_get(s->included, pid) || json_object_size(s->included) >= INCLUDE_MAX)
         return;
     struct hdx_fhir_row row;
     struct hdx_policy_decision d;
@@ -1227,6 +1243,46 @@ static void post_search(struct front_fhir *ff, struct hdx_conn *c, const struct 
     do_search(ff, c, req, who, type, q, r);
     sodium_memzero(q, n);
     free(q);
+}
+
+/* GET T/ID/$proof, T/ID/_history/V/$proof: the RFC 9162 inclusion proof of the record that
+ * holds the version (docs/FHIR.md "Proofs"), as `hdx proof inclusion` prints it, for
+ * `hdx verify-proof` with the log's public key. */
+static void do_proof(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
+                     const struct fhir_path *p, struct hdx_http_reply *r)
+{
+    struct hdx_fhir_row row;
+    struct hdx_policy_decision d;
+    int rc = hdx_fhir_index_get(ff->ix, p->type, p->id, p->vid, &row);
+    if (rc != HDX_OK || !may_read(ff, who, &row, &d)) {
+        if (rc == HDX_OK)
+            hdx_front_audit_access(
+                ff->f->api, c, who, "read", "deny", hdx_policy_reason_name(d.reason),
+                row.has_patient ? row.patient : NULL, row.seq, row.seq, 1, "fhir");
+        not_found(r, p->type, p->id);
+        return;
+    }
+    char *json = malloc(HDX_PROOF_JSON_MAX), why[160];
+    int n = json ? hdx_log_inclusion_json(ff->f->env.ro_store, row.seq, json, HDX_PROOF_JSON_MAX,
+                                          why, sizeof(why))
+                 : HDX_E_NOMEM;
+    if (n < 0) {
+        free(json);
+        /* the newest signed head comes within a second of the commit */
+        outcome(r, 503, "transient", "no signed tree head covers the record yet; ask again", NULL);
+        add_header(r, "Retry-After", "1");
+        return;
+    }
+    hdx_front_audit_access(ff->f->api, c, who, "proof", "permit", "-",
+                           row.has_patient ? row.patient : NULL, row.seq, row.seq, 1, "fhir");
+    r->status = 200;
+    r->content_type = "application/json";
+    r->body = json;
+    r->body_len = (size_t)n;
+    char v[96];
+    snprintf(v, sizeof(v), "seq=%llu; part=%u; version=%u", (unsigned long long)row.seq, row.part,
+             row.version);
+    add_header(r, "X-Hdx-Record", v);
 }
 
 /* ---------- interactions ---------- */
@@ -1743,6 +1799,10 @@ static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *e
         plan_fail(e, 404, "not-supported", "this resource type cannot be written");
         return;
     }
+    if (!smart_covers(who, e->type, e->method == 'P' ? 'c' : e->method == 'U' ? 'u' : 'd')) {
+        plan_fail(e, 403, "forbidden", "the access token's scopes do not cover this entry");
+        return;
+    }
     const char *rt = json_string_value(json_object_get(res, "resourceType"));
     if (e->method != 'D' && (!rt || strcmp(rt, e->type))) {
         plan_fail(e, 400, "invalid", "the entry's resource must be of the request's type");
@@ -1989,6 +2049,7 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     w->ff = ff;
     w->c = c;
     w->who = *who;
+    w->who.smart = NULL;
     w->status = 200;
     snprintf(w->type, sizeof(w->type), "Bundle");
     w->body = dump_plain(stored, &w->body_len);
@@ -2154,11 +2215,27 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
     }
     int post = !strcmp(req->method, "POST"), put = !strcmp(req->method, "PUT"),
         del = !strcmp(req->method, "DELETE");
+    char act = (get && p.n == 1) || (post && p.search)  ? 's'
+               : get && p.history && !p.vid && !p.id[0] ? 's'
+               : get                                    ? 'r'
+               : post                                   ? 'c'
+               : put                                    ? 'u'
+                                                        : 'd';
+    if (!smart_covers(&who, p.type, act)) {
+        hdx_front_audit_access(f->api, c, &who, "read", "deny", "smart_scope", NULL, 0, 0, 0,
+                               "fhir");
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the access token's scopes do not cover %c on %s", act, p.type);
+        outcome(r, 403, "forbidden", msg, NULL);
+        return;
+    }
     if (get && p.n == 1)
         do_search(ff, c, req, &who, p.type, req->query, r);
     else if (post && p.search)
         post_search(ff, c, req, &who, p.type, r);
 
+    else if (get && p.proof)
+        do_proof(ff, c, &who, &p, r);
     else if (get && p.history && !p.vid)
         do_history(ff, c, req, &who, &p, r);
     else if (get && p.id[0])

@@ -7,6 +7,7 @@
 
 #include "auth/apikey.h"
 #include "auth/session.h"
+#include "auth/smart_token.h"
 #include "auth/throttle.h"
 #include "auth/worker.h"
 #include "commit/admin.h"
@@ -42,6 +43,9 @@ struct asker {
     uint64_t serial; /* 0: a certificate or an API key, not a session */
     enum hdx_purpose purpose;
     char key_hash[HDX_APIKEY_HASH_LEN + 1]; /* a service: its stored key when it was checked */
+    /* A SMART Backend Services client's access token (auth/smart_token.h): its scopes limit
+     * every FHIR interaction. Valid only during the handler's call (not in deferred work). */
+    const struct hdx_smart_token *smart;
 };
 
 struct hdx_front {
@@ -53,6 +57,8 @@ struct hdx_front {
     struct event *worker_ev;
     struct front_api *api;
     struct front_fhir *fhir;
+    struct hdx_smart_tokens *smart_tokens; /* front_smart.c */
+    struct hdx_jti_cache *jti;
 };
 
 struct hdx_front_who {
@@ -103,6 +109,15 @@ void hdx_front_tally_flush(struct front_api *api, const struct hdx_conn *c, cons
 int hdx_front_tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, int break_glass);
 void hdx_front_tally_deny(struct tally *t, enum hdx_policy_reason why);
 void hdx_front_deny_answer(struct hdx_http_reply *r, enum hdx_policy_reason why);
+
+/* front_smart.c: POST /auth/token and /.well-known/smart-configuration (docs/FHIR.md) */
+int hdx_front_smart_init(struct hdx_front *f, struct hdx_http *h);
+void hdx_front_smart_free(struct hdx_front *f);
+/* An admin record about a SMART client committed: its tokens end when it was revoked or
+ * re-scoped. */
+void hdx_front_smart_admin(struct hdx_front *f, const struct hdx_admin *a);
+/* The token endpoint's URL, as assertions must name it (aud). */
+const char *hdx_front_token_url(struct hdx_front *f);
 
 /* front_fhir.c: the /fhir routes (docs/FHIR.md) */
 int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size_t cap);

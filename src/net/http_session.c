@@ -113,11 +113,12 @@ void hdx_http_json(struct hdx_http_reply *reply, int status, const char *json)
 
 /* Into a buffer of ours: the body is freed with free(), whatever allocator jansson was given
  * (net/front.h gives it one that wipes). */
+/* 15 significant digits: a temperature of 36.8 is written 36.8, not 36.799999999999997. */
 static char *dump(const json_t *value, size_t *len)
 {
-    size_t n = value ? json_dumpb(value, NULL, 0, JSON_COMPACT) : 0;
+    size_t n = value ? json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(15)) : 0;
     char *s = n ? malloc(n + 1) : NULL;
-    if (!s || json_dumpb(value, s, n, JSON_COMPACT) != n) {
+    if (!s || json_dumpb(value, s, n, JSON_COMPACT | JSON_REAL_PRECISION(15)) != n) {
         free(s);
         return NULL;
     }

@@ -12,6 +12,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 
 URL = urllib.parse.urlparse(os.environ["URL"])
@@ -397,6 +398,21 @@ expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "batch", "entry":
 big = {"resourceType": "Bundle", "type": "batch",
        "entry": [entry(None, "DELETE", "Observation/x%d" % i) for i in range(101)]}
 expect(feed.req("POST", "", big), 413, "over 100 entries")
+
+# ---------- proofs: the version's record in the signed log ----------
+for _ in range(40):
+    st, hd, pr = feed.req("GET", "/Observation/%s/$proof" % o1)
+    if st == 200:
+        break
+    time.sleep(0.1)
+ok(st == 200 and pr.get("type") == "inclusion", "the inclusion proof of a version",
+   "%d %r" % (st, pr))
+ok(hd.get("x-hdx-record", "").startswith("seq=%d;" % pr["seq"]), "of the record it names")
+with open(os.environ["STATE"] + ".proof", "w") as f:
+    json.dump(pr, f)
+st, hd, pr = feed.req("GET", "/Patient/%s/_history/1/$proof" % A)
+ok(st == 200, "a past version's proof")
+expect(clin.req("GET", "/Patient/%s/$proof" % B), 404, "no proof of what one may not read")
 
 with open(os.environ["STATE"], "w") as f:
     json.dump({"A": A, "B": B, "o1": o1, "o2": o2, "o3": o3}, f)
