@@ -267,6 +267,120 @@ static int smart_covers(const struct asker *who, const char *type, char interact
     return !who->smart || hdx_smart_scope_allows(&who->smart->scopes, "system", type, interaction);
 }
 
+/* ---------- the audit before the answer ---------- */
+
+/* Every audit record a FHIR request makes is durable before its answer goes (BALP events were
+ * lost on shutdown where they waited in memory: HAPI #4787). While a handler or an answer is
+ * composed, the front's audit hook is this one: it submits the record itself and counts it;
+ * the answer is held until the last one is durable (batches complete in seq order, so the
+ * earlier ones are too). A record that cannot be made durable turns the answer into a 503:
+ * nothing is disclosed that is not audited. */
+struct audit_gate {
+    struct front_fhir *ff;
+    struct hdx_conn *c;
+    unsigned pending;
+    int armed, failed;
+    struct hdx_http_reply reply;
+};
+
+static struct audit_gate *gate_now; /* the network thread's; set only inside gate_begin/end */
+static void (*gate_saved)(void *arg, const struct hdx_audit *a);
+
+static void gate_finish(struct audit_gate *g)
+{
+    if (g->failed) {
+        free(g->reply.body);
+        memset(&g->reply, 0, sizeof(g->reply));
+        outcome(&g->reply, 503, "transient",
+                "the access could not be audited; nothing is disclosed", NULL);
+    }
+    hdx_http_finish(g->c, &g->reply);
+    free(g->reply.body);
+    free(g);
+}
+
+static void gate_item_done(void *arg, const struct hdx_intake_item *it)
+{
+    struct audit_gate *g = arg;
+    if (it->status != HDX_OK) g->failed = 1;
+    if (--g->pending) return;
+    if (g->armed)
+        gate_finish(g);
+    else
+        free(g);
+}
+
+static void gated_audit(void *arg, const struct hdx_audit *a)
+{
+    struct audit_gate *g = gate_now;
+    struct hdx_intake_item *it = hdx_audit_item_new(a);
+    if (!it) {
+        hdx_error("audit_failed", "reason=out_of_memory event=%s", a->event ? a->event : "-");
+        g->failed = 1;
+        return;
+    }
+    it->on_done = gate_item_done;
+    it->done_arg = g;
+    g->pending++;
+    g->ff->f->env.submit(arg, it);
+}
+
+static struct audit_gate *gate_begin(struct front_fhir *ff, struct hdx_conn *c)
+{
+    struct audit_gate *g = calloc(1, sizeof(*g));
+    if (!g) return NULL;
+    g->ff = ff;
+    g->c = c;
+    gate_now = g;
+    gate_saved = ff->f->env.audit;
+    ff->f->env.audit = gated_audit;
+    return g;
+}
+
+/* The handler is done with r: it goes now, or once its audit records are durable (r then
+ * becomes deferred). A deferred r (a write) is answered later, under its own gate. */
+static void gate_end(struct audit_gate *g, struct hdx_http_reply *r)
+{
+    if (!g) return;
+    g->ff->f->env.audit = gate_saved;
+    gate_now = NULL;
+    if (r->deferred || (!g->pending && !g->failed)) {
+        if (!g->pending) free(g);
+        return; /* a deferred one's records complete on their own */
+    }
+    if (!g->pending) { /* an audit record could not even be made */
+        g->reply = *r;
+        memset(r, 0, sizeof(*r));
+        r->deferred = 1;
+        gate_finish(g);
+        return;
+    }
+    g->reply = *r;
+    memset(r, 0, sizeof(*r));
+    r->deferred = 1;
+    g->armed = 1;
+}
+
+/* The same for an answer composed outside a handler (a write's, once durable): finishes c's
+ * deferred request with r now or when the records are durable. */
+static void gate_end_finish(struct audit_gate *g, struct hdx_conn *c, struct hdx_http_reply *r)
+{
+    if (!g) {
+        hdx_http_finish(c, r);
+        free(r->body);
+        return;
+    }
+    g->ff->f->env.audit = gate_saved;
+    gate_now = NULL;
+    g->reply = *r;
+    memset(r, 0, sizeof(*r));
+    if (!g->pending) {
+        gate_finish(g);
+        return;
+    }
+    g->armed = 1;
+}
+
 /* ---------- pending writes ---------- */
 
 static struct pending *pending_find(struct front_fhir *ff, const char *type, const char *id)
@@ -360,6 +474,7 @@ static void bundle_answer(struct fhir_write *w)
     r.body = w->answer;
     r.body_len = w->answer_len;
     w->answer = NULL;
+    struct audit_gate *g = gate_begin(ff, w->c);
     for (size_t i = 0; i < w->nparts; i++) {
         struct txn_part *p = &w->parts[i];
         hdx_front_audit_access(ff->f->api, w->c, &w->who,
@@ -370,8 +485,7 @@ static void bundle_answer(struct fhir_write *w)
                                "fhir");
         pending_done(ff, p->type, p->id);
     }
-    hdx_http_finish(w->c, &r);
-    free(r.body);
+    gate_end_finish(g, w->c, &r);
     write_free(w);
 }
 
@@ -403,6 +517,7 @@ static void write_answer(struct fhir_write *w)
         snprintf(etag, sizeof(etag), "W/\"%u\"", w->version);
         add_header(&r, "ETag", etag);
     }
+    struct audit_gate *g = gate_begin(ff, w->c);
     hdx_front_audit_access(ff->f->api, w->c, &w->who,
                            w->deleting        ? "delete"
                            : w->status == 201 ? "create"
@@ -410,8 +525,7 @@ static void write_answer(struct fhir_write *w)
                            "permit", "-", w->has_patient ? w->patient : NULL, w->seq, w->seq, 1,
                            "fhir");
     pending_done(ff, w->type, w->id);
-    hdx_http_finish(w->c, &r);
-    free(r.body);
+    gate_end_finish(g, w->c, &r);
     if (w->conditional) {
         ff->cond_busy = 0;
         cond_next(ff);
@@ -1467,7 +1581,9 @@ static void cond_next(struct front_fhir *ff)
         ff->cond_head = w->next;
         if (!ff->cond_head) ff->cond_tail = NULL;
         struct hdx_http_reply r = {0};
+        struct audit_gate *g = gate_begin(ff, w->c);
         cond_run(ff, w->c, w->req, &r);
+        gate_end(g, &r);
         if (!r.deferred) {
             hdx_http_finish(w->c, &r);
             free(r.body);
@@ -2159,8 +2275,8 @@ static int capability_build(struct front_fhir *ff)
 
 /* ---------- dispatch ---------- */
 
-static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req,
-                       struct hdx_http_reply *r)
+static void route_fhir_inner(void *arg, struct hdx_conn *c, const struct http_req *req,
+                             struct hdx_http_reply *r)
 {
     struct hdx_front *f = arg;
     struct front_fhir *ff = f->fhir;
@@ -2248,6 +2364,19 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
         do_delete(ff, c, req, &who, &p, r);
     else
         outcome(r, 405, "not-supported", "this interaction is not supported on this path", NULL);
+}
+
+static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req,
+                       struct hdx_http_reply *r)
+{
+    struct hdx_front *f = arg;
+    struct audit_gate *g = gate_begin(f->fhir, c);
+    if (!g) {
+        outcome(r, 503, "transient", "out of memory", NULL);
+        return;
+    }
+    route_fhir_inner(arg, c, req, r);
+    gate_end(g, r);
 }
 
 int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size_t cap)
