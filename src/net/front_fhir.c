@@ -25,6 +25,7 @@
 
 #include "auth/smart_scope.h"
 #include "auth/smart_token.h"
+#include "audit/audit.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -1823,6 +1824,295 @@ static void do_delete(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     json_decref(t);
 }
 
+/* ---------- AuditEvent: the audit log in the IHE BALP shape, read-only ---------- */
+
+/* One audit record as an AuditEvent (IHE Basic Audit Log Patterns: a RESTful operation for
+ * route=fhir, else a patient-record or authentication event; the requesting agent, hdx as the
+ * observer, the patient and the disclosed records as entities). NULL when it is not one. */
+static json_t *audit_event(struct front_fhir *ff, const struct hdx_record *rec, const uint8_t *pt,
+                           size_t len)
+{
+    struct hdx_audit_view v;
+    if (hdx_audit_parse(pt, len, &v) != HDX_OK) return NULL;
+    char id[32], when[40];
+    snprintf(id, sizeof(id), "audit-%llu", (unsigned long long)rec->seq);
+    hdx_fhir_instant(rec->time_us, when, sizeof(when));
+    int fhir = strstr(v.detail, "route=fhir") != NULL;
+    int auth = !strcmp(v.event, "auth");
+    const char *a = v.action;
+    char action = !strcmp(a, "create")                          ? 'C'
+                  : !strcmp(a, "update") || !strcmp(a, "write") ? 'U'
+                  : !strcmp(a, "delete")                        ? 'D'
+                  : auth                                        ? 'E'
+                                                                : 'R';
+    const char *sub = !strcmp(a, "create")   ? "create"
+                      : !strcmp(a, "update") ? "update"
+                      : !strcmp(a, "delete") ? "delete"
+                      : !strcmp(a, "search") ? "search-type"
+                                             : "read";
+    int ok = !strcmp(v.outcome, "permit") || !strcmp(v.outcome, "success");
+    json_t *type = auth   ? json_pack("{s:s, s:s, s:s}", "system",
+                                      "http://dicom.nema.org/resources/ontology/DCM", "code",
+                                      "110114", "display", "User Authentication")
+                   : fhir ? json_pack("{s:s, s:s, s:s}", "system",
+                                      "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                                      "code", "rest", "display", "RESTful Operation")
+                          : json_pack("{s:s, s:s, s:s}", "system",
+                                      "http://dicom.nema.org/resources/ontology/DCM", "code",
+                                      "110110", "display", "Patient Record");
+    char act[2] = {action, '\0'};
+    char addr[80];
+    snprintf(addr, sizeof(addr), "%s", v.source);
+    char *colon = strrchr(addr, ':');
+    if (colon && strchr(addr, '.')) *colon = '\0'; /* "ADDR:PORT" -> ADDR */
+    int machine = !strcmp(v.role, "integration") || !strcmp(v.role, "device") ||
+                  !strcmp(v.role, "subscriber") || !strcmp(v.role, "gateway");
+    json_t *agent =
+        json_pack("{s:{s:[{s:s, s:s}]}, s:{s:{s:s, s:s}}, s:b, s:[{s:s}]}", "type", "coding",
+                  "system", "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                  "code", machine ? "dataprocessor" : "humanuser", "who", "identifier", "system",
+                  "urn:hdx:principal", "value", v.principal[0] ? v.principal : "-", "requestor", 1,
+                  "role", "text", v.role[0] ? v.role : "-");
+    if (strcmp(v.source, "-"))
+        json_object_set_new(agent, "network",
+                            json_pack("{s:s, s:s}", "address", addr, "type", "2"));
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:o, s:s, s:s, s:s, s:[o], s:{s:{s:s}, s:[{s:s, s:s, s:s}]}}", "resourceType",
+        "AuditEvent", "id", id, "type", type, "action", act, "recorded", when, "outcome",
+        ok ? "0" : "4", "agent", agent, "source", "observer", "display", "hdx", "type", "system",
+        "http://terminology.hl7.org/CodeSystem/security-source-type", "code", "4", "display",
+        "Application Server");
+    if (fhir && !auth)
+        json_object_set_new(ev, "subtype",
+                            json_pack("[{s:s, s:s}]", "system",
+                                      "http://hl7.org/fhir/restful-interaction", "code", sub));
+    if (strcmp(v.reason, "-")) json_object_set_new(ev, "outcomeDesc", json_string(v.reason));
+    json_t *entities = json_array();
+    if (hdx_record_has_patient(rec)) {
+        char pid[HDX_FHIR_ID_MAX + 1], ref[HDX_FHIR_ID_MAX + 16], hex[2 * HDX_BLIND_LEN + 1];
+        json_t *what;
+        if (patient_of_token(ff, rec->patient, pid, sizeof(pid)) == HDX_OK) {
+            snprintf(ref, sizeof(ref), "Patient/%s", pid);
+            what = json_pack("{s:s}", "reference", ref);
+        } else {
+            hdx_hex(rec->patient, HDX_BLIND_LEN, hex);
+            what = json_pack("{s:{s:s, s:s}}", "identifier", "system", "urn:hdx:patient-token",
+                             "value", hex);
+        }
+        json_array_append_new(
+            entities, json_pack("{s:o, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}", "what", what, "type",
+                                "system", "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                                "code", "1", "display", "Person", "role", "system",
+                                "http://terminology.hl7.org/CodeSystem/object-role", "code", "1",
+                                "display", "Patient"));
+    }
+    if (v.first_seq) {
+        char seqs[48], count[24];
+        snprintf(seqs, sizeof(seqs), "%llu-%llu", (unsigned long long)v.first_seq,
+                 (unsigned long long)v.last_seq);
+        snprintf(count, sizeof(count), "%llu", (unsigned long long)v.count);
+        json_array_append_new(
+            entities,
+            json_pack("{s:{s:{s:s, s:s}}, s:{s:s, s:s, s:s}, s:[{s:s, s:s}]}", "what", "identifier",
+                      "system", "urn:hdx:log-seq", "value", seqs, "type", "system",
+                      "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "2",
+                      "display", "System Object", "detail", "type", "count", "valueString", count));
+    }
+    if (json_array_size(entities))
+        json_object_set_new(ev, "entity", entities);
+    else
+        json_decref(entities);
+    json_object_set_new(ev, "meta", json_pack("{s:s, s:s}", "versionId", "1", "lastUpdated", when));
+    return ev;
+}
+
+struct audit_search {
+    struct front_fhir *ff;
+    json_t *entries;
+    const char *agent;
+    int64_t before_us; /* 0: none */
+    size_t offset, count, total, skipped;
+    int failed;
+};
+
+static int audit_search_one(void *ctx, const struct hdx_record *rec)
+{
+    struct audit_search *s = ctx;
+    if (s->before_us && rec->time_us >= s->before_us) return 1;
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    if (hdx_record_open(rec, s->ff->f->env.kr, &pt, &len) != HDX_OK) {
+        s->failed = 1;
+        return 1;
+    }
+    json_t *ev = audit_event(s->ff, rec, pt, len);
+    sodium_memzero(pt, len);
+    free(pt);
+    if (!ev) return 0;
+    const char *who = json_string_value(json_object_get(
+        json_object_get(json_object_get(json_array_get(json_object_get(ev, "agent"), 0), "who"),
+                        "identifier"),
+        "value"));
+    if (s->agent && (!who || strcmp(who, s->agent))) {
+        json_decref(ev);
+        return 0;
+    }
+    s->total++;
+    if (s->skipped < s->offset) {
+        s->skipped++;
+        json_decref(ev);
+        return 0;
+    }
+    if (json_array_size(s->entries) >= s->count) {
+        json_decref(ev);
+        return 0;
+    }
+    char url[sizeof(s->ff->base_url) + 48];
+    snprintf(url, sizeof(url), "%s/AuditEvent/%s", s->ff->base_url,
+             json_string_value(json_object_get(ev, "id")));
+    json_array_append_new(s->entries, json_pack("{s:s, s:o, s:{s:s}}", "fullUrl", url, "resource",
+                                                ev, "search", "mode", "match"));
+    return 0;
+}
+
+static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                            const struct asker *who, const struct fhir_path *p,
+                            struct hdx_http_reply *r)
+{
+    struct hdx_policy_decision d;
+    hdx_front_decide(ff->f->api, who, HDX_ACT_READ, HDX_RES_AUDIT, NULL, &d);
+    if (!d.permit || who->smart) {
+        hdx_front_audit_access(ff->f->api, c, who, "read_audit", "deny",
+                               who->smart ? "smart_scope" : hdx_policy_reason_name(d.reason), NULL,
+                               0, 0, 0, "fhir");
+        char msg[96];
+        snprintf(msg, sizeof(msg), "not permitted: %s",
+                 who->smart ? "scope" : hdx_policy_reason_name(d.reason));
+        outcome(r, 403, "forbidden", msg, NULL);
+        return;
+    }
+    if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+        outcome(r, 405, "not-supported", "AuditEvent is read-only: the audit log writes it", NULL);
+        return;
+    }
+    if (p->id[0] || p->history) {
+        char *end;
+        unsigned long long seq = !strncmp(p->id, "audit-", 6) ? strtoull(p->id + 6, &end, 10) : 0;
+        struct hdx_record rec;
+        memset(&rec, 0, sizeof(rec));
+        json_t *ev = NULL;
+        if (seq && !*end && !p->history &&
+            hdx_store_get(ff->f->env.ro_store, seq, &rec) == HDX_OK && rec.kind == HDX_KIND_AUDIT) {
+            uint8_t *pt = NULL;
+            size_t len = 0;
+            if (hdx_record_open(&rec, ff->f->env.kr, &pt, &len) == HDX_OK) {
+                ev = audit_event(ff, &rec, pt, len);
+                sodium_memzero(pt, len);
+                free(pt);
+            }
+        }
+        hdx_record_clear(&rec);
+        hdx_front_audit_access(ff->f->api, c, who, "read_audit", "permit", "-", NULL, 0, 0,
+                               ev ? 1 : 0, "fhir");
+        if (!ev) {
+            not_found(r, "AuditEvent", p->id[0] ? p->id : "_history");
+            return;
+        }
+        answer_json(r, 200, ev);
+        return;
+    }
+    struct qparam *qp = calloc(QPARAMS_MAX, sizeof(*qp));
+    size_t np = 0;
+    struct audit_search s = {.ff = ff, .entries = json_array(), .count = COUNT_DEFAULT};
+    struct hdx_store_filter flt = {.kind = HDX_KIND_AUDIT};
+    uint8_t ptok[HDX_BLIND_LEN];
+    int none = 0;
+    char bad[96] = "";
+    if (!qp || !s.entries || params_split(req->query, qp, &np)) {
+        snprintf(bad, sizeof(bad), "the query string is malformed");
+        np = 0;
+    }
+    for (size_t i = 0; i < np && !bad[0]; i++) {
+        const char *n = qp[i].name, *v = qp[i].value;
+        char *end;
+        if (!strcmp(n, "_count")) {
+            s.count = strtoul(v, &end, 10);
+            if (*end || !*v || s.count > COUNT_MAX) snprintf(bad, sizeof(bad), "bad _count");
+        } else if (!strcmp(n, "_offset")) {
+            s.offset = strtoul(v, &end, 10);
+            if (*end || !*v) snprintf(bad, sizeof(bad), "bad _offset");
+        } else if (!strcmp(n, "agent")) {
+            s.agent = v;
+        } else if (!strcmp(n, "patient")) {
+            int rc = patient_param(ff, v, ptok, &none);
+            if (rc < 0) snprintf(bad, sizeof(bad), "the value of patient is not valid");
+            if (rc == 1) flt.patient = ptok;
+        } else if (!strcmp(n, "date")) {
+            enum hdx_fhir_prefix pf;
+            int k = prefix_parse(v, &pf);
+            int64_t lo, hi;
+            if (hdx_fhir_time_range(v + k, &lo, &hi) ||
+                (pf != HDX_FHIR_GE && pf != HDX_FHIR_GT && pf != HDX_FHIR_LT && pf != HDX_FHIR_LE &&
+                 pf != HDX_FHIR_EQ))
+                snprintf(bad, sizeof(bad), "date takes eq, ge, gt, le, lt");
+            else if (pf == HDX_FHIR_GE || pf == HDX_FHIR_EQ)
+                flt.since_us = lo > flt.since_us ? lo : flt.since_us;
+            else if (pf == HDX_FHIR_GT)
+                flt.since_us = hi;
+            if (!bad[0] && (pf == HDX_FHIR_EQ || pf == HDX_FHIR_LE))
+                s.before_us = hi;
+            else if (!bad[0] && pf == HDX_FHIR_LT)
+                s.before_us = lo;
+        } else if (strcmp(n, "_format") && strcmp(n, "_pretty") && strcmp(n, "purpose")) {
+            snprintf(bad, sizeof(bad), "search parameter %.40s is not supported for AuditEvent", n);
+        }
+    }
+    if (bad[0]) {
+        free(qp);
+        json_decref(s.entries);
+        outcome(r, 400, "not-supported", bad, NULL);
+        return;
+    }
+    if (flt.since_us) flt.from_seq = hdx_store_seq_at_time(ff->f->env.ro_store, flt.since_us);
+    long n =
+        none ? 0 : hdx_store_scan(ff->f->env.ro_store, &flt, SEARCH_BUDGET, audit_search_one, &s);
+    free(qp);
+    hdx_front_audit_access(ff->f->api, c, who, "read_audit", "permit", "-", flt.patient, 0, 0,
+                           json_array_size(s.entries), "fhir");
+    if (n < 0 || s.failed) {
+        json_decref(s.entries);
+        outcome(r, 503, "transient", "the audit log cannot be read now", NULL);
+        return;
+    }
+    json_t *b =
+        json_pack("{s:s, s:s, s:[]}", "resourceType", "Bundle", "type", "searchset", "link");
+    char self[sizeof(ff->base_url) + 1200];
+    snprintf(self, sizeof(self), "%s/AuditEvent%s%s", ff->base_url, req->query[0] ? "?" : "",
+             req->query);
+    bundle_link(json_object_get(b, "link"), "self", self);
+    if (n < SEARCH_BUDGET) json_object_set_new(b, "total", json_integer((json_int_t)s.total));
+    if (s.total > s.offset + s.count || n >= SEARCH_BUDGET) {
+        char next[sizeof(self) + 64];
+        int k = snprintf(next, sizeof(next), "%s/AuditEvent?", ff->base_url);
+        for (const char *qs = req->query; *qs && k > 0 && (size_t)k < sizeof(next);) {
+            const char *amp = strchr(qs, '&');
+            size_t l = amp ? (size_t)(amp - qs) : strlen(qs);
+            if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7))
+                k += snprintf(next + k, sizeof(next) - (size_t)k, "%.*s&", (int)l, qs);
+            qs += l + (amp ? 1 : 0);
+        }
+        if (k > 0 && (size_t)k < sizeof(next))
+            snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu&_offset=%zu", s.count,
+                     s.offset + s.count);
+        bundle_link(json_object_get(b, "link"), "next", next);
+    }
+    if (json_array_size(s.entries))
+        json_object_set_new(b, "entry", s.entries);
+    else
+        json_decref(s.entries);
+    answer_json(r, 200, b);
+}
+
 /* ---------- Bundles: transaction and batch ---------- */
 
 #define BUNDLE_ENTRIES_MAX 100
@@ -2244,6 +2534,11 @@ static int capability_build(struct front_fhir *ff)
             json_object_set_new(res, "searchInclude", json_pack("[s]", "Observation:subject"));
         json_array_append_new(resources, res);
     }
+    json_array_append_new(
+        resources, json_pack("{s:s, s:[{s:s},{s:s}], s:[{s:s, s:s},{s:s, s:s},{s:s, s:s}]}", "type",
+                             "AuditEvent", "interaction", "code", "read", "code", "search-type",
+                             "searchParam", "name", "date", "type", "date", "name", "agent", "type",
+                             "reference", "name", "patient", "type", "reference"));
     char token_url[sizeof(ff->base_url) + 32];
     snprintf(token_url, sizeof(token_url), "%.*s/auth/token",
              (int)(strlen(ff->base_url) - strlen("/fhir")), ff->base_url);
@@ -2321,6 +2616,10 @@ static void route_fhir_inner(void *arg, struct hdx_conn *c, const struct http_re
         else
             outcome(r, 405, "not-supported", "POST a transaction or batch Bundle to the base",
                     NULL);
+        return;
+    }
+    if (!strcmp(p.type, "AuditEvent")) {
+        do_audit_events(ff, c, req, &who, &p, r);
         return;
     }
     if (!type_readable(p.type)) {

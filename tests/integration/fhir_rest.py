@@ -206,7 +206,7 @@ expect(feed.req("POST", "/Observation", hr("nosuchpatient", 1, "2026-12-01T00:00
 noref = hr(A, 1, "2026-12-01T00:00:00Z")
 noref["subject"] = {"reference": "Group/x"}
 expect(feed.req("POST", "/Observation", noref), 422, "a subject that is not a Patient")
-expect(feed.req("POST", "/AuditEvent", {"resourceType": "AuditEvent"}), 404,
+expect(feed.req("POST", "/AuditEvent", {"resourceType": "AuditEvent"}), 403,
        "AuditEvent is not writable")
 after = expect(feed.req("GET", "/Observation?_summary=count"), 200, "count again")[2]["total"]
 ok(after == before, "nothing was stored by any refused write", "%d -> %d" % (before, after))
