@@ -254,7 +254,7 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 5); /* and on to the newest */
+    assert_int_equal(v, 6); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
@@ -287,7 +287,7 @@ static void test_migrate_4_to_5(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 5);
+    assert_int_equal(v, 6);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
