@@ -12,6 +12,7 @@ static const char usage_text[] =
     "  init DIR                         create a data directory (CA, keys, store, hdx.conf)\n"
     "  device add|revoke|list ...       enrol, revoke and list device certificates\n"
     "  user add|passwd|lock|list ...    people: passwords, TOTP, recovery codes, sessions\n"
+    "  client add|scope|revoke|list ... SMART Backend Services clients: JWK Sets, scopes\n"
     "  training set USER YYYY-MM-DD     record a user's security-awareness training\n"
     "  careteam add|remove|list ...     which patients a clinician or nurse cares for\n"
     "  consent add|remove|list ...      patients' directives denying a purpose or a role\n"
@@ -44,6 +45,7 @@ static const struct command commands[] = {
     {"init", cmd_init},
     {"device", cmd_device},
     {"user", cmd_user},
+    {"client", cmd_client},
     {"training", cmd_training},
     {"send", cmd_send},
     {"tail", cmd_tail},

@@ -148,5 +148,10 @@ int cmd_receipt(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_route(int argc, char **argv);
+int cmd_client(int argc, char **argv);
+
+/* 1 when name is a SMART client's (smart_clients: active, revoked, or a damaged row), else 0:
+ * users, devices and clients share one namespace of principal names (client.c). */
+int cli_is_client(struct cli_ctx *ctx, const char *name);
 
 #endif

@@ -167,6 +167,11 @@ static int device_add(const char *dir, const char *name, const char *role, int d
     int is_service =
         hdx_store_user_get(ctx.store, name, &svc) == HDX_OK && !strcmp(svc.role, "integration");
     sodium_memzero(&svc, sizeof(svc));
+    if (cli_is_client(&ctx, name)) { /* one principal per name (hdx client) */
+        fprintf(stderr, "hdx device add: %s is a SMART client's name (hdx client)\n", name);
+        cli_close(&ctx);
+        return 1;
+    }
     if (is_service) { /* one scope per name (policy/scope.h): a service's must stay its own */
         fprintf(stderr, "hdx device add: %s is a service's name (hdx user, role integration)\n",
                 name);

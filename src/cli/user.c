@@ -149,6 +149,12 @@ static int user_add(const char *dir, const char *name, const char *role, const c
         cli_close(&ctx);
         return 1;
     }
+    if (cli_is_client(&ctx, name)) { /* one principal per name: a token names its client */
+        fprintf(stderr, "hdx user add: %s is a SMART client's name (hdx client): choose another\n",
+                name);
+        cli_close(&ctx);
+        return 1;
+    }
     struct hdx_device dev;
     if (api_key && hdx_store_device_get(ctx.store, name, &dev) == HDX_OK) {
         /* One scope per name (policy/scope.h): a service must not share a device's. */

@@ -47,10 +47,13 @@ static const char verify_usage[] =
     "  users         row by row, column by column, the replay of the user admin records\n"
     "  careteams, consents, break_glass  the same for the policy data's admin records\n"
     "  device_scopes the same for the device_scope admin records (subscribers' scopes)\n"
+    "  smart_clients the same for the client_* admin records (SMART backend clients: JWK\n"
+    "                Set bytes, scope, created_us, revoked_us)\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
     "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
-    "decryption: stream_marks, devices, users, the policy tables and device_scopes are then\n"
-    "'skipped (needs decryption)'): several times faster, for frequent scans.\n"
+    "decryption: stream_marks, devices, users, the policy tables, device_scopes and\n"
+    "smart_clients are then 'skipped (needs decryption)'): several times faster, for\n"
+    "frequent scans.\n"
     "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
     "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
     "index's last record (a crash between a flush and its index commit) are counted on a\n"
@@ -771,11 +774,11 @@ static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, 
 /* The registry the admin records make, applied in seq order (commit/admin.h); *nusers and
  * *npolicy count the user and the policy statements. Every body parsed when the walk kept it. */
 static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, size_t *n,
-                  size_t *nusers, size_t *npolicy, size_t *nscopes)
+                  size_t *nusers, size_t *npolicy, size_t *nscopes, size_t *nclients)
 {
     int rc = HDX_OK;
     struct hdx_admin a;
-    *n = *nusers = *npolicy = *nscopes = 0;
+    *n = *nusers = *npolicy = *nscopes = *nclients = 0;
     for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
         for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, (*n)++) {
             const struct admin_rec *ar = &jobs[i].admins[k];
@@ -784,6 +787,7 @@ static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, 
             *nusers += hdx_admin_is_user_op(a.op);
             *npolicy += hdx_admin_is_policy_op(a.op);
             *nscopes += a.op == HDX_ADMIN_DEVICE_SCOPE;
+            *nclients += (size_t)hdx_admin_is_client_op(a.op);
         }
     sodium_memzero(&a, sizeof(a));
     return rc;
@@ -1083,6 +1087,53 @@ static int check_scopes(struct cli_ctx *ctx, const struct hdx_registry *reg, siz
     return w.bad;
 }
 
+/* ---------- smart_clients: the replay of the client_* statements ---------- */
+
+static int client_row(void *arg, const struct hdx_smart_client *c, int damaged)
+{
+    struct policy_walk *w = arg;
+    const struct hdx_smart_client *want = hdx_registry_client(w->reg, c->name);
+    char key[80];
+    snprintf(key, sizeof(key), "name=%s", c->name);
+    if (want) w->seen[want - w->reg->cl] = 1;
+    if (damaged)
+        policy_bad(w, key, "a JWK Set, scope or time no statement writes");
+    else if (!want)
+        policy_bad(w, key, "no admin record registers this client");
+    else if (want->jwks_len != c->jwks_len || memcmp(want->jwks, c->jwks, c->jwks_len) != 0)
+        policy_bad(w, key, "jwks differs from the admin records");
+    else if (strcmp(want->scope, c->scope) != 0)
+        policy_bad(w, key, "scope differs from the admin records");
+    else if (want->created_us != c->created_us)
+        policy_bad(w, key, "created_us differs from the admin records");
+    else if (want->revoked_us != c->revoked_us)
+        policy_bad(w, key, "revoked_us differs from the admin records");
+    return 0;
+}
+
+/* smart_clients must be, row by row and column by column, the replay of the n client_* admin
+ * records: a key or scope added by hand would let a client obtain tokens no admin record
+ * granted. */
+static int check_clients(struct cli_ctx *ctx, const struct hdx_registry *reg, size_t n)
+{
+    struct policy_walk w = {reg, "smart_clients", calloc(reg->ncl ? reg->ncl : 1, 1), 0};
+    if (!w.seen) {
+        printf("bad smart_clients reason=\"out of memory\"\n");
+        return 1;
+    }
+    if (hdx_store_client_rows_list(ctx->store, client_row, &w) != HDX_OK)
+        policy_bad(&w, NULL, "unreadable");
+    for (size_t k = 0; k < reg->ncl; k++) {
+        char key[80];
+        if (w.seen[k]) continue;
+        snprintf(key, sizeof(key), "name=%s", reg->cl[k].name);
+        policy_bad(&w, key, "missing: the admin records register this client");
+    }
+    if (!w.bad) printf("smart_clients rows=%zu ok admin_records=%zu\n", reg->ncl, n);
+    free(w.seen);
+    return w.bad;
+}
+
 static int cmp_bad(const void *a, const void *b)
 {
     const struct bad *x = a, *y = b;
@@ -1190,11 +1241,12 @@ int cmd_verify(int argc, char **argv)
         printf("consents skipped (needs decryption)\n");
         printf("break_glass skipped (needs decryption)\n");
         printf("device_scopes skipped (needs decryption)\n");
+        printf("smart_clients skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
         struct hdx_registry reg = {0};
-        size_t nadmin = 0, nuser = 0, npolicy = 0, nscope = 0;
-        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy, &nscope) != HDX_OK) {
+        size_t nadmin = 0, nuser = 0, npolicy = 0, nscope = 0, nclient = 0;
+        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy, &nscope, &nclient) != HDX_OK) {
             printf("bad devices reason=\"out of memory\"\n");
             table_bad++;
         } else {
@@ -1202,6 +1254,7 @@ int cmd_verify(int argc, char **argv)
             table_bad += check_users(&ctx, &reg, nuser);
             table_bad += check_policy(&ctx, &reg, npolicy);
             table_bad += check_scopes(&ctx, &reg, nscope);
+            table_bad += check_clients(&ctx, &reg, nclient);
         }
         hdx_registry_free(&reg);
     }

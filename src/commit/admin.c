@@ -12,7 +12,9 @@
 #include "audit/audit.h"
 #include "core/err.h"
 #include "auth/apikey.h"
+#include "auth/jwt.h"
 #include "auth/password.h"
+#include "auth/smart_scope.h"
 #include "auth/totp.h"
 #include "core/util.h"
 #include "pki/pki.h"
@@ -46,6 +48,9 @@ static const char *const op_names[] = {
     [HDX_ADMIN_ROUTE_RETRY] = "route_retry",
     [HDX_ADMIN_ROUTE_SKIP] = "route_skip",
     [HDX_ADMIN_ROUTE_DELIVERED] = "route_delivered",
+    [HDX_ADMIN_CLIENT_ADD] = "client_add",
+    [HDX_ADMIN_CLIENT_SCOPE] = "client_scope",
+    [HDX_ADMIN_CLIENT_REVOKE] = "client_revoke",
 };
 #define NOPS (sizeof(op_names) / sizeof(op_names[0]))
 _Static_assert(NOPS == HDX_ADMIN_OP_LAST + 1, "one name per op");
@@ -56,6 +61,14 @@ _Static_assert(HDX_USER_RECOVERY_CODES == HDX_RECOVERY_CODES &&
 _Static_assert(HDX_USER_PW_HASH_MAX == HDX_PW_HASH_MAX, "password hash size");
 _Static_assert(HDX_POLICY_TOKEN_LEN == HDX_BLIND_LEN, "patient token size");
 _Static_assert(HDX_DEVICE_SCOPE_MAX == HDX_SCOPE_TEXT_MAX, "scope text size");
+/* the canonical text of any SMART scope that parses: 32 terms of "patient/" TYPE "." "cruds" */
+_Static_assert(HDX_SMART_SCOPE_TERMS_MAX *(8 + HDX_SMART_SCOPE_TYPE_MAX + 1 + 5 + 1) <=
+                   HDX_SMART_CLIENT_SCOPE_MAX + 1,
+               "a canonical SMART scope fits");
+_Static_assert(HDX_SMART_JWKS_MAX <= HDX_JWKS_MAX_LEN, "hdx_jwks_parse takes a whole JWK Set");
+#define B64U sodium_base64_VARIANT_URLSAFE_NO_PADDING
+/* base64url characters of the largest JWK Set (sodium's length counts the NUL) */
+#define JWKS_B64_MAX (sodium_base64_ENCODED_LEN(HDX_SMART_JWKS_MAX, B64U) - 1)
 
 /* The keys after op=, in their one allowed order. */
 enum key {
@@ -81,13 +94,15 @@ enum key {
     K_SCOPE,
     K_SEQ,
     K_REASON,
+    K_JWKS,
+    K_CSCOPE, /* a SMART client's scope: its own grammar (auth/smart_scope.h) */
     K_END
 };
 static const char *const key_names[] = {
     "name",     "role",        "serial",   "created_us", "revoked_us",    "sign_pub",
     "pw_hash",  "totp_sealed", "recovery", "at_us",      "date",          "step",
     "index",    "patient",     "purpose",  "expires_us", "justification", "granted_us",
-    "reviewer", "scope",       "seq",      "reason"};
+    "reviewer", "scope",       "seq",      "reason",     "jwks",          "scope"};
 _Static_assert(sizeof(key_names) / sizeof(key_names[0]) == K_END, "one name per key");
 static const enum key op_keys[][7] = {
     [HDX_ADMIN_DEVICE_ADD] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_PUB, K_END},
@@ -114,9 +129,14 @@ static const enum key op_keys[][7] = {
     [HDX_ADMIN_ROUTE_RETRY] = {K_NAME, K_SEQ, K_END},
     [HDX_ADMIN_ROUTE_SKIP] = {K_NAME, K_SEQ, K_END},
     [HDX_ADMIN_ROUTE_DELIVERED] = {K_NAME, K_SEQ, K_END},
+    [HDX_ADMIN_CLIENT_ADD] = {K_NAME, K_JWKS, K_CSCOPE, K_CREATED, K_END},
+    [HDX_ADMIN_CLIENT_SCOPE] = {K_NAME, K_CSCOPE, K_END},
+    [HDX_ADMIN_CLIENT_REVOKE] = {K_NAME, K_REVOKED, K_END},
 };
-/* The longest value: a scope (recovery, ten 64-digit codes and nine commas, is 650). */
-#define VAL_MAX HDX_DEVICE_SCOPE_MAX
+/* The longest value copied out of a body: a SMART client's scope (a device scope is 1,536,
+ * recovery, ten 64-digit codes and nine commas, 650). A JWK Set is decoded in place. */
+#define VAL_MAX HDX_SMART_CLIENT_SCOPE_MAX
+_Static_assert(VAL_MAX >= HDX_DEVICE_SCOPE_MAX, "a device scope fits a value");
 _Static_assert(VAL_MAX >= HDX_USER_RECOVERY_CODES * (2 * HDX_USER_RECOVERY_LEN + 1),
                "recovery fits a value");
 
@@ -147,6 +167,9 @@ const char *hdx_admin_type(enum hdx_admin_op op)
         [HDX_ADMIN_ROUTE_RETRY] = "admin/route_retry",
         [HDX_ADMIN_ROUTE_SKIP] = "admin/route_skip",
         [HDX_ADMIN_ROUTE_DELIVERED] = "admin/route_delivered",
+        [HDX_ADMIN_CLIENT_ADD] = "admin/client_add",
+        [HDX_ADMIN_CLIENT_SCOPE] = "admin/client_scope",
+        [HDX_ADMIN_CLIENT_REVOKE] = "admin/client_revoke",
     };
     return op >= HDX_ADMIN_DEVICE_ADD && (size_t)op < NOPS ? types[op] : NULL;
 }
@@ -164,6 +187,11 @@ int hdx_admin_is_route_op(enum hdx_admin_op op)
 int hdx_admin_is_policy_op(enum hdx_admin_op op)
 {
     return op >= HDX_ADMIN_CARETEAM_ADD && op <= HDX_ADMIN_BREAK_GLASS_REVIEW;
+}
+
+int hdx_admin_is_client_op(enum hdx_admin_op op)
+{
+    return op >= HDX_ADMIN_CLIENT_ADD && op <= HDX_ADMIN_CLIENT_REVOKE;
 }
 
 static int is_consent_op(enum hdx_admin_op op)
@@ -262,6 +290,42 @@ static int recovery_ok(const char *v, struct hdx_admin *a)
     return 1;
 }
 
+/* A SMART client's scope: non-empty, and exactly the canonical text of what it parses to (one
+ * spelling per grant), into a->smart_scope. */
+static int smart_scope_ok(struct hdx_admin *a, const char *v, size_t n)
+{
+    struct hdx_smart_scopes sc;
+    char why[64];
+    if (n < 1 || n > HDX_SMART_CLIENT_SCOPE_MAX ||
+        hdx_smart_scope_parse(v, n, &sc, why, sizeof(why)) != HDX_OK || sc.n == 0 ||
+        hdx_smart_scope_format(&sc, a->smart_scope, sizeof(a->smart_scope)) != HDX_OK ||
+        strcmp(a->smart_scope, v) != 0) {
+        a->smart_scope[0] = 0;
+        return 0;
+    }
+    return 1;
+}
+
+/* A JWK Set: v (n bytes, not terminated) the unpadded base64url of a document hdx_jwks_parse
+ * accepts, in its one spelling (libsodium refuses padding, other characters and non-zero
+ * trailing bits), into a->jwks. */
+static int jwks_value(struct hdx_admin *a, const char *v, size_t n)
+{
+    size_t bin = 0;
+    const char *end = NULL;
+    char why[64];
+    struct hdx_jwks *k = NULL;
+    if (n < 1 || n > JWKS_B64_MAX ||
+        sodium_base642bin(a->jwks, sizeof(a->jwks), v, n, NULL, &bin, &end, B64U) != 0 ||
+        end != v + n || bin < 1 || bin > HDX_SMART_JWKS_MAX ||
+        sodium_base64_ENCODED_LEN(bin, B64U) - 1 != n)
+        return 0;
+    if (hdx_jwks_parse((const char *)a->jwks, bin, &k, why, sizeof(why)) != HDX_OK) return 0;
+    hdx_jwks_free(k);
+    a->jwks_len = bin;
+    return 1;
+}
+
 /* One value into a; 0 when invalid. */
 static int set_value(struct hdx_admin *a, enum key k, const char *v)
 {
@@ -354,27 +418,41 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         if (!justification_ok(v, n) || n >= sizeof(a->reason)) return 0;
         memcpy(a->reason, v, n + 1);
         return 1;
+    case K_CSCOPE:
+        return smart_scope_ok(a, v, n);
+    case K_JWKS: /* decoded from the body in place (jwks_value) */
     case K_END:
         break;
     }
     return 0;
 }
 
-/* The next "key=value\n" line at body[*off]: key must be want; the value (no NUL, no LF,
- * at most cap - 1 bytes) goes to val. */
-static int next_line(const uint8_t *body, size_t len, size_t *off, const char *want, char *val,
-                     size_t cap)
+/* The next "key=value\n" line at body[*off]: key must be want; *v, *vlen: the value in body
+ * (no NUL, no LF; not terminated). */
+static int next_view(const uint8_t *body, size_t len, size_t *off, const char *want, const char **v,
+                     size_t *vlen)
 {
     size_t klen = strlen(want), i = *off;
     if (len - i < klen + 2 || memcmp(body + i, want, klen) != 0 || body[i + klen] != '=') return 0;
     i += klen + 1;
     const uint8_t *nl = memchr(body + i, '\n', len - i);
     if (!nl) return 0;
-    size_t vlen = (size_t)(nl - (body + i));
-    if (vlen >= cap || memchr(body + i, 0, vlen)) return 0;
-    memcpy(val, body + i, vlen);
+    *vlen = (size_t)(nl - (body + i));
+    if (memchr(body + i, 0, *vlen)) return 0;
+    *v = (const char *)body + i;
+    *off = i + *vlen + 1;
+    return 1;
+}
+
+/* The same, the value copied to val (at most cap - 1 bytes) and terminated. */
+static int next_line(const uint8_t *body, size_t len, size_t *off, const char *want, char *val,
+                     size_t cap)
+{
+    const char *v;
+    size_t vlen;
+    if (!next_view(body, len, off, want, &v, &vlen) || vlen >= cap) return 0;
+    memcpy(val, v, vlen);
     val[vlen] = 0;
-    *off = i + vlen + 1;
     return 1;
 }
 
@@ -389,10 +467,15 @@ int hdx_admin_parse(const uint8_t *body, size_t len, struct hdx_admin *out)
     for (size_t i = HDX_ADMIN_DEVICE_ADD; i < NOPS; i++)
         if (!strcmp(val, op_names[i])) out->op = (enum hdx_admin_op)i;
     if (!out->op) goto bad;
-    for (const enum key *k = op_keys[out->op]; *k != K_END; k++)
-        if (!next_line(body, len, &off, key_names[*k], val, sizeof(val)) ||
-            !set_value(out, *k, val))
+    for (const enum key *k = op_keys[out->op]; *k != K_END; k++) {
+        const char *v;
+        size_t vlen;
+        if (*k == K_JWKS
+                ? !next_view(body, len, &off, key_names[*k], &v, &vlen) || !jwks_value(out, v, vlen)
+                : !next_line(body, len, &off, key_names[*k], val, sizeof(val)) ||
+                      !set_value(out, *k, val))
             goto bad;
+    }
     /* The actor came later: optional, and the last line. */
     if (off != len) {
         if (!next_line(body, len, &off, "by", val, sizeof(val)) || !hdx_admin_by_valid(val))
@@ -465,6 +548,18 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
         return snprintf(out, cap, "seq=%llu\n", (unsigned long long)a->seq);
     case K_REASON:
         return snprintf(out, cap, "reason=%s\n", a->reason);
+    case K_CSCOPE:
+        return snprintf(out, cap, "scope=%s\n", a->smart_scope);
+    case K_JWKS: {
+        if (a->jwks_len < 1 || a->jwks_len > HDX_SMART_JWKS_MAX) return -1;
+        size_t enc = sodium_base64_ENCODED_LEN(a->jwks_len, B64U); /* with its NUL */
+        if (cap < 5 + enc + 1) return (int)(5 + enc);              /* too small: as snprintf says */
+        memcpy(out, "jwks=", 5);
+        sodium_bin2base64(out + 5, enc, a->jwks, a->jwks_len, B64U);
+        out[5 + enc - 1] = '\n';
+        out[5 + enc] = 0;
+        return (int)(5 + enc);
+    }
     case K_END:
         break;
     }
@@ -505,10 +600,13 @@ int hdx_admin_format(const struct hdx_admin *a, char *out, size_t cap)
         n += (size_t)w;
     }
     /* Only what parses is written: the producer's statement is the record. */
-    struct hdx_admin back;
-    if (n > HDX_ADMIN_BODY_MAX || hdx_admin_parse((const uint8_t *)out, n, &back) != HDX_OK)
-        return HDX_E_INVAL;
-    return (int)n;
+    if (n > HDX_ADMIN_BODY_MAX) return HDX_E_INVAL;
+    struct hdx_admin *back = malloc(sizeof(*back)); /* 15 KB: not on the caller's stack */
+    if (!back) return HDX_E_NOMEM;
+    int rc = hdx_admin_parse((const uint8_t *)out, n, back);
+    sodium_memzero(back, sizeof(*back));
+    free(back);
+    return rc == HDX_OK ? (int)n : HDX_E_INVAL;
 }
 
 int hdx_admin_break_glass(const char *user, const uint8_t patient[HDX_BLIND_LEN],
@@ -949,8 +1047,100 @@ static int policy_commit(struct hdx_store *s, const struct hdx_admin *a, int64_t
     return hdx_store_break_glass_put(s, &row.bg); /* a grant, once made, stays */
 }
 
+/* ---------- SMART Backend Services clients ---------- */
+
+/* What a client_* statement makes of the row before it (*present: it exists, before and
+ * after): the apply at the top. 1 changed, 0 nothing, HDX_E_NOMEM (the row unchanged). A
+ * client_add gives the row a fresh copy of the JWK Set and frees the one it had. */
+static int client_apply(struct hdx_smart_client *c, int *present, const struct hdx_admin *a)
+{
+    switch (a->op) {
+    case HDX_ADMIN_CLIENT_ADD: {
+        if (*present && !c->revoked_us) return 0; /* an active client is never replaced */
+        uint8_t *jwks = malloc(a->jwks_len ? a->jwks_len : 1);
+        if (!jwks) return HDX_E_NOMEM;
+        memcpy(jwks, a->jwks, a->jwks_len);
+        hdx_smart_client_clear(c);
+        snprintf(c->name, sizeof(c->name), "%s", a->name);
+        c->jwks = jwks;
+        c->jwks_len = a->jwks_len;
+        snprintf(c->scope, sizeof(c->scope), "%s", a->smart_scope);
+        c->created_us = a->created_us;
+        c->revoked_us = 0;
+        *present = 1;
+        return 1;
+    }
+    case HDX_ADMIN_CLIENT_SCOPE:
+        if (!*present || c->revoked_us) return 0;
+        snprintf(c->scope, sizeof(c->scope), "%s", a->smart_scope);
+        return 1;
+    case HDX_ADMIN_CLIENT_REVOKE:
+        if (!*present || c->revoked_us) return 0;
+        c->revoked_us = a->revoked_us;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int client_cmp(const void *x, const void *y)
+{
+    const struct hdx_smart_client *a = x, *b = y;
+    return strcmp(a->name, b->name);
+}
+
+const struct hdx_smart_client *hdx_registry_client(const struct hdx_registry *r, const char *name)
+{
+    struct hdx_smart_client key; /* only its name is compared */
+    snprintf(key.name, sizeof(key.name), "%s", name);
+    return sorted_find(r->cl, r->ncl, sizeof(*r->cl), &key, client_cmp);
+}
+
+static int registry_client_apply(struct hdx_registry *r, const struct hdx_admin *a)
+{
+    int found;
+    struct hdx_smart_client key;
+    snprintf(key.name, sizeof(key.name), "%s", a->name);
+    size_t i = sorted_pos(r->cl, r->ncl, sizeof(*r->cl), &key, client_cmp, &found);
+    if (found) { /* in place: the row owns its JWK Set */
+        int present = 1, rc = client_apply(&r->cl[i], &present, a);
+        return rc < 0 ? rc : HDX_OK;
+    }
+    if (a->op != HDX_ADMIN_CLIENT_ADD) return HDX_OK; /* nothing to change */
+    if (r->ncl == r->clcap) {
+        size_t cap = r->clcap ? r->clcap * 2 : 8;
+        struct hdx_smart_client *p = realloc(r->cl, cap * sizeof(*p));
+        if (!p) return HDX_E_NOMEM;
+        r->cl = p;
+        r->clcap = cap;
+    }
+    struct hdx_smart_client row = {0};
+    int present = 0, rc = client_apply(&row, &present, a);
+    if (rc < 0) return rc;
+    memmove(&r->cl[i + 1], &r->cl[i], (r->ncl - i) * sizeof(*r->cl));
+    r->cl[i] = row; /* moved: the registry owns row.jwks now */
+    r->ncl++;
+    return HDX_OK;
+}
+
+/* A client statement against its table: the same apply as the replay. */
+static int client_commit(struct hdx_store *s, const struct hdx_admin *a)
+{
+    struct hdx_smart_client c;
+    int present = 0, rc = hdx_store_client_get(s, a->name, &c);
+    if (rc == HDX_OK)
+        present = 1;
+    else if (rc != HDX_E_NOTFOUND)
+        return rc; /* a damaged row is not silently replaced */
+    rc = client_apply(&c, &present, a);
+    if (rc > 0) rc = hdx_store_client_put(s, &c);
+    hdx_smart_client_clear(&c);
+    return rc < 0 ? rc : HDX_OK;
+}
+
 int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
 {
+    if (hdx_admin_is_client_op(a->op)) return registry_client_apply(r, a);
     if (hdx_admin_is_user_op(a->op)) return registry_user_apply(r, a, time_us);
     if (hdx_admin_is_policy_op(a->op)) return registry_policy_apply(r, a, time_us);
     if (a->op == HDX_ADMIN_DEVICE_SCOPE) return registry_scope_apply(r, a, time_us);
@@ -985,6 +1175,9 @@ void hdx_registry_free(struct hdx_registry *r)
     free(r->cs);
     free(r->bg);
     free(r->sc);
+    for (size_t i = 0; i < r->ncl; i++)
+        free(r->cl[i].jwks);
+    free(r->cl);
     free(r->e);
     if (r->u) sodium_memzero(r->u, r->ucap * sizeof(*r->u));
     free(r->u);
@@ -1019,6 +1212,10 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
         goto dequeue;
     }
     if (hdx_admin_is_route_op(a.op)) goto dequeue; /* no table (see admin.h) */
+    if (hdx_admin_is_client_op(a.op)) {
+        rc = client_commit(s, &a);
+        goto dequeue;
+    }
     if (a.op == HDX_ADMIN_DEVICE_SCOPE) {
         rc = hdx_store_device_scope_set(s, a.name, a.has_scope ? a.scope : NULL, time_us);
         goto dequeue;

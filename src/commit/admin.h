@@ -1,12 +1,13 @@
 /* admin: the registry (devices, users and the policy data) as records of the log (kind
  * HDX_KIND_ADMIN).
- * Contract: the `devices`, `device_keys`, `device_scopes`, `users`, `careteams`, `consents` and
- * `break_glass` tables are the replay of the admin records in seq order, and nothing else writes
- * them. A producer (hdx device, the migration of an older store) enqueues a statement in the
- * store's admin_queue; the commit thread seals it as a record (sender HDX_ADMIN_SENDER, type
- * "admin/<op>", no patient, no duplicate token) and, in the SAME transaction, applies it to the
- * tables and deletes its queue row (hdx_admin_commit). `hdx verify` replays every admin record into
- * an in-memory registry (hdx_registry_*) and compares it with the tables row by row.
+ * Contract: the `devices`, `device_keys`, `device_scopes`, `users`, `careteams`, `consents`,
+ * `break_glass` and `smart_clients` tables are the replay of the admin records in seq order, and
+ * nothing else writes them. A producer (hdx device, the migration of an older store) enqueues a
+ * statement in the store's admin_queue; the commit thread seals it as a record (sender
+ * HDX_ADMIN_SENDER, type "admin/<op>", no patient, no duplicate token) and, in the SAME
+ * transaction, applies it to the tables and deletes its queue row (hdx_admin_commit). `hdx verify`
+ * replays every admin record into an in-memory registry (hdx_registry_*) and compares it with the
+ * tables row by row.
  *
  * Body (the record's plaintext): canonical text, every line LF-terminated, keys in exactly
  * this order per op, nothing before or after (docs/RECORD-FORMAT.md, "Admin records"):
@@ -35,6 +36,9 @@
  *   op=route_retry     name seq
  *   op=route_skip      name seq
  *   op=route_delivered name seq
+ *   op=client_add      name jwks scope created_us
+ *   op=client_scope    name scope
+ *   op=client_revoke   name revoked_us
  * name: pki_name_valid; role: device|subscriber|gateway for devices, admin|security-officer|
  * auditor|clinician|nurse|researcher|integration for users; serial: 1-40 lower-case hex digits;
  * *_us: decimal without leading zeros (created_us >= 1, revoked_us >= 1, or 0 in an import:
@@ -50,7 +54,14 @@
  * expires_us, granted_us >= 1; justification: 1-500 bytes, each printable ASCII 0x20-0x7e
  * (no LF, CR, tab or other control byte, nothing above 0x7e), taken verbatim; reviewer: a name
  * (as name), other than name (nobody reviews their own grant); scope: a canonical scope text
- * (policy/scope.h hdx_scope_parse), or empty (no scope: every record the filter matches).
+ * (policy/scope.h hdx_scope_parse), or empty (no scope: every record the filter matches);
+ * in the client_* ops: a SMART Backend Services client. name: a client id, as a user name;
+ * jwks: the client's JWK Set document (RFC 7517 5) as the unpadded base64url (RFC 4648 5) of
+ * its 1 to HDX_SMART_JWKS_MAX bytes, one spelling only (no padding, no non-zero trailing
+ * bits), that auth/jwt.h hdx_jwks_parse accepts (public EC P-384 or RSA 2048-8192 keys: a
+ * private key, a small RSA key, a key of another type is not a statement); scope: a SMART
+ * scope text (auth/smart_scope.h), non-empty and canonical (hdx_smart_scope_format of its
+ * parse gives back exactly the same bytes).
  * hdx_admin_parse is pure and treats its input as untrusted: length-checked, it refuses
  * unknown, missing, repeated or reordered keys, trailing bytes, bad hex and bad names.
  *
@@ -99,6 +110,17 @@
  * They change no table: the dead-letter list is the replay of these records in seq order
  * (a seq is dead after route_dead until a route_skip or route_delivered; route_retry marks it
  * for another attempt), read from the log itself, so the log is its only authority.
+ * SMART Backend Services clients (auth/jwt.h checks their assertions against the JWK Set):
+ *   client_add     when no row exists or the row is revoked (a name registered again): the
+ *                  row becomes (jwks, scope, created_us, revoked_us 0); an ACTIVE client is
+ *                  never replaced (the statement changes nothing: hdx client add refuses it
+ *                  before it is queued, so only a race or a hand-made statement gets here)
+ *   client_scope   when the row exists and is active: scope
+ *   client_revoke  when the row exists and is active: revoked_us (a second revoke keeps the
+ *                  first time); the row stays, so the name stays taken
+ * The record's time is not used. A client's name is a principal's: the hdx CLI refuses a
+ * client_add for the name of a user or device, and a user_add or device_add for a client's
+ * name (active or revoked), at queue time; apply does not look (it stays total).
  * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
  * the store handle's thread. */
 #ifndef HDX_ADMIN_H
@@ -110,9 +132,12 @@
 #include "commit/commit.h"
 #include "store/store.h"
 
-/* device_scope is the largest: about 1,650 bytes with a 64-character name and the longest
- * scope (user_add about 1,100) */
-#define HDX_ADMIN_BODY_MAX 2048
+/* client_add is the largest: a 64-character name, a JWK Set of HDX_SMART_JWKS_MAX bytes
+ * (10,923 base64url characters), the longest canonical SMART scope (2,527) and a by= make
+ * about 13,700 bytes (device_scope about 1,650, user_add about 1,100). Callers' buffers of
+ * this size are on the stack of threads with the default (8 MiB) stack; none sets a smaller
+ * one. */
+#define HDX_ADMIN_BODY_MAX 16384
 #define HDX_ADMIN_SENDER "hdx:admin" /* ':' is outside device names: no CN can take it */
 
 enum hdx_admin_op {
@@ -140,8 +165,11 @@ enum hdx_admin_op {
     HDX_ADMIN_ROUTE_RETRY,
     HDX_ADMIN_ROUTE_SKIP,
     HDX_ADMIN_ROUTE_DELIVERED,
+    HDX_ADMIN_CLIENT_ADD,
+    HDX_ADMIN_CLIENT_SCOPE,
+    HDX_ADMIN_CLIENT_REVOKE,
 };
-#define HDX_ADMIN_OP_LAST HDX_ADMIN_ROUTE_DELIVERED
+#define HDX_ADMIN_OP_LAST HDX_ADMIN_CLIENT_REVOKE
 
 #define HDX_ADMIN_BY_MAX 96
 struct hdx_admin {
@@ -173,6 +201,11 @@ struct hdx_admin {
     /* route_*: name is the route's, seq the message's, reason why it is a dead letter */
     uint64_t seq;
     char reason[HDX_JUSTIFICATION_MAX + 1];
+    /* client_*: name is the client id; created_us (add), revoked_us (revoke); the JWK Set
+     * document's bytes (add) and the canonical SMART scope (add, scope) */
+    size_t jwks_len;
+    uint8_t jwks[HDX_SMART_JWKS_MAX];
+    char smart_scope[HDX_SMART_CLIENT_SCOPE_MAX + 1];
     /* Who made the change, the last line of every statement: "local:LOGIN" (the hdx CLI, by
      * the operating-system account that ran it; "local:root/sudo:LOGIN" under sudo) or
      * "user:NAME" (hdxd, on behalf of a signed-in user) or
@@ -189,6 +222,8 @@ int hdx_admin_is_user_op(enum hdx_admin_op op);
 int hdx_admin_is_route_op(enum hdx_admin_op op);
 /* 1 for the careteam_*, consent_* and break_glass* ops. */
 int hdx_admin_is_policy_op(enum hdx_admin_op op);
+/* 1 for the client_* ops. */
+int hdx_admin_is_client_op(enum hdx_admin_op op);
 /* 1 when role is one a user may have. */
 int hdx_admin_user_role_valid(const char *role);
 
@@ -227,6 +262,8 @@ struct hdx_registry {
     size_t nbg, bgcap;
     struct hdx_device_scope *sc; /* sorted by name */
     size_t nsc, sccap;
+    struct hdx_smart_client *cl; /* sorted by name; each jwks owned (hdx_registry_free) */
+    size_t ncl, clcap;
 };
 void hdx_registry_free(struct hdx_registry *r);
 /* Applies one statement committed at time_us (see the top). HDX_E_NOMEM only. */
@@ -243,6 +280,8 @@ const struct hdx_break_glass *hdx_registry_break_glass(const struct hdx_registry
                                                        const struct hdx_break_glass *key);
 /* name's scope row, or NULL (no scope). */
 const struct hdx_device_scope *hdx_registry_scope(const struct hdx_registry *r, const char *name);
+/* name's SMART client row (active or revoked), or NULL. */
+const struct hdx_smart_client *hdx_registry_client(const struct hdx_registry *r, const char *name);
 /* The user row a statement makes of the row before it (present: it exists, before and after):
  * the apply above for one user, for callers that hold the row (the store, auth/user.c). */
 void hdx_admin_user_apply(struct hdx_user *u, int *present, const struct hdx_admin *a,

@@ -308,6 +308,44 @@ int hdx_store_device_scopes_list(struct hdx_store *s,
                                            const struct hdx_device_scope *scope, int bad),
                                  void *ctx);
 
+/* SMART Backend Services clients (schema 6): the replay of the client_* admin records
+ * (commit/admin.h), written by nothing else, keyed by the client id (a principal name: no
+ * user or device has it, the hdx CLI refuses the clash both ways). jwks: the registered JWK
+ * Set document as the operator gave it (public keys only: auth/jwt.h hdx_jwks_parse accepted
+ * it), 1 to HDX_SMART_JWKS_MAX bytes; scope: the canonical SMART scope text the client is
+ * granted (auth/smart_scope.h), never empty; revoked_us 0 while active. A revoked client's
+ * row stays (its name stays taken) until a client_add registers the name again. */
+#define HDX_SMART_JWKS_MAX 8192 /* bytes of a registered JWK Set document */
+/* the canonical text of 32 terms of at most "patient/" + 64 + "." + "cruds", a space apart
+ * (auth/smart_scope.h: HDX_SMART_SCOPE_TERMS_MAX, HDX_SMART_SCOPE_TYPE_MAX) */
+#define HDX_SMART_CLIENT_SCOPE_MAX 2560
+struct hdx_smart_client {
+    char name[65];
+    uint8_t *jwks; /* malloc'd (hdx_smart_client_clear frees it) */
+    size_t jwks_len;
+    char scope[HDX_SMART_CLIENT_SCOPE_MAX + 1];
+    int64_t created_us, revoked_us; /* revoked_us 0: active */
+};
+/* Frees c->jwks and zeroes *c; NULL is fine. */
+void hdx_smart_client_clear(struct hdx_smart_client *c);
+/* The writer (only an admin record's transaction): replaces the whole row of c->name. */
+int hdx_store_client_put(struct hdx_store *s, const struct hdx_smart_client *c);
+/* name's row into *out (zeroed first; out->jwks malloc'd: hdx_smart_client_clear): HDX_OK,
+ * HDX_E_NOTFOUND, HDX_E_NOMEM, or HDX_E_INTEGRITY for a row no statement could have made (a
+ * jwks that is not a blob of 1..HDX_SMART_JWKS_MAX bytes, a scope that is not text, is empty,
+ * too long or holds a NUL, a time out of range): a caller deciding access refuses then. */
+int hdx_store_client_get(struct hdx_store *s, const char *name, struct hdx_smart_client *out);
+/* Every well-formed row in name order (the row and its jwks live only during the call); cb
+ * returns non-zero to stop. HDX_OK, or HDX_E_INTEGRITY when a damaged row was passed over
+ * (the others are still visited), or a store error. */
+int hdx_store_clients_list(struct hdx_store *s,
+                           int (*cb)(void *ctx, const struct hdx_smart_client *c), void *ctx);
+/* Every row, damaged ones too (bad set; their fields as far as they could be read), for hdx
+ * verify. */
+int hdx_store_client_rows_list(struct hdx_store *s,
+                               int (*cb)(void *ctx, const struct hdx_smart_client *c, int bad),
+                               void *ctx);
+
 /* admin_queue: statements waiting for their admin record (commit/admin.h). enqueue sets *id
  * (> 0); pending calls cb for rows with id > after_id in id order (cb returns non-zero to
  * stop); dequeue deletes one (HDX_E_NOTFOUND when absent: another writer took it); queued

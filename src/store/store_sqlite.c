@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -143,6 +143,13 @@ struct hdx_store {
     "CREATE TABLE IF NOT EXISTS device_scopes(name TEXT PRIMARY KEY, scope TEXT NOT NULL,"         \
     " set_us INTEGER NOT NULL) STRICT;"
 
+/* SMART Backend Services clients: the replay of the client_* admin records, keyed by client
+ * id. jwks is the registered JWK Set document (public keys), scope the canonical SMART scope
+ * text granted (auth/smart_scope.h), revoked_us 0 while active. */
+#define CLIENTS_SQL                                                                                \
+    "CREATE TABLE IF NOT EXISTS smart_clients(name TEXT PRIMARY KEY, jwks BLOB NOT NULL,"          \
+    " scope TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL) STRICT;"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
     "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -167,7 +174,7 @@ static const char schema_sql[] =
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL SCOPES_SQL
-    "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 5);";
+        CLIENTS_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 6);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -185,6 +192,10 @@ static const char migrate_3_to_4_sql[] = POLICY_SQL "UPDATE meta SET v=4 WHERE k
 /* Version 4 had no scopes (every subscriber received everything its filter matched, which an
  * absent row still means); nothing else changed. */
 static const char migrate_4_to_5_sql[] = SCOPES_SQL "UPDATE meta SET v=5 WHERE k='schema_version';";
+/* Version 5 had no SMART clients (no backend client could be registered); nothing else
+ * changed. */
+static const char migrate_5_to_6_sql[] =
+    CLIENTS_SQL "UPDATE meta SET v=6 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -246,6 +257,7 @@ static int configure(struct hdx_store *s, int flags)
     if (rc == HDX_OK && (version == 1 || version == 2)) rc = exec(s, migrate_2_to_3_sql);
     if (rc == HDX_OK && version >= 1 && version <= 3) rc = exec(s, migrate_3_to_4_sql);
     if (rc == HDX_OK && version >= 1 && version <= 4) rc = exec(s, migrate_4_to_5_sql);
+    if (rc == HDX_OK && version >= 1 && version <= 5) rc = exec(s, migrate_5_to_6_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
@@ -2101,6 +2113,131 @@ int hdx_store_device_scopes_list(struct hdx_store *s,
                            -1, &q, NULL) != SQLITE_OK)
         return db_error(s, "device_scopes_list_prepare");
     return each_row(s, q, device_scope_row, &w, "device_scopes_list");
+}
+
+/* ---------- SMART clients (commit/admin.h is their only writer) ---------- */
+
+void hdx_smart_client_clear(struct hdx_smart_client *c)
+{
+    if (!c) return;
+    free(c->jwks);
+    memset(c, 0, sizeof(*c));
+}
+
+int hdx_store_client_put(struct hdx_store *s, const struct hdx_smart_client *c)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (!c->jwks || c->jwks_len < 1 || c->jwks_len > HDX_SMART_JWKS_MAX) return HDX_E_INVAL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO smart_clients(name,jwks,scope,created_us,"
+                           "revoked_us) VALUES(?,?,?,?,?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "client_put_prepare");
+    sqlite3_bind_text(q, 1, c->name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, c->jwks, (int)c->jwks_len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, c->scope, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, c->created_us);
+    sqlite3_bind_int64(q, 5, c->revoked_us);
+    return write_step(s, q, "client_put");
+}
+
+#define CLIENT_COLS "name,jwks,scope,created_us,revoked_us"
+
+/* A smart_clients row into *c (zeroed first; jwks malloc'd when it is a blob of a size a
+ * statement writes). 1 well-formed, 0 damaged (c holds what could be read), -1 no memory. */
+static int row_to_client(sqlite3_stmt *q, struct hdx_smart_client *c)
+{
+    memset(c, 0, sizeof(*c));
+    int ok = text_col(q, 0, c->name, sizeof(c->name));
+    int n = sqlite3_column_bytes(q, 1);
+    if (sqlite3_column_type(q, 1) == SQLITE_BLOB && n >= 1 && n <= HDX_SMART_JWKS_MAX) {
+        c->jwks = malloc((size_t)n);
+        if (!c->jwks) return -1;
+        memcpy(c->jwks, sqlite3_column_blob(q, 1), (size_t)n);
+        c->jwks_len = (size_t)n;
+    } else {
+        ok = 0;
+    }
+    ok &= sqlite3_column_type(q, 2) == SQLITE_TEXT && text_col(q, 2, c->scope, sizeof(c->scope)) &&
+          c->scope[0] != 0;
+    c->created_us = sqlite3_column_int64(q, 3);
+    c->revoked_us = sqlite3_column_int64(q, 4);
+    ok &= c->created_us >= 1 && c->revoked_us >= 0;
+    return ok;
+}
+
+int hdx_store_client_get(struct hdx_store *s, const char *name, struct hdx_smart_client *out)
+{
+    sqlite3_stmt *q = NULL;
+    memset(out, 0, sizeof(*out));
+    if (sqlite3_prepare_v2(s->db, "SELECT " CLIENT_COLS " FROM smart_clients WHERE name=?", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_error(s, "client_get_prepare");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q), out_rc = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW) {
+        int ok = row_to_client(q, out);
+        out_rc = ok > 0 ? HDX_OK : ok < 0 ? HDX_E_NOMEM : HDX_E_INTEGRITY;
+    } else if (rc != SQLITE_DONE) {
+        out_rc = db_error(s, "client_get");
+    }
+    sqlite3_finalize(q);
+    if (out_rc != HDX_OK) hdx_smart_client_clear(out);
+    return out_rc;
+}
+
+struct client_walk {
+    int (*cb)(void *ctx, const struct hdx_smart_client *c);
+    int (*rows)(void *ctx, const struct hdx_smart_client *c, int bad);
+    void *ctx;
+    int damaged, nomem;
+};
+
+static int client_row(void *w, sqlite3_stmt *q)
+{
+    struct client_walk *cw = w;
+    struct hdx_smart_client c;
+    int ok = row_to_client(q, &c), stop = 0;
+    if (ok < 0) {
+        cw->nomem = 1;
+        stop = 1;
+    } else if (cw->rows) {
+        stop = cw->rows(cw->ctx, &c, !ok);
+    } else if (ok) {
+        stop = cw->cb(cw->ctx, &c);
+    } else {
+        cw->damaged = 1;
+    }
+    hdx_smart_client_clear(&c);
+    return stop;
+}
+
+static int clients_walk(struct hdx_store *s, struct client_walk *w)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT " CLIENT_COLS " FROM smart_clients ORDER BY name", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_error(s, "clients_prepare");
+    int rc = each_row(s, q, client_row, w, "clients");
+    if (rc == HDX_OK && w->nomem) rc = HDX_E_NOMEM;
+    if (rc == HDX_OK && w->damaged) rc = HDX_E_INTEGRITY;
+    return rc;
+}
+
+int hdx_store_clients_list(struct hdx_store *s,
+                           int (*cb)(void *ctx, const struct hdx_smart_client *c), void *ctx)
+{
+    struct client_walk w = {.cb = cb, .ctx = ctx};
+    return clients_walk(s, &w);
+}
+
+int hdx_store_client_rows_list(struct hdx_store *s,
+                               int (*cb)(void *ctx, const struct hdx_smart_client *c, int bad),
+                               void *ctx)
+{
+    struct client_walk w = {.rows = cb, .ctx = ctx};
+    return clients_walk(s, &w);
 }
 
 int hdx_store_senders_since(struct hdx_store *s, int64_t since_us,

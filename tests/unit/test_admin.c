@@ -6,6 +6,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1156,6 +1161,415 @@ static void test_scope_bodies_registry_and_store(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- SMART Backend Services clients ---- */
+
+/* tests/data/jwt/ec-jwks.json: one public P-384 key (PyJWT made it) */
+#define EC_JWKS                                                                                    \
+    "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":"                                          \
+    "\"ruRlAPzn6TS4HUgZApcTHdXcMw1Kl4DCAuWF8SsG"                                                   \
+    "m0LZTIEbMDVF6qY6B62RWuaZ\",\"y\":\"GXtI5CkdOqsds--"                                           \
+    "yjjc11iN4a7T5xZbPEVsBpjvrHKbLebZ0DAV1873NPR"                                                  \
+    "jyr1js\",\"kid\":\"interop-ec\"}]}"
+#define EC_KEY_BODY                                                                                \
+    "{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":"                                                     \
+    "\"ruRlAPzn6TS4HUgZApcTHdXcMw1Kl4DCAuWF8SsGm0LZTIEbMDV"                                        \
+    "F6qY6B62RWuaZ\",\"y\":\"GXtI5CkdOqsds--yjjc11iN4a7T5xZbPEVsBpjvrHKbLebZ0DAV1873NPRjyr1js\""
+#define CSCOPE "system/Observation.rs system/Patient.r"
+
+/* The unpadded base64url of n bytes of doc (malloc'd). */
+static char *b64u(const void *doc, size_t n)
+{
+    size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char *out = malloc(cap);
+    assert_non_null(out);
+    sodium_bin2base64(out, cap, doc, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return out;
+}
+
+/* "HDX-ADMIN 1\nop=client_add\nname=NAME\njwks=B64\nscope=SCOPE\ncreated_us=17\n" with the
+ * JWK Set's base64url replaced by b64 when it is not NULL (malloc'd). */
+static char *client_add_body(const char *name, const char *doc, const char *b64, const char *scope)
+{
+    char *enc = b64 ? NULL : b64u(doc, strlen(doc));
+    size_t cap = strlen(b64 ? b64 : enc) + strlen(scope) + 256;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    snprintf(body, cap, "HDX-ADMIN 1\nop=client_add\nname=%s\njwks=%s\nscope=%s\ncreated_us=17\n",
+             name, b64 ? b64 : enc, scope);
+    free(enc);
+    return body;
+}
+
+static int parse_free(char *body)
+{
+    int rc = parse(body);
+    free(body);
+    return rc;
+}
+
+/* {"keys":[an RSA public key of bits bits]} (malloc'd). */
+static char *rsa_jwks(unsigned bits)
+{
+    EVP_PKEY *k = EVP_RSA_gen(bits);
+    BIGNUM *n = NULL, *e = NULL;
+    assert_non_null(k);
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &e), 1);
+    uint8_t nb[1024], eb[16];
+    int nl = BN_bn2bin(n, nb), el = BN_bn2bin(e, eb);
+    char *ns = b64u(nb, (size_t)nl), *es = b64u(eb, (size_t)el), *out = malloc(4096);
+    snprintf(out, 4096, "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\"}]}", ns, es);
+    free(ns);
+    free(es);
+    BN_free(n);
+    BN_free(e);
+    EVP_PKEY_free(k);
+    return out;
+}
+
+static void test_client_bodies_roundtrip(void **state)
+{
+    struct hdx_admin *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    char *out = malloc(HDX_ADMIN_BODY_MAX + 1),
+         *body = client_add_body("lab-feed", EC_JWKS, NULL, CSCOPE);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)body, strlen(body), a), HDX_OK);
+    assert_int_equal(a->op, HDX_ADMIN_CLIENT_ADD);
+    assert_true(hdx_admin_is_client_op(a->op));
+    assert_false(hdx_admin_is_user_op(a->op) || hdx_admin_is_policy_op(a->op) ||
+                 hdx_admin_is_route_op(a->op));
+    assert_string_equal(a->name, "lab-feed");
+    assert_int_equal(a->jwks_len, strlen(EC_JWKS));
+    assert_memory_equal(a->jwks, EC_JWKS, strlen(EC_JWKS)); /* the document's bytes */
+    assert_string_equal(a->smart_scope, CSCOPE);
+    assert_int_equal(a->created_us, 17);
+    assert_string_equal(hdx_admin_type(a->op), "admin/client_add");
+    assert_int_equal(hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1), (int)strlen(body));
+    assert_string_equal(out, body);                          /* canonical */
+    assert_true(hdx_admin_format(a, out, strlen(body)) < 0); /* one byte short of its NUL */
+    free(body);
+    static const char *const others[] = {
+        "HDX-ADMIN 1\nop=client_scope\nname=lab-feed\nscope=system/*.rs\n",
+        "HDX-ADMIN 1\nop=client_scope\nname=lab-feed\nscope=patient/Observation.cruds "
+        "user/Patient.r system/Encounter.s\nby=local:root\n",
+        "HDX-ADMIN 1\nop=client_revoke\nname=lab-feed\nrevoked_us=99\n",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        assert_int_equal(hdx_admin_parse((const uint8_t *)others[i], strlen(others[i]), b), HDX_OK);
+        assert_true(hdx_admin_is_client_op(b->op));
+        assert_int_equal(hdx_admin_format(b, out, HDX_ADMIN_BODY_MAX + 1), (int)strlen(others[i]));
+        assert_string_equal(out, others[i]);
+    }
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_CLIENT_SCOPE), "admin/client_scope");
+    assert_string_equal(hdx_admin_type(HDX_ADMIN_CLIENT_REVOKE), "admin/client_revoke");
+    assert_int_equal(b->revoked_us, 99);
+    /* the RSA interop key (3072 bits, key_ops) too */
+    char rsa[1024];
+    FILE *f = NULL;
+    const char *data = getenv("HDX_TEST_DATA");
+    if (data) {
+        snprintf(rsa, sizeof(rsa), "%s/jwt/rsa-jwks.json", data);
+        f = fopen(rsa, "r");
+    }
+    if (f) {
+        size_t n = fread(rsa, 1, sizeof(rsa) - 1, f);
+        fclose(f);
+        rsa[n] = 0;
+        assert_int_equal(parse_free(client_add_body("rsa", rsa, NULL, "system/Patient.r")), HDX_OK);
+    }
+    /* the largest statement: a 64-character name, an 8,192-byte JWK Set, the longest canonical
+     * scope (32 terms of a 64-letter type and cruds) and the longest actor fit a body */
+    memset(a, 0, sizeof(*a));
+    a->op = HDX_ADMIN_CLIENT_ADD;
+    memset(a->name, 'n', 64);
+    a->created_us = INT64_MAX;
+    memset(a->jwks, ' ', HDX_SMART_JWKS_MAX); /* JSON allows the whitespace */
+    memcpy(a->jwks, EC_JWKS, strlen(EC_JWKS));
+    a->jwks_len = HDX_SMART_JWKS_MAX;
+    size_t off = 0;
+    for (int i = 0; i < 32; i++) {
+        char type[65];
+        memset(type, 'a', 64);
+        type[0] = 'A';
+        type[62] = (char)('a' + i / 26);
+        type[63] = (char)('a' + i % 26);
+        type[64] = 0;
+        off += (size_t)snprintf(a->smart_scope + off, sizeof(a->smart_scope) - off,
+                                "%spatient/%s.cruds", i ? " " : "", type);
+    }
+    assert_int_equal(off, 32 * 78 + 31);
+    memcpy(a->by, "local:", 6);
+    memset(a->by + 6, 'b', 84);
+    int n = hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1);
+    assert_true(n > 13000 && n <= HDX_ADMIN_BODY_MAX);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)out, (size_t)n, b), HDX_OK);
+    assert_int_equal(b->jwks_len, HDX_SMART_JWKS_MAX);
+    assert_string_equal(b->smart_scope, a->smart_scope);
+    /* one byte more is no statement */
+    a->jwks_len = HDX_SMART_JWKS_MAX + 1;
+    assert_true(hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1) < 0);
+    char *big = malloc(HDX_SMART_JWKS_MAX + 2);
+    memset(big, ' ', HDX_SMART_JWKS_MAX + 1);
+    memcpy(big, EC_JWKS, strlen(EC_JWKS));
+    big[HDX_SMART_JWKS_MAX + 1] = 0;
+    assert_int_equal(parse_free(client_add_body("m", big, NULL, CSCOPE)), HDX_E_INVAL);
+    free(big);
+    free(out);
+    free(a);
+    free(b);
+}
+
+/* Every way a client statement is refused. */
+static void test_client_refusals(void **state)
+{
+    char *enc = b64u(EC_JWKS, strlen(EC_JWKS)), bad[2048];
+    size_t n = strlen(enc);
+    assert_true(n < sizeof(bad) - 8);
+    assert_int_equal(parse_free(client_add_body("m", EC_JWKS, NULL, CSCOPE)), HDX_OK);
+    /* bad base64url: padding, the base64 alphabet, a space, a cut, trailing bits, empty */
+    snprintf(bad, sizeof(bad), "%s=", enc);
+    assert_int_equal(parse_free(client_add_body("m", NULL, bad, CSCOPE)), HDX_E_INVAL);
+    for (const char *c = "+/"; *c; c++) { /* the base64 alphabet's two others */
+        snprintf(bad, sizeof(bad), "%s", enc);
+        bad[10] = *c;
+        assert_int_equal(parse_free(client_add_body("m", NULL, bad, CSCOPE)), HDX_E_INVAL);
+    }
+    snprintf(bad, sizeof(bad), "%.20s %s", enc, enc + 20);
+    assert_int_equal(parse_free(client_add_body("m", NULL, bad, CSCOPE)), HDX_E_INVAL);
+    snprintf(bad, sizeof(bad), "%.*s", (int)(n - 1), enc); /* not the same document */
+    assert_int_equal(parse_free(client_add_body("m", NULL, bad, CSCOPE)), HDX_E_INVAL);
+    /* 199 bytes (with a newline): the last character carries 4 bits that must be zero */
+    static const char nl[] = EC_JWKS "\n";
+    assert_int_equal((sizeof(nl) - 1) % 3, 1);
+    assert_int_equal(parse_free(client_add_body("m", nl, NULL, CSCOPE)), HDX_OK);
+    char *enc2 = b64u(nl, sizeof(nl) - 1);
+    size_t n2 = strlen(enc2);
+    enc2[n2 - 1] = (char)(enc2[n2 - 1] + 1); /* 'A', 'Q', 'g' or 'w' before: one bit set */
+    assert_int_equal(parse_free(client_add_body("m", NULL, enc2, CSCOPE)), HDX_E_INVAL);
+    free(enc2);
+    assert_int_equal(parse_free(client_add_body("m", NULL, "", CSCOPE)), HDX_E_INVAL);
+    assert_int_equal(parse_free(client_add_body("m", NULL, "A", CSCOPE)), HDX_E_INVAL);
+    /* a JWK Set hdx_jwks_parse refuses: not JSON, no keys, a private key, RSA 1024, P-256 */
+    assert_int_equal(parse_free(client_add_body("m", "not json", NULL, CSCOPE)), HDX_E_INVAL);
+    assert_int_equal(parse_free(client_add_body("m", "{\"keys\":[]}", NULL, CSCOPE)), HDX_E_INVAL);
+    assert_int_equal(parse_free(client_add_body("m", "{\"keys\":[" EC_KEY_BODY ",\"d\":\"AAAA\"}]}",
+                                                NULL, CSCOPE)),
+                     HDX_E_INVAL);
+    assert_int_equal(
+        parse_free(client_add_body("m", "{\"keys\":[" EC_KEY_BODY "}]}", NULL, CSCOPE)),
+        HDX_OK); /* the same key without d */
+    char *small = rsa_jwks(1024), *ok = rsa_jwks(2048);
+    assert_int_equal(parse_free(client_add_body("m", small, NULL, CSCOPE)), HDX_E_INVAL);
+    assert_int_equal(parse_free(client_add_body("m", ok, NULL, CSCOPE)), HDX_OK);
+    free(small);
+    free(ok);
+    /* bad scopes: empty, out of the grammar, letters out of order, two spaces */
+    static const char *const scopes[] = {
+        "", "openid", "system/Observation.xx", "system/Observation.rs?category=vital-signs",
+        "system/Observation.sr", "system/Observation.rs  system/Patient.r", " system/Patient.r",
+        "launch/patient",
+        /* non-canonical: each parses, none is its own format */
+        "system/Patient.r system/Observation.rs", "system/Patient.read", "system/Patient.*",
+        "system/Patient.r system/Patient.s", "system/Observation.rs patient/Observation.r"};
+    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+        assert_int_equal(parse_free(client_add_body("m", EC_JWKS, NULL, scopes[i])), HDX_E_INVAL);
+        snprintf(bad, sizeof(bad), "HDX-ADMIN 1\nop=client_scope\nname=m\nscope=%s\n", scopes[i]);
+        assert_int_equal(parse(bad), HDX_E_INVAL);
+    }
+    /* bad names; unknown, missing, reordered and repeated keys; times */
+    assert_int_equal(parse_free(client_add_body("bad name", EC_JWKS, NULL, CSCOPE)), HDX_E_INVAL);
+    assert_int_equal(parse_free(client_add_body("-m", EC_JWKS, NULL, CSCOPE)), HDX_E_INVAL);
+    snprintf(bad, sizeof(bad),
+             "HDX-ADMIN 1\nop=client_add\nname=m\nkid=a\njwks=%s\nscope=" CSCOPE
+             "\ncreated_us=17\n",
+             enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL);
+    snprintf(bad, sizeof(bad),
+             "HDX-ADMIN 1\nop=client_add\nname=m\njwks=%s\nscope=" CSCOPE
+             "\ncreated_us=17\nrevoked_us=0\n",
+             enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL);
+    snprintf(bad, sizeof(bad),
+             "HDX-ADMIN 1\nop=client_add\nname=m\nscope=" CSCOPE "\njwks=%s\ncreated_us=17\n", enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL); /* reordered */
+    snprintf(bad, sizeof(bad), "HDX-ADMIN 1\nop=client_add\nname=m\njwks=%s\ncreated_us=17\n", enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL); /* no scope */
+    snprintf(bad, sizeof(bad),
+             "HDX-ADMIN 1\nop=client_add\nname=m\njwks=%s\njwks=%s\nscope=" CSCOPE
+             "\ncreated_us=17\n",
+             enc, enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL);
+    snprintf(bad, sizeof(bad),
+             "HDX-ADMIN 1\nop=client_add\nname=m\njwks=%s\nscope=" CSCOPE "\ncreated_us=0\n", enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL);
+    snprintf(bad, sizeof(bad),
+             "HDX-ADMIN 1\nop=client_add\nname=m\njwks=%s\r\nscope=" CSCOPE "\ncreated_us=17\n",
+             enc);
+    assert_int_equal(parse(bad), HDX_E_INVAL); /* CR */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=client_scope\nname=m\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=client_scope\nscope=system/Patient.r\nname=m\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=client_revoke\nname=m\nrevoked_us=0\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=client_revoke\nname=m\nrevoked_us=1\nscope=\n"),
+                     HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=client_revoke\nname=m\n"), HDX_E_INVAL);
+    /* only what parses is written */
+    struct hdx_admin *a = calloc(1, sizeof(*a));
+    char *out = malloc(HDX_ADMIN_BODY_MAX + 1);
+    a->op = HDX_ADMIN_CLIENT_ADD;
+    strcpy(a->name, "m");
+    a->created_us = 1;
+    strcpy(a->smart_scope, CSCOPE);
+    assert_true(hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1) < 0); /* no JWK Set */
+    memcpy(a->jwks, "{\"keys\":[]}", 11);
+    a->jwks_len = 11;
+    assert_true(hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1) < 0);
+    memcpy(a->jwks, EC_JWKS, strlen(EC_JWKS));
+    a->jwks_len = strlen(EC_JWKS);
+    assert_true(hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1) > 0);
+    strcpy(a->smart_scope, "system/Patient.read");
+    assert_true(hdx_admin_format(a, out, HDX_ADMIN_BODY_MAX + 1) < 0);
+    free(out);
+    free(a);
+    free(enc);
+}
+
+static struct hdx_admin *cstmt(enum hdx_admin_op op, const char *name, const char *doc,
+                               const char *scope, int64_t t)
+{
+    struct hdx_admin *a = calloc(1, sizeof(*a));
+    a->op = op;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    if (doc) {
+        a->jwks_len = strlen(doc);
+        memcpy(a->jwks, doc, a->jwks_len);
+    }
+    if (scope) snprintf(a->smart_scope, sizeof(a->smart_scope), "%s", scope);
+    a->created_us = a->revoked_us = t;
+    return a;
+}
+
+static int client_rows(void *arg, const struct hdx_smart_client *c, int bad)
+{
+    struct hdx_registry *want = arg;
+    const struct hdx_smart_client *w = hdx_registry_client(want, c->name);
+    assert_false(bad);
+    assert_non_null(w);
+    assert_int_equal(w->jwks_len, c->jwks_len);
+    assert_memory_equal(w->jwks, c->jwks, c->jwks_len);
+    assert_string_equal(w->scope, c->scope);
+    assert_int_equal(w->created_us, c->created_us);
+    assert_int_equal(w->revoked_us, c->revoked_us);
+    want->n++; /* counts the rows seen */
+    return 0;
+}
+
+static int count_clients(void *arg, const struct hdx_smart_client *c)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* The apply: add, scope and revoke only an active client; add again only after a revoke. */
+static void test_client_registry_and_store(void **state)
+{
+    char *rsa = rsa_jwks(2048), cmd[320];
+    struct hdx_registry r = {0};
+    struct hdx_store *s = NULL;
+    struct hdx_admin *seq[16];
+    size_t n = 0;
+    assert_int_equal(hdx_mkdtemp("hdx-admin-c-", tmpdir, sizeof(tmpdir)), 0);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_CREATE, &s), HDX_OK);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_SCOPE, "ghost", NULL, "system/Patient.r", 0); /* nothing */
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_REVOKE, "ghost", NULL, NULL, 5);              /* nothing */
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_ADD, "lab", EC_JWKS, CSCOPE, 10);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_ADD, "lab", rsa, "system/*.cruds", 11); /* active: kept */
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_SCOPE, "lab", NULL, "system/Observation.r", 0);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_ADD, "feed", rsa, "system/Patient.rs", 12);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_REVOKE, "feed", NULL, NULL, 20);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_REVOKE, "feed", NULL, NULL, 21); /* the first time stays */
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_SCOPE, "feed", NULL, "system/*.cruds", 0); /* revoked */
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_ADD, "old", rsa, "system/Patient.r", 13);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_REVOKE, "old", NULL, NULL, 22);
+    seq[n++] = cstmt(HDX_ADMIN_CLIENT_ADD, "old", EC_JWKS, "user/Patient.r", 30); /* again */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hdx_registry_apply(&r, seq[i], 1000 + (int64_t)i), HDX_OK);
+        enqueue_commit(s, seq[i], 1000 + (int64_t)i);
+    }
+    assert_int_equal(r.ncl, 3);
+    assert_string_equal(r.cl[0].name, "feed"); /* sorted */
+    const struct hdx_smart_client *lab = hdx_registry_client(&r, "lab");
+    assert_non_null(lab);
+    assert_int_equal(lab->jwks_len, strlen(EC_JWKS));
+    assert_memory_equal(lab->jwks, EC_JWKS, lab->jwks_len);
+    assert_string_equal(lab->scope, "system/Observation.r");
+    assert_int_equal(lab->created_us, 10);
+    assert_int_equal(lab->revoked_us, 0);
+    const struct hdx_smart_client *feed = hdx_registry_client(&r, "feed");
+    assert_int_equal(feed->revoked_us, 20);
+    assert_string_equal(feed->scope, "system/Patient.rs");
+    const struct hdx_smart_client *old = hdx_registry_client(&r, "old");
+    assert_int_equal(old->revoked_us, 0);
+    assert_int_equal(old->created_us, 30);
+    assert_string_equal(old->scope, "user/Patient.r");
+    assert_memory_equal(old->jwks, EC_JWKS, old->jwks_len);
+    assert_null(hdx_registry_client(&r, "ghost"));
+    assert_int_equal(r.n + r.nu + r.nsc + r.nct + r.ncs + r.nbg, 0); /* nothing else */
+    /* the table is the same replay */
+    struct hdx_smart_client got;
+    assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_OK);
+    assert_string_equal(got.scope, "system/Observation.r");
+    assert_memory_equal(got.jwks, EC_JWKS, got.jwks_len);
+    hdx_smart_client_clear(&got);
+    assert_null(got.jwks);
+    assert_int_equal(hdx_store_client_get(s, "ghost", &got), HDX_E_NOTFOUND);
+    struct hdx_registry seen = r;
+    seen.n = 0;
+    assert_int_equal(hdx_store_client_rows_list(s, client_rows, &seen), HDX_OK);
+    assert_int_equal(seen.n, 3);
+    int count = 0;
+    assert_int_equal(hdx_store_clients_list(s, count_clients, &count), HDX_OK);
+    assert_int_equal(count, 3);
+    hdx_registry_free(&r);
+    hdx_store_close(s);
+    for (size_t i = 0; i < n; i++)
+        free(seq[i]);
+    free(rsa);
+    /* rows no statement could have made are damaged, not "no client" */
+    static const char *const damage[] = {
+        "UPDATE smart_clients SET jwks=x'' WHERE name='lab'",
+        "UPDATE smart_clients SET jwks='text' WHERE name='lab'",
+        "UPDATE smart_clients SET scope='' WHERE name='lab'",
+        "UPDATE smart_clients SET scope='system/Patient.r'||char(0) WHERE name='lab'",
+        "UPDATE smart_clients SET jwks=zeroblob(8193) WHERE name='lab'",
+        "UPDATE smart_clients SET created_us=0 WHERE name='lab'",
+    };
+    for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+        int rc = sqlite3_exec(db, damage[i], NULL, NULL, NULL);
+        sqlite3_close(db);
+        if (rc != SQLITE_OK) continue; /* STRICT refused the type: nobody can store it */
+        assert_int_equal(hdx_store_open(dbpath, 0, &s), HDX_OK);
+        assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_E_INTEGRITY);
+        assert_null(got.jwks);
+        count = 0;
+        assert_int_equal(hdx_store_clients_list(s, count_clients, &count), HDX_E_INTEGRITY);
+        assert_int_equal(count, 2); /* the others still */
+        hdx_store_close(s);
+        /* put the row back for the next case */
+        assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+        char fix[256];
+        snprintf(fix, sizeof(fix),
+                 "UPDATE smart_clients SET jwks=(SELECT jwks FROM smart_clients WHERE "
+                 "name='old'), scope='system/Observation.r', created_us=10 WHERE name='lab'");
+        assert_int_equal(sqlite3_exec(db, fix, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1179,6 +1593,9 @@ int main(void)
         cmocka_unit_test(test_policy_refusals),
         cmocka_unit_test(test_policy_registry_and_store),
         cmocka_unit_test(test_scope_bodies_registry_and_store),
+        cmocka_unit_test(test_client_bodies_roundtrip),
+        cmocka_unit_test(test_client_refusals),
+        cmocka_unit_test(test_client_registry_and_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

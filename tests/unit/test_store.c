@@ -254,7 +254,7 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 5); /* and on to the newest */
+    assert_int_equal(v, 6); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
@@ -287,7 +287,7 @@ static void test_migrate_4_to_5(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 5);
+    assert_int_equal(v, 6);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
@@ -295,6 +295,65 @@ static void test_migrate_4_to_5(void **state)
     assert_int_equal(got.set_us, 7);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", NULL, 0), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
+    hdx_store_close(s);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_store_close(s);
+}
+
+static int count_clients(void *arg, const struct hdx_smart_client *c)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* A schema-5 store (no smart_clients) is migrated in place when a writer opens it: the table
+ * appears empty (no client registered, as before), a reader refuses the store until then. */
+static void test_migrate_5_to_6(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    struct hdx_smart_client got;
+    snprintf(path, sizeof(path), "%s/v5.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE smart_clients;"
+                                  "UPDATE meta SET v=5 WHERE k='schema_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 6);
+    assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_E_NOTFOUND);
+    uint8_t doc[] = "{\"keys\":[]}";
+    struct hdx_smart_client c = {.name = "lab",
+                                 .jwks = doc,
+                                 .jwks_len = sizeof(doc) - 1,
+                                 .scope = "system/Patient.r",
+                                 .created_us = 7};
+    assert_int_equal(hdx_store_client_put(s, &c), HDX_OK);
+    assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_OK);
+    assert_int_equal(got.jwks_len, sizeof(doc) - 1);
+    assert_memory_equal(got.jwks, doc, got.jwks_len);
+    assert_string_equal(got.scope, "system/Patient.r");
+    assert_int_equal(got.created_us, 7);
+    assert_int_equal(got.revoked_us, 0);
+    hdx_smart_client_clear(&got);
+    c.revoked_us = 9; /* a put replaces the whole row */
+    assert_int_equal(hdx_store_client_put(s, &c), HDX_OK);
+    int n = 0;
+    assert_int_equal(hdx_store_clients_list(s, count_clients, &n), HDX_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_OK);
+    assert_int_equal(got.revoked_us, 9);
+    hdx_smart_client_clear(&got);
+    c.jwks_len = 0; /* no statement writes an empty JWK Set */
+    assert_int_equal(hdx_store_client_put(s, &c), HDX_E_INVAL);
     hdx_store_close(s);
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
     hdx_store_close(s);
@@ -460,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_migrate_3_to_4),
         cmocka_unit_test(test_migrate_4_to_5),
+        cmocka_unit_test(test_migrate_5_to_6),
         cmocka_unit_test(test_bus_replay_then_live),
         cmocka_unit_test(test_bus_admit_hook),
     };
