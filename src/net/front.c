@@ -467,6 +467,7 @@ void hdx_front_admin_committed(struct hdx_front *f, const struct hdx_intake_item
         size_t n = hdx_sessions_revoke_user(f->sessions, a.name, before);
         if (n) hdx_info("sessions_revoked", "user=%s sessions=%zu by=%s", a.name, n, it->type);
     }
+    hdx_front_smart_admin(f, &a);
     hdx_front_policy_changed(f, &a);
     sodium_memzero(&a, sizeof(a));
     hdx_front_streams_check(f);
@@ -516,6 +517,7 @@ int hdx_front_new(const struct hdx_front_env *env, struct hdx_http *h, struct hd
         rc = hdx_auth_worker_start(path, env->kr, &cost, LOGIN_QUEUE_MAX, notify_worker, f,
                                    &f->worker);
     if (rc == HDX_OK) rc = hdx_front_api_init(f, h);
+    if (rc == HDX_OK) rc = hdx_front_smart_init(f, h);
     if (rc == HDX_OK && (rc = hdx_front_fhir_init(f, h, why, why_cap)) != HDX_OK) {
         hdx_front_free(f); /* why names what FHIR could not do */
         return rc;
@@ -557,6 +559,7 @@ void hdx_front_free(struct hdx_front *f)
     if (!f) return;
     hdx_auth_worker_stop(f->worker, drop_login);
     hdx_front_fhir_free(f);
+    hdx_front_smart_free(f);
     hdx_front_api_free(f);
     if (f->worker_ev) event_free(f->worker_ev);
     if (f->worker_fd >= 0) close(f->worker_fd);

@@ -105,6 +105,7 @@ struct front_fhir {
     int cond_busy; /* a conditional create is between its search and its answer */
     struct cond_wait *cond_head, *cond_tail;
     char base_url[160];
+    char token_url[200];
     char *capability; /* the CapabilityStatement, compact JSON */
     size_t capability_len;
 };
@@ -2699,6 +2700,8 @@ int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size
         snprintf(ff->base_url, sizeof(ff->base_url), "%.*s/fhir", (int)bl, conf->fhir_base);
     else
         snprintf(ff->base_url, sizeof(ff->base_url), "https://%s/fhir", conf->http_listen);
+    snprintf(ff->token_url, sizeof(ff->token_url), "%.*s/auth/token",
+             (int)(strlen(ff->base_url) - strlen("/fhir")), ff->base_url);
     struct hdx_fhir_index_env env = {.db_path = db,
                                      .store_path = store,
                                      .kr = f->env.kr,
@@ -2746,6 +2749,11 @@ void hdx_front_fhir_free(struct hdx_front *f)
     free(ff->capability);
     free(ff);
     f->fhir = NULL;
+}
+
+const char *hdx_front_token_url(struct hdx_front *f)
+{
+    return f->fhir ? f->fhir->token_url : "";
 }
 
 void hdx_front_fhir_committed(struct hdx_front *f, uint64_t seq)
