@@ -49,7 +49,7 @@ failed=$((failed + n_fail))
 if [ "$n_pass" -eq 0 ]; then failed=$((failed + 1)); fi
 
 if [ "${HDX_SKIP_FUZZ:-0}" != 1 ]; then
-  step "fuzz (libFuzzer, ${HDX_FUZZ_SECONDS:-30} s per harness)"
+  step "fuzz (libFuzzer, ${HDX_FUZZ_SECONDS:-20} s per harness)"
   if CC=clang bash scripts/build.sh build-fuzz -DHDX_FUZZ=ON; then
     for f in build-fuzz/fuzz_*; do
       [ -x "$f" ] || continue
@@ -57,7 +57,7 @@ if [ "${HDX_SKIP_FUZZ:-0}" != 1 ]; then
       corpus=$(mktemp -d)
       cp -r "fuzz/$target/corpus/." "$corpus/" 2>/dev/null || true
       dict=(); [ -f "fuzz/$target/$target.dict" ] && dict=(-dict="fuzz/$target/$target.dict")
-      if "$f" "$corpus" "${dict[@]}" -max_total_time="${HDX_FUZZ_SECONDS:-30}" -max_len=65536 \
+      if "$f" "$corpus" "${dict[@]}" -max_total_time="${HDX_FUZZ_SECONDS:-20}" -max_len=65536 \
           -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$corpus.log" 2>&1; then
         echo "fuzz $name: ok ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$') runs)"
         passed=$((passed + 1))

@@ -31,6 +31,7 @@
 #include "core/util.h"
 #include "fhir/index.h"
 #include "fhir/resource.h"
+#include "fhir/search.h"
 #include "fhir/v2map.h"
 #include "fhir/validate.h"
 #include "net/front_internal.h"
@@ -39,8 +40,8 @@
 #include "store/record.h"
 
 #define FHIR_CT "application/fhir+json; charset=utf-8"
-#define COUNT_DEFAULT 50
-#define COUNT_MAX 1000
+#define COUNT_DEFAULT HDX_FHIR_COUNT_DEFAULT
+#define COUNT_MAX HDX_FHIR_COUNT_MAX
 #define SEARCH_BUDGET 10000 /* rows looked at per search, disclosed or not */
 #define PENDING_MAX 4096    /* writes in flight */
 #define INCLUDE_MAX 100
@@ -1011,134 +1012,6 @@ static int search_one(void *ctx, const struct hdx_fhir_row *row)
     return s->looked >= SEARCH_BUDGET;
 }
 
-/* A query parameter list, split; names are kept with their modifier (code:text). */
-struct qparam {
-    char name[40];
-    char value[512];
-    int used;
-};
-#define QPARAMS_MAX 32
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-static int pct_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%') {
-            if (i + 2 >= n) return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-            if (h < 0 || l < 0) return -1;
-            ch = h * 16 + l;
-            i += 2;
-        }
-        if (ch < 0x20 || o + 1 >= cap) return -1;
-        out[o++] = (char)ch;
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
-static int params_split(const char *query, struct qparam *p, size_t *n)
-{
-    *n = 0;
-    const char *s = query;
-    while (*s) {
-        const char *amp = strchr(s, '&');
-        size_t len = amp ? (size_t)(amp - s) : strlen(s);
-        const char *eq = memchr(s, '=', len);
-        if (len) {
-            if (*n == QPARAMS_MAX || !eq) return -1;
-            struct qparam *q = &p[(*n)++];
-            memset(q, 0, sizeof(*q));
-            if (pct_decode(s, (size_t)(eq - s), q->name, sizeof(q->name)) <= 0 ||
-                pct_decode(eq + 1, len - (size_t)(eq - s) - 1, q->value, sizeof(q->value)) < 0)
-                return -1;
-        }
-        s += len + (amp ? 1 : 0);
-    }
-    return 0;
-}
-
-static int prefix_parse(const char *v, enum hdx_fhir_prefix *p)
-{
-    static const struct {
-        const char *s;
-        enum hdx_fhir_prefix p;
-    } pf[] = {{"eq", HDX_FHIR_EQ}, {"ne", HDX_FHIR_NE}, {"lt", HDX_FHIR_LT},
-              {"le", HDX_FHIR_LE}, {"gt", HDX_FHIR_GT}, {"ge", HDX_FHIR_GE}};
-    *p = HDX_FHIR_EQ;
-    for (size_t i = 0; i < sizeof(pf) / sizeof(pf[0]); i++)
-        if (!strncmp(v, pf[i].s, 2)) {
-            *p = pf[i].p;
-            return 2;
-        }
-    return 0;
-}
-
-/* A token group from "a,b,c" (each "system|code", "|code" or "code"). */
-static int token_group(struct front_fhir *ff, struct hdx_fhir_query *q, enum hdx_fhir_param param,
-                       const char *value, int lower_prefix)
-{
-    if (q->ngroups == HDX_FHIR_GROUPS_MAX) return -1;
-    struct hdx_fhir_query *qq = q;
-    size_t g = qq->ngroups;
-    qq->groups[g].param = (uint8_t)param;
-    qq->groups[g].n = 0;
-    const char *s = value;
-    for (;;) {
-        const char *comma = strchr(s, ',');
-        size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        char v[520];
-        if (!len || len + 2 > sizeof(v) || qq->groups[g].n == HDX_FHIR_GROUP_TOKENS_MAX) return -1;
-        size_t vl;
-        if (lower_prefix) { /* a name: starts-with, lower-cased, as indexed */
-            for (vl = 0; vl < len && vl < 24; vl++)
-                v[vl] = (char)((unsigned char)s[vl] < 0x80 ? (char)tolower((unsigned char)s[vl])
-                                                           : s[vl]);
-        } else if (param == HDX_FP_BIRTHDATE) {
-            memcpy(v, s, len);
-            vl = len;
-        } else if (memchr(s, '|', len)) {
-            memcpy(v, s, len);
-            vl = len;
-            if (v[0] == '|' && len == 1) return -1;
-        } else {
-            v[0] = '|';
-            memcpy(v + 1, s, len);
-            vl = len + 1;
-        }
-        if (hdx_fhir_token(ff->kc, param, v, vl, qq->groups[g].tok[qq->groups[g].n]) != HDX_OK)
-            return -1;
-        sodium_memzero(v, sizeof(v));
-        qq->groups[g].n++;
-        if (!comma) break;
-        s = comma + 1;
-    }
-    qq->ngroups++;
-    return 0;
-}
-
-static int range_add(struct hdx_fhir_query *q, const char *value, int on_updated)
-{
-    if (q->nranges == HDX_FHIR_RANGES_MAX) return -1;
-    struct hdx_fhir_range *r = &q->ranges[q->nranges];
-    int skip = prefix_parse(value, &r->prefix);
-    r->on_updated = on_updated;
-    if (hdx_fhir_time_range(value + skip, &r->lo, &r->hi)) return -1;
-    q->nranges++;
-    return 0;
-}
-
 /* The patient a search names: 1 and tok, 0 none named, -1 a bad value (answer in r). A
  * Patient that does not exist matches nothing: *none. */
 static int patient_param(struct front_fhir *ff, const char *value, uint8_t *tok, int *none)
@@ -1164,98 +1037,35 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
                       const struct asker *who, const char *type, const char *query,
                       struct hdx_http_reply *r)
 {
-    struct qparam *qp = calloc(QPARAMS_MAX, sizeof(*qp));
-    struct hdx_fhir_query *q = calloc(1, sizeof(*q));
+    struct hdx_fhir_search *sp = calloc(1, sizeof(*sp));
     struct tally *tally = calloc(1, sizeof(*tally));
-    size_t np = 0;
-    uint8_t ptok[HDX_BLIND_LEN];
+    struct hdx_fhir_query *q = sp ? &sp->q : NULL;
     int none = 0;
-    size_t count = COUNT_DEFAULT, offset = 0;
-    int summary_count = 0, include_subject = 0;
-    char bad[96] = "";
-    if (!qp || !q || !tally) {
+    char bad[128] = "";
+    if (!sp || !tally) {
         outcome(r, 503, "transient", "out of memory", NULL);
         goto out;
     }
-    if (params_split(query, qp, &np)) {
-        outcome(r, 400, "invalid", "the query string is malformed", NULL);
+    int prc = hdx_fhir_search_parse(type, query, ff->kc, sp, bad, sizeof(bad));
+    if (prc != HDX_OK) {
+        if (prc == HDX_E_INVAL)
+            outcome(r, 400, "not-supported", bad, NULL);
+        else
+            outcome(r, 503, "transient", "the search cannot be keyed now", NULL);
         goto out;
     }
-    q->type = type;
-    int is_obs = !strcmp(type, "Observation"), is_pat = !strcmp(type, "Patient");
-    for (size_t i = 0; i < np && !bad[0]; i++) {
-        const char *n = qp[i].name, *v = qp[i].value;
-        int rc = 0;
-        if (!strcmp(n, "_count")) {
-            char *end;
-            unsigned long k = strtoul(v, &end, 10);
-            if (*end || !*v || k > COUNT_MAX) rc = -1;
-            count = k;
-            if (!k) summary_count = 1; /* the total alone (R4 search: _count=0) */
-        } else if (!strcmp(n, "_offset")) {
-            char *end;
-            unsigned long k = strtoul(v, &end, 10);
-            if (*end || !*v || k > 1000000) rc = -1;
-            offset = k;
-        } else if (!strcmp(n, "_summary")) {
-            if (strcmp(v, "count") && strcmp(v, "false")) rc = -1;
-            summary_count = !strcmp(v, "count");
-        } else if (!strcmp(n, "_id")) {
-            if (!hdx_fhir_id_valid(v)) rc = -1;
-            q->id = v;
-        } else if (!strcmp(n, "_lastUpdated")) {
-            rc = range_add(q, v, 1);
-        } else if (!strcmp(n, "_sort") && is_obs) {
-            if (!strcmp(v, "-date"))
-                q->sort_date_desc = 1;
-            else if (!strcmp(v, "date"))
-                q->sort_date = 1;
-            else
-                rc = -1;
-        } else if (!strcmp(n, "_include") && is_obs) {
-            if (strcmp(v, "Observation:subject") && strcmp(v, "Observation:patient")) rc = -1;
-            include_subject = 1;
-        } else if (!strcmp(n, "_format")) {
-            if (strcmp(v, "json") && strcmp(v, "application/json") &&
-                strcmp(v, "application/fhir+json"))
-                rc = -1; /* JSON is all hdx speaks */
-        } else if (!strcmp(n, "_pretty")) {
-            if (strcmp(v, "true") && strcmp(v, "false")) rc = -1;
-        } else if (!strcmp(n, "purpose")) {
-            /* hdx's own: the purpose of use, read by hdx_front_asks */
-        } else if (is_obs && (!strcmp(n, "patient") || !strcmp(n, "subject"))) {
-            rc = q->patient ? -1 : patient_param(ff, v, ptok, &none);
-            if (rc == 1) q->patient = ptok;
-            rc = rc < 0 ? -1 : 0;
-        } else if (is_obs && !strcmp(n, "code")) {
-            rc = token_group(ff, q, HDX_FP_CODE, v, 0);
-        } else if (is_obs && !strcmp(n, "category")) {
-            rc = token_group(ff, q, HDX_FP_CATEGORY, v, 0);
-        } else if (is_obs && !strcmp(n, "date")) {
-            rc = range_add(q, v, 0);
-        } else if ((is_pat || !strcmp(type, "Device") || !strcmp(type, "Encounter")) &&
-                   !strcmp(n, "identifier")) {
-            rc = token_group(ff, q, HDX_FP_IDENTIFIER, v, 0);
-        } else if (is_pat && !strcmp(n, "name")) {
-            rc = token_group(ff, q, HDX_FP_NAME, v, 1);
-        } else if (is_pat && !strcmp(n, "birthdate")) {
-            /* a birth date is only matched exactly, at the precision given (docs/FHIR.md) */
-            enum hdx_fhir_prefix pf;
-            int64_t lo, hi;
-            if (prefix_parse(v, &pf) || hdx_fhir_time_range(v, &lo, &hi) || strlen(v) > 10)
-                rc = -1;
-            else
-                rc = token_group(ff, q, HDX_FP_BIRTHDATE, v, 0);
+    if (sp->patient_id[0]) {
+        struct hdx_fhir_row prow;
+        if (hdx_fhir_index_get(ff->ix, "Patient", sp->patient_id, 0, &prow) != HDX_OK ||
+            prow.deleted || !prow.has_patient) {
+            none = 1; /* a Patient that does not exist matches nothing */
         } else {
-            snprintf(bad, sizeof(bad), "search parameter %.40s is not supported for %s", n, type);
-            break;
+            memcpy(sp->patient_tok, prow.patient, HDX_BLIND_LEN);
+            q->patient = sp->patient_tok;
         }
-        if (rc < 0) snprintf(bad, sizeof(bad), "the value of %.40s is not valid", n);
     }
-    if (bad[0]) {
-        outcome(r, 400, "not-supported", bad, NULL);
-        goto out;
-    }
+    size_t count = sp->count, offset = sp->offset;
+    int summary_count = sp->summary_count, include_subject = sp->include_subject;
     /* Asking about one patient: decided first, like /api/records; the answer says nothing of
      * whether the patient has resources. */
     struct hdx_policy_decision d;
@@ -1321,10 +1131,8 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
         json_object_set_new(bundle, "entry", s.entries);
     answer_json(r, 200, bundle);
 out:
-    if (qp) sodium_memzero(qp, QPARAMS_MAX * sizeof(*qp));
-    free(qp);
-    if (q) sodium_memzero(q, sizeof(*q));
-    free(q);
+    if (sp) sodium_memzero(sp, sizeof(*sp));
+    free(sp);
     free(tally);
 }
 
@@ -2022,14 +1830,14 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
         answer_json(r, 200, ev);
         return;
     }
-    struct qparam *qp = calloc(QPARAMS_MAX, sizeof(*qp));
+    struct hdx_fhir_qparam *qp = calloc(HDX_FHIR_QPARAMS_MAX, sizeof(*qp));
     size_t np = 0;
     struct audit_search s = {.ff = ff, .entries = json_array(), .count = COUNT_DEFAULT};
     struct hdx_store_filter flt = {.kind = HDX_KIND_AUDIT};
     uint8_t ptok[HDX_BLIND_LEN];
     int none = 0;
     char bad[96] = "";
-    if (!qp || !s.entries || params_split(req->query, qp, &np)) {
+    if (!qp || !s.entries || hdx_fhir_params_split(req->query, qp, HDX_FHIR_QPARAMS_MAX, &np)) {
         snprintf(bad, sizeof(bad), "the query string is malformed");
         np = 0;
     }
@@ -2050,7 +1858,7 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
             if (rc == 1) flt.patient = ptok;
         } else if (!strcmp(n, "date")) {
             enum hdx_fhir_prefix pf;
-            int k = prefix_parse(v, &pf);
+            int k = hdx_fhir_prefix_parse(v, &pf);
             int64_t lo, hi;
             if (hdx_fhir_time_range(v + k, &lo, &hi) ||
                 (pf != HDX_FHIR_GE && pf != HDX_FHIR_GT && pf != HDX_FHIR_LT && pf != HDX_FHIR_LE &&

@@ -257,6 +257,7 @@ for q in ["/Observation?foo=1", "/Observation?value-quantity=72", "/Patient?code
     name = q.split("?")[1].split("=")[0]
     ok(name in js["issue"][0]["diagnostics"], "the parameter is named")
 expect(feed.req("GET", "/Observation?date=ge2026-13-01"), 400, "a bad date")
+expect(feed.req("GET", "/Observation?c%C3%B6de=1"), 400, "a parameter name outside FHIR's letters")
 expect(feed.req("GET", "/Observation?_count=x"), 400, "a bad _count")
 b = search(feed, "/Patient?identifier=urn:oid:2.16.840.1.113883.3.1|PAT-A")
 ok(ids(b) == [A], "Patient by identifier system|value")
