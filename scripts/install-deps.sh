@@ -12,6 +12,8 @@ PACKAGES=(
   # run-time tools and the real clients the tests use
   openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography python3-jwt
   oathtool zbar-tools
+  # promtool (tests/integration/73-metrics checks the /metrics scrape)
+  prometheus
 )
 
 missing=()

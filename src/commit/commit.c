@@ -14,6 +14,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 
 /* DESIGN (the pipeline): two stages, each its own thread.
@@ -368,6 +369,7 @@ static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
         c->queue_head = last->next;
         if (!c->queue_head) c->queue_tail = NULL;
         last->next = NULL;
+        hdx_metric_intake_queue(-(int64_t)n);
     }
     *stop = c->stopping && !c->queue_head && !head;
     pthread_mutex_unlock(&c->lock);
@@ -577,6 +579,8 @@ static void finish_batch(struct hdx_commit *c, struct batch *b, int rc, int64_t 
         c->stats.failures += b->nitems;
     }
     pthread_mutex_unlock(&c->lock);
+    hdx_metric_commit_batch(b->nitems, rc == HDX_OK ? b->nitems - dups : 0, dups,
+                            rc == HDX_OK ? 0 : b->nitems);
     b->items = NULL;
     if (tail) c->notify(c->notify_arg);
 }
@@ -840,8 +844,10 @@ void hdx_commit_submit(struct hdx_commit *c, struct hdx_intake_item *item)
 void hdx_commit_submit_list(struct hdx_commit *c, struct hdx_intake_item *head)
 {
     struct hdx_intake_item *tail = head;
-    while (tail->next)
+    int64_t n = 1;
+    for (; tail->next; n++)
         tail = tail->next;
+    hdx_metric_intake_queue(n); /* before the sealer can take them: the gauge never dips */
     pthread_mutex_lock(&c->lock);
     if (c->queue_tail)
         c->queue_tail->next = head;

@@ -40,6 +40,7 @@ struct hdx_intake_item {
     void *origin;   /* the producer's handle (e.g. its connection); opaque here */
     uint8_t *reply; /* the producer's prepared answer (e.g. the AA), malloc'd or NULL */
     size_t reply_len;
+    int64_t received_us; /* monotonic: when its frame arrived (0: unknown); the ACK latency */
     /* filled by hdx_intake_blind (the producer's thread, or the sealer if it did not) */
     int blinded;
     uint8_t dedup[HDX_BLIND_LEN];   /* all zero: no duplicate detection (no control id) */

@@ -18,6 +18,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 
 #define ALLOW_MAX 32
@@ -147,6 +148,10 @@ static void hs_unlink(struct hdx_net *n, struct hdx_conn *c)
 static void uncount(struct hdx_conn *c)
 {
     struct hdx_net *n = c->net;
+    if (c->metered) {
+        c->metered = 0;
+        hdx_metric_connections((enum hdx_metric_proto)c->metric_proto, -1);
+    }
     if (!c->counted) return;
     c->counted = 0;
     n->live--;
@@ -402,6 +407,7 @@ static void refuse_peer(struct hdx_conn *c, const char *why)
              c->principal[0] ? c->principal : "-", c->serial[0] ? c->serial : "-",
              hdx_log_str(w, sizeof(w), why), c->ops->port);
     audit_auth(c, "failure", "refused", why);
+    hdx_metric_auth_failure(HDX_METRIC_AUTH_CERTIFICATE);
     if (c->ops->refuse) {
         struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
         bufferevent_set_timeouts(c->bev, NULL, &wr);
@@ -458,6 +464,14 @@ static int admit_peer(struct hdx_conn *c, char *why, size_t cap)
     return 0;
 }
 
+static int metric_proto(const char *port)
+{
+    return !strcmp(port, "legacy") ? HDX_METRIC_LEGACY
+           : !strcmp(port, "http") ? HDX_METRIC_HTTP
+           : !strcmp(port, "sub")  ? HDX_METRIC_SUB
+                                   : HDX_METRIC_MLLP;
+}
+
 /* The peer is who it says and may be here: it leaves the unauthenticated budgets. */
 static void establish(struct hdx_conn *c)
 {
@@ -467,6 +481,9 @@ static void establish(struct hdx_conn *c)
         n->handshaking--;
     }
     c->established = 1;
+    c->metric_proto = metric_proto(c->ops->port);
+    c->metered = 1;
+    hdx_metric_connections((enum hdx_metric_proto)c->metric_proto, 1);
     evtimer_del(c->hs_timer);
     struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wr);
@@ -512,6 +529,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (!c->established && c->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        hdx_metric_tls_handshake_failed();
+        if (ssl && SSL_get_verify_result(ssl) != X509_V_OK)
+            hdx_metric_auth_failure(HDX_METRIC_AUTH_CERTIFICATE);
         if (what & BEV_EVENT_TIMEOUT)
             snprintf(why, sizeof(why), "handshake timeout");
         else
@@ -540,6 +561,7 @@ static void on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct hdx_conn *c = arg;
     if (c->established || c->closing) return;
+    hdx_metric_tls_handshake_failed();
     /* An absolute deadline: a client dribbling its handshake byte by byte still ends. */
     if (noisy_allowed(&c->net->hs_log, HS_SUPPRESSED))
         hdx_warn("tls_handshake_failed", "peer=%s reason=\"handshake timeout\" timeout_ms=%d",

@@ -83,7 +83,8 @@ struct hdx_conn {
     struct hdx_net *net;
     struct event *hs_timer;
     int force_close, paused, counted;
-    uint8_t src[16]; /* source key: IPv4 address or IPv6 /64 */
+    int metered, metric_proto; /* counted in hdx_connections_open (core/metrics.h) */
+    uint8_t src[16];           /* source key: IPv4 address or IPv6 /64 */
     int src_family;
 };
 

@@ -15,6 +15,7 @@
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "net/front_internal.h"
 
@@ -112,6 +113,7 @@ static void grant(struct login *l)
     if (hdx_store_user_get(f->env.ro_store, l->name, &u) != HDX_OK || u.locked ||
         u.sessions_revoked_us > now) {
         sodium_memzero(&u, sizeof(u));
+        hdx_metric_auth_failure(HDX_METRIC_AUTH_LOGIN);
         hdx_front_audit_auth(f, l->c, "login", "failure", "locked", l->name, NULL, NULL);
         hdx_http_error(&r, 401, "invalid_credentials", "invalid credentials");
         hdx_http_finish(l->c, &r);
@@ -187,6 +189,7 @@ static void login_failed(struct login *l)
     int flags = l->out.reason == HDX_AUTH_R_ERROR
                     ? 0
                     : hdx_throttle_failure(f->throttle, l->source, l->name, hdx_now_us());
+    if (l->out.reason != HDX_AUTH_R_ERROR) hdx_metric_auth_failure(HDX_METRIC_AUTH_LOGIN);
     hdx_front_audit_auth(f, l->c, "login", "failure", reason, l->name, NULL, NULL);
     hdx_warn("login_failed", "peer=%s user=%s reason=%s", l->c->peer, l->name, reason);
     if (flags & HDX_THROTTLE_ACCOUNT_LOCKED) {
@@ -332,6 +335,7 @@ static void route_login(void *arg, struct hdx_conn *c, const struct http_req *re
     const char *why = NULL;
     int64_t wait = hdx_throttle_check(f->throttle, l->source, l->name, hdx_now_us(), &why);
     if (wait) {
+        hdx_metric_auth_failure(HDX_METRIC_AUTH_LOGIN);
         hdx_warn("login_throttled", "peer=%s user=%s by=%s retry_after_s=%lld", c->peer, l->name,
                  why, (long long)wait);
         hdx_http_error(r, 429, "too_many_attempts", "too many failed logins; try again later");
@@ -446,6 +450,46 @@ static void route_enrol(void *arg, struct hdx_conn *c, const struct http_req *re
     r->deferred = 1;
 }
 
+/* ---------- metrics ---------- */
+
+/* GET /metrics (core/metrics.h, docs/METRICS.md): counts only, no PHI and no names, but
+ * still nothing without authentication. A service's API key (role integration), or an MFA
+ * session of a role that watches the system: admin, security-officer, auditor. */
+static int metrics_allowed(const struct asker *who)
+{
+    if (who->key_hash[0]) return who->role == HDX_ROLE_INTEGRATION;
+    return who->serial && who->mfa &&
+           (who->role == HDX_ROLE_ADMIN || who->role == HDX_ROLE_SECURITY_OFFICER ||
+            who->role == HDX_ROLE_AUDITOR);
+}
+
+static void route_metrics(void *arg, struct hdx_conn *c, const struct http_req *req,
+                          struct hdx_http_reply *r)
+{
+    struct hdx_front *f = arg;
+    struct asker who;
+    if (hdx_front_asks(f, c, req, r, &who)) return; /* the 401 */
+    if (!metrics_allowed(&who)) {
+        hdx_warn("metrics_refused", "peer=%s user=%s role=%s", c->peer, who.user,
+                 who.role_name[0] ? who.role_name : "-");
+        hdx_http_error(r, 403, "forbidden",
+                       "metrics need an integration API key or an admin, security-officer or "
+                       "auditor session");
+        return;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    if (hdx_metrics_render(&body, &len) != HDX_OK) {
+        hdx_http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    free(r->body);
+    r->status = 200;
+    r->content_type = HDX_METRICS_CONTENT_TYPE;
+    r->body = body;
+    r->body_len = len;
+}
+
 /* ---------- sessions and admin changes ---------- */
 
 void hdx_front_session_ended(struct hdx_front *f, uint64_t serial)
@@ -533,7 +577,8 @@ int hdx_front_new(const struct hdx_front_env *env, struct hdx_http *h, struct hd
     } routes[] = {{"POST", "/auth/login", route_login},
                   {"POST", "/auth/logout", route_logout},
                   {"GET", "/auth/session", route_session},
-                  {"POST", "/auth/mfa/enrol", route_enrol}};
+                  {"POST", "/auth/mfa/enrol", route_enrol},
+                  {"GET", "/metrics", route_metrics}};
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         struct hdx_http_route rt = {routes[i].method, routes[i].path, routes[i].fn, f};
         if ((rc = hdx_http_route_add(h, &rt)) != HDX_OK) break;

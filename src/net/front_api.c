@@ -19,6 +19,7 @@
 #include "bus/bus.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "net/front_internal.h"
 #include "policy/policy_load.h"
@@ -109,11 +110,11 @@ void hdx_front_decide(struct front_api *api, const struct asker *who, enum hdx_a
                                      .patient = patient,
                                      .purpose = who->purpose,
                                      .now_us = hdx_now_us()};
-    if (!api->policy) {
+    if (!api->policy)
         *d = (struct hdx_policy_decision){0, HDX_PR_UNKNOWN_ROLE};
-        return;
-    }
-    hdx_policy_decide(api->policy, &req, d);
+    else
+        hdx_policy_decide(api->policy, &req, d);
+    if (!d->permit) hdx_metric_policy_denial(HDX_METRIC_FRONT_HTTPS);
 }
 
 /* ---------- audit ---------- */
@@ -212,6 +213,7 @@ static int service_asks(struct front_api *api, struct hdx_conn *c, const struct 
     if (ok) memcpy(who->key_hash, u.pw_hash, HDX_APIKEY_HASH_LEN + 1);
     sodium_memzero(&u, sizeof(u));
     if (!ok) {
+        hdx_metric_auth_failure(HDX_METRIC_AUTH_API_KEY);
         /* Recorded up to a bound per second, then counted: a flood must not fill the log. */
         int64_t now = hdx_monotonic_us();
         if (now - api->key_fail_window_us >= 1000000) {

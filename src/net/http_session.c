@@ -9,6 +9,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 
 #define ROUTES_MAX 64
@@ -164,6 +165,7 @@ static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r, int 
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     if (!r->stream) snprintf(length, sizeof(length), "Content-Length: %zu\r\n", r->body_len);
+    hdx_metric_http_status(r->status);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: hdx\r\nContent-Type: %s\r\n"
                         "%s%s%s%s\r\n",

@@ -9,6 +9,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "merkle/receipt.h"
 #include "policy/policy.h"
@@ -34,7 +35,8 @@ struct hdx_mllp {
 struct pending_ckpt {
     enum hdx_ckpt_verdict verdict;
     struct hdx_checkpoint cp;
-    uint64_t received; /* messages hdxd hashed since the previous checkpoint */
+    uint64_t received;   /* messages hdxd hashed since the previous checkpoint */
+    int64_t received_us; /* monotonic: when its frame arrived */
     struct hl7_delims d;
     char type[HDX_TYPE_MAX + 1];
     uint8_t *payload;
@@ -48,6 +50,7 @@ struct mllp_conn {
     struct event *frame_timer, *idle_timer;
     int frame_timer_armed;
     uint64_t received, acked;
+    int64_t frame_us; /* monotonic: when the frame being handled arrived */
     /* Device stream signatures (proto/checkpoint.h), when the device has a signing key. */
     int signing;
     uint8_t sign_pub[32], binding[32];
@@ -108,6 +111,7 @@ static void reject(struct hdx_conn *c, const struct hl7_msg *msg, const struct h
 {
     char text[200], type[80];
     send_ack(c, msg, err->ack == 'R' ? HL7_AR : HL7_AE, err);
+    hdx_metric_rejected(c->tls ? HDX_METRIC_MLLP : HDX_METRIC_LEGACY);
     hdx_warn("hl7_rejected", "peer=%s sender=%s ack=A%c code=%d seg=%s field=%d type=%s reason=%s",
              c->peer, c->principal[0] ? c->principal : "-", err->ack, err->code,
              err->seg[0] ? err->seg : "-", err->field,
@@ -132,6 +136,7 @@ static void submit_message(struct hdx_conn *c, const uint8_t *payload, size_t le
     snprintf(it->control_id, sizeof(it->control_id), "%s", msg->control_id);
     snprintf(it->patient_id, sizeof(it->patient_id), "%s", msg->patient_id);
     it->origin = c;
+    it->received_us = ((struct mllp_conn *)c->session)->frame_us;
     /* The AA is prepared now, while the message is parsed; it is sent only once the commit
      * thread reports the record durable. */
     char ack[2048];
@@ -141,6 +146,7 @@ static void submit_message(struct hdx_conn *c, const uint8_t *payload, size_t le
         it->reply_len = (size_t)n;
     }
     c->inflight++;
+    hdx_metric_ingest(c->tls ? HDX_METRIC_MLLP : HDX_METRIC_LEGACY);
     m->submit(m->submit_arg, it);
 }
 
@@ -176,6 +182,7 @@ static void take_checkpoint(struct hdx_conn *c, const uint8_t *payload, size_t l
     p->d = msg->d;
     snprintf(p->type, sizeof(p->type), "%s", msg->msg_type);
     p->received = ss->stream.count;
+    p->received_us = ss->frame_us;
     struct hl7_view zcv;
     /* A ZCV or ZCS of the device's own would sit beside hdx's verdict in the record. */
     if (hdx_checkpoint_parse(msg, &p->cp) != HDX_OK ||
@@ -280,6 +287,7 @@ static void submit_checkpoint(struct hdx_conn *c)
     snprintf(it->type, sizeof(it->type), "%s", p->type);
     it->origin = c;
     it->checkpoint = 1;
+    it->received_us = p->received_us;
     it->verified = p->verdict == HDX_CKPT_OK;
     it->covers = ss->covered;
     it->ncovers = ss->ncovered;
@@ -299,6 +307,7 @@ static void submit_checkpoint(struct hdx_conn *c)
     hl7_msg_free(&msg);
     pending_ckpt_free(p);
     c->inflight++;
+    hdx_metric_ingest(c->tls ? HDX_METRIC_MLLP : HDX_METRIC_LEGACY);
     m->submit(m->submit_arg, it);
 }
 
@@ -311,6 +320,7 @@ static void handle_frame(struct hdx_conn *c, const uint8_t *payload, size_t len)
     memset(&msg, 0, sizeof(msg));
     memset(&err, 0, sizeof(err));
     ss->received++;
+    ss->frame_us = hdx_monotonic_us();
     int parsed = hl7_parse(payload, len, &m->limits, &msg, &err) == 0;
     /* Only this path may store a ZCK^Z01 record (with hdx's ZCV verdict): on a plaintext
      * connection there is no binding, so a checkpoint there is refused (take_checkpoint). */
@@ -528,7 +538,10 @@ static void answer_item(struct hdx_conn *c, const struct hdx_intake_item *it)
 void hdx_mllp_done(struct hdx_conn *c, const struct hdx_intake_item *it)
 {
     struct mllp_conn *ss = c->session;
-    if (!c->closing) answer_item(c, it);
+    if (!c->closing) {
+        answer_item(c, it);
+        if (it->received_us) hdx_metric_ack_latency(hdx_monotonic_us() - it->received_us);
+    }
     hdx_conn_settle(c);
     if (c->closing) return;
     if (ss->ckpt && c->inflight == 0) submit_checkpoint(c);

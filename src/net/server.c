@@ -12,6 +12,7 @@
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "net/conn.h"
 #include "net/front.h"
@@ -70,6 +71,7 @@ static void on_submit(evutil_socket_t fd, short what, void *arg)
 static void submit(void *arg, struct hdx_intake_item *it)
 {
     struct hdx_server *srv = arg;
+    if (it->kind == HDX_KIND_FHIR) hdx_metric_ingest(HDX_METRIC_HTTP); /* the FHIR writes */
     /* On failure the sealer tries again, and refuses the item if it fails there too. */
     if (srv->kc) (void)hdx_intake_blind(it, srv->kc);
     it->next = NULL;
@@ -377,6 +379,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         hdx_store_close(commit_store);
         return HDX_E_NOMEM;
     }
+    hdx_metrics_start();
     srv->conf = conf;
     srv->base = base;
     srv->kr = kr;

@@ -9,6 +9,7 @@
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "policy/policy.h"
 #include "policy/policy_load.h"
@@ -246,6 +247,7 @@ static int sub_permitted(struct hdx_conn *c)
     }
     hdx_policy_decide(ctx->policy, &req, &d);
     if (d.permit) return 1;
+    hdx_metric_policy_denial(HDX_METRIC_FRONT_SUB);
     if (d.reason == HDX_PR_ROLE || d.reason == HDX_PR_UNKNOWN_ROLE)
         snprintf(why, sizeof(why), "role %s may not subscribe", c->role);
     else
@@ -273,6 +275,7 @@ static int sub_admit(void *arg, const struct hdx_bus_event *ev)
     struct hdx_policy_decision d = {0, HDX_PR_UNKNOWN_ROLE};
     if (ctx->policy) hdx_policy_decide(ctx->policy, &req, &d);
     if (d.permit) return 1;
+    hdx_metric_policy_denial(HDX_METRIC_FRONT_SUB);
     if (!s->held_count) {
         s->held_first = ev->seq;
         s->held_reason = d.reason;

@@ -26,6 +26,7 @@
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "policy/policy.h"
 #include "policy/policy_load.h"
@@ -182,6 +183,7 @@ struct lane {
      * latency, for the status file and the benchmark */
     uint64_t lat[LAT_BUCKETS], lat_n;
     char status_state[16];
+    int64_t metered; /* what this lane counts in hdx_route_queued_messages (core/metrics.h) */
 };
 
 struct route {
@@ -621,6 +623,7 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, const u
     struct hdx_policy_decision d;
     hdx_policy_decide(l->policy, &req, &d);
     if (!d.permit && !(d.reason == HDX_PR_NO_PATIENT && !p->has_patient)) {
+        hdx_metric_policy_denial(HDX_METRIC_FRONT_ROUTE);
         WIPE();
         if (!l->held_count) l->held_first = r->seq, l->held_reason = d.reason;
         l->held_last = r->seq;
@@ -1036,6 +1039,8 @@ static void attempt_failed(struct lane *l, struct pending *p, const char *why)
     p->attempts++;
     if (p->attempts >= l->rt->conf->max_attempts)
         sfmt(p->dead_reason, sizeof(p->dead_reason), "%s (%d attempts)", why, p->attempts);
+    else
+        hdx_metric_route(HDX_METRIC_ROUTE_RETRIED);
 }
 
 /* One answer frame: 0 handled, -1 the connection cannot be trusted any more. */
@@ -1393,6 +1398,13 @@ static void write_status(struct lane *l, int force)
     if (ok) (void)rename(tmp, path);
 }
 
+/* The messages this lane holds, into the gauge of all lanes (by difference: no lock). */
+static void lane_meter(struct lane *l, int64_t now)
+{
+    if (now != l->metered) hdx_metric_route_queued(now - l->metered);
+    l->metered = now;
+}
+
 /* Pops what is finished at the head of the window and moves the cursor over it. */
 static int lane_advance(struct lane *l)
 {
@@ -1410,13 +1422,16 @@ static int lane_advance(struct lane *l)
             hdx_warn("route_dead_letter", "route=%s lane=%d seq=%llu reason=\"%s\"",
                      l->rt->conf->name, l->index, (unsigned long long)p->seq, p->dead_reason);
             l->dead_total++;
+            hdx_metric_route(HDX_METRIC_ROUTE_DEAD);
         } else if (p->acked) {
             l->acked_total++;
+            hdx_metric_route(HDX_METRIC_ROUTE_DELIVERED);
             if (!p->retry && p->attempts == 0 && p->committed_us) {
                 int64_t us = hdx_monotonic_us() - p->committed_us;
                 size_t b = us <= 0 ? 0 : (size_t)(us / 100);
                 l->lat[b < LAT_BUCKETS ? b : LAT_BUCKETS - 1]++;
                 l->lat_n++;
+                hdx_metric_route_latency(us);
             }
             disc_add(l, p);
             if (p->retry) (void)submit_statement(l, HDX_ADMIN_ROUTE_DELIVERED, p->seq, NULL, 0);
@@ -1537,6 +1552,7 @@ static void *lane_main(void *arg)
              rt->dest_desc, (unsigned long long)l->pos.delivered);
     if (lane_recover_audit(l) != HDX_OK) goto out;
     while (!halted(l)) {
+        lane_meter(l, (int64_t)(l->nwin + l->npre));
         if (draining(l) && !in_flight(l)) break; /* everything sent is answered */
         lane_audit_check(l);
         int64_t now = hdx_monotonic_us();
@@ -1600,6 +1616,7 @@ static void *lane_main(void *arg)
         if (lane_advance(l) != HDX_OK && !stopping(l)) lane_failed(l);
     }
 out:
+    lane_meter(l, 0); /* what is left is not this lane's any more */
     sfmt(l->state, sizeof(l->state), "stopped");
     lane_disconnect(l);
     /* The disclosures not yet in the log, and waited for when hdxd drains (the event loop

@@ -19,6 +19,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "crypto/keys.h"
 
@@ -876,6 +877,7 @@ int hdx_seg_append(struct hdx_seg *s, const struct hdx_seg_frame *frames, size_t
             rc = HDX_E_IO;
             goto fail;
         }
+        if (!(s->flags & HDX_SEG_NOSYNC)) hdx_metric_flush();
         s->cur_off = off;
         s->next_seq = frames[j - 1].seq + 1;
         i = j;
