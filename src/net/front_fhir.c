@@ -28,6 +28,7 @@
 #include "audit/audit.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "fhir/index.h"
 #include "fhir/resource.h"
@@ -63,6 +64,7 @@ struct fhir_write {
     size_t body_len;
     uint64_t seq; /* once durable */
     char last_modified[40];
+    int metric; /* enum hdx_metric_fhir_interaction of the answer */
     /* A Bundle (transaction or batch): the versions it writes, and the answer prepared */
     struct txn_part *parts;
     size_t nparts;
@@ -488,6 +490,7 @@ static void bundle_answer(struct fhir_write *w)
                                "fhir");
         pending_done(ff, p->type, p->id);
     }
+    hdx_metric_fhir((enum hdx_metric_fhir_interaction)w->metric, 200);
     gate_end_finish(g, w->c, &r);
     write_free(w);
 }
@@ -528,6 +531,10 @@ static void write_answer(struct fhir_write *w)
                            "permit", "-", w->has_patient ? w->patient : NULL, w->seq, w->seq, 1,
                            "fhir");
     pending_done(ff, w->type, w->id);
+    hdx_metric_fhir(w->deleting        ? HDX_METRIC_FHIR_DELETE
+                    : w->status == 201 ? HDX_METRIC_FHIR_CREATE
+                                       : HDX_METRIC_FHIR_UPDATE,
+                    r.status);
     gate_end_finish(g, w->c, &r);
     if (w->conditional) {
         ff->cond_busy = 0;
@@ -2266,6 +2273,7 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     w->who = *who;
     w->who.smart = NULL;
     w->status = 200;
+    w->metric = txn ? HDX_METRIC_FHIR_TRANSACTION : HDX_METRIC_FHIR_BATCH;
     snprintf(w->type, sizeof(w->type), "Bundle");
     w->body = dump_plain(stored, &w->body_len);
     struct hdx_intake_item *it =
@@ -2484,6 +2492,23 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
         return;
     }
     route_fhir_inner(arg, c, req, r);
+    if (!r->deferred) { /* a write's answer is counted when it goes */
+        struct fhir_path p;
+        int get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+        int post = !strcmp(req->method, "POST");
+        enum hdx_metric_fhir_interaction i =
+            path_parse(req->path, &p)                        ? HDX_METRIC_FHIR_READ
+            : p.n == 1 && !strcmp(p.type, "metadata") && get ? HDX_METRIC_FHIR_CAPABILITIES
+            : p.n == 0                                       ? HDX_METRIC_FHIR_TRANSACTION
+            : (get && p.n == 1) || (post && p.search)        ? HDX_METRIC_FHIR_SEARCH
+            : get && p.history && !p.vid                     ? HDX_METRIC_FHIR_HISTORY
+            : get && p.vid                                   ? HDX_METRIC_FHIR_VREAD
+            : get                                            ? HDX_METRIC_FHIR_READ
+            : post                                           ? HDX_METRIC_FHIR_CREATE
+            : !strcmp(req->method, "PUT")                    ? HDX_METRIC_FHIR_UPDATE
+                                                             : HDX_METRIC_FHIR_DELETE;
+        hdx_metric_fhir(i, r->status);
+    }
     gate_end(g, r);
 }
 
