@@ -1063,8 +1063,9 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     }
     if (sp->patient_id[0]) {
         struct hdx_fhir_row prow;
+        /* a deleted Patient's tombstone keeps its token: what refers to it is still found */
         if (hdx_fhir_index_get(ff->ix, "Patient", sp->patient_id, 0, &prow) != HDX_OK ||
-            prow.deleted || !prow.has_patient) {
+            !prow.has_patient) {
             none = 1; /* a Patient that does not exist matches nothing */
         } else {
             memcpy(sp->patient_tok, prow.patient, HDX_BLIND_LEN);

@@ -337,6 +337,17 @@ expect(nurse.req("GET", "/Patient/" + A), 404, "a nurse on no care team: A not f
 b = search(nurse, "/Observation")
 ok(b["total"] == 0, "nor any observation")
 
+# ---------- a deleted Patient: what refers to it is still found by it ----------
+st, hd, pz = expect(feed.req("POST", "/Patient", patient("DEL-1", "Falk", "Dagny", "1960")), 201,
+                    "a Patient to delete")
+oz = expect(feed.req("POST", "/Observation", hr(pz["id"], 61, "2026-12-01T06:00:00Z")), 201,
+            "its Observation")[2]["id"]
+expect(feed.req("DELETE", "/Patient/" + pz["id"]), 204, "the Patient deleted")
+ok(ids(search(feed, "/Observation?patient=" + pz["id"])) == [oz],
+   "its Observation is still found by patient=")
+expect(feed.req("POST", "/Observation", hr(pz["id"], 62, "2026-12-01T07:00:00Z")), 422,
+       "but nothing new refers to a deleted Patient")
+
 # ---------- transaction: all or nothing, one record; batch: per entry ----------
 def entry(full, method, url, res=None, **req):
     e = {"request": dict(method=method, url=url, **req)}
