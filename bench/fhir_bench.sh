@@ -35,7 +35,9 @@
 # of ms, and 64 queued on the one network thread would pass wrk's 5 s timeout), FHIR_PERF (a
 # directory: `perf record -g` of hdxd during the steps FHIR_PERF_STEPS (default "create read
 # search"), into FHIR_PERF/STEP.perf.data with STEP.sym.txt (`perf report --no-children
-# --sort symbol`) and STEP.comm.txt (by thread and symbol)), FHIR_PERF_FREQ (999).
+# --sort symbol`) and STEP.comm.txt (by thread and symbol)), FHIR_PERF_FREQ (999),
+# FHIR_PERF_CG (fp; dwarf for call graphs through hdxd, which has no frame pointers: then
+# `perf report --children -i STEP.perf.data` gives inclusive shares per function).
 # Prints key=value lines starting with "fhir ". Loopback only; every wrk run bounded by timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -217,7 +219,7 @@ wrk_run() { # NAME CONNS THREADS PATH|LUA: one wrk run; its key=value line in $w
   th0=$(threads "$hpid")
   if [ -n "$perf_dir" ] && [ "${perf_steps/ $name /}" != "$perf_steps" ]; then
     mkdir -p "$perf_dir"
-    perf record -q -g -F "${FHIR_PERF_FREQ:-999}" -p "$hpid" -o "$perf_dir/$name.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
+    perf record -q --call-graph "${FHIR_PERF_CG:-fp}" -F "${FHIR_PERF_FREQ:-999}" -p "$hpid" -o "$perf_dir/$name.perf.data" -- sleep "$((secs - 1))" >/dev/null 2>&1 &
     ppid=$!
   fi
   child_cpu; w0=$cpu_now
