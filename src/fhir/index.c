@@ -32,6 +32,7 @@ struct hdx_fhir_index {
     _Atomic uint64_t st_records, st_rows, st_skipped, st_passes;
     /* the indexer's statements */
     sqlite3_stmt *ins_res, *ins_tok, *supersede, *set_meta;
+    sqlite3_stmt *get_cur, *get_ver; /* the queries' (rdb), prepared once */
 };
 
 static const char *const schema =
@@ -42,6 +43,8 @@ static const char *const schema =
     " current INTEGER NOT NULL, deleted INTEGER NOT NULL, updated INTEGER NOT NULL,"
     " patient BLOB, date_lo INTEGER, date_hi INTEGER, UNIQUE(type, id, version));"
     "CREATE INDEX IF NOT EXISTS fhir_res_patient ON fhir_res(type, patient, date_lo)"
+    " WHERE current = 1 AND deleted = 0;"
+    "CREATE INDEX IF NOT EXISTS fhir_res_patient_rid ON fhir_res(type, patient)"
     " WHERE current = 1 AND deleted = 0;"
     "CREATE INDEX IF NOT EXISTS fhir_res_date ON fhir_res(type, date_lo)"
     " WHERE current = 1 AND deleted = 0;"
@@ -436,6 +439,8 @@ void hdx_fhir_index_close(struct hdx_fhir_index *ix)
     sqlite3_finalize(ix->ins_tok);
     sqlite3_finalize(ix->supersede);
     sqlite3_finalize(ix->set_meta);
+    sqlite3_finalize(ix->get_cur);
+    sqlite3_finalize(ix->get_ver);
     sqlite3_close(ix->wdb);
     sqlite3_close(ix->rdb);
     hdx_store_close(ix->store);
@@ -492,12 +497,14 @@ static void row_read(sqlite3_stmt *st, struct hdx_fhir_row *r)
 int hdx_fhir_index_get(struct hdx_fhir_index *ix, const char *type, const char *id,
                        uint32_t version, struct hdx_fhir_row *out)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt **slot = version ? &ix->get_ver : &ix->get_cur;
     const char *sql = version ? "SELECT " ROW_COLS " FROM fhir_res WHERE type = ?1 AND id = ?2"
                                 " AND version = ?3"
                               : "SELECT " ROW_COLS " FROM fhir_res WHERE type = ?1 AND id = ?2"
                                 " AND current = 1";
-    if (prepare(ix->rdb, sql, &st) != HDX_OK) return HDX_E_STORE;
+    if (!*slot && prepare(ix->rdb, sql, slot) != HDX_OK) return HDX_E_STORE;
+    sqlite3_stmt *st = *slot;
+    sqlite3_reset(st);
     sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     if (version) sqlite3_bind_int64(st, 3, version);
@@ -508,7 +515,7 @@ int hdx_fhir_index_get(struct hdx_fhir_index *ix, const char *type, const char *
     } else {
         rc = src == SQLITE_DONE ? HDX_E_NOTFOUND : HDX_E_STORE;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st); /* no read snapshot is kept open between requests */
     return rc;
 }
 
@@ -571,10 +578,13 @@ long hdx_fhir_index_query(struct hdx_fhir_index *ix, const struct hdx_fhir_query
     if (q->id) sql_add(&b, " AND id = ?");
     if (q->patient) sql_add(&b, " AND patient = ?");
     for (size_t g = 0; g < q->ngroups; g++) {
-        sql_add(&b, " AND rid IN (SELECT rid FROM fhir_tok WHERE param = ? AND tok IN (");
+        /* correlated, so each candidate row is one primary-key probe per token; "rid IN
+         * (SELECT ...)" made SQLite copy every row holding the token first
+         * (bench/fhir_search_sql.py) */
+        sql_add(&b, " AND EXISTS (SELECT 1 FROM fhir_tok t WHERE t.param = ? AND t.tok IN (");
         for (size_t k = 0; k < q->groups[g].n; k++)
             sql_add(&b, k ? ", ?" : "?");
-        sql_add(&b, "))");
+        sql_add(&b, ") AND t.rid = fhir_res.rid)");
     }
     int64_t vals[HDX_FHIR_RANGES_MAX][2];
     int nvals[HDX_FHIR_RANGES_MAX];
