@@ -7,7 +7,11 @@
  * statement (careteam_*, consent_*, break_glass*) touches only its own table, on an empty
  * registry only a consent directive makes a row, and with its user (and grant, and reviewer)
  * present it makes exactly the row commit/admin.h says; a device_scope touches only the scopes,
- * with no device needed: one row carrying exactly its (canonical) scope, or none when empty. */
+ * with no device needed: one row carrying exactly its (canonical) scope, or none when empty; a
+ * client_* statement touches only the clients: on an empty registry only a client_add makes a
+ * row, with exactly its JWK Set bytes, scope and created_us, active; a second client_add of
+ * the active name changes nothing; after a client_revoke the same client_add registers it
+ * again, and a scope or revoke of a revoked client changes nothing. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,9 +75,62 @@ static void policy_check(const struct hdx_admin *a)
     hdx_registry_free(&r);
 }
 
+/* A client statement: applied after a client_add of its name (or as one), the apply at the top of
+ * commit/admin.h. */
+static void client_check(const struct hdx_admin *a)
+{
+    struct hdx_registry r = {0};
+    struct hdx_admin *add = calloc(1, sizeof(*add)), *rv = calloc(1, sizeof(*rv));
+    if (!add || !rv) abort();
+    if (a->op == HDX_ADMIN_CLIENT_ADD) {
+        *add = *a;
+    } else { /* a JWK Set the parser accepts is not needed: apply does not look */
+        add->op = HDX_ADMIN_CLIENT_ADD;
+        memcpy(add->name, a->name, sizeof(add->name));
+        memcpy(add->jwks, "{}", 2);
+        add->jwks_len = 2;
+        memcpy(add->smart_scope, "system/Patient.r", 17);
+        add->created_us = 3;
+    }
+    if (hdx_registry_apply(&r, add, 1) != HDX_OK || r.ncl != 1) abort();
+    if (hdx_registry_apply(&r, a, 2) != HDX_OK || r.ncl != 1) abort();
+    const struct hdx_smart_client *c = hdx_registry_client(&r, a->name);
+    if (!c || c->jwks_len != add->jwks_len || memcmp(c->jwks, add->jwks, c->jwks_len) != 0 ||
+        c->created_us != add->created_us)
+        abort();
+    switch (a->op) {
+    case HDX_ADMIN_CLIENT_ADD: /* active: the second add changed nothing */
+    case HDX_ADMIN_CLIENT_SCOPE:
+        if (c->revoked_us || strcmp(c->scope, a->smart_scope) != 0) abort();
+        break;
+    case HDX_ADMIN_CLIENT_REVOKE:
+        if (c->revoked_us != a->revoked_us || strcmp(c->scope, add->smart_scope) != 0) abort();
+        break;
+    default:
+        abort();
+    }
+    /* revoked: scope and revoke change nothing, an add registers it again */
+    rv->op = HDX_ADMIN_CLIENT_REVOKE;
+    memcpy(rv->name, a->name, sizeof(rv->name));
+    rv->revoked_us = 9;
+    if (hdx_registry_apply(&r, rv, 3) != HDX_OK) abort();
+    int64_t revoked = hdx_registry_client(&r, a->name)->revoked_us;
+    if (!revoked) abort();
+    if (a->op != HDX_ADMIN_CLIENT_ADD) {
+        if (hdx_registry_apply(&r, a, 4) != HDX_OK) abort();
+        if (hdx_registry_client(&r, a->name)->revoked_us != revoked) abort();
+    }
+    if (hdx_registry_apply(&r, add, 5) != HDX_OK || hdx_registry_client(&r, a->name)->revoked_us)
+        abort();
+    if (r.ncl != 1 || r.n + r.nu + r.nsc + r.nct + r.ncs + r.nbg != 0) abort();
+    hdx_registry_free(&r);
+    free(add);
+    free(rv);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct hdx_admin a, b;
+    static struct hdx_admin a, b; /* 15 KB each: off the fuzzer's stack */
     char out[HDX_ADMIN_BODY_MAX + 1];
     /* a heap copy of exactly size bytes: ASan catches any read past the end */
     uint8_t *copy = malloc(size ? size : 1);
@@ -113,7 +170,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (a.has_scope && (strcmp(r.sc[0].name, a.name) != 0 ||
                                 strcmp(r.sc[0].scope, a.scope) != 0 || r.sc[0].set_us != 1))
                 abort();
-        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg + r.nsc != 0) {
+        } else if (hdx_admin_is_client_op(a.op)) {
+            if (r.n + r.nu + r.nsc + r.nct + r.ncs + r.nbg != 0 ||
+                r.ncl != (a.op == HDX_ADMIN_CLIENT_ADD))
+                abort();
+            client_check(&a);
+        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg + r.nsc + r.ncl != 0) {
             abort();
         }
         hdx_registry_free(&r);

@@ -62,8 +62,8 @@ _Static_assert(HDX_USER_PW_HASH_MAX == HDX_PW_HASH_MAX, "password hash size");
 _Static_assert(HDX_POLICY_TOKEN_LEN == HDX_BLIND_LEN, "patient token size");
 _Static_assert(HDX_DEVICE_SCOPE_MAX == HDX_SCOPE_TEXT_MAX, "scope text size");
 /* the canonical text of any SMART scope that parses: 32 terms of "patient/" TYPE "." "cruds" */
-_Static_assert(HDX_SMART_SCOPE_TERMS_MAX *(8 + HDX_SMART_SCOPE_TYPE_MAX + 1 + 5 + 1) <=
-                   HDX_SMART_CLIENT_SCOPE_MAX + 1,
+#define SMART_TERM_MAX (8 + HDX_SMART_SCOPE_TYPE_MAX + 1 + 5 + 1) /* with its space */
+_Static_assert(HDX_SMART_SCOPE_TERMS_MAX *SMART_TERM_MAX <= HDX_SMART_CLIENT_SCOPE_MAX + 1,
                "a canonical SMART scope fits");
 _Static_assert(HDX_SMART_JWKS_MAX <= HDX_JWKS_MAX_LEN, "hdx_jwks_parse takes a whole JWK Set");
 #define B64U sodium_base64_VARIANT_URLSAFE_NO_PADDING

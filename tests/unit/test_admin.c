@@ -1249,8 +1249,8 @@ static void test_client_bodies_roundtrip(void **state)
     free(body);
     static const char *const others[] = {
         "HDX-ADMIN 1\nop=client_scope\nname=lab-feed\nscope=system/*.rs\n",
-        "HDX-ADMIN 1\nop=client_scope\nname=lab-feed\nscope=patient/Observation.cruds "
-        "user/Patient.r system/Encounter.s\nby=local:root\n",
+        ("HDX-ADMIN 1\nop=client_scope\nname=lab-feed\nscope=patient/Observation.cruds "
+         "user/Patient.r system/Encounter.s\nby=local:root\n"),
         "HDX-ADMIN 1\nop=client_revoke\nname=lab-feed\nrevoked_us=99\n",
     };
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
