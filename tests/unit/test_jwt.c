@@ -89,7 +89,11 @@ static cjose_jwk_t *rsa_key(unsigned bits, const char *kid, char **pem)
         char *p;
         assert_int_equal(PEM_write_bio_PUBKEY(b, k), 1);
         long n = BIO_get_mem_data(b, &p);
-        *pem = strndup(p, (size_t)n);
+        /* the BIO's bytes have no NUL after them: strndup may look one past (ASan saw it) */
+        *pem = malloc((size_t)n + 1);
+        assert_non_null(*pem);
+        memcpy(*pem, p, (size_t)n);
+        (*pem)[n] = '\0';
         BIO_free(b);
     }
     free(s.n), free(s.e), free(s.d), free(s.p), free(s.q), free(s.dp), free(s.dq), free(s.qi);
