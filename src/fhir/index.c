@@ -14,8 +14,8 @@
 #include "fhir/v2map.h"
 #include "store/store.h"
 
-#define PASS_MAX 2000 /* records per indexing transaction */
-#define SCHEMA_VERSION 1
+#define PASS_MAX 2000    /* records per indexing transaction */
+#define SCHEMA_VERSION 2 /* 2: tokens keyed with their patient (fhir_tok2) */
 
 struct hdx_fhir_index {
     struct hdx_fhir_index_env env;
@@ -49,8 +49,9 @@ static const char *const schema =
     "CREATE INDEX IF NOT EXISTS fhir_res_date ON fhir_res(type, date_lo)"
     " WHERE current = 1 AND deleted = 0;"
     "CREATE INDEX IF NOT EXISTS fhir_res_updated ON fhir_res(type, updated);"
-    "CREATE TABLE IF NOT EXISTS fhir_tok(param INTEGER NOT NULL, tok BLOB NOT NULL,"
-    " rid INTEGER NOT NULL, PRIMARY KEY(param, tok, rid)) WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS fhir_tok2(param INTEGER NOT NULL, tok BLOB NOT NULL,"
+    " patient BLOB NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY(param, tok, patient, rid))"
+    " WITHOUT ROWID;";
 
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -121,7 +122,9 @@ static int put_entry(struct hdx_fhir_index *ix, const struct hdx_fhir_entry *e, 
         sqlite3_reset(ix->ins_tok);
         sqlite3_bind_int(ix->ins_tok, 1, e->tok[i].param);
         sqlite3_bind_blob(ix->ins_tok, 2, e->tok[i].tok, HDX_BLIND_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(ix->ins_tok, 3, rid);
+        static const uint8_t none[HDX_BLIND_LEN];
+        sqlite3_bind_blob(ix->ins_tok, 3, patient ? patient : none, HDX_BLIND_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(ix->ins_tok, 4, rid);
         if (sqlite3_step(ix->ins_tok) != SQLITE_DONE) return HDX_E_STORE;
     }
     atomic_fetch_add(&ix->st_rows, 1);
@@ -348,8 +351,8 @@ static int check_position(struct hdx_fhir_index *ix, uint64_t *through)
     hdx_info("fhir_index_rebuild", "from_seq=1");
     ver = SCHEMA_VERSION;
     if (exec(ix->wdb,
-             "BEGIN; DELETE FROM fhir_tok; DELETE FROM fhir_res; DELETE FROM fhir_meta;") !=
-            HDX_OK ||
+             "BEGIN; DROP TABLE IF EXISTS fhir_tok; DELETE FROM fhir_tok2; DELETE FROM fhir_res;"
+             " DELETE FROM fhir_meta;") != HDX_OK ||
         meta_put(ix, "schema", &ver, sizeof(ver)) != HDX_OK || exec(ix->wdb, "COMMIT") != HDX_OK) {
         exec(ix->wdb, "ROLLBACK");
         return HDX_E_STORE;
@@ -380,7 +383,7 @@ int hdx_fhir_index_open(const struct hdx_fhir_index_env *env, struct hdx_fhir_in
                                  " deleted, updated, patient, date_lo, date_hi)"
                                  " VALUES(?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10)",
                                  &ix->ins_res) != HDX_OK ||
-                         prepare(ix->wdb, "INSERT OR IGNORE INTO fhir_tok VALUES(?1, ?2, ?3)",
+                         prepare(ix->wdb, "INSERT OR IGNORE INTO fhir_tok2 VALUES(?1, ?2, ?3, ?4)",
                                  &ix->ins_tok) != HDX_OK ||
                          prepare(ix->wdb,
                                  "UPDATE fhir_res SET current = 0 WHERE type = ?1 AND id = ?2"
@@ -578,13 +581,22 @@ long hdx_fhir_index_query(struct hdx_fhir_index *ix, const struct hdx_fhir_query
     if (q->id) sql_add(&b, " AND id = ?");
     if (q->patient) sql_add(&b, " AND patient = ?");
     for (size_t g = 0; g < q->ngroups; g++) {
-        /* correlated, so each candidate row is one primary-key probe per token; "rid IN
-         * (SELECT ...)" made SQLite copy every row holding the token first
+        if (g == 0 && q->patient) {
+            /* one patient: its rows holding the token, straight from the token's key */
+            sql_add(&b, " AND rid IN (SELECT rid FROM fhir_tok2 WHERE param = ? AND tok IN (");
+            for (size_t k = 0; k < q->groups[g].n; k++)
+                sql_add(&b, k ? ", ?" : "?");
+            sql_add(&b, ") AND patient = ?)");
+            continue;
+        }
+        /* correlated: one primary-key probe per candidate row and token; "rid IN (SELECT ...)"
+         * without a patient made SQLite copy every row holding the token first
          * (bench/fhir_search_sql.py) */
-        sql_add(&b, " AND EXISTS (SELECT 1 FROM fhir_tok t WHERE t.param = ? AND t.tok IN (");
+        sql_add(&b, " AND EXISTS (SELECT 1 FROM fhir_tok2 t WHERE t.param = ? AND t.tok IN (");
         for (size_t k = 0; k < q->groups[g].n; k++)
             sql_add(&b, k ? ", ?" : "?");
-        sql_add(&b, ") AND t.rid = fhir_res.rid)");
+        sql_add(&b, ") AND t.patient = coalesce(fhir_res.patient, zeroblob(16))"
+                    " AND t.rid = fhir_res.rid)");
     }
     int64_t vals[HDX_FHIR_RANGES_MAX][2];
     int nvals[HDX_FHIR_RANGES_MAX];
@@ -610,6 +622,8 @@ long hdx_fhir_index_query(struct hdx_fhir_index *ix, const struct hdx_fhir_query
         sqlite3_bind_int(st, k++, q->groups[g].param);
         for (size_t t = 0; t < q->groups[g].n; t++)
             sqlite3_bind_blob(st, k++, q->groups[g].tok[t], HDX_BLIND_LEN, SQLITE_STATIC);
+        if (g == 0 && q->patient)
+            sqlite3_bind_blob(st, k++, q->patient, HDX_BLIND_LEN, SQLITE_STATIC);
     }
     for (size_t i = 0; i < q->nranges; i++)
         for (int j = 0; j < nvals[i]; j++)
