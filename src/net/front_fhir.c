@@ -1040,6 +1040,25 @@ static void bundle_link(json_t *links, const char *rel, const char *url)
     json_array_append_new(links, json_pack("{s:s, s:s}", "relation", rel, "url", url));
 }
 
+/* The next page's link: the same query with _count and _offset replaced. Left out when it
+ * does not fit (a query near the URL limit), rather than sent cut. */
+static void next_link(struct front_fhir *ff, const char *path, const char *query, size_t count,
+                      size_t offset, json_t *links)
+{
+    char next[sizeof(ff->base_url) + 1300];
+    int k = snprintf(next, sizeof(next), "%s/%s?", ff->base_url, path);
+    for (const char *qs = query; *qs && k > 0 && (size_t)k < sizeof(next);) {
+        const char *amp = strchr(qs, '&');
+        size_t l = amp ? (size_t)(amp - qs) : strlen(qs);
+        if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7))
+            k += snprintf(next + k, sizeof(next) - (size_t)k, "%.*s&", (int)l, qs);
+        qs += l + (amp ? 1 : 0);
+    }
+    if (k > 0 && (size_t)k < sizeof(next))
+        k += snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu&_offset=%zu", count, offset);
+    if (k > 0 && (size_t)k < sizeof(next)) bundle_link(links, "next", next);
+}
+
 static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
                       const struct asker *who, const char *type, const char *query,
                       struct hdx_http_reply *r)
@@ -1118,20 +1137,7 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     if (complete) json_object_set_new(bundle, "total", json_integer((json_int_t)s.total));
     if (!summary_count && (s.total > offset + count || !complete)) {
         /* the same query, the next page: the parameters again with the offset moved */
-        char next[sizeof(self) + 64];
-        int k = snprintf(next, sizeof(next), "%s/%s?", ff->base_url, type);
-        const char *qs = query;
-        while (*qs && k > 0 && (size_t)k < sizeof(next)) {
-            const char *amp = strchr(qs, '&');
-            size_t len = amp ? (size_t)(amp - qs) : strlen(qs);
-            if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7))
-                k += snprintf(next + k, sizeof(next) - (size_t)k, "%.*s&", (int)len, qs);
-            qs += len + (amp ? 1 : 0);
-        }
-        if (k > 0 && (size_t)k < sizeof(next))
-            snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu&_offset=%zu", count,
-                     offset + count);
-        bundle_link(links, "next", next);
+        next_link(ff, type, query, count, offset + count, links);
     }
     if (summary_count)
         json_decref(s.entries);
@@ -1909,19 +1915,8 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
     bundle_link(json_object_get(b, "link"), "self", self);
     if (n < SEARCH_BUDGET) json_object_set_new(b, "total", json_integer((json_int_t)s.total));
     if (s.total > s.offset + s.count || n >= SEARCH_BUDGET) {
-        char next[sizeof(self) + 64];
-        int k = snprintf(next, sizeof(next), "%s/AuditEvent?", ff->base_url);
-        for (const char *qs = req->query; *qs && k > 0 && (size_t)k < sizeof(next);) {
-            const char *amp = strchr(qs, '&');
-            size_t l = amp ? (size_t)(amp - qs) : strlen(qs);
-            if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7))
-                k += snprintf(next + k, sizeof(next) - (size_t)k, "%.*s&", (int)l, qs);
-            qs += l + (amp ? 1 : 0);
-        }
-        if (k > 0 && (size_t)k < sizeof(next))
-            snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu&_offset=%zu", s.count,
-                     s.offset + s.count);
-        bundle_link(json_object_get(b, "link"), "next", next);
+        next_link(ff, "AuditEvent", req->query, s.count, s.offset + s.count,
+                  json_object_get(b, "link"));
     }
     if (json_array_size(s.entries))
         json_object_set_new(b, "entry", s.entries);
