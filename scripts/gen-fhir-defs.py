@@ -17,7 +17,8 @@ import os
 import sys
 
 SUPPORTED = ["AuditEvent", "Bundle", "Consent", "Device", "DiagnosticReport", "Encounter",
-             "Observation", "OperationOutcome", "Patient", "Provenance"]
+             "Observation", "OperationOutcome", "Parameters", "Patient", "Provenance",
+             "Subscription"]
 
 # Order matters: it is enum hdx_fhir_prim (defs.h), and the first types of the table.
 PRIMS = ["boolean", "integer", "positiveInt", "unsignedInt", "decimal", "string", "markdown",

@@ -8,9 +8,10 @@ PACKAGES=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev git
   # libraries (DESIGN.md "Dependencies")
   libssl-dev libsodium-dev libevent-dev libsqlite3-dev libinih-dev libjansson-dev libcmocka-dev
-  libhttp-parser-dev liboath-dev libqrencode-dev libpng-dev libcjose-dev
+  libhttp-parser-dev liboath-dev libqrencode-dev libpng-dev libcjose-dev libwslay-dev
+  libcurl4-openssl-dev
   # run-time tools and the real clients the tests use
-  openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography python3-jwt
+  openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography python3-jwt python3-websockets
   oathtool zbar-tools
   # promtool (tests/integration/73-metrics checks the /metrics scrape)
   prometheus

@@ -72,6 +72,10 @@ static const struct conf_key conf_keys[] = {
     SIZE("net", "max_unsent", net_max_unsent, 4096, 64 << 20, "262144"),
     STR("fhir", "base_url", fhir_base, ""),
     INT("fhir", "v2_observations", fhir_v2, 0, 1, "1"),
+    STR("fhir", "subscription_ca", fhir_sub_ca, ""),
+    INT("fhir", "subscriptions_max", fhir_sub_max, 1, 100000, "1000"),
+    INT("fhir", "subscription_timeout_ms", fhir_sub_timeout_ms, 100, 600000, "10000"),
+    INT("fhir", "subscription_backoff_max_ms", fhir_sub_backoff_max_ms, 100, 3600000, "60000"),
     STR("store", "path", store_path, "store.db"),
     INT("store", "batch_max", store_batch_max, 1, 65536, "2048"),
     SIZE("store", "dedup_window", store_dedup_window, 1024, 1LL << 28, "1048576"),
@@ -345,6 +349,13 @@ const char *hdx_conf_template(void)
            "base_url =\n"
            "; 1: the vital signs of every ORU^R01 are readable and searchable as Observations\n"
            "v2_observations = 1\n"
+           "; rest-hook Subscriptions: the CA file their https:// endpoints are checked\n"
+           "; against (empty: the system's CAs), each attempt's timeout, the longest wait\n"
+           "; between retries (they never stop), and how many Subscriptions may be live\n"
+           "subscription_ca =\n"
+           "subscription_timeout_ms = 10000\n"
+           "subscription_backoff_max_ms = 60000\n"
+           "subscriptions_max = 1000\n"
            "\n"
            "[tls]\n"
            "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"

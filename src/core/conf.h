@@ -50,6 +50,9 @@ struct hdx_conf {
     /* [fhir] (docs/FHIR.md) */
     char fhir_base[160]; /* the base clients reach the HTTPS port at; "": https://http.listen */
     int fhir_v2;         /* ORU^R01 vital signs readable as Observations */
+    char fhir_sub_ca[HDX_PATH_MAX]; /* CAs for rest-hook endpoints; "": the system's */
+    int fhir_sub_max;               /* live Subscriptions */
+    int fhir_sub_timeout_ms, fhir_sub_backoff_max_ms;
     /* [store] */
     char store_path[HDX_PATH_MAX];
     int store_batch_max;

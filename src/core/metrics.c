@@ -58,6 +58,8 @@ static struct hist batch_items = {batch_le, sizeof(batch_le) / sizeof(batch_le[0
 static _Atomic uint64_t connections[HDX_METRIC_PROTO_COUNT], tls_hs_failed;
 static _Atomic uint64_t route_outcome[HDX_METRIC_ROUTE_OUTCOME_COUNT], route_queued;
 static struct hist route_latency = {lat_le, sizeof(lat_le) / sizeof(lat_le[0]), 1e6, {0}, 0};
+static struct hist notify_latency = {lat_le, sizeof(lat_le) / sizeof(lat_le[0]), 1e6, {0}, 0};
+static _Atomic uint64_t notifications;
 static _Atomic uint64_t auth_failures[HDX_METRIC_AUTH_COUNT];
 static _Atomic uint64_t policy_denials[HDX_METRIC_FRONT_COUNT];
 #define CLASSES 4 /* 2xx 3xx 4xx 5xx */
@@ -128,6 +130,12 @@ void hdx_metric_route(enum hdx_metric_route_outcome o)
 void hdx_metric_route_latency(int64_t us)
 {
     observe(&route_latency, us > 0 ? (uint64_t)us : 0);
+}
+
+void hdx_metric_fhir_notification(int64_t since_write_us)
+{
+    add(&notifications, 1);
+    observe(&notify_latency, since_write_us > 0 ? (uint64_t)since_write_us : 0);
 }
 
 void hdx_metric_route_queued(int64_t delta)
@@ -253,6 +261,12 @@ static const struct family families[] = {
     {"hdx_fhir_requests_total", "FHIR interactions answered, by interaction and status class.",
      COUNTER, fhir_requests, L("interaction", fhir_names, HDX_METRIC_FHIR_COUNT),
      L("code", class_names, CLASSES), NULL, 0},
+    {"hdx_fhir_notifications_total",
+     "FHIR Subscription events sent (websocket) or handed to a rest-hook worker.", COUNTER,
+     &notifications, NOLABEL, NOLABEL, NULL, 0},
+    {"hdx_fhir_notification_latency_seconds",
+     "From an event's resource version written to its notification sent.", HISTOGRAM, NULL, NOLABEL,
+     NOLABEL, &notify_latency, 0},
     {"hdx_http_requests_total", "HTTPS answers written, by status class.", COUNTER, http_requests,
      L("code", class_names, CLASSES), NOLABEL, NULL, 0},
     {"hdx_process_resident_memory_bytes", "Resident memory of hdxd.", PROCESS, NULL, NOLABEL,

@@ -94,6 +94,8 @@ void hdx_metric_policy_denial(enum hdx_metric_front f);
 /* One FHIR interaction answered with an HTTP status (classed 2xx, 3xx, 4xx, 5xx; anything
  * outside 200..599 counts as 5xx). Called by net/front_fhir.c. */
 void hdx_metric_fhir(enum hdx_metric_fhir_interaction i, int status);
+/* One FHIR Subscription event sent, since_write_us after its version was written. */
+void hdx_metric_fhir_notification(int64_t since_write_us);
 /* One HTTPS answer written, by status class. */
 void hdx_metric_http_status(int status);
 

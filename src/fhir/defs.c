@@ -41,81 +41,85 @@ const struct hdx_fhir_type hdx_fhir_types[HDX_FHIR_NTYPES] = {
     {"Encounter", HDX_FHIR_K_RESOURCE, 117, 31},                 /* 28 */
     {"Observation", HDX_FHIR_K_RESOURCE, 148, 32},               /* 29 */
     {"OperationOutcome", HDX_FHIR_K_RESOURCE, 180, 9},           /* 30 */
-    {"Patient", HDX_FHIR_K_RESOURCE, 189, 24},                   /* 31 */
-    {"Provenance", HDX_FHIR_K_RESOURCE, 213, 18},                /* 32 */
-    {"Address", HDX_FHIR_K_COMPLEX, 231, 12},                    /* 33 */
-    {"Age", HDX_FHIR_K_COMPLEX, 243, 7},                         /* 34 */
-    {"Annotation", HDX_FHIR_K_COMPLEX, 250, 5},                  /* 35 */
-    {"Attachment", HDX_FHIR_K_COMPLEX, 255, 10},                 /* 36 */
-    {"CodeableConcept", HDX_FHIR_K_COMPLEX, 265, 4},             /* 37 */
-    {"Coding", HDX_FHIR_K_COMPLEX, 269, 7},                      /* 38 */
-    {"ContactPoint", HDX_FHIR_K_COMPLEX, 276, 7},                /* 39 */
-    {"Count", HDX_FHIR_K_COMPLEX, 283, 7},                       /* 40 */
-    {"Distance", HDX_FHIR_K_COMPLEX, 290, 7},                    /* 41 */
-    {"Duration", HDX_FHIR_K_COMPLEX, 297, 7},                    /* 42 */
-    {"HumanName", HDX_FHIR_K_COMPLEX, 304, 9},                   /* 43 */
-    {"Identifier", HDX_FHIR_K_COMPLEX, 313, 8},                  /* 44 */
-    {"Money", HDX_FHIR_K_COMPLEX, 321, 4},                       /* 45 */
-    {"Period", HDX_FHIR_K_COMPLEX, 325, 4},                      /* 46 */
-    {"Quantity", HDX_FHIR_K_COMPLEX, 329, 7},                    /* 47 */
-    {"Range", HDX_FHIR_K_COMPLEX, 336, 4},                       /* 48 */
-    {"Ratio", HDX_FHIR_K_COMPLEX, 340, 4},                       /* 49 */
-    {"Reference", HDX_FHIR_K_COMPLEX, 344, 6},                   /* 50 */
-    {"SampledData", HDX_FHIR_K_COMPLEX, 350, 9},                 /* 51 */
-    {"Signature", HDX_FHIR_K_COMPLEX, 359, 9},                   /* 52 */
-    {"Timing", HDX_FHIR_K_COMPLEX, 368, 6},                      /* 53 */
-    {"ContactDetail", HDX_FHIR_K_COMPLEX, 374, 4},               /* 54 */
-    {"Contributor", HDX_FHIR_K_COMPLEX, 378, 5},                 /* 55 */
-    {"DataRequirement", HDX_FHIR_K_COMPLEX, 383, 10},            /* 56 */
-    {"Expression", HDX_FHIR_K_COMPLEX, 393, 7},                  /* 57 */
-    {"ParameterDefinition", HDX_FHIR_K_COMPLEX, 400, 9},         /* 58 */
-    {"RelatedArtifact", HDX_FHIR_K_COMPLEX, 409, 9},             /* 59 */
-    {"TriggerDefinition", HDX_FHIR_K_COMPLEX, 418, 7},           /* 60 */
-    {"UsageContext", HDX_FHIR_K_COMPLEX, 425, 4},                /* 61 */
-    {"Dosage", HDX_FHIR_K_COMPLEX, 429, 16},                     /* 62 */
-    {"Meta", HDX_FHIR_K_COMPLEX, 445, 14},                       /* 63 */
-    {"Narrative", HDX_FHIR_K_COMPLEX, 459, 4},                   /* 64 */
-    {"AuditEvent.agent", HDX_FHIR_K_BACKBONE, 463, 14},          /* 65 */
-    {"AuditEvent.source", HDX_FHIR_K_BACKBONE, 477, 6},          /* 66 */
-    {"AuditEvent.entity", HDX_FHIR_K_BACKBONE, 483, 12},         /* 67 */
-    {"Bundle.link", HDX_FHIR_K_BACKBONE, 495, 5},                /* 68 */
-    {"Bundle.entry", HDX_FHIR_K_BACKBONE, 500, 9},               /* 69 */
-    {"Consent.policy", HDX_FHIR_K_BACKBONE, 509, 5},             /* 70 */
-    {"Consent.verification", HDX_FHIR_K_BACKBONE, 514, 6},       /* 71 */
-    {"Consent.provision", HDX_FHIR_K_BACKBONE, 520, 14},         /* 72 */
-    {"Device.udiCarrier", HDX_FHIR_K_BACKBONE, 534, 9},          /* 73 */
-    {"Device.deviceName", HDX_FHIR_K_BACKBONE, 543, 5},          /* 74 */
-    {"Device.specialization", HDX_FHIR_K_BACKBONE, 548, 5},      /* 75 */
-    {"Device.version", HDX_FHIR_K_BACKBONE, 553, 6},             /* 76 */
-    {"Device.property", HDX_FHIR_K_BACKBONE, 559, 6},            /* 77 */
-    {"DiagnosticReport.media", HDX_FHIR_K_BACKBONE, 565, 5},     /* 78 */
-    {"Encounter.statusHistory", HDX_FHIR_K_BACKBONE, 570, 5},    /* 79 */
-    {"Encounter.classHistory", HDX_FHIR_K_BACKBONE, 575, 5},     /* 80 */
-    {"Encounter.participant", HDX_FHIR_K_BACKBONE, 580, 6},      /* 81 */
-    {"Encounter.diagnosis", HDX_FHIR_K_BACKBONE, 586, 6},        /* 82 */
-    {"Encounter.hospitalization", HDX_FHIR_K_BACKBONE, 592, 12}, /* 83 */
-    {"Encounter.location", HDX_FHIR_K_BACKBONE, 604, 7},         /* 84 */
-    {"Observation.referenceRange", HDX_FHIR_K_BACKBONE, 611, 9}, /* 85 */
-    {"Observation.component", HDX_FHIR_K_BACKBONE, 620, 8},      /* 86 */
-    {"OperationOutcome.issue", HDX_FHIR_K_BACKBONE, 628, 9},     /* 87 */
-    {"Patient.contact", HDX_FHIR_K_BACKBONE, 637, 10},           /* 88 */
-    {"Patient.communication", HDX_FHIR_K_BACKBONE, 647, 5},      /* 89 */
-    {"Patient.link", HDX_FHIR_K_BACKBONE, 652, 5},               /* 90 */
-    {"Provenance.agent", HDX_FHIR_K_BACKBONE, 657, 7},           /* 91 */
-    {"Provenance.entity", HDX_FHIR_K_BACKBONE, 664, 6},          /* 92 */
-    {"SimpleQuantity", HDX_FHIR_K_COMPLEX, 670, 6},              /* 93 */
-    {"Timing.repeat", HDX_FHIR_K_BACKBONE, 676, 17},             /* 94 */
-    {"DataRequirement.codeFilter", HDX_FHIR_K_BACKBONE, 693, 6}, /* 95 */
-    {"DataRequirement.dateFilter", HDX_FHIR_K_BACKBONE, 699, 5}, /* 96 */
-    {"DataRequirement.sort", HDX_FHIR_K_BACKBONE, 704, 4},       /* 97 */
-    {"Dosage.doseAndRate", HDX_FHIR_K_BACKBONE, 708, 5},         /* 98 */
-    {"AuditEvent.agent.network", HDX_FHIR_K_BACKBONE, 713, 5},   /* 99 */
-    {"AuditEvent.entity.detail", HDX_FHIR_K_BACKBONE, 718, 5},   /* 100 */
-    {"Bundle.entry.search", HDX_FHIR_K_BACKBONE, 723, 5},        /* 101 */
-    {"Bundle.entry.request", HDX_FHIR_K_BACKBONE, 728, 9},       /* 102 */
-    {"Bundle.entry.response", HDX_FHIR_K_BACKBONE, 737, 8},      /* 103 */
-    {"Consent.provision.actor", HDX_FHIR_K_BACKBONE, 745, 5},    /* 104 */
-    {"Consent.provision.data", HDX_FHIR_K_BACKBONE, 750, 5},     /* 105 */
+    {"Parameters", HDX_FHIR_K_RESOURCE, 189, 5},                 /* 31 */
+    {"Patient", HDX_FHIR_K_RESOURCE, 194, 24},                   /* 32 */
+    {"Provenance", HDX_FHIR_K_RESOURCE, 218, 18},                /* 33 */
+    {"Subscription", HDX_FHIR_K_RESOURCE, 236, 15},              /* 34 */
+    {"Address", HDX_FHIR_K_COMPLEX, 251, 12},                    /* 35 */
+    {"Age", HDX_FHIR_K_COMPLEX, 263, 7},                         /* 36 */
+    {"Annotation", HDX_FHIR_K_COMPLEX, 270, 5},                  /* 37 */
+    {"Attachment", HDX_FHIR_K_COMPLEX, 275, 10},                 /* 38 */
+    {"CodeableConcept", HDX_FHIR_K_COMPLEX, 285, 4},             /* 39 */
+    {"Coding", HDX_FHIR_K_COMPLEX, 289, 7},                      /* 40 */
+    {"ContactPoint", HDX_FHIR_K_COMPLEX, 296, 7},                /* 41 */
+    {"Count", HDX_FHIR_K_COMPLEX, 303, 7},                       /* 42 */
+    {"Distance", HDX_FHIR_K_COMPLEX, 310, 7},                    /* 43 */
+    {"Duration", HDX_FHIR_K_COMPLEX, 317, 7},                    /* 44 */
+    {"HumanName", HDX_FHIR_K_COMPLEX, 324, 9},                   /* 45 */
+    {"Identifier", HDX_FHIR_K_COMPLEX, 333, 8},                  /* 46 */
+    {"Money", HDX_FHIR_K_COMPLEX, 341, 4},                       /* 47 */
+    {"Period", HDX_FHIR_K_COMPLEX, 345, 4},                      /* 48 */
+    {"Quantity", HDX_FHIR_K_COMPLEX, 349, 7},                    /* 49 */
+    {"Range", HDX_FHIR_K_COMPLEX, 356, 4},                       /* 50 */
+    {"Ratio", HDX_FHIR_K_COMPLEX, 360, 4},                       /* 51 */
+    {"Reference", HDX_FHIR_K_COMPLEX, 364, 6},                   /* 52 */
+    {"SampledData", HDX_FHIR_K_COMPLEX, 370, 9},                 /* 53 */
+    {"Signature", HDX_FHIR_K_COMPLEX, 379, 9},                   /* 54 */
+    {"Timing", HDX_FHIR_K_COMPLEX, 388, 6},                      /* 55 */
+    {"ContactDetail", HDX_FHIR_K_COMPLEX, 394, 4},               /* 56 */
+    {"Contributor", HDX_FHIR_K_COMPLEX, 398, 5},                 /* 57 */
+    {"DataRequirement", HDX_FHIR_K_COMPLEX, 403, 10},            /* 58 */
+    {"Expression", HDX_FHIR_K_COMPLEX, 413, 7},                  /* 59 */
+    {"ParameterDefinition", HDX_FHIR_K_COMPLEX, 420, 9},         /* 60 */
+    {"RelatedArtifact", HDX_FHIR_K_COMPLEX, 429, 9},             /* 61 */
+    {"TriggerDefinition", HDX_FHIR_K_COMPLEX, 438, 7},           /* 62 */
+    {"UsageContext", HDX_FHIR_K_COMPLEX, 445, 4},                /* 63 */
+    {"Dosage", HDX_FHIR_K_COMPLEX, 449, 16},                     /* 64 */
+    {"Meta", HDX_FHIR_K_COMPLEX, 465, 14},                       /* 65 */
+    {"Narrative", HDX_FHIR_K_COMPLEX, 479, 4},                   /* 66 */
+    {"AuditEvent.agent", HDX_FHIR_K_BACKBONE, 483, 14},          /* 67 */
+    {"AuditEvent.source", HDX_FHIR_K_BACKBONE, 497, 6},          /* 68 */
+    {"AuditEvent.entity", HDX_FHIR_K_BACKBONE, 503, 12},         /* 69 */
+    {"Bundle.link", HDX_FHIR_K_BACKBONE, 515, 5},                /* 70 */
+    {"Bundle.entry", HDX_FHIR_K_BACKBONE, 520, 9},               /* 71 */
+    {"Consent.policy", HDX_FHIR_K_BACKBONE, 529, 5},             /* 72 */
+    {"Consent.verification", HDX_FHIR_K_BACKBONE, 534, 6},       /* 73 */
+    {"Consent.provision", HDX_FHIR_K_BACKBONE, 540, 14},         /* 74 */
+    {"Device.udiCarrier", HDX_FHIR_K_BACKBONE, 554, 9},          /* 75 */
+    {"Device.deviceName", HDX_FHIR_K_BACKBONE, 563, 5},          /* 76 */
+    {"Device.specialization", HDX_FHIR_K_BACKBONE, 568, 5},      /* 77 */
+    {"Device.version", HDX_FHIR_K_BACKBONE, 573, 6},             /* 78 */
+    {"Device.property", HDX_FHIR_K_BACKBONE, 579, 6},            /* 79 */
+    {"DiagnosticReport.media", HDX_FHIR_K_BACKBONE, 585, 5},     /* 80 */
+    {"Encounter.statusHistory", HDX_FHIR_K_BACKBONE, 590, 5},    /* 81 */
+    {"Encounter.classHistory", HDX_FHIR_K_BACKBONE, 595, 5},     /* 82 */
+    {"Encounter.participant", HDX_FHIR_K_BACKBONE, 600, 6},      /* 83 */
+    {"Encounter.diagnosis", HDX_FHIR_K_BACKBONE, 606, 6},        /* 84 */
+    {"Encounter.hospitalization", HDX_FHIR_K_BACKBONE, 612, 12}, /* 85 */
+    {"Encounter.location", HDX_FHIR_K_BACKBONE, 624, 7},         /* 86 */
+    {"Observation.referenceRange", HDX_FHIR_K_BACKBONE, 631, 9}, /* 87 */
+    {"Observation.component", HDX_FHIR_K_BACKBONE, 640, 8},      /* 88 */
+    {"OperationOutcome.issue", HDX_FHIR_K_BACKBONE, 648, 9},     /* 89 */
+    {"Parameters.parameter", HDX_FHIR_K_BACKBONE, 657, 7},       /* 90 */
+    {"Patient.contact", HDX_FHIR_K_BACKBONE, 664, 10},           /* 91 */
+    {"Patient.communication", HDX_FHIR_K_BACKBONE, 674, 5},      /* 92 */
+    {"Patient.link", HDX_FHIR_K_BACKBONE, 679, 5},               /* 93 */
+    {"Provenance.agent", HDX_FHIR_K_BACKBONE, 684, 7},           /* 94 */
+    {"Provenance.entity", HDX_FHIR_K_BACKBONE, 691, 6},          /* 95 */
+    {"Subscription.channel", HDX_FHIR_K_BACKBONE, 697, 7},       /* 96 */
+    {"SimpleQuantity", HDX_FHIR_K_COMPLEX, 704, 6},              /* 97 */
+    {"Timing.repeat", HDX_FHIR_K_BACKBONE, 710, 17},             /* 98 */
+    {"DataRequirement.codeFilter", HDX_FHIR_K_BACKBONE, 727, 6}, /* 99 */
+    {"DataRequirement.dateFilter", HDX_FHIR_K_BACKBONE, 733, 5}, /* 100 */
+    {"DataRequirement.sort", HDX_FHIR_K_BACKBONE, 738, 4},       /* 101 */
+    {"Dosage.doseAndRate", HDX_FHIR_K_BACKBONE, 742, 5},         /* 102 */
+    {"AuditEvent.agent.network", HDX_FHIR_K_BACKBONE, 747, 5},   /* 103 */
+    {"AuditEvent.entity.detail", HDX_FHIR_K_BACKBONE, 752, 5},   /* 104 */
+    {"Bundle.entry.search", HDX_FHIR_K_BACKBONE, 757, 5},        /* 105 */
+    {"Bundle.entry.request", HDX_FHIR_K_BACKBONE, 762, 9},       /* 106 */
+    {"Bundle.entry.response", HDX_FHIR_K_BACKBONE, 771, 8},      /* 107 */
+    {"Consent.provision.actor", HDX_FHIR_K_BACKBONE, 779, 5},    /* 108 */
+    {"Consent.provision.data", HDX_FHIR_K_BACKBONE, 784, 5},     /* 109 */
 };
 
 const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
@@ -318,695 +322,737 @@ const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS] = {
     {"extension", 250, 1, HDX_FHIR_E_MANY},               /* Extension */
     {"modifierExtension", 251, 1, HDX_FHIR_E_MANY},       /* Extension */
     {"issue", 252, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY}, /* OperationOutcome.issue */
+    /* Parameters */
+    {"id", 253, 1, HDX_FHIR_E_NOEXT},       /* id */
+    {"meta", 254, 1, 0},                    /* Meta */
+    {"implicitRules", 255, 1, 0},           /* uri */
+    {"language", 256, 1, 0},                /* code */
+    {"parameter", 257, 1, HDX_FHIR_E_MANY}, /* Parameters.parameter */
     /* Patient */
-    {"id", 253, 1, HDX_FHIR_E_NOEXT},                 /* id */
-    {"meta", 254, 1, 0},                              /* Meta */
-    {"implicitRules", 255, 1, 0},                     /* uri */
-    {"language", 256, 1, 0},                          /* code */
-    {"text", 257, 1, 0},                              /* Narrative */
-    {"contained", 258, 1, HDX_FHIR_E_MANY},           /* Resource */
-    {"extension", 259, 1, HDX_FHIR_E_MANY},           /* Extension */
-    {"modifierExtension", 260, 1, HDX_FHIR_E_MANY},   /* Extension */
-    {"identifier", 261, 1, HDX_FHIR_E_MANY},          /* Identifier */
-    {"active", 262, 1, 0},                            /* boolean */
-    {"name", 263, 1, HDX_FHIR_E_MANY},                /* HumanName */
-    {"telecom", 264, 1, HDX_FHIR_E_MANY},             /* ContactPoint */
-    {"gender", 265, 1, 0},                            /* code */
-    {"birthDate", 266, 1, 0},                         /* date */
-    {"deceased", 267, 2, HDX_FHIR_E_CHOICE},          /* boolean|dateTime */
-    {"address", 269, 1, HDX_FHIR_E_MANY},             /* Address */
-    {"maritalStatus", 270, 1, 0},                     /* CodeableConcept */
-    {"multipleBirth", 271, 2, HDX_FHIR_E_CHOICE},     /* boolean|integer */
-    {"photo", 273, 1, HDX_FHIR_E_MANY},               /* Attachment */
-    {"contact", 274, 1, HDX_FHIR_E_MANY},             /* Patient.contact */
-    {"communication", 275, 1, HDX_FHIR_E_MANY},       /* Patient.communication */
-    {"generalPractitioner", 276, 1, HDX_FHIR_E_MANY}, /* Reference */
-    {"managingOrganization", 277, 1, 0},              /* Reference */
-    {"link", 278, 1, HDX_FHIR_E_MANY},                /* Patient.link */
+    {"id", 258, 1, HDX_FHIR_E_NOEXT},                 /* id */
+    {"meta", 259, 1, 0},                              /* Meta */
+    {"implicitRules", 260, 1, 0},                     /* uri */
+    {"language", 261, 1, 0},                          /* code */
+    {"text", 262, 1, 0},                              /* Narrative */
+    {"contained", 263, 1, HDX_FHIR_E_MANY},           /* Resource */
+    {"extension", 264, 1, HDX_FHIR_E_MANY},           /* Extension */
+    {"modifierExtension", 265, 1, HDX_FHIR_E_MANY},   /* Extension */
+    {"identifier", 266, 1, HDX_FHIR_E_MANY},          /* Identifier */
+    {"active", 267, 1, 0},                            /* boolean */
+    {"name", 268, 1, HDX_FHIR_E_MANY},                /* HumanName */
+    {"telecom", 269, 1, HDX_FHIR_E_MANY},             /* ContactPoint */
+    {"gender", 270, 1, 0},                            /* code */
+    {"birthDate", 271, 1, 0},                         /* date */
+    {"deceased", 272, 2, HDX_FHIR_E_CHOICE},          /* boolean|dateTime */
+    {"address", 274, 1, HDX_FHIR_E_MANY},             /* Address */
+    {"maritalStatus", 275, 1, 0},                     /* CodeableConcept */
+    {"multipleBirth", 276, 2, HDX_FHIR_E_CHOICE},     /* boolean|integer */
+    {"photo", 278, 1, HDX_FHIR_E_MANY},               /* Attachment */
+    {"contact", 279, 1, HDX_FHIR_E_MANY},             /* Patient.contact */
+    {"communication", 280, 1, HDX_FHIR_E_MANY},       /* Patient.communication */
+    {"generalPractitioner", 281, 1, HDX_FHIR_E_MANY}, /* Reference */
+    {"managingOrganization", 282, 1, 0},              /* Reference */
+    {"link", 283, 1, HDX_FHIR_E_MANY},                /* Patient.link */
     /* Provenance */
-    {"id", 279, 1, HDX_FHIR_E_NOEXT},                      /* id */
-    {"meta", 280, 1, 0},                                   /* Meta */
-    {"implicitRules", 281, 1, 0},                          /* uri */
-    {"language", 282, 1, 0},                               /* code */
-    {"text", 283, 1, 0},                                   /* Narrative */
-    {"contained", 284, 1, HDX_FHIR_E_MANY},                /* Resource */
-    {"extension", 285, 1, HDX_FHIR_E_MANY},                /* Extension */
-    {"modifierExtension", 286, 1, HDX_FHIR_E_MANY},        /* Extension */
-    {"target", 287, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY}, /* Reference */
-    {"occurred", 288, 2, HDX_FHIR_E_CHOICE},               /* Period|dateTime */
-    {"recorded", 290, 1, HDX_FHIR_E_MIN1},                 /* instant */
-    {"policy", 291, 1, HDX_FHIR_E_MANY},                   /* uri */
-    {"location", 292, 1, 0},                               /* Reference */
-    {"reason", 293, 1, HDX_FHIR_E_MANY},                   /* CodeableConcept */
-    {"activity", 294, 1, 0},                               /* CodeableConcept */
-    {"agent", 295, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY},  /* Provenance.agent */
-    {"entity", 296, 1, HDX_FHIR_E_MANY},                   /* Provenance.entity */
-    {"signature", 297, 1, HDX_FHIR_E_MANY},                /* Signature */
+    {"id", 284, 1, HDX_FHIR_E_NOEXT},                      /* id */
+    {"meta", 285, 1, 0},                                   /* Meta */
+    {"implicitRules", 286, 1, 0},                          /* uri */
+    {"language", 287, 1, 0},                               /* code */
+    {"text", 288, 1, 0},                                   /* Narrative */
+    {"contained", 289, 1, HDX_FHIR_E_MANY},                /* Resource */
+    {"extension", 290, 1, HDX_FHIR_E_MANY},                /* Extension */
+    {"modifierExtension", 291, 1, HDX_FHIR_E_MANY},        /* Extension */
+    {"target", 292, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY}, /* Reference */
+    {"occurred", 293, 2, HDX_FHIR_E_CHOICE},               /* Period|dateTime */
+    {"recorded", 295, 1, HDX_FHIR_E_MIN1},                 /* instant */
+    {"policy", 296, 1, HDX_FHIR_E_MANY},                   /* uri */
+    {"location", 297, 1, 0},                               /* Reference */
+    {"reason", 298, 1, HDX_FHIR_E_MANY},                   /* CodeableConcept */
+    {"activity", 299, 1, 0},                               /* CodeableConcept */
+    {"agent", 300, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY},  /* Provenance.agent */
+    {"entity", 301, 1, HDX_FHIR_E_MANY},                   /* Provenance.entity */
+    {"signature", 302, 1, HDX_FHIR_E_MANY},                /* Signature */
+    /* Subscription */
+    {"id", 303, 1, HDX_FHIR_E_NOEXT},               /* id */
+    {"meta", 304, 1, 0},                            /* Meta */
+    {"implicitRules", 305, 1, 0},                   /* uri */
+    {"language", 306, 1, 0},                        /* code */
+    {"text", 307, 1, 0},                            /* Narrative */
+    {"contained", 308, 1, HDX_FHIR_E_MANY},         /* Resource */
+    {"extension", 309, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 310, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"status", 311, 1, HDX_FHIR_E_MIN1},            /* code */
+    {"contact", 312, 1, HDX_FHIR_E_MANY},           /* ContactPoint */
+    {"end", 313, 1, 0},                             /* instant */
+    {"reason", 314, 1, HDX_FHIR_E_MIN1},            /* string */
+    {"criteria", 315, 1, HDX_FHIR_E_MIN1},          /* string */
+    {"error", 316, 1, 0},                           /* string */
+    {"channel", 317, 1, HDX_FHIR_E_MIN1},           /* Subscription.channel */
     /* Address */
-    {"id", 298, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 299, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"use", 300, 1, 0},                     /* code */
-    {"type", 301, 1, 0},                    /* code */
-    {"text", 302, 1, 0},                    /* string */
-    {"line", 303, 1, HDX_FHIR_E_MANY},      /* string */
-    {"city", 304, 1, 0},                    /* string */
-    {"district", 305, 1, 0},                /* string */
-    {"state", 306, 1, 0},                   /* string */
-    {"postalCode", 307, 1, 0},              /* string */
-    {"country", 308, 1, 0},                 /* string */
-    {"period", 309, 1, 0},                  /* Period */
+    {"id", 318, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 319, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"use", 320, 1, 0},                     /* code */
+    {"type", 321, 1, 0},                    /* code */
+    {"text", 322, 1, 0},                    /* string */
+    {"line", 323, 1, HDX_FHIR_E_MANY},      /* string */
+    {"city", 324, 1, 0},                    /* string */
+    {"district", 325, 1, 0},                /* string */
+    {"state", 326, 1, 0},                   /* string */
+    {"postalCode", 327, 1, 0},              /* string */
+    {"country", 328, 1, 0},                 /* string */
+    {"period", 329, 1, 0},                  /* Period */
     /* Age */
-    {"id", 310, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 311, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 312, 1, 0},                   /* decimal */
-    {"comparator", 313, 1, 0},              /* code */
-    {"unit", 314, 1, 0},                    /* string */
-    {"system", 315, 1, 0},                  /* uri */
-    {"code", 316, 1, 0},                    /* code */
+    {"id", 330, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 331, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 332, 1, 0},                   /* decimal */
+    {"comparator", 333, 1, 0},              /* code */
+    {"unit", 334, 1, 0},                    /* string */
+    {"system", 335, 1, 0},                  /* uri */
+    {"code", 336, 1, 0},                    /* code */
     /* Annotation */
-    {"id", 317, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 318, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"author", 319, 2, HDX_FHIR_E_CHOICE},  /* Reference|string */
-    {"time", 321, 1, 0},                    /* dateTime */
-    {"text", 322, 1, HDX_FHIR_E_MIN1},      /* markdown */
-    /* Attachment */
-    {"id", 323, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 324, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"contentType", 325, 1, 0},             /* code */
-    {"language", 326, 1, 0},                /* code */
-    {"data", 327, 1, 0},                    /* base64Binary */
-    {"url", 328, 1, 0},                     /* url */
-    {"size", 329, 1, 0},                    /* unsignedInt */
-    {"hash", 330, 1, 0},                    /* base64Binary */
-    {"title", 331, 1, 0},                   /* string */
-    {"creation", 332, 1, 0},                /* dateTime */
-    /* CodeableConcept */
-    {"id", 333, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 334, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"coding", 335, 1, HDX_FHIR_E_MANY},    /* Coding */
-    {"text", 336, 1, 0},                    /* string */
-    /* Coding */
     {"id", 337, 1, HDX_FHIR_E_NOEXT},       /* string */
     {"extension", 338, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"system", 339, 1, 0},                  /* uri */
-    {"version", 340, 1, 0},                 /* string */
-    {"code", 341, 1, 0},                    /* code */
-    {"display", 342, 1, 0},                 /* string */
-    {"userSelected", 343, 1, 0},            /* boolean */
+    {"author", 339, 2, HDX_FHIR_E_CHOICE},  /* Reference|string */
+    {"time", 341, 1, 0},                    /* dateTime */
+    {"text", 342, 1, HDX_FHIR_E_MIN1},      /* markdown */
+    /* Attachment */
+    {"id", 343, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 344, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"contentType", 345, 1, 0},             /* code */
+    {"language", 346, 1, 0},                /* code */
+    {"data", 347, 1, 0},                    /* base64Binary */
+    {"url", 348, 1, 0},                     /* url */
+    {"size", 349, 1, 0},                    /* unsignedInt */
+    {"hash", 350, 1, 0},                    /* base64Binary */
+    {"title", 351, 1, 0},                   /* string */
+    {"creation", 352, 1, 0},                /* dateTime */
+    /* CodeableConcept */
+    {"id", 353, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 354, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"coding", 355, 1, HDX_FHIR_E_MANY},    /* Coding */
+    {"text", 356, 1, 0},                    /* string */
+    /* Coding */
+    {"id", 357, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 358, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"system", 359, 1, 0},                  /* uri */
+    {"version", 360, 1, 0},                 /* string */
+    {"code", 361, 1, 0},                    /* code */
+    {"display", 362, 1, 0},                 /* string */
+    {"userSelected", 363, 1, 0},            /* boolean */
     /* ContactPoint */
-    {"id", 344, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 345, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"system", 346, 1, 0},                  /* code */
-    {"value", 347, 1, 0},                   /* string */
-    {"use", 348, 1, 0},                     /* code */
-    {"rank", 349, 1, 0},                    /* positiveInt */
-    {"period", 350, 1, 0},                  /* Period */
+    {"id", 364, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 365, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"system", 366, 1, 0},                  /* code */
+    {"value", 367, 1, 0},                   /* string */
+    {"use", 368, 1, 0},                     /* code */
+    {"rank", 369, 1, 0},                    /* positiveInt */
+    {"period", 370, 1, 0},                  /* Period */
     /* Count */
-    {"id", 351, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 352, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 353, 1, 0},                   /* decimal */
-    {"comparator", 354, 1, 0},              /* code */
-    {"unit", 355, 1, 0},                    /* string */
-    {"system", 356, 1, 0},                  /* uri */
-    {"code", 357, 1, 0},                    /* code */
+    {"id", 371, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 372, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 373, 1, 0},                   /* decimal */
+    {"comparator", 374, 1, 0},              /* code */
+    {"unit", 375, 1, 0},                    /* string */
+    {"system", 376, 1, 0},                  /* uri */
+    {"code", 377, 1, 0},                    /* code */
     /* Distance */
-    {"id", 358, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 359, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 360, 1, 0},                   /* decimal */
-    {"comparator", 361, 1, 0},              /* code */
-    {"unit", 362, 1, 0},                    /* string */
-    {"system", 363, 1, 0},                  /* uri */
-    {"code", 364, 1, 0},                    /* code */
+    {"id", 378, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 379, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 380, 1, 0},                   /* decimal */
+    {"comparator", 381, 1, 0},              /* code */
+    {"unit", 382, 1, 0},                    /* string */
+    {"system", 383, 1, 0},                  /* uri */
+    {"code", 384, 1, 0},                    /* code */
     /* Duration */
-    {"id", 365, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 366, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 367, 1, 0},                   /* decimal */
-    {"comparator", 368, 1, 0},              /* code */
-    {"unit", 369, 1, 0},                    /* string */
-    {"system", 370, 1, 0},                  /* uri */
-    {"code", 371, 1, 0},                    /* code */
+    {"id", 385, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 386, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 387, 1, 0},                   /* decimal */
+    {"comparator", 388, 1, 0},              /* code */
+    {"unit", 389, 1, 0},                    /* string */
+    {"system", 390, 1, 0},                  /* uri */
+    {"code", 391, 1, 0},                    /* code */
     /* HumanName */
-    {"id", 372, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 373, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"use", 374, 1, 0},                     /* code */
-    {"text", 375, 1, 0},                    /* string */
-    {"family", 376, 1, 0},                  /* string */
-    {"given", 377, 1, HDX_FHIR_E_MANY},     /* string */
-    {"prefix", 378, 1, HDX_FHIR_E_MANY},    /* string */
-    {"suffix", 379, 1, HDX_FHIR_E_MANY},    /* string */
-    {"period", 380, 1, 0},                  /* Period */
+    {"id", 392, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 393, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"use", 394, 1, 0},                     /* code */
+    {"text", 395, 1, 0},                    /* string */
+    {"family", 396, 1, 0},                  /* string */
+    {"given", 397, 1, HDX_FHIR_E_MANY},     /* string */
+    {"prefix", 398, 1, HDX_FHIR_E_MANY},    /* string */
+    {"suffix", 399, 1, HDX_FHIR_E_MANY},    /* string */
+    {"period", 400, 1, 0},                  /* Period */
     /* Identifier */
-    {"id", 381, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 382, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"use", 383, 1, 0},                     /* code */
-    {"type", 384, 1, 0},                    /* CodeableConcept */
-    {"system", 385, 1, 0},                  /* uri */
-    {"value", 386, 1, 0},                   /* string */
-    {"period", 387, 1, 0},                  /* Period */
-    {"assigner", 388, 1, 0},                /* Reference */
+    {"id", 401, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 402, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"use", 403, 1, 0},                     /* code */
+    {"type", 404, 1, 0},                    /* CodeableConcept */
+    {"system", 405, 1, 0},                  /* uri */
+    {"value", 406, 1, 0},                   /* string */
+    {"period", 407, 1, 0},                  /* Period */
+    {"assigner", 408, 1, 0},                /* Reference */
     /* Money */
-    {"id", 389, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 390, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 391, 1, 0},                   /* decimal */
-    {"currency", 392, 1, 0},                /* code */
+    {"id", 409, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 410, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 411, 1, 0},                   /* decimal */
+    {"currency", 412, 1, 0},                /* code */
     /* Period */
-    {"id", 393, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 394, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"start", 395, 1, 0},                   /* dateTime */
-    {"end", 396, 1, 0},                     /* dateTime */
+    {"id", 413, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 414, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"start", 415, 1, 0},                   /* dateTime */
+    {"end", 416, 1, 0},                     /* dateTime */
     /* Quantity */
-    {"id", 397, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 398, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 399, 1, 0},                   /* decimal */
-    {"comparator", 400, 1, 0},              /* code */
-    {"unit", 401, 1, 0},                    /* string */
-    {"system", 402, 1, 0},                  /* uri */
-    {"code", 403, 1, 0},                    /* code */
+    {"id", 417, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 418, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 419, 1, 0},                   /* decimal */
+    {"comparator", 420, 1, 0},              /* code */
+    {"unit", 421, 1, 0},                    /* string */
+    {"system", 422, 1, 0},                  /* uri */
+    {"code", 423, 1, 0},                    /* code */
     /* Range */
-    {"id", 404, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 405, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"low", 406, 1, 0},                     /* SimpleQuantity */
-    {"high", 407, 1, 0},                    /* SimpleQuantity */
+    {"id", 424, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 425, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"low", 426, 1, 0},                     /* SimpleQuantity */
+    {"high", 427, 1, 0},                    /* SimpleQuantity */
     /* Ratio */
-    {"id", 408, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 409, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"numerator", 410, 1, 0},               /* Quantity */
-    {"denominator", 411, 1, 0},             /* Quantity */
+    {"id", 428, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 429, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"numerator", 430, 1, 0},               /* Quantity */
+    {"denominator", 431, 1, 0},             /* Quantity */
     /* Reference */
-    {"id", 412, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 413, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"reference", 414, 1, 0},               /* string */
-    {"type", 415, 1, 0},                    /* uri */
-    {"identifier", 416, 1, 0},              /* Identifier */
-    {"display", 417, 1, 0},                 /* string */
+    {"id", 432, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 433, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"reference", 434, 1, 0},               /* string */
+    {"type", 435, 1, 0},                    /* uri */
+    {"identifier", 436, 1, 0},              /* Identifier */
+    {"display", 437, 1, 0},                 /* string */
     /* SampledData */
-    {"id", 418, 1, HDX_FHIR_E_NOEXT},        /* string */
-    {"extension", 419, 1, HDX_FHIR_E_MANY},  /* Extension */
-    {"origin", 420, 1, HDX_FHIR_E_MIN1},     /* SimpleQuantity */
-    {"period", 421, 1, HDX_FHIR_E_MIN1},     /* decimal */
-    {"factor", 422, 1, 0},                   /* decimal */
-    {"lowerLimit", 423, 1, 0},               /* decimal */
-    {"upperLimit", 424, 1, 0},               /* decimal */
-    {"dimensions", 425, 1, HDX_FHIR_E_MIN1}, /* positiveInt */
-    {"data", 426, 1, 0},                     /* string */
+    {"id", 438, 1, HDX_FHIR_E_NOEXT},        /* string */
+    {"extension", 439, 1, HDX_FHIR_E_MANY},  /* Extension */
+    {"origin", 440, 1, HDX_FHIR_E_MIN1},     /* SimpleQuantity */
+    {"period", 441, 1, HDX_FHIR_E_MIN1},     /* decimal */
+    {"factor", 442, 1, 0},                   /* decimal */
+    {"lowerLimit", 443, 1, 0},               /* decimal */
+    {"upperLimit", 444, 1, 0},               /* decimal */
+    {"dimensions", 445, 1, HDX_FHIR_E_MIN1}, /* positiveInt */
+    {"data", 446, 1, 0},                     /* string */
     /* Signature */
-    {"id", 427, 1, HDX_FHIR_E_NOEXT},                    /* string */
-    {"extension", 428, 1, HDX_FHIR_E_MANY},              /* Extension */
-    {"type", 429, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY}, /* Coding */
-    {"when", 430, 1, HDX_FHIR_E_MIN1},                   /* instant */
-    {"who", 431, 1, HDX_FHIR_E_MIN1},                    /* Reference */
-    {"onBehalfOf", 432, 1, 0},                           /* Reference */
-    {"targetFormat", 433, 1, 0},                         /* code */
-    {"sigFormat", 434, 1, 0},                            /* code */
-    {"data", 435, 1, 0},                                 /* base64Binary */
+    {"id", 447, 1, HDX_FHIR_E_NOEXT},                    /* string */
+    {"extension", 448, 1, HDX_FHIR_E_MANY},              /* Extension */
+    {"type", 449, 1, HDX_FHIR_E_MIN1 | HDX_FHIR_E_MANY}, /* Coding */
+    {"when", 450, 1, HDX_FHIR_E_MIN1},                   /* instant */
+    {"who", 451, 1, HDX_FHIR_E_MIN1},                    /* Reference */
+    {"onBehalfOf", 452, 1, 0},                           /* Reference */
+    {"targetFormat", 453, 1, 0},                         /* code */
+    {"sigFormat", 454, 1, 0},                            /* code */
+    {"data", 455, 1, 0},                                 /* base64Binary */
     /* Timing */
-    {"id", 436, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 437, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 438, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"event", 439, 1, HDX_FHIR_E_MANY},             /* dateTime */
-    {"repeat", 440, 1, 0},                          /* Timing.repeat */
-    {"code", 441, 1, 0},                            /* CodeableConcept */
+    {"id", 456, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 457, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 458, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"event", 459, 1, HDX_FHIR_E_MANY},             /* dateTime */
+    {"repeat", 460, 1, 0},                          /* Timing.repeat */
+    {"code", 461, 1, 0},                            /* CodeableConcept */
     /* ContactDetail */
-    {"id", 442, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 443, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"name", 444, 1, 0},                    /* string */
-    {"telecom", 445, 1, HDX_FHIR_E_MANY},   /* ContactPoint */
-    /* Contributor */
-    {"id", 446, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 447, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 448, 1, HDX_FHIR_E_MIN1},      /* code */
-    {"name", 449, 1, HDX_FHIR_E_MIN1},      /* string */
-    {"contact", 450, 1, HDX_FHIR_E_MANY},   /* ContactDetail */
-    /* DataRequirement */
-    {"id", 451, 1, HDX_FHIR_E_NOEXT},         /* string */
-    {"extension", 452, 1, HDX_FHIR_E_MANY},   /* Extension */
-    {"type", 453, 1, HDX_FHIR_E_MIN1},        /* code */
-    {"profile", 454, 1, HDX_FHIR_E_MANY},     /* canonical */
-    {"subject", 455, 2, HDX_FHIR_E_CHOICE},   /* CodeableConcept|Reference */
-    {"mustSupport", 457, 1, HDX_FHIR_E_MANY}, /* string */
-    {"codeFilter", 458, 1, HDX_FHIR_E_MANY},  /* DataRequirement.codeFilter */
-    {"dateFilter", 459, 1, HDX_FHIR_E_MANY},  /* DataRequirement.dateFilter */
-    {"limit", 460, 1, 0},                     /* positiveInt */
-    {"sort", 461, 1, HDX_FHIR_E_MANY},        /* DataRequirement.sort */
-    /* Expression */
     {"id", 462, 1, HDX_FHIR_E_NOEXT},       /* string */
     {"extension", 463, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"description", 464, 1, 0},             /* string */
-    {"name", 465, 1, 0},                    /* id */
-    {"language", 466, 1, HDX_FHIR_E_MIN1},  /* code */
-    {"expression", 467, 1, 0},              /* string */
-    {"reference", 468, 1, 0},               /* uri */
+    {"name", 464, 1, 0},                    /* string */
+    {"telecom", 465, 1, HDX_FHIR_E_MANY},   /* ContactPoint */
+    /* Contributor */
+    {"id", 466, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 467, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 468, 1, HDX_FHIR_E_MIN1},      /* code */
+    {"name", 469, 1, HDX_FHIR_E_MIN1},      /* string */
+    {"contact", 470, 1, HDX_FHIR_E_MANY},   /* ContactDetail */
+    /* DataRequirement */
+    {"id", 471, 1, HDX_FHIR_E_NOEXT},         /* string */
+    {"extension", 472, 1, HDX_FHIR_E_MANY},   /* Extension */
+    {"type", 473, 1, HDX_FHIR_E_MIN1},        /* code */
+    {"profile", 474, 1, HDX_FHIR_E_MANY},     /* canonical */
+    {"subject", 475, 2, HDX_FHIR_E_CHOICE},   /* CodeableConcept|Reference */
+    {"mustSupport", 477, 1, HDX_FHIR_E_MANY}, /* string */
+    {"codeFilter", 478, 1, HDX_FHIR_E_MANY},  /* DataRequirement.codeFilter */
+    {"dateFilter", 479, 1, HDX_FHIR_E_MANY},  /* DataRequirement.dateFilter */
+    {"limit", 480, 1, 0},                     /* positiveInt */
+    {"sort", 481, 1, HDX_FHIR_E_MANY},        /* DataRequirement.sort */
+    /* Expression */
+    {"id", 482, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 483, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"description", 484, 1, 0},             /* string */
+    {"name", 485, 1, 0},                    /* id */
+    {"language", 486, 1, HDX_FHIR_E_MIN1},  /* code */
+    {"expression", 487, 1, 0},              /* string */
+    {"reference", 488, 1, 0},               /* uri */
     /* ParameterDefinition */
-    {"id", 469, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 470, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"name", 471, 1, 0},                    /* code */
-    {"use", 472, 1, HDX_FHIR_E_MIN1},       /* code */
-    {"min", 473, 1, 0},                     /* integer */
-    {"max", 474, 1, 0},                     /* string */
-    {"documentation", 475, 1, 0},           /* string */
-    {"type", 476, 1, HDX_FHIR_E_MIN1},      /* code */
-    {"profile", 477, 1, 0},                 /* canonical */
+    {"id", 489, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 490, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"name", 491, 1, 0},                    /* code */
+    {"use", 492, 1, HDX_FHIR_E_MIN1},       /* code */
+    {"min", 493, 1, 0},                     /* integer */
+    {"max", 494, 1, 0},                     /* string */
+    {"documentation", 495, 1, 0},           /* string */
+    {"type", 496, 1, HDX_FHIR_E_MIN1},      /* code */
+    {"profile", 497, 1, 0},                 /* canonical */
     /* RelatedArtifact */
-    {"id", 478, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 479, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 480, 1, HDX_FHIR_E_MIN1},      /* code */
-    {"label", 481, 1, 0},                   /* string */
-    {"display", 482, 1, 0},                 /* string */
-    {"citation", 483, 1, 0},                /* markdown */
-    {"url", 484, 1, 0},                     /* url */
-    {"document", 485, 1, 0},                /* Attachment */
-    {"resource", 486, 1, 0},                /* canonical */
+    {"id", 498, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 499, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 500, 1, HDX_FHIR_E_MIN1},      /* code */
+    {"label", 501, 1, 0},                   /* string */
+    {"display", 502, 1, 0},                 /* string */
+    {"citation", 503, 1, 0},                /* markdown */
+    {"url", 504, 1, 0},                     /* url */
+    {"document", 505, 1, 0},                /* Attachment */
+    {"resource", 506, 1, 0},                /* canonical */
     /* TriggerDefinition */
-    {"id", 487, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 488, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 489, 1, HDX_FHIR_E_MIN1},      /* code */
-    {"name", 490, 1, 0},                    /* string */
-    {"timing", 491, 4, HDX_FHIR_E_CHOICE},  /* Timing|Reference|date|dateTime */
-    {"data", 495, 1, HDX_FHIR_E_MANY},      /* DataRequirement */
-    {"condition", 496, 1, 0},               /* Expression */
+    {"id", 507, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 508, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 509, 1, HDX_FHIR_E_MIN1},      /* code */
+    {"name", 510, 1, 0},                    /* string */
+    {"timing", 511, 4, HDX_FHIR_E_CHOICE},  /* Timing|Reference|date|dateTime */
+    {"data", 515, 1, HDX_FHIR_E_MANY},      /* DataRequirement */
+    {"condition", 516, 1, 0},               /* Expression */
     /* UsageContext */
-    {"id", 497, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 498, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"code", 499, 1, HDX_FHIR_E_MIN1},      /* Coding */
-    {"value", 500, 4,
+    {"id", 517, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 518, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"code", 519, 1, HDX_FHIR_E_MIN1},      /* Coding */
+    {"value", 520, 4,
      HDX_FHIR_E_MIN1 | HDX_FHIR_E_CHOICE}, /* CodeableConcept|Quantity|Range|Reference */
     /* Dosage */
-    {"id", 504, 1, HDX_FHIR_E_NOEXT},                   /* string */
-    {"extension", 505, 1, HDX_FHIR_E_MANY},             /* Extension */
-    {"modifierExtension", 506, 1, HDX_FHIR_E_MANY},     /* Extension */
-    {"sequence", 507, 1, 0},                            /* integer */
-    {"text", 508, 1, 0},                                /* string */
-    {"additionalInstruction", 509, 1, HDX_FHIR_E_MANY}, /* CodeableConcept */
-    {"patientInstruction", 510, 1, 0},                  /* string */
-    {"timing", 511, 1, 0},                              /* Timing */
-    {"asNeeded", 512, 2, HDX_FHIR_E_CHOICE},            /* boolean|CodeableConcept */
-    {"site", 514, 1, 0},                                /* CodeableConcept */
-    {"route", 515, 1, 0},                               /* CodeableConcept */
-    {"method", 516, 1, 0},                              /* CodeableConcept */
-    {"doseAndRate", 517, 1, HDX_FHIR_E_MANY},           /* Dosage.doseAndRate */
-    {"maxDosePerPeriod", 518, 1, 0},                    /* Ratio */
-    {"maxDosePerAdministration", 519, 1, 0},            /* SimpleQuantity */
-    {"maxDosePerLifetime", 520, 1, 0},                  /* SimpleQuantity */
+    {"id", 524, 1, HDX_FHIR_E_NOEXT},                   /* string */
+    {"extension", 525, 1, HDX_FHIR_E_MANY},             /* Extension */
+    {"modifierExtension", 526, 1, HDX_FHIR_E_MANY},     /* Extension */
+    {"sequence", 527, 1, 0},                            /* integer */
+    {"text", 528, 1, 0},                                /* string */
+    {"additionalInstruction", 529, 1, HDX_FHIR_E_MANY}, /* CodeableConcept */
+    {"patientInstruction", 530, 1, 0},                  /* string */
+    {"timing", 531, 1, 0},                              /* Timing */
+    {"asNeeded", 532, 2, HDX_FHIR_E_CHOICE},            /* boolean|CodeableConcept */
+    {"site", 534, 1, 0},                                /* CodeableConcept */
+    {"route", 535, 1, 0},                               /* CodeableConcept */
+    {"method", 536, 1, 0},                              /* CodeableConcept */
+    {"doseAndRate", 537, 1, HDX_FHIR_E_MANY},           /* Dosage.doseAndRate */
+    {"maxDosePerPeriod", 538, 1, 0},                    /* Ratio */
+    {"maxDosePerAdministration", 539, 1, 0},            /* SimpleQuantity */
+    {"maxDosePerLifetime", 540, 1, 0},                  /* SimpleQuantity */
     /* Meta */
-    {"id", 521, 1, HDX_FHIR_E_NOEXT},         /* string */
-    {"extension", 522, 1, HDX_FHIR_E_MANY},   /* Extension */
-    {"versionId", 523, 1, 0},                 /* id */
-    {"lastUpdated", 524, 1, 0},               /* instant */
-    {"source", 525, 1, 0},                    /* uri */
-    {"profile", 526, 1, HDX_FHIR_E_MANY},     /* canonical */
-    {"security", 527, 1, HDX_FHIR_E_MANY},    /* Coding */
-    {"tag", 528, 1, HDX_FHIR_E_MANY},         /* Coding */
-    {"project", 529, 1, 0},                   /* uri */
-    {"author", 530, 1, 0},                    /* Reference */
-    {"onBehalfOf", 531, 1, 0},                /* Reference */
-    {"account", 532, 1, 0},                   /* Reference */
-    {"accounts", 533, 1, HDX_FHIR_E_MANY},    /* Reference */
-    {"compartment", 534, 1, HDX_FHIR_E_MANY}, /* Reference */
+    {"id", 541, 1, HDX_FHIR_E_NOEXT},         /* string */
+    {"extension", 542, 1, HDX_FHIR_E_MANY},   /* Extension */
+    {"versionId", 543, 1, 0},                 /* id */
+    {"lastUpdated", 544, 1, 0},               /* instant */
+    {"source", 545, 1, 0},                    /* uri */
+    {"profile", 546, 1, HDX_FHIR_E_MANY},     /* canonical */
+    {"security", 547, 1, HDX_FHIR_E_MANY},    /* Coding */
+    {"tag", 548, 1, HDX_FHIR_E_MANY},         /* Coding */
+    {"project", 549, 1, 0},                   /* uri */
+    {"author", 550, 1, 0},                    /* Reference */
+    {"onBehalfOf", 551, 1, 0},                /* Reference */
+    {"account", 552, 1, 0},                   /* Reference */
+    {"accounts", 553, 1, HDX_FHIR_E_MANY},    /* Reference */
+    {"compartment", 554, 1, HDX_FHIR_E_MANY}, /* Reference */
     /* Narrative */
-    {"id", 535, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 536, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"status", 537, 1, HDX_FHIR_E_MIN1},    /* code */
-    {"div", 538, 1, HDX_FHIR_E_MIN1},       /* xhtml */
+    {"id", 555, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 556, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"status", 557, 1, HDX_FHIR_E_MIN1},    /* code */
+    {"div", 558, 1, HDX_FHIR_E_MIN1},       /* xhtml */
     /* AuditEvent.agent */
-    {"id", 539, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 540, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 541, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 542, 1, 0},                            /* CodeableConcept */
-    {"role", 543, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
-    {"who", 544, 1, 0},                             /* Reference */
-    {"altId", 545, 1, 0},                           /* string */
-    {"name", 546, 1, 0},                            /* string */
-    {"requestor", 547, 1, HDX_FHIR_E_MIN1},         /* boolean */
-    {"location", 548, 1, 0},                        /* Reference */
-    {"policy", 549, 1, HDX_FHIR_E_MANY},            /* uri */
-    {"media", 550, 1, 0},                           /* Coding */
-    {"network", 551, 1, 0},                         /* AuditEvent.agent.network */
-    {"purposeOfUse", 552, 1, HDX_FHIR_E_MANY},      /* CodeableConcept */
-    /* AuditEvent.source */
-    {"id", 553, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 554, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 555, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"site", 556, 1, 0},                            /* string */
-    {"observer", 557, 1, HDX_FHIR_E_MIN1},          /* Reference */
-    {"type", 558, 1, HDX_FHIR_E_MANY},              /* Coding */
-    /* AuditEvent.entity */
     {"id", 559, 1, HDX_FHIR_E_NOEXT},               /* string */
     {"extension", 560, 1, HDX_FHIR_E_MANY},         /* Extension */
     {"modifierExtension", 561, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"what", 562, 1, 0},                            /* Reference */
-    {"type", 563, 1, 0},                            /* Coding */
-    {"role", 564, 1, 0},                            /* Coding */
-    {"lifecycle", 565, 1, 0},                       /* Coding */
-    {"securityLabel", 566, 1, HDX_FHIR_E_MANY},     /* Coding */
-    {"name", 567, 1, 0},                            /* string */
-    {"description", 568, 1, 0},                     /* string */
-    {"query", 569, 1, 0},                           /* base64Binary */
-    {"detail", 570, 1, HDX_FHIR_E_MANY},            /* AuditEvent.entity.detail */
+    {"type", 562, 1, 0},                            /* CodeableConcept */
+    {"role", 563, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
+    {"who", 564, 1, 0},                             /* Reference */
+    {"altId", 565, 1, 0},                           /* string */
+    {"name", 566, 1, 0},                            /* string */
+    {"requestor", 567, 1, HDX_FHIR_E_MIN1},         /* boolean */
+    {"location", 568, 1, 0},                        /* Reference */
+    {"policy", 569, 1, HDX_FHIR_E_MANY},            /* uri */
+    {"media", 570, 1, 0},                           /* Coding */
+    {"network", 571, 1, 0},                         /* AuditEvent.agent.network */
+    {"purposeOfUse", 572, 1, HDX_FHIR_E_MANY},      /* CodeableConcept */
+    /* AuditEvent.source */
+    {"id", 573, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 574, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 575, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"site", 576, 1, 0},                            /* string */
+    {"observer", 577, 1, HDX_FHIR_E_MIN1},          /* Reference */
+    {"type", 578, 1, HDX_FHIR_E_MANY},              /* Coding */
+    /* AuditEvent.entity */
+    {"id", 579, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 580, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 581, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"what", 582, 1, 0},                            /* Reference */
+    {"type", 583, 1, 0},                            /* Coding */
+    {"role", 584, 1, 0},                            /* Coding */
+    {"lifecycle", 585, 1, 0},                       /* Coding */
+    {"securityLabel", 586, 1, HDX_FHIR_E_MANY},     /* Coding */
+    {"name", 587, 1, 0},                            /* string */
+    {"description", 588, 1, 0},                     /* string */
+    {"query", 589, 1, 0},                           /* base64Binary */
+    {"detail", 590, 1, HDX_FHIR_E_MANY},            /* AuditEvent.entity.detail */
     /* Bundle.link */
-    {"id", 571, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 572, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 573, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"relation", 574, 1, HDX_FHIR_E_MIN1},          /* string */
-    {"url", 575, 1, HDX_FHIR_E_MIN1},               /* uri */
+    {"id", 591, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 592, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 593, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"relation", 594, 1, HDX_FHIR_E_MIN1},          /* string */
+    {"url", 595, 1, HDX_FHIR_E_MIN1},               /* uri */
     /* Bundle.entry */
-    {"id", 576, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 577, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 578, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"link", 579, 1, HDX_FHIR_E_MANY},              /* Bundle.link */
-    {"fullUrl", 580, 1, 0},                         /* uri */
-    {"resource", 581, 1, 0},                        /* Resource */
-    {"search", 582, 1, 0},                          /* Bundle.entry.search */
-    {"request", 583, 1, 0},                         /* Bundle.entry.request */
-    {"response", 584, 1, 0},                        /* Bundle.entry.response */
-    /* Consent.policy */
-    {"id", 585, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 586, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 587, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"authority", 588, 1, 0},                       /* uri */
-    {"uri", 589, 1, 0},                             /* uri */
-    /* Consent.verification */
-    {"id", 590, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 591, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 592, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"verified", 593, 1, HDX_FHIR_E_MIN1},          /* boolean */
-    {"verifiedWith", 594, 1, 0},                    /* Reference */
-    {"verificationDate", 595, 1, 0},                /* dateTime */
-    /* Consent.provision */
     {"id", 596, 1, HDX_FHIR_E_NOEXT},               /* string */
     {"extension", 597, 1, HDX_FHIR_E_MANY},         /* Extension */
     {"modifierExtension", 598, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 599, 1, 0},                            /* code */
-    {"period", 600, 1, 0},                          /* Period */
-    {"actor", 601, 1, HDX_FHIR_E_MANY},             /* Consent.provision.actor */
-    {"action", 602, 1, HDX_FHIR_E_MANY},            /* CodeableConcept */
-    {"securityLabel", 603, 1, HDX_FHIR_E_MANY},     /* Coding */
-    {"purpose", 604, 1, HDX_FHIR_E_MANY},           /* Coding */
-    {"class", 605, 1, HDX_FHIR_E_MANY},             /* Coding */
-    {"code", 606, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
-    {"dataPeriod", 607, 1, 0},                      /* Period */
-    {"data", 608, 1, HDX_FHIR_E_MANY},              /* Consent.provision.data */
-    {"provision", 609, 1, HDX_FHIR_E_MANY},         /* Consent.provision */
-    /* Device.udiCarrier */
+    {"link", 599, 1, HDX_FHIR_E_MANY},              /* Bundle.link */
+    {"fullUrl", 600, 1, 0},                         /* uri */
+    {"resource", 601, 1, 0},                        /* Resource */
+    {"search", 602, 1, 0},                          /* Bundle.entry.search */
+    {"request", 603, 1, 0},                         /* Bundle.entry.request */
+    {"response", 604, 1, 0},                        /* Bundle.entry.response */
+    /* Consent.policy */
+    {"id", 605, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 606, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 607, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"authority", 608, 1, 0},                       /* uri */
+    {"uri", 609, 1, 0},                             /* uri */
+    /* Consent.verification */
     {"id", 610, 1, HDX_FHIR_E_NOEXT},               /* string */
     {"extension", 611, 1, HDX_FHIR_E_MANY},         /* Extension */
     {"modifierExtension", 612, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"deviceIdentifier", 613, 1, 0},                /* string */
-    {"issuer", 614, 1, 0},                          /* uri */
-    {"jurisdiction", 615, 1, 0},                    /* uri */
-    {"carrierAIDC", 616, 1, 0},                     /* base64Binary */
-    {"carrierHRF", 617, 1, 0},                      /* string */
-    {"entryType", 618, 1, 0},                       /* code */
+    {"verified", 613, 1, HDX_FHIR_E_MIN1},          /* boolean */
+    {"verifiedWith", 614, 1, 0},                    /* Reference */
+    {"verificationDate", 615, 1, 0},                /* dateTime */
+    /* Consent.provision */
+    {"id", 616, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 617, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 618, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 619, 1, 0},                            /* code */
+    {"period", 620, 1, 0},                          /* Period */
+    {"actor", 621, 1, HDX_FHIR_E_MANY},             /* Consent.provision.actor */
+    {"action", 622, 1, HDX_FHIR_E_MANY},            /* CodeableConcept */
+    {"securityLabel", 623, 1, HDX_FHIR_E_MANY},     /* Coding */
+    {"purpose", 624, 1, HDX_FHIR_E_MANY},           /* Coding */
+    {"class", 625, 1, HDX_FHIR_E_MANY},             /* Coding */
+    {"code", 626, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
+    {"dataPeriod", 627, 1, 0},                      /* Period */
+    {"data", 628, 1, HDX_FHIR_E_MANY},              /* Consent.provision.data */
+    {"provision", 629, 1, HDX_FHIR_E_MANY},         /* Consent.provision */
+    /* Device.udiCarrier */
+    {"id", 630, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 631, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 632, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"deviceIdentifier", 633, 1, 0},                /* string */
+    {"issuer", 634, 1, 0},                          /* uri */
+    {"jurisdiction", 635, 1, 0},                    /* uri */
+    {"carrierAIDC", 636, 1, 0},                     /* base64Binary */
+    {"carrierHRF", 637, 1, 0},                      /* string */
+    {"entryType", 638, 1, 0},                       /* code */
     /* Device.deviceName */
-    {"id", 619, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 620, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 621, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"name", 622, 1, HDX_FHIR_E_MIN1},              /* string */
-    {"type", 623, 1, HDX_FHIR_E_MIN1},              /* code */
+    {"id", 639, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 640, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 641, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"name", 642, 1, HDX_FHIR_E_MIN1},              /* string */
+    {"type", 643, 1, HDX_FHIR_E_MIN1},              /* code */
     /* Device.specialization */
-    {"id", 624, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 625, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 626, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"systemType", 627, 1, HDX_FHIR_E_MIN1},        /* CodeableConcept */
-    {"version", 628, 1, 0},                         /* string */
+    {"id", 644, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 645, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 646, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"systemType", 647, 1, HDX_FHIR_E_MIN1},        /* CodeableConcept */
+    {"version", 648, 1, 0},                         /* string */
     /* Device.version */
-    {"id", 629, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 630, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 631, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 632, 1, 0},                            /* CodeableConcept */
-    {"component", 633, 1, 0},                       /* Identifier */
-    {"value", 634, 1, HDX_FHIR_E_MIN1},             /* string */
+    {"id", 649, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 650, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 651, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 652, 1, 0},                            /* CodeableConcept */
+    {"component", 653, 1, 0},                       /* Identifier */
+    {"value", 654, 1, HDX_FHIR_E_MIN1},             /* string */
     /* Device.property */
-    {"id", 635, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 636, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 637, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 638, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
-    {"valueQuantity", 639, 1, HDX_FHIR_E_MANY},     /* Quantity */
-    {"valueCode", 640, 1, HDX_FHIR_E_MANY},         /* CodeableConcept */
+    {"id", 655, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 656, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 657, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 658, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
+    {"valueQuantity", 659, 1, HDX_FHIR_E_MANY},     /* Quantity */
+    {"valueCode", 660, 1, HDX_FHIR_E_MANY},         /* CodeableConcept */
     /* DiagnosticReport.media */
-    {"id", 641, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 642, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 643, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"comment", 644, 1, 0},                         /* string */
-    {"link", 645, 1, HDX_FHIR_E_MIN1},              /* Reference */
+    {"id", 661, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 662, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 663, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"comment", 664, 1, 0},                         /* string */
+    {"link", 665, 1, HDX_FHIR_E_MIN1},              /* Reference */
     /* Encounter.statusHistory */
-    {"id", 646, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 647, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 648, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"status", 649, 1, HDX_FHIR_E_MIN1},            /* code */
-    {"period", 650, 1, HDX_FHIR_E_MIN1},            /* Period */
+    {"id", 666, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 667, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 668, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"status", 669, 1, HDX_FHIR_E_MIN1},            /* code */
+    {"period", 670, 1, HDX_FHIR_E_MIN1},            /* Period */
     /* Encounter.classHistory */
-    {"id", 651, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 652, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 653, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"class", 654, 1, HDX_FHIR_E_MIN1},             /* Coding */
-    {"period", 655, 1, HDX_FHIR_E_MIN1},            /* Period */
+    {"id", 671, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 672, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 673, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"class", 674, 1, HDX_FHIR_E_MIN1},             /* Coding */
+    {"period", 675, 1, HDX_FHIR_E_MIN1},            /* Period */
     /* Encounter.participant */
-    {"id", 656, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 657, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 658, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 659, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
-    {"period", 660, 1, 0},                          /* Period */
-    {"individual", 661, 1, 0},                      /* Reference */
+    {"id", 676, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 677, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 678, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 679, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
+    {"period", 680, 1, 0},                          /* Period */
+    {"individual", 681, 1, 0},                      /* Reference */
     /* Encounter.diagnosis */
-    {"id", 662, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 663, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 664, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"condition", 665, 1, HDX_FHIR_E_MIN1},         /* Reference */
-    {"use", 666, 1, 0},                             /* CodeableConcept */
-    {"rank", 667, 1, 0},                            /* positiveInt */
+    {"id", 682, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 683, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 684, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"condition", 685, 1, HDX_FHIR_E_MIN1},         /* Reference */
+    {"use", 686, 1, 0},                             /* CodeableConcept */
+    {"rank", 687, 1, 0},                            /* positiveInt */
     /* Encounter.hospitalization */
-    {"id", 668, 1, HDX_FHIR_E_NOEXT},                /* string */
-    {"extension", 669, 1, HDX_FHIR_E_MANY},          /* Extension */
-    {"modifierExtension", 670, 1, HDX_FHIR_E_MANY},  /* Extension */
-    {"preAdmissionIdentifier", 671, 1, 0},           /* Identifier */
-    {"origin", 672, 1, 0},                           /* Reference */
-    {"admitSource", 673, 1, 0},                      /* CodeableConcept */
-    {"reAdmission", 674, 1, 0},                      /* CodeableConcept */
-    {"dietPreference", 675, 1, HDX_FHIR_E_MANY},     /* CodeableConcept */
-    {"specialCourtesy", 676, 1, HDX_FHIR_E_MANY},    /* CodeableConcept */
-    {"specialArrangement", 677, 1, HDX_FHIR_E_MANY}, /* CodeableConcept */
-    {"destination", 678, 1, 0},                      /* Reference */
-    {"dischargeDisposition", 679, 1, 0},             /* CodeableConcept */
+    {"id", 688, 1, HDX_FHIR_E_NOEXT},                /* string */
+    {"extension", 689, 1, HDX_FHIR_E_MANY},          /* Extension */
+    {"modifierExtension", 690, 1, HDX_FHIR_E_MANY},  /* Extension */
+    {"preAdmissionIdentifier", 691, 1, 0},           /* Identifier */
+    {"origin", 692, 1, 0},                           /* Reference */
+    {"admitSource", 693, 1, 0},                      /* CodeableConcept */
+    {"reAdmission", 694, 1, 0},                      /* CodeableConcept */
+    {"dietPreference", 695, 1, HDX_FHIR_E_MANY},     /* CodeableConcept */
+    {"specialCourtesy", 696, 1, HDX_FHIR_E_MANY},    /* CodeableConcept */
+    {"specialArrangement", 697, 1, HDX_FHIR_E_MANY}, /* CodeableConcept */
+    {"destination", 698, 1, 0},                      /* Reference */
+    {"dischargeDisposition", 699, 1, 0},             /* CodeableConcept */
     /* Encounter.location */
-    {"id", 680, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 681, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 682, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"location", 683, 1, HDX_FHIR_E_MIN1},          /* Reference */
-    {"status", 684, 1, 0},                          /* code */
-    {"physicalType", 685, 1, 0},                    /* CodeableConcept */
-    {"period", 686, 1, 0},                          /* Period */
+    {"id", 700, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 701, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 702, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"location", 703, 1, HDX_FHIR_E_MIN1},          /* Reference */
+    {"status", 704, 1, 0},                          /* code */
+    {"physicalType", 705, 1, 0},                    /* CodeableConcept */
+    {"period", 706, 1, 0},                          /* Period */
     /* Observation.referenceRange */
-    {"id", 687, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 688, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 689, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"low", 690, 1, 0},                             /* SimpleQuantity */
-    {"high", 691, 1, 0},                            /* SimpleQuantity */
-    {"type", 692, 1, 0},                            /* CodeableConcept */
-    {"appliesTo", 693, 1, HDX_FHIR_E_MANY},         /* CodeableConcept */
-    {"age", 694, 1, 0},                             /* Range */
-    {"text", 695, 1, 0},                            /* string */
+    {"id", 707, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 708, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 709, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"low", 710, 1, 0},                             /* SimpleQuantity */
+    {"high", 711, 1, 0},                            /* SimpleQuantity */
+    {"type", 712, 1, 0},                            /* CodeableConcept */
+    {"appliesTo", 713, 1, HDX_FHIR_E_MANY},         /* CodeableConcept */
+    {"age", 714, 1, 0},                             /* Range */
+    {"text", 715, 1, 0},                            /* string */
     /* Observation.component */
-    {"id", 696, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 697, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 698, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"code", 699, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
-    {"value", 700, 11, HDX_FHIR_E_CHOICE},          /* Quantity|CodeableConcept|string|boole... */
-    {"dataAbsentReason", 711, 1, 0},                /* CodeableConcept */
-    {"interpretation", 712, 1, HDX_FHIR_E_MANY},    /* CodeableConcept */
-    {"referenceRange", 713, 1, HDX_FHIR_E_MANY},    /* Observation.referenceRange */
+    {"id", 716, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 717, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 718, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"code", 719, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
+    {"value", 720, 11, HDX_FHIR_E_CHOICE},          /* Quantity|CodeableConcept|string|boole... */
+    {"dataAbsentReason", 731, 1, 0},                /* CodeableConcept */
+    {"interpretation", 732, 1, HDX_FHIR_E_MANY},    /* CodeableConcept */
+    {"referenceRange", 733, 1, HDX_FHIR_E_MANY},    /* Observation.referenceRange */
     /* OperationOutcome.issue */
-    {"id", 714, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 715, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 716, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"severity", 717, 1, HDX_FHIR_E_MIN1},          /* code */
-    {"code", 718, 1, HDX_FHIR_E_MIN1},              /* code */
-    {"details", 719, 1, 0},                         /* CodeableConcept */
-    {"diagnostics", 720, 1, 0},                     /* string */
-    {"location", 721, 1, HDX_FHIR_E_MANY},          /* string */
-    {"expression", 722, 1, HDX_FHIR_E_MANY},        /* string */
-    /* Patient.contact */
-    {"id", 723, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 724, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 725, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"relationship", 726, 1, HDX_FHIR_E_MANY},      /* CodeableConcept */
-    {"name", 727, 1, 0},                            /* HumanName */
-    {"telecom", 728, 1, HDX_FHIR_E_MANY},           /* ContactPoint */
-    {"address", 729, 1, 0},                         /* Address */
-    {"gender", 730, 1, 0},                          /* code */
-    {"organization", 731, 1, 0},                    /* Reference */
-    {"period", 732, 1, 0},                          /* Period */
-    /* Patient.communication */
-    {"id", 733, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 734, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 735, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"language", 736, 1, HDX_FHIR_E_MIN1},          /* CodeableConcept */
-    {"preferred", 737, 1, 0},                       /* boolean */
-    /* Patient.link */
-    {"id", 738, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 739, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 740, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"other", 741, 1, HDX_FHIR_E_MIN1},             /* Reference */
-    {"type", 742, 1, HDX_FHIR_E_MIN1},              /* code */
-    /* Provenance.agent */
+    {"id", 734, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 735, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 736, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"severity", 737, 1, HDX_FHIR_E_MIN1},          /* code */
+    {"code", 738, 1, HDX_FHIR_E_MIN1},              /* code */
+    {"details", 739, 1, 0},                         /* CodeableConcept */
+    {"diagnostics", 740, 1, 0},                     /* string */
+    {"location", 741, 1, HDX_FHIR_E_MANY},          /* string */
+    {"expression", 742, 1, HDX_FHIR_E_MANY},        /* string */
+    /* Parameters.parameter */
     {"id", 743, 1, HDX_FHIR_E_NOEXT},               /* string */
     {"extension", 744, 1, HDX_FHIR_E_MANY},         /* Extension */
     {"modifierExtension", 745, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 746, 1, 0},                            /* CodeableConcept */
-    {"role", 747, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
-    {"who", 748, 1, HDX_FHIR_E_MIN1},               /* Reference */
-    {"onBehalfOf", 749, 1, 0},                      /* Reference */
+    {"name", 746, 1, HDX_FHIR_E_MIN1},              /* string */
+    {"value", 747, 50, HDX_FHIR_E_CHOICE},          /* base64Binary|boolean|canonical|code|d... */
+    {"resource", 797, 1, 0},                        /* Resource */
+    {"part", 798, 1, HDX_FHIR_E_MANY},              /* Parameters.parameter */
+    /* Patient.contact */
+    {"id", 799, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 800, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 801, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"relationship", 802, 1, HDX_FHIR_E_MANY},      /* CodeableConcept */
+    {"name", 803, 1, 0},                            /* HumanName */
+    {"telecom", 804, 1, HDX_FHIR_E_MANY},           /* ContactPoint */
+    {"address", 805, 1, 0},                         /* Address */
+    {"gender", 806, 1, 0},                          /* code */
+    {"organization", 807, 1, 0},                    /* Reference */
+    {"period", 808, 1, 0},                          /* Period */
+    /* Patient.communication */
+    {"id", 809, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 810, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 811, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"language", 812, 1, HDX_FHIR_E_MIN1},          /* CodeableConcept */
+    {"preferred", 813, 1, 0},                       /* boolean */
+    /* Patient.link */
+    {"id", 814, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 815, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 816, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"other", 817, 1, HDX_FHIR_E_MIN1},             /* Reference */
+    {"type", 818, 1, HDX_FHIR_E_MIN1},              /* code */
+    /* Provenance.agent */
+    {"id", 819, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 820, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 821, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 822, 1, 0},                            /* CodeableConcept */
+    {"role", 823, 1, HDX_FHIR_E_MANY},              /* CodeableConcept */
+    {"who", 824, 1, HDX_FHIR_E_MIN1},               /* Reference */
+    {"onBehalfOf", 825, 1, 0},                      /* Reference */
     /* Provenance.entity */
-    {"id", 750, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 751, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 752, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"role", 753, 1, HDX_FHIR_E_MIN1},              /* code */
-    {"what", 754, 1, HDX_FHIR_E_MIN1},              /* Reference */
-    {"agent", 755, 1, HDX_FHIR_E_MANY},             /* Provenance.agent */
+    {"id", 826, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 827, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 828, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"role", 829, 1, HDX_FHIR_E_MIN1},              /* code */
+    {"what", 830, 1, HDX_FHIR_E_MIN1},              /* Reference */
+    {"agent", 831, 1, HDX_FHIR_E_MANY},             /* Provenance.agent */
+    /* Subscription.channel */
+    {"id", 832, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 833, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 834, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 835, 1, HDX_FHIR_E_MIN1},              /* code */
+    {"endpoint", 836, 1, 0},                        /* url */
+    {"payload", 837, 1, 0},                         /* code */
+    {"header", 838, 1, HDX_FHIR_E_MANY},            /* string */
     /* SimpleQuantity */
-    {"id", 756, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 757, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"value", 758, 1, 0},                   /* decimal */
-    {"unit", 759, 1, 0},                    /* string */
-    {"system", 760, 1, 0},                  /* uri */
-    {"code", 761, 1, 0},                    /* code */
+    {"id", 839, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 840, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"value", 841, 1, 0},                   /* decimal */
+    {"unit", 842, 1, 0},                    /* string */
+    {"system", 843, 1, 0},                  /* uri */
+    {"code", 844, 1, 0},                    /* code */
     /* Timing.repeat */
-    {"id", 762, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 763, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"bounds", 764, 3, HDX_FHIR_E_CHOICE},  /* Duration|Range|Period */
-    {"count", 767, 1, 0},                   /* positiveInt */
-    {"countMax", 768, 1, 0},                /* positiveInt */
-    {"duration", 769, 1, 0},                /* decimal */
-    {"durationMax", 770, 1, 0},             /* decimal */
-    {"durationUnit", 771, 1, 0},            /* code */
-    {"frequency", 772, 1, 0},               /* positiveInt */
-    {"frequencyMax", 773, 1, 0},            /* positiveInt */
-    {"period", 774, 1, 0},                  /* decimal */
-    {"periodMax", 775, 1, 0},               /* decimal */
-    {"periodUnit", 776, 1, 0},              /* code */
-    {"dayOfWeek", 777, 1, HDX_FHIR_E_MANY}, /* code */
-    {"timeOfDay", 778, 1, HDX_FHIR_E_MANY}, /* time */
-    {"when", 779, 1, HDX_FHIR_E_MANY},      /* code */
-    {"offset", 780, 1, 0},                  /* unsignedInt */
+    {"id", 845, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 846, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"bounds", 847, 3, HDX_FHIR_E_CHOICE},  /* Duration|Range|Period */
+    {"count", 850, 1, 0},                   /* positiveInt */
+    {"countMax", 851, 1, 0},                /* positiveInt */
+    {"duration", 852, 1, 0},                /* decimal */
+    {"durationMax", 853, 1, 0},             /* decimal */
+    {"durationUnit", 854, 1, 0},            /* code */
+    {"frequency", 855, 1, 0},               /* positiveInt */
+    {"frequencyMax", 856, 1, 0},            /* positiveInt */
+    {"period", 857, 1, 0},                  /* decimal */
+    {"periodMax", 858, 1, 0},               /* decimal */
+    {"periodUnit", 859, 1, 0},              /* code */
+    {"dayOfWeek", 860, 1, HDX_FHIR_E_MANY}, /* code */
+    {"timeOfDay", 861, 1, HDX_FHIR_E_MANY}, /* time */
+    {"when", 862, 1, HDX_FHIR_E_MANY},      /* code */
+    {"offset", 863, 1, 0},                  /* unsignedInt */
     /* DataRequirement.codeFilter */
-    {"id", 781, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 782, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"path", 783, 1, 0},                    /* string */
-    {"searchParam", 784, 1, 0},             /* string */
-    {"valueSet", 785, 1, 0},                /* canonical */
-    {"code", 786, 1, HDX_FHIR_E_MANY},      /* Coding */
+    {"id", 864, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 865, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"path", 866, 1, 0},                    /* string */
+    {"searchParam", 867, 1, 0},             /* string */
+    {"valueSet", 868, 1, 0},                /* canonical */
+    {"code", 869, 1, HDX_FHIR_E_MANY},      /* Coding */
     /* DataRequirement.dateFilter */
-    {"id", 787, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 788, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"path", 789, 1, 0},                    /* string */
-    {"searchParam", 790, 1, 0},             /* string */
-    {"value", 791, 3, HDX_FHIR_E_CHOICE},   /* dateTime|Period|Duration */
+    {"id", 870, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 871, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"path", 872, 1, 0},                    /* string */
+    {"searchParam", 873, 1, 0},             /* string */
+    {"value", 874, 3, HDX_FHIR_E_CHOICE},   /* dateTime|Period|Duration */
     /* DataRequirement.sort */
-    {"id", 794, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 795, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"path", 796, 1, HDX_FHIR_E_MIN1},      /* string */
-    {"direction", 797, 1, HDX_FHIR_E_MIN1}, /* code */
+    {"id", 877, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 878, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"path", 879, 1, HDX_FHIR_E_MIN1},      /* string */
+    {"direction", 880, 1, HDX_FHIR_E_MIN1}, /* code */
     /* Dosage.doseAndRate */
-    {"id", 798, 1, HDX_FHIR_E_NOEXT},       /* string */
-    {"extension", 799, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"type", 800, 1, 0},                    /* CodeableConcept */
-    {"dose", 801, 2, HDX_FHIR_E_CHOICE},    /* Range|Quantity */
-    {"rate", 803, 3, HDX_FHIR_E_CHOICE},    /* Ratio|Range|Quantity */
+    {"id", 881, 1, HDX_FHIR_E_NOEXT},       /* string */
+    {"extension", 882, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"type", 883, 1, 0},                    /* CodeableConcept */
+    {"dose", 884, 2, HDX_FHIR_E_CHOICE},    /* Range|Quantity */
+    {"rate", 886, 3, HDX_FHIR_E_CHOICE},    /* Ratio|Range|Quantity */
     /* AuditEvent.agent.network */
-    {"id", 806, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 807, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 808, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"address", 809, 1, 0},                         /* string */
-    {"type", 810, 1, 0},                            /* code */
+    {"id", 889, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 890, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 891, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"address", 892, 1, 0},                         /* string */
+    {"type", 893, 1, 0},                            /* code */
     /* AuditEvent.entity.detail */
-    {"id", 811, 1, HDX_FHIR_E_NOEXT},                       /* string */
-    {"extension", 812, 1, HDX_FHIR_E_MANY},                 /* Extension */
-    {"modifierExtension", 813, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"type", 814, 1, HDX_FHIR_E_MIN1},                      /* string */
-    {"value", 815, 2, HDX_FHIR_E_MIN1 | HDX_FHIR_E_CHOICE}, /* string|base64Binary */
+    {"id", 894, 1, HDX_FHIR_E_NOEXT},                       /* string */
+    {"extension", 895, 1, HDX_FHIR_E_MANY},                 /* Extension */
+    {"modifierExtension", 896, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"type", 897, 1, HDX_FHIR_E_MIN1},                      /* string */
+    {"value", 898, 2, HDX_FHIR_E_MIN1 | HDX_FHIR_E_CHOICE}, /* string|base64Binary */
     /* Bundle.entry.search */
-    {"id", 817, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 818, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 819, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"mode", 820, 1, 0},                            /* code */
-    {"score", 821, 1, 0},                           /* decimal */
+    {"id", 900, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 901, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 902, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"mode", 903, 1, 0},                            /* code */
+    {"score", 904, 1, 0},                           /* decimal */
     /* Bundle.entry.request */
-    {"id", 822, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 823, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 824, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"method", 825, 1, HDX_FHIR_E_MIN1},            /* code */
-    {"url", 826, 1, HDX_FHIR_E_MIN1},               /* uri */
-    {"ifNoneMatch", 827, 1, 0},                     /* string */
-    {"ifModifiedSince", 828, 1, 0},                 /* instant */
-    {"ifMatch", 829, 1, 0},                         /* string */
-    {"ifNoneExist", 830, 1, 0},                     /* string */
+    {"id", 905, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 906, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 907, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"method", 908, 1, HDX_FHIR_E_MIN1},            /* code */
+    {"url", 909, 1, HDX_FHIR_E_MIN1},               /* uri */
+    {"ifNoneMatch", 910, 1, 0},                     /* string */
+    {"ifModifiedSince", 911, 1, 0},                 /* instant */
+    {"ifMatch", 912, 1, 0},                         /* string */
+    {"ifNoneExist", 913, 1, 0},                     /* string */
     /* Bundle.entry.response */
-    {"id", 831, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 832, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 833, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"status", 834, 1, HDX_FHIR_E_MIN1},            /* string */
-    {"location", 835, 1, 0},                        /* uri */
-    {"etag", 836, 1, 0},                            /* string */
-    {"lastModified", 837, 1, 0},                    /* instant */
-    {"outcome", 838, 1, 0},                         /* OperationOutcome */
+    {"id", 914, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 915, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 916, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"status", 917, 1, HDX_FHIR_E_MIN1},            /* string */
+    {"location", 918, 1, 0},                        /* uri */
+    {"etag", 919, 1, 0},                            /* string */
+    {"lastModified", 920, 1, 0},                    /* instant */
+    {"outcome", 921, 1, 0},                         /* OperationOutcome */
     /* Consent.provision.actor */
-    {"id", 839, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 840, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 841, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"role", 842, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
-    {"reference", 843, 1, HDX_FHIR_E_MIN1},         /* Reference */
+    {"id", 922, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 923, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 924, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"role", 925, 1, HDX_FHIR_E_MIN1},              /* CodeableConcept */
+    {"reference", 926, 1, HDX_FHIR_E_MIN1},         /* Reference */
     /* Consent.provision.data */
-    {"id", 844, 1, HDX_FHIR_E_NOEXT},               /* string */
-    {"extension", 845, 1, HDX_FHIR_E_MANY},         /* Extension */
-    {"modifierExtension", 846, 1, HDX_FHIR_E_MANY}, /* Extension */
-    {"meaning", 847, 1, HDX_FHIR_E_MIN1},           /* code */
-    {"reference", 848, 1, HDX_FHIR_E_MIN1},         /* Reference */
+    {"id", 927, 1, HDX_FHIR_E_NOEXT},               /* string */
+    {"extension", 928, 1, HDX_FHIR_E_MANY},         /* Extension */
+    {"modifierExtension", 929, 1, HDX_FHIR_E_MANY}, /* Extension */
+    {"meaning", 930, 1, HDX_FHIR_E_MIN1},           /* code */
+    {"reference", 931, 1, HDX_FHIR_E_MIN1},         /* Reference */
 };
 
-const uint16_t hdx_fhir_elem_types[849] = {
-    5,  22, 5,  22, 9,  18, 0,  11,  7,  14, 15,  4,   8,   16, 1,   6,  12, 2,  5,  17, 3,   9,
-    10, 13, 33, 34, 35, 36, 37, 38,  39, 40, 41,  42,  43,  44, 45,  46, 47, 48, 49, 50, 51,  52,
-    53, 54, 55, 56, 57, 58, 59, 60,  61, 62, 63,  8,   63,  9,  7,   64, 20, 22, 22, 38, 38,  7,
-    46, 16, 7,  5,  37, 65, 66, 67,  8,  63, 9,   7,   44,  7,  16,  3,  68, 69, 52, 8,  63,  9,
-    7,  64, 20, 22, 22, 44, 7,  37,  37, 50, 15,  50,  50,  36, 50,  70, 37, 71, 72, 8,  63,  9,
-    7,  64, 20, 22, 22, 44, 50, 73,  7,  37, 5,   5,   15,  15, 5,   5,  74, 5,  5,  37, 75,  76,
-    77, 50, 50, 39, 50, 9,  35, 37,  50, 8,  63,  9,   7,   64, 20,  22, 22, 44, 50, 7,  37,  37,
-    50, 50, 15, 46, 16, 50, 50, 50,  50, 50, 78,  5,   37,  36, 8,   63, 9,  7,  64, 20, 22,  22,
-    44, 7,  79, 38, 80, 37, 37, 37,  50, 50, 50,  81,  50,  46, 42,  37, 50, 82, 50, 83, 84,  50,
-    50, 8,  63, 9,  7,  64, 20, 22,  22, 44, 50,  50,  7,   37, 37,  50, 50, 50, 15, 46, 53,  16,
-    16, 50, 47, 37, 5,  0,  1,  48,  49, 51, 17,  15,  46,  37, 37,  35, 37, 37, 50, 50, 85,  50,
-    50, 86, 8,  63, 9,  7,  64, 20,  22, 22, 87,  8,   63,  9,  7,   64, 20, 22, 22, 44, 0,   43,
-    39, 7,  14, 0,  15, 33, 37, 0,   1,  36, 88,  89,  50,  50, 90,  8,  63, 9,  7,  64, 20,  22,
-    22, 50, 46, 15, 16, 9,  50, 37,  37, 91, 92,  52,  5,   22, 7,   7,  5,  5,  5,  5,  5,   5,
-    5,  46, 5,  22, 4,  7,  5,  9,   7,  5,  22,  50,  5,   15, 6,   5,  22, 7,  7,  18, 10,  3,
-    18, 5,  15, 5,  22, 38, 5,  5,   22, 9,  5,   7,   5,   0,  5,   22, 7,  5,  7,  2,  46,  5,
-    22, 4,  7,  5,  9,  7,  5,  22,  4,  7,  5,   9,   7,   5,  22,  4,  7,  5,  9,  7,  5,   22,
-    7,  5,  5,  5,  5,  5,  46, 5,   22, 7,  37,  9,   5,   46, 50,  5,  22, 4,  7,  5,  22,  15,
-    15, 5,  22, 4,  7,  5,  9,  7,   5,  22, 93,  93,  5,   22, 47,  47, 5,  22, 5,  9,  44,  5,
-    5,  22, 93, 4,  4,  4,  4,  2,   5,  5,  22,  38,  16,  50, 50,  7,  7,  18, 5,  22, 22,  15,
-    94, 37, 5,  22, 5,  39, 5,  22,  7,  5,  54,  5,   22,  7,  11,  37, 50, 5,  95, 96, 2,   97,
-    5,  22, 5,  8,  7,  5,  9,  5,   22, 7,  7,   1,   5,   5,  7,   11, 5,  22, 7,  5,  5,   6,
-    10, 36, 11, 5,  22, 7,  5,  53,  50, 14, 15,  56,  57,  5,  22,  38, 37, 47, 48, 50, 5,   22,
-    22, 1,  5,  37, 5,  53, 0,  37,  37, 37, 37,  98,  49,  93, 93,  5,  22, 8,  16, 9,  11,  38,
-    38, 9,  50, 50, 50, 50, 50, 5,   22, 7,  19,  5,   22,  22, 37,  37, 50, 5,  5,  0,  50,  9,
-    38, 99, 37, 5,  22, 22, 5,  50,  38, 5,  22,  22,  50,  38, 38,  38, 38, 5,  5,  18, 100, 5,
-    22, 22, 5,  9,  5,  22, 22, 68,  9,  20, 101, 102, 103, 5,  22,  22, 9,  9,  5,  22, 22,  0,
-    50, 15, 5,  22, 22, 7,  46, 104, 37, 38, 38,  38,  37,  46, 105, 72, 5,  22, 22, 5,  9,   9,
-    18, 5,  7,  5,  22, 22, 5,  7,   5,  22, 22,  37,  5,   5,  22,  22, 37, 44, 5,  5,  22,  22,
-    37, 47, 37, 5,  22, 22, 5,  50,  5,  22, 22,  7,   46,  5,  22,  22, 38, 46, 5,  22, 22,  37,
-    46, 50, 5,  22, 22, 50, 37, 2,   5,  22, 22,  44,  50,  37, 37,  37, 37, 37, 50, 37, 5,   22,
-    22, 50, 7,  37, 46, 5,  22, 22,  93, 93, 37,  37,  48,  5,  5,   22, 22, 37, 47, 37, 5,   0,
-    1,  48, 49, 51, 17, 15, 46, 37,  37, 85, 5,   22,  22,  7,  7,   37, 5,  5,  5,  5,  22,  22,
-    37, 43, 39, 33, 7,  50, 46, 5,   22, 22, 37,  0,   5,   22, 22,  50, 7,  5,  22, 22, 37,  37,
-    50, 50, 5,  22, 22, 7,  50, 91,  5,  22, 4,   5,   9,   7,  5,   22, 42, 48, 46, 2,  2,   4,
-    4,  7,  2,  2,  4,  4,  7,  7,   17, 7,  3,   5,   22,  5,  5,   11, 38, 5,  22, 5,  5,   15,
-    46, 42, 5,  22, 5,  7,  5,  22,  37, 48, 47,  49,  48,  47, 5,   22, 22, 5,  7,  5,  22,  22,
-    5,  5,  18, 5,  22, 22, 7,  4,   5,  22, 22,  7,   9,   5,  16,  5,  5,  5,  22, 22, 5,   9,
-    5,  16, 30, 5,  22, 22, 37, 50,  5,  22, 22,  7,   50,
+const uint16_t hdx_fhir_elem_types[932] = {
+    5,  22, 5,  22, 9,  18,  0,  11, 7,   14,  15,  4,  8,   16, 1,  6,  12, 2,   5,   17,  3,  9,
+    10, 13, 35, 36, 37, 38,  39, 40, 41,  42,  43,  44, 45,  46, 47, 48, 49, 50,  51,  52,  53, 54,
+    55, 56, 57, 58, 59, 60,  61, 62, 63,  64,  65,  8,  65,  9,  7,  66, 20, 22,  22,  40,  40, 7,
+    48, 16, 7,  5,  39, 67,  68, 69, 8,   65,  9,   7,  46,  7,  16, 3,  70, 71,  54,  8,   65, 9,
+    7,  66, 20, 22, 22, 46,  7,  39, 39,  52,  15,  52, 52,  38, 52, 72, 39, 73,  74,  8,   65, 9,
+    7,  66, 20, 22, 22, 46,  52, 75, 7,   39,  5,   5,  15,  15, 5,  5,  76, 5,   5,   39,  77, 78,
+    79, 52, 52, 41, 52, 9,   37, 39, 52,  8,   65,  9,  7,   66, 20, 22, 22, 46,  52,  7,   39, 39,
+    52, 52, 15, 48, 16, 52,  52, 52, 52,  52,  80,  5,  39,  38, 8,  65, 9,  7,   66,  20,  22, 22,
+    46, 7,  81, 40, 82, 39,  39, 39, 52,  52,  52,  83, 52,  48, 44, 39, 52, 84,  52,  85,  86, 52,
+    52, 8,  65, 9,  7,  66,  20, 22, 22,  46,  52,  52, 7,   39, 39, 52, 52, 52,  15,  48,  55, 16,
+    16, 52, 49, 39, 5,  0,   1,  50, 51,  53,  17,  15, 48,  39, 39, 37, 39, 39,  52,  52,  87, 52,
+    52, 88, 8,  65, 9,  7,   66, 20, 22,  22,  89,  8,  65,  9,  7,  90, 8,  65,  9,   7,   66, 20,
+    22, 22, 46, 0,  45, 41,  7,  14, 0,   15,  35,  39, 0,   1,  38, 91, 92, 52,  52,  93,  8,  65,
+    9,  7,  66, 20, 22, 22,  52, 48, 15,  16,  9,   52, 39,  39, 94, 95, 54, 8,   65,  9,   7,  66,
+    20, 22, 22, 7,  41, 16,  5,  5,  5,   96,  5,   22, 7,   7,  5,  5,  5,  5,   5,   5,   5,  48,
+    5,  22, 4,  7,  5,  9,   7,  5,  22,  52,  5,   15, 6,   5,  22, 7,  7,  18,  10,  3,   18, 5,
+    15, 5,  22, 40, 5,  5,   22, 9,  5,   7,   5,   0,  5,   22, 7,  5,  7,  2,   48,  5,   22, 4,
+    7,  5,  9,  7,  5,  22,  4,  7,  5,   9,   7,   5,  22,  4,  7,  5,  9,  7,   5,   22,  7,  5,
+    5,  5,  5,  5,  48, 5,   22, 7,  39,  9,   5,   48, 52,  5,  22, 4,  7,  5,   22,  15,  15, 5,
+    22, 4,  7,  5,  9,  7,   5,  22, 97,  97,  5,   22, 49,  49, 5,  22, 5,  9,   46,  5,   5,  22,
+    97, 4,  4,  4,  4,  2,   5,  5,  22,  40,  16,  52, 52,  7,  7,  18, 5,  22,  22,  15,  98, 39,
+    5,  22, 5,  41, 5,  22,  7,  5,  56,  5,   22,  7,  11,  39, 52, 5,  99, 100, 2,   101, 5,  22,
+    5,  8,  7,  5,  9,  5,   22, 7,  7,   1,   5,   5,  7,   11, 5,  22, 7,  5,   5,   6,   10, 38,
+    11, 5,  22, 7,  5,  55,  52, 14, 15,  58,  59,  5,  22,  40, 39, 49, 50, 52,  5,   22,  22, 1,
+    5,  39, 5,  55, 0,  39,  39, 39, 39,  102, 51,  97, 97,  5,  22, 8,  16, 9,   11,  40,  40, 9,
+    52, 52, 52, 52, 52, 5,   22, 7,  19,  5,   22,  22, 39,  39, 52, 5,  5,  0,   52,  9,   40, 103,
+    39, 5,  22, 22, 5,  52,  40, 5,  22,  22,  52,  40, 40,  40, 40, 5,  5,  18,  104, 5,   22, 22,
+    5,  9,  5,  22, 22, 70,  9,  20, 105, 106, 107, 5,  22,  22, 9,  9,  5,  22,  22,  0,   52, 15,
+    5,  22, 22, 7,  48, 108, 39, 40, 40,  40,  39,  48, 109, 74, 5,  22, 22, 5,   9,   9,   18, 5,
+    7,  5,  22, 22, 5,  7,   5,  22, 22,  39,  5,   5,  22,  22, 39, 46, 5,  5,   22,  22,  39, 49,
+    39, 5,  22, 22, 5,  52,  5,  22, 22,  7,   48,  5,  22,  22, 40, 48, 5,  22,  22,  39,  48, 52,
+    5,  22, 22, 52, 39, 2,   5,  22, 22,  46,  52,  39, 39,  39, 39, 39, 52, 39,  5,   22,  22, 52,
+    7,  39, 48, 5,  22, 22,  97, 97, 39,  39,  50,  5,  5,   22, 22, 39, 49, 39,  5,   0,   1,  50,
+    51, 53, 17, 15, 48, 39,  39, 87, 5,   22,  22,  7,  7,   39, 5,  5,  5,  5,   22,  22,  5,  18,
+    0,  11, 7,  14, 15, 4,   8,  16, 1,   6,   12,  2,  5,   17, 3,  9,  10, 13,  35,  36,  37, 38,
+    39, 40, 41, 42, 43, 44,  45, 46, 47,  48,  49,  50, 51,  52, 53, 54, 55, 56,  57,  58,  59, 60,
+    61, 62, 63, 64, 65, 20,  90, 5,  22,  22,  39,  45, 41,  35, 7,  52, 48, 5,   22,  22,  39, 0,
+    5,  22, 22, 52, 7,  5,   22, 22, 39,  39,  52,  52, 5,   22, 22, 7,  52, 94,  5,   22,  22, 7,
+    10, 7,  5,  5,  22, 4,   5,  9,  7,   5,   22,  44, 50,  48, 2,  2,  4,  4,   7,   2,   2,  4,
+    4,  7,  7,  17, 7,  3,   5,  22, 5,   5,   11,  40, 5,   22, 5,  5,  15, 48,  44,  5,   22, 5,
+    7,  5,  22, 39, 50, 49,  51, 50, 49,  5,   22,  22, 5,   7,  5,  22, 22, 5,   5,   18,  5,  22,
+    22, 7,  4,  5,  22, 22,  7,  9,  5,   16,  5,   5,  5,   22, 22, 5,  9,  5,   16,  30,  5,  22,
+    22, 39, 52, 5,  22, 22,  7,  52,
 };
 
 const uint16_t hdx_fhir_resources[HDX_FHIR_NRESOURCES] = {
     HDX_FHIR_T_AUDITEVENT,  HDX_FHIR_T_BUNDLE,           HDX_FHIR_T_CONSENT,
     HDX_FHIR_T_DEVICE,      HDX_FHIR_T_DIAGNOSTICREPORT, HDX_FHIR_T_ENCOUNTER,
-    HDX_FHIR_T_OBSERVATION, HDX_FHIR_T_OPERATIONOUTCOME, HDX_FHIR_T_PATIENT,
-    HDX_FHIR_T_PROVENANCE,
+    HDX_FHIR_T_OBSERVATION, HDX_FHIR_T_OPERATIONOUTCOME, HDX_FHIR_T_PARAMETERS,
+    HDX_FHIR_T_PATIENT,     HDX_FHIR_T_PROVENANCE,       HDX_FHIR_T_SUBSCRIPTION,
 };

@@ -71,8 +71,8 @@ struct hdx_fhir_elem {
     uint8_t flags; /* HDX_FHIR_E_* */
 };
 
-#define HDX_FHIR_NTYPES 106
-#define HDX_FHIR_NELEMS 755
+#define HDX_FHIR_NTYPES 110
+#define HDX_FHIR_NELEMS 789
 #define HDX_FHIR_MAX_ELEMS 34 /* most elements of one type */
 #define HDX_FHIR_T_RESOURCE 20
 #define HDX_FHIR_T_ELEMENT 21
@@ -85,13 +85,15 @@ struct hdx_fhir_elem {
 #define HDX_FHIR_T_ENCOUNTER 28
 #define HDX_FHIR_T_OBSERVATION 29
 #define HDX_FHIR_T_OPERATIONOUTCOME 30
-#define HDX_FHIR_T_PATIENT 31
-#define HDX_FHIR_T_PROVENANCE 32
-#define HDX_FHIR_NRESOURCES 10
+#define HDX_FHIR_T_PARAMETERS 31
+#define HDX_FHIR_T_PATIENT 32
+#define HDX_FHIR_T_PROVENANCE 33
+#define HDX_FHIR_T_SUBSCRIPTION 34
+#define HDX_FHIR_NRESOURCES 12
 
 extern const struct hdx_fhir_type hdx_fhir_types[HDX_FHIR_NTYPES];
 extern const struct hdx_fhir_elem hdx_fhir_elems[HDX_FHIR_NELEMS];
-extern const uint16_t hdx_fhir_elem_types[849];
+extern const uint16_t hdx_fhir_elem_types[932];
 /* the supported resource types' indexes, sorted by name */
 extern const uint16_t hdx_fhir_resources[HDX_FHIR_NRESOURCES];
 

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "fhir/index.h"
+#include "fhir/subscription.h"
 #include "fhir/v2map.h"
 #include "store/store.h"
 
@@ -33,6 +34,20 @@ struct hdx_fhir_index {
     /* the indexer's statements */
     sqlite3_stmt *ins_res, *ins_tok, *supersede, *set_meta;
     sqlite3_stmt *get_cur, *get_ver; /* the queries' (rdb), prepared once */
+    sqlite3_stmt *put_sub, *put_event, *get_events;
+    /* the live subscriptions' filters, the indexer's (a copy of fhir_sub) */
+    struct sub_filter *subs;
+    size_t nsubs, subs_cap;
+    uint8_t vital_tok[HDX_BLIND_LEN];
+};
+
+struct sub_filter {
+    char id[HDX_FHIR_ID_MAX + 1];
+    uint64_t since, until;
+    int has_patient;
+    uint8_t patient[HDX_BLIND_LEN];
+    size_t ncodes;
+    uint8_t codes[HDX_SUB_CODES_MAX][HDX_BLIND_LEN];
 };
 
 static const char *const schema =
@@ -51,7 +66,13 @@ static const char *const schema =
     "CREATE INDEX IF NOT EXISTS fhir_res_updated ON fhir_res(type, updated);"
     "CREATE TABLE IF NOT EXISTS fhir_tok2(param INTEGER NOT NULL, tok BLOB NOT NULL,"
     " patient BLOB NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY(param, tok, patient, rid))"
-    " WITHOUT ROWID;";
+    " WITHOUT ROWID;"
+    /* Subscriptions (fhir/subscription.h): each one's filter as tokens, live for records
+     * since < seq < until, and the topic's events that matched it, in log order. */
+    "CREATE TABLE IF NOT EXISTS fhir_sub(id TEXT PRIMARY KEY, since INTEGER NOT NULL,"
+    " until INTEGER NOT NULL, patient BLOB, codes BLOB);"
+    "CREATE TABLE IF NOT EXISTS fhir_sub_event(sub TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " part INTEGER NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY(sub, seq, part)) WITHOUT ROWID;";
 
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -84,8 +105,10 @@ static int meta_put(struct hdx_fhir_index *ix, const char *k, const void *v, siz
 /* ---------- writing ---------- */
 
 static int put_entry(struct hdx_fhir_index *ix, const struct hdx_fhir_entry *e, uint64_t seq,
-                     uint32_t part, int deleted, const uint8_t *patient, int64_t time_us)
+                     uint32_t part, int deleted, const uint8_t *patient, int64_t time_us,
+                     int64_t *rid_out)
 {
+    *rid_out = 0;
     sqlite3_reset(ix->supersede);
     sqlite3_bind_text(ix->supersede, 1, e->type, -1, SQLITE_STATIC);
     sqlite3_bind_text(ix->supersede, 2, e->id, -1, SQLITE_STATIC);
@@ -118,6 +141,7 @@ static int put_entry(struct hdx_fhir_index *ix, const struct hdx_fhir_entry *e, 
     }
     if (src != SQLITE_DONE) return HDX_E_STORE;
     sqlite3_int64 rid = sqlite3_last_insert_rowid(ix->wdb);
+    *rid_out = rid;
     for (size_t i = 0; i < e->ntok && !deleted; i++) {
         sqlite3_reset(ix->ins_tok);
         sqlite3_bind_int(ix->ins_tok, 1, e->tok[i].param);
@@ -131,6 +155,151 @@ static int put_entry(struct hdx_fhir_index *ix, const struct hdx_fhir_entry *e, 
     return HDX_OK;
 }
 
+/* ---------- subscriptions ---------- */
+
+#define SUB_LIVE INT64_MAX /* until: no end */
+
+static struct sub_filter *sub_find(struct hdx_fhir_index *ix, const char *id)
+{
+    for (size_t i = 0; i < ix->nsubs; i++)
+        if (!strcmp(ix->subs[i].id, id)) return &ix->subs[i];
+    return NULL;
+}
+
+static int sub_write(struct hdx_fhir_index *ix, const struct sub_filter *f)
+{
+    sqlite3_stmt *st = ix->put_sub;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, f->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)f->since);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)f->until);
+    if (f->has_patient)
+        sqlite3_bind_blob(st, 4, f->patient, HDX_BLIND_LEN, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_blob(st, 5, f->codes, (int)(f->ncodes * HDX_BLIND_LEN), SQLITE_STATIC);
+    return sqlite3_step(st) == SQLITE_DONE ? HDX_OK : HDX_E_STORE;
+}
+
+/* fhir_sub into memory (at open, and after a pass that was rolled back). */
+static int subs_load(struct hdx_fhir_index *ix)
+{
+    sqlite3_stmt *st;
+    ix->nsubs = 0;
+    if (sqlite3_prepare_v2(ix->wdb, "SELECT id, since, until, patient, codes FROM fhir_sub", -1,
+                           &st, NULL) != SQLITE_OK)
+        return HDX_E_STORE;
+    int rc = HDX_OK, s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (ix->nsubs == ix->subs_cap) {
+            size_t cap = ix->subs_cap ? 2 * ix->subs_cap : 16;
+            struct sub_filter *n = realloc(ix->subs, cap * sizeof(*n));
+            if (!n) {
+                rc = HDX_E_NOMEM;
+                break;
+            }
+            ix->subs = n;
+            ix->subs_cap = cap;
+        }
+        struct sub_filter *f = &ix->subs[ix->nsubs++];
+        memset(f, 0, sizeof(*f));
+        snprintf(f->id, sizeof(f->id), "%s", (const char *)sqlite3_column_text(st, 0));
+        f->since = (uint64_t)sqlite3_column_int64(st, 1);
+        f->until = (uint64_t)sqlite3_column_int64(st, 2);
+        if (sqlite3_column_bytes(st, 3) == HDX_BLIND_LEN) {
+            f->has_patient = 1;
+            memcpy(f->patient, sqlite3_column_blob(st, 3), HDX_BLIND_LEN);
+        }
+        size_t nb = (size_t)sqlite3_column_bytes(st, 4);
+        f->ncodes = nb / HDX_BLIND_LEN;
+        if (f->ncodes > HDX_SUB_CODES_MAX) f->ncodes = HDX_SUB_CODES_MAX;
+        if (f->ncodes) memcpy(f->codes, sqlite3_column_blob(st, 4), f->ncodes * HDX_BLIND_LEN);
+    }
+    if (rc == HDX_OK && s != SQLITE_DONE) rc = HDX_E_STORE;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* A Subscription version: its filter from now on (an invalid, off or deleted one: none). The
+ * patient is its record's, the token of the Patient its filter names. */
+static int sub_put(struct hdx_fhir_index *ix, const json_t *res, const char *id, uint64_t seq,
+                   int deleted, const uint8_t *patient)
+{
+    struct hdx_sub_spec *spec = malloc(sizeof(*spec));
+    if (!spec) return HDX_E_NOMEM;
+    char path[96], why[128];
+    int live = !deleted &&
+               hdx_sub_parse(res, spec, path, sizeof(path), why, sizeof(why)) == HDX_OK &&
+               !spec->off;
+    struct sub_filter *f = sub_find(ix, id);
+    int rc = HDX_OK;
+    if (!f && live) {
+        if (ix->nsubs == ix->subs_cap) {
+            size_t cap = ix->subs_cap ? 2 * ix->subs_cap : 16;
+            struct sub_filter *n = realloc(ix->subs, cap * sizeof(*n));
+            if (!n) {
+                free(spec);
+                return HDX_E_NOMEM;
+            }
+            ix->subs = n;
+            ix->subs_cap = cap;
+        }
+        f = &ix->subs[ix->nsubs++];
+        memset(f, 0, sizeof(*f));
+        snprintf(f->id, sizeof(f->id), "%s", id);
+        f->until = 0;
+    }
+    if (f && live) {
+        if (f->until != (uint64_t)SUB_LIVE) f->since = seq; /* new, or on again */
+        f->until = (uint64_t)SUB_LIVE;
+        f->has_patient = patient != NULL;
+        if (patient) memcpy(f->patient, patient, HDX_BLIND_LEN);
+        f->ncodes = 0;
+        for (size_t i = 0; i < spec->ncodes && rc == HDX_OK; i++)
+            rc = hdx_fhir_token(ix->kc, HDX_FP_CODE, spec->codes[i], strlen(spec->codes[i]),
+                                f->codes[f->ncodes++]);
+    } else if (f && f->until == (uint64_t)SUB_LIVE) {
+        f->until = seq;
+    }
+    if (rc == HDX_OK && f) rc = sub_write(ix, f);
+    free(spec);
+    return rc;
+}
+
+static int has_token(const struct hdx_fhir_entry *e, uint8_t param, const uint8_t *tok)
+{
+    for (size_t i = 0; i < e->ntok; i++)
+        if (e->tok[i].param == param && !memcmp(e->tok[i].tok, tok, HDX_BLIND_LEN)) return 1;
+    return 0;
+}
+
+/* A version indexed: is it the topic's event (a vital-sign Observation written), and for whom? */
+static int sub_match(struct hdx_fhir_index *ix, const struct hdx_fhir_entry *e, uint64_t seq,
+                     uint32_t part, int64_t rid, const uint8_t *patient)
+{
+    if (!ix->nsubs || !rid || e->deleted || strcmp(e->type, "Observation") != 0 ||
+        !has_token(e, HDX_FP_CATEGORY, ix->vital_tok))
+        return HDX_OK;
+    for (size_t i = 0; i < ix->nsubs; i++) {
+        const struct sub_filter *f = &ix->subs[i];
+        if (seq <= f->since || seq >= f->until) continue;
+        if (f->has_patient && (!patient || memcmp(f->patient, patient, HDX_BLIND_LEN) != 0))
+            continue;
+        size_t k = 0;
+        while (k < f->ncodes && !has_token(e, HDX_FP_CODE, f->codes[k]))
+            k++;
+        if (f->ncodes && k == f->ncodes) continue;
+        sqlite3_stmt *st = ix->put_event;
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, f->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+        sqlite3_bind_int64(st, 3, part);
+        sqlite3_bind_int64(st, 4, rid);
+        if (sqlite3_step(st) != SQLITE_DONE) return HDX_E_STORE;
+    }
+    return HDX_OK;
+}
+
 static int put_resource(struct hdx_fhir_index *ix, const json_t *res, uint64_t seq, uint32_t part,
                         int deleted, const uint8_t *patient, int64_t time_us)
 {
@@ -141,7 +310,12 @@ static int put_resource(struct hdx_fhir_index *ix, const json_t *res, uint64_t s
         atomic_fetch_add(&ix->st_skipped, 1);
         rc = HDX_OK;
     } else if (rc == HDX_OK) {
-        rc = put_entry(ix, e, seq, part, deleted, patient, time_us);
+        int64_t rid = 0;
+        e->deleted = deleted;
+        rc = put_entry(ix, e, seq, part, deleted, patient, time_us, &rid);
+        if (rc == HDX_OK && !strcmp(e->type, "Subscription"))
+            rc = sub_put(ix, res, e->id, seq, deleted, patient);
+        if (rc == HDX_OK) rc = sub_match(ix, e, seq, part, rid, patient);
     }
     sodium_memzero(e, sizeof(*e));
     free(e);
@@ -286,6 +460,7 @@ static int index_pass(struct hdx_fhir_index *ix, uint64_t through, uint64_t targ
     if (rc == HDX_OK) rc = exec(ix->wdb, "COMMIT");
     if (rc != HDX_OK) {
         exec(ix->wdb, "ROLLBACK");
+        subs_load(ix); /* the pass's changes to them are gone too */
         return rc;
     }
     *reached = p.upto;
@@ -352,7 +527,8 @@ static int check_position(struct hdx_fhir_index *ix, uint64_t *through)
     ver = SCHEMA_VERSION;
     if (exec(ix->wdb,
              "BEGIN; DROP TABLE IF EXISTS fhir_tok; DELETE FROM fhir_tok2; DELETE FROM fhir_res;"
-             " DELETE FROM fhir_meta;") != HDX_OK ||
+             " DELETE FROM fhir_meta; DELETE FROM fhir_sub; DELETE FROM fhir_sub_event;") !=
+            HDX_OK ||
         meta_put(ix, "schema", &ver, sizeof(ver)) != HDX_OK || exec(ix->wdb, "COMMIT") != HDX_OK) {
         exec(ix->wdb, "ROLLBACK");
         return HDX_E_STORE;
@@ -378,19 +554,24 @@ int hdx_fhir_index_open(const struct hdx_fhir_index_env *env, struct hdx_fhir_in
                  ix->wdb ? sqlite3_errmsg(ix->wdb) : "no memory");
         rc = HDX_E_STORE;
     }
-    if (rc == HDX_OK && (prepare(ix->wdb,
-                                 "INSERT INTO fhir_res(type, id, version, seq, part, current,"
-                                 " deleted, updated, patient, date_lo, date_hi)"
-                                 " VALUES(?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10)",
-                                 &ix->ins_res) != HDX_OK ||
-                         prepare(ix->wdb, "INSERT OR IGNORE INTO fhir_tok2 VALUES(?1, ?2, ?3, ?4)",
-                                 &ix->ins_tok) != HDX_OK ||
-                         prepare(ix->wdb,
-                                 "UPDATE fhir_res SET current = 0 WHERE type = ?1 AND id = ?2"
-                                 " AND current = 1",
-                                 &ix->supersede) != HDX_OK ||
-                         prepare(ix->wdb, "INSERT OR REPLACE INTO fhir_meta VALUES(?1, ?2)",
-                                 &ix->set_meta) != HDX_OK)) {
+    if (rc == HDX_OK &&
+        (prepare(ix->wdb,
+                 "INSERT INTO fhir_res(type, id, version, seq, part, current,"
+                 " deleted, updated, patient, date_lo, date_hi)"
+                 " VALUES(?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10)",
+                 &ix->ins_res) != HDX_OK ||
+         prepare(ix->wdb, "INSERT OR IGNORE INTO fhir_tok2 VALUES(?1, ?2, ?3, ?4)", &ix->ins_tok) !=
+             HDX_OK ||
+         prepare(ix->wdb,
+                 "UPDATE fhir_res SET current = 0 WHERE type = ?1 AND id = ?2"
+                 " AND current = 1",
+                 &ix->supersede) != HDX_OK ||
+         prepare(ix->wdb, "INSERT OR REPLACE INTO fhir_meta VALUES(?1, ?2)", &ix->set_meta) !=
+             HDX_OK ||
+         prepare(ix->wdb, "INSERT OR REPLACE INTO fhir_sub VALUES(?1, ?2, ?3, ?4, ?5)",
+                 &ix->put_sub) != HDX_OK ||
+         prepare(ix->wdb, "INSERT OR IGNORE INTO fhir_sub_event VALUES(?1, ?2, ?3, ?4)",
+                 &ix->put_event) != HDX_OK)) {
         snprintf(why, cap, "cannot prepare the FHIR index: %s", sqlite3_errmsg(ix->wdb));
         rc = HDX_E_STORE;
     }
@@ -402,6 +583,12 @@ int hdx_fhir_index_open(const struct hdx_fhir_index_env *env, struct hdx_fhir_in
     uint64_t through = 0;
     if (rc == HDX_OK && (rc = check_position(ix, &through)) != HDX_OK)
         snprintf(why, cap, "cannot reset the FHIR index %s", env->db_path);
+    if (rc == HDX_OK && (subs_load(ix) != HDX_OK ||
+                         hdx_fhir_token(ix->kc, HDX_FP_CATEGORY, HDX_SUB_VITAL_CATEGORY,
+                                        strlen(HDX_SUB_VITAL_CATEGORY), ix->vital_tok) != HDX_OK)) {
+        snprintf(why, cap, "cannot read the subscriptions of %s", env->db_path);
+        rc = HDX_E_STORE;
+    }
     if (rc == HDX_OK &&
         sqlite3_open_v2(env->db_path, &ix->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK) {
@@ -442,6 +629,10 @@ void hdx_fhir_index_close(struct hdx_fhir_index *ix)
     sqlite3_finalize(ix->ins_tok);
     sqlite3_finalize(ix->supersede);
     sqlite3_finalize(ix->set_meta);
+    sqlite3_finalize(ix->put_sub);
+    sqlite3_finalize(ix->put_event);
+    sqlite3_finalize(ix->get_events);
+    free(ix->subs);
     sqlite3_finalize(ix->get_cur);
     sqlite3_finalize(ix->get_ver);
     sqlite3_close(ix->wdb);
@@ -520,6 +711,37 @@ int hdx_fhir_index_get(struct hdx_fhir_index *ix, const char *type, const char *
     }
     sqlite3_reset(st); /* no read snapshot is kept open between requests */
     return rc;
+}
+
+long hdx_fhir_index_events(struct hdx_fhir_index *ix, const char *sub, uint64_t after_seq,
+                           uint32_t after_part, size_t limit,
+                           int (*cb)(void *ctx, const struct hdx_fhir_row *row), void *ctx)
+{
+    if (!ix->get_events &&
+        prepare(ix->rdb,
+                "SELECT r.type, r.id, r.version, r.seq, r.part, r.deleted, r.current, r.updated,"
+                " r.patient FROM fhir_sub_event e JOIN fhir_res r ON r.rid = e.rid"
+                " WHERE e.sub = ?1 AND (e.seq > ?2 OR (e.seq = ?2 AND e.part > ?3))"
+                " ORDER BY e.seq, e.part LIMIT ?4",
+                &ix->get_events) != HDX_OK)
+        return HDX_E_STORE;
+    sqlite3_stmt *st = ix->get_events;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, sub, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)after_seq);
+    sqlite3_bind_int64(st, 3, after_part);
+    sqlite3_bind_int64(st, 4, limit ? (sqlite3_int64)limit : -1);
+    long n = 0;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct hdx_fhir_row row;
+        row_read(st, &row);
+        n++;
+        if (cb(ctx, &row)) break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE) n = HDX_E_STORE;
+    sqlite3_reset(st);
+    return n;
 }
 
 struct sqlbuf {

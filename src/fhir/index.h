@@ -100,6 +100,16 @@ struct hdx_fhir_query {
 long hdx_fhir_index_query(struct hdx_fhir_index *ix, const struct hdx_fhir_query *q, size_t limit,
                           int (*cb)(void *ctx, const struct hdx_fhir_row *row), void *ctx);
 
+/* Subscriptions (fhir/subscription.h): the indexer keeps each Subscription's filter and, in
+ * the pass that indexes a vital-sign Observation version, records it as an event of every
+ * live subscription it matches (a filter's patient is its Subscription record's patient), so
+ * the events of a subscription are a deterministic function of the log. The events of sub
+ * after the position (seq, part), in log order, each as its Observation version's row; cb and
+ * limit as for hdx_fhir_index_query. */
+long hdx_fhir_index_events(struct hdx_fhir_index *ix, const char *sub, uint64_t after_seq,
+                           uint32_t after_part, size_t limit,
+                           int (*cb)(void *ctx, const struct hdx_fhir_row *row), void *ctx);
+
 /* Counters for /metrics and the logs. */
 struct hdx_fhir_index_stats {
     uint64_t records, rows, skipped, passes;

@@ -521,6 +521,7 @@ void hdx_front_tick(struct hdx_front *f)
 {
     if (hdx_sessions_expire(f->sessions, hdx_now_us())) hdx_front_streams_check(f);
     hdx_front_api_tick(f);
+    hdx_front_sub_tick(f);
 }
 
 /* ---------- set-up ---------- */

@@ -113,8 +113,8 @@ struct front_fhir {
     size_t capability_len;
 };
 
-static const char *const supported[] = {"Patient",   "Observation", "Device", "DiagnosticReport",
-                                        "Encounter", "Provenance",  "Consent"};
+static const char *const supported[] = {"Patient",   "Observation", "Device",  "DiagnosticReport",
+                                        "Encounter", "Provenance",  "Consent", "Subscription"};
 
 static int type_writable(const char *t)
 {
@@ -260,9 +260,52 @@ static int patient_of_token(struct front_fhir *ff, const uint8_t *tok, char *out
 static int may_read(struct front_fhir *ff, const struct asker *who, const struct hdx_fhir_row *row,
                     struct hdx_policy_decision *d)
 {
+    if (!strcmp(row->type, "Subscription")) {
+        /* its owner's alone: its channel may hold the receiver's credentials */
+        int err;
+        struct hdx_fhir_row cur = *row;
+        if (row->deleted && row->version > 1) cur.version = row->version - 1;
+        json_t *res = NULL;
+        if (!row->deleted)
+            res = load_row(ff, row, &err);
+        else if (hdx_fhir_index_get(ff->ix, row->type, row->id, cur.version, &cur) == HDX_OK)
+            res = load_row(ff, &cur, &err);
+        int mine = res && hdx_front_sub_owns(ff->f, who, res);
+        json_decref(res);
+        if (!mine) {
+            *d = (struct hdx_policy_decision){0, HDX_PR_ROLE};
+            return 0;
+        }
+    }
     hdx_front_decide(ff->f->api, who, HDX_ACT_READ, HDX_RES_RECORD,
                      row->has_patient ? row->patient : NULL, d);
     return d->permit;
+}
+
+json_t *hdx_front_fhir_load(struct hdx_front *f, const struct hdx_fhir_row *row, int *err)
+{
+    return load_row(f->fhir, row, err);
+}
+
+const char *hdx_front_fhir_base(struct hdx_front *f)
+{
+    return f->fhir->base_url;
+}
+
+char *hdx_front_fhir_dump(const json_t *v, size_t *len)
+{
+    return dump_plain(v, len);
+}
+
+void hdx_front_fhir_outcome(struct hdx_http_reply *r, int status, const char *code,
+                            const char *diag, const char *expr)
+{
+    outcome(r, status, code, diag, expr);
+}
+
+void hdx_front_fhir_answer(struct hdx_http_reply *r, int status, json_t *v)
+{
+    answer_json(r, status, v);
 }
 
 /* A SMART client's token must cover the interaction (R4 type, SMART v2 letter): 1, or 0 when
@@ -540,6 +583,7 @@ static void write_answer(struct fhir_write *w)
         ff->cond_busy = 0;
         cond_next(ff);
     }
+    if (!strcmp(w->type, "Subscription")) hdx_front_sub_changed(ff->f);
     write_free(w);
 }
 
@@ -611,6 +655,7 @@ static void on_indexed(evutil_socket_t fd, short what, void *arg)
     if (read(ff->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
         hdx_error("eventfd_read_failed", "errno=%d", errno);
     release_indexed(ff);
+    hdx_front_sub_indexed(ff->f);
 }
 
 static void notify_indexed(void *arg)
@@ -652,9 +697,10 @@ struct fhir_path {
     char id[HDX_FHIR_ID_MAX + 1];
     int history; /* .../_history */
     uint32_t vid;
-    int search; /* .../_search */
-    int proof;  /* .../$proof: the inclusion proof of the version's record */
-    int n;      /* segments after /fhir */
+    int search;  /* .../_search */
+    int proof;   /* .../$proof: the inclusion proof of the version's record */
+    char op[24]; /* Subscription/ID/$status, $events, $get-ws-binding-token */
+    int n;       /* segments after /fhir */
 };
 
 /* /fhir, /fhir/T, /fhir/T/ID, /fhir/T/ID/_history, /fhir/T/ID/_history/V, /fhir/T/_history,
@@ -679,6 +725,10 @@ static int path_parse(const char *path, struct fhir_path *p)
     if (*s && strcmp(s, "/")) return -1;
     if (n >= 3 && !strcmp(seg[n - 1], "$proof")) {
         p->proof = 1;
+        n--;
+    } else if (n == 3 && (!strcmp(seg[2], "$status") || !strcmp(seg[2], "$events") ||
+                          !strcmp(seg[2], "$get-ws-binding-token"))) {
+        snprintf(p->op, sizeof(p->op), "%.23s", seg[2]);
         n--;
     }
     p->n = n;
@@ -901,7 +951,22 @@ static void write_version(struct front_fhir *ff, struct hdx_conn *c, const struc
     w->status = status;
     w->deleting = deleting;
     w->conditional = conditional;
-    if (!deleting && write_patient(ff, who, res, NULL, &w->has_patient, w->patient, r)) {
+    if (!strcmp(type, "Subscription") && !deleting) {
+        json_t *prior = NULL;
+        struct hdx_fhir_row row;
+        int err;
+        if (version > 1 && hdx_fhir_index_get(ff->ix, type, id, 0, &row) == HDX_OK && !row.deleted)
+            prior = load_row(ff, &row, &err);
+        int bad = (version > 1 && !prior) ||
+                  hdx_front_sub_prepare(ff->f, who, res, prior, &w->has_patient, w->patient, r);
+        if (version > 1 && !prior)
+            outcome(r, 503, "transient", "the resource cannot be read now", NULL);
+        json_decref(prior);
+        if (bad) {
+            write_free(w);
+            return;
+        }
+    } else if (!deleting && write_patient(ff, who, res, NULL, &w->has_patient, w->patient, r)) {
         write_free(w);
         return;
     }
@@ -2013,7 +2078,7 @@ static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *e
                   "entries are POST Type, PUT Type/id or DELETE Type/id (no GET, no conditions)");
         return;
     }
-    if (!type_writable(e->type)) {
+    if (!type_writable(e->type) || !strcmp(e->type, "Subscription")) {
         plan_fail(e, 404, "not-supported", "this resource type cannot be written");
         return;
     }
@@ -2457,7 +2522,14 @@ static void route_fhir_inner(void *arg, struct hdx_conn *c, const struct http_re
         outcome(r, 403, "forbidden", msg, NULL);
         return;
     }
-    if (get && p.n == 1)
+    if (p.op[0] && (strcmp(p.type, "Subscription") != 0 || !get))
+        outcome(r, 404, "not-supported",
+                "operations: GET Subscription/ID/$status, $events and "
+                "$get-ws-binding-token",
+                NULL);
+    else if (p.op[0])
+        hdx_front_sub_operation(f, c, req, &who, p.id, p.op, r);
+    else if (get && p.n == 1)
         do_search(ff, c, req, &who, p.type, req->query, r);
     else if (post && p.search)
         post_search(ff, c, req, &who, p.type, r);
@@ -2482,6 +2554,11 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
                        struct hdx_http_reply *r)
 {
     struct hdx_front *f = arg;
+    if (!strcmp(req->path, "/fhir/ws") && !strcmp(req->method, "GET")) {
+        /* the websocket channel: its authentication is the binding token it sends */
+        hdx_front_sub_ws(f, c, req, r);
+        return;
+    }
     struct audit_gate *g = gate_begin(f->fhir, c);
     if (!g) {
         outcome(r, 503, "transient", "out of memory", NULL);
@@ -2546,6 +2623,7 @@ int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size
     if (rc == HDX_OK) rc = capability_build(ff);
     if (rc != HDX_OK) snprintf(why, cap, "cannot set up FHIR: %s", hdx_strerror(rc));
     if (rc == HDX_OK) rc = hdx_fhir_index_open(&env, &ff->ix, why, cap);
+    if (rc == HDX_OK) rc = hdx_front_sub_init(f, ff->ix, why, cap);
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE"};
     for (size_t i = 0; rc == HDX_OK && i < sizeof(methods) / sizeof(methods[0]); i++) {
         struct hdx_http_route a = {methods[i], "/fhir/", route_fhir, f};
@@ -2560,6 +2638,7 @@ void hdx_front_fhir_free(struct hdx_front *f)
 {
     struct front_fhir *ff = f->fhir;
     if (!ff) return;
+    hdx_front_sub_free(f);
     hdx_fhir_index_close(ff->ix);
     for (struct fhir_write *w = ff->waiting, *n; w; w = n) {
         n = w->next;

@@ -16,6 +16,9 @@
 
 struct front_api;  /* front_api.c's */
 struct front_fhir; /* front_fhir.c's */
+struct front_sub;  /* front_sub.c's */
+struct hdx_fhir_index;
+struct hdx_fhir_row;
 
 #define TALLY_MAX 256 /* patients counted before a disclosure summary is written early */
 
@@ -57,6 +60,7 @@ struct hdx_front {
     struct event *worker_ev;
     struct front_api *api;
     struct front_fhir *fhir;
+    struct front_sub *sub;
     struct hdx_smart_tokens *smart_tokens; /* front_smart.c */
     struct hdx_jti_cache *jti;
 };
@@ -122,5 +126,38 @@ const char *hdx_front_token_url(struct hdx_front *f);
 /* front_fhir.c: the /fhir routes (docs/FHIR.md) */
 int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size_t cap);
 void hdx_front_fhir_free(struct hdx_front *f);
+/* What front_sub.c borrows: the resource a row points at (new reference, or NULL and *err);
+ * the FHIR base URL; compact JSON in plain malloc'd memory; an OperationOutcome answer; a
+ * JSON answer (consumes v). */
+json_t *hdx_front_fhir_load(struct hdx_front *f, const struct hdx_fhir_row *row, int *err);
+const char *hdx_front_fhir_base(struct hdx_front *f);
+char *hdx_front_fhir_dump(const json_t *v, size_t *len);
+void hdx_front_fhir_outcome(struct hdx_http_reply *r, int status, const char *code,
+                            const char *diag, const char *expr);
+void hdx_front_fhir_answer(struct hdx_http_reply *r, int status, json_t *v);
+
+/* front_sub.c: FHIR Subscriptions (docs/FHIR.md "Subscriptions") */
+int hdx_front_sub_init(struct hdx_front *f, struct hdx_fhir_index *ix, char *why, size_t cap);
+void hdx_front_sub_free(struct hdx_front *f);
+/* The FHIR view advanced: new events are numbered, audited, then sent. */
+void hdx_front_sub_indexed(struct hdx_front *f);
+/* A Subscription was written (and is indexed): the subscriptions are read again. */
+void hdx_front_sub_changed(struct hdx_front *f);
+/* Once a second: heartbeats, rest-hook retries' outcomes, binding timeouts. */
+void hdx_front_sub_tick(struct hdx_front *f);
+/* Before a Subscription version is written (prior: the current one, or NULL): 0 with the
+ * server's status and owner tag set in res and the filter's patient token, or -1 with r. */
+int hdx_front_sub_prepare(struct hdx_front *f, const struct asker *who, json_t *res,
+                          const json_t *prior, int *has_patient, uint8_t *patient,
+                          struct hdx_http_reply *r);
+/* 1 when res (a Subscription) is who's. */
+int hdx_front_sub_owns(struct hdx_front *f, const struct asker *who, const json_t *res);
+/* GET Subscription/ID/$status, $events, $get-ws-binding-token. */
+void hdx_front_sub_operation(struct hdx_front *f, struct hdx_conn *c, const struct http_req *req,
+                             const struct asker *who, const char *id, const char *op,
+                             struct hdx_http_reply *r);
+/* GET /fhir/ws: the WebSocket channel (bind-with-token). */
+void hdx_front_sub_ws(struct hdx_front *f, struct hdx_conn *c, const struct http_req *req,
+                      struct hdx_http_reply *r);
 
 #endif

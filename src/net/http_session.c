@@ -26,6 +26,7 @@ struct http_conn {
     int deferred;           /* a handler owes the answer (hdx_http_finish) */
     int deferred_keep_alive, deferred_head;
     int streaming; /* an event stream: see hdx_http_reply.stream */
+    void (*stream_read)(void *arg, struct evbuffer *in);
     void (*stream_drained)(void *arg);
     void (*stream_closed)(void *arg);
     void *stream_arg;
@@ -285,10 +286,17 @@ static void start_stream(struct hdx_conn *c, const struct hdx_http_reply *r)
     struct http_conn *s = c->session;
     struct timeval wr = {HDX_CONN_WRITE_TIMEOUT_S, 0};
     s->streaming = 1;
+    s->stream_read = r->stream_read;
     s->stream_drained = r->stream_drained;
     s->stream_closed = r->stream_closed;
     s->stream_arg = r->stream_arg;
     bufferevent_set_timeouts(c->bev, NULL, &wr);
+    if (r->upgrade) {
+        hdx_metric_http_status(101);
+        evbuffer_add_printf(bufferevent_get_output(c->bev),
+                            "HTTP/1.1 101 Switching Protocols\r\nServer: hdx\r\n%s\r\n", r->extra);
+        return;
+    }
     struct hdx_http_reply head = *r;
     head.status = 200;
     head.body_len = 0;
@@ -312,7 +320,10 @@ static void http_read(struct hdx_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t cap = h->limits.max_header_bytes + h->limits.max_body + 64;
     if (s->streaming) { /* nothing more is asked on an event stream */
-        evbuffer_drain(in, evbuffer_get_length(in));
+        if (s->stream_read)
+            s->stream_read(s->stream_arg, in);
+        else
+            evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
     while (!c->closing) {
@@ -364,7 +375,12 @@ static void http_read(struct hdx_conn *c)
             start_stream(c, &r);
             free(r.body);
             http_req_free(&req);
-            evbuffer_drain(in, evbuffer_get_length(in));
+            if (r.stream_read) { /* what follows the request is the new protocol's */
+                evbuffer_drain(in, used);
+                if (evbuffer_get_length(in)) r.stream_read(r.stream_arg, in);
+            } else {
+                evbuffer_drain(in, evbuffer_get_length(in));
+            }
             return;
         }
         if (!req.keep_alive) r.close = 1;

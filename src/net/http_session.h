@@ -37,6 +37,11 @@ struct hdx_http_reply {
      * timeout does). drained(arg) runs when the output falls under the low mark, closed(arg)
      * once when the connection goes, whoever closed it. */
     int stream;
+    /* With stream: the answer is 101 Switching Protocols (a WebSocket, net/ws.h) whose header
+     * lines are extra, nothing else; and input is not discarded but handed to stream_read,
+     * which consumes what it can of it (the rest waits for more). */
+    int upgrade;
+    void (*stream_read)(void *arg, struct evbuffer *in);
     void (*stream_drained)(void *arg);
     void (*stream_closed)(void *arg);
     void *stream_arg;
