@@ -785,15 +785,20 @@ static int number_one(void *ctx, const struct hdx_fhir_row *row)
     return 0;
 }
 
+/* At start, once the view has caught up with the log as it was. */
+static void maybe_refresh(struct front_sub *fs)
+{
+    if (fs->refresh && hdx_fhir_index_through(fs->ix) >= fs->refresh_at) {
+        fs->refresh = 0;
+        refresh(fs);
+    }
+}
+
 void hdx_front_sub_indexed(struct hdx_front *f)
 {
     struct front_sub *fs = fs_of(f);
     if (!fs) return;
-    uint64_t through = hdx_fhir_index_through(fs->ix);
-    if (fs->refresh && through >= fs->refresh_at) {
-        fs->refresh = 0;
-        refresh(fs);
-    }
+    maybe_refresh(fs);
     if (!fs->nsubs) return;
     struct number_pass *np = calloc(fs->nsubs, sizeof(*np));
     if (!np) return;
@@ -842,7 +847,7 @@ void hdx_front_sub_tick(struct hdx_front *f)
 {
     struct front_sub *fs = fs_of(f);
     if (!fs) return;
-    if (fs->more) {
+    if (fs->more || fs->refresh) {
         fs->more = 0;
         hdx_front_sub_indexed(f);
     }
@@ -951,7 +956,7 @@ int hdx_front_sub_prepare(struct hdx_front *f, const struct asker *who, json_t *
     } else {
         struct hdx_policy_decision d;
         hdx_front_decide(f->api, who, HDX_ACT_SUBSCRIBE, HDX_RES_RECORD, NULL, &d);
-        if (!d.permit && d.reason != HDX_PR_NOT_ON_CARE_TEAM) {
+        if (!d.permit && d.reason != HDX_PR_NOT_ON_CARE_TEAM && d.reason != HDX_PR_NO_PATIENT) {
             char msg[96];
             snprintf(msg, sizeof(msg), "not permitted: %s", hdx_policy_reason_name(d.reason));
             hdx_front_fhir_outcome(r, 403, "forbidden", msg, NULL);
@@ -997,6 +1002,13 @@ void hdx_front_sub_operation(struct hdx_front *f, struct hdx_conn *c, const stru
                              struct hdx_http_reply *r)
 {
     struct front_sub *fs = fs_of(f);
+    maybe_refresh(fs);
+    if (fs->refresh) {
+        hdx_front_fhir_outcome(r, 503, "transient",
+                               "the subscriptions are being read after a start; ask again", NULL);
+        snprintf(r->extra, sizeof(r->extra), "Retry-After: 1\r\n");
+        return;
+    }
     struct sub *s = sub_find(fs, id);
     struct hdx_fhir_row row;
     int err;
