@@ -33,6 +33,7 @@
 #include "fhir/index.h"
 #include "fhir/resource.h"
 #include "fhir/search.h"
+#include "fhir/subscription.h"
 #include "fhir/v2map.h"
 #include "fhir/validate.h"
 #include "net/front_internal.h"
@@ -2413,6 +2414,27 @@ static int capability_build(struct front_fhir *ff)
                                 "conditionalCreate", 1, "searchParam", sp);
         if (!strcmp(t, "Observation"))
             json_object_set_new(res, "searchInclude", json_pack("[s]", "Observation:subject"));
+        if (!strcmp(t, "Subscription")) {
+#define BACKPORT "http://hl7.org/fhir/uv/subscriptions-backport/"
+            json_object_set_new(
+                res, "extension",
+                json_pack("[{s:s, s:s}]", "url",
+                          BACKPORT "StructureDefinition/capabilitystatement-subscriptiontopic-"
+                                   "canonical",
+                          "valueCanonical", HDX_SUB_TOPIC));
+            json_object_set_new(
+                res, "supportedProfile",
+                json_pack("[s]", BACKPORT "StructureDefinition/backport-subscription"));
+            json_object_set_new(
+                res, "operation",
+                json_pack(
+                    "[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]", "name", "status", "definition",
+                    BACKPORT "OperationDefinition/backport-subscription-status", "name", "events",
+                    "definition", BACKPORT "OperationDefinition/backport-subscription-events",
+                    "name", "get-ws-binding-token", "definition",
+                    BACKPORT "OperationDefinition/backport-subscription-get-ws-binding-token"));
+#undef BACKPORT
+        }
         json_array_append_new(resources, res);
     }
     json_array_append_new(

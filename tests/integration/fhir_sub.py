@@ -6,7 +6,7 @@ wrote: python3-websockets, Python's own http.server and ssl).
       connects to the websocket URL (TLS checked against CAFILE), sends
       "bind-with-token TOKEN", writes every message it receives to OUT as one JSON line, and
       exits 0 once it has EVENTS event notifications (and HEARTBEATS heartbeats), or 3 at
-      SECONDS. A close by the server is written as {"closed": CODE, "reason": TEXT}; exit 4.
+      SECONDS (EVENTS 0: runs until SECONDS or until killed). A close by the server is written as {"closed": CODE, "reason": TEXT}; exit 4.
   fhir_sub.py hook PORT CERT KEY OUT [FAILFILE]
       an HTTPS rest-hook receiver on 127.0.0.1:PORT: each POST's body (JSON) and headers are
       one line of OUT; answers 200, or 503 while FAILFILE exists. Runs until killed.
@@ -29,7 +29,7 @@ def ws_main(url, token, cafile, out, want, seconds, want_hb=0):
             try:
                 async with websockets.connect(url, ssl=ctx, max_size=1 << 22) as ws:
                     await ws.send("bind-with-token " + token)
-                    while events < want or hbs < want_hb:
+                    while want <= 0 or events < want or hbs < want_hb:
                         msg = await ws.recv()
                         f.write(json.dumps(json.loads(msg)) + "\n")
                         f.flush()
