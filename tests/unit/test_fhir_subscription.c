@@ -575,6 +575,32 @@ static void test_bundle_event_contents(void **state)
     assert_int_equal(obs->refcount, 1);
 }
 
+/* regression: fullUrl was made in a buffer of 96 bytes whatever the base: with a base of the
+ * configured length and a 64-character id it lost the id's end */
+static void test_bundle_long_full_url(void **state)
+{
+    char base[160], id[HDX_FHIR_ID_MAX + 1], want[400];
+    memset(base, 0, sizeof(base));
+    snprintf(base, sizeof(base), "https://hdx.example.org/");
+    while (strlen(base) < sizeof(base) - 6)
+        strcat(base, "a");
+    strcat(base, "/fhir");
+    memset(id, 'x', HDX_FHIR_ID_MAX);
+    id[HDX_FHIR_ID_MAX] = 0;
+    struct hdx_sub_event ev[2];
+    events(ev);
+    snprintf(ev[0].id, sizeof(ev[0].id), "%s", id);
+    struct hdx_sub_status st = status(HDX_SUB_EVENT, HDX_SUB_FULL);
+    st.base_url = base;
+    json_t *b = hdx_sub_bundle(&st, ev, 1);
+    assert_non_null(b);
+    snprintf(want, sizeof(want), "%s/Observation/%s", base, id);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(b, "entry"), 1), "fullUrl")),
+                        want);
+    json_decref(b);
+}
+
 static void test_bundle_error(void **state)
 {
     struct hdx_sub_event ev[2];
@@ -630,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_same_filter),
         cmocka_unit_test(test_bundle_no_events),
         cmocka_unit_test(test_bundle_event_contents),
+        cmocka_unit_test(test_bundle_long_full_url),
         cmocka_unit_test(test_bundle_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
