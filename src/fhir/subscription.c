@@ -217,9 +217,9 @@ int hdx_sub_parse(const json_t *sub, struct hdx_sub_spec *out, char *path, size_
     return HDX_OK;
 }
 
-int hdx_sub_same_filter(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
+/* 1 when every code of a is one of b's */
+static int codes_within(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
 {
-    if (strcmp(a->patient_id, b->patient_id) != 0 || a->ncodes != b->ncodes) return 0;
     for (size_t i = 0; i < a->ncodes; i++) {
         size_t j = 0;
         while (j < b->ncodes && strcmp(a->codes[i], b->codes[j]) != 0)
@@ -227,6 +227,13 @@ int hdx_sub_same_filter(const struct hdx_sub_spec *a, const struct hdx_sub_spec 
         if (j == b->ncodes) return 0;
     }
     return 1;
+}
+
+int hdx_sub_same_filter(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
+{
+    if (strcmp(a->patient_id, b->patient_id) != 0 || a->ncodes != b->ncodes) return 0;
+    /* both ways: a code may be listed twice, so equal counts do not make one way enough */
+    return codes_within(a, b) && codes_within(b, a);
 }
 
 const char *hdx_sub_note_name(enum hdx_sub_note n)

@@ -366,6 +366,17 @@ static void test_same_filter(void **state)
     spec_with(&x, "p1", 2, ab);
     spec_with(&y, "p1", 2, ac);
     assert_int_equal(hdx_sub_same_filter(&x, &y), 0);
+    /* regression: a code listed twice; a version could change x|a,x|a into x|a,x|b, which was
+     * taken for the same filter (only a's codes were looked for in b's) */
+    const char *aa[] = {"l|a", "l|a"};
+    spec_with(&x, "p1", 2, aa);
+    spec_with(&y, "p1", 2, ab);
+    assert_int_equal(hdx_sub_same_filter(&x, &y), 0);
+    assert_int_equal(hdx_sub_same_filter(&y, &x), 0);
+    const char *aab[] = {"l|a", "l|a", "l|b"}, *abb[] = {"l|a", "l|b", "l|b"};
+    spec_with(&x, "p1", 3, aab);
+    spec_with(&y, "p1", 3, abb);
+    assert_int_equal(hdx_sub_same_filter(&x, &y), 1); /* the same codes: the same events */
 }
 
 /* ---- hdx_sub_bundle ---- */
