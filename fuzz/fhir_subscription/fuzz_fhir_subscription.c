@@ -6,11 +6,15 @@
  * disagrees; when an accepted spec breaks a bound of the header (at most 16 codes, each with a
  * '|', at most 4 headers, an https:// endpoint for a rest-hook and none for a websocket,
  * heartbeat at most 3600 s, max-count 1 to 100); and, for an accepted spec, when
- * hdx_sub_same_filter does not hold of it with itself, or hdx_sub_bundle with its content and
- * two events (one visible, one refused) gives no Bundle or one jansson cannot dump. */
+ * hdx_sub_same_filter disagrees with a reference (set equality of the codes, either order) on the
+ * spec against itself, its codes reversed, its first code replaced by its last and another
+ * patient, or hdx_sub_bundle with its content and two events (one visible, one refused) gives no
+ * Bundle, the wrong number of entries, a fullUrl other than base/Observation/id, or one jansson
+ * cannot dump. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +60,38 @@ static void check_spec(const struct hdx_sub_spec *s)
     CHECK(s->off == 0 || s->off == 1);
 }
 
+/* the reference: the same patient, as many codes, and every code of each among the other's */
+static int within(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
+{
+    for (size_t i = 0; i < a->ncodes; i++) {
+        int found = 0;
+        for (size_t j = 0; j < b->ncodes; j++)
+            found |= !strcmp(a->codes[i], b->codes[j]);
+        if (!found) return 0;
+    }
+    return 1;
+}
+
+static void check_same_filter(const struct hdx_sub_spec *s)
+{
+    struct hdx_sub_spec t = *s;
+    CHECK(hdx_sub_same_filter(s, &t) == 1);
+    /* reversed: the same codes */
+    for (size_t i = 0; i < t.ncodes; i++)
+        memcpy(t.codes[i], s->codes[t.ncodes - 1 - i], sizeof(t.codes[i]));
+    CHECK(hdx_sub_same_filter(s, &t) == 1 && hdx_sub_same_filter(&t, s) == 1);
+    /* the first code replaced by the last: the same filter exactly when the sets agree */
+    if (t.ncodes >= 2) {
+        t = *s;
+        memcpy(t.codes[0], s->codes[s->ncodes - 1], sizeof(t.codes[0]));
+        int want = within(s, &t) && within(&t, s);
+        CHECK(hdx_sub_same_filter(s, &t) == want && hdx_sub_same_filter(&t, s) == want);
+    }
+    t = *s;
+    t.patient_id[0] = t.patient_id[0] ? 0 : 'p';
+    CHECK(hdx_sub_same_filter(s, &t) == 0);
+}
+
 static void check_bundle(const struct hdx_sub_spec *s, json_t *resource)
 {
     static const enum hdx_sub_note notes[] = {HDX_SUB_HANDSHAKE, HDX_SUB_HEARTBEAT, HDX_SUB_EVENT,
@@ -85,6 +121,13 @@ static void check_bundle(const struct hdx_sub_spec *s, json_t *resource)
         size_t want = 1 + (s->content == HDX_SUB_FULL &&
                            (notes[k] == HDX_SUB_EVENT || notes[k] == HDX_SUB_QUERY_EVENT));
         CHECK(json_array_size(entries) == want);
+        if (want == 2) { /* the visible event's entry names it in full */
+            char url[160];
+            snprintf(url, sizeof(url), "%s/Observation/%s", st.base_url, ev[0].id);
+            const char *full =
+                json_string_value(json_object_get(json_array_get(entries, 1), "fullUrl"));
+            CHECK(full && !strcmp(full, url));
+        }
         char *text = json_dumps(b, JSON_COMPACT);
         CHECK(text != NULL);
         free(text);
@@ -124,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         CHECK(memcmp(&spec, &again, sizeof(spec)) == 0);
         check_spec(&spec);
-        CHECK(hdx_sub_same_filter(&spec, &again) == 1);
+        check_same_filter(&spec);
         check_bundle(&spec, sub);
     }
     json_decref(sub);
