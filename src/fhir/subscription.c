@@ -2,6 +2,7 @@
 #include "fhir/subscription.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -216,9 +217,9 @@ int hdx_sub_parse(const json_t *sub, struct hdx_sub_spec *out, char *path, size_
     return HDX_OK;
 }
 
-int hdx_sub_same_filter(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
+/* 1 when every code of a is one of b's */
+static int codes_within(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
 {
-    if (strcmp(a->patient_id, b->patient_id) != 0 || a->ncodes != b->ncodes) return 0;
     for (size_t i = 0; i < a->ncodes; i++) {
         size_t j = 0;
         while (j < b->ncodes && strcmp(a->codes[i], b->codes[j]) != 0)
@@ -226,6 +227,13 @@ int hdx_sub_same_filter(const struct hdx_sub_spec *a, const struct hdx_sub_spec 
         if (j == b->ncodes) return 0;
     }
     return 1;
+}
+
+int hdx_sub_same_filter(const struct hdx_sub_spec *a, const struct hdx_sub_spec *b)
+{
+    if (strcmp(a->patient_id, b->patient_id) != 0 || a->ncodes != b->ncodes) return 0;
+    /* both ways: a code may be listed twice, so equal counts do not make one way enough */
+    return codes_within(a, b) && codes_within(b, a);
 }
 
 const char *hdx_sub_note_name(enum hdx_sub_note n)
@@ -252,7 +260,7 @@ static json_t *param(const char *name, const char *vkey, json_t *value)
 
 json_t *hdx_sub_bundle(const struct hdx_sub_status *st, const struct hdx_sub_event *ev, size_t n)
 {
-    char ref[HDX_FHIR_ID_MAX + 16], num[24], now[40], uuid[33], url[HDX_FHIR_ID_MAX + 32];
+    char ref[HDX_FHIR_ID_MAX + 16], num[24], now[40], uuid[33];
     snprintf(ref, sizeof(ref), "Subscription/%s", st->sub_id);
     snprintf(num, sizeof(num), "%llu", (unsigned long long)st->events_since_start);
     hdx_fhir_instant(st->now_us, now, sizeof(now));
@@ -280,13 +288,22 @@ json_t *hdx_sub_bundle(const struct hdx_sub_status *st, const struct hdx_sub_eve
         json_array_append_new(params,
                               json_pack("{s:s, s:o}", "name", "notification-event", "part", parts));
         if (st->content == HDX_SUB_FULL && ev[i].type[0] && ev[i].resource) {
-            snprintf(url, sizeof(url), "%s/%s/%s", st->base_url, ev[i].type, ev[i].id);
+            /* the base is the caller's, of any length: a fixed buffer would cut the id off */
+            size_t ul = strlen(st->base_url) + strlen(ev[i].type) + strlen(ev[i].id) + 3;
+            char *url = malloc(ul);
+            if (!url) {
+                json_decref(params);
+                json_decref(entries);
+                return NULL;
+            }
+            snprintf(url, ul, "%s/%s/%s", st->base_url, ev[i].type, ev[i].id);
             char rurl[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 2];
             snprintf(rurl, sizeof(rurl), "%s/%s", ev[i].type, ev[i].id);
             json_array_append_new(entries, json_pack("{s:s, s:O, s:{s:s, s:s}, s:{s:s}}", "fullUrl",
                                                      url, "resource", ev[i].resource, "request",
                                                      "method", "PUT", "url", rurl, "response",
                                                      "status", ev[i].version > 1 ? "200" : "201"));
+            free(url);
         }
     }
     if (st->error)
