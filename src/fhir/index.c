@@ -31,6 +31,8 @@ struct hdx_fhir_index {
     int stop;        /* under mu */
     _Atomic uint64_t through;
     _Atomic uint64_t st_records, st_rows, st_skipped, st_passes;
+    _Atomic uint64_t events_added; /* committed fhir_sub_event rows since open */
+    uint64_t pass_events;          /* the indexer's: in the pass under way */
     /* the indexer's statements */
     sqlite3_stmt *ins_res, *ins_tok, *supersede, *set_meta;
     sqlite3_stmt *get_cur, *get_ver; /* the queries' (rdb), prepared once */
@@ -296,6 +298,7 @@ static int sub_match(struct hdx_fhir_index *ix, const struct hdx_fhir_entry *e, 
         sqlite3_bind_int64(st, 3, part);
         sqlite3_bind_int64(st, 4, rid);
         if (sqlite3_step(st) != SQLITE_DONE) return HDX_E_STORE;
+        ix->pass_events++;
     }
     return HDX_OK;
 }
@@ -439,6 +442,7 @@ static int index_pass(struct hdx_fhir_index *ix, uint64_t through, uint64_t targ
 {
     struct pass p = {.ix = ix, .upto = target};
     struct hdx_store_filter f = {.from_seq = through + 1, .kind = HDX_KIND_FHIR};
+    ix->pass_events = 0;
     if (exec(ix->wdb, "BEGIN") != HDX_OK) return HDX_E_STORE;
     long n = hdx_store_scan(ix->store, &f, PASS_MAX, index_fhir, &p);
     int rc = n < 0 ? (int)n : p.rc;
@@ -464,6 +468,7 @@ static int index_pass(struct hdx_fhir_index *ix, uint64_t through, uint64_t targ
         return rc;
     }
     *reached = p.upto;
+    atomic_fetch_add(&ix->events_added, ix->pass_events);
     return HDX_OK;
 }
 
@@ -652,6 +657,11 @@ void hdx_fhir_index_advance(struct hdx_fhir_index *ix, uint64_t seq)
         pthread_cond_signal(&ix->cv);
     }
     pthread_mutex_unlock(&ix->mu);
+}
+
+uint64_t hdx_fhir_index_events_added(struct hdx_fhir_index *ix)
+{
+    return atomic_load(&ix->events_added);
 }
 
 uint64_t hdx_fhir_index_through(struct hdx_fhir_index *ix)

@@ -110,6 +110,10 @@ long hdx_fhir_index_events(struct hdx_fhir_index *ix, const char *sub, uint64_t 
                            uint32_t after_part, size_t limit,
                            int (*cb)(void *ctx, const struct hdx_fhir_row *row), void *ctx);
 
+/* Subscription events the indexer committed since it opened (any thread): unchanged, no
+ * subscription has a new event. */
+uint64_t hdx_fhir_index_events_added(struct hdx_fhir_index *ix);
+
 /* Counters for /metrics and the logs. */
 struct hdx_fhir_index_stats {
     uint64_t records, rows, skipped, passes;

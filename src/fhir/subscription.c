@@ -36,7 +36,7 @@ static int printable(const char *s, size_t max)
 {
     size_t n = 0;
     for (; *s; s++, n++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f || n >= max) return 0;
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f || n >= max) return 0;
     return n > 0;
 }
 
@@ -162,6 +162,8 @@ int hdx_sub_parse(const json_t *sub, struct hdx_sub_spec *out, char *path, size_
                     "a websocket channel has no endpoint: bind with $get-ws-binding-token");
     }
     json_t *hdrs = json_object_get(ch, "header");
+    if (hdrs && !json_is_array(hdrs))
+        return fail(path, pcap, why, wcap, "Subscription.channel.header", "header is a list");
     if (json_array_size(hdrs) > 0 && out->channel != HDX_SUB_REST_HOOK)
         return fail(path, pcap, why, wcap, "Subscription.channel.header",
                     "headers are for a rest-hook");

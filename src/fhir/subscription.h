@@ -52,7 +52,8 @@ struct hdx_sub_spec {
 };
 
 /* A Subscription as a client sent it: HDX_OK and *out, or HDX_E_INVAL with path (FHIRPath of
- * the element at fault) and why (fixed text, never the client's bytes). */
+ * the element at fault) and why (fixed text; at most a filter parameter's name, which only
+ * [A-Za-z0-9_:.-] can be, never a value). Endpoints and headers are printable ASCII. */
 int hdx_sub_parse(const json_t *sub, struct hdx_sub_spec *out, char *path, size_t path_cap,
                   char *why, size_t why_cap);
 

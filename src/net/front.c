@@ -513,6 +513,7 @@ void hdx_front_admin_committed(struct hdx_front *f, const struct hdx_intake_item
     }
     hdx_front_smart_admin(f, &a);
     hdx_front_policy_changed(f, &a);
+    hdx_front_sub_admin(f);
     sodium_memzero(&a, sizeof(a));
     hdx_front_streams_check(f);
 }

@@ -141,6 +141,8 @@ int hdx_front_sub_init(struct hdx_front *f, struct hdx_fhir_index *ix, char *why
 void hdx_front_sub_free(struct hdx_front *f);
 /* The FHIR view advanced: new events are numbered, audited, then sent. */
 void hdx_front_sub_indexed(struct hdx_front *f);
+/* An admin record committed: owners' standing is looked up again at their next event. */
+void hdx_front_sub_admin(struct hdx_front *f);
 /* A Subscription was written (and is indexed): the subscriptions are read again. */
 void hdx_front_sub_changed(struct hdx_front *f);
 /* Once a second: heartbeats, rest-hook retries' outcomes, binding timeouts. */

@@ -75,6 +75,10 @@ struct sub {
     int offered_handshake;
     int64_t last_note_us;
     int seen; /* refresh */
+    /* the owner's standing, as of policy generation standing_gen (0: not yet known) */
+    uint64_t standing_gen;
+    int standing;
+    struct asker standing_who;
 };
 
 struct ws_bind {
@@ -110,8 +114,10 @@ struct front_sub {
     struct bind_token tokens[TOKENS_MAX];
     int hook_fd;
     struct event *hook_ev;
-    int more;    /* a pass stopped at EVENTS_PER_PASS */
-    int refresh; /* the Subscriptions are read again once the index passes refresh_at */
+    int more;             /* a pass stopped at EVENTS_PER_PASS */
+    uint64_t events_seen; /* hdx_fhir_index_events_added at the last numbering */
+    uint64_t policy_gen;  /* counts committed admin records: owners' standing may change */
+    int refresh;          /* the Subscriptions are read again once the index passes refresh_at */
     uint64_t refresh_at;
     char ws_url[200];
     char ca[HDX_PATH_MAX];
@@ -270,6 +276,18 @@ static int owner_standing(struct front_sub *fs, const char *owner, struct asker 
     return ok ? 0 : -1;
 }
 
+/* The owner's standing, looked up again only when an admin record (a lock, a role, a client
+ * revoked or rescoped) was committed since. */
+static int sub_standing(struct front_sub *fs, struct sub *s, const struct asker **who)
+{
+    if (s->standing_gen != fs->policy_gen) {
+        s->standing = owner_standing(fs, s->owner, &s->standing_who);
+        s->standing_gen = fs->policy_gen;
+    }
+    *who = &s->standing_who;
+    return s->standing;
+}
+
 static int may_disclose(struct front_sub *fs, const struct asker *who, int standing,
                         const uint8_t *patient, struct hdx_policy_decision *d)
 {
@@ -296,13 +314,9 @@ static char *note_text(struct front_sub *fs, struct sub *s, enum hdx_sub_note no
                        uint64_t to, enum hdx_sub_content content, const struct asker *asker,
                        size_t *len, struct tally *tally)
 {
-    struct asker owner;
     const struct asker *who = asker;
     int standing = 0;
-    if (!who) {
-        standing = owner_standing(fs, s->owner, &owner);
-        who = &owner;
-    }
+    if (!who) standing = sub_standing(fs, s, &who);
     size_t n = from && to >= from ? (size_t)(to - from + 1) : 0;
     struct hdx_sub_event *ev = n ? calloc(n, sizeof(*ev)) : NULL;
     if (n && !ev) return NULL;
@@ -799,7 +813,10 @@ void hdx_front_sub_indexed(struct hdx_front *f)
     struct front_sub *fs = fs_of(f);
     if (!fs) return;
     maybe_refresh(fs);
-    if (!fs->nsubs) return;
+    uint64_t added = hdx_fhir_index_events_added(fs->ix);
+    if (!fs->nsubs || (added == fs->events_seen && !fs->more)) return;
+    fs->events_seen = added;
+    fs->more = 0;
     struct number_pass *np = calloc(fs->nsubs, sizeof(*np));
     if (!np) return;
     if (db_exec(fs->db, "BEGIN") != HDX_OK) {
@@ -812,7 +829,9 @@ void hdx_front_sub_indexed(struct hdx_front *f)
         struct sub before = *s;
         np[i].fs = fs;
         np[i].s = s;
-        np[i].standing = owner_standing(fs, s->owner, &np[i].who);
+        const struct asker *who;
+        np[i].standing = sub_standing(fs, s, &who);
+        np[i].who = *who;
         long n = hdx_fhir_index_events(fs->ix, s->id, s->pos_seq, s->pos_part, EVENTS_PER_PASS,
                                        number_one, &np[i]);
         rc = n < 0 ? (int)n : np[i].rc;
@@ -835,6 +854,12 @@ void hdx_front_sub_indexed(struct hdx_front *f)
     free(np);
 }
 
+void hdx_front_sub_admin(struct hdx_front *f)
+{
+    struct front_sub *fs = fs_of(f);
+    if (fs) fs->policy_gen++;
+}
+
 void hdx_front_sub_changed(struct hdx_front *f)
 {
     struct front_sub *fs = fs_of(f);
@@ -847,10 +872,7 @@ void hdx_front_sub_tick(struct hdx_front *f)
 {
     struct front_sub *fs = fs_of(f);
     if (!fs) return;
-    if (fs->more || fs->refresh) {
-        fs->more = 0;
-        hdx_front_sub_indexed(f);
-    }
+    if (fs->more || fs->refresh) hdx_front_sub_indexed(f);
     int64_t now = hdx_monotonic_us();
     for (struct ws_client *wc = fs->clients; wc; wc = wc->next) {
         if (!wc->nbinds && now - wc->opened_us > WS_BIND_TIMEOUT_US) {
@@ -1161,7 +1183,9 @@ int hdx_front_sub_init(struct hdx_front *f, struct hdx_fhir_index *ix, char *why
         hdx_store_last(f->env.ro_store, &last, (uint8_t[HDX_HASH_LEN]){0}, NULL) != HDX_OK)
         last = 0;
     fs->refresh = 1;
-    fs->refresh_at = last; /* once the view has caught up with the log as it is now */
+    fs->refresh_at = last;        /* once the view has caught up with the log as it is now */
+    fs->events_seen = UINT64_MAX; /* the first pass numbers what a stop left */
+    fs->policy_gen = 1;
     return rc;
 }
 
