@@ -8,9 +8,10 @@
  * heartbeat at most 3600 s, max-count 1 to 100); and, for an accepted spec, when
  * hdx_sub_same_filter disagrees with a reference (set equality of the codes, either order) on the
  * spec against itself, its codes reversed, its first code replaced by its last and another
- * patient, or hdx_sub_bundle with its content and two events (one visible, one refused) gives no
- * Bundle, the wrong number of entries, a fullUrl other than base/Observation/id, or one jansson
- * cannot dump. */
+ * patient, or hdx_sub_bundle (and, for content empty and id-only, hdx_sub_bundle_text, which
+ * must write the same Bundle but for its random ids) with its content and two events (one visible,
+ * one refused) gives no Bundle, the wrong number of entries, a fullUrl other than
+ * base/Observation/id, or one jansson cannot dump. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,6 +132,21 @@ static void check_bundle(const struct hdx_sub_spec *s, json_t *resource)
         char *text = json_dumps(b, JSON_COMPACT);
         CHECK(text != NULL);
         free(text);
+        /* the fan-out's direct text is the same Bundle, but for its two random ids */
+        size_t len = 0;
+        char *direct = hdx_sub_bundle_text(&st, ev, 2, &len);
+        CHECK((direct != NULL) == (s->content != HDX_SUB_FULL));
+        if (direct) {
+            json_t *t = json_loadb(direct, len, JSON_REJECT_DUPLICATES, NULL);
+            CHECK(t != NULL && strlen(direct) == len);
+            json_object_set(t, "id", json_object_get(b, "id"));
+            json_object_set(
+                json_array_get(json_object_get(t, "entry"), 0), "fullUrl",
+                json_object_get(json_array_get(json_object_get(b, "entry"), 0), "fullUrl"));
+            CHECK(json_equal(t, b));
+            json_decref(t);
+            free(direct);
+        }
         json_decref(b);
     }
 }

@@ -74,7 +74,8 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS fhir_sub(id TEXT PRIMARY KEY, since INTEGER NOT NULL,"
     " until INTEGER NOT NULL, patient BLOB, codes BLOB);"
     "CREATE TABLE IF NOT EXISTS fhir_sub_event(sub TEXT NOT NULL, seq INTEGER NOT NULL,"
-    " part INTEGER NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY(sub, seq, part)) WITHOUT ROWID;";
+    " part INTEGER NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY(sub, seq, part)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS fhir_sub_event_pos ON fhir_sub_event(seq, part, sub);";
 
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -723,23 +724,24 @@ int hdx_fhir_index_get(struct hdx_fhir_index *ix, const char *type, const char *
     return rc;
 }
 
-long hdx_fhir_index_events(struct hdx_fhir_index *ix, const char *sub, uint64_t after_seq,
-                           uint32_t after_part, size_t limit,
-                           int (*cb)(void *ctx, const struct hdx_fhir_row *row), void *ctx)
+long hdx_fhir_index_events(struct hdx_fhir_index *ix, const struct hdx_fhir_event_pos *after,
+                           size_t limit,
+                           int (*cb)(void *ctx, const char *sub, const struct hdx_fhir_row *row),
+                           void *ctx)
 {
     if (!ix->get_events &&
         prepare(ix->rdb,
                 "SELECT r.type, r.id, r.version, r.seq, r.part, r.deleted, r.current, r.updated,"
-                " r.patient FROM fhir_sub_event e JOIN fhir_res r ON r.rid = e.rid"
-                " WHERE e.sub = ?1 AND (e.seq > ?2 OR (e.seq = ?2 AND e.part > ?3))"
-                " ORDER BY e.seq, e.part LIMIT ?4",
+                " r.patient, e.sub FROM fhir_sub_event e JOIN fhir_res r ON r.rid = e.rid"
+                " WHERE (e.seq, e.part, e.sub) > (?1, ?2, ?3) ORDER BY e.seq, e.part, e.sub"
+                " LIMIT ?4",
                 &ix->get_events) != HDX_OK)
         return HDX_E_STORE;
     sqlite3_stmt *st = ix->get_events;
     sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, sub, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)after_seq);
-    sqlite3_bind_int64(st, 3, after_part);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)after->seq);
+    sqlite3_bind_int64(st, 2, after->part);
+    sqlite3_bind_text(st, 3, after->sub, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, limit ? (sqlite3_int64)limit : -1);
     long n = 0;
     int src;
@@ -747,7 +749,7 @@ long hdx_fhir_index_events(struct hdx_fhir_index *ix, const char *sub, uint64_t 
         struct hdx_fhir_row row;
         row_read(st, &row);
         n++;
-        if (cb(ctx, &row)) break;
+        if (cb(ctx, (const char *)sqlite3_column_text(st, 9), &row)) break;
     }
     if (src != SQLITE_ROW && src != SQLITE_DONE) n = HDX_E_STORE;
     sqlite3_reset(st);

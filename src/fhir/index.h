@@ -103,12 +103,19 @@ long hdx_fhir_index_query(struct hdx_fhir_index *ix, const struct hdx_fhir_query
 /* Subscriptions (fhir/subscription.h): the indexer keeps each Subscription's filter and, in
  * the pass that indexes a vital-sign Observation version, records it as an event of every
  * live subscription it matches (a filter's patient is its Subscription record's patient), so
- * the events of a subscription are a deterministic function of the log. The events of sub
- * after the position (seq, part), in log order, each as its Observation version's row; cb and
- * limit as for hdx_fhir_index_query. */
-long hdx_fhir_index_events(struct hdx_fhir_index *ix, const char *sub, uint64_t after_seq,
-                           uint32_t after_part, size_t limit,
-                           int (*cb)(void *ctx, const struct hdx_fhir_row *row), void *ctx);
+ * the events of every subscription are a deterministic function of the log. They are read in
+ * log order, (seq, part) then subscription id, from after a position; cb gets each one's
+ * subscription id and its Observation version's row; cb and limit as for
+ * hdx_fhir_index_query. */
+struct hdx_fhir_event_pos {
+    uint64_t seq;
+    uint32_t part;
+    char sub[HDX_FHIR_ID_MAX + 1]; /* "" before any id */
+};
+long hdx_fhir_index_events(struct hdx_fhir_index *ix, const struct hdx_fhir_event_pos *after,
+                           size_t limit,
+                           int (*cb)(void *ctx, const char *sub, const struct hdx_fhir_row *row),
+                           void *ctx);
 
 /* Subscription events the indexer committed since it opened (any thread): unchanged, no
  * subscription has a new event. */

@@ -343,3 +343,146 @@ json_t *hdx_sub_bundle(const struct hdx_sub_status *st, const struct hdx_sub_eve
     if (b && search) json_object_set_new(b, "total", json_integer(1));
     return b;
 }
+
+/* ---------- the same Bundle as text, for the fan-out ---------- */
+
+struct text {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+    if (t->failed) return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *q = realloc(t->p, cap);
+        if (!q) {
+            t->failed = 1;
+            return;
+        }
+        t->p = q;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = 0;
+}
+
+static void puts_(struct text *t, const char *s)
+{
+    put(t, s, strlen(s));
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped (the rest is ASCII or the
+ * caller's UTF-8, as jansson would write it). */
+static void put_str(struct text *t, const char *s)
+{
+    put(t, "\"", 1);
+    for (const char *r = s; *r; r++) {
+        unsigned char ch = (unsigned char)*r;
+        char esc[8];
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            put(t, esc, 2);
+        } else if (ch < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", ch);
+            put(t, esc, 6);
+        } else {
+            put(t, r, 1);
+        }
+    }
+    put(t, "\"", 1);
+}
+
+static void put_param(struct text *t, const char *name, const char *vkey, const char *value)
+{
+    puts_(t, ",{\"name\":");
+    put_str(t, name);
+    puts_(t, ",\"");
+    puts_(t, vkey);
+    puts_(t, "\":");
+    put_str(t, value);
+    puts_(t, "}");
+}
+
+char *hdx_sub_bundle_text(const struct hdx_sub_status *st, const struct hdx_sub_event *ev, size_t n,
+                          size_t *len)
+{
+    if (st->content == HDX_SUB_FULL) return NULL;
+    struct text t = {0};
+    char ref[HDX_FHIR_ID_MAX + 16], num[24], now[40], uuid[33], full[48];
+    snprintf(ref, sizeof(ref), "Subscription/%s", st->sub_id);
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)st->events_since_start);
+    hdx_fhir_instant(st->now_us, now, sizeof(now));
+    int search = st->note == HDX_SUB_QUERY_STATUS;
+    hdx_fhir_new_id(uuid);
+    puts_(&t, "{\"resourceType\":\"Bundle\",\"id\":");
+    put_str(&t, uuid);
+    puts_(&t, search
+                  ? ",\"meta\":{\"profile\":[\"http://hl7.org/fhir/StructureDefinition/Bundle\"]},"
+                    "\"type\":\"searchset\""
+                  : ",\"meta\":{\"profile\":[\"" HDX_SUB_EXT
+                    "backport-subscription-notification-r4\"]},\"type\":\"history\"");
+    puts_(&t, ",\"timestamp\":");
+    put_str(&t, now);
+    hdx_fhir_new_id(uuid);
+    snprintf(full, sizeof(full), "urn:uuid:%.8s-%.4s-%.4s-%.4s-%.12s", uuid, uuid + 8, uuid + 12,
+             uuid + 16, uuid + 20);
+    puts_(&t, ",\"entry\":[{\"fullUrl\":");
+    put_str(&t, full);
+    puts_(&t, ",\"resource\":{\"resourceType\":\"Parameters\",\"meta\":{\"profile\":[\"" HDX_SUB_EXT
+              "backport-subscription-status-r4\"]},\"parameter\":[{\"name\":\"subscription\","
+              "\"valueReference\":{\"reference\":");
+    put_str(&t, ref);
+    puts_(&t, "}}");
+    put_param(&t, "topic", "valueCanonical", HDX_SUB_TOPIC);
+    put_param(&t, "status", "valueCode", st->status);
+    put_param(&t, "type", "valueCode", hdx_sub_note_name(st->note));
+    put_param(&t, "events-since-subscription-start", "valueString", num);
+    for (size_t i = 0; i < n && (st->note == HDX_SUB_EVENT || st->note == HDX_SUB_QUERY_EVENT);
+         i++) {
+        char en[24], ts[40], focus[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 24];
+        snprintf(en, sizeof(en), "%llu", (unsigned long long)ev[i].number);
+        hdx_fhir_instant(ev[i].time_us, ts, sizeof(ts));
+        puts_(&t, ",{\"name\":\"notification-event\",\"part\":[{\"name\":\"event-number\","
+                  "\"valueString\":");
+        put_str(&t, en);
+        puts_(&t, "},{\"name\":\"timestamp\",\"valueInstant\":");
+        put_str(&t, ts);
+        puts_(&t, "}");
+        if (st->content != HDX_SUB_EMPTY && ev[i].type[0]) {
+            snprintf(focus, sizeof(focus), "%s/%s/_history/%u", ev[i].type, ev[i].id,
+                     ev[i].version);
+            puts_(&t, ",{\"name\":\"focus\",\"valueReference\":{\"reference\":");
+            put_str(&t, focus);
+            puts_(&t, "}}");
+        }
+        puts_(&t, "]}");
+    }
+    if (st->error) {
+        puts_(&t, ",{\"name\":\"error\",\"valueCodeableConcept\":{\"text\":");
+        put_str(&t, st->error);
+        puts_(&t, "}}");
+    }
+    puts_(&t, "]}");
+    if (search) {
+        puts_(&t, ",\"search\":{\"mode\":\"match\"}}],\"total\":1}");
+    } else {
+        puts_(&t, ",\"request\":{\"method\":\"GET\",\"url\":");
+        char surl[HDX_FHIR_ID_MAX + 32];
+        snprintf(surl, sizeof(surl), "%s/$status", ref);
+        put_str(&t, surl);
+        puts_(&t, "},\"response\":{\"status\":\"200\"}}]}");
+    }
+    if (t.failed) {
+        free(t.p);
+        return NULL;
+    }
+    *len = t.len;
+    return t.p;
+}

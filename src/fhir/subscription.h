@@ -94,6 +94,12 @@ struct hdx_sub_status {
  * Parameters first, then (full-resource) each event's resource. NULL: out of memory. */
 json_t *hdx_sub_bundle(const struct hdx_sub_status *st, const struct hdx_sub_event *ev, size_t n);
 
+/* The same Bundle as compact JSON text written directly (plain malloc'd, *len set), for the
+ * fan-out of one event to many subscriptions: content empty or id-only only (NULL for
+ * full-resource, or without memory). */
+char *hdx_sub_bundle_text(const struct hdx_sub_status *st, const struct hdx_sub_event *ev, size_t n,
+                          size_t *len);
+
 const char *hdx_sub_note_name(enum hdx_sub_note n);
 
 #endif

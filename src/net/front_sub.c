@@ -61,12 +61,14 @@ struct sub {
     uint32_t version;
     struct hdx_sub_spec spec;
     char owner[OWNER_MAX];
-    uint64_t number;    /* events numbered */
-    uint64_t audited;   /* events whose disclosure record is durable */
-    uint64_t auditing;  /* audit records in flight up to this number */
-    uint64_t delivered; /* rest-hook: acknowledged by the receiver */
-    uint64_t pos_seq;
-    uint32_t pos_part;
+    uint64_t number;      /* events numbered */
+    uint64_t audited;     /* events whose disclosure record is durable */
+    uint64_t auditing;    /* audit records in flight up to this number */
+    uint64_t delivered;   /* rest-hook: acknowledged by the receiver */
+    int dirty;            /* numbered in this pass: its state is written with it */
+    int audited_dirty;    /* audited moved: written at the next pass or tick */
+    uint64_t pass_denied; /* events refused in this pass */
+    enum hdx_policy_reason pass_deny_reason;
     int handshaken; /* rest-hook: the handshake was acknowledged */
     int failing;
     char error[64];
@@ -107,7 +109,8 @@ struct front_sub {
     struct hdx_front *f;
     struct hdx_fhir_index *ix;
     sqlite3 *db;
-    sqlite3_stmt *put_state, *put_event, *get_event, *get_state, *del_sub;
+    sqlite3_stmt *put_state, *put_event, *get_event, *get_state, *del_sub, *put_pos;
+    struct hdx_fhir_event_pos pos; /* every event up to here is numbered or refused */
     struct sub **subs;
     size_t nsubs, cap;
     struct ws_client *clients;
@@ -135,6 +138,8 @@ static const char *const state_schema =
     "CREATE TABLE IF NOT EXISTS sub_state(id TEXT PRIMARY KEY, number INTEGER NOT NULL,"
     " audited INTEGER NOT NULL, delivered INTEGER NOT NULL, pos_seq INTEGER NOT NULL,"
     " pos_part INTEGER NOT NULL, handshaken INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS sub_pos(k INTEGER PRIMARY KEY CHECK (k = 1), seq INTEGER NOT NULL,"
+    " part INTEGER NOT NULL, sub TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS sub_event(id TEXT NOT NULL, number INTEGER NOT NULL,"
     " type TEXT NOT NULL, rid TEXT NOT NULL, version INTEGER NOT NULL, time_us INTEGER NOT NULL,"
     " patient BLOB, PRIMARY KEY(id, number)) WITHOUT ROWID;";
@@ -152,8 +157,8 @@ static int state_save(struct front_sub *fs, const struct sub *s)
     sqlite3_bind_int64(st, 2, (sqlite3_int64)s->number);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)s->audited);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)s->delivered);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)s->pos_seq);
-    sqlite3_bind_int64(st, 6, s->pos_part);
+    sqlite3_bind_int64(st, 5, 0); /* pos_seq, pos_part: the position is the file's, sub_pos */
+    sqlite3_bind_int64(st, 6, 0);
     sqlite3_bind_int(st, 7, s->handshaken);
     return sqlite3_step(st) == SQLITE_DONE ? HDX_OK : HDX_E_STORE;
 }
@@ -167,8 +172,6 @@ static void state_load(struct front_sub *fs, struct sub *s)
         s->number = (uint64_t)sqlite3_column_int64(st, 0);
         s->audited = (uint64_t)sqlite3_column_int64(st, 1);
         s->delivered = (uint64_t)sqlite3_column_int64(st, 2);
-        s->pos_seq = (uint64_t)sqlite3_column_int64(st, 3);
-        s->pos_part = (uint32_t)sqlite3_column_int64(st, 4);
         s->handshaken = sqlite3_column_int(st, 5);
     }
     sqlite3_reset(st);
@@ -356,11 +359,15 @@ static char *note_text(struct front_sub *fs, struct sub *s, enum hdx_sub_note no
                                 .content = c,
                                 .error = s->failing ? s->error : NULL,
                                 .now_us = hdx_now_us()};
-    json_t *b = hdx_sub_bundle(&st, ev, k);
-    /* an event refused now carries no focus: hdx_sub_bundle leaves it out when type is "" */
+    /* an event refused now carries no focus: the builders leave it out when type is "" */
     char *text = NULL;
-    if (b) text = hdx_front_fhir_dump(b, len);
-    json_decref(b);
+    if (c != HDX_SUB_FULL) {
+        text = hdx_sub_bundle_text(&st, ev, k, len); /* the fan-out's: no JSON objects */
+    } else {
+        json_t *b = hdx_sub_bundle(&st, ev, k);
+        if (b) text = hdx_front_fhir_dump(b, len);
+        json_decref(b);
+    }
     for (size_t i = 0; i < k; i++)
         json_decref(ev[i].resource);
     free(ev);
@@ -683,8 +690,7 @@ static void audit_done(void *arg, const struct hdx_intake_item *it)
         s->auditing = s->audited; /* asked again at the next pass */
     } else if (s && aw->upto > s->audited) {
         s->audited = aw->upto;
-        if (state_save(fs, s) != HDX_OK)
-            hdx_error("fhir_sub_state_failed", "subscription=%s", s->id);
+        s->audited_dirty = 1; /* written with the next pass or tick: a restart audits again */
         deliver(fs, s);
     }
     free(aw);
@@ -760,23 +766,26 @@ static void audit_start(struct front_sub *fs, struct sub *s, uint64_t denied,
 
 struct number_pass {
     struct front_sub *fs;
-    struct sub *s;
-    struct asker who;
-    int standing;
-    uint64_t denied;
-    enum hdx_policy_reason deny_reason;
+    struct hdx_fhir_event_pos pos;
     int rc;
 };
 
-static int number_one(void *ctx, const struct hdx_fhir_row *row)
+static struct sub *sub_find(struct front_sub *fs, const char *id);
+
+/* One event of the log for one subscription: authorized for its owner now, then numbered. */
+static int number_one(void *ctx, const char *sub_id, const struct hdx_fhir_row *row)
 {
     struct number_pass *np = ctx;
-    struct sub *s = np->s;
-    s->pos_seq = row->seq;
-    s->pos_part = row->part;
+    np->pos.seq = row->seq;
+    np->pos.part = row->part;
+    snprintf(np->pos.sub, sizeof(np->pos.sub), "%s", sub_id);
+    struct sub *s = sub_find(np->fs, sub_id);
+    if (!s) return 0; /* deleted since */
+    const struct asker *who;
+    int standing = sub_standing(np->fs, s, &who);
     struct hdx_policy_decision d;
-    if (!may_disclose(np->fs, &np->who, np->standing, row->has_patient ? row->patient : NULL, &d)) {
-        if (!np->denied++) np->deny_reason = d.reason;
+    if (!may_disclose(np->fs, who, standing, row->has_patient ? row->patient : NULL, &d)) {
+        if (!s->pass_denied++) s->pass_deny_reason = d.reason;
         return 0;
     }
     sqlite3_stmt *st = np->fs->put_event;
@@ -796,7 +805,18 @@ static int number_one(void *ctx, const struct hdx_fhir_row *row)
         return 1;
     }
     s->number++;
+    s->dirty = 1;
     return 0;
+}
+
+static int pos_save(struct front_sub *fs)
+{
+    sqlite3_stmt *st = fs->put_pos;
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)fs->pos.seq);
+    sqlite3_bind_int64(st, 2, fs->pos.part);
+    sqlite3_bind_text(st, 3, fs->pos.sub, -1, SQLITE_STATIC);
+    return sqlite3_step(st) == SQLITE_DONE ? HDX_OK : HDX_E_STORE;
 }
 
 /* At start, once the view has caught up with the log as it was. */
@@ -817,41 +837,37 @@ void hdx_front_sub_indexed(struct hdx_front *f)
     if (!fs->nsubs || (added == fs->events_seen && !fs->more)) return;
     fs->events_seen = added;
     fs->more = 0;
-    struct number_pass *np = calloc(fs->nsubs, sizeof(*np));
-    if (!np) return;
-    if (db_exec(fs->db, "BEGIN") != HDX_OK) {
-        free(np);
-        return;
-    }
-    int rc = HDX_OK;
-    for (size_t i = 0; i < fs->nsubs && rc == HDX_OK; i++) {
-        struct sub *s = fs->subs[i];
-        struct sub before = *s;
-        np[i].fs = fs;
-        np[i].s = s;
-        const struct asker *who;
-        np[i].standing = sub_standing(fs, s, &who);
-        np[i].who = *who;
-        long n = hdx_fhir_index_events(fs->ix, s->id, s->pos_seq, s->pos_part, EVENTS_PER_PASS,
-                                       number_one, &np[i]);
-        rc = n < 0 ? (int)n : np[i].rc;
-        if (rc == HDX_OK && (s->number != before.number || s->pos_seq != before.pos_seq ||
-                             s->pos_part != before.pos_part))
-            rc = state_save(fs, s);
-        if (n == EVENTS_PER_PASS) fs->more = 1; /* the next tick goes on */
-    }
+    if (db_exec(fs->db, "BEGIN") != HDX_OK) return;
+    struct number_pass np = {.fs = fs, .pos = fs->pos};
+    /* every subscription's events in one read, in log order: the fan-out of one event to many
+     * subscriptions costs one query, not one per subscription */
+    long n = hdx_fhir_index_events(fs->ix, &fs->pos, EVENTS_PER_PASS, number_one, &np);
+    int rc = n < 0 ? (int)n : np.rc;
+    if (n == EVENTS_PER_PASS) fs->more = 1; /* the next tick goes on */
+    for (size_t i = 0; i < fs->nsubs && rc == HDX_OK; i++)
+        if (fs->subs[i]->dirty) rc = state_save(fs, fs->subs[i]);
+    struct hdx_fhir_event_pos before = fs->pos;
+    fs->pos = np.pos;
+    if (rc == HDX_OK) rc = pos_save(fs);
     if (rc == HDX_OK) rc = db_exec(fs->db, "COMMIT");
     if (rc != HDX_OK) {
         db_exec(fs->db, "ROLLBACK");
         hdx_error("fhir_sub_number_failed", "err=%s", hdx_strerror(rc));
-        for (size_t i = 0; i < fs->nsubs; i++)
+        fs->more = 1; /* again at the next tick */
+        fs->pos = before;
+        for (size_t i = 0; i < fs->nsubs; i++) {
             state_load(fs, fs->subs[i]); /* as the file says */
-        free(np);
+            fs->subs[i]->pass_denied = 0;
+        }
         return;
     }
-    for (size_t i = 0; i < fs->nsubs; i++)
-        audit_start(fs, fs->subs[i], np[i].denied, np[i].deny_reason);
-    free(np);
+    for (size_t i = 0; i < fs->nsubs; i++) {
+        struct sub *s = fs->subs[i];
+        s->dirty = 0;
+        if (s->number > s->auditing || s->pass_denied)
+            audit_start(fs, s, s->pass_denied, s->pass_deny_reason);
+        s->pass_denied = 0;
+    }
 }
 
 void hdx_front_sub_admin(struct hdx_front *f)
@@ -892,8 +908,22 @@ void hdx_front_sub_tick(struct hdx_front *f)
             b->last_us = now;
         }
     }
-    for (size_t i = 0; i < fs->nsubs; i++)
+    int any = 0;
+    for (size_t i = 0; i < fs->nsubs; i++) {
         hook_pump(fs, fs->subs[i]);
+        any |= fs->subs[i]->audited_dirty;
+    }
+    if (any && db_exec(fs->db, "BEGIN") == HDX_OK) {
+        int rc = HDX_OK;
+        for (size_t i = 0; i < fs->nsubs && rc == HDX_OK; i++)
+            if (fs->subs[i]->audited_dirty) rc = state_save(fs, fs->subs[i]);
+        if (rc == HDX_OK && db_exec(fs->db, "COMMIT") == HDX_OK) {
+            for (size_t i = 0; i < fs->nsubs; i++)
+                fs->subs[i]->audited_dirty = 0;
+        } else {
+            db_exec(fs->db, "ROLLBACK");
+        }
+    }
     for (size_t i = 0; i < TOKENS_MAX; i++)
         if (fs->tokens[i].token[0] && fs->tokens[i].expires_us <= now)
             memset(&fs->tokens[i], 0, sizeof(fs->tokens[i]));
@@ -1168,11 +1198,23 @@ int hdx_front_sub_init(struct hdx_front *f, struct hdx_fhir_index *ix, char *why
                             " FROM sub_state WHERE id = ?1",
                             -1, &fs->get_state, NULL) != SQLITE_OK ||
          sqlite3_prepare_v2(fs->db, "DELETE FROM sub_state WHERE id = ?1", -1, &fs->del_sub,
-                            NULL) != SQLITE_OK)) {
+                            NULL) != SQLITE_OK ||
+         sqlite3_prepare_v2(fs->db, "INSERT OR REPLACE INTO sub_pos VALUES(1, ?1, ?2, ?3)", -1,
+                            &fs->put_pos, NULL) != SQLITE_OK)) {
         snprintf(why, cap, "cannot open %s: %s", db, fs->db ? sqlite3_errmsg(fs->db) : "no memory");
         rc = HDX_E_STORE;
     }
     if (rc == HDX_OK && chmod(db, 0600) != 0) rc = HDX_E_IO;
+    sqlite3_stmt *st = NULL;
+    if (rc == HDX_OK &&
+        sqlite3_prepare_v2(fs->db, "SELECT seq, part, sub FROM sub_pos WHERE k = 1", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        fs->pos.seq = (uint64_t)sqlite3_column_int64(st, 0);
+        fs->pos.part = (uint32_t)sqlite3_column_int64(st, 1);
+        snprintf(fs->pos.sub, sizeof(fs->pos.sub), "%s", (const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_finalize(st);
     if (rc == HDX_OK &&
         !(fs->hook_ev = event_new(f->env.base, fs->hook_fd, EV_READ | EV_PERSIST, on_hook, fs)))
         rc = HDX_E_NOMEM;
@@ -1206,6 +1248,7 @@ void hdx_front_sub_free(struct hdx_front *f)
     sqlite3_finalize(fs->get_event);
     sqlite3_finalize(fs->get_state);
     sqlite3_finalize(fs->del_sub);
+    sqlite3_finalize(fs->put_pos);
     sqlite3_close(fs->db);
     if (fs->hook_ev) event_free(fs->hook_ev);
     if (fs->hook_fd >= 0) close(fs->hook_fd);

@@ -291,8 +291,7 @@ static void start_stream(struct hdx_conn *c, const struct hdx_http_reply *r)
     s->stream_closed = r->stream_closed;
     s->stream_arg = r->stream_arg;
     bufferevent_set_timeouts(c->bev, NULL, &wr);
-    if (r->upgrade) {
-        hdx_metric_http_status(101);
+    if (r->upgrade) { /* not counted in hdx_http_requests_total: its classes are 2xx-5xx */
         evbuffer_add_printf(bufferevent_get_output(c->bev),
                             "HTTP/1.1 101 Switching Protocols\r\nServer: hdx\r\n%s\r\n", r->extra);
         return;

@@ -643,6 +643,42 @@ static void test_bundle_error(void **state)
     json_decref(b);
 }
 
+/* hdx_sub_bundle_text writes the same Bundle as hdx_sub_bundle (but its two random ids): for
+ * every note, content empty and id-only, with a refused event and with an error. */
+static void test_bundle_text_same(void **state)
+{
+    static const enum hdx_sub_note notes[] = {HDX_SUB_HANDSHAKE, HDX_SUB_HEARTBEAT, HDX_SUB_EVENT,
+                                              HDX_SUB_QUERY_STATUS, HDX_SUB_QUERY_EVENT};
+    struct hdx_sub_event ev[2];
+    events(ev);
+    for (size_t i = 0; i < sizeof(notes) / sizeof(notes[0]); i++)
+        for (int content = HDX_SUB_EMPTY; content <= HDX_SUB_ID_ONLY; content++)
+            for (int err = 0; err < 2; err++) {
+                struct hdx_sub_status st = status(notes[i], (enum hdx_sub_content)content);
+                st.error = err ? "HTTP 503 \"quoted\" \\ and\ta tab" : NULL;
+                size_t len = 0;
+                char *text = hdx_sub_bundle_text(&st, ev, 2, &len);
+                assert_non_null(text);
+                assert_int_equal(strlen(text), len);
+                json_error_t je;
+                json_t *t = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+                assert_non_null(t);
+                json_t *b = hdx_sub_bundle(&st, ev, 2);
+                assert_non_null(b);
+                json_object_set(t, "id", json_object_get(b, "id"));
+                json_object_set(
+                    json_array_get(json_object_get(t, "entry"), 0), "fullUrl",
+                    json_object_get(json_array_get(json_object_get(b, "entry"), 0), "fullUrl"));
+                assert_true(json_equal(t, b));
+                json_decref(t);
+                json_decref(b);
+                free(text);
+            }
+    struct hdx_sub_status st = status(HDX_SUB_EVENT, HDX_SUB_FULL);
+    size_t len = 0;
+    assert_null(hdx_sub_bundle_text(&st, ev, 2, &len)); /* full-resource: the JSON builder's */
+}
+
 static int setup(void **state)
 {
     obs = json_pack("{s:s, s:s, s:s, s:{s:s}}", "resourceType", "Observation", "id", "obs-1",
@@ -669,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_bundle_event_contents),
         cmocka_unit_test(test_bundle_long_full_url),
         cmocka_unit_test(test_bundle_error),
+        cmocka_unit_test(test_bundle_text_same),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
