@@ -420,6 +420,13 @@ int cli_api_record_body(json_t *o, uint8_t **body, size_t *len)
     }
     if (!json_is_string(b64)) return -1;
     size_t cap = json_string_length(b64);
+    /* libsodium 1.0.18's decoder lets some bytes above 0x7f through as base64 digits: the
+     * alphabet is checked first, so a body has one spelling */
+    const char *v = json_string_value(b64);
+    for (size_t i = 0; i < cap; i++)
+        if (!((v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') ||
+              (v[i] >= '0' && v[i] <= '9') || v[i] == '+' || v[i] == '/' || v[i] == '='))
+            return -1;
     if (!(*body = malloc(cap + 1)) ||
         sodium_base642bin(*body, cap, json_string_value(b64), cap, NULL, len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0) {
