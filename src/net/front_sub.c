@@ -142,7 +142,7 @@ static const char *const state_schema =
     " part INTEGER NOT NULL, sub TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS sub_event(id TEXT NOT NULL, number INTEGER NOT NULL,"
     " type TEXT NOT NULL, rid TEXT NOT NULL, version INTEGER NOT NULL, time_us INTEGER NOT NULL,"
-    " patient BLOB, PRIMARY KEY(id, number)) WITHOUT ROWID;";
+    " patient BLOB, seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(id, number)) WITHOUT ROWID;";
 
 static int db_exec(sqlite3 *db, const char *sql)
 {
@@ -181,6 +181,7 @@ static void state_load(struct front_sub *fs, struct sub *s)
 struct stored_event {
     char type[HDX_FHIR_TYPE_MAX + 1], rid[HDX_FHIR_ID_MAX + 1];
     uint32_t version;
+    uint64_t seq; /* the record of the Observation version */
     int64_t time_us;
     int has_patient;
     uint8_t patient[HDX_BLIND_LEN];
@@ -203,6 +204,7 @@ static int event_get(struct front_sub *fs, const char *id, uint64_t number, stru
             e->has_patient = 1;
             memcpy(e->patient, sqlite3_column_blob(st, 4), HDX_BLIND_LEN);
         }
+        e->seq = (uint64_t)sqlite3_column_int64(st, 5);
         rc = HDX_OK;
     }
     sqlite3_reset(st);
@@ -696,13 +698,19 @@ static void audit_done(void *arg, const struct hdx_intake_item *it)
     free(aw);
 }
 
+/* first..last: the records (log seqs) of the Observation versions disclosed, as a read's
+ * audit record names them; events: the subscription's event numbers (0: none). */
 static void audit_submit(struct front_sub *fs, struct audit_wait *aw, const struct sub *s,
                          const char *outcome, const char *reason, const uint8_t *patient,
-                         uint64_t first, uint64_t last, uint64_t count)
+                         uint64_t first, uint64_t last, uint64_t count, uint64_t ev_first,
+                         uint64_t ev_last)
 {
-    char detail[160];
-    snprintf(detail, sizeof(detail), "session=subscription purpose=treatment route=subscription:%s",
-             s->id);
+    char detail[200];
+    int n = snprintf(detail, sizeof(detail),
+                     "session=subscription purpose=treatment route=subscription:%s", s->id);
+    if (ev_first && n > 0 && (size_t)n < sizeof(detail))
+        snprintf(detail + n, sizeof(detail) - (size_t)n, " events=%llu-%llu",
+                 (unsigned long long)ev_first, (unsigned long long)ev_last);
     const char *colon = strchr(s->owner, ':');
     struct hdx_audit a = {.event = "access",
                           .action = "notify",
@@ -739,23 +747,38 @@ static void audit_start(struct front_sub *fs, struct sub *s, uint64_t denied,
     snprintf(aw->sub_id, sizeof(aw->sub_id), "%s", s->id);
     aw->upto = s->number;
     aw->pending = 1; /* held until every record is submitted */
+    /* per patient: the records disclosed and the event numbers, one audit record each */
     struct tally *t = calloc(1, sizeof(*t));
+    uint64_t ev_first[TALLY_MAX], ev_last[TALLY_MAX];
     for (uint64_t num = s->auditing + 1; t && num <= s->number; num++) {
         struct stored_event e;
         if (event_get(fs, s->id, num, &e) != HDX_OK) continue;
-        if (hdx_front_tally_add(t, e.has_patient ? e.patient : NULL, num, 0)) {
+        size_t before = t->n;
+        if (hdx_front_tally_add(t, e.has_patient ? e.patient : NULL, e.seq, 0)) {
             for (size_t i = 0; i < t->n; i++)
                 audit_submit(fs, aw, s, "permit", "-", t->e[i].has_patient ? t->e[i].patient : NULL,
-                             t->e[i].first, t->e[i].last, t->e[i].count);
+                             t->e[i].first, t->e[i].last, t->e[i].count, ev_first[i], ev_last[i]);
             memset(t, 0, sizeof(*t));
-            hdx_front_tally_add(t, e.has_patient ? e.patient : NULL, num, 0);
+            before = 0;
+            hdx_front_tally_add(t, e.has_patient ? e.patient : NULL, e.seq, 0);
         }
+        /* which entry it went to: a new one is the last; else find it */
+        size_t k = t->n - 1;
+        if (t->n == before)
+            for (k = 0; k < t->n; k++)
+                if (t->e[k].has_patient == e.has_patient &&
+                    (!e.has_patient || !memcmp(t->e[k].patient, e.patient, HDX_BLIND_LEN)))
+                    break;
+        if (k >= t->n) k = t->n - 1; /* (an all-zero token: the tally's no-patient entry) */
+        if (t->n != before) ev_first[k] = num;
+        ev_last[k] = num;
     }
     for (size_t i = 0; t && i < t->n; i++)
         audit_submit(fs, aw, s, "permit", "-", t->e[i].has_patient ? t->e[i].patient : NULL,
-                     t->e[i].first, t->e[i].last, t->e[i].count);
+                     t->e[i].first, t->e[i].last, t->e[i].count, ev_first[i], ev_last[i]);
     if (denied)
-        audit_submit(fs, aw, s, "deny", hdx_policy_reason_name(deny_reason), NULL, 0, 0, denied);
+        audit_submit(fs, aw, s, "deny", hdx_policy_reason_name(deny_reason), NULL, 0, 0, denied, 0,
+                     0);
     if (t) sodium_memzero(t, sizeof(*t));
     free(t);
     if (!t) aw->failed = 1;
@@ -800,6 +823,7 @@ static int number_one(void *ctx, const char *sub_id, const struct hdx_fhir_row *
         sqlite3_bind_blob(st, 7, row->patient, HDX_BLIND_LEN, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 7);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)row->seq);
     if (sqlite3_step(st) != SQLITE_DONE) {
         np->rc = HDX_E_STORE;
         return 1;
@@ -1185,12 +1209,17 @@ int hdx_front_sub_init(struct hdx_front *f, struct hdx_fhir_index *ix, char *why
           * take back the last ones, never handed out twice since the events are not yet sent
           * until audited, and the audit records are in the log) */
          db_exec(fs->db, "PRAGMA synchronous=NORMAL;") != HDX_OK ||
+         (sqlite3_exec(fs->db, "SELECT seq FROM sub_event LIMIT 0", NULL, NULL, NULL) !=
+              SQLITE_OK &&
+          db_exec(fs->db, "ALTER TABLE sub_event ADD COLUMN seq INTEGER NOT NULL DEFAULT 0") !=
+              HDX_OK) ||
          sqlite3_prepare_v2(fs->db, "INSERT OR REPLACE INTO sub_state VALUES(?1,?2,?3,?4,?5,?6,?7)",
                             -1, &fs->put_state, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v2(fs->db, "INSERT OR REPLACE INTO sub_event VALUES(?1,?2,?3,?4,?5,?6,?7)",
-                            -1, &fs->put_event, NULL) != SQLITE_OK ||
          sqlite3_prepare_v2(fs->db,
-                            "SELECT type, rid, version, time_us, patient FROM sub_event"
+                            "INSERT OR REPLACE INTO sub_event VALUES(?1,?2,?3,?4,?5,?6,?7,?8)", -1,
+                            &fs->put_event, NULL) != SQLITE_OK ||
+         sqlite3_prepare_v2(fs->db,
+                            "SELECT type, rid, version, time_us, patient, seq FROM sub_event"
                             " WHERE id = ?1 AND number = ?2",
                             -1, &fs->get_event, NULL) != SQLITE_OK ||
          sqlite3_prepare_v2(fs->db,
