@@ -55,6 +55,10 @@ static const char usage_text[] =
     "previous configuration (event=route_refused names file, line and key).\n"
     "Outbound routes deliver committed messages over MLLP/TLS, HTTPS or to spool directories,\n"
     "each from its own durable cursor in DIR/routes/NAME/ (hdx route list, hdx route status).\n"
+    "The HTTPS port (http.listen) serves logins, the API, /metrics and FHIR R4 at /fhir,\n"
+    "whose view of the log is DIR/fhir.db (rebuilt from the log when it is missing or stale),\n"
+    "and FHIR Subscriptions: websocket clients at /fhir/ws, rest-hook endpoints POSTed by one\n"
+    "thread each, their event numbers in DIR/subscriptions.db (docs/FHIR.md).\n"
     "Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.\n"
     "Keys and their defaults: docs/CONFIGURATION.md.\n";
 
