@@ -345,7 +345,7 @@ static char *note_text(struct front_sub *fs, struct sub *s, enum hdx_sub_note no
             continue;
         }
         if (tally && c != HDX_SUB_EMPTY)
-            hdx_front_tally_add(tally, se.has_patient ? se.patient : NULL, 0, 0);
+            hdx_front_tally_add(tally, se.has_patient ? se.patient : NULL, se.seq, 0);
         if (c == HDX_SUB_FULL) {
             struct hdx_fhir_row row;
             int err;
