@@ -56,18 +56,31 @@
 struct sub;
 struct ws_client;
 
+struct stored_event {
+    char type[HDX_FHIR_TYPE_MAX + 1], rid[HDX_FHIR_ID_MAX + 1];
+    uint32_t version;
+    uint64_t seq; /* the record of the Observation version */
+    int64_t time_us;
+    int has_patient;
+    uint8_t patient[HDX_BLIND_LEN];
+};
+
+#define RECENT 8 /* a subscription's newest events, kept for their audit and their send */
+
 struct sub {
     char id[HDX_FHIR_ID_MAX + 1];
     uint32_t version;
     struct hdx_sub_spec spec;
     char owner[OWNER_MAX];
-    uint64_t number;      /* events numbered */
-    uint64_t audited;     /* events whose disclosure record is durable */
-    uint64_t auditing;    /* audit records in flight up to this number */
-    uint64_t delivered;   /* rest-hook: acknowledged by the receiver */
-    int dirty;            /* numbered in this pass: its state is written with it */
-    int audited_dirty;    /* audited moved: written at the next pass or tick */
-    uint64_t pass_denied; /* events refused in this pass */
+    uint64_t number;             /* events numbered */
+    uint64_t audited;            /* events whose disclosure record is durable */
+    uint64_t auditing;           /* audit records in flight up to this number */
+    uint64_t delivered;          /* rest-hook: acknowledged by the receiver */
+    int dirty;                   /* numbered in this pass: its state is written with it */
+    int audited_dirty;           /* audited moved: written at the next pass or tick */
+    uint64_t pass_denied;        /* events refused in this pass */
+    uint64_t recent_num[RECENT]; /* event number N at N % RECENT, or 0 */
+    struct stored_event recent[RECENT];
     enum hdx_policy_reason pass_deny_reason;
     int handshaken; /* rest-hook: the handshake was acknowledged */
     int failing;
@@ -126,6 +139,8 @@ struct front_sub {
     char ca[HDX_PATH_MAX];
 };
 
+static struct sub *sub_find(struct front_sub *fs, const char *id);
+
 static struct front_sub *fs_of(struct hdx_front *f)
 {
     return f->sub;
@@ -178,15 +193,6 @@ static void state_load(struct front_sub *fs, struct sub *s)
     s->auditing = s->audited;
 }
 
-struct stored_event {
-    char type[HDX_FHIR_TYPE_MAX + 1], rid[HDX_FHIR_ID_MAX + 1];
-    uint32_t version;
-    uint64_t seq; /* the record of the Observation version */
-    int64_t time_us;
-    int has_patient;
-    uint8_t patient[HDX_BLIND_LEN];
-};
-
 static int event_get(struct front_sub *fs, const char *id, uint64_t number, struct stored_event *e)
 {
     sqlite3_stmt *st = fs->get_event;
@@ -209,6 +215,17 @@ static int event_get(struct front_sub *fs, const char *id, uint64_t number, stru
     }
     sqlite3_reset(st);
     return rc;
+}
+
+/* The newest events are read from memory: a fan-out reads each twice (audit, send). */
+static int sub_event_get(struct front_sub *fs, struct sub *s, uint64_t number,
+                         struct stored_event *e)
+{
+    if (s->recent_num[number % RECENT] == number) {
+        *e = s->recent[number % RECENT];
+        return HDX_OK;
+    }
+    return event_get(fs, s->id, number, e);
 }
 
 /* ---------- owners ---------- */
@@ -329,7 +346,7 @@ static char *note_text(struct front_sub *fs, struct sub *s, enum hdx_sub_note no
     enum hdx_sub_content c = content;
     for (uint64_t num = from; n && num <= to; num++) {
         struct stored_event se;
-        if (event_get(fs, s->id, num, &se) != HDX_OK) continue;
+        if (sub_event_get(fs, s, num, &se) != HDX_OK) continue;
         struct hdx_sub_event *e = &ev[k++];
         e->number = num;
         e->time_us = se.time_us;
@@ -646,18 +663,25 @@ static int seen_one(void *ctx, const struct hdx_fhir_row *row)
     return 0;
 }
 
+static int sub_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct sub *const *)a)->id, (*(struct sub *const *)b)->id);
+}
+
+/* The subscriptions as the view has them, kept in id order (sub_find: a binary search, once
+ * per event of a fan-out). */
 static void refresh(struct front_sub *fs)
 {
     for (size_t i = 0; i < fs->nsubs; i++)
         fs->subs[i]->seen = 0;
     struct hdx_fhir_query q = {.type = "Subscription"};
     long n = hdx_fhir_index_query(fs->ix, &q, 0, seen_one, fs);
-    if (n < 0) {
+    if (n < 0)
         hdx_error("fhir_sub_refresh_failed", "err=%s", hdx_strerror((int)n));
-        return;
-    }
-    for (size_t i = fs->nsubs; i-- > 0;)
-        if (!fs->subs[i]->seen) sub_drop(fs, i);
+    else
+        for (size_t i = fs->nsubs; i-- > 0;)
+            if (!fs->subs[i]->seen) sub_drop(fs, i);
+    if (fs->nsubs) qsort(fs->subs, fs->nsubs, sizeof(fs->subs[0]), sub_cmp);
 }
 
 /* ---------- numbering and audit ---------- */
@@ -684,9 +708,7 @@ static void audit_done(void *arg, const struct hdx_intake_item *it)
     if (it->status != HDX_OK) aw->failed = 1;
     if (--aw->pending) return;
     struct front_sub *fs = aw->fs;
-    struct sub *s = NULL;
-    for (size_t i = 0; fs && i < fs->nsubs; i++)
-        if (!strcmp(fs->subs[i]->id, aw->sub_id)) s = fs->subs[i];
+    struct sub *s = fs ? sub_find(fs, aw->sub_id) : NULL;
     if (s && aw->failed) {
         hdx_error("fhir_sub_audit_failed", "subscription=%s", s->id);
         s->auditing = s->audited; /* asked again at the next pass */
@@ -752,7 +774,7 @@ static void audit_start(struct front_sub *fs, struct sub *s, uint64_t denied,
     uint64_t ev_first[TALLY_MAX], ev_last[TALLY_MAX];
     for (uint64_t num = s->auditing + 1; t && num <= s->number; num++) {
         struct stored_event e;
-        if (event_get(fs, s->id, num, &e) != HDX_OK) continue;
+        if (sub_event_get(fs, s, num, &e) != HDX_OK) continue;
         size_t before = t->n;
         if (hdx_front_tally_add(t, e.has_patient ? e.patient : NULL, e.seq, 0)) {
             for (size_t i = 0; i < t->n; i++)
@@ -793,7 +815,6 @@ struct number_pass {
     int rc;
 };
 
-static struct sub *sub_find(struct front_sub *fs, const char *id);
 
 /* One event of the log for one subscription: authorized for its owner now, then numbered. */
 static int number_one(void *ctx, const char *sub_id, const struct hdx_fhir_row *row)
@@ -830,6 +851,16 @@ static int number_one(void *ctx, const char *sub_id, const struct hdx_fhir_row *
     }
     s->number++;
     s->dirty = 1;
+    struct stored_event *c = &s->recent[s->number % RECENT];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->type, sizeof(c->type), "%s", row->type);
+    snprintf(c->rid, sizeof(c->rid), "%s", row->id);
+    c->version = row->version;
+    c->seq = row->seq;
+    c->time_us = row->updated_us;
+    c->has_patient = row->has_patient;
+    if (row->has_patient) memcpy(c->patient, row->patient, HDX_BLIND_LEN);
+    s->recent_num[s->number % RECENT] = s->number;
     return 0;
 }
 
@@ -882,6 +913,7 @@ void hdx_front_sub_indexed(struct hdx_front *f)
         for (size_t i = 0; i < fs->nsubs; i++) {
             state_load(fs, fs->subs[i]); /* as the file says */
             fs->subs[i]->pass_denied = 0;
+            memset(fs->subs[i]->recent_num, 0, sizeof(fs->subs[i]->recent_num));
         }
         return;
     }
@@ -957,8 +989,16 @@ void hdx_front_sub_tick(struct hdx_front *f)
 
 static struct sub *sub_find(struct front_sub *fs, const char *id)
 {
-    for (size_t i = 0; i < fs->nsubs; i++)
-        if (!strcmp(fs->subs[i]->id, id)) return fs->subs[i];
+    size_t lo = 0, hi = fs->nsubs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(fs->subs[mid]->id, id);
+        if (!c) return fs->subs[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
