@@ -80,6 +80,8 @@ struct sub {
     int audited_dirty;           /* audited moved: written at the next pass or tick */
     uint64_t pass_denied;        /* events refused in this pass */
     uint64_t recent_num[RECENT]; /* event number N at N % RECENT, or 0 */
+    struct ws_client **bound;    /* the websockets bound to it (a fan-out visits only those) */
+    size_t nbound, bound_cap;
     struct stored_event recent[RECENT];
     enum hdx_policy_reason pass_deny_reason;
     int handshaken; /* rest-hook: the handshake was acknowledged */
@@ -442,6 +444,20 @@ static void ws_text(void *arg, struct hdx_ws *w, const uint8_t *msg, size_t len)
         return;
     }
     memset(t, 0, sizeof(*t)); /* once */
+    int listed = 0;           /* bound twice over one connection: listed once */
+    for (size_t i = 0; i < s->nbound; i++)
+        listed |= s->bound[i] == wc;
+    if (!listed && s->nbound == s->bound_cap) {
+        size_t cap = s->bound_cap ? 2 * s->bound_cap : 4;
+        struct ws_client **n = realloc(s->bound, cap * sizeof(*n));
+        if (!n) {
+            hdx_ws_close(w, 1011, "out of memory");
+            return;
+        }
+        s->bound = n;
+        s->bound_cap = cap;
+    }
+    if (!listed) s->bound[s->nbound++] = wc;
     struct ws_bind *b = &wc->binds[wc->nbinds++];
     b->s = s;
     snprintf(b->sub_id, sizeof(b->sub_id), "%s", s->id);
@@ -469,6 +485,14 @@ static void ws_closed(void *arg, struct hdx_ws *w)
     if (!fs) { /* the front went first */
         free(wc);
         return;
+    }
+    for (size_t k = 0; k < wc->nbinds; k++) { /* off its subscriptions' lists */
+        struct sub *s = wc->binds[k].s;
+        for (size_t i = 0; s && i < s->nbound; i++)
+            if (s->bound[i] == wc) {
+                s->bound[i] = s->bound[--s->nbound];
+                break;
+            }
     }
     if (wc->prev)
         wc->prev->next = wc->next;
@@ -580,6 +604,7 @@ static void sub_drop(struct front_sub *fs, size_t i)
     if (sqlite3_step(fs->del_sub) != SQLITE_DONE)
         hdx_error("fhir_sub_state_failed", "subscription=%s", s->id);
     db_exec(fs->db, "DELETE FROM sub_event WHERE id NOT IN (SELECT id FROM sub_state)");
+    free(s->bound);
     sodium_memzero(s, sizeof(*s));
     free(s);
     fs->subs[i] = fs->subs[--fs->nsubs];
@@ -696,9 +721,11 @@ struct audit_wait {
 
 static void deliver(struct front_sub *fs, struct sub *s)
 {
-    for (struct ws_client *wc = fs->clients; wc; wc = wc->next)
+    for (size_t i = 0; i < s->nbound; i++) {
+        struct ws_client *wc = s->bound[i];
         for (size_t k = 0; k < wc->nbinds; k++)
             if (wc->binds[k].s == s) ws_pump(wc, &wc->binds[k]);
+    }
     hook_pump(fs, s);
 }
 
@@ -814,7 +841,6 @@ struct number_pass {
     struct hdx_fhir_event_pos pos;
     int rc;
 };
-
 
 /* One event of the log for one subscription: authorized for its owner now, then numbered. */
 static int number_one(void *ctx, const char *sub_id, const struct hdx_fhir_row *row)
@@ -1306,6 +1332,7 @@ void hdx_front_sub_free(struct hdx_front *f)
     if (!fs) return;
     for (size_t i = 0; i < fs->nsubs; i++) {
         hdx_hook_stop(fs->subs[i]->hook);
+        free(fs->subs[i]->bound);
         sodium_memzero(fs->subs[i], sizeof(*fs->subs[i]));
         free(fs->subs[i]);
     }

@@ -4,7 +4,7 @@ wrote: python3-websockets, Python's own http.server and ssl).
 
   fhir_sub.py ws URL TOKEN CAFILE OUT EVENTS SECONDS [HEARTBEATS]
       connects to the websocket URL (TLS checked against CAFILE), sends
-      "bind-with-token TOKEN", writes every message it receives to OUT as one JSON line, and
+      "bind-with-token TOKEN" (for each of TOKEN,TOKEN,...), writes every message it receives to OUT as one JSON line, and
       exits 0 once it has EVENTS event notifications (and HEARTBEATS heartbeats), or 3 at
       SECONDS (EVENTS 0: runs until SECONDS or until killed). A close by the server is written as {"closed": CODE, "reason": TEXT}; exit 4.
   fhir_sub.py hook PORT CERT KEY OUT [FAILFILE]
@@ -28,7 +28,8 @@ def ws_main(url, token, cafile, out, want, seconds, want_hb=0):
         with open(out, "a") as f:
             try:
                 async with websockets.connect(url, ssl=ctx, max_size=1 << 22) as ws:
-                    await ws.send("bind-with-token " + token)
+                    for t in token.split(","):  # several: one bind each
+                        await ws.send("bind-with-token " + t)
                     while want <= 0 or events < want or hbs < want_hb:
                         msg = await ws.recv()
                         f.write(json.dumps(json.loads(msg)) + "\n")
