@@ -738,7 +738,8 @@ static void audit_done(void *arg, const struct hdx_intake_item *it)
     struct sub *s = fs ? sub_find(fs, aw->sub_id) : NULL;
     if (s && aw->failed) {
         hdx_error("fhir_sub_audit_failed", "subscription=%s", s->id);
-        s->auditing = s->audited; /* asked again at the next pass */
+        s->auditing = s->audited; /* asked again at the next pass, the next tick at the latest */
+        fs->more = 1;
     } else if (s && aw->upto > s->audited) {
         s->audited = aw->upto;
         s->audited_dirty = 1; /* written with the next pass or tick: a restart audits again */
@@ -906,6 +907,9 @@ static void maybe_refresh(struct front_sub *fs)
     if (fs->refresh && hdx_fhir_index_through(fs->ix) >= fs->refresh_at) {
         fs->refresh = 0;
         refresh(fs);
+        /* and a pass soon, whoever asked: what a stop left unaudited or unnumbered is done
+         * then, even when no index pass comes (a view already caught up at start) */
+        fs->more = 1;
     }
 }
 
