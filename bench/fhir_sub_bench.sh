@@ -10,8 +10,11 @@
 # timestamp (the ORU^R01 record's time, taken when its batch is sealed, before its fsync) to
 # its arrival at the client, p50/p99/max; and, in the same run over the same connections, a
 # websocket ping's round trip (TLS, the network thread and the client: the floor without the
-# log); and hdxd's /metrics hdx_fhir_notification_latency_seconds (server side: write to
-# send). Knobs: SUB_BIN (build), SUB_N (100), SUB_RATE (20), SUB_SECONDS (10), SUB_PERF (a
+# log); hdxd's /metrics hdx_fhir_notification_latency_seconds (server side: write to send);
+# and the disk's limit in the same run (bench/diskflush.c in the data directory, before the
+# load: one 1.1 KB append + fdatasync, p50/p99). An event's path holds two durable commits
+# (its record, then its disclosure record), so 2 x the fdatasync p50 is its disk floor, and
+# the delivery p50 is also given as a ratio to it. Knobs: SUB_BIN (build), SUB_N (100), SUB_RATE (20), SUB_SECONDS (10), SUB_PERF (a
 # directory: `perf record -g` of hdxd during the load into SUB_PERF/sub.perf.data).
 # Prints key=value lines starting with "fhirsub ". Loopback only; bounded by timeouts.
 set -euo pipefail
@@ -21,10 +24,15 @@ n=${SUB_N:-100}
 rate=${SUB_RATE:-20}
 secs=${SUB_SECONDS:-10}
 PY=/usr/bin/python3
+if [ ! -x "$bin/diskflush" ]; then # the disk probe is a bench target (-DHDX_BENCH=ON)
+  cmake -S . -B "$bin" -DHDX_BENCH=ON >/dev/null && cmake --build "$bin" --target diskflush >/dev/null
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 D=$work/data
 "$bin/hdx" init "$D" >/dev/null
+"$bin/diskflush" "$D" 1 64 >"$work/disk.out"
+disk=$(grep 'batch=1 ' "$work/disk.out")
 key=$("$bin/hdx" user add feed --role integration --api-key -d "$D" | sed -n 's/^api_key=//p')
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mport=$(free_port) sport=$(free_port) hport=$(free_port)
@@ -72,7 +80,7 @@ wait "$wpid"
 msgs=$("$bin/hdx" query -d "$D" --type ORU^R01 --count)
 curl -s --cacert "$D/ca.pem" -H "Authorization: Bearer $key" "https://localhost:$hport/metrics" \
   >"$work/metrics.txt"
-$PY - "$work/ws.json" "$work/metrics.txt" "$n" "$msgs" "$cpu0" "$cpu1" "$secs" <<'EOF'
+$PY - "$work/ws.json" "$work/metrics.txt" "$n" "$msgs" "$cpu0" "$cpu1" "$secs" "$disk" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, msgs, cpu = int(sys.argv[3]), int(sys.argv[4]), (int(sys.argv[6]) - int(sys.argv[5])) / 100
@@ -88,4 +96,8 @@ print("fhirsub delivery_p50_ms=%.2f delivery_p99_ms=%.2f delivery_max_ms=%.2f" %
 print("fhirsub ping_rtt_p50_ms=%.2f ping_rtt_p99_ms=%.2f pings=%d" % (r["rtt_p50_ms"], r["rtt_p99_ms"], r["pings"]))
 print("fhirsub ratio_p99_to_ping_p99=%.2f hdxd_cpu_cores=%.2f" % (r["lat_p99_ms"] / r["rtt_p99_ms"], cpu / float(sys.argv[7])))
 print("fhirsub server_side_cumulative %s" % srv)
+d = dict(kv.split("=") for kv in sys.argv[8].split()[1:])
+floor = 2 * float(d["fdatasync_p50_ms"])
+print("fhirsub disk_fdatasync_p50_ms=%s disk_fdatasync_p99_ms=%s disk_floor_ms=%.3f delivery_p50_over_disk_floor=%.1f"
+      % (d["fdatasync_p50_ms"], d["fdatasync_p99_ms"], floor, r["lat_p50_ms"] / floor))
 EOF
