@@ -767,7 +767,8 @@ static void audit_submit(struct front_sub *fs, struct audit_wait *aw, const stru
                           .outcome = outcome,
                           .reason = reason,
                           .principal = colon ? colon + 1 : s->owner,
-                          .role = "-",
+                          /* the owner's role as the policy judged it (its standing) */
+                          .role = s->standing_who.role_name[0] ? s->standing_who.role_name : "-",
                           .source = "subscription",
                           .cert = "-",
                           .patient = patient,
