@@ -37,7 +37,7 @@ key=$("$bin/hdx" user add feed --role integration --api-key -d "$D" | sed -n 's/
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mport=$(free_port) sport=$(free_port) hport=$(free_port)
 "$bin/hdxd" -c "$D/hdx.conf" -o mllp.listen=127.0.0.1:$mport -o sub.listen=127.0.0.1:$sport \
-  -o http.listen=127.0.0.1:$hport 2>"$work/hdxd.log" &
+  -o http.listen=127.0.0.1:$hport -o dicom.listen= 2>"$work/hdxd.log" &
 hpid=$!
 for _ in $(seq 200); do grep -q event=listening "$work/hdxd.log" 2>/dev/null && break; sleep 0.05; done
 grep -q event=listening "$work/hdxd.log" || { cat "$work/hdxd.log"; exit 1; }

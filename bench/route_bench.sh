@@ -56,7 +56,7 @@ stop_pid() {
 }
 start_hdxd() {
   port=$(free_port)
-  "$bin/hdxd" -c "$d/hdx.conf" -o mllp.listen=127.0.0.1:$port -o sub.listen= -o http.listen= \
+  "$bin/hdxd" -c "$d/hdx.conf" -o mllp.listen=127.0.0.1:$port -o sub.listen= -o http.listen= -o dicom.listen= \
     2>>"$d/hdxd.log" &
   hpid=$!
   pids+=("$hpid")

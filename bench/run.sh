@@ -90,7 +90,7 @@ start_hdxd() { # DIR [-o ...] -> port, sport, hpid
   shift
   port=$(free_port)
   sport=$(free_port)
-  "$bin/hdxd" -c "$d/hdx.conf" -o mllp.listen=127.0.0.1:$port -o sub.listen=127.0.0.1:$sport -o http.listen= "$@" 2>"$d/hdxd.log" &
+  "$bin/hdxd" -c "$d/hdx.conf" -o mllp.listen=127.0.0.1:$port -o sub.listen=127.0.0.1:$sport -o http.listen= -o dicom.listen= "$@" 2>"$d/hdxd.log" &
   hpid=$!
   pids+=("$hpid")
   wait_log "$d/hdxd.log" "$hpid"

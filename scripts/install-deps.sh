@@ -9,10 +9,12 @@ PACKAGES=(
   # libraries (DESIGN.md "Dependencies")
   libssl-dev libsodium-dev libevent-dev libsqlite3-dev libinih-dev libjansson-dev libcmocka-dev
   libhttp-parser-dev liboath-dev libqrencode-dev libpng-dev libcjose-dev libwslay-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev zlib1g-dev
   # run-time tools and the real clients the tests use
   openssl sqlite3 socat procps curl python3 python3-hl7 python3-cryptography python3-jwt python3-websockets
   oathtool zbar-tools
+  # DICOM: dcmtk (echoscu, storescu, findscu, dcmdump: the clients and the oracle), pydicom (its sample files)
+  dcmtk python3-pydicom
   # promtool (tests/integration/73-metrics checks the /metrics scrape)
   prometheus
 )

@@ -13,6 +13,7 @@ static const char usage_text[] =
     "  device add|revoke|list ...       enrol, revoke and list device certificates\n"
     "  user add|passwd|lock|list ...    people: passwords, TOTP, recovery codes, sessions\n"
     "  client add|scope|revoke|list ... SMART Backend Services clients: JWK Sets, scopes\n"
+    "  ae add|remove|list ...           DICOM AE titles bound to enrolled devices\n"
     "  training set USER YYYY-MM-DD     record a user's security-awareness training\n"
     "  careteam add|remove|list ...     which patients a clinician or nurse cares for\n"
     "  consent add|remove|list ...      patients' directives denying a purpose or a role\n"
@@ -21,6 +22,7 @@ static const char usage_text[] =
     "  tail -d DIR --cert C --key K     receive committed messages as they arrive\n"
     "  get SEQ -d DIR                   print one stored message\n"
     "  query -d DIR [filters]           list stored messages by patient, type, time\n"
+    "  dicom ls|get -d DIR ...          stored DICOM instances; one back as a Part 10 file\n"
     "  audit query|disclosures -d DIR   the audit trail; disclosures of one patient\n"
     "  route list|status|retry|skip ... outbound routes: cursors, lag, dead letters\n"
     "  access-review -d DIR             who should lose access: dormant, unused, unreviewed\n"
@@ -46,11 +48,13 @@ static const struct command commands[] = {
     {"device", cmd_device},
     {"user", cmd_user},
     {"client", cmd_client},
+    {"ae", cmd_ae},
     {"training", cmd_training},
     {"send", cmd_send},
     {"tail", cmd_tail},
     {"get", cmd_get},
     {"query", cmd_query},
+    {"dicom", cmd_dicom},
     {"verify", cmd_verify},
     {"sth", cmd_sth},
     {"proof", cmd_proof},

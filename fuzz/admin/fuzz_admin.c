@@ -170,12 +170,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (a.has_scope && (strcmp(r.sc[0].name, a.name) != 0 ||
                                 strcmp(r.sc[0].scope, a.scope) != 0 || r.sc[0].set_us != 1))
                 abort();
+        } else if (a.op == HDX_ADMIN_AE_ADD || a.op == HDX_ADMIN_AE_REMOVE) {
+            /* an AE title touches only its own table; an add makes exactly its row */
+            if (r.n + r.nu + r.nsc + r.nct + r.ncs + r.nbg + r.ncl != 0 ||
+                r.nae != (a.op == HDX_ADMIN_AE_ADD))
+                abort();
+            if (r.nae && (strcmp(r.ae[0].title, a.title) != 0 ||
+                          strcmp(r.ae[0].name, a.name) != 0 || !hdx_admin_ae_title_valid(a.title)))
+                abort();
+            struct hdx_admin rm = {.op = HDX_ADMIN_AE_REMOVE};
+            memcpy(rm.title, a.title, sizeof(rm.title));
+            if (hdx_registry_apply(&r, &rm, 2) != HDX_OK || r.nae != 0) abort();
         } else if (hdx_admin_is_client_op(a.op)) {
-            if (r.n + r.nu + r.nsc + r.nct + r.ncs + r.nbg != 0 ||
+            if (r.n + r.nu + r.nsc + r.nct + r.ncs + r.nbg + r.nae != 0 ||
                 r.ncl != (a.op == HDX_ADMIN_CLIENT_ADD))
                 abort();
             client_check(&a);
-        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg + r.nsc + r.ncl != 0) {
+        } else if (r.nu != 0 || r.nct + r.ncs + r.nbg + r.nsc + r.ncl + r.nae != 0) {
             abort();
         }
         hdx_registry_free(&r);

@@ -128,6 +128,8 @@ int cli_offline_audit(const char *dir, const char *route, const struct cli_read_
 
 int cmd_init(int argc, char **argv);
 int cmd_device(int argc, char **argv);
+int cmd_ae(int argc, char **argv);
+int cmd_dicom(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_training(int argc, char **argv);
 int cmd_careteam(int argc, char **argv);

@@ -47,6 +47,7 @@ static const char verify_usage[] =
     "  users         row by row, column by column, the replay of the user admin records\n"
     "  careteams, consents, break_glass  the same for the policy data's admin records\n"
     "  device_scopes the same for the device_scope admin records (subscribers' scopes)\n"
+    "  dicom_aes     the same for the ae_add/ae_remove admin records (DICOM AE titles)\n"
     "  smart_clients the same for the client_* admin records (SMART backend clients: JWK\n"
     "                Set bytes, scope, created_us, revoked_us)\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
@@ -255,7 +256,7 @@ static void dedup_step(struct verify_job *j, const struct hdx_record *r)
                  (kept == 0 && reused == 1))
             add_bad_in(j, "dedup_log", r->seq, "content digest or reused flag malformed");
         else if (kept == 1 && j->pt_ok &&
-                 (hdx_content_digest_kc(j->kc, j->pt, j->pt_len, digest) != HDX_OK ||
+                 (hdx_content_digest_kind(j->kc, r->kind, j->pt, j->pt_len, digest) != HDX_OK ||
                   CRYPTO_memcmp(digest, content, HDX_BLIND_LEN) != 0))
             add_bad_in(j, "dedup_log", r->seq, "content digest differs from the message's");
         dedup_read(j);
@@ -774,11 +775,11 @@ static int key_row(void *arg, const char *name, const uint8_t *pub, size_t len, 
 /* The registry the admin records make, applied in seq order (commit/admin.h); *nusers and
  * *npolicy count the user and the policy statements. Every body parsed when the walk kept it. */
 static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, size_t *n,
-                  size_t *nusers, size_t *npolicy, size_t *nscopes, size_t *nclients)
+                  size_t *nusers, size_t *npolicy, size_t *nscopes, size_t *nclients, size_t *naes)
 {
     int rc = HDX_OK;
     struct hdx_admin a;
-    *n = *nusers = *npolicy = *nscopes = *nclients = 0;
+    *n = *nusers = *npolicy = *nscopes = *nclients = *naes = 0;
     for (int i = 0; i < njobs && rc == HDX_OK; i++) /* ranges ascend: already in seq order */
         for (size_t k = 0; k < jobs[i].nadmins && rc == HDX_OK; k++, (*n)++) {
             const struct admin_rec *ar = &jobs[i].admins[k];
@@ -788,6 +789,7 @@ static int replay(struct verify_job *jobs, int njobs, struct hdx_registry *reg, 
             *npolicy += hdx_admin_is_policy_op(a.op);
             *nscopes += a.op == HDX_ADMIN_DEVICE_SCOPE;
             *nclients += (size_t)hdx_admin_is_client_op(a.op);
+            *naes += a.op == HDX_ADMIN_AE_ADD || a.op == HDX_ADMIN_AE_REMOVE;
         }
     sodium_memzero(&a, sizeof(a));
     return rc;
@@ -1087,6 +1089,47 @@ static int check_scopes(struct cli_ctx *ctx, const struct hdx_registry *reg, siz
     return w.bad;
 }
 
+/* ---------- dicom_aes: the replay of the ae_* statements ---------- */
+
+static int ae_row(void *arg, const struct hdx_dicom_ae *d, int damaged)
+{
+    struct policy_walk *w = arg;
+    const struct hdx_dicom_ae *want = hdx_registry_ae(w->reg, d->title);
+    char key[80];
+    snprintf(key, sizeof(key), "title=%s", d->title);
+    if (damaged)
+        policy_bad(w, key, "a text no statement writes");
+    else if (!want)
+        policy_bad(w, key, "no admin record binds this AE title");
+    else if ((w->seen[want - w->reg->ae] = 1, strcmp(want->name, d->name) != 0))
+        policy_bad(w, key, "device differs from the admin records");
+    else if (want->set_us != d->set_us)
+        policy_bad(w, key, "set_us differs from the admin records");
+    return 0;
+}
+
+/* dicom_aes must be the replay of the n ae_* admin records: a hand-added binding would let a
+ * certificate speak for an AE title no admin record gave it. */
+static int check_aes(struct cli_ctx *ctx, const struct hdx_registry *reg, size_t n)
+{
+    struct policy_walk w = {reg, "dicom_aes", calloc(reg->nae ? reg->nae : 1, 1), 0};
+    if (!w.seen) {
+        printf("bad dicom_aes reason=\"out of memory\"\n");
+        return 1;
+    }
+    if (hdx_store_dicom_aes_list(ctx->store, ae_row, &w) != HDX_OK)
+        policy_bad(&w, NULL, "unreadable");
+    for (size_t k = 0; k < reg->nae; k++) {
+        char key[80];
+        if (w.seen[k]) continue;
+        snprintf(key, sizeof(key), "title=%s", reg->ae[k].title);
+        policy_bad(&w, key, "missing: the admin records bind this AE title");
+    }
+    if (!w.bad) printf("dicom_aes rows=%zu ok admin_records=%zu\n", reg->nae, n);
+    free(w.seen);
+    return w.bad;
+}
+
 /* ---------- smart_clients: the replay of the client_* statements ---------- */
 
 static int client_row(void *arg, const struct hdx_smart_client *c, int damaged)
@@ -1242,11 +1285,12 @@ int cmd_verify(int argc, char **argv)
         printf("break_glass skipped (needs decryption)\n");
         printf("device_scopes skipped (needs decryption)\n");
         printf("smart_clients skipped (needs decryption)\n");
+        printf("dicom_aes skipped (needs decryption)\n");
     } else {
         table_bad += check_marks(&ctx, jobs, n, last);
         struct hdx_registry reg = {0};
-        size_t nadmin = 0, nuser = 0, npolicy = 0, nscope = 0, nclient = 0;
-        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy, &nscope, &nclient) != HDX_OK) {
+        size_t nadmin = 0, nuser = 0, npolicy = 0, nscope = 0, nclient = 0, nae = 0;
+        if (replay(jobs, n, &reg, &nadmin, &nuser, &npolicy, &nscope, &nclient, &nae) != HDX_OK) {
             printf("bad devices reason=\"out of memory\"\n");
             table_bad++;
         } else {
@@ -1255,6 +1299,7 @@ int cmd_verify(int argc, char **argv)
             table_bad += check_policy(&ctx, &reg, npolicy);
             table_bad += check_scopes(&ctx, &reg, nscope);
             table_bad += check_clients(&ctx, &reg, nclient);
+            table_bad += check_aes(&ctx, &reg, nae);
         }
         hdx_registry_free(&reg);
     }

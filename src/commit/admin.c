@@ -52,6 +52,8 @@ static const char *const op_names[] = {
     [HDX_ADMIN_CLIENT_ADD] = "client_add",
     [HDX_ADMIN_CLIENT_SCOPE] = "client_scope",
     [HDX_ADMIN_CLIENT_REVOKE] = "client_revoke",
+    [HDX_ADMIN_AE_ADD] = "ae_add",
+    [HDX_ADMIN_AE_REMOVE] = "ae_remove",
 };
 #define NOPS (sizeof(op_names) / sizeof(op_names[0]))
 _Static_assert(NOPS == HDX_ADMIN_OP_LAST + 1, "one name per op");
@@ -97,13 +99,14 @@ enum key {
     K_REASON,
     K_JWKS,
     K_CSCOPE, /* a SMART client's scope: its own grammar (auth/smart_scope.h) */
+    K_TITLE,
     K_END
 };
 static const char *const key_names[] = {
-    "name",     "role",        "serial",   "created_us", "revoked_us",    "sign_pub",
-    "pw_hash",  "totp_sealed", "recovery", "at_us",      "date",          "step",
-    "index",    "patient",     "purpose",  "expires_us", "justification", "granted_us",
-    "reviewer", "scope",       "seq",      "reason",     "jwks",          "scope"};
+    "name",        "role",       "serial",        "created_us", "revoked_us", "sign_pub", "pw_hash",
+    "totp_sealed", "recovery",   "at_us",         "date",       "step",       "index",    "patient",
+    "purpose",     "expires_us", "justification", "granted_us", "reviewer",   "scope",    "seq",
+    "reason",      "jwks",       "scope",         "title"};
 _Static_assert(sizeof(key_names) / sizeof(key_names[0]) == K_END, "one name per key");
 static const enum key op_keys[][7] = {
     [HDX_ADMIN_DEVICE_ADD] = {K_NAME, K_ROLE, K_SERIAL, K_CREATED, K_PUB, K_END},
@@ -133,6 +136,8 @@ static const enum key op_keys[][7] = {
     [HDX_ADMIN_CLIENT_ADD] = {K_NAME, K_JWKS, K_CSCOPE, K_CREATED, K_END},
     [HDX_ADMIN_CLIENT_SCOPE] = {K_NAME, K_CSCOPE, K_END},
     [HDX_ADMIN_CLIENT_REVOKE] = {K_NAME, K_REVOKED, K_END},
+    [HDX_ADMIN_AE_ADD] = {K_NAME, K_TITLE, K_END},
+    [HDX_ADMIN_AE_REMOVE] = {K_TITLE, K_END},
 };
 /* The longest value copied out of a body: a SMART client's scope (a device scope is 1,536,
  * recovery, ten 64-digit codes and nine commas, 650). A JWK Set is decoded in place. */
@@ -171,6 +176,8 @@ const char *hdx_admin_type(enum hdx_admin_op op)
         [HDX_ADMIN_CLIENT_ADD] = "admin/client_add",
         [HDX_ADMIN_CLIENT_SCOPE] = "admin/client_scope",
         [HDX_ADMIN_CLIENT_REVOKE] = "admin/client_revoke",
+        [HDX_ADMIN_AE_ADD] = "admin/ae_add",
+        [HDX_ADMIN_AE_REMOVE] = "admin/ae_remove",
     };
     return op >= HDX_ADMIN_DEVICE_ADD && (size_t)op < NOPS ? types[op] : NULL;
 }
@@ -332,6 +339,15 @@ static int jwks_value(struct hdx_admin *a, const char *v, size_t n)
     return 1;
 }
 
+int hdx_admin_ae_title_valid(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 1 || n > HDX_AE_TITLE_MAX || t[0] == ' ' || t[n - 1] == ' ') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] < 0x20 || t[i] > 0x7e || t[i] == '\\') return 0;
+    return 1;
+}
+
 /* One value into a; 0 when invalid. */
 static int set_value(struct hdx_admin *a, enum key k, const char *v)
 {
@@ -426,6 +442,10 @@ static int set_value(struct hdx_admin *a, enum key k, const char *v)
         return 1;
     case K_CSCOPE:
         return smart_scope_ok(a, v, n);
+    case K_TITLE:
+        if (!hdx_admin_ae_title_valid(v)) return 0;
+        memcpy(a->title, v, n + 1);
+        return 1;
     case K_JWKS: /* decoded from the body in place (jwks_value) */
     case K_END:
         break;
@@ -556,6 +576,8 @@ static int format_key(const struct hdx_admin *a, enum key k, char *out, size_t c
         return snprintf(out, cap, "reason=%s\n", a->reason);
     case K_CSCOPE:
         return snprintf(out, cap, "scope=%s\n", a->smart_scope);
+    case K_TITLE:
+        return snprintf(out, cap, "title=%s\n", a->title);
     case K_JWKS: {
         if (a->jwks_len < 1 || a->jwks_len > HDX_SMART_JWKS_MAX) return -1;
         size_t enc = sodium_base64_ENCODED_LEN(a->jwks_len, B64U); /* with its NUL */
@@ -979,6 +1001,51 @@ static int registry_scope_apply(struct hdx_registry *r, const struct hdx_admin *
     return HDX_OK;
 }
 
+/* ---------- DICOM AE titles ---------- */
+
+static int ae_cmp(const void *x, const void *y)
+{
+    const struct hdx_dicom_ae *a = x, *b = y;
+    return strcmp(a->title, b->title);
+}
+
+const struct hdx_dicom_ae *hdx_registry_ae(const struct hdx_registry *r, const char *title)
+{
+    struct hdx_dicom_ae key; /* only its title is compared */
+    snprintf(key.title, sizeof(key.title), "%s", title);
+    return sorted_find(r->ae, r->nae, sizeof(*r->ae), &key, ae_cmp);
+}
+
+static int registry_ae_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
+{
+    int found;
+    struct hdx_dicom_ae row = {0};
+    snprintf(row.title, sizeof(row.title), "%s", a->title);
+    size_t i = sorted_pos(r->ae, r->nae, sizeof(*r->ae), &row, ae_cmp, &found);
+    if (a->op == HDX_ADMIN_AE_REMOVE) {
+        if (found) {
+            memmove(&r->ae[i], &r->ae[i + 1], (r->nae - i - 1) * sizeof(*r->ae));
+            r->nae--;
+        }
+        return HDX_OK;
+    }
+    snprintf(row.name, sizeof(row.name), "%s", a->name);
+    row.set_us = time_us;
+    if (!found && r->nae == r->aecap) {
+        size_t cap = r->aecap ? r->aecap * 2 : 8;
+        struct hdx_dicom_ae *p = realloc(r->ae, cap * sizeof(*p));
+        if (!p) return HDX_E_NOMEM;
+        r->ae = p;
+        r->aecap = cap;
+    }
+    if (!found) {
+        memmove(&r->ae[i + 1], &r->ae[i], (r->nae - i) * sizeof(*r->ae));
+        r->nae++;
+    }
+    r->ae[i] = row;
+    return HDX_OK;
+}
+
 static int registry_policy_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_t time_us)
 {
     struct ptab t = registry_table(r, a->op);
@@ -1150,6 +1217,8 @@ int hdx_registry_apply(struct hdx_registry *r, const struct hdx_admin *a, int64_
     if (hdx_admin_is_user_op(a->op)) return registry_user_apply(r, a, time_us);
     if (hdx_admin_is_policy_op(a->op)) return registry_policy_apply(r, a, time_us);
     if (a->op == HDX_ADMIN_DEVICE_SCOPE) return registry_scope_apply(r, a, time_us);
+    if (a->op == HDX_ADMIN_AE_ADD || a->op == HDX_ADMIN_AE_REMOVE)
+        return registry_ae_apply(r, a, time_us);
     if (hdx_admin_is_route_op(a->op)) return HDX_OK; /* no table: the log is the list */
     int found;
     size_t i = registry_pos(r, a->name, &found);
@@ -1181,6 +1250,7 @@ void hdx_registry_free(struct hdx_registry *r)
     free(r->cs);
     free(r->bg);
     free(r->sc);
+    free(r->ae);
     for (size_t i = 0; i < r->ncl; i++)
         free(r->cl[i].jwks);
     free(r->cl);
@@ -1224,6 +1294,10 @@ int hdx_admin_commit(struct hdx_store *s, int64_t queue_id, const uint8_t *body,
     }
     if (a.op == HDX_ADMIN_DEVICE_SCOPE) {
         rc = hdx_store_device_scope_set(s, a.name, a.has_scope ? a.scope : NULL, time_us);
+        goto dequeue;
+    }
+    if (a.op == HDX_ADMIN_AE_ADD || a.op == HDX_ADMIN_AE_REMOVE) {
+        rc = hdx_store_dicom_ae_set(s, a.title, a.op == HDX_ADMIN_AE_ADD ? a.name : NULL, time_us);
         goto dequeue;
     }
     rc = hdx_store_device_get(s, a.name, &e.dev);

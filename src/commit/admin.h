@@ -39,6 +39,8 @@
  *   op=client_add      name jwks scope created_us
  *   op=client_scope    name scope
  *   op=client_revoke   name revoked_us
+ *   op=ae_add          name title
+ *   op=ae_remove       title
  * name: pki_name_valid; role: device|subscriber|gateway for devices, admin|security-officer|
  * auditor|clinician|nurse|researcher|integration for users; serial: 1-40 lower-case hex digits;
  * *_us: decimal without leading zeros (created_us >= 1, revoked_us >= 1, or 0 in an import:
@@ -121,6 +123,13 @@
  * The record's time is not used. A client's name is a principal's: the hdx CLI refuses a
  * client_add for the name of a user or device, and a user_add or device_add for a client's
  * name (active or revoked), at queue time; apply does not look (it stays total).
+ * DICOM AE titles (net/dicom_session.h binds an association's calling AE title to a device):
+ *   ae_add         row (title) becomes (name, set_us = time), replacing any; the device need
+ *                  not exist (hdx ae add refuses a title of another device, and a name that is
+ *                  not an enrolled device, at queue time)
+ *   ae_remove      row (title) absent
+ * title: 1-16 bytes of printable ASCII (0x20-0x7e) without backslash, no leading or trailing
+ * space (PS3.5 AE: those are padding).
  * Thread: parse/format/registry any; hdx_admin_commit and hdx_admin_migrate on
  * the store handle's thread. */
 #ifndef HDX_ADMIN_H
@@ -168,8 +177,10 @@ enum hdx_admin_op {
     HDX_ADMIN_CLIENT_ADD,
     HDX_ADMIN_CLIENT_SCOPE,
     HDX_ADMIN_CLIENT_REVOKE,
+    HDX_ADMIN_AE_ADD,
+    HDX_ADMIN_AE_REMOVE,
 };
-#define HDX_ADMIN_OP_LAST HDX_ADMIN_CLIENT_REVOKE
+#define HDX_ADMIN_OP_LAST HDX_ADMIN_AE_REMOVE
 
 #define HDX_ADMIN_BY_MAX 96
 struct hdx_admin {
@@ -206,6 +217,8 @@ struct hdx_admin {
     size_t jwks_len;
     uint8_t jwks[HDX_SMART_JWKS_MAX];
     char smart_scope[HDX_SMART_CLIENT_SCOPE_MAX + 1];
+    /* ae_*: the AE title (name is the device) */
+    char title[HDX_AE_TITLE_MAX + 1];
     /* Who made the change, the last line of every statement: "local:LOGIN" (the hdx CLI, by
      * the operating-system account that ran it; "local:root/sudo:LOGIN" under sudo) or
      * "user:NAME" (hdxd, on behalf of a signed-in user) or
@@ -264,6 +277,8 @@ struct hdx_registry {
     size_t nsc, sccap;
     struct hdx_smart_client *cl; /* sorted by name; each jwks owned (hdx_registry_free) */
     size_t ncl, clcap;
+    struct hdx_dicom_ae *ae; /* sorted by title */
+    size_t nae, aecap;
 };
 void hdx_registry_free(struct hdx_registry *r);
 /* Applies one statement committed at time_us (see the top). HDX_E_NOMEM only. */
@@ -280,6 +295,10 @@ const struct hdx_break_glass *hdx_registry_break_glass(const struct hdx_registry
                                                        const struct hdx_break_glass *key);
 /* name's scope row, or NULL (no scope). */
 const struct hdx_device_scope *hdx_registry_scope(const struct hdx_registry *r, const char *name);
+/* title's AE row, or NULL. */
+const struct hdx_dicom_ae *hdx_registry_ae(const struct hdx_registry *r, const char *title);
+/* 1 for a valid AE title (see ae_add above). */
+int hdx_admin_ae_title_valid(const char *title);
 /* name's SMART client row (active or revoked), or NULL. */
 const struct hdx_smart_client *hdx_registry_client(const struct hdx_registry *r, const char *name);
 /* The user row a statement makes of the row before it (present: it exists, before and after):

@@ -176,6 +176,14 @@ int hdx_content_digest_kc(struct hdx_keyctx *kc, const uint8_t *body, size_t len
     return rc;
 }
 
+int hdx_content_digest_kind(struct hdx_keyctx *kc, int kind, const uint8_t *body, size_t len,
+                            uint8_t out[HDX_BLIND_LEN])
+{
+    /* A DICOM instance is binary: a CR byte is not a segment terminator there. */
+    if (kind == HDX_KIND_DICOM) return hdx_keyctx_blind(kc, "content", body, len, out);
+    return hdx_content_digest_kc(kc, body, len, out);
+}
+
 int hdx_intake_blind(struct hdx_intake_item *it, struct hdx_keyctx *kc)
 {
     int rc = HDX_OK;
@@ -186,7 +194,8 @@ int hdx_intake_blind(struct hdx_intake_item *it, struct hdx_keyctx *kc)
     }
     if (rc == HDX_OK && it->control_id[0]) {
         rc = hdx_dedup_token_kc(kc, it->sender, it->control_id, it->dedup);
-        if (rc == HDX_OK) rc = hdx_content_digest_kc(kc, it->body, it->body_len, it->content);
+        if (rc == HDX_OK)
+            rc = hdx_content_digest_kind(kc, it->kind, it->body, it->body_len, it->content);
     }
     it->blinded = rc == HDX_OK;
     return rc;
@@ -712,7 +721,7 @@ static int recover_one(void *arg, const struct hdx_record *r, struct hdx_store_e
     int rc = hdx_record_open_into(r, c->kc, x->pt, x->cap, &len);
     if (rc == HDX_OK && memcmp(r->dedup, zero, HDX_BLIND_LEN) != 0) {
         uint64_t earlier;
-        rc = hdx_content_digest_kc(c->kc, x->pt, len, x->content);
+        rc = hdx_content_digest_kind(c->kc, r->kind, x->pt, len, x->content);
         if (rc == HDX_OK) {
             e->content = x->content;
             e->reused =

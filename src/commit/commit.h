@@ -130,5 +130,9 @@ int hdx_dedup_token_kc(struct hdx_keyctx *kc, const char *sender, const char *co
  * counted at the end), kept with its duplicate token (docs/HL7.md, "Duplicates"). */
 int hdx_content_digest_kc(struct hdx_keyctx *kc, const uint8_t *body, size_t len,
                           uint8_t out[HDX_BLIND_LEN]);
+/* The content digest of a record of this kind: the above for HL7 v2 (and the other text
+ * kinds), the keyed digest of the bytes exactly as they are for a DICOM instance. */
+int hdx_content_digest_kind(struct hdx_keyctx *kc, int kind, const uint8_t *body, size_t len,
+                            uint8_t out[HDX_BLIND_LEN]);
 
 #endif

@@ -62,6 +62,16 @@ static const struct conf_key conf_keys[] = {
     INT("http", "header_timeout_ms", http_header_timeout_ms, 100, 600000, "10000"),
     INT("http", "request_timeout_ms", http_request_timeout_ms, 100, 3600000, "30000"),
     INT("http", "idle_timeout_s", http_idle_timeout_s, 1, 86400, "60"),
+    STR("dicom", "listen", dicom_listen, "127.0.0.1:2762"),
+    STR("dicom", "plain_listen", dicom_plain_listen, ""),
+    STR("dicom", "plain_allow", dicom_plain_allow, "127.0.0.1,::1"),
+    STR("dicom", "ae_title", dicom_ae_title, "HDX"),
+    INT("dicom", "max_pdu", dicom_max_pdu, 4096, 16777216, "262144"),
+    SIZE("dicom", "max_instance", dicom_max_instance, 1 << 20, 200 << 20, "67108864"),
+    INT("dicom", "artim_ms", dicom_artim_ms, 100, 600000, "30000"),
+    INT("dicom", "idle_timeout_s", dicom_idle_timeout_s, 1, 86400, "600"),
+    INT("dicom", "max_connections", dicom_max_connections, 1, 1000000, "512"),
+    STR("dicom", "storage_classes", dicom_storage_classes, ""),
     INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
     STR("tls", "min_version", tls_min_version, "1.3"),
     INT("tls", "crl_check_ms", tls_crl_check_ms, 50, 60000, "250"),
@@ -356,6 +366,27 @@ const char *hdx_conf_template(void)
            "subscription_timeout_ms = 10000\n"
            "subscription_backoff_max_ms = 60000\n"
            "subscriptions_max = 1000\n"
+           "\n"
+           "[dicom]\n"
+           "; DICOM TLS (PS3.15 BCP 195): a client certificate is required, and the calling\n"
+           "; AE title must be bound to its device (hdx ae add TITLE --device NAME); empty = off\n"
+           "listen = 127.0.0.1:2762\n"
+           "; the called AE title hdxd answers to; any other is rejected\n"
+           "ae_title = HDX\n"
+           "; plaintext DICOM for modalities that cannot do TLS: off when empty (port 11112\n"
+           "; is usual). Insecure: logged as such, and only addresses in plain_allow may connect\n"
+           "plain_listen =\n"
+           "plain_allow = 127.0.0.1,::1\n"
+           "; the largest PDU hdxd receives, and the largest data set one C-STORE may carry\n"
+           "max_pdu = 262144\n"
+           "max_instance = 67108864\n"
+           "; ARTIM (ms): the A-ASSOCIATE-RQ must arrive, and a peer close after a release or\n"
+           "; abort, within this; an association without a PDU for idle_timeout_s is aborted\n"
+           "artim_ms = 30000\n"
+           "idle_timeout_s = 600\n"
+           "max_connections = 512\n"
+           "; storage SOP class UIDs accepted besides the built-in table, comma-separated\n"
+           "storage_classes =\n"
            "\n"
            "[tls]\n"
            "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"

@@ -37,6 +37,17 @@ struct hdx_conf {
     int http_header_timeout_ms;  /* the request line and headers must arrive within this */
     int http_request_timeout_ms; /* the whole request, body included */
     int http_idle_timeout_s;     /* a keep-alive connection with no request */
+    /* [dicom] (docs/DICOM-CONFORMANCE.md) */
+    char dicom_listen[128];       /* DICOM TLS; "" = off */
+    char dicom_plain_listen[128]; /* plaintext DICOM, allow-listed; "" = off (default) */
+    char dicom_plain_allow[512];
+    char dicom_ae_title[17];   /* the called AE title hdxd answers to */
+    int dicom_max_pdu;         /* the maximum PDU length hdxd receives (A-ASSOCIATE-AC) */
+    size_t dicom_max_instance; /* the largest data set one C-STORE may carry */
+    int dicom_artim_ms;        /* ARTIM: awaiting the A-ASSOCIATE-RQ, and the close */
+    int dicom_idle_timeout_s;  /* an association with no PDU for this long is aborted */
+    int dicom_max_connections;
+    char dicom_storage_classes[2048]; /* more storage SOP class UIDs, comma-separated */
     /* [tls] */
     int tls_handshake_timeout_ms;
     char tls_min_version[8]; /* "1.3" (default) or "1.2" */

@@ -173,7 +173,7 @@ void hdx_metrics_start(void)
 
 enum kind { COUNTER, GAUGE, HISTOGRAM, PROCESS };
 
-static const char *const proto_names[] = {"mllp", "legacy", "http", "sub"};
+static const char *const proto_names[] = {"mllp", "legacy", "http", "sub", "dicom", "dicom-plain"};
 static const char *const outcome_names[] = {"delivered", "retried", "dead"};
 static const char *const auth_names[] = {"login", "api_key", "certificate"};
 static const char *const front_names[] = {"https", "sub", "route"};

@@ -18,10 +18,12 @@
 
 /* Where a connection or a message came in (label protocol). */
 enum hdx_metric_proto {
-    HDX_METRIC_MLLP = 0, /* MLLP over TLS (mllp.listen) */
-    HDX_METRIC_LEGACY,   /* plaintext MLLP (legacy.listen) */
-    HDX_METRIC_HTTP,     /* HTTPS (http.listen) */
-    HDX_METRIC_SUB,      /* the subscription port (sub.listen) */
+    HDX_METRIC_MLLP = 0,    /* MLLP over TLS (mllp.listen) */
+    HDX_METRIC_LEGACY,      /* plaintext MLLP (legacy.listen) */
+    HDX_METRIC_HTTP,        /* HTTPS (http.listen) */
+    HDX_METRIC_SUB,         /* the subscription port (sub.listen) */
+    HDX_METRIC_DICOM,       /* DICOM TLS (dicom.listen) */
+    HDX_METRIC_DICOM_PLAIN, /* plaintext DICOM (dicom.plain_listen) */
     HDX_METRIC_PROTO_COUNT
 };
 

@@ -466,10 +466,12 @@ static int admit_peer(struct hdx_conn *c, char *why, size_t cap)
 
 static int metric_proto(const char *port)
 {
-    return !strcmp(port, "legacy") ? HDX_METRIC_LEGACY
-           : !strcmp(port, "http") ? HDX_METRIC_HTTP
-           : !strcmp(port, "sub")  ? HDX_METRIC_SUB
-                                   : HDX_METRIC_MLLP;
+    return !strcmp(port, "legacy")        ? HDX_METRIC_LEGACY
+           : !strcmp(port, "http")        ? HDX_METRIC_HTTP
+           : !strcmp(port, "sub")         ? HDX_METRIC_SUB
+           : !strcmp(port, "dicom")       ? HDX_METRIC_DICOM
+           : !strcmp(port, "dicom-plain") ? HDX_METRIC_DICOM_PLAIN
+                                          : HDX_METRIC_MLLP;
 }
 
 /* The peer is who it says and may be here: it leaves the unauthenticated budgets. */

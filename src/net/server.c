@@ -15,6 +15,7 @@
 #include "core/metrics.h"
 #include "core/util.h"
 #include "net/conn.h"
+#include "net/dicom_session.h"
 #include "net/front.h"
 #include "net/http_session.h"
 #include "net/mllp_session.h"
@@ -37,6 +38,7 @@ struct hdx_server {
     struct hdx_tls *tls;
     struct hdx_net *net;
     struct hdx_mllp *mllp;
+    struct hdx_dicom *dicom;
     struct hdx_http *http;
     struct hdx_front *front;
     struct hdx_sub_ctx sub;
@@ -146,7 +148,10 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             if (it->on_done) it->on_done(it->done_arg, it);
         } else {
             if (it->status == HDX_OK && !it->duplicate) publish(srv, it);
-            hdx_mllp_done(c, it);
+            if (it->kind == HDX_KIND_DICOM)
+                hdx_dicom_done(c, it);
+            else
+                hdx_mllp_done(c, it);
         }
         hdx_intake_item_free(it);
     }
@@ -265,6 +270,22 @@ static int open_listeners(struct hdx_server *srv, char *why, size_t cap)
                                            .max_connections = conf->legacy_max_connections};
         rc = hdx_net_listen(srv->net, &legacy, why, cap);
     }
+    if (rc == HDX_OK && conf->dicom_listen[0]) {
+        struct hdx_listener_spec dicom = {.addr = conf->dicom_listen,
+                                          .ops = &hdx_dicom_tls_ops,
+                                          .ctx = srv->dicom,
+                                          .tls = 1,
+                                          .max_connections = conf->dicom_max_connections};
+        rc = hdx_net_listen(srv->net, &dicom, why, cap);
+    }
+    if (rc == HDX_OK && conf->dicom_plain_listen[0]) {
+        struct hdx_listener_spec dicom = {.addr = conf->dicom_plain_listen,
+                                          .ops = &hdx_dicom_plain_ops,
+                                          .ctx = srv->dicom,
+                                          .allow = conf->dicom_plain_allow,
+                                          .max_connections = conf->dicom_max_connections};
+        rc = hdx_net_listen(srv->net, &dicom, why, cap);
+    }
     if (rc == HDX_OK && conf->http_listen[0]) {
         /* People have no certificate: one is asked for, checked if sent, not required. */
         struct hdx_listener_spec http = {.addr = conf->http_listen,
@@ -276,10 +297,12 @@ static int open_listeners(struct hdx_server *srv, char *why, size_t cap)
         rc = hdx_net_listen(srv->net, &http, why, cap);
     }
     if (rc != HDX_OK) return rc;
-    hdx_info("listening", "mllp=%s sub=%s http=%s legacy=%s", conf->mllp_listen,
-             conf->sub_listen[0] ? conf->sub_listen : "off",
+    hdx_info("listening", "mllp=%s sub=%s http=%s legacy=%s dicom=%s dicom_plain=%s",
+             conf->mllp_listen, conf->sub_listen[0] ? conf->sub_listen : "off",
              conf->http_listen[0] ? conf->http_listen : "off",
-             conf->legacy_listen[0] ? conf->legacy_listen : "off");
+             conf->legacy_listen[0] ? conf->legacy_listen : "off",
+             conf->dicom_listen[0] ? conf->dicom_listen : "off",
+             conf->dicom_plain_listen[0] ? conf->dicom_plain_listen : "off");
     return HDX_OK;
 }
 
@@ -398,6 +421,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                          (rc = hdx_mllp_new(conf, submit, srv, &srv->mllp)) != HDX_OK ||
                          (rc = hdx_http_new(conf, &srv->http)) != HDX_OK))
         snprintf(why, why_cap, "cannot create the connection layer: %s", hdx_strerror(rc));
+    if (rc == HDX_OK) rc = hdx_dicom_new(conf, submit, srv, &srv->dicom, why, why_cap);
     if (rc == HDX_OK && (rc = make_events(srv)) != HDX_OK)
         snprintf(why, why_cap, "cannot create events: %s", hdx_strerror(rc));
     if (rc == HDX_OK && (rc = hdx_store_last(ro_store, &last, chain, NULL)) != HDX_OK)
@@ -477,6 +501,7 @@ void hdx_server_free(struct hdx_server *srv)
     hdx_bus_free(srv->bus);
     hdx_sub_ctx_free(&srv->sub);
     hdx_mllp_free(srv->mllp);
+    hdx_dicom_free(srv->dicom);
     hdx_http_free(srv->http);
     if (srv->submit_ev) event_free(srv->submit_ev);
     hdx_keyctx_free(srv->kc);

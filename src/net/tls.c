@@ -245,6 +245,14 @@ const char *hdx_tls_failure_reason(SSL *ssl, unsigned long err, char *buf, size_
     const char *lib = err ? ERR_reason_error_string(err) : NULL;
     if (v != X509_V_OK)
         snprintf(buf, cap, "certificate: %s", X509_verify_cert_error_string(v));
+    else if (err && ERR_GET_LIB(err) == ERR_LIB_SSL &&
+             (ERR_GET_REASON(err) == SSL_R_WRONG_VERSION_NUMBER ||
+              ERR_GET_REASON(err) == SSL_R_UNKNOWN_PROTOCOL ||
+              ERR_GET_REASON(err) == SSL_R_HTTP_REQUEST ||
+              ERR_GET_REASON(err) == SSL_R_PACKET_LENGTH_TOO_LONG))
+        /* What a peer speaking its protocol in plaintext to a TLS port causes: say so, rather
+         * than leave the operator to guess from a record-layer error (dicom-rs #722). */
+        snprintf(buf, cap, "%s (not TLS: a plaintext client on a TLS port?)", lib);
     else
         snprintf(buf, cap, "%s", lib ? lib : "connection closed during handshake");
     return buf;

@@ -276,6 +276,25 @@ int hdx_store_break_glass_list(struct hdx_store *s,
                                int (*cb)(void *ctx, const struct hdx_break_glass *g, int bad),
                                void *ctx);
 
+/* DICOM AE titles (schema 7): the replay of the ae_add/ae_remove admin records
+ * (commit/admin.h), keyed by title: an association whose calling AE title is here is bound to
+ * device name (net/dicom_session.h). set_us: the commit time of the record that set it. */
+#define HDX_AE_TITLE_MAX 16
+struct hdx_dicom_ae {
+    char title[HDX_AE_TITLE_MAX + 1];
+    char name[65];
+    int64_t set_us;
+};
+/* The writer (only an admin record's transaction): name NULL removes the row. */
+int hdx_store_dicom_ae_set(struct hdx_store *s, const char *title, const char *name,
+                           int64_t set_us);
+/* HDX_OK, HDX_E_NOTFOUND, or HDX_E_INTEGRITY for a row that does not fit. */
+int hdx_store_dicom_ae_get(struct hdx_store *s, const char *title, struct hdx_dicom_ae *out);
+/* Every row in title order (bad: the row does not fit). */
+int hdx_store_dicom_aes_list(struct hdx_store *s,
+                             int (*cb)(void *ctx, const struct hdx_dicom_ae *a, int bad),
+                             void *ctx);
+
 /* Subscribers' granted scopes (schema 5): the replay of the device_scope admin records
  * (commit/admin.h), written by nothing else, keyed by device name. scope is a canonical scope
  * text (policy/scope.h: types, senders, patient tokens; never an identifier); no row: no

@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -150,6 +150,11 @@ struct hdx_store {
     "CREATE TABLE IF NOT EXISTS smart_clients(name TEXT PRIMARY KEY, jwks BLOB NOT NULL,"          \
     " scope TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL) STRICT;"
 
+/* DICOM AE titles bound to devices: the replay of the ae_* admin records, keyed by title. */
+#define AES_SQL                                                                                    \
+    "CREATE TABLE IF NOT EXISTS dicom_aes(title TEXT PRIMARY KEY, name TEXT NOT NULL,"             \
+    " set_us INTEGER NOT NULL) STRICT;"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
     "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -174,7 +179,7 @@ static const char schema_sql[] =
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL SCOPES_SQL
-        CLIENTS_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 6);";
+        CLIENTS_SQL AES_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 7);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -196,6 +201,8 @@ static const char migrate_4_to_5_sql[] = SCOPES_SQL "UPDATE meta SET v=5 WHERE k
  * changed. */
 static const char migrate_5_to_6_sql[] =
     CLIENTS_SQL "UPDATE meta SET v=6 WHERE k='schema_version';";
+/* Version 6 had no DICOM AE titles (no association could be bound); nothing else changed. */
+static const char migrate_6_to_7_sql[] = AES_SQL "UPDATE meta SET v=7 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -258,6 +265,7 @@ static int configure(struct hdx_store *s, int flags)
     if (rc == HDX_OK && version >= 1 && version <= 3) rc = exec(s, migrate_3_to_4_sql);
     if (rc == HDX_OK && version >= 1 && version <= 4) rc = exec(s, migrate_4_to_5_sql);
     if (rc == HDX_OK && version >= 1 && version <= 5) rc = exec(s, migrate_5_to_6_sql);
+    if (rc == HDX_OK && version >= 1 && version <= 6) rc = exec(s, migrate_6_to_7_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
@@ -2004,6 +2012,77 @@ int hdx_store_break_glass_list(struct hdx_store *s,
             &q, NULL) != SQLITE_OK)
         return db_error(s, "break_glass_prepare");
     return each_row(s, q, grant_row, &w, "break_glass");
+}
+
+/* ---------- DICOM AE titles (commit/admin.h is their only writer) ---------- */
+
+int hdx_store_dicom_ae_set(struct hdx_store *s, const char *title, const char *name, int64_t set_us)
+{
+    sqlite3_stmt *q = NULL;
+    if (s->failed) return HDX_E_STORE;
+    if (sqlite3_prepare_v2(s->db,
+                           name ? "INSERT OR REPLACE INTO dicom_aes(title,name,set_us)"
+                                  " VALUES(?1,?2,?3)"
+                                : "DELETE FROM dicom_aes WHERE title=?1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, "dicom_ae_set_prepare");
+    sqlite3_bind_text(q, 1, title, -1, SQLITE_STATIC);
+    if (name) {
+        sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, set_us);
+    }
+    return write_step(s, q, "dicom_ae_set");
+}
+
+static int row_to_ae(sqlite3_stmt *q, struct hdx_dicom_ae *a)
+{
+    memset(a, 0, sizeof(*a));
+    int ok = text_col(q, 0, a->title, sizeof(a->title));
+    ok &= text_col(q, 1, a->name, sizeof(a->name));
+    a->set_us = sqlite3_column_int64(q, 2);
+    return ok;
+}
+
+int hdx_store_dicom_ae_get(struct hdx_store *s, const char *title, struct hdx_dicom_ae *out)
+{
+    sqlite3_stmt *q = NULL;
+    struct hdx_dicom_ae a;
+    if (sqlite3_prepare_v2(s->db, "SELECT title,name,set_us FROM dicom_aes WHERE title=?", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_error(s, "dicom_ae_get_prepare");
+    sqlite3_bind_text(q, 1, title, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q), out_rc = HDX_E_NOTFOUND;
+    if (rc == SQLITE_ROW)
+        out_rc = row_to_ae(q, &a) ? HDX_OK : HDX_E_INTEGRITY;
+    else if (rc != SQLITE_DONE)
+        out_rc = db_error(s, "dicom_ae_get");
+    sqlite3_finalize(q);
+    if (out_rc == HDX_OK) *out = a;
+    return out_rc;
+}
+
+struct ae_walk {
+    int (*cb)(void *ctx, const struct hdx_dicom_ae *a, int bad);
+    void *ctx;
+};
+
+static int ae_row(void *w, sqlite3_stmt *q)
+{
+    struct ae_walk *aw = w;
+    struct hdx_dicom_ae a;
+    int ok = row_to_ae(q, &a);
+    return aw->cb(aw->ctx, &a, !ok);
+}
+
+int hdx_store_dicom_aes_list(struct hdx_store *s,
+                             int (*cb)(void *ctx, const struct hdx_dicom_ae *a, int bad), void *ctx)
+{
+    sqlite3_stmt *q = NULL;
+    struct ae_walk w = {cb, ctx};
+    if (sqlite3_prepare_v2(s->db, "SELECT title,name,set_us FROM dicom_aes ORDER BY title", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_error(s, "dicom_aes_prepare");
+    return each_row(s, q, ae_row, &w, "dicom_aes");
 }
 
 /* ---------- subscribers' scopes (commit/admin.h is their only writer) ---------- */

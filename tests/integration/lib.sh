@@ -154,15 +154,19 @@ EOF
 
 # start_hdxd [-o KEY=VALUE ...]: starts hdxd on fresh ports with these overrides (later
 # ones win), waits until it logs event=listening (10 s), and sets HDXD_PID, LOG, MLLP_PORT,
-# SUB_PORT, HTTP_PORT, LEGACY_PORT (free; legacy is used only if the caller passes
-# legacy.listen).
-# In the arguments, @LEGACY@ becomes the new LEGACY_PORT (e.g. legacy.listen=127.0.0.1:@LEGACY@).
+# SUB_PORT, HTTP_PORT, DICOM_PORT, LEGACY_PORT and DICOM_PLAIN_PORT (free; the last two are
+# used only if the caller passes legacy.listen or dicom.plain_listen).
+# In the arguments, @LEGACY@ becomes the new LEGACY_PORT (e.g. legacy.listen=127.0.0.1:@LEGACY@)
+# and @DICOM_PLAIN@ the new DICOM_PLAIN_PORT.
 # A second call starts a second daemon on the same $D (stop the first one before).
 start_hdxd() {
     local ports i a args=()
-    ports=$(free_ports 4)
-    read -r MLLP_PORT SUB_PORT LEGACY_PORT HTTP_PORT <<<"$ports"
-    for a in "$@"; do args+=("${a//@LEGACY@/$LEGACY_PORT}"); done
+    ports=$(free_ports 6)
+    read -r MLLP_PORT SUB_PORT LEGACY_PORT HTTP_PORT DICOM_PORT DICOM_PLAIN_PORT <<<"$ports"
+    for a in "$@"; do
+        a=${a//@LEGACY@/$LEGACY_PORT}
+        args+=("${a//@DICOM_PLAIN@/$DICOM_PLAIN_PORT}")
+    done
     LOG=$T/hdxd.${#_HDXD_PIDS[@]}.log
     : >"$LOG"
     # Under AddressSanitizer a small quarantine keeps RSS meaningful for the memory bounds
@@ -170,7 +174,7 @@ start_hdxd() {
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4" \
         "$HDXD" -c "$D/hdx.conf" -o "mllp.listen=127.0.0.1:$MLLP_PORT" \
         -o "sub.listen=127.0.0.1:$SUB_PORT" -o "http.listen=127.0.0.1:$HTTP_PORT" \
-        ${args[@]+"${args[@]}"} 2>"$LOG" &
+        -o "dicom.listen=127.0.0.1:$DICOM_PORT" ${args[@]+"${args[@]}"} 2>"$LOG" &
     HDXD_PID=$!
     _HDXD_PIDS+=("$HDXD_PID")
     for ((i = 0; i < 100; i++)); do

@@ -1570,6 +1570,72 @@ static void test_client_registry_and_store(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ae_add / ae_remove: canonical bodies, refusals, and the same apply for the registry (verify's
+ * replay) and the store's dicom_aes table (hdx_admin_commit). */
+static void test_ae_bodies_registry_and_store(void **state)
+{
+    const char *add = "HDX-ADMIN 1\nop=ae_add\nname=ct-scanner\ntitle=CT 1\n";
+    const char *rm = "HDX-ADMIN 1\nop=ae_remove\ntitle=CT 1\nby=local:root\n";
+    struct hdx_admin a;
+    char out[HDX_ADMIN_BODY_MAX + 1], cmd[320];
+    assert_int_equal(hdx_admin_parse((const uint8_t *)add, strlen(add), &a), HDX_OK);
+    assert_int_equal(a.op, HDX_ADMIN_AE_ADD);
+    assert_string_equal(a.name, "ct-scanner");
+    assert_string_equal(a.title, "CT 1");
+    assert_string_equal(hdx_admin_type(a.op), "admin/ae_add");
+    assert_int_equal(hdx_admin_format(&a, out, sizeof(out)), (int)strlen(add));
+    assert_string_equal(out, add);
+    assert_int_equal(hdx_admin_parse((const uint8_t *)rm, strlen(rm), &a), HDX_OK);
+    assert_int_equal(a.op, HDX_ADMIN_AE_REMOVE);
+    assert_int_equal(hdx_admin_format(&a, out, sizeof(out)), (int)strlen(rm));
+    assert_string_equal(out, rm);
+    /* refused titles: empty, 17 bytes, padding spaces, a backslash, a control byte */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle=\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle=ABCDEFGHIJKLMNOPQ\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle=ABCDEFGHIJKLMNOP\n"), HDX_OK);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle= CT\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle=CT \n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle=C\\T\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_remove\ntitle=C\tT\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_add\ntitle=CT\nname=x\n"), HDX_E_INVAL); /* order */
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_add\nname=x\n"), HDX_E_INVAL);
+    assert_int_equal(parse("HDX-ADMIN 1\nop=ae_add\nname=bad name\ntitle=CT\n"), HDX_E_INVAL);
+
+    struct hdx_registry r = {0};
+    struct hdx_store *s = NULL;
+    struct hdx_dicom_ae row;
+    assert_int_equal(hdx_mkdtemp("hdx-admin-ae-", tmpdir, sizeof(tmpdir)), 0);
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(dbpath, HDX_STORE_CREATE, &s), HDX_OK);
+    const char *bodies[] = {
+        "HDX-ADMIN 1\nop=ae_add\nname=ct-scanner\ntitle=CT1\n",
+        "HDX-ADMIN 1\nop=ae_add\nname=mri\ntitle=MR1\n",
+        "HDX-ADMIN 1\nop=ae_add\nname=mri\ntitle=CT1\n", /* replaces */
+        "HDX-ADMIN 1\nop=ae_remove\ntitle=MR1\n",
+        "HDX-ADMIN 1\nop=ae_remove\ntitle=NONE\n", /* nothing to remove: no change */
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        const uint8_t *b = (const uint8_t *)bodies[i];
+        assert_int_equal(hdx_admin_parse(b, strlen(bodies[i]), &a), HDX_OK);
+        assert_int_equal(hdx_registry_apply(&r, &a, (int64_t)(100 + i)), HDX_OK);
+        assert_int_equal(hdx_admin_commit(s, 0, b, strlen(bodies[i]), (int64_t)(100 + i)), HDX_OK);
+    }
+    assert_int_equal(r.nae, 1);
+    const struct hdx_dicom_ae *want = hdx_registry_ae(&r, "CT1");
+    assert_non_null(want);
+    assert_string_equal(want->name, "mri");
+    assert_int_equal(want->set_us, 102);
+    assert_null(hdx_registry_ae(&r, "MR1"));
+    assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &row), HDX_OK);
+    assert_string_equal(row.name, want->name);
+    assert_int_equal(row.set_us, want->set_us);
+    assert_int_equal(hdx_store_dicom_ae_get(s, "MR1", &row), HDX_E_NOTFOUND);
+    hdx_registry_free(&r);
+    hdx_store_close(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1596,6 +1662,7 @@ int main(void)
         cmocka_unit_test(test_client_bodies_roundtrip),
         cmocka_unit_test(test_client_refusals),
         cmocka_unit_test(test_client_registry_and_store),
+        cmocka_unit_test(test_ae_bodies_registry_and_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,7 +254,7 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 6); /* and on to the newest */
+    assert_int_equal(v, 7); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
@@ -287,7 +287,7 @@ static void test_migrate_4_to_5(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 6);
+    assert_int_equal(v, 7);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
@@ -328,7 +328,7 @@ static void test_migrate_5_to_6(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 6);
+    assert_int_equal(v, 7);
     assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_E_NOTFOUND);
     uint8_t doc[] = "{\"keys\":[]}";
     struct hdx_smart_client c = {.name = "lab",
@@ -354,6 +354,56 @@ static void test_migrate_5_to_6(void **state)
     hdx_smart_client_clear(&got);
     c.jwks_len = 0; /* no statement writes an empty JWK Set */
     assert_int_equal(hdx_store_client_put(s, &c), HDX_E_INVAL);
+    hdx_store_close(s);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_store_close(s);
+}
+
+static int count_aes(void *arg, const struct hdx_dicom_ae *a, int bad)
+{
+    assert_false(bad);
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* A schema-6 store (no dicom_aes) is migrated in place when a writer opens it: the table
+ * appears empty (no AE title bound: every association is rejected, as none was accepted
+ * before), a reader refuses the store until then. */
+static void test_migrate_6_to_7(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    struct hdx_dicom_ae got;
+    snprintf(path, sizeof(path), "%s/v6.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE dicom_aes;"
+                                  "UPDATE meta SET v=6 WHERE k='schema_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 7);
+    assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_store_dicom_ae_set(s, "CT1", "scanner", 5), HDX_OK);
+    assert_int_equal(hdx_store_dicom_ae_set(s, "MR 2", "mri", 6), HDX_OK);
+    assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_OK);
+    assert_string_equal(got.name, "scanner");
+    assert_int_equal(got.set_us, 5);
+    assert_int_equal(hdx_store_dicom_ae_set(s, "CT1", "other", 8), HDX_OK); /* replaced */
+    assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_OK);
+    assert_string_equal(got.name, "other");
+    int n = 0;
+    assert_int_equal(hdx_store_dicom_aes_list(s, count_aes, &n), HDX_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(hdx_store_dicom_ae_set(s, "CT1", NULL, 0), HDX_OK);
+    assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_E_NOTFOUND);
     hdx_store_close(s);
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
     hdx_store_close(s);
@@ -520,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_migrate_3_to_4),
         cmocka_unit_test(test_migrate_4_to_5),
         cmocka_unit_test(test_migrate_5_to_6),
+        cmocka_unit_test(test_migrate_6_to_7),
         cmocka_unit_test(test_bus_replay_then_live),
         cmocka_unit_test(test_bus_admit_hook),
     };

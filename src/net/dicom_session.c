@@ -1,0 +1,926 @@
+#include "net/dicom_session.h"
+
+#include <event2/buffer.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commit/admin.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "dicom/dataset.h"
+#include "dicom/dimse.h"
+#include "dicom/sop.h"
+#include "dicom/ul.h"
+#include "policy/policy.h"
+
+/* A Part 10 meta header of hdx's is well under this (six UIDs of 64 bytes, an AE title). */
+#define META_ROOM 1024
+/* Every PDU but P-DATA-TF is small; an A-ASSOCIATE-RQ is the largest (dicom/ul.h). */
+#define OTHER_PDU_MAX HDX_UL_RQ_MAX
+
+struct hdx_dicom {
+    const struct hdx_conf *conf;
+    void (*submit)(void *arg, struct hdx_intake_item *it);
+    void *submit_arg;
+    const char *const *ts;
+    size_t nts;
+};
+
+/* What a DIMSE request whose data set is still arriving asked for. */
+enum pending_kind { PENDING_NONE, PENDING_STORE, PENDING_DISCARD };
+
+struct dcm_conn {
+    enum hdx_ul_state state;
+    struct event *artim, *pdu_timer, *idle;
+    int pdu_timer_armed;
+    struct hdx_ul_assoc_ac *ac; /* the negotiated contexts, once associated */
+    uint32_t peer_max;          /* the requestor's maximum PDU length, 0: unlimited */
+    char calling[HDX_UL_AE_LEN + 1];
+    /* the command set being assembled, then the request it made */
+    uint8_t *cmd;
+    size_t cmd_len;
+    struct hdx_dimse_cmd q;
+    uint8_t q_pctx;
+    enum pending_kind pending;
+    /* the data set being assembled after META_ROOM bytes kept for the meta header */
+    uint8_t *ds;
+    size_t ds_len, ds_cap, ds_seen;
+    int ds_overflow;
+    int64_t ds_started_us;
+    /* the C-STORE being committed */
+    uint16_t store_msg_id;
+    uint8_t store_pctx;
+    char store_class[HDX_DS_UID_MAX + 1], store_instance[HDX_DS_UID_MAX + 1];
+    int release_pending;
+    uint64_t stored, refused, echoes;
+};
+
+static const struct hdx_ul_pctx_result *context(const struct dcm_conn *ss, uint8_t id)
+{
+    if (!ss->ac) return NULL;
+    for (size_t i = 0; i < ss->ac->npctx; i++)
+        if (ss->ac->pctx[i].id == id && ss->ac->pctx[i].result == HDX_PCTX_ACCEPT)
+            return &ss->ac->pctx[i];
+    return NULL;
+}
+
+static const char *who(const struct hdx_conn *c)
+{
+    return c->principal[0] ? c->principal : "-";
+}
+
+/* ---------- timers ---------- */
+
+static void start_timer(struct event *ev, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+static void artim_start(struct hdx_conn *c)
+{
+    struct hdx_dicom *d = c->ctx;
+    start_timer(((struct dcm_conn *)c->session)->artim, d->conf->dicom_artim_ms);
+}
+
+static void arm_idle(struct hdx_conn *c)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    if (ss->state == HDX_STA6) start_timer(ss->idle, d->conf->dicom_idle_timeout_s * 1000);
+}
+
+static void arm_pdu_timer(struct hdx_conn *c, int on)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    if (on && !ss->pdu_timer_armed) {
+        start_timer(ss->pdu_timer, d->conf->dicom_artim_ms);
+        ss->pdu_timer_armed = 1;
+    } else if (!on && ss->pdu_timer_armed) {
+        evtimer_del(ss->pdu_timer);
+        ss->pdu_timer_armed = 0;
+    }
+}
+
+/* ---------- writing ---------- */
+
+static void write_pdu(struct hdx_conn *c, const uint8_t *p, size_t n)
+{
+    if (n) evbuffer_add(bufferevent_get_output(c->bev), p, n);
+}
+
+/* Sends A-ABORT and waits (ARTIM) for the peer to close: AA-1 and AA-8. */
+static void send_abort(struct hdx_conn *c, uint8_t source, uint8_t reason, const char *event,
+                       const char *why)
+{
+    struct dcm_conn *ss = c->session;
+    uint8_t pdu[16];
+    hdx_warn(event,
+             "peer=%s sender=%s calling=%s state=%s abort_source=%u abort_reason=%u "
+             "reason=\"%s\"",
+             c->peer, who(c), ss->calling[0] ? ss->calling : "-", hdx_ul_state_name(ss->state),
+             source, reason, why);
+    write_pdu(c, pdu, hdx_ul_build_abort(source, reason, pdu, sizeof(pdu)));
+    ss->state = HDX_STA13;
+    evtimer_del(ss->idle);
+    artim_start(c);
+}
+
+static void provider_abort(struct hdx_conn *c, uint8_t reason, const char *why)
+{
+    send_abort(c, HDX_ABORT_SOURCE_PROVIDER, reason, "dicom_abort", why);
+}
+
+/* A DIMSE message (command set, then the data set when there is one) as P-DATA-TF PDUs of at
+ * most the peer's maximum length, into out (an evbuffer) or a malloc'd buffer. */
+static int frame_message(struct evbuffer *out, uint32_t peer_max, uint8_t pctx, const uint8_t *cmd,
+                         size_t cmd_len, const uint8_t *ds, size_t ds_len)
+{
+    /* the variable field of a PDU: its PDV item (4 length + 2 header + data) */
+    size_t room = peer_max ? peer_max - 6 : (1u << 20);
+    for (int part = 0; part < 2; part++) {
+        const uint8_t *p = part ? ds : cmd;
+        size_t left = part ? ds_len : cmd_len;
+        if (part && !ds) break;
+        do {
+            size_t n = left < room ? left : room;
+            uint8_t hdr[HDX_UL_PDATA_OVERHEAD];
+            uint8_t control = (uint8_t)((part ? 0 : 1) | (n == left ? 2 : 0));
+            hdx_ul_pdata_header(hdr, pctx, control, (uint32_t)n);
+            if (evbuffer_add(out, hdr, sizeof(hdr)) != 0 || (n && evbuffer_add(out, p, n) != 0))
+                return HDX_E_NOMEM;
+            p += n;
+            left -= n;
+        } while (left);
+    }
+    return HDX_OK;
+}
+
+static void send_response(struct hdx_conn *c, uint8_t pctx, uint16_t command, uint16_t msg_id,
+                          const char *cls, const char *inst, uint16_t status, const char *comment)
+{
+    struct dcm_conn *ss = c->session;
+    uint8_t rsp[512];
+    size_t n =
+        hdx_dimse_build_rsp(command, msg_id, cls, inst, status, 0, comment, rsp, sizeof(rsp));
+    if (!n || frame_message(bufferevent_get_output(c->bev), ss->peer_max, pctx, rsp, n, NULL, 0))
+        hdx_error("dicom_response_failed", "peer=%s command=0x%04x", c->peer, command);
+}
+
+/* A C-STORE refused before it reached the log: its DIMSE status and one log line. */
+static void store_refused(struct hdx_conn *c, uint16_t status, const char *why)
+{
+    struct dcm_conn *ss = c->session;
+    char inst[80];
+    ss->refused++;
+    hdx_metric_rejected(c->tls ? HDX_METRIC_DICOM : HDX_METRIC_DICOM_PLAIN);
+    hdx_warn(
+        "dicom_store_refused",
+        "peer=%s sender=%s calling=%s status=0x%04x instance=%s "
+        "reason=\"%s\"",
+        c->peer, who(c), ss->calling, status,
+        hdx_log_str(inst, sizeof(inst), ss->q.affected_instance[0] ? ss->q.affected_instance : "-"),
+        why);
+    send_response(c, ss->q_pctx, HDX_C_STORE_RSP, ss->q.message_id, ss->q.affected_class,
+                  ss->q.affected_instance, status, why);
+}
+
+/* ---------- association ---------- */
+
+static void send_reject(struct hdx_conn *c, uint8_t result, uint8_t source, uint8_t reason,
+                        const char *why)
+{
+    struct dcm_conn *ss = c->session;
+    uint8_t pdu[16];
+    char calling[40];
+    hdx_warn("dicom_association_rejected",
+             "peer=%s sender=%s calling=%s result=%u source=%u reason_code=%u reason=\"%s\"",
+             c->peer, who(c),
+             hdx_log_str(calling, sizeof(calling), ss->calling[0] ? ss->calling : "-"), result,
+             source, reason, why);
+    write_pdu(c, pdu, hdx_ul_build_assoc_rj(result, source, reason, pdu, sizeof(pdu)));
+    ss->state = HDX_STA13; /* AE-8 */
+    artim_start(c);
+}
+
+/* The calling AE title must be bound to the certificate's device (to any device on the
+ * plaintext port, where there is no certificate). 0 when it is. */
+static int calling_bound(struct hdx_conn *c, const char *calling, char *why, size_t cap)
+{
+    struct hdx_dicom_ae ae;
+    int rc = hdx_store_dicom_ae_get(hdx_conn_store(c), calling, &ae);
+    if (rc == HDX_E_NOTFOUND) {
+        snprintf(why, cap, "calling AE title not bound to any device (hdx ae add)");
+        return -1;
+    }
+    if (rc != HDX_OK) {
+        snprintf(why, cap, "cannot read the AE titles: %s", hdx_strerror(rc));
+        return -1;
+    }
+    if (c->tls && strcmp(ae.name, c->principal) != 0) {
+        snprintf(why, cap, "calling AE title is bound to another device than the certificate's");
+        return -1;
+    }
+    return 0;
+}
+
+/* AE-6: the A-ASSOCIATE-RQ, judged; then AE-7 (A-ASSOCIATE-AC, Sta6) or AE-8 (-RJ, Sta13). */
+static void associate(struct hdx_conn *c, const uint8_t *body, size_t len)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    const char *why = NULL;
+    char reason[160];
+    uint8_t abort_reason = HDX_ABORT_NOT_SPECIFIED;
+    struct hdx_ul_assoc_rq *rq = calloc(1, sizeof(*rq));
+    struct hdx_ul_assoc_ac *ac = calloc(1, sizeof(*ac));
+    size_t cap = 1024 + HDX_UL_PCTX_MAX * (12 + HDX_UL_UID_MAX);
+    uint8_t *pdu = malloc(cap);
+    evtimer_del(ss->artim);
+    if (!rq || !ac || !pdu) {
+        send_reject(c, 2, 3, 1, "server out of memory"); /* transient, temporary congestion */
+        goto out;
+    }
+    if (hdx_ul_parse_assoc_rq(body, len, rq, &why, &abort_reason) != HDX_OK) {
+        ss->state = HDX_STA2; /* the PDU was invalid: Evt19 in Sta2 (AA-1) */
+        send_abort(c, HDX_ABORT_SOURCE_USER, 0, "dicom_abort", why);
+        goto out;
+    }
+    snprintf(ss->calling, sizeof(ss->calling), "%s", rq->calling);
+    if (!(rq->protocol_version & 1)) {
+        send_reject(c, 1, 2, 2, "protocol version not supported");
+        goto out;
+    }
+    if (strcmp(rq->app_context, HDX_UL_APP_CONTEXT) != 0) {
+        send_reject(c, 1, 1, 2, "application context name not supported");
+        goto out;
+    }
+    if (strcmp(rq->called, d->conf->dicom_ae_title) != 0) {
+        snprintf(reason, sizeof(reason), "called AE title not recognized (this is %s)",
+                 d->conf->dicom_ae_title);
+        send_reject(c, 1, 1, 7, reason);
+        goto out;
+    }
+    if (calling_bound(c, rq->calling, reason, sizeof(reason)) != 0) {
+        send_reject(c, 1, 1, 3, reason);
+        goto out;
+    }
+    hdx_ul_negotiate(rq, hdx_sop_abstract_ok, d->ts, d->nts, ac);
+    size_t n =
+        hdx_ul_build_assoc_ac(rq, ac, (uint32_t)d->conf->dicom_max_pdu,
+                              HDX_UID_IMPLEMENTATION_CLASS, HDX_IMPLEMENTATION_VERSION, pdu, cap);
+    if (!n) {
+        send_reject(c, 2, 3, 2, "A-ASSOCIATE-AC does not fit");
+        goto out;
+    }
+    write_pdu(c, pdu, n);
+    ss->ac = ac;
+    ac = NULL;
+    ss->peer_max = rq->max_pdu && rq->max_pdu < HDX_UL_PDU_MIN ? HDX_UL_PDU_MIN : rq->max_pdu;
+    ss->state = HDX_STA6; /* AE-7 */
+    arm_idle(c);
+    if (!ss->ac->accepted)
+        hdx_warn("dicom_no_context",
+                 "peer=%s sender=%s calling=%s contexts=%zu reason=\"no "
+                 "presentation context is acceptable\"",
+                 c->peer, who(c), ss->calling, rq->npctx);
+    hdx_info("dicom_associated",
+             "peer=%s sender=%s calling=%s contexts=%zu accepted=%zu "
+             "max_pdu=%u implementation=%s tls=%s",
+             c->peer, who(c), ss->calling, rq->npctx, ss->ac->accepted, rq->max_pdu,
+             rq->impl_class[0] ? rq->impl_class : "-", c->tls ? "yes" : "none");
+out:
+    free(rq);
+    free(ac);
+    free(pdu);
+}
+
+/* AR-2 then, at once, AR-4: the release is answered once nothing is owed. */
+static void release_reply(struct hdx_conn *c)
+{
+    struct dcm_conn *ss = c->session;
+    uint8_t pdu[16];
+    ss->release_pending = 0;
+    write_pdu(c, pdu, hdx_ul_build_release_rp(pdu, sizeof(pdu)));
+    ss->state = HDX_STA13;
+    evtimer_del(ss->idle);
+    artim_start(c);
+}
+
+/* ---------- DIMSE ---------- */
+
+static int ds_reserve(struct dcm_conn *ss, size_t more)
+{
+    size_t need = META_ROOM + ss->ds_len + more;
+    if (need <= ss->ds_cap) return HDX_OK;
+    size_t cap = ss->ds_cap ? ss->ds_cap : 64 * 1024;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(ss->ds, cap);
+    if (!p) return HDX_E_NOMEM;
+    ss->ds = p;
+    ss->ds_cap = cap;
+    return HDX_OK;
+}
+
+static void ds_reset(struct dcm_conn *ss)
+{
+    ss->ds_len = ss->ds_seen = 0;
+    ss->ds_overflow = 0;
+    ss->pending = PENDING_NONE;
+}
+
+/* A command set is complete. */
+static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
+{
+    struct dcm_conn *ss = c->session;
+    const char *why = NULL;
+    int rc = hdx_dimse_parse(ss->cmd, ss->cmd_len, &ss->q, &why);
+    ss->cmd_len = 0;
+    if (rc != HDX_OK) {
+        provider_abort(c, HDX_ABORT_INVALID_PARAM, why);
+        return;
+    }
+    ss->q_pctx = ctx->id;
+    int has_ds = ss->q.data_set_type != HDX_DIMSE_NO_DATASET;
+    ds_reset(ss);
+    ss->ds_started_us = hdx_monotonic_us();
+    switch (ss->q.command) {
+    case HDX_C_ECHO_RQ:
+        if (has_ds) {
+            ss->pending = PENDING_DISCARD;
+            return;
+        }
+        ss->echoes++;
+        send_response(c, ctx->id, HDX_C_ECHO_RSP, ss->q.message_id, ss->q.affected_class, "",
+                      0x0000, NULL);
+        return;
+    case HDX_C_STORE_RQ:
+        if (!has_ds) {
+            store_refused(c, 0xC000, "C-STORE-RQ without a data set");
+            return;
+        }
+        ss->pending = PENDING_STORE;
+        return;
+    case HDX_C_CANCEL_RQ:
+        return; /* nothing hdx runs can be cancelled */
+    default:
+        if (has_ds) {
+            ss->pending = PENDING_DISCARD;
+            return;
+        }
+        send_response(c, ctx->id, (uint16_t)(ss->q.command | 0x8000), ss->q.message_id,
+                      ss->q.affected_class, "", 0x0211, "unrecognized operation");
+        return;
+    }
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
+/* The C-STORE's data set is complete: checked, then handed to the commit pipeline. */
+static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    char why[200];
+    if (ss->ds_overflow) {
+        snprintf(why, sizeof(why), "data set of %zu bytes exceeds dicom.max_instance (%zu)",
+                 ss->ds_seen, d->conf->dicom_max_instance);
+        store_refused(c, 0xA700, why);
+        return;
+    }
+    if (!ss->ds_len) {
+        store_refused(c, 0xC000, "empty data set");
+        return;
+    }
+    int deflated = 0;
+    enum hdx_ds_syntax syn = hdx_ds_syntax_of(ctx->ts, &deflated);
+    const uint8_t *ds = ss->ds + META_ROOM;
+    uint8_t *inflated = NULL;
+    size_t walk_len = ss->ds_len;
+    struct hdx_ds_limits lim;
+    struct hdx_ds_error err = {0};
+    struct hdx_dcm_keys *k = calloc(1, sizeof(*k));
+    if (!k) {
+        store_refused(c, 0xA700, "server out of memory");
+        return;
+    }
+    hdx_ds_limits_default(&lim);
+    int rc = HDX_OK;
+    if (deflated) {
+        rc = hdx_ds_inflate(ds, ss->ds_len, d->conf->dicom_max_instance, &inflated, &walk_len);
+        if (rc == HDX_E_TOOBIG) {
+            snprintf(why, sizeof(why), "inflated data set exceeds dicom.max_instance (%zu)",
+                     d->conf->dicom_max_instance);
+            store_refused(c, 0xA700, why);
+            goto out;
+        }
+        if (rc != HDX_OK) {
+            store_refused(c, 0xC000, "deflated data set does not inflate");
+            goto out;
+        }
+    }
+    rc = hdx_dcm_extract(inflated ? inflated : ds, walk_len, syn, &lim, k, &err);
+    if (rc != HDX_OK) {
+        snprintf(why, sizeof(why), "cannot understand the data set: %s at offset %zu",
+                 err.why ? err.why : "malformed", err.offset);
+        store_refused(c, 0xC000, why);
+        goto out;
+    }
+    if (!k->sop_class[0] || !k->sop_instance[0]) {
+        store_refused(c, 0xA900, "data set has no SOP Class UID or SOP Instance UID");
+        goto out;
+    }
+    if (!str_eq(k->sop_class, ctx->abstract_syntax) ||
+        !str_eq(k->sop_class, ss->q.affected_class)) {
+        store_refused(c, 0xA900,
+                      "SOP Class UID of the data set differs from the presentation context's "
+                      "or the command's");
+        goto out;
+    }
+    if (!str_eq(k->sop_instance, ss->q.affected_instance)) {
+        store_refused(c, 0xA900, "SOP Instance UID of the data set differs from the command's");
+        goto out;
+    }
+    uint8_t meta[META_ROOM];
+    size_t mlen =
+        hdx_dcm_meta_build(k->sop_class, k->sop_instance, ctx->ts, HDX_UID_IMPLEMENTATION_CLASS,
+                           HDX_IMPLEMENTATION_VERSION, ss->calling, meta, sizeof(meta));
+    struct hdx_intake_item *it = mlen ? calloc(1, sizeof(*it)) : NULL;
+    uint8_t rsp[512];
+    size_t rlen = hdx_dimse_build_rsp(HDX_C_STORE_RSP, ss->q.message_id, k->sop_class,
+                                      k->sop_instance, 0x0000, 0, NULL, rsp, sizeof(rsp));
+    struct evbuffer *framed = evbuffer_new();
+    if (!it || !rlen || !framed ||
+        frame_message(framed, ss->peer_max, ctx->id, rsp, rlen, NULL, 0) != HDX_OK) {
+        free(it);
+        if (framed) evbuffer_free(framed);
+        store_refused(c, 0xA700, "server out of memory");
+        goto out;
+    }
+    /* The record's body is the Part 10 file: the meta header goes in front of the data set,
+     * in the room kept for it; the buffer becomes the item's. */
+    memmove(ss->ds + mlen, ss->ds + META_ROOM, ss->ds_len);
+    memcpy(ss->ds, meta, mlen);
+    it->body = ss->ds;
+    it->body_len = mlen + ss->ds_len;
+    ss->ds = NULL;
+    ss->ds_cap = 0;
+    it->reply_len = evbuffer_get_length(framed);
+    it->reply = malloc(it->reply_len);
+    if (it->reply)
+        evbuffer_remove(framed, it->reply, it->reply_len);
+    else
+        it->reply_len = 0;
+    evbuffer_free(framed);
+    it->kind = HDX_KIND_DICOM;
+    snprintf(it->sender, sizeof(it->sender), "%s", c->principal);
+    snprintf(it->type, sizeof(it->type), "%s", hdx_sop_storage_name(k->sop_class));
+    snprintf(it->control_id, sizeof(it->control_id), "%s", k->sop_instance);
+    snprintf(it->patient_id, sizeof(it->patient_id), "%s", k->patient_id);
+    it->origin = c;
+    it->received_us = ss->ds_started_us;
+    ss->store_msg_id = ss->q.message_id;
+    ss->store_pctx = ctx->id;
+    memcpy(ss->store_class, k->sop_class, sizeof(ss->store_class));
+    memcpy(ss->store_instance, k->sop_instance, sizeof(ss->store_instance));
+    c->inflight++;
+    hdx_metric_ingest(c->tls ? HDX_METRIC_DICOM : HDX_METRIC_DICOM_PLAIN);
+    d->submit(d->submit_arg, it);
+out:
+    if (inflated) {
+        sodium_memzero(inflated, walk_len);
+        free(inflated);
+    }
+    sodium_memzero(k, sizeof(*k)); /* patient name and id */
+    free(k);
+}
+
+static void on_dataset(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
+{
+    struct dcm_conn *ss = c->session;
+    enum pending_kind kind = ss->pending;
+    ss->pending = PENDING_NONE;
+    if (kind == PENDING_STORE) {
+        on_store(c, ctx);
+    } else { /* a request hdx does not carry a data set for */
+        uint16_t status = ss->q.command == HDX_C_ECHO_RQ ? 0xC000 : 0x0211;
+        send_response(c, ctx->id, (uint16_t)(ss->q.command | 0x8000), ss->q.message_id,
+                      ss->q.affected_class, "", status,
+                      status == 0xC000 ? "C-ECHO-RQ with a data set" : "unrecognized operation");
+    }
+    if (ss->ds && ss->ds_cap > 4 * 1024 * 1024) { /* one large instance should not pin memory */
+        free(ss->ds);
+        ss->ds = NULL;
+        ss->ds_cap = 0;
+    }
+    ds_reset(ss);
+}
+
+/* DT-2: the PDVs of one P-DATA-TF. */
+static void pdata(struct hdx_conn *c, const uint8_t *body, size_t len)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    struct hdx_dcur cur = hdx_dcur_make(body, len);
+    struct hdx_ul_pdv pdv;
+    const char *why = NULL;
+    int n = 0, rc;
+    while (!c->closing && ss->state == HDX_STA6 &&
+           (rc = hdx_ul_pdv_next(&cur, &pdv, &why)) == HDX_OK) {
+        const struct hdx_ul_pctx_result *ctx = context(ss, pdv.pctx_id);
+        n++;
+        if (!ctx) {
+            provider_abort(c, HDX_ABORT_INVALID_PARAM,
+                           "PDV on a presentation context that was not accepted");
+            return;
+        }
+        if (c->inflight) {
+            provider_abort(c, HDX_ABORT_UNEXPECTED_PDU,
+                           "a request while another is outstanding (no asynchronous operations "
+                           "window was granted)");
+            return;
+        }
+        if (pdv.control & 1) { /* command */
+            if (ss->pending != PENDING_NONE) {
+                provider_abort(c, HDX_ABORT_UNEXPECTED_PARAM,
+                               "command fragment while a data set was expected");
+                return;
+            }
+            if (ss->cmd_len + pdv.len > HDX_DIMSE_CMD_MAX) {
+                provider_abort(c, HDX_ABORT_INVALID_PARAM, "command set over 64 KiB");
+                return;
+            }
+            if (!ss->cmd && !(ss->cmd = malloc(HDX_DIMSE_CMD_MAX))) {
+                provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "server out of memory");
+                return;
+            }
+            memcpy(ss->cmd + ss->cmd_len, pdv.data, pdv.len);
+            ss->cmd_len += pdv.len;
+            if (pdv.control & 2) on_command(c, ctx);
+            continue;
+        }
+        if (ss->pending == PENDING_NONE || pdv.pctx_id != ss->q_pctx) {
+            provider_abort(c, HDX_ABORT_UNEXPECTED_PARAM,
+                           ss->pending == PENDING_NONE
+                               ? "data set fragment without a command that announced one"
+                               : "data set fragment on another presentation context than its "
+                                 "command's");
+            return;
+        }
+        ss->ds_seen += pdv.len;
+        if (ss->pending == PENDING_STORE && !ss->ds_overflow) {
+            if (ss->ds_len + pdv.len > d->conf->dicom_max_instance)
+                ss->ds_overflow = 1; /* read to its end, answered A700, never kept */
+            else if (ds_reserve(ss, pdv.len) != HDX_OK) {
+                provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "server out of memory");
+                return;
+            } else {
+                memcpy(ss->ds + META_ROOM + ss->ds_len, pdv.data, pdv.len);
+                ss->ds_len += pdv.len;
+            }
+        }
+        if (pdv.control & 2) on_dataset(c, ctx);
+    }
+    if (c->closing || ss->state != HDX_STA6) return;
+    if (rc != HDX_E_NOTFOUND)
+        provider_abort(c, HDX_ABORT_INVALID_PARAM, why ? why : "malformed PDV");
+    else if (n == 0)
+        provider_abort(c, HDX_ABORT_INVALID_PARAM, "P-DATA-TF without a PDV");
+}
+
+/* ---------- the state machine ---------- */
+
+static void close_now(struct hdx_conn *c, const char *reason)
+{
+    struct dcm_conn *ss = c->session;
+    ss->state = HDX_STA1;
+    hdx_conn_log_close(c, "connection_closed", reason);
+    hdx_conn_close(c, 0);
+}
+
+/* One event and the action Table 9-10 names for it in the current state. */
+static void ul_event(struct hdx_conn *c, enum hdx_ul_event evt, const uint8_t *body, size_t len)
+{
+    struct dcm_conn *ss = c->session;
+    enum hdx_ul_state next;
+    enum hdx_ul_action act = hdx_ul_transition(ss->state, evt, &next);
+    char why[120];
+    switch (act) {
+    case HDX_AE6:
+        ss->state = HDX_STA3;
+        associate(c, body, len);
+        return;
+    case HDX_DT2:
+        ss->state = next;
+        pdata(c, body, len);
+        return;
+    case HDX_AR2:
+        ss->state = HDX_STA8;
+        if (c->inflight)
+            ss->release_pending = 1; /* answered after the outstanding C-STORE */
+        else
+            release_reply(c);
+        return;
+    case HDX_AA3: /* the peer aborted */
+        hdx_info("dicom_aborted_by_peer", "peer=%s sender=%s calling=%s state=%s", c->peer, who(c),
+                 ss->calling[0] ? ss->calling : "-", hdx_ul_state_name(ss->state));
+        close_now(c, "peer aborted");
+        return;
+    case HDX_AA6: /* Sta13: whatever arrives is ignored until the close */
+    case HDX_ACT_NONE:
+        if (act == HDX_AA6 || evt == HDX_EVT17) return;
+        break;
+    case HDX_AA1:
+        send_abort(c, HDX_ABORT_SOURCE_USER, 0, "dicom_abort",
+                   evt == HDX_EVT19 ? "not a DICOM PDU (or not one expected before association)"
+                                    : "PDU not expected before association");
+        return;
+    case HDX_AA2:
+    case HDX_AA4:
+    case HDX_AA5:
+    case HDX_AR5:
+        close_now(c, act == HDX_AA2 ? "ARTIM expired" : "closed");
+        return;
+    case HDX_AA7:
+        send_abort(c, HDX_ABORT_SOURCE_PROVIDER, HDX_ABORT_UNEXPECTED_PDU, "dicom_abort",
+                   "PDU after the association ended");
+        return;
+    case HDX_AA8:
+        snprintf(why, sizeof(why), "%s in %s",
+                 evt == HDX_EVT19 ? "unrecognized or invalid PDU" : "unexpected PDU",
+                 hdx_ul_state_name(ss->state));
+        provider_abort(c, evt == HDX_EVT19 ? HDX_ABORT_UNRECOGNIZED_PDU : HDX_ABORT_UNEXPECTED_PDU,
+                       why);
+        return;
+    default:
+        break;
+    }
+    /* An action of the requestor's side, which an acceptor never takes. */
+    snprintf(why, sizeof(why), "%s in %s (not an acceptor's action)", hdx_ul_action_name(act),
+             hdx_ul_state_name(ss->state));
+    provider_abort(c, HDX_ABORT_UNEXPECTED_PDU, why);
+}
+
+static void on_artim(evutil_socket_t fd, short what, void *arg)
+{
+    struct hdx_conn *c = arg;
+    struct dcm_conn *ss = c->session;
+    if (c->closing) return;
+    if (ss->state == HDX_STA2)
+        hdx_warn("dicom_artim_expired",
+                 "peer=%s sender=%s state=Sta2 reason=\"no "
+                 "A-ASSOCIATE-RQ within dicom.artim_ms\"",
+                 c->peer, who(c));
+    ul_event(c, HDX_EVT18, NULL, 0);
+}
+
+static void on_pdu_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct hdx_conn *c = arg;
+    struct dcm_conn *ss = c->session;
+    ss->pdu_timer_armed = 0;
+    if (c->closing) return;
+    if (ss->state == HDX_STA13) {
+        close_now(c, "ARTIM expired");
+        return;
+    }
+    provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "a PDU did not complete within dicom.artim_ms");
+    hdx_conn_close(c, 0);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    struct hdx_conn *c = arg;
+    struct dcm_conn *ss = c->session;
+    if (c->closing || ss->state != HDX_STA6) return;
+    if (c->inflight) {
+        arm_idle(c);
+        return;
+    }
+    provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "no PDU for dicom.idle_timeout_s");
+    hdx_conn_close(c, 0);
+}
+
+static void dcm_read(struct hdx_conn *c)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (!c->closing) {
+        size_t len = evbuffer_get_length(in);
+        if (ss->state == HDX_STA13 || ss->state == HDX_STA1) { /* AA-6: ignored until the close */
+            evbuffer_drain(in, len);
+            return;
+        }
+        if (c->inflight || ss->release_pending) {
+            hdx_conn_pause(c, HDX_PAUSE_SESSION); /* one operation at a time */
+            arm_pdu_timer(c, 0);
+            return;
+        }
+        if (hdx_conn_output_full(c)) {
+            hdx_conn_pause(c, HDX_PAUSE_OUTPUT);
+            arm_pdu_timer(c, 0);
+            return;
+        }
+        uint8_t hdr[HDX_UL_HEADER_LEN], type;
+        uint32_t blen;
+        if (len < HDX_UL_HEADER_LEN ||
+            evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr) ||
+            hdx_ul_pdu_header(hdr, sizeof(hdr), &type, &blen) != HDX_OK) {
+            arm_pdu_timer(c, len > 0);
+            return;
+        }
+        enum hdx_ul_event evt = hdx_ul_pdu_event(type);
+        size_t max = type == HDX_PDU_P_DATA ? (size_t)d->conf->dicom_max_pdu : OTHER_PDU_MAX;
+        if (evt == HDX_EVT19) { /* not a PDU type: nothing after it can be framed */
+            evbuffer_drain(in, len);
+            ul_event(c, HDX_EVT19, NULL, 0);
+            return;
+        }
+        if (blen > max) {
+            char why[160];
+            snprintf(why, sizeof(why), "PDU of %u bytes exceeds the maximum of %zu%s", blen, max,
+                     type == HDX_PDU_P_DATA ? " (dicom.max_pdu, as negotiated)" : "");
+            evbuffer_drain(in, len);
+            if (ss->state == HDX_STA2)
+                send_abort(c, HDX_ABORT_SOURCE_USER, 0, "dicom_abort", why);
+            else
+                provider_abort(c, HDX_ABORT_INVALID_PARAM, why);
+            return;
+        }
+        if (len < HDX_UL_HEADER_LEN + (size_t)blen) {
+            arm_pdu_timer(c, 1);
+            return;
+        }
+        arm_pdu_timer(c, 0);
+        const uint8_t *pdu = evbuffer_pullup(in, (ev_ssize_t)(HDX_UL_HEADER_LEN + blen));
+        if (!pdu) {
+            provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "server out of memory");
+            return;
+        }
+        arm_idle(c);
+        ul_event(c, evt, pdu + HDX_UL_HEADER_LEN, blen);
+        evbuffer_drain(in, HDX_UL_HEADER_LEN + blen);
+    }
+}
+
+void hdx_dicom_done(struct hdx_conn *c, const struct hdx_intake_item *it)
+{
+    struct dcm_conn *ss = c->session;
+    if (!c->closing && ss->state != HDX_STA13) {
+        if (it->status == HDX_OK && it->reply_len) {
+            write_pdu(c, it->reply, it->reply_len);
+            ss->stored++;
+            if (it->received_us) hdx_metric_ack_latency(hdx_monotonic_us() - it->received_us);
+        } else {
+            const char *why = it->status == HDX_OK ? "stored, but the response could not be "
+                                                     "prepared; send it again"
+                              : it->status == HDX_E_INTEGRITY
+                                  ? "not stored: log integrity alarm, hdx is read-only"
+                                  : "not stored (storage failure); send it again later";
+            ss->refused++;
+            hdx_warn("dicom_store_failed", "peer=%s sender=%s calling=%s status=0x%04x err=%s",
+                     c->peer, who(c), ss->calling, 0xA700, hdx_strerror(it->status));
+            send_response(c, ss->store_pctx, HDX_C_STORE_RSP, ss->store_msg_id, ss->store_class,
+                          ss->store_instance, 0xA700, why);
+        }
+    }
+    hdx_conn_settle(c);
+    if (c->closing) return;
+    if (ss->release_pending) {
+        release_reply(c);
+        return;
+    }
+    hdx_conn_resume(c, HDX_PAUSE_SESSION);
+}
+
+/* ---------- session ops ---------- */
+
+static int tls_role_allowed(const char *role)
+{
+    return hdx_policy_role_has(hdx_role_parse(role), HDX_RES_STREAM, HDX_ACT_WRITE);
+}
+
+static int plain_role_allowed(const char *role)
+{
+    return strcmp(role, "legacy") == 0;
+}
+
+static int dcm_open(struct hdx_conn *c)
+{
+    struct dcm_conn *ss = calloc(1, sizeof(*ss));
+    if (!ss) return -1;
+    c->session = ss;
+    ss->state = HDX_STA2; /* Evt5 in Sta1: AE-5, transport open, ARTIM started */
+    ss->artim = evtimer_new(hdx_conn_base(c), on_artim, c);
+    ss->pdu_timer = evtimer_new(hdx_conn_base(c), on_pdu_timeout, c);
+    ss->idle = evtimer_new(hdx_conn_base(c), on_idle, c);
+    if (!ss->artim || !ss->pdu_timer || !ss->idle) return -1;
+    artim_start(c);
+    return 0;
+}
+
+/* Refused after the handshake (role, too many connections for the principal): the request is
+ * answered A-ASSOCIATE-RJ, whatever it says. */
+static void dcm_refuse(struct hdx_conn *c, const char *why)
+{
+    uint8_t pdu[16];
+    int transient = strstr(why, "too many") != NULL;
+    write_pdu(c, pdu,
+              hdx_ul_build_assoc_rj(transient ? 2 : 1, transient ? 3 : 1, transient ? 2 : 1, pdu,
+                                    sizeof(pdu)));
+}
+
+static void dcm_free(struct hdx_conn *c)
+{
+    struct dcm_conn *ss = c->session;
+    if (!ss) return;
+    if (ss->artim) event_free(ss->artim);
+    if (ss->pdu_timer) event_free(ss->pdu_timer);
+    if (ss->idle) event_free(ss->idle);
+    if (ss->ds) {
+        sodium_memzero(ss->ds, ss->ds_cap); /* an instance is PHI */
+        free(ss->ds);
+    }
+    if (ss->cmd) free(ss->cmd);
+    free(ss->ac);
+    free(ss);
+    c->session = NULL;
+}
+
+static void dcm_describe(const struct hdx_conn *c, char *buf, size_t cap)
+{
+    const struct dcm_conn *ss = c->session;
+    if (!ss) return;
+    char calling[40];
+    snprintf(buf, cap, " calling=%s state=%s stored=%llu refused=%llu echoes=%llu",
+             hdx_log_str(calling, sizeof(calling), ss->calling[0] ? ss->calling : "-"),
+             hdx_ul_state_name(ss->state), (unsigned long long)ss->stored,
+             (unsigned long long)ss->refused, (unsigned long long)ss->echoes);
+}
+
+static void dcm_drained(struct hdx_conn *c)
+{
+    struct dcm_conn *ss = c->session;
+    if (c->closing || c->inflight || ss->release_pending) return;
+    hdx_conn_resume(c, HDX_PAUSE_SESSION);
+}
+
+const struct hdx_session_ops hdx_dicom_tls_ops = {
+    .port = "dicom",
+    .role_allowed = tls_role_allowed,
+    .open = dcm_open,
+    .refuse = dcm_refuse,
+    .read = dcm_read,
+    .drained = dcm_drained,
+    .free = dcm_free,
+    .describe = dcm_describe,
+};
+
+const struct hdx_session_ops hdx_dicom_plain_ops = {
+    .port = "dicom-plain",
+    .role_allowed = plain_role_allowed,
+    .open = dcm_open,
+    .refuse = dcm_refuse,
+    .read = dcm_read,
+    .drained = dcm_drained,
+    .free = dcm_free,
+    .describe = dcm_describe,
+};
+
+int hdx_dicom_new(const struct hdx_conf *conf,
+                  void (*submit)(void *arg, struct hdx_intake_item *it), void *submit_arg,
+                  struct hdx_dicom **out, char *why, size_t cap)
+{
+    if (!hdx_admin_ae_title_valid(conf->dicom_ae_title)) {
+        snprintf(why, cap,
+                 "dicom.ae_title: '%s' is not an AE title (1-16 printable ASCII, no "
+                 "backslash, no leading or trailing space)",
+                 conf->dicom_ae_title);
+        return HDX_E_CONFIG;
+    }
+    int rc = hdx_sop_add_storage(conf->dicom_storage_classes, why, cap);
+    if (rc != HDX_OK) return rc;
+    struct hdx_dicom *d = calloc(1, sizeof(*d));
+    if (!d) return HDX_E_NOMEM;
+    d->conf = conf;
+    d->submit = submit;
+    d->submit_arg = submit_arg;
+    d->ts = hdx_ts_accepted(&d->nts);
+    *out = d;
+    return HDX_OK;
+}
+
+void hdx_dicom_free(struct hdx_dicom *d)
+{
+    free(d);
+}

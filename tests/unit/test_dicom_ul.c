@@ -1,0 +1,1085 @@
+/* test_dicom_ul: the DICOM upper layer (PS3.8 section 9, Annex D; dicom/ul.h).
+ * Proves: an A-ASSOCIATE-RQ parses field by field (hand-built and as dcmtk's echoscu sends
+ * it), unknown sub-items are skipped, every refusal ul.h lists gives HDX_E_INVAL with a fixed
+ * reason and an A-ABORT reason and leaves nothing parsed behind; negotiation follows hdx's
+ * order of preference; the A-ASSOCIATE-AC, -RJ, A-ABORT, A-RELEASE-RP and P-DATA-TF headers
+ * are byte-exact; the PDV walker refuses short and overrunning items; and the state table
+ * equals PS3.8 Table 9-10 in all 247 cells, checked against a second, event-major
+ * transcription of the standard. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "dicom/ul.h"
+
+#define VERIFICATION "1.2.840.10008.1.1"
+#define CT_STORAGE "1.2.840.10008.5.1.4.1.1.2"
+#define TS_IMPLICIT "1.2.840.10008.1.2"
+#define TS_EXPLICIT "1.2.840.10008.1.2.1"
+#define TS_JPEG "1.2.840.10008.1.2.4.50"
+
+/* The structs are large (an RQ holds 128 contexts of 32 UIDs): kept off the stack. */
+static struct hdx_ul_assoc_rq rq;
+static struct hdx_ul_assoc_ac ac;
+
+/* ---------- a byte builder for requests ---------- */
+
+struct b {
+    uint8_t p[80000];
+    size_t n;
+};
+static struct b bb;
+
+static void b_put(struct b *b, const void *s, size_t n)
+{
+    assert_true(n <= sizeof(b->p) - b->n);
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void b_u8(struct b *b, uint8_t v)
+{
+    b_put(b, &v, 1);
+}
+
+static void b_u16(struct b *b, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    b_put(b, x, 2);
+}
+
+static void b_u32(struct b *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    b_put(b, x, 4);
+}
+
+static size_t b_open(struct b *b, uint8_t type)
+{
+    size_t at = b->n;
+    b_u8(b, type);
+    b_u8(b, 0);
+    b_u16(b, 0);
+    return at;
+}
+
+static void b_close(struct b *b, size_t at)
+{
+    size_t len = b->n - at - 4;
+    assert_true(len <= 0xFFFF);
+    b->p[at + 2] = (uint8_t)(len >> 8);
+    b->p[at + 3] = (uint8_t)len;
+}
+
+static void b_item(struct b *b, uint8_t type, const void *v, size_t n)
+{
+    size_t at = b_open(b, type);
+    b_put(b, v, n);
+    b_close(b, at);
+}
+
+static void b_str(struct b *b, uint8_t type, const char *s)
+{
+    b_item(b, type, s, strlen(s));
+}
+
+static void b_ae(struct b *b, const char *ae)
+{
+    char f[16];
+    memset(f, ' ', sizeof(f));
+    memcpy(f, ae, strlen(ae));
+    b_put(b, f, sizeof(f));
+}
+
+static void b_fixed(struct b *b, const char *called, const char *calling)
+{
+    static const uint8_t zeros[32];
+    b->n = 0;
+    b_u16(b, 1);
+    b_u16(b, 0);
+    b_ae(b, called);
+    b_ae(b, calling);
+    b_put(b, zeros, sizeof(zeros));
+}
+
+/* A presentation context with an abstract syntax and up to four transfer syntaxes. */
+static void b_pctx(struct b *b, uint8_t id, const char *as, const char *ts0, const char *ts1,
+                   const char *ts2)
+{
+    size_t at = b_open(b, 0x20);
+    b_u8(b, id);
+    b_u8(b, 0);
+    b_u8(b, 0);
+    b_u8(b, 0);
+    if (as) b_str(b, 0x30, as);
+    if (ts0) b_str(b, 0x40, ts0);
+    if (ts1) b_str(b, 0x40, ts1);
+    if (ts2) b_str(b, 0x40, ts2);
+    b_close(b, at);
+}
+
+static void b_user_min(struct b *b, uint32_t max)
+{
+    size_t at = b_open(b, 0x50);
+    size_t m = b_open(b, 0x51);
+    b_u32(b, max);
+    b_close(b, m);
+    b_str(b, 0x52, "1.2.3.4");
+    b_close(b, at);
+}
+
+/* The minimal valid request: one Verification context. */
+static void b_minimal(struct b *b)
+{
+    b_fixed(b, "HDX", "MODALITY");
+    b_str(b, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(b, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_user_min(b, 16384);
+}
+
+/* The request of test_parse_handbuilt: two contexts, every user sub-item kind. */
+static void b_full(struct b *b)
+{
+    b_fixed(b, " HDX", "MODALITY1");
+    b_str(b, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(b, 1, VERIFICATION, TS_IMPLICIT, TS_EXPLICIT, NULL);
+    b_pctx(b, 3, CT_STORAGE, TS_JPEG, TS_EXPLICIT, TS_IMPLICIT);
+    size_t at = b_open(b, 0x50);
+    size_t m = b_open(b, 0x51);
+    b_u32(b, 16384);
+    b_close(b, m);
+    b_item(b, 0x52, "1.2.826.0.1.3680043.9.1\0", 24); /* odd UID, padded to even with NUL */
+    m = b_open(b, 0x53);
+    b_u16(b, 2);
+    b_u16(b, 3);
+    b_close(b, m);
+    m = b_open(b, 0x54); /* SCP/SCU role selection (PS3.7 D.3.3.4) */
+    b_u16(b, (uint16_t)strlen(CT_STORAGE));
+    b_put(b, CT_STORAGE, strlen(CT_STORAGE));
+    b_u8(b, 1);
+    b_u8(b, 0);
+    b_close(b, m);
+    b_item(b, 0x5f, "\x01\x02\x03", 3); /* unknown sub-item: skipped */
+    b_str(b, 0x55, "HDX_TEST_1");
+    b_close(b, at);
+}
+
+static int parse(const struct b *b, const char **why, uint8_t *reason)
+{
+    return hdx_ul_parse_assoc_rq(b->p, b->n, &rq, why, reason);
+}
+
+/* ---------- A-ASSOCIATE-RQ ---------- */
+
+static void test_pdu_header(void **state)
+{
+    const uint8_t h[] = {0x04, 0x00, 0x00, 0x01, 0x02, 0x03, 0xaa};
+    uint8_t type = 9;
+    uint32_t len = 9;
+
+    (void)state;
+    for (size_t n = 0; n < HDX_UL_HEADER_LEN; n++)
+        assert_int_equal(hdx_ul_pdu_header(h, n, &type, &len), HDX_EAGAIN);
+    assert_int_equal(hdx_ul_pdu_header(h, 6, &type, &len), HDX_OK);
+    assert_int_equal(type, 4);
+    assert_int_equal(len, 0x010203);
+    assert_int_equal(hdx_ul_pdu_header(h, sizeof(h), &type, &len), HDX_OK);
+    assert_int_equal(hdx_ul_pdu_header(NULL, 6, &type, &len), HDX_EAGAIN);
+}
+
+static void test_parse_handbuilt(void **state)
+{
+    const char *why = "unset";
+    uint8_t reason = 99;
+
+    (void)state;
+    b_full(&bb);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    assert_null(why);
+    assert_int_equal(rq.protocol_version, 1);
+    assert_string_equal(rq.called, "HDX"); /* leading and trailing spaces trimmed */
+    assert_string_equal(rq.calling, "MODALITY1");
+    assert_string_equal(rq.app_context, HDX_UL_APP_CONTEXT);
+    assert_int_equal(rq.npctx, 2);
+    assert_int_equal(rq.pctx[0].id, 1);
+    assert_string_equal(rq.pctx[0].abstract_syntax, VERIFICATION);
+    assert_int_equal(rq.pctx[0].nts, 2);
+    assert_string_equal(rq.pctx[0].ts[0], TS_IMPLICIT);
+    assert_string_equal(rq.pctx[0].ts[1], TS_EXPLICIT);
+    assert_int_equal(rq.pctx[1].id, 3);
+    assert_string_equal(rq.pctx[1].abstract_syntax, CT_STORAGE);
+    assert_int_equal(rq.pctx[1].nts, 3);
+    assert_string_equal(rq.pctx[1].ts[0], TS_JPEG);
+    assert_string_equal(rq.pctx[1].ts[2], TS_IMPLICIT);
+    assert_int_equal(rq.max_pdu, 16384);
+    assert_string_equal(rq.impl_class, "1.2.826.0.1.3680043.9.1"); /* NUL pad stripped */
+    assert_string_equal(rq.impl_version, "HDX_TEST_1");
+    assert_int_equal(rq.async, 1);
+}
+
+static void test_parse_boundaries(void **state)
+{
+    char uid64[HDX_UL_UID_MAX + 2];
+    const char *why;
+    uint8_t reason;
+
+    (void)state;
+    /* A 64-byte UID with its NUL pad (65 bytes) is the longest accepted. */
+    memset(uid64, '1', HDX_UL_UID_MAX);
+    uid64[HDX_UL_UID_MAX] = '\0';
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    size_t at = b_open(&bb, 0x20);
+    b_u8(&bb, 255); /* the highest ID */
+    b_u8(&bb, 0);
+    b_u16(&bb, 0);
+    b_item(&bb, 0x30, uid64, HDX_UL_UID_MAX + 1);
+    for (int i = 0; i < HDX_UL_TS_MAX; i++)
+        b_str(&bb, 0x40, TS_IMPLICIT);
+    b_close(&bb, at);
+    b_item(&bb, 0x99, "", 0); /* unknown top-level item: skipped */
+    b_user_min(&bb, 0);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    assert_int_equal(strlen(rq.pctx[0].abstract_syntax), HDX_UL_UID_MAX);
+    assert_int_equal(rq.pctx[0].id, 255);
+    assert_int_equal(rq.pctx[0].nts, HDX_UL_TS_MAX);
+    assert_int_equal(rq.max_pdu, 0);
+    assert_int_equal(rq.async, 0);
+    assert_string_equal(rq.impl_version, "");
+    assert_string_equal(rq.calling, "M");
+
+    /* A 16-character AE title fills its field; an all-space one is empty (the session
+     * rejects it, the parser does not). */
+    b_fixed(&bb, "ABCDEFGHIJKLMNOP", "");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 1);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    assert_string_equal(rq.called, "ABCDEFGHIJKLMNOP");
+    assert_string_equal(rq.calling, "");
+
+    /* The protocol version is stored, not judged (the session answers with an RJ). */
+    b_minimal(&bb);
+    bb.p[0] = 0x00;
+    bb.p[1] = 0x02;
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    assert_int_equal(rq.protocol_version, 2);
+}
+
+/* A body exactly HDX_UL_RQ_MAX long parses; one byte more is refused. */
+static void test_parse_rq_max(void **state)
+{
+    static uint8_t fill[0xFFFF];
+    const char *why;
+    uint8_t reason;
+
+    (void)state;
+    b_minimal(&bb);
+    size_t pad = HDX_UL_RQ_MAX - bb.n;
+    while (pad > 0) {
+        size_t v = pad - 4 > 0xFFFF ? 0xFFFF : pad - 4;
+        if (pad - 4 - v > 0 && pad - 4 - v < 4) v -= 4; /* leave room for a last item */
+        b_item(&bb, 0x77, fill, v);
+        pad -= v + 4;
+    }
+    assert_int_equal(bb.n, HDX_UL_RQ_MAX);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    assert_int_equal(rq.npctx, 1);
+    b_u8(&bb, 0);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_E_INVAL);
+    assert_string_equal(why, "A-ASSOCIATE-RQ over 64 KiB");
+    assert_int_equal(reason, HDX_ABORT_INVALID_PARAM);
+}
+
+static void expect_refused(const char *expect_why, uint8_t expect_reason)
+{
+    const char *why = NULL;
+    uint8_t reason = 99;
+
+    assert_int_equal(parse(&bb, &why, &reason), HDX_E_INVAL);
+    assert_non_null(why);
+    assert_string_equal(why, expect_why);
+    assert_int_equal(reason, expect_reason);
+    /* nothing half-parsed is left behind */
+    assert_int_equal(rq.npctx, 0);
+    assert_string_equal(rq.calling, "");
+    assert_string_equal(rq.called, "");
+    assert_int_equal(rq.max_pdu, 0);
+}
+
+static void test_refuse_truncated(void **state)
+{
+    static const size_t cuts[] = {0, 1, 2, 4, 20, 36, 67};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        b_minimal(&bb);
+        bb.n = cuts[i];
+        expect_refused("A-ASSOCIATE-RQ fixed fields truncated", HDX_ABORT_INVALID_PARAM);
+    }
+    /* Trailing bytes too few for an item header. */
+    b_minimal(&bb);
+    b_u16(&bb, 0x1000);
+    expect_refused("item header truncated", HDX_ABORT_INVALID_PARAM);
+    /* A top-level item whose length runs past the body. */
+    b_minimal(&bb);
+    b_u8(&bb, 0x77);
+    b_u8(&bb, 0);
+    b_u16(&bb, 10);
+    b_u32(&bb, 0);
+    expect_refused("item overruns its parent", HDX_ABORT_INVALID_PARAM);
+    /* A sub-item that runs past its presentation context (though not past the body). */
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    size_t at = b_open(&bb, 0x20);
+    b_u32(&bb, 0x01000000);
+    b_str(&bb, 0x30, VERIFICATION);
+    b_u8(&bb, 0x40);
+    b_u8(&bb, 0);
+    b_u16(&bb, 200);
+    b_close(&bb, at);
+    b_user_min(&bb, 0);
+    expect_refused("item overruns its parent", HDX_ABORT_INVALID_PARAM);
+    /* A presentation context item shorter than its 4 fixed bytes. */
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_item(&bb, 0x20, "\x01\x00", 2);
+    b_user_min(&bb, 0);
+    expect_refused("presentation context item truncated", HDX_ABORT_INVALID_PARAM);
+    /* Every proper prefix of a valid request is refused: the user information item comes
+     * last, so a cut either splits an item or leaves it out. */
+    b_full(&bb);
+    size_t full = bb.n;
+    for (size_t n = 0; n < full; n++) {
+        const char *why = NULL;
+        uint8_t reason = 0;
+        assert_int_equal(hdx_ul_parse_assoc_rq(bb.p, n, &rq, &why, &reason), HDX_E_INVAL);
+        assert_non_null(why);
+        assert_true(reason == HDX_ABORT_INVALID_PARAM);
+    }
+}
+
+static void test_refuse_ids(void **state)
+{
+    (void)state;
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 2, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("even presentation context ID", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 0, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("presentation context ID 0", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 5, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_pctx(&bb, 3, CT_STORAGE, TS_IMPLICIT, NULL, NULL);
+    b_pctx(&bb, 5, CT_STORAGE, TS_EXPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("repeated presentation context ID", HDX_ABORT_INVALID_PARAM);
+}
+
+static void many_contexts(size_t n)
+{
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    for (size_t i = 0; i < n; i++)
+        b_pctx(&bb, (uint8_t)(2 * (i % 128) + 1), CT_STORAGE, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+}
+
+static void test_refuse_context_count(void **state)
+{
+    const char *why;
+    uint8_t reason;
+
+    (void)state;
+    many_contexts(HDX_UL_PCTX_MAX); /* every odd ID once: the most there can be */
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    assert_int_equal(rq.npctx, HDX_UL_PCTX_MAX);
+    assert_int_equal(rq.pctx[127].id, 255);
+    many_contexts(HDX_UL_PCTX_MAX + 1);
+    expect_refused("too many presentation contexts", HDX_ABORT_INVALID_PARAM);
+    many_contexts(200);
+    expect_refused("too many presentation contexts", HDX_ABORT_INVALID_PARAM);
+}
+
+static void test_refuse_values(void **state)
+{
+    char uid65[HDX_UL_UID_MAX + 2];
+
+    (void)state;
+    memset(uid65, '2', HDX_UL_UID_MAX + 1);
+    uid65[HDX_UL_UID_MAX + 1] = '\0';
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, uid65, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("UID over 64 bytes", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, uid65, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("UID over 64 bytes", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, NULL, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("presentation context without transfer syntax", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, NULL, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("presentation context without abstract syntax", HDX_ABORT_INVALID_PARAM);
+
+    /* An embedded NUL would otherwise make this compare equal to Verification. */
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    size_t at = b_open(&bb, 0x20);
+    b_u32(&bb, 0x01000000);
+    b_item(&bb, 0x30,
+           VERIFICATION "\0"
+                        "9",
+           strlen(VERIFICATION) + 2);
+    b_str(&bb, 0x40, TS_IMPLICIT);
+    b_close(&bb, at);
+    b_user_min(&bb, 0);
+    expect_refused("UID holds a byte other than a digit or '.'", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_item(&bb, 0x10, "", 0);
+    expect_refused("empty UID", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "BAD\tAE");
+    expect_refused("AE title holds a control character, backslash or non-ASCII byte",
+                   HDX_ABORT_INVALID_PARAM);
+    b_fixed(&bb, "HD\\X", "M");
+    expect_refused("AE title holds a control character, backslash or non-ASCII byte",
+                   HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    at = b_open(&bb, 0x20);
+    b_u32(&bb, 0x01000000);
+    b_str(&bb, 0x30, VERIFICATION);
+    for (int i = 0; i <= HDX_UL_TS_MAX; i++)
+        b_str(&bb, 0x40, TS_IMPLICIT);
+    b_close(&bb, at);
+    b_user_min(&bb, 0);
+    expect_refused("too many transfer syntaxes", HDX_ABORT_INVALID_PARAM);
+}
+
+static void test_refuse_structure(void **state)
+{
+    (void)state;
+    b_fixed(&bb, "HDX", "M");
+    b_pctx(&bb, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_user_min(&bb, 0);
+    expect_refused("no application context", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    expect_refused("no user information", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_user_min(&bb, 0);
+    expect_refused("no presentation context", HDX_ABORT_INVALID_PARAM);
+
+    b_minimal(&bb);
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    expect_refused("repeated application context", HDX_ABORT_UNEXPECTED_PARAM);
+
+    b_minimal(&bb);
+    b_user_min(&bb, 0);
+    expect_refused("repeated user information", HDX_ABORT_UNEXPECTED_PARAM);
+
+    /* Two maximum lengths would leave two readings of one request. */
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    size_t at = b_open(&bb, 0x50);
+    b_item(&bb, 0x51, "\0\0\x40\0", 4);
+    b_item(&bb, 0x51, "\0\x01\0\0", 4);
+    b_close(&bb, at);
+    expect_refused("repeated user information sub-item", HDX_ABORT_UNEXPECTED_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    at = b_open(&bb, 0x50);
+    b_item(&bb, 0x51, "\0\x40\0", 3);
+    b_close(&bb, at);
+    expect_refused("maximum length item is not 4 bytes", HDX_ABORT_INVALID_PARAM);
+
+    b_fixed(&bb, "HDX", "M");
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(&bb, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    at = b_open(&bb, 0x50);
+    b_str(&bb, 0x55, "SEVENTEEN_CHARS_X");
+    b_close(&bb, at);
+    expect_refused("implementation version name over 16 bytes", HDX_ABORT_INVALID_PARAM);
+
+    /* NULL arguments are refused, not dereferenced. */
+    const char *why = NULL;
+    uint8_t reason = 99;
+    assert_int_equal(hdx_ul_parse_assoc_rq(NULL, 10, &rq, &why, &reason), HDX_E_INVAL);
+    assert_non_null(why);
+    assert_int_equal(hdx_ul_parse_assoc_rq(bb.p, bb.n, NULL, NULL, NULL), HDX_E_INVAL);
+}
+
+/* Deterministic single-byte corruption of a valid request: whatever parses is within bounds,
+ * whatever is refused says why. Run under ASan this also proves no read leaves the body. */
+static void test_corruption_loop(void **state)
+{
+    static const uint8_t masks[] = {0x01, 0x80, 0xff};
+    uint8_t *copy;
+
+    (void)state;
+    b_full(&bb);
+    copy = malloc(bb.n);
+    assert_non_null(copy);
+    for (size_t i = 0; i < bb.n; i++) {
+        for (size_t m = 0; m < sizeof(masks); m++) {
+            const char *why = NULL;
+            uint8_t reason = 0;
+            memcpy(copy, bb.p, bb.n);
+            copy[i] ^= masks[m];
+            if (hdx_ul_parse_assoc_rq(copy, bb.n, &rq, &why, &reason) == HDX_OK) {
+                assert_null(why);
+                assert_true(rq.npctx >= 1 && rq.npctx <= HDX_UL_PCTX_MAX);
+                for (size_t k = 0; k < rq.npctx; k++) {
+                    assert_true(rq.pctx[k].id & 1);
+                    assert_true(rq.pctx[k].nts >= 1 && rq.pctx[k].nts <= HDX_UL_TS_MAX);
+                }
+            } else {
+                assert_non_null(why);
+                assert_true(reason == HDX_ABORT_INVALID_PARAM ||
+                            reason == HDX_ABORT_UNEXPECTED_PARAM);
+            }
+        }
+    }
+    free(copy);
+}
+
+/* ---------- negotiation and the A-ASSOCIATE-AC ---------- */
+
+static int abstract_ok(const char *uid)
+{
+    return strcmp(uid, VERIFICATION) == 0 || strcmp(uid, CT_STORAGE) == 0;
+}
+
+static const char *const ts_pref[] = {TS_EXPLICIT, TS_IMPLICIT};
+
+static void b_negotiable(struct b *b)
+{
+    b_fixed(b, "HDX", "MODALITY1");
+    b_str(b, 0x10, HDX_UL_APP_CONTEXT);
+    b_pctx(b, 1, VERIFICATION, TS_IMPLICIT, NULL, NULL);
+    b_pctx(b, 3, CT_STORAGE, TS_JPEG, TS_IMPLICIT, TS_EXPLICIT);
+    b_pctx(b, 5, "1.2.3.4.5", TS_EXPLICIT, NULL, NULL);
+    b_pctx(b, 7, CT_STORAGE, TS_JPEG, NULL, NULL);
+    size_t at = b_open(b, 0x50);
+    b_item(b, 0x51, "\0\0\x80\0", 4);
+    b_item(b, 0x53, "\0\x02\0\x02", 4);
+    b_close(b, at);
+}
+
+static void test_negotiate(void **state)
+{
+    const char *why;
+    uint8_t reason;
+
+    (void)state;
+    b_negotiable(&bb);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    hdx_ul_negotiate(&rq, abstract_ok, ts_pref, 2, &ac);
+    assert_int_equal(ac.npctx, 4);
+    assert_int_equal(ac.accepted, 2);
+    assert_int_equal(ac.pctx[0].id, 1);
+    assert_int_equal(ac.pctx[0].result, HDX_PCTX_ACCEPT);
+    assert_string_equal(ac.pctx[0].ts, TS_IMPLICIT);
+    assert_string_equal(ac.pctx[0].abstract_syntax, VERIFICATION);
+    /* hdx's order wins over the proposal's: explicit before implicit */
+    assert_int_equal(ac.pctx[1].id, 3);
+    assert_int_equal(ac.pctx[1].result, HDX_PCTX_ACCEPT);
+    assert_string_equal(ac.pctx[1].ts, TS_EXPLICIT);
+    assert_string_equal(ac.pctx[1].abstract_syntax, CT_STORAGE);
+    assert_int_equal(ac.pctx[2].id, 5);
+    assert_int_equal(ac.pctx[2].result, HDX_PCTX_ABSTRACT_UNSUPPORTED);
+    assert_string_equal(ac.pctx[2].ts, "");
+    assert_string_equal(ac.pctx[2].abstract_syntax, "1.2.3.4.5");
+    assert_int_equal(ac.pctx[3].id, 7);
+    assert_int_equal(ac.pctx[3].result, HDX_PCTX_TS_UNSUPPORTED);
+    assert_string_equal(ac.pctx[3].ts, "");
+    assert_string_equal(ac.pctx[3].abstract_syntax, CT_STORAGE);
+
+    /* No judge: nothing is acceptable. No preferences: no transfer syntax is. */
+    hdx_ul_negotiate(&rq, NULL, ts_pref, 2, &ac);
+    assert_int_equal(ac.accepted, 0);
+    assert_int_equal(ac.pctx[0].result, HDX_PCTX_ABSTRACT_UNSUPPORTED);
+    hdx_ul_negotiate(&rq, abstract_ok, NULL, 0, &ac);
+    assert_int_equal(ac.accepted, 0);
+    assert_int_equal(ac.pctx[0].result, HDX_PCTX_TS_UNSUPPORTED);
+    assert_int_equal(ac.pctx[2].result, HDX_PCTX_ABSTRACT_UNSUPPORTED);
+}
+
+static uint16_t be16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Checks one item at *off: type, value, and moves past it. */
+static const uint8_t *expect_item(const uint8_t *pdu, size_t end, size_t *off, uint8_t type,
+                                  size_t len)
+{
+    assert_true(*off + 4 <= end);
+    assert_int_equal(pdu[*off], type);
+    assert_int_equal(pdu[*off + 1], 0);
+    assert_int_equal(be16(pdu + *off + 2), len);
+    assert_true(*off + 4 + len <= end);
+    const uint8_t *v = pdu + *off + 4;
+    *off += 4 + len;
+    return v;
+}
+
+static void test_build_ac(void **state)
+{
+    static uint8_t pdu[4096];
+    const char *why;
+    uint8_t reason;
+    const char *impl = "1.2.826.0.1.3680043.10.999";
+
+    (void)state;
+    b_negotiable(&bb);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    hdx_ul_negotiate(&rq, abstract_ok, ts_pref, 2, &ac);
+    size_t n = hdx_ul_build_assoc_ac(&rq, &ac, 65536, impl, "HDX_1_0", pdu, sizeof(pdu));
+    assert_true(n > 0);
+    assert_int_equal(pdu[0], HDX_PDU_ASSOC_AC);
+    assert_int_equal(pdu[1], 0);
+    assert_int_equal(be32(pdu + 2), n - 6);
+    assert_int_equal(be16(pdu + 6), 1);
+    assert_int_equal(be16(pdu + 8), 0);
+    assert_memory_equal(pdu + 10, "HDX             ", 16);
+    assert_memory_equal(pdu + 26, "MODALITY1       ", 16);
+    for (size_t i = 42; i < 74; i++)
+        assert_int_equal(pdu[i], 0);
+    size_t off = 74;
+    const uint8_t *v = expect_item(pdu, n, &off, 0x10, strlen(HDX_UL_APP_CONTEXT));
+    assert_memory_equal(v, HDX_UL_APP_CONTEXT, strlen(HDX_UL_APP_CONTEXT));
+    /* one 0x21 per context, in order, each with one transfer syntax sub-item */
+    static const struct {
+        uint8_t id, result;
+        const char *ts;
+    } want[] = {
+        {1, 0, TS_IMPLICIT},
+        {3, 0, TS_EXPLICIT},
+        {5, 3, TS_EXPLICIT}, /* rejected: the first proposed, value not tested */
+        {7, 4, TS_JPEG},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        size_t tl = strlen(want[i].ts);
+        v = expect_item(pdu, n, &off, 0x21, 4 + 4 + tl);
+        assert_int_equal(v[0], want[i].id);
+        assert_int_equal(v[1], 0);
+        assert_int_equal(v[2], want[i].result);
+        assert_int_equal(v[3], 0);
+        size_t sub = (size_t)(v + 4 - pdu);
+        const uint8_t *t = expect_item(pdu, n, &sub, 0x40, tl);
+        assert_memory_equal(t, want[i].ts, tl);
+        assert_int_equal(sub, off);
+    }
+    size_t ul = strlen(impl);
+    size_t user_len = 8 + (4 + ul) + 8 + (4 + 7);
+    expect_item(pdu, n, &off, 0x50, user_len);
+    assert_int_equal(off, n); /* the user information item is the last */
+    size_t u = off - user_len;
+    v = expect_item(pdu, n, &u, 0x51, 4);
+    assert_int_equal(be32(v), 65536);
+    v = expect_item(pdu, n, &u, 0x52, ul);
+    assert_memory_equal(v, impl, ul);
+    v = expect_item(pdu, n, &u, 0x53, 4); /* proposed, so answered (1, 1) */
+    assert_int_equal(be16(v), 1);
+    assert_int_equal(be16(v + 2), 1);
+    v = expect_item(pdu, n, &u, 0x55, 7);
+    assert_memory_equal(v, "HDX_1_0", 7);
+    assert_int_equal(u, n);
+
+    /* One byte short: nothing. Without an async window proposed: no 0x53. */
+    assert_int_equal(hdx_ul_build_assoc_ac(&rq, &ac, 65536, impl, "HDX_1_0", pdu, n - 1), 0);
+    assert_int_equal(hdx_ul_build_assoc_ac(&rq, &ac, 65536, impl, "HDX_1_0", NULL, 0), 0);
+    rq.async = 0;
+    assert_int_equal(hdx_ul_build_assoc_ac(&rq, &ac, 65536, impl, "HDX_1_0", pdu, sizeof(pdu)),
+                     n - 8);
+    assert_int_equal(be32(pdu + 2), n - 8 - 6);
+    /* An implementation version over 16 bytes is not sent truncated: nothing is built. */
+    assert_int_equal(hdx_ul_build_assoc_ac(&rq, &ac, 0, impl, "SEVENTEEN_CHARS_X", pdu, 4096), 0);
+}
+
+/* The AC hdx builds for what dcmtk's echoscu proposes has the layout storescp's has
+ * (captured: one accepted context, implicit little endian). */
+static void test_build_ac_for_echoscu(void **state)
+{
+    static uint8_t pdu[1024];
+    const char *why;
+    uint8_t reason;
+
+    (void)state;
+    b_minimal(&bb);
+    assert_int_equal(parse(&bb, &why, &reason), HDX_OK);
+    hdx_ul_negotiate(&rq, abstract_ok, ts_pref, 2, &ac);
+    size_t n = hdx_ul_build_assoc_ac(&rq, &ac, 16384, "1.2.3", "", pdu, sizeof(pdu));
+    /* 6 + 68 + (4+21) + (4+4+4+17) + (4 + 8 + (4+5)) */
+    assert_int_equal(n, 6 + 68 + 25 + 29 + 21);
+    static const uint8_t pctx[] = {0x21, 0, 0, 25, 1, 0, 0, 0, 0x40, 0, 0, 17};
+    assert_memory_equal(pdu + 99, pctx, sizeof(pctx));
+    assert_memory_equal(pdu + 111, TS_IMPLICIT, 17);
+    static const uint8_t user[] = {0x50, 0, 0, 17, 0x51, 0, 0, 4, 0, 0, 0x40, 0, 0x52, 0, 0, 5};
+    assert_memory_equal(pdu + 128, user, sizeof(user));
+}
+
+/* ---------- the short PDUs ---------- */
+
+static void test_build_short(void **state)
+{
+    uint8_t out[16];
+
+    (void)state;
+    static const uint8_t rj[] = {0x03, 0, 0, 0, 0, 4, 0, 1, 1, 7};
+    memset(out, 0xee, sizeof(out));
+    assert_int_equal(hdx_ul_build_assoc_rj(1, 1, 7, out, sizeof(out)), 10);
+    assert_memory_equal(out, rj, 10);
+    assert_int_equal(out[10], 0xee);
+    assert_int_equal(hdx_ul_build_assoc_rj(1, 1, 7, out, 9), 0);
+
+    static const uint8_t ab[] = {0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6};
+    assert_int_equal(
+        hdx_ul_build_abort(HDX_ABORT_SOURCE_PROVIDER, HDX_ABORT_INVALID_PARAM, out, sizeof(out)),
+        10);
+    assert_memory_equal(out, ab, 10);
+    assert_int_equal(hdx_ul_build_abort(0, 0, out, 0), 0);
+    assert_int_equal(hdx_ul_build_abort(0, 0, NULL, 16), 0);
+
+    static const uint8_t rp[] = {0x06, 0, 0, 0, 0, 4, 0, 0, 0, 0};
+    memset(out, 0xee, sizeof(out));
+    assert_int_equal(hdx_ul_build_release_rp(out, 10), 10);
+    assert_memory_equal(out, rp, 10);
+    assert_int_equal(hdx_ul_build_release_rp(out, 9), 0);
+
+    uint8_t h[HDX_UL_PDATA_OVERHEAD];
+    static const uint8_t pd[] = {0x04, 0, 0, 0, 0x01, 0x06, 0, 0, 0x01, 0x02, 3, 0x03};
+    hdx_ul_pdata_header(h, 3, 0x03, 0x100);
+    assert_memory_equal(h, pd, sizeof(pd));
+}
+
+/* ---------- P-DATA-TF ---------- */
+
+static void test_pdv_walk(void **state)
+{
+    static const uint8_t two[] = {
+        0, 0, 0, 5, 1, 0x03, 'a',  'b',  'c', /* command, last fragment */
+        0, 0, 0, 2, 3, 0x00,                  /* an empty data fragment */
+        0, 0, 0, 4, 3, 0x02, 0xde, 0xad,      /* last data fragment */
+    };
+    struct hdx_dcur c = hdx_dcur_make(two, sizeof(two));
+    struct hdx_ul_pdv pdv;
+    const char *why = "unset";
+
+    (void)state;
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_OK);
+    assert_null(why);
+    assert_int_equal(pdv.pctx_id, 1);
+    assert_int_equal(pdv.control, 3);
+    assert_int_equal(pdv.len, 3);
+    assert_ptr_equal(pdv.data, two + 6);
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_OK);
+    assert_int_equal(pdv.pctx_id, 3);
+    assert_int_equal(pdv.control, 0);
+    assert_int_equal(pdv.len, 0);
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_OK);
+    assert_int_equal(pdv.control, 2);
+    assert_int_equal(pdv.len, 2);
+    assert_ptr_equal(pdv.data, two + 21);
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_NOTFOUND);
+    assert_int_equal(hdx_dcur_left(&c), 0);
+
+    /* An empty body has no PDV: NOTFOUND, for the caller to refuse. */
+    c = hdx_dcur_make(two, 0);
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_NOTFOUND);
+
+    /* Item lengths 0 and 1 are refused; the cursor does not move and stays refused. */
+    static const uint8_t zero[] = {0, 0, 0, 0, 0, 0, 0, 2, 1, 0};
+    c = hdx_dcur_make(zero, sizeof(zero));
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
+    assert_string_equal(why, "PDV item length under 2");
+    assert_int_equal(hdx_dcur_left(&c), sizeof(zero));
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
+    assert_string_equal(why, "P-DATA-TF body already refused");
+    static const uint8_t one[] = {0, 0, 0, 1, 1};
+    c = hdx_dcur_make(one, sizeof(one));
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
+    assert_string_equal(why, "PDV item length under 2");
+
+    /* A second PDV that claims one byte more than is left. */
+    static const uint8_t over[] = {0, 0, 0, 3, 1, 0, 'x', 0, 0, 0, 4, 1, 2, 'y'};
+    c = hdx_dcur_make(over, sizeof(over));
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_OK);
+    assert_int_equal(pdv.len, 1);
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
+    assert_string_equal(why, "PDV item overruns the P-DATA-TF");
+    assert_null(pdv.data);
+    assert_int_equal(pdv.len, 0);
+    /* A huge length does not wrap. */
+    static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, 1, 0};
+    c = hdx_dcur_make(huge, sizeof(huge));
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
+    assert_string_equal(why, "PDV item overruns the P-DATA-TF");
+    /* Fewer than 4 bytes left for the length. */
+    static const uint8_t stub[] = {0, 0, 0, 2, 1, 0, 0, 0};
+    c = hdx_dcur_make(stub, sizeof(stub));
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_OK);
+    assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
+    assert_string_equal(why, "PDV item length truncated");
+}
+
+/* ---------- the state machine ---------- */
+
+static void expect_cell(int sta, int evt, enum hdx_ul_action act, int next)
+{
+    enum hdx_ul_state n = (enum hdx_ul_state)0;
+    assert_int_equal(hdx_ul_transition((enum hdx_ul_state)sta, (enum hdx_ul_event)evt, &n), act);
+    assert_int_equal(n, next);
+}
+
+static void test_transition_spot(void **state)
+{
+    (void)state;
+    /* the cells hdx's acceptor lives by */
+    expect_cell(1, 5, HDX_AE5, 2);
+    expect_cell(2, 6, HDX_AE6, 3); /* Sta3 or Sta13: the session decides */
+    expect_cell(2, 18, HDX_AA2, 1);
+    expect_cell(2, 17, HDX_AA5, 1);
+    expect_cell(2, 16, HDX_AA2, 1);
+    expect_cell(2, 10, HDX_AA1, 13);
+    expect_cell(3, 7, HDX_AE7, 6);
+    expect_cell(3, 8, HDX_AE8, 13);
+    expect_cell(6, 10, HDX_DT2, 6);
+    expect_cell(6, 9, HDX_DT1, 6);
+    expect_cell(6, 12, HDX_AR2, 8);
+    expect_cell(6, 16, HDX_AA3, 1);
+    expect_cell(6, 17, HDX_AA4, 1);
+    expect_cell(6, 6, HDX_AA8, 13);
+    expect_cell(7, 12, HDX_AR8, 10); /* release collision, acceptor side */
+    expect_cell(7, 13, HDX_AR3, 1);
+    expect_cell(8, 14, HDX_AR4, 13);
+    expect_cell(8, 9, HDX_AR7, 8);
+    expect_cell(10, 13, HDX_AR10, 12);
+    expect_cell(13, 18, HDX_AA2, 1);
+    expect_cell(13, 17, HDX_AR5, 1);
+    expect_cell(13, 6, HDX_AA7, 13);
+    expect_cell(13, 10, HDX_AA6, 13);
+    expect_cell(13, 16, HDX_AA2, 1);
+    expect_cell(4, 2, HDX_AE2, 5);
+    /* Evt19 (an unrecognized or invalid PDU) aborts in every state where a PDU can arrive */
+    expect_cell(2, 19, HDX_AA1, 13);
+    for (int s = 3; s <= 12; s++)
+        if (s != 4) expect_cell(s, 19, HDX_AA8, 13);
+    expect_cell(4, 19, HDX_ACT_NONE, 4); /* no transport connection yet: no PDU */
+    expect_cell(13, 19, HDX_AA7, 13);
+    /* empty cells and out-of-range arguments */
+    expect_cell(1, 19, HDX_ACT_NONE, 1);
+    expect_cell(6, 7, HDX_ACT_NONE, 6);
+    expect_cell(13, 15, HDX_ACT_NONE, 13);
+    expect_cell(0, 1, HDX_ACT_NONE, 0);
+    expect_cell(14, 1, HDX_ACT_NONE, 14);
+    expect_cell(2, 0, HDX_ACT_NONE, 2);
+    expect_cell(2, 20, HDX_ACT_NONE, 2);
+    assert_int_equal(hdx_ul_transition(HDX_STA6, HDX_EVT10, NULL), HDX_DT2);
+}
+
+/* PS3.8 Table 9-10 again, as the standard prints it (one row per event, "state:action"),
+ * and the next state of each action from Tables 9-6 to 9-9 (AE-6: Sta3 as ul.h says; AR-8:
+ * Sta10, the acceptor's). Every one of the 247 cells must agree with ul.c's table. */
+static const char *const table_by_event[HDX_UL_NEVENTS] = {
+    "1:AE-1",
+    "4:AE-2",
+    "2:AA-1 3:AA-8 5:AE-3 6:AA-8 7:AA-8 8:AA-8 9:AA-8 10:AA-8 11:AA-8 12:AA-8 13:AA-6",
+    "2:AA-1 3:AA-8 5:AE-4 6:AA-8 7:AA-8 8:AA-8 9:AA-8 10:AA-8 11:AA-8 12:AA-8 13:AA-6",
+    "1:AE-5",
+    "2:AE-6 3:AA-8 5:AA-8 6:AA-8 7:AA-8 8:AA-8 9:AA-8 10:AA-8 11:AA-8 12:AA-8 13:AA-7",
+    "3:AE-7",
+    "3:AE-8",
+    "6:DT-1 8:AR-7",
+    "2:AA-1 3:AA-8 5:AA-8 6:DT-2 7:AR-6 8:AA-8 9:AA-8 10:AA-8 11:AA-8 12:AA-8 13:AA-6",
+    "6:AR-1",
+    "2:AA-1 3:AA-8 5:AA-8 6:AR-2 7:AR-8 8:AA-8 9:AA-8 10:AA-8 11:AA-8 12:AA-8 13:AA-6",
+    "2:AA-1 3:AA-8 5:AA-8 6:AA-8 7:AR-3 8:AA-8 9:AA-8 10:AR-10 11:AR-3 12:AA-8 13:AA-6",
+    "8:AR-4 9:AR-9 12:AR-4",
+    "3:AA-1 4:AA-2 5:AA-1 6:AA-1 7:AA-1 8:AA-1 9:AA-1 10:AA-1 11:AA-1 12:AA-1",
+    "2:AA-2 3:AA-3 5:AA-3 6:AA-3 7:AA-3 8:AA-3 9:AA-3 10:AA-3 11:AA-3 12:AA-3 13:AA-2",
+    "2:AA-5 3:AA-4 4:AA-4 5:AA-4 6:AA-4 7:AA-4 8:AA-4 9:AA-4 10:AA-4 11:AA-4 12:AA-4 13:AR-5",
+    "2:AA-2 13:AA-2",
+    "2:AA-1 3:AA-8 5:AA-8 6:AA-8 7:AA-8 8:AA-8 9:AA-8 10:AA-8 11:AA-8 12:AA-8 13:AA-7",
+};
+
+static const struct {
+    const char *name;
+    int next;
+} next_of[] = {
+    {"AE-1", 4},  {"AE-2", 5}, {"AE-3", 6}, {"AE-4", 1},  {"AE-5", 2},  {"AE-6", 3},   {"AE-7", 6},
+    {"AE-8", 13}, {"DT-1", 6}, {"DT-2", 6}, {"AR-1", 7},  {"AR-2", 8},  {"AR-3", 1},   {"AR-4", 13},
+    {"AR-5", 1},  {"AR-6", 7}, {"AR-7", 8}, {"AR-8", 10}, {"AR-9", 11}, {"AR-10", 12}, {"AA-1", 13},
+    {"AA-2", 1},  {"AA-3", 1}, {"AA-4", 1}, {"AA-5", 1},  {"AA-6", 13}, {"AA-7", 13},  {"AA-8", 13},
+};
+
+static void test_transition_full(void **state)
+{
+    int cells = 0;
+
+    (void)state;
+    assert_int_equal(sizeof(next_of) / sizeof(next_of[0]), HDX_AA8);
+    for (int e = 1; e <= HDX_UL_NEVENTS; e++) {
+        char want[HDX_UL_NSTATES + 1][8];
+        memset(want, 0, sizeof(want));
+        const char *p = table_by_event[e - 1];
+        int s, used;
+        char act[8];
+        while (sscanf(p, "%d:%7s%n", &s, act, &used) == 2) {
+            assert_true(s >= 1 && s <= HDX_UL_NSTATES);
+            memcpy(want[s], act, sizeof(act));
+            p += used;
+        }
+        for (s = 1; s <= HDX_UL_NSTATES; s++) {
+            enum hdx_ul_state n;
+            enum hdx_ul_action a =
+                hdx_ul_transition((enum hdx_ul_state)s, (enum hdx_ul_event)e, &n);
+            if (want[s][0] == '\0') {
+                assert_int_equal(a, HDX_ACT_NONE);
+                assert_int_equal(n, s);
+                continue;
+            }
+            assert_string_equal(hdx_ul_action_name(a), want[s]);
+            int next = -1;
+            for (size_t k = 0; k < sizeof(next_of) / sizeof(next_of[0]); k++)
+                if (strcmp(next_of[k].name, want[s]) == 0) next = next_of[k].next;
+            assert_int_equal(n, next);
+            cells++;
+        }
+    }
+    assert_int_equal(cells, 123); /* the non-empty cells of Table 9-10 */
+}
+
+static void test_events_and_names(void **state)
+{
+    (void)state;
+    assert_int_equal(hdx_ul_pdu_event(1), HDX_EVT6);
+    assert_int_equal(hdx_ul_pdu_event(2), HDX_EVT3);
+    assert_int_equal(hdx_ul_pdu_event(3), HDX_EVT4);
+    assert_int_equal(hdx_ul_pdu_event(4), HDX_EVT10);
+    assert_int_equal(hdx_ul_pdu_event(5), HDX_EVT12);
+    assert_int_equal(hdx_ul_pdu_event(6), HDX_EVT13);
+    assert_int_equal(hdx_ul_pdu_event(7), HDX_EVT16);
+    assert_int_equal(hdx_ul_pdu_event(0), HDX_EVT19);
+    assert_int_equal(hdx_ul_pdu_event(8), HDX_EVT19);
+    assert_int_equal(hdx_ul_pdu_event(0xff), HDX_EVT19);
+    assert_string_equal(hdx_ul_action_name(HDX_AE6), "AE-6");
+    assert_string_equal(hdx_ul_action_name(HDX_AR10), "AR-10");
+    assert_string_equal(hdx_ul_action_name(HDX_AA8), "AA-8");
+    assert_string_equal(hdx_ul_action_name(HDX_ACT_NONE), "none");
+    assert_string_equal(hdx_ul_action_name((enum hdx_ul_action)99), "?");
+    assert_string_equal(hdx_ul_state_name(HDX_STA1), "Sta1");
+    assert_string_equal(hdx_ul_state_name(HDX_STA13), "Sta13");
+    assert_string_equal(hdx_ul_state_name((enum hdx_ul_state)0), "Sta?");
+    assert_string_equal(hdx_ul_state_name((enum hdx_ul_state)14), "Sta?");
+}
+
+/* ---------- a real peer ---------- */
+
+/* The A-ASSOCIATE-RQ dcmtk 3.6.7 sends for
+ * `echoscu -aet HDXTEST -aec HDX 127.0.0.1 PORT`, captured on loopback (whole PDU). */
+static void test_echoscu_capture(void **state)
+{
+    static uint8_t pdu[4096];
+    const char *dir = getenv("HDX_TEST_DATA");
+    char path[1024];
+    uint8_t type;
+    uint32_t len;
+    const char *why;
+    uint8_t reason;
+
+    (void)state;
+    assert_non_null(dir);
+    snprintf(path, sizeof(path), "%s/dicom/echoscu-assoc-rq.bin", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(pdu, 1, sizeof(pdu), f);
+    fclose(f);
+    assert_int_equal(hdx_ul_pdu_header(pdu, n, &type, &len), HDX_OK);
+    assert_int_equal(type, HDX_PDU_ASSOC_RQ);
+    assert_int_equal(len, n - HDX_UL_HEADER_LEN);
+    assert_int_equal(hdx_ul_pdu_event(type), HDX_EVT6);
+    assert_int_equal(hdx_ul_parse_assoc_rq(pdu + 6, len, &rq, &why, &reason), HDX_OK);
+    assert_int_equal(rq.protocol_version, 1);
+    assert_string_equal(rq.calling, "HDXTEST");
+    assert_string_equal(rq.called, "HDX");
+    assert_string_equal(rq.app_context, HDX_UL_APP_CONTEXT);
+    assert_int_equal(rq.npctx, 1);
+    assert_int_equal(rq.pctx[0].id, 1);
+    assert_string_equal(rq.pctx[0].abstract_syntax, VERIFICATION);
+    assert_int_equal(rq.pctx[0].nts, 1);
+    assert_string_equal(rq.pctx[0].ts[0], TS_IMPLICIT);
+    assert_int_equal(rq.max_pdu, 16384);
+    assert_string_equal(rq.impl_class, "1.2.276.0.7230010.3.0.3.6.7");
+    assert_string_equal(rq.impl_version, "OFFIS_DCMTK_367");
+    assert_int_equal(rq.async, 0);
+    hdx_ul_negotiate(&rq, abstract_ok, ts_pref, 2, &ac);
+    assert_int_equal(ac.accepted, 1);
+    assert_string_equal(ac.pctx[0].ts, TS_IMPLICIT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pdu_header),
+        cmocka_unit_test(test_parse_handbuilt),
+        cmocka_unit_test(test_parse_boundaries),
+        cmocka_unit_test(test_parse_rq_max),
+        cmocka_unit_test(test_refuse_truncated),
+        cmocka_unit_test(test_refuse_ids),
+        cmocka_unit_test(test_refuse_context_count),
+        cmocka_unit_test(test_refuse_values),
+        cmocka_unit_test(test_refuse_structure),
+        cmocka_unit_test(test_corruption_loop),
+        cmocka_unit_test(test_negotiate),
+        cmocka_unit_test(test_build_ac),
+        cmocka_unit_test(test_build_ac_for_echoscu),
+        cmocka_unit_test(test_build_short),
+        cmocka_unit_test(test_pdv_walk),
+        cmocka_unit_test(test_transition_spot),
+        cmocka_unit_test(test_transition_full),
+        cmocka_unit_test(test_events_and_names),
+        cmocka_unit_test(test_echoscu_capture),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
