@@ -59,6 +59,10 @@ static const char usage_text[] =
     "whose view of the log is DIR/fhir.db (rebuilt from the log when it is missing or stale),\n"
     "and FHIR Subscriptions: websocket clients at /fhir/ws, rest-hook endpoints POSTed by one\n"
     "thread each, their event numbers in DIR/subscriptions.db (docs/FHIR.md).\n"
+    "DICOM (docs/DICOM-CONFORMANCE.md): C-ECHO and C-STORE over DICOM TLS (dicom.listen,\n"
+    "127.0.0.1:2762, a client certificate required, the calling AE title bound to its device\n"
+    "with hdx ae add) and, when dicom.plain_listen is set, plaintext for allow-listed\n"
+    "addresses; each instance is a record, its C-STORE Success sent once it is durable.\n"
     "Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.\n"
     "Keys and their defaults: docs/CONFIGURATION.md.\n";
 

@@ -14,7 +14,9 @@
  *    are skipped after the walker has bounded them.
  *  - A response with a data set says 0x0102 in (0000,0800): PS3.7 E.1 counts any value
  *    other than 0x0101 as present, and 0x0102 is what dcmtk sends.
- *  - A UID field may carry one trailing NUL or space pad (PS3.5 6.2); it is removed. */
+ *  - A UID field may carry one trailing NUL or space pad (PS3.5 6.2); it is removed, and
+ *    any byte but a digit or '.' is refused (PS3.5 9.1), as dicom/ul.c does, so a UID never
+ *    compares equal to a known one by an embedded NUL. */
 #include "dicom/dimse.h"
 
 #include <stdbool.h>
@@ -52,7 +54,9 @@ static int get_uid(struct parse_ctx *x, const struct hdx_ds_elem *e, char *out)
 
     if (len > 0 && (e->value[len - 1] == '\0' || e->value[len - 1] == ' ')) len--;
     if (len > HDX_DS_UID_MAX) return fail(x, "UID longer than 64 bytes");
-    if (len > 0 && memchr(e->value, '\0', len) != NULL) return fail(x, "NUL inside a UID");
+    for (size_t i = 0; i < len; i++)
+        if ((e->value[i] < '0' || e->value[i] > '9') && e->value[i] != '.')
+            return fail(x, "UID with a byte other than a digit or '.'");
     if (len > 0) memcpy(out, e->value, len);
     out[len] = '\0';
     return 0;
@@ -77,16 +81,29 @@ static int parse_visit(void *arg, const struct hdx_ds_elem *e)
         if ((size_t)gl != x->n - 12) return fail(x, "command group length does not match");
         return 0;
     }
-    case 0x0002: return get_uid(x, e, c->affected_class);
-    case 0x0003: return get_uid(x, e, c->requested_class);
-    case 0x0100: c->has_command = 1; return get_us(x, e, &c->command);
-    case 0x0110: c->has_message_id = 1; return get_us(x, e, &c->message_id);
-    case 0x0120: return get_us(x, e, &c->responded_id);
-    case 0x0700: return get_us(x, e, &c->priority);
-    case 0x0800: c->has_data_set_type = 1; return get_us(x, e, &c->data_set_type);
-    case 0x0900: return get_us(x, e, &c->status);
-    case 0x1000: return get_uid(x, e, c->affected_instance);
-    default: return 0;
+    case 0x0002:
+        return get_uid(x, e, c->affected_class);
+    case 0x0003:
+        return get_uid(x, e, c->requested_class);
+    case 0x0100:
+        c->has_command = 1;
+        return get_us(x, e, &c->command);
+    case 0x0110:
+        c->has_message_id = 1;
+        return get_us(x, e, &c->message_id);
+    case 0x0120:
+        return get_us(x, e, &c->responded_id);
+    case 0x0700:
+        return get_us(x, e, &c->priority);
+    case 0x0800:
+        c->has_data_set_type = 1;
+        return get_us(x, e, &c->data_set_type);
+    case 0x0900:
+        return get_us(x, e, &c->status);
+    case 0x1000:
+        return get_uid(x, e, c->affected_instance);
+    default:
+        return 0;
     }
 }
 
@@ -149,8 +166,14 @@ static void put(struct wbuf *w, const void *v, size_t len)
 /* An Implicit VR LE element header: tag (group 0000) and a 4-byte length. */
 static void put_hdr(struct wbuf *w, uint16_t element, uint32_t len)
 {
-    uint8_t b[8] = {0, 0, (uint8_t)element, (uint8_t)(element >> 8),
-                    (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+    uint8_t b[8] = {0,
+                    0,
+                    (uint8_t)element,
+                    (uint8_t)(element >> 8),
+                    (uint8_t)len,
+                    (uint8_t)(len >> 8),
+                    (uint8_t)(len >> 16),
+                    (uint8_t)(len >> 24)};
     put(w, b, sizeof b);
 }
 
