@@ -1,7 +1,10 @@
 #include "net/dicom_session.h"
 
 #include <event2/buffer.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,6 +718,12 @@ static void dcm_read(struct hdx_conn *c)
     struct hdx_dicom *d = c->ctx;
     struct dcm_conn *ss = c->session;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    /* dcmtk's SCUs (Debian's build) leave Nagle on and write a C-STORE's command PDU and its
+     * data set apart: with Linux's delayed ACK the data set then waited up to 40 ms for our ACK
+     * of the command (measured: 44 ms per instance on one association). Quick ACKs end the
+     * wait; the kernel clears the flag by itself, so it is set again on every read. */
+    int one = 1;
+    (void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
     while (!c->closing) {
         size_t len = evbuffer_get_length(in);
         if (ss->state == HDX_STA13 || ss->state == HDX_STA1) { /* AA-6: ignored until the close */
