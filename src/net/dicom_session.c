@@ -21,7 +21,7 @@
 #include "policy/policy.h"
 
 /* A Part 10 meta header of hdx's is well under this (six UIDs of 64 bytes, an AE title). */
-#define META_ROOM 1024
+#define META_MAX 1024
 /* Every PDU but P-DATA-TF is small; an A-ASSOCIATE-RQ is the largest (dicom/ul.h). */
 #define OTHER_PDU_MAX HDX_UL_RQ_MAX
 
@@ -49,9 +49,10 @@ struct dcm_conn {
     struct hdx_dimse_cmd q;
     uint8_t q_pctx;
     enum pending_kind pending;
-    /* the data set being assembled after META_ROOM bytes kept for the meta header */
+    /* the record being assembled: the meta header (meta_len bytes, made from the command),
+     * then the data set as it arrives, so the body is never copied again */
     uint8_t *ds;
-    size_t ds_len, ds_cap, ds_seen;
+    size_t meta_len, ds_len, ds_cap, ds_seen;
     int ds_overflow;
     int64_t ds_started_us;
     /* the C-STORE being committed */
@@ -319,7 +320,7 @@ static void release_reply(struct hdx_conn *c)
 
 static int ds_reserve(struct dcm_conn *ss, size_t more)
 {
-    size_t need = META_ROOM + ss->ds_len + more;
+    size_t need = ss->meta_len + ss->ds_len + more;
     if (need <= ss->ds_cap) return HDX_OK;
     size_t cap = ss->ds_cap ? ss->ds_cap : 64 * 1024;
     while (cap < need)
@@ -333,7 +334,7 @@ static int ds_reserve(struct dcm_conn *ss, size_t more)
 
 static void ds_reset(struct dcm_conn *ss)
 {
-    ss->ds_len = ss->ds_seen = 0;
+    ss->meta_len = ss->ds_len = ss->ds_seen = 0;
     ss->ds_overflow = 0;
     ss->pending = PENDING_NONE;
 }
@@ -363,13 +364,24 @@ static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         send_response(c, ctx->id, HDX_C_ECHO_RSP, ss->q.message_id, ss->q.affected_class, "",
                       0x0000, NULL);
         return;
-    case HDX_C_STORE_RQ:
+    case HDX_C_STORE_RQ: {
         if (!has_ds) {
             store_refused(c, 0xC000, "C-STORE-RQ without a data set");
             return;
         }
         ss->pending = PENDING_STORE;
+        /* The meta header names the command's class and instance: the data set must carry
+         * the same ones or it is refused (on_store), so it is right for what gets stored. */
+        uint8_t meta[META_MAX];
+        size_t mlen = hdx_dcm_meta_build(ss->q.affected_class, ss->q.affected_instance, ctx->ts,
+                                         HDX_UID_IMPLEMENTATION_CLASS, HDX_IMPLEMENTATION_VERSION,
+                                         ss->calling, meta, sizeof(meta));
+        if (mlen && ds_reserve(ss, mlen) == HDX_OK) {
+            memcpy(ss->ds, meta, mlen);
+            ss->meta_len = mlen;
+        }
         return;
+    }
     case HDX_C_CANCEL_RQ:
         return; /* nothing hdx runs can be cancelled */
     default:
@@ -406,7 +418,7 @@ static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     }
     int deflated = 0;
     enum hdx_ds_syntax syn = hdx_ds_syntax_of(ctx->ts, &deflated);
-    const uint8_t *ds = ss->ds + META_ROOM;
+    const uint8_t *ds = ss->ds + ss->meta_len;
     uint8_t *inflated = NULL;
     size_t walk_len = ss->ds_len;
     struct hdx_ds_limits lim;
@@ -453,11 +465,7 @@ static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         store_refused(c, 0xA900, "SOP Instance UID of the data set differs from the command's");
         goto out;
     }
-    uint8_t meta[META_ROOM];
-    size_t mlen =
-        hdx_dcm_meta_build(k->sop_class, k->sop_instance, ctx->ts, HDX_UID_IMPLEMENTATION_CLASS,
-                           HDX_IMPLEMENTATION_VERSION, ss->calling, meta, sizeof(meta));
-    struct hdx_intake_item *it = mlen ? calloc(1, sizeof(*it)) : NULL;
+    struct hdx_intake_item *it = ss->meta_len ? calloc(1, sizeof(*it)) : NULL;
     uint8_t rsp[512];
     size_t rlen = hdx_dimse_build_rsp(HDX_C_STORE_RSP, ss->q.message_id, k->sop_class,
                                       k->sop_instance, 0x0000, 0, NULL, rsp, sizeof(rsp));
@@ -469,12 +477,9 @@ static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         store_refused(c, 0xA700, "server out of memory");
         goto out;
     }
-    /* The record's body is the Part 10 file: the meta header goes in front of the data set,
-     * in the room kept for it; the buffer becomes the item's. */
-    memmove(ss->ds + mlen, ss->ds + META_ROOM, ss->ds_len);
-    memcpy(ss->ds, meta, mlen);
+    /* The record's body is the Part 10 file, already in place: the buffer becomes the item's. */
     it->body = ss->ds;
-    it->body_len = mlen + ss->ds_len;
+    it->body_len = ss->meta_len + ss->ds_len;
     ss->ds = NULL;
     ss->ds_cap = 0;
     it->reply_len = evbuffer_get_length(framed);
@@ -587,7 +592,7 @@ static void pdata(struct hdx_conn *c, const uint8_t *body, size_t len)
                 provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "server out of memory");
                 return;
             } else {
-                memcpy(ss->ds + META_ROOM + ss->ds_len, pdv.data, pdv.len);
+                memcpy(ss->ds + ss->meta_len + ss->ds_len, pdv.data, pdv.len);
                 ss->ds_len += pdv.len;
             }
         }

@@ -6,7 +6,7 @@ server answered in one line, so the test asserts on the server's protocol-level 
 
 usage: dicom_raw.py HOST PORT CASE [--tls CA CERT KEY] [--calling AE] [--called AE]
 cases: garbage, oversize, stall, stall-associated, contexts200, pdata-first, no-context, store-ok FILE,
-       store-mismatch FILE, store-deep, store-hugelen, store-truncated FILE, store-uid FILE
+       store-mismatch FILE, store-big FILE, store-deep, store-hugelen, store-truncated FILE, store-uid FILE
 Output: "abort source=S reason=R", "reject result=.. source=.. reason=..",
         "ac accepted=N results=ID:R,...", "status=0xNNNN [comment=...]", "closed"."""
 import socket
@@ -240,6 +240,8 @@ def main():
                 nest += struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + struct.pack("<I", 0xFFFFFFFF)
                 nest += struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
             ds = uids_ele(cls, inst) + nest
+        elif case == "store-big":  # a data set over dicom.max_instance (1 MiB in test 76)
+            ds = ds + struct.pack("<HH", 0x0009, 0x0010) + b"LO\x04\x00HDX " + struct.pack("<HH", 0x0009, 0x1000) + b"OB\0\0" + struct.pack("<I", 1100000) + b"\0" * 1100000
         elif case == "store-hugelen":
             ds = uids_ele(cls, inst) + struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\0\0" + struct.pack("<I", 0xFFFFFFF0) + b"\0" * 32
         s.sendall(pdata(cid, 3, c_store_rq(cls, inst)))
