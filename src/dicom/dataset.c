@@ -547,6 +547,17 @@ static const char *copy_key(const uint8_t *v, size_t len, char *out, size_t size
     return NULL;
 }
 
+/* "YYYY.MM.DD", padding allowed after it. */
+static int acr_nema_date(const uint8_t *v, size_t len)
+{
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\0'))
+        len--;
+    if (len != 10 || v[4] != '.' || v[7] != '.') return 0;
+    for (size_t i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (v[i] < '0' || v[i] > '9')) return 0;
+    return 1;
+}
+
 static int extract_visit(void *arg, const struct hdx_ds_elem *e)
 {
     struct extract_ctx *x = arg;
@@ -560,6 +571,15 @@ static int extract_visit(void *arg, const struct hdx_ds_elem *e)
         x->seen |= 1u << i;
         if (e->value == NULL && e->length != 0) {
             why = "key element is not a value";
+        } else if (key_fields[i].size == 9 && acr_nema_date(e->value, e->value_len)) {
+            /* a date in the retired ACR-NEMA form YYYY.MM.DD (PS3.5 6.2, DA): kept as the
+             * YYYYMMDD it stands for, rather than refusing an old instance over it */
+            char *d = (char *)x->k + key_fields[i].off;
+            memcpy(d, e->value, 4);
+            memcpy(d + 4, e->value + 5, 2);
+            memcpy(d + 6, e->value + 8, 2);
+            d[8] = '\0';
+            why = NULL;
         } else {
             why = copy_key(e->value, e->value_len, (char *)x->k + key_fields[i].off,
                            key_fields[i].size);

@@ -63,7 +63,8 @@ int hdx_ds_walk(const uint8_t *p, size_t n, enum hdx_ds_syntax syntax,
 
 /* The keys hdx indexes, from top-level elements only. Values are the bytes as encoded with
  * trailing spaces and NULs removed (so PN and LO bytes stay in the data set's character set);
- * a value longer than its field is refused (HDX_E_INVAL "value too long"). "" when absent. */
+ * a value longer than its field is refused (HDX_E_INVAL "value too long"), except a date in
+ * the retired ACR-NEMA form YYYY.MM.DD, which becomes YYYYMMDD. "" when absent. */
 struct hdx_dcm_keys {
     char charset[65];                      /* (0008,0005), raw, backslash-separated */
     char sop_class[HDX_DS_UID_MAX + 1];    /* (0008,0016) */

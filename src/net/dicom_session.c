@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "commit/admin.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -196,11 +197,26 @@ static void store_refused(struct hdx_conn *c, uint16_t status, const char *why)
 
 /* ---------- association ---------- */
 
+/* An association's authentication is an audit record (docs/AUDIT.md, event auth action dicom):
+ * the certificate was checked by the connection layer; this is the AE title's binding. */
+static void audit_association(struct hdx_conn *c, const char *outcome, const char *reason,
+                              const char *called, const char *why)
+{
+    struct dcm_conn *ss = c->session;
+    char detail[HDX_AUDIT_VALUE_MAX + 1];
+    snprintf(detail, sizeof(detail), "calling=%s called=%s%s%s", ss->calling[0] ? ss->calling : "-",
+             called && called[0] ? called : "-", why ? " why=" : "", why ? why : "");
+    struct hdx_audit a = {
+        .event = "auth", .action = "dicom", .outcome = outcome, .reason = reason, .detail = detail};
+    hdx_conn_audit(c, &a);
+}
+
 static void send_reject(struct hdx_conn *c, uint8_t result, uint8_t source, uint8_t reason,
-                        const char *why)
+                        const char *code, const char *called, const char *why)
 {
     struct dcm_conn *ss = c->session;
     uint8_t pdu[16];
+    audit_association(c, "failure", code, called, why);
     char calling[40];
     hdx_warn("dicom_association_rejected",
              "peer=%s sender=%s calling=%s result=%u source=%u reason_code=%u reason=\"%s\"",
@@ -247,7 +263,7 @@ static void associate(struct hdx_conn *c, const uint8_t *body, size_t len)
     uint8_t *pdu = malloc(cap);
     evtimer_del(ss->artim);
     if (!rq || !ac || !pdu) {
-        send_reject(c, 2, 3, 1, "server out of memory"); /* transient, temporary congestion */
+        send_reject(c, 2, 3, 1, "busy", NULL, "server out of memory"); /* transient */
         goto out;
     }
     if (hdx_ul_parse_assoc_rq(body, len, rq, &why, &abort_reason) != HDX_OK) {
@@ -257,21 +273,22 @@ static void associate(struct hdx_conn *c, const uint8_t *body, size_t len)
     }
     snprintf(ss->calling, sizeof(ss->calling), "%s", rq->calling);
     if (!(rq->protocol_version & 1)) {
-        send_reject(c, 1, 2, 2, "protocol version not supported");
+        send_reject(c, 1, 2, 2, "protocol_version", rq->called, "protocol version not supported");
         goto out;
     }
     if (strcmp(rq->app_context, HDX_UL_APP_CONTEXT) != 0) {
-        send_reject(c, 1, 1, 2, "application context name not supported");
+        send_reject(c, 1, 1, 2, "app_context", rq->called,
+                    "application context name not supported");
         goto out;
     }
     if (strcmp(rq->called, d->conf->dicom_ae_title) != 0) {
         snprintf(reason, sizeof(reason), "called AE title not recognized (this is %s)",
                  d->conf->dicom_ae_title);
-        send_reject(c, 1, 1, 7, reason);
+        send_reject(c, 1, 1, 7, "called_ae", rq->called, reason);
         goto out;
     }
     if (calling_bound(c, rq->calling, reason, sizeof(reason)) != 0) {
-        send_reject(c, 1, 1, 3, reason);
+        send_reject(c, 1, 1, 3, "calling_ae", rq->called, reason);
         goto out;
     }
     hdx_ul_negotiate(rq, hdx_sop_abstract_ok, d->ts, d->nts, ac);
@@ -279,10 +296,11 @@ static void associate(struct hdx_conn *c, const uint8_t *body, size_t len)
         hdx_ul_build_assoc_ac(rq, ac, (uint32_t)d->conf->dicom_max_pdu,
                               HDX_UID_IMPLEMENTATION_CLASS, HDX_IMPLEMENTATION_VERSION, pdu, cap);
     if (!n) {
-        send_reject(c, 2, 3, 2, "A-ASSOCIATE-AC does not fit");
+        send_reject(c, 2, 3, 2, "busy", rq->called, "A-ASSOCIATE-AC does not fit");
         goto out;
     }
     write_pdu(c, pdu, n);
+    audit_association(c, "success", "-", rq->called, NULL);
     ss->ac = ac;
     ac = NULL;
     ss->peer_max = rq->max_pdu && rq->max_pdu < HDX_UL_PDU_MIN ? HDX_UL_PDU_MIN : rq->max_pdu;
