@@ -54,6 +54,7 @@ struct dcm_conn {
      * then the data set as it arrives, so the body is never copied again */
     uint8_t *ds;
     size_t meta_len, ds_len, ds_cap, ds_seen;
+    size_t ds_hint; /* the last instance's size: a modality sends many alike */
     int ds_overflow;
     int64_t ds_started_us;
     /* the C-STORE being committed */
@@ -340,7 +341,9 @@ static int ds_reserve(struct dcm_conn *ss, size_t more)
 {
     size_t need = ss->meta_len + ss->ds_len + more;
     if (need <= ss->ds_cap) return HDX_OK;
-    size_t cap = ss->ds_cap ? ss->ds_cap : 64 * 1024;
+    /* Sized from the last instance, so a stream of alike instances is not grown by doubling
+     * (a copy and fresh pages each time) on every one of them. */
+    size_t cap = ss->ds_cap ? ss->ds_cap : ss->ds_hint > 64 * 1024 ? ss->ds_hint : 64 * 1024;
     while (cap < need)
         cap *= 2;
     uint8_t *p = realloc(ss->ds, cap);
@@ -498,6 +501,7 @@ static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     /* The record's body is the Part 10 file, already in place: the buffer becomes the item's. */
     it->body = ss->ds;
     it->body_len = ss->meta_len + ss->ds_len;
+    ss->ds_hint = it->body_len <= 4 * 1024 * 1024 ? it->body_len : 0;
     ss->ds = NULL;
     ss->ds_cap = 0;
     it->reply_len = evbuffer_get_length(framed);
