@@ -856,8 +856,8 @@ static void test_pdv_walk(void **state)
     assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
     assert_string_equal(why, "PDV item overruns the P-DATA-TF");
     /* Fewer than 4 bytes left for the length. */
-    static const uint8_t stub[] = {0, 0, 0, 2, 1, 0, 0, 0};
-    c = hdx_dcur_make(stub, sizeof(stub));
+    static const uint8_t truncated_tail[] = {0, 0, 0, 2, 1, 0, 0, 0};
+    c = hdx_dcur_make(truncated_tail, sizeof(truncated_tail));
     assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_OK);
     assert_int_equal(hdx_ul_pdv_next(&c, &pdv, &why), HDX_E_INVAL);
     assert_string_equal(why, "PDV item length truncated");
