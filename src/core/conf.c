@@ -71,6 +71,7 @@ static const struct conf_key conf_keys[] = {
     INT("dicom", "artim_ms", dicom_artim_ms, 100, 600000, "30000"),
     INT("dicom", "idle_timeout_s", dicom_idle_timeout_s, 1, 86400, "600"),
     INT("dicom", "max_connections", dicom_max_connections, 1, 1000000, "512"),
+    INT("dicom", "max_find_results", dicom_max_find_results, 1, 1000000, "10000"),
     STR("dicom", "storage_classes", dicom_storage_classes, ""),
     INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
     STR("tls", "min_version", tls_min_version, "1.3"),

@@ -15,11 +15,18 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "dicom/catalog.h"
+#include "dicom/charset.h"
 #include "dicom/dataset.h"
 #include "dicom/dimse.h"
+#include "dicom/dsenc.h"
+#include "dicom/match.h"
 #include "dicom/sop.h"
 #include "dicom/ul.h"
 #include "policy/policy.h"
+#include "policy/scope.h"
+#include "store/record.h"
+#include "store/store.h"
 
 /* A Part 10 meta header of hdx's is well under this (six UIDs of 64 bytes, an AE title). */
 #define META_MAX 1024
@@ -32,10 +39,13 @@ struct hdx_dicom {
     void *submit_arg;
     const char *const *ts;
     size_t nts;
+    struct hdx_dcat *cat; /* what C-FIND searches */
 };
 
 /* What a DIMSE request whose data set is still arriving asked for. */
-enum pending_kind { PENDING_NONE, PENDING_STORE, PENDING_DISCARD };
+enum pending_kind { PENDING_NONE, PENDING_STORE, PENDING_FIND, PENDING_DISCARD };
+
+struct find;
 
 struct dcm_conn {
     enum hdx_ul_state state;
@@ -61,8 +71,10 @@ struct dcm_conn {
     uint16_t store_msg_id;
     uint8_t store_pctx;
     char store_class[HDX_DS_UID_MAX + 1], store_instance[HDX_DS_UID_MAX + 1];
+    struct hdx_dcm_keys *store_keys; /* for the catalogue, once it is durable */
+    struct find *find;               /* the C-FIND being answered */
     int release_pending;
-    uint64_t stored, refused, echoes;
+    uint64_t stored, refused, echoes, finds;
 };
 
 static const struct hdx_ul_pctx_result *context(const struct dcm_conn *ss, uint8_t id)
@@ -77,6 +89,16 @@ static const struct hdx_ul_pctx_result *context(const struct dcm_conn *ss, uint8
 static const char *who(const struct hdx_conn *c)
 {
     return c->principal[0] ? c->principal : "-";
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
+static int is_find_model(const char *uid)
+{
+    return str_eq(uid, HDX_UID_FIND_PATIENT_ROOT) || str_eq(uid, HDX_UID_FIND_STUDY_ROOT);
 }
 
 /* ---------- timers ---------- */
@@ -250,6 +272,48 @@ static int calling_bound(struct hdx_conn *c, const char *calling, char *why, siz
     return 0;
 }
 
+/* A principal may C-FIND when it may receive others' records (docs/SECURITY.md: the roles
+ * subscriber and gateway) and no scope narrows what it receives: scope terms name senders,
+ * types and patients that the catalogue does not judge, so a scoped receiver is refused the
+ * query models rather than shown more than its scope. */
+static int may_find(struct hdx_conn *c)
+{
+    if (!c->tls || !hdx_policy_role_has(hdx_role_parse(c->role), HDX_RES_RECORD, HDX_ACT_SUBSCRIBE))
+        return 0;
+    struct hdx_scope *scope = NULL;
+    char text[HDX_DEVICE_SCOPE_MAX + 1];
+    int rc = hdx_scope_load(hdx_conn_store(c), c->principal, &scope, text);
+    int unscoped = rc == HDX_OK && scope == NULL;
+    free(scope);
+    return unscoped;
+}
+
+/* The policy of each accepted context: C-FIND reads records (may_find, in an uncompressed
+ * syntax: an identifier is never compressed), a storage class writes a stream (on the
+ * plaintext port the allow-listed legacy sender may). */
+static void restrict_contexts(struct hdx_conn *c, struct hdx_ul_assoc_ac *ac)
+{
+    enum hdx_role role = hdx_role_parse(c->role);
+    int finder = -1; /* judged once, when a query model was proposed */
+    int may_store = !c->tls || hdx_policy_role_has(role, HDX_RES_STREAM, HDX_ACT_WRITE);
+    for (size_t i = 0; i < ac->npctx; i++) {
+        struct hdx_ul_pctx_result *r = &ac->pctx[i];
+        if (r->result != HDX_PCTX_ACCEPT) continue;
+        if (is_find_model(r->abstract_syntax)) {
+            int deflated = 0;
+            (void)hdx_ds_syntax_of(r->ts, &deflated);
+            if (finder < 0) finder = may_find(c);
+            if (!finder)
+                r->result = HDX_PCTX_USER_REJECT;
+            else if (deflated || hdx_ts_compressed(r->ts))
+                r->result = HDX_PCTX_TS_UNSUPPORTED;
+        } else if (!str_eq(r->abstract_syntax, HDX_UID_VERIFICATION) && !may_store) {
+            r->result = HDX_PCTX_USER_REJECT;
+        }
+        if (r->result != HDX_PCTX_ACCEPT) ac->accepted--;
+    }
+}
+
 /* AE-6: the A-ASSOCIATE-RQ, judged; then AE-7 (A-ASSOCIATE-AC, Sta6) or AE-8 (-RJ, Sta13). */
 static void associate(struct hdx_conn *c, const uint8_t *body, size_t len)
 {
@@ -293,6 +357,7 @@ static void associate(struct hdx_conn *c, const uint8_t *body, size_t len)
         goto out;
     }
     hdx_ul_negotiate(rq, hdx_sop_abstract_ok, d->ts, d->nts, ac);
+    restrict_contexts(c, ac);
     size_t n =
         hdx_ul_build_assoc_ac(rq, ac, (uint32_t)d->conf->dicom_max_pdu,
                               HDX_UID_IMPLEMENTATION_CLASS, HDX_IMPLEMENTATION_VERSION, pdu, cap);
@@ -360,6 +425,384 @@ static void ds_reset(struct dcm_conn *ss)
     ss->pending = PENDING_NONE;
 }
 
+/* ---------- C-FIND ---------- */
+
+#define FIND_KEYS_MAX 128 /* top-level elements of one identifier */
+#define FIND_ALT_MAX 16   /* values of a multi-valued Modalities in Study key */
+#define FIND_ID_MAX 65536 /* bytes of one identifier */
+#define FIND_VALUE_MAX 1024
+
+/* What a response identifier carries, in tag order: the matched attributes asked for, the
+ * Query/Retrieve Level and the Specific Character Set. */
+struct find_ret {
+    uint16_t group, element;
+    const struct hdx_dcat_attr *attr; /* NULL: level or charset */
+};
+
+struct find {
+    uint16_t msg_id;
+    uint8_t pctx;
+    char model[HDX_DS_UID_MAX + 1];
+    enum hdx_ds_syntax syn;
+    enum hdx_dcat_level level;
+    struct find_ret ret[FIND_KEYS_MAX + 2];
+    size_t nret;
+    struct hdx_charset *cs; /* the query's set: answers are in it when they fit */
+    char charset[65];
+    int cs_utf8;
+    uint32_t *ids;
+    size_t n, pos;
+    int unsupported;                    /* an optional key hdx does not know: pending status FF01 */
+    char keys[HDX_AUDIT_VALUE_MAX / 2]; /* the key names, for the audit record */
+};
+
+static void find_free(struct find *f)
+{
+    if (!f) return;
+    hdx_charset_close(f->cs);
+    free(f->ids);
+    free(f);
+}
+
+struct id_elem {
+    uint16_t group, element;
+    char vr[3];
+    const uint8_t *value;
+    size_t len;
+};
+
+struct id_walk {
+    struct id_elem e[FIND_KEYS_MAX];
+    size_t n;
+    int too_many;
+};
+
+static int collect_top(void *arg, const struct hdx_ds_elem *e)
+{
+    struct id_walk *w = arg;
+    if (e->depth != 0 || !e->vr[0]) return 0; /* inside a sequence, or an item tag */
+    if (w->n == FIND_KEYS_MAX) {
+        w->too_many = 1;
+        return 1;
+    }
+    struct id_elem *x = &w->e[w->n++];
+    x->group = e->group;
+    x->element = e->element;
+    memcpy(x->vr, e->vr, 3);
+    x->value = e->value;
+    x->len = e->value ? e->value_len : 0;
+    return 0;
+}
+
+/* A value's bytes without trailing spaces (and NULs, which pad UIDs), as a C string. */
+static int value_str(const struct id_elem *x, char *out, size_t cap)
+{
+    size_t n = x->len;
+    while (n && (x->value[n - 1] == ' ' || x->value[n - 1] == '\0'))
+        n--;
+    if (n >= cap) return HDX_E_TOOBIG;
+    if (n) memcpy(out, x->value, n);
+    out[n] = '\0';
+    return memchr(out, '\0', n) ? HDX_E_INVAL : HDX_OK;
+}
+
+static void find_status(struct hdx_conn *c, uint16_t status, const char *why)
+{
+    struct dcm_conn *ss = c->session;
+    char inst[40];
+    hdx_warn("dicom_find_refused", "peer=%s sender=%s calling=%s status=0x%04x reason=\"%s\"",
+             c->peer, who(c), hdx_log_str(inst, sizeof(inst), ss->calling), status, why);
+    send_response(c, ss->q_pctx, HDX_C_FIND_RSP, ss->q.message_id, ss->q.affected_class, "", status,
+                  why);
+}
+
+static void audit_find(struct hdx_conn *c, const struct find *f, const char *outcome,
+                       const char *reason, uint64_t count)
+{
+    static const char *const levels[] = {"-", "PATIENT", "STUDY", "SERIES", "IMAGE"};
+    char detail[HDX_AUDIT_VALUE_MAX + 1];
+    snprintf(detail, sizeof(detail), "model=%s level=%s keys=%s",
+             str_eq(f->model, HDX_UID_FIND_PATIENT_ROOT) ? "PatientRoot" : "StudyRoot",
+             levels[f->level <= HDX_DCAT_IMAGE ? f->level : 0], f->keys[0] ? f->keys : "-");
+    struct hdx_audit a = {.event = "access",
+                          .action = "dicom_find",
+                          .outcome = outcome,
+                          .reason = reason,
+                          .count = count,
+                          .detail = detail};
+    hdx_conn_audit(c, &a);
+}
+
+static void ret_add(struct find *f, uint16_t g, uint16_t e, const struct hdx_dcat_attr *a)
+{
+    for (size_t i = 0; i < f->nret; i++)
+        if (f->ret[i].group == g && f->ret[i].element == e) return;
+    size_t i = f->nret++;
+    uint32_t t = (uint32_t)g << 16 | e;
+    while (i > 0 && ((uint32_t)f->ret[i - 1].group << 16 | f->ret[i - 1].element) > t) {
+        f->ret[i] = f->ret[i - 1];
+        i--;
+    }
+    f->ret[i] = (struct find_ret){g, e, a};
+}
+
+/* One response identifier for entity id; utf8: every value in UTF-8 (ISO_IR 192), otherwise
+ * in the query's set. HDX_E_INVAL when a value has no encoding in the query's set. */
+static int encode_match(struct hdx_dicom *d, const struct find *f, uint32_t id, int utf8,
+                        struct hdx_dsenc *e)
+{
+    static const char *const levels[] = {"", "PATIENT", "STUDY", "SERIES", "IMAGE"};
+    char buf[256], conv[FIND_VALUE_MAX * 4];
+    int non_ascii = 0;
+    for (size_t i = 0; i < f->nret; i++) {
+        const struct hdx_dcat_attr *a = f->ret[i].attr;
+        if (!a) continue;
+        const char *v = hdx_dcat_value(d->cat, f->level, id, a, buf, sizeof(buf));
+        for (const unsigned char *p = (const unsigned char *)v; *p && !non_ascii; p++)
+            non_ascii = *p >= 0x80;
+    }
+    const char *charset = !non_ascii ? (f->charset[0] ? f->charset : NULL)
+                          : utf8     ? "ISO_IR 192"
+                                     : f->charset;
+    for (size_t i = 0; i < f->nret; i++) {
+        const struct find_ret *r = &f->ret[i];
+        int rc;
+        if (!r->attr && r->element == 0x0005) {
+            if (!charset) continue;
+            rc = hdx_dsenc_str(e, r->group, r->element, "CS", charset);
+        } else if (!r->attr) {
+            rc = hdx_dsenc_str(e, r->group, r->element, "CS", levels[f->level]);
+        } else {
+            const char *v = hdx_dcat_value(d->cat, f->level, id, r->attr, buf, sizeof(buf));
+            size_t vl = strlen(v);
+            if (non_ascii && !utf8 && vl) {
+                size_t n = 0;
+                rc = hdx_charset_from_utf8(f->cs, v, vl, conv, sizeof(conv), &n);
+                if (rc != HDX_OK) return HDX_E_INVAL;
+                rc = hdx_dsenc_add(e, r->group, r->element, r->attr->vr, conv, n);
+            } else {
+                rc = hdx_dsenc_add(e, r->group, r->element, r->attr->vr, v, vl);
+            }
+        }
+        if (rc != HDX_OK) return rc;
+    }
+    return HDX_OK;
+}
+
+static void find_end(struct hdx_conn *c)
+{
+    struct dcm_conn *ss = c->session;
+    find_free(ss->find);
+    ss->find = NULL;
+    if (ss->release_pending && !c->inflight) release_reply(c);
+}
+
+/* Sends pending responses while the peer reads them, then the final one. */
+static void find_continue(struct hdx_conn *c)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    struct find *f = ss->find;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    uint8_t rsp[512];
+    size_t rlen = hdx_dimse_build_rsp(HDX_C_FIND_RSP, f->msg_id, f->model, "",
+                                      f->unsupported ? 0xFF01 : 0xFF00, 1, NULL, rsp, sizeof(rsp));
+    while (f->pos < f->n && !c->closing) {
+        if (hdx_conn_output_full(c)) return; /* dcm_drained brings us back */
+        struct hdx_dsenc e;
+        hdx_dsenc_init(&e, f->syn, FIND_ID_MAX);
+        int rc = encode_match(d, f, f->ids[f->pos], f->cs_utf8, &e);
+        if (rc == HDX_E_INVAL && !f->cs_utf8) { /* not in the query's set: all in UTF-8 */
+            hdx_dsenc_free(&e);
+            hdx_dsenc_init(&e, f->syn, FIND_ID_MAX);
+            rc = encode_match(d, f, f->ids[f->pos], 1, &e);
+        }
+        if (rc != HDX_OK || !rlen ||
+            frame_message(out, ss->peer_max, f->pctx, rsp, rlen, e.buf, e.len) != HDX_OK) {
+            hdx_dsenc_free(&e);
+            hdx_error("dicom_find_failed", "peer=%s sender=%s err=%s", c->peer, who(c),
+                      hdx_strerror(rc != HDX_OK ? rc : HDX_E_NOMEM));
+            send_response(c, f->pctx, HDX_C_FIND_RSP, f->msg_id, f->model, "", 0xA700,
+                          "an answer could not be encoded");
+            find_end(c);
+            return;
+        }
+        hdx_dsenc_free(&e);
+        f->pos++;
+    }
+    if (c->closing) return;
+    send_response(c, f->pctx, HDX_C_FIND_RSP, f->msg_id, f->model, "", 0x0000, NULL);
+    hdx_info("dicom_find", "peer=%s sender=%s calling=%s level=%d matches=%zu", c->peer, who(c),
+             ss->calling, (int)f->level, f->n);
+    find_end(c);
+}
+
+/* C-CANCEL-RQ for the C-FIND being answered: what is sent is sent; the final status FE00. */
+static void find_cancel(struct hdx_conn *c)
+{
+    struct dcm_conn *ss = c->session;
+    struct find *f = ss->find;
+    hdx_info("dicom_find_cancelled", "peer=%s sender=%s calling=%s sent=%zu of=%zu", c->peer,
+             who(c), ss->calling, f->pos, f->n);
+    send_response(c, f->pctx, HDX_C_FIND_RSP, f->msg_id, f->model, "", 0xFE00, NULL);
+    find_end(c);
+}
+
+/* The identifier is complete: parsed, its keys compiled and matched, the answers started. */
+static void on_find(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
+{
+    struct hdx_dicom *d = c->ctx;
+    struct dcm_conn *ss = c->session;
+    char why[200], val[FIND_VALUE_MAX + 1], u8[FIND_VALUE_MAX * 4 + 1];
+    const char *w = NULL;
+    struct hdx_ds_limits lim;
+    struct hdx_ds_error err = {0};
+    struct id_walk *iw = calloc(1, sizeof(*iw));
+    struct find *f = calloc(1, sizeof(*f));
+    struct hdx_dmatch *m = NULL;
+    struct hdx_dcat_key keys[FIND_KEYS_MAX];
+    size_t nkeys = 0, nm = 0;
+    if (!iw || !f) {
+        find_status(c, 0xA700, "server out of memory");
+        goto out;
+    }
+    f->msg_id = ss->q.message_id;
+    f->pctx = ctx->id;
+    snprintf(f->model, sizeof(f->model), "%s", ctx->abstract_syntax);
+    f->syn = hdx_ds_syntax_of(ctx->ts, &(int){0});
+    if (ss->ds_overflow) {
+        find_status(c, 0xC000, "identifier over 64 KiB");
+        goto out;
+    }
+    hdx_ds_limits_default(&lim);
+    lim.max_depth = 8;
+    if (hdx_ds_walk(ss->ds, ss->ds_len, f->syn, &lim, collect_top, iw, &err) != HDX_OK ||
+        iw->too_many) {
+        snprintf(why, sizeof(why), "cannot understand the identifier: %s",
+                 iw->too_many ? "more than 128 keys"
+                 : err.why    ? err.why
+                              : "malformed");
+        find_status(c, 0xC000, why);
+        goto out;
+    }
+    /* The level and the character set come first: every key depends on them. */
+    for (size_t i = 0; i < iw->n; i++) {
+        const struct id_elem *x = &iw->e[i];
+        if (x->group != 0x0008 || (x->element != 0x0052 && x->element != 0x0005)) continue;
+        if (value_str(x, val, sizeof(val)) != HDX_OK) {
+            find_status(c, 0xA900, "Query/Retrieve Level or Specific Character Set malformed");
+            goto out;
+        }
+        if (x->element == 0x0052) {
+            f->level = hdx_dcat_level_parse(val);
+        } else if (strlen(val) >= sizeof(f->charset)) {
+            find_status(c, 0xC000, "Specific Character Set not supported: too long");
+            goto out;
+        } else {
+            memcpy(f->charset, val, strlen(val) + 1);
+        }
+    }
+    if (!f->level || (f->level == HDX_DCAT_PATIENT && str_eq(f->model, HDX_UID_FIND_STUDY_ROOT))) {
+        find_status(c, 0xA900,
+                    f->level ? "PATIENT level is not in the Study Root model"
+                             : "Query/Retrieve Level (0008,0052) missing or not PATIENT, STUDY, "
+                               "SERIES or IMAGE");
+        goto out;
+    }
+    if (hdx_charset_open(f->charset, &f->cs, &w) != HDX_OK) {
+        snprintf(why, sizeof(why), "Specific Character Set not supported: %s", w ? w : "?");
+        find_status(c, 0xC000, why);
+        goto out;
+    }
+    f->cs_utf8 = hdx_charset_is_utf8(f->cs);
+    ret_add(f, 0x0008, 0x0005, NULL);
+    ret_add(f, 0x0008, 0x0052, NULL);
+    if (!(m = calloc(FIND_KEYS_MAX + FIND_ALT_MAX, sizeof(*m)))) {
+        find_status(c, 0xA700, "server out of memory");
+        goto out;
+    }
+    size_t klen = 0;
+    for (size_t i = 0; i < iw->n; i++) {
+        const struct id_elem *x = &iw->e[i];
+        if (x->group == 0x0008 && (x->element == 0x0052 || x->element == 0x0005)) continue;
+        if (x->element == 0x0000 || x->group < 0x0008) continue; /* group lengths, meta */
+        const struct hdx_dcat_attr *a = hdx_dcat_attr_find(x->group, x->element);
+        if (!a) { /* an optional key hdx neither matches nor returns */
+            f->unsupported = 1;
+            continue;
+        }
+        if (a->level > f->level) continue; /* of a level below the query's: not returned */
+        ret_add(f, x->group, x->element, a);
+        int n =
+            snprintf(f->keys + klen, sizeof(f->keys) - klen, "%s%s", klen ? "," : "", a->keyword);
+        if (n > 0 && (size_t)n < sizeof(f->keys) - klen) klen += (size_t)n;
+        int rc = value_str(x, val, sizeof(val));
+        size_t ul = 0;
+        if (rc == HDX_OK && (a->match == HDX_DMATCH_TEXT || a->match == HDX_DMATCH_PN))
+            rc = hdx_charset_to_utf8(f->cs, val, strlen(val), u8, sizeof(u8), &ul);
+        else if (rc == HDX_OK)
+            ul = (size_t)snprintf(u8, sizeof(u8), "%s", val);
+        if (rc != HDX_OK) {
+            snprintf(why, sizeof(why), "%s: %s", a->keyword,
+                     rc == HDX_E_TOOBIG ? "key too long"
+                                        : "bytes not valid in the Specific Character Set");
+            find_status(c, 0xA900, why);
+            goto out;
+        }
+        /* Modalities in Study may list values: any of them matches. */
+        int multi = a->element == 0x0061 && a->group == 0x0008;
+        struct hdx_dcat_key *k = &keys[nkeys++];
+        k->attr = a;
+        k->m = &m[nm];
+        k->nm = 0;
+        char *s = u8, *end = u8 + ul;
+        do {
+            char *bs = multi ? memchr(s, '\\', (size_t)(end - s)) : NULL;
+            size_t len = bs ? (size_t)(bs - s) : (size_t)(end - s);
+            if (k->nm == FIND_ALT_MAX ||
+                hdx_dmatch_compile(a->match, s, len, &m[nm], &w) != HDX_OK) {
+                snprintf(why, sizeof(why), "%s: %s", a->keyword,
+                         k->nm == FIND_ALT_MAX ? "more than 16 values"
+                         : w                   ? w
+                                               : "malformed key");
+                find_status(c, 0xA900, why);
+                goto out;
+            }
+            nm++;
+            k->nm++;
+            s = bs ? bs + 1 : end;
+        } while (s < end);
+    }
+    int more = 0;
+    if (hdx_dcat_find(d->cat, f->level, keys, nkeys, (size_t)d->conf->dicom_max_find_results,
+                      &f->ids, &f->n, &more) != HDX_OK) {
+        find_status(c, 0xA700, "server out of memory");
+        goto out;
+    }
+    if (more) {
+        snprintf(why, sizeof(why),
+                 "more than %d matches (dicom.max_find_results): narrow the query",
+                 d->conf->dicom_max_find_results);
+        audit_find(c, f, "deny", "too_many", 0);
+        find_status(c, 0xA700, why);
+        goto out;
+    }
+    ss->finds++;
+    audit_find(c, f, "permit", "-", f->n);
+    ss->find = f;
+    f = NULL;
+    find_continue(c);
+out:
+    if (m) {
+        sodium_memzero(m, (FIND_KEYS_MAX + FIND_ALT_MAX) * sizeof(*m)); /* keys are PHI */
+        free(m);
+    }
+    sodium_memzero(val, sizeof(val));
+    sodium_memzero(u8, sizeof(u8));
+    free(iw);
+    find_free(f);
+}
+
 /* A command set is complete. */
 static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
 {
@@ -369,6 +812,15 @@ static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     ss->cmd_len = 0;
     if (rc != HDX_OK) {
         provider_abort(c, HDX_ABORT_INVALID_PARAM, why);
+        return;
+    }
+    if (ss->find) { /* only its cancellation may come while a C-FIND is being answered */
+        if (ss->q.command == HDX_C_CANCEL_RQ && ss->q.responded_id == ss->find->msg_id)
+            find_cancel(c);
+        else if (ss->q.command != HDX_C_CANCEL_RQ)
+            provider_abort(c, HDX_ABORT_UNEXPECTED_PDU,
+                           "a request while a C-FIND is being answered (no asynchronous "
+                           "operations window was granted)");
         return;
     }
     ss->q_pctx = ctx->id;
@@ -403,8 +855,24 @@ static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         }
         return;
     }
+    case HDX_C_FIND_RQ:
+        if (!is_find_model(ctx->abstract_syntax) ||
+            !str_eq(ss->q.affected_class, ctx->abstract_syntax)) {
+            if (has_ds) {
+                ss->pending = PENDING_DISCARD;
+                return;
+            }
+            find_status(c, 0xA900, "C-FIND-RQ on a context that is not its query/retrieve model");
+            return;
+        }
+        if (!has_ds) {
+            find_status(c, 0xC000, "C-FIND-RQ without an identifier");
+            return;
+        }
+        ss->pending = PENDING_FIND;
+        return;
     case HDX_C_CANCEL_RQ:
-        return; /* nothing hdx runs can be cancelled */
+        return; /* a late cancel: the C-FIND it names has ended */
     default:
         if (has_ds) {
             ss->pending = PENDING_DISCARD;
@@ -414,11 +882,6 @@ static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
                       ss->q.affected_class, "", 0x0211, "unrecognized operation");
         return;
     }
-}
-
-static int str_eq(const char *a, const char *b)
-{
-    return strcmp(a, b) == 0;
 }
 
 /* The C-STORE's data set is complete: checked, then handed to the commit pipeline. */
@@ -524,14 +987,18 @@ static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     memcpy(ss->store_instance, k->sop_instance, sizeof(ss->store_instance));
     c->inflight++;
     hdx_metric_ingest(c->tls ? HDX_METRIC_DICOM : HDX_METRIC_DICOM_PLAIN);
+    ss->store_keys = k;
+    k = NULL;
     d->submit(d->submit_arg, it);
 out:
     if (inflated) {
         sodium_memzero(inflated, walk_len);
         free(inflated);
     }
-    sodium_memzero(k, sizeof(*k)); /* patient name and id */
-    free(k);
+    if (k) {
+        sodium_memzero(k, sizeof(*k)); /* patient name and id */
+        free(k);
+    }
 }
 
 static void on_dataset(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
@@ -541,6 +1008,8 @@ static void on_dataset(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     ss->pending = PENDING_NONE;
     if (kind == PENDING_STORE) {
         on_store(c, ctx);
+    } else if (kind == PENDING_FIND) {
+        on_find(c, ctx);
     } else { /* a request hdx does not carry a data set for */
         uint16_t status = ss->q.command == HDX_C_ECHO_RQ ? 0xC000 : 0x0211;
         send_response(c, ctx->id, (uint16_t)(ss->q.command | 0x8000), ss->q.message_id,
@@ -607,8 +1076,9 @@ static void pdata(struct hdx_conn *c, const uint8_t *body, size_t len)
             return;
         }
         ss->ds_seen += pdv.len;
-        if (ss->pending == PENDING_STORE && !ss->ds_overflow) {
-            if (ss->ds_len + pdv.len > d->conf->dicom_max_instance)
+        if ((ss->pending == PENDING_STORE || ss->pending == PENDING_FIND) && !ss->ds_overflow) {
+            size_t max = ss->pending == PENDING_FIND ? FIND_ID_MAX : d->conf->dicom_max_instance;
+            if (ss->ds_len + pdv.len > max)
                 ss->ds_overflow = 1; /* read to its end, answered A700, never kept */
             else if (ds_reserve(ss, pdv.len) != HDX_OK) {
                 provider_abort(c, HDX_ABORT_NOT_SPECIFIED, "server out of memory");
@@ -655,8 +1125,8 @@ static void ul_event(struct hdx_conn *c, enum hdx_ul_event evt, const uint8_t *b
         return;
     case HDX_AR2:
         ss->state = HDX_STA8;
-        if (c->inflight)
-            ss->release_pending = 1; /* answered after the outstanding C-STORE */
+        if (c->inflight || ss->find)
+            ss->release_pending = 1; /* answered after the outstanding C-STORE or C-FIND */
         else
             release_reply(c);
         return;
@@ -732,7 +1202,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     struct hdx_conn *c = arg;
     struct dcm_conn *ss = c->session;
     if (c->closing || ss->state != HDX_STA6) return;
-    if (c->inflight) {
+    if (c->inflight || ss->find) {
         arm_idle(c);
         return;
     }
@@ -809,9 +1279,31 @@ static void dcm_read(struct hdx_conn *c)
     }
 }
 
+static void keys_drop(struct dcm_conn *ss)
+{
+    if (!ss->store_keys) return;
+    sodium_memzero(ss->store_keys, sizeof(*ss->store_keys));
+    free(ss->store_keys);
+    ss->store_keys = NULL;
+}
+
 void hdx_dicom_done(struct hdx_conn *c, const struct hdx_intake_item *it)
 {
+    struct hdx_dicom *d = c->ctx;
     struct dcm_conn *ss = c->session;
+    /* Durable whatever became of the connection: findable from now on. A duplicate's seq is
+     * the earlier record's, which the catalogue already holds. */
+    if (it->status == HDX_OK && ss->store_keys) {
+        int lossy = 0;
+        int rc = hdx_dcat_add(d->cat, ss->store_keys, it->seq, &lossy);
+        if (rc != HDX_OK || lossy)
+            hdx_warn("dicom_catalog_add", "seq=%llu err=%s reason=\"%s\"",
+                     (unsigned long long)it->seq, hdx_strerror(rc),
+                     rc != HDX_OK ? "not findable by C-FIND until hdxd restarts"
+                                  : "a value is not valid in its Specific Character Set: "
+                                    "not findable by that value");
+    }
+    keys_drop(ss);
     if (!c->closing && ss->state != HDX_STA13) {
         if (it->status == HDX_OK && it->reply_len) {
             write_pdu(c, it->reply, it->reply_len);
@@ -843,7 +1335,9 @@ void hdx_dicom_done(struct hdx_conn *c, const struct hdx_intake_item *it)
 
 static int tls_role_allowed(const char *role)
 {
-    return hdx_policy_role_has(hdx_role_parse(role), HDX_RES_STREAM, HDX_ACT_WRITE);
+    enum hdx_role r = hdx_role_parse(role);
+    return hdx_policy_role_has(r, HDX_RES_STREAM, HDX_ACT_WRITE) ||
+           hdx_policy_role_has(r, HDX_RES_RECORD, HDX_ACT_SUBSCRIBE);
 }
 
 static int plain_role_allowed(const char *role)
@@ -888,6 +1382,8 @@ static void dcm_free(struct hdx_conn *c)
         free(ss->ds);
     }
     if (ss->cmd) free(ss->cmd);
+    find_free(ss->find);
+    keys_drop(ss);
     free(ss->ac);
     free(ss);
     c->session = NULL;
@@ -898,15 +1394,17 @@ static void dcm_describe(const struct hdx_conn *c, char *buf, size_t cap)
     const struct dcm_conn *ss = c->session;
     if (!ss) return;
     char calling[40];
-    snprintf(buf, cap, " calling=%s state=%s stored=%llu refused=%llu echoes=%llu",
+    snprintf(buf, cap, " calling=%s state=%s stored=%llu refused=%llu echoes=%llu finds=%llu",
              hdx_log_str(calling, sizeof(calling), ss->calling[0] ? ss->calling : "-"),
              hdx_ul_state_name(ss->state), (unsigned long long)ss->stored,
-             (unsigned long long)ss->refused, (unsigned long long)ss->echoes);
+             (unsigned long long)ss->refused, (unsigned long long)ss->echoes,
+             (unsigned long long)ss->finds);
 }
 
 static void dcm_drained(struct hdx_conn *c)
 {
     struct dcm_conn *ss = c->session;
+    if (!c->closing && ss->find) find_continue(c);
     if (c->closing || c->inflight || ss->release_pending) return;
     hdx_conn_resume(c, HDX_PAUSE_SESSION);
 }
@@ -952,11 +1450,90 @@ int hdx_dicom_new(const struct hdx_conf *conf,
     d->submit = submit;
     d->submit_arg = submit_arg;
     d->ts = hdx_ts_accepted(&d->nts);
+    if ((rc = hdx_dcat_new(&d->cat)) != HDX_OK) {
+        free(d);
+        return rc;
+    }
     *out = d;
     return HDX_OK;
 }
 
 void hdx_dicom_free(struct hdx_dicom *d)
 {
+    if (!d) return;
+    hdx_dcat_free(d->cat);
     free(d);
+}
+
+struct load_walk {
+    struct hdx_dicom *d;
+    const struct hdx_keyring *kr;
+    size_t n, bad, lossy;
+    uint64_t bytes;
+    uint64_t first_bad;
+};
+
+static int load_one(void *arg, const struct hdx_record *r)
+{
+    struct load_walk *w = arg;
+    uint8_t *pt = NULL, *inflated = NULL;
+    size_t len = 0, walk_len = 0;
+    struct hdx_dcm_file f;
+    struct hdx_ds_error err;
+    struct hdx_ds_limits lim;
+    struct hdx_dcm_keys k;
+    int ok = 0, lossy = 0;
+    hdx_ds_limits_default(&lim);
+    memset(&k, 0, sizeof(k));
+    if (hdx_record_open(r, w->kr, &pt, &len) == HDX_OK &&
+        hdx_dcm_file_parse(pt, len, &f, &err) == HDX_OK) {
+        int deflated = 0;
+        enum hdx_ds_syntax syn = hdx_ds_syntax_of(f.ts, &deflated);
+        const uint8_t *ds = pt + f.dataset_off;
+        walk_len = len - f.dataset_off;
+        if (deflated && hdx_ds_inflate(ds, walk_len, w->d->conf->dicom_max_instance, &inflated,
+                                       &walk_len) != HDX_OK)
+            walk_len = 0;
+        ok = (!deflated || inflated) &&
+             hdx_dcm_extract(inflated ? inflated : ds, walk_len, syn, &lim, &k, &err) == HDX_OK &&
+             hdx_dcat_add(w->d->cat, &k, r->seq, &lossy) == HDX_OK;
+    }
+    w->bytes += len;
+    if (ok) {
+        w->n++;
+        w->lossy += lossy != 0;
+    } else if (!w->bad++) {
+        w->first_bad = r->seq;
+    }
+    sodium_memzero(&k, sizeof(k));
+    if (inflated) {
+        sodium_memzero(inflated, walk_len);
+        free(inflated);
+    }
+    if (pt) {
+        sodium_memzero(pt, len);
+        free(pt);
+    }
+    return 0;
+}
+
+int hdx_dicom_load(struct hdx_dicom *d, struct hdx_store *s, const struct hdx_keyring *kr)
+{
+    struct load_walk w = {.d = d, .kr = kr};
+    struct hdx_store_filter flt = {.kind = HDX_KIND_DICOM};
+    int64_t t0 = hdx_monotonic_us();
+    long rc = hdx_store_scan(s, &flt, 0, load_one, &w);
+    if (rc < 0) return (int)rc;
+    hdx_info("dicom_catalog_loaded",
+             "instances=%zu studies=%zu patients=%zu bytes=%llu ms=%lld unreadable=%zu "
+             "lossy=%zu",
+             w.n, hdx_dcat_count(d->cat, HDX_DCAT_STUDY), hdx_dcat_count(d->cat, HDX_DCAT_PATIENT),
+             (unsigned long long)w.bytes, (long long)((hdx_monotonic_us() - t0) / 1000), w.bad,
+             w.lossy);
+    if (w.bad)
+        hdx_warn("dicom_catalog_unreadable",
+                 "records=%zu first_seq=%llu reason=\"DICOM records that do not decrypt or "
+                 "parse are not findable (hdx verify checks the log)\"",
+                 w.bad, (unsigned long long)w.first_bad);
+    return HDX_OK;
 }

@@ -7,7 +7,15 @@
  * (hdx ae add) to the device whose certificate the TLS connection presented (on the plaintext
  * port: to any device); otherwise A-ASSOCIATE-RJ with the PS3.8 reason. Presentation contexts:
  * storage SOP classes (dicom/sop.h) and Verification, in the transfer syntaxes of dicom/sop.h.
- * DIMSE: C-ECHO; C-STORE, whose data set becomes one record (kind dicom: a Part 10 file of
+ * DIMSE: C-ECHO; C-FIND (Patient Root and Study Root, every level; PS3.4 C.4.1) answered from
+ * the in-memory catalogue, one pending response per match, streamed as the peer reads, ended
+ * by C-CANCEL (FE00); a malformed key is refused (A900), never answered with everything; more
+ * than dicom.max_find_results matches is refused (A700); each query is an audit record
+ * (event access action dicom_find: level, key names and count, never values). Policy at
+ * negotiation: the C-FIND models need a TLS principal whose role may read records, the
+ * storage classes one whose role may write a stream (on the plaintext port: legacy senders
+ * store, nobody finds); a context refused so gets result 1 (user rejection).
+ * C-STORE, whose data set becomes one record (kind dicom: a Part 10 file of
  * hdx's meta header and the data set exactly as received), answered Success only once the
  * commit pipeline reports it durable (hdx_dicom_done); refusals get their DIMSE status (A700
  * too large or not stored, A900 the data set does not match its SOP class or the command,
@@ -31,6 +39,13 @@ int hdx_dicom_new(const struct hdx_conf *conf,
                   void (*submit)(void *arg, struct hdx_intake_item *it), void *submit_arg,
                   struct hdx_dicom **out, char *why, size_t cap);
 void hdx_dicom_free(struct hdx_dicom *d);
+
+/* Fills the C-FIND catalogue (dicom/catalog.h) from every DICOM record of the log: each is
+ * decrypted once, its keys extracted, its plaintext wiped; one log line says how many and how
+ * long. Called once, before the listeners open; afterwards each C-STORE adds its own instance
+ * once it is durable. HDX_OK, or the store's error (a record that does not decrypt or parse is
+ * counted, logged and skipped: hdx verify is the tool that judges the log). */
+int hdx_dicom_load(struct hdx_dicom *d, struct hdx_store *s, const struct hdx_keyring *kr);
 
 /* Listener ops; the listener's ctx is the struct hdx_dicom. */
 extern const struct hdx_session_ops hdx_dicom_tls_ops, hdx_dicom_plain_ops;
