@@ -59,10 +59,13 @@ static const char usage_text[] =
     "whose view of the log is DIR/fhir.db (rebuilt from the log when it is missing or stale),\n"
     "and FHIR Subscriptions: websocket clients at /fhir/ws, rest-hook endpoints POSTed by one\n"
     "thread each, their event numbers in DIR/subscriptions.db (docs/FHIR.md).\n"
-    "DICOM (docs/DICOM-CONFORMANCE.md): C-ECHO and C-STORE over DICOM TLS (dicom.listen,\n"
-    "127.0.0.1:2762, a client certificate required, the calling AE title bound to its device\n"
-    "with hdx ae add) and, when dicom.plain_listen is set, plaintext for allow-listed\n"
-    "addresses; each instance is a record, its C-STORE Success sent once it is durable.\n"
+    "DICOM (docs/DICOM-CONFORMANCE.md): C-ECHO, C-STORE and C-FIND over DICOM TLS\n"
+    "(dicom.listen, 127.0.0.1:2762, a client certificate required, the calling AE title bound\n"
+    "to its device with hdx ae add) and, when dicom.plain_listen is set, C-ECHO and C-STORE in\n"
+    "plaintext for allow-listed addresses; each instance is a record, its C-STORE Success sent\n"
+    "once it is durable. C-FIND (Patient and Study Root, roles subscriber and gateway without a\n"
+    "scope) searches an in-memory catalogue read from the log at start: the instances are\n"
+    "decrypted once then, and nothing of their keys is written to disk.\n"
     "Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.\n"
     "Keys and their defaults: docs/CONFIGURATION.md.\n";
 

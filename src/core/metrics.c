@@ -176,7 +176,7 @@ enum kind { COUNTER, GAUGE, HISTOGRAM, PROCESS };
 static const char *const proto_names[] = {"mllp", "legacy", "http", "sub", "dicom", "dicom-plain"};
 static const char *const outcome_names[] = {"delivered", "retried", "dead"};
 static const char *const auth_names[] = {"login", "api_key", "certificate"};
-static const char *const front_names[] = {"https", "sub", "route"};
+static const char *const front_names[] = {"https", "sub", "route", "dicom"};
 static const char *const fhir_names[] = {"read",   "vread",       "update",  "delete",
                                          "create", "search",      "history", "transaction",
                                          "batch",  "capabilities"};

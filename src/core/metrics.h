@@ -48,6 +48,7 @@ enum hdx_metric_front {
     HDX_METRIC_FRONT_HTTPS = 0, /* /api and /fhir */
     HDX_METRIC_FRONT_SUB,       /* the subscription port */
     HDX_METRIC_FRONT_ROUTE,     /* an outbound route's lane */
+    HDX_METRIC_FRONT_DICOM,     /* C-FIND matches withheld */
     HDX_METRIC_FRONT_COUNT
 };
 

@@ -115,6 +115,8 @@ enum { IV_CLASS, IV_UID, IV_NUMBER, IV_N };
 
 struct patient {
     char *v[PV_N];
+    uint8_t token[HDX_DCAT_TOKEN_LEN];
+    int has_token;
     uint64_t seq; /* of the instance its strings are from */
     uint32_t nstudies;
 };
@@ -122,6 +124,8 @@ struct patient {
 struct study {
     char *v[SV_N];
     char *pv[PV_N]; /* its patient's attributes as the study has them */
+    uint8_t token[HDX_DCAT_TOKEN_LEN];
+    int has_token;
     uint64_t seq;
     uint32_t patient;
     uint32_t nseries, ninst;
@@ -387,7 +391,17 @@ static void instance_attach(struct hdx_dcat *c, struct instance *in, uint32_t se
     if (s->ninst++ == 0) c->pat[s->patient].nstudies++;
 }
 
-int hdx_dcat_add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq, int *lossy)
+static void token_set(uint8_t *dst, int *has, const uint8_t *patient)
+{
+    *has = patient != NULL;
+    if (patient)
+        memcpy(dst, patient, HDX_DCAT_TOKEN_LEN);
+    else
+        memset(dst, 0, HDX_DCAT_TOKEN_LEN);
+}
+
+int hdx_dcat_add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq,
+                 const uint8_t *patient, int *lossy)
 {
     int dummy = 0;
     if (!lossy) lossy = &dummy;
@@ -427,10 +441,12 @@ int hdx_dcat_add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq,
         pid = (uint32_t)c->npat++;
         strs_take(c->pat[pid].v, f.pat, PV_N, PV_ID);
         c->pat[pid].seq = seq;
+        token_set(c->pat[pid].token, &c->pat[pid].has_token, patient);
         smap_put(c, &c->mpat, c->pat[pid].v[PV_ID], pid);
     } else if (seq >= c->pat[pid].seq) {
         strs_take(c->pat[pid].v, f.pat, PV_N, PV_ID);
         c->pat[pid].seq = seq;
+        token_set(c->pat[pid].token, &c->pat[pid].has_token, patient);
     }
     struct study *s = &c->stu[sid];
     if (!have_s) {
@@ -439,11 +455,13 @@ int hdx_dcat_add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq,
         strs_take(s->pv, f.spat, PV_N, -1);
         s->seq = seq;
         s->patient = pid;
+        token_set(s->token, &s->has_token, patient);
         smap_put(c, &c->mstu, s->v[SV_UID], sid);
     } else if (seq >= s->seq) {
         strs_take(s->v, f.stu, SV_N, SV_UID);
         strs_take(s->pv, f.spat, PV_N, -1);
         s->seq = seq;
+        token_set(s->token, &s->has_token, patient);
         if (s->patient != pid) { /* the study now names another patient */
             if (s->ninst) {
                 c->pat[s->patient].nstudies--;
@@ -680,9 +698,29 @@ static int entity_matches(const struct hdx_dcat *c, enum hdx_dcat_level level, u
     return 1;
 }
 
+/* The patient token that decides whether the entity may be shown. */
+static const uint8_t *entity_token(const struct hdx_dcat *c, enum hdx_dcat_level level, size_t i)
+{
+    const struct study *s;
+    switch (level) {
+    case HDX_DCAT_PATIENT:
+        return c->pat[i].has_token ? c->pat[i].token : NULL;
+    case HDX_DCAT_STUDY:
+        s = &c->stu[i];
+        break;
+    case HDX_DCAT_SERIES:
+        s = &c->stu[c->ser[i].study];
+        break;
+    default:
+        s = &c->stu[c->ser[c->ins[i].series].study];
+        break;
+    }
+    return s->has_token ? s->token : NULL;
+}
+
 int hdx_dcat_find(const struct hdx_dcat *c, enum hdx_dcat_level level,
-                  const struct hdx_dcat_key *keys, size_t nkeys, size_t max, uint32_t **ids,
-                  size_t *n, int *more)
+                  const struct hdx_dcat_key *keys, size_t nkeys, const struct hdx_dcat_admit *admit,
+                  size_t max, uint32_t **ids, size_t *n, int *more, size_t *withheld)
 {
     size_t total = level == HDX_DCAT_PATIENT  ? c->npat
                    : level == HDX_DCAT_STUDY  ? c->nstu
@@ -694,9 +732,14 @@ int hdx_dcat_find(const struct hdx_dcat *c, enum hdx_dcat_level level,
     *ids = NULL;
     *n = 0;
     if (more) *more = 0;
+    if (withheld) *withheld = 0;
     for (size_t i = 0; i < total; i++) {
         if (!entity_alive(c, level, i) || !entity_matches(c, level, (uint32_t)i, keys, nkeys))
             continue;
+        if (admit && admit->admit && !admit->admit(admit->arg, entity_token(c, level, i))) {
+            if (withheld) ++*withheld;
+            continue;
+        }
         if (max && cnt == max) {
             if (more) *more = 1;
             break;

@@ -51,12 +51,17 @@ struct hdx_dcat;
 int hdx_dcat_new(struct hdx_dcat **out); /* HDX_OK or HDX_E_NOMEM */
 void hdx_dcat_free(struct hdx_dcat *c);  /* NULL is fine */
 
-/* Adds (or replaces, by SOP Instance UID) the instance of record seq. k's values are as
+#define HDX_DCAT_TOKEN_LEN 16 /* a patient's blind token (crypto/keys.h HDX_BLIND_LEN) */
+
+/* Adds (or replaces, by SOP Instance UID) the instance of record seq, whose patient's blind
+ * token (the record header's) is patient (NULL: none), for the policy's consent directives at
+ * find time. k's values are as
  * hdx_dcm_extract gives them, in k->charset; they are converted to UTF-8 here, and a value
  * that does not convert is kept as "" (*lossy set; may be NULL). A record older than the one
  * already held for the UID changes nothing. HDX_OK, HDX_E_INVAL (no SOP Instance, Study or
  * Series Instance UID), HDX_E_NOMEM (the catalogue is unchanged). */
-int hdx_dcat_add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq, int *lossy);
+int hdx_dcat_add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq,
+                 const uint8_t *patient, int *lossy);
 
 /* Entities with at least one instance, at a level. */
 size_t hdx_dcat_count(const struct hdx_dcat *c, enum hdx_dcat_level level);
@@ -69,12 +74,21 @@ struct hdx_dcat_key {
     size_t nm;
 };
 
-/* The ids of the entities at level that every key matches, oldest first, into *ids
- * (malloc'd, the caller's; NULL when *n is 0). At most max (0: no limit) are collected;
- * *more is set when there were more. HDX_OK or HDX_E_NOMEM. */
+/* Who may see a match: admit(arg, token) is asked for each entity every key matched, with
+ * its patient's blind token (the study's newest instance's; the patient's at PATIENT level;
+ * NULL when it has none), and returns 1 to keep it; 0 withholds it (counted in *withheld). */
+struct hdx_dcat_admit {
+    int (*admit)(void *arg, const uint8_t *patient);
+    void *arg;
+};
+
+/* The ids of the entities at level that every key matches and admit (NULL: everyone) keeps,
+ * oldest first, into *ids (malloc'd, the caller's; NULL when *n is 0). At most max (0: no
+ * limit) are collected; *more is set when there were more. withheld may be NULL. HDX_OK or
+ * HDX_E_NOMEM. */
 int hdx_dcat_find(const struct hdx_dcat *c, enum hdx_dcat_level level,
-                  const struct hdx_dcat_key *keys, size_t nkeys, size_t max, uint32_t **ids,
-                  size_t *n, int *more);
+                  const struct hdx_dcat_key *keys, size_t nkeys, const struct hdx_dcat_admit *admit,
+                  size_t max, uint32_t **ids, size_t *n, int *more, size_t *withheld);
 
 /* The value of a for the entity id at level (from the entity's study or patient for a
  * higher level's attribute), UTF-8: a stored string, or written into buf for the counts and

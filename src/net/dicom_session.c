@@ -40,6 +40,9 @@ struct hdx_dicom {
     const char *const *ts;
     size_t nts;
     struct hdx_dcat *cat; /* what C-FIND searches */
+    /* the subscription port's policy (kept current there): the consent directives that
+     * withhold a patient from receiving principals withhold it from C-FIND too */
+    struct hdx_policy *const *policy;
 };
 
 /* What a DIMSE request whose data set is still arriving asked for. */
@@ -648,6 +651,31 @@ static void find_cancel(struct hdx_conn *c)
     find_end(c);
 }
 
+struct find_admit {
+    struct hdx_conn *c;
+    const struct hdx_policy *policy;
+    enum hdx_policy_reason first; /* why the first withheld match was */
+    int64_t now_us;
+};
+
+/* The policy engine on a match's patient, as for a subscription's records (a consent
+ * directive denying this recipient role); no policy loaded: nothing is shown. */
+static int find_admit(void *arg, const uint8_t *patient)
+{
+    struct find_admit *fa = arg;
+    struct hdx_policy_request req = {.principal = fa->c->principal,
+                                     .role = hdx_role_parse(fa->c->role),
+                                     .action = HDX_ACT_SUBSCRIBE,
+                                     .resource = HDX_RES_RECORD,
+                                     .patient = patient,
+                                     .purpose = HDX_PURPOSE_TREATMENT,
+                                     .now_us = fa->now_us};
+    struct hdx_policy_decision dec = {0, HDX_PR_UNKNOWN_ROLE};
+    if (fa->policy) hdx_policy_decide(fa->policy, &req, &dec);
+    if (!dec.permit && fa->first == HDX_PR_PERMIT) fa->first = dec.reason;
+    return dec.permit;
+}
+
 /* The identifier is complete: parsed, its keys compiled and matched, the answers started. */
 static void on_find(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
 {
@@ -774,8 +802,12 @@ static void on_find(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         } while (s < end);
     }
     int more = 0;
-    if (hdx_dcat_find(d->cat, f->level, keys, nkeys, (size_t)d->conf->dicom_max_find_results,
-                      &f->ids, &f->n, &more) != HDX_OK) {
+    size_t withheld = 0;
+    struct find_admit fa = {c, d->policy ? *d->policy : NULL, HDX_PR_PERMIT, hdx_now_us()};
+    struct hdx_dcat_admit admit = {find_admit, &fa};
+    if (hdx_dcat_find(d->cat, f->level, keys, nkeys, &admit,
+                      (size_t)d->conf->dicom_max_find_results, &f->ids, &f->n, &more,
+                      &withheld) != HDX_OK) {
         find_status(c, 0xA700, "server out of memory");
         goto out;
     }
@@ -789,6 +821,10 @@ static void on_find(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     }
     ss->finds++;
     audit_find(c, f, "permit", "-", f->n);
+    if (withheld) { /* matches the policy kept back: one record, the first one's reason */
+        hdx_metric_policy_denial(HDX_METRIC_FRONT_DICOM);
+        audit_find(c, f, "deny", hdx_policy_reason_name(fa.first), withheld);
+    }
     ss->find = f;
     f = NULL;
     find_continue(c);
@@ -1295,7 +1331,9 @@ void hdx_dicom_done(struct hdx_conn *c, const struct hdx_intake_item *it)
      * the earlier record's, which the catalogue already holds. */
     if (it->status == HDX_OK && ss->store_keys) {
         int lossy = 0;
-        int rc = hdx_dcat_add(d->cat, ss->store_keys, it->seq, &lossy);
+        static const uint8_t none[HDX_BLIND_LEN];
+        int has = memcmp(it->patient, none, sizeof(none)) != 0;
+        int rc = hdx_dcat_add(d->cat, ss->store_keys, it->seq, has ? it->patient : NULL, &lossy);
         if (rc != HDX_OK || lossy)
             hdx_warn("dicom_catalog_add", "seq=%llu err=%s reason=\"%s\"",
                      (unsigned long long)it->seq, hdx_strerror(rc),
@@ -1496,7 +1534,8 @@ static int load_one(void *arg, const struct hdx_record *r)
             walk_len = 0;
         ok = (!deflated || inflated) &&
              hdx_dcm_extract(inflated ? inflated : ds, walk_len, syn, &lim, &k, &err) == HDX_OK &&
-             hdx_dcat_add(w->d->cat, &k, r->seq, &lossy) == HDX_OK;
+             hdx_dcat_add(w->d->cat, &k, r->seq, hdx_record_has_patient(r) ? r->patient : NULL,
+                          &lossy) == HDX_OK;
     }
     w->bytes += len;
     if (ok) {
@@ -1515,6 +1554,11 @@ static int load_one(void *arg, const struct hdx_record *r)
         free(pt);
     }
     return 0;
+}
+
+void hdx_dicom_set_policy(struct hdx_dicom *d, struct hdx_policy *const *policy)
+{
+    d->policy = policy;
 }
 
 int hdx_dicom_load(struct hdx_dicom *d, struct hdx_store *s, const struct hdx_keyring *kr)

@@ -47,6 +47,12 @@ void hdx_dicom_free(struct hdx_dicom *d);
  * counted, logged and skipped: hdx verify is the tool that judges the log). */
 int hdx_dicom_load(struct hdx_dicom *d, struct hdx_store *s, const struct hdx_keyring *kr);
 
+struct hdx_policy;
+/* Where the current policy is (the subscription port's pointer, which its reloads replace):
+ * C-FIND withholds the matches whose patient a consent directive keeps from the querying
+ * principal's role, as a subscription would. Unset or NULL: every match is withheld. */
+void hdx_dicom_set_policy(struct hdx_dicom *d, struct hdx_policy *const *policy);
+
 /* Listener ops; the listener's ctx is the struct hdx_dicom. */
 extern const struct hdx_session_ops hdx_dicom_tls_ops, hdx_dicom_plain_ops;
 

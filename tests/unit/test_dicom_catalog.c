@@ -4,7 +4,8 @@
  * when it moves to another series, study or patient (counts follow, an emptied entity is no
  * longer found); an older record does not undo a newer one; Latin-1 and Cyrillic names
  * (ISO_IR 100, ISO_IR 144) and undeclared Latin-1 are found by UTF-8 keys; Modalities in
- * Study matches any of a multi-valued key; max and *more bound an answer; 100,000 studies
+ * Study matches any of a multi-valued key; max and *more bound an answer; the admit filter
+ * withholds a patient at every level; 100,000 studies
  * are held and found. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,7 +42,7 @@ static struct hdx_dcm_keys keys(const char *study, const char *series, const cha
 static void add(struct hdx_dcat *c, const struct hdx_dcm_keys *k, uint64_t seq)
 {
     int lossy = 0;
-    assert_int_equal(hdx_dcat_add(c, k, seq, &lossy), HDX_OK);
+    assert_int_equal(hdx_dcat_add(c, k, seq, NULL, &lossy), HDX_OK);
     assert_int_equal(lossy, 0);
 }
 
@@ -62,7 +63,7 @@ static size_t count(struct hdx_dcat *c, enum hdx_dcat_level l, const struct hdx_
     uint32_t *ids = NULL;
     size_t n = 99;
     int more = 1;
-    assert_int_equal(hdx_dcat_find(c, l, k, nk, 0, &ids, &n, &more), HDX_OK);
+    assert_int_equal(hdx_dcat_find(c, l, k, nk, NULL, 0, &ids, &n, &more, NULL), HDX_OK);
     assert_int_equal(more, 0);
     free(ids);
     return n;
@@ -74,7 +75,7 @@ static const char *value1(struct hdx_dcat *c, enum hdx_dcat_level l, const struc
     static char buf[256];
     uint32_t *ids = NULL;
     size_t n = 0;
-    assert_int_equal(hdx_dcat_find(c, l, k, nk, 0, &ids, &n, NULL), HDX_OK);
+    assert_int_equal(hdx_dcat_find(c, l, k, nk, NULL, 0, &ids, &n, NULL, NULL), HDX_OK);
     assert_int_equal(n, 1);
     const char *v = hdx_dcat_value(c, l, ids[0], hdx_dcat_attr_find(g, e), buf, sizeof(buf));
     static char out[256];
@@ -140,7 +141,8 @@ static void test_hierarchy_and_counts(void **state)
     uint32_t *ids = NULL;
     size_t n = 0;
     int more = 0;
-    assert_int_equal(hdx_dcat_find(c, HDX_DCAT_IMAGE, NULL, 0, 2, &ids, &n, &more), HDX_OK);
+    assert_int_equal(hdx_dcat_find(c, HDX_DCAT_IMAGE, NULL, 0, NULL, 2, &ids, &n, &more, NULL),
+                     HDX_OK);
     assert_int_equal(n, 2);
     assert_int_equal(more, 1);
     assert_int_equal(ids[0], 0);
@@ -198,7 +200,7 @@ static void test_resend_moves(void **state)
     assert_string_equal(value1(c, HDX_DCAT_STUDY, q, 1, 0x0020, 0x1208), "3");
     /* no UIDs: refused */
     struct hdx_dcm_keys bad = keys("", "1", "2", "P", "", "", "");
-    assert_int_equal(hdx_dcat_add(c, &bad, 8, NULL), HDX_E_INVAL);
+    assert_int_equal(hdx_dcat_add(c, &bad, 8, NULL, NULL), HDX_E_INVAL);
     hdx_dcat_free(c);
 }
 
@@ -222,7 +224,7 @@ static void test_charsets(void **state)
     add(c, &ru, 2);
     add(c, &old, 3);
     int lossy = 0;
-    assert_int_equal(hdx_dcat_add(c, &unk, 4, &lossy), HDX_OK);
+    assert_int_equal(hdx_dcat_add(c, &unk, 4, NULL, &lossy), HDX_OK);
     assert_int_equal(lossy, 1);
     struct hdx_dcat_key q[1];
     q[0] = key(0x0010, 0x0010, "Buc^J\xc3\xa9r\xc3\xb4me", 0);
@@ -264,6 +266,47 @@ static void test_many_studies(void **state)
     hdx_dcat_free(c);
 }
 
+static int deny_token_b(void *arg, const uint8_t *patient)
+{
+    (*(int *)arg)++;
+    return !(patient && patient[0] == 'B');
+}
+
+static void test_admit(void **state)
+{
+    (void)state;
+    struct hdx_dcat *c;
+    uint8_t ta[16], tb[16];
+    memset(ta, 'A', sizeof(ta));
+    memset(tb, 'B', sizeof(tb));
+    assert_int_equal(hdx_dcat_new(&c), HDX_OK);
+    struct hdx_dcm_keys a = keys("1", "1.1", "1.1.1", "PA", "A^A", "CT", "");
+    struct hdx_dcm_keys b = keys("2", "2.1", "2.1.1", "PB", "B^B", "CT", "");
+    struct hdx_dcm_keys b2 = keys("2", "2.1", "2.1.2", "PB", "B^B", "CT", "");
+    assert_int_equal(hdx_dcat_add(c, &a, 1, ta, NULL), HDX_OK);
+    assert_int_equal(hdx_dcat_add(c, &b, 2, tb, NULL), HDX_OK);
+    assert_int_equal(hdx_dcat_add(c, &b2, 3, tb, NULL), HDX_OK);
+    int asked = 0;
+    struct hdx_dcat_admit adm = {deny_token_b, &asked};
+    uint32_t *ids = NULL;
+    size_t n = 0, withheld = 0;
+    static const enum hdx_dcat_level levels[] = {HDX_DCAT_PATIENT, HDX_DCAT_STUDY, HDX_DCAT_SERIES,
+                                                 HDX_DCAT_IMAGE};
+    static const size_t want_withheld[] = {1, 1, 1, 2};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(hdx_dcat_find(c, levels[i], NULL, 0, &adm, 0, &ids, &n, NULL, &withheld),
+                         HDX_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(withheld, want_withheld[i]);
+        assert_string_equal(
+            hdx_dcat_value(c, levels[i], ids[0], hdx_dcat_attr_find(0x0010, 0x0020), NULL, 0),
+            "PA");
+        free(ids);
+    }
+    assert_int_equal(asked, 2 + 2 + 2 + 3);
+    hdx_dcat_free(c);
+}
+
 static void test_table(void **state)
 {
     (void)state;
@@ -288,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_resend_moves),
         cmocka_unit_test(test_charsets),
         cmocka_unit_test(test_many_studies),
+        cmocka_unit_test(test_admit),
         cmocka_unit_test(test_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
