@@ -21,6 +21,7 @@
 #include "dicom/dimse.h"
 #include "dicom/dsenc.h"
 #include "dicom/match.h"
+#include "dicom/query.h"
 #include "dicom/sop.h"
 #include "dicom/ul.h"
 #include "policy/policy.h"
@@ -430,91 +431,30 @@ static void ds_reset(struct dcm_conn *ss)
 
 /* ---------- C-FIND ---------- */
 
-#define FIND_KEYS_MAX 128 /* top-level elements of one identifier */
-#define FIND_ALT_MAX 16   /* values of a multi-valued Modalities in Study key */
-#define FIND_ID_MAX 65536 /* bytes of one identifier */
-#define FIND_VALUE_MAX 1024
-
-/* What a response identifier carries, in tag order: the matched attributes asked for, the
- * Query/Retrieve Level and the Specific Character Set. */
-struct find_ret {
-    uint16_t group, element;
-    const struct hdx_dcat_attr *attr; /* NULL: level or charset */
-};
-
+/* The C-FIND being answered: the parsed query (dicom/query.h) and the ids it matched. */
 struct find {
     uint16_t msg_id;
     uint8_t pctx;
     char model[HDX_DS_UID_MAX + 1];
-    enum hdx_ds_syntax syn;
-    enum hdx_dcat_level level;
-    struct find_ret ret[FIND_KEYS_MAX + 2];
-    size_t nret;
-    struct hdx_charset *cs; /* the query's set: answers are in it when they fit */
-    char charset[65];
-    int cs_utf8;
+    struct hdx_dquery q;
     uint32_t *ids;
     size_t n, pos;
-    int unsupported;                    /* an optional key hdx does not know: pending status FF01 */
-    char keys[HDX_AUDIT_VALUE_MAX / 2]; /* the key names, for the audit record */
 };
 
 static void find_free(struct find *f)
 {
     if (!f) return;
-    hdx_charset_close(f->cs);
+    hdx_dquery_free(&f->q);
     free(f->ids);
     free(f);
-}
-
-struct id_elem {
-    uint16_t group, element;
-    char vr[3];
-    const uint8_t *value;
-    size_t len;
-};
-
-struct id_walk {
-    struct id_elem e[FIND_KEYS_MAX];
-    size_t n;
-    int too_many;
-};
-
-static int collect_top(void *arg, const struct hdx_ds_elem *e)
-{
-    struct id_walk *w = arg;
-    if (e->depth != 0 || !e->vr[0]) return 0; /* inside a sequence, or an item tag */
-    if (w->n == FIND_KEYS_MAX) {
-        w->too_many = 1;
-        return 1;
-    }
-    struct id_elem *x = &w->e[w->n++];
-    x->group = e->group;
-    x->element = e->element;
-    memcpy(x->vr, e->vr, 3);
-    x->value = e->value;
-    x->len = e->value ? e->value_len : 0;
-    return 0;
-}
-
-/* A value's bytes without trailing spaces (and NULs, which pad UIDs), as a C string. */
-static int value_str(const struct id_elem *x, char *out, size_t cap)
-{
-    size_t n = x->len;
-    while (n && (x->value[n - 1] == ' ' || x->value[n - 1] == '\0'))
-        n--;
-    if (n >= cap) return HDX_E_TOOBIG;
-    if (n) memcpy(out, x->value, n);
-    out[n] = '\0';
-    return memchr(out, '\0', n) ? HDX_E_INVAL : HDX_OK;
 }
 
 static void find_status(struct hdx_conn *c, uint16_t status, const char *why)
 {
     struct dcm_conn *ss = c->session;
-    char inst[40];
+    char calling[40];
     hdx_warn("dicom_find_refused", "peer=%s sender=%s calling=%s status=0x%04x reason=\"%s\"",
-             c->peer, who(c), hdx_log_str(inst, sizeof(inst), ss->calling), status, why);
+             c->peer, who(c), hdx_log_str(calling, sizeof(calling), ss->calling), status, why);
     send_response(c, ss->q_pctx, HDX_C_FIND_RSP, ss->q.message_id, ss->q.affected_class, "", status,
                   why);
 }
@@ -526,7 +466,8 @@ static void audit_find(struct hdx_conn *c, const struct find *f, const char *out
     char detail[HDX_AUDIT_VALUE_MAX + 1];
     snprintf(detail, sizeof(detail), "model=%s level=%s keys=%s",
              str_eq(f->model, HDX_UID_FIND_PATIENT_ROOT) ? "PatientRoot" : "StudyRoot",
-             levels[f->level <= HDX_DCAT_IMAGE ? f->level : 0], f->keys[0] ? f->keys : "-");
+             levels[f->q.level <= HDX_DCAT_IMAGE ? f->q.level : 0],
+             f->q.names[0] ? f->q.names : "-");
     struct hdx_audit a = {.event = "access",
                           .action = "dicom_find",
                           .outcome = outcome,
@@ -534,62 +475,6 @@ static void audit_find(struct hdx_conn *c, const struct find *f, const char *out
                           .count = count,
                           .detail = detail};
     hdx_conn_audit(c, &a);
-}
-
-static void ret_add(struct find *f, uint16_t g, uint16_t e, const struct hdx_dcat_attr *a)
-{
-    for (size_t i = 0; i < f->nret; i++)
-        if (f->ret[i].group == g && f->ret[i].element == e) return;
-    size_t i = f->nret++;
-    uint32_t t = (uint32_t)g << 16 | e;
-    while (i > 0 && ((uint32_t)f->ret[i - 1].group << 16 | f->ret[i - 1].element) > t) {
-        f->ret[i] = f->ret[i - 1];
-        i--;
-    }
-    f->ret[i] = (struct find_ret){g, e, a};
-}
-
-/* One response identifier for entity id; utf8: every value in UTF-8 (ISO_IR 192), otherwise
- * in the query's set. HDX_E_INVAL when a value has no encoding in the query's set. */
-static int encode_match(struct hdx_dicom *d, const struct find *f, uint32_t id, int utf8,
-                        struct hdx_dsenc *e)
-{
-    static const char *const levels[] = {"", "PATIENT", "STUDY", "SERIES", "IMAGE"};
-    char buf[256], conv[FIND_VALUE_MAX * 4];
-    int non_ascii = 0;
-    for (size_t i = 0; i < f->nret; i++) {
-        const struct hdx_dcat_attr *a = f->ret[i].attr;
-        if (!a) continue;
-        const char *v = hdx_dcat_value(d->cat, f->level, id, a, buf, sizeof(buf));
-        for (const unsigned char *p = (const unsigned char *)v; *p && !non_ascii; p++)
-            non_ascii = *p >= 0x80;
-    }
-    const char *charset = !non_ascii ? (f->charset[0] ? f->charset : NULL)
-                          : utf8     ? "ISO_IR 192"
-                                     : f->charset;
-    for (size_t i = 0; i < f->nret; i++) {
-        const struct find_ret *r = &f->ret[i];
-        int rc;
-        if (!r->attr && r->element == 0x0005) {
-            if (!charset) continue;
-            rc = hdx_dsenc_str(e, r->group, r->element, "CS", charset);
-        } else if (!r->attr) {
-            rc = hdx_dsenc_str(e, r->group, r->element, "CS", levels[f->level]);
-        } else {
-            const char *v = hdx_dcat_value(d->cat, f->level, id, r->attr, buf, sizeof(buf));
-            size_t vl = strlen(v);
-            if (non_ascii && !utf8 && vl) {
-                size_t n = 0;
-                rc = hdx_charset_from_utf8(f->cs, v, vl, conv, sizeof(conv), &n);
-                if (rc != HDX_OK) return HDX_E_INVAL;
-                rc = hdx_dsenc_add(e, r->group, r->element, r->attr->vr, conv, n);
-            } else {
-                rc = hdx_dsenc_add(e, r->group, r->element, r->attr->vr, v, vl);
-            }
-        }
-        if (rc != HDX_OK) return rc;
-    }
-    return HDX_OK;
 }
 
 static void find_end(struct hdx_conn *c)
@@ -608,18 +493,13 @@ static void find_continue(struct hdx_conn *c)
     struct find *f = ss->find;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     uint8_t rsp[512];
-    size_t rlen = hdx_dimse_build_rsp(HDX_C_FIND_RSP, f->msg_id, f->model, "",
-                                      f->unsupported ? 0xFF01 : 0xFF00, 1, NULL, rsp, sizeof(rsp));
+    size_t rlen =
+        hdx_dimse_build_rsp(HDX_C_FIND_RSP, f->msg_id, f->model, "",
+                            f->q.unsupported ? 0xFF01 : 0xFF00, 1, NULL, rsp, sizeof(rsp));
     while (f->pos < f->n && !c->closing) {
         if (hdx_conn_output_full(c)) return; /* dcm_drained brings us back */
         struct hdx_dsenc e;
-        hdx_dsenc_init(&e, f->syn, FIND_ID_MAX);
-        int rc = encode_match(d, f, f->ids[f->pos], f->cs_utf8, &e);
-        if (rc == HDX_E_INVAL && !f->cs_utf8) { /* not in the query's set: all in UTF-8 */
-            hdx_dsenc_free(&e);
-            hdx_dsenc_init(&e, f->syn, FIND_ID_MAX);
-            rc = encode_match(d, f, f->ids[f->pos], 1, &e);
-        }
+        int rc = hdx_dquery_answer(&f->q, d->cat, f->ids[f->pos], &e);
         if (rc != HDX_OK || !rlen ||
             frame_message(out, ss->peer_max, f->pctx, rsp, rlen, e.buf, e.len) != HDX_OK) {
             hdx_dsenc_free(&e);
@@ -636,7 +516,7 @@ static void find_continue(struct hdx_conn *c)
     if (c->closing) return;
     send_response(c, f->pctx, HDX_C_FIND_RSP, f->msg_id, f->model, "", 0x0000, NULL);
     hdx_info("dicom_find", "peer=%s sender=%s calling=%s level=%d matches=%zu", c->peer, who(c),
-             ss->calling, (int)f->level, f->n);
+             ss->calling, (int)f->q.level, f->n);
     find_end(c);
 }
 
@@ -676,138 +556,41 @@ static int find_admit(void *arg, const uint8_t *patient)
     return dec.permit;
 }
 
-/* The identifier is complete: parsed, its keys compiled and matched, the answers started. */
+/* The identifier is complete: parsed and compiled (dicom/query.h), matched, the answers
+ * started. */
 static void on_find(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
 {
     struct hdx_dicom *d = c->ctx;
     struct dcm_conn *ss = c->session;
-    char why[200], val[FIND_VALUE_MAX + 1], u8[FIND_VALUE_MAX * 4 + 1];
-    const char *w = NULL;
-    struct hdx_ds_limits lim;
-    struct hdx_ds_error err = {0};
-    struct id_walk *iw = calloc(1, sizeof(*iw));
+    char why[200];
+    uint16_t status = 0xC000;
     struct find *f = calloc(1, sizeof(*f));
-    struct hdx_dmatch *m = NULL;
-    struct hdx_dcat_key keys[FIND_KEYS_MAX];
-    size_t nkeys = 0, nm = 0;
-    if (!iw || !f) {
+    if (!f) {
         find_status(c, 0xA700, "server out of memory");
-        goto out;
+        return;
     }
     f->msg_id = ss->q.message_id;
     f->pctx = ctx->id;
     snprintf(f->model, sizeof(f->model), "%s", ctx->abstract_syntax);
-    f->syn = hdx_ds_syntax_of(ctx->ts, &(int){0});
     if (ss->ds_overflow) {
         find_status(c, 0xC000, "identifier over 64 KiB");
         goto out;
     }
-    hdx_ds_limits_default(&lim);
-    lim.max_depth = 8;
-    if (hdx_ds_walk(ss->ds, ss->ds_len, f->syn, &lim, collect_top, iw, &err) != HDX_OK ||
-        iw->too_many) {
-        snprintf(why, sizeof(why), "cannot understand the identifier: %s",
-                 iw->too_many ? "more than 128 keys"
-                 : err.why    ? err.why
-                              : "malformed");
-        find_status(c, 0xC000, why);
+    if (hdx_dquery_parse(ss->ds, ss->ds_len, hdx_ds_syntax_of(ctx->ts, &(int){0}),
+                         str_eq(f->model, HDX_UID_FIND_STUDY_ROOT), &f->q, &status, why,
+                         sizeof(why)) != HDX_OK) {
+        find_status(c, status, why);
         goto out;
-    }
-    /* The level and the character set come first: every key depends on them. */
-    for (size_t i = 0; i < iw->n; i++) {
-        const struct id_elem *x = &iw->e[i];
-        if (x->group != 0x0008 || (x->element != 0x0052 && x->element != 0x0005)) continue;
-        if (value_str(x, val, sizeof(val)) != HDX_OK) {
-            find_status(c, 0xA900, "Query/Retrieve Level or Specific Character Set malformed");
-            goto out;
-        }
-        if (x->element == 0x0052) {
-            f->level = hdx_dcat_level_parse(val);
-        } else if (strlen(val) >= sizeof(f->charset)) {
-            find_status(c, 0xC000, "Specific Character Set not supported: too long");
-            goto out;
-        } else {
-            memcpy(f->charset, val, strlen(val) + 1);
-        }
-    }
-    if (!f->level || (f->level == HDX_DCAT_PATIENT && str_eq(f->model, HDX_UID_FIND_STUDY_ROOT))) {
-        find_status(c, 0xA900,
-                    f->level ? "PATIENT level is not in the Study Root model"
-                             : "Query/Retrieve Level (0008,0052) missing or not PATIENT, STUDY, "
-                               "SERIES or IMAGE");
-        goto out;
-    }
-    if (hdx_charset_open(f->charset, &f->cs, &w) != HDX_OK) {
-        snprintf(why, sizeof(why), "Specific Character Set not supported: %s", w ? w : "?");
-        find_status(c, 0xC000, why);
-        goto out;
-    }
-    f->cs_utf8 = hdx_charset_is_utf8(f->cs);
-    ret_add(f, 0x0008, 0x0005, NULL);
-    ret_add(f, 0x0008, 0x0052, NULL);
-    if (!(m = calloc(FIND_KEYS_MAX + FIND_ALT_MAX, sizeof(*m)))) {
-        find_status(c, 0xA700, "server out of memory");
-        goto out;
-    }
-    size_t klen = 0;
-    for (size_t i = 0; i < iw->n; i++) {
-        const struct id_elem *x = &iw->e[i];
-        if (x->group == 0x0008 && (x->element == 0x0052 || x->element == 0x0005)) continue;
-        if (x->element == 0x0000 || x->group < 0x0008) continue; /* group lengths, meta */
-        const struct hdx_dcat_attr *a = hdx_dcat_attr_find(x->group, x->element);
-        if (!a) { /* an optional key hdx neither matches nor returns */
-            f->unsupported = 1;
-            continue;
-        }
-        if (a->level > f->level) continue; /* of a level below the query's: not returned */
-        ret_add(f, x->group, x->element, a);
-        int n =
-            snprintf(f->keys + klen, sizeof(f->keys) - klen, "%s%s", klen ? "," : "", a->keyword);
-        if (n > 0 && (size_t)n < sizeof(f->keys) - klen) klen += (size_t)n;
-        int rc = value_str(x, val, sizeof(val));
-        size_t ul = 0;
-        if (rc == HDX_OK && (a->match == HDX_DMATCH_TEXT || a->match == HDX_DMATCH_PN))
-            rc = hdx_charset_to_utf8(f->cs, val, strlen(val), u8, sizeof(u8), &ul);
-        else if (rc == HDX_OK)
-            ul = (size_t)snprintf(u8, sizeof(u8), "%s", val);
-        if (rc != HDX_OK) {
-            snprintf(why, sizeof(why), "%s: %s", a->keyword,
-                     rc == HDX_E_TOOBIG ? "key too long"
-                                        : "bytes not valid in the Specific Character Set");
-            find_status(c, 0xA900, why);
-            goto out;
-        }
-        /* Modalities in Study may list values: any of them matches. */
-        int multi = a->element == 0x0061 && a->group == 0x0008;
-        struct hdx_dcat_key *k = &keys[nkeys++];
-        k->attr = a;
-        k->m = &m[nm];
-        k->nm = 0;
-        char *s = u8, *end = u8 + ul;
-        do {
-            char *bs = multi ? memchr(s, '\\', (size_t)(end - s)) : NULL;
-            size_t len = bs ? (size_t)(bs - s) : (size_t)(end - s);
-            if (k->nm == FIND_ALT_MAX ||
-                hdx_dmatch_compile(a->match, s, len, &m[nm], &w) != HDX_OK) {
-                snprintf(why, sizeof(why), "%s: %s", a->keyword,
-                         k->nm == FIND_ALT_MAX ? "more than 16 values"
-                         : w                   ? w
-                                               : "malformed key");
-                find_status(c, 0xA900, why);
-                goto out;
-            }
-            nm++;
-            k->nm++;
-            s = bs ? bs + 1 : end;
-        } while (s < end);
     }
     int more = 0;
     size_t withheld = 0;
     struct find_admit fa = {c, d->policy ? *d->policy : NULL, HDX_PR_PERMIT, hdx_now_us()};
     struct hdx_dcat_admit admit = {find_admit, &fa};
-    if (hdx_dcat_find(d->cat, f->level, keys, nkeys, &admit,
-                      (size_t)d->conf->dicom_max_find_results, &f->ids, &f->n, &more,
-                      &withheld) != HDX_OK) {
+    int rc =
+        hdx_dcat_find(d->cat, f->q.level, f->q.keys, f->q.nkeys, &admit,
+                      (size_t)d->conf->dicom_max_find_results, &f->ids, &f->n, &more, &withheld);
+    hdx_dquery_drop_keys(&f->q); /* PHI, and no longer needed */
+    if (rc != HDX_OK) {
         find_status(c, 0xA700, "server out of memory");
         goto out;
     }
@@ -829,13 +612,6 @@ static void on_find(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
     f = NULL;
     find_continue(c);
 out:
-    if (m) {
-        sodium_memzero(m, (FIND_KEYS_MAX + FIND_ALT_MAX) * sizeof(*m)); /* keys are PHI */
-        free(m);
-    }
-    sodium_memzero(val, sizeof(val));
-    sodium_memzero(u8, sizeof(u8));
-    free(iw);
     find_free(f);
 }
 
@@ -1113,7 +889,8 @@ static void pdata(struct hdx_conn *c, const uint8_t *body, size_t len)
         }
         ss->ds_seen += pdv.len;
         if ((ss->pending == PENDING_STORE || ss->pending == PENDING_FIND) && !ss->ds_overflow) {
-            size_t max = ss->pending == PENDING_FIND ? FIND_ID_MAX : d->conf->dicom_max_instance;
+            size_t max =
+                ss->pending == PENDING_FIND ? HDX_DQUERY_ID_MAX : d->conf->dicom_max_instance;
             if (ss->ds_len + pdv.len > max)
                 ss->ds_overflow = 1; /* read to its end, answered A700, never kept */
             else if (ds_reserve(ss, pdv.len) != HDX_OK) {
