@@ -47,7 +47,7 @@ struct hdx_conf {
     int dicom_artim_ms;        /* ARTIM: awaiting the A-ASSOCIATE-RQ, and the close */
     int dicom_idle_timeout_s;  /* an association with no PDU for this long is aborted */
     int dicom_max_connections;
-    int dicom_max_find_results; /* a C-FIND with more matches is refused, not cut short */
+    int dicom_max_find_results;       /* a C-FIND with more matches is refused, not cut short */
     char dicom_storage_classes[2048]; /* more storage SOP class UIDs, comma-separated */
     /* [tls] */
     int tls_handshake_timeout_ms;
