@@ -65,7 +65,9 @@ static const char usage_text[] =
     "plaintext for allow-listed addresses; each instance is a record, its C-STORE Success sent\n"
     "once it is durable. C-FIND (Patient and Study Root, roles subscriber and gateway without a\n"
     "scope) searches an in-memory catalogue read from the log at start: the instances are\n"
-    "decrypted once then, and nothing of their keys is written to disk.\n"
+    "decrypted once then, and nothing of their keys is written to disk. DICOMweb on the HTTPS\n"
+    "port (docs/DICOMWEB.md): STOW-RS, QIDO-RS and WADO-RS at /dicomweb, under the policy and\n"
+    "audited; SUB kind=dicom on the subscription port announces each stored instance.\n"
     "Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.\n"
     "Keys and their defaults: docs/CONFIGURATION.md.\n";
 

@@ -8,6 +8,8 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "dicom/dataset.h"
+#include "dicom/sop.h"
 #include "policy/scope.h"
 
 #define REPLAY_CHUNK 256
@@ -72,7 +74,7 @@ size_t hdx_bus_count(const struct hdx_bus *bus)
 
 static int matches(const struct hdx_bus_filter *f, const struct hdx_bus_event *ev)
 {
-    if (ev->kind != HDX_KIND_HL7V2)
+    if (ev->kind != (f->kind ? f->kind : HDX_KIND_HL7V2))
         return 0; /* subscribers get clinical messages; audit has its own access path */
     if (f->type[0] && strcmp(f->type, ev->type) != 0) return 0;
     if (f->sender[0] && strcmp(f->sender, ev->sender) != 0) return 0;
@@ -98,8 +100,65 @@ static void header_token(const char *in, char *out, size_t cap)
     out[i] = 0;
 }
 
+/* A DICOM record's announcement: {"sop_class", "sop_instance", "study", "series",
+ * "modality", "transfer_syntax", "wado"}, UIDs only (checked as UIDs, so nothing in it needs
+ * escaping) and the modality reduced to its CS characters. Its length, or 0 when the record
+ * does not parse (the Part 10 file was checked when it was stored). */
+static size_t dicom_announcement(const uint8_t *p, size_t n, char *out, size_t cap)
+{
+    struct hdx_dcm_file f;
+    struct hdx_ds_error err;
+    struct hdx_ds_limits lim;
+    struct hdx_dcm_keys k;
+    int deflated = 0, rc;
+    uint8_t *inflated = NULL;
+    size_t len;
+    if (hdx_dcm_file_parse(p, n, &f, &err) != HDX_OK) return 0;
+    enum hdx_ds_syntax syn = hdx_ds_syntax_of(f.ts, &deflated);
+    const uint8_t *ds = p + f.dataset_off;
+    len = n - f.dataset_off;
+    if (deflated && hdx_ds_inflate(ds, len, (size_t)256 << 20, &inflated, &len) != HDX_OK) return 0;
+    hdx_ds_limits_default(&lim);
+    rc = hdx_dcm_extract(inflated ? inflated : ds, len, syn, &lim, &k, &err);
+    if (inflated) {
+        sodium_memzero(inflated, len);
+        free(inflated);
+    }
+    char modality[17];
+    size_t m = 0;
+    for (size_t i = 0; rc == HDX_OK && k.modality[i] && m + 1 < sizeof(modality); i++)
+        if ((k.modality[i] >= 'A' && k.modality[i] <= 'Z') ||
+            (k.modality[i] >= '0' && k.modality[i] <= '9') || k.modality[i] == '_')
+            modality[m++] = k.modality[i];
+    modality[m] = 0;
+    int w = -1;
+    if (rc == HDX_OK && hdx_uid_valid(k.sop_class) && hdx_uid_valid(k.sop_instance) &&
+        hdx_uid_valid(k.study_uid) && hdx_uid_valid(k.series_uid) && hdx_uid_valid(f.ts))
+        w = snprintf(out, cap,
+                     "{\"sop_class\":\"%s\",\"sop_instance\":\"%s\",\"study\":\"%s\","
+                     "\"series\":\"%s\",\"modality\":\"%s\",\"transfer_syntax\":\"%s\","
+                     "\"wado\":\"/dicomweb/studies/%s/series/%s/instances/%s\"}",
+                     k.sop_class, k.sop_instance, k.study_uid, k.series_uid, modality, f.ts,
+                     k.study_uid, k.series_uid, k.sop_instance);
+    sodium_memzero(&k, sizeof(k)); /* the patient's name and id */
+    return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+}
+
 static void deliver(struct hdx_bus *bus, struct hdx_bus_sub *sub, const struct hdx_bus_event *ev)
 {
+    char note[768];
+    struct hdx_bus_event announced;
+    if (ev->kind == HDX_KIND_DICOM) {
+        announced = *ev;
+        announced.body_len = dicom_announcement(ev->body, ev->body_len, note, sizeof(note));
+        if (!announced.body_len) {
+            hdx_error("dicom_announce_failed", "seq=%llu reason=\"the record does not parse\"",
+                      (unsigned long long)ev->seq);
+            return;
+        }
+        announced.body = (const uint8_t *)note;
+        ev = &announced;
+    }
     if (sub->sink->deliver) {
         sub->sink->deliver(sub->conn, ev);
         return;
@@ -267,8 +326,8 @@ void hdx_bus_tick(struct hdx_bus *bus, int64_t now_us)
 #define PATIENT_MAX 199
 #define AFTER_MAX (UINT64_MAX - 1) /* UINT64_MAX is the "live" sentinel (hdx_bus_subscribe) */
 
-static const char *const req_keys[] = {"after", "type", "sender", "patient"};
-enum req_key { KEY_AFTER, KEY_TYPE, KEY_SENDER, KEY_PATIENT, KEY_NONE };
+static const char *const req_keys[] = {"after", "type", "sender", "patient", "kind"};
+enum req_key { KEY_AFTER, KEY_TYPE, KEY_SENDER, KEY_PATIENT, KEY_KIND, KEY_NONE };
 
 static enum req_key req_key(const char *tok, size_t len, const char **val, size_t *vlen)
 {
@@ -341,6 +400,17 @@ static int apply_token(const char *tok, size_t len, const struct hdx_keyring *kr
     case KEY_SENDER:
         if (copy_value(f->sender, sizeof(f->sender), v, vlen) == 0) return HDX_OK;
         break;
+    case KEY_KIND:
+        if (vlen == 3 && !memcmp(v, "hl7", 3)) {
+            f->kind = HDX_KIND_HL7V2;
+            return HDX_OK;
+        }
+        if (vlen == 5 && !memcmp(v, "dicom", 5)) {
+            f->kind = HDX_KIND_DICOM;
+            return HDX_OK;
+        }
+        snprintf(why, cap, "kind must be hl7 or dicom");
+        return HDX_E_INVAL;
     case KEY_PATIENT:
         if (vlen == 0 || vlen > PATIENT_MAX || hdx_blind(kr, "patient", v, vlen, f->patient)) break;
         f->has_patient = 1;

@@ -40,6 +40,7 @@ struct hdx_bus_sink {
 };
 
 struct hdx_bus_filter {
+    uint8_t kind;                    /* 0: HDX_KIND_HL7V2; or HDX_KIND_DICOM (announcements) */
     char type[HDX_TYPE_MAX + 1];     /* "" = any */
     char sender[HDX_SENDER_MAX + 1]; /* "" = any */
     int has_patient;
@@ -93,7 +94,7 @@ void hdx_bus_pump(struct hdx_bus *bus, struct hdx_bus_sub *sub);
 uint64_t hdx_bus_last_seq(const struct hdx_bus *bus);
 size_t hdx_bus_count(const struct hdx_bus *bus);
 
-/* Parses the client's request line "SUB [after=N] [type=T] [sender=S] [patient=ID]" (no
+/* Parses the client's request line "SUB [after=N] [kind=K] [type=T] [sender=S] [patient=ID]" (no
  * newline): exactly len bytes of line are read (none past them; NUL is just a refused byte).
  * The grammar is docs/SUBSCRIBE.md "Request": one space between tokens, each key at most
  * once, values non-empty and printable ASCII, N decimal digits only and below UINT64_MAX.

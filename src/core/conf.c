@@ -73,6 +73,7 @@ static const struct conf_key conf_keys[] = {
     INT("dicom", "max_connections", dicom_max_connections, 1, 1000000, "512"),
     INT("dicom", "max_find_results", dicom_max_find_results, 1, 1000000, "10000"),
     STR("dicom", "storage_classes", dicom_storage_classes, ""),
+    SIZE("dicom", "max_retrieve", dicom_max_retrieve, 1 << 20, 1 << 30, "268435456"),
     INT("tls", "handshake_timeout_ms", tls_handshake_timeout_ms, 100, 600000, "10000"),
     STR("tls", "min_version", tls_min_version, "1.3"),
     INT("tls", "crl_check_ms", tls_crl_check_ms, 50, 60000, "250"),
@@ -388,6 +389,10 @@ const char *hdx_conf_template(void)
            "max_connections = 512\n"
            "; storage SOP class UIDs accepted besides the built-in table, comma-separated\n"
            "storage_classes =\n"
+           "; DICOMweb (/dicomweb on the HTTPS port): the most bytes one WADO-RS answer holds\n"
+           "; (a larger study is refused with 400: retrieve its series or instances); a\n"
+           "; STOW-RS request is bounded by http.max_body\n"
+           "max_retrieve = 268435456\n"
            "\n"
            "[tls]\n"
            "; 1.3 (default) or 1.2 (then only ECDHE with AES-GCM or ChaCha20-Poly1305)\n"

@@ -49,6 +49,7 @@ struct hdx_conf {
     int dicom_max_connections;
     int dicom_max_find_results;       /* a C-FIND with more matches is refused, not cut short */
     char dicom_storage_classes[2048]; /* more storage SOP class UIDs, comma-separated */
+    size_t dicom_max_retrieve;        /* the most bytes of one WADO-RS answer */
     /* [tls] */
     int tls_handshake_timeout_ms;
     char tls_min_version[8]; /* "1.3" (default) or "1.2" */

@@ -781,3 +781,74 @@ int hdx_dcat_find(const struct hdx_dcat *c, enum hdx_dcat_level level,
     *n = cnt;
     return HDX_OK;
 }
+
+const uint8_t *hdx_dcat_token(const struct hdx_dcat *c, enum hdx_dcat_level level, uint32_t id)
+{
+    size_t total = level == HDX_DCAT_PATIENT  ? c->npat
+                   : level == HDX_DCAT_STUDY  ? c->nstu
+                   : level == HDX_DCAT_SERIES ? c->nser
+                   : level == HDX_DCAT_IMAGE  ? c->nins
+                                              : 0;
+    return id < total ? entity_token(c, level, id) : NULL;
+}
+
+uint64_t hdx_dcat_seq(const struct hdx_dcat *c, enum hdx_dcat_level level, uint32_t id)
+{
+    switch (level) {
+    case HDX_DCAT_PATIENT:
+        return id < c->npat ? c->pat[id].seq : 0;
+    case HDX_DCAT_STUDY:
+        return id < c->nstu ? c->stu[id].seq : 0;
+    case HDX_DCAT_SERIES:
+        return id < c->nser ? c->ser[id].seq : 0;
+    case HDX_DCAT_IMAGE:
+        return id < c->nins ? c->ins[id].seq : 0;
+    }
+    return 0;
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int hdx_dcat_instances(const struct hdx_dcat *c, const char *study, const char *series,
+                       const char *instance, size_t max, uint64_t **seqs, size_t *n, int *more)
+{
+    uint32_t sid, rid = UINT32_MAX, iid;
+    uint64_t *out = NULL;
+    size_t cnt = 0, cap = 0;
+    *seqs = NULL;
+    *n = 0;
+    if (more) *more = 0;
+    if (!study || !smap_get(c, &c->mstu, study, &sid)) return HDX_OK;
+    if (series && (!smap_get(c, &c->mser, series, &rid) || c->ser[rid].study != sid)) return HDX_OK;
+    if (instance) {
+        if (!smap_get(c, &c->mins, instance, &iid)) return HDX_OK;
+        const struct series *r = &c->ser[c->ins[iid].series];
+        if (r->study != sid || (series && c->ins[iid].series != rid)) return HDX_OK;
+        if (!(out = malloc(sizeof(*out)))) return HDX_E_NOMEM;
+        out[0] = c->ins[iid].seq;
+        *seqs = out;
+        *n = 1;
+        return HDX_OK;
+    }
+    for (size_t i = 0; i < c->nins; i++) {
+        const struct instance *in = &c->ins[i];
+        if (series ? in->series != rid : c->ser[in->series].study != sid) continue;
+        if (max && cnt == max) {
+            if (more) *more = 1;
+            break;
+        }
+        if (grow((void **)&out, &cap, cnt, sizeof(*out)) != HDX_OK) {
+            free(out);
+            return HDX_E_NOMEM;
+        }
+        out[cnt++] = in->seq;
+    }
+    if (cnt > 1) qsort(out, cnt, sizeof(*out), seq_cmp);
+    *seqs = out;
+    *n = cnt;
+    return HDX_OK;
+}

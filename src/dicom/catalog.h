@@ -97,4 +97,18 @@ int hdx_dcat_find(const struct hdx_dcat *c, enum hdx_dcat_level level,
 const char *hdx_dcat_value(const struct hdx_dcat *c, enum hdx_dcat_level level, uint32_t id,
                            const struct hdx_dcat_attr *a, char *buf, size_t cap);
 
+/* The patient token that decides whether entity id at level may be shown (as find's admit is
+ * asked with it; NULL when none), and the seq of the record its values are from (0 when id is
+ * not an entity). */
+const uint8_t *hdx_dcat_token(const struct hdx_dcat *c, enum hdx_dcat_level level, uint32_t id);
+uint64_t hdx_dcat_seq(const struct hdx_dcat *c, enum hdx_dcat_level level, uint32_t id);
+
+/* The records (seqs, oldest first) of the instances under study, under series within it when
+ * series is not NULL, and only instance within that when instance is not NULL; *seqs is
+ * malloc'd, the caller's (NULL when *n is 0). A series or instance that exists but not under
+ * the given study (or series) is not found. At most max (0: no limit); *more set past it.
+ * HDX_OK or HDX_E_NOMEM. */
+int hdx_dcat_instances(const struct hdx_dcat *c, const char *study, const char *series,
+                       const char *instance, size_t max, uint64_t **seqs, size_t *n, int *more);
+
 #endif

@@ -1100,24 +1100,112 @@ static void keys_drop(struct dcm_conn *ss)
     ss->store_keys = NULL;
 }
 
+void hdx_dicom_stored(struct hdx_dicom *d, const struct hdx_dcm_keys *k,
+                      const struct hdx_intake_item *it)
+{
+    int lossy = 0;
+    static const uint8_t none[HDX_BLIND_LEN];
+    int has = memcmp(it->patient, none, sizeof(none)) != 0;
+    int rc = hdx_dcat_add(d->cat, k, it->seq, has ? it->patient : NULL, &lossy);
+    if (rc != HDX_OK || lossy)
+        hdx_warn("dicom_catalog_add", "seq=%llu err=%s reason=\"%s\"", (unsigned long long)it->seq,
+                 hdx_strerror(rc),
+                 rc != HDX_OK ? "not findable by C-FIND or QIDO-RS until hdxd restarts"
+                              : "a value is not valid in its Specific Character Set: "
+                                "not findable by that value");
+}
+
+struct hdx_dcat *hdx_dicom_catalog(struct hdx_dicom *d)
+{
+    return d->cat;
+}
+
+int hdx_dicom_file_check(const struct hdx_dicom *d, const uint8_t *p, size_t n,
+                         struct hdx_dcm_keys *k, char *ts, size_t ts_cap, uint16_t *status,
+                         char *why, size_t cap)
+{
+    struct hdx_dcm_file f;
+    struct hdx_ds_error err = {0};
+    struct hdx_ds_limits lim;
+    uint8_t *inflated = NULL;
+    size_t walk_len = 0, nts = 0;
+    int deflated = 0, rc;
+    memset(k, 0, sizeof(*k));
+    hdx_ds_limits_default(&lim);
+    *status = 0xC000;
+    if (hdx_dcm_file_parse(p, n, &f, &err) != HDX_OK) {
+        snprintf(why, cap, "not a DICOM Part 10 file: %s at offset %zu",
+                 err.why ? err.why : "malformed", err.offset);
+        return HDX_E_INVAL;
+    }
+    snprintf(ts, ts_cap, "%s", f.ts);
+    const char *const *acc = hdx_ts_accepted(&nts);
+    size_t i = 0;
+    while (i < nts && strcmp(acc[i], f.ts) != 0)
+        i++;
+    if (i == nts) {
+        *status = 0xA900;
+        snprintf(why, cap, "transfer syntax %s is not one hdx accepts (docs/DICOM-CONFORMANCE.md)",
+                 hdx_uid_valid(f.ts) ? f.ts : "(not a UID)");
+        return HDX_E_INVAL;
+    }
+    if (n - f.dataset_off > d->conf->dicom_max_instance) {
+        *status = 0xA700;
+        snprintf(why, cap, "data set of %zu bytes exceeds dicom.max_instance (%zu)",
+                 n - f.dataset_off, d->conf->dicom_max_instance);
+        return HDX_E_TOOBIG;
+    }
+    enum hdx_ds_syntax syn = hdx_ds_syntax_of(f.ts, &deflated);
+    const uint8_t *ds = p + f.dataset_off;
+    walk_len = n - f.dataset_off;
+    if (deflated) {
+        rc = hdx_ds_inflate(ds, walk_len, d->conf->dicom_max_instance, &inflated, &walk_len);
+        if (rc != HDX_OK) {
+            *status = rc == HDX_E_TOOBIG ? 0xA700 : 0xC000;
+            snprintf(why, cap, "%s",
+                     rc == HDX_E_TOOBIG ? "inflated data set exceeds dicom.max_instance"
+                                        : "deflated data set does not inflate");
+            return rc == HDX_E_TOOBIG ? HDX_E_TOOBIG : HDX_E_INVAL;
+        }
+    }
+    rc = hdx_dcm_extract(inflated ? inflated : ds, walk_len, syn, &lim, k, &err);
+    if (inflated) {
+        sodium_memzero(inflated, walk_len);
+        free(inflated);
+    }
+    if (rc != HDX_OK) {
+        snprintf(why, cap, "cannot understand the data set: %s at offset %zu",
+                 err.why ? err.why : "malformed", err.offset);
+        return HDX_E_INVAL;
+    }
+    *status = 0xA900;
+    if (!k->sop_class[0] || !k->sop_instance[0] || !k->study_uid[0] || !k->series_uid[0]) {
+        snprintf(why, cap, "data set lacks SOP Class, SOP Instance, Study or Series Instance UID");
+        return HDX_E_INVAL;
+    }
+    if (strcmp(k->sop_class, f.sop_class) != 0 || strcmp(k->sop_instance, f.sop_instance) != 0) {
+        snprintf(why, cap,
+                 "SOP Class or Instance UID of the data set differs from the meta "
+                 "header's");
+        return HDX_E_INVAL;
+    }
+    if (!hdx_sop_storage_name(k->sop_class)) {
+        *status = 0x0122;
+        snprintf(why, cap, "SOP class %s is not a storage class hdx accepts",
+                 hdx_uid_valid(k->sop_class) ? k->sop_class : "(not a UID)");
+        return HDX_E_INVAL;
+    }
+    *status = 0;
+    return HDX_OK;
+}
+
 void hdx_dicom_done(struct hdx_conn *c, const struct hdx_intake_item *it)
 {
     struct hdx_dicom *d = c->ctx;
     struct dcm_conn *ss = c->session;
     /* Durable whatever became of the connection: findable from now on. A duplicate's seq is
      * the earlier record's, which the catalogue already holds. */
-    if (it->status == HDX_OK && ss->store_keys) {
-        int lossy = 0;
-        static const uint8_t none[HDX_BLIND_LEN];
-        int has = memcmp(it->patient, none, sizeof(none)) != 0;
-        int rc = hdx_dcat_add(d->cat, ss->store_keys, it->seq, has ? it->patient : NULL, &lossy);
-        if (rc != HDX_OK || lossy)
-            hdx_warn("dicom_catalog_add", "seq=%llu err=%s reason=\"%s\"",
-                     (unsigned long long)it->seq, hdx_strerror(rc),
-                     rc != HDX_OK ? "not findable by C-FIND until hdxd restarts"
-                                  : "a value is not valid in its Specific Character Set: "
-                                    "not findable by that value");
-    }
+    if (it->status == HDX_OK && ss->store_keys) hdx_dicom_stored(d, ss->store_keys, it);
     keys_drop(ss);
     if (!c->closing && ss->state != HDX_STA13) {
         if (it->status == HDX_OK && it->reply_len) {

@@ -53,6 +53,25 @@ struct hdx_policy;
  * principal's role, as a subscription would. Unset or NULL: every match is withheld. */
 void hdx_dicom_set_policy(struct hdx_dicom *d, struct hdx_policy *const *policy);
 
+struct hdx_dcat;
+struct hdx_dcm_keys;
+/* The C-FIND catalogue, which DICOMweb (net/front_dicomweb.c) searches too. */
+struct hdx_dcat *hdx_dicom_catalog(struct hdx_dicom *d);
+/* An instance that came another way (STOW-RS) is durable (it->status HDX_OK): findable from now
+ * on, as a C-STORE's is in hdx_dicom_done. */
+void hdx_dicom_stored(struct hdx_dicom *d, const struct hdx_dcm_keys *k,
+                      const struct hdx_intake_item *it);
+/* Checks a Part 10 file as hdx would store it (STOW-RS): its meta header parses and names a
+ * transfer syntax hdx accepts (dicom/sop.h), its data set (inflated when deflated, within
+ * dicom.max_instance) parses within the walker's limits, its SOP Class and Instance UIDs are
+ * present and equal the meta header's, and the class is one hdx stores. HDX_OK with *k filled
+ * (the caller wipes it), or the DIMSE-style status in *status (0xC000 cannot understand,
+ * 0xA900 does not match, 0x0122 class not supported, 0xA700 too large) and a fixed-shape
+ * reason in why that never quotes a value. */
+int hdx_dicom_file_check(const struct hdx_dicom *d, const uint8_t *p, size_t n,
+                         struct hdx_dcm_keys *k, char *ts, size_t ts_cap, uint16_t *status,
+                         char *why, size_t cap);
+
 /* Listener ops; the listener's ctx is the struct hdx_dicom. */
 extern const struct hdx_session_ops hdx_dicom_tls_ops, hdx_dicom_plain_ops;
 

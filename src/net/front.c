@@ -568,6 +568,7 @@ int hdx_front_new(const struct hdx_front_env *env, struct hdx_http *h, struct hd
         hdx_front_free(f); /* why names what FHIR could not do */
         return rc;
     }
+    if (rc == HDX_OK) rc = hdx_front_dicomweb_init(f, h);
     if (rc != HDX_OK) {
         snprintf(why, why_cap, "cannot start the login front end: %s", hdx_strerror(rc));
         hdx_front_free(f);

@@ -37,6 +37,7 @@ struct hdx_front_env {
     const struct hdx_keyring *kr;
     struct hdx_store *ro_store; /* the network thread's */
     struct hdx_bus *bus;        /* live records for /api/stream */
+    struct hdx_dicom *dicom;    /* the DICOM catalogue, for DICOMweb; NULL: none */
     /* Hands an item to the commit pipeline (its on_done is called on this thread). */
     void (*submit)(void *arg, struct hdx_intake_item *it);
     void (*audit)(void *arg, const struct hdx_audit *a);
@@ -44,6 +45,7 @@ struct hdx_front_env {
 };
 
 struct hdx_front;
+struct hdx_dicom;
 
 /* Starts the auth worker and adds the routes to h. */
 int hdx_front_new(const struct hdx_front_env *env, struct hdx_http *h, struct hdx_front **out,

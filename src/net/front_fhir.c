@@ -324,24 +324,24 @@ static int smart_covers(const struct asker *who, const char *type, char interact
  * the answer is held until the last one is durable (batches complete in seq order, so the
  * earlier ones are too). A record that cannot be made durable turns the answer into a 503:
  * nothing is disclosed that is not audited. */
-struct audit_gate {
-    struct front_fhir *ff;
+struct hdx_audit_gate {
+    struct hdx_front *f;
     struct hdx_conn *c;
+    void (*fail)(struct hdx_http_reply *r);
     unsigned pending;
     int armed, failed;
     struct hdx_http_reply reply;
 };
 
-static struct audit_gate *gate_now; /* the network thread's; set only inside gate_begin/end */
+static struct hdx_audit_gate *gate_now; /* the network thread's; set only inside begin/end */
 static void (*gate_saved)(void *arg, const struct hdx_audit *a);
 
-static void gate_finish(struct audit_gate *g)
+static void gate_finish(struct hdx_audit_gate *g)
 {
     if (g->failed) {
         free(g->reply.body);
         memset(&g->reply, 0, sizeof(g->reply));
-        outcome(&g->reply, 503, "transient",
-                "the access could not be audited; nothing is disclosed", NULL);
+        g->fail(&g->reply);
     }
     hdx_http_finish(g->c, &g->reply);
     free(g->reply.body);
@@ -350,7 +350,7 @@ static void gate_finish(struct audit_gate *g)
 
 static void gate_item_done(void *arg, const struct hdx_intake_item *it)
 {
-    struct audit_gate *g = arg;
+    struct hdx_audit_gate *g = arg;
     if (it->status != HDX_OK) g->failed = 1;
     if (--g->pending) return;
     if (g->armed)
@@ -361,7 +361,7 @@ static void gate_item_done(void *arg, const struct hdx_intake_item *it)
 
 static void gated_audit(void *arg, const struct hdx_audit *a)
 {
-    struct audit_gate *g = gate_now;
+    struct hdx_audit_gate *g = gate_now;
     struct hdx_intake_item *it = hdx_audit_item_new(a);
     if (!it) {
         hdx_error("audit_failed", "reason=out_of_memory event=%s", a->event ? a->event : "-");
@@ -371,27 +371,27 @@ static void gated_audit(void *arg, const struct hdx_audit *a)
     it->on_done = gate_item_done;
     it->done_arg = g;
     g->pending++;
-    g->ff->f->env.submit(arg, it);
+    g->f->env.submit(arg, it);
 }
 
-static struct audit_gate *gate_begin(struct front_fhir *ff, struct hdx_conn *c)
+struct hdx_audit_gate *hdx_front_gate_begin(struct hdx_front *f, struct hdx_conn *c,
+                                            void (*fail)(struct hdx_http_reply *r))
 {
-    struct audit_gate *g = calloc(1, sizeof(*g));
+    struct hdx_audit_gate *g = calloc(1, sizeof(*g));
     if (!g) return NULL;
-    g->ff = ff;
+    g->f = f;
     g->c = c;
+    g->fail = fail;
     gate_now = g;
-    gate_saved = ff->f->env.audit;
-    ff->f->env.audit = gated_audit;
+    gate_saved = f->env.audit;
+    f->env.audit = gated_audit;
     return g;
 }
 
-/* The handler is done with r: it goes now, or once its audit records are durable (r then
- * becomes deferred). A deferred r (a write) is answered later, under its own gate. */
-static void gate_end(struct audit_gate *g, struct hdx_http_reply *r)
+void hdx_front_gate_end(struct hdx_audit_gate *g, struct hdx_http_reply *r)
 {
     if (!g) return;
-    g->ff->f->env.audit = gate_saved;
+    g->f->env.audit = gate_saved;
     gate_now = NULL;
     if (r->deferred || (!g->pending && !g->failed)) {
         if (!g->pending) free(g);
@@ -410,16 +410,15 @@ static void gate_end(struct audit_gate *g, struct hdx_http_reply *r)
     g->armed = 1;
 }
 
-/* The same for an answer composed outside a handler (a write's, once durable): finishes c's
- * deferred request with r now or when the records are durable. */
-static void gate_end_finish(struct audit_gate *g, struct hdx_conn *c, struct hdx_http_reply *r)
+void hdx_front_gate_end_finish(struct hdx_audit_gate *g, struct hdx_conn *c,
+                               struct hdx_http_reply *r)
 {
     if (!g) {
         hdx_http_finish(c, r);
         free(r->body);
         return;
     }
-    g->ff->f->env.audit = gate_saved;
+    g->f->env.audit = gate_saved;
     gate_now = NULL;
     g->reply = *r;
     memset(r, 0, sizeof(*r));
@@ -428,6 +427,16 @@ static void gate_end_finish(struct audit_gate *g, struct hdx_conn *c, struct hdx
         return;
     }
     g->armed = 1;
+}
+
+static void fhir_gate_fail(struct hdx_http_reply *r)
+{
+    outcome(r, 503, "transient", "the access could not be audited; nothing is disclosed", NULL);
+}
+
+static struct hdx_audit_gate *gate_begin(struct front_fhir *ff, struct hdx_conn *c)
+{
+    return hdx_front_gate_begin(ff->f, c, fhir_gate_fail);
 }
 
 /* ---------- pending writes ---------- */
@@ -523,7 +532,7 @@ static void bundle_answer(struct fhir_write *w)
     r.body = w->answer;
     r.body_len = w->answer_len;
     w->answer = NULL;
-    struct audit_gate *g = gate_begin(ff, w->c);
+    struct hdx_audit_gate *g = gate_begin(ff, w->c);
     for (size_t i = 0; i < w->nparts; i++) {
         struct txn_part *p = &w->parts[i];
         hdx_front_audit_access(ff->f->api, w->c, &w->who,
@@ -535,7 +544,7 @@ static void bundle_answer(struct fhir_write *w)
         pending_done(ff, p->type, p->id);
     }
     hdx_metric_fhir((enum hdx_metric_fhir_interaction)w->metric, 200);
-    gate_end_finish(g, w->c, &r);
+    hdx_front_gate_end_finish(g, w->c, &r);
     write_free(w);
 }
 
@@ -567,7 +576,7 @@ static void write_answer(struct fhir_write *w)
         snprintf(etag, sizeof(etag), "W/\"%u\"", w->version);
         add_header(&r, "ETag", etag);
     }
-    struct audit_gate *g = gate_begin(ff, w->c);
+    struct hdx_audit_gate *g = gate_begin(ff, w->c);
     hdx_front_audit_access(ff->f->api, w->c, &w->who,
                            w->deleting        ? "delete"
                            : w->status == 201 ? "create"
@@ -579,7 +588,7 @@ static void write_answer(struct fhir_write *w)
                     : w->status == 201 ? HDX_METRIC_FHIR_CREATE
                                        : HDX_METRIC_FHIR_UPDATE,
                     r.status);
-    gate_end_finish(g, w->c, &r);
+    hdx_front_gate_end_finish(g, w->c, &r);
     if (w->conditional) {
         ff->cond_busy = 0;
         cond_next(ff);
@@ -1474,9 +1483,9 @@ static void cond_next(struct front_fhir *ff)
         ff->cond_head = w->next;
         if (!ff->cond_head) ff->cond_tail = NULL;
         struct hdx_http_reply r = {0};
-        struct audit_gate *g = gate_begin(ff, w->c);
+        struct hdx_audit_gate *g = gate_begin(ff, w->c);
         cond_run(ff, w->c, w->req, &r);
-        gate_end(g, &r);
+        hdx_front_gate_end(g, &r);
         if (!r.deferred) {
             hdx_http_finish(w->c, &r);
             free(r.body);
@@ -2584,7 +2593,7 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
         hdx_front_sub_ws(f, c, req, r);
         return;
     }
-    struct audit_gate *g = gate_begin(f->fhir, c);
+    struct hdx_audit_gate *g = gate_begin(f->fhir, c);
     if (!g) {
         outcome(r, 503, "transient", "out of memory", NULL);
         return;
@@ -2607,7 +2616,7 @@ static void route_fhir(void *arg, struct hdx_conn *c, const struct http_req *req
                                                              : HDX_METRIC_FHIR_DELETE;
         hdx_metric_fhir(i, r->status);
     }
-    gate_end(g, r);
+    hdx_front_gate_end(g, r);
 }
 
 int hdx_front_fhir_init(struct hdx_front *f, struct hdx_http *h, char *why, size_t cap)

@@ -63,6 +63,7 @@ struct hdx_front {
     struct front_sub *sub;
     struct hdx_smart_tokens *smart_tokens; /* front_smart.c */
     struct hdx_jti_cache *jti;
+    char dicomweb_base[300]; /* front_dicomweb.c: the absolute URL of /dicomweb */
 };
 
 struct hdx_front_who {
@@ -113,6 +114,22 @@ void hdx_front_tally_flush(struct front_api *api, const struct hdx_conn *c, cons
 int hdx_front_tally_add(struct tally *t, const uint8_t *patient, uint64_t seq, int break_glass);
 void hdx_front_tally_deny(struct tally *t, enum hdx_policy_reason why);
 void hdx_front_deny_answer(struct hdx_http_reply *r, enum hdx_policy_reason why);
+
+/* The audit before the answer (front_fhir.c): while a handler runs between begin and end,
+ * every audit record it makes is submitted and counted, and its answer r is held (made
+ * deferred) until they are all durable; one that fails turns the answer into fail's (a 503 in
+ * the route's own error shape): nothing is disclosed that is not audited. end_finish is the
+ * same for an answer composed outside a handler (a write's, once durable). NULL from begin:
+ * out of memory. */
+struct hdx_audit_gate;
+struct hdx_audit_gate *hdx_front_gate_begin(struct hdx_front *f, struct hdx_conn *c,
+                                            void (*fail)(struct hdx_http_reply *r));
+void hdx_front_gate_end(struct hdx_audit_gate *g, struct hdx_http_reply *r);
+void hdx_front_gate_end_finish(struct hdx_audit_gate *g, struct hdx_conn *c,
+                               struct hdx_http_reply *r);
+
+/* front_dicomweb.c: the /dicomweb routes (docs/DICOMWEB.md) */
+int hdx_front_dicomweb_init(struct hdx_front *f, struct hdx_http *h);
 
 /* front_smart.c: POST /auth/token and /.well-known/smart-configuration (docs/FHIR.md) */
 int hdx_front_smart_init(struct hdx_front *f, struct hdx_http *h);

@@ -54,6 +54,8 @@ static const char *reason_phrase(int status)
         return "OK";
     case 201:
         return "Created";
+    case 202:
+        return "Accepted";
     case 204:
         return "No Content";
     case 400:
@@ -66,6 +68,8 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
     case 408:
         return "Request Timeout";
     case 409:
@@ -171,9 +175,10 @@ static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r, int 
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: hdx\r\nContent-Type: %s\r\n"
                         "%s%s%s%s\r\n",
                         r->status, reason_phrase(r->status), date,
-                        r->stream         ? "text/event-stream"
-                        : r->content_type ? r->content_type
-                                          : "application/json",
+                        r->stream                ? "text/event-stream"
+                        : r->content_type        ? r->content_type
+                        : r->content_type_own[0] ? r->content_type_own
+                                                 : "application/json",
                         length, r->close || r->stream ? "Connection: close\r\n" : "",
                         security_headers, r->extra);
     if (r->body_len && body) evbuffer_add(out, r->body, r->body_len);

@@ -24,8 +24,9 @@
 
 struct hdx_http_reply {
     int status;
-    const char *content_type; /* NULL: application/json */
-    char *body;               /* malloc'd, or NULL */
+    const char *content_type;   /* NULL: content_type_own, or application/json when that is "" */
+    char content_type_own[128]; /* a per-answer type (a multipart boundary) */
+    char *body;                 /* malloc'd, or NULL */
     size_t body_len;
     char extra[256]; /* more header lines, each ending in CRLF */
     int close;       /* close the connection after it */

@@ -141,8 +141,9 @@ static void on_commit_done(evutil_socket_t fd, short what, void *arg)
             if (it->status != HDX_OK && it->admin_id && srv->admin_next >= it->admin_id)
                 srv->admin_next = it->admin_id - 1;
             if (it->on_done) it->on_done(it->done_arg, it); /* a route's disclosures */
-        } else if (!c && it->kind == HDX_KIND_FHIR) {
-            if (it->on_done) it->on_done(it->done_arg, it); /* the FHIR write's answer */
+        } else if (!c && (it->kind == HDX_KIND_FHIR || it->kind == HDX_KIND_DICOM)) {
+            /* the FHIR write's or the STOW-RS instance's answer */
+            if (it->on_done) it->on_done(it->done_arg, it);
         } else if (!c) { /* an admin statement: nobody to answer, or hdxd's own */
             admin_done(srv, it);
             if (it->on_done) it->on_done(it->done_arg, it);
@@ -447,6 +448,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
                                     .kr = kr,
                                     .ro_store = ro_store,
                                     .bus = srv->bus,
+                                    .dicom = srv->dicom,
                                     .submit = submit,
                                     .audit = audit_submit,
                                     .arg = srv};

@@ -355,9 +355,10 @@ static void subscribe(struct hdx_conn *c, char *line, size_t n)
     s->c = c;
     f.admit = sub_admit;
     f.admit_arg = s;
-    snprintf(s->filter, sizeof(s->filter), "after=%s type=%s sender=%s patient=%s scope=%s",
-             after == UINT64_MAX ? "live" : "seq", f.type[0] ? f.type : "any",
-             f.sender[0] ? f.sender : "any", f.has_patient ? "one" : "any", scope);
+    snprintf(s->filter, sizeof(s->filter), "after=%s %stype=%s sender=%s patient=%s scope=%s",
+             after == UINT64_MAX ? "live" : "seq", f.kind == HDX_KIND_DICOM ? "kind=dicom " : "",
+             f.type[0] ? f.type : "any", f.sender[0] ? f.sender : "any",
+             f.has_patient ? "one" : "any", scope);
     s->disc_cap = DISCLOSURE_SLOTS_MIN;
     s->disc = calloc(s->disc_cap, sizeof(*s->disc));
     s->summary_timer = event_new(hdx_conn_base(c), -1, EV_PERSIST, on_summary, c);

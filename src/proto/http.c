@@ -374,6 +374,26 @@ const char *http_header_get(const struct http_req *req, const char *name)
     return NULL;
 }
 
+int http_query_next(const char **cursor, char *key, size_t kcap, char *val, size_t vcap)
+{
+    const char *p = *cursor;
+    while (*p == '&')
+        p++;
+    if (!*p) {
+        *cursor = p;
+        return 0;
+    }
+    const char *amp = strchr(p, '&');
+    size_t n = amp ? (size_t)(amp - p) : strlen(p);
+    const char *eq = memchr(p, '=', n);
+    size_t kn = eq ? (size_t)(eq - p) : n, vn = eq ? n - kn - 1 : 0;
+    *cursor = p + n;
+    if (kn + 1 > kcap || vn + 1 > vcap || pct_decode(p, kn, key, 1) < 0 ||
+        pct_decode(eq ? eq + 1 : "", vn, val, 1) < 0)
+        return -2;
+    return 1;
+}
+
 int http_query_get(const struct http_req *req, const char *key, char *out, size_t cap)
 {
     size_t klen = strlen(key);

@@ -75,4 +75,9 @@ const char *http_header_get(const struct http_req *req, const char *name);
  * absent, -2 when malformed, too long or holding a NUL or control byte. */
 int http_query_get(const struct http_req *req, const char *key, char *out, size_t cap);
 
+/* The query's parameters one by one: *cursor starts at req->query. 1 with the percent-decoded
+ * key and value ("" when there is no '='), 0 at the end, -2 for one that is malformed, too
+ * long or holds a NUL or control byte (*cursor has moved past it). */
+int http_query_next(const char **cursor, char *key, size_t kcap, char *val, size_t vcap);
+
 #endif

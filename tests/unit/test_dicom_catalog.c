@@ -307,6 +307,75 @@ static void test_admit(void **state)
     hdx_dcat_free(c);
 }
 
+/* WADO-RS's lookup: the records of a study, a series in it, an instance in that, and
+ * nothing for a series or instance named under the wrong parent. */
+static void test_instances(void **state)
+{
+    (void)state;
+    struct hdx_dcat *c;
+    uint64_t *seqs;
+    size_t n;
+    int more;
+    assert_int_equal(hdx_dcat_new(&c), HDX_OK);
+    struct hdx_dcm_keys a = keys("1.1", "1.1.1", "1.1.1.1", "PA", "A^A", "CT", "20240101");
+    struct hdx_dcm_keys b = keys("1.1", "1.1.2", "1.1.2.1", "PA", "A^A", "MR", "20240101");
+    struct hdx_dcm_keys b2 = keys("1.1", "1.1.2", "1.1.2.2", "PA", "A^A", "MR", "20240101");
+    struct hdx_dcm_keys o = keys("2.2", "2.2.1", "2.2.1.1", "PB", "B^B", "CT", "20240102");
+    uint8_t tok[HDX_DCAT_TOKEN_LEN];
+    memset(tok, 7, sizeof(tok));
+    add(c, &b2, 30); /* stored out of order: answers come oldest first */
+    add(c, &a, 10);
+    add(c, &b, 20);
+    assert_int_equal(hdx_dcat_add(c, &o, 40, tok, NULL), HDX_OK);
+    assert_int_equal(hdx_dcat_instances(c, "1.1", NULL, NULL, 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 3);
+    assert_true(seqs[0] == 10 && seqs[1] == 20 && seqs[2] == 30);
+    assert_int_equal(more, 0);
+    free(seqs);
+    assert_int_equal(hdx_dcat_instances(c, "1.1", NULL, NULL, 2, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(more, 1);
+    free(seqs);
+    assert_int_equal(hdx_dcat_instances(c, "1.1", "1.1.2", NULL, 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 2);
+    assert_true(seqs[0] == 20 && seqs[1] == 30);
+    free(seqs);
+    assert_int_equal(hdx_dcat_instances(c, "1.1", "1.1.2", "1.1.2.2", 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 1);
+    assert_true(seqs[0] == 30);
+    free(seqs);
+    /* wrong parents, unknown UIDs */
+    assert_int_equal(hdx_dcat_instances(c, "2.2", "1.1.2", NULL, 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 0);
+    assert_null(seqs);
+    assert_int_equal(hdx_dcat_instances(c, "1.1", "1.1.1", "1.1.2.1", 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(hdx_dcat_instances(c, "2.2", NULL, "1.1.1.1", 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(hdx_dcat_instances(c, "9.9", NULL, NULL, 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 0);
+    /* an instance re-sent into another series moves */
+    struct hdx_dcm_keys moved = keys("1.1", "1.1.1", "1.1.2.2", "PA", "A^A", "CT", "20240101");
+    add(c, &moved, 50);
+    assert_int_equal(hdx_dcat_instances(c, "1.1", "1.1.1", NULL, 0, &seqs, &n, &more), HDX_OK);
+    assert_int_equal(n, 2);
+    assert_true(seqs[0] == 10 && seqs[1] == 50);
+    free(seqs);
+    /* the token and seq an entity is shown by */
+    uint32_t *ids;
+    size_t nid;
+    assert_int_equal(hdx_dcat_find(c, HDX_DCAT_STUDY, NULL, 0, NULL, 0, &ids, &nid, NULL, NULL),
+                     HDX_OK);
+    assert_int_equal(nid, 2);
+    assert_null(hdx_dcat_token(c, HDX_DCAT_STUDY, ids[0]));
+    assert_memory_equal(hdx_dcat_token(c, HDX_DCAT_STUDY, ids[1]), tok, sizeof(tok));
+    assert_true(hdx_dcat_seq(c, HDX_DCAT_STUDY, ids[1]) == 40);
+    assert_true(hdx_dcat_seq(c, HDX_DCAT_STUDY, 99) == 0);
+    assert_null(hdx_dcat_token(c, HDX_DCAT_STUDY, 99));
+    free(ids);
+    hdx_dcat_free(c);
+}
+
 static void test_table(void **state)
 {
     (void)state;
@@ -333,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_many_studies),
         cmocka_unit_test(test_admit),
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_instances),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -579,6 +579,39 @@ static void test_trailer_fills_storage(void **state)
     }
 }
 
+/* ---------- http_query_next ---------- */
+
+static void test_query_next(void **state)
+{
+    (void)state;
+    char k[16], v[16];
+    assert_int_equal(PARSE("GET /q?a=1&&b=x%20y+z&flag&%41%42=%3d&bad=%zz&e=%00&"
+                           "long=0123456789abcdef&last= HTTP/1.1\r\n\r\n"),
+                     HTTP_OK);
+    const char *cur = req.query;
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 1);
+    assert_string_equal(k, "a");
+    assert_string_equal(v, "1");
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 1); /* "&&" skipped */
+    assert_string_equal(k, "b");
+    assert_string_equal(v, "x y z");
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 1);
+    assert_string_equal(k, "flag");
+    assert_string_equal(v, ""); /* no '=' */
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 1);
+    assert_string_equal(k, "AB"); /* keys are decoded too */
+    assert_string_equal(v, "=");
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), -2); /* %zz */
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), -2); /* NUL */
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), -2); /* too long */
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 1);
+    assert_string_equal(k, "last");
+    assert_string_equal(v, "");
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 0);
+    assert_int_equal(http_query_next(&cur, k, sizeof(k), v, sizeof(v)), 0); /* stays at the end */
+    http_req_free(&req);
+}
+
 /* ---------- http_query_get ---------- */
 
 static void test_query_get(void **state)
@@ -696,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_bad_request),
         cmocka_unit_test(test_trailer_fills_storage),
         cmocka_unit_test(test_query_get),
+        cmocka_unit_test(test_query_next),
         cmocka_unit_test(test_bitflip_truncation),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

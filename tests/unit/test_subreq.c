@@ -92,6 +92,23 @@ static void test_accepted(void **state)
     assert_string_equal(f.type, "");
 }
 
+/* kind: HL7 v2 messages (the default) or DICOM announcements; nothing else. */
+static void test_kind(void **state)
+{
+    ACCEPTED("SUB");
+    assert_int_equal(f.kind, 0);
+    ACCEPTED("SUB kind=hl7");
+    assert_int_equal(f.kind, HDX_KIND_HL7V2);
+    ACCEPTED("SUB after=3 kind=dicom type=CTImageStorage");
+    assert_int_equal(f.kind, HDX_KIND_DICOM);
+    assert_string_equal(f.type, "CTImageStorage");
+    REFUSED("SUB kind=", "kind must be hl7 or dicom");
+    REFUSED("SUB kind=DICOM", "kind must be hl7 or dicom");
+    REFUSED("SUB kind=dicomx", "kind must be hl7 or dicom");
+    REFUSED("SUB kind=dicom kind=hl7", "duplicate parameter kind");
+    assert_int_equal(f.kind, 0);
+}
+
 static void test_after_bounds(void **state)
 {
     ACCEPTED("SUB after=0");
@@ -239,7 +256,7 @@ int main(void)
         cmocka_unit_test(test_accepted),       cmocka_unit_test(test_after_bounds),
         cmocka_unit_test(test_control_bytes),  cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_tokens),         cmocka_unit_test(test_lengths),
-        cmocka_unit_test(test_refusal_clears),
+        cmocka_unit_test(test_refusal_clears), cmocka_unit_test(test_kind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
