@@ -9,7 +9,14 @@
 # either way: net/dicom_session.c sets TCP_QUICKACK.)
 #   - Orthanc 1.10.1 (Debian), plaintext DICOM (its default; it syncs each stored file);
 #   - hdxd on DICOM TLS (its default: mutual TLS 1.3, the calling AE bound to the certificate);
-#   - hdxd on its plaintext port (the same path without TLS, as Orthanc is measured).
+#   - hdxd on its plaintext port (the same path without TLS, as Orthanc is measured);
+#   - the ceiling: dcmtk's own storescp --ignore (it receives every data set and answers
+#     Success, stores nothing), plaintext and over TLS 1.3 with hdx's server certificate: what
+#     this client and this machine can do at all, the DICOM analogue of the ACK-only MLLP
+#     server. 3x Orthanc above this ceiling cannot be reached by any server here. With one
+#     association storescu waits for each Success, so no server that makes an instance durable
+#     before answering can pass 1 / (1 / ceiling + one 512 KiB write and fdatasync of this disk):
+#     durable_bound_per_s (for the 40 KB files it is a loose bound: the write is smaller).
 # Instances: pydicom writes DCM_N copies of CT_small.dcm (about 39 KB) and of a 512 x 512 x 16-bit
 # CT (about 512 KB) under new SOP Instance UIDs. For 1 and 4 associations, each association is
 # one storescu process sending its share; instances/s = files / wall time of the slowest one
@@ -60,6 +67,8 @@ done
 mkdir -p "$work/probe"
 "$bin/diskflush" "$work/probe" 1 64 >"$work/disk.out"
 echo "dicom disk $(grep 'batch=1 ' "$work/disk.out")"
+echo "dicom disk $(grep 'instance_kib=' "$work/disk.out")"
+inst_ms=$(sed -n 's/.*write_sync_p50_ms=\([0-9.]*\).*/\1/p' "$work/disk.out")
 aes=$(openssl speed -seconds 2 -bytes 16384 -evp aes-256-gcm 2>/dev/null | awk '/^AES-256-GCM|^aes-256-gcm/ {print $NF}')
 sha=$(openssl speed -seconds 2 -bytes 16384 -evp sha256 2>/dev/null | awk '/^sha256/ {print $NF}')
 echo "dicom crypto aes_256_gcm_16k=${aes} sha256_16k=${sha} (bytes/s, one core)"
@@ -95,6 +104,17 @@ start_hdxd() { # -> hpid, tport, pport, D, CERT, KEY
   for _ in $(seq 200); do grep -q event=listening "$D/hdxd.log" && return 0; sleep 0.05; done
   cat "$D/hdxd.log"; exit 1
 }
+start_ceiling() { # [TLS args...] -> cpid, cport
+  cport=$(free_port)
+  mkdir -p "$work/ceiling"
+  storescp --fork --ignore -aet HDX -od "$work/ceiling" "$@" "$cport" >"$work/ceiling.log" 2>&1 &
+  cpid=$!
+  for _ in $(seq 100); do
+    echoscu -aet BENCH -aec HDX "${CEIL_CLIENT[@]}" 127.0.0.1 "$cport" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "storescp did not start"; cat "$work/ceiling.log"; exit 1
+}
 # run SERVER_LABEL PORT ASSOCS SIZE [TLS args...]: prints instances/s
 run() {
   local label=$1 port=$2 k=$3 size=$4
@@ -127,7 +147,19 @@ for size in $sizes; do
     start_hdxd
     p=$(run hdx-plain "$pport" "$k" "$size")
     kill "$hpid"; wait "$hpid" 2>/dev/null || true
+    CEIL_CLIENT=()
+    start_ceiling
+    cp_=$(run ceiling-plain "$cport" "$k" "$size")
+    kill "$cpid"; wait "$cpid" 2>/dev/null || true
+    CEIL_CLIENT=(+tls "$KEY" "$CERT" +cf "$D/ca.pem")
+    start_ceiling +tls "$D/server.key" "$D/server.pem" +cf "$D/ca.pem"
+    ct=$(run ceiling-tls "$cport" "$k" "$size" "${CEIL_CLIENT[@]}")
+    kill "$cpid"; wait "$cpid" 2>/dev/null || true
     echo "dicom size=$size associations=$k nodelay=$nodelay orthanc_per_s=$o hdx_tls_per_s=$t hdx_plain_per_s=$p" \
-      "ratio_tls=$($PY -c "print(round($t / $o, 2))") ratio_plain=$($PY -c "print(round($p / $o, 2))")"
+      "ceiling_plain_per_s=$cp_ ceiling_tls_per_s=$ct" \
+      "ratio_tls=$($PY -c "print(round($t / $o, 2))") ratio_plain=$($PY -c "print(round($p / $o, 2))")" \
+      "tls_of_ceiling=$($PY -c "print(round($t / $ct, 2))") plain_of_ceiling=$($PY -c "print(round($p / $cp_, 2))")" \
+      "ceiling_tls_over_orthanc=$($PY -c "print(round($ct / $o, 2))")" \
+      "durable_bound_per_s=$([ "$k" = 1 ] && $PY -c "print(round(1 / (1 / $ct + $inst_ms / 1000)))" || echo -)"
   done
 done

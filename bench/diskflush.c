@@ -9,7 +9,10 @@
  *     record header) appended B at a time, one pwrite of the B records then one fdatasync,
  *     for SECONDS_PER_STEP: records/s, fdatasync/s and the p50/p99 of the fdatasync alone;
  *   - sequential: 512 KiB pwrites (a DICOM-sized body), one fdatasync per 8 MiB, for
- *     SECONDS_PER_STEP: MB/s (10^6 bytes).
+ *     SECONDS_PER_STEP: MB/s (10^6 bytes);
+ *   - instance: one 512 KiB pwrite then one fdatasync, again and again (a DICOM instance made
+ *     durable before its Success, one association), for SECONDS_PER_STEP: per second and the
+ *     p50/p99 of the pair.
  * Writes wrap to the start of the file when they reach its end. Output: one key=value line per
  * step, prefixed "diskflush ". Every loop is bounded by time. Exit 1 on an I/O error. */
 #include <errno.h>
@@ -131,6 +134,35 @@ fail:
     return -1;
 }
 
+static int instance_step(int fd, off_t size, double secs, int64_t *lat)
+{
+    char *buf = malloc(SEQ_BLOCK);
+    if (!buf) return -1;
+    memset(buf, 'i', SEQ_BLOCK);
+    off_t off = 0;
+    size_t n = 0;
+    int64_t t0 = now_ns(), t = t0, end = t0 + (int64_t)(secs * 1e9);
+    while (t < end && n < MAX_SYNCS) {
+        if (off + (off_t)SEQ_BLOCK > size) off = 0;
+        if (write_all(fd, buf, SEQ_BLOCK, off) != 0 || fdatasync(fd) != 0) {
+            fprintf(stderr, "diskflush: instance write failed: %s\n", strerror(errno));
+            free(buf);
+            return -1;
+        }
+        off += SEQ_BLOCK;
+        int64_t t1 = now_ns();
+        lat[n++] = t1 - t;
+        t = t1;
+    }
+    free(buf);
+    qsort(lat, n, sizeof(*lat), cmp_i64);
+    double el = (double)(t - t0) / 1e9;
+    printf("diskflush instance_kib=%u instances_per_s=%.0f write_sync_p50_ms=%.3f "
+           "write_sync_p99_ms=%.3f\n",
+           SEQ_BLOCK >> 10, (double)n / el, quantile_ms(lat, n, 0.50), quantile_ms(lat, n, 0.99));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 4) {
@@ -170,6 +202,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(batches) / sizeof(*batches) && !rc; i++)
         rc = batch_step(fd, size, batches[i], secs, lat);
     if (!rc) rc = seq_step(fd, size, secs);
+    if (!rc) rc = instance_step(fd, size, secs, lat);
     free(lat);
     close(fd);
     return rc ? 1 : 0;

@@ -160,6 +160,16 @@ static int may_read_any(struct hdx_front *f, struct hdx_conn *c, const struct as
     return -1;
 }
 
+/* A search or retrieve that fails sends nothing: what it had counted is not a disclosure, but what
+ * the policy withheld is still audited. */
+static void fail_flush(struct hdx_front *f, struct hdx_conn *c, const struct asker *who,
+                       struct tally *t)
+{
+    sodium_memzero(t->e, sizeof(t->e));
+    t->n = 0;
+    hdx_front_tally_flush(f->api, c, who, t, "read", DW_ROUTE);
+}
+
 static void answer_json(struct hdx_http_reply *r, int status, json_t *v)
 {
     hdx_http_json_value(r, status, v);
@@ -464,12 +474,13 @@ static void do_qido(struct hdx_front *f, struct hdx_conn *c, const struct http_r
                                 d.reason == HDX_PR_PERMIT_BREAK_GLASS);
         }
     }
-    hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
     if (failed) {
+        fail_flush(f, c, who, tally);
         json_decref(arr);
         hdx_http_error(r, 503, "unavailable", "the search cannot be answered now");
         goto out;
     }
+    hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
     answer_json(r, 200, arr);
     size_t xl = 0;
     if (more)
@@ -643,7 +654,7 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
             hdx_record_clear(&rec);
             hdx_error("dicomweb_read_failed", "seq=%llu err=%s", (unsigned long long)seqs[i],
                       hdx_strerror(rc != HDX_OK ? rc : HDX_E_INTEGRITY));
-            hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
+            fail_flush(f, c, who, tally);
             hdx_http_error(r, 503, "unavailable", "an instance cannot be read now");
             goto out;
         }
@@ -679,7 +690,7 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
         }
         if (rc == HDX_OK && want_ts[0] && strcmp(want_ts, pa->ts) != 0) {
             np++; /* freed with the others */
-            hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
+            fail_flush(f, c, who, tally);
             hdx_http_error(r, 406, "not_acceptable",
                            "an instance is stored in another transfer syntax, and hdx does not "
                            "transcode: ask for transfer-syntax=* or leave it out");
@@ -695,23 +706,23 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
             hdx_error("dicomweb_read_failed", "seq=%llu err=%s", (unsigned long long)seqs[i],
                       hdx_strerror(rc));
             np++; /* freed with the others */
-            hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
+            fail_flush(f, c, who, tally);
             hdx_http_error(r, 503, "unavailable", "an instance cannot be read now");
             goto out;
         }
         total += pa->len;
         np++;
         if (total > f->env.conf->dicom_max_retrieve) {
-            hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
+            fail_flush(f, c, who, tally);
             hdx_http_error(r, 400, "too_large",
                            "the answer would exceed dicom.max_retrieve: retrieve the series or "
                            "instances one by one");
             goto out;
         }
     }
-    hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
     if (!np) {
         /* none, or none this asker may see: the same answer */
+        hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
         hdx_http_error(r, 404, "not_found", "no such study, series or instance");
         goto out;
     }
@@ -729,9 +740,11 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
             json_array_append_new(arr, o);
         }
         if (!arr) {
+            fail_flush(f, c, who, tally);
             hdx_http_error(r, 503, "unavailable", "the metadata cannot be made now");
             goto out;
         }
+        hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
         answer_json(r, 200, arr);
         goto out;
     }
@@ -747,6 +760,7 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
             i++;
         if (i == np) break;
         if (tries == 8) {
+            fail_flush(f, c, who, tally);
             hdx_http_error(r, 503, "unavailable", "no boundary could be chosen");
             goto out;
         }
@@ -765,9 +779,11 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
     if (wrc == HDX_OK) wrc = hdx_mp_write_end(&mo, boundary);
     if (wrc != HDX_OK) {
         hdx_mp_out_free(&mo);
+        fail_flush(f, c, who, tally);
         hdx_http_error(r, 503, "unavailable", "the answer cannot be made now");
         goto out;
     }
+    hdx_front_tally_flush(f->api, c, who, tally, "read", DW_ROUTE);
     r->status = 200;
     r->body = (char *)mo.buf; /* the reply frees it */
     r->body_len = mo.len;
