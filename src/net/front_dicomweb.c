@@ -35,6 +35,7 @@
 #include "dicom/dataset.h"
 #include "dicom/dcmjson.h"
 #include "dicom/dsenc.h"
+#include "dicom/frames.h"
 #include "dicom/query.h"
 #include "dicom/sop.h"
 #include "net/dicom_session.h"
@@ -52,13 +53,36 @@
 
 /* ---------- paths ---------- */
 
-enum dw_op { DW_STOW = 1, DW_QIDO, DW_WADO, DW_META };
+enum dw_op { DW_STOW = 1, DW_QIDO, DW_WADO, DW_META, DW_FRAMES };
+
+#define DW_FRAMES_MAX 64 /* frame numbers in one request */
 
 struct dw_path {
     enum dw_op op;
     enum hdx_dcat_level level; /* QIDO: what is searched */
     char study[HDX_DS_UID_MAX + 1], series[HDX_DS_UID_MAX + 1], instance[HDX_DS_UID_MAX + 1];
+    uint32_t frames[DW_FRAMES_MAX]; /* DW_FRAMES: the frame numbers asked for, from 1 */
+    size_t nframes;
 };
+
+/* "1,3,5": 0, or -1 for an empty list, a number that is not one, 0 or over the limit. */
+static int frame_list(const char *s, size_t len, struct dw_path *p)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint32_t v = 0;
+        size_t d = 0;
+        for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, d++) {
+            v = v * 10 + (uint32_t)(s[i] - '0');
+            if (v > HDX_FRAMES_MAX) return -1;
+        }
+        if (!d || !v || p->nframes == DW_FRAMES_MAX) return -1;
+        p->frames[p->nframes++] = v;
+        if (i < len && s[i++] != ',') return -1;
+        if (i == len && s[len - 1] == ',') return -1;
+    }
+    return p->nframes ? 0 : -1;
+}
 
 /* 0, 404 (no such DICOMweb path) or 400 (a UID segment that is not a UID). */
 static int path_parse(const char *path, int post, struct dw_path *p)
@@ -103,6 +127,11 @@ static int path_parse(const char *path, int post, struct dw_path *p)
         return 0;
     }
     if (!IS(0, "studies") || n < 2) return 404;
+    if (n == 8 && IS(2, "series") && IS(4, "instances") && IS(6, "frames")) {
+        if (frame_list(seg[7], len[7], p)) return 400;
+        p->op = DW_FRAMES;
+        return 0;
+    }
     int meta = len[n - 1] == 8 && !memcmp(seg[n - 1], "metadata", 8);
     size_t m = n - (size_t)meta;
     if (m == 2 || (m == 4 && IS(2, "series")) ||
@@ -532,6 +561,44 @@ static int range_param(const char *range, const char *name, char *out, size_t ca
 
 /* What the Accept header allows: 1 (with *ts the transfer syntax asked for, "" for any), or 0
  * when it names nothing hdx can send (406). hdx sends instances as they were stored. */
+static int accept_ok(const struct http_req *req, int meta, char *ts, size_t ts_cap);
+
+/* Frames are sent in their stored encoding: multipart/related of any type (application/
+ * octet-stream for native pixel data, the compressed syntax's image type otherwise). */
+static int accept_frames(const struct http_req *req)
+{
+    const char *acc = http_header_get(req, "accept");
+    if (!acc || !acc[0]) return 1;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", acc);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ' || *t == '\t')
+            t++;
+        size_t ml = strcspn(t, "; \t");
+        if ((ml == 3 && !strncmp(t, "*/*", 3)) ||
+            (ml == 17 && !strncasecmp(t, "multipart/related", 17)) ||
+            (ml == 11 && !strncasecmp(t, "multipart/*", 11)))
+            return 1;
+    }
+    return 0;
+}
+
+/* The media type of a frame in transfer syntax ts (PS3.18 Table 8.7.3-2). */
+static const char *frame_media(const char *ts)
+{
+    static const struct {
+        const char *prefix, *media;
+    } map[] = {
+        {"1.2.840.10008.1.2.4.50", "image/jpeg"},    {"1.2.840.10008.1.2.4.51", "image/jpeg"},
+        {"1.2.840.10008.1.2.4.57", "image/jpeg"},    {"1.2.840.10008.1.2.4.70", "image/jpeg"},
+        {"1.2.840.10008.1.2.4.80", "image/jls"},     {"1.2.840.10008.1.2.4.81", "image/jls"},
+        {"1.2.840.10008.1.2.4.90", "image/jp2"},     {"1.2.840.10008.1.2.4.91", "image/jp2"},
+        {"1.2.840.10008.1.2.5", "image/x-dicom-rle"}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (!strcmp(ts, map[i].prefix)) return map[i].media;
+    return "application/octet-stream";
+}
+
 static int accept_ok(const struct http_req *req, int meta, char *ts, size_t ts_cap)
 {
     const char *acc = http_header_get(req, "accept");
@@ -572,6 +639,7 @@ static int accept_ok(const struct http_req *req, int meta, char *ts, size_t ts_c
 struct part {
     uint8_t *pt;
     size_t len;
+    char ct[128]; /* a frame's Content-Type ("": an instance's, from ts) */
     char ts[HDX_DS_UID_MAX + 1];
     char study[HDX_DS_UID_MAX + 1], series[HDX_DS_UID_MAX + 1], instance[HDX_DS_UID_MAX + 1];
 };
@@ -632,11 +700,15 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
         hdx_http_error(r, 503, "unavailable", cat ? "out of memory" : "DICOM is not set up");
         goto out;
     }
-    if (!accept_ok(req, meta, want_ts, sizeof(want_ts))) {
+    int frames = p->op == DW_FRAMES;
+    want_ts[0] = 0;
+    if (frames ? !accept_frames(req) : !accept_ok(req, meta, want_ts, sizeof(want_ts))) {
         hdx_http_error(r, 406, "not_acceptable",
-                       meta ? "metadata is sent as application/dicom+json"
-                            : "instances are sent as multipart/related; type=\"application/dicom\" "
-                              "in the transfer syntax they were stored in (no transcoding)");
+                       frames ? "frames are sent as multipart/related in their stored encoding"
+                       : meta
+                           ? "metadata is sent as application/dicom+json"
+                           : "instances are sent as multipart/related; type=\"application/dicom\" "
+                             "in the transfer syntax they were stored in (no transcoding)");
         goto out;
     }
     if (may_read_any(f, c, who, "read", r)) goto out;
@@ -748,6 +820,54 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
         answer_json(r, 200, arr);
         goto out;
     }
+    const char *root_type = "application/dicom";
+    if (frames) {
+        /* the instance's frames replace it as the parts of the answer */
+        struct part *fr = calloc(p->nframes, sizeof(*fr));
+        const struct part *in = &parts[0];
+        struct hdx_dcm_file file;
+        struct hdx_ds_error err;
+        uint8_t *inflated = NULL;
+        size_t dlen = 0;
+        int deflated = 0, frc = fr ? HDX_OK : HDX_E_NOMEM;
+        const char *fwhy = "";
+        if (frc == HDX_OK && hdx_dcm_file_parse(in->pt, in->len, &file, &err) != HDX_OK)
+            frc = HDX_E_INTEGRITY;
+        enum hdx_ds_syntax syn = hdx_ds_syntax_of(in->ts, &deflated);
+        const uint8_t *ds = frc == HDX_OK ? in->pt + file.dataset_off : NULL;
+        dlen = frc == HDX_OK ? in->len - file.dataset_off : 0;
+        if (frc == HDX_OK && deflated &&
+            (frc = hdx_ds_inflate(ds, dlen, f->env.conf->dicom_max_instance, &inflated, &dlen)) ==
+                HDX_OK)
+            ds = inflated;
+        for (size_t i = 0; frc == HDX_OK && i < p->nframes; i++) {
+            uint32_t nf_total;
+            frc = hdx_dcm_frame(ds, dlen, syn, hdx_ts_compressed(in->ts), p->frames[i], &fr[i].pt,
+                                &fr[i].len, &nf_total, &fwhy);
+            if (frc == HDX_OK)
+                snprintf(fr[i].ct, sizeof(fr[i].ct), "%s; transfer-syntax=%s", frame_media(in->ts),
+                         in->ts);
+        }
+        if (inflated) {
+            sodium_memzero(inflated, dlen);
+            free(inflated);
+        }
+        if (frc != HDX_OK) {
+            if (fr) parts_free(fr, p->nframes);
+            fail_flush(f, c, who, tally);
+            if (frc == HDX_E_NOTFOUND)
+                hdx_http_error(r, 404, "not_found", fwhy[0] ? fwhy : "no such frame");
+            else if (frc == HDX_E_INVAL)
+                hdx_http_error(r, 400, "bad_request", fwhy[0] ? fwhy : "the frames cannot be read");
+            else
+                hdx_http_error(r, 503, "unavailable", "the frames cannot be read now");
+            goto out;
+        }
+        root_type = frame_media(in->ts);
+        parts_free(parts, np);
+        parts = fr;
+        np = p->nframes;
+    }
     /* a boundary that none of the parts holds */
     char boundary[40];
     for (int tries = 0;; tries++) {
@@ -773,7 +893,8 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
         snprintf(ct, sizeof(ct), "application/dicom; transfer-syntax=%s", parts[i].ts);
         retrieve_url(f, loc, sizeof(loc), parts[i].study, parts[i].series[0] ? parts[i].series : "",
                      parts[i].series[0] ? parts[i].instance : "");
-        wrc = hdx_mp_write_part(&mo, boundary, ct, parts[i].series[0] ? loc : NULL, parts[i].pt,
+        wrc = hdx_mp_write_part(&mo, boundary, parts[i].ct[0] ? parts[i].ct : ct,
+                                parts[i].series[0] && !frames ? loc : NULL, parts[i].pt,
                                 parts[i].len);
     }
     if (wrc == HDX_OK) wrc = hdx_mp_write_end(&mo, boundary);
@@ -788,7 +909,7 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
     r->body = (char *)mo.buf; /* the reply frees it */
     r->body_len = mo.len;
     snprintf(r->content_type_own, sizeof(r->content_type_own),
-             "multipart/related; type=\"application/dicom\"; boundary=%s", boundary);
+             "multipart/related; type=\"%s\"; boundary=%s", root_type, boundary);
 out:
     parts_free(parts, np);
     free(seqs);
@@ -1059,7 +1180,9 @@ static void route_inner(struct hdx_front *f, struct hdx_conn *c, const struct ht
     }
     int st = path_parse(req->path, post, &p);
     if (st == 400) {
-        hdx_http_error(r, 400, "bad_request", "a UID in the path is not a valid UID");
+        hdx_http_error(r, 400, "bad_request",
+                       "a UID in the path is not a valid UID, or the frame list is not 1 to 64 "
+                       "frame numbers separated by commas");
         return;
     }
     if (st) {
@@ -1091,6 +1214,7 @@ static void route_inner(struct hdx_front *f, struct hdx_conn *c, const struct ht
         break;
     case DW_WADO:
     case DW_META:
+    case DW_FRAMES:
         do_wado(f, c, req, &who, &p, r);
         break;
     }

@@ -6,6 +6,11 @@
                                   OUTDIR/partN.dcm; prints the number of parts and their
                                   Content-Types, one per line
   json FILE EXPR                  evaluates EXPR on the parsed JSON `j` and prints the result
+  frame FILE K                    the SHA-256 of frame K (from 1) of FILE as pydicom reads it
+                                  (native: its slice of Pixel Data; encapsulated: the frame
+                                  pydicom.encaps puts together)
+  sha FILE                        the SHA-256 of FILE
+  uids FILE                       its top-level Study, Series and SOP Instance UIDs
   same-meta HDXJSON FILE          compares hdx's DICOM JSON metadata of FILE with what pydicom
                                   makes of the same file (Dataset.to_json_dict), attribute by
                                   attribute for the top-level string and number values; prints
@@ -94,6 +99,23 @@ def same_meta(hdxjson, f):
     return 0
 
 
+def frame(f, k):
+    import hashlib
+    import pydicom
+    from pydicom import encaps
+
+    ds = pydicom.dcmread(f)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        frames = list(encaps.generate_pixel_data_frame(ds.PixelData, n))
+        data = frames[k - 1]
+    else:
+        size = ds.Rows * ds.Columns * ds.get("SamplesPerPixel", 1) * ds.BitsAllocated // 8
+        data = ds.PixelData[(k - 1) * size:k * size]
+    print(hashlib.sha256(data).hexdigest())
+    return 0
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "body":
@@ -105,6 +127,18 @@ def main():
         with open(sys.argv[2]) as r:
             j = json.load(r)
         print(eval(sys.argv[3], {"j": j, "len": len, "sorted": sorted}))
+        return 0
+    if cmd == "frame":
+        return frame(sys.argv[2], int(sys.argv[3]))
+    if cmd == "uids":  # the top-level Study, Series and SOP Instance UIDs
+        import pydicom
+        ds = pydicom.dcmread(sys.argv[2], stop_before_pixels=True)
+        print(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        return 0
+    if cmd == "sha":
+        import hashlib
+        with open(sys.argv[2], "rb") as r:
+            print(hashlib.sha256(r.read()).hexdigest())
         return 0
     if cmd == "same-meta":
         return same_meta(sys.argv[2], sys.argv[3])
