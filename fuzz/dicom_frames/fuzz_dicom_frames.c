@@ -1,7 +1,8 @@
 /* fuzz_dicom_frames: libFuzzer entry point for the WADO-RS frame finder (dicom/frames.h).
  * Byte 0: the syntax (% 3) and whether the data set is taken as encapsulated (bit 2); byte 1:
  * the frame number asked for (0-255); the rest, on an exact-size heap copy, is the data set.
- * Beyond "no crash", it traps on broken promises: a frame is only ever handed out with
+ * Then hdx_dcm_bulk for a top-level path or one inside a sequence item (byte 1 picks which).
+ * Beyond "no crash", it traps on broken promises: a frame or a value is only handed out with
  * HDX_OK, its bytes lie within what the data set could hold, a refusal has a reason, and the
  * same input gives the same answer twice. */
 #include <stdint.h>
@@ -44,6 +45,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(out == NULL && len == 0);
         CHECK(rc == HDX_E_NOMEM || why[0] != 0);
     }
+    /* the bulk data path of a top-level attribute or one in the first item of a sequence */
+    struct hdx_bulk_path bp = {.depth = k & 1};
+    bp.tags[0] = k & 1 ? 0x00081111 : 0x7FE00010;
+    bp.tags[1] = 0x00080100 + (k >> 4);
+    uint8_t *bulk = NULL;
+    size_t blen = 0;
+    const char *bwhy = NULL;
+    int brc = hdx_dcm_bulk(p, n, syn, &bp, &bulk, &blen, &bwhy);
+    CHECK(bwhy != NULL);
+    CHECK(brc == HDX_OK ? bulk != NULL && blen <= n : bulk == NULL && blen == 0);
+    free(bulk);
     int rc2 = hdx_dcm_frame(p, n, syn, encapsulated, k, &out2, &len2, &nf2, &why2);
     CHECK(rc2 == rc || rc == HDX_E_NOMEM || rc2 == HDX_E_NOMEM);
     if (rc == HDX_OK && rc2 == HDX_OK) CHECK(len == len2 && nf == nf2 && !memcmp(out, out2, len));

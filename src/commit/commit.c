@@ -194,7 +194,7 @@ int hdx_intake_blind(struct hdx_intake_item *it, struct hdx_keyctx *kc)
     }
     if (rc == HDX_OK && it->control_id[0]) {
         rc = hdx_dedup_token_kc(kc, it->sender, it->control_id, it->dedup);
-        if (rc == HDX_OK)
+        if (rc == HDX_OK && !it->content_given)
             rc = hdx_content_digest_kind(kc, it->kind, it->body, it->body_len, it->content);
     }
     it->blinded = rc == HDX_OK;

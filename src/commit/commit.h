@@ -43,6 +43,8 @@ struct hdx_intake_item {
     int64_t received_us; /* monotonic: when its frame arrived (0: unknown); the ACK latency */
     /* filled by hdx_intake_blind (the producer's thread, or the sealer if it did not) */
     int blinded;
+    int content_given; /* the producer already put the content digest in content (computed
+                        * as hdx_content_digest_kind would: a DICOM data set as it arrived) */
     uint8_t dedup[HDX_BLIND_LEN];   /* all zero: no duplicate detection (no control id) */
     uint8_t content[HDX_BLIND_LEN]; /* content digest, with dedup */
     /* filled by the commit thread */

@@ -418,6 +418,63 @@ int hdx_keyctx_blind(struct hdx_keyctx *kc, const char *domain, const void *valu
     return ok ? HDX_OK : HDX_E_CRYPTO;
 }
 
+struct hdx_blind_stream {
+    struct hdx_keyctx *kc;
+    EVP_MD_CTX *md;
+    int live; /* begun and not yet final */
+};
+
+int hdx_blind_stream_new(struct hdx_keyctx *kc, struct hdx_blind_stream **out)
+{
+    *out = NULL;
+    if (!kc->ipad) return HDX_E_NOTFOUND;
+    struct hdx_blind_stream *s = calloc(1, sizeof(*s));
+    if (!s) return HDX_E_NOMEM;
+    if (!(s->md = EVP_MD_CTX_new())) {
+        free(s);
+        return HDX_E_NOMEM;
+    }
+    s->kc = kc;
+    *out = s;
+    return HDX_OK;
+}
+
+int hdx_blind_stream_begin(struct hdx_blind_stream *s, const char *domain)
+{
+    s->live = EVP_MD_CTX_copy_ex(s->md, s->kc->ipad) == 1 &&
+              EVP_DigestUpdate(s->md, domain, strlen(domain) + 1) == 1;
+    return s->live ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_blind_stream_update(struct hdx_blind_stream *s, const void *p, size_t n)
+{
+    if (!s->live) return HDX_E_CRYPTO;
+    if (n && EVP_DigestUpdate(s->md, p, n) != 1) s->live = 0;
+    return s->live ? HDX_OK : HDX_E_CRYPTO;
+}
+
+int hdx_blind_stream_final(struct hdx_blind_stream *s, uint8_t out[HDX_BLIND_LEN])
+{
+    uint8_t inner[32], mac[32];
+    unsigned int n = 0;
+    int ok = s->live && EVP_DigestFinal_ex(s->md, inner, &n) == 1 &&
+             EVP_MD_CTX_copy_ex(s->md, s->kc->opad) == 1 &&
+             EVP_DigestUpdate(s->md, inner, sizeof(inner)) == 1 &&
+             EVP_DigestFinal_ex(s->md, mac, &n) == 1;
+    s->live = 0;
+    if (ok) memcpy(out, mac, HDX_BLIND_LEN);
+    OPENSSL_cleanse(inner, sizeof(inner));
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return ok ? HDX_OK : HDX_E_CRYPTO;
+}
+
+void hdx_blind_stream_free(struct hdx_blind_stream *s)
+{
+    if (!s) return;
+    EVP_MD_CTX_free(s->md); /* EVP_MD_CTX_free cleanses the digest state */
+    free(s);
+}
+
 void hdx_sha256(uint8_t out[32], size_t n, const void *const *parts, const size_t *lens)
 {
     unsigned int olen = 32;

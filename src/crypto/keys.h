@@ -77,6 +77,18 @@ int hdx_keyctx_open(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, 
                     uint8_t *pt);
 int hdx_keyctx_blind(struct hdx_keyctx *kc, const char *domain, const void *value, size_t len,
                      uint8_t out[HDX_BLIND_LEN]);
+/* The same blind index over a value that arrives in pieces (a DICOM data set, PDV by PDV, so
+ * the hashing happens while the rest is still on the wire): begin, any number of updates,
+ * final give exactly what hdx_keyctx_blind gives for the pieces' concatenation. A stream
+ * borrows kc's pad states (kc must outlive it) and holds its own SHA-256 state; begin resets a
+ * stream for reuse. final leaves it to be begun again; free cleanses it. HDX_OK,
+ * HDX_E_NOTFOUND (no blind key), HDX_E_CRYPTO, HDX_E_NOMEM. */
+struct hdx_blind_stream;
+int hdx_blind_stream_new(struct hdx_keyctx *kc, struct hdx_blind_stream **out);
+int hdx_blind_stream_begin(struct hdx_blind_stream *s, const char *domain);
+int hdx_blind_stream_update(struct hdx_blind_stream *s, const void *p, size_t n);
+int hdx_blind_stream_final(struct hdx_blind_stream *s, uint8_t out[HDX_BLIND_LEN]);
+void hdx_blind_stream_free(struct hdx_blind_stream *s); /* NULL is fine */
 /* hdx_seal through the context (the commit thread seals every record). */
 int hdx_keyctx_seal(struct hdx_keyctx *kc, uint32_t key_id, const uint8_t *aad, size_t aad_len,
                     const uint8_t *pt, size_t pt_len, uint8_t nonce[HDX_NONCE_LEN], uint8_t *ct);

@@ -244,3 +244,120 @@ int hdx_dcm_frame(const uint8_t *p, size_t n, enum hdx_ds_syntax syn, int encaps
     free(s.frags);
     return rc;
 }
+
+/* ---------- bulk data by path ---------- */
+
+int hdx_bulk_path_parse(const char *s, struct hdx_bulk_path *bp)
+{
+    memset(bp, 0, sizeof(*bp));
+    size_t level = 0;
+    for (;;) {
+        uint32_t t = 0;
+        for (int i = 0; i < 8; i++, s++) {
+            int c = *s, v = c >= '0' && c <= '9'   ? c - '0'
+                            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                   : -1;
+            if (v < 0) return -1;
+            t = t << 4 | (uint32_t)v;
+        }
+        bp->tags[level] = t;
+        if (!*s) {
+            bp->depth = level;
+            return 0;
+        }
+        if (*s++ != '/' || level == HDX_BULK_DEPTH_MAX) return -1;
+        uint32_t idx = 0;
+        int digits = 0;
+        for (; *s >= '0' && *s <= '9'; s++, digits++) {
+            if (digits == 6) return -1;
+            idx = idx * 10 + (uint32_t)(*s - '0');
+        }
+        if (!digits || *s++ != '/') return -1;
+        bp->items[level++] = idx;
+    }
+}
+
+struct bulk {
+    const struct hdx_bulk_path *bp;
+    /* where the walk is: the sequence and item index at each depth above 0 */
+    uint32_t seq[HDX_BULK_DEPTH_MAX + 2];
+    int64_t item[HDX_BULK_DEPTH_MAX + 2];
+    const struct hdx_ds_elem *found;
+    struct hdx_ds_elem hit;
+};
+
+static int on_path(const struct bulk *b, unsigned depth)
+{
+    for (unsigned d = 1; d <= depth; d++)
+        if (b->seq[d] != b->bp->tags[d - 1] || b->item[d] != (int64_t)b->bp->items[d - 1]) return 0;
+    return 1;
+}
+
+static int bulk_visit(void *arg, const struct hdx_ds_elem *e)
+{
+    struct bulk *b = arg;
+    unsigned d = e->depth;
+    if (d > HDX_BULK_DEPTH_MAX) return 0;
+    if (e->group == 0xFFFE) {
+        if (e->element == 0xE000 && d >= 1) b->item[d]++;
+        return 0;
+    }
+    uint32_t tag = (uint32_t)e->group << 16 | e->element;
+    /* what follows at depth d + 1 belongs to this attribute, if it is a sequence */
+    b->seq[d + 1] = tag;
+    b->item[d + 1] = -1;
+    if (d == b->bp->depth && tag == b->bp->tags[d] && on_path(b, d)) {
+        b->hit = *e;
+        b->found = &b->hit;
+        return 1;
+    }
+    return 0;
+}
+
+static size_t swap_unit(const char *vr)
+{
+    if (!strcmp(vr, "OW") || !strcmp(vr, "US") || !strcmp(vr, "SS")) return 2;
+    if (!strcmp(vr, "OF") || !strcmp(vr, "OL") || !strcmp(vr, "FL") || !strcmp(vr, "UL") ||
+        !strcmp(vr, "SL"))
+        return 4;
+    if (!strcmp(vr, "OD") || !strcmp(vr, "OV") || !strcmp(vr, "FD") || !strcmp(vr, "SV") ||
+        !strcmp(vr, "UV"))
+        return 8;
+    return 1;
+}
+
+int hdx_dcm_bulk(const uint8_t *p, size_t n, enum hdx_ds_syntax syn, const struct hdx_bulk_path *bp,
+                 uint8_t **out, size_t *out_len, const char **why)
+{
+    struct bulk b;
+    struct hdx_ds_limits lim;
+    struct hdx_ds_error err = {0};
+    memset(&b, 0, sizeof(b));
+    b.bp = bp;
+    *out = NULL;
+    *out_len = 0;
+    *why = "";
+    hdx_ds_limits_default(&lim);
+    int rc = hdx_ds_walk(p, n, syn, &lim, bulk_visit, &b, &err);
+    if (rc != HDX_OK) {
+        *why = rc == HDX_E_INVAL && err.why ? err.why : "";
+        return rc;
+    }
+    if (!b.found || !b.found->value) {
+        *why = b.found ? "the attribute has no value of its own (a sequence, or encapsulated "
+                         "pixel data: its frames are its bulk data)"
+                       : "no such attribute";
+        return HDX_E_NOTFOUND;
+    }
+    rc = copy_out(b.found->value, b.found->value_len, out, out_len);
+    size_t unit = swap_unit(b.found->vr);
+    if (rc == HDX_OK && syn == HDX_DS_EXPLICIT_BE && unit > 1)
+        for (size_t i = 0; i + unit <= *out_len; i += unit)
+            for (size_t j = 0; j < unit / 2; j++) {
+                uint8_t t = (*out)[i + j];
+                (*out)[i + j] = (*out)[i + unit - 1 - j];
+                (*out)[i + unit - 1 - j] = t;
+            }
+    return rc;
+}

@@ -44,6 +44,7 @@ struct hdx_dicom {
     /* the subscription port's policy (kept current there): the consent directives that
      * withhold a patient from receiving principals withhold it from C-FIND too */
     struct hdx_policy *const *policy;
+    struct hdx_keyctx *kc; /* the network thread's: content digests as data sets arrive */
 };
 
 /* What a DIMSE request whose data set is still arriving asked for. */
@@ -70,6 +71,10 @@ struct dcm_conn {
     size_t meta_len, ds_len, ds_cap, ds_seen;
     size_t ds_hint; /* the last instance's size: a modality sends many alike */
     int ds_overflow;
+    /* the record's content digest (duplicate detection), kept as its bytes arrive so that
+     * hashing them overlaps with their transfer instead of following it */
+    struct hdx_blind_stream *digest;
+    int digest_ok;
     int64_t ds_started_us;
     /* the C-STORE being committed */
     uint16_t store_msg_id;
@@ -426,6 +431,7 @@ static void ds_reset(struct dcm_conn *ss)
 {
     ss->meta_len = ss->ds_len = ss->ds_seen = 0;
     ss->ds_overflow = 0;
+    ss->digest_ok = 0;
     ss->pending = PENDING_NONE;
 }
 
@@ -664,6 +670,11 @@ static void on_command(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         if (mlen && ds_reserve(ss, mlen) == HDX_OK) {
             memcpy(ss->ds, meta, mlen);
             ss->meta_len = mlen;
+            struct hdx_dicom *d = c->ctx;
+            if (d->kc && !ss->digest && hdx_blind_stream_new(d->kc, &ss->digest) != HDX_OK)
+                ss->digest = NULL;
+            ss->digest_ok = ss->digest && hdx_blind_stream_begin(ss->digest, "content") == HDX_OK &&
+                            hdx_blind_stream_update(ss->digest, meta, mlen) == HDX_OK;
         }
         return;
     }
@@ -787,6 +798,9 @@ static void on_store(struct hdx_conn *c, const struct hdx_ul_pctx_result *ctx)
         it->reply_len = 0;
     evbuffer_free(framed);
     it->kind = HDX_KIND_DICOM;
+    /* the digest of exactly the body's bytes, meta header and data set, as they arrived */
+    it->content_given = ss->digest_ok && hdx_blind_stream_final(ss->digest, it->content) == HDX_OK;
+    ss->digest_ok = 0;
     snprintf(it->sender, sizeof(it->sender), "%s", c->principal);
     snprintf(it->type, sizeof(it->type), "%s", hdx_sop_storage_name(k->sop_class));
     snprintf(it->control_id, sizeof(it->control_id), "%s", k->sop_instance);
@@ -899,6 +913,9 @@ static void pdata(struct hdx_conn *c, const uint8_t *body, size_t len)
             } else {
                 memcpy(ss->ds + ss->meta_len + ss->ds_len, pdv.data, pdv.len);
                 ss->ds_len += pdv.len;
+                if (ss->digest_ok && ss->pending == PENDING_STORE)
+                    ss->digest_ok =
+                        hdx_blind_stream_update(ss->digest, pdv.data, pdv.len) == HDX_OK;
             }
         }
         if (pdv.control & 2) on_dataset(c, ctx);
@@ -1285,6 +1302,7 @@ static void dcm_free(struct hdx_conn *c)
         free(ss->ds);
     }
     if (ss->cmd) free(ss->cmd);
+    hdx_blind_stream_free(ss->digest);
     find_free(ss->find);
     keys_drop(ss);
     free(ss->ac);
@@ -1424,6 +1442,11 @@ static int load_one(void *arg, const struct hdx_record *r)
 void hdx_dicom_set_policy(struct hdx_dicom *d, struct hdx_policy *const *policy)
 {
     d->policy = policy;
+}
+
+void hdx_dicom_set_keyctx(struct hdx_dicom *d, struct hdx_keyctx *kc)
+{
+    d->kc = kc;
 }
 
 int hdx_dicom_load(struct hdx_dicom *d, struct hdx_store *s, const struct hdx_keyring *kr)

@@ -72,6 +72,12 @@ int hdx_dicom_file_check(const struct hdx_dicom *d, const uint8_t *p, size_t n,
                          struct hdx_dcm_keys *k, char *ts, size_t ts_cap, uint16_t *status,
                          char *why, size_t cap);
 
+struct hdx_keyctx;
+/* The network thread's key context (crypto/keys.h): with it, a C-STORE's content digest
+ * (commit/commit.h, duplicate detection) is computed as its PDVs arrive; without, the
+ * pipeline computes it once the data set is whole. */
+void hdx_dicom_set_keyctx(struct hdx_dicom *d, struct hdx_keyctx *kc);
+
 /* Listener ops; the listener's ctx is the struct hdx_dicom. */
 extern const struct hdx_session_ops hdx_dicom_tls_ops, hdx_dicom_plain_ops;
 

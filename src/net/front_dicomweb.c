@@ -53,7 +53,7 @@
 
 /* ---------- paths ---------- */
 
-enum dw_op { DW_STOW = 1, DW_QIDO, DW_WADO, DW_META, DW_FRAMES };
+enum dw_op { DW_STOW = 1, DW_QIDO, DW_WADO, DW_META, DW_FRAMES, DW_BULK };
 
 #define DW_FRAMES_MAX 64 /* frame numbers in one request */
 
@@ -63,6 +63,7 @@ struct dw_path {
     char study[HDX_DS_UID_MAX + 1], series[HDX_DS_UID_MAX + 1], instance[HDX_DS_UID_MAX + 1];
     uint32_t frames[DW_FRAMES_MAX]; /* DW_FRAMES: the frame numbers asked for, from 1 */
     size_t nframes;
+    struct hdx_bulk_path bulk; /* DW_BULK: the attribute a BulkDataURI names */
 };
 
 /* "1,3,5": 0, or -1 for an empty list, a number that is not one, 0 or over the limit. */
@@ -87,14 +88,14 @@ static int frame_list(const char *s, size_t len, struct dw_path *p)
 /* 0, 404 (no such DICOMweb path) or 400 (a UID segment that is not a UID). */
 static int path_parse(const char *path, int post, struct dw_path *p)
 {
-    const char *seg[8];
-    size_t len[8], n = 0;
+    const char *seg[32];
+    size_t len[32], n = 0;
     memset(p, 0, sizeof(*p));
     if (strncmp(path, "/dicomweb", 9) != 0) return 404;
     const char *s = path + 9;
     if (*s == '/') s++;
     while (*s) {
-        if (n == 8) return 404;
+        if (n == 32) return 404;
         const char *e = strchr(s, '/');
         len[n] = e ? (size_t)(e - s) : strlen(s);
         seg[n++] = s;
@@ -127,6 +128,15 @@ static int path_parse(const char *path, int post, struct dw_path *p)
         return 0;
     }
     if (!IS(0, "studies") || n < 2) return 404;
+    if (n >= 8 && IS(2, "series") && IS(4, "instances") && IS(6, "bulk")) {
+        /* the rest of the path is the BulkDataURI's: TAG or TAG/ITEM/TAG... */
+        const char *rest = seg[7];
+        if (strlen(rest) > 8 * (HDX_BULK_DEPTH_MAX + 1) + 7 * HDX_BULK_DEPTH_MAX ||
+            hdx_bulk_path_parse(rest, &p->bulk))
+            return 400;
+        p->op = DW_BULK;
+        return 0;
+    }
     if (n == 8 && IS(2, "series") && IS(4, "instances") && IS(6, "frames")) {
         if (frame_list(seg[7], len[7], p)) return 400;
         p->op = DW_FRAMES;
@@ -675,8 +685,14 @@ static int meta_of(struct hdx_front *f, const struct part *pa, json_t **out, cha
         }
         ds = inflated;
     }
-    struct hdx_dcmjson_opts o = {
-        .inline_max = META_INLINE_MAX, .bulk_uri = NULL, .skip_group_lengths = 1};
+    /* large binary values are named by the bulk data URI this route serves (below the
+     * instance); without a series UID (a deflated instance) they are given by their VR only */
+    char bulk[560];
+    retrieve_url(f, bulk, sizeof(bulk), pa->study, pa->series, pa->instance);
+    strncat(bulk, "/bulk", sizeof(bulk) - strlen(bulk) - 1);
+    struct hdx_dcmjson_opts o = {.inline_max = META_INLINE_MAX,
+                                 .bulk_uri = pa->series[0] ? bulk : NULL,
+                                 .skip_group_lengths = 1};
     int rc = hdx_dcmjson_dataset(ds, len, syn, &o, out, why, cap);
     if (inflated) {
         sodium_memzero(inflated, len);
@@ -700,7 +716,7 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
         hdx_http_error(r, 503, "unavailable", cat ? "out of memory" : "DICOM is not set up");
         goto out;
     }
-    int frames = p->op == DW_FRAMES;
+    int frames = p->op == DW_FRAMES || p->op == DW_BULK;
     want_ts[0] = 0;
     if (frames ? !accept_frames(req) : !accept_ok(req, meta, want_ts, sizeof(want_ts))) {
         hdx_http_error(r, 406, "not_acceptable",
@@ -822,17 +838,19 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
     }
     const char *root_type = "application/dicom";
     if (frames) {
-        /* the instance's frames replace it as the parts of the answer */
-        struct part *fr = calloc(p->nframes, sizeof(*fr));
+        /* the instance's frames (or one attribute's value) replace it as the answer's parts */
         const struct part *in = &parts[0];
         struct hdx_dcm_file file;
         struct hdx_ds_error err;
+        struct part *fr = NULL;
         uint8_t *inflated = NULL;
-        size_t dlen = 0;
-        int deflated = 0, frc = fr ? HDX_OK : HDX_E_NOMEM;
+        size_t dlen = 0, want = p->op == DW_FRAMES ? p->nframes : 1;
+        int deflated = 0, frc = HDX_OK, compressed = hdx_ts_compressed(in->ts);
+        /* encapsulated pixel data's bulk data is its frames, every one */
+        int all_frames =
+            p->op == DW_BULK && p->bulk.depth == 0 && p->bulk.tags[0] == 0x7FE00010 && compressed;
         const char *fwhy = "";
-        if (frc == HDX_OK && hdx_dcm_file_parse(in->pt, in->len, &file, &err) != HDX_OK)
-            frc = HDX_E_INTEGRITY;
+        if (hdx_dcm_file_parse(in->pt, in->len, &file, &err) != HDX_OK) frc = HDX_E_INTEGRITY;
         enum hdx_ds_syntax syn = hdx_ds_syntax_of(in->ts, &deflated);
         const uint8_t *ds = frc == HDX_OK ? in->pt + file.dataset_off : NULL;
         dlen = frc == HDX_OK ? in->len - file.dataset_off : 0;
@@ -840,20 +858,37 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
             (frc = hdx_ds_inflate(ds, dlen, f->env.conf->dicom_max_instance, &inflated, &dlen)) ==
                 HDX_OK)
             ds = inflated;
-        for (size_t i = 0; frc == HDX_OK && i < p->nframes; i++) {
+        if (frc == HDX_OK && all_frames) {
+            uint8_t *first = NULL;
+            size_t flen = 0;
+            uint32_t nf = 0;
+            frc = hdx_dcm_frame(ds, dlen, syn, 1, 1, &first, &flen, &nf, &fwhy);
+            if (first) {
+                sodium_memzero(first, flen);
+                free(first);
+            }
+            want = nf;
+        }
+        if (frc == HDX_OK && !(fr = calloc(want, sizeof(*fr)))) frc = HDX_E_NOMEM;
+        for (size_t i = 0; frc == HDX_OK && i < want; i++) {
             uint32_t nf_total;
-            frc = hdx_dcm_frame(ds, dlen, syn, hdx_ts_compressed(in->ts), p->frames[i], &fr[i].pt,
-                                &fr[i].len, &nf_total, &fwhy);
-            if (frc == HDX_OK)
-                snprintf(fr[i].ct, sizeof(fr[i].ct), "%s; transfer-syntax=%s", frame_media(in->ts),
-                         in->ts);
+            if (p->op == DW_BULK && !all_frames) {
+                frc = hdx_dcm_bulk(ds, dlen, syn, &p->bulk, &fr[i].pt, &fr[i].len, &fwhy);
+                snprintf(fr[i].ct, sizeof(fr[i].ct), "application/octet-stream");
+                continue;
+            }
+            frc = hdx_dcm_frame(ds, dlen, syn, compressed,
+                                all_frames ? (uint32_t)i + 1 : p->frames[i], &fr[i].pt, &fr[i].len,
+                                &nf_total, &fwhy);
+            snprintf(fr[i].ct, sizeof(fr[i].ct), "%s; transfer-syntax=%s", frame_media(in->ts),
+                     in->ts);
         }
         if (inflated) {
             sodium_memzero(inflated, dlen);
             free(inflated);
         }
         if (frc != HDX_OK) {
-            if (fr) parts_free(fr, p->nframes);
+            if (fr) parts_free(fr, want);
             fail_flush(f, c, who, tally);
             if (frc == HDX_E_NOTFOUND)
                 hdx_http_error(r, 404, "not_found", fwhy[0] ? fwhy : "no such frame");
@@ -863,10 +898,11 @@ static void do_wado(struct hdx_front *f, struct hdx_conn *c, const struct http_r
                 hdx_http_error(r, 503, "unavailable", "the frames cannot be read now");
             goto out;
         }
-        root_type = frame_media(in->ts);
+        root_type =
+            p->op == DW_BULK && !all_frames ? "application/octet-stream" : frame_media(in->ts);
         parts_free(parts, np);
         parts = fr;
-        np = p->nframes;
+        np = want;
     }
     /* a boundary that none of the parts holds */
     char boundary[40];
@@ -1215,6 +1251,7 @@ static void route_inner(struct hdx_front *f, struct hdx_conn *c, const struct ht
     case DW_WADO:
     case DW_META:
     case DW_FRAMES:
+    case DW_BULK:
         do_wado(f, c, req, &who, &p, r);
         break;
     }

@@ -424,6 +424,7 @@ int hdx_server_new(const struct hdx_conf *conf, struct event_base *base,
         snprintf(why, why_cap, "cannot create the connection layer: %s", hdx_strerror(rc));
     if (rc == HDX_OK) rc = hdx_dicom_new(conf, submit, srv, &srv->dicom, why, why_cap);
     if (rc == HDX_OK) hdx_dicom_set_policy(srv->dicom, &srv->sub.policy);
+    if (rc == HDX_OK) hdx_dicom_set_keyctx(srv->dicom, srv->kc);
     if (rc == HDX_OK && (rc = hdx_dicom_load(srv->dicom, ro_store, kr)) != HDX_OK)
         snprintf(why, why_cap, "cannot read the DICOM instances: %s", hdx_strerror(rc));
     if (rc == HDX_OK && (rc = make_events(srv)) != HDX_OK)

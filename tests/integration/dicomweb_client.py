@@ -11,6 +11,8 @@
                                   pydicom.encaps puts together)
   sha FILE                        the SHA-256 of FILE
   uids FILE                       its top-level Study, Series and SOP Instance UIDs
+  pixsha FILE                     the SHA-256 of its Pixel Data value
+  value FILE PATH                 the value, as text, of the attribute at a bulk data path
   same-meta HDXJSON FILE          compares hdx's DICOM JSON metadata of FILE with what pydicom
                                   makes of the same file (Dataset.to_json_dict), attribute by
                                   attribute for the top-level string and number values; prints
@@ -134,6 +136,20 @@ def main():
         import pydicom
         ds = pydicom.dcmread(sys.argv[2], stop_before_pixels=True)
         print(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        return 0
+    if cmd == "pixsha":  # the SHA-256 of the Pixel Data value as stored
+        import hashlib
+        import pydicom
+        print(hashlib.sha256(pydicom.dcmread(sys.argv[2]).PixelData).hexdigest())
+        return 0
+    if cmd == "value":  # FILE TAG/ITEM/TAG...: that attribute's value as text (pydicom's)
+        import pydicom
+        node = pydicom.dcmread(sys.argv[2], stop_before_pixels=True)
+        parts = sys.argv[3].split("/")
+        for i in range(0, len(parts) - 1, 2):
+            node = node[int(parts[i], 16)].value[int(parts[i + 1])]
+        v = node[int(parts[-1], 16)].value
+        print("\\".join(str(x) for x in v) if isinstance(v, (list, pydicom.multival.MultiValue)) else str(v))
         return 0
     if cmd == "sha":
         import hashlib

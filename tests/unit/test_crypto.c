@@ -236,6 +236,52 @@ static void test_keyctx_matches_keyring(void **state)
     hdx_keyring_free(kr);
 }
 
+/* A blind index given its value in pieces equals the one-shot one, whatever the pieces. */
+static void test_blind_stream(void **state)
+{
+    (void)state;
+    struct hdx_keyring *kr = ring("kek-s");
+    struct hdx_keyctx *kc = NULL;
+    struct hdx_blind_stream *bs = NULL;
+    uint8_t w[HDX_WRAPPED_LEN], t1[HDX_BLIND_LEN], t2[HDX_BLIND_LEN];
+    static uint8_t value[70000];
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_DATA, 1, w), HDX_OK);
+    assert_int_equal(hdx_keyctx_new(kr, &kc), HDX_OK);
+    assert_int_equal(hdx_blind_stream_new(kc, &bs), HDX_E_NOTFOUND); /* no blind key */
+    assert_null(bs);
+    hdx_keyctx_free(kc);
+    assert_int_equal(hdx_keyring_new_key(kr, HDX_KEY_BLIND, 1, w), HDX_OK);
+    assert_int_equal(hdx_keyctx_new(kr, &kc), HDX_OK);
+    assert_int_equal(hdx_blind_stream_new(kc, &bs), HDX_OK);
+    for (size_t i = 0; i < sizeof(value); i++)
+        value[i] = (uint8_t)(i * 31 + 7);
+    static const size_t pieces[] = {1, 63, 64, 65, 4096, 16384, 70000};
+    for (size_t len = 0; len <= sizeof(value); len += len < 200 ? 13 : 9973) {
+        assert_int_equal(hdx_keyctx_blind(kc, "content", value, len, t1), HDX_OK);
+        for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+            assert_int_equal(hdx_blind_stream_begin(bs, "content"), HDX_OK);
+            for (size_t off = 0; off < len; off += pieces[pi]) {
+                size_t n = len - off < pieces[pi] ? len - off : pieces[pi];
+                assert_int_equal(hdx_blind_stream_update(bs, value + off, n), HDX_OK);
+            }
+            assert_int_equal(hdx_blind_stream_final(bs, t2), HDX_OK);
+            assert_memory_equal(t1, t2, HDX_BLIND_LEN);
+        }
+    }
+    /* the domain is part of it; a stream not begun again refuses */
+    assert_int_equal(hdx_blind_stream_begin(bs, "dedup"), HDX_OK);
+    assert_int_equal(hdx_blind_stream_update(bs, value, 10), HDX_OK);
+    assert_int_equal(hdx_blind_stream_final(bs, t2), HDX_OK);
+    assert_int_equal(hdx_keyctx_blind(kc, "content", value, 10, t1), HDX_OK);
+    assert_memory_not_equal(t1, t2, HDX_BLIND_LEN);
+    assert_int_equal(hdx_blind_stream_update(bs, value, 10), HDX_E_CRYPTO);
+    assert_int_equal(hdx_blind_stream_final(bs, t2), HDX_E_CRYPTO);
+    hdx_blind_stream_free(bs);
+    hdx_blind_stream_free(NULL);
+    hdx_keyctx_free(kc);
+    hdx_keyring_free(kr);
+}
+
 static void fill_record(struct hdx_record *r)
 {
     memset(r, 0, sizeof(*r));
@@ -333,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_seal_detects_every_alteration),
         cmocka_unit_test(test_blind_index),
         cmocka_unit_test(test_keyctx_matches_keyring),
+        cmocka_unit_test(test_blind_stream),
         cmocka_unit_test(test_record_seal_binds_header),
         cmocka_unit_test(test_record_hashes),
     };

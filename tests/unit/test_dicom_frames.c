@@ -253,12 +253,90 @@ static void test_encapsulated(void **state)
     assert_int_equal(frame(&notable, 0, 1, &out, &len, &nf, &why), HDX_E_INVAL);
 }
 
+/* A defined-length sequence of two items, each with one short-form attribute. */
+static void seq2(struct buf *d, uint16_t g, uint16_t e, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b); /* even lengths */
+    put16(d, g);
+    put16(d, e);
+    d->b[d->n++] = 'S';
+    d->b[d->n++] = 'Q';
+    put16(d, 0);
+    put32(d, (uint32_t)(2 * (8 + 8) + la + lb));
+    const char *v[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        put16(d, 0xFFFE);
+        put16(d, 0xE000);
+        put32(d, (uint32_t)(8 + strlen(v[i])));
+        el_short(d, 0x0008, 0x0100, "SH", v[i], (uint16_t)strlen(v[i]));
+    }
+}
+
+static void test_bulk(void **state)
+{
+    (void)state;
+    struct hdx_bulk_path bp;
+    assert_int_equal(hdx_bulk_path_parse("7FE00010", &bp), 0);
+    assert_int_equal(bp.depth, 0);
+    assert_int_equal(bp.tags[0], 0x7FE00010);
+    assert_int_equal(hdx_bulk_path_parse("00081111/12/0008100a", &bp), 0);
+    assert_int_equal(bp.depth, 1);
+    assert_int_equal(bp.tags[0], 0x00081111);
+    assert_int_equal(bp.items[0], 12);
+    assert_int_equal(bp.tags[1], 0x0008100A);
+    static const char *const bad[] = {"",
+                                      "7FE0001",
+                                      "7FE000100",
+                                      "7FE0001G",
+                                      "00081111/",
+                                      "00081111/x/00080100",
+                                      "00081111/1",
+                                      "00081111//00080100",
+                                      "00081111/1234567/00080100"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(hdx_bulk_path_parse(bad[i], &bp), -1);
+
+    struct buf d = {.n = 0};
+    el_short(&d, 0x0008, 0x0060, "CS", "CT", 2);
+    seq2(&d, 0x0008, 0x1111, "AAAA", "BBBBBB");
+    image(&d, 2, 2, 8, NULL);
+    native_pixels(&d, 4);
+    uint8_t *out;
+    size_t len;
+    const char *why;
+    assert_int_equal(hdx_bulk_path_parse("00081111/1/00080100", &bp), 0);
+    assert_int_equal(hdx_dcm_bulk(d.b, d.n, HDX_DS_EXPLICIT_LE, &bp, &out, &len, &why), HDX_OK);
+    assert_int_equal(len, 6);
+    assert_memory_equal(out, "BBBBBB", 6);
+    free(out);
+    assert_int_equal(hdx_bulk_path_parse("00081111/0/00080100", &bp), 0);
+    assert_int_equal(hdx_dcm_bulk(d.b, d.n, HDX_DS_EXPLICIT_LE, &bp, &out, &len, &why), HDX_OK);
+    assert_memory_equal(out, "AAAA", 4);
+    free(out);
+    assert_int_equal(hdx_bulk_path_parse("7FE00010", &bp), 0);
+    assert_int_equal(hdx_dcm_bulk(d.b, d.n, HDX_DS_EXPLICIT_LE, &bp, &out, &len, &why), HDX_OK);
+    assert_int_equal(len, 4);
+    free(out);
+    /* the same tag at the top level is not the nested one; no item 2; a sequence has no value */
+    assert_int_equal(hdx_bulk_path_parse("00080100", &bp), 0);
+    assert_int_equal(hdx_dcm_bulk(d.b, d.n, HDX_DS_EXPLICIT_LE, &bp, &out, &len, &why),
+                     HDX_E_NOTFOUND);
+    assert_int_equal(hdx_bulk_path_parse("00081111/2/00080100", &bp), 0);
+    assert_int_equal(hdx_dcm_bulk(d.b, d.n, HDX_DS_EXPLICIT_LE, &bp, &out, &len, &why),
+                     HDX_E_NOTFOUND);
+    assert_int_equal(hdx_bulk_path_parse("00081111", &bp), 0);
+    assert_int_equal(hdx_dcm_bulk(d.b, d.n, HDX_DS_EXPLICIT_LE, &bp, &out, &len, &why),
+                     HDX_E_NOTFOUND);
+    assert_null(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native),
         cmocka_unit_test(test_native_refusals),
         cmocka_unit_test(test_encapsulated),
+        cmocka_unit_test(test_bulk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
