@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,7 +162,17 @@ void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code, 
 
 /* body 0: the answer to HEAD, whose body is never sent (RFC 9112 6.3: it ends at the
  * empty line whatever its Content-Length says, so sent bytes would become the next answer). */
-static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r, int body)
+/* A body handed to the output buffer by reference is wiped and freed once it is sent (or the
+ * connection goes): answers hold PHI, and a copy in libevent's chains would be freed as is. */
+static void body_sent(const void *data, size_t len, void *arg)
+{
+    (void)arg;
+    void *p = (void *)(uintptr_t)data; /* the body malloc'd by the handler: ours to free */
+    explicit_bzero(p, len);
+    free(p);
+}
+
+static void write_reply(struct hdx_conn *c, struct hdx_http_reply *r, int body)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char date[64], length[48] = "";
@@ -181,7 +192,13 @@ static void write_reply(struct hdx_conn *c, const struct hdx_http_reply *r, int 
                                                  : "application/json",
                         length, r->close || r->stream ? "Connection: close\r\n" : "",
                         security_headers, r->extra);
-    if (r->body_len && body) evbuffer_add(out, r->body, r->body_len);
+    if (r->body_len && body) {
+        if (r->body && evbuffer_add_reference(out, r->body, r->body_len, body_sent, NULL) == 0)
+            r->body = NULL; /* the buffer's now: no copy, wiped when sent */
+        else
+            evbuffer_add(out, r->body, r->body_len);
+    }
+    if (r->body) explicit_bzero(r->body, r->body_len);
 }
 
 /* ---------- timers ---------- */

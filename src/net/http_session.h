@@ -14,7 +14,8 @@
  * session then reads no further request of that connection, keeps the connection alive
  * (hdx_conn.inflight) and answers when hdx_http_finish is called, so pipelined answers stay in
  * request order. The bytes of a request with a body are wiped from the input buffer once
- * parsed (a body may hold a password).
+ * parsed (a body may hold a password); an answer's body goes to the output by reference (no
+ * copy, however large) and is wiped and freed once it is sent (answers hold PHI).
  * Thread: the network thread. */
 #ifndef HDX_HTTP_SESSION_H
 #define HDX_HTTP_SESSION_H
