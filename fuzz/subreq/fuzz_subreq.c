@@ -6,9 +6,9 @@
  * crash", it traps when an accepted request holds a byte outside printable ASCII, a run of
  * spaces, a filter value with a space or control byte, a string not terminated inside its
  * array, a filter value that is not in the line, or after= that maps to the "live" sentinel;
- * when a refusal gives no reason, one outside the fixed list (a reason must never echo client
- * bytes: it is logged), or leaves a filter behind; or when an accepted log request is not
- * exactly the canonical text of what was parsed. */
+ * a kind other than hl7 or dicom; when a refusal gives no reason, one outside the fixed list (a
+ * reason must never echo client bytes: it is logged), or leaves a filter behind; or when an
+ * accepted log request is not exactly the canonical text of what was parsed. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,6 +82,9 @@ static void check_accepted(const uint8_t *data, size_t size, const struct hdx_bu
     check_in_line(data, size, "sender", f->sender);
     CHECK(f->has_patient == 0 || f->has_patient == 1);
     CHECK(f->has_patient == (memmem(data, size, " patient=", 9) != NULL));
+    /* kind= was given exactly when the filter names one, and it is one of the two */
+    CHECK(f->kind == 0 || f->kind == HDX_KIND_HL7V2 || f->kind == HDX_KIND_DICOM);
+    CHECK((f->kind != 0) == (memmem(data, size, " kind=", 6) != NULL));
     /* after= was given exactly when the cursor is not the live sentinel. */
     CHECK((after == UINT64_MAX) == (memmem(data, size, " after=", 7) == NULL));
 }
@@ -100,6 +103,8 @@ static void check_refused(const char *why, size_t cap, const struct hdx_bus_filt
         "duplicate parameter type",
         "duplicate parameter sender",
         "duplicate parameter patient",
+        "duplicate parameter kind",
+        "kind must be hl7 or dicom",
         "after must be a decimal sequence number",
         "parameter value empty or too long",
     };
