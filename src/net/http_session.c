@@ -162,41 +162,56 @@ void hdx_http_error(struct hdx_http_reply *reply, int status, const char *code, 
 
 /* body 0: the answer to HEAD, whose body is never sent (RFC 9112 6.3: it ends at the
  * empty line whatever its Content-Length says, so sent bytes would become the next answer). */
-/* A body handed to the output buffer by reference is wiped and freed once it is sent (or the
+/* What is handed to the output buffer by reference is wiped and freed once it is sent (or the
  * connection goes): answers hold PHI, and a copy in libevent's chains would be freed as is. */
-static void body_sent(const void *data, size_t len, void *arg)
+static void sent_wipe(const void *data, size_t len, void *arg)
 {
     (void)arg;
-    void *p = (void *)(uintptr_t)data; /* the body malloc'd by the handler: ours to free */
+    void *p = (void *)(uintptr_t)data; /* malloc'd here or by the handler: ours to free */
     explicit_bzero(p, len);
     free(p);
 }
 
+#define HEAD_MAX 4096
+#define BODY_BY_REFERENCE (64u << 10) /* larger bodies go as they are, after the head */
+
 static void write_reply(struct hdx_conn *c, struct hdx_http_reply *r, int body)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char date[64], length[48] = "";
+    char date[64], length[48] = "", head[HEAD_MAX];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     if (!r->stream) snprintf(length, sizeof(length), "Content-Length: %zu\r\n", r->body_len);
     hdx_metric_http_status(r->status);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: hdx\r\nContent-Type: %s\r\n"
-                        "%s%s%s%s\r\n",
-                        r->status, reason_phrase(r->status), date,
-                        r->stream                ? "text/event-stream"
-                        : r->content_type        ? r->content_type
-                        : r->content_type_own[0] ? r->content_type_own
-                                                 : "application/json",
-                        length, r->close || r->stream ? "Connection: close\r\n" : "",
-                        security_headers, r->extra);
-    if (r->body_len && body) {
-        if (r->body && evbuffer_add_reference(out, r->body, r->body_len, body_sent, NULL) == 0)
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: hdx\r\nContent-Type: %s\r\n"
+                      "%s%s%s%s\r\n",
+                      r->status, reason_phrase(r->status), date,
+                      r->stream                ? "text/event-stream"
+                      : r->content_type        ? r->content_type
+                      : r->content_type_own[0] ? r->content_type_own
+                                               : "application/json",
+                      length, r->close || r->stream ? "Connection: close\r\n" : "",
+                      security_headers, r->extra);
+    size_t hl = hn < 0 ? 0 : (size_t)hn < sizeof(head) ? (size_t)hn : sizeof(head) - 1;
+    size_t bl = r->body && body ? r->body_len : 0;
+    uint8_t *one = bl < BODY_BY_REFERENCE ? malloc(hl + bl + 1) : NULL;
+    if (one) {
+        /* head and a small body in one piece (one TLS record), wiped once sent */
+        memcpy(one, head, hl);
+        if (bl) memcpy(one + hl, r->body, bl);
+        if (evbuffer_add_reference(out, one, hl + bl, sent_wipe, NULL) != 0) {
+            evbuffer_add(out, one, hl + bl);
+            sent_wipe(one, hl + bl, NULL);
+        }
+    } else {
+        evbuffer_add(out, head, hl);
+        if (bl && evbuffer_add_reference(out, r->body, bl, sent_wipe, NULL) == 0)
             r->body = NULL; /* the buffer's now: no copy, wiped when sent */
-        else
-            evbuffer_add(out, r->body, r->body_len);
+        else if (bl)
+            evbuffer_add(out, r->body, bl);
     }
     if (r->body) explicit_bzero(r->body, r->body_len);
 }
