@@ -379,6 +379,25 @@ static int qkey_cmp(const void *a, const void *b)
     return tx < ty ? -1 : tx > ty;
 }
 
+/* The path's Study or Series Instance UID (0020,eeee) as a matching key: 0, or -1 with the
+ * 400 in r when the query gives the same attribute another value. */
+static int path_key(struct qido *q, uint16_t element, const char *uid, struct hdx_http_reply *r)
+{
+    const struct hdx_dcat_attr *a = hdx_dcat_attr_find(0x0020, element);
+    struct qkey *k = uid[0] ? qkey_get(q, a) : NULL;
+    if (!k) return 0;
+    if (k->matching && strcmp(k->value, uid) != 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s is given in the path and differently in the query",
+                 a->keyword);
+        hdx_http_error(r, 400, "bad_request", msg);
+        return -1;
+    }
+    snprintf(k->value, sizeof(k->value), "%s", uid);
+    k->matching = 1;
+    return 0;
+}
+
 struct qido_admit {
     struct hdx_front *f;
     const struct asker *who;
@@ -418,25 +437,7 @@ static void do_qido(struct hdx_front *f, struct hdx_conn *c, const struct http_r
         goto out;
     }
     defaults(q, p->level);
-    struct qkey *k;
-    if (p->study[0] && (k = qkey_get(q, hdx_dcat_attr_find(0x0020, 0x000D)))) {
-        if (k->matching && strcmp(k->value, p->study) != 0) {
-            hdx_http_error(r, 400, "bad_request",
-                           "StudyInstanceUID is given in the path and differently in the query");
-            goto out;
-        }
-        snprintf(k->value, sizeof(k->value), "%s", p->study);
-        k->matching = 1;
-    }
-    if (p->series[0] && (k = qkey_get(q, hdx_dcat_attr_find(0x0020, 0x000E)))) {
-        if (k->matching && strcmp(k->value, p->series) != 0) {
-            hdx_http_error(r, 400, "bad_request",
-                           "SeriesInstanceUID is given in the path and differently in the query");
-            goto out;
-        }
-        snprintf(k->value, sizeof(k->value), "%s", p->series);
-        k->matching = 1;
-    }
+    if (path_key(q, 0x000D, p->study, r) || path_key(q, 0x000E, p->series, r)) goto out;
     /* the identifier a C-FIND SCU would send, in UTF-8 */
     static const char *const level_names[] = {"", "PATIENT", "STUDY", "SERIES", "IMAGE"};
     qsort(q->keys, q->n, sizeof(q->keys[0]), qkey_cmp);
