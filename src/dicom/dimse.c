@@ -222,3 +222,30 @@ size_t hdx_dimse_build_rsp(uint16_t command, uint16_t responded_id, const char *
     out[11] = (uint8_t)(gl >> 24);
     return w.n;
 }
+
+size_t hdx_dimse_build_store_rq(uint16_t message_id, const char *sop_class,
+                                const char *sop_instance, uint8_t *out, size_t cap)
+{
+    struct wbuf w = {out, cap, 0, out == NULL};
+    size_t lc, li;
+
+    if (sop_class == NULL || sop_instance == NULL) return 0;
+    lc = strnlen(sop_class, HDX_DS_UID_MAX + 1);
+    li = strnlen(sop_instance, HDX_DS_UID_MAX + 1);
+    if (lc == 0 || li == 0 || lc > HDX_DS_UID_MAX || li > HDX_DS_UID_MAX) return 0;
+    put_hdr(&w, 0x0000, 4);
+    put(&w, "\0\0\0\0", 4); /* patched below */
+    put_padded(&w, 0x0002, sop_class, lc, '\0');
+    put_us(&w, 0x0100, HDX_C_STORE_RQ);
+    put_us(&w, 0x0110, message_id);
+    put_us(&w, 0x0700, 0x0000); /* priority: medium */
+    put_us(&w, 0x0800, DIMSE_DATA_SET_PRESENT);
+    put_padded(&w, 0x1000, sop_instance, li, '\0');
+    if (w.bad) return 0;
+    uint32_t gl = (uint32_t)(w.n - 12);
+    out[8] = (uint8_t)gl;
+    out[9] = (uint8_t)(gl >> 8);
+    out[10] = (uint8_t)(gl >> 16);
+    out[11] = (uint8_t)(gl >> 24);
+    return w.n;
+}

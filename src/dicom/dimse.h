@@ -1,6 +1,7 @@
 /* dimse: DIMSE command sets (PS3.7 section 9 and annex E), pure: the parser of a received
  * command set (always Implicit VR Little Endian, group 0000) and the builders of the responses
- * hdx sends (C-ECHO-RSP, C-STORE-RSP, C-FIND-RSP) and of C-FIND identifiers' framing.
+ * hdx sends (C-ECHO-RSP, C-STORE-RSP, C-FIND-RSP), of C-FIND identifiers' framing, and of
+ * the C-STORE-RQ a DICOM route sends (route/scu.h).
  * Untrusted input only through dicom/dataset.h's walker under its limits.
  * Thread: any. */
 #ifndef HDX_DICOM_DIMSE_H
@@ -50,5 +51,10 @@ int hdx_dimse_parse(const uint8_t *p, size_t n, struct hdx_dimse_cmd *cmd, const
 size_t hdx_dimse_build_rsp(uint16_t command, uint16_t responded_id, const char *affected_class,
                            const char *affected_instance, uint16_t status, int has_data_set,
                            const char *error_comment, uint8_t *out, size_t cap);
+
+/* A C-STORE-RQ command set (priority medium, a data set follows). Returns the length, or 0
+ * when cap is too small or a UID is empty or over 64 bytes. */
+size_t hdx_dimse_build_store_rq(uint16_t message_id, const char *sop_class,
+                                const char *sop_instance, uint8_t *out, size_t cap);
 
 #endif

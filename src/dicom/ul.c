@@ -1,4 +1,4 @@
-/* ul: the DICOM upper layer, acceptor side (see ul.h for the contract).
+/* ul: the DICOM upper layer, acceptor side and the requestor's PDUs (see ul.h).
  *
  * DESIGN: every byte a peer sent is read through a cursor (dicom/cursor.h); an item's value
  * becomes a sub-cursor, so a sub-item can never read past its parent item, and an item
@@ -519,6 +519,184 @@ void hdx_ul_pdata_header(uint8_t out[HDX_UL_PDATA_OVERHEAD], uint8_t pctx_id, ui
     put_u32(&w, data_len + 2);
     put_u8(&w, pctx_id);
     put_u8(&w, control);
+}
+
+/* ---------- requestor side ---------- */
+
+size_t hdx_ul_build_assoc_rq(const struct hdx_ul_assoc_rq *rq, uint8_t *out, size_t cap)
+{
+    struct wr w = {out, out != NULL ? cap : 0, 0, 0};
+    static const uint8_t zeros[32];
+
+    if (rq == NULL || rq->npctx == 0 || rq->npctx > HDX_UL_PCTX_MAX) return 0;
+    put_u8(&w, HDX_PDU_ASSOC_RQ);
+    put_u8(&w, 0);
+    put_u32(&w, 0); /* patched below */
+    put_u16(&w, 1);
+    put_u16(&w, 0);
+    put_ae(&w, rq->called);
+    put_ae(&w, rq->calling);
+    put(&w, zeros, sizeof(zeros));
+    put_str_item(&w, ITEM_APP_CONTEXT, HDX_UL_APP_CONTEXT, HDX_UL_UID_MAX);
+    for (size_t i = 0; i < rq->npctx; i++) {
+        const struct hdx_ul_pctx *pc = &rq->pctx[i];
+        if (pc->nts == 0 || pc->nts > HDX_UL_TS_MAX || (pc->id & 1) == 0) return 0;
+        size_t at = item_open(&w, ITEM_PCTX_RQ);
+        put_u8(&w, pc->id);
+        put_u8(&w, 0);
+        put_u8(&w, 0);
+        put_u8(&w, 0);
+        put_str_item(&w, ITEM_ABSTRACT, pc->abstract_syntax, HDX_UL_UID_MAX);
+        for (size_t k = 0; k < pc->nts; k++)
+            put_str_item(&w, ITEM_TS, pc->ts[k], HDX_UL_UID_MAX);
+        item_close(&w, at);
+    }
+    size_t user = item_open(&w, ITEM_USER);
+    size_t at = item_open(&w, SUB_MAX_LEN);
+    put_u32(&w, rq->max_pdu);
+    item_close(&w, at);
+    if (rq->impl_class[0] != '\0') put_str_item(&w, SUB_IMPL_CLASS, rq->impl_class, HDX_UL_UID_MAX);
+    if (rq->impl_version[0] != '\0')
+        put_str_item(&w, SUB_IMPL_VERSION, rq->impl_version, HDX_UL_AE_LEN);
+    item_close(&w, user);
+    if (w.bad) return 0;
+    size_t body = w.n - HDX_UL_HEADER_LEN;
+    out[2] = (uint8_t)(body >> 24);
+    out[3] = (uint8_t)(body >> 16);
+    out[4] = (uint8_t)(body >> 8);
+    out[5] = (uint8_t)body;
+    return w.n;
+}
+
+static const struct hdx_ul_pctx *proposed(const struct hdx_ul_assoc_rq *rq, uint8_t id)
+{
+    for (size_t i = 0; i < rq->npctx && i < HDX_UL_PCTX_MAX; i++)
+        if (rq->pctx[i].id == id) return &rq->pctx[i];
+    return NULL;
+}
+
+static int parse_ac_pctx(struct hdx_dcur *v, const struct hdx_ul_assoc_rq *rq,
+                         struct hdx_ul_assoc_ac *ac, struct rq_parse *ps)
+{
+    uint8_t id, result, type;
+    struct hdx_dcur sub;
+    int have_ts = 0;
+
+    if (hdx_dcur_u8(v, &id) != 0 || hdx_dcur_skip(v, 1) != 0 || hdx_dcur_u8(v, &result) != 0 ||
+        hdx_dcur_skip(v, 1) != 0)
+        return fail(ps, HDX_ABORT_INVALID_PARAM, "presentation context item truncated");
+    const struct hdx_ul_pctx *pc = proposed(rq, id);
+    if (pc == NULL)
+        return fail(ps, HDX_ABORT_INVALID_PARAM, "answer for a presentation context not proposed");
+    if (ps->seen_id[id / 8] & (1u << (id % 8)))
+        return fail(ps, HDX_ABORT_INVALID_PARAM, "repeated presentation context ID");
+    ps->seen_id[id / 8] |= (uint8_t)(1u << (id % 8));
+    if (result > HDX_PCTX_TS_UNSUPPORTED)
+        return fail(ps, HDX_ABORT_INVALID_PARAM, "presentation context result out of range");
+    struct hdx_ul_pctx_result *r = &ac->pctx[ac->npctx];
+    memset(r, 0, sizeof(*r));
+    r->id = id;
+    r->result = result;
+    memcpy(r->abstract_syntax, pc->abstract_syntax, sizeof(r->abstract_syntax));
+    while (hdx_dcur_left(v) > 0) {
+        if (next_item(v, &type, &sub, ps) != 0) return -1;
+        if (type != ITEM_TS) continue;
+        if (have_ts++) return fail(ps, HDX_ABORT_UNEXPECTED_PARAM, "repeated transfer syntax");
+        /* PS3.8 9.3.3.2: the value is not tested when the context is not accepted */
+        if (result == HDX_PCTX_ACCEPT && get_uid(&sub, r->ts, ps) != 0) return -1;
+    }
+    if (result == HDX_PCTX_ACCEPT) {
+        if (!have_ts)
+            return fail(ps, HDX_ABORT_INVALID_PARAM, "accepted context without transfer syntax");
+        if (!proposes(pc, r->ts))
+            return fail(ps, HDX_ABORT_INVALID_PARAM,
+                        "accepted transfer syntax was not proposed for that context");
+        ac->accepted++;
+    } else {
+        r->ts[0] = '\0';
+    }
+    ac->npctx++;
+    return 0;
+}
+
+int hdx_ul_parse_assoc_ac(const uint8_t *body, size_t len, const struct hdx_ul_assoc_rq *rq,
+                          struct hdx_ul_assoc_ac *ac, uint32_t *max_pdu, const char **why)
+{
+    struct rq_parse ps;
+    int have_app = 0, have_user = 0, have_max = 0;
+    uint8_t type;
+    struct hdx_dcur c, v, sub;
+
+    memset(&ps, 0, sizeof(ps));
+    if (ac == NULL || rq == NULL || (body == NULL && len != 0)) {
+        if (why != NULL) *why = "no A-ASSOCIATE-AC";
+        return HDX_E_INVAL;
+    }
+    memset(ac, 0, sizeof(*ac));
+    if (max_pdu != NULL) *max_pdu = 0;
+    c = hdx_dcur_make(body, len);
+    if (len > HDX_UL_RQ_MAX) {
+        fail(&ps, HDX_ABORT_INVALID_PARAM, "A-ASSOCIATE-AC over 64 KiB");
+        goto bad;
+    }
+    /* version, reserved, the echoed AE titles and the reserved 32 bytes: not tested (9.3.3) */
+    if (hdx_dcur_skip(&c, RQ_FIXED_LEN) != 0) {
+        fail(&ps, HDX_ABORT_INVALID_PARAM, "A-ASSOCIATE-AC fixed fields truncated");
+        goto bad;
+    }
+    while (hdx_dcur_left(&c) > 0) {
+        if (next_item(&c, &type, &v, &ps) != 0) goto bad;
+        if (type == ITEM_APP_CONTEXT) {
+            char app[HDX_UL_UID_MAX + 1];
+            if (have_app++) {
+                fail(&ps, HDX_ABORT_UNEXPECTED_PARAM, "repeated application context");
+                goto bad;
+            }
+            if (get_uid(&v, app, &ps) != 0) goto bad;
+        } else if (type == ITEM_PCTX_AC) {
+            if (ac->npctx == HDX_UL_PCTX_MAX) {
+                fail(&ps, HDX_ABORT_INVALID_PARAM, "too many presentation contexts");
+                goto bad;
+            }
+            if (parse_ac_pctx(&v, rq, ac, &ps) != 0) goto bad;
+        } else if (type == ITEM_USER) {
+            if (have_user++) {
+                fail(&ps, HDX_ABORT_UNEXPECTED_PARAM, "repeated user information");
+                goto bad;
+            }
+            while (hdx_dcur_left(&v) > 0) {
+                if (next_item(&v, &type, &sub, &ps) != 0) goto bad;
+                if (type != SUB_MAX_LEN) continue;
+                uint32_t m = 0;
+                if (have_max++ || hdx_dcur_left(&sub) != 4) {
+                    fail(&ps, HDX_ABORT_INVALID_PARAM, "bad maximum length item");
+                    goto bad;
+                }
+                (void)hdx_dcur_u32be(&sub, &m);
+                if (max_pdu != NULL) *max_pdu = m;
+            }
+        } /* else: unknown, skipped as in a request */
+    }
+    if (!have_app) {
+        fail(&ps, HDX_ABORT_INVALID_PARAM, "no application context");
+        goto bad;
+    }
+    if (!have_user) {
+        fail(&ps, HDX_ABORT_INVALID_PARAM, "no user information");
+        goto bad;
+    }
+    if (why != NULL) *why = NULL;
+    return HDX_OK;
+bad:
+    memset(ac, 0, sizeof(*ac));
+    if (max_pdu != NULL) *max_pdu = 0;
+    if (why != NULL) *why = ps.why;
+    return HDX_E_INVAL;
+}
+
+size_t hdx_ul_build_release_rq(uint8_t *out, size_t cap)
+{
+    return build_short(HDX_PDU_RELEASE_RQ, 0, 0, 0, 0, out, cap);
 }
 
 /* ---------- P-DATA-TF ---------- */

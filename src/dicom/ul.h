@@ -1,8 +1,9 @@
-/* ul: the DICOM upper layer (PS3.8 section 9), acceptor side, pure (no I/O): the PDU header,
+/* ul: the DICOM upper layer (PS3.8 section 9), pure (no I/O). Acceptor side: the PDU header,
  * the A-ASSOCIATE-RQ parser, presentation-context negotiation, the builders of the PDUs hdx
  * sends (A-ASSOCIATE-AC/RJ, P-DATA-TF, A-RELEASE-RP, A-ABORT), the P-DATA-TF PDV walker and
  * the state machine of PS3.8 Table 9-10 written out as a table. net/dicom_session.c feeds it
- * bytes and carries out the actions it names.
+ * bytes and carries out the actions it names. Requestor side (a DICOM route, route/scu.h):
+ * the A-ASSOCIATE-RQ and A-RELEASE-RQ builders and the A-ASSOCIATE-AC parser.
  * Untrusted input is read only through dicom/cursor.h; every limit is explicit (see the
  * HDX_UL_*_MAX constants) and a refusal names a fixed reason, never input bytes.
  * Thread: any; no state outside the caller's structs. */
@@ -116,6 +117,20 @@ size_t hdx_ul_build_abort(uint8_t source, uint8_t reason, uint8_t *out, size_t c
 #define HDX_UL_PDATA_OVERHEAD 12
 void hdx_ul_pdata_header(uint8_t out[HDX_UL_PDATA_OVERHEAD], uint8_t pctx_id, uint8_t control,
                          uint32_t data_len);
+
+/* ---- requestor side ---- */
+/* A-ASSOCIATE-RQ from rq: called, calling, the contexts (odd IDs, each an abstract syntax and
+ * 1..HDX_UL_TS_MAX transfer syntaxes), max_pdu (0: unlimited), impl_class and impl_version
+ * ("" left out). Returns the length, or 0 when cap is too small or rq is not well formed. */
+size_t hdx_ul_build_assoc_rq(const struct hdx_ul_assoc_rq *rq, uint8_t *out, size_t cap);
+/* Parses an A-ASSOCIATE-AC body (after the 6-byte header) answering rq. Every result must
+ * name a context rq proposed, once; an accepted one must carry a transfer syntax that context
+ * proposed. ac gets the results (their abstract syntax copied from rq; ts "" when not
+ * accepted), *max_pdu the acceptor's maximum length received (0: unlimited). HDX_E_INVAL with
+ * *why a fixed text: the association cannot be used (abort it). */
+int hdx_ul_parse_assoc_ac(const uint8_t *body, size_t len, const struct hdx_ul_assoc_rq *rq,
+                          struct hdx_ul_assoc_ac *ac, uint32_t *max_pdu, const char **why);
+size_t hdx_ul_build_release_rq(uint8_t *out, size_t cap);
 
 /* One PDV of a P-DATA-TF body. */
 struct hdx_ul_pdv {

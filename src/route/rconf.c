@@ -17,6 +17,7 @@
 #include "route/transform.h"
 
 #define SECTION_PREFIX "route "
+#define NKEYS 19 /* route_keys */
 
 struct load {
     struct hdx_routes_conf *out;
@@ -26,9 +27,9 @@ struct load {
     int new_section; /* a "[...]" line was read since the last key: libinih says nothing */
     struct hdx_route_conf *cur; /* the section being read, NULL outside a route section */
     char cur_section[128];
-    EVP_MD_CTX *fp[HDX_ROUTES_MAX];   /* each route's fingerprint, keys as written */
-    int have[HDX_ROUTES_MAX][16];     /* keys seen once per route (see key_index) */
-    int key_line[HDX_ROUTES_MAX][17]; /* where each was (the last transform line) */
+    EVP_MD_CTX *fp[HDX_ROUTES_MAX];      /* each route's fingerprint, keys as written */
+    int have[HDX_ROUTES_MAX][NKEYS];     /* keys seen once per route (see key_index) */
+    int key_line[HDX_ROUTES_MAX][NKEYS]; /* where each was (the last transform line) */
 };
 
 int hdx_route_name_valid(const char *name)
@@ -51,6 +52,10 @@ const char *hdx_route_dest_name(enum hdx_route_dest d)
         return "https";
     case HDX_DEST_SPOOL:
         return "spool";
+    case HDX_DEST_DICOMS:
+        return "dicoms";
+    case HDX_DEST_DICOM:
+        return "dicom";
     }
     return "?";
 }
@@ -124,6 +129,8 @@ static void route_defaults(struct hdx_route_conf *r)
     r->backoff_ms = 500;
     r->backoff_max_ms = 60000;
     r->purpose = HDX_PURPOSE_TREATMENT;
+    r->kind = HDX_ROUTE_HL7V2;
+    snprintf(r->calling_ae, sizeof(r->calling_ae), "HDX");
 }
 
 /* "FILE:LINE: route NAME: KEY: reason"; the route is then not valid (the first error stays). */
@@ -172,9 +179,11 @@ static const char *const route_keys[] = {
     "content_type",
     "transform",
     "purpose",
+    "kind",
+    "calling_ae",
 };
 
-_Static_assert(sizeof(route_keys) / sizeof(route_keys[0]) == 17, "struct load's key arrays");
+_Static_assert(sizeof(route_keys) / sizeof(route_keys[0]) == NKEYS, "struct load's key arrays");
 
 static int key_index(const char *name)
 {
@@ -221,6 +230,12 @@ static int parse_to(struct load *l, struct hdx_route_conf *r, int line, const ch
     } else if (strncmp(v, "https://", 8) == 0) {
         r->dest = HDX_DEST_HTTPS;
         rest = v + 8;
+    } else if (strncmp(v, "dicoms://", 9) == 0) {
+        r->dest = HDX_DEST_DICOMS;
+        rest = v + 9;
+    } else if (strncmp(v, "dicom://", 8) == 0) {
+        r->dest = HDX_DEST_DICOM;
+        rest = v + 8;
     } else if (strncmp(v, "spool:", 6) == 0) {
         r->dest = HDX_DEST_SPOOL;
         if (!v[6]) {
@@ -233,7 +248,8 @@ static int parse_to(struct load *l, struct hdx_route_conf *r, int line, const ch
         route_fail(l, r, line, "to", "plain http is not offered: use https://");
         return -1;
     } else {
-        route_fail(l, r, line, "to", "'%s' is not mllps://, mllp://, https:// or spool:", v);
+        route_fail(l, r, line, "to",
+                   "'%s' is not mllps://, mllp://, https://, dicoms://, dicom:// or spool:", v);
         return -1;
     }
     char hostport[512];
@@ -249,6 +265,20 @@ static int parse_to(struct load *l, struct hdx_route_conf *r, int line, const ch
                 route_fail(l, r, line, "to", "the path has a space or control byte");
                 return -1;
             }
+    } else if (r->dest == HDX_DEST_DICOMS || r->dest == HDX_DEST_DICOM) {
+        /* the called AE title: PS3.5 VR AE, 1-16 characters, no backslash or control byte */
+        const char *ae = slash ? slash + 1 : "";
+        size_t n = strlen(ae);
+        int ok = n > 0 && n <= 16 && ae[0] != ' ';
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)ae[i] >= 0x20 && (unsigned char)ae[i] < 0x7f && ae[i] != '\\';
+        if (!ok) {
+            route_fail(l, r, line, "to",
+                       "a DICOM destination is dicoms://HOST:PORT/CALLED_AE_TITLE (1-16 "
+                       "characters, no backslash)");
+            return -1;
+        }
+        snprintf(r->called_ae, sizeof(r->called_ae), "%s", ae);
     } else if (slash && slash[1]) {
         route_fail(l, r, line, "to", "an MLLP destination has no path");
         return -1;
@@ -312,6 +342,22 @@ static void route_key(struct load *l, struct hdx_route_conf *r, const char *name
             route_fail(l, r, line, name, "must be treatment, payment, operations or research");
         else
             r->purpose = pu;
+    } else if (!strcmp(name, "kind")) {
+        if (!strcmp(v, "hl7v2"))
+            r->kind = HDX_ROUTE_HL7V2;
+        else if (!strcmp(v, "dicom"))
+            r->kind = HDX_ROUTE_DICOM;
+        else
+            route_fail(l, r, line, name, "must be hl7v2 or dicom");
+    } else if (!strcmp(name, "calling_ae")) {
+        size_t n = strlen(v);
+        int ok = n > 0 && n <= 16 && v[0] != ' ';
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)v[i] >= 0x20 && (unsigned char)v[i] < 0x7f && v[i] != '\\';
+        if (!ok)
+            route_fail(l, r, line, name, "an AE title: 1-16 characters, no backslash");
+        else
+            snprintf(r->calling_ae, sizeof(r->calling_ae), "%s", v);
     } else if (!strcmp(name, "order")) {
         if (!strcmp(v, "route"))
             r->order = HDX_ORDER_ROUTE;
@@ -442,7 +488,7 @@ static void route_finish(struct load *l, struct hdx_route_conf *r, size_t idx)
         route_fail(l, r, AT("to"), "to", "missing (every route has one destination)");
         return;
     }
-    if (r->dest == HDX_DEST_MLLPS || r->dest == HDX_DEST_HTTPS) {
+    if (r->dest == HDX_DEST_MLLPS || r->dest == HDX_DEST_HTTPS || r->dest == HDX_DEST_DICOMS) {
         if (!r->ca[0])
             route_fail(l, r, AT("ca"), "ca", "missing (the server's certificate is verified)");
         if (!r->cert[0] != !r->key[0])
@@ -453,11 +499,37 @@ static void route_finish(struct load *l, struct hdx_route_conf *r, size_t idx)
                    r->cert[0]  ? "cert"
                    : r->key[0] ? "key"
                                : "ca",
-                   "only for mllps:// and https://");
+                   "only for mllps://, https:// and dicoms://");
     }
     if (r->dest == HDX_DEST_MLLP && !hdx_route_plaintext_allowed(l->out->plaintext_allow, r->host))
         route_fail(l, r, AT("to"), "to",
                    "plaintext MLLP to %s: not in [routes] plaintext_allow (use mllps://)", r->host);
+    if (r->dest == HDX_DEST_DICOM && !hdx_route_plaintext_allowed(l->out->plaintext_allow, r->host))
+        route_fail(l, r, AT("to"), "to",
+                   "plaintext DICOM to %s: not in [routes] plaintext_allow (use dicoms://)",
+                   r->host);
+    int dicom_dest = r->dest == HDX_DEST_DICOMS || r->dest == HDX_DEST_DICOM;
+    if (r->kind == HDX_ROUTE_HL7V2) {
+        if (dicom_dest) route_fail(l, r, AT("to"), "to", "a DICOM destination needs kind = dicom");
+        if (l->have[idx][key_index("calling_ae")])
+            route_fail(l, r, AT("calling_ae"), "calling_ae", "only with kind = dicom");
+    } else {
+        if (r->dest == HDX_DEST_MLLPS || r->dest == HDX_DEST_MLLP)
+            route_fail(l, r, AT("to"), "to",
+                       "kind = dicom goes to dicoms://, dicom://, https:// (STOW-RS) or spool:");
+        if (r->ntransforms)
+            route_fail(l, r, AT("transform"), "transform",
+                       "HL7 v2 transforms, not for kind = dicom");
+        if (l->have[idx][key_index("content_type")])
+            route_fail(
+                l, r, AT("content_type"), "content_type",
+                "kind = dicom posts multipart/related; type=\"application/dicom\" (STOW-RS)");
+        if (l->have[idx][key_index("calling_ae")] && !dicom_dest)
+            route_fail(l, r, AT("calling_ae"), "calling_ae", "only for dicoms:// and dicom://");
+        if (r->max_inflight != 1)
+            route_fail(l, r, AT("max_inflight"), "max_inflight",
+                       "kind = dicom sends one instance at a time: 1");
+    }
     if (r->order == HDX_ORDER_ROUTE && r->lanes != 1)
         route_fail(l, r, AT("lanes"), "lanes", "needs order = patient");
     if ((r->dest == HDX_DEST_HTTPS || r->dest == HDX_DEST_SPOOL) && r->max_inflight != 1)
@@ -469,6 +541,13 @@ static void route_finish(struct load *l, struct hdx_route_conf *r, size_t idx)
     if (strcmp(r->match_text, "*") != 0 &&
         hdx_match_compile(r->match_text, &r->match, err, sizeof(err)) != HDX_OK) {
         route_fail(l, r, AT("match"), "match", "%s", err);
+        return;
+    }
+    /* a DICOM record's index has its SOP class (as type) and its sender, and the instance is
+     * not an HL7 message: only what the index answers can be asked */
+    if (r->kind == HDX_ROUTE_DICOM && r->match && !hdx_match_index_only(r->match)) {
+        route_fail(l, r, AT("match"), "match",
+                   "kind = dicom matches on type: (the SOP class) and sender: only");
         return;
     }
     if (r->ntransforms && hdx_transform_compile((const char *const *)r->transforms, r->ntransforms,

@@ -27,6 +27,13 @@ enum hdx_route_dest {
     HDX_DEST_MLLP,      /* mllp://HOST:PORT: plaintext, only to [routes] plaintext_allow */
     HDX_DEST_HTTPS,     /* https://HOST:PORT/PATH: POST, a 2xx answer is the acknowledgement */
     HDX_DEST_SPOOL,     /* spool:/DIR: one file per message, fsync'd, renamed into place */
+    HDX_DEST_DICOMS,    /* dicoms://HOST:PORT/AE: C-STORE over DICOM TLS (route/scu.h) */
+    HDX_DEST_DICOM,     /* dicom://HOST:PORT/AE: plaintext, only to [routes] plaintext_allow */
+};
+
+enum hdx_route_kind {
+    HDX_ROUTE_HL7V2 = 1, /* committed HL7 v2 messages (the default) */
+    HDX_ROUTE_DICOM,     /* stored DICOM instances (Part 10 files) */
 };
 
 enum hdx_route_order {
@@ -40,6 +47,7 @@ struct hdx_transform;
 struct hdx_route_conf {
     char name[HDX_ROUTE_NAME_MAX + 1];
     int line; /* of the section header */
+    enum hdx_route_kind kind;
     int valid;
     char error[512]; /* when !valid */
     char match_text[4097];
@@ -51,6 +59,7 @@ struct hdx_route_conf {
     char path[HDX_PATH_MAX]; /* https: the request target; spool: the directory (absolute) */
     char cert[HDX_PATH_MAX], key[HDX_PATH_MAX], ca[HDX_PATH_MAX]; /* absolute */
     char server_name[256]; /* the name the server certificate must carry; default host */
+    char called_ae[17], calling_ae[17]; /* dicom(s)://: the AE titles of the association */
     char content_type[128];
     int max_inflight;
     enum hdx_route_order order;

@@ -28,12 +28,15 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "dicom/dataset.h"
+#include "dicom/sop.h"
 #include "policy/policy.h"
 #include "policy/policy_load.h"
 #include "proto/hl7.h"
 #include "proto/mllp.h"
 #include "route/cursor.h"
 #include "route/match.h"
+#include "route/scu.h"
 #include "route/transform.h"
 #include "store/store.h"
 
@@ -51,6 +54,7 @@
 #define COMMIT_RING 4096       /* recent commit times kept for the latency figure */
 #define LANE_NICE 10           /* lanes' nice value (see lane_main) */
 #define LAT_BUCKETS 1001       /* delivery latency in 100 us steps up to 100 ms, then over */
+#define SCU_IDLE_US 2000000    /* a DICOM association idle this long is released */
 
 /* snprintf whose cut is deliberate (paths are bounded by HDX_PATH_MAX, texts by their
  * buffers): the result is checked where a cut would matter. */
@@ -112,7 +116,10 @@ struct pending {
     int64_t committed_us; /* when hdxd reported it committed (monotonic), 0: not known */
     uint8_t *msg;         /* what is sent: the stored message after the transforms */
     size_t len;
-    char control_id[200];
+    char control_id[200]; /* MSH-10; a DICOM instance: its SOP Instance UID */
+    /* a DICOM instance: its SOP class, transfer syntax and where its data set starts in msg */
+    char sop_class[HDX_DS_UID_MAX + 1], ts[HDX_DS_UID_MAX + 1];
+    size_t ds_off;
     uint8_t patient[HDX_BLIND_LEN];
     int has_patient;
     int sent, acked, attempts, retry; /* retry: a dead letter sent again (hdx route retry) */
@@ -151,7 +158,9 @@ struct lane {
     SSL *ssl;
     uint8_t *rbuf;
     size_t rlen, rcap, resume;
-    int keepalive; /* https: the server keeps the connection */
+    int keepalive;         /* https: the server keeps the connection */
+    struct hdx_scu *scu;   /* dicom(s)://: the association over the connection, NULL before */
+    int64_t idle_since_us; /* monotonic: the window became empty (0: not idle) */
     int insecure_logged;
     /* failures */
     int failures; /* consecutive, of the destination */
@@ -589,9 +598,24 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, const u
     do {                                                                                           \
         if (!plain) sodium_memzero(l->ptbuf, len);                                                 \
     } while (0)
-    /* The message was parsed and checked at ingest: when nothing but MSH-10 is needed, it is
-     * read without a second full parse (a parse was most of a delivery's CPU). */
-    if (!index_only || fast_control_id(pt, len, p->control_id, sizeof(p->control_id)) != 0) {
+    if (rc->kind == HDX_ROUTE_DICOM) {
+        /* a Part 10 file, checked at ingest: its meta group names what the association needs */
+        struct hdx_dcm_file f;
+        struct hdx_ds_error de;
+        if (hdx_dcm_file_parse(pt, len, &f, &de) != HDX_OK || !f.sop_class[0] ||
+            !f.sop_instance[0] || f.dataset_off > len) {
+            WIPE();
+            sfmt(p->dead_reason, sizeof(p->dead_reason),
+                 "the stored instance has no readable file meta information");
+            return -1;
+        }
+        sfmt(p->control_id, sizeof(p->control_id), "%s", f.sop_instance);
+        memcpy(p->sop_class, f.sop_class, sizeof(p->sop_class));
+        memcpy(p->ts, f.ts, sizeof(p->ts));
+        p->ds_off = f.dataset_off;
+    } else if (!index_only || fast_control_id(pt, len, p->control_id, sizeof(p->control_id)) != 0) {
+        /* The message was parsed and checked at ingest: when nothing but MSH-10 is needed, it
+         * is read without a second full parse (a parse was most of a delivery's CPU). */
         struct hl7_msg m;
         struct hl7_error e;
         if (hl7_parse(pt, len, NULL, &m, &e) != 0) {
@@ -630,7 +654,7 @@ static int record_to_pending(struct lane *l, const struct hdx_record *r, const u
         l->held_count++;
         return 0;
     }
-    if (rc->transform) {
+    if (rc->transform && rc->kind == HDX_ROUTE_HL7V2) {
         char err[300];
         if (hdx_transform_apply(rc->transform, pt, len, &p->msg, &p->len, err, sizeof(err)) !=
             HDX_OK) {
@@ -706,6 +730,7 @@ static int lane_policy(struct lane *l)
 static int lane_feed(struct lane *l)
 {
     struct hdx_routes *rs = l->rt->rs;
+    if (l->rt->conf->kind != HDX_ROUTE_HL7V2) return HDX_OK; /* the feed holds HL7 v2 only */
     while (l->npre < PREFETCH_MAX && l->pre_bytes < PREFETCH_BYTES && !stopping(l)) {
         struct feed_batch *b = NULL;
         pthread_mutex_lock(&rs->mu);
@@ -766,7 +791,9 @@ static int lane_prefetch(struct lane *l)
     pthread_mutex_unlock(&rs->mu);
     while (l->scanned < last && l->npre < PREFETCH_MAX && l->pre_bytes < PREFETCH_BYTES &&
            !stopping(l)) {
-        struct hdx_store_filter f = {.from_seq = l->scanned + 1, .kind = HDX_KIND_HL7V2};
+        struct hdx_store_filter f = {.from_seq = l->scanned + 1,
+                                     .kind = l->rt->conf->kind == HDX_ROUTE_DICOM ? HDX_KIND_DICOM
+                                                                                  : HDX_KIND_HL7V2};
         struct scan_ctx sc = {.l = l};
         long n = hdx_store_scan(l->store, &f, SCAN_CHUNK, scan_cb, &sc);
         if (n < 0) {
@@ -842,6 +869,8 @@ static int wait_fd(int fd, short events, int64_t deadline_us, struct lane *l)
 
 static void lane_disconnect(struct lane *l)
 {
+    hdx_scu_free(l->scu);
+    l->scu = NULL;
     if (l->ssl) {
         SSL_shutdown(l->ssl); /* non-blocking: one close_notify, no waiting */
         SSL_free(l->ssl);
@@ -909,7 +938,7 @@ static int lane_connect(struct lane *l)
         }
     }
     l->fd = fd;
-    if (rc->dest != HDX_DEST_MLLPS && rc->dest != HDX_DEST_HTTPS) {
+    if (rc->dest != HDX_DEST_MLLPS && rc->dest != HDX_DEST_HTTPS && rc->dest != HDX_DEST_DICOMS) {
         if (!l->insecure_logged++) /* once per lane: a failing destination reconnects often */
             hdx_warn("route_insecure", "route=%s lane=%d to=%s reason=plaintext_allow_listed",
                      rc->name, l->index, l->rt->dest_desc);
@@ -977,6 +1006,34 @@ static int lane_write(struct lane *l, const uint8_t *p, size_t len, int64_t dead
     return HDX_OK;
 }
 
+/* Reads what is there into buf (after waiting up to the deadline for something): >0 bytes,
+ * 0 the peer closed, HDX_E_TIMEOUT, HDX_E_IO. */
+static int lane_recv(struct lane *l, uint8_t *buf, size_t cap, int64_t deadline)
+{
+    if (cap > (1u << 30)) cap = 1u << 30;
+    for (;;) {
+        short ev = POLLIN;
+        if (l->ssl) {
+            ERR_clear_error();
+            int n = SSL_read(l->ssl, buf, (int)cap);
+            if (n > 0) return n;
+            int e = SSL_get_error(l->ssl, n);
+            if (e == SSL_ERROR_ZERO_RETURN) return 0;
+            if (e == SSL_ERROR_WANT_WRITE)
+                ev = POLLOUT;
+            else if (e != SSL_ERROR_WANT_READ)
+                return e == SSL_ERROR_SYSCALL && !ERR_peek_error() ? 0 : HDX_E_IO;
+        } else {
+            ssize_t n = recv(l->fd, buf, cap, 0);
+            if (n > 0) return (int)n;
+            if (n == 0) return 0;
+            if (errno != EAGAIN && errno != EINTR) return HDX_E_IO;
+        }
+        int w = wait_fd(l->fd, ev, deadline, l);
+        if (w != HDX_OK) return w;
+    }
+}
+
 /* Reads what is there (after waiting up to the deadline for something): >0 bytes added to
  * rbuf, 0 the peer closed, HDX_E_TIMEOUT, HDX_E_IO, HDX_E_TOOBIG (answer over max_ack). */
 static int lane_read(struct lane *l, int64_t deadline)
@@ -992,33 +1049,9 @@ static int lane_read(struct lane *l, int64_t deadline)
         l->rbuf = b;
         l->rcap = cap;
     }
-    for (;;) {
-        short ev = POLLIN;
-        if (l->ssl) {
-            ERR_clear_error();
-            int n = SSL_read(l->ssl, l->rbuf + l->rlen, (int)(l->rcap - l->rlen));
-            if (n > 0) {
-                l->rlen += (size_t)n;
-                return n;
-            }
-            int e = SSL_get_error(l->ssl, n);
-            if (e == SSL_ERROR_ZERO_RETURN) return 0;
-            if (e == SSL_ERROR_WANT_WRITE)
-                ev = POLLOUT;
-            else if (e != SSL_ERROR_WANT_READ)
-                return e == SSL_ERROR_SYSCALL && !ERR_peek_error() ? 0 : HDX_E_IO;
-        } else {
-            ssize_t n = recv(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen, 0);
-            if (n > 0) {
-                l->rlen += (size_t)n;
-                return (int)n;
-            }
-            if (n == 0) return 0;
-            if (errno != EAGAIN && errno != EINTR) return HDX_E_IO;
-        }
-        int w = wait_fd(l->fd, ev, deadline, l);
-        if (w != HDX_OK) return w;
-    }
+    int n = lane_recv(l, l->rbuf + l->rlen, l->rcap - l->rlen, deadline);
+    if (n > 0) l->rlen += (size_t)n;
+    return n;
 }
 
 /* ---------- delivery: MLLP ---------- */
@@ -1198,16 +1231,35 @@ static int deliver_https(struct lane *l)
 {
     const struct hdx_route_conf *rc = l->rt->conf;
     struct pending *p = &l->win[0];
-    char head[2048];
+    char head[2048], ctype[160], part[128] = "", tail[64] = "";
     int64_t now = hdx_monotonic_us(), dl = now + (int64_t)rc->ack_timeout_ms * 1000;
+    size_t body_len = p->len;
+    if (rc->kind == HDX_ROUTE_DICOM) {
+        /* STOW-RS (PS3.18 10.5): the Part 10 file as the one part of a multipart/related body;
+         * a random boundary cannot occur in it by chance (2^-128) */
+        uint8_t rnd[16];
+        char boundary[40];
+        randombytes_buf(rnd, sizeof(rnd));
+        sodium_bin2hex(boundary, sizeof(boundary), rnd, sizeof(rnd));
+        sfmt(ctype, sizeof(ctype), "multipart/related; type=\"application/dicom\"; boundary=%s",
+             boundary);
+        sfmt(part, sizeof(part), "--%s\r\nContent-Type: application/dicom\r\n\r\n", boundary);
+        sfmt(tail, sizeof(tail), "\r\n--%s--\r\n", boundary);
+        body_len += strlen(part) + strlen(tail);
+    } else {
+        sfmt(ctype, sizeof(ctype), "%s", rc->content_type);
+    }
     int hn = sfmt(head, sizeof(head),
-                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
+                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n%s"
                   "Content-Length: %zu\r\nX-HDX-Route: %s\r\nX-HDX-Seq: %llu\r\n"
                   "Connection: keep-alive\r\n\r\n",
-                  rc->path, rc->server_name, rc->port, rc->content_type, p->len, rc->name,
-                  (unsigned long long)p->seq);
+                  rc->path, rc->server_name, rc->port, ctype,
+                  rc->kind == HDX_ROUTE_DICOM ? "Accept: application/dicom+json\r\n" : "", body_len,
+                  rc->name, (unsigned long long)p->seq);
     if (hn < 0 || (size_t)hn >= sizeof(head) || lane_write(l, (uint8_t *)head, (size_t)hn, dl) ||
-        lane_write(l, p->msg, p->len, dl)) {
+        (part[0] && lane_write(l, (const uint8_t *)part, strlen(part), dl)) ||
+        lane_write(l, p->msg, p->len, dl) ||
+        (tail[0] && lane_write(l, (const uint8_t *)tail, strlen(tail), dl))) {
         set_error(l, "sending to %s failed", l->rt->dest_desc);
         attempt_failed(l, p, "sending failed");
         return -1;
@@ -1269,6 +1321,94 @@ static int deliver_https(struct lane *l)
     return 1;
 }
 
+/* ---------- delivery: DICOM C-STORE ---------- */
+
+static int scu_send(void *ctx, const uint8_t *p, size_t n, int64_t deadline)
+{
+    return lane_write(ctx, p, n, deadline);
+}
+
+static int scu_recv(void *ctx, uint8_t *p, size_t cap, int64_t deadline)
+{
+    return lane_recv(ctx, p, cap, deadline);
+}
+
+/* The association, released in order (idle, reload, stop) before the connection closes. */
+static void lane_release(struct lane *l)
+{
+    if (!l->scu) return;
+    (void)hdx_scu_release(l->scu, hdx_monotonic_us() + 2000000);
+    lane_disconnect(l);
+}
+
+/* One instance per call, over an association that proposes a context for every (SOP class,
+ * transfer syntax) waiting; an instance of a pair not proposed yet releases it, and the next
+ * call associates again with the pairs then waiting. */
+static int deliver_dicom(struct lane *l)
+{
+    const struct hdx_route_conf *rc = l->rt->conf;
+    struct pending *p = &l->win[0];
+    int64_t now = hdx_monotonic_us(), dl = now + (int64_t)rc->ack_timeout_ms * 1000;
+    char why[256];
+    if (!l->scu) {
+        struct hdx_scu_pair pairs[HDX_UL_PCTX_MAX];
+        size_t n = 0;
+        pairs[n++] = (struct hdx_scu_pair){p->sop_class, p->ts};
+        for (size_t i = 0; i < l->npre && n < HDX_UL_PCTX_MAX; i++)
+            if (!l->pre[i].dead_reason[0])
+                pairs[n++] = (struct hdx_scu_pair){l->pre[i].sop_class, l->pre[i].ts};
+        struct hdx_scu_io io = {.ctx = l, .send = scu_send, .recv = scu_recv};
+        int64_t adl = now + (int64_t)rc->connect_timeout_ms * 1000;
+        enum hdx_scu_result r = hdx_scu_associate(&io, rc->calling_ae, rc->called_ae, pairs, n, adl,
+                                                  &l->scu, why, sizeof(why));
+        if (r != HDX_SCU_OK) { /* the destination's failure: no instance is blamed */
+            set_error(l, "%s", r == HDX_SCU_NOMEM ? "out of memory" : why);
+            return -1;
+        }
+    }
+    int id = hdx_scu_context(l->scu, p->sop_class, p->ts);
+    if (id < 0) { /* a pair this association did not propose */
+        lane_release(l);
+        return 0;
+    }
+    if (id == 0) {
+        sfmt(p->dead_reason, sizeof(p->dead_reason),
+             "the destination accepts no presentation context for SOP class %s in transfer "
+             "syntax %s (%s)",
+             p->sop_class, p->ts, hdx_ts_name(p->ts));
+        return 0;
+    }
+    uint16_t status = 0;
+    p->sent = 1;
+    p->sent_us = now;
+    l->sent_total++;
+    enum hdx_scu_result r =
+        hdx_scu_store(l->scu, id, p->sop_class, p->control_id, p->msg + p->ds_off,
+                      p->len - p->ds_off, dl, &status, why, sizeof(why));
+    if (r != HDX_SCU_OK) {
+        set_error(l, "%s", r == HDX_SCU_NOMEM ? "out of memory" : why);
+        attempt_failed(l, p, "no valid answer");
+        return -1;
+    }
+    switch (hdx_scu_judge(status)) {
+    case HDX_SCU_DELIVERED:
+        if (status != 0)
+            hdx_info("route_dicom_warning", "route=%s lane=%d seq=%llu status=%04X", rc->name,
+                     l->index, (unsigned long long)p->seq, status);
+        p->acked = 1;
+        return 0;
+    case HDX_SCU_RETRY:
+        set_error(l, "instance seq=%llu answered status %04X", (unsigned long long)p->seq, status);
+        attempt_failed(l, p, "answered a C-STORE status to retry");
+        return 1;
+    case HDX_SCU_REFUSED:
+        break;
+    }
+    sfmt(p->dead_reason, sizeof(p->dead_reason), "refused by the destination (status %04X%s%s)",
+         status, why[0] ? ": " : "", why);
+    return 0;
+}
+
 /* ---------- delivery: spool directory ---------- */
 
 static int deliver_spool(struct lane *l)
@@ -1279,7 +1419,8 @@ static int deliver_spool(struct lane *l)
     /* The name is the seq: commit order sorts by name, and a resend after a crash replaces
      * the same file instead of adding a second one. */
     sfmt(tmp, sizeof(tmp), "%s/.hdx-%020llu.tmp", dir, (unsigned long long)p->seq);
-    sfmt(final, sizeof(final), "%s/%020llu.hl7", dir, (unsigned long long)p->seq);
+    sfmt(final, sizeof(final), "%s/%020llu.%s", dir, (unsigned long long)p->seq,
+         l->rt->conf->kind == HDX_ROUTE_DICOM ? "dcm" : "hl7");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     int ok = fd >= 0;
     for (size_t off = 0; ok && off < p->len;) {
@@ -1583,9 +1724,15 @@ static void *lane_main(void *arg)
             (void)hdx_cursor_set(l->cursor, &l->pos, 0);
             write_status(l, 2);
             if (l->fd >= 0 && rc->dest == HDX_DEST_HTTPS && !l->keepalive) lane_disconnect(l);
+            /* an association is kept over short pauses (one per instance would cost a
+             * handshake each) and released once idle: PACS limit their associations */
+            int64_t t = hdx_monotonic_us();
+            if (!l->idle_since_us) l->idle_since_us = t;
+            if (l->scu && t - l->idle_since_us >= SCU_IDLE_US) lane_release(l);
             lane_sleep(l, hdx_monotonic_us() + 1000000);
             continue;
         }
+        l->idle_since_us = 0;
         if (l->next_try_us && hdx_monotonic_us() < l->next_try_us) {
             if (draining(l)) break; /* no retry now: the cursor stays before it */
             lane_sleep(l, l->next_try_us);
@@ -1600,9 +1747,10 @@ static void *lane_main(void *arg)
             }
         }
         sfmt(l->state, sizeof(l->state), "delivering");
-        int r = rc->dest == HDX_DEST_SPOOL   ? deliver_spool(l)
-                : rc->dest == HDX_DEST_HTTPS ? deliver_https(l)
-                                             : deliver_mllp(l);
+        int r = rc->dest == HDX_DEST_SPOOL                                  ? deliver_spool(l)
+                : rc->dest == HDX_DEST_HTTPS                                ? deliver_https(l)
+                : rc->dest == HDX_DEST_DICOMS || rc->dest == HDX_DEST_DICOM ? deliver_dicom(l)
+                                                                            : deliver_mllp(l);
         if (r == -2) break;
         if (r < 0) {
             lane_disconnect(l);
@@ -1618,6 +1766,7 @@ static void *lane_main(void *arg)
 out:
     lane_meter(l, 0); /* what is left is not this lane's any more */
     sfmt(l->state, sizeof(l->state), "stopped");
+    lane_release(l);
     lane_disconnect(l);
     /* The disclosures not yet in the log, and waited for when hdxd drains (the event loop
      * still delivers on_done then); otherwise a restart writes them again from the log. */
@@ -1728,8 +1877,12 @@ static struct route *route_start(struct hdx_routes *rs, struct hdx_route_conf *r
     if (rc->dest == HDX_DEST_SPOOL)
         sfmt(rt->dest_desc, sizeof(rt->dest_desc), "spool:%s", rc->path);
     else
-        sfmt(rt->dest_desc, sizeof(rt->dest_desc), "%s://%s:%d%s", hdx_route_dest_name(rc->dest),
-             rc->host, rc->port, rc->dest == HDX_DEST_HTTPS ? rc->path : "");
+        sfmt(rt->dest_desc, sizeof(rt->dest_desc), "%s://%s:%d%s%s", hdx_route_dest_name(rc->dest),
+             rc->host, rc->port,
+             rc->dest == HDX_DEST_HTTPS                                  ? rc->path
+             : rc->dest == HDX_DEST_DICOMS || rc->dest == HDX_DEST_DICOM ? "/"
+                                                                         : "",
+             rc->dest == HDX_DEST_DICOMS || rc->dest == HDX_DEST_DICOM ? rc->called_ae : "");
     for (char *p = rt->dest_desc; *p; p++) /* one audit token: no space or '=' */
         if (*p <= 0x20 || *p >= 0x7f || *p == '=') *p = '?';
     char routes_dir[HDX_PATH_MAX];
@@ -1741,7 +1894,7 @@ static struct route *route_start(struct hdx_routes *rs, struct hdx_route_conf *r
         free(rt);
         return NULL;
     }
-    if ((rc->dest == HDX_DEST_MLLPS || rc->dest == HDX_DEST_HTTPS) &&
+    if ((rc->dest == HDX_DEST_MLLPS || rc->dest == HDX_DEST_HTTPS || rc->dest == HDX_DEST_DICOMS) &&
         !(rt->ctx = client_ctx(rs, rc, why, sizeof(why)))) {
         hdx_error("route_refused", "route=%s reason=\"%s\"", rc->name, why);
         rt->conf = NULL;
