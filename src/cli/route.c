@@ -24,8 +24,9 @@ static const char route_usage[] =
     "Outbound routes are [route NAME] sections of DIR/hdx.conf (docs/ROUTES.md); hdxd reads\n"
     "them at start and on SIGHUP.\n"
     "  list     one line per declared route: name, destination, order, lanes, max_inflight,\n"
-    "           its match expression, and whether the configuration is valid (else the\n"
-    "           error, with file, line and key)\n"
+    "           its match expression, its kind (hl7v2: HL7 v2 messages; dicom: stored DICOM\n"
+    "           instances), and whether the configuration is valid (else the error, with\n"
+    "           file, line and key)\n"
     "  status   per lane: state (idle, delivering, connecting, backoff, stopped), the\n"
     "           cursor (every message up to it was acknowledged or is a dead letter), lag\n"
     "           in records and seconds, in flight, counters, the last error; then the\n"
@@ -77,9 +78,11 @@ static int route_list(const char *dir, struct cli_ctx *ctx)
             hdx_match_describe(r->match, m, sizeof(m));
         else
             snprintf(m, sizeof(m), "%s", r->valid ? "*" : r->match_text);
-        printf("%s to=%s order=%s lanes=%d max_inflight=%d transforms=%zu match=\"%s\" %s%s\n",
+        printf("%s to=%s order=%s lanes=%d max_inflight=%d transforms=%zu match=\"%s\" kind=%s "
+               "%s%s\n",
                r->name, r->to[0] ? r->to : "-", r->order == HDX_ORDER_PATIENT ? "patient" : "route",
                r->lanes, r->max_inflight, r->ntransforms, m,
+               r->kind == HDX_ROUTE_DICOM ? "dicom" : "hl7v2",
                r->valid ? "valid" : "invalid: ", r->valid ? "" : r->error);
     }
     hdx_routes_conf_free(&rc);
@@ -119,9 +122,9 @@ static int route_status(struct cli_ctx *ctx, const char *name)
     uint64_t last = 0;
     uint8_t chain[HDX_HASH_LEN];
     (void)hdx_store_last(ctx->store, &last, chain, NULL);
-    printf("route %s to=%s order=%s lanes=%d max_inflight=%d config=%s\n", r->name, r->to,
+    printf("route %s to=%s order=%s lanes=%d max_inflight=%d kind=%s config=%s\n", r->name, r->to,
            r->order == HDX_ORDER_PATIENT ? "patient" : "route", r->lanes, r->max_inflight,
-           r->valid ? "valid" : r->error);
+           r->kind == HDX_ROUTE_DICOM ? "dicom" : "hl7v2", r->valid ? "valid" : r->error);
     printf("log: last_seq=%llu\n", (unsigned long long)last);
     for (int k = 0; k < r->lanes; k++) {
         char path[HDX_PATH_MAX + 64], st[64], err[256], text_buf[4096] = "";
