@@ -364,6 +364,143 @@ static void test_store_rsp_round_trip(void **state)
         hdx_dimse_build_rsp(HDX_C_STORE_RSP, 1, longc, "", 0, 0, NULL, out, sizeof out), 0);
 }
 
+/* ---------- the C-STORE-RQ a DICOM route sends ---------- */
+
+#define INSTANCE_ODD "1.2.826.0.1.3680043.8.498.12345" /* 31 bytes */
+#define INSTANCE_EVEN "1.2.826.0.1.3680043.8.498.1234"  /* 30 bytes */
+
+/* The value of element (0000,el) in a command set: its offset and length, or -1. */
+static long find_el(const uint8_t *p, size_t n, uint16_t el, uint32_t *len)
+{
+    size_t off = 0;
+    while (off + 8 <= n) {
+        uint16_t g = (uint16_t)(p[off] | p[off + 1] << 8);
+        uint16_t e = (uint16_t)(p[off + 2] | p[off + 3] << 8);
+        uint32_t l = (uint32_t)p[off + 4] | (uint32_t)p[off + 5] << 8 |
+                     (uint32_t)p[off + 6] << 16 | (uint32_t)p[off + 7] << 24;
+        assert_int_equal(g, 0);
+        assert_true(l <= n - off - 8);
+        if (e == el) {
+            *len = l;
+            return (long)(off + 8);
+        }
+        off += 8 + l;
+    }
+    return -1;
+}
+
+static void test_build_store_rq(void **state)
+{
+    uint8_t out[512];
+    struct hdx_dimse_cmd m;
+    const char *why = "unset";
+    struct cmd c;
+    uint32_t l;
+
+    (void)state;
+    /* CT_STORAGE is 25 bytes (odd), INSTANCE_ODD 31 (odd) */
+    size_t n = hdx_dimse_build_store_rq(0x4321, CT_STORAGE, INSTANCE_ODD, out, sizeof out);
+    assert_true(n > 12);
+    memcpy(c.b, out, n);
+    c.n = n;
+    assert_int_equal(parse_copy(&c, n, &m, &why), HDX_OK);
+    assert_null(why);
+    assert_int_equal(m.command, HDX_C_STORE_RQ);
+    assert_int_equal(m.message_id, 0x4321);
+    assert_true(m.has_message_id && m.has_command && m.has_data_set_type);
+    assert_string_equal(m.affected_class, CT_STORAGE);
+    assert_string_equal(m.affected_instance, INSTANCE_ODD);
+    assert_true(m.data_set_type != HDX_DIMSE_NO_DATASET); /* a data set follows */
+    assert_int_equal(m.priority, 0x0000);                 /* medium */
+    assert_string_equal(m.requested_class, "");
+    /* (0000,0000) first: UL 4, the bytes after it */
+    assert_memory_equal(out, "\x00\x00\x00\x00\x04\x00\x00\x00", 8);
+    uint32_t gl = (uint32_t)out[8] | (uint32_t)out[9] << 8 | (uint32_t)out[10] << 16 |
+                  (uint32_t)out[11] << 24;
+    assert_int_equal(gl, n - 12);
+    /* 12 + class (8+26) + 4 US (4*10) + instance (8+32) */
+    assert_int_equal(n, 12 + 8 + 26 + 40 + 8 + 32);
+    /* odd UIDs are padded to even with one NUL */
+    long v = find_el(out, n, 0x0002, &l);
+    assert_true(v > 0);
+    assert_int_equal(l, 26);
+    assert_memory_equal(out + v, CT_STORAGE "\0", 26);
+    v = find_el(out, n, 0x1000, &l);
+    assert_true(v > 0);
+    assert_int_equal(l, 32);
+    assert_memory_equal(out + v, INSTANCE_ODD "\0", 32);
+    /* tags in ascending order, each present once: the parser would have refused otherwise;
+     * the element list itself */
+    static const uint16_t els[] = {0x0000, 0x0002, 0x0100, 0x0110, 0x0700, 0x0800, 0x1000};
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof(els) / sizeof(els[0]); i++) {
+        assert_true(off + 8 <= n);
+        assert_int_equal(out[off + 2] | out[off + 3] << 8, els[i]);
+        off += 8 + ((size_t)out[off + 4] | (size_t)out[off + 5] << 8);
+    }
+    assert_int_equal(off, n);
+
+    /* an even UID is not padded */
+    n = hdx_dimse_build_store_rq(1, VERIFICATION "0", INSTANCE_EVEN, out, sizeof out);
+    assert_true(n > 0);
+    v = find_el(out, n, 0x1000, &l);
+    assert_int_equal(l, 30);
+    assert_memory_equal(out + v, INSTANCE_EVEN, 30);
+    memcpy(c.b, out, n);
+    c.n = n;
+    assert_int_equal(parse_copy(&c, n, &m, &why), HDX_OK);
+    assert_int_equal(m.message_id, 1);
+    assert_string_equal(m.affected_instance, INSTANCE_EVEN);
+
+    /* message IDs 0 and 0xFFFF go out as given */
+    n = hdx_dimse_build_store_rq(0xFFFF, CT_STORAGE, INSTANCE_ODD, out, sizeof out);
+    memcpy(c.b, out, n);
+    c.n = n;
+    assert_int_equal(parse_copy(&c, n, &m, &why), HDX_OK);
+    assert_int_equal(m.message_id, 0xFFFF);
+}
+
+static void test_build_store_rq_refused(void **state)
+{
+    uint8_t out[512];
+    char uid64[66], uid65[66];
+    struct hdx_dimse_cmd m;
+    const char *why;
+    struct cmd c;
+
+    (void)state;
+    memset(uid64, '1', 64);
+    uid64[64] = '\0';
+    memset(uid65, '1', 65);
+    uid65[65] = '\0';
+    /* 64 bytes is the longest UID */
+    size_t n = hdx_dimse_build_store_rq(7, uid64, uid64, out, sizeof out);
+    assert_int_equal(n, 12 + (8 + 64) + 40 + (8 + 64));
+    memcpy(c.b, out, n);
+    c.n = n;
+    assert_int_equal(parse_copy(&c, n, &m, &why), HDX_OK);
+    assert_string_equal(m.affected_class, uid64);
+    assert_string_equal(m.affected_instance, uid64);
+    /* empty or 65 bytes: nothing */
+    assert_int_equal(hdx_dimse_build_store_rq(7, "", INSTANCE_ODD, out, sizeof out), 0);
+    assert_int_equal(hdx_dimse_build_store_rq(7, CT_STORAGE, "", out, sizeof out), 0);
+    assert_int_equal(hdx_dimse_build_store_rq(7, uid65, INSTANCE_ODD, out, sizeof out), 0);
+    assert_int_equal(hdx_dimse_build_store_rq(7, CT_STORAGE, uid65, out, sizeof out), 0);
+    assert_int_equal(hdx_dimse_build_store_rq(7, NULL, INSTANCE_ODD, out, sizeof out), 0);
+    assert_int_equal(hdx_dimse_build_store_rq(7, CT_STORAGE, NULL, out, sizeof out), 0);
+    /* every cap under the length builds nothing and writes nothing past the cap */
+    n = hdx_dimse_build_store_rq(7, CT_STORAGE, INSTANCE_ODD, out, sizeof out);
+    assert_true(n > 0);
+    assert_int_equal(hdx_dimse_build_store_rq(7, CT_STORAGE, INSTANCE_ODD, out, n), n);
+    for (size_t cap = 0; cap < n; cap++) {
+        memset(out, 0xee, sizeof out);
+        assert_int_equal(hdx_dimse_build_store_rq(7, CT_STORAGE, INSTANCE_ODD, out, cap), 0);
+        for (size_t i = cap; i < sizeof out; i++)
+            assert_int_equal(out[i], 0xee);
+    }
+    assert_int_equal(hdx_dimse_build_store_rq(7, CT_STORAGE, INSTANCE_ODD, NULL, 512), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +509,8 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_echo_rsp_bytes),
         cmocka_unit_test(test_store_rsp_round_trip),
+        cmocka_unit_test(test_build_store_rq),
+        cmocka_unit_test(test_build_store_rq_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

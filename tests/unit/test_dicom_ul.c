@@ -1058,6 +1058,627 @@ static void test_echoscu_capture(void **state)
     assert_string_equal(ac.pctx[0].ts, TS_IMPLICIT);
 }
 
+/* ---------- requestor side: A-ASSOCIATE-RQ builder ---------- */
+
+#define MR_STORAGE "1.2.840.10008.5.1.4.1.1.4"
+#define TS_RLE "1.2.840.10008.1.2.5"
+
+static struct hdx_ul_assoc_rq src, back;
+
+static void set_str(char *dst, size_t cap, const char *s)
+{
+    assert_true(strlen(s) < cap);
+    memset(dst, 0, cap);
+    memcpy(dst, s, strlen(s));
+}
+
+static void add_pctx(struct hdx_ul_assoc_rq *r, uint8_t id, const char *as, size_t nts,
+                     const char *const *ts)
+{
+    struct hdx_ul_pctx *pc = &r->pctx[r->npctx++];
+    pc->id = id;
+    set_str(pc->abstract_syntax, sizeof(pc->abstract_syntax), as);
+    pc->nts = (uint8_t)nts;
+    for (size_t k = 0; k < nts; k++)
+        set_str(pc->ts[k], sizeof(pc->ts[k]), ts[k]);
+}
+
+/* A request as a route would build it, with several contexts and TS lists of 1, 3 and 32,
+ * a 16-character AE title and a 64-byte UID. The fields the builder does not take from the
+ * struct (protocol version 1, the standard application context, no async window) are set
+ * to what a parse gives back, so the whole struct can be compared. */
+static void src_request(struct hdx_ul_assoc_rq *r)
+{
+    static const char *const one[] = {TS_IMPLICIT};
+    static const char *const three[] = {TS_JPEG, TS_EXPLICIT, TS_IMPLICIT};
+    const char *many[HDX_UL_TS_MAX];
+    static char uid64[HDX_UL_UID_MAX + 1];
+
+    memset(r, 0, sizeof(*r));
+    r->protocol_version = 1;
+    set_str(r->called, sizeof(r->called), "ABCDEFGHIJKLMNOP");
+    set_str(r->calling, sizeof(r->calling), "HDX_ROUTE");
+    set_str(r->app_context, sizeof(r->app_context), HDX_UL_APP_CONTEXT);
+    memset(uid64, '7', HDX_UL_UID_MAX);
+    uid64[0] = '1';
+    uid64[1] = '.';
+    uid64[HDX_UL_UID_MAX] = '\0';
+    add_pctx(r, 1, VERIFICATION, 1, one);
+    add_pctx(r, 3, CT_STORAGE, 3, three);
+    for (size_t k = 0; k < HDX_UL_TS_MAX; k++)
+        many[k] = k % 2 ? TS_EXPLICIT : uid64;
+    add_pctx(r, 5, MR_STORAGE, HDX_UL_TS_MAX, many);
+    add_pctx(r, 255, uid64, 1, one);
+    r->max_pdu = 16384;
+    set_str(r->impl_class, sizeof(r->impl_class), "1.2.826.0.1.3680043.9.1"); /* odd length */
+    set_str(r->impl_version, sizeof(r->impl_version), "HDX_TEST_1");
+}
+
+static void expect_rq_equal(const struct hdx_ul_assoc_rq *a, const struct hdx_ul_assoc_rq *b)
+{
+    assert_int_equal(a->protocol_version, b->protocol_version);
+    assert_string_equal(a->called, b->called);
+    assert_string_equal(a->calling, b->calling);
+    assert_string_equal(a->app_context, b->app_context);
+    assert_int_equal(a->npctx, b->npctx);
+    for (size_t i = 0; i < a->npctx; i++) {
+        assert_int_equal(a->pctx[i].id, b->pctx[i].id);
+        assert_string_equal(a->pctx[i].abstract_syntax, b->pctx[i].abstract_syntax);
+        assert_int_equal(a->pctx[i].nts, b->pctx[i].nts);
+        for (size_t k = 0; k < a->pctx[i].nts; k++)
+            assert_string_equal(a->pctx[i].ts[k], b->pctx[i].ts[k]);
+    }
+    assert_int_equal(a->max_pdu, b->max_pdu);
+    assert_string_equal(a->impl_class, b->impl_class);
+    assert_string_equal(a->impl_version, b->impl_version);
+    assert_int_equal(a->async, b->async);
+    assert_memory_equal(a, b, sizeof(*a)); /* and nothing else differs */
+}
+
+/* Builds src into pdu, checks the header, parses the body back into back. */
+static size_t build_and_parse(const struct hdx_ul_assoc_rq *r, uint8_t *pdu, size_t cap)
+{
+    const char *why = "unset";
+    uint8_t reason = 99, type = 0;
+    uint32_t len = 0;
+    size_t n = hdx_ul_build_assoc_rq(r, pdu, cap);
+
+    assert_true(n > HDX_UL_HEADER_LEN);
+    assert_int_equal(hdx_ul_pdu_header(pdu, n, &type, &len), HDX_OK);
+    assert_int_equal(type, HDX_PDU_ASSOC_RQ);
+    assert_int_equal(pdu[1], 0);
+    assert_int_equal(len, n - HDX_UL_HEADER_LEN);
+    assert_int_equal(hdx_ul_parse_assoc_rq(pdu + HDX_UL_HEADER_LEN, len, &back, &why, &reason),
+                     HDX_OK);
+    assert_null(why);
+    return n;
+}
+
+static void test_build_rq_round_trip(void **state)
+{
+    static uint8_t pdu[HDX_UL_HEADER_LEN + HDX_UL_RQ_MAX];
+
+    (void)state;
+    src_request(&src);
+    size_t n = build_and_parse(&src, pdu, sizeof(pdu));
+    expect_rq_equal(&back, &src);
+    /* the fixed fields as PS3.8 9.3.2 lays them out */
+    assert_int_equal(be16(pdu + 6), 1);
+    assert_int_equal(be16(pdu + 8), 0);
+    assert_memory_equal(pdu + 10, "ABCDEFGHIJKLMNOP", 16);
+    assert_memory_equal(pdu + 26, "HDX_ROUTE       ", 16);
+    for (size_t i = 42; i < 74; i++)
+        assert_int_equal(pdu[i], 0);
+
+    /* Unlimited max PDU, no implementation class or version: left out, read back empty. */
+    src.max_pdu = 0;
+    memset(src.impl_class, 0, sizeof(src.impl_class));
+    memset(src.impl_version, 0, sizeof(src.impl_version));
+    size_t n2 = build_and_parse(&src, pdu, sizeof(pdu));
+    expect_rq_equal(&back, &src);
+    assert_int_equal(n2, n - (4 + strlen("1.2.826.0.1.3680043.9.1")) - (4 + strlen("HDX_TEST_1")));
+    /* the user information item holds exactly the max length sub-item */
+    static const uint8_t user[] = {0x50, 0, 0, 8, 0x51, 0, 0, 4, 0, 0, 0, 0};
+    assert_memory_equal(pdu + n2 - sizeof(user), user, sizeof(user));
+
+    /* The most there can be: 128 contexts. */
+    memset(&src, 0, sizeof(src));
+    src.protocol_version = 1;
+    set_str(src.called, sizeof(src.called), "HDX");
+    set_str(src.calling, sizeof(src.calling), "M");
+    set_str(src.app_context, sizeof(src.app_context), HDX_UL_APP_CONTEXT);
+    for (size_t i = 0; i < HDX_UL_PCTX_MAX; i++) {
+        static const char *const ts[] = {TS_EXPLICIT, TS_IMPLICIT};
+        add_pctx(&src, (uint8_t)(2 * i + 1), i % 2 ? CT_STORAGE : MR_STORAGE, 1 + i % 2, ts);
+    }
+    build_and_parse(&src, pdu, sizeof(pdu));
+    expect_rq_equal(&back, &src);
+}
+
+static void test_build_rq_cap(void **state)
+{
+    static uint8_t pdu[8192];
+
+    (void)state;
+    src_request(&src);
+    size_t n = hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu));
+    assert_true(n > 0);
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, n), n); /* exactly n is enough */
+    /* every smaller cap builds nothing and writes nothing past the cap */
+    for (size_t cap = 0; cap < n; cap++) {
+        memset(pdu, 0xee, n + 16);
+        assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, cap), 0);
+        for (size_t i = cap; i < n + 16; i++)
+            assert_int_equal(pdu[i], 0xee);
+    }
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, n - 1), 0);
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, NULL, 0), 0);
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, NULL, sizeof(pdu)), 0);
+    assert_int_equal(hdx_ul_build_assoc_rq(NULL, pdu, sizeof(pdu)), 0);
+}
+
+static void test_build_rq_refused(void **state)
+{
+    static uint8_t pdu[8192];
+
+    (void)state;
+    src_request(&src);
+    assert_true(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)) > 0);
+
+    /* an even context ID, 0 among them */
+    static const uint8_t even[] = {0, 2, 4, 128, 254};
+    for (size_t i = 0; i < sizeof(even); i++) {
+        src_request(&src);
+        src.pctx[2].id = even[i];
+        assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    }
+    /* nts 0 (first, middle and last context) and nts over HDX_UL_TS_MAX */
+    for (size_t i = 0; i < 4; i++) {
+        src_request(&src);
+        src.pctx[i].nts = 0;
+        assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    }
+    src_request(&src);
+    src.pctx[1].nts = HDX_UL_TS_MAX + 1;
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    /* no context, more than HDX_UL_PCTX_MAX */
+    src_request(&src);
+    src.npctx = 0;
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    src.npctx = HDX_UL_PCTX_MAX + 1;
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    /* a UID field filled to its end (65 bytes, no NUL): over 64, not sent cut */
+    src_request(&src);
+    memset(src.pctx[1].abstract_syntax, '1', sizeof(src.pctx[1].abstract_syntax));
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    src_request(&src);
+    memset(src.pctx[1].ts[2], '1', sizeof(src.pctx[1].ts[2]));
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    src_request(&src);
+    memset(src.impl_class, '1', sizeof(src.impl_class));
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+    src_request(&src);
+    memset(src.impl_version, 'V', sizeof(src.impl_version));
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+}
+
+/* ---------- requestor side: A-ASSOCIATE-AC parser ---------- */
+
+static struct hdx_ul_assoc_ac got;
+static const struct hdx_ul_assoc_ac zero_ac;
+
+/* The proposal the hand-built answers below answer: 1 Verification (implicit), 3 CT (JPEG,
+ * explicit, implicit), 5 MR (explicit), 7 an unknown class (explicit). */
+static void ac_proposal(struct hdx_ul_assoc_rq *r)
+{
+    static const char *const imp[] = {TS_IMPLICIT};
+    static const char *const three[] = {TS_JPEG, TS_EXPLICIT, TS_IMPLICIT};
+    static const char *const exp[] = {TS_EXPLICIT};
+
+    memset(r, 0, sizeof(*r));
+    r->protocol_version = 1;
+    set_str(r->called, sizeof(r->called), "PACS");
+    set_str(r->calling, sizeof(r->calling), "HDX");
+    set_str(r->app_context, sizeof(r->app_context), HDX_UL_APP_CONTEXT);
+    add_pctx(r, 1, VERIFICATION, 1, imp);
+    add_pctx(r, 3, CT_STORAGE, 3, three);
+    add_pctx(r, 5, MR_STORAGE, 1, exp);
+    add_pctx(r, 7, "1.2.3.4.5", 1, exp);
+    r->max_pdu = 65536;
+}
+
+static int ac_abstract_ok(const char *uid)
+{
+    return strcmp(uid, VERIFICATION) == 0 || strcmp(uid, CT_STORAGE) == 0 ||
+           strcmp(uid, MR_STORAGE) == 0;
+}
+
+static void test_parse_ac_round_trip(void **state)
+{
+    static uint8_t pdu[4096];
+    static const char *const pref[] = {TS_EXPLICIT, TS_IMPLICIT};
+    uint32_t max = 1;
+    const char *why = "unset";
+
+    (void)state;
+    ac_proposal(&src);
+    /* MR explicit is accepted, CT gets explicit (hdx's order), 7 is not a known class */
+    hdx_ul_negotiate(&src, ac_abstract_ok, pref, 2, &ac);
+    assert_int_equal(ac.accepted, 3);
+    size_t n = hdx_ul_build_assoc_ac(&src, &ac, 32768, "1.2.3", "PEER_1", pdu, sizeof(pdu));
+    assert_true(n > 0);
+    memset(&got, 0xa5, sizeof(got));
+    assert_int_equal(hdx_ul_parse_assoc_ac(pdu + 6, n - 6, &src, &got, &max, &why), HDX_OK);
+    assert_null(why);
+    assert_int_equal(max, 32768);
+    assert_int_equal(got.npctx, ac.npctx);
+    assert_int_equal(got.accepted, ac.accepted);
+    for (size_t i = 0; i < ac.npctx; i++) {
+        assert_int_equal(got.pctx[i].id, ac.pctx[i].id);
+        assert_int_equal(got.pctx[i].result, ac.pctx[i].result);
+        assert_string_equal(got.pctx[i].ts, ac.pctx[i].ts);
+        assert_string_equal(got.pctx[i].abstract_syntax, src.pctx[i].abstract_syntax);
+    }
+    assert_int_equal(got.pctx[3].result, HDX_PCTX_ABSTRACT_UNSUPPORTED);
+    assert_string_equal(got.pctx[3].ts, ""); /* the AC carries TS_EXPLICIT there: ignored */
+    assert_memory_equal(&got, &ac, sizeof(got));
+
+    /* Nothing acceptable: every context rejected, max 0 (unlimited), NULL max_pdu allowed. */
+    hdx_ul_negotiate(&src, ac_abstract_ok, NULL, 0, &ac);
+    n = hdx_ul_build_assoc_ac(&src, &ac, 0, "", "", pdu, sizeof(pdu));
+    max = 7;
+    assert_int_equal(hdx_ul_parse_assoc_ac(pdu + 6, n - 6, &src, &got, &max, &why), HDX_OK);
+    assert_int_equal(max, 0);
+    assert_int_equal(got.accepted, 0);
+    assert_int_equal(got.npctx, 4);
+    assert_memory_equal(&got, &ac, sizeof(got));
+    assert_int_equal(hdx_ul_parse_assoc_ac(pdu + 6, n - 6, &src, &got, NULL, NULL), HDX_OK);
+
+    /* An answer for the echoscu request, as storescp sends it (dcmtk capture, the fuzz
+     * seed storescp_assoc_ac.bin): one context, implicit VR LE, max 16384. */
+    static const uint8_t storescp[] = {
+        0x00, 0x01, 0x00, 0x00, 'H',  'D',  'X',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',
+        ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  'H',  'D',  'X',  'T',  'E',  'S',  'T',  ' ',
+        ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  0,    0,    0,    0,    0,    0,
+        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10, 0x00,
+        0x00, 0x15, '1',  '.',  '2',  '.',  '8',  '4',  '0',  '.',  '1',  '0',  '0',  '0',
+        '8',  '.',  '3',  '.',  '1',  '.',  '1',  '.',  '1',  0x21, 0x00, 0x00, 0x19, 0x01,
+        0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x11, '1',  '.',  '2',  '.',  '8',  '4',  '0',
+        '.',  '1',  '0',  '0',  '0',  '8',  '.',  '1',  '.',  '2',  0x50, 0x00, 0x00, 0x3a,
+        0x51, 0x00, 0x00, 0x04, 0x00, 0x00, 0x40, 0x00, 0x52, 0x00, 0x00, 0x1b, '1',  '.',
+        '2',  '.',  '2',  '7',  '6',  '.',  '0',  '.',  '7',  '2',  '3',  '0',  '0',  '1',
+        '0',  '.',  '3',  '.',  '0',  '.',  '3',  '.',  '6',  '.',  '7',  0x55, 0x00, 0x00,
+        0x0f, 'O',  'F',  'F',  'I',  'S',  '_',  'D',  'C',  'M',  'T',  'K',  '_',  '3',
+        '6',  '7',
+    };
+    b_minimal(&bb);
+    const char *w2;
+    uint8_t reason;
+    assert_int_equal(parse(&bb, &w2, &reason), HDX_OK);
+    assert_int_equal(sizeof(storescp), 0xb8);
+    assert_int_equal(hdx_ul_parse_assoc_ac(storescp, sizeof(storescp), &rq, &got, &max, &why),
+                     HDX_OK);
+    assert_int_equal(max, 16384);
+    assert_int_equal(got.npctx, 1);
+    assert_int_equal(got.accepted, 1);
+    assert_int_equal(got.pctx[0].id, 1);
+    assert_int_equal(got.pctx[0].result, HDX_PCTX_ACCEPT);
+    assert_string_equal(got.pctx[0].ts, TS_IMPLICIT);
+    assert_string_equal(got.pctx[0].abstract_syntax, VERIFICATION);
+}
+
+/* Hand-built answers. */
+static void b_ac_start(struct b *b)
+{
+    b_fixed(b, "PACS", "HDX");
+    b_str(b, 0x10, HDX_UL_APP_CONTEXT);
+}
+
+static void b_ac_pctx(struct b *b, uint8_t id, uint8_t result, const char *ts)
+{
+    size_t at = b_open(b, 0x21);
+    b_u8(b, id);
+    b_u8(b, 0);
+    b_u8(b, result);
+    b_u8(b, 0);
+    if (ts) b_str(b, 0x40, ts);
+    b_close(b, at);
+}
+
+static void b_ac_user(struct b *b, uint32_t max)
+{
+    size_t at = b_open(b, 0x50);
+    size_t m = b_open(b, 0x51);
+    b_u32(b, max);
+    b_close(b, m);
+    b_str(b, 0x52, "1.2.3.4");
+    b_close(b, at);
+}
+
+/* User information first (so max_pdu is set before the refusal), then a good context (so
+ * ac holds something before it), then what the caller adds. */
+static void b_ac_prefix(struct b *b)
+{
+    b_ac_start(b);
+    b_ac_user(b, 16384);
+    b_ac_pctx(b, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+}
+
+static void expect_ac_refused(const uint8_t *body, size_t len, const char *expect_why)
+{
+    const char *why = NULL;
+    uint32_t max = 0xdeadbeef;
+
+    memset(&got, 0xa5, sizeof(got));
+    assert_int_equal(hdx_ul_parse_assoc_ac(body, len, &src, &got, &max, &why), HDX_E_INVAL);
+    assert_non_null(why);
+    assert_true((uintptr_t)why < (uintptr_t)body || (uintptr_t)why >= (uintptr_t)(body + len));
+    if (expect_why) assert_string_equal(why, expect_why);
+    assert_memory_equal(&got, &zero_ac, sizeof(got));
+    assert_int_equal(max, 0);
+}
+
+static void ac_refused(const char *expect_why)
+{
+    /* parsed from an exact-size heap copy, so ASan sees any read past the body */
+    uint8_t *p = malloc(bb.n ? bb.n : 1);
+    assert_non_null(p);
+    memcpy(p, bb.p, bb.n);
+    expect_ac_refused(p, bb.n, expect_why);
+    free(p);
+}
+
+static void ac_accepted(void)
+{
+    const char *why = "unset";
+    assert_int_equal(hdx_ul_parse_assoc_ac(bb.p, bb.n, &src, &got, NULL, &why), HDX_OK);
+    assert_null(why);
+}
+
+static void test_parse_ac_refused(void **state)
+{
+    (void)state;
+    ac_proposal(&src);
+    /* the prefix alone is a good answer: only what follows is refused */
+    b_ac_prefix(&bb);
+    ac_accepted();
+    assert_int_equal(got.npctx, 1);
+    assert_int_equal(got.accepted, 1);
+
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 9, HDX_PCTX_ACCEPT, TS_EXPLICIT);
+    ac_refused("answer for a presentation context not proposed");
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 2, HDX_PCTX_USER_REJECT, TS_EXPLICIT); /* even, never proposed */
+    ac_refused("answer for a presentation context not proposed");
+
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 3, HDX_PCTX_ACCEPT, TS_EXPLICIT);
+    b_ac_pctx(&bb, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+    ac_refused("repeated presentation context ID");
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 1, HDX_PCTX_NO_REASON, TS_IMPLICIT); /* also when the second is a reject */
+    ac_refused("repeated presentation context ID");
+
+    /* accepted in a syntax proposed, but for another context (CT proposed JPEG, MR not) */
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 5, HDX_PCTX_ACCEPT, TS_JPEG);
+    ac_refused("accepted transfer syntax was not proposed for that context");
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 3, HDX_PCTX_ACCEPT, TS_RLE); /* proposed nowhere */
+    ac_refused("accepted transfer syntax was not proposed for that context");
+    /* accepted without a transfer syntax, or with two */
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 3, HDX_PCTX_ACCEPT, NULL);
+    ac_refused("accepted context without transfer syntax");
+    b_ac_prefix(&bb);
+    size_t at = b_open(&bb, 0x21);
+    b_u32(&bb, 0x03000000);
+    b_str(&bb, 0x40, TS_EXPLICIT);
+    b_str(&bb, 0x40, TS_EXPLICIT);
+    b_close(&bb, at);
+    ac_refused("repeated transfer syntax");
+    /* an accepted transfer syntax that is not a UID */
+    b_ac_prefix(&bb);
+    b_ac_pctx(&bb, 3, HDX_PCTX_ACCEPT, "1.2.840.10008.1.2.1x");
+    ac_refused(NULL);
+
+    /* results 0..4 are PS3.8's; 5 and up are refused */
+    for (unsigned r = 5; r <= 255; r += 25) {
+        b_ac_prefix(&bb);
+        b_ac_pctx(&bb, 3, (uint8_t)r, TS_EXPLICIT);
+        ac_refused("presentation context result out of range");
+    }
+    for (uint8_t r = 1; r <= 4; r++) {
+        b_ac_prefix(&bb);
+        b_ac_pctx(&bb, 3, r, TS_EXPLICIT);
+        ac_accepted();
+        assert_int_equal(got.pctx[1].result, r);
+    }
+
+    /* truncated fixed fields: every length under 68 */
+    b_ac_prefix(&bb);
+    for (size_t n = 0; n < 68; n++) {
+        uint8_t *p = malloc(n ? n : 1);
+        assert_non_null(p);
+        memcpy(p, bb.p, n);
+        expect_ac_refused(p, n, "A-ASSOCIATE-AC fixed fields truncated");
+        free(p);
+    }
+    /* a presentation context item shorter than its 4 fixed bytes */
+    b_ac_prefix(&bb);
+    b_item(&bb, 0x21, "\x03\x00\x00", 3);
+    ac_refused("presentation context item truncated");
+
+    /* items overrunning: a top-level one past the body, a sub-item past its context, a
+     * sub-item past the user information, a header cut short */
+    b_ac_prefix(&bb);
+    b_u8(&bb, 0x21);
+    b_u8(&bb, 0);
+    b_u16(&bb, 40);
+    b_u32(&bb, 0x03000000);
+    ac_refused("item overruns its parent");
+    b_ac_prefix(&bb);
+    at = b_open(&bb, 0x21);
+    b_u32(&bb, 0x03000000);
+    b_u8(&bb, 0x40);
+    b_u8(&bb, 0);
+    b_u16(&bb, 30);
+    b_close(&bb, at);
+    b_ac_pctx(&bb, 5, 0, TS_EXPLICIT); /* 30 more bytes there are, but not in the item */
+    ac_refused("item overruns its parent");
+    b_ac_start(&bb);
+    b_ac_pctx(&bb, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+    at = b_open(&bb, 0x50);
+    b_u8(&bb, 0x51);
+    b_u8(&bb, 0);
+    b_u16(&bb, 8);
+    b_u32(&bb, 16384);
+    b_close(&bb, at);
+    b_ac_pctx(&bb, 3, 0, TS_EXPLICIT);
+    ac_refused("item overruns its parent");
+    b_ac_prefix(&bb);
+    b_u16(&bb, 0x2100);
+    ac_refused("item header truncated");
+
+    /* no application context, or two */
+    b_fixed(&bb, "PACS", "HDX");
+    b_ac_user(&bb, 16384);
+    b_ac_pctx(&bb, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+    ac_refused("no application context");
+    b_ac_prefix(&bb);
+    b_str(&bb, 0x10, HDX_UL_APP_CONTEXT);
+    ac_refused("repeated application context");
+    /* no user information, or two */
+    b_ac_start(&bb);
+    b_ac_pctx(&bb, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+    ac_refused("no user information");
+    b_ac_prefix(&bb);
+    b_ac_user(&bb, 16384);
+    ac_refused("repeated user information");
+
+    /* a maximum length sub-item of 3 or 5 bytes, or two of them */
+    static const struct {
+        const char *v;
+        size_t n;
+    } badmax[] = {{"\0\x40\0", 3}, {"\0\0\x40\0\0", 5}, {"", 0}};
+    for (size_t i = 0; i < sizeof(badmax) / sizeof(badmax[0]); i++) {
+        b_ac_start(&bb);
+        b_ac_pctx(&bb, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+        at = b_open(&bb, 0x50);
+        b_item(&bb, 0x51, badmax[i].v, badmax[i].n);
+        b_close(&bb, at);
+        ac_refused("bad maximum length item");
+    }
+    b_ac_start(&bb);
+    b_ac_pctx(&bb, 1, HDX_PCTX_ACCEPT, TS_IMPLICIT);
+    at = b_open(&bb, 0x50);
+    b_item(&bb, 0x51, "\0\0\x40\0", 4);
+    b_item(&bb, 0x51, "\0\0\x40\0", 4);
+    b_close(&bb, at);
+    ac_refused("bad maximum length item");
+
+    /* NULL arguments */
+    const char *why = NULL;
+    memset(&got, 0xa5, sizeof(got));
+    assert_int_equal(hdx_ul_parse_assoc_ac(NULL, 10, &src, &got, NULL, &why), HDX_E_INVAL);
+    assert_non_null(why);
+    assert_int_equal(hdx_ul_parse_assoc_ac(bb.p, bb.n, NULL, &got, NULL, &why), HDX_E_INVAL);
+    assert_int_equal(hdx_ul_parse_assoc_ac(bb.p, bb.n, &src, NULL, NULL, NULL), HDX_E_INVAL);
+}
+
+/* A body exactly HDX_UL_RQ_MAX long parses; one byte more is refused. */
+static void test_parse_ac_max(void **state)
+{
+    static uint8_t fill[0xFFFF];
+    uint32_t max = 0;
+    const char *why;
+
+    (void)state;
+    ac_proposal(&src);
+    b_ac_prefix(&bb);
+    size_t pad = HDX_UL_RQ_MAX - bb.n;
+    while (pad > 0) {
+        size_t v = pad - 4 > 0xFFFF ? 0xFFFF : pad - 4;
+        if (pad - 4 - v > 0 && pad - 4 - v < 4) v -= 4;
+        b_item(&bb, 0x77, fill, v); /* unknown items: skipped */
+        pad -= v + 4;
+    }
+    assert_int_equal(bb.n, HDX_UL_RQ_MAX);
+    assert_int_equal(hdx_ul_parse_assoc_ac(bb.p, bb.n, &src, &got, &max, &why), HDX_OK);
+    assert_int_equal(got.npctx, 1);
+    assert_int_equal(max, 16384);
+    b_u8(&bb, 0);
+    ac_refused("A-ASSOCIATE-AC over 64 KiB");
+}
+
+/* A rejected context's transfer syntax is not tested (PS3.8 9.3.3.2): any value, an empty
+ * one or none at all, and ts reads "". Unknown items and sub-items are skipped. */
+static void test_parse_ac_rejected_ts(void **state)
+{
+    uint32_t max = 0;
+    const char *why;
+
+    (void)state;
+    ac_proposal(&src);
+    b_ac_start(&bb);
+    b_item(&bb, 0x99, "xyz", 3);
+    b_ac_pctx(&bb, 7, HDX_PCTX_ABSTRACT_UNSUPPORTED, "not a UID at all!");
+    b_ac_pctx(&bb, 5, HDX_PCTX_TS_UNSUPPORTED, "");
+    b_ac_pctx(&bb, 3, HDX_PCTX_USER_REJECT, NULL);
+    size_t at = b_open(&bb, 0x21);
+    b_u32(&bb, 0x01000000);
+    b_item(&bb, 0x5f, "\x01\x02", 2); /* unknown sub-item in a context */
+    b_item(&bb, 0x40, TS_IMPLICIT "\0", strlen(TS_IMPLICIT) + 1); /* NUL pad */
+    b_close(&bb, at);
+    at = b_open(&bb, 0x50);
+    b_item(&bb, 0x58, "\x00\x01", 2);
+    b_item(&bb, 0x51, "\0\x01\0\0", 4);
+    b_close(&bb, at);
+    assert_int_equal(hdx_ul_parse_assoc_ac(bb.p, bb.n, &src, &got, &max, &why), HDX_OK);
+    assert_int_equal(max, 65536);
+    assert_int_equal(got.npctx, 4);
+    assert_int_equal(got.accepted, 1);
+    static const struct {
+        uint8_t id, result;
+        const char *as;
+    } want[] = {{7, 3, "1.2.3.4.5"}, {5, 4, MR_STORAGE}, {3, 1, CT_STORAGE}, {1, 0, VERIFICATION}};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(got.pctx[i].id, want[i].id);
+        assert_int_equal(got.pctx[i].result, want[i].result);
+        assert_string_equal(got.pctx[i].abstract_syntax, want[i].as);
+        assert_string_equal(got.pctx[i].ts, i == 3 ? TS_IMPLICIT : "");
+    }
+    /* An AC with no presentation context at all parses (the caller finds nothing usable);
+     * without a max length sub-item the maximum is 0. */
+    b_ac_start(&bb);
+    at = b_open(&bb, 0x50);
+    b_close(&bb, at);
+    max = 99;
+    assert_int_equal(hdx_ul_parse_assoc_ac(bb.p, bb.n, &src, &got, &max, &why), HDX_OK);
+    assert_int_equal(got.npctx, 0);
+    assert_int_equal(got.accepted, 0);
+    assert_int_equal(max, 0);
+}
+
+static void test_build_release_rq(void **state)
+{
+    static const uint8_t want[] = {0x05, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00};
+    uint8_t out[16];
+
+    (void)state;
+    memset(out, 0xee, sizeof(out));
+    assert_int_equal(hdx_ul_build_release_rq(out, sizeof(out)), 10);
+    assert_memory_equal(out, want, 10);
+    assert_int_equal(out[10], 0xee);
+    assert_int_equal(hdx_ul_build_release_rq(out, 10), 10);
+    for (size_t cap = 0; cap < 10; cap++)
+        assert_int_equal(hdx_ul_build_release_rq(out, cap), 0);
+    assert_int_equal(hdx_ul_build_release_rq(NULL, 16), 0);
+    assert_int_equal(hdx_ul_pdu_event(out[0]), HDX_EVT12);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1080,6 +1701,14 @@ int main(void)
         cmocka_unit_test(test_transition_full),
         cmocka_unit_test(test_events_and_names),
         cmocka_unit_test(test_echoscu_capture),
+        cmocka_unit_test(test_build_rq_round_trip),
+        cmocka_unit_test(test_build_rq_cap),
+        cmocka_unit_test(test_build_rq_refused),
+        cmocka_unit_test(test_parse_ac_round_trip),
+        cmocka_unit_test(test_parse_ac_refused),
+        cmocka_unit_test(test_parse_ac_max),
+        cmocka_unit_test(test_parse_ac_rejected_ts),
+        cmocka_unit_test(test_build_release_rq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
