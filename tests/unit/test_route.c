@@ -145,6 +145,66 @@ static void test_errors_per_route(void **state)
     hdx_routes_conf_free(&rc);
 }
 
+/* kind = dicom: its destinations and AE titles, and what it refuses, each with file, line
+ * and key; the HL7 v2 routes are untouched by the new keys. */
+static void test_dicom_routes(void **state)
+{
+    struct hdx_routes_conf rc;
+    load("[routes]\nplaintext_allow = 127.0.0.1\n"                                       /* 1-2 */
+         "[route pacs]\nkind = dicom\nto = dicoms://pacs.example:2762/PACS_1\n"          /* 3-5 */
+         "ca = ca.pem\ncalling_ae = HDX EDGE\nmatch = type:CTImageStorage\n"             /* 6-8 */
+         "[route legacy]\nkind = dicom\nto = dicom://127.0.0.1:11112/OLD\n"              /* 9-11 */
+         "[route stow]\nkind = dicom\nto = https://a.example:443/dicomweb/studies\n"     /* 12-14 */
+         "ca = ca.pem\n"                                                                 /* 15 */
+         "[route files]\nkind = dicom\nto = spool:dcm\n"                                 /* 16-18 */
+         "[route noae]\nkind = dicom\nto = dicoms://h:1\nca = c\n"                       /* 19-22 */
+         "[route longae]\nkind = dicom\nto = dicom://127.0.0.1:1/ABCDEFGHIJKLMNOPQ\n"    /* 23-25 */
+         "[route slash]\nkind = dicom\nto = dicom://127.0.0.1:1/A\\B\n"                  /* 26-28 */
+         "[route notallowed]\nkind = dicom\nto = dicom://10.9.9.9:104/X\n"               /* 29-31 */
+         "[route hl7]\nto = dicoms://h:1/X\nca = c\n"                                    /* 32-34 */
+         "[route hl7ae]\nto = spool:a\ncalling_ae = X\n"                                 /* 35-37 */
+         "[route xform]\nkind = dicom\nto = spool:b\ntransform = strip ZZZ\n"            /* 38-41 */
+         "[route field]\nkind = dicom\nto = spool:c\nmatch = PID-3.1 = 7\n"              /* 42-45 */
+         "[route window]\nkind = dicom\nto = dicom://127.0.0.1:1/X\nmax_inflight = 2\n"  /* 46-49 */
+         "[route mllp]\nkind = dicom\nto = mllp://127.0.0.1:2575\n"                      /* 50-52 */
+         "[route badkind]\nkind = fhir\nto = spool:d\n"                                  /* 53-55 */
+         "[route ctype]\nkind = dicom\nto = https://h:1/x\nca = c\ncontent_type = a/b\n" /* 56-60 */
+         "[route aespool]\nkind = dicom\nto = spool:e\ncalling_ae = X\n",                /* 61-64 */
+         &rc, HDX_OK);
+    const struct hdx_route_conf *r = route(&rc, "pacs");
+    assert_true(r->valid);
+    assert_int_equal(r->kind, HDX_ROUTE_DICOM);
+    assert_int_equal(r->dest, HDX_DEST_DICOMS);
+    assert_string_equal(r->host, "pacs.example");
+    assert_int_equal(r->port, 2762);
+    assert_string_equal(r->called_ae, "PACS_1");
+    assert_string_equal(r->calling_ae, "HDX EDGE");
+    assert_non_null(r->match);
+    r = route(&rc, "legacy");
+    assert_true(r->valid);
+    assert_int_equal(r->dest, HDX_DEST_DICOM);
+    assert_string_equal(r->called_ae, "OLD");
+    assert_string_equal(r->calling_ae, "HDX"); /* the default */
+    assert_true(route(&rc, "stow")->valid);
+    assert_int_equal(route(&rc, "stow")->dest, HDX_DEST_HTTPS);
+    assert_true(route(&rc, "files")->valid);
+    assert_int_equal(route(&rc, "files")->kind, HDX_ROUTE_DICOM);
+    assert_error(route(&rc, "noae"), 21, "to", "CALLED_AE_TITLE");
+    assert_error(route(&rc, "longae"), 25, "to", "1-16");
+    assert_error(route(&rc, "slash"), 28, "to", "backslash");
+    assert_error(route(&rc, "notallowed"), 31, "to", "plaintext_allow");
+    assert_error(route(&rc, "hl7"), 33, "to", "kind = dicom");
+    assert_error(route(&rc, "hl7ae"), 37, "calling_ae", "kind = dicom");
+    assert_error(route(&rc, "xform"), 41, "transform", "kind = dicom");
+    assert_error(route(&rc, "field"), 45, "match", "type: (the SOP class) and sender:");
+    assert_error(route(&rc, "window"), 49, "max_inflight", "one instance at a time");
+    assert_error(route(&rc, "mllp"), 52, "to", "dicoms://");
+    assert_error(route(&rc, "badkind"), 54, "kind", "hl7v2 or dicom");
+    assert_error(route(&rc, "ctype"), 60, "content_type", "STOW-RS");
+    assert_error(route(&rc, "aespool"), 64, "calling_ae", "dicoms://");
+    hdx_routes_conf_free(&rc);
+}
+
 /* Errors outside one route: nothing of the file applies. */
 static void test_file_errors(void **state)
 {
@@ -271,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_defaults_and_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_per_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dicom_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup, teardown),
         cmocka_unit_test(test_plaintext_allow),
