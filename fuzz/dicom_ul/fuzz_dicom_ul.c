@@ -4,15 +4,23 @@
  * input still reach the parsers) is copied to an exact-size heap buffer and read as an
  * A-ASSOCIATE-RQ body and as a P-DATA-TF body. An accepted request is negotiated (the real
  * hdx_sop_abstract_ok, four transfer syntaxes), answered with an A-ASSOCIATE-AC that is
- * walked again item by item, and the state table is driven with (state, event) pairs taken
- * from the input bytes.
+ * walked again item by item, and rebuilt as a request with hdx_ul_build_assoc_rq that must
+ * parse back to itself. The same bytes are read as an A-ASSOCIATE-AC body answering a fixed
+ * proposal of five contexts and, when they parsed as a request, answering that request.
+ * The state table is driven with (state, event) pairs taken from the input bytes.
  * Properties: a refusal names a fixed reason and an A-ABORT reason and leaves the struct
  * zeroed; an accepted request is within every bound (AE titles trimmed, printable, at most
  * 16 bytes; UIDs digits and dots, 1 to 64 bytes; 1 to 128 contexts with odd, unique IDs and
  * 1 to 32 transfer syntaxes); parsing is deterministic; negotiation follows the preference
  * order; the AC fits the buffer the session gives it, its lengths add up and it says what
- * was negotiated; PDVs tile the body exactly up to a refusal, which is sticky; every
- * in-range cell has an in-range next state and Evt19 aborts wherever a PDU can arrive. */
+ * was negotiated; a rebuilt request parses back equal (protocol version 1, the standard
+ * application context, no async window: what the builder always sends) and is exactly its
+ * own length; an AC refusal is HDX_E_INVAL with a fixed reason, a zeroed ac and max_pdu 0,
+ * an accepted AC answers only proposed contexts, each once, with a result 0..4, the accepted
+ * ones (as many as it counts) in a transfer syntax that context proposed, the others with
+ * ts "", and parsing it is deterministic; PDVs tile the body exactly up to a refusal, which
+ * is sticky; every in-range cell has an in-range next state and Evt19 aborts wherever a PDU
+ * can arrive. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,6 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct hdx_ul_assoc_rq rq, rq2;
 static struct hdx_ul_assoc_ac ac;
+/* the requestor side: the rebuilt request, what it must parse back to, the fixed proposal
+ * an AC is read against, two parses of one AC */
+static struct hdx_ul_assoc_rq rq_back, rq_want, proposal;
+static struct hdx_ul_assoc_ac ac1, ac2;
+static const struct hdx_ul_assoc_ac zero_ac;
 
 static const char *const pref[] = {
     "1.2.840.10008.1.2.1",    /* explicit VR little endian */
@@ -197,7 +210,127 @@ static void check_ac(const uint8_t *pdu, size_t n, const struct hdx_ul_assoc_rq 
     CHECK(hdx_dcur_left(&v) == 0);
 }
 
-static void drive_rq(const uint8_t *body, size_t len, uint32_t max_pdu)
+/* An accepted request rebuilt with hdx_ul_build_assoc_rq parses back to itself, but for
+ * what the builder does not take from the struct: version 1, the standard application
+ * context, no asynchronous operations window. */
+static void round_trip_rq(const struct hdx_ul_assoc_rq *r)
+{
+    /* a parsed request may grow by a little (a 1-byte application context becomes the
+     * standard one, a missing max length item is written): room for that */
+    const size_t cap = HDX_UL_HEADER_LEN + HDX_UL_RQ_MAX + 1024;
+    uint8_t *pdu = malloc(cap), type = 0, reason = 0;
+    uint32_t blen = 0;
+    const char *why = "unset";
+
+    CHECK(pdu != NULL);
+    size_t n = hdx_ul_build_assoc_rq(r, pdu, cap);
+    CHECK(n > HDX_UL_HEADER_LEN);
+    CHECK(hdx_ul_pdu_header(pdu, n, &type, &blen) == HDX_OK);
+    CHECK(type == HDX_PDU_ASSOC_RQ && pdu[1] == 0 && blen == n - HDX_UL_HEADER_LEN);
+    int rc = hdx_ul_parse_assoc_rq(pdu + HDX_UL_HEADER_LEN, blen, &rq_back, &why, &reason);
+    if (blen > HDX_UL_RQ_MAX) {
+        CHECK(rc == HDX_E_INVAL && why != NULL);
+    } else {
+        CHECK(rc == HDX_OK && why == NULL);
+        memcpy(&rq_want, r, sizeof(rq_want));
+        rq_want.protocol_version = 1;
+        memset(rq_want.app_context, 0, sizeof(rq_want.app_context));
+        memcpy(rq_want.app_context, HDX_UL_APP_CONTEXT, strlen(HDX_UL_APP_CONTEXT));
+        rq_want.async = 0;
+        CHECK(memcmp(&rq_back, &rq_want, sizeof(rq_want)) == 0);
+    }
+    free(pdu);
+    /* exactly n bytes: one fewer builds nothing and writes nothing past them */
+    pdu = malloc(n - 1);
+    CHECK(pdu != NULL);
+    CHECK(hdx_ul_build_assoc_rq(r, pdu, n - 1) == 0);
+    free(pdu);
+    pdu = malloc(n);
+    CHECK(pdu != NULL);
+    CHECK(hdx_ul_build_assoc_rq(r, pdu, n) == n);
+    free(pdu);
+}
+
+static void add_proposed(struct hdx_ul_assoc_rq *r, uint8_t id, const char *as, const char *ts0,
+                         const char *ts1, const char *ts2)
+{
+    struct hdx_ul_pctx *pc = &r->pctx[r->npctx++];
+    const char *ts[3] = {ts0, ts1, ts2};
+    pc->id = id;
+    memcpy(pc->abstract_syntax, as, strlen(as) + 1);
+    for (size_t k = 0; k < 3 && ts[k] != NULL; k++)
+        memcpy(pc->ts[pc->nts++], ts[k], strlen(ts[k]) + 1);
+}
+
+/* What the seeds' answers answer: storescp_assoc_ac.bin (context 1, implicit) among them. */
+static void make_proposal(void)
+{
+    if (proposal.npctx != 0) return;
+    proposal.protocol_version = 1;
+    memcpy(proposal.called, "HDX", 4);
+    memcpy(proposal.calling, "HDXTEST", 8);
+    memcpy(proposal.app_context, HDX_UL_APP_CONTEXT, strlen(HDX_UL_APP_CONTEXT) + 1);
+    add_proposed(&proposal, 1, "1.2.840.10008.1.1", pref[1], NULL, NULL);
+    add_proposed(&proposal, 3, "1.2.840.10008.5.1.4.1.1.2", pref[0], pref[1], pref[3]);
+    add_proposed(&proposal, 5, "1.2.840.10008.5.1.4.1.1.4", pref[0], NULL, NULL);
+    add_proposed(&proposal, 7, "1.2.3.4.5", pref[1], pref[0], NULL);
+    add_proposed(&proposal, 255, "1.2.840.10008.5.1.4.1.1.2", pref[3], NULL, NULL);
+    proposal.max_pdu = 65536;
+}
+
+static const struct hdx_ul_pctx *proposed_ctx(const struct hdx_ul_assoc_rq *r, uint8_t id)
+{
+    for (size_t i = 0; i < r->npctx; i++)
+        if (r->pctx[i].id == id) return &r->pctx[i];
+    return NULL;
+}
+
+/* body as an A-ASSOCIATE-AC answering r. */
+static void drive_ac(const uint8_t *body, size_t len, const struct hdx_ul_assoc_rq *r)
+{
+    const char *why = "unset", *why2 = "unset";
+    uint32_t max = 0xdeadbeef, max2 = 0xfeedface;
+    uint8_t seen[32] = {0};
+    size_t accepted = 0;
+
+    memset(&ac1, 0xa5, sizeof(ac1)); /* whatever was there is overwritten or zeroed */
+    int rc = hdx_ul_parse_assoc_ac(body, len, r, &ac1, &max, &why);
+    int rc2 = hdx_ul_parse_assoc_ac(body, len, r, &ac2, &max2, &why2);
+    CHECK(rc == rc2 && why == why2 && max == max2);
+    CHECK(memcmp(&ac1, &ac2, sizeof(ac1)) == 0);
+    if (rc != HDX_OK) {
+        CHECK(rc == HDX_E_INVAL);
+        CHECK(why != NULL && why[0] != '\0');
+        CHECK((uintptr_t)why < (uintptr_t)body || (uintptr_t)why >= (uintptr_t)(body + len));
+        CHECK(memcmp(&ac1, &zero_ac, sizeof(ac1)) == 0);
+        CHECK(max == 0);
+        return;
+    }
+    CHECK(why == NULL && len <= HDX_UL_RQ_MAX);
+    CHECK(ac1.npctx <= HDX_UL_PCTX_MAX && ac1.npctx <= r->npctx);
+    for (size_t i = 0; i < ac1.npctx; i++) {
+        const struct hdx_ul_pctx_result *res = &ac1.pctx[i];
+        const struct hdx_ul_pctx *pc = proposed_ctx(r, res->id);
+        CHECK(pc != NULL);
+        CHECK((seen[res->id / 8] & (1u << (res->id % 8))) == 0);
+        seen[res->id / 8] |= (uint8_t)(1u << (res->id % 8));
+        CHECK(res->result <= HDX_PCTX_TS_UNSUPPORTED);
+        CHECK(strcmp(res->abstract_syntax, pc->abstract_syntax) == 0);
+        if (res->result == HDX_PCTX_ACCEPT) {
+            check_uid(res->ts, 0);
+            CHECK(proposes(pc, res->ts));
+            accepted++;
+        } else {
+            CHECK(res->ts[0] == '\0');
+        }
+    }
+    CHECK(ac1.accepted == accepted);
+    /* the same answer without the out-parameters reads the same */
+    CHECK(hdx_ul_parse_assoc_ac(body, len, r, &ac2, NULL, NULL) == HDX_OK);
+    CHECK(memcmp(&ac1, &ac2, sizeof(ac1)) == 0);
+}
+
+static int drive_rq(const uint8_t *body, size_t len, uint32_t max_pdu)
 {
     const char *why = NULL, *why2 = NULL;
     uint8_t reason = 0xee, reason2 = 0xee;
@@ -213,7 +346,7 @@ static void drive_rq(const uint8_t *body, size_t len, uint32_t max_pdu)
         CHECK((uintptr_t)why < (uintptr_t)body || (uintptr_t)why >= (uintptr_t)(body + len));
         CHECK(reason == HDX_ABORT_INVALID_PARAM || reason == HDX_ABORT_UNEXPECTED_PARAM);
         CHECK(memcmp(&rq, &zero, sizeof(rq)) == 0);
-        return;
+        return rc;
     }
     CHECK(why == NULL && len <= HDX_UL_RQ_MAX);
     CHECK(memcmp(&rq, &rq2, sizeof(rq)) == 0);
@@ -236,6 +369,8 @@ static void drive_rq(const uint8_t *body, size_t len, uint32_t max_pdu)
     CHECK(hdx_ul_build_assoc_ac(&rq, &ac, max_pdu, HDX_UID_IMPLEMENTATION_CLASS,
                                 HDX_IMPLEMENTATION_VERSION, pdu, n) == n);
     free(pdu);
+    round_trip_rq(&rq);
+    return HDX_OK;
 }
 
 static void drive_pdv(const uint8_t *body, size_t len)
@@ -302,7 +437,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(body != NULL);
     memcpy(body, copy + off, len);
 
-    drive_rq(body, len, declared);
+    make_proposal();
+    if (drive_rq(body, len, declared) == HDX_OK) drive_ac(body, len, &rq);
+    drive_ac(body, len, &proposal);
     drive_pdv(body, len);
     drive_fsm(copy, size);
 
@@ -312,6 +449,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(hdx_ul_build_assoc_rj(1, 1, 1, small, cap) == want);
     CHECK(hdx_ul_build_abort(2, 6, small, cap) == want);
     CHECK(hdx_ul_build_release_rp(small, cap) == want);
+    CHECK(hdx_ul_build_release_rq(small, cap) == want);
+    if (want) CHECK(memcmp(small, "\x05\0\0\0\0\x04\0\0\0\0", 10) == 0);
     free(body);
     free(copy);
     return 0;

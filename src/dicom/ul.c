@@ -528,7 +528,19 @@ size_t hdx_ul_build_assoc_rq(const struct hdx_ul_assoc_rq *rq, uint8_t *out, siz
     struct wr w = {out, out != NULL ? cap : 0, 0, 0};
     static const uint8_t zeros[32];
 
+    uint8_t seen[256 / 8] = {0};
+
     if (rq == NULL || rq->npctx == 0 || rq->npctx > HDX_UL_PCTX_MAX) return 0;
+    /* what hdx_ul_parse_assoc_rq would refuse is not built: odd, unique IDs, non-empty UIDs */
+    for (size_t i = 0; i < rq->npctx; i++) {
+        const struct hdx_ul_pctx *pc = &rq->pctx[i];
+        if (pc->nts == 0 || pc->nts > HDX_UL_TS_MAX || (pc->id & 1) == 0 ||
+            (seen[pc->id / 8] & (1u << (pc->id % 8))) || pc->abstract_syntax[0] == '\0')
+            return 0;
+        seen[pc->id / 8] |= (uint8_t)(1u << (pc->id % 8));
+        for (size_t k = 0; k < pc->nts; k++)
+            if (pc->ts[k][0] == '\0') return 0;
+    }
     put_u8(&w, HDX_PDU_ASSOC_RQ);
     put_u8(&w, 0);
     put_u32(&w, 0); /* patched below */
@@ -540,7 +552,6 @@ size_t hdx_ul_build_assoc_rq(const struct hdx_ul_assoc_rq *rq, uint8_t *out, siz
     put_str_item(&w, ITEM_APP_CONTEXT, HDX_UL_APP_CONTEXT, HDX_UL_UID_MAX);
     for (size_t i = 0; i < rq->npctx; i++) {
         const struct hdx_ul_pctx *pc = &rq->pctx[i];
-        if (pc->nts == 0 || pc->nts > HDX_UL_TS_MAX || (pc->id & 1) == 0) return 0;
         size_t at = item_open(&w, ITEM_PCTX_RQ);
         put_u8(&w, pc->id);
         put_u8(&w, 0);
@@ -629,6 +640,8 @@ int hdx_ul_parse_assoc_ac(const uint8_t *body, size_t len, const struct hdx_ul_a
 
     memset(&ps, 0, sizeof(ps));
     if (ac == NULL || rq == NULL || (body == NULL && len != 0)) {
+        if (ac != NULL) memset(ac, 0, sizeof(*ac));
+        if (max_pdu != NULL) *max_pdu = 0;
         if (why != NULL) *why = "no A-ASSOCIATE-AC";
         return HDX_E_INVAL;
     }

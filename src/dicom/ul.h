@@ -121,7 +121,8 @@ void hdx_ul_pdata_header(uint8_t out[HDX_UL_PDATA_OVERHEAD], uint8_t pctx_id, ui
 /* ---- requestor side ---- */
 /* A-ASSOCIATE-RQ from rq: called, calling, the contexts (odd IDs, each an abstract syntax and
  * 1..HDX_UL_TS_MAX transfer syntaxes), max_pdu (0: unlimited), impl_class and impl_version
- * ("" left out). Returns the length, or 0 when cap is too small or rq is not well formed. */
+ * ("" left out). Returns the length, or 0 when cap is too small or rq is not well formed (no
+ * context, an even or repeated ID, an empty UID, no or too many transfer syntaxes). */
 size_t hdx_ul_build_assoc_rq(const struct hdx_ul_assoc_rq *rq, uint8_t *out, size_t cap);
 /* Parses an A-ASSOCIATE-AC body (after the 6-byte header) answering rq. Every result must
  * name a context rq proposed, once; an accepted one must carry a transfer syntax that context

@@ -153,6 +153,7 @@ enum hdx_scu_result hdx_scu_associate(const struct hdx_scu_io *io, const char *c
     uint32_t len;
     const char *w;
     if ((rc = read_pdu(a, deadline_us, &type, &body, &len, &w)) != HDX_OK) {
+        if (rc == HDX_E_TOOBIG) hdx_scu_abort(a, deadline_us); /* PS3.8: an invalid PDU */
         say(why, cap, w ? w : "out of memory");
         return rc == HDX_E_NOMEM ? HDX_SCU_NOMEM : HDX_SCU_BROKEN;
     }
@@ -254,6 +255,7 @@ enum hdx_scu_result hdx_scu_store(struct hdx_scu *a, int ctx_id, const char *sop
         int rc = read_pdu(a, deadline_us, &type, &body, &blen, &w);
         if (rc != HDX_OK) {
             free(rsp);
+            if (rc == HDX_E_TOOBIG) hdx_scu_abort(a, deadline_us);
             say(why, cap, w ? w : "out of memory");
             a->usable = 0;
             return rc == HDX_E_NOMEM ? HDX_SCU_NOMEM : HDX_SCU_BROKEN;

@@ -60,8 +60,9 @@ int hdx_scu_context(const struct hdx_scu *a, const char *sop_class, const char *
 enum hdx_scu_result hdx_scu_store(struct hdx_scu *a, int ctx_id, const char *sop_class,
                                   const char *sop_instance, const uint8_t *ds, size_t len,
                                   int64_t deadline_us, uint16_t *status, char *why, size_t cap);
-/* A-RELEASE-RQ and waits for the RP (a collision or anything else ends it too): 0 released
- * in order, -1 not. The association is unusable afterwards either way. */
+/* A-RELEASE-RQ and waits for the RP (P-DATA still arriving is read past, PS3.8 Sta7; a
+ * release collision, an abort or anything else ends it): 0 released in order, -1 not. The
+ * association is unusable afterwards either way. */
 int hdx_scu_release(struct hdx_scu *a, int64_t deadline_us);
 /* A-ABORT (source: service user), best effort. */
 void hdx_scu_abort(struct hdx_scu *a, int64_t deadline_us);

@@ -367,7 +367,7 @@ static void test_store_rsp_round_trip(void **state)
 /* ---------- the C-STORE-RQ a DICOM route sends ---------- */
 
 #define INSTANCE_ODD "1.2.826.0.1.3680043.8.498.12345" /* 31 bytes */
-#define INSTANCE_EVEN "1.2.826.0.1.3680043.8.498.1234"  /* 30 bytes */
+#define INSTANCE_EVEN "1.2.826.0.1.3680043.8.498.1234" /* 30 bytes */
 
 /* The value of element (0000,el) in a command set: its offset and length, or -1. */
 static long find_el(const uint8_t *p, size_t n, uint16_t el, uint32_t *len)
@@ -376,8 +376,8 @@ static long find_el(const uint8_t *p, size_t n, uint16_t el, uint32_t *len)
     while (off + 8 <= n) {
         uint16_t g = (uint16_t)(p[off] | p[off + 1] << 8);
         uint16_t e = (uint16_t)(p[off + 2] | p[off + 3] << 8);
-        uint32_t l = (uint32_t)p[off + 4] | (uint32_t)p[off + 5] << 8 |
-                     (uint32_t)p[off + 6] << 16 | (uint32_t)p[off + 7] << 24;
+        uint32_t l = (uint32_t)p[off + 4] | (uint32_t)p[off + 5] << 8 | (uint32_t)p[off + 6] << 16 |
+                     (uint32_t)p[off + 7] << 24;
         assert_int_equal(g, 0);
         assert_true(l <= n - off - 8);
         if (e == el) {

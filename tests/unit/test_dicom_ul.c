@@ -1262,6 +1262,37 @@ static void test_build_rq_refused(void **state)
     assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
 }
 
+/* BUG (reported, dicom/ul.c hdx_ul_build_assoc_rq): ul.h promises 0 when "rq is not well
+ * formed", and its contexts are "odd IDs, each an abstract syntax and 1..HDX_UL_TS_MAX
+ * transfer syntaxes". Two contexts with one ID, or a context whose abstract syntax or
+ * transfer syntax is "", are built anyway, into a request hdx_ul_parse_assoc_rq (any
+ * acceptor) refuses ("repeated presentation context ID", "empty UID"). */
+static void test_build_rq_repeated_id(void **state)
+{
+    static uint8_t pdu[8192];
+
+    (void)state;
+    src_request(&src);
+    src.pctx[3].id = src.pctx[1].id;
+    assert_int_equal(hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu)), 0);
+}
+
+static void test_build_rq_empty_uid(void **state)
+{
+    static uint8_t pdu[8192];
+    size_t n_abstract, n_ts;
+
+    (void)state;
+    src_request(&src);
+    memset(src.pctx[1].abstract_syntax, 0, sizeof(src.pctx[1].abstract_syntax));
+    n_abstract = hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu));
+    src_request(&src);
+    memset(src.pctx[1].ts[1], 0, sizeof(src.pctx[1].ts[1]));
+    n_ts = hdx_ul_build_assoc_rq(&src, pdu, sizeof(pdu));
+    assert_int_equal(n_abstract, 0);
+    assert_int_equal(n_ts, 0);
+}
+
 /* ---------- requestor side: A-ASSOCIATE-AC parser ---------- */
 
 static struct hdx_ul_assoc_ac got;
@@ -1337,20 +1368,19 @@ static void test_parse_ac_round_trip(void **state)
     /* An answer for the echoscu request, as storescp sends it (dcmtk capture, the fuzz
      * seed storescp_assoc_ac.bin): one context, implicit VR LE, max 16384. */
     static const uint8_t storescp[] = {
-        0x00, 0x01, 0x00, 0x00, 'H',  'D',  'X',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',
-        ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  'H',  'D',  'X',  'T',  'E',  'S',  'T',  ' ',
-        ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  0,    0,    0,    0,    0,    0,
-        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
-        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10, 0x00,
-        0x00, 0x15, '1',  '.',  '2',  '.',  '8',  '4',  '0',  '.',  '1',  '0',  '0',  '0',
-        '8',  '.',  '3',  '.',  '1',  '.',  '1',  '.',  '1',  0x21, 0x00, 0x00, 0x19, 0x01,
-        0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x11, '1',  '.',  '2',  '.',  '8',  '4',  '0',
-        '.',  '1',  '0',  '0',  '0',  '8',  '.',  '1',  '.',  '2',  0x50, 0x00, 0x00, 0x3a,
-        0x51, 0x00, 0x00, 0x04, 0x00, 0x00, 0x40, 0x00, 0x52, 0x00, 0x00, 0x1b, '1',  '.',
-        '2',  '.',  '2',  '7',  '6',  '.',  '0',  '.',  '7',  '2',  '3',  '0',  '0',  '1',
-        '0',  '.',  '3',  '.',  '0',  '.',  '3',  '.',  '6',  '.',  '7',  0x55, 0x00, 0x00,
-        0x0f, 'O',  'F',  'F',  'I',  'S',  '_',  'D',  'C',  'M',  'T',  'K',  '_',  '3',
-        '6',  '7',
+        0x00, 0x01, 0x00, 0x00, 'H',  'D',  'X',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  ' ',
+        ' ',  ' ',  ' ',  ' ',  ' ',  'H',  'D',  'X',  'T',  'E',  'S',  'T',  ' ',  ' ',  ' ',
+        ' ',  ' ',  ' ',  ' ',  ' ',  ' ',  0,    0,    0,    0,    0,    0,    0,    0,    0,
+        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+        0,    0,    0,    0,    0,    0,    0,    0,    0x10, 0x00, 0x00, 0x15, '1',  '.',  '2',
+        '.',  '8',  '4',  '0',  '.',  '1',  '0',  '0',  '0',  '8',  '.',  '3',  '.',  '1',  '.',
+        '1',  '.',  '1',  0x21, 0x00, 0x00, 0x19, 0x01, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x11,
+        '1',  '.',  '2',  '.',  '8',  '4',  '0',  '.',  '1',  '0',  '0',  '0',  '8',  '.',  '1',
+        '.',  '2',  0x50, 0x00, 0x00, 0x3a, 0x51, 0x00, 0x00, 0x04, 0x00, 0x00, 0x40, 0x00, 0x52,
+        0x00, 0x00, 0x1b, '1',  '.',  '2',  '.',  '2',  '7',  '6',  '.',  '0',  '.',  '7',  '2',
+        '3',  '0',  '0',  '1',  '0',  '.',  '3',  '.',  '0',  '.',  '3',  '.',  '6',  '.',  '7',
+        0x55, 0x00, 0x00, 0x0f, 'O',  'F',  'F',  'I',  'S',  '_',  'D',  'C',  'M',  'T',  'K',
+        '_',  '3',  '6',  '7',
     };
     b_minimal(&bb);
     const char *w2;
@@ -1704,6 +1734,8 @@ int main(void)
         cmocka_unit_test(test_build_rq_round_trip),
         cmocka_unit_test(test_build_rq_cap),
         cmocka_unit_test(test_build_rq_refused),
+        cmocka_unit_test(test_build_rq_repeated_id),
+        cmocka_unit_test(test_build_rq_empty_uid),
         cmocka_unit_test(test_parse_ac_round_trip),
         cmocka_unit_test(test_parse_ac_refused),
         cmocka_unit_test(test_parse_ac_max),
