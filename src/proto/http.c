@@ -410,3 +410,58 @@ int http_query_get(const struct http_req *req, const char *key, char *out, size_
     }
     return -1;
 }
+
+/* ---------- answers ---------- */
+
+static int answer_complete(http_parser *hp)
+{
+    struct http_answer *a = hp->data;
+    if (hp->status_code < 200) return 0; /* interim: the real answer follows */
+    a->complete = 1;
+    a->status = hp->status_code;
+    a->keepalive = http_should_keep_alive(hp);
+    http_parser_pause(hp, 1); /* nothing after it is read */
+    return 0;
+}
+
+static const http_parser_settings answer_settings = {.on_message_complete = answer_complete};
+
+void http_answer_init(struct http_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    http_parser_init(&a->hp, HTTP_RESPONSE);
+    a->hp.data = a;
+}
+
+enum http_result http_answer_feed(struct http_answer *a, const uint8_t *p, size_t n,
+                                  const char **why)
+{
+    const char *unused;
+    if (why == NULL) why = &unused;
+    *why = NULL;
+    if (a->complete) return HTTP_OK;
+    /* only what fits the limit is parsed: an answer that ends within it is taken whatever
+     * follows it in the same read */
+    size_t k = n > HTTP_ANSWER_MAX - a->fed ? HTTP_ANSWER_MAX - a->fed : n;
+    if (n && !k) {
+        *why = "the answer is too long";
+        return HTTP_ERROR;
+    }
+    a->fed += k;
+    a->hp.data = a; /* the struct may have been copied since init */
+    http_parser_execute(&a->hp, &answer_settings, k ? (const char *)p : NULL, k);
+    if (a->complete) return HTTP_OK;
+    if (k < n) {
+        *why = "the answer is too long";
+        return HTTP_ERROR;
+    }
+    if (HTTP_PARSER_ERRNO(&a->hp) != HPE_OK) {
+        *why = "the answer is not HTTP/1.1";
+        return HTTP_ERROR;
+    }
+    if (n == 0) {
+        *why = "the destination closed the connection before the end of its answer";
+        return HTTP_ERROR;
+    }
+    return HTTP_NEED_MORE;
+}

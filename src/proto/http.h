@@ -21,10 +21,12 @@
 #ifndef HDX_PROTO_HTTP_H
 #define HDX_PROTO_HTTP_H
 
+#include <http_parser.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define HTTP_HEADERS_MAX 64
+#define HTTP_ANSWER_MAX (64u << 10) /* the longest answer http_answer_feed reads */
 
 struct http_limits {
     size_t max_line;         /* request line */
@@ -79,5 +81,23 @@ int http_query_get(const struct http_req *req, const char *key, char *out, size_
  * key and value ("" when there is no '='), 0 at the end, -2 for one that is malformed, too
  * long or holds a NUL or control byte (*cursor has moved past it). */
 int http_query_next(const char **cursor, char *key, size_t kcap, char *val, size_t vcap);
+
+/* An answer to a request hdx sent (an HTTPS route's POST, route/route.c; fuzzed by
+ * fuzz/http_answer): its status and whether the connection may be kept. Framing is
+ * http-parser's, in response mode (length-delimited, chunked and close-delimited bodies);
+ * interim 1xx answers are skipped (RFC 9110 15.2); bytes after the answer are not read. */
+struct http_answer {
+    http_parser hp;
+    int complete, keepalive;
+    unsigned status; /* 200-999 once complete */
+    size_t fed;
+};
+void http_answer_init(struct http_answer *a);
+/* Feeds the next n bytes (n = 0: the peer closed). HTTP_OK once the answer is complete (status,
+ * keepalive set; later calls return HTTP_OK again and read nothing), HTTP_NEED_MORE, or
+ * HTTP_ERROR with *why a fixed text: not HTTP/1.x, more than HTTP_ANSWER_MAX bytes before its
+ * end, or closed before its end. */
+enum http_result http_answer_feed(struct http_answer *a, const uint8_t *p, size_t n,
+                                  const char **why);
 
 #endif

@@ -33,6 +33,7 @@
 #include "policy/policy.h"
 #include "policy/policy_load.h"
 #include "proto/hl7.h"
+#include "proto/http.h"
 #include "proto/mllp.h"
 #include "route/cursor.h"
 #include "route/match.h"
@@ -46,8 +47,7 @@
 #define DISCLOSURE_PERIOD_US 10000000
 #define DISCLOSURE_SLOTS 1024 /* patients per lane before a summary is written early */
 #define STATUS_PERIOD_US 1000000
-#define WAIT_SLICE_MS 100 /* how often a blocked lane looks at its stop flag */
-#define HTTP_ANSWER_MAX (64u << 10)
+#define WAIT_SLICE_MS 100      /* how often a blocked lane looks at its stop flag */
 #define FAILING_AFTER 1        /* consecutive failures before route_failing is said */
 #define FEED_MAX 256           /* committed batches kept in memory for lanes that keep up */
 #define FEED_BYTES (16u << 20) /* and their message bytes */
@@ -1212,21 +1212,6 @@ static int deliver_mllp(struct lane *l)
 
 /* ---------- delivery: HTTPS ---------- */
 
-struct http_answer {
-    int complete, keepalive;
-    unsigned status;
-};
-
-static int on_http_complete(http_parser *hp)
-{
-    struct http_answer *a = hp->data;
-    a->complete = 1;
-    a->status = hp->status_code;
-    a->keepalive = http_should_keep_alive(hp);
-    http_parser_pause(hp, 1);
-    return 0;
-}
-
 static int deliver_https(struct lane *l)
 {
     const struct hdx_route_conf *rc = l->rt->conf;
@@ -1267,40 +1252,27 @@ static int deliver_https(struct lane *l)
     p->sent = 1;
     p->sent_us = now;
     l->sent_total++;
-    http_parser hp;
-    http_parser_settings cb;
-    struct http_answer a = {0};
-    http_parser_init(&hp, HTTP_RESPONSE);
-    http_parser_settings_init(&cb);
-    cb.on_message_complete = on_http_complete;
-    hp.data = &a;
+    struct http_answer a;
+    http_answer_init(&a);
     size_t parsed = 0;
     l->rlen = 0;
-    while (!a.complete) {
-        int n = lane_read(l, dl);
-        if (n <= 0) {
-            if (n == 0) { /* close-delimited body: the end of the answer */
-                http_parser_execute(&hp, &cb, NULL, 0);
-                if (a.complete) break;
-            }
+    for (;;) {
+        const char *why = NULL;
+        enum http_result hr = HTTP_NEED_MORE;
+        if (parsed < l->rlen) {
+            hr = http_answer_feed(&a, l->rbuf + parsed, l->rlen - parsed, &why);
+            parsed = l->rlen;
+        }
+        if (hr == HTTP_OK) break;
+        int n = hr == HTTP_ERROR ? 1 : lane_read(l, dl);
+        if (hr == HTTP_NEED_MORE && n == 0) hr = http_answer_feed(&a, NULL, 0, &why);
+        if (hr == HTTP_OK) break;
+        if (hr == HTTP_ERROR || n < 0) {
             set_error(l, "%s",
-                      n == HDX_E_TIMEOUT  ? "no answer within ack_timeout_ms"
-                      : n == 0            ? "the destination closed the connection"
-                      : n == HDX_E_TOOBIG ? "the answer is too long"
-                                          : "reading the answer failed");
-            attempt_failed(l, p, "no valid answer");
-            return -1;
-        }
-        size_t got =
-            http_parser_execute(&hp, &cb, (const char *)l->rbuf + parsed, l->rlen - parsed);
-        parsed += got;
-        if (!a.complete && HTTP_PARSER_ERRNO(&hp) != HPE_OK) {
-            set_error(l, "the answer is not HTTP/1.1: %s", http_errno_name(HTTP_PARSER_ERRNO(&hp)));
-            attempt_failed(l, p, "no valid answer");
-            return -1;
-        }
-        if (l->rlen > HTTP_ANSWER_MAX) {
-            set_error(l, "the answer is too long");
+                      hr == HTTP_ERROR     ? why
+                      : n == HDX_E_TIMEOUT ? "no answer within ack_timeout_ms"
+                      : n == HDX_E_TOOBIG  ? "the answer is too long"
+                                           : "reading the answer failed");
             attempt_failed(l, p, "no valid answer");
             return -1;
         }

@@ -708,6 +708,72 @@ static void test_bitflip_truncation(void **state)
     }
 }
 
+/* An answer fed in pieces of n bytes (0: whole), then the peer closes. */
+static enum http_result answer(const char *text, size_t len, size_t piece, struct http_answer *a,
+                               const char **why)
+{
+    enum http_result r = HTTP_NEED_MORE;
+    http_answer_init(a);
+    for (size_t off = 0; r == HTTP_NEED_MORE && off < len;) {
+        size_t k = piece && piece < len - off ? piece : len - off;
+        r = http_answer_feed(a, (const uint8_t *)text + off, k, why);
+        off += k;
+    }
+    if (r == HTTP_NEED_MORE) r = http_answer_feed(a, NULL, 0, why);
+    return r;
+}
+
+static void test_answers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        enum http_result r;
+        unsigned status;
+        int keepalive;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", HTTP_OK, 200, 1},
+        {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", HTTP_OK,
+         202, 1},
+        {"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         HTTP_OK, 409, 1},
+        {"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nclose-delimited", HTTP_OK, 503, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", HTTP_ERROR, 0, 0},
+        {"SSH-2.0-OpenSSH_9.2\r\n", HTTP_ERROR, 0, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 500 no\r\n\r\n", HTTP_OK, 200, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (size_t piece = 0; piece < 4; piece++) {
+            struct http_answer a;
+            const char *why = NULL;
+            enum http_result r = answer(cases[i].text, strlen(cases[i].text), piece, &a, &why);
+            if (r != cases[i].r) fail_msg("case %zu piece %zu: result %d", i, piece, (int)r);
+            if (r == HTTP_OK) {
+                assert_int_equal(a.status, cases[i].status);
+                assert_int_equal(a.keepalive, cases[i].keepalive);
+            } else {
+                assert_non_null(why);
+            }
+        }
+    /* over HTTP_ANSWER_MAX: refused, unless the answer ends within it */
+    size_t big = HTTP_ANSWER_MAX + 100;
+    char *b = malloc(big + 1);
+    assert_non_null(b);
+    int h = snprintf(b, big, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", big);
+    memset(b + h, 'x', big - (size_t)h);
+    b[big] = 0;
+    struct http_answer a;
+    const char *why = NULL;
+    assert_int_equal(answer(b, big, 0, &a, &why), HTTP_ERROR);
+    assert_string_equal(why, "the answer is too long");
+    assert_int_equal(answer(b, big, 4096, &a, &why), HTTP_ERROR);
+    h = snprintf(b, big, "HTTP/1.1 204 No Content\r\n\r\n");
+    memset(b + h, 'y', big - (size_t)h);
+    assert_int_equal(answer(b, big, 0, &a, &why), HTTP_OK);
+    assert_int_equal(a.status, 204);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_query_get),
         cmocka_unit_test(test_query_next),
         cmocka_unit_test(test_bitflip_truncation),
+        cmocka_unit_test(test_answers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
