@@ -218,6 +218,16 @@ static void abs_path(const char *dir, const char *v, char *out, size_t cap)
         snprintf(out, cap, "%s/%s", dir, v);
 }
 
+/* PS3.5 VR AE: 1-16 printable ASCII characters, no backslash, not starting with a space */
+static int ae_title_ok(const char *ae)
+{
+    size_t n = strlen(ae);
+    int ok = n > 0 && n <= 16 && ae[0] != ' ';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)ae[i] >= 0x20 && (unsigned char)ae[i] < 0x7f && ae[i] != '\\';
+    return ok;
+}
+
 static int parse_to(struct load *l, struct hdx_route_conf *r, int line, const char *v)
 {
     const char *rest;
@@ -268,11 +278,7 @@ static int parse_to(struct load *l, struct hdx_route_conf *r, int line, const ch
     } else if (r->dest == HDX_DEST_DICOMS || r->dest == HDX_DEST_DICOM) {
         /* the called AE title: PS3.5 VR AE, 1-16 characters, no backslash or control byte */
         const char *ae = slash ? slash + 1 : "";
-        size_t n = strlen(ae);
-        int ok = n > 0 && n <= 16 && ae[0] != ' ';
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (unsigned char)ae[i] >= 0x20 && (unsigned char)ae[i] < 0x7f && ae[i] != '\\';
-        if (!ok) {
+        if (!ae_title_ok(ae)) {
             route_fail(l, r, line, "to",
                        "a DICOM destination is dicoms://HOST:PORT/CALLED_AE_TITLE (1-16 "
                        "characters, no backslash)");
@@ -350,11 +356,7 @@ static void route_key(struct load *l, struct hdx_route_conf *r, const char *name
         else
             route_fail(l, r, line, name, "must be hl7v2 or dicom");
     } else if (!strcmp(name, "calling_ae")) {
-        size_t n = strlen(v);
-        int ok = n > 0 && n <= 16 && v[0] != ' ';
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (unsigned char)v[i] >= 0x20 && (unsigned char)v[i] < 0x7f && v[i] != '\\';
-        if (!ok)
+        if (!ae_title_ok(v))
             route_fail(l, r, line, name, "an AE title: 1-16 characters, no backslash");
         else
             snprintf(r->calling_ae, sizeof(r->calling_ae), "%s", v);

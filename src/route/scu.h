@@ -69,10 +69,10 @@ void hdx_scu_abort(struct hdx_scu *a, int64_t deadline_us);
 void hdx_scu_free(struct hdx_scu *a);
 
 /* How a C-STORE-RSP status is taken (PS3.7 C.4.2, 9.1.1.1): delivered (0000; the warnings
- * Bxxx, 0107, 0116), retried (A7xx out of resources, 0110 processing failure, 0210 duplicate
- * invocation: each may pass next time), refused for good (every other status: A9xx data set
- * does not match the SOP class, Cxxx cannot understand, 0122 SOP class not supported, 0124
- * not authorised, ...). */
+ * B000-BFFF, 0107, 0116), retried (A700-A7FF out of resources, 0110 processing failure, 0210
+ * duplicate invocation: each may pass next time), refused for good (every other status: A900-A9FF
+ * data set does not match the SOP class, C000-CFFF cannot understand, 0122 SOP class not supported,
+ * 0124 not authorised, ...). */
 enum hdx_scu_verdict { HDX_SCU_DELIVERED, HDX_SCU_RETRY, HDX_SCU_REFUSED };
 enum hdx_scu_verdict hdx_scu_judge(uint16_t status);
 
