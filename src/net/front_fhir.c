@@ -71,6 +71,13 @@ struct fhir_write {
     size_t nparts;
     char *answer;
     size_t answer_len;
+    /* Its GET entries, answered once its writes are indexed (so that they see them), into
+     * answer_js; the SMART token's scopes they are checked against (a copy: the token may
+     * end before). */
+    struct bundle_get *gets;
+    size_t ngets;
+    json_t *answer_js;
+    struct hdx_smart_token *smart;
     /* A vital sign's ORU^R01 for HL7 v2 subscribers and routes: stored once the resource is
      * durable, and the answer waits for it too (so what was acknowledged reaches them). */
     struct hdx_intake_item *oru;
@@ -81,6 +88,13 @@ struct txn_part {
     uint32_t version;
     int deleting, has_patient;
     uint8_t patient[HDX_BLIND_LEN];
+};
+
+/* A Bundle's GET entry: request.url as the request it names. */
+struct bundle_get {
+    size_t index;                            /* in the answer's entries */
+    char *url;                               /* as sent: relative or under the base, a query */
+    char *if_none_match, *if_modified_since; /* NULL: none */
 };
 
 /* Writes in flight per resource: their newest version. */
@@ -95,6 +109,7 @@ struct cond_wait {
     struct cond_wait *next;
     struct hdx_conn *c;
     struct http_req *req; /* a copy: the original belongs to the session */
+    int bundle;           /* a Bundle with ifNoneExist entries, not a POST /fhir/T */
 };
 
 struct front_fhir {
@@ -505,12 +520,34 @@ static uint32_t newest_version(struct front_fhir *ff, const char *type, const ch
 /* ---------- writing ---------- */
 
 static void cond_next(struct front_fhir *ff);
+struct fhir_path;
+static void fhir_dispatch(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                          const struct asker *whop, const struct fhir_path *pp,
+                          struct hdx_http_reply *r);
+static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                      const struct asker *who, int queued, struct hdx_http_reply *r);
+
+static void bundle_gets_free(struct bundle_get *g, size_t n)
+{
+    for (size_t i = 0; g && i < n; i++) {
+        free(g[i].url);
+        free(g[i].if_none_match);
+        free(g[i].if_modified_since);
+    }
+    free(g);
+}
 
 static void write_free(struct fhir_write *w)
 {
     if (!w) return;
     hdx_intake_item_free(w->oru);
     free(w->parts);
+    bundle_gets_free(w->gets, w->ngets);
+    json_decref(w->answer_js);
+    if (w->smart) {
+        sodium_memzero(w->smart, sizeof(*w->smart));
+        free(w->smart);
+    }
     if (w->answer) {
         sodium_memzero(w->answer, w->answer_len);
         free(w->answer);
@@ -523,16 +560,30 @@ static void write_free(struct fhir_write *w)
     free(w);
 }
 
+static void bundle_gets_run(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
+                            json_t *answer, const struct bundle_get *gets, size_t n);
+
 static void bundle_answer(struct fhir_write *w)
 {
     struct front_fhir *ff = w->ff;
     struct hdx_http_reply r = {0};
-    r.status = 200;
-    r.content_type = FHIR_CT;
-    r.body = w->answer;
-    r.body_len = w->answer_len;
-    w->answer = NULL;
     struct hdx_audit_gate *g = gate_begin(ff, w->c);
+    if (w->ngets) { /* now that its writes are indexed */
+        struct asker who = w->who;
+        who.smart = w->smart;
+        bundle_gets_run(ff, w->c, &who, w->answer_js, w->gets, w->ngets);
+        w->answer = dump_plain(w->answer_js, &w->answer_len);
+    }
+    if (w->answer) {
+        r.status = 200;
+        r.content_type = FHIR_CT;
+        r.body = w->answer;
+        r.body_len = w->answer_len;
+        w->answer = NULL;
+    } else {
+        outcome(&r, 500, "exception", "the Bundle is stored, but its answer could not be made",
+                NULL);
+    }
     for (size_t i = 0; i < w->nparts; i++) {
         struct txn_part *p = &w->parts[i];
         hdx_front_audit_access(ff->f->api, w->c, &w->who,
@@ -543,8 +594,12 @@ static void bundle_answer(struct fhir_write *w)
                                "fhir");
         pending_done(ff, p->type, p->id);
     }
-    hdx_metric_fhir((enum hdx_metric_fhir_interaction)w->metric, 200);
+    hdx_metric_fhir((enum hdx_metric_fhir_interaction)w->metric, r.status);
     hdx_front_gate_end_finish(g, w->c, &r);
+    if (w->conditional) {
+        ff->cond_busy = 0;
+        cond_next(ff);
+    }
     write_free(w);
 }
 
@@ -1484,7 +1539,13 @@ static void cond_next(struct front_fhir *ff)
         if (!ff->cond_head) ff->cond_tail = NULL;
         struct hdx_http_reply r = {0};
         struct hdx_audit_gate *g = gate_begin(ff, w->c);
-        cond_run(ff, w->c, w->req, &r);
+        if (w->bundle) {
+            struct asker who;
+            if (!hdx_front_asks(ff->f, w->c, w->req, &r, &who))
+                do_bundle(ff, w->c, w->req, &who, 1, &r);
+        } else {
+            cond_run(ff, w->c, w->req, &r);
+        }
         hdx_front_gate_end(g, &r);
         if (!r.deferred) {
             hdx_http_finish(w->c, &r);
@@ -1592,6 +1653,27 @@ static struct http_req *req_copy(const struct http_req *req)
     return q;
 }
 
+/* Queues a conditional create or Bundle behind the one being written, so that it sees what
+ * that one made; the answer is deferred until cond_next runs it. */
+static void cond_enqueue(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                         int bundle, struct hdx_http_reply *r)
+{
+    struct cond_wait *w = calloc(1, sizeof(*w));
+    if (!w || !(w->req = req_copy(req))) {
+        free(w);
+        outcome(r, 503, "transient", "out of memory", NULL);
+        return;
+    }
+    w->c = c;
+    w->bundle = bundle;
+    if (ff->cond_tail)
+        ff->cond_tail->next = w;
+    else
+        ff->cond_head = w;
+    ff->cond_tail = w;
+    r->deferred = 1;
+}
+
 static void do_create(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
                       const struct asker *who, const char *type, int conditional_ok,
                       struct hdx_http_reply *r)
@@ -1599,19 +1681,7 @@ static void do_create(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     const char *cond = http_header_get(req, "if-none-exist");
     if (cond && conditional_ok) {
         if (ff->cond_busy || ff->cond_head) {
-            struct cond_wait *w = calloc(1, sizeof(*w));
-            if (!w || !(w->req = req_copy(req))) {
-                free(w);
-                outcome(r, 503, "transient", "out of memory", NULL);
-                return;
-            }
-            w->c = c;
-            if (ff->cond_tail)
-                ff->cond_tail->next = w;
-            else
-                ff->cond_head = w;
-            ff->cond_tail = w;
-            r->deferred = 1;
+            cond_enqueue(ff, c, req, 0, r);
             return;
         }
         cond_run(ff, c, req, r);
@@ -2006,6 +2076,9 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
 /* ---------- Bundles: transaction and batch ---------- */
 
 #define BUNDLE_ENTRIES_MAX 100
+#define BUNDLE_GETS_MAX 20    /* each a read or a search on the network thread */
+#define BUNDLE_PATH_MAX 256   /* a GET entry's path */
+#define BUNDLE_QUERY_MAX 2048 /* its query, and an ifNoneExist */
 
 /* Every {"reference": R} in v whose R a transaction entry's fullUrl names becomes the
  * Type/id that entry was given. */
@@ -2032,10 +2105,11 @@ static void refs_rewrite(json_t *v, const json_t *map, int depth)
 }
 
 struct entry_plan {
-    int method; /* 'P'ost, 'U' put, 'D'elete */
+    int method; /* 'P'ost, 'U' put, 'D'elete, 'G'et */
     char type[HDX_FHIR_TYPE_MAX + 1], id[HDX_FHIR_ID_MAX + 1];
     uint32_t version;
-    int skip; /* a delete of what is already deleted: nothing to store */
+    int skip;    /* a delete of what is already deleted: nothing to store */
+    int matched; /* a POST whose ifNoneExist found the resource: nothing to store */
     int status;
     char error[200];
     char code[24];
@@ -2061,11 +2135,74 @@ static int entry_url(struct front_fhir *ff, const char *url, char *type, char *i
     return 0;
 }
 
+/* A GET entry's request.url (relative, or under our base) as the path and query of the
+ * request it names. 0, or -1 when it is not a FHIR path or too long. */
+static int get_url_parse(struct front_fhir *ff, const char *url, char *path, size_t cap,
+                         const char **query, struct fhir_path *p)
+{
+    size_t bl = strlen(ff->base_url);
+    if (!strncmp(url, ff->base_url, bl) && url[bl] == '/') url += bl + 1;
+    const char *q = strchr(url, '?');
+    size_t pl = q ? (size_t)(q - url) : strlen(url);
+    if (!pl || url[0] == '/' || pl + 7 > cap || (q && strlen(q + 1) > BUNDLE_QUERY_MAX)) return -1;
+    memcpy(path, "/fhir/", 6);
+    memcpy(path + 6, url, pl);
+    path[6 + pl] = '\0';
+    *query = q ? q + 1 : "";
+    return path_parse(path, p);
+}
+
 static void plan_fail(struct entry_plan *e, int status, const char *code, const char *msg)
 {
     e->status = status;
     snprintf(e->code, sizeof(e->code), "%s", code);
     snprintf(e->error, sizeof(e->error), "%s", msg);
+}
+
+/* A GET entry: what it names must be a read, vread, search or history that this principal's
+ * scopes cover; it runs later (bundle_gets_run). */
+static void plan_get(struct front_fhir *ff, const struct asker *who, json_t *entry,
+                     struct entry_plan *e)
+{
+    json_t *req = json_object_get(entry, "request");
+    const char *url = json_string_value(json_object_get(req, "url"));
+    char path[BUNDLE_PATH_MAX];
+    const char *query;
+    struct fhir_path p;
+    e->method = 'G';
+    if (json_object_get(entry, "resource")) {
+        plan_fail(e, 400, "invalid", "a GET entry has no resource");
+        return;
+    }
+    if (!url || get_url_parse(ff, url, path, sizeof(path), &query, &p) || p.n == 0 || p.search ||
+        p.op[0]) {
+        plan_fail(e, 400, "invalid",
+                  "a GET entry's request.url is a read, vread, search or history "
+                  "(Type/id, Type/id/_history/v, Type?query, Type/id/_history, Type/_history)");
+        return;
+    }
+    const char *inm = json_string_value(json_object_get(req, "ifNoneMatch"));
+    const char *ims = json_string_value(json_object_get(req, "ifModifiedSince"));
+    int64_t lo, hi;
+    if ((inm || ims) && (!p.id[0] || (p.history && !p.vid))) {
+        plan_fail(e, 400, "invalid", "ifNoneMatch and ifModifiedSince apply to a read");
+        return;
+    }
+    if ((inm && strlen(inm) > 32) || (ims && hdx_fhir_time_range(ims, &lo, &hi))) {
+        plan_fail(e, 400, "invalid", "ifNoneMatch is an ETag, ifModifiedSince an instant");
+        return;
+    }
+    char act = (p.n == 1 || (p.history && !p.vid && !p.id[0])) ? 's' : 'r';
+    if (strcmp(p.type, "AuditEvent") && !type_readable(p.type)) {
+        plan_fail(e, 404, "not-supported", "this resource type is not supported");
+        return;
+    }
+    if (!smart_covers(who, p.type, act)) {
+        plan_fail(e, 403, "forbidden", "the access token's scopes do not cover this entry");
+        return;
+    }
+    snprintf(e->type, sizeof(e->type), "%s", p.type);
+    e->status = 200;
 }
 
 /* What an entry asks, checked against the index and the policy; its resource made ready to
@@ -2077,9 +2214,15 @@ static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *e
     const char *method = json_string_value(json_object_get(req, "method"));
     const char *url = json_string_value(json_object_get(req, "url"));
     json_t *res = json_object_get(entry, "resource");
+    if (method && !strcmp(method, "GET")) {
+        plan_get(ff, who, entry, e);
+        return;
+    }
     if (!method || !url || entry_url(ff, url, e->type, e->id)) {
         plan_fail(e, 400, "invalid",
-                  "request.method and request.url (Type or Type/id) are required");
+                  url && strchr(url, '?')
+                      ? "conditional update and delete (Type?query) are not supported"
+                      : "request.method and request.url (Type or Type/id) are required");
         return;
     }
     e->method = !strcmp(method, "POST")     ? 'P'
@@ -2088,7 +2231,7 @@ static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *e
                                             : 0;
     if (!e->method || (e->method == 'P') != !e->id[0]) {
         plan_fail(e, 400, "not-supported",
-                  "entries are POST Type, PUT Type/id or DELETE Type/id (no GET, no conditions)");
+                  "entries are POST Type, PUT Type/id, DELETE Type/id or GET");
         return;
     }
     if (!type_writable(e->type) || !strcmp(e->type, "Subscription")) {
@@ -2097,6 +2240,10 @@ static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *e
     }
     if (!smart_covers(who, e->type, e->method == 'P' ? 'c' : e->method == 'U' ? 'u' : 'd')) {
         plan_fail(e, 403, "forbidden", "the access token's scopes do not cover this entry");
+        return;
+    }
+    if (e->matched) { /* its ifNoneExist found it: answered with it, nothing written */
+        e->status = 200;
         return;
     }
     const char *rt = json_string_value(json_object_get(res, "resourceType"));
@@ -2184,20 +2331,14 @@ static void plan_entry(struct front_fhir *ff, const struct asker *who, json_t *e
 static json_t *entry_response(struct front_fhir *ff, const struct entry_plan *e)
 {
     char st[48];
-    snprintf(st, sizeof(st), "%d %s", e->status,
-             e->status == 201   ? "Created"
-             : e->status == 200 ? "OK"
-             : e->status == 204 ? "No Content"
-                                : "Error");
+    snprintf(st, sizeof(st), "%d %s", e->status, hdx_http_reason(e->status));
     json_t *resp = json_pack("{s:s}", "status", st);
-    if (e->status < 300 && e->id[0]) {
+    if (e->status < 300 && e->id[0] && (!e->skip || e->matched)) {
         char loc[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 32], etag[24];
         snprintf(loc, sizeof(loc), "%s/%s/_history/%u", e->type, e->id, e->version);
         snprintf(etag, sizeof(etag), "W/\"%u\"", e->version);
-        if (!e->skip) {
-            json_object_set_new(resp, "location", json_string(loc));
-            json_object_set_new(resp, "etag", json_string(etag));
-        }
+        json_object_set_new(resp, "location", json_string(loc));
+        json_object_set_new(resp, "etag", json_string(etag));
     }
     if (e->status >= 400)
         json_object_set_new(resp, "outcome", hdx_fhir_outcome(e->code, e->error, NULL));
@@ -2205,8 +2346,162 @@ static json_t *entry_response(struct front_fhir *ff, const struct entry_plan *e)
     return json_pack("{s:o}", "response", resp);
 }
 
+/* The value of header name in a reply's extra header lines, into out ("" when absent). */
+static void reply_header(const struct hdx_http_reply *r, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *s = r->extra; *s;) {
+        const char *eol = strstr(s, "\r\n");
+        if (!eol) break;
+        if (!strncasecmp(s, name, nl) && s[nl] == ':') {
+            const char *v = s + nl + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, cap, "%.*s", (int)(eol - v), v);
+            return;
+        }
+        s = eol + 2;
+    }
+}
+
+/* Runs one GET entry as the request it names, for who (policy, scopes and the disclosure's
+ * audit exactly as that request alone), into its entry of the answer. */
+static json_t *bundle_get_run(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
+                              const struct bundle_get *g)
+{
+    char path[BUNDLE_PATH_MAX];
+    const char *query;
+    struct fhir_path p;
+    struct hdx_http_reply r = {0};
+    if (get_url_parse(ff, g->url, path, sizeof(path), &query, &p)) {
+        outcome(&r, 400, "invalid", "request.url is not a FHIR read or search", NULL);
+    } else {
+        struct http_req req;
+        memset(&req, 0, sizeof(req));
+        snprintf(req.method, sizeof(req.method), "GET");
+        req.target = g->url;
+        req.path = path;
+        req.query = query;
+        fhir_dispatch(ff, c, &req, who, &p, &r);
+        if (r.deferred) abort(); /* plan_get admits no operation that answers later */
+    }
+    json_t *body = r.body ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+    if (r.body) {
+        sodium_memzero(r.body, r.body_len);
+        free(r.body);
+    }
+    char etag[40], updated[48] = "";
+    reply_header(&r, "ETag", etag, sizeof(etag));
+    const char *lu =
+        json_string_value(json_object_get(json_object_get(body, "meta"), "lastUpdated"));
+    if (lu && r.status == 200 && p.id[0]) snprintf(updated, sizeof(updated), "%s", lu);
+    int status = r.status;
+    if (status == 200 && g->if_none_match && etag[0]) {
+        const char *a = g->if_none_match, *b = etag;
+        a += a[0] == 'W' && a[1] == '/' ? 2 : 0;
+        b += b[0] == 'W' && b[1] == '/' ? 2 : 0;
+        if (!strcmp(a, b) || !strcmp(g->if_none_match, "*")) status = 304;
+    }
+    int64_t ims_lo, ims_hi, lu_lo, lu_hi;
+    if (status == 200 && g->if_modified_since && updated[0] &&
+        !hdx_fhir_time_range(g->if_modified_since, &ims_lo, &ims_hi) &&
+        !hdx_fhir_time_range(updated, &lu_lo, &lu_hi) && lu_lo < ims_hi)
+        status = 304;
+    char st[48];
+    snprintf(st, sizeof(st), "%d %s", status, hdx_http_reason(status));
+    json_t *resp = json_pack("{s:s}", "status", st);
+    if (etag[0]) json_object_set_new(resp, "etag", json_string(etag));
+    if (updated[0]) json_object_set_new(resp, "lastModified", json_string(updated));
+    json_t *e = json_object();
+    if (status >= 400 && body)
+        json_object_set(resp, "outcome", body);
+    else if (status < 300 && body)
+        json_object_set(e, "resource", body);
+    json_decref(body);
+    json_object_set_new(e, "response", resp);
+    return e;
+}
+
+static void bundle_gets_run(struct front_fhir *ff, struct hdx_conn *c, const struct asker *who,
+                            json_t *answer, const struct bundle_get *gets, size_t n)
+{
+    json_t *entries = json_object_get(answer, "entry");
+    for (size_t i = 0; i < n; i++)
+        json_array_set_new(entries, gets[i].index, bundle_get_run(ff, c, who, &gets[i]));
+}
+
+static char *json_strdup_or_null(const json_t *v, int *oom)
+{
+    const char *s = json_string_value(v);
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d) *oom = 1;
+    return d;
+}
+
+/* An ifNoneExist entry's search, as the same principal's conditional create runs it: into e
+ * (matched, its id and version) or a failure. */
+static void plan_condition(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                           const struct asker *who, const char *type, const char *cond,
+                           struct entry_plan *e)
+{
+    const char *qs = strchr(cond, '?') ? strchr(cond, '?') + 1 : cond;
+    struct hdx_http_reply sr = {0};
+    if (!type_writable(type) || !strcmp(type, "Subscription")) return; /* plan_entry says */
+    if (!smart_covers(who, type, 's')) {
+        plan_fail(e, 403, "forbidden", "the access token's scopes do not cover ifNoneExist");
+        return;
+    }
+    do_search(ff, c, req, who, type, qs, &sr);
+    json_t *b = sr.status == 200 ? json_loadb(sr.body, sr.body_len, 0, NULL) : NULL;
+    if (sr.body) {
+        sodium_memzero(sr.body, sr.body_len);
+        free(sr.body);
+    }
+    if (!b) {
+        plan_fail(e, sr.status == 200 || sr.status == 400 ? 400 : sr.status, "invalid",
+                  "ifNoneExist is not a supported search");
+        return;
+    }
+    json_t *entries = json_object_get(b, "entry"), *x, *match = NULL;
+    size_t i, matches = 0;
+    json_array_foreach(entries, i, x)
+    {
+        const char *mode = json_string_value(json_object_get(json_object_get(x, "search"), "mode"));
+        if (mode && !strcmp(mode, "match")) {
+            matches++;
+            match = json_object_get(x, "resource");
+        }
+    }
+    if (matches > 1) {
+        plan_fail(e, 412, "duplicate", "ifNoneExist matches more than one resource");
+    } else if (matches == 1) {
+        const char *id = json_string_value(json_object_get(match, "id"));
+        const char *vid =
+            json_string_value(json_object_get(json_object_get(match, "meta"), "versionId"));
+        e->matched = 1;
+        e->skip = 1;
+        snprintf(e->id, sizeof(e->id), "%s", id ? id : "");
+        e->version = vid ? (uint32_t)strtoul(vid, NULL, 10) : 1;
+    }
+    json_decref(b);
+}
+
+static int bundle_conditional(const json_t *entries)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach(entries, i, entry)
+    {
+        json_t *req = json_object_get(entry, "request");
+        const char *method = json_string_value(json_object_get(req, "method"));
+        if (method && !strcmp(method, "POST") && json_object_get(req, "ifNoneExist")) return 1;
+    }
+    return 0;
+}
+
 static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
-                      const struct asker *who, struct hdx_http_reply *r)
+                      const struct asker *who, int queued, struct hdx_http_reply *r)
 {
     json_t *b = read_resource(req, "Bundle", r);
     if (!b) return;
@@ -2225,6 +2520,13 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
         outcome(r, 413, "too-costly", "a Bundle holds at most 100 entries", "Bundle.entry");
         return;
     }
+    int conditional = bundle_conditional(entries);
+    if (conditional && !queued && (ff->cond_busy || ff->cond_head)) {
+        /* after the conditional create or Bundle before it, so that it sees what that made */
+        json_decref(b);
+        cond_enqueue(ff, c, req, 1, r);
+        return;
+    }
     struct entry_plan *plan = calloc(n ? n : 1, sizeof(*plan));
     json_t *map = json_object(), *local = json_object(), *seen = json_object();
     json_t *stored =
@@ -2233,37 +2535,76 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
                                txn ? "transaction-response" : "batch-response", "entry");
     struct fhir_write *w = calloc(1, sizeof(*w));
     if (w) w->parts = calloc(n ? n : 1, sizeof(*w->parts));
-    if (!plan || !map || !local || !seen || !stored || !answer || !w || !w->parts) {
+    if (w) w->gets = calloc(n ? n : 1, sizeof(*w->gets));
+    if (!plan || !map || !local || !seen || !stored || !answer || !w || !w->parts || !w->gets) {
         outcome(r, 503, "transient", "out of memory", NULL);
         goto out;
     }
-    size_t i;
+    size_t i, ngets = 0;
     json_t *entry;
-    /* ids first, so references between entries (fullUrl) resolve, a Patient's before its
+    int failed = -1;
+    json_array_foreach(entries, i, entry)
+    {
+        const char *method =
+            json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
+        if (method && !strcmp(method, "GET") && ++ngets > BUNDLE_GETS_MAX) {
+            outcome(r, 413, "too-costly", "a Bundle holds at most 20 GET entries", "Bundle.entry");
+            goto out;
+        }
+    }
+    /* ifNoneExist first: a POST that finds its resource writes nothing, and its fullUrl
+     * names what it found */
+    json_array_foreach(entries, i, entry)
+    {
+        json_t *rq = json_object_get(entry, "request");
+        const char *method = json_string_value(json_object_get(rq, "method"));
+        const char *cond = json_string_value(json_object_get(rq, "ifNoneExist"));
+        const char *url = json_string_value(json_object_get(rq, "url"));
+        if (!method || strcmp(method, "POST") || !json_object_get(rq, "ifNoneExist")) continue;
+        if (!cond || !url || strchr(url, '?') || strchr(url, '/') ||
+            strlen(cond) > BUNDLE_QUERY_MAX) {
+            plan_fail(&plan[i], 400, "invalid", "ifNoneExist is a search string on a POST Type");
+        } else {
+            char type[HDX_FHIR_TYPE_MAX + 1], none[HDX_FHIR_ID_MAX + 1];
+            if (!entry_url(ff, url, type, none))
+                plan_condition(ff, c, req, who, type, cond, &plan[i]);
+        }
+        if (plan[i].status >= 400 && txn) {
+            failed = (int)i;
+            break;
+        }
+    }
+    /* ids next, so references between entries (fullUrl) resolve, a Patient's before its
      * Observations' */
     json_array_foreach(entries, i, entry)
     {
+        if (failed >= 0) break;
         json_t *res = json_object_get(entry, "resource");
         const char *method =
             json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
         const char *rt = json_string_value(json_object_get(res, "resourceType"));
-        if (!method || strcmp(method, "POST") || !rt) continue;
-        char id[33];
-        hdx_fhir_new_id(id);
-        json_object_set_new(res, "id", json_string(id));
+        if (!method || strcmp(method, "POST") || !rt || plan[i].status >= 400) continue;
+        char id[HDX_FHIR_ID_MAX + 1];
+        if (plan[i].matched) {
+            snprintf(id, sizeof(id), "%s", plan[i].id);
+        } else {
+            hdx_fhir_new_id(id);
+            json_object_set_new(res, "id", json_string(id));
+        }
         const char *full = json_string_value(json_object_get(entry, "fullUrl"));
-        char ref[HDX_FHIR_TYPE_MAX + 40];
+        char ref[HDX_FHIR_TYPE_MAX + HDX_FHIR_ID_MAX + 2];
         snprintf(ref, sizeof(ref), "%s/%s", rt, id);
         if (txn && full) json_object_set_new(map, full, json_string(ref));
     }
-    if (txn)
+    if (txn && failed < 0)
         json_array_foreach(entries, i, entry)
             refs_rewrite(json_object_get(entry, "resource"), map, 0);
     json_array_foreach(entries, i, entry)
     {
+        if (failed >= 0) break;
         json_t *res = json_object_get(entry, "resource");
         const char *rt = json_string_value(json_object_get(res, "resourceType"));
-        if (txn && rt && !strcmp(rt, "Patient") && json_object_get(res, "id")) {
+        if (txn && rt && !strcmp(rt, "Patient") && json_object_get(res, "id") && !plan[i].matched) {
             char key[300];
             uint8_t tok[HDX_BLIND_LEN];
             char hex[2 * HDX_BLIND_LEN + 1];
@@ -2276,13 +2617,14 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
             sodium_memzero(key, sizeof(key));
         }
     }
-    int failed = -1;
     json_array_foreach(entries, i, entry)
     {
+        if (failed >= 0) break;
+        if (plan[i].status >= 400) continue; /* its ifNoneExist failed (a batch) */
         json_t *res = json_object_get(entry, "resource");
         const char *method =
             json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
-        if (res && method && !strcmp(method, "POST")) {
+        if (res && method && !strcmp(method, "POST") && !plan[i].matched) {
             snprintf(plan[i].id, sizeof(plan[i].id), "%s",
                      json_string_value(json_object_get(res, "id")) ?: "");
         }
@@ -2307,10 +2649,21 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
         goto out;
     }
     char updated[40];
+    int oom = 0;
     json_array_foreach(entries, i, entry)
     {
         struct entry_plan *e = &plan[i];
         json_array_append_new(json_object_get(answer, "entry"), entry_response(ff, e));
+        if (e->method == 'G' && e->status < 300) {
+            json_t *rq = json_object_get(entry, "request");
+            struct bundle_get *g = &w->gets[w->ngets++];
+            g->index = i;
+            g->url = json_strdup_or_null(json_object_get(rq, "url"), &oom);
+            g->if_none_match = json_strdup_or_null(json_object_get(rq, "ifNoneMatch"), &oom);
+            g->if_modified_since =
+                json_strdup_or_null(json_object_get(rq, "ifModifiedSince"), &oom);
+            continue;
+        }
         if (e->status >= 300 || e->skip) continue;
         json_t *res = e->method == 'D' ? json_pack("{s:s}", "resourceType", e->type)
                                        : json_incref(json_object_get(entry, "resource"));
@@ -2329,24 +2682,38 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
         json_array_append_new(json_object_get(stored, "entry"), se);
         w->parts[w->nparts++] = e->part;
     }
-    w->answer = dump_plain(answer, &w->answer_len);
-    if (!w->answer) {
+    if (oom) {
         outcome(r, 503, "transient", "out of memory", NULL);
         goto out;
     }
-    if (!w->nparts) { /* nothing to store: a batch of refusals, or nothing new */
+    if (!w->nparts) { /* nothing to store: reads, refusals, or nothing new */
+        bundle_gets_run(ff, c, who, answer, w->gets, w->ngets);
         r->status = 200;
         r->content_type = FHIR_CT;
-        r->body = w->answer;
-        r->body_len = w->answer_len;
-        w->answer = NULL;
+        r->body = dump_plain(answer, &r->body_len);
+        if (!r->body) outcome(r, 503, "transient", "out of memory", NULL);
         goto out;
+    }
+    if (w->ngets) {
+        w->answer_js = json_incref(answer);
+        if (who->smart && !(w->smart = malloc(sizeof(*w->smart)))) {
+            outcome(r, 503, "transient", "out of memory", NULL);
+            goto out;
+        }
+        if (who->smart) *w->smart = *who->smart;
+    } else {
+        w->answer = dump_plain(answer, &w->answer_len);
+        if (!w->answer) {
+            outcome(r, 503, "transient", "out of memory", NULL);
+            goto out;
+        }
     }
     w->ff = ff;
     w->c = c;
     w->who = *who;
     w->who.smart = NULL;
     w->status = 200;
+    w->conditional = conditional;
     w->metric = txn ? HDX_METRIC_FHIR_TRANSACTION : HDX_METRIC_FHIR_BATCH;
     snprintf(w->type, sizeof(w->type), "Bundle");
     w->body = dump_plain(stored, &w->body_len);
@@ -2371,6 +2738,7 @@ static void do_bundle(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     it->blinded = 1;
     it->on_done = write_done;
     it->done_arg = w;
+    if (conditional) ff->cond_busy = 1; /* until its answer: the next one must see it */
     ff->f->env.submit(ff->f->env.arg, it);
     r->deferred = 1;
     w = NULL; /* write_done's */
@@ -2522,9 +2890,21 @@ static void route_fhir_inner(void *arg, struct hdx_conn *c, const struct http_re
             return;
         }
     }
+    fhir_dispatch(ff, c, req, &who, &p, r);
+}
+
+/* A request of an authenticated principal, by its path: also a Bundle's GET entries'. */
+static void fhir_dispatch(struct front_fhir *ff, struct hdx_conn *c, const struct http_req *req,
+                          const struct asker *whop, const struct fhir_path *pp,
+                          struct hdx_http_reply *r)
+{
+    struct hdx_front *f = ff->f;
+    struct asker who = *whop;
+    struct fhir_path p = *pp;
+    int get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
     if (p.n == 0) {
         if (!strcmp(req->method, "POST"))
-            do_bundle(ff, c, req, &who, r);
+            do_bundle(ff, c, req, &who, 0, r);
         else
             outcome(r, 405, "not-supported", "POST a transaction or batch Bundle to the base",
                     NULL);

@@ -48,7 +48,7 @@ static const char security_headers[] =
     "Referrer-Policy: no-referrer\r\n"
     "X-Frame-Options: DENY\r\n";
 
-static const char *reason_phrase(int status)
+const char *hdx_http_reason(int status)
 {
     switch (status) {
     case 200:
@@ -59,6 +59,8 @@ static const char *reason_phrase(int status)
         return "Accepted";
     case 204:
         return "No Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -188,7 +190,7 @@ static void write_reply(struct hdx_conn *c, struct hdx_http_reply *r, int body)
     int hn = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: hdx\r\nContent-Type: %s\r\n"
                       "%s%s%s%s\r\n",
-                      r->status, reason_phrase(r->status), date,
+                      r->status, hdx_http_reason(r->status), date,
                       r->stream                ? "text/event-stream"
                       : r->content_type        ? r->content_type
                       : r->content_type_own[0] ? r->content_type_own
@@ -280,9 +282,13 @@ static void route(struct hdx_http *h, struct hdx_conn *c, const struct http_req 
     for (size_t i = 0; i < h->nroutes; i++) {
         const struct hdx_http_route *rt = &h->routes[i];
         size_t plen = strlen(rt->path);
-        int match = rt->path[plen - 1] == '/'
-                        ? strncmp(rt->path, req->path, plen) == 0 && req->path[plen] != 0
-                        : strcmp(rt->path, req->path) == 0;
+        /* A route ending in '/' takes what lies below it; any other takes its path with or
+         * without one trailing '/' (a FHIR client POSTs a Bundle to "[base]/"). */
+        int match =
+            rt->path[plen - 1] == '/'
+                ? strncmp(rt->path, req->path, plen) == 0 && req->path[plen] != 0
+                : strncmp(rt->path, req->path, plen) == 0 &&
+                      (req->path[plen] == 0 || (req->path[plen] == '/' && !req->path[plen + 1]));
         if (!match) continue;
         if (strcmp(rt->method, req->method) == 0) {
             rt->fn(rt->arg, c, req, r);

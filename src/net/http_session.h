@@ -78,6 +78,8 @@ void hdx_http_json_value(struct hdx_http_reply *reply, int status, struct json_t
 /* The deferred answer of c's request (its body is taken over: r->body becomes NULL). Once per
  * deferred request; on a connection closed meanwhile it only releases it. */
 void hdx_http_finish(struct hdx_conn *c, struct hdx_http_reply *r);
+/* The reason phrase of an HTTP status ("OK", "Not Found"). */
+const char *hdx_http_reason(int status);
 
 void hdx_http_stream_write(struct hdx_conn *c, const void *data, size_t len);
 size_t hdx_http_stream_queued(struct hdx_conn *c);

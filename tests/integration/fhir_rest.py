@@ -410,8 +410,135 @@ ok(search(feed, "/Patient?identifier=T-4")["total"] == 1, "the good entry stored
 expect(feed.req("GET", "/Observation/" + o2), 410, "the batch's delete applied")
 expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "collection"}), 400,
        "a collection is not a transaction")
-expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
-    entry(None, "GET", "Patient/" + A)]}), 200, "a GET entry in a batch: refused per entry")
+
+# ---------- GET entries: run as the request they name, after the Bundle's writes ----------
+st, hd, pa_now = expect(feed.req("GET", "/Patient/" + A), 200, "A as it is")
+etag_a = hd["etag"]
+gb = {"resourceType": "Bundle", "type": "batch", "entry": [
+    entry(None, "GET", "Patient/" + A),
+    entry(None, "GET", "Patient/nosuch"),
+    entry(None, "GET", "Observation?patient=Patient/%s&code=8867-4" % A),
+    entry(None, "GET", "Patient/%s/_history/1" % A),
+    entry(None, "GET", "Patient/" + A, ifNoneMatch=etag_a),
+    entry(None, "GET", "Patient/" + A, ifModifiedSince="2999-01-01T00:00:00Z"),
+    entry(None, "GET", "Patient/" + A, ifModifiedSince="2000-01-01T00:00:00Z"),
+    entry(None, "GET", "Patient/%s/_history" % A),
+    entry(None, "GET", search(feed, "/Patient?identifier=PAT-A")["entry"][0]["fullUrl"])]}
+st, hd, gr = expect(feed.req("POST", "", gb), 200, "a batch of GET entries")
+codes = [e["response"]["status"][:3] for e in gr["entry"]]
+ok(codes == ["200", "404", "200", "200", "304", "304", "200", "200", "200"],
+   "each GET entry answered as alone", repr(codes))
+ok(gr["entry"][0]["resource"]["id"] == A and gr["entry"][0]["response"]["etag"] == etag_a and
+   gr["entry"][0]["response"]["lastModified"] == pa_now["meta"]["lastUpdated"],
+   "a read: the resource, its ETag and lastModified", repr(gr["entry"][0])[:300])
+ok(gr["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome" and
+   "resource" not in gr["entry"][1], "an unknown id: 404 with its OperationOutcome")
+sb = gr["entry"][2]["resource"]
+ok(sb["type"] == "searchset" and o1 in ids(sb) and
+   all(x["resource"]["subject"]["reference"] == "Patient/" + A for x in sb["entry"]),
+   "a search entry: its searchset Bundle", repr(sb)[:300])
+ok(gr["entry"][3]["resource"]["meta"]["versionId"] == "1", "a vread entry")
+ok("resource" not in gr["entry"][4] and "resource" not in gr["entry"][5],
+   "304: no resource (ifNoneMatch, ifModifiedSince)")
+ok(gr["entry"][7]["resource"]["type"] == "history", "a history entry")
+ok(gr["entry"][8]["resource"]["id"] == A, "a GET entry's url under the base")
+st, hd, gr = expect(clin.req("POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
+    entry(None, "GET", "Patient/" + B), entry(None, "GET", "Patient?identifier=PAT-B"),
+    entry(None, "GET", "Patient/" + A)]}), 200, "the clinician's GET entries")
+ok([e["response"]["status"][:3] for e in gr["entry"]] == ["404", "200", "200"] and
+   gr["entry"][1]["resource"]["total"] == 0 and gr["entry"][2]["resource"]["id"] == A,
+   "BOLA: B by id and by search in a Bundle, as alone", repr(gr)[:300])
+txg = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    entry(None, "GET", "Patient?identifier=TG-1"),
+    entry("urn:uuid:0d7c0f84-5d1e-4a53-9d6d-5b1f5b0a7e11", "POST", "Patient",
+          patient("TG-1", "Aalto", "Ines", "1977"))]}
+st, hd, tr = expect(feed.req("POST", "", txg), 200, "a transaction with a GET entry")
+ok([e["response"]["status"][:3] for e in tr["entry"]] == ["200", "201"] and
+   tr["entry"][0]["resource"]["total"] == 1 and
+   tr["entry"][0]["resource"]["entry"][0]["resource"]["id"] ==
+   tr["entry"][1]["response"]["location"].split("/")[1],
+   "its GET sees the transaction's writes (GETs run after them)", repr(tr)[:400])
+for bad_get, why in (("/Patient/" + A, "a path from the root"), ("Patient/%s/$proof/x" % A, "no such path"),
+                     ("Patient/_search", "_search is a POST"),
+                     ("Subscription/x/$status", "an operation")):
+    bg = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(None, "POST", "Patient", patient("TG-2", "Aalto", "Ines", "1977")),
+        entry(None, "GET", bad_get)]}
+    st, hd, js = expect(feed.req("POST", "", bg), 400, "a transaction with a bad GET: " + why)
+    ok(js["issue"][0].get("expression") == ["Bundle.entry[1]"], "the GET entry is named")
+ok(search(feed, "/Patient?identifier=TG-2")["total"] == 0, "nothing of them stored")
+bg = {"resourceType": "Bundle", "type": "batch",
+      "entry": [entry(None, "GET", "Patient/" + A) for _ in range(21)]}
+expect(feed.req("POST", "", bg), 413, "over 20 GET entries")
+st, hd, js = expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
+    dict(entry(None, "GET", "Patient/" + A), resource=patient("X", "Y", "Z", "1990")),
+    entry(None, "GET", "Observation?code=8867-4", ifNoneMatch='W/"1"')]}),
+    200, "a GET entry with a resource, a search with ifNoneMatch")
+ok([e["response"]["status"][:3] for e in js["entry"]] == ["400", "400"], "refused per entry",
+   repr(js)[:300])
+st, hd, js = expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
+    entry(None, "GET", "Patient/" + A, ifModifiedSince="yesterday")]}), 400,
+    "an ifModifiedSince that is not an instant")
+ok(js["issue"][0].get("expression") == ["Bundle.entry[0].request.ifModifiedSince"],
+   "the path names it", repr(js["issue"]))
+
+# ---------- conditional entries: ifNoneExist, as the conditional create ----------
+def cond_tx(mrn, full):
+    p = patient(mrn, "Brandt", "Oda", "1966")
+    p["identifier"][0]["system"] = "urn:y"
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(full, "POST", "Patient", p, ifNoneExist="identifier=urn:y|" + mrn),
+        entry(None, "POST", "Observation", dict(hr("X", 70, "2026-12-02T08:00:00Z"),
+                                                subject={"reference": full}))]}
+
+
+U1 = "urn:uuid:7f3a2e6c-1d4b-4c59-9a57-2b8e0c6d1f01"
+st, hd, c1 = expect(feed.req("POST", "", cond_tx("TC-1", U1)), 200, "ifNoneExist: no match")
+ok([e["response"]["status"][:3] for e in c1["entry"]] == ["201", "201"], "created",
+   repr(c1)[:300])
+pc = c1["entry"][0]["response"]["location"].split("/")[1]
+st, hd, c2 = expect(feed.req("POST", "", cond_tx("TC-1", U1)), 200, "ifNoneExist: one match")
+ok([e["response"]["status"][:3] for e in c2["entry"]] == ["200", "201"] and
+   c2["entry"][0]["response"]["location"] == "Patient/%s/_history/1" % pc,
+   "the match answered, with its location", repr(c2)[:300])
+oc = c2["entry"][1]["response"]["location"].split("/")[1]
+ok(expect(feed.req("GET", "/Observation/" + oc), 200, "its Observation")[2]["subject"]
+   ["reference"] == "Patient/" + pc, "the fullUrl of a matched entry names the match")
+ok(search(feed, "/Patient?identifier=urn:y|TC-1")["total"] == 1, "one Patient stored")
+res = [None] * 6
+
+
+def post_tx(i):
+    res[i] = Client("feed").req("POST", "", cond_tx("TC-2", "urn:uuid:5b0e%04d-1d4b-4c59-9a57-2b8e0c6d1f01" % i))
+
+
+ts = [threading.Thread(target=post_tx, args=(i,)) for i in range(6)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+firsts = sorted(r[2]["entry"][0]["response"]["status"][:3] for r in res if r[0] == 200)
+ok(len(firsts) == 6 and firsts == ["200"] * 5 + ["201"],
+   "six identical conditional transactions at once: one creates", repr([r[0] for r in res]))
+ok(search(feed, "/Patient?identifier=urn:y|TC-2")["total"] == 1, "exactly one Patient of them")
+ok(len({r[2]["entry"][0]["response"]["location"] for r in res}) == 1, "all six name it")
+for _ in range(2):
+    dp = patient("TC-DUP", "Brandt", "Oda", "1966")
+    dp["identifier"][0]["system"] = "urn:y"
+    expect(feed.req("POST", "/Patient", dp), 201, "a Patient twice, unconditionally")
+st, hd, js = expect(feed.req("POST", "", cond_tx("TC-DUP", U1)), 412,
+                    "ifNoneExist matching two: 412")
+ok(js["issue"][0].get("expression") == ["Bundle.entry[0]"], "the entry is named")
+bt = cond_tx("TC-3", U1)
+bt["type"] = "batch"
+bt["entry"][0]["request"]["ifNoneExist"] = "nosuchparam=1"
+bt["entry"][1]["resource"]["subject"] = {"reference": "Patient/" + pc}
+st, hd, js = expect(feed.req("POST", "", bt), 200, "a batch with a bad ifNoneExist")
+ok([e["response"]["status"][:3] for e in js["entry"]] == ["400", "201"],
+   "refused on its own", repr(js)[:300])
+ok(search(feed, "/Patient?identifier=urn:y|TC-3")["total"] == 0, "and not created")
+st, hd, js = expect(feed.req("POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": [
+    entry(None, "PUT", "Patient?identifier=PAT-A", pa_now)]}), 400,
+    "conditional update: not supported, said so")
+ok("conditional update" in js["issue"][0]["diagnostics"], "named", repr(js["issue"]))
 big = {"resourceType": "Bundle", "type": "batch",
        "entry": [entry(None, "DELETE", "Observation/x%d" % i) for i in range(101)]}
 expect(feed.req("POST", "", big), 413, "over 100 entries")

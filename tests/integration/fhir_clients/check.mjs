@@ -575,6 +575,42 @@ await check('8 concurrent identical conditional creates: one 201, seven 200 with
     eq(1, s.total, 'one resource with that identifier');
   });
 
+await check('transaction (fhir-kit-client): ifNoneExist POST, an Observation on its fullUrl, a GET search that sees it', async () => {
+  const ident = `TXN-${run}`;
+  const full = `urn:uuid:${randomBytes(4).toString('hex')}-0000-4000-8000-${randomBytes(6).toString('hex')}`;
+  const body = () => ({
+    resourceType: 'Bundle', type: 'transaction', entry: [
+      { fullUrl: full, resource: { resourceType: 'Patient', identifier: [{ system: ID_SYSTEM, value: ident }], name: [{ family: `${FAMILY}txn` }] },
+        request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${ID_SYSTEM}|${ident}` } },
+      { resource: { resourceType: 'Observation', status: 'final', category: vitalSigns,
+          code: { coding: [{ system: LOINC, code: '8867-4', display: 'Heart rate' }] }, subject: { reference: full },
+          effectiveDateTime: '2026-12-03T09:00:00Z', valueQuantity: { value: 81, unit: '/min', system: UCUM, code: '/min' } },
+        request: { method: 'POST', url: 'Observation' } },
+      { request: { method: 'GET', url: `Observation?subject:Patient.identifier=x` } },
+    ],
+  });
+  // a GET entry that is not a supported search: refused per entry in a batch
+  const bad = await call('POST batch (unsupported GET)', () => client.batch({ body: { ...body(), type: 'batch' } }));
+  eq(200, bad.status, 'batch: status');
+  eq('batch-response', bad.body.type, 'batch: Bundle.type');
+  // batch entries are independent (FHIR R4 http.html#brules): the Observation's urn:uuid subject
+  // names nothing the server can resolve, so it is refused on its own while the Patient is stored
+  eq(['201', '422', '400'], bad.body.entry.map((e) => e.response.status.slice(0, 3)), 'batch: per-entry statuses');
+  const pid = bad.body.entry[0].response.location.split('/')[1];
+  const tx = body();
+  tx.entry[2].request.url = `Observation?patient=Patient/${pid}&code=${LOINC}|8867-4`;
+  const r = await call('POST transaction', () => client.transaction({ body: tx }));
+  eq(200, r.status, 'transaction: status');
+  eq('transaction-response', r.body.type, 'transaction: Bundle.type');
+  eq(['200', '201', '200'], r.body.entry.map((e) => e.response.status.slice(0, 3)), 'transaction: statuses (the Patient found)');
+  eq(`Patient/${pid}/_history/1`, r.body.entry[0].response.location, 'the found Patient named');
+  const found = r.body.entry[2].resource;
+  eq('searchset', found.type, 'the GET entry: a searchset');
+  eq(1, found.total, 'the GET entry sees the Observation this transaction wrote (the batch stored none)');
+  const obs = r.body.entry[1].response.location.split('/')[1];
+  assert(ids(found).includes(obs), `the transaction's Observation ${obs} is in its own GET's answer`);
+});
+
 for (const [k, v] of knownSeen) console.log(`# known: ${k} (${v})`);
 for (const [v, t, p, m, bug] of KNOWN)
   if (![...knownSeen.keys()].some((k) => k.startsWith(`${v} ${t} ${p}: ${m}`))) console.log(`# known, not seen: ${v} ${t} ${p}: ${m} (${bug})`);
