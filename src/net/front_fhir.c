@@ -1175,20 +1175,28 @@ static void bundle_link(json_t *links, const char *rel, const char *url)
 
 /* The next page's link: the same query with _count and _offset replaced. Left out when it
  * does not fit (a query near the URL limit), rather than sent cut. */
+/* The query with _count and the next page's place: _offset, or with after non-zero the
+ * keyset cursor _after (the last log seq the page covered, which reaches any depth) and
+ * what is left of an _offset. */
 static void next_link(struct front_fhir *ff, const char *path, const char *query, size_t count,
-                      size_t offset, json_t *links)
+                      size_t offset, uint64_t after, json_t *links)
 {
     char next[sizeof(ff->base_url) + 1300];
     int k = snprintf(next, sizeof(next), "%s/%s?", ff->base_url, path);
     for (const char *qs = query; *qs && k > 0 && (size_t)k < sizeof(next);) {
         const char *amp = strchr(qs, '&');
         size_t l = amp ? (size_t)(amp - qs) : strlen(qs);
-        if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7))
+        if (strncmp(qs, "_offset=", 8) && strncmp(qs, "_count=", 7) && strncmp(qs, "_after=", 7))
             k += snprintf(next + k, sizeof(next) - (size_t)k, "%.*s&", (int)l, qs);
         qs += l + (amp ? 1 : 0);
     }
     if (k > 0 && (size_t)k < sizeof(next))
-        k += snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu&_offset=%zu", count, offset);
+        k += snprintf(next + k, sizeof(next) - (size_t)k, "_count=%zu", count);
+    if (k > 0 && (size_t)k < sizeof(next) && after)
+        k +=
+            snprintf(next + k, sizeof(next) - (size_t)k, "&_after=%llu", (unsigned long long)after);
+    if (k > 0 && (size_t)k < sizeof(next) && (offset || !after))
+        k += snprintf(next + k, sizeof(next) - (size_t)k, "&_offset=%zu", offset);
     if (k > 0 && (size_t)k < sizeof(next)) bundle_link(links, "next", next);
 }
 
@@ -1270,7 +1278,7 @@ static void do_search(struct front_fhir *ff, struct hdx_conn *c, const struct ht
     if (complete) json_object_set_new(bundle, "total", json_integer((json_int_t)s.total));
     if (!summary_count && (s.total > offset + count || !complete)) {
         /* the same query, the next page: the parameters again with the offset moved */
-        next_link(ff, type, query, count, offset + count, links);
+        next_link(ff, type, query, count, offset + count, 0, links);
     }
     if (summary_count)
         json_decref(s.entries);
@@ -1903,13 +1911,20 @@ struct audit_search {
     const char *agent;
     int64_t before_us; /* 0: none */
     size_t offset, count, total, skipped;
-    int failed;
+    int keyset;              /* _after given: stop at the first match past the page */
+    uint64_t last_seq;       /* the last record looked at */
+    uint64_t last_entry_seq; /* the last record on the page */
+    int more, ended, failed; /* a match past the page; the date range ended the scan */
 };
 
 static int audit_search_one(void *ctx, const struct hdx_record *rec)
 {
     struct audit_search *s = ctx;
-    if (s->before_us && rec->time_us >= s->before_us) return 1;
+    if (s->before_us && rec->time_us >= s->before_us) {
+        s->ended = 1;
+        return 1;
+    }
+    s->last_seq = rec->seq;
     uint8_t *pt = NULL;
     size_t len = 0;
     if (hdx_record_open(rec, s->ff->f->env.kr, &pt, &len) != HDX_OK) {
@@ -1936,8 +1951,10 @@ static int audit_search_one(void *ctx, const struct hdx_record *rec)
     }
     if (json_array_size(s->entries) >= s->count) {
         json_decref(ev);
-        return 0;
+        s->more = 1;
+        return s->keyset; /* without a cursor, go on counting the total */
     }
+    s->last_entry_seq = rec->seq;
     char url[sizeof(s->ff->base_url) + 48];
     snprintf(url, sizeof(url), "%s/AuditEvent/%s", s->ff->base_url,
              json_string_value(json_object_get(ev, "id")));
@@ -1997,6 +2014,7 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
     struct audit_search s = {.ff = ff, .entries = json_array(), .count = COUNT_DEFAULT};
     struct hdx_store_filter flt = {.kind = HDX_KIND_AUDIT};
     uint8_t ptok[HDX_BLIND_LEN];
+    uint64_t after = 0;
     int none = 0;
     char bad[96] = "";
     if (!qp || !s.entries || hdx_fhir_params_split(req->query, qp, HDX_FHIR_QPARAMS_MAX, &np)) {
@@ -2012,6 +2030,11 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
         } else if (!strcmp(n, "_offset")) {
             s.offset = strtoul(v, &end, 10);
             if (*end || !*v) snprintf(bad, sizeof(bad), "bad _offset");
+        } else if (!strcmp(n, "_after")) {
+            errno = 0;
+            after = strtoull(v, &end, 10);
+            if (*end || *v < '1' || *v > '9' || errno) snprintf(bad, sizeof(bad), "bad _after");
+            s.keyset = 1;
         } else if (!strcmp(n, "agent")) {
             s.agent = v;
         } else if (!strcmp(n, "patient")) {
@@ -2045,6 +2068,7 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
         return;
     }
     if (flt.since_us) flt.from_seq = hdx_store_seq_at_time(ff->f->env.ro_store, flt.since_us);
+    if (after >= flt.from_seq) flt.from_seq = after + 1;
     long n =
         none ? 0 : hdx_store_scan(ff->f->env.ro_store, &flt, SEARCH_BUDGET, audit_search_one, &s);
     free(qp);
@@ -2061,11 +2085,18 @@ static void do_audit_events(struct front_fhir *ff, struct hdx_conn *c, const str
     snprintf(self, sizeof(self), "%s/AuditEvent%s%s", ff->base_url, req->query[0] ? "?" : "",
              req->query);
     bundle_link(json_object_get(b, "link"), "self", self);
-    if (n < SEARCH_BUDGET) json_object_set_new(b, "total", json_integer((json_int_t)s.total));
-    if (s.total > s.offset + s.count || n >= SEARCH_BUDGET) {
-        next_link(ff, "AuditEvent", req->query, s.count, s.offset + s.count,
+    /* A page behind a cursor saw only the log after it: its count is no total. */
+    if (n < SEARCH_BUDGET && !s.keyset)
+        json_object_set_new(b, "total", json_integer((json_int_t)s.total));
+    /* The next page starts after the last record this one shows, or, when the scan budget
+     * ran out before the page filled, after the last record looked at: every page moves on,
+     * so paging reaches the whole log however sparse the matches. */
+    uint64_t cursor = s.more                                      ? s.last_entry_seq
+                      : n >= SEARCH_BUDGET && !s.ended && s.count ? s.last_seq
+                                                                  : 0;
+    if (cursor)
+        next_link(ff, "AuditEvent", req->query, s.count, s.more ? 0 : s.offset - s.skipped, cursor,
                   json_object_get(b, "link"));
-    }
     if (json_array_size(s.entries))
         json_object_set_new(b, "entry", s.entries);
     else
