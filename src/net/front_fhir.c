@@ -207,21 +207,34 @@ static void version_headers(struct hdx_http_reply *r, uint32_t version, int64_t 
 /* The Patient filed under a patient token, for a v2 view's subject: its id into out. */
 static int patient_of_token(struct front_fhir *ff, const uint8_t *tok, char *out, size_t cap);
 
-/* The resource a row points at (new reference), or NULL (*err set). */
-static json_t *load_row(struct front_fhir *ff, const struct hdx_fhir_row *row, int *err)
+/* The record a row points at, decrypted (*pt malloc'd: the caller wipes and frees it). */
+static int open_row(struct front_fhir *ff, const struct hdx_fhir_row *row, struct hdx_record *rec,
+                    uint8_t **pt, size_t *len)
 {
-    struct hdx_record rec;
-    memset(&rec, 0, sizeof(rec));
-    uint8_t *pt = NULL;
-    size_t len = 0;
+    memset(rec, 0, sizeof(*rec));
+    *pt = NULL;
+    *len = 0;
+    int rc = hdx_store_get(ff->f->env.ro_store, row->seq, rec);
+    if (rc == HDX_OK) rc = hdx_record_open(rec, ff->f->env.kr, pt, len);
+    return rc;
+}
+
+static void row_failed(const struct hdx_fhir_row *row, int err)
+{
+    hdx_error("fhir_read_failed", "seq=%llu err=%s", (unsigned long long)row->seq,
+              hdx_strerror(err));
+}
+
+/* The resource in an opened record (new reference), or NULL. */
+static json_t *row_resource(struct front_fhir *ff, const struct hdx_fhir_row *row,
+                            const struct hdx_record *rec, const uint8_t *pt, size_t len)
+{
     json_t *v = NULL, *out = NULL;
-    int rc = hdx_store_get(ff->f->env.ro_store, row->seq, &rec);
-    if (rc == HDX_OK) rc = hdx_record_open(&rec, ff->f->env.kr, &pt, &len);
-    if (rc == HDX_OK && rec.kind == HDX_KIND_HL7V2) {
+    if (rec->kind == HDX_KIND_HL7V2) {
         char pid[HDX_FHIR_ID_MAX + 1], ref[HDX_FHIR_ID_MAX + 16];
-        struct hdx_v2map_in in = {.sender = rec.sender, .seq = rec.seq, .patient_ref = NULL};
-        if (hdx_record_has_patient(&rec) &&
-            patient_of_token(ff, rec.patient, pid, sizeof(pid)) == HDX_OK) {
+        struct hdx_v2map_in in = {.sender = rec->sender, .seq = rec->seq, .patient_ref = NULL};
+        if (hdx_record_has_patient(rec) &&
+            patient_of_token(ff, rec->patient, pid, sizeof(pid)) == HDX_OK) {
             snprintf(ref, sizeof(ref), "Patient/%s", pid);
             in.patient_ref = ref;
         }
@@ -231,11 +244,11 @@ static json_t *load_row(struct front_fhir *ff, const struct hdx_fhir_row *row, i
         if (out) {
             /* the view's version: the message's, for ever */
             char upd[40];
-            hdx_fhir_instant(rec.time_us, upd, sizeof(upd));
+            hdx_fhir_instant(rec->time_us, upd, sizeof(upd));
             json_object_set_new(out, "meta",
                                 json_pack("{s:s, s:s}", "versionId", "1", "lastUpdated", upd));
         }
-    } else if (rc == HDX_OK) {
+    } else {
         v = json_loadb((const char *)pt, len, 0, NULL);
         if (row->part)
             out = json_incref(json_object_get(
@@ -244,16 +257,57 @@ static json_t *load_row(struct front_fhir *ff, const struct hdx_fhir_row *row, i
             out = json_incref(v);
     }
     json_decref(v);
+    return out;
+}
+
+/* The resource a row points at (new reference), or NULL (*err set). */
+static json_t *load_row(struct front_fhir *ff, const struct hdx_fhir_row *row, int *err)
+{
+    struct hdx_record rec;
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    json_t *out = NULL;
+    int rc = open_row(ff, row, &rec, &pt, &len);
+    if (rc == HDX_OK) out = row_resource(ff, row, &rec, pt, len);
     if (pt) {
         sodium_memzero(pt, len);
         free(pt);
     }
     hdx_record_clear(&rec);
     *err = rc != HDX_OK ? rc : out ? HDX_OK : HDX_E_INTEGRITY;
-    if (*err != HDX_OK)
-        hdx_error("fhir_read_failed", "seq=%llu err=%s", (unsigned long long)row->seq,
-                  hdx_strerror(*err));
+    if (*err != HDX_OK) row_failed(row, *err);
     return out;
+}
+
+/* The resource a row points at as the compact JSON text it is answered in (malloc'd, *len),
+ * or NULL (*err set). A FHIR record that is one resource holds exactly that text
+ * (submit_version), so it is sent as it was stored, without parsing and dumping it again. */
+static char *load_row_text(struct front_fhir *ff, const struct hdx_fhir_row *row, size_t *len,
+                           int *err)
+{
+    struct hdx_record rec;
+    uint8_t *pt = NULL;
+    size_t n = 0;
+    char *text = NULL;
+    *len = 0;
+    int rc = open_row(ff, row, &rec, &pt, &n);
+    if (rc == HDX_OK && rec.kind == HDX_KIND_FHIR && !row->part) {
+        text = (char *)pt; /* hdx_record_open ends it with a NUL */
+        *len = n;
+        pt = NULL;
+    } else if (rc == HDX_OK) {
+        json_t *res = row_resource(ff, row, &rec, pt, n);
+        text = res ? dump_plain(res, len) : NULL;
+        json_decref(res);
+    }
+    if (pt) {
+        sodium_memzero(pt, n);
+        free(pt);
+    }
+    hdx_record_clear(&rec);
+    *err = rc != HDX_OK ? rc : text ? HDX_OK : HDX_E_INTEGRITY;
+    if (*err != HDX_OK) row_failed(row, *err);
+    return text;
 }
 
 static int first_patient(void *ctx, const struct hdx_fhir_row *row)
@@ -1394,8 +1448,9 @@ static void do_read(struct front_fhir *ff, struct hdx_conn *c, const struct aske
         return;
     }
     int err;
-    json_t *res = load_row(ff, &row, &err);
-    if (!res) {
+    size_t len;
+    char *text = load_row_text(ff, &row, &len, &err);
+    if (!text) {
         outcome(r, 503, "transient", "the resource cannot be read now", NULL);
         return;
     }
@@ -1404,7 +1459,11 @@ static void do_read(struct front_fhir *ff, struct hdx_conn *c, const struct aske
                                ? hdx_policy_reason_name(HDX_PR_PERMIT_BREAK_GLASS)
                                : "-",
                            row.has_patient ? row.patient : NULL, row.seq, row.seq, 1, "fhir");
-    answer_json(r, 200, res);
+    free(r->body);
+    r->status = 200;
+    r->content_type = FHIR_CT;
+    r->body = text;
+    r->body_len = len;
     version_headers(r, row.version, row.updated_us);
 }
 
