@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -90,6 +91,47 @@ int hdx_route_plaintext_allowed(const char *allow, const char *host)
     for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save))
         if (strcasecmp(e, host) == 0 || cidr_match(e, host)) return 1;
     return 0;
+}
+
+static int is_address(const char *host)
+{
+    uint8_t a[16];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* Does the list hold an address or a network (not only names)? */
+static int lists_addresses(const char *allow)
+{
+    char list[512], *save = NULL;
+    snprintf(list, sizeof(list), "%s", allow);
+    for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
+        char *slash = strchr(e, '/');
+        if (slash) *slash = 0;
+        if (is_address(e)) return 1;
+    }
+    return 0;
+}
+
+int hdx_route_plaintext_may_list(const char *allow, const char *host)
+{
+    return hdx_route_plaintext_allowed(allow, host) ||
+           (!is_address(host) && lists_addresses(allow));
+}
+
+const struct addrinfo *hdx_route_plaintext_pick(const char *allow, const char *host,
+                                                const struct addrinfo *res, char *refused,
+                                                size_t cap)
+{
+    int by_name = hdx_route_plaintext_allowed(allow, host);
+    if (cap) refused[0] = 0;
+    for (const struct addrinfo *a = res; a; a = a->ai_next) {
+        char num[INET6_ADDRSTRLEN + 1] = "";
+        if (getnameinfo(a->ai_addr, a->ai_addrlen, num, sizeof(num), NULL, 0, NI_NUMERICHOST))
+            continue;
+        if (by_name || hdx_route_plaintext_allowed(allow, num)) return a;
+        if (cap && !refused[0]) snprintf(refused, cap, "%s", num);
+    }
+    return NULL;
 }
 
 void hdx_route_conf_free(struct hdx_route_conf *r)
@@ -482,6 +524,12 @@ static void route_finish(struct load *l, struct hdx_route_conf *r, size_t idx)
 {
     char err[400];
     unsigned int fplen = 0;
+    if (r->dest == HDX_DEST_MLLP || r->dest == HDX_DEST_DICOM) {
+        /* checked again at every connect: a changed list restarts the route */
+        snprintf(r->plaintext_allow, sizeof(r->plaintext_allow), "%s", l->out->plaintext_allow);
+        EVP_DigestUpdate(l->fp[idx], "[routes] plaintext_allow", 25);
+        EVP_DigestUpdate(l->fp[idx], r->plaintext_allow, strlen(r->plaintext_allow) + 1);
+    }
     EVP_DigestFinal_ex(l->fp[idx], r->fingerprint, &fplen);
     int line = r->line;
 #define AT(key) (l->key_line[idx][key_index(key)] ? l->key_line[idx][key_index(key)] : line)
@@ -503,10 +551,11 @@ static void route_finish(struct load *l, struct hdx_route_conf *r, size_t idx)
                                : "ca",
                    "only for mllps://, https:// and dicoms://");
     }
-    if (r->dest == HDX_DEST_MLLP && !hdx_route_plaintext_allowed(l->out->plaintext_allow, r->host))
+    if (r->dest == HDX_DEST_MLLP && !hdx_route_plaintext_may_list(l->out->plaintext_allow, r->host))
         route_fail(l, r, AT("to"), "to",
                    "plaintext MLLP to %s: not in [routes] plaintext_allow (use mllps://)", r->host);
-    if (r->dest == HDX_DEST_DICOM && !hdx_route_plaintext_allowed(l->out->plaintext_allow, r->host))
+    if (r->dest == HDX_DEST_DICOM &&
+        !hdx_route_plaintext_may_list(l->out->plaintext_allow, r->host))
         route_fail(l, r, AT("to"), "to",
                    "plaintext DICOM to %s: not in [routes] plaintext_allow (use dicoms://)",
                    r->host);

@@ -71,6 +71,7 @@ struct hdx_route_conf {
     size_t ntransforms;
     char *transforms[HDX_ROUTE_TRANSFORMS_MAX]; /* the lines as written */
     struct hdx_transform *transform;            /* NULL: none */
+    char plaintext_allow[512]; /* mllp://, dicom://: [routes] plaintext_allow as loaded */
     uint8_t fingerprint[32];
 };
 
@@ -95,7 +96,19 @@ void hdx_route_conf_free(struct hdx_route_conf *r);
 int hdx_route_name_valid(const char *name);
 /* 1 when host (a literal address or a name) is allowed plaintext by allow (comma-separated
  * addresses, CIDRs or host names). */
+/* plaintext_allow (docs/ROUTES.md): entries are addresses, CIDRs or host names.
+ * allowed: host (a name or an address) is listed, or is an address inside a listed network.
+ * may_list: what a route's `to` must pass at load: allowed, or a host name while the list has
+ * addresses or networks (its addresses are then checked at every connect).
+ * pick: the first of res (getaddrinfo's answer for host) that a plaintext connection may go
+ * to: any when host is listed by name, else one that is allowed; NULL when none is (refused
+ * then names the first address refused). */
 int hdx_route_plaintext_allowed(const char *allow, const char *host);
+int hdx_route_plaintext_may_list(const char *allow, const char *host);
+struct addrinfo;
+const struct addrinfo *hdx_route_plaintext_pick(const char *allow, const char *host,
+                                                const struct addrinfo *res, char *refused,
+                                                size_t cap);
 const char *hdx_route_dest_name(enum hdx_route_dest d);
 
 #endif

@@ -906,7 +906,20 @@ static int lane_connect(struct lane *l)
         set_error(l, "cannot resolve %s", rc->host);
         return HDX_E_IO;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    const struct addrinfo *to = res;
+    int plain = rc->dest == HDX_DEST_MLLP || rc->dest == HDX_DEST_DICOM;
+    if (plain) {
+        /* a name passed the load only as a name; what it resolves to now must be allowed too */
+        char refused[INET6_ADDRSTRLEN + 1];
+        to = hdx_route_plaintext_pick(rc->plaintext_allow, rc->host, res, refused, sizeof(refused));
+        if (!to) {
+            set_error(l, "plaintext to %s: it resolves to %s, not in [routes] plaintext_allow",
+                      rc->host, refused[0] ? refused : "no usable address");
+            freeaddrinfo(res);
+            return HDX_E_IO;
+        }
+    }
+    int fd = socket(to->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         freeaddrinfo(res);
         set_error(l, "socket: %s", strerror(errno));
@@ -915,7 +928,7 @@ static int lane_connect(struct lane *l)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     int64_t deadline = hdx_monotonic_us() + (int64_t)rc->connect_timeout_ms * 1000;
-    int r = connect(fd, res->ai_addr, res->ai_addrlen);
+    int r = connect(fd, to->ai_addr, to->ai_addrlen);
     freeaddrinfo(res);
     if (r != 0 && errno != EINPROGRESS) {
         set_error(l, "connect to %s:%d: %s", rc->host, rc->port, strerror(errno));
@@ -938,7 +951,7 @@ static int lane_connect(struct lane *l)
         }
     }
     l->fd = fd;
-    if (rc->dest != HDX_DEST_MLLPS && rc->dest != HDX_DEST_HTTPS && rc->dest != HDX_DEST_DICOMS) {
+    if (plain) {
         if (!l->insecure_logged++) /* once per lane: a failing destination reconnects often */
             hdx_warn("route_insecure", "route=%s lane=%d to=%s reason=plaintext_allow_listed",
                      rc->name, l->index, l->rt->dest_desc);

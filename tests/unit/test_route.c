@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,10 +128,14 @@ static void test_errors_per_route(void **state)
          "[route noca]\nto = mllps://h:1\n"                                /* 28-29 */
          "[route range]\nto = spool:q\nmax_inflight = 0\n"                 /* 30-32 */
          "[route -bad]\nto = spool:q\n"                                    /* 33-34 */
-         "[route cidr]\nto = mllp://10.1.200.3:2575\n",                    /* 35-36 */
+         "[route cidr]\nto = mllp://10.1.200.3:2575\n"                     /* 35-36 */
+         "[route byname]\nto = mllp://legacy.example:2575\n",              /* 37-38 */
          &rc, HDX_OK);
     assert_true(route(&rc, "ok")->valid);
     assert_true(route(&rc, "cidr")->valid);
+    /* a name: its addresses are checked at every connect, against the list it carries */
+    assert_true(route(&rc, "byname")->valid);
+    assert_string_equal(route(&rc, "byname")->plaintext_allow, "127.0.0.1, 10.1.0.0/16");
     assert_error(route(&rc, "unknown"), 7, "colour", "unknown key");
     assert_error(route(&rc, "nodest"), 9, "to", "missing");
     assert_error(route(&rc, "plain"), 11, "to", "plaintext_allow");
@@ -248,6 +253,39 @@ static void test_plaintext_allow(void **state)
     assert_true(hdx_route_plaintext_allowed("lab-old.local", "LAB-OLD.local"));
     assert_false(hdx_route_plaintext_allowed("", "127.0.0.1"));
     assert_false(hdx_route_plaintext_allowed("10.0.0.0/33", "10.0.0.1"));
+    /* at load: a name needs a listed name, or addresses it may resolve into */
+    assert_true(hdx_route_plaintext_may_list("10.0.0.0/8", "legacy.example"));
+    assert_true(hdx_route_plaintext_may_list("lab-old.local", "lab-old.local"));
+    assert_false(hdx_route_plaintext_may_list("lab-old.local", "legacy.example"));
+    assert_false(hdx_route_plaintext_may_list("", "legacy.example"));
+    assert_false(hdx_route_plaintext_may_list("10.0.0.0/8", "11.0.0.1"));
+}
+
+/* At connect: the resolved addresses, not the name, decide (unless the name is listed). */
+static void test_plaintext_pick(void **state)
+{
+    (void)state;
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *v6 = NULL, *v4 = NULL;
+    assert_int_equal(getaddrinfo("::1", "2575", &hints, &v6), 0);
+    assert_int_equal(getaddrinfo("127.0.0.1", "2575", &hints, &v4), 0);
+    assert_null(v6->ai_next);
+    v6->ai_next = v4; /* "legacy.example" resolving to ::1, then 127.0.0.1 */
+    char refused[64];
+    const struct addrinfo *a =
+        hdx_route_plaintext_pick("127.0.0.0/8", "legacy.example", v6, refused, sizeof(refused));
+    assert_ptr_equal(a, v4);
+    a = hdx_route_plaintext_pick("10.0.0.0/8, fd00::/8", "legacy.example", v6, refused,
+                                 sizeof(refused));
+    assert_null(a);
+    assert_string_equal(refused, "::1");
+    a = hdx_route_plaintext_pick("LEGACY.example", "legacy.example", v6, refused, sizeof(refused));
+    assert_ptr_equal(a, v6);
+    a = hdx_route_plaintext_pick("::1", "legacy.example", v6, refused, sizeof(refused));
+    assert_ptr_equal(a, v6);
+    v6->ai_next = NULL;
+    freeaddrinfo(v6);
+    freeaddrinfo(v4);
 }
 
 static void test_cursor(void **state)
@@ -335,6 +373,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup, teardown),
         cmocka_unit_test(test_plaintext_allow),
+        cmocka_unit_test(test_plaintext_pick),
         cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
         cmocka_unit_test(test_admin_route_ops),
     };
