@@ -35,7 +35,7 @@ static void check_why(const char *why)
 static void back_to_v2(const json_t *obs)
 {
     static const struct hdx_v2map_out o = {"FUZZ0001", "MRN-1", "HOSP", 1796239800123456LL, "HDX"};
-    struct hdx_v2map_in in = {"fuzz-dev", 2, "Patient/p1"};
+    struct hdx_v2map_in in = {"fuzz-dev", 2, "Patient/p1", 0};
     char *oru = NULL, why[256];
     size_t len = 0;
     int rc = hdx_v2map_oru(obs, &o, &oru, &len, why, sizeof why);
@@ -58,7 +58,7 @@ static void back_to_v2(const json_t *obs)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct hdx_v2map_in in = {"fuzz-dev", 1, NULL};
+    struct hdx_v2map_in in = {"fuzz-dev", 1, NULL, 0};
     json_t *out = (json_t *)1, *twice = NULL;
     char why[256];
 
@@ -85,6 +85,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(id, sizeof id, "v2-1-%zu", i + 1);
         CHECK(strcmp(json_string_value(json_object_get(o, "id")), id) == 0);
         CHECK(json_object_get(o, "subject") != NULL && json_object_get(o, "status") != NULL);
+        /* built alone (a read of that one Observation), the same */
+        struct hdx_v2map_in one = in;
+        one.only = (uint32_t)i + 1;
+        json_t *alone = NULL;
+        CHECK(hdx_v2map_observations(data, size, &one, &alone, why, sizeof why) == HDX_OK);
+        CHECK(json_array_size(alone) == 1 && json_equal(json_array_get(alone, 0), o));
+        json_decref(alone);
         back_to_v2(o);
     }
     json_decref(out);

@@ -1343,14 +1343,17 @@ static int build(struct v2ctx *c, json_t *arr)
         int rc;
         if (x->used) continue;
         struct obx *p = x->kind == VK_SYS || x->kind == VK_DIA ? partner_of(c, i) : NULL;
-        if (p != NULL) {
-            p->used = true;
-            rc = x->kind == VK_SYS ? panel_obs(c, x, p, ++n, &o) : panel_obs(c, p, x, ++n, &o);
-        } else {
-            rc = one_obs(c, x, ++n, &o);
-        }
+        if (p != NULL) p->used = true;
+        n++;
+        /* one of them only (a read or a search row): the others are numbered, not built */
+        if (c->in->only && n != c->in->only) continue;
+        if (p != NULL)
+            rc = x->kind == VK_SYS ? panel_obs(c, x, p, n, &o) : panel_obs(c, p, x, n, &o);
+        else
+            rc = one_obs(c, x, n, &o);
         if (o != NULL && push(arr, o) != 0 && rc == HDX_OK) rc = nomem(c);
         if (rc != HDX_OK) return rc;
+        if (c->in->only) break;
     }
     return HDX_OK;
 }

@@ -30,6 +30,8 @@ struct hdx_v2map_in {
     const char *sender;      /* the device/sender name hdx knows; Device when OBX-18 is empty */
     uint64_t seq;            /* the stored record's seq: ids are "v2-<seq>-<n>" */
     const char *patient_ref; /* "Patient/ID" when the caller knows the FHIR Patient, else NULL */
+    uint32_t only; /* 0: every Observation; N: only the Nth (the array then holds it alone, or
+                      nothing when there are fewer), built as it is in the whole array */
 };
 
 /* ORU^R01 -> FHIR Observations. *out = a new JSON array with one Observation per OBX, except

@@ -127,6 +127,14 @@ struct front_fhir {
     char token_url[200];
     char *capability; /* the CapabilityStatement, compact JSON */
     size_t capability_len;
+    /* The last patient token resolved to its Patient (patient_of_token), while the index is
+     * at the same position: every row of a patient's search asks for the same one. */
+    struct {
+        int valid;
+        uint64_t through;
+        uint8_t tok[HDX_BLIND_LEN];
+        char id[HDX_FHIR_ID_MAX + 1];
+    } last_patient;
 };
 
 static const char *const supported[] = {"Patient",   "Observation", "Device",  "DiagnosticReport",
@@ -232,7 +240,8 @@ static json_t *row_resource(struct front_fhir *ff, const struct hdx_fhir_row *ro
     json_t *v = NULL, *out = NULL;
     if (rec->kind == HDX_KIND_HL7V2) {
         char pid[HDX_FHIR_ID_MAX + 1], ref[HDX_FHIR_ID_MAX + 16];
-        struct hdx_v2map_in in = {.sender = rec->sender, .seq = rec->seq, .patient_ref = NULL};
+        struct hdx_v2map_in in = {
+            .sender = rec->sender, .seq = rec->seq, .patient_ref = NULL, .only = row->part};
         if (hdx_record_has_patient(rec) &&
             patient_of_token(ff, rec->patient, pid, sizeof(pid)) == HDX_OK) {
             snprintf(ref, sizeof(ref), "Patient/%s", pid);
@@ -240,7 +249,7 @@ static json_t *row_resource(struct front_fhir *ff, const struct hdx_fhir_row *ro
         }
         char why[128];
         if (hdx_v2map_observations(pt, len, &in, &v, why, sizeof(why)) != HDX_OK) v = NULL;
-        out = json_incref(json_array_get(v, row->part ? row->part - 1 : 0));
+        out = json_incref(json_array_get(v, 0)); /* the row's one (or the first) */
         if (out) {
             /* the view's version: the message's, for ever */
             char upd[40];
@@ -318,10 +327,21 @@ static int first_patient(void *ctx, const struct hdx_fhir_row *row)
 
 static int patient_of_token(struct front_fhir *ff, const uint8_t *tok, char *out, size_t cap)
 {
+    /* read before the query: an index that moves on meanwhile only makes the entry unused */
+    uint64_t through = hdx_fhir_index_through(ff->ix);
+    if (ff->last_patient.valid && ff->last_patient.through == through &&
+        !memcmp(ff->last_patient.tok, tok, HDX_BLIND_LEN)) {
+        snprintf(out, cap, "%s", ff->last_patient.id);
+        return HDX_OK;
+    }
     char id[HDX_FHIR_ID_MAX + 1] = "";
     struct hdx_fhir_query q = {.type = "Patient", .patient = tok};
     long n = hdx_fhir_index_query(ff->ix, &q, 1, first_patient, id);
     if (n <= 0 || !id[0]) return HDX_E_NOTFOUND;
+    ff->last_patient.valid = 1;
+    ff->last_patient.through = through;
+    memcpy(ff->last_patient.tok, tok, HDX_BLIND_LEN);
+    snprintf(ff->last_patient.id, sizeof(ff->last_patient.id), "%s", id);
     snprintf(out, cap, "%s", id);
     return HDX_OK;
 }

@@ -23,7 +23,7 @@
 
 #define CANON (JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(15))
 
-static const struct hdx_v2map_in golden_in = {"bedside-3", 42, NULL};
+static const struct hdx_v2map_in golden_in = {"bedside-3", 42, NULL, 0};
 static const struct hdx_v2map_out golden_out = {"HDX000001", "MRN-4711", "HOSP", 1796239800123456LL,
                                                 "HDX"};
 
@@ -142,7 +142,7 @@ static void round_trip(const json_t *obs, const char *what)
     json_t *back = NULL;
     struct hl7_msg m;
     struct hl7_error e;
-    struct hdx_v2map_in in = {"bedside-3", 7, NULL};
+    struct hdx_v2map_in in = {"bedside-3", 7, NULL, 0};
 
     if (hdx_v2map_oru(obs, &golden_out, &oru, &len, why, sizeof why) != HDX_OK)
         fail_msg("%s: to ORU: %s", what, why);
@@ -216,7 +216,22 @@ static void test_golden_v2_to_fhir(void **state)
             char what[128];
             snprintf(what, sizeof what, "%s[%zu]", names[i], k);
             round_trip(o, what);
+            /* built alone (a read of v2-SEQ-N), it is the same Observation */
+            struct hdx_v2map_in one = golden_in;
+            one.only = (uint32_t)k + 1;
+            json_t *alone = NULL;
+            assert_int_equal(hdx_v2map_observations(msg, len, &one, &alone, why, sizeof why),
+                             HDX_OK);
+            assert_int_equal(json_array_size(alone), 1);
+            if (!json_equal(json_array_get(alone, 0), o)) fail_msg("%s built alone differs", what);
+            json_decref(alone);
         }
+        struct hdx_v2map_in past = golden_in;
+        past.only = (uint32_t)json_array_size(obs) + 1;
+        json_t *none = NULL;
+        assert_int_equal(hdx_v2map_observations(msg, len, &past, &none, why, sizeof why), HDX_OK);
+        assert_int_equal(json_array_size(none), 0);
+        json_decref(none);
         free(a);
         free(b);
         free(c);
@@ -300,7 +315,7 @@ static void refused(const char *msg, size_t len, int want_rc, const char *want)
 
 static void test_patient_ref_and_sender(void **state)
 {
-    struct hdx_v2map_in in = {"bed 4 (ICU)", 9, "Patient/p-1"};
+    struct hdx_v2map_in in = {"bed 4 (ICU)", 9, "Patient/p-1", 0};
     json_t *a = map_ok(MSH_ "OBR|1\rOBX|1|NM|8867-4^HR^LN||80|/min^^UCUM|||||F|||20261202\r", &in);
     const json_t *o = json_array_get(a, 0);
     assert_string_equal(json_string_value(json_object_get(o, "id")), "v2-9-1");
@@ -529,7 +544,7 @@ static void test_numbers(void **state)
                             why, sizeof why),
                      HDX_OK);
     /* a caller's patient_ref must be a Patient reference */
-    struct hdx_v2map_in bad = {"x", 1, "Patient/has space"};
+    struct hdx_v2map_in bad = {"x", 1, "Patient/has space", 0};
     json_t *out = NULL;
     const char *m = MSH_ PID_ "OBR|1\rOBX|1|NM|8867-4^HR^LN||80\r";
     assert_int_equal(
