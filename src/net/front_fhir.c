@@ -227,10 +227,21 @@ static int open_row(struct front_fhir *ff, const struct hdx_fhir_row *row, struc
     return rc;
 }
 
-static void row_failed(const struct hdx_fhir_row *row, int err)
+/* Wipes and frees what open_row gave; the read's outcome (logged when it failed): rc, or
+ * HDX_E_INTEGRITY when the record opened but produced nothing. */
+static int close_row(const struct hdx_fhir_row *row, struct hdx_record *rec, uint8_t *pt,
+                     size_t len, int rc, int produced)
 {
-    hdx_error("fhir_read_failed", "seq=%llu err=%s", (unsigned long long)row->seq,
-              hdx_strerror(err));
+    if (pt) {
+        sodium_memzero(pt, len);
+        free(pt);
+    }
+    hdx_record_clear(rec);
+    int err = rc != HDX_OK ? rc : produced ? HDX_OK : HDX_E_INTEGRITY;
+    if (err != HDX_OK)
+        hdx_error("fhir_read_failed", "seq=%llu err=%s", (unsigned long long)row->seq,
+                  hdx_strerror(err));
+    return err;
 }
 
 /* The resource in an opened record (new reference), or NULL. */
@@ -278,13 +289,7 @@ static json_t *load_row(struct front_fhir *ff, const struct hdx_fhir_row *row, i
     json_t *out = NULL;
     int rc = open_row(ff, row, &rec, &pt, &len);
     if (rc == HDX_OK) out = row_resource(ff, row, &rec, pt, len);
-    if (pt) {
-        sodium_memzero(pt, len);
-        free(pt);
-    }
-    hdx_record_clear(&rec);
-    *err = rc != HDX_OK ? rc : out ? HDX_OK : HDX_E_INTEGRITY;
-    if (*err != HDX_OK) row_failed(row, *err);
+    *err = close_row(row, &rec, pt, len, rc, out != NULL);
     return out;
 }
 
@@ -309,13 +314,7 @@ static char *load_row_text(struct front_fhir *ff, const struct hdx_fhir_row *row
         text = res ? dump_plain(res, len) : NULL;
         json_decref(res);
     }
-    if (pt) {
-        sodium_memzero(pt, n);
-        free(pt);
-    }
-    hdx_record_clear(&rec);
-    *err = rc != HDX_OK ? rc : text ? HDX_OK : HDX_E_INTEGRITY;
-    if (*err != HDX_OK) row_failed(row, *err);
+    *err = close_row(row, &rec, pt, n, rc, text != NULL);
     return text;
 }
 
