@@ -23,6 +23,7 @@
 #   search  GET /fhir/Observation?patient=Patient/ID&code=http://loinc.org|8867-4&_count=10,
 #           ID over the load's Patients, FHIR_SEARCH_CONNECTIONS connections (throughput) and
 #   search1 the same with one connection and one thread (the latency of one search alone)
+#   (first) the disk: bench/diskflush.c in the data directory, one fdatasync at a time
 #   ceil2   GET /fhir/metadata again (how much the machine moved); ratios divide by the mean
 # For each: requests/s, p50/p99 (wrk --latency), non-2xx, hdxd CPU in cores (also per thread),
 # wrk's CPU, the machine's busy cores and what other processes used of them.
@@ -94,6 +95,15 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 D=$work/data
 H=$bin/hdx
 "$H" init "$D" >/dev/null
+# The disk's limit in the same run, in the data directory: one 1.1 KB append and one fdatasync
+# at a time (bench/diskflush.c, a -DHDX_BENCH=ON target). A durable create needs at least one.
+if [ ! -x "$bin/diskflush" ]; then
+  cmake -S . -B "$bin" -DHDX_BENCH=ON >/dev/null && cmake --build "$bin" --target diskflush >/dev/null
+fi
+"$bin/diskflush" "$D" 1 64 >"$work/disk.out"
+disk_line=$(grep 'batch=1 ' "$work/disk.out")
+disk_fps=$(sed -n 's/.*fdatasync_per_s=\([0-9.]*\).*/\1/p' <<<"$disk_line")
+echo "fhir disk ${disk_line#diskflush }"
 out=$("$H" user add feed --role integration --api-key -d "$D")
 KEY=$(sed -n 's/^api_key=//p' <<<"$out")
 [ -n "$KEY" ] || { echo "fhir: no api_key from hdx user add" >&2; exit 1; }
@@ -324,6 +334,7 @@ kill "$hpid"
 wait "$hpid" 2>/dev/null || true
 hpid=
 grep -o 'event=commit_stats.*' "$work/hdxd.log" | tail -1 | sed 's/^/fhir commit_stats: /' || echo "fhir commit_stats: none logged"
+echo "fhir ratio_create_over_fdatasync=$(ratio "$(kvget create requests_per_s)" "$disk_fps") fdatasync_per_s=$disk_fps"
 echo "fhir ceiling_mean_per_s=$ceil ceiling_start_per_s=$(kvget ceil1 requests_per_s) ceiling_end_per_s=$(kvget ceil2 requests_per_s) loadavg_end=$(cut -d' ' -f1 /proc/loadavg)"
 for s in create read $([ "$nload" -gt 0 ] && echo search search1); do
   echo "fhir ratio_${s}_over_ceiling=$(ratio "$(kvget "$s" requests_per_s)" "$ceil") ${s}_per_s=$(kvget "$s" requests_per_s) p50_ms=$(kvget "$s" p50_ms) p99_ms=$(kvget "$s" p99_ms) ceiling_per_s=$ceil"
