@@ -177,3 +177,70 @@ void hdx_cursor_close(struct hdx_cursor *c)
     close(c->fd);
     free(c);
 }
+
+static void lane_file(const char *dir, uint32_t k, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/lane-%u.cursor", dir, k);
+}
+
+int hdx_cursor_repartition(const char *dir, uint32_t lanes, uint32_t max_files,
+                           uint32_t *moved_from, uint64_t *resume)
+{
+    char path[HDX_PATH_MAX];
+    struct hdx_cursor_pos first;
+    *moved_from = 0;
+    *resume = 0;
+    lane_file(dir, 0, path, sizeof(path));
+    int rc0 = hdx_cursor_read(path, &first);
+    if (rc0 != HDX_OK && rc0 != HDX_E_NOTFOUND) return rc0;
+    /* the partition that wrote lane 0 last, or (no lane 0 file) every file there is */
+    uint32_t part = rc0 == HDX_OK ? first.lanes : 0;
+    int any = rc0 == HDX_OK, consistent = rc0 == HDX_OK && first.lanes == lanes;
+    uint64_t low = UINT64_MAX, alow = UINT64_MAX;
+    for (uint32_t k = 0; k < max_files; k++) {
+        struct hdx_cursor_pos q;
+        lane_file(dir, k, path, sizeof(path));
+        int rc = hdx_cursor_read(path, &q);
+        if (rc == HDX_E_NOTFOUND) {
+            if (k < lanes) consistent = 0;
+            continue;
+        }
+        int member = part ? (k < part && q.lanes == part) : 1;
+        if (rc != HDX_OK) {
+            if (member || k < lanes) return rc;
+            continue; /* a damaged file no partition in question owns: removed below */
+        }
+        any = 1;
+        if (k < lanes && q.lanes != lanes) consistent = 0;
+        if (!member) continue;
+        if (q.delivered < low) low = q.delivered;
+        if (q.audited < alow) alow = q.audited;
+    }
+    if (!any) return HDX_OK;
+    if (!consistent) {
+        if (alow > low) alow = low;
+        for (uint32_t k = 0; k < lanes; k++) { /* lane 0 first: it names the new partition */
+            struct hdx_cursor *c;
+            struct hdx_cursor_pos p = {
+                .delivered = low, .audited = alow, .lanes = lanes, .lane = k};
+            lane_file(dir, k, path, sizeof(path));
+            int rc = hdx_cursor_open(path, &p, &c);
+            if (rc != HDX_OK) return rc;
+            rc = hdx_cursor_set(c, &p, 1);
+            hdx_cursor_close(c);
+            if (rc != HDX_OK) return rc;
+        }
+        *moved_from = part ? part : lanes;
+        *resume = low;
+    }
+    int removed = 0;
+    for (uint32_t k = lanes; k < max_files; k++) {
+        lane_file(dir, k, path, sizeof(path));
+        if (unlink(path) == 0)
+            removed = 1;
+        else if (errno != ENOENT)
+            return HDX_E_IO;
+    }
+    if (removed && hdx_fsync_dir(dir) != 0) return HDX_E_IO;
+    return HDX_OK;
+}

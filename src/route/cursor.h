@@ -36,4 +36,17 @@ void hdx_cursor_close(struct hdx_cursor *c);
  * HDX_E_INTEGRITY (no valid slot). */
 int hdx_cursor_read(const char *path, struct hdx_cursor_pos *out);
 
+/* Makes dir's lane-K.cursor files (K < max_files) one partition of lanes files before any lane
+ * opens them. No file: nothing (a new route). Files 0..lanes-1 all written under `lanes`:
+ * only the files of higher lanes, left by a partition with more, are removed. Otherwise (lanes
+ * changed, a lane file missing, or a crash in the middle of this): every lane 0..lanes-1 is
+ * written at the lowest position of the partition lane 0's file was written under (the one
+ * that delivered last), lane 0 first, each flushed, and then higher files are removed; run
+ * again after a crash it finds the same lowest position. Nothing is skipped, messages past
+ * it on some old lane are sent again. *moved_from: that partition's lane count when files were
+ * rewritten, else 0; *resume: the position written. HDX_E_INTEGRITY when a file of it has no
+ * valid slot (the route is refused rather than restarted from a guess), HDX_E_IO. */
+int hdx_cursor_repartition(const char *dir, uint32_t lanes, uint32_t max_files,
+                           uint32_t *moved_from, uint64_t *resume);
+
 #endif

@@ -1653,24 +1653,11 @@ static void *lane_main(void *arg)
         return NULL;
     }
     hdx_cursor_get(l->cursor, &l->pos);
-    /* a cursor written under another partition (lanes changed): this lane starts from the
-     * lowest position of the old lanes, so nothing is skipped (some may be sent again) */
-    if (l->pos.lanes != (uint32_t)rt->nlanes) {
-        uint64_t low = l->pos.delivered;
-        for (int k = 0; k < HDX_ROUTE_LANES_MAX; k++) {
-            struct hdx_cursor_pos q;
-            char p2[HDX_PATH_MAX];
-            cursor_path(rt, k, p2, sizeof(p2));
-            if (hdx_cursor_read(p2, &q) == HDX_OK && q.lanes == l->pos.lanes && q.delivered < low)
-                low = q.delivered;
-        }
-        hdx_info("route_lanes_changed", "route=%s lane=%d from_lanes=%u to_lanes=%d resume=%llu",
-                 rc->name, l->index, l->pos.lanes, rt->nlanes, (unsigned long long)low);
-        l->pos.delivered = low;
-        if (l->pos.audited > low) l->pos.audited = low;
-        l->pos.lanes = (uint32_t)rt->nlanes;
-        l->pos.lane = (uint32_t)l->index;
-        (void)hdx_cursor_set(l->cursor, &l->pos, 1);
+    if (l->pos.lanes != (uint32_t)rt->nlanes) { /* route_start made them one partition */
+        hdx_error("route_stopped",
+                  "route=%s lane=%d reason=\"its cursor was written for %u lanes, not %d\"",
+                  rc->name, l->index, l->pos.lanes, rt->nlanes);
+        goto out;
     }
     l->scanned = l->pos.delivered;
     l->disc_since_us = hdx_monotonic_us();
@@ -1879,6 +1866,28 @@ static struct route *route_start(struct hdx_routes *rs, struct hdx_route_conf *r
         free(rt);
         return NULL;
     }
+    /* Lanes changed (or a lane's file is missing): every lane starts from the lowest position
+     * of the lanes that wrote last, decided here once, before any lane thread reads a file
+     * another lane is rewriting. */
+    uint32_t moved_from;
+    uint64_t resume;
+    int prc = hdx_cursor_repartition(rt->dir, (uint32_t)rt->nlanes, HDX_ROUTE_LANES_MAX,
+                                     &moved_from, &resume);
+    if (prc != HDX_OK) {
+        hdx_error("route_refused", "route=%s reason=\"its lane cursors in %s: %s\"", rc->name,
+                  rt->dir, hdx_strerror(prc));
+        rt->conf = NULL;
+        free(rt);
+        return NULL;
+    }
+    for (int k = rt->nlanes; k < HDX_ROUTE_LANES_MAX; k++) { /* status of lanes gone */
+        char st[HDX_PATH_MAX];
+        sfmt(st, sizeof(st), "%s/lane-%d.%s", rt->dir, k, HDX_ROUTE_STATUS_FILE);
+        (void)unlink(st);
+    }
+    if (moved_from)
+        hdx_info("route_lanes_changed", "route=%s from_lanes=%u to_lanes=%d resume=%llu", rc->name,
+                 moved_from, rt->nlanes, (unsigned long long)resume);
     if ((rc->dest == HDX_DEST_MLLPS || rc->dest == HDX_DEST_HTTPS || rc->dest == HDX_DEST_DICOMS) &&
         !(rt->ctx = client_ctx(rs, rc, why, sizeof(why)))) {
         hdx_error("route_refused", "route=%s reason=\"%s\"", rc->name, why);

@@ -329,6 +329,117 @@ static void test_cursor(void **state)
     assert_int_equal(hdx_cursor_open(cpath, &start, &c), HDX_E_INTEGRITY);
 }
 
+static void put_cursor(uint32_t k, uint64_t delivered, uint64_t audited, uint32_t lanes)
+{
+    char cpath[400];
+    struct hdx_cursor *c;
+    struct hdx_cursor_pos p = {
+        .delivered = delivered, .audited = audited, .lanes = lanes, .lane = k};
+    snprintf(cpath, sizeof(cpath), "%s/lane-%u.cursor", dir, k);
+    assert_int_equal(hdx_cursor_open(cpath, &p, &c), HDX_OK);
+    assert_int_equal(hdx_cursor_set(c, &p, 1), HDX_OK);
+    hdx_cursor_close(c);
+}
+
+/* HDX_E_NOTFOUND, or delivered of lane k (its lanes and audited into *out) */
+static int get_cursor(uint32_t k, struct hdx_cursor_pos *out)
+{
+    char cpath[400];
+    snprintf(cpath, sizeof(cpath), "%s/lane-%u.cursor", dir, k);
+    return hdx_cursor_read(cpath, out);
+}
+
+static void assert_partition(uint32_t lanes, uint64_t delivered, uint64_t audited)
+{
+    struct hdx_cursor_pos p;
+    for (uint32_t k = 0; k < lanes; k++) {
+        assert_int_equal(get_cursor(k, &p), HDX_OK);
+        assert_int_equal(p.lanes, lanes);
+        assert_int_equal(p.lane, k);
+        assert_int_equal(p.delivered, delivered);
+        assert_int_equal(p.audited, audited);
+    }
+    for (uint32_t k = lanes; k < 64; k++)
+        assert_int_equal(get_cursor(k, &p), HDX_E_NOTFOUND);
+}
+
+/* repartitions dir to lanes; it must report moving from `from` at resume */
+static void repartition_to(uint32_t lanes, uint32_t from, uint64_t resume)
+{
+    uint32_t f;
+    uint64_t r;
+    assert_int_equal(hdx_cursor_repartition(dir, lanes, 64, &f, &r), HDX_OK);
+    assert_int_equal(f, from);
+    if (from) assert_int_equal(r, resume);
+}
+
+static void test_cursor_repartition(void **state)
+{
+    (void)state;
+    uint32_t from;
+    uint64_t resume;
+    struct hdx_cursor_pos p;
+    /* a new route: nothing written, its lanes start where the route says */
+    assert_int_equal(hdx_cursor_repartition(dir, 3, 64, &from, &resume), HDX_OK);
+    assert_int_equal(from, 0);
+    assert_int_equal(get_cursor(0, &p), HDX_E_NOTFOUND);
+    /* one partition of 3 lanes, unchanged: untouched */
+    put_cursor(0, 30, 28, 3);
+    put_cursor(1, 10, 9, 3);
+    put_cursor(2, 20, 20, 3);
+    assert_int_equal(hdx_cursor_repartition(dir, 3, 64, &from, &resume), HDX_OK);
+    assert_int_equal(from, 0);
+    assert_int_equal(get_cursor(1, &p), HDX_OK);
+    assert_int_equal(p.delivered, 10);
+    assert_int_equal(get_cursor(0, &p), HDX_OK);
+    assert_int_equal(p.delivered, 30);
+    /* growing to 4: the new lane too starts at the lowest old position (its patients came
+     * from lanes that had not delivered past it), not at the newest commit */
+    repartition_to(4, 3, 10);
+    assert_partition(4, 10, 9);
+    /* shrinking to 2 after the lanes moved on: the higher lanes' files go */
+    put_cursor(0, 40, 40, 4);
+    put_cursor(1, 55, 50, 4);
+    put_cursor(2, 35, 33, 4);
+    put_cursor(3, 60, 60, 4);
+    repartition_to(2, 4, 35);
+    assert_partition(2, 35, 33);
+    /* a crash in the middle of a change from 2 to 3 lanes: lane 0 was rewritten (35), lane 1
+     * not yet (70 under 2 lanes), and a file of an older partition (lane 5 of 8, at 1) left
+     * by an earlier version: the rerun finds 35 again, neither 1 nor 70 */
+    put_cursor(0, 35, 33, 3);
+    put_cursor(1, 70, 70, 2);
+    put_cursor(5, 1, 1, 8);
+    repartition_to(3, 3, 35);
+    assert_partition(3, 35, 33);
+    /* one partition, and a stale higher file: only that file goes */
+    put_cursor(7, 2, 2, 8);
+    put_cursor(2, 90, 90, 3);
+    assert_int_equal(hdx_cursor_repartition(dir, 3, 64, &from, &resume), HDX_OK);
+    assert_int_equal(from, 0);
+    assert_int_equal(get_cursor(7, &p), HDX_E_NOTFOUND);
+    assert_int_equal(get_cursor(2, &p), HDX_OK);
+    assert_int_equal(p.delivered, 90);
+    /* lane 0's file gone: every file there is counts */
+    char cpath[400];
+    snprintf(cpath, sizeof(cpath), "%s/lane-0.cursor", dir);
+    assert_int_equal(unlink(cpath), 0);
+    repartition_to(3, 3, 35);
+    assert_partition(3, 35, 33);
+    /* a lane file of the partition with no valid slot: refused, nothing rewritten */
+    int fd = open(cpath, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t junk[128];
+    memset(junk, 0xee, sizeof(junk));
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+    close(fd);
+    put_cursor(1, 99, 99, 3);
+    assert_int_equal(hdx_cursor_repartition(dir, 2, 64, &from, &resume), HDX_E_INTEGRITY);
+    assert_int_equal(get_cursor(1, &p), HDX_OK);
+    assert_int_equal(p.delivered, 99);
+    assert_int_equal(p.lanes, 3);
+}
+
 static void test_admin_route_ops(void **state)
 {
     struct hdx_admin a = {.op = HDX_ADMIN_ROUTE_DEAD, .seq = 42}, b;
@@ -375,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_plaintext_allow),
         cmocka_unit_test(test_plaintext_pick),
         cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_repartition, setup, teardown),
         cmocka_unit_test(test_admin_route_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
