@@ -12,7 +12,8 @@
 #       CONNECTIONS x 8), then the server started again: each route's drain rate with
 #       max_inflight = INFLIGHT; then the same with one route alone
 # Environment: BENCH_ROUTES (8), BENCH_RATE (10000), BENCH_SECONDS (15), BENCH_CONNECTIONS (64),
-# BENCH_DRAIN (200000; 0 skips r2), BENCH_ROUTE_INFLIGHT (64). About 3 minutes with the defaults.
+# BENCH_DRAIN (200000; 0 skips r2), BENCH_ROUTE_INFLIGHT (64), BENCH_PERF (a file: perf record -g
+# of hdxd over r1's closed loop, for `perf report -i FILE`). About 3 minutes with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -111,9 +112,26 @@ sleep 2
 for ((i = 1; i <= routes; i++)); do
   echo "r$i: delivery latency p50 $(lane_val r$i latency_p50_ms) ms p99 $(lane_val r$i latency_p99_ms) ms p99.9 $(lane_val r$i latency_p999_ms) ms over $(lane_val r$i latency_n) messages; acked $(lane_val r$i acked)"
 done | tee "$work/r1lat.out"
+if [ -n "${BENCH_PERF:-}" ]; then
+  perf record -q -g -F 499 -o "$BENCH_PERF" -p "$hpid" -- sleep $((secs + 1)) 2>/dev/null &
+  perfpid=$!
+fi
 "$bin/hdx" bench -d "$d" --to 127.0.0.1:$port --connections "$conns" --seconds "$secs" | tee "$work/r1loop.out"
+[ -z "${BENCH_PERF:-}" ] || wait "$perfpid" || true
 cpu=$(awk '{print $14 + $15}' /proc/$hpid/stat)
+# the lanes' own CPU (threads hdx-rNAME-K) per delivered message, over r1's two loads: the
+# figure to compare builds by (the ratios above move with whatever else the 2 cores run)
+lane_ticks=0
+for t in /proc/$hpid/task/*; do
+  case $(cat "$t/comm" 2>/dev/null) in hdx-r*) lane_ticks=$((lane_ticks + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+done
+acked_all=0
+for ((i = 1; i <= routes; i++)); do
+  a1=$(lane_val r$i acked)
+  [ "$a1" = na ] || acked_all=$((acked_all + a1))
+done
 stop_pid "$hpid"
+add "lanes_cpu_us_per_delivery=$(awk -v t=$lane_ticks -v n=$acked_all -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n == 0) print "na"; else printf "%.2f", t * 1e6 / hz / n }') (lane threads' CPU ${lane_ticks} ticks over $acked_all deliveries)"
 p99max=$(sed -n 's/.* p99 \([0-9.]*\) ms p99.9.*/\1/p' "$work/r1lat.out" | sort -g | tail -n 1)
 add "routes=$routes route_delivery_p99_ms_max=$p99max (target < 5 at $rate msgs/s; the ACK-only server's own p99 at $((rate * routes)) msgs/s over $routes connections: $(kv "$work/rcR.out" p99_ms))"
 a=$(kv "$work/r0loop.out" msgs_per_s)
