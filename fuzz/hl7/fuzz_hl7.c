@@ -1,8 +1,9 @@
 /* fuzz_hl7: libFuzzer entry point for the HL7 v2 parser and ACK builder.
  * Beyond "no crash", it traps on broken promises: views inside the input, unescape results
  * inside their buffer, escape/unescape round trips, the same verdict under tighter limits
- * being no more permissive, and every ACK being well formed (and re-parseable whenever the
- * received message was accepted under a strict character set). */
+ * being no more permissive, every ACK being well formed (and re-parseable whenever the
+ * received message was accepted under a strict character set), and hl7_peek_ack agreeing
+ * with the parser on MSA-1 and MSA-2 of every message both read. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,6 +87,19 @@ static void check_ack(const struct hl7_msg *m, const struct hl7_error *e, int rc
     hl7_msg_free(&a);
 }
 
+/* hl7_peek_ack, where it answers, says what the parser says of an accepted message. */
+static void check_peek_ack(const struct hl7_msg *m, int rc, const uint8_t *data, size_t size)
+{
+    char code[8], id[200], pcode[8], pid[200];
+    struct hl7_view v1, v2;
+    if (hl7_peek_ack(data, size, pcode, sizeof pcode, pid, sizeof pid) != 0) return;
+    CHECK(strlen(pcode) < sizeof pcode && strlen(pid) < sizeof pid);
+    if (rc != 0) return;
+    CHECK(hl7_get(m, "MSA", 1, 1, 1, 0, 0, &v1) == 0 && hl7_get(m, "MSA", 1, 2, 1, 0, 0, &v2) == 0);
+    CHECK(hl7_unescape(m, v1, code, sizeof code) >= 0 && hl7_unescape(m, v2, id, sizeof id) >= 0);
+    CHECK(strcmp(code, pcode) == 0 && strcmp(id, pid) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct hl7_msg m, small;
@@ -101,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(e.ack == 'E' || e.ack == 'R');
     }
     check_ack(&m, &e, rc);
+    check_peek_ack(&m, rc, data, size);
     /* Tighter limits may only turn acceptance into rejection, never the reverse. */
     int src = hl7_parse(data, size, &lim, &small, &se);
     CHECK(src == -1 || rc == 0);

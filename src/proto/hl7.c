@@ -657,3 +657,47 @@ void hl7_msg_free(struct hl7_msg *msg)
     msg->segs = NULL;
     msg->nsegs = 0;
 }
+
+/* One field of a segment from data[*pos]: copied when it holds no delimiter of MSH-2; *pos
+ * then at the byte after it (a field separator, a terminator or the end). */
+static int peek_field(const uint8_t *data, size_t len, size_t *pos, uint8_t fs, const uint8_t *enc,
+                      size_t nenc, char *out, size_t cap)
+{
+    size_t i = *pos, n = 0;
+    for (; i < len && data[i] != fs && !is_term(data[i]); i++, n++) {
+        if (data[i] < 0x20 || memchr(enc, data[i], nenc) != NULL || n + 1 >= cap) return -1;
+        out[n] = (char)data[i];
+    }
+    out[n] = '\0';
+    *pos = i;
+    return 0;
+}
+
+int hl7_peek_ack(const uint8_t *data, size_t len, char *code, size_t code_cap, char *id,
+                 size_t id_cap)
+{
+    if (len < 8 || code_cap == 0 || id_cap == 0 || memcmp(data, "MSH", 3) != 0) return -1;
+    uint8_t fs = data[3];
+    const uint8_t *enc = data + 4;
+    size_t nenc = 0;
+    while (4 + nenc < len && data[4 + nenc] != fs && !is_term(data[4 + nenc]))
+        nenc++;
+    if (nenc < 4 || nenc > 5 || memchr(enc, fs, nenc) != NULL) return -1;
+    for (size_t pos = 0; pos < len;) {
+        const uint8_t *t = memchr(data + pos, '\r', len - pos);
+        size_t end = t != NULL ? (size_t)(t - data) : len;
+        const uint8_t *lf = memchr(data + pos, '\n', end - pos);
+        if (lf != NULL) end = (size_t)(lf - data);
+        if (end - pos >= 3 && memcmp(data + pos, "MSA", 3) == 0) {
+            size_t i = pos + 3;
+            if (end - pos < 4 || data[i] != fs) return -1; /* no fields, or not "MSA" */
+            i++;
+            if (peek_field(data, end, &i, fs, enc, nenc, code, code_cap) != 0) return -1;
+            if (i >= end) return -1; /* no MSA-2 */
+            i++;
+            return peek_field(data, end, &i, fs, enc, nenc, id, id_cap);
+        }
+        pos = end + 1;
+    }
+    return -1;
+}

@@ -109,6 +109,15 @@ void hl7_msg_free(struct hl7_msg *msg);
 int hl7_get(const struct hl7_msg *msg, const char *seg_id, int occurrence, int field, int rep,
             int comp, int sub, struct hl7_view *out);
 
+/* MSA-1 and MSA-2 of an acknowledgement read without the parser (a route reads one per
+ * message it delivers): 0 and both copied NUL-terminated, or -1, and then hl7_parse decides,
+ * when data does not start with MSH and a 4- or 5-character MSH-2, its first MSA segment is
+ * not followed by both fields, either holds a character of MSH-2, or one does not fit its
+ * buffer. Where it answers 0 and hl7_parse accepts data, the values are hl7_get's (rep 1,
+ * whole) unescaped: fuzz_hl7 checks it. Nothing else of the message is checked. */
+int hl7_peek_ack(const uint8_t *data, size_t len, char *code, size_t code_cap, char *id,
+                 size_t id_cap);
+
 /* Decodes escape sequences (\F\ \S\ \T\ \R\ \E\, \Xhh..\ to bytes, \.br\ to "\n", others
  * such as \H\ \N\ dropped; \P\ gives the v2.7 truncation character when MSH-2 has one) of a
  * view into out (NUL-terminated). Returns the decoded length, or -1 when out is too small,

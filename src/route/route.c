@@ -1119,19 +1119,25 @@ static void attempt_failed(struct lane *l, struct pending *p, const char *why)
 /* One answer frame: 0 handled, -1 the connection cannot be trusted any more. */
 static int mllp_answer(struct lane *l, const uint8_t *frame, size_t len)
 {
-    struct hl7_msg m;
-    struct hl7_error e;
-    struct hl7_view code, id;
     char codes[8] = "", idtext[200] = "";
-    if (hl7_parse(frame, len, NULL, &m, &e) != 0) {
-        set_error(l, "the answer is not an HL7 message: %s", e.text);
-        return -1;
-    }
-    int ok = hl7_get(&m, "MSA", 1, 1, 1, 0, 0, &code) == 0 && code.len >= 2 && code.len < 8 &&
+    /* most answers are plain MSH and MSA: read without the parser (it was a sixth of a
+     * lane's time); anything else goes through it */
+    int ok = hl7_peek_ack(frame, len, codes, sizeof(codes), idtext, sizeof(idtext)) == 0 &&
+             strlen(codes) >= 2;
+    if (!ok) {
+        struct hl7_msg m;
+        struct hl7_error e;
+        struct hl7_view code, id;
+        if (hl7_parse(frame, len, NULL, &m, &e) != 0) {
+            set_error(l, "the answer is not an HL7 message: %s", e.text);
+            return -1;
+        }
+        ok = hl7_get(&m, "MSA", 1, 1, 1, 0, 0, &code) == 0 && code.len >= 2 && code.len < 8 &&
              hl7_get(&m, "MSA", 1, 2, 1, 0, 0, &id) == 0 &&
              hl7_unescape(&m, code, codes, sizeof(codes)) >= 0 &&
              hl7_unescape(&m, id, idtext, sizeof(idtext)) >= 0;
-    hl7_msg_free(&m);
+        hl7_msg_free(&m);
+    }
     if (!ok) {
         set_error(l, "the answer has no MSA-1 and MSA-2");
         return -1;

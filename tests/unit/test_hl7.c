@@ -819,6 +819,48 @@ static void test_bitflip_truncation(void **state)
     free(b);
 }
 
+static int peek(const char *text, char *code, char *id)
+{
+    return hl7_peek_ack((const uint8_t *)text, strlen(text), code, 8, id, 200);
+}
+
+static void test_peek_ack(void **state)
+{
+    (void)state;
+    char code[8], id[200];
+    assert_int_equal(
+        peek("MSH|^~\\&|R|F|H|F|20260101||ACK^R01^ACK|A1|P|2.5.1\rMSA|AA|MSG-7\r", code, id), 0);
+    assert_string_equal(code, "AA");
+    assert_string_equal(id, "MSG-7");
+    /* other separators, LF terminators, a 5-character MSH-2, MSA-3 after it, no final CR */
+    assert_int_equal(peek("MSH#^~\\&!#R#F#H#F#1##ACK#A1#P#2.7\nMSA#CE#X 1#text", code, id), 0);
+    assert_string_equal(code, "CE");
+    assert_string_equal(id, "X 1");
+    assert_int_equal(peek("MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA|\r", code, id), 0);
+    assert_string_equal(id, "");
+    /* the parser decides: an escape, a repetition or a component in MSA-1/MSA-2, no MSA,
+     * no MSA-2, a segment only named MSA, a first MSA without fields before a good one, a
+     * control byte, too long, not HL7 */
+    const char *hard[] = {
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA|M\\F\\7\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA|M7~M8\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA^x|M7\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA\rMSA|AA|M7\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSAX|AA|M7\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA|M\t7\r",
+        "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AAAAAAAA|M7\r",
+        "MSH|^~|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA|M7\r",
+        "HTTP/1.1 400 Bad Request\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(hard) / sizeof(hard[0]); i++)
+        assert_int_equal(peek(hard[i], code, id), -1);
+    char longid[300] = "MSH|^~\\&|R|F|H|F|1||ACK|A1|P|2.5\rMSA|AA|";
+    memset(longid + strlen(longid), 'x', 200);
+    assert_int_equal(peek(longid, code, id), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -843,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_reject_extracted_too_long),
         cmocka_unit_test(test_msg_without_trigger),
         cmocka_unit_test(test_bitflip_truncation),
+        cmocka_unit_test(test_peek_ack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
