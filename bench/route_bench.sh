@@ -12,8 +12,10 @@
 #       CONNECTIONS x 8), then the server started again: each route's drain rate with
 #       max_inflight = INFLIGHT; then the same with one route alone
 # Environment: BENCH_ROUTES (8), BENCH_RATE (10000), BENCH_SECONDS (15), BENCH_CONNECTIONS (64),
-# BENCH_DRAIN (200000; 0 skips r2), BENCH_ROUTE_INFLIGHT (64), BENCH_PERF (a file: perf record -g
-# of hdxd over r1's closed loop, for `perf report -i FILE`). About 3 minutes with the defaults.
+# BENCH_DRAIN (200000; 0 skips r2), BENCH_ROUTE_INFLIGHT (64), BENCH_PERF (a file: perf record
+# of hdxd over r1's closed loop, for `perf report -i FILE`; BENCH_PERF_CG fp or dwarf, the call
+# graph), BENCH_ROUTE_MATCH (a match for every route, e.g. type:ZZZ to measure the routes'
+# cost without deliveries). About 3 minutes with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -71,11 +73,20 @@ start_ack() {
 }
 last_seq() { "$bin/hdx" query -d "$d" --kind any --count 2>/dev/null; } # seqs have no gaps
 lane_val() { sed -n "s/^$2=//p" "$d/routes/$1/lane-0.status" 2>/dev/null || echo na; }
+ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+lane_ticks_now() { # the CPU ticks of hdxd's lane threads (hdx-rNAME-K)
+  local t n=0
+  for t in /proc/$hpid/task/*; do
+    case $(cat "$t/comm" 2>/dev/null) in hdx-r*) n=$((n + $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0))) ;; esac
+  done
+  echo "$n"
+}
 write_routes() { # N
   : >"$work/routes.conf"
   for ((i = 1; i <= $1; i++)); do
     printf '\n[route r%d]\nto = mllps://127.0.0.1:%d\nca = ca.pem\ncert = devices/route-out.pem\nkey = devices/route-out.key\nmax_inflight = %d\nbackoff_ms = 50\nbackoff_max_ms = 200\n' \
       "$i" "$aport" "$infl" >>"$work/routes.conf"
+    [ -z "${BENCH_ROUTE_MATCH:-}" ] || printf 'match = %s\n' "$BENCH_ROUTE_MATCH" >>"$work/routes.conf"
   done
   cp "$work/base.conf" "$d/hdx.conf"
   cat "$work/routes.conf" >>"$d/hdx.conf"
@@ -113,24 +124,26 @@ for ((i = 1; i <= routes; i++)); do
   echo "r$i: delivery latency p50 $(lane_val r$i latency_p50_ms) ms p99 $(lane_val r$i latency_p99_ms) ms p99.9 $(lane_val r$i latency_p999_ms) ms over $(lane_val r$i latency_n) messages; acked $(lane_val r$i acked)"
 done | tee "$work/r1lat.out"
 if [ -n "${BENCH_PERF:-}" ]; then
-  perf record -q -g -F 499 -o "$BENCH_PERF" -p "$hpid" -- sleep $((secs + 1)) 2>/dev/null &
+  perf record -q --call-graph "${BENCH_PERF_CG:-fp}" -F 499 -o "$BENCH_PERF" -p "$hpid" -- sleep $((secs + 1)) 2>/dev/null &
   perfpid=$!
 fi
+lt0=$(lane_ticks_now) at0=$(ticks_of "$apid") ht0=$(ticks_of "$hpid") w0=$(date +%s%N)
 "$bin/hdx" bench -d "$d" --to 127.0.0.1:$port --connections "$conns" --seconds "$secs" | tee "$work/r1loop.out"
+lt1=$(lane_ticks_now) at1=$(ticks_of "$apid") ht1=$(ticks_of "$hpid") w1=$(date +%s%N)
 [ -z "${BENCH_PERF:-}" ] || wait "$perfpid" || true
 cpu=$(awk '{print $14 + $15}' /proc/$hpid/stat)
 # the lanes' own CPU (threads hdx-rNAME-K) per delivered message, over r1's two loads: the
 # figure to compare builds by (the ratios above move with whatever else the 2 cores run)
-lane_ticks=0
-for t in /proc/$hpid/task/*; do
-  case $(cat "$t/comm" 2>/dev/null) in hdx-r*) lane_ticks=$((lane_ticks + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
-done
+lane_ticks=$(lane_ticks_now)
 acked_all=0
 for ((i = 1; i <= routes; i++)); do
   a1=$(lane_val r$i acked)
   [ "$a1" = na ] || acked_all=$((acked_all + a1))
 done
 stop_pid "$hpid"
+cores() { awk -v t=$(($2 - $1)) -v ns=$((w1 - w0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz / (ns / 1e9) }'; }
+add "closed_loop_with_routes_cores: hdxd=$(cores "$ht0" "$ht1") of_which_lanes=$(cores "$lt0" "$lt1") receiver=$(cores "$at0" "$at1") (of $(nproc); the receiver runs elsewhere in a hospital)"
+add "steady_rate_achieved_without=$(kv "$work/r0rate.out" msgs_per_s) with_routes=$(kv "$work/r1rate.out" msgs_per_s) ratio=$(ratio "$(kv "$work/r1rate.out" msgs_per_s)" "$(kv "$work/r0rate.out" msgs_per_s)") (at $rate msgs/s offered)"
 add "lanes_cpu_us_per_delivery=$(awk -v t=$lane_ticks -v n=$acked_all -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n == 0) print "na"; else printf "%.2f", t * 1e6 / hz / n }') (lane threads' CPU ${lane_ticks} ticks over $acked_all deliveries)"
 p99max=$(sed -n 's/.* p99 \([0-9.]*\) ms p99.9.*/\1/p' "$work/r1lat.out" | sort -g | tail -n 1)
 add "routes=$routes route_delivery_p99_ms_max=$p99max (target < 5 at $rate msgs/s; the ACK-only server's own p99 at $((rate * routes)) msgs/s over $routes connections: $(kv "$work/rcR.out" p99_ms))"
