@@ -195,6 +195,12 @@ static void test_scan_filters(void **state)
     struct hdx_store_filter by_sender = {.sender = "mon1", .from_seq = 2};
     n = 0;
     assert_int_equal(hdx_store_scan(s, &by_sender, 0, count_cb, &n), 3);
+    struct hdx_store_filter admin = {.kind = HDX_KIND_ADMIN}, hl7 = {.kind = HDX_KIND_HL7V2};
+    struct hdx_store_filter admin_type = {.kind = HDX_KIND_ADMIN, .type = "ADT^A01"};
+    n = 0;
+    assert_int_equal(hdx_store_scan(s, &admin, 0, count_cb, &n), 0);
+    assert_int_equal(hdx_store_scan(s, &admin_type, 0, count_cb, &n), 0);
+    assert_int_equal(hdx_store_scan(s, &hl7, 0, count_cb, &n), 5);
     struct hdx_store_filter future = {.since_us = hdx_now_us() + 1000000};
     n = 0;
     assert_int_equal(hdx_store_scan(s, &future, 0, count_cb, &n), 0);
@@ -254,7 +260,7 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 7); /* and on to the newest */
+    assert_int_equal(v, 8); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
@@ -287,7 +293,7 @@ static void test_migrate_4_to_5(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 7);
+    assert_int_equal(v, 8);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
@@ -328,7 +334,7 @@ static void test_migrate_5_to_6(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 7);
+    assert_int_equal(v, 8);
     assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_E_NOTFOUND);
     uint8_t doc[] = "{\"keys\":[]}";
     struct hdx_smart_client c = {.name = "lab",
@@ -389,7 +395,7 @@ static void test_migrate_6_to_7(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 7);
+    assert_int_equal(v, 8);
     assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_dicom_ae_set(s, "CT1", "scanner", 5), HDX_OK);
     assert_int_equal(hdx_store_dicom_ae_set(s, "MR 2", "mri", 6), HDX_OK);
@@ -407,6 +413,54 @@ static void test_migrate_6_to_7(void **state)
     hdx_store_close(s);
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
     hdx_store_close(s);
+}
+
+static int plan_detail(void *arg, int ncol, char **val, char **col)
+{
+    for (int i = 0; i < ncol; i++)
+        if (strcmp(col[i], "detail") == 0 && val[i] && strstr(val[i], "records_admin"))
+            (*(int *)arg)++;
+    return 0;
+}
+
+/* A schema-7 store (no index of admin records) gets it when a writer opens it, and a scan of
+ * admin records reads that index, not every record; a reader refuses the store until then. */
+static void test_migrate_7_to_8(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    int used = 0;
+    snprintf(path, sizeof(path), "%s/v7.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX records_admin;"
+                                  "UPDATE meta SET v=7 WHERE k='schema_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    /* the shape build_scan_sql gives a scan of admin records */
+    const char *plan = "EXPLAIN QUERY PLAN SELECT seq,ct FROM records WHERE seq>=1 AND kind=5 "
+                       "ORDER BY seq";
+    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
+    assert_int_equal(used, 0);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 8);
+    struct hdx_store_filter admin = {.kind = HDX_KIND_ADMIN, .type = "user"};
+    int n = 0;
+    assert_int_equal(hdx_store_scan(s, &admin, 0, count_cb, &n), 0);
+    hdx_store_close(s);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
+    assert_int_equal(used, 1);
+    sqlite3_close(db);
 }
 
 /* ---- bus ---- */
@@ -571,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_migrate_4_to_5),
         cmocka_unit_test(test_migrate_5_to_6),
         cmocka_unit_test(test_migrate_6_to_7),
+        cmocka_unit_test(test_migrate_7_to_8),
         cmocka_unit_test(test_bus_replay_then_live),
         cmocka_unit_test(test_bus_admit_hook),
     };
