@@ -157,6 +157,11 @@ int hdx_dedup_token_kc(struct hdx_keyctx *kc, const char *sender, const char *co
 int hdx_content_digest_kc(struct hdx_keyctx *kc, const uint8_t *body, size_t len,
                           uint8_t out[HDX_BLIND_LEN])
 {
+    if (!memchr(body, '\n', len)) { /* CR only, as most senders write: already normal */
+        while (len && body[len - 1] == '\r')
+            len--;
+        return hdx_keyctx_blind(kc, "content", body, len, out);
+    }
     uint8_t small[4096], *buf = len <= sizeof(small) ? small : malloc(len);
     size_t n = 0;
     if (!buf) return HDX_E_NOMEM;
@@ -355,10 +360,16 @@ static struct batch *seal_batch(struct hdx_commit *c, struct hdx_intake_item *it
  * the slot. Taken once the records of the batch in flight are durable, the next batch is
  * sealed while the flusher finishes the index (sealing costs a fraction of that), and holds
  * everything that arrived during the flush. */
+/* Under c->lock: 1 while take_batch must not take the queue yet. */
+static int sealer_held(const struct hdx_commit *c)
+{
+    return c->ready || (c->flushing && !c->synced && !c->stopping);
+}
+
 static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->ready || (c->flushing && !c->synced && !c->stopping))
+    while (sealer_held(c))
         pthread_cond_wait(&c->wake, &c->lock);
     if (!c->queue_head && !c->stopping) {
         /* Wake at least once a second so the last records get a signed head when
@@ -863,7 +874,9 @@ void hdx_commit_submit_list(struct hdx_commit *c, struct hdx_intake_item *head)
     else
         c->queue_head = head;
     c->queue_tail = tail;
-    pthread_cond_signal(&c->wake);
+    /* A sealer that waits for the flush in flight would only wake to wait again (a context
+     * switch per pass of the network loop): the flusher wakes it when it may take a batch. */
+    if (!sealer_held(c)) pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
 }
 

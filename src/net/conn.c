@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -321,6 +322,19 @@ void hdx_conn_resume(struct hdx_conn *c, enum hdx_conn_pause why)
 int hdx_conn_output_full(struct hdx_conn *c)
 {
     return evbuffer_get_length(bufferevent_get_output(c->bev)) > c->net->conf->net_max_unsent;
+}
+
+/* A bufferevent writes added output only once epoll reports the socket writable: one more
+ * pass of the loop per answer, and two epoll_ctl calls (EPOLLOUT on, then off). Running its
+ * write callback from the active queue writes in this pass, and the changelist
+ * (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) cancels the EPOLLOUT it had queued when the write
+ * empties the buffer; a socket that cannot take it all keeps EPOLLOUT as before. ev_write is
+ * public (event2/bufferevent_struct.h); both the socket and the OpenSSL bufferevent of
+ * libevent 2.1 write from it. Never during a handshake, whose ev_write drives SSL_accept. */
+void hdx_conn_write_soon(struct hdx_conn *c)
+{
+    if (c->bev && c->established && evbuffer_get_length(bufferevent_get_output(c->bev)))
+        event_active(&c->bev->ev_write, EV_WRITE, 1);
 }
 
 struct event_base *hdx_conn_base(const struct hdx_conn *c)

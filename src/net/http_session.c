@@ -216,6 +216,7 @@ static void write_reply(struct hdx_conn *c, struct hdx_http_reply *r, int body)
             evbuffer_add(out, r->body, bl);
     }
     if (r->body) explicit_bzero(r->body, r->body_len);
+    hdx_conn_write_soon(c);
 }
 
 /* ---------- timers ---------- */
@@ -347,7 +348,9 @@ static void start_stream(struct hdx_conn *c, const struct hdx_http_reply *r)
 
 void hdx_http_stream_write(struct hdx_conn *c, const void *data, size_t len)
 {
-    if (!c->closing) evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    if (c->closing) return;
+    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    hdx_conn_write_soon(c);
 }
 
 size_t hdx_http_stream_queued(struct hdx_conn *c)

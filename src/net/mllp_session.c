@@ -79,6 +79,7 @@ static void write_frame2(struct hdx_conn *c, const char *payload, size_t len, co
     evbuffer_add(out, payload, len);
     if (more_len) evbuffer_add(out, more, more_len);
     evbuffer_add(out, tail, 2);
+    hdx_conn_write_soon(c); /* the sender waits for this answer */
 }
 
 static void write_frame(struct hdx_conn *c, const char *payload, size_t len)

@@ -64,6 +64,7 @@ static void sink_write(void *conn, const void *data, size_t len)
 {
     struct hdx_conn *c = conn;
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    hdx_conn_write_soon(c); /* a subscriber's latency is this write's */
 }
 
 static size_t sink_queued(void *conn)

@@ -143,6 +143,10 @@ static void test_content_digest_normalises_terminators(void **state)
     assert_memory_equal(a, b, HDX_BLIND_LEN);
     digest("MSH|1\r\nPID|2\r\nOBX|3\r\n\r\n", b); /* CRLF, trailing terminators */
     assert_memory_equal(a, b, HDX_BLIND_LEN);
+    digest("MSH|1\rPID|2\rOBX|3\r\r\r", b); /* CR only (no copy made), trailing ones */
+    assert_memory_equal(a, b, HDX_BLIND_LEN);
+    digest("MSH|1\rPID|2\rOBX|3", b);
+    assert_memory_equal(a, b, HDX_BLIND_LEN);
     digest("MSH|1\rPID|2\rOBX|4\r", b); /* one byte of content */
     assert_memory_not_equal(a, b, HDX_BLIND_LEN);
     digest("MSH|1\r\rPID|2\rOBX|3\r", b); /* an empty segment is content */
