@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -359,4 +360,18 @@ int hdx_split_hostport(const char *s, char *host, size_t cap, int *port)
     if (*end || p < 0 || p > 65535 || end == colon + 1) return -1;
     *port = (int)p;
     return 0;
+}
+
+/* Linux applies PRIO_PROCESS with a thread id to that thread alone (setpriority(2), BUGS). A
+ * higher niceness needs no privilege, so this works for an unprivileged hdxd as well. */
+int hdx_thread_background(const char *name)
+{
+    pthread_setname_np(pthread_self(), name);
+    id_t tid = (id_t)gettid();
+    errno = 0;
+    int now = getpriority(PRIO_PROCESS, tid);
+    if (now == -1 && errno) return -100;
+    int want = now + HDX_BACKGROUND_NICE > 19 ? 19 : now + HDX_BACKGROUND_NICE;
+    if (setpriority(PRIO_PROCESS, tid, want) != 0) return -100;
+    return want;
 }

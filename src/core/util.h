@@ -62,4 +62,11 @@ int hdx_path(char *out, size_t cap, const char *dir, const char *name)
 /* Parses "HOST:PORT", "[V6]:PORT" into host (cap) and port. */
 int hdx_split_hostport(const char *s, char *host, size_t cap, int *port);
 
+/* The calling thread does housekeeping that may lag (the WAL checkpointer, the segment file
+ * preparer): it gets HDX_BACKGROUND_NICE more niceness than the process, so on a machine with
+ * few cores it yields to the threads a sender waits on. Names the thread too (top -H).
+ * Returns the niceness now in effect, or -100 when it could not be changed. */
+#define HDX_BACKGROUND_NICE 10
+int hdx_thread_background(const char *name);
+
 #endif

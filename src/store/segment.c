@@ -362,7 +362,8 @@ out:
 
 static void *prep_main(void *arg)
 {
-    pthread_setname_np(pthread_self(), "hdx-segprep");
+    /* Asked for when the current file is half full: a preparer that lags has time left. */
+    (void)hdx_thread_background("hdx-segprep");
     struct hdx_seg *s = arg;
     pthread_mutex_lock(&s->lk);
     for (;;) {

@@ -341,7 +341,8 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 static void *checkpoint_main(void *arg)
 {
     struct checkpointer *c = arg;
-    pthread_setname_np(pthread_self(), "hdx-walckpt");
+    /* A checkpoint that lags only lets the WAL grow until the RESTART bound below. */
+    (void)hdx_thread_background("hdx-walckpt");
     for (;;) {
         pthread_mutex_lock(&c->lock);
         while (!c->wanted && !c->stopping)
