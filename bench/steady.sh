@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# steady.sh BIN_DIR: issue 10's tail-latency case beside its same-run reference, for A/B runs
+# between builds. Three loads, 64 connections each:
+#   1. the ACK-only server (BIN_DIR/ackserver) at a steady RATE msgs/s: the machine's own tail
+#   2. a fresh hdxd, closed loop (1 in flight per connection) for CL seconds
+#   3. right after, on the same hdxd and data directory, a steady RATE msgs/s for ST seconds
+# and prints one line per load ("ceiling_steady ...", "closed ...", "steady ...") with msgs/s
+# and the ACK latency percentiles, then hdxd's commit batch sizes (batch_hist=SIZE:COUNT,...).
+# Knobs: RATE (10000), CL (10), ST (15), CONNS (64). Loopback only; every load is bounded.
+# BIN_DIR: a release build with -DHDX_BENCH=ON. bench/run.sh steps b and c measure the same.
+set -u
+bin=$1
+R=${RATE:-10000}
+CL=${CL:-10}
+ST=${ST:-15}
+C=${CONNS:-64}
+w=$(mktemp -d)
+trap 'rm -rf "$w"' EXIT
+fp() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitl() { for _ in $(seq 200); do grep -q event=listening "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+figures() { grep -o "msgs_per_s=[0-9.]* p50_ms=[0-9.]* p99_ms=[0-9.]* p999_ms=[0-9.]*" "$1" | tail -1; }
+"$bin/hdx" init "$w/c" >/dev/null
+ap=$(fp)
+"$bin/ackserver" -c "$w/c/hdx.conf" -l "127.0.0.1:$ap" -t $((ST + 60)) 2>"$w/c/a.log" &
+apid=$!
+waitl "$w/c/a.log"
+timeout $((ST + 60)) "$bin/hdx" bench -d "$w/c" --to "127.0.0.1:$ap" --connections "$C" \
+  --seconds "$ST" --rate "$R" >"$w/c/b.out" 2>&1
+kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null
+echo "ceiling_steady $(figures "$w/c/b.out")"
+"$bin/hdx" init "$w/h" >/dev/null
+hp=$(fp); sp=$(fp)
+"$bin/hdxd" -c "$w/h/hdx.conf" -o "mllp.listen=127.0.0.1:$hp" -o "sub.listen=127.0.0.1:$sp" \
+  -o http.listen= -o dicom.listen= 2>"$w/h/d.log" &
+hpid=$!
+waitl "$w/h/d.log"
+timeout $((CL + 60)) "$bin/hdx" bench -d "$w/h" --to "127.0.0.1:$hp" --connections "$C" \
+  --seconds "$CL" --inflight 1 >"$w/h/closed.out" 2>&1
+echo "closed $(figures "$w/h/closed.out")"
+timeout $((ST + 60)) "$bin/hdx" bench -d "$w/h" --to "127.0.0.1:$hp" --connections "$C" \
+  --seconds "$ST" --rate "$R" >"$w/h/steady.out" 2>&1
+echo "steady $(figures "$w/h/steady.out")"
+kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
+grep -o "batch_hist=[^ ]*" "$w/h/d.log" | tail -1
