@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -183,6 +183,13 @@ struct hdx_store {
 _Static_assert(HDX_KIND_ADMIN == 5, "ADMIN_KIND_SQL is HDX_KIND_ADMIN");
 #define ADMIN_INDEX_SQL                                                                            \
     "CREATE INDEX IF NOT EXISTS records_admin ON records(seq) WHERE kind=" ADMIN_KIND_SQL ";"
+/* The same for audit records: `hdx audit`, GET /api/audit and the FHIR AuditEvent search read
+ * only them, and without the index each read was a scan of every record, messages included.
+ * An audit record costs one more index entry (appended: seq only grows); a message none. */
+#define AUDIT_KIND_SQL "4"
+_Static_assert(HDX_KIND_AUDIT == 4, "AUDIT_KIND_SQL is HDX_KIND_AUDIT");
+#define AUDIT_INDEX_SQL                                                                            \
+    "CREATE INDEX IF NOT EXISTS records_audit ON records(seq) WHERE kind=" AUDIT_KIND_SQL ";"
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
@@ -199,7 +206,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sth(tree_size INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL,"
     " root BLOB NOT NULL, signature BLOB NOT NULL) STRICT;"
     "CREATE INDEX IF NOT EXISTS records_patient ON records(patient) WHERE patient IS NOT "
-    "NULL;" ADMIN_INDEX_SQL
+    "NULL;" ADMIN_INDEX_SQL AUDIT_INDEX_SQL
     "CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, role TEXT NOT NULL,"
     " serial TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL DEFAULT 0)"
     " STRICT;"
@@ -209,7 +216,7 @@ static const char schema_sql[] =
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL SCOPES_SQL
-        CLIENTS_SQL AES_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 8);";
+        CLIENTS_SQL AES_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 9);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -237,6 +244,10 @@ static const char migrate_6_to_7_sql[] = AES_SQL "UPDATE meta SET v=7 WHERE k='s
  * nothing else changed. */
 static const char migrate_7_to_8_sql[] =
     ADMIN_INDEX_SQL "UPDATE meta SET v=8 WHERE k='schema_version';";
+/* Version 8 had no index of audit records (built here once: one scan of the records);
+ * nothing else changed. */
+static const char migrate_8_to_9_sql[] =
+    AUDIT_INDEX_SQL "UPDATE meta SET v=9 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -315,6 +326,7 @@ static int configure(struct hdx_store *s, int flags)
     if (rc == HDX_OK && version >= 1 && version <= 5) rc = exec(s, migrate_5_to_6_sql);
     if (rc == HDX_OK && version >= 1 && version <= 6) rc = exec(s, migrate_6_to_7_sql);
     if (rc == HDX_OK && version >= 1 && version <= 7) rc = exec(s, migrate_7_to_8_sql);
+    if (rc == HDX_OK && version >= 1 && version <= 8) rc = exec(s, migrate_8_to_9_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
@@ -1001,9 +1013,10 @@ static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t ca
                  "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
                  "chain,seg,off FROM records WHERE seq>=?1%s%s%s%s%s%s ORDER BY seq",
                  f->since_us ? " AND time_us>=?2" : "",
-                 f->kind == HDX_KIND_ADMIN ? " AND kind=" ADMIN_KIND_SQL
-                 : f->kind                 ? " AND kind=?3"
-                                           : "",
+                 f->kind == HDX_KIND_ADMIN   ? " AND kind=" ADMIN_KIND_SQL
+                 : f->kind == HDX_KIND_AUDIT ? " AND kind=" AUDIT_KIND_SQL
+                 : f->kind                   ? " AND kind=?3"
+                                             : "",
                  f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "",
                  f->patient ? " AND patient=?6" : "",
                  f->reused_only ? " AND seq IN (SELECT seq FROM dedup_log WHERE reused=1)" : "");
@@ -1049,7 +1062,8 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
     }
     sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
     if (f->since_us) sqlite3_bind_int64(q, 2, f->since_us);
-    if (f->kind && f->kind != HDX_KIND_ADMIN) sqlite3_bind_int(q, 3, f->kind);
+    if (f->kind && f->kind != HDX_KIND_ADMIN && f->kind != HDX_KIND_AUDIT)
+        sqlite3_bind_int(q, 3, f->kind);
     if (f->type) sqlite3_bind_text(q, 4, f->type, -1, SQLITE_STATIC);
     if (f->sender) sqlite3_bind_text(q, 5, f->sender, -1, SQLITE_STATIC);
     if (f->patient) sqlite3_bind_blob(q, 6, f->patient, HDX_BLIND_LEN, SQLITE_STATIC);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bus/bus.h"
@@ -260,7 +261,7 @@ static void test_migrate_3_to_4(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 8); /* and on to the newest */
+    assert_int_equal(v, 9); /* and on to the newest */
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
@@ -293,7 +294,7 @@ static void test_migrate_4_to_5(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 8);
+    assert_int_equal(v, 9);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
@@ -334,7 +335,7 @@ static void test_migrate_5_to_6(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 8);
+    assert_int_equal(v, 9);
     assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_E_NOTFOUND);
     uint8_t doc[] = "{\"keys\":[]}";
     struct hdx_smart_client c = {.name = "lab",
@@ -395,7 +396,7 @@ static void test_migrate_6_to_7(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 8);
+    assert_int_equal(v, 9);
     assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_dicom_ae_set(s, "CT1", "scanner", 5), HDX_OK);
     assert_int_equal(hdx_store_dicom_ae_set(s, "MR 2", "mri", 6), HDX_OK);
@@ -415,11 +416,12 @@ static void test_migrate_6_to_7(void **state)
     hdx_store_close(s);
 }
 
+static const char *plan_index = "records_admin"; /* the index plan_detail counts uses of */
+
 static int plan_detail(void *arg, int ncol, char **val, char **col)
 {
     for (int i = 0; i < ncol; i++)
-        if (strcmp(col[i], "detail") == 0 && val[i] && strstr(val[i], "records_admin"))
-            (*(int *)arg)++;
+        if (strcmp(col[i], "detail") == 0 && val[i] && strstr(val[i], plan_index)) (*(int *)arg)++;
     return 0;
 }
 
@@ -450,7 +452,7 @@ static void test_migrate_7_to_8(void **state)
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     int64_t v = 0;
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 8);
+    assert_int_equal(v, 9);
     struct hdx_store_filter admin = {.kind = HDX_KIND_ADMIN, .type = "user"};
     int n = 0;
     assert_int_equal(hdx_store_scan(s, &admin, 0, count_cb, &n), 0);
@@ -461,6 +463,76 @@ static void test_migrate_7_to_8(void **state)
     assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
     assert_int_equal(used, 1);
     sqlite3_close(db);
+}
+
+/* A schema-8 store (no index of audit records) gets it when a writer opens it; an audit scan
+ * (hdx audit, GET /api/audit, the AuditEvent search) then reads that index, finds exactly the
+ * audit records, and a message costs no entry in it. */
+static void test_migrate_8_to_9(void **state)
+{
+    char path[400];
+    struct hdx_store *s = NULL;
+    sqlite3 *db = NULL;
+    int used = 0;
+    uint8_t ct[32] = {0}, chain[HDX_HASH_LEN] = {0};
+    /* its own directory: the segment files live beside the database */
+    snprintf(path, sizeof(path), "%s/v8", tmpdir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/v8/store.db", tmpdir);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE | HDX_STORE_NOSYNC, &s), HDX_OK);
+    assert_int_equal(hdx_store_begin(s), HDX_OK);
+    for (uint64_t seq = 1; seq <= 6; seq++) {
+        struct hdx_record r = {.seq = seq,
+                               .time_us = (int64_t)seq * 100,
+                               .kind = seq % 3 == 0 ? HDX_KIND_AUDIT : HDX_KIND_HL7V2,
+                               .key_id = 1,
+                               .ct = ct,
+                               .ct_len = sizeof(ct)};
+        snprintf(r.sender, sizeof(r.sender), "%s", seq % 3 == 0 ? "hdx:audit" : "mon1");
+        snprintf(r.type, sizeof(r.type), "%s", seq % 3 == 0 ? "read" : "ORU^R01");
+        hdx_record_leaf_hash(&r, r.leaf_hash);
+        hdx_record_chain(chain, r.leaf_hash, r.chain);
+        memcpy(chain, r.chain, sizeof(chain));
+        assert_int_equal(hdx_store_append(s, &r), HDX_OK);
+    }
+    assert_int_equal(hdx_store_commit(s), HDX_OK);
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX records_audit;"
+                                  "UPDATE meta SET v=8 WHERE k='schema_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    const char *plan = "EXPLAIN QUERY PLAN SELECT seq,ct FROM records WHERE seq>=1 AND kind=4 "
+                       "ORDER BY seq";
+    plan_index = "records_audit";
+    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
+    assert_int_equal(used, 0);
+    sqlite3_close(db);
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    int64_t v = 0;
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 9);
+    struct hdx_store_filter audit = {.kind = HDX_KIND_AUDIT};
+    int n = 0;
+    assert_int_equal(hdx_store_scan(s, &audit, 0, count_cb, &n), 2);
+    assert_int_equal(n, 2); /* seqs 3 and 6 */
+    hdx_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
+    assert_int_equal(used, 1);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM records INDEXED BY records_audit"
+                                        " WHERE kind=4",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    plan_index = "records_admin";
 }
 
 /* ---- bus ---- */
@@ -626,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_migrate_5_to_6),
         cmocka_unit_test(test_migrate_6_to_7),
         cmocka_unit_test(test_migrate_7_to_8),
+        cmocka_unit_test(test_migrate_8_to_9),
         cmocka_unit_test(test_bus_replay_then_live),
         cmocka_unit_test(test_bus_admit_hook),
     };
