@@ -353,6 +353,12 @@ static struct batch *seal_batch(struct hdx_commit *c, struct hdx_intake_item *it
     return b;
 }
 
+/* Under c->lock: 1 while take_batch must not take the queue yet. */
+static int sealer_held(const struct hdx_commit *c)
+{
+    return c->ready || (c->flushing && !c->synced && !c->stopping);
+}
+
 /* Waits until the flusher's slot is free and the flusher is idle or past its flush (or a
  * stop), then takes everything queued, up to batch_max. Why that late: senders that wait for
  * their ACK (the usual MLLP sender) send again only after a flush, so a batch taken while a
@@ -360,12 +366,6 @@ static struct batch *seal_batch(struct hdx_commit *c, struct hdx_intake_item *it
  * the slot. Taken once the records of the batch in flight are durable, the next batch is
  * sealed while the flusher finishes the index (sealing costs a fraction of that), and holds
  * everything that arrived during the flush. */
-/* Under c->lock: 1 while take_batch must not take the queue yet. */
-static int sealer_held(const struct hdx_commit *c)
-{
-    return c->ready || (c->flushing && !c->synced && !c->stopping);
-}
-
 static struct hdx_intake_item *take_batch(struct hdx_commit *c, int *stop)
 {
     pthread_mutex_lock(&c->lock);
