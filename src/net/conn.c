@@ -331,9 +331,18 @@ int hdx_conn_output_full(struct hdx_conn *c)
  * empties the buffer; a socket that cannot take it all keeps EPOLLOUT as before. ev_write is
  * public (event2/bufferevent_struct.h); both the socket and the OpenSSL bufferevent of
  * libevent 2.1 write from it. Never during a handshake, whose ev_write drives SSL_accept. */
-void hdx_conn_write_soon(struct hdx_conn *c)
+size_t hdx_conn_unsent(const struct hdx_conn *c)
 {
-    if (c->bev && c->established && evbuffer_get_length(bufferevent_get_output(c->bev)))
+    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+/* Only from an empty buffer: libevent restarts a persistent event's timeout whenever its
+ * callback runs (event_persist_closure), so hurrying every write to a stalled reader would
+ * keep its write timeout from ever firing. From empty, the bufferevent has just added ev_write
+ * with a fresh timeout anyway. */
+void hdx_conn_write_soon(struct hdx_conn *c, size_t unsent)
+{
+    if (!unsent && c->bev && c->established && hdx_conn_unsent(c))
         event_active(&c->bev->ev_write, EV_WRITE, 1);
 }
 

@@ -132,8 +132,12 @@ void hdx_conn_resume(struct hdx_conn *c, enum hdx_conn_pause why);
 /* 1 when c's unsent output is past net.max_unsent (reading is paused until it drains). */
 int hdx_conn_output_full(struct hdx_conn *c);
 /* Writes c's output in this pass of the loop instead of after the next poll: for answers
- * someone waits for (an ACK). What is added before the pass goes on still goes in one write. */
-void hdx_conn_write_soon(struct hdx_conn *c);
+ * someone waits for (an ACK). What is added before the pass goes on still goes in one write.
+ * unsent: hdx_conn_unsent() before the caller added its answer; only an answer to a connection
+ * with nothing unsent is hurried (output already waiting goes when the socket is writable, and
+ * the write timeout keeps counting from then: a reader that stalls is still cut off). */
+size_t hdx_conn_unsent(const struct hdx_conn *c);
+void hdx_conn_write_soon(struct hdx_conn *c, size_t unsent);
 /* An audit record about c (principal, role, source and certificate filled in from c). */
 void hdx_conn_audit(const struct hdx_conn *c, struct hdx_audit *a);
 /* The close line: EVENT peer= sender= reason=REASON port= and the session's fields. */

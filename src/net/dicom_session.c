@@ -203,11 +203,12 @@ static void send_response(struct hdx_conn *c, uint8_t pctx, uint16_t command, ui
 {
     struct dcm_conn *ss = c->session;
     uint8_t rsp[512];
+    size_t unsent = hdx_conn_unsent(c);
     size_t n =
         hdx_dimse_build_rsp(command, msg_id, cls, inst, status, 0, comment, rsp, sizeof(rsp));
     if (!n || frame_message(bufferevent_get_output(c->bev), ss->peer_max, pctx, rsp, n, NULL, 0))
         hdx_error("dicom_response_failed", "peer=%s command=0x%04x", c->peer, command);
-    hdx_conn_write_soon(c);
+    hdx_conn_write_soon(c, unsent);
 }
 
 /* A C-STORE refused before it reached the log: its DIMSE status and one log line. */

@@ -180,6 +180,7 @@ static void sent_wipe(const void *data, size_t len, void *arg)
 static void write_reply(struct hdx_conn *c, struct hdx_http_reply *r, int body)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t unsent = evbuffer_get_length(out);
     char date[64], length[48] = "", head[HEAD_MAX];
     time_t now = time(NULL);
     struct tm tm;
@@ -216,7 +217,7 @@ static void write_reply(struct hdx_conn *c, struct hdx_http_reply *r, int body)
             evbuffer_add(out, r->body, bl);
     }
     if (r->body) explicit_bzero(r->body, r->body_len);
-    hdx_conn_write_soon(c);
+    hdx_conn_write_soon(c, unsent);
 }
 
 /* ---------- timers ---------- */
@@ -349,8 +350,9 @@ static void start_stream(struct hdx_conn *c, const struct hdx_http_reply *r)
 void hdx_http_stream_write(struct hdx_conn *c, const void *data, size_t len)
 {
     if (c->closing) return;
+    size_t unsent = hdx_conn_unsent(c);
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
-    hdx_conn_write_soon(c);
+    hdx_conn_write_soon(c, unsent);
 }
 
 size_t hdx_http_stream_queued(struct hdx_conn *c)

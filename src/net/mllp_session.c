@@ -75,11 +75,12 @@ static void write_frame2(struct hdx_conn *c, const char *payload, size_t len, co
 {
     static const uint8_t sb = MLLP_SB, tail[2] = {MLLP_EB, MLLP_CR};
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t unsent = evbuffer_get_length(out);
     evbuffer_add(out, &sb, 1);
     evbuffer_add(out, payload, len);
     if (more_len) evbuffer_add(out, more, more_len);
     evbuffer_add(out, tail, 2);
-    hdx_conn_write_soon(c); /* the sender waits for this answer */
+    hdx_conn_write_soon(c, unsent); /* the sender waits for this answer */
 }
 
 static void write_frame(struct hdx_conn *c, const char *payload, size_t len)

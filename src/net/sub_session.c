@@ -63,8 +63,9 @@ static struct hdx_bus *bus_of(const struct hdx_conn *c)
 static void sink_write(void *conn, const void *data, size_t len)
 {
     struct hdx_conn *c = conn;
+    size_t unsent = hdx_conn_unsent(c);
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
-    hdx_conn_write_soon(c); /* a subscriber's latency is this write's */
+    hdx_conn_write_soon(c, unsent); /* a subscriber's latency is this write's */
 }
 
 static size_t sink_queued(void *conn)
