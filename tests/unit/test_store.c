@@ -239,6 +239,19 @@ static int count_rows(void *arg, const struct hdx_careteam *c, int bad)
     return 0;
 }
 
+/* What every migration test asks of a store left at an older schema: a reader refuses it
+ * ("start hdxd once"), a writer migrates it all the way to the newest version. */
+static struct hdx_store *open_migrated(const char *path)
+{
+    struct hdx_store *s = NULL;
+    int64_t v = 0;
+    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
+    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
+    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
+    assert_int_equal(v, 9);
+    return s;
+}
+
 /* A schema-3 store (no policy tables) is migrated when a writer opens it, and only then:
  * a reader refuses it until then. */
 static void test_migrate_3_to_4(void **state)
@@ -257,11 +270,7 @@ static void test_migrate_3_to_4(void **state)
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
-    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
-    int64_t v = 0;
-    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 9); /* and on to the newest */
+    s = open_migrated(path);
     struct hdx_careteam c = {.user = "alice"};
     int n = 0;
     assert_int_equal(hdx_store_careteam_set(s, &c, 1), HDX_OK);
@@ -290,11 +299,7 @@ static void test_migrate_4_to_5(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
-    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
-    int64_t v = 0;
-    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 9);
+    s = open_migrated(path);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_device_scope_set(s, "sub", "type=A", 7), HDX_OK);
     assert_int_equal(hdx_store_device_scope_get(s, "sub", &got), HDX_OK);
@@ -331,11 +336,7 @@ static void test_migrate_5_to_6(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
-    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
-    int64_t v = 0;
-    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 9);
+    s = open_migrated(path);
     assert_int_equal(hdx_store_client_get(s, "lab", &got), HDX_E_NOTFOUND);
     uint8_t doc[] = "{\"keys\":[]}";
     struct hdx_smart_client c = {.name = "lab",
@@ -392,11 +393,7 @@ static void test_migrate_6_to_7(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
-    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
-    int64_t v = 0;
-    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 9);
+    s = open_migrated(path);
     assert_int_equal(hdx_store_dicom_ae_get(s, "CT1", &got), HDX_E_NOTFOUND);
     assert_int_equal(hdx_store_dicom_ae_set(s, "CT1", "scanner", 5), HDX_OK);
     assert_int_equal(hdx_store_dicom_ae_set(s, "MR 2", "mri", 6), HDX_OK);
@@ -416,13 +413,42 @@ static void test_migrate_6_to_7(void **state)
     hdx_store_close(s);
 }
 
-static const char *plan_index = "records_admin"; /* the index plan_detail counts uses of */
+struct plan_seen {
+    const char *index;
+    int uses;
+};
 
 static int plan_detail(void *arg, int ncol, char **val, char **col)
 {
+    struct plan_seen *p = arg;
     for (int i = 0; i < ncol; i++)
-        if (strcmp(col[i], "detail") == 0 && val[i] && strstr(val[i], plan_index)) (*(int *)arg)++;
+        if (strcmp(col[i], "detail") == 0 && val[i] && strstr(val[i], p->index)) p->uses++;
     return 0;
+}
+
+/* 1 when SQLite plans a scan of records of this kind, in the shape build_scan_sql gives it,
+ * through the named index; 0 when it does not. */
+static int plan_uses(const char *path, int kind, const char *index)
+{
+    char plan[160];
+    sqlite3 *db = NULL;
+    struct plan_seen seen = {index, 0};
+    snprintf(plan, sizeof(plan),
+             "EXPLAIN QUERY PLAN SELECT seq,ct FROM records WHERE seq>=1 AND kind=%d ORDER BY seq",
+             kind);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &seen, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    return seen.uses > 0;
+}
+
+/* Leaves the store at path as an older schema had it: sql drops what that schema lacked. */
+static void downgrade(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
 }
 
 /* A schema-7 store (no index of admin records) gets it when a writer opens it, and a scan of
@@ -431,38 +457,19 @@ static void test_migrate_7_to_8(void **state)
 {
     char path[400];
     struct hdx_store *s = NULL;
-    sqlite3 *db = NULL;
-    int used = 0;
     snprintf(path, sizeof(path), "%s/v7.db", tmpdir);
     assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE, &s), HDX_OK);
     hdx_store_close(s);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "DROP INDEX records_admin;"
-                                  "UPDATE meta SET v=7 WHERE k='schema_version';",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    /* the shape build_scan_sql gives a scan of admin records */
-    const char *plan = "EXPLAIN QUERY PLAN SELECT seq,ct FROM records WHERE seq>=1 AND kind=5 "
-                       "ORDER BY seq";
-    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
-    assert_int_equal(used, 0);
-    sqlite3_close(db);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
-    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
-    int64_t v = 0;
-    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 9);
+    downgrade(path, "DROP INDEX records_admin; UPDATE meta SET v=7 WHERE k='schema_version';");
+    assert_int_equal(plan_uses(path, HDX_KIND_ADMIN, "records_admin"), 0);
+    s = open_migrated(path);
     struct hdx_store_filter admin = {.kind = HDX_KIND_ADMIN, .type = "user"};
     int n = 0;
     assert_int_equal(hdx_store_scan(s, &admin, 0, count_cb, &n), 0);
     hdx_store_close(s);
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
     hdx_store_close(s);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
-    assert_int_equal(used, 1);
-    sqlite3_close(db);
+    assert_int_equal(plan_uses(path, HDX_KIND_ADMIN, "records_admin"), 1);
 }
 
 /* A schema-8 store (no index of audit records) gets it when a writer opens it; an audit scan
@@ -473,7 +480,6 @@ static void test_migrate_8_to_9(void **state)
     char path[400];
     struct hdx_store *s = NULL;
     sqlite3 *db = NULL;
-    int used = 0;
     uint8_t ct[32] = {0}, chain[HDX_HASH_LEN] = {0};
     /* its own directory: the segment files live beside the database */
     snprintf(path, sizeof(path), "%s/v8", tmpdir);
@@ -497,32 +503,17 @@ static void test_migrate_8_to_9(void **state)
     }
     assert_int_equal(hdx_store_commit(s), HDX_OK);
     hdx_store_close(s);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "DROP INDEX records_audit;"
-                                  "UPDATE meta SET v=8 WHERE k='schema_version';",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    const char *plan = "EXPLAIN QUERY PLAN SELECT seq,ct FROM records WHERE seq>=1 AND kind=4 "
-                       "ORDER BY seq";
-    plan_index = "records_audit";
-    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
-    assert_int_equal(used, 0);
-    sqlite3_close(db);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
-    assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
-    int64_t v = 0;
-    assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 9);
+    downgrade(path, "DROP INDEX records_audit; UPDATE meta SET v=8 WHERE k='schema_version';");
+    assert_int_equal(plan_uses(path, HDX_KIND_AUDIT, "records_audit"), 0);
+    s = open_migrated(path);
     struct hdx_store_filter audit = {.kind = HDX_KIND_AUDIT};
     int n = 0;
     assert_int_equal(hdx_store_scan(s, &audit, 0, count_cb, &n), 2);
     assert_int_equal(n, 2); /* seqs 3 and 6 */
     hdx_store_close(s);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, plan, plan_detail, &used, NULL), SQLITE_OK);
-    assert_int_equal(used, 1);
+    assert_int_equal(plan_uses(path, HDX_KIND_AUDIT, "records_audit"), 1);
     sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "SELECT count(*) FROM records INDEXED BY records_audit"
                                         " WHERE kind=4",
@@ -532,7 +523,6 @@ static void test_migrate_8_to_9(void **state)
     assert_int_equal(sqlite3_column_int(q, 0), 2);
     sqlite3_finalize(q);
     sqlite3_close(db);
-    plan_index = "records_admin";
 }
 
 /* ---- bus ---- */
