@@ -16,23 +16,13 @@ I=${INFL:-1}
 C=${CONNS:-64}
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
-fp() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-waitl() { for _ in $(seq 200); do grep -q event=listening "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+. "$(dirname "$0")/quick_lib.sh"
 rate() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
-"$bin/hdx" init "$w/c" >/dev/null
-ap=$(fp)
-"$bin/ackserver" -c "$w/c/hdx.conf" -l "127.0.0.1:$ap" -t $((S + 60)) 2>"$w/c/a.log" &
-apid=$!
-waitl "$w/c/a.log"
+start_ackserver "$w/c" $((S + 60))
 timeout $((S + 60)) "$bin/hdx" bench -d "$w/c" --to "127.0.0.1:$ap" --connections "$C" --seconds "$S" \
   --inflight "$I" >"$w/c/b.out" 2>&1
 kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null
-"$bin/hdx" init "$w/h" >/dev/null
-hp=$(fp); sp=$(fp)
-"$bin/hdxd" -c "$w/h/hdx.conf" -o "mllp.listen=127.0.0.1:$hp" -o "sub.listen=127.0.0.1:$sp" \
-  -o http.listen= -o dicom.listen= 2>"$w/h/d.log" &
-hpid=$!
-waitl "$w/h/d.log"
+start_hdxd "$w/h"
 ppid=
 if [ -n "$perfout" ]; then
   (sleep 1; perf record -g -o "$perfout" -p "$hpid" -- sleep $((S - 2)) >/dev/null 2>&1) &
