@@ -1006,19 +1006,19 @@ uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t)
     return lo;
 }
 
+/* The kind goes into the SQL as a literal, never as a parameter: SQLite uses a partial index
+ * (records_admin, records_audit) only when the query's own text implies the index's WHERE.
+ * It is an integer of ours, not input text. */
 static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t cap)
 {
+    char kind[24] = "";
+    if (f->kind) snprintf(kind, sizeof(kind), " AND kind=%d", (int)f->kind);
     int n =
         snprintf(sql, cap,
                  "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
                  "chain,seg,off FROM records WHERE seq>=?1%s%s%s%s%s%s ORDER BY seq",
-                 f->since_us ? " AND time_us>=?2" : "",
-                 f->kind == HDX_KIND_ADMIN   ? " AND kind=" ADMIN_KIND_SQL
-                 : f->kind == HDX_KIND_AUDIT ? " AND kind=" AUDIT_KIND_SQL
-                 : f->kind                   ? " AND kind=?3"
-                                             : "",
-                 f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "",
-                 f->patient ? " AND patient=?6" : "",
+                 f->since_us ? " AND time_us>=?2" : "", kind, f->type ? " AND type=?4" : "",
+                 f->sender ? " AND sender=?5" : "", f->patient ? " AND patient=?6" : "",
                  f->reused_only ? " AND seq IN (SELECT seq FROM dedup_log WHERE reused=1)" : "");
     return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
 }
@@ -1062,8 +1062,6 @@ long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_
     }
     sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
     if (f->since_us) sqlite3_bind_int64(q, 2, f->since_us);
-    if (f->kind && f->kind != HDX_KIND_ADMIN && f->kind != HDX_KIND_AUDIT)
-        sqlite3_bind_int(q, 3, f->kind);
     if (f->type) sqlite3_bind_text(q, 4, f->type, -1, SQLITE_STATIC);
     if (f->sender) sqlite3_bind_text(q, 5, f->sender, -1, SQLITE_STATIC);
     if (f->patient) sqlite3_bind_blob(q, 6, f->patient, HDX_BLIND_LEN, SQLITE_STATIC);
