@@ -6,7 +6,9 @@
 #   3. right after, on the same hdxd and data directory, a steady RATE msgs/s for ST seconds
 # and prints one line per load ("ceiling_steady ...", "closed ...", "steady ...") with msgs/s
 # and the ACK latency percentiles, then hdxd's commit batch sizes (batch_hist=SIZE:COUNT,...).
-# Knobs: RATE (10000), CL (10), ST (15), CONNS (64). Loopback only; every load is bounded.
+# Knobs: RATE (10000), CL (10), ST (15), CONNS (64), PATIENTS (unset: one per connection; N:
+# hdx bench --patients N), CLIENT (the hdx that sends, default BIN_DIR/hdx: so that an older
+# build's hdxd is loaded by the same client). Loopback only; every load is bounded.
 # BIN_DIR: a release build with -DHDX_BENCH=ON. bench/run.sh steps b and c measure the same.
 set -u
 bin=$1
@@ -14,21 +16,23 @@ R=${RATE:-10000}
 CL=${CL:-10}
 ST=${ST:-15}
 C=${CONNS:-64}
+cl=${CLIENT:-$bin/hdx}
+pat=${PATIENTS:+--patients $PATIENTS}
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 . "$(dirname "$0")/quick_lib.sh"
 figures() { grep -o "msgs_per_s=[0-9.]* p50_ms=[0-9.]* p99_ms=[0-9.]* p999_ms=[0-9.]*" "$1" | tail -1; }
 start_ackserver "$w/c" $((ST + 60))
-timeout $((ST + 60)) "$bin/hdx" bench -d "$w/c" --to "127.0.0.1:$ap" --connections "$C" \
-  --seconds "$ST" --rate "$R" >"$w/c/b.out" 2>&1
+timeout $((ST + 60)) "$cl" bench -d "$w/c" --to "127.0.0.1:$ap" --connections "$C" \
+  --seconds "$ST" --rate "$R" $pat >"$w/c/b.out" 2>&1
 kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null
 echo "ceiling_steady $(figures "$w/c/b.out")"
 start_hdxd "$w/h"
-timeout $((CL + 60)) "$bin/hdx" bench -d "$w/h" --to "127.0.0.1:$hp" --connections "$C" \
-  --seconds "$CL" --inflight 1 >"$w/h/closed.out" 2>&1
+timeout $((CL + 60)) "$cl" bench -d "$w/h" --to "127.0.0.1:$hp" --connections "$C" \
+  --seconds "$CL" --inflight 1 $pat >"$w/h/closed.out" 2>&1
 echo "closed $(figures "$w/h/closed.out")"
-timeout $((ST + 60)) "$bin/hdx" bench -d "$w/h" --to "127.0.0.1:$hp" --connections "$C" \
-  --seconds "$ST" --rate "$R" >"$w/h/steady.out" 2>&1
+timeout $((ST + 60)) "$cl" bench -d "$w/h" --to "127.0.0.1:$hp" --connections "$C" \
+  --seconds "$ST" --rate "$R" $pat >"$w/h/steady.out" 2>&1
 echo "steady $(figures "$w/h/steady.out")"
 kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
 grep -o "batch_hist=[^ ]*" "$w/h/d.log" | tail -1

@@ -56,7 +56,8 @@
 
 static const char bench_usage[] =
     "usage: hdx bench -d DIR [--to HOST:PORT] [--connections K] [--seconds S] [--rate R]\n"
-    "                 [--inflight N] [--size BYTES] [--warmup S] [--threads T]\n"
+    "                 [--inflight N] [--size BYTES] [--patients P] [--warmup S]\n"
+    "                 [--threads T]\n"
     "\n"
     "Measures durable HL7 ingest over mutual TLS. Without --to it starts its own hdxd (the\n"
     "one installed beside this hdx) on DIR, an initialised data directory, with its MLLP and\n"
@@ -86,6 +87,8 @@ static const char bench_usage[] =
     "  --inflight N      messages outstanding per connection, 1-256 (default 1)\n"
     "  --size BYTES      HL7 payload bytes per message, up to 1048576 (default: the plain\n"
     "                    ~1 KB ORU^R01, no padding; smaller than that: no padding)\n"
+    "  --patients P      spread the messages over P patients, 1-1000000, the connections\n"
+    "                    taking turns through them (default: one patient per connection)\n"
     "  --warmup S        seconds sent but not measured, first (default 1)\n"
     "  --threads T       client event-loop threads, 1-64 (default 1)\n"
     "\n"
@@ -103,7 +106,7 @@ static volatile sig_atomic_t bench_interrupted;
 
 struct bench_opts {
     const char *dir, *to;
-    double conns, seconds, rate, warmup, threads, inflight, size;
+    double conns, seconds, rate, warmup, threads, inflight, size, patients;
 };
 
 struct hist {
@@ -516,6 +519,9 @@ static size_t conn_build(struct bconn *c, struct bslot *slot, uint8_t *frame, si
     if (cap < 4) return 0;
     sim_vitals_step(&c->vit);
     sim_control_id(slot->ctl, b->run_tag, c->index, ++c->seq);
+    if (b->o.patients) /* --patients: the connections take turns through them */
+        sim_patient_init(&c->pat, 1 + (unsigned)(((c->index - 1) + (c->seq - 1) * b->nconns) %
+                                                 (uint64_t)b->o.patients));
     size_t n = sim_oru_build(msg, cap - 3, &c->vit, &c->pat, BENCH_DEVICE, slot->ctl, hdx_now_us());
     if (!n) return 0;
     for (unsigned k = 1; n < b->pad_to; k++) {
@@ -1014,12 +1020,15 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
             num = &o->inflight, lo = 1, hi = BENCH_INFLIGHT_MAX;
         else if (!strcmp(a, "--size"))
             num = &o->size, lo = 0, hi = BENCH_SIZE_MAX;
+        else if (!strcmp(a, "--patients"))
+            num = &o->patients, lo = 1, hi = 1e6;
         else
             return -1;
         if (num && sim_parse_number(a, cli_arg(argc, argv, &i), lo, hi, num) != 0) return -1;
     }
     if (!o->dir || o->conns != (unsigned)o->conns || o->threads != (unsigned)o->threads ||
-        o->inflight != (unsigned)o->inflight || o->size != (size_t)o->size)
+        o->inflight != (unsigned)o->inflight || o->size != (size_t)o->size ||
+        o->patients != (unsigned)o->patients)
         return -1;
     return 0;
 }
@@ -1029,7 +1038,7 @@ int cmd_bench(int argc, char **argv)
     struct bench *b = calloc(1, sizeof(*b));
     struct sigaction sa, old_int, old_term;
     if (!b) return 1;
-    b->o = (struct bench_opts){NULL, NULL, 64, 10, 0, 1, 1, 1, 0};
+    b->o = (struct bench_opts){NULL, NULL, 64, 10, 0, 1, 1, 1, 0, 0};
     int rc = bench_parse(argc, argv, &b->o);
     if (rc) {
         free(b);
