@@ -42,8 +42,6 @@ static const char verify_usage[] =
     "                timestamps non-decreasing as the tree grows\n"
     "  dedup_log     exactly one row per record with a duplicate token, with that token and\n"
     "                the keyed digest of the message's content (full check only)\n"
-    "  patient_postings  exactly one posting per record with a patient token, with that\n"
-    "                token, up to the merge mark and none after it\n"
     "  stream_marks  exactly the marks the checkpoint records (ZCV verdict, ZCS seqs) imply\n"
     "  devices, device_keys  row by row the replay of the admin records in seq order\n"
     "  users         row by row, column by column, the replay of the user admin records\n"
@@ -53,10 +51,10 @@ static const char verify_usage[] =
     "  smart_clients the same for the client_* admin records (SMART backend clients: JWK\n"
     "                Set bytes, scope, created_us, revoked_us)\n"
     "  admin_queue   statements not yet committed as admin records: counted, not a failure\n"
-    "--fast checks leaf hashes, the chain, the tree, the heads, dedup_log and\n"
-    "patient_postings only (no decryption: stream_marks, devices, users, the policy\n"
-    "tables, device_scopes and smart_clients are then 'skipped (needs decryption)'):\n"
-    "several times faster, for frequent scans.\n"
+    "--fast checks leaf hashes, the chain, the tree, the heads and dedup_log only (no\n"
+    "decryption: stream_marks, devices, users, the policy tables, device_scopes and\n"
+    "smart_clients are then 'skipped (needs decryption)'): several times faster, for\n"
+    "frequent scans.\n"
     "Bodies live in DIR/segments: a record whose frame there is missing or damaged is\n"
     "'bad seq=N reason=\"body missing or damaged in the segment files\"'; frames after the\n"
     "index's last record (a crash between a flush and its index commit) are counted on a\n"
@@ -696,29 +694,6 @@ static int marks_one(void *arg, int64_t seq, int64_t checkpoint, int64_t verifie
 /* stream_marks must equal what the checkpoint records' ZCS segments and verdicts give (a mark
  * is written once: the first checkpoint to cover a seq keeps it). Marks past last belong to
  * checkpoints committed after the walk began. */
-static int posting_bad(void *ctx, uint64_t seq, const char *reason)
-{
-    long *bad = ctx;
-    if (++*bad <= BAD_REPORT_MAX)
-        printf("bad patient_postings seq=%llu reason=\"%s\"\n", (unsigned long long)seq, reason);
-    return 0;
-}
-
-/* patient_postings against the index rows' patient tokens (themselves checked against the
- * AES-GCM header and, in full mode, the message): no decryption, so in --fast too. */
-static int check_postings(struct cli_ctx *ctx)
-{
-    long bad = 0;
-    uint64_t merged = 0;
-    long rc = hdx_store_postings_check(ctx->store, posting_bad, &bad, &merged);
-    if (rc < 0) {
-        printf("bad patient_postings reason=\"unreadable\"\n");
-        return 1;
-    }
-    if (!bad) printf("patient_postings merged=%llu ok\n", (unsigned long long)merged);
-    return bad > 0;
-}
-
 static int check_marks(struct cli_ctx *ctx, struct verify_job *jobs, int njobs, uint64_t last)
 {
     size_t total = 0, k = 0;
@@ -1301,7 +1276,6 @@ int cmd_verify(int argc, char **argv)
             dedup_bad += jobs[i].bad[b].table != NULL;
     }
     if (!dedup_bad && !fatal) printf("dedup_log ok\n");
-    if (!fatal) table_bad += check_postings(&ctx);
     if (fast || fatal) {
         printf("stream_marks skipped (needs decryption)\n");
         printf("devices skipped (needs decryption)\n");

@@ -398,13 +398,6 @@ int hdx_store_iter_dedup_content(struct hdx_store_iter *it, uint8_t content[HDX_
 int hdx_store_iter_dedup_next(struct hdx_store_iter *it, int64_t *seq, uint8_t tok[HDX_BLIND_LEN],
                               int *tok_ok);
 void hdx_store_iter_free(struct hdx_store_iter *it);
-/* hdx verify's check of patient_postings against the index, in one read snapshot: cb gets
- * each posting (or record) that breaks "exactly one posting per record with a patient token,
- * with that token, up to the merge mark and none after it"; cb returns non-zero to stop.
- * *merged is the mark. Returns the number of failures passed, or a negative hdx_err. */
-long hdx_store_postings_check(struct hdx_store *s,
-                              int (*cb)(void *ctx, uint64_t seq, const char *reason), void *ctx,
-                              uint64_t *merged);
 /* Every stream mark in seq order; cb returns non-zero to stop. */
 int hdx_store_marks_list(struct hdx_store *s,
                          int (*cb)(void *ctx, int64_t seq, int64_t checkpoint, int64_t verified),

@@ -14,7 +14,7 @@
 #include "core/util.h"
 #include "store/segment.h"
 
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 9
 /* row_to_record: the index fields are read but the body's frame is missing or damaged. */
 #define HDX_E_BODY (-1000)
 #define STORE_PAGE_SIZE "4096"
@@ -35,9 +35,6 @@ enum stmt_id {
     ST_STH_LATEST,
     ST_STH_AT,
     ST_LEAF_AT,
-    ST_POSTINGS_MERGE,
-    ST_POSTINGS_MARK,
-    ST_POSTINGS_MERGED,
 };
 
 static const char *const stmt_sql[] = {
@@ -61,13 +58,6 @@ static const char *const stmt_sql[] = {
                       "ORDER BY tree_size DESC LIMIT 1",
     [ST_STH_AT] = "SELECT tree_size,timestamp_ms,root,signature FROM sth WHERE tree_size=?",
     [ST_LEAF_AT] = "SELECT time_us,leaf FROM records WHERE seq=?",
-    /* In patient order: each patient's postings go to the end of its own run of pages. */
-    [ST_POSTINGS_MERGE] =
-        "INSERT INTO patient_postings(patient,seq) SELECT patient,seq FROM records"
-        " WHERE seq>(SELECT v FROM meta WHERE k='patient_merged') AND seq<=?1"
-        " AND patient IS NOT NULL ORDER BY patient,seq",
-    [ST_POSTINGS_MARK] = "UPDATE meta SET v=?1 WHERE k='patient_merged'",
-    [ST_POSTINGS_MERGED] = "SELECT v FROM meta WHERE k='patient_merged'",
 };
 #define NSTMT (sizeof(stmt_sql) / sizeof(stmt_sql[0]))
 
@@ -89,10 +79,6 @@ static const char *const lazy_sql[] = {
     [LZ_DEVICE_GET] = "SELECT name,role,serial,created_us,revoked_us FROM devices WHERE name=?",
 };
 #define NLAZY (sizeof(lazy_sql) / sizeof(lazy_sql[0]))
-
-/* Records after which the writer moves the newest ones' patients into patient_postings: the
- * unmerged rest is what a patient's scan reads by range (at most this plus one batch). */
-#define PATIENT_MERGE_RECORDS 1024
 
 /* WAL pages after which the background checkpointer is woken (SQLite's own default for
  * autocheckpoint is 1000). */
@@ -143,12 +129,9 @@ struct hdx_store {
     /* The last scan's statement, kept for the next scan of the same shape (a route lane scans
      * after every commit batch: preparing each time was a visible share of its CPU); reset,
      * never left mid-step, so it holds no read snapshot between scans. */
-    char scan_sql[1024];
+    char scan_sql[512];
     sqlite3_stmt *scan_q;
     int scan_busy; /* a scan is running: one from its callback prepares its own */
-    /* meta's patient_merged as this writer last saw it: only when to merge, never what (the
-     * merge reads the value in its own transaction, so a rolled-back batch cannot skip). */
-    uint64_t patient_merged;
 };
 
 /* users: the replay of the user_* admin records (commit/admin.h). totp_sealed and recovery are
@@ -208,16 +191,6 @@ _Static_assert(HDX_KIND_AUDIT == 4, "AUDIT_KIND_SQL is HDX_KIND_AUDIT");
 #define AUDIT_INDEX_SQL                                                                            \
     "CREATE INDEX IF NOT EXISTS records_audit ON records(seq) WHERE kind=" AUDIT_KIND_SQL ";"
 
-/* A patient's records: (patient, seq) postings for every record up to meta's patient_merged,
- * appended by the writer in sorted runs of PATIENT_MERGE_RECORDS (store_patient_merge); the
- * records after it are found by their patient column in a short range scan of the newest rows.
- * Why not an index on records(patient): it dirtied one random B-tree page per record inside
- * the commit (docs/PERFORMANCE.md, "The patient postings"). */
-#define POSTINGS_SQL                                                                               \
-    "CREATE TABLE IF NOT EXISTS patient_postings(patient BLOB NOT NULL, seq INTEGER NOT NULL,"     \
-    " PRIMARY KEY(patient, seq)) WITHOUT ROWID, STRICT;"                                           \
-    "INSERT OR IGNORE INTO meta(k,v) VALUES('patient_merged', 0);"
-
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v ANY) STRICT;"
     "CREATE TABLE IF NOT EXISTS keys(kind INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -231,8 +204,9 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS merkle_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL,"
     " hash BLOB NOT NULL, PRIMARY KEY(level,idx)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS sth(tree_size INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL,"
-    " root BLOB NOT NULL, signature BLOB NOT NULL) STRICT;" POSTINGS_SQL ADMIN_INDEX_SQL
-        AUDIT_INDEX_SQL
+    " root BLOB NOT NULL, signature BLOB NOT NULL) STRICT;"
+    "CREATE INDEX IF NOT EXISTS records_patient ON records(patient) WHERE patient IS NOT "
+    "NULL;" ADMIN_INDEX_SQL AUDIT_INDEX_SQL
     "CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, role TEXT NOT NULL,"
     " serial TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER NOT NULL DEFAULT 0)"
     " STRICT;"
@@ -242,7 +216,7 @@ static const char schema_sql[] =
     " verified INTEGER NOT NULL) STRICT;"
     "CREATE TABLE IF NOT EXISTS admin_queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " body BLOB NOT NULL, created_us INTEGER NOT NULL) STRICT;" USERS_SQL POLICY_SQL SCOPES_SQL
-        CLIENTS_SQL AES_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 10);";
+        CLIENTS_SQL AES_SQL "INSERT OR IGNORE INTO meta(k,v) VALUES('schema_version', 9);";
 
 /* Version 1 (the first release) kept every ciphertext in records.ct and had no content
  * digests in the duplicate log. Its rows stay as they are and are read as they are (seg NULL:
@@ -274,16 +248,6 @@ static const char migrate_7_to_8_sql[] =
  * nothing else changed. */
 static const char migrate_8_to_9_sql[] =
     AUDIT_INDEX_SQL "UPDATE meta SET v=9 WHERE k='schema_version';";
-
-/* Version 9 indexed records(patient) (records_patient); its postings are built here once
- * from that index, in patient order, complete up to the newest record. */
-static const char migrate_9_to_10_sql[] =
-    POSTINGS_SQL "INSERT INTO patient_postings(patient,seq) SELECT patient,seq FROM records"
-                 " WHERE patient IS NOT NULL ORDER BY patient,seq;"
-                 "UPDATE meta SET v=(SELECT coalesce(max(seq),0) FROM records)"
-                 " WHERE k='patient_merged';"
-                 "DROP INDEX IF EXISTS records_patient;"
-                 "UPDATE meta SET v=10 WHERE k='schema_version';";
 
 static int db_error(struct hdx_store *s, const char *what)
 {
@@ -339,9 +303,9 @@ static int configure(struct hdx_store *s, int flags)
         return HDX_E_STORE;
     }
     /* Named, not left to the library's build default, so that every build makes the same
-     * files; every dirty page is written whole to the WAL and again at checkpoint, which is
-     * why no index on the commit path takes one random page per record (the duplicate log
-     * and the patient postings are appended in order). Only takes effect at creation. */
+     * files. Every dirty page is written whole to the WAL and again at checkpoint, and each
+     * record dirties one page of the patient index (the duplicate tokens are appended in
+     * order). Only takes effect when the file is created. */
     if ((flags & HDX_STORE_CREATE) && exec(s, "PRAGMA page_size=" STORE_PAGE_SIZE) != HDX_OK)
         return HDX_E_STORE;
     if (exec(s, "PRAGMA journal_mode=WAL") != HDX_OK) return HDX_E_STORE;
@@ -363,7 +327,6 @@ static int configure(struct hdx_store *s, int flags)
     if (rc == HDX_OK && version >= 1 && version <= 6) rc = exec(s, migrate_6_to_7_sql);
     if (rc == HDX_OK && version >= 1 && version <= 7) rc = exec(s, migrate_7_to_8_sql);
     if (rc == HDX_OK && version >= 1 && version <= 8) rc = exec(s, migrate_8_to_9_sql);
-    if (rc == HDX_OK && version >= 1 && version <= 9) rc = exec(s, migrate_9_to_10_sql);
     if (rc == HDX_OK && version > STORE_SCHEMA_VERSION) {
         hdx_error("store_too_new", "schema_version=%d supported=%d", version, STORE_SCHEMA_VERSION);
         rc = HDX_E_STORE;
@@ -488,11 +451,6 @@ int hdx_store_open(const char *path, int flags, struct hdx_store **out)
             hdx_store_close(s);
             return HDX_E_STORE;
         }
-    }
-    if (s->writer) {
-        sqlite3_stmt *q = s->st[ST_POSTINGS_MERGED];
-        if (sqlite3_step(q) == SQLITE_ROW) s->patient_merged = (uint64_t)sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
     }
     *out = s;
     return HDX_OK;
@@ -755,33 +713,6 @@ void hdx_store_crash_point(const char *point)
     crash_point(point);
 }
 
-/* The postings of every record up to last, with the mark that says so, in one savepoint: a
- * batch outside a transaction (tools, tests) must not leave postings past the mark. */
-static int postings_merge(struct hdx_store *s, uint64_t last)
-{
-    if (last < s->patient_merged + PATIENT_MERGE_RECORDS) return HDX_OK;
-    if (exec(s, "SAVEPOINT patient_merge") != HDX_OK) return HDX_E_STORE;
-    sqlite3_stmt *q = stmt(s, ST_POSTINGS_MERGE);
-    sqlite3_bind_int64(q, 1, (sqlite3_int64)last);
-    int rc = sqlite3_step(q);
-    sqlite3_reset(q);
-    if (rc == SQLITE_DONE) {
-        q = stmt(s, ST_POSTINGS_MARK);
-        sqlite3_bind_int64(q, 1, (sqlite3_int64)last);
-        rc = sqlite3_step(q);
-        sqlite3_reset(q);
-    }
-    if (rc != SQLITE_DONE) {
-        db_error(s, "postings_merge");
-        (void)sqlite3_exec(s->db, "ROLLBACK TO patient_merge; RELEASE patient_merge", NULL, NULL,
-                           NULL);
-        return HDX_E_STORE;
-    }
-    if (exec(s, "RELEASE patient_merge") != HDX_OK) return HDX_E_STORE;
-    s->patient_merged = last;
-    return HDX_OK;
-}
-
 int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e, size_t n)
 {
     if (s->failed) return HDX_E_STORE;
@@ -798,7 +729,6 @@ int hdx_store_append_batch(struct hdx_store *s, const struct hdx_store_entry *e,
     if (rc == HDX_OK && s->on_durable) s->on_durable(s->on_durable_arg);
     for (size_t i = 0; i < n && rc == HDX_OK; i++)
         rc = append_one(s, &e[i], &s->pos[i]);
-    if (rc == HDX_OK && n) rc = postings_merge(s, e[n - 1].r->seq);
     if (rc != HDX_OK) {
         if (!s->failed) hdx_error("store_error", "op=append err=%s", hdx_strerror(rc));
         s->failed = 1;
@@ -1078,89 +1008,19 @@ uint64_t hdx_store_seq_at_time(struct hdx_store *s, int64_t t)
 
 /* The kind goes into the SQL as a literal, never as a parameter: SQLite uses a partial index
  * (records_admin, records_audit) only when the query's own text implies the index's WHERE.
- * It is an integer of ours, not input text.
- * A patient's scan is two arms merged in seq order (SQLite's MERGE of a compound ORDER BY,
- * no sort, so a LIMIT stops early): its postings joined to their rows, and the unmerged newest
- * rows by range. The first arm selects p.seq so that its order is the postings' own. */
+ * It is an integer of ours, not input text. */
 static int build_scan_sql(const struct hdx_store_filter *f, char *sql, size_t cap)
 {
-#define SCAN_ROW "time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,chain,seg,off"
-#define SCAN_ROW_R                                                                                 \
-    "r.time_us,r.kind,r.sender,r.type,r.patient,r.dedup,r.key_id,r.nonce,r.ct,r.leaf,r.chain,"     \
-    "r.seg,r.off"
-    char kind[24] = "", cond[128];
+    char kind[24] = "";
     if (f->kind) snprintf(kind, sizeof(kind), " AND kind=%d", (int)f->kind);
-    int n = snprintf(cond, sizeof(cond), "%s%s%s%s", f->since_us ? " AND time_us>=?2" : "", kind,
-                     f->type ? " AND type=?4" : "", f->sender ? " AND sender=?5" : "");
-    if (n < 0 || (size_t)n >= sizeof(cond)) return HDX_E_INVAL;
-    const char *reused = f->reused_only ? " IN (SELECT seq FROM dedup_log WHERE reused=1)" : "";
-    const char *and_seq = f->reused_only ? " AND seq" : "";
-    if (!f->patient)
-        n = snprintf(sql, cap,
-                     "SELECT seq," SCAN_ROW " FROM records WHERE seq>=?1%s%s%s ORDER BY seq", cond,
-                     and_seq, reused);
-    else
-        n = snprintf(sql, cap,
-                     "SELECT p.seq," SCAN_ROW_R " FROM patient_postings p JOIN records r"
-                     " ON r.seq=p.seq WHERE p.patient=?6 AND p.seq>=?1%s%s%s"
-                     " UNION ALL SELECT seq," SCAN_ROW " FROM records WHERE seq>=?1"
-                     " AND seq>(SELECT v FROM meta WHERE k='patient_merged') AND patient=?6%s%s%s"
-                     " ORDER BY seq",
-                     cond, f->reused_only ? " AND r.seq" : "", reused, cond, and_seq, reused);
-#undef SCAN_ROW
-#undef SCAN_ROW_R
+    int n =
+        snprintf(sql, cap,
+                 "SELECT seq,time_us,kind,sender,type,patient,dedup,key_id,nonce,ct,leaf,"
+                 "chain,seg,off FROM records WHERE seq>=?1%s%s%s%s%s%s ORDER BY seq",
+                 f->since_us ? " AND time_us>=?2" : "", kind, f->type ? " AND type=?4" : "",
+                 f->sender ? " AND sender=?5" : "", f->patient ? " AND patient=?6" : "",
+                 f->reused_only ? " AND seq IN (SELECT seq FROM dedup_log WHERE reused=1)" : "");
     return n < 0 || (size_t)n >= cap ? HDX_E_INVAL : HDX_OK;
-}
-
-long hdx_store_postings_check(struct hdx_store *s,
-                              int (*cb)(void *ctx, uint64_t seq, const char *reason), void *ctx,
-                              uint64_t *merged)
-{
-    /* One pass over the postings (each joined to its row), one over the rows up to the mark
-     * (each looked up in the postings); the reason is chosen in SQL, the first that applies. */
-    static const char *const sql[] = {
-        "SELECT v IS NULL OR typeof(v)<>'integer' OR v<0 OR v>(SELECT coalesce(max(seq),0)"
-        " FROM records), v FROM (SELECT (SELECT v FROM meta WHERE k='patient_merged') AS v)",
-        "SELECT p.seq, CASE WHEN p.seq>(SELECT v FROM meta WHERE k='patient_merged')"
-        " THEN 'posting after the merge mark' WHEN r.seq IS NULL THEN 'posting without a record'"
-        " ELSE 'posting with another patient token than its record' END"
-        " FROM patient_postings p LEFT JOIN records r ON r.seq=p.seq"
-        " WHERE p.seq>(SELECT v FROM meta WHERE k='patient_merged') OR r.seq IS NULL"
-        " OR r.patient IS NOT p.patient",
-        "SELECT r.seq, 'posting missing for a record with a patient token' FROM records r"
-        " WHERE r.seq<=(SELECT v FROM meta WHERE k='patient_merged') AND r.patient IS NOT NULL"
-        " AND NOT EXISTS(SELECT 1 FROM patient_postings p WHERE p.patient=r.patient"
-        " AND p.seq=r.seq)",
-    };
-    long bad = 0;
-    int rc = hdx_store_read_begin(s), stop = 0;
-    *merged = 0;
-    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]) && rc == HDX_OK && !stop; i++) {
-        sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL) != SQLITE_OK) {
-            rc = db_error(s, "postings_check_prepare");
-            break;
-        }
-        int step = SQLITE_DONE;
-        while (!stop && (step = sqlite3_step(q)) == SQLITE_ROW) {
-            if (i == 0) {
-                *merged = (uint64_t)sqlite3_column_int64(q, 1);
-                if (sqlite3_column_int(q, 0)) {
-                    bad++;
-                    stop = cb(ctx, 0, "merge mark missing, malformed or after the newest record");
-                }
-                continue;
-            }
-            bad++;
-            stop = cb(ctx, (uint64_t)sqlite3_column_int64(q, 0),
-                      (const char *)sqlite3_column_text(q, 1));
-        }
-        if (!stop && step != SQLITE_DONE) rc = db_error(s, "postings_check");
-        sqlite3_finalize(q);
-        if (i == 0 && bad) stop = 1; /* without a mark the other checks mean nothing */
-    }
-    hdx_store_read_end(s);
-    return rc == HDX_OK ? bad : rc;
 }
 
 /* The end of a scan: the cached statement is reset (its read snapshot ends), another one
@@ -1178,7 +1038,7 @@ static void scan_done(struct hdx_store *s, sqlite3_stmt *q, int cached)
 long hdx_store_scan(struct hdx_store *s, const struct hdx_store_filter *f, size_t limit,
                     int (*cb)(void *ctx, const struct hdx_record *r), void *ctx)
 {
-    char sql[1024];
+    char sql[512];
     sqlite3_stmt *q = NULL;
     long visited = 0;
     if (build_scan_sql(f, sql, sizeof(sql)) != HDX_OK) return HDX_E_INVAL;

@@ -248,7 +248,7 @@ static struct hdx_store *open_migrated(const char *path)
     assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_E_STORE);
     assert_int_equal(hdx_store_open(path, 0, &s), HDX_OK);
     assert_int_equal(hdx_store_meta_get(s, "schema_version", &v), HDX_OK);
-    assert_int_equal(v, 10);
+    assert_int_equal(v, 9);
     return s;
 }
 
@@ -525,176 +525,6 @@ static void test_migrate_8_to_9(void **state)
     sqlite3_close(db);
 }
 
-/* Record seq's patient in the postings tests: one of three, or none for every fifth. */
-static int patient_of(uint64_t seq)
-{
-    return seq % 5 == 0 ? -1 : (int)(seq % 3);
-}
-
-static void append_patients(struct hdx_store *s, uint64_t from, uint64_t to, uint8_t chain[32])
-{
-    uint8_t ct[16] = {0};
-    for (uint64_t seq = from; seq <= to; seq++) {
-        struct hdx_record r = {.seq = seq,
-                               .time_us = (int64_t)seq,
-                               .kind = HDX_KIND_HL7V2,
-                               .key_id = 1,
-                               .ct = ct,
-                               .ct_len = sizeof(ct)};
-        snprintf(r.sender, sizeof(r.sender), "mon1");
-        snprintf(r.type, sizeof(r.type), "%s", seq % 2 ? "ORU^R01" : "ADT^A01");
-        if (patient_of(seq) >= 0) memset(r.patient, 'A' + patient_of(seq), HDX_BLIND_LEN);
-        hdx_record_leaf_hash(&r, r.leaf_hash);
-        hdx_record_chain(chain, r.leaf_hash, r.chain);
-        memcpy(chain, r.chain, 32);
-        assert_int_equal(hdx_store_append(s, &r), HDX_OK);
-    }
-}
-
-struct patient_scan {
-    int patient;
-    const char *type; /* NULL: any */
-    uint64_t seqs[4096];
-    int n;
-};
-
-static int collect_patient(void *ctx, const struct hdx_record *r)
-{
-    struct patient_scan *p = ctx;
-    uint8_t want[HDX_BLIND_LEN];
-    memset(want, 'A' + p->patient, sizeof(want));
-    assert_memory_equal(r->patient, want, sizeof(want));
-    if (p->n) assert_true(r->seq > p->seqs[p->n - 1]); /* in seq order, each once */
-    assert_true(p->n < 4096);
-    p->seqs[p->n++] = r->seq;
-    return 0;
-}
-
-/* Every seq from `from` on that the scan of p must return, at most limit (0: all). */
-static int expected_seqs(const struct patient_scan *p, uint64_t from, uint64_t last, size_t limit,
-                         uint64_t *out)
-{
-    int n = 0;
-    for (uint64_t seq = from; seq <= last && (!limit || (size_t)n < limit); seq++)
-        if (patient_of(seq) == p->patient &&
-            (!p->type || strcmp(seq % 2 ? "ORU^R01" : "ADT^A01", p->type) == 0))
-            out[n++] = seq;
-    return n;
-}
-
-static void check_patient_scans(struct hdx_store *s, uint64_t last)
-{
-    static const char *const types[] = {NULL, "ADT^A01"};
-    static uint64_t want[4096];
-    for (int k = 0; k < 3; k++)
-        for (size_t t = 0; t < 2; t++) {
-            static struct patient_scan got;
-            uint8_t tok[HDX_BLIND_LEN];
-            memset(tok, 'A' + k, sizeof(tok));
-            got = (struct patient_scan){.patient = k, .type = types[t]};
-            struct hdx_store_filter f = {.patient = tok, .type = types[t]};
-            long n = hdx_store_scan(s, &f, 0, collect_patient, &got);
-            assert_int_equal(n, expected_seqs(&got, 1, last, 0, want));
-            assert_memory_equal(got.seqs, want, (size_t)n * sizeof(want[0]));
-            /* a page that starts among the postings and ends among the newest rows */
-            got.n = 0;
-            f.from_seq = 2000;
-            n = hdx_store_scan(s, &f, 40, collect_patient, &got);
-            assert_int_equal(n, expected_seqs(&got, 2000, last, 40, want));
-            assert_true(want[0] < 2048 && want[n - 1] > 2048);
-            assert_memory_equal(got.seqs, want, (size_t)n * sizeof(want[0]));
-        }
-}
-
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return v;
-}
-
-/* A new store in tmpdir/NAME (its own directory: the segment files live beside it) with
- * records 1..n appended in one transaction, left open in it. */
-static struct hdx_store *patients_store(char *path, size_t cap, const char *name, uint64_t n,
-                                        uint8_t chain[32])
-{
-    struct hdx_store *s = NULL;
-    snprintf(path, cap, "%s/%s", tmpdir, name);
-    assert_int_equal(mkdir(path, 0700), 0);
-    snprintf(path, cap, "%s/%s/store.db", tmpdir, name);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_CREATE | HDX_STORE_NOSYNC, &s), HDX_OK);
-    assert_int_equal(hdx_store_begin(s), HDX_OK);
-    append_patients(s, 1, n, chain);
-    return s;
-}
-
-/* A patient's records are found through its postings up to the merge mark and by the patient
- * column after it, in seq order across the boundary, with every other filter; the postings are
- * appended in runs whether the batch is in a transaction or not (a tool's single append). */
-static void test_patient_postings(void **state)
-{
-    char path[400];
-    struct hdx_store *s = NULL;
-    uint8_t chain[32] = {0};
-    s = patients_store(path, sizeof(path), "postings", 1500, chain);
-    assert_int_equal(hdx_store_commit(s), HDX_OK);
-    append_patients(s, 1501, 2600, chain); /* each its own autocommit */
-    check_patient_scans(s, 2600);
-    hdx_store_close(s);
-    /* one-record batches: merged at 1024 and 2048, the rest (2049..2600) only in records */
-    assert_int_equal(sql_int(path, "SELECT v FROM meta WHERE k='patient_merged'"), 2048);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM patient_postings"),
-                     sql_int(path, "SELECT count(*) FROM records WHERE seq<=2048"
-                                   " AND patient IS NOT NULL"));
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM patient_postings p LEFT JOIN records r"
-                                   " ON r.seq=p.seq AND r.patient=p.patient WHERE r.seq IS NULL"),
-                     0);
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
-    check_patient_scans(s, 2600);
-    hdx_store_close(s);
-    /* The merged records are found through the postings alone: without them, none is. */
-    downgrade(path, "DELETE FROM patient_postings");
-    assert_int_equal(hdx_store_open(path, HDX_STORE_RDONLY, &s), HDX_OK);
-    uint8_t tok[HDX_BLIND_LEN];
-    memset(tok, 'A', sizeof(tok));
-    struct hdx_store_filter f = {.patient = tok, .from_seq = 1, .type = NULL};
-    static struct patient_scan got;
-    got = (struct patient_scan){.patient = 0};
-    assert_true(hdx_store_scan(s, &f, 0, collect_patient, &got) > 0);
-    assert_true(got.seqs[0] > 2048);
-    hdx_store_close(s);
-}
-
-/* A schema-9 store (records_patient, no postings) gets every patient record's posting when a
- * writer opens it, the mark at its newest record and the old index dropped. */
-static void test_migrate_9_to_10(void **state)
-{
-    char path[400];
-    struct hdx_store *s = NULL;
-    uint8_t chain[32] = {0};
-    s = patients_store(path, sizeof(path), "v9", 2600, chain);
-    assert_int_equal(hdx_store_commit(s), HDX_OK);
-    hdx_store_close(s);
-    downgrade(path, "DROP TABLE patient_postings; DELETE FROM meta WHERE k='patient_merged';"
-                    "CREATE INDEX records_patient ON records(patient) WHERE patient IS NOT NULL;"
-                    "UPDATE meta SET v=9 WHERE k='schema_version';");
-    s = open_migrated(path);
-    check_patient_scans(s, 2600);
-    hdx_store_close(s);
-    assert_int_equal(sql_int(path, "SELECT v FROM meta WHERE k='patient_merged'"), 2600);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM patient_postings"),
-                     sql_int(path, "SELECT count(*) FROM records WHERE patient IS NOT NULL"));
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master"
-                                   " WHERE name='records_patient'"),
-                     0);
-}
-
 /* ---- bus ---- */
 
 struct fake_conn {
@@ -859,8 +689,6 @@ int main(void)
         cmocka_unit_test(test_migrate_6_to_7),
         cmocka_unit_test(test_migrate_7_to_8),
         cmocka_unit_test(test_migrate_8_to_9),
-        cmocka_unit_test(test_patient_postings),
-        cmocka_unit_test(test_migrate_9_to_10),
         cmocka_unit_test(test_bus_replay_then_live),
         cmocka_unit_test(test_bus_admit_hook),
     };
