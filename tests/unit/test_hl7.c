@@ -824,6 +824,66 @@ static int peek(const char *text, char *code, char *id)
     return hl7_peek_ack((const uint8_t *)text, strlen(text), code, 8, id, 200);
 }
 
+/* check_bytes reads eight bytes at a time where they are all plain: every byte value, at
+ * every offset of a word, must still get the byte-by-byte verdict and location, and a field
+ * must still be measured to the byte. */
+static void test_every_byte_at_every_offset(void **state)
+{
+    (void)state;
+    static const char head[] = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|X1|P|2.5.1\rOBX|1|ST|X||";
+    char buf[256];
+    for (int b = 0; b < 256; b++) {
+        if (b == '\r' || b == '\n') continue; /* terminators: another segment */
+        for (size_t k = 0; k < 18; k++) {
+            struct hl7_msg m;
+            struct hl7_error e;
+            size_t n = sizeof(head) - 1;
+            memcpy(buf, head, n);
+            memset(buf + n, 'A', 24);
+            buf[n + k] = (char)b;
+            memcpy(buf + n + 24, "|Z\r", 3);
+            int bad = b == 0x00 || b == 0x0B || b == 0x1C || b >= 0x80; /* lone byte: not UTF-8 */
+            int rc = parse(buf, n + 27, &m, &e);
+            if (rc != (bad ? -1 : 0)) fail_msg("byte 0x%02x at offset %zu: rc %d", b, k, rc);
+            if (bad) {
+                assert_string_equal(e.seg, "OBX");
+                assert_int_equal(e.field, 5);
+            }
+            hl7_msg_free(&m);
+        }
+    }
+    /* a field separator inside a word still counts: the NUL after it is in OBX-6 */
+    for (size_t k = 0; k < 18; k++) {
+        struct hl7_msg m;
+        struct hl7_error e;
+        size_t n = sizeof(head) - 1;
+        memcpy(buf, head, n);
+        memset(buf + n, 'A', 24);
+        buf[n + k] = '|';
+        buf[n + k + 3] = '\0';
+        memcpy(buf + n + 24, "\r", 1);
+        assert_int_equal(parse(buf, n + 25, &m, &e), -1);
+        assert_int_equal(e.field, 6);
+        hl7_msg_free(&m);
+    }
+    /* OBX-5 of exactly the limit passes; one byte more fails, at every length's alignment */
+    for (size_t lim = 8; lim < 40; lim++) {
+        struct hl7_limits l = {0, lim};
+        for (size_t extra = 0; extra < 2; extra++) {
+            struct hl7_msg m;
+            struct hl7_error e;
+            size_t n = sizeof(head) - 1, f = lim + extra;
+            memcpy(buf, head, n);
+            memset(buf + n, 'B', f);
+            memcpy(buf + n + f, "\r", 1);
+            int rc = hl7_parse((const uint8_t *)buf, n + f + 1, &l, &m, &e);
+            if (rc != (extra ? -1 : 0)) fail_msg("limit %zu, field of %zu: rc %d", lim, f, rc);
+            if (extra) assert_int_equal(e.field, 5);
+            hl7_msg_free(&m);
+        }
+    }
+}
+
 static void test_peek_ack(void **state)
 {
     (void)state;
@@ -886,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_msg_without_trigger),
         cmocka_unit_test(test_bitflip_truncation),
         cmocka_unit_test(test_peek_ack),
+        cmocka_unit_test(test_every_byte_at_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
