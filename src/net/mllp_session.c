@@ -430,6 +430,25 @@ static int drop_garbage(struct hdx_conn *c, struct evbuffer *in, size_t n)
     return 0;
 }
 
+/* 1 when the buffer holds a frame that began in an earlier read (the start block at offset 0,
+ * *resume payload bytes searched) and no 0x1C arrived since: mllp_scan would answer NEED_MORE
+ * with *resume at the end, which is set here without making the buffer contiguous. Pulling
+ * it up on every read copied a 512 KiB message about 32 times (one copy per 16 KiB read). */
+static int frame_still_open(struct evbuffer *in, size_t len, size_t max, size_t *resume)
+{
+    size_t rel = *resume;
+    unsigned char first;
+    if (rel == 0 || len - 1 > max || 1 + rel > len) return 0;
+    if (evbuffer_copyout(in, &first, 1) != 1 || first != MLLP_SB) return 0;
+    if (1 + rel < len) {
+        struct evbuffer_ptr at;
+        if (evbuffer_ptr_set(in, &at, 1 + rel, EVBUFFER_PTR_SET) != 0) return 0;
+        if (evbuffer_search(in, "\x1c", 1, &at).pos != -1) return 0; /* the scanner decides */
+    }
+    *resume = len - 1;
+    return 1;
+}
+
 static void mllp_read(struct hdx_conn *c)
 {
     struct mllp_conn *ss = c->session;
@@ -450,6 +469,10 @@ static void mllp_read(struct hdx_conn *c)
         }
         size_t len = evbuffer_get_length(in), want = len < max + 3 ? len : max + 3;
         if (!len) break;
+        if (frame_still_open(in, len, max, &ss->scan_resume)) {
+            arm_frame_timer(c, 1);
+            return;
+        }
         const uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)want);
         struct mllp_scan s;
         enum mllp_status st = mllp_scan(data, want, max, &ss->scan_resume, &s);
