@@ -68,7 +68,9 @@ struct hdx_seg {
     pthread_mutex_t lk;
     pthread_cond_t cv;
     enum prep_state st;
-    int hurry; /* the writer waits for the file being made */
+    int hurry;         /* the writer waits for the file being made */
+    int late;          /* the writer is past half its file and the next is not ready: no pauses */
+    uint64_t late_for; /* writer's: base of the current file it has said "late" for */
     uint64_t pbase;
     size_t psize;
     int pfd;
@@ -305,10 +307,12 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
 /* Temp name, header and zeros, sync, rename (never over an existing file), directory sync.
  * Returns the open O_RDWR fd in *out. Runs on the helper thread or the writer. */
 /* paced (the helper thread making a file ahead): the zeros go to the disk 256 KiB at a time
- * with a 1 ms pause between, unless the writer is waiting for the file (hurry). Written at
- * once, 64 MiB of zeros and their fsync held the disk for a tenth of a second every few
- * seconds, and every batch's fdatasync queued behind them: most of the p99 ACK latency at a
- * steady rate. */
+ * with a 1 ms pause between. Written at once, 64 MiB of zeros and their fsync held the disk
+ * for a tenth of a second every few seconds, and every batch's fdatasync queued behind them:
+ * most of the p99 ACK latency at a steady rate. The pauses cap the helper near 150 MB/s, and
+ * zeros cost as much to write as the data, below what large bodies fill a file at (512 KiB
+ * messages: 220 MB/s here), so once the writer is past half its file (late) or waits for it
+ * (hurry), the rest of the file is fallocated instead (zeros where fallocate fails). */
 #define PACE_CHUNK (256u << 10)
 static int make_file(struct hdx_seg *s, uint64_t base, size_t size, int *out, int paced)
 {
@@ -334,13 +338,20 @@ static int make_file(struct hdx_seg *s, uint64_t base, size_t size, int *out, in
         if (off == 0) memset(z, 0, HDX_SEG_HEADER_LEN);
         if (!paced || (s->flags & HDX_SEG_NOSYNC)) continue;
         pthread_mutex_lock(&s->lk);
-        int hurry = s->hurry;
+        int hurry = s->hurry, late = s->late;
         pthread_mutex_unlock(&s->lk);
+        /* Behind the writer: the rest as unwritten extents, which read as zeros. The batches
+         * that land there pay ext4's extent conversion in their fdatasync (see segment.h),
+         * which only writers fast enough to be late (large bodies) meet, and it is small
+         * beside their own data; zeros would cost them a stall here instead. */
+        if ((hurry || late) && off + n < size &&
+            fallocate(fd, 0, (off_t)(off + n), (off_t)(size - off - n)) == 0)
+            break;
         if (hurry) continue;
         (void)sync_file_range(fd, (off_t)off, (off_t)n,
                               SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                   SYNC_FILE_RANGE_WAIT_AFTER);
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        if (!late) nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     if (!(s->flags & HDX_SEG_NOSYNC) && fsync(fd) != 0) goto out;
     if (renameat2(s->dirfd, tmp, s->dirfd, fin, RENAME_NOREPLACE) != 0) {
@@ -371,6 +382,7 @@ static void *prep_main(void *arg)
             pthread_cond_wait(&s->cv, &s->lk);
         if (s->stop) break;
         s->st = PREP_BUSY;
+        s->late = 0;
         uint64_t base = s->pbase;
         size_t size = s->psize;
         pthread_mutex_unlock(&s->lk);
@@ -387,11 +399,20 @@ static void *prep_main(void *arg)
     return NULL;
 }
 
-/* Asks the helper for the file after the current one, once the current one is half full. */
+/* Asks the helper for the file after the current one as soon as there is a current one: the
+ * helper then has the whole file's filling time. Once the current file is half full and the
+ * next is still being made, tells the helper it is late. */
 static void maybe_ask(struct hdx_seg *s)
 {
     const struct seg_file *f = s->cur == SIZE_MAX ? NULL : &s->files[s->cur];
-    if (f && (s->asked_for == f->base || s->cur_off < f->size / 2)) return;
+    if (f && s->asked_for == f->base) {
+        if (s->late_for == f->base || s->cur_off < f->size / 2) return;
+        s->late_for = f->base;
+        pthread_mutex_lock(&s->lk);
+        if (s->st == PREP_ASKED || s->st == PREP_BUSY) s->late = 1;
+        pthread_mutex_unlock(&s->lk);
+        return;
+    }
     pthread_mutex_lock(&s->lk);
     if (!s->thr_started) {
         if (pthread_create(&s->thr, NULL, prep_main, s) != 0) {
@@ -433,11 +454,15 @@ static int next_file(struct hdx_seg *s, uint64_t seq, size_t need)
         why = "not_started";
     }
     s->hurry = 1; /* the helper stops pacing its writes */
+    int64_t wait_from = s->st == PREP_BUSY ? hdx_monotonic_us() : 0;
     while (s->st == PREP_BUSY) {
         why = "in_progress";
         pthread_cond_wait(&s->cv, &s->lk);
     }
     s->hurry = 0;
+    long long waited_ms = wait_from ? (long long)(hdx_monotonic_us() - wait_from) / 1000 : 0;
+    if (waited_ms >= 5 && s->cur != SIZE_MAX) /* every append waited with it: a stall */
+        hdx_warn("seg_wait", "seq=%llu waited_ms=%lld", (unsigned long long)seq, waited_ms);
     if (s->st == PREP_READY) {
         if (s->pbase <= seq && s->psize >= need) {
             fd = s->pfd;

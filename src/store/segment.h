@@ -12,11 +12,12 @@
  * journal commit. Measured on this ext4 disk, 64 frames of 1.1 KB per fdatasync into a 64 MiB
  * file: zero-filled 160 us per batch, fallocate()d 240-300 us (ext4 must still convert its
  * unwritten extents on first write, a journal commit), growing file 230-410 us. A new file is
- * made by a background thread once the current one is half full: temp name, zeros, fdatasync,
- * rename, fsync of the directory; the writer never appends to a file whose name or size is not
- * durable. Its base is the next seq at the time it was asked for (hence "no smaller seq", not
- * "first seq"). If it is not ready in time the writer makes one itself (hdx_warn). Appends are
- * written file by file, each followed by its fdatasync, so a later file never holds durable
+ * made by a background thread as soon as the current one is in use: temp name, zeros (paced;
+ * the rest fallocated once the writer is past half its file first), fdatasync, rename, fsync of
+ * the directory; the writer never appends to a file whose name or size is not durable. Its
+ * base is the next seq at the time it was asked for (hence "no smaller seq", not "first
+ * seq"). If it is not ready in time the writer waits for it or makes one itself (hdx_warn). Appends
+ * are written file by file, each followed by its fdatasync, so a later file never holds durable
  * frames while an earlier one may not.
  *
  * Errors: HDX_OK or a negative hdx_err (core/err.h). A failed write or sync makes the handle

@@ -71,6 +71,9 @@ def make_message(dev, rnd, i, rng):
         f"OBR|1||{cid}-O|8867-4^Heart rate^LN|||{ts}",
         f"OBX|1|NM|8867-4^Heart rate^LN||{hr}|/min^beats per minute^UCUM|||||F|||{ts}",
     ]
+    pad = int(os.environ.get("HDX_CRASH_PAD", "0"))  # bytes of NTE segments: large bodies
+    for k in range((pad + 999) // 1000):
+        segs.append(f"NTE|{k + 1}||{cid}-" + "".join(chr(65 + (i + k) % 26) for i in range(980)))
     return cid, segs
 
 

@@ -257,6 +257,46 @@ static void test_roundtrip(void **state)
     hdx_seg_close(s);
 }
 
+static size_t len_256k(uint64_t seq)
+{
+    return (256u << 10) - HDX_SEG_FRAME_OVERHEAD - (size_t)(seq % 3) * 4096;
+}
+
+/* A writer of large frames overtakes the helper's paced zeros (16 chunks and pauses per 4 MiB
+ * file against a few fdatasyncs): the rest of such a file is fallocated, and every file must
+ * still be exactly the segment size, zero after its last frame, and read back and recover
+ * like any other. */
+static void test_fast_writer(void **state)
+{
+    static struct book b;
+    const size_t size = 4u << 20;
+    memset(&b, 0, sizeof b);
+    struct hdx_seg *s = writer(size);
+    assert_int_equal(hdx_seg_recover(s, 0, (struct hdx_seg_pos){0, 0}, NULL), HDX_OK);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(append(s, &b, 1 + (size_t)i % 2, len_256k, 0), HDX_OK);
+    assert_true(count_files(&b) >= 5);
+    check_all(s, &b);
+    check_scan(s, &b);
+    hdx_seg_close(s);
+    for (uint64_t q = 1; q <= b.n; q++) {
+        if (q < b.n && b.pos[q + 1].base == b.pos[q].base) continue; /* not its file's last */
+        char path[400];
+        struct stat st;
+        file_of(b.pos[q].base, path, sizeof path);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal((size_t)st.st_size, size);
+        assert_zero_from(b.pos[q].base, frame_end(&b, q));
+    }
+    s = writer(size);
+    uint64_t cut = 99;
+    assert_int_equal(hdx_seg_recover(s, b.n, b.pos[b.n], &cut), HDX_OK);
+    assert_int_equal(cut, 0);
+    assert_int_equal(append(s, &b, 2, len_256k, 1), HDX_OK);
+    check_all(s, &b);
+    hdx_seg_close(s);
+}
+
 /* The damage a crash can leave after the last committed frame, and recovery from it. */
 enum torn { TORN_HASH, TORN_GARBLE, TORN_GARBAGE_AFTER, TORN_PARTIAL_HEADER, TORN_HALF_FRAME };
 
@@ -587,6 +627,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parsers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fast_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_earlier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_integrity, setup, teardown),
