@@ -11,7 +11,8 @@
 #      a steady RATE msgs/s; p99 ACK latency
 #   x. the outside generator (bench/outside_gen.js, Node.js) against the ceiling and hdxd, beside
 #      hdx bench: the two must agree within 25%
-#   d. 512 KiB bodies, BIG_CONNECTIONS connections: MB/s / the disk's sequential rate (step 0)
+#   d. 512 KiB bodies, BIG_CONNECTIONS connections: MB/s / the ACK-only server's MB/s with the
+#      same bodies and client (measured first in this step), and / the disk's sequential rate
 #   e. PostgreSQL, CONNECTIONS clients, one ~1 KB row per transaction, fsync on: hdx / pg
 #   h. 1,000 idle TLS connections (memory); hdx verify of (b)'s store, beside one core's
 #      AES-256-GCM and SHA-256 rates
@@ -257,13 +258,26 @@ if [ "$node_on" = 1 ]; then
 fi
 
 echo
-hdr "== d. ${big}-byte bodies, $bigconns connections, beside the disk's sequential rate (step 0)"
+hdr "== d. ${big}-byte bodies, $bigconns connections, beside the ACK-only server with the same bodies and the disk's sequential rate (step 0)"
+bigmax=$((big > 1048576 ? big : 1048576))
+"$bin/hdx" init "$work/bigceil" >/dev/null
+sed -i "s/^max_message = .*/max_message = $bigmax/" "$work/bigceil/hdx.conf"
+aport=$(free_port)
+"$bin/ackserver" -c "$work/bigceil/hdx.conf" -l 127.0.0.1:$aport -t $((secs * 2 + 120)) 2>"$work/bigceil/ackserver.log" &
+apid=$!
+pids+=("$apid")
+wait_log "$work/bigceil/ackserver.log" "$apid"
+run bigceil "$bin/hdx" bench -d "$work/bigceil" --to 127.0.0.1:$aport --connections "$bigconns" --seconds "$secs" --size "$big"
+stop_pid "$apid"
 "$bin/hdx" init "$work/big" >/dev/null
-start_hdxd "$work/big" -o mllp.max_message=$((big > 1048576 ? big : 1048576))
+start_hdxd "$work/big" -o mllp.max_message=$bigmax
 run big "$bin/hdx" bench -d "$work/big" --to 127.0.0.1:$port --connections "$bigconns" --seconds "$secs" --size "$big"
 stop_pid "$hpid"
 big_mbps=$(kv "$work/big.out" mb_per_s)
+bigceil_mbps=$(kv "$work/bigceil.out" mb_per_s)
+echo "ratio: hdx MB/s / ACK-only server MB/s (same bodies) = $big_mbps / $bigceil_mbps = $(ratio "$big_mbps" "$bigceil_mbps")"
 echo "ratio: hdx MB/s / disk sequential MB/s = $big_mbps / $seq_mbps = $(ratio "$big_mbps" "$seq_mbps")"
+echo "ratio: ACK-only server MB/s / disk sequential MB/s = $bigceil_mbps / $seq_mbps = $(ratio "$bigceil_mbps" "$seq_mbps")"
 
 pg_on=${BENCH_PG:-auto}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
@@ -376,7 +390,7 @@ fi
 add_head "ceiling_${conns}x1_msgs_per_s=$c1 hdx_${conns}x1_msgs_per_s=$h1 hdx_over_ceiling_${conns}x1=$(ratio "$h1" "$c1") hdx_${conns}x1_p99_ms=$(kv "$work/hdx1.out" p99_ms) ceiling_${conns}x1_p99_ms=$(kv "$work/ceil1.out" p99_ms)"
 add_head "ceiling_${conns}x${inflight}_msgs_per_s=$cN hdx_${conns}x${inflight}_msgs_per_s=$hN hdx_over_ceiling_${conns}x${inflight}=$(ratio "$hN" "$cN") hdx_${conns}x${inflight}_p99_ms=$(kv "$work/hdxN.out" p99_ms) ceiling_${conns}x${inflight}_p99_ms=$(kv "$work/ceilN.out" p99_ms)"
 add_head "rate_target=$rate rate_msgs_per_s=$(kv "$work/rate.out" msgs_per_s) rate_p50_ms=$(kv "$work/rate.out" p50_ms) rate_p99_ms=$(kv "$work/rate.out" p99_ms) rate_held=$(grep -q 'NOT held' "$work/rate.out" && echo no || echo yes) rate_after_closed_loop_same_dir=yes"
-add_head "big_size=$big big_connections=$bigconns big_msgs_per_s=$(kv "$work/big.out" msgs_per_s) big_mb_per_s=$big_mbps disk_seq_mb_per_s=$seq_mbps big_over_disk_seq=$(ratio "$big_mbps" "$seq_mbps")"
+add_head "big_size=$big big_connections=$bigconns big_msgs_per_s=$(kv "$work/big.out" msgs_per_s) big_mb_per_s=$big_mbps big_p99_ms=$(kv "$work/big.out" p99_ms) bigceil_mb_per_s=$bigceil_mbps bigceil_p99_ms=$(kv "$work/bigceil.out" p99_ms) big_over_bigceil=$(ratio "$big_mbps" "$bigceil_mbps") disk_seq_mb_per_s=$seq_mbps big_over_disk_seq=$(ratio "$big_mbps" "$seq_mbps") bigceil_over_disk_seq=$(ratio "$bigceil_mbps" "$seq_mbps")"
 add_head "pg_tps=$pg_tps hdx_over_pg=$(ratio "$h1" "$pg_tps")"
 add_head "hdx_over_disk_batch1=$(ratio "$h1" "$(grep 'batch=1 ' "$work/diskflush.out" | grep -o 'records_per_s=[^ ]*' | cut -d= -f2)")"
 for l in hdx1 hdxN; do
