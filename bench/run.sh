@@ -329,12 +329,19 @@ echo
 hdr "== h. hdx verify of the store from step b (${conns}x1 and the steady run; $(nproc) threads)"
 openssl speed -seconds 3 -bytes 1024 -evp aes-256-gcm 2>/dev/null | tail -1 | sed 's/^/machine (one core, 1 KiB): /'
 openssl speed -seconds 3 -bytes 1024 -evp sha256 2>/dev/null | tail -1 | sed 's/^/machine (one core, 1 KiB): /'
+# The target is per core: records over the CPU seconds (user + system) verify used, beside
+# the wall time its threads took.
 for mode in "" --fast; do
   t0=$(date +%s%N)
-  "$bin/hdx" verify -d "$work/h1" $mode | tail -1 | tee "$work/verify$mode.out"
+  TIMEFORMAT='%3U %3S'
+  { time "$bin/hdx" verify -d "$work/h1" $mode >"$work/verify$mode.full"; } 2>"$work/verify$mode.cpu"
+  tail -1 "$work/verify$mode.full" | tee "$work/verify$mode.out"
   ms=$((($(date +%s%N) - t0) / 1000000))
-  echo "verify $mode: $ms ms wall"
-  add "verify${mode:+_${mode#--}}_ms=$ms verify${mode:+_${mode#--}}_records=$(grep -o 'records=[0-9]*' "$work/verify$mode.out" | cut -d= -f2)"
+  n=$(grep -o 'records=[0-9]*' "$work/verify$mode.out" | cut -d= -f2)
+  cpu_s=$(awk '{print $1 + $2}' "$work/verify$mode.cpu")
+  per_cpu_s=$(awk -v n="${n:-0}" -v c="$cpu_s" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "na" }')
+  echo "verify $mode: $ms ms wall, $cpu_s CPU seconds, $per_cpu_s records per CPU second"
+  add "verify${mode:+_${mode#--}}_ms=$ms verify${mode:+_${mode#--}}_records=$n verify${mode:+_${mode#--}}_cpu_s=$cpu_s verify${mode:+_${mode#--}}_records_per_cpu_s=$per_cpu_s"
 done
 
 if [ "${BENCH_API:-1}" = 1 ]; then
