@@ -309,10 +309,10 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
 /* paced (the helper thread making a file ahead): the zeros go to the disk 256 KiB at a time
  * with a 1 ms pause between. Written at once, 64 MiB of zeros and their fsync held the disk
  * for a tenth of a second every few seconds, and every batch's fdatasync queued behind them:
- * most of the p99 ACK latency at a steady rate. The pauses cap the helper near 150 MB/s, and
- * zeros cost as much to write as the data, below what large bodies fill a file at (512 KiB
- * messages: 220 MB/s here), so once the writer is past half its file (late) or waits for it
- * (hurry), the rest of the file is fallocated instead (zeros where fallocate fails). */
+ * most of the p99 ACK latency at a steady rate. The pauses cap the helper near 150 MB/s,
+ * below the rate large bodies fill a file at (512 KiB messages: 220 MB/s here), and zeros
+ * cost as much to write as the data; so once the writer is past half its file (late) or waits
+ * for it (hurry), the rest of the file is fallocated instead (zeros where fallocate fails). */
 #define PACE_CHUNK (256u << 10)
 static int make_file(struct hdx_seg *s, uint64_t base, size_t size, int *out, int paced)
 {

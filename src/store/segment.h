@@ -16,9 +16,9 @@
  * the rest fallocated once the writer is past half its file first), fdatasync, rename, fsync of
  * the directory; the writer never appends to a file whose name or size is not durable. Its
  * base is the next seq at the time it was asked for (hence "no smaller seq", not "first
- * seq"). If it is not ready in time the writer waits for it or makes one itself (hdx_warn). Appends
- * are written file by file, each followed by its fdatasync, so a later file never holds durable
- * frames while an earlier one may not.
+ * seq"). If it is not ready in time the writer waits for it or makes one itself (hdx_warn).
+ * Appends are written file by file, each followed by its fdatasync, so a later file never
+ * holds durable frames while an earlier one may not.
  *
  * Errors: HDX_OK or a negative hdx_err (core/err.h). A failed write or sync makes the handle
  * sticky-failed: every later append returns HDX_E_IO and nothing may be acknowledged; reopen
