@@ -827,19 +827,27 @@ static int peek(const char *text, char *code, char *id)
 /* check_bytes reads eight bytes at a time where they are all plain: every byte value, at
  * every offset of a word, must still get the byte-by-byte verdict and location, and a field
  * must still be measured to the byte. */
+static const char obx_head[] = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|X1|P|2.5.1\rOBX|1|ST|X||";
+
+/* buf = obx_head then 24 'A's (OBX-5); returns where OBX-5 starts */
+static size_t obx5_of_as(char *buf)
+{
+    size_t n = sizeof(obx_head) - 1;
+    memcpy(buf, obx_head, n);
+    memset(buf + n, 'A', 24);
+    return n;
+}
+
 static void test_every_byte_at_every_offset(void **state)
 {
     (void)state;
-    static const char head[] = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|X1|P|2.5.1\rOBX|1|ST|X||";
     char buf[256];
     for (int b = 0; b < 256; b++) {
         if (b == '\r' || b == '\n') continue; /* terminators: another segment */
         for (size_t k = 0; k < 18; k++) {
             struct hl7_msg m;
             struct hl7_error e;
-            size_t n = sizeof(head) - 1;
-            memcpy(buf, head, n);
-            memset(buf + n, 'A', 24);
+            size_t n = obx5_of_as(buf);
             buf[n + k] = (char)b;
             memcpy(buf + n + 24, "|Z\r", 3);
             int bad = b == 0x00 || b == 0x0B || b == 0x1C || b >= 0x80; /* lone byte: not UTF-8 */
@@ -856,9 +864,7 @@ static void test_every_byte_at_every_offset(void **state)
     for (size_t k = 0; k < 18; k++) {
         struct hl7_msg m;
         struct hl7_error e;
-        size_t n = sizeof(head) - 1;
-        memcpy(buf, head, n);
-        memset(buf + n, 'A', 24);
+        size_t n = obx5_of_as(buf);
         buf[n + k] = '|';
         buf[n + k + 3] = '\0';
         memcpy(buf + n + 24, "\r", 1);
@@ -872,8 +878,8 @@ static void test_every_byte_at_every_offset(void **state)
         for (size_t extra = 0; extra < 2; extra++) {
             struct hl7_msg m;
             struct hl7_error e;
-            size_t n = sizeof(head) - 1, f = lim + extra;
-            memcpy(buf, head, n);
+            size_t n = sizeof(obx_head) - 1, f = lim + extra;
+            memcpy(buf, obx_head, n);
             memset(buf + n, 'B', f);
             memcpy(buf + n + f, "\r", 1);
             int rc = hl7_parse((const uint8_t *)buf, n + f + 1, &l, &m, &e);
